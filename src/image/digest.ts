@@ -1,0 +1,65 @@
+/** Content digests as used by OCI: `<algorithm>:<encoded>`. */
+import { createHash, type Hash } from "node:crypto";
+import { InvalidDigestError } from "./errors.ts";
+
+export type DigestAlgorithm = "sha256" | "sha512";
+
+const HEX_LENGTH: Record<DigestAlgorithm, number> = { sha256: 64, sha512: 128 };
+
+export interface ParsedDigest {
+  algorithm: DigestAlgorithm;
+  hex: string;
+  /** `algorithm:hex` */
+  digest: string;
+}
+
+/** Parses and validates `sha256:<64 hex>` or `sha512:<128 hex>` (lowercase hex only). */
+export function parseDigest(digest: string): ParsedDigest {
+  const colon = digest.indexOf(":");
+  if (colon <= 0) throw new InvalidDigestError(digest, "missing '<algorithm>:' prefix");
+  const algorithm = digest.slice(0, colon);
+  const hex = digest.slice(colon + 1);
+  if (algorithm !== "sha256" && algorithm !== "sha512") {
+    throw new InvalidDigestError(digest, `unsupported algorithm ${JSON.stringify(algorithm)}`);
+  }
+  const want = HEX_LENGTH[algorithm];
+  if (hex.length !== want || !/^[0-9a-f]+$/.test(hex)) {
+    throw new InvalidDigestError(
+      digest,
+      `${algorithm} digests have exactly ${want} lowercase hex characters`,
+    );
+  }
+  return { algorithm, hex, digest };
+}
+
+export function isDigest(value: string): boolean {
+  try {
+    parseDigest(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An incremental hasher that also counts bytes. */
+export class Digester {
+  readonly algorithm: DigestAlgorithm;
+  private readonly hash: Hash;
+  size = 0;
+  constructor(algorithm: DigestAlgorithm = "sha256") {
+    this.algorithm = algorithm;
+    this.hash = createHash(algorithm);
+  }
+  update(chunk: Uint8Array): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+  }
+  /** `algorithm:hex`; may be called once. */
+  digest(): string {
+    return `${this.algorithm}:${this.hash.digest("hex")}`;
+  }
+}
+
+export function sha256Of(data: Uint8Array | string): string {
+  return `sha256:${createHash("sha256").update(data).digest("hex")}`;
+}
