@@ -1,0 +1,107 @@
+/**
+ * Advisory locks between processes (a lock file created with O_EXCL holding
+ * the owner's PID; a lock whose owner is dead is taken over) and within one
+ * process (a promise chain per path, so callers in one process queue without
+ * polling).
+ */
+import { link, open, readFile, rename, unlink } from "node:fs/promises";
+
+const inProcess = new Map<string, Promise<unknown>>();
+
+export interface LockOptions {
+  /** Give up after this long (default 10 minutes). */
+  timeoutMs?: number;
+  /** What is being locked, for the timeout error. */
+  what?: string;
+}
+
+export async function withFileLock<T>(
+  lockPath: string,
+  fn: () => Promise<T>,
+  options: LockOptions = {},
+): Promise<T> {
+  const previous = inProcess.get(lockPath) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const chained = previous.then(() => mine);
+  inProcess.set(lockPath, chained);
+  try {
+    await previous.catch(() => {});
+    await acquire(lockPath, options);
+    try {
+      return await fn();
+    } finally {
+      await unlink(lockPath).catch(() => {});
+    }
+  } finally {
+    release();
+    if (inProcess.get(lockPath) === chained) inProcess.delete(lockPath);
+  }
+}
+
+async function acquire(lockPath: string, options: LockOptions): Promise<void> {
+  const deadline = Date.now() + (options.timeoutMs ?? 10 * 60_000);
+  let delay = 10;
+  for (;;) {
+    try {
+      const fh = await open(lockPath, "wx", 0o644);
+      try {
+        await fh.writeFile(`${process.pid}\n`);
+      } finally {
+        await fh.close();
+      }
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    await breakIfStale(lockPath);
+    if (Date.now() > deadline) {
+      const owner = await readFile(lockPath, "utf8").catch(() => "?");
+      throw new Error(
+        `timed out waiting for the lock on ${options.what ?? lockPath} (${lockPath}, held by PID ${owner.trim()})\n  hint: if no other pivot process is running, remove ${lockPath}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 200);
+  }
+}
+
+/** Removes a lock file whose owner process no longer exists. */
+async function breakIfStale(lockPath: string): Promise<void> {
+  let text: string;
+  try {
+    text = await readFile(lockPath, "utf8");
+  } catch {
+    return;
+  }
+  const pid = Number.parseInt(text, 10);
+  // An empty file is a lock being written right now; leave it.
+  if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) return;
+  // Move it aside first so that two processes breaking the same stale lock do
+  // not remove a fresh lock the other one just took.
+  const aside = `${lockPath}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    await rename(lockPath, aside);
+  } catch {
+    return;
+  }
+  const moved = await readFile(aside, "utf8").catch(() => "");
+  if (moved !== text) {
+    // We moved someone's fresh lock: put it back unless somebody took the path since.
+    await link(aside, lockPath).catch(() => {});
+    await unlink(aside).catch(() => {});
+    return;
+  }
+  await unlink(aside).catch(() => {});
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
