@@ -1,2 +1,19 @@
 // Pivot's library entry point: the runtime and engine as a typed API for Bun and Node programs.
-export const PIVOT_VERSION = "0.1.0";
+export {
+  ConfigError,
+  ContainerIdError,
+  LaunchError,
+  NotSupportedError,
+  PivotError,
+} from "./errors.ts";
+export { defaultSpec } from "./oci/default-spec.ts";
+export type * from "./oci/spec.ts";
+export { parseConfig, validateSpec } from "./oci/validate.ts";
+export { compileContainerPlan, compileExecPlan, type Plan, type PlanStep } from "./runtime/plan.ts";
+export {
+  type CreateOptions,
+  type ExecOptions,
+  Runtime,
+  type RuntimeOptions,
+} from "./runtime/runtime.ts";
+export { PIVOT_VERSION } from "./version.ts";

@@ -1,0 +1,762 @@
+/*
+ * pivot-launcher: executes a launch plan compiled by Pivot's TypeScript side.
+ *
+ * It holds no policy. It reads the plan (a list of steps, see src/runtime/wire.ts) from the
+ * control socket, replays the steps in order, and reports back on the same socket: the init's
+ * pid, sync points where the TypeScript side acts (id maps, cgroups, hooks), readiness, the
+ * exit status, and, for a failed step, the step's index, errno and a detail string.
+ *
+ * Processes:
+ *   launcher ──ForkSetup──▶ setup child ──ForkInit (CLONE_PARENT)──▶ container init
+ * The setup child exists so a new user namespace can be mapped by the parent before the other
+ * namespaces are created (they are then owned by it), and so that init, forked after
+ * unshare(CLONE_NEWPID), is PID 1 of the new PID namespace while being the launcher's child.
+ *
+ * Usage: pivot-launcher CONTROL_FD
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+#define MAX_ARGS 4096
+#define MAX_SLOTS 16
+
+struct arg {
+  int is_int;
+  int64_t i;
+  char *s; /* NUL-terminated copy */
+  uint32_t len;
+};
+
+struct step {
+  int code;
+  int argc;
+  struct arg *args;
+};
+
+static int control_fd = -1;
+static struct step *steps;
+static int nsteps;
+static int current_step = -1;
+static int slots[MAX_SLOTS];
+static int wait_for_init;
+static int init_pid_pipe[2] = {-1, -1};
+static pid_t init_pid;
+static char resolved_exec[4096];
+static char *hook_state = ""; /* the container state for hooks, from the last sync reply */
+
+/* ---------- wire ---------- */
+
+static int read_full(int fd, void *buf, size_t n) {
+  char *p = buf;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t n) {
+  const char *p = buf;
+  while (n > 0) {
+    ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+/* Encodes a message of integer and string args; fmt is a string of 'i' and 's'. */
+static void send_event(int code, const char *fmt, ...) {
+  char buf[8192];
+  size_t at = 8;
+  va_list ap;
+  va_start(ap, fmt);
+  int argc = 0;
+  for (const char *f = fmt; *f; f++, argc++) {
+    if (*f == 'i') {
+      int64_t v = va_arg(ap, int64_t);
+      if (at + 9 > sizeof buf) break;
+      buf[at] = WIRE_TAG_INT;
+      memcpy(buf + at + 1, &v, 8);
+      at += 9;
+    } else {
+      const char *s = va_arg(ap, const char *);
+      uint32_t len = (uint32_t)strlen(s);
+      if (at + 5 + len > sizeof buf) len = (uint32_t)(sizeof buf - at - 5);
+      buf[at] = WIRE_TAG_STR;
+      memcpy(buf + at + 1, &len, 4);
+      memcpy(buf + at + 5, s, len);
+      at += 5 + len;
+    }
+  }
+  va_end(ap);
+  uint32_t len = (uint32_t)(at - 4);
+  uint16_t c = (uint16_t)code, n = (uint16_t)argc;
+  memcpy(buf, &len, 4);
+  memcpy(buf + 4, &c, 2);
+  memcpy(buf + 6, &n, 2);
+  write_full(control_fd, buf, at);
+}
+
+/* Reports the failing step with errno and a detail, then exits. */
+__attribute__((noreturn, format(printf, 2, 3))) static void fail(int err, const char *fmt, ...) {
+  char detail[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  send_event(EV_ERROR, "iis", (int64_t)current_step, (int64_t)err, detail);
+  _exit(1);
+}
+
+static struct step read_message(void) {
+  uint32_t len;
+  if (read_full(control_fd, &len, 4) < 0) fail(EPIPE, "control socket closed while reading the plan");
+  if (len < 4 || len > WIRE_MAX_MESSAGE) fail(EPROTO, "bad message length %u", len);
+  unsigned char *p = malloc(len);
+  if (!p) fail(ENOMEM, "out of memory");
+  if (read_full(control_fd, p, len) < 0) fail(EPIPE, "control socket closed mid-message");
+  struct step st;
+  uint16_t code, argc;
+  memcpy(&code, p, 2);
+  memcpy(&argc, p + 2, 2);
+  st.code = code;
+  st.argc = argc;
+  st.args = calloc(argc ? argc : 1, sizeof(struct arg));
+  if (!st.args) fail(ENOMEM, "out of memory");
+  uint32_t at = 4;
+  for (int i = 0; i < argc; i++) {
+    if (at + 1 > len) fail(EPROTO, "truncated message");
+    if (p[at] == WIRE_TAG_INT) {
+      if (at + 9 > len) fail(EPROTO, "truncated message");
+      st.args[i].is_int = 1;
+      memcpy(&st.args[i].i, p + at + 1, 8);
+      at += 9;
+    } else if (p[at] == WIRE_TAG_STR) {
+      uint32_t slen;
+      if (at + 5 > len) fail(EPROTO, "truncated message");
+      memcpy(&slen, p + at + 1, 4);
+      if (slen > len - at - 5) fail(EPROTO, "truncated message");
+      st.args[i].s = malloc(slen + 1);
+      if (!st.args[i].s) fail(ENOMEM, "out of memory");
+      memcpy(st.args[i].s, p + at + 5, slen);
+      st.args[i].s[slen] = 0;
+      st.args[i].len = slen;
+      at += 5 + slen;
+    } else {
+      fail(EPROTO, "bad argument tag %d", p[at]);
+    }
+  }
+  free(p);
+  return st;
+}
+
+static void read_plan(void) {
+  int cap = 64;
+  steps = malloc(sizeof(struct step) * (size_t)cap);
+  for (;;) {
+    struct step st = read_message();
+    if (st.code == OP_END) break;
+    if (nsteps == cap) {
+      cap *= 2;
+      steps = realloc(steps, sizeof(struct step) * (size_t)cap);
+      if (!steps) fail(ENOMEM, "out of memory");
+    }
+    steps[nsteps++] = st;
+  }
+}
+
+static int64_t I(struct step *st, int i) {
+  if (i >= st->argc || !st->args[i].is_int) fail(EPROTO, "step %d: argument %d is not an integer", current_step, i);
+  return st->args[i].i;
+}
+
+static const char *S(struct step *st, int i) {
+  if (i >= st->argc || st->args[i].is_int) fail(EPROTO, "step %d: argument %d is not a string", current_step, i);
+  return st->args[i].s;
+}
+
+/* A NULL-terminated vector of `n` strings starting at argument `from`. */
+static char **string_vector(struct step *st, int from, int n) {
+  if (n < 0 || n > MAX_ARGS || from + n > st->argc) fail(EPROTO, "bad vector in step %d", current_step);
+  char **v = calloc((size_t)n + 1, sizeof(char *));
+  if (!v) fail(ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) v[i] = (char *)S(st, from + i);
+  return v;
+}
+
+/* ---------- paths inside the root filesystem ---------- */
+
+static int open_in_root(const char *rootfs, const char *path, int flags, mode_t mode) {
+  int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) fail(errno, "open root filesystem %s", rootfs);
+  struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .mode = (flags & O_CREAT) ? mode : 0,
+                         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+  int saved = errno;
+  close(root);
+  errno = saved;
+  return fd;
+}
+
+/* mkdir -p inside the root: each component is created relative to its parent, and parents are
+ * reopened with RESOLVE_IN_ROOT, so a symlink in the way resolves inside the root. */
+static void mkdir_in_root(const char *rootfs, const char *path, mode_t mode) {
+  char buf[4096];
+  if (strlen(path) >= sizeof buf) fail(ENAMETOOLONG, "%s", path);
+  strcpy(buf, path);
+  char *p = buf;
+  while (*p == '/') p++;
+  while (*p) {
+    char *slash = strchr(p, '/');
+    if (slash) *slash = 0;
+    /* buf now holds the prefix up to and including this component. */
+    char *name = strrchr(buf, '/');
+    char saved = 0;
+    int parent;
+    if (name && name != buf) {
+      saved = *name;
+      *name = 0;
+      parent = open_in_root(rootfs, buf, O_PATH | O_DIRECTORY, 0);
+      *name = saved;
+      name++;
+    } else {
+      parent = open_in_root(rootfs, "/", O_PATH | O_DIRECTORY, 0);
+      name = name ? name + 1 : buf;
+    }
+    if (parent < 0) fail(errno, "open %s inside %s", buf, rootfs);
+    if (mkdirat(parent, name, mode) < 0 && errno != EEXIST) fail(errno, "mkdir %s inside %s", buf, rootfs);
+    close(parent);
+    if (!slash) break;
+    *slash = '/';
+    p = slash + 1;
+    while (*p == '/') p++;
+  }
+}
+
+/* Opens the parent directory of `path` inside the root (creating it) and returns the base name. */
+static int parent_in_root(const char *rootfs, const char *path, const char **base) {
+  static char dir[4096];
+  if (strlen(path) >= sizeof dir) fail(ENAMETOOLONG, "%s", path);
+  strcpy(dir, path);
+  char *slash = strrchr(dir, '/');
+  if (slash) {
+    *slash = 0;
+    *base = path + (slash - dir) + 1;
+  } else {
+    *base = path;
+    dir[0] = 0;
+  }
+  if (dir[0]) mkdir_in_root(rootfs, dir, 0755);
+  int fd = open_in_root(rootfs, dir[0] ? dir : "/", O_PATH | O_DIRECTORY, 0);
+  if (fd < 0) fail(errno, "open %s inside %s", dir, rootfs);
+  return fd;
+}
+
+/* ---------- steps ---------- */
+
+static void sync_with_parent(int point) {
+  send_event(EV_SYNC, "ii", (int64_t)point, (int64_t)getpid());
+  struct step reply = read_message();
+  if (reply.code != REPLY_CONTINUE) _exit(1);
+  if (reply.argc > 0 && !reply.args[0].is_int) hook_state = reply.args[0].s;
+}
+
+static pid_t clone_process(unsigned long flags) {
+  pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+  return pid;
+}
+
+static void forward_signal(int sig) {
+  if (init_pid > 0) kill(init_pid, sig);
+}
+
+/* The launcher after forking the setup child: reap it, then optionally wait for init. */
+__attribute__((noreturn)) static void supervise(pid_t setup) {
+  int status;
+  close(init_pid_pipe[1]);
+  if (wait_for_init) {
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+    struct sigaction sa = {.sa_handler = forward_signal};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+  }
+  if (read_full(init_pid_pipe[0], &init_pid, sizeof init_pid) < 0) init_pid = 0;
+  while (waitpid(setup, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) _exit(1);
+  if (!wait_for_init || init_pid <= 0) _exit(0);
+  for (;;) {
+    pid_t r = waitpid(init_pid, &status, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) _exit(1);
+    if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+  }
+  send_event(EV_EXITED, "i", (int64_t)status);
+  _exit(0);
+}
+
+static void set_cloexec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
+
+static void do_fork_setup(struct step *st) {
+  if (pipe2(init_pid_pipe, O_CLOEXEC) < 0) fail(errno, "pipe");
+  pid_t pid = clone_process((unsigned long)I(st, 0));
+  if (pid < 0) fail(errno, "fork the setup process (clone flags 0x%llx)", (unsigned long long)I(st, 0));
+  if (pid > 0) supervise(pid);
+  close(init_pid_pipe[0]);
+}
+
+static void do_fork_init(void) {
+  pid_t pid = clone_process(CLONE_PARENT);
+  if (pid < 0) fail(errno, "fork the container's init process");
+  if (pid > 0) {
+    /* The setup child: hand init's pid to the launcher and the TypeScript side, then leave. */
+    write(init_pid_pipe[1], &pid, sizeof pid);
+    send_event(EV_INIT_PID, "i", (int64_t)pid);
+    _exit(0);
+  }
+  close(init_pid_pipe[1]);
+}
+
+static void do_time_offsets(struct step *st) {
+  char buf[256];
+  int n = snprintf(buf, sizeof buf, "monotonic %lld %lld\nboottime %lld %lld\n", (long long)I(st, 0),
+                   (long long)I(st, 1), (long long)I(st, 2), (long long)I(st, 3));
+  int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, buf, (size_t)n) != n) fail(errno, "write /proc/self/timens_offsets");
+  close(fd);
+}
+
+static const char *nullable(const char *s) { return s[0] ? s : NULL; }
+
+static void do_mount_in_root(struct step *st) {
+  const char *rootfs = S(st, 0), *path = S(st, 1), *source = S(st, 2), *fstype = S(st, 3);
+  unsigned long flags = (unsigned long)I(st, 4);
+  const char *data = S(st, 5);
+  int fd = open_in_root(rootfs, path, O_PATH, 0);
+  if (fd < 0) fail(errno, "open mount point %s inside %s", path, rootfs);
+  char target[64];
+  snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+  if (mount(nullable(source), target, nullable(fstype), flags, nullable(data)) < 0) {
+    int err = errno;
+    /* A read-only remount inside a user namespace must keep locked flags; retry with them. */
+    if (err == EPERM && (flags & MS_REMOUNT)) {
+      struct statvfs sv;
+      if (fstatvfs(fd, &sv) == 0) {
+        unsigned long locked = sv.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_NODIRATIME | ST_RELATIME);
+        if (mount(nullable(source), target, nullable(fstype), flags | locked, nullable(data)) == 0) {
+          close(fd);
+          return;
+        }
+      }
+    }
+    fail(err, "mount %s on %s (inside %s) type %s", source[0] ? source : "none", path, rootfs,
+         fstype[0] ? fstype : "bind");
+  }
+  close(fd);
+}
+
+static void do_touch_in_root(struct step *st) {
+  const char *rootfs = S(st, 0), *path = S(st, 1);
+  const char *base;
+  int parent = parent_in_root(rootfs, path, &base);
+  close(parent);
+  int fd = open_in_root(rootfs, path, O_WRONLY | O_CREAT | O_NOCTTY, 0644);
+  if (fd < 0 && errno == EISDIR) fail(EISDIR, "%s inside %s is a directory, but a file is mounted there", path, rootfs);
+  if (fd < 0) fail(errno, "create %s inside %s", path, rootfs);
+  close(fd);
+}
+
+static void do_mknod_in_root(struct step *st) {
+  const char *rootfs = S(st, 0), *path = S(st, 1), *base;
+  int parent = parent_in_root(rootfs, path, &base);
+  dev_t dev = makedev((unsigned)I(st, 3), (unsigned)I(st, 4));
+  if (mknodat(parent, base, (mode_t)I(st, 2), dev) < 0) {
+    if (errno != EEXIST) fail(errno, "mknod %s inside %s", path, rootfs);
+    if (unlinkat(parent, base, 0) < 0 || mknodat(parent, base, (mode_t)I(st, 2), dev) < 0)
+      fail(errno, "replace %s inside %s with a device node", path, rootfs);
+  }
+  if (fchownat(parent, base, (uid_t)I(st, 5), (gid_t)I(st, 6), AT_SYMLINK_NOFOLLOW) < 0)
+    fail(errno, "chown %s inside %s", path, rootfs);
+  /* mknod applies the umask; set the mode exactly. */
+  if (fchmodat(parent, base, (mode_t)I(st, 2) & 07777, 0) < 0) fail(errno, "chmod %s inside %s", path, rootfs);
+  close(parent);
+}
+
+static void do_symlink_in_root(struct step *st) {
+  const char *rootfs = S(st, 0), *path = S(st, 1), *target = S(st, 2), *base;
+  int parent = parent_in_root(rootfs, path, &base);
+  if (symlinkat(target, parent, base) < 0 && errno != EEXIST) fail(errno, "symlink %s -> %s inside %s", path, target, rootfs);
+  close(parent);
+}
+
+static void do_pivot_root(const char *rootfs) {
+  int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (oldroot < 0) fail(errno, "open /");
+  int newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (newroot < 0) fail(errno, "open root filesystem %s", rootfs);
+  if (fchdir(newroot) < 0) fail(errno, "chdir %s", rootfs);
+  if (syscall(SYS_pivot_root, ".", ".") < 0) fail(errno, "pivot_root to %s", rootfs);
+  /* The old root is now stacked on /; make it a slave so unmounting it cannot propagate to the host. */
+  if (fchdir(oldroot) < 0) fail(errno, "chdir to the old root");
+  if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) fail(errno, "make the old root a slave mount");
+  if (umount2(".", MNT_DETACH) < 0) fail(errno, "detach the old root");
+  if (chdir("/") < 0) fail(errno, "chdir /");
+  close(oldroot);
+  close(newroot);
+}
+
+static void do_move_root(const char *rootfs) {
+  if (chdir(rootfs) < 0) fail(errno, "chdir %s", rootfs);
+  if (mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0) fail(errno, "move %s onto /", rootfs);
+  if (chroot(".") < 0) fail(errno, "chroot %s", rootfs);
+  if (chdir("/") < 0) fail(errno, "chdir /");
+}
+
+static void do_mask_path(const char *path) {
+  struct stat sb;
+  if (stat(path, &sb) < 0) {
+    if (errno == ENOENT) return;
+    fail(errno, "stat masked path %s", path);
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    if (mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0") < 0) fail(errno, "mask directory %s with a read-only tmpfs", path);
+  } else if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0) {
+    fail(errno, "mask %s with /dev/null", path);
+  }
+}
+
+static void do_readonly_path(const char *path) {
+  if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
+    if (errno == ENOENT) return;
+    fail(errno, "bind %s onto itself", path);
+  }
+  struct statvfs sv;
+  unsigned long keep = 0;
+  if (statvfs(path, &sv) == 0) keep = sv.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC);
+  if (mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | keep, NULL) < 0)
+    fail(errno, "remount %s read-only", path);
+}
+
+static void do_write_file(const char *path, const char *value) {
+  int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (fd < 0) fail(errno, "open %s", path);
+  size_t n = strlen(value);
+  if (write(fd, value, n) != (ssize_t)n) fail(errno, "write %s", path);
+  close(fd);
+}
+
+static void send_fd(int sock, int fd, const char *name) {
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  memset(cbuf, 0, sizeof cbuf);
+  struct iovec iov = {.iov_base = (void *)name, .iov_len = strlen(name)};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) fail(errno, "send the pty master over the console socket");
+}
+
+static void do_setup_terminal(struct step *st) {
+  int sock = slots[I(st, 0)];
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) fail(errno, "open /dev/ptmx");
+  int unlock = 0;
+  if (ioctl(master, TIOCSPTLCK, &unlock) < 0) fail(errno, "unlock the pty");
+  int n;
+  if (ioctl(master, TIOCGPTN, &n) < 0) fail(errno, "get the pty number");
+  char name[64];
+  snprintf(name, sizeof name, "/dev/pts/%d", n);
+  int slave = open(name, O_RDWR | O_NOCTTY);
+  if (slave < 0) fail(errno, "open %s", name);
+  if (I(st, 1) > 0 && I(st, 2) > 0) {
+    struct winsize ws = {.ws_row = (unsigned short)I(st, 1), .ws_col = (unsigned short)I(st, 2)};
+    ioctl(slave, TIOCSWINSZ, &ws);
+  }
+  send_fd(sock, master, name);
+  close(master);
+  close(sock);
+  if (setsid() < 0 && errno != EPERM) fail(errno, "setsid");
+  if (ioctl(slave, TIOCSCTTY, 0) < 0) fail(errno, "make %s the controlling terminal", name);
+  for (int i = 0; i < 3; i++)
+    if (dup2(slave, i) < 0) fail(errno, "dup2 the pty onto fd %d", i);
+  if (slave > 2) close(slave);
+}
+
+static void do_connect_socket(struct step *st) {
+  const char *path = S(st, 1);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof addr.sun_path) fail(ENAMETOOLONG, "console socket path %s", path);
+  strcpy(addr.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail(errno, "socket");
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) fail(errno, "connect to console socket %s", path);
+  slots[I(st, 0)] = fd;
+}
+
+static void do_make_fifo(struct step *st) {
+  const char *path = S(st, 1);
+  if (mkfifo(path, 0622) < 0) fail(errno, "mkfifo %s", path);
+  int fd = open(path, O_PATH | O_CLOEXEC);
+  if (fd < 0) fail(errno, "open %s", path);
+  slots[I(st, 0)] = fd;
+}
+
+static void do_wait_exec_fifo(struct step *st) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", slots[I(st, 0)]);
+  send_event(EV_READY, "");
+  /* Blocks until `start` opens the fifo for reading. */
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) fail(errno, "open the exec fifo");
+  if (write(fd, "0", 1) != 1) fail(errno, "write the exec fifo");
+  close(fd);
+  close(slots[I(st, 0)]);
+}
+
+static void do_set_groups(struct step *st) {
+  gid_t groups[MAX_ARGS];
+  int n = st->argc > MAX_ARGS ? MAX_ARGS : st->argc;
+  for (int i = 0; i < n; i++) groups[i] = (gid_t)I(st, i);
+  if (setgroups((size_t)n, groups) < 0) fail(errno, "setgroups");
+}
+
+static void do_set_user(struct step *st) {
+  uid_t uid = (uid_t)I(st, 0);
+  gid_t gid = (gid_t)I(st, 1);
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(errno, "prctl(PR_SET_KEEPCAPS)");
+  if (setresgid(gid, gid, gid) < 0) fail(errno, "setgid %u", gid);
+  if (setresuid(uid, uid, uid) < 0) fail(errno, "setuid %u", uid);
+  if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) fail(errno, "prctl(PR_SET_KEEPCAPS)");
+}
+
+static int last_cap(void) {
+  int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+  char buf[16] = {0};
+  if (fd < 0 || read(fd, buf, sizeof buf - 1) <= 0) return CAP_LAST_CAP;
+  close(fd);
+  return atoi(buf);
+}
+
+static void do_set_bounding_set(struct step *st) {
+  uint64_t keep = (uint64_t)I(st, 0);
+  int last = last_cap();
+  for (int c = 0; c <= last && c < 64; c++)
+    if (!(keep & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+      fail(errno, "drop capability %d from the bounding set", c);
+}
+
+static void do_set_capabilities(struct step *st) {
+  uint64_t eff = (uint64_t)I(st, 0), perm = (uint64_t)I(st, 1), inh = (uint64_t)I(st, 2), amb = (uint64_t)I(st, 3);
+  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct data[2] = {
+      {.effective = (uint32_t)eff, .permitted = (uint32_t)perm, .inheritable = (uint32_t)inh},
+      {.effective = (uint32_t)(eff >> 32), .permitted = (uint32_t)(perm >> 32), .inheritable = (uint32_t)(inh >> 32)},
+  };
+  if (syscall(SYS_capset, &hdr, data) < 0) fail(errno, "capset");
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail(errno, "clear ambient capabilities");
+  int last = last_cap();
+  for (int c = 0; c <= last && c < 64; c++)
+    if ((amb & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+      fail(errno, "raise ambient capability %d", c);
+}
+
+static void do_run_hook(struct step *st) {
+  int timeout = (int)I(st, 0);
+  const char *input = hook_state, *path = S(st, 1);
+  int argc = (int)I(st, 2);
+  char **argv = string_vector(st, 3, argc);
+  char **envp = string_vector(st, 3 + argc, st->argc - 3 - argc);
+  int in[2];
+  if (pipe2(in, O_CLOEXEC) < 0) fail(errno, "pipe");
+  pid_t pid = fork();
+  if (pid < 0) fail(errno, "fork for hook %s", path);
+  if (pid == 0) {
+    dup2(in[0], 0);
+    execve(path, argc ? argv : (char *[]){(char *)path, NULL}, envp);
+    _exit(127);
+  }
+  close(in[0]);
+  write(in[1], input, strlen(input));
+  close(in[1]);
+  int status = 0;
+  struct timespec start, now, nap = {0, 1000000};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    pid_t r = waitpid(pid, &status, timeout > 0 ? WNOHANG : 0);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) fail(errno, "wait for hook %s", path);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (timeout > 0 && now.tv_sec - start.tv_sec >= timeout) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      fail(ETIMEDOUT, "hook %s timed out after %d seconds", path, timeout);
+    }
+    nanosleep(&nap, NULL);
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) fail(ENOENT, "hook %s could not be executed", path);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    fail(ECANCELED, "hook %s failed with %s %d", path, WIFEXITED(status) ? "exit status" : "signal",
+         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+static void do_find_executable(struct step *st) {
+  const char *name = S(st, 0), *pathenv = S(st, 1);
+  struct stat sb;
+  if (strchr(name, '/')) {
+    if (stat(name, &sb) < 0) fail(errno, "executable %s", name);
+    if (S_ISDIR(sb.st_mode)) fail(EISDIR, "executable %s is a directory", name);
+    snprintf(resolved_exec, sizeof resolved_exec, "%s", name);
+    return;
+  }
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", pathenv);
+  int denied = 0;
+  for (char *save, *dir = strtok_r(buf, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+    snprintf(resolved_exec, sizeof resolved_exec, "%s/%s", dir[0] ? dir : ".", name);
+    if (stat(resolved_exec, &sb) == 0 && S_ISREG(sb.st_mode)) {
+      if (access(resolved_exec, X_OK) == 0) return;
+      denied = 1;
+    }
+  }
+  fail(denied ? EACCES : ENOENT, "executable %s not found in PATH %s", name, pathenv);
+}
+
+static void do_exec(struct step *st) {
+  int argc = (int)I(st, 0);
+  char **argv = string_vector(st, 1, argc);
+  char **envp = string_vector(st, 1 + argc, st->argc - 1 - argc);
+  /* Give the program a clean signal state. */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+  execve(resolved_exec[0] ? resolved_exec : argv[0], argv, envp);
+  fail(errno, "exec %s", resolved_exec[0] ? resolved_exec : argv[0]);
+}
+
+static void run_step(struct step *st) {
+  switch (st->code) {
+    case OP_JOIN_NAMESPACE: {
+      int fd = open(S(st, 0), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) fail(errno, "open namespace %s", S(st, 0));
+      if (setns(fd, (int)I(st, 1)) < 0) fail(errno, "join namespace %s", S(st, 0));
+      close(fd);
+      break;
+    }
+    case OP_FORK_SETUP: do_fork_setup(st); break;
+    case OP_SYNC: sync_with_parent((int)I(st, 0)); break;
+    case OP_UNSHARE:
+      if (unshare((int)I(st, 0)) < 0) fail(errno, "unshare namespaces (flags 0x%llx)", (unsigned long long)I(st, 0));
+      break;
+    case OP_TIME_OFFSETS: do_time_offsets(st); break;
+    case OP_FORK_INIT: do_fork_init(); break;
+    case OP_BECOME_NAMESPACE_ROOT:
+      if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) fail(errno, "become root of the new user namespace");
+      break;
+    case OP_MOUNT:
+      if (mount(nullable(S(st, 0)), S(st, 1), nullable(S(st, 2)), (unsigned long)I(st, 3), nullable(S(st, 4))) < 0)
+        fail(errno, "mount %s on %s", S(st, 0)[0] ? S(st, 0) : "none", S(st, 1));
+      break;
+    case OP_MOUNT_IN_ROOT: do_mount_in_root(st); break;
+    case OP_MKDIR_IN_ROOT: mkdir_in_root(S(st, 0), S(st, 1), (mode_t)I(st, 2)); break;
+    case OP_TOUCH_IN_ROOT: do_touch_in_root(st); break;
+    case OP_MKNOD_IN_ROOT: do_mknod_in_root(st); break;
+    case OP_SYMLINK_IN_ROOT: do_symlink_in_root(st); break;
+    case OP_PIVOT_ROOT: do_pivot_root(S(st, 0)); break;
+    case OP_MOVE_ROOT: do_move_root(S(st, 0)); break;
+    case OP_MASK_PATH: do_mask_path(S(st, 0)); break;
+    case OP_READONLY_PATH: do_readonly_path(S(st, 0)); break;
+    case OP_SET_HOSTNAME:
+      if (sethostname(S(st, 0), strlen(S(st, 0))) < 0) fail(errno, "sethostname %s", S(st, 0));
+      break;
+    case OP_SET_DOMAINNAME:
+      if (setdomainname(S(st, 0), strlen(S(st, 0))) < 0) fail(errno, "setdomainname %s", S(st, 0));
+      break;
+    case OP_WRITE_FILE: do_write_file(S(st, 0), S(st, 1)); break;
+    case OP_SET_RLIMIT: {
+      struct rlimit rl = {.rlim_cur = (rlim_t)I(st, 1), .rlim_max = (rlim_t)I(st, 2)};
+      if (setrlimit((int)I(st, 0), &rl) < 0) fail(errno, "setrlimit %d", (int)I(st, 0));
+      break;
+    }
+    case OP_SETUP_TERMINAL: do_setup_terminal(st); break;
+    case OP_CONNECT_SOCKET: do_connect_socket(st); break;
+    case OP_MAKE_FIFO: do_make_fifo(st); break;
+    case OP_WAIT_EXEC_FIFO: do_wait_exec_fifo(st); break;
+    case OP_SET_GROUPS: do_set_groups(st); break;
+    case OP_SET_USER: do_set_user(st); break;
+    case OP_SET_CAPABILITIES: do_set_capabilities(st); break;
+    case OP_SET_BOUNDING_SET: do_set_bounding_set(st); break;
+    case OP_NO_NEW_PRIVILEGES:
+      if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+      break;
+    case OP_UMASK: umask((mode_t)I(st, 0)); break;
+    case OP_CHDIR:
+      if (chdir(S(st, 0)) < 0) fail(errno, "chdir to the working directory %s", S(st, 0));
+      break;
+    case OP_RUN_HOOK: do_run_hook(st); break;
+    case OP_NEW_SESSION:
+      if (setsid() < 0 && errno != EPERM) fail(errno, "setsid");
+      break;
+    case OP_FIND_EXECUTABLE: do_find_executable(st); break;
+    case OP_EXEC: do_exec(st); break;
+    case OP_PROPAGATION:
+      if (mount(NULL, S(st, 0), NULL, (unsigned long)I(st, 1), NULL) < 0)
+        fail(errno, "set mount propagation of %s", S(st, 0));
+      break;
+    case OP_WAIT_FOR_INIT: wait_for_init = 1; break;
+    default: fail(EPROTO, "unknown step code %d", st->code);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: pivot-launcher CONTROL_FD\n(pivot-launcher is started by pivot-runtime; it is not meant to be run by hand)\n");
+    return 2;
+  }
+  control_fd = atoi(argv[1]);
+  if (fcntl(control_fd, F_GETFD) < 0) {
+    fprintf(stderr, "pivot-launcher: control fd %s is not open\n", argv[1]);
+    return 2;
+  }
+  set_cloexec(control_fd);
+  for (int i = 0; i < MAX_SLOTS; i++) slots[i] = -1;
+  read_plan();
+  for (current_step = 0; current_step < nsteps; current_step++) run_step(&steps[current_step]);
+  /* A plan without Exec (e.g. a pure setup plan) ends here. */
+  return 0;
+}

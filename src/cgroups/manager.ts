@@ -1,0 +1,184 @@
+// A container's cgroup: one directory per hierarchy, created, joined, frozen and removed together.
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  writeFileSync,
+} from "node:fs";
+import { join, normalize } from "node:path";
+import { PivotError } from "../errors.ts";
+import { type Hierarchy, type HostCgroups, hostCgroups, parseProcCgroup } from "./hierarchy.ts";
+
+export interface CgroupPaths {
+  /** Hierarchy name → absolute directory of the container's cgroup in it. */
+  [hierarchy: string]: string;
+}
+
+/**
+ * Where a container's cgroup goes in each hierarchy. A relative cgroupsPath (and the default)
+ * nests under the calling process's own cgroup, so a runtime started in a limited cgroup
+ * cannot escape it; an absolute one is taken from the hierarchy's root.
+ */
+export function resolveCgroupPaths(
+  cgroupsPath: string,
+  host: HostCgroups,
+  own: Map<string, string>,
+): CgroupPaths {
+  if (cgroupsPath.includes(":") && !cgroupsPath.startsWith("/")) {
+    throw new PivotError(
+      `cgroupsPath "${cgroupsPath}" is in the systemd form (slice:prefix:name)`,
+      {
+        hint: "systemd cgroup management is not supported yet; use a path such as /pivot/ID",
+      },
+    );
+  }
+  const rel = normalize(`/${cgroupsPath}`);
+  if (rel.split("/").includes(".."))
+    throw new PivotError(`cgroupsPath "${cgroupsPath}" escapes the hierarchy`);
+  const out: CgroupPaths = {};
+  for (const h of host.hierarchies) {
+    const base = cgroupsPath.startsWith("/") ? "/" : (own.get(h.name) ?? "/");
+    out[h.name] = join(h.mountPoint, base, rel);
+  }
+  return out;
+}
+
+function write(path: string, value: string): void {
+  try {
+    writeFileSync(path, value);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new PivotError(`writing "${value.trim()}" to ${path} failed (${code})`, { cause: err });
+  }
+}
+
+/** cpuset's cpus and mems start empty in v1; a task cannot join until they are copied from the parent. */
+function initCpuset(dir: string): void {
+  for (const file of ["cpuset.cpus", "cpuset.mems"]) {
+    const path = join(dir, file);
+    if (!existsSync(path)) continue;
+    if (readFileSync(path, "utf8").trim() !== "") continue;
+    initCpuset(join(dir, ".."));
+    write(path, readFileSync(join(dir, "..", file), "utf8"));
+  }
+}
+
+export class Cgroup {
+  constructor(
+    readonly paths: CgroupPaths,
+    private readonly host: HostCgroups = hostCgroups(),
+  ) {}
+
+  static forContainer(cgroupsPath: string, host: HostCgroups = hostCgroups()): Cgroup {
+    const own = parseProcCgroup(readFileSync("/proc/self/cgroup", "utf8"));
+    return new Cgroup(resolveCgroupPaths(cgroupsPath, host, own), host);
+  }
+
+  private hierarchy(name: string): Hierarchy | undefined {
+    return this.host.hierarchies.find((h) => h.name === name);
+  }
+
+  /** Creates the directories (idempotent). */
+  create(): void {
+    for (const [name, dir] of Object.entries(this.paths)) {
+      mkdirSync(dir, { recursive: true });
+      if (this.hierarchy(name)?.controllers.includes("cpuset")) initCpuset(dir);
+    }
+  }
+
+  /** Moves a process (which this runtime started) into every hierarchy. */
+  join(pid: number): void {
+    for (const dir of Object.values(this.paths)) write(join(dir, "cgroup.procs"), String(pid));
+  }
+
+  /** The pids of every process in the cgroup. */
+  pids(): number[] {
+    const pids = new Set<number>();
+    for (const dir of Object.values(this.paths)) {
+      for (const d of walk(dir)) {
+        try {
+          for (const line of readFileSync(join(d, "cgroup.procs"), "utf8").split("\n")) {
+            if (line) pids.add(Number(line));
+          }
+        } catch {
+          // The directory went away meanwhile.
+        }
+      }
+      // One hierarchy that exists holds every member; prefer the first one.
+      if (existsSync(dir) && pids.size > 0) break;
+    }
+    return [...pids];
+  }
+
+  private freezerDir(): { dir: string; version: 1 | 2 } | null {
+    for (const [name, dir] of Object.entries(this.paths)) {
+      const h = this.hierarchy(name);
+      if (h?.version === 1 && h.controllers.includes("freezer")) return { dir, version: 1 };
+    }
+    for (const [name, dir] of Object.entries(this.paths)) {
+      const h = this.hierarchy(name);
+      if (h?.version === 2 && existsSync(join(dir, "cgroup.freeze"))) return { dir, version: 2 };
+    }
+    return null;
+  }
+
+  freeze(frozen: boolean): void {
+    const f = this.freezerDir();
+    if (!f)
+      throw new PivotError("no freezer is available for this container's cgroup", {
+        hint: "pause needs the v1 freezer controller or cgroup v2",
+      });
+    if (f.version === 1) write(join(f.dir, "freezer.state"), frozen ? "FROZEN" : "THAWED");
+    else write(join(f.dir, "cgroup.freeze"), frozen ? "1" : "0");
+  }
+
+  isFrozen(): boolean {
+    const f = this.freezerDir();
+    if (!f) return false;
+    try {
+      if (f.version === 1)
+        return readFileSync(join(f.dir, "freezer.state"), "utf8").trim() === "FROZEN";
+      return readFileSync(join(f.dir, "cgroup.freeze"), "utf8").trim() === "1";
+    } catch {
+      return false;
+    }
+  }
+
+  /** Removes the directories, deepest first. Fails if processes remain. */
+  destroy(): void {
+    const errors: string[] = [];
+    for (const dir of Object.values(this.paths)) {
+      for (const d of walk(dir).reverse()) {
+        try {
+          rmdirSync(d);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== "ENOENT") errors.push(`${d} (${code})`);
+        }
+      }
+    }
+    if (errors.length)
+      throw new PivotError(`could not remove cgroup ${errors.join(", ")}`, {
+        hint: "processes may still be running in it",
+      });
+  }
+}
+
+/** The directory and every sub-directory beneath it, parents first. */
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  const visit = (d: string) => {
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    out.push(d);
+    for (const e of entries) if (e.isDirectory()) visit(join(d, e.name));
+  };
+  visit(dir);
+  return out;
+}

@@ -1,0 +1,267 @@
+// The launcher client: starts the C launcher, sends it a plan, and answers its events.
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { constants as osConstants } from "node:os";
+import { dirname, join } from "node:path";
+import type { Duplex } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { LaunchError, PivotError } from "../errors.ts";
+import type { Plan } from "./plan.ts";
+import { Event, encodeMessage, type Message, MessageReader, Op, Reply } from "./wire.ts";
+
+/** Where the built launcher lives: $PIVOT_LAUNCHER, or native/build next to the sources. */
+export function launcherPath(): string {
+  const fromEnv = process.env.PIVOT_LAUNCHER;
+  if (fromEnv) return fromEnv;
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const candidate of [
+    join(here, "../../native/build/pivot-launcher"),
+    join(here, "../native/build/pivot-launcher"),
+  ]) {
+    if (existsSync(candidate)) return candidate;
+  }
+  return join(here, "../../native/build/pivot-launcher");
+}
+
+const errnoNames = new Map<number, string>();
+for (const [name, value] of Object.entries(osConstants.errno))
+  errnoNames.set(value as number, name);
+
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
+const errnoText: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EEXIST: "file exists",
+  ENOTDIR: "not a directory",
+  EISDIR: "is a directory",
+  EINVAL: "invalid argument",
+  EBUSY: "device or resource busy",
+  ELOOP: "too many levels of symbolic links",
+  EXDEV: "path resolves outside the root filesystem",
+  ENOSPC: "no space left on device",
+  ETIMEDOUT: "timed out",
+  ECANCELED: "failed",
+  ENAMETOOLONG: "name too long",
+  EROFS: "read-only file system",
+  ENODEV: "no such device",
+  ENOSYS: "not supported by this kernel",
+};
+
+function hintFor(errnoName: string, stepOp: number): string | undefined {
+  if (stepOp === Op.FindExecutable || stepOp === Op.Exec) {
+    if (errnoName === "ENOENT")
+      return "check process.args[0] and the PATH in process.env; the program must exist inside the root filesystem";
+    if (errnoName === "EACCES") return "the program is not executable by the container's user";
+  }
+  if (stepOp === Op.Chdir && errnoName === "ENOENT")
+    return "process.cwd must exist inside the root filesystem";
+  if (errnoName === "EXDEV") return "a mount destination must stay inside the root filesystem";
+  if (errnoName === "EPERM")
+    return "this needs privileges the runtime lacks here (run as root, or check the user namespace mappings)";
+  return undefined;
+}
+
+export type StdioSpec = "inherit" | "ignore" | "pipe" | number;
+
+/** Called at each sync point; throw to abort the launch. A returned string is passed on as the hook state. */
+export type SyncHandler = (
+  point: number,
+  pid: number,
+) => Promise<string | undefined> | string | undefined;
+
+export interface LaunchOptions {
+  /** The container's stdin, stdout and stderr: "inherit", "ignore", "pipe", or file descriptors. */
+  stdio?: StdioSpec[];
+  /** Extra fds passed to the container as 3, 4, ... (--preserve-fds). */
+  preservedFds?: number[];
+  onSync: SyncHandler;
+}
+
+/** One running launcher: resolves readiness, the init's pid and its exit. */
+export class LaunchSession {
+  readonly child: ChildProcess;
+  initPid = 0;
+  private readonly control: Duplex;
+  private readonly onSync: SyncHandler;
+  private readonly reader = new MessageReader();
+  private queue: Promise<void> = Promise.resolve();
+  private failure: Error | null = null;
+  private readonly readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly exitWaiters: {
+    resolve: (status: number) => void;
+    reject: (e: Error) => void;
+  }[] = [];
+  private readonly closeWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private ready = false;
+  private exitStatus: number | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly plan: Plan,
+    options: LaunchOptions,
+  ) {
+    this.onSync = options.onSync;
+    const stdio = options.stdio ?? ["inherit", "inherit", "inherit"];
+    const preserved = options.preservedFds ?? [];
+    const controlFd = 3 + preserved.length;
+    this.child = spawn(launcherPath(), [String(controlFd)], {
+      stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
+    });
+    const control = this.child.stdio[controlFd];
+    if (!control) throw new PivotError("could not open the control socket to the launcher");
+    this.control = control as Duplex;
+    this.child.on("error", (err) => {
+      this.fail(
+        new PivotError(`could not start the launcher ${launcherPath()}: ${err.message}`, {
+          hint: "build it with `make -C native` (the setup script does this)",
+        }),
+      );
+    });
+    this.control.on("data", (chunk: Buffer) => {
+      let messages: Message[];
+      try {
+        messages = this.reader.push(chunk);
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
+      for (const m of messages) this.queue = this.queue.then(() => this.handle(m));
+    });
+    this.control.on("close", () => {
+      this.queue = this.queue.then(() => this.onClose());
+    });
+    this.control.on("error", () => {});
+    for (const step of plan.steps) this.control.write(encodeMessage(step.op, step.args));
+    this.control.write(encodeMessage(Op.End, []));
+  }
+
+  private async handle(m: Message): Promise<void> {
+    if (this.failure) return;
+    switch (m.code) {
+      case Event.Sync: {
+        const [point, pid] = m.args as number[];
+        try {
+          const hookState = await this.onSync(point!, pid!);
+          this.control.write(
+            encodeMessage(Reply.Continue, hookState === undefined ? [] : [hookState]),
+          );
+        } catch (err) {
+          this.control.write(encodeMessage(Reply.Abort, []));
+          this.fail(err as Error);
+        }
+        break;
+      }
+      case Event.InitPid:
+        this.initPid = m.args[0] as number;
+        break;
+      case Event.Ready:
+        this.ready = true;
+        for (const w of this.readyWaiters.splice(0)) w.resolve();
+        break;
+      case Event.Exited:
+        this.exitStatus = m.args[0] as number;
+        for (const w of this.exitWaiters.splice(0)) w.resolve(this.exitStatus);
+        break;
+      case Event.Error: {
+        const [step, errno, detail] = m.args as [number, number, string];
+        this.fail(this.launchError(step, errno, detail));
+        break;
+      }
+      default:
+        this.fail(new PivotError(`unknown event ${m.code} from the launcher`));
+    }
+  }
+
+  private launchError(stepIndex: number, errno: number, detail: string): LaunchError {
+    const step = this.plan.steps[stepIndex];
+    const name = errnoName(errno);
+    const why = errnoText[name] ?? name;
+    const what = step ? `step ${stepIndex + 1} (${step.text})` : "launcher";
+    const hint = hintFor(name, step?.op ?? -1);
+    return new LaunchError(`${what} failed: ${detail}: ${why}`, stepIndex, errno, {
+      code: name,
+      ...(hint ? { hint } : {}),
+    });
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    if (!this.failure) for (const w of this.closeWaiters.splice(0)) w.resolve();
+    if (!this.ready) {
+      for (const w of this.readyWaiters.splice(0)) {
+        w.reject(
+          this.failure ??
+            new PivotError("the container's init exited during setup without reporting an error"),
+        );
+      }
+    }
+    if (this.exitStatus === null) {
+      const err =
+        this.failure ?? new PivotError("the launcher exited without reporting the process's exit");
+      for (const w of this.exitWaiters.splice(0)) w.reject(err);
+    }
+  }
+
+  private fail(err: Error): void {
+    if (!this.failure) this.failure = err;
+    for (const w of this.readyWaiters.splice(0)) w.reject(this.failure);
+    for (const w of this.exitWaiters.splice(0)) w.reject(this.failure);
+    for (const w of this.closeWaiters.splice(0)) w.reject(this.failure);
+  }
+
+  /** Resolves once the init reports it waits on the exec fifo (or has exec'd, for exec plans). */
+  whenReady(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.ready) return Promise.resolve();
+    if (this.closed)
+      return Promise.reject(new PivotError("the launcher exited before the container was ready"));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  /** Resolves with the raw wait status of the init (plans with WaitForInit only). */
+  whenExited(): Promise<number> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.exitStatus !== null) return Promise.resolve(this.exitStatus);
+    if (this.closed)
+      return Promise.reject(
+        new PivotError("the launcher exited without reporting the process's exit"),
+      );
+    return new Promise((resolve, reject) => this.exitWaiters.push({ resolve, reject }));
+  }
+
+  /** Resolves when every process holding the control socket is gone (or has exec'd) without an error. */
+  whenClosed(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve, reject) => this.closeWaiters.push({ resolve, reject }));
+  }
+
+  /** Resolves when the launcher process itself has exited. */
+  whenLauncherExited(): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null)
+      return Promise.resolve(this.child.exitCode);
+    return new Promise((resolve) => this.child.once("exit", (code) => resolve(code)));
+  }
+
+  /** Stop listening so the event loop can end (the container keeps running). */
+  detach(): void {
+    this.control.destroy();
+    this.child.unref();
+  }
+}
+
+/** Starts the launcher on a plan. */
+export function launch(plan: Plan, options: LaunchOptions): LaunchSession {
+  return new LaunchSession(plan, options);
+}
+
+/** The exit code a shell would show for a wait status: the code, or 128 + signal. */
+export function exitCodeOf(waitStatus: number): number {
+  const signal = waitStatus & 0x7f;
+  if (signal === 0) return (waitStatus >> 8) & 0xff;
+  return 128 + signal;
+}

@@ -1,0 +1,699 @@
+// The plan compiler: a container's config becomes the ordered steps the launcher replays.
+//
+// It is a pure function of its input. What it needs to know about the host (is a bind source a
+// file or a directory?) comes in through the HostFacts interface, so it is unit-tested without
+// root and without touching the filesystem.
+import { ConfigError, NotSupportedError } from "../errors.ts";
+import type { Device, Hook, Mount, Namespace, NamespaceType, Process, Spec } from "../oci/spec.ts";
+import {
+  Capability,
+  CloneFlag,
+  MountOptionFlags,
+  MS,
+  PropagationFlags,
+  Rlimit,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFIFO,
+} from "./linux.ts";
+import { type Arg, Op, type OpCode, SyncPoint } from "./wire.ts";
+
+export interface PlanStep {
+  op: OpCode;
+  args: Arg[];
+  /** One line for people: what this step does. */
+  text: string;
+}
+
+export type FileKind = "directory" | "file" | "missing";
+
+/** What the compiler may ask about the host. */
+export interface HostFacts {
+  kindOf(path: string): FileKind;
+}
+
+/** How a container's view of cgroups is built: one entry per mount under /sys/fs/cgroup. */
+export interface CgroupMountSource {
+  /** Name of the directory under the cgroup mount point, e.g. "memory" or "unified". */
+  name: string;
+  /** The host directory of the container's cgroup in that hierarchy (bound in read-only). */
+  hostPath: string;
+}
+
+export interface ContainerPlanInput {
+  spec: Spec;
+  /** The absolute path of the root filesystem. */
+  rootfs: string;
+  /** The bundle directory, for relative bind-mount sources. */
+  bundle: string;
+  /** The exec fifo the init waits on until `start`. */
+  execFifo: string;
+  /** The launcher waits for init and reports its exit (for `run`). */
+  waitForInit: boolean;
+  consoleSocket?: string;
+  noPivot?: boolean;
+  /** The container's cgroup directories, for a "cgroup" mount in a v1 or hybrid host. */
+  cgroupMounts?: CgroupMountSource[];
+  host: HostFacts;
+}
+
+export interface Plan {
+  steps: PlanStep[];
+  /** A new user namespace is created: the TypeScript side writes id maps at SetupChildCreated. */
+  newUserNamespace: boolean;
+}
+
+const CONSOLE_SLOT = 1;
+const FIFO_SLOT = 0;
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** The devices every container gets when /dev is a fresh mount (runtime-spec "Default Devices"). */
+export const DEFAULT_DEVICES = [
+  { path: "/dev/null", major: 1, minor: 3 },
+  { path: "/dev/zero", major: 1, minor: 5 },
+  { path: "/dev/full", major: 1, minor: 7 },
+  { path: "/dev/random", major: 1, minor: 8 },
+  { path: "/dev/urandom", major: 1, minor: 9 },
+  { path: "/dev/tty", major: 5, minor: 0 },
+];
+
+const DEV_SYMLINKS: [string, string][] = [
+  ["/dev/fd", "/proc/self/fd"],
+  ["/dev/stdin", "/proc/self/fd/0"],
+  ["/dev/stdout", "/proc/self/fd/1"],
+  ["/dev/stderr", "/proc/self/fd/2"],
+  ["/dev/ptmx", "pts/ptmx"],
+];
+
+class StepList {
+  readonly steps: PlanStep[] = [];
+  add(op: OpCode, args: Arg[], text: string): void {
+    this.steps.push({ op, args, text });
+  }
+}
+
+export interface ParsedMountOptions {
+  flags: number;
+  propagation: number[];
+  data: string[];
+}
+
+/** Splits mount options into mount(2) flags, propagation changes and filesystem data. */
+export function parseMountOptions(
+  options: readonly string[] = [],
+  where = "mount",
+): ParsedMountOptions {
+  let flags = 0;
+  const propagation: number[] = [];
+  const data: string[] = [];
+  for (const opt of options) {
+    const flag = MountOptionFlags[opt];
+    if (flag) {
+      flags = flag[0] ? flags | flag[1] : flags & ~flag[1];
+      continue;
+    }
+    const prop = PropagationFlags[opt];
+    if (prop !== undefined) {
+      propagation.push(prop);
+      continue;
+    }
+    if (
+      /^r(ro|rw|nosuid|suid|nodev|dev|noexec|exec|atime|noatime|relatime|strictatime|nodiratime|diratime|nosymfollow|symfollow)$/.test(
+        opt,
+      ) ||
+      opt === "idmap" ||
+      opt === "ridmap"
+    ) {
+      throw new NotSupportedError(`${where}: mount option "${opt}" is not supported yet`, {
+        hint: "use the non-recursive form of the option, or leave it out",
+      });
+    }
+    data.push(opt);
+  }
+  return { flags, propagation, data };
+}
+
+function namespaceMap(spec: Spec): Map<NamespaceType, Namespace> {
+  const map = new Map<NamespaceType, Namespace>();
+  for (const ns of spec.linux?.namespaces ?? []) map.set(ns.type, ns);
+  return map;
+}
+
+/** The capability names of a set as a 64-bit mask; unknown names are a config error. */
+export function capabilityMask(names: readonly string[] | undefined, jsonPath: string): bigint {
+  let mask = 0n;
+  (names ?? []).forEach((name, i) => {
+    const bit = Capability[name.toUpperCase()];
+    if (bit === undefined) {
+      throw new ConfigError(
+        `${jsonPath}[${i}]`,
+        `unknown capability "${name}"`,
+        "capability names look like CAP_NET_ADMIN",
+      );
+    }
+    mask |= 1n << BigInt(bit);
+  });
+  return mask;
+}
+
+function envValue(env: readonly string[], name: string): string | undefined {
+  for (let i = env.length - 1; i >= 0; i--) {
+    const e = env[i]!;
+    if (e.startsWith(`${name}=`)) return e.slice(name.length + 1);
+  }
+  return undefined;
+}
+
+function joinInRoot(dest: string): string {
+  // Destinations are absolute inside the container; normalise away "." and "..", never above "/".
+  const parts: string[] = [];
+  for (const part of dest.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
+}
+
+function hookArgs(hook: Hook): Arg[] {
+  const args = hook.args && hook.args.length > 0 ? hook.args : [hook.path];
+  return [hook.timeout ?? 0, hook.path, args.length, ...args, ...(hook.env ?? [])];
+}
+
+function resolveSource(source: string, bundle: string): string {
+  return source.startsWith("/") ? source : `${bundle.replace(/\/$/, "")}/${source}`;
+}
+
+/** Mount steps for one entry of config.json's mounts. */
+function compileMount(out: StepList, m: Mount, index: number, input: ContainerPlanInput): void {
+  const at = `mounts[${index}]`;
+  const dest = joinInRoot(m.destination);
+  const { rootfs } = input;
+  const opts = parseMountOptions(m.options, at);
+  const type = m.type ?? "";
+  const isBind = (opts.flags & MS.BIND) !== 0 || type === "bind";
+  if (m.uidMappings || m.gidMappings) {
+    throw new NotSupportedError(`${at}: id-mapped mounts are not supported yet`);
+  }
+  if (isBind) {
+    if (!m.source) throw new ConfigError(`${at}.source`, "is missing; a bind mount needs a source");
+    const source = resolveSource(m.source, input.bundle);
+    const kind = input.host.kindOf(source);
+    if (kind === "missing") {
+      throw new ConfigError(
+        `${at}.source`,
+        `bind mount source ${source} does not exist`,
+        "create it or fix the path",
+      );
+    }
+    if (kind === "directory") out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
+    else out.add(Op.TouchInRoot, [rootfs, dest], `create file ${dest} as a mount point`);
+    const bindFlags = MS.BIND | (opts.flags & MS.REC);
+    out.add(
+      Op.MountInRoot,
+      [rootfs, dest, source, "", bindFlags, ""],
+      `bind ${source} on ${dest}${bindFlags & MS.REC ? " (recursive)" : ""}`,
+    );
+    const extra = opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT);
+    if (extra !== 0) {
+      out.add(
+        Op.MountInRoot,
+        [rootfs, dest, "", "", MS.BIND | MS.REMOUNT | extra, ""],
+        `remount ${dest} with ${flagNames(extra)}`,
+      );
+    }
+  } else if (type === "cgroup" && input.cgroupMounts) {
+    compileCgroupMount(out, dest, opts, input);
+    return;
+  } else if (type === "cgroup") {
+    // A v2-only host: the container's cgroup namespace root, as cgroup2.
+    out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
+    out.add(
+      Op.MountInRoot,
+      [rootfs, dest, "cgroup2", "cgroup2", opts.flags & ~MS.REMOUNT, ""],
+      `mount cgroup2 on ${dest}`,
+    );
+  } else {
+    if (!type)
+      throw new ConfigError(`${at}.type`, "is missing; only bind mounts may leave out the type");
+    out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
+    out.add(
+      Op.MountInRoot,
+      [rootfs, dest, m.source ?? type, type, opts.flags & ~MS.REMOUNT, opts.data.join(",")],
+      `mount ${type} on ${dest}${opts.flags ? ` (${flagNames(opts.flags)})` : ""}${opts.data.length ? ` [${opts.data.join(",")}]` : ""}`,
+    );
+  }
+  for (const prop of opts.propagation) {
+    out.add(
+      Op.MountInRoot,
+      [rootfs, dest, "", "", prop, ""],
+      `set propagation of ${dest} to ${propagationName(prop)}`,
+    );
+  }
+}
+
+/** On a v1 or hybrid host: a tmpfs with the container's own cgroup directories bound in. */
+function compileCgroupMount(
+  out: StepList,
+  dest: string,
+  opts: ParsedMountOptions,
+  input: ContainerPlanInput,
+): void {
+  const { rootfs } = input;
+  out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
+  out.add(
+    Op.MountInRoot,
+    [rootfs, dest, "tmpfs", "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=755"],
+    `mount tmpfs on ${dest} to hold the cgroup hierarchies`,
+  );
+  const ro = opts.flags & MS.RDONLY;
+  for (const cg of input.cgroupMounts ?? []) {
+    const target = `${dest}/${cg.name}`;
+    out.add(Op.MkdirInRoot, [rootfs, target, 0o755], `mkdir -p ${target}`);
+    out.add(
+      Op.MountInRoot,
+      [rootfs, target, cg.hostPath, "", MS.BIND, ""],
+      `bind the container's cgroup ${cg.hostPath} on ${target}`,
+    );
+    out.add(
+      Op.MountInRoot,
+      [rootfs, target, "", "", MS.BIND | MS.REMOUNT | MS.NOSUID | MS.NODEV | MS.NOEXEC | ro, ""],
+      `remount ${target}${ro ? " read-only" : ""}`,
+    );
+  }
+  if (ro) {
+    out.add(
+      Op.MountInRoot,
+      [rootfs, dest, "", "", MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=755"],
+      `remount ${dest} read-only`,
+    );
+  }
+}
+
+function flagNames(flags: number): string {
+  const names: string[] = [];
+  for (const [name, [set, bit]] of Object.entries(MountOptionFlags)) {
+    if (set && bit !== (MS.BIND | MS.REC) && (flags & bit) === bit) names.push(name);
+  }
+  return names.join(",");
+}
+
+function propagationName(flags: number): string {
+  for (const [name, value] of Object.entries(PropagationFlags)) if (value === flags) return name;
+  return String(flags);
+}
+
+/** Device nodes: in a user namespace, where mknod is not allowed, the host's nodes are bound in. */
+function compileDevices(
+  out: StepList,
+  devices: readonly Device[],
+  rootfs: string,
+  newUserNs: boolean,
+): void {
+  const seen = new Set<string>();
+  // Later entries (from config.json) win over the defaults.
+  for (const dev of [...devices].reverse()) {
+    const path = joinInRoot(dev.path);
+    if (seen.has(path)) continue;
+    seen.add(path);
+    if (newUserNs) {
+      out.add(Op.TouchInRoot, [rootfs, path], `create ${path} as a mount point`);
+      out.add(
+        Op.MountInRoot,
+        [rootfs, path, dev.path, "", MS.BIND, ""],
+        `bind host device ${dev.path} on ${path}`,
+      );
+      continue;
+    }
+    const typeBits = dev.type === "b" ? S_IFBLK : dev.type === "p" ? S_IFIFO : S_IFCHR;
+    const mode = typeBits | (dev.fileMode ?? 0o666);
+    out.add(
+      Op.MknodInRoot,
+      [rootfs, path, mode, dev.major ?? 0, dev.minor ?? 0, dev.uid ?? 0, dev.gid ?? 0],
+      `mknod ${path} ${dev.type} ${dev.major ?? 0}:${dev.minor ?? 0} mode ${(dev.fileMode ?? 0o666).toString(8)}`,
+    );
+  }
+}
+
+/** Credentials, capabilities and the final exec: shared by containers and `exec`. */
+export function compileProcessCredentials(
+  out: { add: StepList["add"] },
+  process: Process,
+  jsonPath = "process",
+): void {
+  const caps = process.capabilities;
+  if (caps) {
+    out.add(
+      Op.SetBoundingSet,
+      [capabilityMask(caps.bounding, `${jsonPath}.capabilities.bounding`)],
+      `keep capabilities ${(caps.bounding ?? []).join(",") || "(none)"} in the bounding set`,
+    );
+  }
+  const groups = process.user.additionalGids ?? [];
+  out.add(Op.SetGroups, groups, `set supplementary groups [${groups.join(",")}]`);
+  out.add(
+    Op.SetUser,
+    [process.user.uid, process.user.gid],
+    `become uid ${process.user.uid} gid ${process.user.gid}`,
+  );
+  if (process.user.umask !== undefined)
+    out.add(Op.Umask, [process.user.umask], `umask ${process.user.umask.toString(8)}`);
+  out.add(Op.Chdir, [process.cwd], `chdir ${process.cwd}`);
+  if (process.noNewPrivileges) out.add(Op.NoNewPrivileges, [], "set no_new_privs");
+  if (caps) {
+    const permitted = capabilityMask(caps.permitted, `${jsonPath}.capabilities.permitted`);
+    const inheritable = capabilityMask(caps.inheritable, `${jsonPath}.capabilities.inheritable`);
+    // The kernel raises an ambient capability only if it is permitted and inheritable; like runc,
+    // the others are left out rather than failing the container.
+    const ambient =
+      capabilityMask(caps.ambient, `${jsonPath}.capabilities.ambient`) & permitted & inheritable;
+    out.add(
+      Op.SetCapabilities,
+      [
+        capabilityMask(caps.effective, `${jsonPath}.capabilities.effective`),
+        permitted,
+        inheritable,
+        ambient,
+      ],
+      `set capabilities: effective ${(caps.effective ?? []).join(",") || "(none)"}`,
+    );
+  }
+}
+
+function rejectUnsupported(spec: Spec): void {
+  const linux = spec.linux;
+  if (linux?.seccomp) {
+    throw new NotSupportedError("linux.seccomp: seccomp filters are not supported yet", {
+      hint: "remove linux.seccomp from config.json to run without a filter",
+    });
+  }
+  if (spec.process?.apparmorProfile) {
+    throw new NotSupportedError(
+      "process.apparmorProfile: this host has no AppArmor support in Pivot yet",
+    );
+  }
+  if (spec.process?.selinuxLabel) {
+    throw new NotSupportedError("process.selinuxLabel: SELinux labels are not supported yet");
+  }
+}
+
+/** Compiles a container's config into its launch plan. */
+export function compileContainerPlan(input: ContainerPlanInput): Plan {
+  const { spec, rootfs } = input;
+  const process = spec.process;
+  if (!process)
+    throw new ConfigError("process", "is missing; the container needs a process to run");
+  if (!process.args || process.args.length === 0)
+    throw new ConfigError("process.args", "must name a program to run");
+  rejectUnsupported(spec);
+  const ns = namespaceMap(spec);
+  const out = new StepList();
+  const newNs = (t: NamespaceType) => ns.has(t) && !ns.get(t)!.path;
+  const newUserNs = newNs("user");
+  if (newUserNs && !(spec.linux?.uidMappings?.length && spec.linux?.gidMappings?.length)) {
+    throw new ConfigError(
+      "linux.uidMappings",
+      "a new user namespace needs uidMappings and gidMappings",
+    );
+  }
+  if (spec.hostname && !ns.has("uts")) {
+    throw new ConfigError(
+      "hostname",
+      "setting a hostname needs a uts namespace",
+      'add {"type": "uts"} to linux.namespaces',
+    );
+  }
+  if (spec.linux?.timeOffsets && !newNs("time")) {
+    throw new ConfigError(
+      "linux.timeOffsets",
+      "time offsets need a new time namespace",
+      'add {"type": "time"} to linux.namespaces',
+    );
+  }
+
+  // 1. In the launcher: resources that must be opened from the host's view.
+  if (input.waitForInit)
+    out.add(Op.WaitForInit, [], "wait for the container's init and report its exit");
+  out.add(Op.MakeFifo, [FIFO_SLOT, input.execFifo], `create the exec fifo ${input.execFifo}`);
+  if (process.terminal) {
+    if (!input.consoleSocket) {
+      throw new ConfigError(
+        "process.terminal",
+        "is true, but no --console-socket was given",
+        "pass --console-socket PATH, or set terminal to false",
+      );
+    }
+    out.add(
+      Op.ConnectSocket,
+      [CONSOLE_SLOT, input.consoleSocket],
+      `connect to the console socket ${input.consoleSocket}`,
+    );
+  }
+  out.add(Op.ForkSetup, [0], "fork the setup process");
+
+  // 2. In the setup process: join and create namespaces.
+  const order: NamespaceType[] = [
+    "user",
+    "ipc",
+    "uts",
+    "network",
+    "pid",
+    "mount",
+    "cgroup",
+    "time",
+  ];
+  for (const type of order) {
+    const n = ns.get(type);
+    if (n?.path)
+      out.add(
+        Op.JoinNamespace,
+        [n.path, CloneFlag[nsKey(type)]],
+        `join the ${type} namespace ${n.path}`,
+      );
+  }
+  if (newUserNs) out.add(Op.Unshare, [CloneFlag.user], "create a user namespace");
+  out.add(
+    Op.Sync,
+    [SyncPoint.SetupChildCreated],
+    newUserNs
+      ? "wait while the runtime writes id maps and joins the cgroup"
+      : "wait while the runtime joins the cgroup",
+  );
+  if (newUserNs) out.add(Op.BecomeNamespaceRoot, [], "become root in the new user namespace");
+  let flags = 0;
+  const created: string[] = [];
+  for (const type of order) {
+    if (type !== "user" && newNs(type)) {
+      flags |= CloneFlag[nsKey(type)];
+      created.push(type);
+    }
+  }
+  if (flags) out.add(Op.Unshare, [flags], `create namespaces: ${created.join(", ")}`);
+  if (spec.linux?.timeOffsets) {
+    const t = spec.linux.timeOffsets;
+    out.add(
+      Op.TimeOffsets,
+      [
+        t.monotonic?.secs ?? 0,
+        t.monotonic?.nanosecs ?? 0,
+        t.boottime?.secs ?? 0,
+        t.boottime?.nanosecs ?? 0,
+      ],
+      "set the time namespace offsets",
+    );
+  }
+  out.add(Op.ForkInit, [], "fork the container's init (PID 1 in a new PID namespace)");
+
+  // 3. In init: the filesystem.
+  out.add(Op.NewSession, [], "start a new session");
+  const hooks = spec.hooks ?? {};
+  if (newNs("mount")) {
+    const rootProp = spec.linux?.rootfsPropagation;
+    const initialProp =
+      rootProp === "private" || rootProp === "rprivate" ? MS.PRIVATE | MS.REC : MS.SLAVE | MS.REC;
+    out.add(
+      Op.Propagation,
+      ["/", initialProp],
+      `make every mount ${initialProp & MS.PRIVATE ? "private" : "a slave"}, so nothing propagates to the host`,
+    );
+    out.add(
+      Op.Mount,
+      [rootfs, rootfs, "", MS.BIND | MS.REC, ""],
+      `bind the root filesystem ${rootfs} onto itself`,
+    );
+    (spec.mounts ?? []).forEach((m, i) => {
+      compileMount(out, m, i, input);
+    });
+    const devIsFresh = (spec.mounts ?? []).some(
+      (m) =>
+        joinInRoot(m.destination) === "/dev" &&
+        m.type !== "bind" &&
+        !(m.options ?? []).includes("bind") &&
+        !(m.options ?? []).includes("rbind"),
+    );
+    const defaults: Device[] = devIsFresh
+      ? DEFAULT_DEVICES.map((d) => ({ ...d, type: "c", fileMode: 0o666, uid: 0, gid: 0 }))
+      : [];
+    compileDevices(out, [...defaults, ...(spec.linux?.devices ?? [])], rootfs, newUserNs);
+    if (devIsFresh) {
+      for (const [link, target] of DEV_SYMLINKS) {
+        out.add(Op.SymlinkInRoot, [rootfs, link, target], `symlink ${link} -> ${target}`);
+      }
+    }
+  } else if ((spec.mounts ?? []).length > 0) {
+    throw new ConfigError(
+      "mounts",
+      "mounts need a mount namespace",
+      'add {"type": "mount"} to linux.namespaces',
+    );
+  }
+  out.add(
+    Op.Sync,
+    [SyncPoint.BeforePivot],
+    "wait while the runtime runs prestart and createRuntime hooks",
+  );
+  for (const [i, hook] of (hooks.createContainer ?? []).entries()) {
+    out.add(Op.RunHook, hookArgs(hook), `run createContainer hook ${i} (${hook.path})`);
+  }
+  if (newNs("mount")) {
+    if (input.noPivot)
+      out.add(Op.MoveRoot, [rootfs], `move ${rootfs} onto / and chroot (--no-pivot)`);
+    else out.add(Op.PivotRoot, [rootfs], `pivot_root into ${rootfs}`);
+    const rootProp = spec.linux?.rootfsPropagation;
+    if (rootProp)
+      out.add(
+        Op.Propagation,
+        ["/", PropagationFlags[rootProp]!],
+        `set / propagation to ${rootProp}`,
+      );
+  } else {
+    out.add(Op.Chdir, [rootfs], `chdir ${rootfs}`);
+    out.add(Op.MoveRoot, [rootfs], `chroot into ${rootfs}`);
+  }
+  for (const [key, value] of Object.entries(spec.linux?.sysctl ?? {})) {
+    out.add(
+      Op.WriteFile,
+      [`/proc/sys/${key.replace(/\./g, "/")}`, value],
+      `sysctl ${key}=${value}`,
+    );
+  }
+  for (const path of spec.linux?.maskedPaths ?? []) out.add(Op.MaskPath, [path], `mask ${path}`);
+  for (const path of spec.linux?.readonlyPaths ?? [])
+    out.add(Op.ReadonlyPath, [path], `make ${path} read-only`);
+  if (spec.root?.readonly) {
+    out.add(
+      Op.MountInRoot,
+      ["/", "/", "", "", MS.BIND | MS.REMOUNT | MS.RDONLY, ""],
+      "remount the root filesystem read-only",
+    );
+  }
+  if (spec.hostname !== undefined && spec.hostname !== "")
+    out.add(Op.SetHostname, [spec.hostname], `set hostname ${spec.hostname}`);
+  if (spec.domainname)
+    out.add(Op.SetDomainname, [spec.domainname], `set domainname ${spec.domainname}`);
+  compileProcessSetup(out, process, hooks.startContainer ?? []);
+  return { steps: out.steps, newUserNamespace: newUserNs };
+}
+
+/** The tail every process shares: rlimits, terminal, credentials, then wait/exec. */
+function compileProcessSetup(out: StepList, process: Process, startHooks: Hook[] | null): void {
+  if (process.oomScoreAdj !== undefined) {
+    out.add(
+      Op.WriteFile,
+      ["/proc/self/oom_score_adj", String(process.oomScoreAdj)],
+      `set oom_score_adj ${process.oomScoreAdj}`,
+    );
+  }
+  for (const [i, rl] of (process.rlimits ?? []).entries()) {
+    const resource = Rlimit[rl.type];
+    if (resource === undefined) {
+      throw new ConfigError(
+        `process.rlimits[${i}].type`,
+        `unknown rlimit "${rl.type}"`,
+        "names look like RLIMIT_NOFILE",
+      );
+    }
+    out.add(
+      Op.SetRlimit,
+      [resource, BigInt(rl.soft), BigInt(rl.hard)],
+      `setrlimit ${rl.type} soft ${rl.soft} hard ${rl.hard}`,
+    );
+  }
+  if (process.terminal) {
+    out.add(
+      Op.SetupTerminal,
+      [CONSOLE_SLOT, process.consoleSize?.height ?? 0, process.consoleSize?.width ?? 0],
+      "open a pty, send its master to the console socket and make it the terminal",
+    );
+  }
+  compileProcessCredentials(out, process);
+  const env = process.env ?? [];
+  const path = envValue(env, "PATH") ?? DEFAULT_PATH;
+  const args = process.args ?? [];
+  out.add(Op.FindExecutable, [args[0]!, path], `find ${args[0]} in PATH`);
+  if (startHooks !== null) {
+    out.add(Op.WaitExecFifo, [FIFO_SLOT], "report ready and wait for `start` (the exec fifo)");
+    for (const [i, hook] of startHooks.entries()) {
+      out.add(Op.RunHook, hookArgs(hook), `run startContainer hook ${i} (${hook.path})`);
+    }
+  }
+  out.add(Op.Exec, [args.length, ...args, ...env], `exec ${args.join(" ")}`);
+}
+
+function nsKey(type: NamespaceType): keyof typeof CloneFlag {
+  return type;
+}
+
+export interface ExecPlanInput {
+  /** The container init's pid: its namespaces are joined. */
+  initPid: number;
+  /** Namespace types the container has (from its config). */
+  namespaces: NamespaceType[];
+  process: Process;
+  waitForExit: boolean;
+  consoleSocket?: string;
+}
+
+/** Compiles `exec`: join the container's namespaces, then run a process as configured. */
+export function compileExecPlan(input: ExecPlanInput): Plan {
+  const { process } = input;
+  if (!process.args || process.args.length === 0)
+    throw new ConfigError("process.args", "must name a program to run");
+  if (process.apparmorProfile || process.selinuxLabel) {
+    throw new NotSupportedError(
+      "process: AppArmor profiles and SELinux labels are not supported yet",
+    );
+  }
+  const out = new StepList();
+  if (input.waitForExit) out.add(Op.WaitForInit, [], "wait for the process and report its exit");
+  if (process.terminal) {
+    if (!input.consoleSocket)
+      throw new ConfigError("process.terminal", "is true, but no --console-socket was given");
+    out.add(
+      Op.ConnectSocket,
+      [CONSOLE_SLOT, input.consoleSocket],
+      `connect to the console socket ${input.consoleSocket}`,
+    );
+  }
+  out.add(Op.ForkSetup, [0], "fork the setup process");
+  const order: NamespaceType[] = [
+    "user",
+    "ipc",
+    "uts",
+    "network",
+    "pid",
+    "cgroup",
+    "time",
+    "mount",
+  ];
+  for (const type of order) {
+    if (!input.namespaces.includes(type)) continue;
+    const path = `/proc/${input.initPid}/ns/${type === "mount" ? "mnt" : type === "network" ? "net" : type}`;
+    out.add(Op.JoinNamespace, [path, CloneFlag[type]], `join the container's ${type} namespace`);
+  }
+  out.add(Op.Sync, [SyncPoint.SetupChildCreated], "wait while the runtime joins the cgroup");
+  out.add(Op.ForkInit, [], "fork the process inside the container's PID namespace");
+  out.add(Op.NewSession, [], "start a new session");
+  compileProcessSetup(out, process, null);
+  return { steps: out.steps, newUserNamespace: false };
+}

@@ -1,0 +1,503 @@
+// The container lifecycle of runtime.md: create, start, state, kill, delete, plus run and exec.
+import {
+  closeSync,
+  existsSync,
+  constants as fsConstants,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { hostCgroups } from "../cgroups/hierarchy.ts";
+import { Cgroup } from "../cgroups/manager.ts";
+import { ConfigError, PivotError } from "../errors.ts";
+import type { ContainerStatus, IdMapping, Process, Spec, State } from "../oci/spec.ts";
+import { OCI_VERSION } from "../oci/spec.ts";
+import { parseConfig, validateProcess } from "../oci/validate.ts";
+import { runHooks, runHooksWarnOnly } from "./hooks.ts";
+import { exitCodeOf, type LaunchSession, launch, type StdioSpec } from "./launcher.ts";
+import {
+  type CgroupMountSource,
+  compileContainerPlan,
+  compileExecPlan,
+  type FileKind,
+  type HostFacts,
+  type Plan,
+} from "./plan.ts";
+import { parseSignal } from "./signals.ts";
+import {
+  type ContainerRecord,
+  DEFAULT_ROOT,
+  deriveStatus,
+  initAlive,
+  procStat,
+  StateStore,
+  validateId,
+} from "./state.ts";
+import { SyncPoint } from "./wire.ts";
+
+export interface RuntimeOptions {
+  /** Where container state lives (runc's --root). */
+  root?: string;
+  /** Receives warnings (failed poststart/poststop hooks, leftovers that could not be removed). */
+  warn?: (message: string) => void;
+}
+
+export interface CreateOptions {
+  bundle: string;
+  pidFile?: string;
+  consoleSocket?: string;
+  noPivot?: boolean;
+  preserveFds?: number;
+  /** The container's stdio; defaults to the caller's. */
+  stdio?: StdioSpec[];
+}
+
+export interface ExecOptions {
+  process: Process;
+  detach?: boolean;
+  pidFile?: string;
+  consoleSocket?: string;
+  preserveFds?: number;
+  stdio?: StdioSpec[];
+}
+
+const realHost: HostFacts = {
+  kindOf(path: string): FileKind {
+    try {
+      return statSync(path).isDirectory() ? "directory" : "file";
+    } catch {
+      return "missing";
+    }
+  },
+};
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Writes a file atomically (temporary file, then rename), as containerd expects of pid files. */
+function writeAtomic(path: string, content: string): void {
+  const tmp = join(dirname(path), `.${process.pid}.tmp`);
+  writeFileSync(tmp, content);
+  renameSync(tmp, path);
+}
+
+function idMapText(maps: IdMapping[]): string {
+  return maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join("");
+}
+
+export class Runtime {
+  readonly store: StateStore;
+  private readonly warn: (message: string) => void;
+
+  constructor(options: RuntimeOptions = {}) {
+    this.store = new StateStore(options.root ?? DEFAULT_ROOT);
+    this.warn = options.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
+  }
+
+  /** Reads and validates BUNDLE/config.json. */
+  loadBundle(bundle: string): { spec: Spec; bundle: string; rootfs: string } {
+    const dir = resolve(bundle);
+    const configPath = join(dir, "config.json");
+    let text: string;
+    try {
+      text = readFileSync(configPath, "utf8");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new PivotError(`cannot read ${configPath} (${code})`, {
+        hint:
+          code === "ENOENT"
+            ? "pass the bundle directory with --bundle, or create config.json with `spec`"
+            : undefined,
+      });
+    }
+    const spec = parseConfig(text, configPath);
+    const rootPath = spec.root!.path;
+    const rootfs = isAbsolute(rootPath) ? rootPath : resolve(dir, rootPath);
+    if (!isAbsolute(rootPath) && relative(dir, rootfs).startsWith("..")) {
+      throw new ConfigError(
+        "root.path",
+        `"${rootPath}" leaves the bundle directory ${dir}`,
+        "a relative root.path must stay inside the bundle",
+      );
+    }
+    if (realHost.kindOf(rootfs) !== "directory") {
+      throw new ConfigError(
+        "root.path",
+        `the root filesystem ${rootfs} is not a directory`,
+        "create it, or fix root.path",
+      );
+    }
+    return { spec, bundle: dir, rootfs };
+  }
+
+  stateOf(record: ContainerRecord, status?: ContainerStatus): State {
+    const s = status ?? this.status(record);
+    const state: State = {
+      ociVersion: OCI_VERSION,
+      id: record.id,
+      status: s,
+      bundle: record.bundle,
+    };
+    if (s !== "stopped" && record.pid > 0) state.pid = record.pid;
+    if (Object.keys(record.annotations).length) state.annotations = record.annotations;
+    return state;
+  }
+
+  status(record: ContainerRecord): ContainerStatus {
+    return deriveStatus(record, this.store.execFifo(record.id), () =>
+      new Cgroup(record.cgroupPaths).isFrozen(),
+    );
+  }
+
+  /** `create`: set the container up; its process waits until `start`. */
+  async create(id: string, options: CreateOptions): Promise<ContainerRecord> {
+    const { session, record } = await this.createSession(id, options, false);
+    session.detach();
+    return record;
+  }
+
+  private async createSession(
+    id: string,
+    options: CreateOptions,
+    waitForInit: boolean,
+  ): Promise<{ session: LaunchSession; record: ContainerRecord }> {
+    validateId(id);
+    const { spec, bundle, rootfs } = this.loadBundle(options.bundle);
+    if (!spec.process)
+      throw new ConfigError("process", "is missing; the container needs a process to run");
+    this.store.claim(id);
+    const host = hostCgroups();
+    const cgroup = Cgroup.forContainer(spec.linux?.cgroupsPath ?? `pivot-${id}`, host);
+    const record: ContainerRecord = {
+      id,
+      pid: 0,
+      pidStartTime: "",
+      bundle,
+      rootfs,
+      created: new Date().toISOString(),
+      annotations: spec.annotations ?? {},
+      cgroupPaths: cgroup.paths,
+      namespaces: (spec.linux?.namespaces ?? []).map((n) => n.type),
+      spec,
+    };
+    let session: LaunchSession | null = null;
+    try {
+      this.store.save(record);
+      cgroup.create();
+      const plan = compileContainerPlan({
+        spec,
+        rootfs,
+        bundle,
+        execFifo: this.store.execFifo(id),
+        waitForInit,
+        ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
+        noPivot: options.noPivot ?? false,
+        cgroupMounts: cgroupMountSources(cgroup),
+        host: realHost,
+      });
+      const s = launch(plan, {
+        ...(options.stdio ? { stdio: options.stdio } : {}),
+        preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
+        onSync: async (point, pid) => {
+          if (point === SyncPoint.SetupChildCreated) {
+            if (plan.newUserNamespace) this.writeIdMaps(pid, spec);
+            cgroup.join(pid);
+            return undefined;
+          }
+          // BeforePivot: the init exists; hooks see its pid.
+          record.pid = s.initPid;
+          record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
+          this.store.save(record);
+          const state = this.stateOf(record, "creating");
+          await runHooks(spec.hooks?.prestart, state, "prestart");
+          await runHooks(spec.hooks?.createRuntime, state, "createRuntime");
+          return JSON.stringify(this.stateOf(record, "created"));
+        },
+      });
+      session = s;
+      await s.whenReady();
+      record.pid = s.initPid;
+      record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
+      this.store.save(record);
+      if (options.pidFile) writeAtomic(resolve(options.pidFile), String(record.pid));
+      return { session: s, record };
+    } catch (err) {
+      await this.destroyPartial(record, cgroup, session);
+      throw err;
+    }
+  }
+
+  /** Undo a failed create: the process, the cgroup and the state directory. */
+  private async destroyPartial(
+    record: ContainerRecord,
+    cgroup: Cgroup,
+    session: LaunchSession | null,
+  ): Promise<void> {
+    const pid = session?.initPid || record.pid;
+    if (pid > 0) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    if (session) {
+      session.child.kill("SIGKILL");
+      await session.whenLauncherExited();
+    }
+    this.killCgroupAndWait(cgroup);
+    try {
+      cgroup.destroy();
+    } catch (err) {
+      this.warn((err as Error).message);
+    }
+    this.store.remove(record.id);
+  }
+
+  private writeIdMaps(pid: number, spec: Spec): void {
+    const linux = spec.linux ?? {};
+    try {
+      writeFileSync(`/proc/${pid}/uid_map`, idMapText(linux.uidMappings ?? []));
+      writeFileSync(`/proc/${pid}/gid_map`, idMapText(linux.gidMappings ?? []));
+    } catch (err) {
+      throw new PivotError(
+        `writing the user namespace id maps of process ${pid} failed: ${(err as Error).message}`,
+        {
+          hint: "check linux.uidMappings and linux.gidMappings: host ids must exist and ranges must not overlap",
+        },
+      );
+    }
+  }
+
+  /** `start`: release the process created by `create`. */
+  async start(id: string): Promise<void> {
+    const record = this.store.load(id);
+    const status = this.status(record);
+    if (status !== "created") {
+      throw new PivotError(`cannot start container "${id}": it is ${status}`, {
+        hint:
+          status === "stopped" ? `remove it with \`delete ${id}\` and create it again` : undefined,
+      });
+    }
+    this.releaseExecFifo(record);
+    record.started = true;
+    this.store.save(record);
+    await runHooksWarnOnly(
+      record.spec.hooks?.poststart,
+      this.stateOf(record, "running"),
+      "poststart",
+      this.warn,
+    );
+  }
+
+  private releaseExecFifo(record: ContainerRecord): void {
+    const fifo = this.store.execFifo(record.id);
+    const fd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    try {
+      const buf = Buffer.alloc(1);
+      for (;;) {
+        try {
+          if (readSync(fd, buf, 0, 1, null) === 1) break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+        }
+        if (!initAlive(record)) {
+          throw new PivotError(`container "${record.id}" exited before it could be started`, {
+            hint: `\`delete ${record.id}\` removes it`,
+          });
+        }
+        sleep(1);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    unlinkSync(fifo);
+  }
+
+  state(id: string): State {
+    return this.stateOf(this.store.load(id));
+  }
+
+  list(): { record: ContainerRecord; state: State }[] {
+    const out: { record: ContainerRecord; state: State }[] = [];
+    for (const id of this.store.ids()) {
+      try {
+        const record = this.store.load(id);
+        out.push({ record, state: this.stateOf(record) });
+      } catch {
+        // Removed meanwhile.
+      }
+    }
+    return out;
+  }
+
+  kill(id: string, signal: string | number = "SIGTERM", all = false): void {
+    const record = this.store.load(id);
+    const sig = parseSignal(signal);
+    const status = this.status(record);
+    if (status === "stopped" && !all) {
+      throw new PivotError(`cannot kill container "${id}": it is not running`);
+    }
+    if (all) {
+      for (const pid of new Cgroup(record.cgroupPaths).pids()) {
+        try {
+          process.kill(pid, sig);
+        } catch {}
+      }
+      return;
+    }
+    process.kill(record.pid, sig);
+  }
+
+  /** `delete`: remove a stopped container (or, with force, any container). */
+  async delete(id: string, force = false): Promise<void> {
+    let record: ContainerRecord;
+    try {
+      record = this.store.load(id);
+    } catch (err) {
+      // A half-written container (crash during create) leaves a directory without state.json.
+      if (force && existsSync(this.store.dir(id))) {
+        this.store.remove(id);
+        return;
+      }
+      throw err;
+    }
+    const status = this.status(record);
+    if ((status === "running" || status === "paused") && !force) {
+      throw new PivotError(`cannot delete container "${id}": it is ${status}`, {
+        hint: `stop it with \`kill ${id}\` first, or use \`delete --force ${id}\``,
+      });
+    }
+    const cgroup = new Cgroup(record.cgroupPaths);
+    if (status !== "stopped") {
+      if (status === "paused") cgroup.freeze(false);
+      try {
+        process.kill(record.pid, "SIGKILL");
+      } catch {}
+    }
+    this.killCgroupAndWait(cgroup, record);
+    try {
+      cgroup.destroy();
+    } catch (err) {
+      this.warn((err as Error).message);
+    }
+    if (record.started || status === "stopped") {
+      await runHooksWarnOnly(
+        record.spec.hooks?.poststop,
+        this.stateOf(record, "stopped"),
+        "poststop",
+        this.warn,
+      );
+    }
+    this.store.remove(id);
+  }
+
+  /** Kills whatever is left in the cgroup and waits (up to 5 s) for the init and the cgroup to empty. */
+  private killCgroupAndWait(cgroup: Cgroup, record?: ContainerRecord): void {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const pids = cgroup.pids();
+      const initLeft = record ? initAlive(record) : false;
+      if (pids.length === 0 && !initLeft) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {}
+      }
+      if (Date.now() > deadline) {
+        this.warn(`processes ${pids.join(", ")} did not exit after SIGKILL`);
+        return;
+      }
+      sleep(2);
+    }
+  }
+
+  /** `run`: create, start, wait for the exit, delete. Returns the exit code (128+N for signal N). */
+  async run(id: string, options: CreateOptions & { detach?: boolean }): Promise<number> {
+    if (options.detach) {
+      await this.create(id, options);
+      await this.start(id);
+      return 0;
+    }
+    const { session, record } = await this.createSession(id, options, true);
+    let code: number;
+    try {
+      await this.start(id);
+      code = exitCodeOf(await session.whenExited());
+    } catch (err) {
+      await this.delete(id, true).catch(() => {});
+      throw err;
+    }
+    await this.delete(record.id, true);
+    return code;
+  }
+
+  /** `exec`: run another process in a running container. Returns its exit code (0 when detached). */
+  async exec(id: string, options: ExecOptions): Promise<{ pid: number; exitCode: number }> {
+    const record = this.store.load(id);
+    const status = this.status(record);
+    if (status !== "running" && status !== "created") {
+      throw new PivotError(`cannot exec in container "${id}": it is ${status}`);
+    }
+    validateProcess(options.process, "process");
+    const plan: Plan = compileExecPlan({
+      initPid: record.pid,
+      namespaces: record.namespaces,
+      process: options.process,
+      waitForExit: !options.detach,
+      ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
+    });
+    const cgroup = new Cgroup(record.cgroupPaths);
+    const session = launch(plan, {
+      ...(options.stdio ? { stdio: options.stdio } : {}),
+      preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
+      onSync: (_point, pid) => {
+        cgroup.join(pid);
+        return undefined;
+      },
+    });
+    if (options.detach) {
+      await session.whenClosed();
+      if (options.pidFile) writeAtomic(resolve(options.pidFile), String(session.initPid));
+      session.detach();
+      return { pid: session.initPid, exitCode: 0 };
+    }
+    const status2 = await session.whenExited();
+    return { pid: session.initPid, exitCode: exitCodeOf(status2) };
+  }
+
+  pause(id: string): void {
+    const record = this.store.load(id);
+    const status = this.status(record);
+    if (status !== "running")
+      throw new PivotError(`cannot pause container "${id}": it is ${status}`);
+    new Cgroup(record.cgroupPaths).freeze(true);
+  }
+
+  resume(id: string): void {
+    const record = this.store.load(id);
+    const status = this.status(record);
+    if (status !== "paused")
+      throw new PivotError(`cannot resume container "${id}": it is ${status}`);
+    new Cgroup(record.cgroupPaths).freeze(false);
+  }
+
+  pids(id: string): number[] {
+    const record = this.store.load(id);
+    return new Cgroup(record.cgroupPaths).pids();
+  }
+}
+
+/** The container's own cgroup directories, for a "cgroup" mount on a v1 or hybrid host. */
+function cgroupMountSources(cgroup: Cgroup): CgroupMountSource[] | undefined {
+  const host = hostCgroups();
+  if (host.mode === "v2") return undefined;
+  return host.hierarchies.map((h) => ({
+    name: h.version === 2 ? "unified" : h.mountPoint.split("/").pop()!,
+    hostPath: cgroup.paths[h.name]!,
+  }));
+}

@@ -1,0 +1,244 @@
+// The wire format between the TypeScript side and the C launcher, defined once.
+//
+// Both directions use the same framing on one socket (the launcher's fd 3):
+//   message := u32 length (LE) + payload
+//   payload := u16 code + u16 argc + argc × arg
+//   arg     := 'i' + i64 (LE)  |  's' + u32 length + bytes
+// A plan is one message per step, then an END message. The launcher answers with events.
+// `bun scripts/gen-wire-header.ts` writes native/wire.h from the tables below, and a test
+// checks that the committed header matches, so the two sides cannot drift apart.
+
+/** Steps of a launch plan, replayed in order by the launcher. */
+export const Op = {
+  /** Join an existing namespace: (path, nstype clone flag). */
+  JoinNamespace: 1,
+  /** Fork the setup child; the launcher then only supervises: (cloneFlags, normally 0). */
+  ForkSetup: 2,
+  /** Stop and ask the TypeScript side to act, then wait for its answer: (syncPoint). */
+  Sync: 3,
+  /** unshare(2) the given clone flags: (flags). */
+  Unshare: 4,
+  /** Write the time namespace offsets: (monotonicSec, monotonicNsec, boottimeSec, boottimeNsec). */
+  TimeOffsets: 5,
+  /** Fork the container's init process as a sibling (CLONE_PARENT); the setup child reports its pid and exits. */
+  ForkInit: 6,
+  /** setresuid/setresgid to 0 inside a new user namespace so later steps act as its root. */
+  BecomeNamespaceRoot: 7,
+  /** mount(2): (source, target, fstype, flags, data). Targets beginning with the rootfs are plain paths. */
+  Mount: 8,
+  /** Mount with the target resolved inside the root filesystem (no escape through symlinks): (rootfs, pathInRoot, source, fstype, flags, data). */
+  MountInRoot: 9,
+  /** Create a directory and its parents inside the root filesystem: (rootfs, pathInRoot, mode). */
+  MkdirInRoot: 10,
+  /** Create an empty file (and parent dirs) inside the root filesystem, for a file bind mount: (rootfs, pathInRoot). */
+  TouchInRoot: 11,
+  /** Create a device node inside the root filesystem: (rootfs, pathInRoot, mode incl. type bits, major, minor, uid, gid). */
+  MknodInRoot: 12,
+  /** Create a symbolic link inside the root filesystem: (rootfs, pathInRoot, linkTarget). */
+  SymlinkInRoot: 13,
+  /** pivot_root into the rootfs and detach the old root: (rootfs). */
+  PivotRoot: 14,
+  /** Move the rootfs onto / and chroot (for --no-pivot): (rootfs). */
+  MoveRoot: 15,
+  /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory; missing paths are skipped: (path). */
+  MaskPath: 16,
+  /** Bind a path onto itself read-only; missing paths are skipped: (path). */
+  ReadonlyPath: 17,
+  /** sethostname(2): (name). */
+  SetHostname: 18,
+  /** setdomainname(2): (name). */
+  SetDomainname: 19,
+  /** Write a value to a file, e.g. a sysctl under /proc/sys or oom_score_adj: (path, value). */
+  WriteFile: 20,
+  /** setrlimit(2): (resource, soft, hard). */
+  SetRlimit: 21,
+  /** Open a pty, send its master over the console socket, make it the controlling terminal and stdio: (consoleSocketSlot, rows, cols). */
+  SetupTerminal: 22,
+  /** Connect to a unix socket path and keep the fd in a slot: (slot, path). */
+  ConnectSocket: 23,
+  /** Create a fifo and keep an O_PATH fd to it in a slot: (slot, path). */
+  MakeFifo: 24,
+  /** Report readiness, then block until the exec fifo is opened for reading: (fifoSlot). */
+  WaitExecFifo: 25,
+  /** Set supplementary groups: (gid...). */
+  SetGroups: 26,
+  /** Set the uid and gid, keeping capabilities across the switch: (uid, gid). */
+  SetUser: 27,
+  /** Set the effective, permitted, inheritable and ambient capability sets, as 64-bit masks. */
+  SetCapabilities: 28,
+  /** prctl(PR_SET_NO_NEW_PRIVS). */
+  NoNewPrivileges: 29,
+  /** umask(2): (mask). */
+  Umask: 30,
+  /** chdir(2): (dir). */
+  Chdir: 31,
+  /** Run a hook program with the state from the last sync reply on stdin, killing it after the timeout (0: none): (timeoutSec, path, argc, args..., env...). */
+  RunHook: 32,
+  /** setsid(2), making the process a session leader. */
+  NewSession: 33,
+  /** execve the program FindExecutable found: (argc, args..., env...). */
+  Exec: 34,
+  /** Make every mount under a path private/slave/shared/unbindable: (path, propagationFlags). */
+  Propagation: 35,
+  /** Drop every capability not in the mask from the bounding set: (mask). */
+  SetBoundingSet: 36,
+  /** Find the program as execvp would, in the container's PATH, so a missing one fails at create: (name, PATH). */
+  FindExecutable: 37,
+  /** The launcher waits for the init process, forwards signals to it and reports its exit. */
+  WaitForInit: 39,
+  /** The end of the plan. */
+  End: 99,
+} as const;
+export type OpCode = (typeof Op)[keyof typeof Op];
+
+/** Events the launcher sends back. */
+export const Event = {
+  /** A sync point was reached: (syncPoint, pid of the process that waits). */
+  Sync: 1,
+  /** The container's init process exists: (pid). */
+  InitPid: 2,
+  /** A step failed: (stepIndex, errno, detail). */
+  Error: 3,
+  /** The init is set up and waits on the exec fifo: (). */
+  Ready: 4,
+  /** The init process exited: (waitStatus). */
+  Exited: 5,
+  /** A hook failed: (stepIndex, exitStatus, output). */
+  HookFailed: 6,
+} as const;
+export type EventCode = (typeof Event)[keyof typeof Event];
+
+/** Points where the launcher stops and the TypeScript side acts. */
+export const SyncPoint = {
+  /** The setup child exists (in its new user namespace, if any): write id maps, join cgroups. */
+  SetupChildCreated: 1,
+  /** Mounts are done, before pivot_root: run prestart and createRuntime hooks. */
+  BeforePivot: 2,
+} as const;
+
+/** Answers to a sync event; Continue may carry the container state JSON for hooks the launcher runs. */
+export const Reply = {
+  Continue: 1,
+  Abort: 2,
+} as const;
+
+export type Arg = bigint | number | string | Uint8Array;
+
+export interface Message {
+  code: number;
+  args: Arg[];
+}
+
+const TAG_INT = 0x69; // 'i'
+const TAG_STR = 0x73; // 's'
+
+/** Largest message either side accepts; a plan step is far smaller. */
+export const MAX_MESSAGE_BYTES = 1 << 20;
+
+export function encodeMessage(code: number, args: readonly Arg[]): Buffer {
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(8);
+  head.writeUInt16LE(code, 4);
+  head.writeUInt16LE(args.length, 6);
+  parts.push(head);
+  for (const arg of args) {
+    if (typeof arg === "number" || typeof arg === "bigint") {
+      const b = Buffer.alloc(9);
+      b[0] = TAG_INT;
+      b.writeBigInt64LE(BigInt(arg), 1);
+      parts.push(b);
+    } else {
+      const bytes = typeof arg === "string" ? Buffer.from(arg, "utf8") : Buffer.from(arg);
+      if (typeof arg === "string" && bytes.includes(0)) {
+        throw new Error(`string argument contains a NUL byte: ${JSON.stringify(arg)}`);
+      }
+      const b = Buffer.alloc(5);
+      b[0] = TAG_STR;
+      b.writeUInt32LE(bytes.length, 1);
+      parts.push(b, bytes);
+    }
+  }
+  const out = Buffer.concat(parts);
+  if (out.length > MAX_MESSAGE_BYTES) throw new Error(`message too large (${out.length} bytes)`);
+  out.writeUInt32LE(out.length - 4, 0);
+  return out;
+}
+
+/** Decode one payload (without the length prefix). Integers decode as numbers when safe. */
+export function decodePayload(payload: Buffer): Message {
+  if (payload.length < 4) throw new Error("truncated message");
+  const code = payload.readUInt16LE(0);
+  const argc = payload.readUInt16LE(2);
+  const args: Arg[] = [];
+  let at = 4;
+  for (let i = 0; i < argc; i++) {
+    const tag = payload[at];
+    if (tag === TAG_INT) {
+      const v = payload.readBigInt64LE(at + 1);
+      args.push(
+        v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)
+          ? Number(v)
+          : v,
+      );
+      at += 9;
+    } else if (tag === TAG_STR) {
+      const len = payload.readUInt32LE(at + 1);
+      args.push(payload.toString("utf8", at + 5, at + 5 + len));
+      at += 5 + len;
+    } else {
+      throw new Error(`bad argument tag ${tag} at byte ${at}`);
+    }
+    if (at > payload.length) throw new Error("truncated message");
+  }
+  return { code, args };
+}
+
+/** Splits a byte stream into messages. */
+export class MessageReader {
+  private buffered: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Message[] {
+    this.buffered = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
+    const out: Message[] = [];
+    while (this.buffered.length >= 4) {
+      const len = this.buffered.readUInt32LE(0);
+      if (len > MAX_MESSAGE_BYTES) throw new Error(`message too large (${len} bytes)`);
+      if (this.buffered.length < 4 + len) break;
+      out.push(decodePayload(this.buffered.subarray(4, 4 + len)));
+      this.buffered = this.buffered.subarray(4 + len);
+    }
+    return out;
+  }
+}
+
+/** The C header for the tables above (see scripts/gen-wire-header.ts). */
+export function renderWireHeader(): string {
+  const lines = [
+    "/* Generated from src/runtime/wire.ts by scripts/gen-wire-header.ts. Do not edit. */",
+    "#ifndef PIVOT_WIRE_H",
+    "#define PIVOT_WIRE_H",
+    "",
+  ];
+  const table = (prefix: string, entries: Record<string, number>) => {
+    for (const [name, value] of Object.entries(entries)) {
+      lines.push(`#define ${prefix}_${snake(name)} ${value}`);
+    }
+    lines.push("");
+  };
+  table("OP", Op);
+  table("EV", Event);
+  table("SYNC", SyncPoint);
+  table("REPLY", Reply);
+  lines.push(`#define WIRE_TAG_INT ${TAG_INT}`, `#define WIRE_TAG_STR ${TAG_STR}`);
+  lines.push(`#define WIRE_MAX_MESSAGE ${MAX_MESSAGE_BYTES}`, "", "#endif", "");
+  return lines.join("\n");
+}
+
+function snake(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+export function opName(code: number): string {
+  for (const [name, value] of Object.entries(Op)) if (value === code) return name;
+  return `op${code}`;
+}
