@@ -1,0 +1,657 @@
+/**
+ * The content-addressed image store. Its root (default /var/lib/pivot) is an
+ * OCI image layout that skopeo (`oci:/var/lib/pivot:docker.io/library/busybox:latest`)
+ * and umoci can read, plus Pivot's own directories beside it:
+ *
+ *   oci-layout                       {"imageLayoutVersion": "1.0.0"}
+ *   index.json                       one descriptor per tag (annotation
+ *                                    org.opencontainers.image.ref.name = full
+ *                                    reference), untagged images without it
+ *   blobs/sha256/<hex>               manifests, configs, layer archives
+ *   layers/sha256/<hex>/diff/        a layer unpacked, keyed by diff_id,
+ *   layers/sha256/<hex>/layer.json   shared read-only by every image using it
+ *   l/<16 hex>                       short symlinks to layers' diff dirs, so that
+ *                                    overlay mount options stay under a page
+ *   tmp/, locks/                     in-flight writes and lock files
+ *
+ * Blobs are verified while written and appear atomically (temporary file,
+ * fsync, rename). Layers are unpacked once, under a per-layer lock, into a
+ * temporary directory renamed into place. Leftovers of killed processes are
+ * removed when the store is opened.
+ */
+import { createReadStream } from "node:fs";
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  stat,
+  symlink,
+  unlink,
+} from "node:fs/promises";
+import { join } from "node:path";
+import { Digester, parseDigest } from "./digest.ts";
+import {
+  AmbiguousImageError,
+  BlobNotFoundError,
+  DigestMismatchError,
+  ImageNotFoundError,
+  InvalidImageError,
+  InvalidReferenceError,
+} from "./errors.ts";
+import { isAlive, withFileLock } from "./lock.ts";
+import { formatReference, type ImageReference, parseReference } from "./reference.ts";
+import {
+  ANNOTATION_REF_NAME,
+  type Descriptor,
+  hostPlatform,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  isIndexMediaType,
+  isManifestMediaType,
+  MediaType,
+  type Platform,
+} from "./types.ts";
+import { type UnpackResult, unpackLayer } from "./unpack.ts";
+
+export const DEFAULT_STORE_ROOT = "/var/lib/pivot";
+
+export interface LayerRecord {
+  diffId: string;
+  /** The unpacked tree, to be used read-only (an overlay lowerdir). */
+  diffPath: string;
+  /** Short name under <root>/l/ linking to diffPath. */
+  link: string;
+  /** Bytes of the uncompressed layer tar. */
+  size: number;
+}
+
+/** An image as found in the store: manifest, config and layers, bottom first. */
+export interface StoredImage {
+  /** The image ID: the digest of its config, as Docker shows it. */
+  id: string;
+  manifestDigest: string;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  /** Full references (docker.io/library/busybox:latest) that point at this image. */
+  names: string[];
+  layers: { descriptor: Descriptor; diffId: string }[];
+}
+
+const BLOB_TEMP = /^blob-(\d+)-[a-z0-9]+$/;
+const LAYER_TEMP = /^(?:\.tmp-[0-9a-z]+-(\d+)-[a-z0-9]+|import(\d+)x[a-z0-9]+)$/;
+
+export class ImageStore {
+  readonly root: string;
+
+  private constructor(root: string) {
+    this.root = root;
+  }
+
+  /** Opens (creating if needed) the store at `root` and removes leftovers of dead processes. */
+  static async open(root: string = DEFAULT_STORE_ROOT): Promise<ImageStore> {
+    const store = new ImageStore(root);
+    await store.init();
+    return store;
+  }
+
+  private async init(): Promise<void> {
+    for (const d of ["blobs/sha256", "layers/sha256", "l", "tmp", "locks"]) {
+      await mkdir(join(this.root, d), { recursive: true, mode: 0o700 });
+    }
+    const layout = join(this.root, "oci-layout");
+    if (!(await exists(layout))) {
+      await this.writeFileAtomic(layout, `${JSON.stringify({ imageLayoutVersion: "1.0.0" })}\n`);
+    }
+    const index = join(this.root, "index.json");
+    if (!(await exists(index))) {
+      await withFileLock(this.lockPath("index"), async () => {
+        if (!(await exists(index)))
+          await this.writeIndex({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] });
+      });
+    }
+    await this.removeLeftovers();
+  }
+
+  /** Removes temporary files and directories whose owner process is gone. */
+  async removeLeftovers(): Promise<string[]> {
+    const removed: string[] = [];
+    const sweep = async (dir: string, pattern: RegExp) => {
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        const m = pattern.exec(name);
+        if (m && !isAlive(Number(m[1] ?? m[2]))) {
+          await rm(join(dir, name), { recursive: true, force: true });
+          removed.push(join(dir, name));
+        }
+      }
+    };
+    await sweep(join(this.root, "tmp"), BLOB_TEMP);
+    await sweep(join(this.root, "layers/sha256"), LAYER_TEMP);
+    for (const name of await readdir(this.root).catch(() => [] as string[])) {
+      const m = /^index\.json\.tmp-(\d+)-[a-z0-9]+$/.exec(name);
+      if (m && !isAlive(Number(m[1]))) {
+        await rm(join(this.root, name), { force: true });
+        removed.push(join(this.root, name));
+      }
+    }
+    return removed;
+  }
+
+  // ---- blobs ----
+
+  blobPath(digest: string): string {
+    const d = parseDigest(digest);
+    return join(this.root, "blobs", d.algorithm, d.hex);
+  }
+
+  async hasBlob(digest: string): Promise<boolean> {
+    return exists(this.blobPath(digest));
+  }
+
+  /**
+   * Stores content, hashing it while it is written. With `expected`, content
+   * of another digest or size is refused (and nothing is kept). Returns the
+   * digest and size.
+   */
+  async putBlob(
+    source: Uint8Array | AsyncIterable<Uint8Array>,
+    expected: { digest?: string; size?: number } = {},
+    what = "blob",
+  ): Promise<{ digest: string; size: number }> {
+    const algorithm = expected.digest ? parseDigest(expected.digest).algorithm : "sha256";
+    if (expected.digest && (await this.hasBlob(expected.digest))) {
+      // Content-addressed: the same digest is the same content. Drain a stream source.
+      if (!(source instanceof Uint8Array)) for await (const _ of source);
+      const st = await stat(this.blobPath(expected.digest));
+      return { digest: expected.digest, size: st.size };
+    }
+    const temp = join(this.root, "tmp", `blob-${process.pid}-${randomSuffix()}`);
+    const digester = new Digester(algorithm);
+    const fh = await open(temp, "wx", 0o644);
+    let ok = false;
+    try {
+      const write = async (chunk: Uint8Array) => {
+        digester.update(chunk);
+        if (expected.size !== undefined && digester.size > expected.size) {
+          throw new DigestMismatchError(
+            what,
+            `${expected.digest ?? "content"} of ${expected.size} bytes`,
+            `more than ${expected.size} bytes`,
+          );
+        }
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+          off += bytesWritten;
+        }
+      };
+      if (source instanceof Uint8Array) await write(source);
+      else for await (const chunk of source) await write(chunk);
+      await fh.sync();
+      await fh.close();
+      const digest = digester.digest();
+      if (expected.digest !== undefined && digest !== expected.digest) {
+        throw new DigestMismatchError(what, expected.digest, digest);
+      }
+      if (expected.size !== undefined && digester.size !== expected.size) {
+        throw new DigestMismatchError(what, `${expected.size} bytes`, `${digester.size} bytes`);
+      }
+      await rename(temp, this.blobPath(digest));
+      ok = true;
+      return { digest, size: digester.size };
+    } finally {
+      await fh.close().catch(() => {});
+      if (!ok) await unlink(temp).catch(() => {});
+    }
+  }
+
+  /** Stores a JSON document as a blob and returns its descriptor. */
+  async putJson(value: unknown, mediaType: string): Promise<Descriptor> {
+    const data = Buffer.from(JSON.stringify(value));
+    const { digest, size } = await this.putBlob(data);
+    return { mediaType, digest, size };
+  }
+
+  async readBlob(digest: string): Promise<Buffer> {
+    try {
+      return await readFile(this.blobPath(digest));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT")
+        throw new BlobNotFoundError(digest, this.root);
+      throw e;
+    }
+  }
+
+  /** Reads and verifies a (small) blob and parses it as JSON. */
+  async readJson<T>(digest: string, what: string): Promise<T> {
+    const data = await this.readBlob(digest);
+    const d = new Digester(parseDigest(digest).algorithm);
+    d.update(data);
+    const actual = d.digest();
+    if (actual !== digest) {
+      throw new DigestMismatchError(
+        `${what} ${this.blobPath(digest)}`,
+        digest,
+        actual,
+        "the store is corrupt: remove the image and load it again",
+      );
+    }
+    try {
+      return JSON.parse(data.toString("utf8")) as T;
+    } catch (e) {
+      throw new InvalidImageError(`${what} ${digest}`, `not valid JSON (${(e as Error).message})`);
+    }
+  }
+
+  openBlob(digest: string): AsyncIterable<Uint8Array> {
+    return createReadStream(this.blobPath(digest));
+  }
+
+  // ---- index (tags) ----
+
+  async readIndex(): Promise<ImageIndex> {
+    const path = join(this.root, "index.json");
+    let parsed: ImageIndex;
+    try {
+      parsed = JSON.parse(await readFile(path, "utf8")) as ImageIndex;
+    } catch (e) {
+      throw new InvalidImageError(
+        path,
+        `cannot read the store's index (${(e as Error).message})`,
+        "the store is corrupt; restore index.json or remove the store",
+      );
+    }
+    if (parsed.schemaVersion !== 2 || !Array.isArray(parsed.manifests)) {
+      throw new InvalidImageError(path, "not an OCI image index");
+    }
+    return parsed;
+  }
+
+  private async writeIndex(index: ImageIndex): Promise<void> {
+    await this.writeFileAtomic(
+      join(this.root, "index.json"),
+      `${JSON.stringify(index, null, 2)}\n`,
+    );
+  }
+
+  /** Read-modify-write of index.json under the store's index lock. */
+  async updateIndex(fn: (index: ImageIndex) => void | Promise<void>): Promise<void> {
+    await withFileLock(
+      this.lockPath("index"),
+      async () => {
+        const index = await this.readIndex();
+        await fn(index);
+        await this.writeIndex(index);
+      },
+      { what: "the image index" },
+    );
+  }
+
+  /**
+   * Records an image (its manifest must be stored) under the given
+   * references. A reference already pointing elsewhere is moved; an image left
+   * with no reference stays as an untagged entry, like Docker's <none>.
+   */
+  async addImage(manifest: Descriptor, refs: (string | ImageReference)[] = []): Promise<void> {
+    if (!(await this.hasBlob(manifest.digest)))
+      throw new BlobNotFoundError(manifest.digest, this.root);
+    const names = refs.map((r) =>
+      typeof r === "string" ? formatReference(parseReference(r)) : formatReference(r),
+    );
+    const plain: Descriptor = {
+      mediaType: manifest.mediaType,
+      digest: manifest.digest,
+      size: manifest.size,
+    };
+    if (manifest.platform) plain.platform = manifest.platform;
+    await this.updateIndex((index) => {
+      const movedAway: Descriptor[] = [];
+      index.manifests = index.manifests.filter((d) => {
+        const name = d.annotations?.[ANNOTATION_REF_NAME];
+        if (name !== undefined && names.includes(name)) {
+          if (d.digest !== manifest.digest) movedAway.push(d);
+          return false;
+        }
+        // The untagged entry of this image goes when it gets a name.
+        return !(name === undefined && d.digest === manifest.digest && names.length > 0);
+      });
+      for (const name of names) {
+        index.manifests.push({ ...plain, annotations: { [ANNOTATION_REF_NAME]: name } });
+      }
+      if (!index.manifests.some((d) => d.digest === manifest.digest)) index.manifests.push(plain);
+      // An image whose last name moved elsewhere stays, untagged.
+      for (const old of movedAway) {
+        if (!index.manifests.some((d) => d.digest === old.digest)) {
+          const { annotations: _, ...untagged } = old;
+          index.manifests.push(untagged);
+        }
+      }
+    });
+  }
+
+  /** Adds reference `target` to the image that `source` names. */
+  async tag(source: string, target: string): Promise<void> {
+    const image = await this.resolve(source);
+    const ref = parseReference(target);
+    if (ref.digest !== undefined)
+      throw new InvalidReferenceError(target, "a tag cannot contain a digest");
+    await this.addImage(
+      {
+        mediaType: image.manifest.mediaType ?? MediaType.ociManifest,
+        digest: image.manifestDigest,
+        size: (await stat(this.blobPath(image.manifestDigest))).size,
+      },
+      [ref],
+    );
+  }
+
+  /** Removes one reference. The image stays (untagged) if nothing else names it. */
+  async untag(reference: string): Promise<void> {
+    const name = formatReference(parseReference(reference));
+    let found = false;
+    await this.updateIndex((index) => {
+      const entry = index.manifests.find((d) => d.annotations?.[ANNOTATION_REF_NAME] === name);
+      if (!entry) return;
+      found = true;
+      index.manifests = index.manifests.filter((d) => d !== entry);
+      if (!index.manifests.some((d) => d.digest === entry.digest)) {
+        const { annotations: _, ...plain } = entry;
+        index.manifests.push(plain);
+      }
+    });
+    if (!found) throw new ImageNotFoundError(reference, this.root);
+  }
+
+  /** All images, one per manifest, with their names. */
+  async listImages(): Promise<StoredImage[]> {
+    const index = await this.readIndex();
+    const byDigest = new Map<string, string[]>();
+    for (const d of index.manifests) {
+      const names = byDigest.get(d.digest) ?? [];
+      const name = d.annotations?.[ANNOTATION_REF_NAME];
+      if (name !== undefined) names.push(name);
+      byDigest.set(d.digest, names);
+    }
+    const out: StoredImage[] = [];
+    for (const [digest, names] of byDigest) {
+      const desc = index.manifests.find((d) => d.digest === digest)!;
+      out.push({ ...(await this.loadImage(desc)), names });
+    }
+    return out;
+  }
+
+  /**
+   * Finds an image by reference (busybox, busybox:1, name@sha256:...), by
+   * image ID or manifest digest (sha256:...), or by a unique ID prefix.
+   */
+  async resolve(input: string): Promise<StoredImage> {
+    const images = await this.listImages();
+    if (/^sha256:[0-9a-f]{64}$/.test(input)) {
+      const hit = images.find((i) => i.id === input || i.manifestDigest === input);
+      if (hit) return hit;
+      throw new ImageNotFoundError(input, this.root);
+    }
+    let ref: ImageReference | undefined;
+    try {
+      ref = parseReference(input);
+    } catch (e) {
+      if (!/^[0-9a-f]{1,64}$/.test(input)) throw e;
+    }
+    if (ref !== undefined) {
+      if (ref.digest !== undefined) {
+        const hit =
+          images.find(
+            (i) =>
+              i.manifestDigest === ref.digest &&
+              (i.names.some((n) => n.startsWith(`${ref.name}:`)) || ref.tag === undefined),
+          ) ?? images.find((i) => i.manifestDigest === ref.digest);
+        if (hit) return hit;
+      } else {
+        const full = formatReference(ref);
+        const hit = images.find((i) => i.names.includes(full));
+        if (hit) return hit;
+      }
+    }
+    if (/^[0-9a-f]{1,64}$/.test(input)) {
+      const matches = images.filter((i) => parseDigest(i.id).hex.startsWith(input));
+      const ids = [...new Set(matches.map((m) => m.id))];
+      if (ids.length === 1) return matches[0]!;
+      if (ids.length > 1) throw new AmbiguousImageError(input, ids);
+    }
+    throw new ImageNotFoundError(input, this.root);
+  }
+
+  private async loadImage(desc: Descriptor): Promise<Omit<StoredImage, "names">> {
+    let manifestDigest = desc.digest;
+    let manifest = await this.readJson<ImageManifest & ImageIndex>(manifestDigest, "manifest");
+    if (
+      isIndexMediaType(desc.mediaType) ||
+      isIndexMediaType(manifest.mediaType) ||
+      Array.isArray(manifest.manifests)
+    ) {
+      const chosen = selectPlatform(manifest.manifests, hostPlatform());
+      if (!chosen) {
+        throw new InvalidImageError(
+          `image index ${desc.digest}`,
+          `has no manifest for ${hostPlatform().os}/${hostPlatform().architecture}`,
+          "load an image built for this machine's architecture",
+        );
+      }
+      manifestDigest = chosen.digest;
+      manifest = await this.readJson<ImageManifest & ImageIndex>(manifestDigest, "manifest");
+    }
+    if (!manifest.config || !Array.isArray(manifest.layers)) {
+      throw new InvalidImageError(`manifest ${manifestDigest}`, "has no config or layers");
+    }
+    const config = await this.readJson<ImageConfig>(manifest.config.digest, "image config");
+    const diffIds = config.rootfs?.diff_ids ?? [];
+    if (diffIds.length !== manifest.layers.length) {
+      throw new InvalidImageError(
+        `image ${manifest.config.digest}`,
+        `the manifest lists ${manifest.layers.length} layers but the config ${diffIds.length} diff_ids`,
+      );
+    }
+    return {
+      id: manifest.config.digest,
+      manifestDigest,
+      manifest,
+      config,
+      layers: manifest.layers.map((descriptor, i) => ({ descriptor, diffId: diffIds[i]! })),
+    };
+  }
+
+  // ---- layers ----
+
+  layerDir(diffId: string): string {
+    const d = parseDigest(diffId);
+    return join(this.root, "layers", d.algorithm, d.hex);
+  }
+
+  static linkName(diffId: string): string {
+    return parseDigest(diffId).hex.slice(0, 16);
+  }
+
+  async hasLayer(diffId: string): Promise<boolean> {
+    return exists(join(this.layerDir(diffId), "layer.json"));
+  }
+
+  async getLayer(diffId: string): Promise<LayerRecord> {
+    const dir = this.layerDir(diffId);
+    const meta = JSON.parse(await readFile(join(dir, "layer.json"), "utf8")) as { size: number };
+    const link = ImageStore.linkName(diffId);
+    await this.ensureLink(diffId);
+    return { diffId, diffPath: join(dir, "diff"), link, size: meta.size };
+  }
+
+  /**
+   * Makes sure the layer with `diffId` is unpacked, unpacking blob `digest`
+   * (verified against diffId) if not. Concurrent callers, in this process or
+   * others, unpack it once.
+   */
+  async ensureLayer(
+    digest: string,
+    diffId: string,
+    mediaType?: string,
+    archiveName?: string,
+  ): Promise<LayerRecord> {
+    if (await this.hasLayer(diffId)) return this.getLayer(diffId);
+    return withFileLock(
+      this.lockPath(`layer-${parseDigest(diffId).hex}`),
+      async () => {
+        if (await this.hasLayer(diffId)) return this.getLayer(diffId);
+        const dir = this.layerDir(diffId);
+        // A directory without layer.json cannot be produced by rename; remove anything odd.
+        await rm(dir, { recursive: true, force: true });
+        if (!(await this.hasBlob(digest))) throw new BlobNotFoundError(digest, this.root);
+        await unpackLayer(this.blobPath(digest), dir, {
+          archiveName: archiveName ?? `layer ${digest}`,
+          diffId,
+          digest,
+          ...(mediaType ? { mediaType } : {}),
+          subdir: "diff",
+          finalize: async (temp: string, result: UnpackResult) => {
+            await this.writeFileAtomic(
+              join(temp, "layer.json"),
+              `${JSON.stringify({ diffId, digest, size: result.size, compression: result.compression, ignoredXattrs: result.ignoredXattrs })}\n`,
+            );
+          },
+        });
+        return this.getLayer(diffId);
+      },
+      { what: `layer ${diffId}` },
+    );
+  }
+
+  /** Unpacks every layer of an image; returns them bottom first. */
+  async ensureImageLayers(image: StoredImage): Promise<LayerRecord[]> {
+    const out: LayerRecord[] = [];
+    for (const [i, { descriptor, diffId }] of image.layers.entries()) {
+      out.push(
+        await this.ensureLayer(
+          descriptor.digest,
+          diffId,
+          descriptor.mediaType,
+          `image ${image.id} layer ${i + 1}/${image.layers.length} (${descriptor.digest})`,
+        ),
+      );
+    }
+    return out;
+  }
+
+  /**
+   * Unpacks blob `digest` whose diff_id is not known beforehand (a tarball
+   * being imported): the tree is built under a temporary name, then moved to
+   * its diff_id's place unless that layer exists already.
+   */
+  async importLayer(
+    digest: string,
+    mediaType?: string,
+    archiveName?: string,
+  ): Promise<LayerRecord> {
+    const temp = join(this.root, "layers", "sha256", `import${process.pid}x${randomSuffix()}`);
+    try {
+      const result = await unpackLayer(this.blobPath(digest), temp, {
+        archiveName: archiveName ?? `layer ${digest}`,
+        digest,
+        ...(mediaType ? { mediaType } : {}),
+        subdir: "diff",
+        finalize: async (dir: string, r: UnpackResult) => {
+          await this.writeFileAtomic(
+            join(dir, "layer.json"),
+            `${JSON.stringify({ diffId: r.diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs })}\n`,
+          );
+        },
+      });
+      const diffId = result.diffId;
+      return await withFileLock(
+        this.lockPath(`layer-${parseDigest(diffId).hex}`),
+        async () => {
+          if (!(await this.hasLayer(diffId))) {
+            await rm(this.layerDir(diffId), { recursive: true, force: true });
+            await rename(temp, this.layerDir(diffId));
+          }
+          return this.getLayer(diffId);
+        },
+        { what: `layer ${diffId}` },
+      );
+    } finally {
+      await rm(temp, { recursive: true, force: true });
+    }
+  }
+
+  private async ensureLink(diffId: string): Promise<void> {
+    const name = ImageStore.linkName(diffId);
+    const path = join(this.root, "l", name);
+    const target = join(
+      "..",
+      "layers",
+      parseDigest(diffId).algorithm,
+      parseDigest(diffId).hex,
+      "diff",
+    );
+    try {
+      await symlink(target, path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const current = await readlink(path);
+      if (current !== target) {
+        throw new InvalidImageError(
+          path,
+          `short link ${name} already points to ${current}, not ${target}`,
+          "two layers share a 64-bit ID prefix; remove one of the images",
+        );
+      }
+    }
+  }
+
+  // ---- helpers ----
+
+  lockPath(name: string): string {
+    return join(this.root, "locks", `${name}.lock`);
+  }
+
+  /** Writes a file by temporary file, fsync and rename. */
+  async writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+    const temp = `${path}.tmp-${process.pid}-${randomSuffix()}`;
+    const fh = await open(temp, "wx", 0o644);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await rename(temp, path);
+    } catch (e) {
+      await unlink(temp).catch(() => {});
+      throw e;
+    }
+  }
+}
+
+/** Picks the manifest for `want` from an index (exact variant match preferred). */
+export function selectPlatform(manifests: Descriptor[], want: Platform): Descriptor | undefined {
+  const candidates = manifests.filter(
+    (m) =>
+      isManifestMediaType(m.mediaType) &&
+      (!m.platform || (m.platform.os === want.os && m.platform.architecture === want.architecture)),
+  );
+  return candidates.find((m) => m.platform?.variant === want.variant) ?? candidates[0];
+}
+
+function randomSuffix(): string {
+  return Math.random().toString(36).slice(2, 10);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,100 @@
+/** The parts of the OCI image spec (and Docker's schema 2) that Pivot reads and writes. */
+
+export const MediaType = {
+  ociLayout: "application/vnd.oci.layout.header.v1+json",
+  ociIndex: "application/vnd.oci.image.index.v1+json",
+  ociManifest: "application/vnd.oci.image.manifest.v1+json",
+  ociConfig: "application/vnd.oci.image.config.v1+json",
+  ociLayer: "application/vnd.oci.image.layer.v1.tar",
+  ociLayerGzip: "application/vnd.oci.image.layer.v1.tar+gzip",
+  ociLayerZstd: "application/vnd.oci.image.layer.v1.tar+zstd",
+  dockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
+  dockerManifestList: "application/vnd.docker.distribution.manifest.list.v2+json",
+  dockerConfig: "application/vnd.docker.container.image.v1+json",
+  dockerLayerGzip: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+} as const;
+
+export const ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name";
+
+export interface Platform {
+  architecture: string;
+  os: string;
+  variant?: string;
+  "os.version"?: string;
+  "os.features"?: string[];
+}
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: Platform;
+  urls?: string[];
+}
+
+export interface ImageIndex {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface ImageManifest {
+  schemaVersion: 2;
+  mediaType?: string;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface HistoryEntry {
+  created?: string;
+  created_by?: string;
+  author?: string;
+  comment?: string;
+  empty_layer?: boolean;
+}
+
+export interface ImageConfig {
+  created?: string;
+  author?: string;
+  architecture: string;
+  os: string;
+  variant?: string;
+  config?: {
+    User?: string;
+    ExposedPorts?: Record<string, object>;
+    Env?: string[];
+    Entrypoint?: string[] | null;
+    Cmd?: string[] | null;
+    Volumes?: Record<string, object>;
+    WorkingDir?: string;
+    Labels?: Record<string, string>;
+    StopSignal?: string;
+  };
+  rootfs: { type: "layers"; diff_ids: string[] };
+  history?: HistoryEntry[];
+}
+
+export function isIndexMediaType(mediaType: string | undefined): boolean {
+  return mediaType === MediaType.ociIndex || mediaType === MediaType.dockerManifestList;
+}
+
+export function isManifestMediaType(mediaType: string | undefined): boolean {
+  return mediaType === MediaType.ociManifest || mediaType === MediaType.dockerManifest;
+}
+
+/** The OCI architecture name of the machine running this code. */
+export function hostPlatform(): Platform {
+  const arch: Record<string, string> = {
+    x64: "amd64",
+    arm64: "arm64",
+    arm: "arm",
+    ia32: "386",
+    ppc64: "ppc64le",
+    s390x: "s390x",
+    riscv64: "riscv64",
+  };
+  return { os: "linux", architecture: arch[process.arch] ?? process.arch };
+}
