@@ -1,0 +1,150 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
+import { appendFile, mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  isMountPoint,
+  mountImageRootfs,
+  type OverlayPlan,
+  overlaySupported,
+  planOverlay,
+  unmountOverlay,
+} from "../../src/image/overlay.ts";
+import { ImageStore } from "../../src/image/store.ts";
+import { buildTestImage } from "../fixtures/image-build.ts";
+import { buildTar } from "../fixtures/image-tar.ts";
+
+let root: string;
+let store: ImageStore;
+const mounted: string[] = [];
+
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), "pivot-overlay-"));
+  store = await ImageStore.open(join(root, "store"));
+});
+
+afterEach(async () => {
+  for (const target of mounted.splice(0)) await unmountOverlay(target, { lazy: true });
+  await rm(root, { recursive: true, force: true });
+});
+
+async function mount(
+  image: Parameters<typeof mountImageRootfs>[1],
+  name: string,
+): Promise<OverlayPlan> {
+  const containerDir = join(root, "containers", name);
+  const plan = planOverlay(store.root, await store.ensureImageLayers(image), containerDir);
+  mounted.push(plan.target);
+  return mountImageRootfs(store, image, containerDir);
+}
+
+const canMount = process.getuid?.() === 0 && (await overlaySupported());
+
+describe.skipIf(!canMount)("OverlayFS root filesystems", () => {
+  const lower = buildTar([
+    { name: "etc/", type: "dir" },
+    { name: "etc/removed", content: "gone in layer 2\n" },
+    { name: "etc/kept", content: "from layer 1\n" },
+    { name: "etc/edit-me", content: "original\n" },
+    { name: "opaque/", type: "dir" },
+    { name: "opaque/old1", content: "1" },
+    { name: "opaque/old2", content: "2" },
+    { name: "bin/busybox", content: "not really busybox", mode: 0o755 },
+  ]);
+  const upper = buildTar([
+    { name: "etc/.wh.removed" },
+    { name: "etc/added", content: "from layer 2\n" },
+    { name: "opaque/.wh..wh..opq" },
+    { name: "opaque/new", content: "new" },
+  ]);
+
+  test("a 2-layer image: whiteouts, opaque dirs, copy-on-write", async () => {
+    const image = await buildTestImage(store, [lower, upper], { refs: ["twolayer"] });
+    const plan = await mount(image, "c1");
+    try {
+      expect(await isMountPoint(plan.target)).toBe(true);
+      expect(plan.lowerdirs.length).toBe(2);
+      const m = plan.target;
+      expect(readdirSync(join(m, "etc")).sort()).toEqual(["added", "edit-me", "kept"]);
+      expect(existsSync(join(m, "etc/removed"))).toBe(false);
+      expect(readdirSync(join(m, "opaque"))).toEqual(["new"]);
+      expect(readFileSync(join(m, "etc/kept"), "utf8")).toBe("from layer 1\n");
+      expect(readFileSync(join(m, "etc/added"), "utf8")).toBe("from layer 2\n");
+
+      // Copy-on-write: the change lands in upperdir, the shared layer is untouched.
+      await appendFile(join(m, "etc/edit-me"), "changed\n");
+      await writeFile(join(m, "etc/brand-new"), "container file\n");
+      await unlink(join(m, "etc/kept"));
+      const layer1 = (await store.ensureImageLayers(image))[0]!.diffPath;
+      expect(readFileSync(join(layer1, "etc/edit-me"), "utf8")).toBe("original\n");
+      expect(existsSync(join(layer1, "etc/kept"))).toBe(true);
+      expect(readFileSync(join(plan.upperdir, "etc/edit-me"), "utf8")).toBe("original\nchanged\n");
+      expect(readFileSync(join(plan.upperdir, "etc/brand-new"), "utf8")).toBe("container file\n");
+      const wh = lstatSync(join(plan.upperdir, "etc/kept"));
+      expect(wh.isCharacterDevice() && wh.rdev === 0).toBe(true);
+
+      // A second container of the same image shares the layers and sees none of it.
+      const plan2 = await mount(image, "c2");
+      expect(readFileSync(join(plan2.target, "etc/edit-me"), "utf8")).toBe("original\n");
+      expect(existsSync(join(plan2.target, "etc/kept"))).toBe(true);
+      expect(readdirSync(join(store.root, "layers/sha256")).length).toBe(2);
+    } finally {
+      await unmountOverlay(plan.target);
+    }
+    expect(await isMountPoint(plan.target)).toBe(false);
+    // Unmounting twice is fine.
+    await unmountOverlay(plan.target);
+  });
+
+  test("an image of 130 layers mounts (short links keep options under a page)", async () => {
+    const layers = Array.from({ length: 130 }, (_, i) =>
+      buildTar([{ name: `layers/l${String(i).padStart(3, "0")}`, content: `${i}` }]),
+    );
+    const image = await buildTestImage(store, layers, { gzip: false });
+    const plan = await mount(image, "many");
+    try {
+      expect(plan.options.length).toBeLessThan(4096);
+      expect(readdirSync(join(plan.target, "layers")).length).toBe(130);
+      expect(readFileSync(join(plan.target, "layers/l129"), "utf8")).toBe("129");
+    } finally {
+      await unmountOverlay(plan.target);
+    }
+  });
+
+  test("mount failure is reported with the target and a hint", async () => {
+    const image = await buildTestImage(store, [lower]);
+    const plan = planOverlay(store.root, await store.ensureImageLayers(image), join(root, "bad"));
+    // Overlay cannot use an overlay as upperdir: mount one, then try to put upper inside it.
+    const first = await mount(image, "outer");
+    const nested = { ...plan, upperdir: join(first.target, "u"), workdir: join(first.target, "w") };
+    nested.options = plan.options
+      .replace(plan.upperdir, nested.upperdir)
+      .replace(plan.workdir, nested.workdir);
+    const { mountOverlay } = await import("../../src/image/overlay.ts");
+    mounted.push(nested.target);
+    await expect(mountOverlay(nested)).rejects.toThrow(/overlay .*bad\/merged: mount failed/);
+  });
+});
+
+test("planOverlay: top layer first, relative short links, upper/work under the container", () => {
+  const layers = ["a", "b", "c"].map((x) => ({
+    diffId: `sha256:${x.repeat(64)}`,
+    diffPath: `/s/layers/sha256/${x.repeat(64)}/diff`,
+    link: x.repeat(16),
+    size: 1,
+  }));
+  const plan = planOverlay("/s", layers, "/run/c1");
+  expect(plan.lowerdirs).toEqual([
+    `l/${"c".repeat(16)}`,
+    `l/${"b".repeat(16)}`,
+    `l/${"a".repeat(16)}`,
+  ]);
+  expect(plan.options).toBe(
+    `lowerdir=l/${"c".repeat(16)}:l/${"b".repeat(16)}:l/${"a".repeat(16)},upperdir=/run/c1/upper,workdir=/run/c1/work`,
+  );
+  expect(plan.cwd).toBe("/s");
+  expect(plan.target).toBe("/run/c1/merged");
+  expect(() => planOverlay("/s", layers, "/run/c:1")).toThrow(/cannot carry/);
+  expect(planOverlay("/s", [], "/run/c1").lowerdirs).toEqual(["/run/c1/empty"]);
+});
