@@ -425,6 +425,11 @@ export class ImageStore {
     throw new ImageNotFoundError(input, this.root);
   }
 
+  /** Reads the image a manifest (or index) descriptor describes, whether or not it is tagged. */
+  async inspectManifest(desc: Descriptor): Promise<StoredImage> {
+    return { ...(await this.loadImage(desc)), names: [] };
+  }
+
   private async loadImage(desc: Descriptor): Promise<Omit<StoredImage, "names">> {
     let manifestDigest = desc.digest;
     let manifest = await this.readJson<ImageManifest & ImageIndex>(manifestDigest, "manifest");

@@ -1,0 +1,209 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { LayerUnpackError } from "../../src/image/errors.ts";
+import { loadImages } from "../../src/image/load.ts";
+import { ImageStore } from "../../src/image/store.ts";
+import { buildTestImage } from "../fixtures/image-build.ts";
+import { buildTar, type FixtureEntry, sha256 } from "../fixtures/image-tar.ts";
+
+let work: string;
+let store: ImageStore;
+
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), "pivot-load-"));
+  store = await ImageStore.open(join(work, "store"));
+});
+
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+const layer1 = buildTar([
+  { name: "bin/", type: "dir" },
+  { name: "bin/sh", content: "shell", mode: 0o755 },
+]);
+const layer2 = buildTar([{ name: "etc/hostname", content: "box\n" }]);
+
+function dockerArchive(options: { layers?: Buffer[]; tags?: string[] } = {}): Buffer {
+  const layers = options.layers ?? [layer1, layer2, layer1];
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: "amd64",
+      os: "linux",
+      config: { Cmd: ["/bin/sh"] },
+      rootfs: { type: "layers", diff_ids: layers.map(sha256) },
+    }),
+  );
+  const configName = `${sha256(config).slice(7)}.json`;
+  const entries: FixtureEntry[] = [];
+  const seen = new Map<string, string>();
+  const layerPaths: string[] = [];
+  for (const [i, l] of layers.entries()) {
+    const id = `${String(i).repeat(2)}${sha256(l).slice(9)}`;
+    const path = `${id}/layer.tar`;
+    entries.push({ name: `${id}/`, type: "dir" });
+    const first = seen.get(sha256(l));
+    // docker save writes a repeated layer as a symlink to the first copy.
+    if (first) entries.push({ name: path, type: "symlink", linkname: `../${first}` });
+    else {
+      entries.push({ name: path, content: l });
+      seen.set(sha256(l), path);
+    }
+    layerPaths.push(path);
+  }
+  entries.push({ name: configName, content: config });
+  entries.push({
+    name: "manifest.json",
+    content: JSON.stringify([
+      {
+        Config: configName,
+        RepoTags: options.tags ?? ["busybox:latest", "example.com/b:1"],
+        Layers: layerPaths,
+      },
+    ]),
+  });
+  entries.push({ name: "repositories", content: "{}" });
+  return buildTar(entries);
+}
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...walk(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+/** Tars the OCI layout part of a store (what an oci-archive is). */
+function ociArchiveOf(root: string): Buffer {
+  const files = [
+    "oci-layout",
+    "index.json",
+    ...walk(join(root, "blobs")).map((p) => relative(root, p)),
+  ];
+  return buildTar(files.map((f) => ({ name: f, content: readFileSync(join(root, f)) })));
+}
+
+describe("docker-archive", () => {
+  test("loads tags, config (same image ID as docker), layers incl. symlinked duplicates", async () => {
+    const file = join(work, "image.tar");
+    const data = dockerArchive();
+    await writeFile(file, data);
+    const progress: string[] = [];
+    const result = await loadImages(store, file, { onProgress: (e) => progress.push(e.phase) });
+    expect(result.format).toBe("docker-archive");
+    expect(result.images.length).toBe(1);
+    const img = result.images[0]!;
+    expect(img.names.sort()).toEqual(["docker.io/library/busybox:latest", "example.com/b:1"]);
+    expect((await store.resolve("busybox")).id).toBe(img.id);
+    expect(img.layers.map((l) => l.diffId)).toEqual([
+      sha256(layer1),
+      sha256(layer2),
+      sha256(layer1),
+    ]);
+    const layers = await store.ensureImageLayers(img);
+    expect(readFileSync(join(layers[0]!.diffPath, "bin/sh"), "utf8")).toBe("shell");
+    expect(readFileSync(join(layers[1]!.diffPath, "etc/hostname"), "utf8")).toBe("box\n");
+    expect(readdirSync(join(store.root, "layers/sha256")).length).toBe(2);
+    expect(progress).toContain("layer");
+    expect(progress.at(-1)).toBe("image");
+  });
+
+  test("a hostile layer fails the load and tags nothing", async () => {
+    const evil = buildTar([{ name: "../../../etc/evil", content: "x" }]);
+    const file = join(work, "evil.tar");
+    await writeFile(file, dockerArchive({ layers: [layer1, evil], tags: ["evil:1"] }));
+    let err: unknown;
+    try {
+      await loadImages(store, file);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LayerUnpackError);
+    expect((err as Error).message).toContain(file);
+    expect((err as Error).message).toContain('entry "../../../etc/evil"');
+    expect(await store.listImages()).toEqual([]);
+    expect(readdirSync(join(store.root, "layers/sha256"))).toEqual([sha256(layer1).slice(7)]);
+  });
+
+  test("a layer that does not match its diff_id fails the load", async () => {
+    const file = join(work, "bad.tar");
+    const tar = dockerArchive({ layers: [layer1] });
+    // Swap the layer content for another layer of the same length.
+    const other = buildTar([
+      { name: "bin/", type: "dir" },
+      { name: "bin/sh", content: "SHELL", mode: 0o755 },
+    ]);
+    const i = tar.indexOf(layer1);
+    other.copy(tar, i);
+    await writeFile(file, tar);
+    await expect(loadImages(store, file)).rejects.toThrow(/diff_id mismatch/);
+    expect(await store.listImages()).toEqual([]);
+  });
+});
+
+describe("OCI archive and layout", () => {
+  test("an OCI archive written from another store loads with its names", async () => {
+    const other = await ImageStore.open(join(work, "other"));
+    const src = await buildTestImage(other, [layer1, layer2], {
+      refs: ["alice/app:2", "localhost:5000/x"],
+    });
+    const file = join(work, "oci.tar");
+    await writeFile(file, ociArchiveOf(other.root));
+    const result = await loadImages(store, file);
+    expect(result.format).toBe("oci-archive");
+    const img = await store.resolve("alice/app:2");
+    expect(img.id).toBe(src.id);
+    expect(img.manifestDigest).toBe(src.manifestDigest);
+    expect((await store.resolve("localhost:5000/x")).id).toBe(src.id);
+    expect(await store.hasLayer(sha256(layer2))).toBe(true);
+  });
+
+  test("an OCI layout directory loads; a bare tag name leaves the image untagged", async () => {
+    const other = await ImageStore.open(join(work, "other"));
+    const src = await buildTestImage(other, [layer1], { refs: ["app:1"] });
+    const indexPath = join(other.root, "index.json");
+    const index = JSON.parse(await readFile(indexPath, "utf8"));
+    index.manifests[0].annotations["org.opencontainers.image.ref.name"] = "latest";
+    await writeFile(indexPath, JSON.stringify(index));
+    const result = await loadImages(store, other.root);
+    expect(result.format).toBe("oci-layout");
+    expect(result.images[0]!.id).toBe(src.id);
+    expect(result.images[0]!.names).toEqual([]);
+  });
+
+  test("a blob whose content does not match its name is refused", async () => {
+    const other = await ImageStore.open(join(work, "other"));
+    const src = await buildTestImage(other, [layer1], { refs: ["app:1"] });
+    const blob = other.blobPath(src.layers[0]!.descriptor.digest);
+    const data = readFileSync(blob);
+    data[data.length - 20] ^= 0xff;
+    await writeFile(blob, data);
+    const file = join(work, "oci.tar");
+    await writeFile(file, ociArchiveOf(other.root));
+    let err: unknown;
+    try {
+      await loadImages(store, file);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as Error).message).toMatch(/digest mismatch/);
+    expect((err as Error).message).toContain(
+      `entry "blobs/sha256/${src.layers[0]!.descriptor.digest.slice(7)}"`,
+    );
+    expect(await store.listImages()).toEqual([]);
+  });
+
+  test("an archive that is neither format", async () => {
+    const file = join(work, "plain.tar");
+    await writeFile(file, buildTar([{ name: "hello", content: "x" }]));
+    await expect(loadImages(store, file)).rejects.toThrow(
+      /neither a docker-archive .* nor an OCI archive/,
+    );
+  });
+});
