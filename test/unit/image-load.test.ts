@@ -182,7 +182,7 @@ describe("OCI archive and layout", () => {
     const src = await buildTestImage(other, [layer1], { refs: ["app:1"] });
     const blob = other.blobPath(src.layers[0]!.descriptor.digest);
     const data = readFileSync(blob);
-    data[data.length - 20] ^= 0xff;
+    data[data.length - 20] = data[data.length - 20]! ^ 0xff;
     await writeFile(blob, data);
     const file = join(work, "oci.tar");
     await writeFile(file, ociArchiveOf(other.root));
