@@ -21,6 +21,7 @@
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -595,6 +596,81 @@ static void do_set_capabilities(struct step *st) {
       fail(errno, "raise ambient capability %d", c);
 }
 
+/* ---------- seccomp ----------
+ * The TypeScript side compiles linux.seccomp (src/security/seccomp.ts) into the kernel values of
+ * actions and libseccomp's enum numbers; these checks keep the two sides in agreement. */
+_Static_assert(SCMP_FLTATR_CTL_NNP == 3 && SCMP_FLTATR_CTL_TSYNC == 4 && SCMP_FLTATR_CTL_LOG == 6 &&
+                   SCMP_FLTATR_CTL_SSB == 7 && SCMP_FLTATR_CTL_OPTIMIZE == 8,
+               "libseccomp filter attributes differ from src/security/seccomp.ts");
+_Static_assert(SCMP_CMP_NE == 1 && SCMP_CMP_LT == 2 && SCMP_CMP_LE == 3 && SCMP_CMP_EQ == 4 && SCMP_CMP_GE == 5 &&
+                   SCMP_CMP_GT == 6 && SCMP_CMP_MASKED_EQ == 7,
+               "libseccomp comparison operators differ from src/security/seccomp.ts");
+_Static_assert(SCMP_ACT_KILL_PROCESS == 0x80000000U && SCMP_ACT_KILL_THREAD == 0 && SCMP_ACT_TRAP == 0x00030000U &&
+                   SCMP_ACT_ERRNO(0) == 0x00050000U && SCMP_ACT_TRACE(0) == 0x7ff00000U && SCMP_ACT_LOG == 0x7ffc0000U &&
+                   SCMP_ACT_ALLOW == 0x7fff0000U && SCMP_ACT_NOTIFY == 0x7fc00000U,
+               "libseccomp actions differ from src/security/seccomp.ts");
+
+static scmp_filter_ctx seccomp_ctx;
+
+static scmp_filter_ctx seccomp_filter(void) {
+  if (!seccomp_ctx) fail(EPROTO, "no seccomp filter is being built (SeccompInit is missing)");
+  return seccomp_ctx;
+}
+
+static void do_seccomp_init(struct step *st) {
+  uint32_t def = (uint32_t)I(st, 0);
+  if (seccomp_ctx) seccomp_release(seccomp_ctx);
+  seccomp_ctx = seccomp_init(def);
+  if (!seccomp_ctx) fail(EINVAL, "seccomp_init with default action 0x%x", def);
+  /* Report the kernel's errno instead of libseccomp's generic ECANCELED; older versions lack it. */
+  seccomp_attr_set(seccomp_ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
+}
+
+static void do_seccomp_arch(struct step *st) {
+  const char *name = S(st, 0);
+  uint32_t arch = seccomp_arch_resolve_name(name);
+  if (arch == 0) {
+    const struct scmp_version *v = seccomp_version();
+    fail(EINVAL, "libseccomp %u.%u.%u does not know the architecture %s", v->major, v->minor, v->micro, name);
+  }
+  int rc = seccomp_arch_add(seccomp_filter(), arch);
+  if (rc < 0 && rc != -EEXIST) fail(-rc, "add the architecture %s to the seccomp filter", name);
+}
+
+static void do_seccomp_attr(struct step *st) {
+  int attr = (int)I(st, 0);
+  int rc = seccomp_attr_set(seccomp_filter(), (enum scmp_filter_attr)attr, (uint32_t)I(st, 1));
+  if (rc < 0 && !I(st, 2)) {
+    const struct scmp_version *v = seccomp_version();
+    fail(-rc, "set seccomp filter attribute %d (libseccomp %u.%u.%u)", attr, v->major, v->minor, v->micro);
+  }
+}
+
+static void do_seccomp_rule(struct step *st) {
+  const char *name = S(st, 0);
+  uint32_t action = (uint32_t)I(st, 1);
+  int n = (int)I(st, 2);
+  if (n < 0 || n > 6 || st->argc != 3 + 4 * n) fail(EPROTO, "bad seccomp rule for %s", name);
+  int nr = seccomp_syscall_resolve_name(name);
+  if (nr == __NR_SCMP_ERROR) return; /* not a system call on this kernel's architectures: skipped, as runc does */
+  struct scmp_arg_cmp cmp[6];
+  for (int i = 0; i < n; i++) {
+    cmp[i] = (struct scmp_arg_cmp){.arg = (unsigned)I(st, 3 + 4 * i),
+                                   .op = (enum scmp_compare)I(st, 4 + 4 * i),
+                                   .datum_a = (scmp_datum_t)I(st, 5 + 4 * i),
+                                   .datum_b = (scmp_datum_t)I(st, 6 + 4 * i)};
+  }
+  int rc = seccomp_rule_add_array(seccomp_filter(), action, nr, (unsigned)n, cmp);
+  if (rc < 0) fail(-rc, "add the seccomp rule for %s (action 0x%x, %d conditions)", name, action, n);
+}
+
+static void do_seccomp_load(void) {
+  int rc = seccomp_load(seccomp_filter());
+  if (rc < 0) fail(-rc, "load the seccomp filter");
+  seccomp_release(seccomp_ctx);
+  seccomp_ctx = NULL;
+}
+
 static void do_run_hook(struct step *st) {
   int timeout = (int)I(st, 0);
   const char *input = hook_state, *path = S(st, 1);
@@ -739,6 +815,11 @@ static void run_step(struct step *st) {
         fail(errno, "set mount propagation of %s", S(st, 0));
       break;
     case OP_WAIT_FOR_INIT: wait_for_init = 1; break;
+    case OP_SECCOMP_INIT: do_seccomp_init(st); break;
+    case OP_SECCOMP_ARCH: do_seccomp_arch(st); break;
+    case OP_SECCOMP_ATTR: do_seccomp_attr(st); break;
+    case OP_SECCOMP_RULE: do_seccomp_rule(st); break;
+    case OP_SECCOMP_LOAD: do_seccomp_load(); break;
     default: fail(EPROTO, "unknown step code %d", st->code);
   }
 }

@@ -6,6 +6,11 @@
 import { ConfigError, NotSupportedError } from "../errors.ts";
 import type { Device, Hook, Mount, Namespace, NamespaceType, Process, Spec } from "../oci/spec.ts";
 import {
+  type CompiledSeccomp,
+  checkSeccompSupported,
+  compileSeccomp,
+} from "../security/seccomp.ts";
+import {
   Capability,
   CloneFlag,
   MountOptionFlags,
@@ -380,13 +385,51 @@ export function compileProcessCredentials(
   }
 }
 
-function rejectUnsupported(spec: Spec): void {
-  const linux = spec.linux;
-  if (linux?.seccomp) {
-    throw new NotSupportedError("linux.seccomp: seccomp filters are not supported yet", {
-      hint: "remove linux.seccomp from config.json to run without a filter",
-    });
+/** The steps that build a seccomp filter with libseccomp and load it. */
+function compileSeccompSteps(out: { add: StepList["add"] }, seccomp: CompiledSeccomp): void {
+  out.add(
+    Op.SeccompInit,
+    [seccomp.defaultAction],
+    `start a seccomp filter with default action ${seccomp.defaultText}`,
+  );
+  for (const a of seccomp.attributes) {
+    out.add(
+      Op.SeccompAttr,
+      [a.attribute, a.value, a.optional ? 1 : 0],
+      `seccomp filter attribute: ${a.text}`,
+    );
   }
+  for (const arch of seccomp.architectures) {
+    out.add(Op.SeccompArch, [arch], `seccomp filter architecture ${arch}`);
+  }
+  for (const rule of seccomp.rules) {
+    const conditions = rule.conditions.flatMap((c) => [
+      c.index,
+      c.op,
+      BigInt.asIntN(64, c.value),
+      BigInt.asIntN(64, c.valueTwo),
+    ]);
+    out.add(
+      Op.SeccompRule,
+      [rule.syscall, rule.action, rule.conditions.length, ...conditions],
+      `seccomp rule: ${rule.text}`,
+    );
+  }
+  out.add(
+    Op.SeccompLoad,
+    [],
+    `load the seccomp filter (${seccomp.rules.length} rules, default ${seccomp.defaultText})`,
+  );
+}
+
+/** Compiles linux.seccomp, refusing what the launcher cannot do. */
+function seccompOf(raw: unknown): CompiledSeccomp | null {
+  const seccomp = compileSeccomp(raw);
+  if (seccomp) checkSeccompSupported(seccomp);
+  return seccomp;
+}
+
+function rejectUnsupported(spec: Spec): void {
   if (spec.process?.apparmorProfile) {
     throw new NotSupportedError(
       "process.apparmorProfile: this host has no AppArmor support in Pivot yet",
@@ -406,6 +449,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   if (!process.args || process.args.length === 0)
     throw new ConfigError("process.args", "must name a program to run");
   rejectUnsupported(spec);
+  const seccomp = seccompOf(spec.linux?.seccomp);
   const ns = namespaceMap(spec);
   const out = new StepList();
   const newNs = (t: NamespaceType) => ns.has(t) && !ns.get(t)!.path;
@@ -591,12 +635,24 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     out.add(Op.SetHostname, [spec.hostname], `set hostname ${spec.hostname}`);
   if (spec.domainname)
     out.add(Op.SetDomainname, [spec.domainname], `set domainname ${spec.domainname}`);
-  compileProcessSetup(out, process, hooks.startContainer ?? []);
+  compileProcessSetup(out, process, hooks.startContainer ?? [], seccomp);
   return { steps: out.steps, newUserNamespace: newUserNs };
 }
 
-/** The tail every process shares: rlimits, terminal, credentials, then wait/exec. */
-function compileProcessSetup(out: StepList, process: Process, startHooks: Hook[] | null): void {
+/**
+ * The tail every process shares: rlimits, terminal, credentials, seccomp, then wait/exec.
+ *
+ * The seccomp filter goes where runc puts it (libcontainer/standard_init_linux.go): without
+ * noNewPrivileges, loading a filter needs CAP_SYS_ADMIN, so it is loaded before the user switch and
+ * the capability sets; with noNewPrivileges, as late as possible, after the program is found and
+ * before the wait for `start`, so a filter that cannot be loaded fails `create`, not `start`.
+ */
+function compileProcessSetup(
+  out: StepList,
+  process: Process,
+  startHooks: Hook[] | null,
+  seccomp: CompiledSeccomp | null,
+): void {
   if (process.oomScoreAdj !== undefined) {
     out.add(
       Op.WriteFile,
@@ -626,11 +682,13 @@ function compileProcessSetup(out: StepList, process: Process, startHooks: Hook[]
       "open a pty, send its master to the console socket and make it the terminal",
     );
   }
+  if (seccomp && !process.noNewPrivileges) compileSeccompSteps(out, seccomp);
   compileProcessCredentials(out, process);
   const env = process.env ?? [];
   const path = envValue(env, "PATH") ?? DEFAULT_PATH;
   const args = process.args ?? [];
   out.add(Op.FindExecutable, [args[0]!, path], `find ${args[0]} in PATH`);
+  if (seccomp && process.noNewPrivileges) compileSeccompSteps(out, seccomp);
   if (startHooks !== null) {
     out.add(Op.WaitExecFifo, [FIFO_SLOT], "report ready and wait for `start` (the exec fifo)");
     for (const [i, hook] of startHooks.entries()) {
@@ -652,6 +710,8 @@ export interface ExecPlanInput {
   process: Process;
   waitForExit: boolean;
   consoleSocket?: string;
+  /** The container's linux.seccomp: an exec'd process gets the same filter. */
+  seccomp?: unknown;
 }
 
 /** Compiles `exec`: join the container's namespaces, then run a process as configured. */
@@ -664,6 +724,7 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
       "process: AppArmor profiles and SELinux labels are not supported yet",
     );
   }
+  const seccomp = seccompOf(input.seccomp);
   const out = new StepList();
   if (input.waitForExit) out.add(Op.WaitForInit, [], "wait for the process and report its exit");
   if (process.terminal) {
@@ -694,6 +755,6 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
   out.add(Op.Sync, [SyncPoint.SetupChildCreated], "wait while the runtime joins the cgroup");
   out.add(Op.ForkInit, [], "fork the process inside the container's PID namespace");
   out.add(Op.NewSession, [], "start a new session");
-  compileProcessSetup(out, process, null);
+  compileProcessSetup(out, process, null, seccomp);
   return { steps: out.steps, newUserNamespace: false };
 }

@@ -449,6 +449,7 @@ export class Runtime {
       namespaces: record.namespaces,
       process: options.process,
       waitForExit: !options.detach,
+      seccomp: record.spec.linux?.seccomp,
       ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
     });
     const cgroup = new Cgroup(record.cgroupPaths);

@@ -86,6 +86,17 @@ export const Op = {
   FindExecutable: 37,
   /** The launcher waits for the init process, forwards signals to it and reports its exit. */
   WaitForInit: 39,
+  /** Start building a seccomp filter (libseccomp's seccomp_init): (defaultAction as SECCOMP_RET_* incl. errno). */
+  SeccompInit: 40,
+  /** Add an architecture to the filter being built; the native one is already there: (libseccomp arch name). */
+  SeccompArch: 41,
+  /** Set a libseccomp filter attribute (enum scmp_filter_attr): (attribute, value, optional: 1 ignores a failure). */
+  SeccompAttr: 42,
+  /** Add a rule; a name unknown to this kernel and libseccomp is skipped:
+   *  (syscall, action, conditionCount, then index, op (enum scmp_compare), value, valueTwo per condition). */
+  SeccompRule: 43,
+  /** Load the filter being built into the kernel and free it. */
+  SeccompLoad: 44,
   /** The end of the plan. */
   End: 99,
 } as const;
