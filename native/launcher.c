@@ -233,38 +233,60 @@ static int open_in_root(const char *rootfs, const char *path, int flags, mode_t 
   return fd;
 }
 
-/* mkdir -p inside the root: each component is created relative to its parent, and parents are
- * reopened with RESOLVE_IN_ROOT, so a symlink in the way resolves inside the root. */
+/* mkdir -p inside the root, like runc's securejoin: components are resolved one at a time; a
+ * symlink on the way is followed by hand, with absolute targets taken relative to the root and
+ * ".." never climbing above it, and missing directories are created where the link points. */
 static void mkdir_in_root(const char *rootfs, const char *path, mode_t mode) {
-  char buf[4096];
-  if (strlen(path) >= sizeof buf) fail(ENAMETOOLONG, "%s", path);
-  strcpy(buf, path);
-  char *p = buf;
-  while (*p == '/') p++;
-  while (*p) {
-    char *slash = strchr(p, '/');
-    if (slash) *slash = 0;
-    /* buf now holds the prefix up to and including this component. */
-    char *name = strrchr(buf, '/');
-    char saved = 0;
-    int parent;
-    if (name && name != buf) {
-      saved = *name;
-      *name = 0;
-      parent = open_in_root(rootfs, buf, O_PATH | O_DIRECTORY, 0);
-      *name = saved;
-      name++;
-    } else {
-      parent = open_in_root(rootfs, "/", O_PATH | O_DIRECTORY, 0);
-      name = name ? name + 1 : buf;
-    }
-    if (parent < 0) fail(errno, "open %s inside %s", buf, rootfs);
-    if (mkdirat(parent, name, mode) < 0 && errno != EEXIST) fail(errno, "mkdir %s inside %s", buf, rootfs);
-    close(parent);
-    if (!slash) break;
-    *slash = '/';
-    p = slash + 1;
+  char current[4096] = "/"; /* the resolved prefix, inside the root */
+  char pending[8192];       /* the components still to walk */
+  if (strlen(path) >= sizeof pending) fail(ENAMETOOLONG, "%s", path);
+  strcpy(pending, path);
+  int links = 0;
+  while (pending[0]) {
+    char *p = pending;
     while (*p == '/') p++;
+    char *slash = strchr(p, '/');
+    size_t len = slash ? (size_t)(slash - p) : strlen(p);
+    char comp[256];
+    if (len >= sizeof comp) fail(ENAMETOOLONG, "component of %s", path);
+    memcpy(comp, p, len);
+    comp[len] = 0;
+    memmove(pending, p + len, strlen(p + len) + 1);
+    if (len == 0 || strcmp(comp, ".") == 0) continue;
+    if (strcmp(comp, "..") == 0) {
+      char *last = strrchr(current, '/');
+      if (last && last != current) *last = 0;
+      else strcpy(current, "/");
+      continue;
+    }
+    int dir = open_in_root(rootfs, current, O_PATH | O_DIRECTORY, 0);
+    if (dir < 0) fail(errno, "open %s inside %s", current, rootfs);
+    struct stat sb;
+    if (fstatat(dir, comp, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+      if (errno != ENOENT) fail(errno, "stat %s/%s inside %s", current, comp, rootfs);
+      if (mkdirat(dir, comp, mode) < 0 && errno != EEXIST) fail(errno, "mkdir %s/%s inside %s", current, comp, rootfs);
+    } else if (S_ISLNK(sb.st_mode)) {
+      if (++links > 40) fail(ELOOP, "resolving %s inside %s", path, rootfs);
+      char target[4096];
+      ssize_t n = readlinkat(dir, comp, target, sizeof target - 1);
+      if (n < 0) fail(errno, "readlink %s/%s inside %s", current, comp, rootfs);
+      target[n] = 0;
+      size_t tlen = strlen(target), plen = strlen(pending);
+      if (tlen + plen + 2 >= sizeof pending) fail(ENAMETOOLONG, "resolving %s", path);
+      /* pending := target + "/" + pending */
+      memmove(pending + tlen + 1, pending, plen + 1);
+      memcpy(pending, target, tlen);
+      pending[tlen] = '/';
+      if (target[0] == '/') strcpy(current, "/");
+      close(dir);
+      continue;
+    } else if (!S_ISDIR(sb.st_mode)) {
+      fail(ENOTDIR, "%s/%s inside %s is not a directory", current, comp, rootfs);
+    }
+    close(dir);
+    if (strlen(current) + len + 2 >= sizeof current) fail(ENAMETOOLONG, "%s", path);
+    if (strcmp(current, "/") != 0) strcat(current, "/");
+    strcat(current, comp);
   }
 }
 
@@ -532,6 +554,8 @@ static void do_connect_socket(struct step *st) {
 static void do_make_fifo(struct step *st) {
   const char *path = S(st, 1);
   if (mkfifo(path, 0622) < 0) fail(errno, "mkfifo %s", path);
+  /* mkfifo applies the umask; the container's user, whoever it is, must be able to open it for writing. */
+  if (chmod(path, 0622) < 0) fail(errno, "chmod %s", path);
   int fd = open(path, O_PATH | O_CLOEXEC);
   if (fd < 0) fail(errno, "open %s", path);
   slots[I(st, 0)] = fd;

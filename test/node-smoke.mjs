@@ -14,4 +14,6 @@ const plan = compileContainerPlan({
 });
 assert.ok(plan.steps.length > 10);
 assert.match(PIVOT_VERSION, /^\d+\.\d+\.\d+/);
-console.log(`node ${process.version}: imported pivot ${PIVOT_VERSION}, compiled a plan of ${plan.steps.length} steps`);
+console.log(
+  `node ${process.version}: imported pivot ${PIVOT_VERSION}, compiled a plan of ${plan.steps.length} steps`,
+);

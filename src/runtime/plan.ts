@@ -550,6 +550,13 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
 
   // 3. In init: the filesystem.
   out.add(Op.NewSession, [], "start a new session");
+  // Early, so that hooks running in the container's namespaces see the container's names.
+  if (spec.hostname !== undefined && spec.hostname !== "") {
+    out.add(Op.SetHostname, [spec.hostname], `set hostname ${spec.hostname}`);
+  }
+  if (spec.domainname) {
+    out.add(Op.SetDomainname, [spec.domainname], `set domainname ${spec.domainname}`);
+  }
   const hooks = spec.hooks ?? {};
   if (newNs("mount")) {
     const rootProp = spec.linux?.rootfsPropagation;
@@ -631,10 +638,6 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
       "remount the root filesystem read-only",
     );
   }
-  if (spec.hostname !== undefined && spec.hostname !== "")
-    out.add(Op.SetHostname, [spec.hostname], `set hostname ${spec.hostname}`);
-  if (spec.domainname)
-    out.add(Op.SetDomainname, [spec.domainname], `set domainname ${spec.domainname}`);
   compileProcessSetup(out, process, hooks.startContainer ?? [], seccomp);
   return { steps: out.steps, newUserNamespace: newUserNs };
 }

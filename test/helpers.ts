@@ -1,0 +1,108 @@
+// Shared helpers for tests: busybox bundles, a private runtime root, the CLI as a subprocess.
+import { spawnSync } from "node:child_process";
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { defaultSpec } from "../src/oci/default-spec.ts";
+import type { Spec } from "../src/oci/spec.ts";
+
+export const REPO = join(import.meta.dir, "..");
+export const BUN = process.execPath;
+export const RUNTIME_CLI = join(REPO, "bin/pivot-runtime.ts");
+
+export const isRoot = process.getuid?.() === 0;
+
+/** A scratch directory removed by the returned cleanup. */
+export function tempDir(prefix = "pivot-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Builds a busybox root filesystem in DIR from Debian's busybox-static. */
+export function makeBusyboxRootfs(dir: string): void {
+  const r = spawnSync(join(REPO, "scripts/make-busybox-rootfs.sh"), [dir], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`make-busybox-rootfs failed: ${r.stderr}`);
+}
+
+/** Writes a bundle (rootfs + config.json) with the default spec, changed by `edit`. */
+export function makeBundle(dir: string, edit: (spec: Spec) => void = () => {}): string {
+  mkdirSync(dir, { recursive: true });
+  makeBusyboxRootfs(join(dir, "rootfs"));
+  const spec = defaultSpec({ args: ["true"] });
+  spec.process!.terminal = false;
+  edit(spec);
+  writeFileSync(join(dir, "config.json"), JSON.stringify(spec, null, 2));
+  return dir;
+}
+
+export function writeSpec(bundle: string, spec: Spec): void {
+  writeFileSync(join(bundle, "config.json"), JSON.stringify(spec, null, 2));
+}
+
+export function readSpec(bundle: string): Spec {
+  return JSON.parse(readFileSync(join(bundle, "config.json"), "utf8")) as Spec;
+}
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `pivot-runtime --root ROOT ARGS...` and waits for it. Output goes through files, not
+ * pipes: a detached container inherits stdout and would keep a pipe open for its whole life.
+ */
+export function runtime(
+  root: string,
+  args: string[],
+  options: { timeoutMs?: number } = {},
+): CliResult {
+  const dir = mkdtempSync(join(tmpdir(), "pivot-cli-"));
+  const outPath = join(dir, "out");
+  const errPath = join(dir, "err");
+  const out = openSync(outPath, "w");
+  const err = openSync(errPath, "w");
+  try {
+    const r = spawnSync(BUN, [RUNTIME_CLI, "--root", root, ...args], {
+      stdio: ["ignore", out, err],
+      timeout: options.timeoutMs ?? 30_000,
+    });
+    return {
+      status: r.status ?? -1,
+      stdout: readFileSync(outPath, "utf8"),
+      stderr: readFileSync(errPath, "utf8"),
+    };
+  } finally {
+    closeSync(out);
+    closeSync(err);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Force-deletes every container under ROOT, then removes ROOT. */
+export function cleanupRoot(root: string): void {
+  const list = runtime(root, ["list", "--quiet"]);
+  for (const id of list.stdout.split("\n").filter(Boolean))
+    runtime(root, ["delete", "--force", id]);
+  rmSync(root, { recursive: true, force: true });
+}
+
+/** Mount points in this (the host's) mount namespace. */
+export function hostMountPoints(): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => l.split(" ")[4]!);
+}
+
+export function rm(path: string): void {
+  rmSync(path, { recursive: true, force: true });
+}

@@ -1,0 +1,625 @@
+// pivot-runtime against the real kernel: real containers, asserted from inside and outside.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawn, spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import type { Spec } from "../../src/oci/spec.ts";
+import {
+  BUN,
+  cleanupRoot,
+  hostMountPoints,
+  isRoot,
+  makeBundle,
+  RUNTIME_CLI,
+  readSpec,
+  rm,
+  runtime,
+  tempDir,
+  writeSpec,
+} from "../helpers.ts";
+
+if (!isRoot) throw new Error("the integration tests run real containers and need root");
+
+let work: string;
+let root: string;
+let bundle: string;
+let counter = 0;
+const nextId = (name: string) => `${name}-${process.pid}-${++counter}`;
+
+beforeAll(() => {
+  work = tempDir();
+  root = join(work, "state");
+  bundle = makeBundle(join(work, "bundle"));
+});
+
+afterAll(() => {
+  cleanupRoot(root);
+  rm(work);
+});
+
+let baseSpec: Spec | null = null;
+
+/** Writes the bundle's config for one test: the default spec with ARGS, changed by EDIT. */
+function withArgs(args: string[], edit: (s: Spec) => void = () => {}): void {
+  baseSpec ??= readSpec(bundle);
+  const spec = JSON.parse(JSON.stringify(baseSpec)) as Spec;
+  spec.process!.args = args;
+  edit(spec);
+  writeSpec(bundle, spec);
+}
+
+function run(args: string[], edit?: (s: Spec) => void) {
+  withArgs(args, edit);
+  return runtime(root, ["run", "--bundle", bundle, nextId("run")]);
+}
+
+function cgroupDirsNamed(fragment: string): string[] {
+  const out: string[] = [];
+  const visit = (dir: string, depth: number) => {
+    if (depth > 5) return;
+    let entries: string[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.includes(fragment)) out.push(join(dir, e));
+      visit(join(dir, e), depth + 1);
+    }
+  };
+  visit("/sys/fs/cgroup", 0);
+  return out;
+}
+
+describe("isolation", () => {
+  test("the container has its own mount table, and the host does not see its mounts", () => {
+    const before = hostMountPoints();
+    const r = run(["sh", "-c", "cat /proc/self/mountinfo"]);
+    expect(r.status).toBe(0);
+    const inside = r.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split(" ")[4]);
+    expect(inside[0]).toBe("/");
+    expect(inside).toContain("/proc");
+    expect(inside).toContain("/dev/pts");
+    // Nothing of the host's own mount table (e.g. /sys/fs/cgroup/memory from the host) except what the config mounts.
+    expect(inside).not.toContain(join(bundle, "rootfs"));
+    expect(hostMountPoints()).toEqual(before);
+  });
+
+  test("the process is PID 1 in its own PID namespace and sees only its own processes", () => {
+    const r = run(["sh", "-c", "echo $$; ls /proc | grep -E '^[0-9]+$' | wc -l"]);
+    expect(r.status).toBe(0);
+    const [pid, count] = r.stdout.trim().split("\n");
+    expect(pid).toBe("1");
+    // sh and the three commands of the pipeline.
+    expect(Number(count)).toBeLessThanOrEqual(4);
+  });
+
+  test("hostname and domainname are set in a new UTS namespace", () => {
+    const hostBefore = readFileSync("/proc/sys/kernel/hostname", "utf8");
+    const r = run(["sh", "-c", "hostname; cat /proc/sys/kernel/domainname"], (s) => {
+      s.hostname = "box-one";
+      s.domainname = "example.test";
+    });
+    expect(r.stdout).toBe("box-one\nexample.test\n");
+    expect(readFileSync("/proc/sys/kernel/hostname", "utf8")).toBe(hostBefore);
+  });
+
+  test("a new network namespace has only lo", () => {
+    const r = run(["sh", "-c", "ls /sys/class/net"]);
+    expect(r.stdout.trim()).toBe("lo");
+  });
+
+  test("the default devices exist and work", () => {
+    const r = run([
+      "sh",
+      "-c",
+      "echo x > /dev/null && head -c 4 /dev/zero | wc -c && ls -l /dev/null /dev/ptmx /dev/fd",
+    ]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("4\n");
+    expect(r.stdout).toMatch(/crw-rw-rw-\s+1 root\s+root\s+1,\s+3 .*\/dev\/null/);
+    expect(r.stdout).toContain("/dev/ptmx -> pts/ptmx");
+  });
+
+  test("masked paths are hidden and read-only paths refuse writes", () => {
+    const r = run([
+      "sh",
+      "-c",
+      "wc -c < /proc/timer_list; grep -c ' /proc/acpi ' /proc/self/mountinfo; echo 1 > /proc/sys/kernel/domainname && echo WROTE || echo REFUSED",
+    ]);
+    expect(r.stdout).toBe("0\n1\nREFUSED\n");
+  });
+});
+
+describe("filesystems", () => {
+  test("a read-only root refuses writes; a tmpfs mount stays writable", () => {
+    const r = run(
+      ["sh", "-c", "touch /file 2>&1 && echo WROTE; touch /dev/shm/ok && echo SHM-OK"],
+      (s) => {
+        s.root!.readonly = true;
+      },
+    );
+    expect(r.stdout).toContain("Read-only file system");
+    expect(r.stdout).not.toContain("WROTE");
+    expect(r.stdout).toContain("SHM-OK");
+  });
+
+  test("a writable root accepts writes", () => {
+    const r = run(["sh", "-c", "echo data > /written && cat /written && rm /written"], (s) => {
+      s.root!.readonly = false;
+    });
+    expect(r.stdout).toBe("data\n");
+  });
+
+  test("a bind mount is shared both ways", () => {
+    const shared = join(work, "shared");
+    mkdirSync(shared, { recursive: true });
+    writeFileSync(join(shared, "from-host"), "hello from the host\n");
+    const r = run(
+      ["sh", "-c", "cat /data/from-host && echo hello from inside > /data/from-container"],
+      (s) => {
+        s.mounts!.push({
+          destination: "/data",
+          type: "bind",
+          source: shared,
+          options: ["rbind", "rw"],
+        });
+      },
+    );
+    expect(r.stdout).toBe("hello from the host\n");
+    expect(readFileSync(join(shared, "from-container"), "utf8")).toBe("hello from inside\n");
+  });
+
+  test("a read-only bind mount refuses writes", () => {
+    const shared = join(work, "ro-data");
+    mkdirSync(shared, { recursive: true });
+    const r = run(["sh", "-c", "touch /data/x 2>&1 || true"], (s) => {
+      s.mounts!.push({
+        destination: "/data",
+        type: "bind",
+        source: shared,
+        options: ["rbind", "ro"],
+      });
+    });
+    expect(r.stdout).toContain("Read-only file system");
+    expect(existsSync(join(shared, "x"))).toBe(false);
+  });
+
+  test("a file can be bound over a file (as /etc/hosts is)", () => {
+    const hosts = join(work, "hosts");
+    writeFileSync(hosts, "127.0.0.1 pivot-test-host\n");
+    const r = run(["cat", "/etc/hosts"], (s) => {
+      s.mounts!.push({
+        destination: "/etc/hosts",
+        type: "bind",
+        source: hosts,
+        options: ["bind", "ro"],
+      });
+    });
+    expect(r.stdout).toBe("127.0.0.1 pivot-test-host\n");
+  });
+
+  test("a mount destination that is a symlink out of the root stays inside the root", () => {
+    const target = join(work, "host-target");
+    mkdirSync(target, { recursive: true });
+    const rootfs = join(bundle, "rootfs");
+    spawnSync("ln", ["-sfn", target, join(rootfs, "escape")]);
+    try {
+      const r = run(["sh", "-c", "touch /escape/inside && echo ok"], (s) => {
+        s.root!.readonly = false;
+        s.mounts!.push({ destination: "/escape", type: "tmpfs", source: "tmpfs" });
+      });
+      expect(r.status).toBe(0);
+      expect(readdirSync(target)).toEqual([]);
+    } finally {
+      rm(join(rootfs, "escape"));
+      rm(join(rootfs, work.slice(1)));
+    }
+  });
+});
+
+describe("process", () => {
+  test("exit codes pass through", () => {
+    expect(run(["sh", "-c", "exit 3"]).status).toBe(3);
+    expect(run(["true"]).status).toBe(0);
+  });
+
+  test("death by signal becomes 128+N", async () => {
+    // PID 1 ignores signals sent from inside its namespace, so the signal comes from outside.
+    withArgs(["sleep", "100"]);
+    const id = nextId("signal");
+    const proc = spawn(BUN, [RUNTIME_CLI, "--root", root, "run", "--bundle", bundle, id], {
+      stdio: "ignore",
+    });
+    const exited = new Promise<number>((resolve) => proc.on("exit", (code) => resolve(code ?? -1)));
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !runtime(root, ["state", id]).stdout.includes('"running"'))
+      await Bun.sleep(10);
+    expect(runtime(root, ["kill", id, "KILL"]).status).toBe(0);
+    expect(await exited).toBe(137);
+  });
+
+  test("user, groups, cwd and env are applied", () => {
+    const r = run(["sh", "-c", "id -u; id -g; id -G; pwd; echo $GREETING; umask"], (s) => {
+      s.process!.user = { uid: 1000, gid: 1001, additionalGids: [2000], umask: 0o27 };
+      s.process!.cwd = "/tmp";
+      s.process!.env = ["PATH=/bin", "GREETING=hi"];
+    });
+    expect(r.stdout).toBe("1000\n1001\n1001 2000\n/tmp\nhi\n0027\n");
+  });
+
+  test("rlimits are applied", () => {
+    const r = run(["sh", "-c", "ulimit -n"], (s) => {
+      s.process!.rlimits = [{ type: "RLIMIT_NOFILE", soft: 123, hard: 456 }];
+    });
+    expect(r.stdout.trim()).toBe("123");
+  });
+
+  test("capabilities from the config are what the process has", () => {
+    const r = run([
+      "sh",
+      "-c",
+      "grep -E '^Cap(Eff|Bnd|Prm)' /proc/self/status; grep NoNewPrivs /proc/self/status",
+    ]);
+    // CAP_AUDIT_WRITE (29), CAP_KILL (5), CAP_NET_BIND_SERVICE (10)
+    const mask = ((1n << 29n) | (1n << 5n) | (1n << 10n)).toString(16).padStart(16, "0");
+    expect(r.stdout).toContain(`CapEff:\t${mask}`);
+    expect(r.stdout).toContain(`CapBnd:\t${mask}`);
+    expect(r.stdout).toContain("NoNewPrivs:\t1");
+  });
+
+  test("a missing program fails at create with a clear error, leaving nothing behind", () => {
+    withArgs(["/no/such/program"]);
+    const id = nextId("missing");
+    const r = runtime(root, ["create", "--bundle", bundle, id]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("/no/such/program");
+    expect(r.stderr).toContain("no such file or directory");
+    expect(r.stderr).toContain("hint:");
+    expect(existsSync(join(root, id))).toBe(false);
+    expect(cgroupDirsNamed(id)).toEqual([]);
+  });
+});
+
+describe("lifecycle across separate processes", () => {
+  test("create → created, start → running, exit → stopped, delete → gone", async () => {
+    // The process waits for a file the test creates through a bind mount, then exits.
+    const signals = join(work, "lifecycle-signals");
+    mkdirSync(signals, { recursive: true });
+    withArgs(
+      [
+        "sh",
+        "-c",
+        "echo started > /signals/started; while [ ! -e /signals/go ]; do sleep 0.02; done",
+      ],
+      (s) => {
+        s.mounts!.push({
+          destination: "/signals",
+          type: "bind",
+          source: signals,
+          options: ["rbind"],
+        });
+      },
+    );
+    const id = nextId("life");
+    const pidFile = join(work, `${id}.pid`);
+    expect(runtime(root, ["create", "--bundle", bundle, "--pid-file", pidFile, id]).status).toBe(0);
+    const state1 = JSON.parse(runtime(root, ["state", id]).stdout);
+    expect(state1.status).toBe("created");
+    expect(state1.pid).toBe(Number(readFileSync(pidFile, "utf8")));
+    expect(state1.bundle).toBe(bundle);
+    expect(state1.ociVersion).toMatch(/^1\./);
+    // The user process has not started yet.
+    await Bun.sleep(100);
+    expect(existsSync(join(signals, "started"))).toBe(false);
+
+    expect(runtime(root, ["start", id]).status).toBe(0);
+    expect(JSON.parse(runtime(root, ["state", id]).stdout).status).toBe("running");
+    // Starting twice is an error.
+    expect(runtime(root, ["start", id]).stderr).toContain("it is running");
+    // Deleting a running container needs --force.
+    const del = runtime(root, ["delete", id]);
+    expect(del.status).not.toBe(0);
+    expect(del.stderr).toContain("--force");
+
+    writeFileSync(join(signals, "go"), "");
+    const deadline = Date.now() + 10_000;
+    let status = "";
+    while (Date.now() < deadline) {
+      status = JSON.parse(runtime(root, ["state", id]).stdout).status;
+      if (status === "stopped") break;
+      await Bun.sleep(20);
+    }
+    expect(status).toBe("stopped");
+    expect(readFileSync(join(signals, "started"), "utf8")).toBe("started\n");
+    expect(runtime(root, ["delete", id]).status).toBe(0);
+    expect(runtime(root, ["state", id]).stderr).toContain("does not exist");
+    expect(cgroupDirsNamed(id)).toEqual([]);
+  });
+
+  test("kill sends a signal; list shows containers", () => {
+    withArgs(["sleep", "100"]);
+    const id = nextId("kill");
+    expect(runtime(root, ["run", "--detach", "--bundle", bundle, id]).status).toBe(0);
+    const list = JSON.parse(runtime(root, ["list", "--format", "json"]).stdout) as {
+      id: string;
+      status: string;
+    }[];
+    expect(list.find((c) => c.id === id)?.status).toBe("running");
+    expect(runtime(root, ["list"]).stdout).toMatch(new RegExp(`${id}\\s+\\d+\\s+running`));
+    expect(runtime(root, ["kill", id, "KILL"]).status).toBe(0);
+    const deadline = Date.now() + 5000;
+    while (
+      Date.now() < deadline &&
+      JSON.parse(runtime(root, ["state", id]).stdout).status !== "stopped"
+    )
+      Bun.sleepSync(10);
+    expect(JSON.parse(runtime(root, ["state", id]).stdout).status).toBe("stopped");
+    expect(runtime(root, ["delete", id]).status).toBe(0);
+  });
+
+  test("delete --force removes a running container and its processes", () => {
+    withArgs(["sh", "-c", "sleep 100 & sleep 100; true"]);
+    const id = nextId("force");
+    expect(runtime(root, ["run", "-d", "--bundle", bundle, id]).status).toBe(0);
+    const pids = JSON.parse(runtime(root, ["ps", "--format", "json", id]).stdout) as number[];
+    expect(pids.length).toBe(3);
+    expect(runtime(root, ["delete", "--force", id]).status).toBe(0);
+    for (const pid of pids)
+      expect(
+        existsSync(`/proc/${pid}/stat`) &&
+          !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z"),
+      ).toBe(false);
+    expect(cgroupDirsNamed(id)).toEqual([]);
+  });
+
+  test("exec runs a process inside the running container", () => {
+    withArgs(["sleep", "100"], (s) => {
+      s.hostname = "exec-box";
+    });
+    const id = nextId("exec");
+    expect(runtime(root, ["run", "-d", "--bundle", bundle, id]).status).toBe(0);
+    try {
+      const r = runtime(root, [
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/cmdline | tr '\\0' ' '; exit 7",
+      ]);
+      expect(r.stdout).toBe("exec-box\nsleep 100 ");
+      expect(r.status).toBe(7);
+      const pidFile = join(work, `${id}.exec.pid`);
+      const d = runtime(root, ["exec", "--detach", "--pid-file", pidFile, id, "sleep", "50"]);
+      expect(d.status).toBe(0);
+      expect(Number(readFileSync(pidFile, "utf8"))).toBeGreaterThan(0);
+      expect(
+        (JSON.parse(runtime(root, ["ps", "--format", "json", id]).stdout) as number[]).length,
+      ).toBe(2);
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
+  });
+
+  test("pause and resume freeze the container", () => {
+    withArgs(["sleep", "100"]);
+    const id = nextId("pause");
+    expect(runtime(root, ["run", "-d", "--bundle", bundle, id]).status).toBe(0);
+    try {
+      expect(runtime(root, ["pause", id]).status).toBe(0);
+      expect(JSON.parse(runtime(root, ["state", id]).stdout).status).toBe("paused");
+      expect(runtime(root, ["resume", id]).status).toBe(0);
+      expect(JSON.parse(runtime(root, ["state", id]).stdout).status).toBe("running");
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
+  });
+
+  test("20 containers created concurrently", async () => {
+    withArgs(["sleep", "100"]);
+    const ids = Array.from({ length: 20 }, () => nextId("many"));
+    try {
+      const codes = await Promise.all(
+        ids.map(
+          (id) =>
+            new Promise<number>((resolve) => {
+              const p = spawn(
+                BUN,
+                [RUNTIME_CLI, "--root", root, "create", "--bundle", bundle, id],
+                { stdio: "ignore" },
+              );
+              p.on("exit", (code) => resolve(code ?? -1));
+            }),
+        ),
+      );
+      expect(codes).toEqual(ids.map(() => 0));
+      const states = ids.map((id) => JSON.parse(runtime(root, ["state", id]).stdout).status);
+      expect(states).toEqual(ids.map(() => "created"));
+      const pids = new Set(ids.map((id) => JSON.parse(runtime(root, ["state", id]).stdout).pid));
+      expect(pids.size).toBe(20);
+    } finally {
+      for (const id of ids) runtime(root, ["delete", "--force", id]);
+    }
+    for (const id of ids) expect(existsSync(join(root, id))).toBe(false);
+  });
+});
+
+describe("hooks", () => {
+  test("prestart, createRuntime, poststart and poststop hooks run with the state on stdin", () => {
+    const log = join(work, "hooks.log");
+    rm(log);
+    const script = join(work, "hook.sh");
+    writeFileSync(script, `#!/bin/sh\nstate=$(cat)\necho "$1 $state" >> ${log}\n`);
+    chmodSync(script, 0o755);
+    const hook = (name: string) => ({ path: script, args: [script, name] });
+    const r = run(["true"], (s) => {
+      s.hooks = {
+        prestart: [hook("prestart")],
+        createRuntime: [hook("createRuntime")],
+        poststart: [hook("poststart")],
+        poststop: [hook("poststop")],
+      };
+    });
+    expect(r.status).toBe(0);
+    const lines = readFileSync(log, "utf8").trim().split("\n");
+    expect(lines.map((l) => l.split(" ")[0])).toEqual([
+      "prestart",
+      "createRuntime",
+      "poststart",
+      "poststop",
+    ]);
+    const state = JSON.parse(lines[0]!.slice("prestart ".length));
+    expect(state.status).toBe("creating");
+    expect(state.pid).toBeGreaterThan(0);
+    expect(state.bundle).toBe(bundle);
+  });
+
+  test("createContainer and startContainer hooks run inside the container's namespaces", () => {
+    const log = join(work, "inner-hooks.log");
+    rm(log);
+    const r = run(["true"], (s) => {
+      s.root!.readonly = false;
+      s.hooks = {
+        // createContainer runs before pivot_root: host paths resolve, hostname is the container's.
+        createContainer: [
+          { path: "/bin/sh", args: ["sh", "-c", `echo create $(hostname) >> ${log}`] },
+        ],
+        // startContainer runs after pivot_root: paths resolve in the container.
+        startContainer: [{ path: "/bin/sh", args: ["sh", "-c", "echo start > /started"] }],
+      };
+      s.hostname = "hooked";
+      s.process!.args = ["cat", "/started"];
+    });
+    expect(r.stdout).toBe("start\n");
+    expect(readFileSync(log, "utf8")).toBe("create hooked\n");
+  });
+
+  test("a failing prestart hook fails create and leaves nothing behind", () => {
+    withArgs(["true"], (s) => {
+      s.hooks = { prestart: [{ path: "/bin/false" }] };
+    });
+    const id = nextId("hookfail");
+    const r = runtime(root, ["create", "--bundle", bundle, id]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("prestart hook 0 (/bin/false) exited with status 1");
+    expect(existsSync(join(root, id))).toBe(false);
+    expect(cgroupDirsNamed(id)).toEqual([]);
+  });
+});
+
+describe("bad input", () => {
+  test("config.json syntax errors name the file; nothing is left behind", () => {
+    const bad = join(work, "bad-bundle");
+    mkdirSync(join(bad, "rootfs"), { recursive: true });
+    writeFileSync(join(bad, "config.json"), '{"ociVersion": "1.0.0",');
+    const id = nextId("bad");
+    const r = runtime(root, ["create", "--bundle", bad, id]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`${bad}/config.json: is not valid JSON`);
+    expect(existsSync(join(root, id))).toBe(false);
+  });
+
+  test("wrong types name the JSON path", () => {
+    withArgs(["true"], (s) => {
+      (s.process as unknown as Record<string, unknown>).cwd = 5;
+    });
+    const r = runtime(root, ["create", "--bundle", bundle, nextId("type")]);
+    expect(r.stderr).toContain("process.cwd: must be a string, got a number");
+  });
+
+  test("an unsupported ociVersion is refused", () => {
+    withArgs(["true"], (s) => {
+      s.ociVersion = "2.0.0";
+    });
+    const r = runtime(root, ["create", "--bundle", bundle, nextId("ver")]);
+    expect(r.stderr).toContain('ociVersion: "2.0.0" is not supported');
+  });
+
+  test("a root path escaping the bundle is refused", () => {
+    withArgs(["true"], (s) => {
+      s.root!.path = "../../..";
+    });
+    const r = runtime(root, ["create", "--bundle", bundle, nextId("esc")]);
+    expect(r.stderr).toContain("root.path");
+    expect(r.stderr).toContain("leaves the bundle");
+  });
+
+  test("invalid and duplicate ids are refused", () => {
+    withArgs(["sleep", "100"]);
+    for (const id of ["../x", "a/b", "x".repeat(300)]) {
+      const r = runtime(root, ["create", "--bundle", bundle, id]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(/container id/);
+    }
+    const id = nextId("dup");
+    const first = runtime(root, ["create", "--bundle", bundle, id]);
+    expect(first.stderr).toBe("");
+    expect(first.status).toBe(0);
+    try {
+      const again = runtime(root, ["create", "--bundle", bundle, id]);
+      expect(again.status).not.toBe(0);
+      expect(again.stderr).toContain("already exists");
+      // The first container is untouched by the failed duplicate.
+      expect(JSON.parse(runtime(root, ["state", id]).stdout).status).toBe("created");
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
+  });
+
+  test("start, kill, delete and state of unknown ids say so", () => {
+    for (const cmd of [["start"], ["kill"], ["delete"], ["state"]]) {
+      const r = runtime(root, [...cmd, "no-such-container"]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain('container "no-such-container" does not exist');
+    }
+  });
+
+  test("--log with --log-format json records the error for containerd", () => {
+    const logFile = join(work, "runtime.log");
+    const r = spawnSync(
+      BUN,
+      [RUNTIME_CLI, "--root", root, "--log", logFile, "--log-format", "json", "start", "nope"],
+      { encoding: "utf8" },
+    );
+    expect(r.status).toBe(1);
+    const entry = JSON.parse(readFileSync(logFile, "utf8").trim().split("\n").at(-1)!);
+    expect(entry.level).toBe("error");
+    expect(entry.msg).toContain('container "nope" does not exist');
+  });
+});
+
+describe("commands", () => {
+  test("spec writes a valid default config; features lists what is supported", () => {
+    const dir = tempDir();
+    try {
+      expect(runtime(root, ["spec", "--bundle", dir]).status).toBe(0);
+      const spec = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+      expect(spec.root.path).toBe("rootfs");
+      expect(runtime(root, ["spec", "--bundle", dir]).stderr).toContain("already exists");
+    } finally {
+      rm(dir);
+    }
+    const f = JSON.parse(runtime(root, ["features"]).stdout);
+    expect(f.linux.namespaces).toContain("time");
+    expect(f.hooks).toContain("createContainer");
+  });
+
+  test("--version", () => {
+    expect(runtime(root, ["--version"]).stdout).toMatch(
+      /^pivot-runtime version \d+\.\d+\.\d+\nspec: 1\./,
+    );
+  });
+});

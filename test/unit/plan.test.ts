@@ -1,0 +1,387 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError, NotSupportedError } from "../../src/errors.ts";
+import { defaultSpec } from "../../src/oci/default-spec.ts";
+import type { Spec } from "../../src/oci/spec.ts";
+import { MS } from "../../src/runtime/linux.ts";
+import {
+  type ContainerPlanInput,
+  capabilityMask,
+  compileContainerPlan,
+  compileExecPlan,
+  type FileKind,
+  parseMountOptions,
+} from "../../src/runtime/plan.ts";
+import { Op, SyncPoint } from "../../src/runtime/wire.ts";
+
+function input(
+  edit: (s: Spec) => void = () => {},
+  files: Record<string, FileKind> = {},
+): ContainerPlanInput {
+  const spec = defaultSpec({ args: ["echo", "hi"] });
+  spec.process!.terminal = false;
+  edit(spec);
+  return {
+    spec,
+    rootfs: "/b/rootfs",
+    bundle: "/b",
+    execFifo: "/run/x/exec.fifo",
+    waitForInit: false,
+    host: { kindOf: (p) => files[p] ?? "missing" },
+  };
+}
+
+const ops = (plan: { steps: { op: number }[] }) => plan.steps.map((s) => s.op);
+
+describe("container plan", () => {
+  test("orders the process structure: launcher, setup child, init", () => {
+    const plan = compileContainerPlan(input());
+    const o = ops(plan);
+    const fork = o.indexOf(Op.ForkSetup);
+    const sync1 = o.indexOf(Op.Sync);
+    const unshare = o.indexOf(Op.Unshare);
+    const forkInit = o.indexOf(Op.ForkInit);
+    const pivot = o.indexOf(Op.PivotRoot);
+    const wait = o.indexOf(Op.WaitExecFifo);
+    const exec = o.indexOf(Op.Exec);
+    expect(o.indexOf(Op.MakeFifo)).toBeLessThan(fork);
+    expect(fork).toBeLessThan(sync1);
+    expect(sync1).toBeLessThan(unshare);
+    expect(unshare).toBeLessThan(forkInit);
+    expect(forkInit).toBeLessThan(pivot);
+    expect(pivot).toBeLessThan(wait);
+    expect(wait).toBe(exec - 1);
+    expect(exec).toBe(o.length - 1);
+  });
+
+  test("creates the namespaces the config lists, in one unshare", () => {
+    const plan = compileContainerPlan(input());
+    const unshare = plan.steps.find((s) => s.op === Op.Unshare)!;
+    // pid, network, ipc, uts, mount, cgroup
+    expect(unshare.args[0]).toBe(
+      0x20000000 | 0x40000000 | 0x08000000 | 0x04000000 | 0x00020000 | 0x02000000,
+    );
+  });
+
+  test("joins namespaces given by path instead of creating them", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.linux!.namespaces = [{ type: "mount" }, { type: "network", path: "/var/run/netns/x" }];
+        delete s.hostname;
+      }),
+    );
+    const join = plan.steps.find((s) => s.op === Op.JoinNamespace)!;
+    expect(join.args).toEqual(["/var/run/netns/x", 0x40000000]);
+    const unshare = plan.steps.find((s) => s.op === Op.Unshare)!;
+    expect(unshare.args[0]).toBe(0x00020000);
+  });
+
+  test("a new user namespace: unshare user first, sync for maps, then become its root", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.linux!.namespaces!.push({ type: "user" });
+        s.linux!.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        s.linux!.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      }),
+    );
+    expect(plan.newUserNamespace).toBe(true);
+    const o = ops(plan);
+    const userUnshare = plan.steps.findIndex(
+      (s) => s.op === Op.Unshare && s.args[0] === 0x10000000,
+    );
+    expect(userUnshare).toBeGreaterThan(-1);
+    expect(o[userUnshare + 1]).toBe(Op.Sync);
+    expect(o[userUnshare + 2]).toBe(Op.BecomeNamespaceRoot);
+    // Devices cannot be created with mknod in a user namespace: they are bound from the host.
+    expect(o).not.toContain(Op.MknodInRoot);
+  });
+
+  test("a user namespace without mappings is a config error", () => {
+    expect(() =>
+      compileContainerPlan(input((s) => s.linux!.namespaces!.push({ type: "user" }))),
+    ).toThrow(ConfigError);
+  });
+
+  test("the root mount is made a slave before anything is mounted, and the rootfs bound onto itself", () => {
+    const plan = compileContainerPlan(input());
+    const firstMount = plan.steps.findIndex((s) => s.op === Op.Mount || s.op === Op.MountInRoot);
+    const prop = plan.steps.findIndex((s) => s.op === Op.Propagation);
+    expect(prop).toBeLessThan(firstMount);
+    expect(plan.steps[prop]!.args).toEqual(["/", MS.SLAVE | MS.REC]);
+    expect(plan.steps[firstMount]!.args).toEqual([
+      "/b/rootfs",
+      "/b/rootfs",
+      "",
+      MS.BIND | MS.REC,
+      "",
+    ]);
+  });
+
+  test("rprivate rootfsPropagation makes the root private instead", () => {
+    const plan = compileContainerPlan(input((s) => (s.linux!.rootfsPropagation = "rprivate")));
+    expect(plan.steps.find((s) => s.op === Op.Propagation)!.args).toEqual([
+      "/",
+      MS.PRIVATE | MS.REC,
+    ]);
+  });
+
+  test("mounts are resolved inside the root, with flags and data split", () => {
+    const plan = compileContainerPlan(input());
+    const dev = plan.steps.find((s) => s.op === Op.MountInRoot && s.args[1] === "/dev")!;
+    expect(dev.args).toEqual([
+      "/b/rootfs",
+      "/dev",
+      "tmpfs",
+      "tmpfs",
+      MS.NOSUID | MS.STRICTATIME,
+      "mode=755,size=65536k",
+    ]);
+  });
+
+  test("destinations with .. cannot climb above the root", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.mounts!.push({ destination: "/../../etc/x", type: "tmpfs", source: "tmpfs" });
+      }, {}),
+    );
+    expect(plan.steps.some((s) => s.op === Op.MountInRoot && s.args[1] === "/etc/x")).toBe(true);
+  });
+
+  test("a read-only bind mount is a bind then a read-only remount; a file source gets a file mount point", () => {
+    const plan = compileContainerPlan(
+      input(
+        (s) => {
+          s.mounts!.push({
+            destination: "/etc/hosts",
+            type: "bind",
+            source: "hosts",
+            options: ["rbind", "ro"],
+          });
+        },
+        { "/b/hosts": "file" },
+      ),
+    );
+    const i = plan.steps.findIndex((s) => s.op === Op.MountInRoot && s.args[2] === "/b/hosts");
+    expect(plan.steps[i - 1]!.op).toBe(Op.TouchInRoot);
+    expect(plan.steps[i]!.args[4]).toBe(MS.BIND | MS.REC);
+    expect(plan.steps[i + 1]!.args).toEqual([
+      "/b/rootfs",
+      "/etc/hosts",
+      "",
+      "",
+      MS.BIND | MS.REMOUNT | MS.RDONLY,
+      "",
+    ]);
+  });
+
+  test("a missing bind source is reported with its JSON path", () => {
+    expect(() =>
+      compileContainerPlan(
+        input((s) =>
+          s.mounts!.push({
+            destination: "/data",
+            type: "bind",
+            source: "/nope",
+            options: ["bind"],
+          }),
+        ),
+      ),
+    ).toThrow(/mounts\[7\]\.source/);
+  });
+
+  test("default devices and /dev links are created when /dev is a fresh tmpfs", () => {
+    const plan = compileContainerPlan(input());
+    const nodes = plan.steps.filter((s) => s.op === Op.MknodInRoot).map((s) => s.args[1]);
+    expect(nodes.sort()).toEqual([
+      "/dev/full",
+      "/dev/null",
+      "/dev/random",
+      "/dev/tty",
+      "/dev/urandom",
+      "/dev/zero",
+    ]);
+    const links = plan.steps
+      .filter((s) => s.op === Op.SymlinkInRoot)
+      .map((s) => `${s.args[1]}->${s.args[2]}`);
+    expect(links).toContain("/dev/ptmx->pts/ptmx");
+    expect(links).toContain("/dev/fd->/proc/self/fd");
+  });
+
+  test("masked and read-only paths come after pivot_root", () => {
+    const plan = compileContainerPlan(input());
+    const pivot = plan.steps.findIndex((s) => s.op === Op.PivotRoot);
+    const mask = plan.steps.findIndex((s) => s.op === Op.MaskPath);
+    const ro = plan.steps.findIndex((s) => s.op === Op.ReadonlyPath);
+    expect(mask).toBeGreaterThan(pivot);
+    expect(ro).toBeGreaterThan(pivot);
+  });
+
+  test("a read-only root is remounted read-only", () => {
+    const plan = compileContainerPlan(input((s) => (s.root!.readonly = true)));
+    expect(
+      plan.steps.some(
+        (s) =>
+          s.op === Op.MountInRoot && s.args[1] === "/" && (Number(s.args[4]) & MS.RDONLY) !== 0,
+      ),
+    ).toBe(true);
+  });
+
+  test("--no-pivot moves the root instead of pivot_root", () => {
+    const plan = compileContainerPlan({ ...input(), noPivot: true });
+    expect(ops(plan)).toContain(Op.MoveRoot);
+    expect(ops(plan)).not.toContain(Op.PivotRoot);
+  });
+
+  test("hooks: prestart/createRuntime at the BeforePivot sync, createContainer before pivot, startContainer after the fifo", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.hooks = {
+          createContainer: [{ path: "/bin/cc" }],
+          startContainer: [{ path: "/bin/sc", args: ["sc", "x"], timeout: 5 }],
+        };
+      }),
+    );
+    const o = ops(plan);
+    const sync2 = plan.steps.findIndex(
+      (s) => s.op === Op.Sync && s.args[0] === SyncPoint.BeforePivot,
+    );
+    const cc = plan.steps.findIndex((s) => s.op === Op.RunHook && s.args[1] === "/bin/cc");
+    const sc = plan.steps.findIndex((s) => s.op === Op.RunHook && s.args[1] === "/bin/sc");
+    expect(sync2).toBeLessThan(cc);
+    expect(cc).toBeLessThan(o.indexOf(Op.PivotRoot));
+    expect(sc).toBeGreaterThan(o.indexOf(Op.WaitExecFifo));
+    expect(plan.steps[sc]!.args).toEqual([5, "/bin/sc", 2, "sc", "x"]);
+  });
+
+  test("credentials: bounding set before the user switch, capabilities after, exec last", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.process!.user = { uid: 1000, gid: 1000, additionalGids: [10, 20], umask: 0o22 };
+      }),
+    );
+    const o = ops(plan);
+    expect(o.indexOf(Op.SetBoundingSet)).toBeLessThan(o.indexOf(Op.SetUser));
+    expect(o.indexOf(Op.SetGroups)).toBeLessThan(o.indexOf(Op.SetUser));
+    expect(o.indexOf(Op.SetUser)).toBeLessThan(o.indexOf(Op.SetCapabilities));
+    expect(plan.steps.find((s) => s.op === Op.SetGroups)!.args).toEqual([10, 20]);
+    expect(plan.steps.find((s) => s.op === Op.SetUser)!.args).toEqual([1000, 1000]);
+    expect(plan.steps.find((s) => s.op === Op.Umask)!.args).toEqual([0o22]);
+  });
+
+  test("ambient capabilities are limited to permitted and inheritable ones", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.process!.capabilities = {
+          permitted: ["CAP_KILL", "CAP_CHOWN"],
+          inheritable: ["CAP_KILL"],
+          ambient: ["CAP_KILL", "CAP_CHOWN"],
+        };
+      }),
+    );
+    const caps = plan.steps.find((s) => s.op === Op.SetCapabilities)!;
+    expect(caps.args[3]).toBe(1n << 5n);
+  });
+
+  test("an unknown capability names the field", () => {
+    expect(() =>
+      compileContainerPlan(input((s) => (s.process!.capabilities!.bounding = ["CAP_FLY"]))),
+    ).toThrow(/process\.capabilities\.bounding\[0\]: unknown capability "CAP_FLY"/);
+  });
+
+  test("the program is looked up in the container's PATH before reporting ready", () => {
+    const plan = compileContainerPlan(input((s) => (s.process!.env = ["PATH=/opt/bin:/bin"])));
+    const find = plan.steps.find((s) => s.op === Op.FindExecutable)!;
+    expect(find.args).toEqual(["echo", "/opt/bin:/bin"]);
+    expect(ops(plan).indexOf(Op.FindExecutable)).toBeLessThan(ops(plan).indexOf(Op.WaitExecFifo));
+  });
+
+  test("run mode asks the launcher to wait for init", () => {
+    expect(ops(compileContainerPlan({ ...input(), waitForInit: true }))[0]).toBe(Op.WaitForInit);
+    expect(ops(compileContainerPlan(input()))).not.toContain(Op.WaitForInit);
+  });
+
+  test("a terminal needs a console socket", () => {
+    expect(() => compileContainerPlan(input((s) => (s.process!.terminal = true)))).toThrow(
+      /console-socket/,
+    );
+    const plan = compileContainerPlan({
+      ...input((s) => (s.process!.terminal = true)),
+      consoleSocket: "/tmp/c.sock",
+    });
+    expect(ops(plan)).toContain(Op.ConnectSocket);
+    expect(ops(plan)).toContain(Op.SetupTerminal);
+  });
+
+  test("hostname needs a uts namespace", () => {
+    expect(() =>
+      compileContainerPlan(input((s) => (s.linux!.namespaces = [{ type: "mount" }]))),
+    ).toThrow(/uts namespace/);
+  });
+
+  test("sysctl keys become /proc/sys paths", () => {
+    const plan = compileContainerPlan(
+      input((s) => (s.linux!.sysctl = { "net.ipv4.ip_forward": "1" })),
+    );
+    expect(plan.steps.find((s) => s.op === Op.WriteFile)!.args).toEqual([
+      "/proc/sys/net/ipv4/ip_forward",
+      "1",
+    ]);
+  });
+
+  test("unknown rlimits are config errors", () => {
+    expect(() =>
+      compileContainerPlan(
+        input((s) => (s.process!.rlimits = [{ type: "RLIMIT_FOO", soft: 1, hard: 1 }])),
+      ),
+    ).toThrow(/process\.rlimits\[0\]\.type/);
+  });
+
+  test("recursive mount attributes are refused clearly, not ignored", () => {
+    expect(() =>
+      compileContainerPlan(
+        input((s) =>
+          s.mounts!.push({ destination: "/x", type: "tmpfs", source: "tmpfs", options: ["rro"] }),
+        ),
+      ),
+    ).toThrow(NotSupportedError);
+  });
+
+  test("every step has a description for people", () => {
+    for (const step of compileContainerPlan(input()).steps)
+      expect(step.text.length).toBeGreaterThan(3);
+  });
+});
+
+describe("exec plan", () => {
+  test("joins the container's namespaces, user first and mount last", () => {
+    const spec = defaultSpec({ args: ["ps"] });
+    const plan = compileExecPlan({
+      initPid: 42,
+      namespaces: ["pid", "mount", "network", "user"],
+      process: { ...spec.process!, terminal: false },
+      waitForExit: true,
+    });
+    const joins = plan.steps.filter((s) => s.op === Op.JoinNamespace).map((s) => s.args[0]);
+    expect(joins).toEqual([
+      "/proc/42/ns/user",
+      "/proc/42/ns/net",
+      "/proc/42/ns/pid",
+      "/proc/42/ns/mnt",
+    ]);
+    expect(ops(plan)).not.toContain(Op.WaitExecFifo);
+    expect(ops(plan).at(-1)).toBe(Op.Exec);
+  });
+});
+
+describe("mount options", () => {
+  test("flags, clearing flags, propagation and data", () => {
+    const o = parseMountOptions(["ro", "nosuid", "suid", "rslave", "size=1m", "mode=755"]);
+    expect(o.flags).toBe(MS.RDONLY);
+    expect(o.propagation).toEqual([MS.SLAVE | MS.REC]);
+    expect(o.data).toEqual(["size=1m", "mode=755"]);
+  });
+});
+
+test("capability masks", () => {
+  expect(capabilityMask(["CAP_CHOWN", "cap_kill"], "x")).toBe(1n | (1n << 5n));
+  expect(capabilityMask(undefined, "x")).toBe(0n);
+});
