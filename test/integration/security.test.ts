@@ -1,0 +1,461 @@
+// Confinement against the real kernel: seccomp, capabilities, no_new_privs, user namespaces and
+// escape attempts through crafted bundles. Every test asserts the effect, from inside and outside.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Seccomp, Spec } from "../../src/oci/spec.ts";
+import { Capability } from "../../src/runtime/linux.ts";
+import { defaultSeccompProfile } from "../../src/security/seccomp-default.ts";
+
+const REPO = join(import.meta.dir, "../..");
+const CLI = join(REPO, "bin/pivot-runtime.ts");
+
+if (process.getuid?.() !== 0)
+  throw new Error("the security tests run real containers and need root");
+
+let work: string;
+let root: string;
+let bundle: string;
+let baseSpec: Spec;
+let counter = 0;
+
+interface Result {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], timeout = 30_000): Result {
+  const r = spawnSync(process.execPath, [CLI, "--root", root, ...args], {
+    encoding: "utf8",
+    input: "",
+    timeout,
+  });
+  return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+}
+
+function makeRootfs(dir: string): void {
+  const r = spawnSync("sh", [join(REPO, "scripts/make-busybox-rootfs.sh"), dir], {
+    encoding: "utf8",
+  });
+  if (r.status !== 0) throw new Error(`make-busybox-rootfs failed: ${r.stderr}`);
+}
+
+/** Writes the bundle's config: the `spec` default with these args, changed by `edit`. */
+function configure(args: string[], edit: (s: Spec) => void = () => {}, dir = bundle): void {
+  const spec = structuredClone(baseSpec);
+  spec.process!.args = args;
+  edit(spec);
+  writeFileSync(join(dir, "config.json"), JSON.stringify(spec, null, 2));
+}
+
+/** `run` a container with these args (deleted afterwards by `run` itself). */
+function run(args: string[], edit?: (s: Spec) => void, dir = bundle): Result {
+  configure(args, edit, dir);
+  return cli(["run", "--bundle", dir, `sec-${process.pid}-${++counter}`]);
+}
+
+/** A /proc/self/status field, e.g. "CapEff". */
+function statusField(out: string, name: string): string {
+  const m = new RegExp(`^${name}:\\s*(\\S+)`, "m").exec(out);
+  if (!m) throw new Error(`no ${name} in:\n${out}`);
+  return m[1]!;
+}
+
+function capHex(names: string[]): string {
+  let mask = 0n;
+  for (const n of names) mask |= 1n << BigInt(Capability[n]!);
+  return mask.toString(16).padStart(16, "0");
+}
+
+const SIGSYS = 31;
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), "pivot-security-"));
+  // Container root in a user namespace is an unprivileged host uid: it must reach the bundle.
+  chmodSync(work, 0o755);
+  root = join(work, "state");
+  bundle = join(work, "bundle");
+  mkdirSync(bundle);
+  makeRootfs(join(bundle, "rootfs"));
+  const r = cli(["spec", "--bundle", bundle]);
+  if (r.status !== 0) throw new Error(`spec failed: ${r.stderr}`);
+  baseSpec = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8")) as Spec;
+  baseSpec.process!.terminal = false;
+  baseSpec.root!.readonly = false;
+});
+
+afterAll(() => {
+  try {
+    const list = cli(["list", "--quiet"]);
+    for (const id of list.stdout.split("\n").filter(Boolean)) cli(["delete", "--force", id]);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+const errnoRule = (names: string[], errnoRet: number): Seccomp => ({
+  defaultAction: "SCMP_ACT_ALLOW",
+  syscalls: [{ names, action: "SCMP_ACT_ERRNO", errnoRet }],
+});
+
+describe("seccomp", () => {
+  test("a blocked syscall returns the configured errno", () => {
+    const r = run(["sh", "-c", "mkdir /made-here; echo status=$?; ls -d /made-here"], (s) => {
+      // EOPNOTSUPP: not an error mkdir could give by itself.
+      s.linux!.seccomp = errnoRule(["mkdir", "mkdirat"], 95);
+    });
+    expect(r.stderr).toContain("Operation not supported");
+    expect(r.stdout).toContain("status=1");
+    expect(existsSync(join(bundle, "rootfs/made-here"))).toBe(false);
+  });
+
+  test("defaultAction with defaultErrnoRet applies to every syscall not listed", () => {
+    // Docker's allow-list without mkdir and mkdirat, and ENOSYS (38) as the default errno.
+    const profile = defaultSeccompProfile({
+      capabilities: baseSpec.process!.capabilities!.bounding,
+    });
+    for (const rule of profile.syscalls!) {
+      rule.names = rule.names.filter((n) => n !== "mkdir" && n !== "mkdirat");
+    }
+    profile.defaultErrnoRet = 38;
+    const r = run(["sh", "-c", "uname -s; mkdir /tmp/d; echo mkdir=$?"], (s) => {
+      s.linux!.seccomp = profile;
+    });
+    expect(r.stdout).toBe("Linux\nmkdir=1\n");
+    expect(r.stderr).toContain("Function not implemented");
+  });
+
+  test("SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL and SCMP_ACT_TRAP end the process with SIGSYS", () => {
+    for (const action of ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL", "SCMP_ACT_TRAP"]) {
+      const r = run(["uname", "-a"], (s) => {
+        s.linux!.seccomp = {
+          defaultAction: "SCMP_ACT_ALLOW",
+          syscalls: [{ names: ["uname"], action }],
+        };
+      });
+      expect({ action, status: r.status, stdout: r.stdout }).toEqual({
+        action,
+        status: 128 + SIGSYS,
+        stdout: "",
+      });
+    }
+  });
+
+  test("SCMP_ACT_LOG allows the call; an unknown syscall name is skipped", () => {
+    const r = run(["uname", "-s"], (s) => {
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        syscalls: [
+          { names: ["uname"], action: "SCMP_ACT_LOG" },
+          { names: ["no_such_syscall_in_any_kernel"], action: "SCMP_ACT_KILL" },
+        ],
+      };
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe("Linux\n");
+  });
+
+  test("argument conditions match on the syscall's arguments", () => {
+    // personality(PER_LINUX32) is refused, personality(PER_LINUX) is not.
+    const r = run(
+      ["sh", "-c", "linux32 true; echo linux32=$?; linux64 true; echo linux64=$?"],
+      (s) => {
+        s.linux!.seccomp = {
+          defaultAction: "SCMP_ACT_ALLOW",
+          syscalls: [
+            {
+              names: ["personality"],
+              action: "SCMP_ACT_ERRNO",
+              errnoRet: 13,
+              args: [{ index: 0, value: 8, op: "SCMP_CMP_EQ" }],
+            },
+          ],
+        };
+      },
+    );
+    expect(r.stdout).toBe("linux32=1\nlinux64=0\n");
+    expect(r.stderr).toContain("Permission denied");
+  });
+
+  test("the filter is installed with and without noNewPrivileges, also for a non-root user", () => {
+    for (const nnp of [true, false]) {
+      const r = run(
+        ["sh", "-c", "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; mkdir /tmp/x"],
+        (s) => {
+          s.process!.noNewPrivileges = nnp;
+          s.process!.user = { uid: 1000, gid: 1000 };
+          s.linux!.seccomp = errnoRule(["mkdir", "mkdirat"], 95);
+        },
+      );
+      expect(statusField(r.stdout, "Seccomp")).toBe("2");
+      expect(statusField(r.stdout, "NoNewPrivs")).toBe(nnp ? "1" : "0");
+      expect(r.stderr).toContain("Operation not supported");
+    }
+  });
+
+  test("Docker's default profile runs ordinary programs and refuses what the capabilities do not cover", () => {
+    const caps = ["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SETUID", "CAP_SETGID"];
+    const script =
+      "echo hi | sha256sum | cut -c1-8; ps -o pid | wc -l; mount -t tmpfs t /tmp && echo MOUNTED";
+    const withProfile = (profileCaps: string[]) =>
+      run(["sh", "-c", script], (s) => {
+        s.process!.capabilities = {
+          bounding: caps,
+          effective: caps,
+          permitted: caps,
+        };
+        s.linux!.seccomp = defaultSeccompProfile({ capabilities: profileCaps });
+      });
+    // The profile made for a container without CAP_SYS_ADMIN: mount(2) is refused with EPERM.
+    const without = withProfile(caps.filter((c) => c !== "CAP_SYS_ADMIN"));
+    expect(without.stdout).toContain("98ea6e4f\n");
+    expect(without.stdout).not.toContain("MOUNTED");
+    expect(without.stderr).toContain("permission denied");
+    // The profile made for the container's real capabilities allows it.
+    const withAdmin = withProfile(caps);
+    expect(withAdmin.stdout).toContain("MOUNTED");
+  });
+
+  test("an exec'd process gets the container's filter", () => {
+    // The container must not keep the test's stdout pipe open while it sleeps.
+    configure(["sh", "-c", "exec sleep 30 </dev/null >/dev/null 2>&1"], (s) => {
+      s.linux!.seccomp = errnoRule(["mkdir", "mkdirat"], 95);
+    });
+    const id = `sec-exec-${process.pid}`;
+    try {
+      expect(cli(["run", "--detach", "--bundle", bundle, id]).status).toBe(0);
+      const r = cli(["exec", id, "sh", "-c", "grep ^Seccomp: /proc/self/status; mkdir /tmp/e"]);
+      expect(statusField(r.stdout, "Seccomp")).toBe("2");
+      expect(r.stderr).toContain("Operation not supported");
+    } finally {
+      cli(["delete", "--force", id]);
+    }
+  }, 30_000);
+
+  test("a malformed profile fails create, naming the entry, and leaves nothing behind", () => {
+    const r = run(["true"], (s) => {
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        syscalls: [
+          { names: ["read"], action: "SCMP_ACT_ALLOW" },
+          { names: ["write"], action: "SCMP_ACT_EXPLODE" },
+        ],
+      };
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("linux.seccomp.syscalls[1].action");
+    expect(readdirSync(root)).toEqual([]);
+  });
+});
+
+describe("capabilities and no_new_privs", () => {
+  test("CapEff, CapPrm and CapBnd match the config; NoNewPrivs is 1 when asked", () => {
+    const bounding = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT"];
+    const effective = ["CAP_CHOWN", "CAP_KILL"];
+    const r = run(["cat", "/proc/self/status"], (s) => {
+      s.process!.noNewPrivileges = true;
+      s.process!.capabilities = { bounding, effective, permitted: effective, inheritable: [] };
+    });
+    expect(statusField(r.stdout, "CapBnd")).toBe(capHex(bounding));
+    expect(statusField(r.stdout, "CapEff")).toBe(capHex(effective));
+    expect(statusField(r.stdout, "CapPrm")).toBe(capHex(effective));
+    expect(statusField(r.stdout, "CapInh")).toBe(capHex([]));
+    expect(statusField(r.stdout, "NoNewPrivs")).toBe("1");
+  });
+
+  test("ambient capabilities survive the switch to a non-root user", () => {
+    const caps = ["CAP_NET_BIND_SERVICE", "CAP_KILL"];
+    const r = run(["cat", "/proc/self/status"], (s) => {
+      s.process!.user = { uid: 1000, gid: 1000 };
+      s.process!.capabilities = {
+        bounding: caps,
+        effective: caps,
+        permitted: caps,
+        inheritable: caps,
+        ambient: caps,
+      };
+    });
+    expect(statusField(r.stdout, "Uid")).toBe("1000");
+    expect(statusField(r.stdout, "CapAmb")).toBe(capHex(caps));
+    expect(statusField(r.stdout, "CapEff")).toBe(capHex(caps));
+  });
+
+  test("NoNewPrivs is 0 when not asked", () => {
+    const r = run(["cat", "/proc/self/status"], (s) => {
+      s.process!.noNewPrivileges = false;
+    });
+    expect(statusField(r.stdout, "NoNewPrivs")).toBe("0");
+  });
+
+  test("without CAP_SYS_ADMIN, mount fails inside and cannot undo a read-only path", () => {
+    const r = run([
+      "sh",
+      "-c",
+      "mount -t tmpfs t /tmp && echo MOUNTED; mount -o remount,rw /proc/sys && echo REMOUNTED; umount /proc/kcore && echo UNMASKED; true",
+    ]);
+    expect(r.stdout).toBe("");
+    expect(statusField(readFileSync("/proc/self/status", "utf8"), "CapEff")).not.toBe("0");
+  });
+
+  test("an unknown capability is a config error naming it", () => {
+    const r = run(["true"], (s) => {
+      s.process!.capabilities!.bounding = ["CAP_CHOWN", "CAP_FLY"];
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("process.capabilities.bounding[1]");
+    expect(r.stderr).toContain("CAP_FLY");
+  });
+});
+
+describe("user namespaces", () => {
+  test("container root is mapped to an unprivileged host range", () => {
+    // A root filesystem owned by the mapped range, as an image unpacked for it would be.
+    const dir = join(work, "userns-bundle");
+    mkdirSync(dir);
+    makeRootfs(join(dir, "rootfs"));
+    expect(spawnSync("chown", ["-hR", "100000:100000", join(dir, "rootfs")]).status).toBe(0);
+    const shared = join(work, "userns-out");
+    mkdirSync(shared);
+    chmodSync(shared, 0o777);
+    const r = run(
+      ["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /out/made-by-root"],
+      (s) => {
+        s.linux!.namespaces!.push({ type: "user" });
+        s.linux!.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        s.linux!.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        // A cgroup mount and sysfs of the host are not the user namespace's to mount.
+        s.mounts = s.mounts!.filter(
+          (m) => m.destination !== "/sys/fs/cgroup" && m.destination !== "/sys",
+        );
+        s.mounts.push({
+          destination: "/out",
+          type: "bind",
+          source: shared,
+          options: ["rbind", "rw"],
+        });
+      },
+      dir,
+    );
+    expect(r.stderr).toBe("");
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/).join(" "));
+    expect(lines).toEqual(["0 100000 65536", "0 100000 65536", "0"]);
+    // The file root made inside belongs to the mapped host ids.
+    const st = statSync(join(shared, "made-by-root"));
+    expect([st.uid, st.gid]).toEqual([100000, 100000]);
+  });
+});
+
+describe("escape attempts with crafted bundles", () => {
+  /** A fresh bundle whose rootfs has `evil` as a symlink pointing at `target`. */
+  function evilBundle(name: string, target: string): string {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    makeRootfs(join(dir, "rootfs"));
+    symlinkSync(target, join(dir, "rootfs/evil"));
+    return dir;
+  }
+
+  test("a bind mount destination that is an absolute symlink out of the rootfs stays inside", () => {
+    const hostTarget = join(work, "host-target-abs");
+    mkdirSync(hostTarget);
+    const source = join(work, "bind-source");
+    mkdirSync(source, { recursive: true });
+    writeFileSync(join(source, "marker"), "from the bind source\n");
+    const dir = evilBundle("evil-abs", hostTarget);
+    const before = readFileSync("/proc/self/mountinfo", "utf8");
+    const r = run(
+      ["sh", "-c", `cat /evil/marker; ls ${hostTarget}`],
+      (s) => {
+        s.mounts!.push({ destination: "/evil", type: "bind", source, options: ["rbind", "ro"] });
+      },
+      dir,
+    );
+    // Inside, /evil -> HOSTTARGET resolves within the container's root, where the bind landed.
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("from the bind source\nmarker\n");
+    expect(statSync(join(dir, "rootfs", hostTarget)).isDirectory()).toBe(true);
+    // On the host, the target is untouched and nothing was mounted on it.
+    expect(readdirSync(hostTarget)).toEqual([]);
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).toBe(before);
+  });
+
+  test("a destination that climbs out with ../ and a tmpfs mount through it stay inside", () => {
+    const hostTarget = join(work, "host-target-rel");
+    mkdirSync(hostTarget);
+    writeFileSync(join(hostTarget, "keep"), "host data\n");
+    const dir = evilBundle("evil-rel", `../../../../../../../..${hostTarget}`);
+    const r = run(
+      ["sh", "-c", "echo written > /evil/keep; cat /evil/keep"],
+      (s) => {
+        s.mounts!.push({
+          destination: "/evil",
+          type: "tmpfs",
+          source: "tmpfs",
+          options: ["size=1m"],
+        });
+      },
+      dir,
+    );
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe("written\n");
+    expect(readFileSync(join(hostTarget, "keep"), "utf8")).toBe("host data\n");
+  });
+
+  test("a file bind mount through a symlinked parent directory cannot replace a host file", () => {
+    const hostDir = join(work, "host-etc");
+    mkdirSync(hostDir);
+    writeFileSync(join(hostDir, "passwd"), "host passwd\n");
+    const source = join(work, "fake-passwd");
+    writeFileSync(source, "container passwd\n");
+    const dir = evilBundle("evil-file", hostDir);
+    const r = run(
+      ["cat", "/evil/passwd"],
+      (s) => {
+        s.mounts!.push({
+          destination: "/evil/passwd",
+          type: "bind",
+          source,
+          options: ["bind", "ro"],
+        });
+      },
+      dir,
+    );
+    expect(r.stdout).toBe("container passwd\n");
+    expect(readFileSync(join(hostDir, "passwd"), "utf8")).toBe("host passwd\n");
+  });
+
+  test("no descriptor of the runtime leaks into the container", () => {
+    const r = run(["ls", "/proc/self/fd"]);
+    // ls's own directory fd is the only one beyond stdio.
+    expect(r.stdout.trim().split("\n").map(Number).sort()).toEqual([0, 1, 2, 3]);
+  });
+
+  test("a cwd of /proc/self/fd/N cannot reach the host", () => {
+    for (const fd of [3, 4, 5, 6, 7, 8]) {
+      const r = run(["sh", "-c", "pwd; ls .. | head -3"], (s) => {
+        s.process!.cwd = `/proc/self/fd/${fd}`;
+      });
+      // Either chdir fails at create (no such directory fd is open in the init), or the cwd is
+      // something inside the container.
+      if (r.status === 0) expect(r.stdout).not.toContain(work);
+      else expect(r.stderr).toContain(`chdir to the working directory /proc/self/fd/${fd}`);
+    }
+  });
+});
