@@ -7,7 +7,9 @@ import { formatError, PivotError } from "../errors.ts";
 import { defaultSpec } from "../oci/default-spec.ts";
 import type { Process } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
+import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
 import { features } from "../runtime/features.ts";
+import type { Plan } from "../runtime/plan.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
@@ -19,6 +21,7 @@ import {
   parseArgs,
   UsageError,
 } from "./args.ts";
+import { checkSystemdCgroupFlag, eventsCommand, updateCommand } from "./cgroups.ts";
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "root", value: true },
@@ -42,6 +45,8 @@ const CREATE_FLAGS: FlagSpec[] = [
   { name: "detach", aliases: ["d"] },
   { name: "keep" },
   { name: "no-subreaper" },
+  { name: "dry-run" },
+  { name: "format", aliases: ["f"], value: true },
 ];
 
 const EXEC_FLAGS: FlagSpec[] = [
@@ -69,6 +74,7 @@ usage: pivot-runtime [global flags] COMMAND [flags] [args]
 
 commands:
   create ID   create a container from a bundle (--bundle, --pid-file, --console-socket, --no-pivot, --preserve-fds)
+              --dry-run [--format text|json|shell] prints the launch plan instead of running it
   start ID    start the process of a created container
   run ID      create, start and wait (--detach to return at once); exits with the process's code
   state ID    print the container's state as JSON
@@ -78,6 +84,8 @@ commands:
   list        list containers (--format json, --quiet)
   ps ID       list the container's processes (--format json)
   pause ID / resume ID   freeze and thaw the container
+  update ID   change resource limits (--resources FILE|-, --memory, --memory-swap, --cpu-quota, --cpu-period, --cpu-share, --cpuset-cpus, --pids-limit, ...)
+  events ID   resource usage as JSON: once with --stats, else every --interval (default 5s) with OOM events
   spec        write a default config.json (--rootless, --bundle)
   features    print the features this runtime supports, as JSON
 
@@ -178,6 +186,14 @@ function printTable(rows: string[][]): void {
     );
 }
 
+/** --dry-run output: numbered steps, JSON, or an equivalent shell script. */
+function renderPlan(plan: Plan, format: string, title: string): string {
+  if (format === "json") return renderPlanJson(plan);
+  if (format === "shell") return renderPlanShell(plan, title);
+  if (format === "text") return renderPlanText(plan);
+  throw new UsageError(`unknown --format "${format}"`, { hint: "use text, json or shell" });
+}
+
 export async function main(argv: string[]): Promise<number> {
   const global = parseArgs(argv, GLOBAL_FLAGS, 1);
   const log = new Logger(
@@ -201,6 +217,7 @@ export async function main(argv: string[]): Promise<number> {
   const args = global.rest;
   log.debug(`${command} ${args.join(" ")}`);
   try {
+    checkSystemdCgroupFlag(boolFlag(global, "systemd-cgroup"), command);
     return await dispatch(command, args, runtime);
   } catch (err) {
     const message = formatError(err);
@@ -223,6 +240,17 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
         noPivot: boolFlag(p, "no-pivot"),
         preserveFds: intFlag(p, "preserve-fds") ?? 0,
       };
+      if (boolFlag(p, "dry-run")) {
+        const { plan } = runtime.planContainer(id, options, command === "run");
+        process.stdout.write(
+          renderPlan(
+            plan,
+            flag(p, "format") ?? "text",
+            `container ${id}, bundle ${options.bundle}`,
+          ),
+        );
+        return 0;
+      }
       if (command === "create") {
         await runtime.create(id, options);
         return 0;
@@ -348,8 +376,10 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
     case "features":
       process.stdout.write(`${JSON.stringify(features(), null, 2)}\n`);
       return 0;
-    case "events":
     case "update":
+      return updateCommand(args, runtime);
+    case "events":
+      return await eventsCommand(args, runtime);
     case "checkpoint":
     case "restore":
       throw new PivotError(`"${command}" is not supported yet`);

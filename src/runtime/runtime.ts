@@ -162,18 +162,41 @@ export class Runtime {
     return record;
   }
 
+  /**
+   * Compiles a container's launch plan without creating anything: the first half of `create`,
+   * and all of `create --dry-run`. Config errors surface here, before any state exists.
+   */
+  planContainer(
+    id: string,
+    options: CreateOptions,
+    waitForInit = false,
+  ): { plan: Plan; spec: Spec; bundle: string; rootfs: string; cgroup: Cgroup } {
+    validateId(id);
+    const { spec, bundle, rootfs } = this.loadBundle(options.bundle);
+    if (!spec.process)
+      throw new ConfigError("process", "is missing; the container needs a process to run");
+    const cgroup = Cgroup.forContainer(spec.linux?.cgroupsPath ?? `pivot-${id}`, hostCgroups());
+    const plan = compileContainerPlan({
+      spec,
+      rootfs,
+      bundle,
+      execFifo: this.store.execFifo(id),
+      waitForInit,
+      ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
+      noPivot: options.noPivot ?? false,
+      cgroupMounts: cgroupMountSources(cgroup),
+      host: realHost,
+    });
+    return { plan, spec, bundle, rootfs, cgroup };
+  }
+
   private async createSession(
     id: string,
     options: CreateOptions,
     waitForInit: boolean,
   ): Promise<{ session: LaunchSession; record: ContainerRecord }> {
-    validateId(id);
-    const { spec, bundle, rootfs } = this.loadBundle(options.bundle);
-    if (!spec.process)
-      throw new ConfigError("process", "is missing; the container needs a process to run");
+    const { plan, spec, bundle, rootfs, cgroup } = this.planContainer(id, options, waitForInit);
     this.store.claim(id);
-    const host = hostCgroups();
-    const cgroup = Cgroup.forContainer(spec.linux?.cgroupsPath ?? `pivot-${id}`, host);
     const record: ContainerRecord = {
       id,
       pid: 0,
@@ -190,16 +213,9 @@ export class Runtime {
     try {
       this.store.save(record);
       cgroup.create();
-      const plan = compileContainerPlan({
-        spec,
-        rootfs,
-        bundle,
-        execFifo: this.store.execFifo(id),
-        waitForInit,
-        ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
-        noPivot: options.noPivot ?? false,
-        cgroupMounts: cgroupMountSources(cgroup),
-        host: realHost,
+      cgroup.apply(spec.linux?.resources, {
+        linuxDevices: spec.linux?.devices ?? [],
+        warn: this.warn,
       });
       const s = launch(plan, {
         ...(options.stdio ? { stdio: options.stdio } : {}),
@@ -490,6 +506,23 @@ export class Runtime {
   pids(id: string): number[] {
     const record = this.store.load(id);
     return new Cgroup(record.cgroupPaths).pids();
+  }
+
+  /** `update`: changes the resource limits of a container that is not stopped, and records them. */
+  update(id: string, resources: unknown): void {
+    const record = this.store.load(id);
+    const status = this.status(record);
+    if (status === "stopped")
+      throw new PivotError(`cannot update container "${id}": it is stopped`);
+    const linux = record.spec.linux ?? {};
+    linux.resources = new Cgroup(record.cgroupPaths).update(linux.resources, resources, this.warn);
+    record.spec.linux = linux;
+    this.store.save(record);
+  }
+
+  /** The container's cgroup, for statistics and events. */
+  cgroupOf(id: string): Cgroup {
+    return new Cgroup(this.store.load(id).cgroupPaths);
   }
 }
 

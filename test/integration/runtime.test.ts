@@ -601,6 +601,43 @@ describe("bad input", () => {
   });
 });
 
+describe("dry run", () => {
+  test("create --dry-run prints the plan and creates nothing", () => {
+    withArgs(["true"]);
+    const id = nextId("dry");
+    const before = hostMountPoints();
+    const r = runtime(root, ["create", "--dry-run", "--bundle", bundle, id]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`pivot_root into ${bundle}/rootfs`);
+    expect(existsSync(join(root, id))).toBe(false);
+    expect(cgroupDirsNamed(id)).toEqual([]);
+    expect(hostMountPoints()).toEqual(before);
+    const json = JSON.parse(
+      runtime(root, ["create", "--dry-run", "--format", "json", "--bundle", bundle, id]).stdout,
+    );
+    expect(json.steps.at(-1).op).toBe("Exec");
+  });
+
+  test("--format shell is a script that reproduces the container by hand", () => {
+    withArgs(["sh", "-c", "echo $(hostname) $$; grep -c . /proc/self/mountinfo"], (s) => {
+      s.hostname = "by-hand";
+    });
+    const id = nextId("shell");
+    const script = join(work, "by-hand.sh");
+    writeFileSync(
+      script,
+      runtime(root, ["create", "--dry-run", "--format", "shell", "--bundle", bundle, id]).stdout,
+    );
+    const before = hostMountPoints();
+    const r = spawnSync("sh", [script], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    const [line, mounts] = r.stdout.trim().split("\n");
+    expect(line).toBe("by-hand 1");
+    expect(Number(mounts)).toBeGreaterThan(5);
+    expect(hostMountPoints()).toEqual(before);
+  });
+});
+
 describe("commands", () => {
   test("spec writes a valid default config; features lists what is supported", () => {
     const dir = tempDir();
