@@ -1,6 +1,12 @@
 // `features`: what this runtime supports, in the shape of the runtime-spec's features.md.
 
 import { hostCgroups } from "../cgroups/hierarchy.ts";
+import {
+  SeccompActionValue,
+  SeccompArchName,
+  SeccompFlagAttribute,
+  SeccompOperator,
+} from "../security/seccomp.ts";
 import { Capability, MountOptionFlags, PropagationFlags } from "./linux.ts";
 
 export function features(): Record<string, unknown> {
@@ -27,7 +33,19 @@ export function features(): Record<string, unknown> {
         systemdUser: false,
         rdma: false,
       },
-      seccomp: { enabled: false },
+      seccomp: {
+        enabled: true,
+        actions: Object.keys(SeccompActionValue)
+          .filter((a) => a !== "SCMP_ACT_NOTIFY")
+          .sort(),
+        operators: Object.keys(SeccompOperator).sort(),
+        archs: Object.keys(SeccompArchName).sort(),
+        knownFlags: Object.keys(SeccompFlagAttribute),
+        // SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs libseccomp 2.6.
+        supportedFlags: Object.keys(SeccompFlagAttribute).filter(
+          (f) => f !== "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+        ),
+      },
       apparmor: { enabled: false },
       selinux: { enabled: false },
       intelRdt: { enabled: false },

@@ -5,6 +5,7 @@
 // root and without touching the filesystem.
 import { ConfigError, NotSupportedError } from "../errors.ts";
 import type { Device, Hook, Mount, Namespace, NamespaceType, Process, Spec } from "../oci/spec.ts";
+import { rejectSecurityModules } from "../security/lsm.ts";
 import {
   type CompiledSeccomp,
   checkSeccompSupported,
@@ -430,14 +431,7 @@ function seccompOf(raw: unknown): CompiledSeccomp | null {
 }
 
 function rejectUnsupported(spec: Spec): void {
-  if (spec.process?.apparmorProfile) {
-    throw new NotSupportedError(
-      "process.apparmorProfile: this host has no AppArmor support in Pivot yet",
-    );
-  }
-  if (spec.process?.selinuxLabel) {
-    throw new NotSupportedError("process.selinuxLabel: SELinux labels are not supported yet");
-  }
+  rejectSecurityModules(spec.process, spec.linux);
 }
 
 /** Compiles a container's config into its launch plan. */
@@ -722,11 +716,7 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
   const { process } = input;
   if (!process.args || process.args.length === 0)
     throw new ConfigError("process.args", "must name a program to run");
-  if (process.apparmorProfile || process.selinuxLabel) {
-    throw new NotSupportedError(
-      "process: AppArmor profiles and SELinux labels are not supported yet",
-    );
-  }
+  rejectSecurityModules(process, undefined);
   const seccomp = seccompOf(input.seccomp);
   const out = new StepList();
   if (input.waitForExit) out.add(Op.WaitForInit, [], "wait for the process and report its exit");
