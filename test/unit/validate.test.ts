@@ -16,6 +16,7 @@ function errorOf(f: () => unknown): ConfigError {
   throw new Error("expected a ConfigError");
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tests corrupt the config on purpose
 const base = () => JSON.parse(JSON.stringify(defaultSpec())) as Record<string, any>;
 
 describe("config validation", () => {
