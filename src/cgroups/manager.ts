@@ -8,8 +8,18 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join, normalize } from "node:path";
-import { PivotError } from "../errors.ts";
+import { NotSupportedError, PivotError } from "../errors.ts";
+import type { Device, Resources } from "../oci/spec.ts";
+import { applyPlan, planResources } from "./apply.ts";
 import { type Hierarchy, type HostCgroups, hostCgroups, parseProcCgroup } from "./hierarchy.ts";
+import { type Layout, layoutOf } from "./layout.ts";
+import { checkResources, mergeResources } from "./resources.ts";
+import { type CgroupStats, readOomKills, readStats } from "./stats.ts";
+
+/** Whether systemd manages this host (what sd_booted checks). */
+export function systemdRunning(): boolean {
+  return existsSync("/run/systemd/system");
+}
 
 export interface CgroupPaths {
   /** Hierarchy name → absolute directory of the container's cgroup in it. */
@@ -27,10 +37,10 @@ export function resolveCgroupPaths(
   own: Map<string, string>,
 ): CgroupPaths {
   if (cgroupsPath.includes(":") && !cgroupsPath.startsWith("/")) {
-    throw new PivotError(
-      `cgroupsPath "${cgroupsPath}" is in the systemd form (slice:prefix:name)`,
+    throw new NotSupportedError(
+      `linux.cgroupsPath "${cgroupsPath}" is in the systemd form (slice:prefix:name), which needs the systemd cgroup driver`,
       {
-        hint: "systemd cgroup management is not supported yet; use a path such as /pivot/ID",
+        hint: `Pivot writes cgroupfs itself and has no systemd driver${systemdRunning() ? "" : " (and systemd is not running on this host)"}; use a path such as /pivot/ID, or a relative one to nest under the caller's cgroup`,
       },
     );
   }
@@ -86,6 +96,49 @@ export class Cgroup {
       mkdirSync(dir, { recursive: true });
       if (this.hierarchy(name)?.controllers.includes("cpuset")) initCpuset(dir);
     }
+  }
+
+  /** Which directory holds each controller. */
+  layout(): Layout {
+    return layoutOf(this.host, this.paths);
+  }
+
+  /**
+   * Applies linux.resources to the new (still empty) cgroup, device rules included: with none
+   * in the config, the container gets runc's default device list only.
+   */
+  apply(
+    resources: unknown,
+    options: { linuxDevices?: readonly Device[]; warn?: (message: string) => void } = {},
+  ): void {
+    applyPlan(planResources(checkResources(resources), this.layout(), options));
+  }
+
+  /**
+   * `update`: merges the changes into the container's resources, writes the result (device
+   * rules excepted) and returns it for the container's record.
+   */
+  update(
+    current: Resources | undefined,
+    patch: unknown,
+    warn: (message: string) => void = () => {},
+  ): Resources {
+    const merged = mergeResources(
+      checkResources(current),
+      checkResources(patch, "resources"),
+      warn,
+    );
+    applyPlan(planResources(merged, this.layout(), { update: true, warn }));
+    return merged as Resources;
+  }
+
+  stats(): CgroupStats {
+    return readStats(this.layout());
+  }
+
+  /** The OOM killer's kill count in this cgroup, or undefined without a memory controller. */
+  oomKills(): number | undefined {
+    return readOomKills(this.layout());
   }
 
   /** Moves a process (which this runtime started) into every hierarchy. */
