@@ -71,7 +71,8 @@ static int wait_for_init;
 static int init_pid_pipe[2] = {-1, -1};
 static pid_t init_pid;
 static char resolved_exec[4096];
-static char *hook_state = ""; /* the container state for hooks, from the last sync reply */
+static char *hook_state = "";     /* the container state for hooks, from the last sync reply */
+static char *listener_state = ""; /* the state for a seccomp listener, from the last sync reply */
 
 /* ---------- wire ---------- */
 
@@ -316,6 +317,7 @@ static void sync_with_parent(int point) {
   struct step reply = read_message();
   if (reply.code != REPLY_CONTINUE) _exit(1);
   if (reply.argc > 0 && !reply.args[0].is_int) hook_state = reply.args[0].s;
+  if (reply.argc > 1 && !reply.args[1].is_int) listener_state = reply.args[1].s;
 }
 
 static pid_t clone_process(unsigned long flags) {
@@ -658,6 +660,7 @@ static void do_seccomp_arch(struct step *st) {
     fail(EINVAL, "libseccomp %u.%u.%u does not know the architecture %s", v->major, v->minor, v->micro, name);
   }
   int rc = seccomp_arch_add(seccomp_filter(), arch);
+  if (rc == -EDOM) fail(EDOM, "add the architecture %s to the seccomp filter: its byte order differs from this host's", name);
   if (rc < 0 && rc != -EEXIST) fail(-rc, "add the architecture %s to the seccomp filter", name);
 }
 
@@ -688,9 +691,33 @@ static void do_seccomp_rule(struct step *st) {
   if (rc < 0) fail(-rc, "add the seccomp rule for %s (action 0x%x, %d conditions)", name, action, n);
 }
 
-static void do_seccomp_load(void) {
+/* Sends the seccomp notification fd to the listener with the state as the message (runtime-spec
+ * "Seccomp notify": the fds array of the state names it "seccompFd"). */
+static void send_notify_fd(int sock, int fd) {
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  memset(cbuf, 0, sizeof cbuf);
+  struct iovec iov = {.iov_base = listener_state, .iov_len = strlen(listener_state)};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) fail(errno, "send the seccomp notification fd to the listener");
+}
+
+static void do_seccomp_load(struct step *st) {
+  int slot = (int)I(st, 0);
   int rc = seccomp_load(seccomp_filter());
   if (rc < 0) fail(-rc, "load the seccomp filter");
+  if (slot >= 0 && slot < MAX_SLOTS) {
+    int fd = seccomp_notify_fd(seccomp_ctx);
+    if (fd < 0) fail(-fd, "get the seccomp notification fd");
+    send_notify_fd(slots[slot], fd);
+    close(fd);
+    close(slots[slot]);
+    slots[slot] = -1;
+  }
   seccomp_release(seccomp_ctx);
   seccomp_ctx = NULL;
 }
@@ -843,7 +870,7 @@ static void run_step(struct step *st) {
     case OP_SECCOMP_ARCH: do_seccomp_arch(st); break;
     case OP_SECCOMP_ATTR: do_seccomp_attr(st); break;
     case OP_SECCOMP_RULE: do_seccomp_rule(st); break;
-    case OP_SECCOMP_LOAD: do_seccomp_load(); break;
+    case OP_SECCOMP_LOAD: do_seccomp_load(st); break;
     default: fail(EPROTO, "unknown step code %d", st->code);
   }
 }

@@ -35,9 +35,7 @@ export function features(): Record<string, unknown> {
       },
       seccomp: {
         enabled: true,
-        actions: Object.keys(SeccompActionValue)
-          .filter((a) => a !== "SCMP_ACT_NOTIFY")
-          .sort(),
+        actions: Object.keys(SeccompActionValue).sort(),
         operators: Object.keys(SeccompOperator).sort(),
         archs: Object.keys(SeccompArchName).sort(),
         knownFlags: Object.keys(SeccompFlagAttribute),

@@ -67,11 +67,14 @@ function hintFor(errnoName: string, stepOp: number): string | undefined {
 
 export type StdioSpec = "inherit" | "ignore" | "pipe" | number;
 
-/** Called at each sync point; throw to abort the launch. A returned string is passed on as the hook state. */
+/**
+ * Called at each sync point; throw to abort the launch. A returned string is passed on as the hook
+ * state; an array passes the hook state and then the seccomp listener state.
+ */
 export type SyncHandler = (
   point: number,
   pid: number,
-) => Promise<string | undefined> | string | undefined;
+) => Promise<string | string[] | undefined> | string | string[] | undefined;
 
 export interface LaunchOptions {
   /** The container's stdin, stdout and stderr: "inherit", "ignore", "pipe", or file descriptors. */
@@ -145,10 +148,9 @@ export class LaunchSession {
       case Event.Sync: {
         const [point, pid] = m.args as number[];
         try {
-          const hookState = await this.onSync(point!, pid!);
-          this.control.write(
-            encodeMessage(Reply.Continue, hookState === undefined ? [] : [hookState]),
-          );
+          const reply = await this.onSync(point!, pid!);
+          const args = reply === undefined ? [] : Array.isArray(reply) ? reply : [reply];
+          this.control.write(encodeMessage(Reply.Continue, args));
         } catch (err) {
           this.control.write(encodeMessage(Reply.Abort, []));
           this.fail(err as Error);

@@ -6,11 +6,7 @@
 import { ConfigError, NotSupportedError } from "../errors.ts";
 import type { Device, Hook, Mount, Namespace, NamespaceType, Process, Spec } from "../oci/spec.ts";
 import { rejectSecurityModules } from "../security/lsm.ts";
-import {
-  type CompiledSeccomp,
-  checkSeccompSupported,
-  compileSeccomp,
-} from "../security/seccomp.ts";
+import { type CompiledSeccomp, compileSeccomp, rejectNotifyForExec } from "../security/seccomp.ts";
 import {
   Capability,
   CloneFlag,
@@ -67,9 +63,12 @@ export interface Plan {
   steps: PlanStep[];
   /** A new user namespace is created: the TypeScript side writes id maps at SetupChildCreated. */
   newUserNamespace: boolean;
+  /** The seccomp profile uses SCMP_ACT_NOTIFY: the BeforePivot reply carries the listener state. */
+  seccompListener?: CompiledSeccomp;
 }
 
 const CONSOLE_SLOT = 1;
+const LISTENER_SLOT = 2;
 const FIFO_SLOT = 0;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -388,6 +387,7 @@ export function compileProcessCredentials(
 
 /** The steps that build a seccomp filter with libseccomp and load it. */
 function compileSeccompSteps(out: { add: StepList["add"] }, seccomp: CompiledSeccomp): void {
+  const listener = seccomp.usesNotify && seccomp.listenerPath !== undefined;
   out.add(
     Op.SeccompInit,
     [seccomp.defaultAction],
@@ -418,16 +418,9 @@ function compileSeccompSteps(out: { add: StepList["add"] }, seccomp: CompiledSec
   }
   out.add(
     Op.SeccompLoad,
-    [],
-    `load the seccomp filter (${seccomp.rules.length} rules, default ${seccomp.defaultText})`,
+    [listener ? LISTENER_SLOT : -1],
+    `load the seccomp filter (${seccomp.rules.length} rules, default ${seccomp.defaultText})${listener ? ` and send its notification fd to ${seccomp.listenerPath}` : ""}`,
   );
-}
-
-/** Compiles linux.seccomp, refusing what the launcher cannot do. */
-function seccompOf(raw: unknown): CompiledSeccomp | null {
-  const seccomp = compileSeccomp(raw);
-  if (seccomp) checkSeccompSupported(seccomp);
-  return seccomp;
 }
 
 function rejectUnsupported(spec: Spec): void {
@@ -443,7 +436,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   if (!process.args || process.args.length === 0)
     throw new ConfigError("process.args", "must name a program to run");
   rejectUnsupported(spec);
-  const seccomp = seccompOf(spec.linux?.seccomp);
+  const seccomp = compileSeccomp(spec.linux?.seccomp);
   const ns = namespaceMap(spec);
   const out = new StepList();
   const newNs = (t: NamespaceType) => ns.has(t) && !ns.get(t)!.path;
@@ -485,6 +478,13 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
       Op.ConnectSocket,
       [CONSOLE_SLOT, input.consoleSocket],
       `connect to the console socket ${input.consoleSocket}`,
+    );
+  }
+  if (seccomp?.usesNotify && seccomp.listenerPath) {
+    out.add(
+      Op.ConnectSocket,
+      [LISTENER_SLOT, seccomp.listenerPath],
+      `connect to the seccomp listener ${seccomp.listenerPath}`,
     );
   }
   out.add(Op.ForkSetup, [0], "fork the setup process");
@@ -633,7 +633,11 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     );
   }
   compileProcessSetup(out, process, hooks.startContainer ?? [], seccomp);
-  return { steps: out.steps, newUserNamespace: newUserNs };
+  return {
+    steps: out.steps,
+    newUserNamespace: newUserNs,
+    ...(seccomp?.usesNotify ? { seccompListener: seccomp } : {}),
+  };
 }
 
 /**
@@ -717,7 +721,8 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
   if (!process.args || process.args.length === 0)
     throw new ConfigError("process.args", "must name a program to run");
   rejectSecurityModules(process, undefined);
-  const seccomp = seccompOf(input.seccomp);
+  const seccomp = compileSeccomp(input.seccomp);
+  rejectNotifyForExec(seccomp);
   const out = new StepList();
   if (input.waitForExit) out.add(Op.WaitForInit, [], "wait for the process and report its exit");
   if (process.terminal) {

@@ -18,6 +18,7 @@ import { ConfigError, PivotError } from "../errors.ts";
 import type { ContainerStatus, IdMapping, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import { parseConfig, validateProcess } from "../oci/validate.ts";
+import { listenerState } from "../security/seccomp.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
 import { exitCodeOf, type LaunchSession, launch, type StdioSpec } from "./launcher.ts";
 import {
@@ -233,7 +234,9 @@ export class Runtime {
           const state = this.stateOf(record, "creating");
           await runHooks(spec.hooks?.prestart, state, "prestart");
           await runHooks(spec.hooks?.createRuntime, state, "createRuntime");
-          return JSON.stringify(this.stateOf(record, "created"));
+          const created = JSON.stringify(this.stateOf(record, "created"));
+          if (!plan.seccompListener) return created;
+          return [created, listenerState(plan.seccompListener, s.initPid, state, OCI_VERSION)];
         },
       });
       session = s;

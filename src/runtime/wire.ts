@@ -95,7 +95,8 @@ export const Op = {
   /** Add a rule; a name unknown to this kernel and libseccomp is skipped:
    *  (syscall, action, conditionCount, then index, op (enum scmp_compare), value, valueTwo per condition). */
   SeccompRule: 43,
-  /** Load the filter being built into the kernel and free it. */
+  /** Load the filter being built into the kernel and free it; with a listener slot (else -1), send the
+   *  notification fd over it, with the listener state from the last sync reply: (listenerSlot). */
   SeccompLoad: 44,
   /** The end of the plan. */
   End: 99,
@@ -127,7 +128,10 @@ export const SyncPoint = {
   BeforePivot: 2,
 } as const;
 
-/** Answers to a sync event; Continue may carry the container state JSON for hooks the launcher runs. */
+/**
+ * Answers to a sync event. Continue may carry the container state JSON for hooks the launcher
+ * runs, then the state for a seccomp listener (the runtime-spec's container process state).
+ */
 export const Reply = {
   Continue: 1,
   Abort: 2,

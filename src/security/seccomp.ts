@@ -7,6 +7,7 @@
 // twice become separate rules. The launcher only resolves names and calls libseccomp; a syscall
 // name this kernel and libseccomp do not know is skipped there, as runc does.
 import { ConfigError, NotSupportedError } from "../errors.ts";
+import type { State } from "../oci/spec.ts";
 
 /** Actions of the runtime-spec, as the kernel's SECCOMP_RET_* values (libseccomp's SCMP_ACT_*). */
 export const SeccompActionValue: Record<string, number> = {
@@ -347,11 +348,14 @@ export function compileSeccomp(raw: unknown, jsonPath = "linux.seccomp"): Compil
     });
     if (name === "SCMP_ACT_NOTIFY") {
       usesNotify = true;
-      if (names.includes("write")) {
+      // The init sends the notification fd with sendmsg and then writes to the runtime: a listener
+      // that must first receive the fd could never answer those (runc refuses write, too).
+      const stuck = names.find((n) => n === "write" || n === "sendmsg");
+      if (stuck) {
         throw new ConfigError(
           `${at}.names`,
-          "SCMP_ACT_NOTIFY cannot be used for write",
-          "the container's init writes to the runtime after the filter is loaded",
+          `SCMP_ACT_NOTIFY cannot be used for ${stuck}`,
+          "the container's init needs it to hand the notification fd to the listener",
         );
       }
     }
@@ -401,11 +405,33 @@ export function compileSeccomp(raw: unknown, jsonPath = "linux.seccomp"): Compil
   return out;
 }
 
-/** Throws a clear NotSupportedError for what the launcher cannot do with this profile. */
-export function checkSeccompSupported(compiled: CompiledSeccomp, jsonPath = "linux.seccomp"): void {
-  if (compiled.usesNotify) {
-    throw new NotSupportedError(`${jsonPath}: SCMP_ACT_NOTIFY (seccomp user notification)`, {
-      hint: "use SCMP_ACT_ERRNO or SCMP_ACT_LOG instead; Pivot cannot hand the notification fd to a listener yet",
-    });
+/**
+ * What the listener of a profile with SCMP_ACT_NOTIFY receives with the notification fd: the
+ * runtime-spec's container process state, whose `fds` names the fd passed along.
+ */
+export function listenerState(
+  compiled: CompiledSeccomp,
+  pid: number,
+  state: State,
+  ociVersion: string,
+): string {
+  return JSON.stringify({
+    ociVersion,
+    fds: ["seccompFd"],
+    pid,
+    metadata: compiled.listenerMetadata ?? "",
+    state,
+  });
+}
+
+/** `exec` cannot hand a notification fd to the listener: refused clearly instead of hanging. */
+export function rejectNotifyForExec(compiled: CompiledSeccomp | null): void {
+  if (compiled?.usesNotify) {
+    throw new NotSupportedError(
+      "exec: the container's seccomp profile uses SCMP_ACT_NOTIFY, which Pivot supports for the container's init only",
+      {
+        hint: "run the program as the container's process, or use another action for these syscalls",
+      },
+    );
   }
 }

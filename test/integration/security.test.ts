@@ -1,7 +1,7 @@
 // Confinement against the real kernel: seccomp, capabilities, no_new_privs, user namespaces and
 // escape attempts through crafted bundles. Every test asserts the effect, from inside and outside.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -243,6 +243,43 @@ describe("seccomp", () => {
       expect(r.stderr).toContain("Operation not supported");
     } finally {
       cli(["delete", "--force", id]);
+    }
+  }, 30_000);
+
+  test("SCMP_ACT_NOTIFY hands the notification fd to the listener, which answers the call", async () => {
+    const agent = join(work, "seccomp-agent");
+    const cc = spawnSync("cc", ["-o", agent, join(REPO, "test/fixtures/seccomp-agent.c")], {
+      encoding: "utf8",
+    });
+    expect(cc.stderr).toBe("");
+    const socket = join(work, "agent.sock");
+    const out = join(work, "agent.out");
+    // The agent answers every notified call with ENOLINK (67).
+    const child = spawn(agent, [socket, out, "67"], { stdio: "ignore" });
+    try {
+      for (let i = 0; i < 200 && !existsSync(socket); i++) await Bun.sleep(10);
+      const r = run(["sh", "-c", "mkdir /tmp/n; echo mkdir=$?; uname -s"], (s) => {
+        s.linux!.seccomp = {
+          defaultAction: "SCMP_ACT_ALLOW",
+          listenerPath: socket,
+          listenerMetadata: "pivot-test",
+          syscalls: [{ names: ["mkdir", "mkdirat"], action: "SCMP_ACT_NOTIFY" }],
+        };
+      });
+      expect(r.stdout).toBe("mkdir=1\nLinux\n");
+      expect(r.stderr).toContain("Link has been severed");
+      if (child.exitCode === null) await new Promise((resolve) => child.once("exit", resolve));
+      const [stateLine, ...calls] = readFileSync(out, "utf8").trim().split("\n");
+      const state = JSON.parse(stateLine!);
+      expect(state).toMatchObject({
+        fds: ["seccompFd"],
+        metadata: "pivot-test",
+        state: { status: "creating", bundle: bundle },
+      });
+      expect(state.pid).toBe(state.state.pid);
+      expect(calls.length).toBeGreaterThan(0);
+    } finally {
+      child.kill("SIGKILL");
     }
   }, 30_000);
 

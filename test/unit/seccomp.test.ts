@@ -11,6 +11,7 @@ import {
 import { decodePayload, encodeMessage, Op } from "../../src/runtime/wire.ts";
 import {
   compileSeccomp,
+  listenerState,
   SeccompActionValue,
   SeccompAttribute,
   SeccompOperator,
@@ -117,6 +118,13 @@ describe("seccomp profile validation", () => {
         syscalls: [{ names: ["mkdir", "write"], action: "SCMP_ACT_NOTIFY" }],
       }),
     ).toBe("linux.seccomp.syscalls[0].names");
+    expect(
+      errorPath({
+        defaultAction: "SCMP_ACT_ALLOW",
+        listenerPath: "/run/a.sock",
+        syscalls: [allow(["read"]), { names: ["sendmsg"], action: "SCMP_ACT_NOTIFY" }],
+      }),
+    ).toBe("linux.seccomp.syscalls[1].names");
   });
 });
 
@@ -274,7 +282,7 @@ describe("seccomp in the launch plan", () => {
       [Op.SeccompArch, "x86_64"],
       [Op.SeccompRule, "mkdir", 0x0005_0000 + 95, 0],
       [Op.SeccompRule, "mkdirat", 0x0005_0000 + 95, 0],
-      [Op.SeccompLoad],
+      [Op.SeccompLoad, -1],
     ]);
   });
 
@@ -305,7 +313,7 @@ describe("seccomp in the launch plan", () => {
     expect(o.indexOf(Op.SeccompLoad)).toBeLessThan(o.indexOf(Op.Exec));
   });
 
-  test("an invalid profile fails the plan with its JSON path; notify is not supported yet", () => {
+  test("an invalid profile fails the plan with its JSON path", () => {
     expect(() =>
       compileContainerPlan(
         planInput((s) => {
@@ -316,16 +324,62 @@ describe("seccomp in the launch plan", () => {
         }),
       ),
     ).toThrow("linux.seccomp.syscalls[0].action");
-    expect(() =>
-      compileContainerPlan(
-        planInput((s) => {
-          s.linux!.seccomp = {
-            defaultAction: "SCMP_ACT_ALLOW",
-            listenerPath: "/run/agent.sock",
-            syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_NOTIFY" }],
-          };
-        }),
+  });
+
+  test("with SCMP_ACT_NOTIFY the launcher connects to the listener and sends it the notification fd", () => {
+    const notify: Seccomp = {
+      defaultAction: "SCMP_ACT_ALLOW",
+      listenerPath: "/run/agent.sock",
+      listenerMetadata: "meta",
+      syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_NOTIFY" }],
+    };
+    const plan = compileContainerPlan(
+      planInput((s) => {
+        s.linux!.seccomp = notify;
+      }),
+    );
+    const o = plan.steps.map((s) => s.op);
+    const connect = plan.steps.findIndex(
+      (s) => s.op === Op.ConnectSocket && s.args[1] === "/run/agent.sock",
+    );
+    // Connected from the host's view, before any namespace exists.
+    expect(connect).toBeGreaterThanOrEqual(0);
+    expect(connect).toBeLessThan(o.indexOf(Op.ForkSetup));
+    const slot = plan.steps[connect]!.args[0]!;
+    expect(plan.steps.find((s) => s.op === Op.SeccompLoad)!.args).toEqual([slot]);
+    expect(plan.seccompListener?.listenerMetadata).toBe("meta");
+    const state = JSON.parse(
+      listenerState(
+        plan.seccompListener!,
+        1234,
+        { ociVersion: "1.2.0", id: "c1", status: "creating", bundle: "/b", pid: 1234 },
+        "1.2.0",
       ),
+    );
+    expect(state).toEqual({
+      ociVersion: "1.2.0",
+      fds: ["seccompFd"],
+      pid: 1234,
+      metadata: "meta",
+      state: { ociVersion: "1.2.0", id: "c1", status: "creating", bundle: "/b", pid: 1234 },
+    });
+    // Without notify rules, no listener is involved even when listenerPath is set.
+    const quiet = compileContainerPlan(
+      planInput((s) => {
+        s.linux!.seccomp = { ...blockMkdir, listenerPath: "/run/agent.sock" };
+      }),
+    );
+    expect(quiet.seccompListener).toBeUndefined();
+    expect(quiet.steps.some((s) => s.args[1] === "/run/agent.sock")).toBe(false);
+    // exec cannot hand a notification fd over: a clear error rather than a hang.
+    expect(() =>
+      compileExecPlan({
+        initPid: 42,
+        namespaces: ["pid"],
+        process: { ...defaultSpec().process!, terminal: false, args: ["ls"] },
+        waitForExit: true,
+        seccomp: notify,
+      }),
     ).toThrow(NotSupportedError);
   });
 
