@@ -15,6 +15,7 @@
  * Usage: pivot-launcher CONTROL_FD
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -447,6 +448,99 @@ static void do_symlink_in_root(struct step *st) {
   close(parent);
 }
 
+/* ---------- tmpcopyup: a tmpfs mounted over a directory gets the directory's former contents ---------- */
+
+static void do_open_dir_in_root(struct step *st) {
+  int slot = (int)I(st, 0);
+  if (slot < 0 || slot >= MAX_SLOTS) fail(EPROTO, "bad slot %d", slot);
+  int fd = open_in_root(S(st, 1), S(st, 2), O_RDONLY | O_DIRECTORY, 0);
+  if (fd < 0) fail(errno, "open %s inside %s", S(st, 2), S(st, 1));
+  slots[slot] = fd;
+}
+
+/* Owner, then mode (chown clears set-id bits), then times, as the source has them. */
+static void copy_attributes(int to, const char *name, const struct stat *sb, const char *path) {
+  if (fchownat(to, name, sb->st_uid, sb->st_gid, AT_SYMLINK_NOFOLLOW) < 0) fail(errno, "chown %s", path);
+  if (!S_ISLNK(sb->st_mode) && fchmodat(to, name, sb->st_mode & 07777, 0) < 0) fail(errno, "chmod %s", path);
+  struct timespec times[2] = {sb->st_atim, sb->st_mtim};
+  utimensat(to, name, times, AT_SYMLINK_NOFOLLOW);
+}
+
+static void copy_file(int from, int to, const char *name, const char *path) {
+  int in = openat(from, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) fail(errno, "open %s", path);
+  int out = openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (out < 0) fail(errno, "create %s", path);
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(in, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(errno, "read %s", path);
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = write(out, buf + done, (size_t)(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) fail(errno, "write %s", path);
+      done += w;
+    }
+  }
+  close(in);
+  close(out);
+}
+
+static void copy_tree(int from, int to, const char *where) {
+  int dup_fd = dup(from);
+  DIR *dir = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+  if (!dir) fail(errno, "read the directory %s", where);
+  rewinddir(dir);
+  struct dirent *e;
+  while ((e = readdir(dir))) {
+    const char *name = e->d_name;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", where, name);
+    struct stat sb;
+    if (fstatat(from, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) fail(errno, "stat %s", path);
+    if (S_ISDIR(sb.st_mode)) {
+      if (mkdirat(to, name, 0700) < 0) fail(errno, "mkdir %s", path);
+      int f = openat(from, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      int t = openat(to, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (f < 0 || t < 0) fail(errno, "open %s", path);
+      copy_tree(f, t, path);
+      close(f);
+      close(t);
+    } else if (S_ISREG(sb.st_mode)) {
+      copy_file(from, to, name, path);
+    } else if (S_ISLNK(sb.st_mode)) {
+      char target[4096];
+      ssize_t n = readlinkat(from, name, target, sizeof target - 1);
+      if (n < 0) fail(errno, "readlink %s", path);
+      target[n] = 0;
+      if (symlinkat(target, to, name) < 0) fail(errno, "symlink %s", path);
+    } else if (mknodat(to, name, sb.st_mode, sb.st_rdev) < 0) {
+      fail(errno, "mknod %s", path);
+    }
+    copy_attributes(to, name, &sb, path);
+  }
+  closedir(dir);
+}
+
+static void do_copy_dir_in_root(struct step *st) {
+  int slot = (int)I(st, 0);
+  const char *rootfs = S(st, 1), *path = S(st, 2);
+  if (slot < 0 || slot >= MAX_SLOTS || slots[slot] < 0) fail(EPROTO, "bad slot %d", slot);
+  int to = open_in_root(rootfs, path, O_RDONLY | O_DIRECTORY, 0);
+  if (to < 0) fail(errno, "open %s inside %s", path, rootfs);
+  copy_tree(slots[slot], to, path);
+  struct stat sb;
+  if (fstat(slots[slot], &sb) < 0) fail(errno, "stat %s", path);
+  if (fchown(to, sb.st_uid, sb.st_gid) < 0) fail(errno, "chown %s", path);
+  if (fchmod(to, sb.st_mode & 07777) < 0) fail(errno, "chmod %s", path);
+  close(to);
+  close(slots[slot]);
+  slots[slot] = -1;
+}
+
 static void do_pivot_root(const char *rootfs) {
   int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
   if (oldroot < 0) fail(errno, "open /");
@@ -866,6 +960,8 @@ static void run_step(struct step *st) {
         fail(errno, "set mount propagation of %s", S(st, 0));
       break;
     case OP_WAIT_FOR_INIT: wait_for_init = 1; break;
+    case OP_OPEN_DIR_IN_ROOT: do_open_dir_in_root(st); break;
+    case OP_COPY_DIR_IN_ROOT: do_copy_dir_in_root(st); break;
     case OP_SECCOMP_INIT: do_seccomp_init(st); break;
     case OP_SECCOMP_ARCH: do_seccomp_arch(st); break;
     case OP_SECCOMP_ATTR: do_seccomp_attr(st); break;

@@ -258,7 +258,8 @@ function validateLinux(raw: Json): void {
         c.integer(dev.major, `${at}.major`, 0);
         c.integer(dev.minor, `${at}.minor`, 0);
       }
-      c.optInteger(dev.fileMode, `${at}.fileMode`, 0, 0o7777);
+      // podman sends the type bits too (S_IFCHR | 0644), as Go's os.FileMode does; runc accepts them.
+      c.optInteger(dev.fileMode, `${at}.fileMode`, 0, 0o177777);
       c.optInteger(dev.uid, `${at}.uid`, 0);
       c.optInteger(dev.gid, `${at}.gid`, 0);
     });

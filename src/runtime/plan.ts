@@ -70,6 +70,8 @@ export interface Plan {
 const CONSOLE_SLOT = 1;
 const LISTENER_SLOT = 2;
 const FIFO_SLOT = 0;
+/** Holds the directory under a tmpcopyup tmpfs while it is copied (one mount at a time). */
+const COPYUP_SLOT = 3;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** The devices every container gets when /dev is a fresh mount (runtime-spec "Default Devices"). */
@@ -241,12 +243,30 @@ function compileMount(out: StepList, m: Mount, index: number, input: ContainerPl
   } else {
     if (!type)
       throw new ConfigError(`${at}.type`, "is missing; only bind mounts may leave out the type");
+    // "tmpcopyup" (runc's and crun's extension, which podman uses for --tmpfs and --read-only) is
+    // no filesystem option: a tmpfs gets a copy of what the directory held before.
+    const copyUp = opts.data.includes("tmpcopyup") && type === "tmpfs";
+    const data = opts.data.filter((d) => d !== "tmpcopyup");
     out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
+    if (copyUp) {
+      out.add(
+        Op.OpenDirInRoot,
+        [COPYUP_SLOT, rootfs, dest],
+        `open ${dest} to copy its contents onto the tmpfs`,
+      );
+    }
     out.add(
       Op.MountInRoot,
-      [rootfs, dest, m.source ?? type, type, opts.flags & ~MS.REMOUNT, opts.data.join(",")],
-      `mount ${type} on ${dest}${opts.flags ? ` (${flagNames(opts.flags)})` : ""}${opts.data.length ? ` [${opts.data.join(",")}]` : ""}`,
+      [rootfs, dest, m.source ?? type, type, opts.flags & ~MS.REMOUNT, data.join(",")],
+      `mount ${type} on ${dest}${opts.flags ? ` (${flagNames(opts.flags)})` : ""}${data.length ? ` [${data.join(",")}]` : ""}`,
     );
+    if (copyUp) {
+      out.add(
+        Op.CopyDirInRoot,
+        [COPYUP_SLOT, rootfs, dest],
+        `copy the former contents of ${dest} onto the tmpfs (tmpcopyup)`,
+      );
+    }
   }
   for (const prop of opts.propagation) {
     out.add(
@@ -331,11 +351,13 @@ function compileDevices(
       continue;
     }
     const typeBits = dev.type === "b" ? S_IFBLK : dev.type === "p" ? S_IFIFO : S_IFCHR;
-    const mode = typeBits | (dev.fileMode ?? 0o666);
+    // fileMode may carry type bits (podman sends S_IFCHR | 0644): the type comes from dev.type.
+    const perm = (dev.fileMode ?? 0o666) & 0o7777;
+    const mode = typeBits | perm;
     out.add(
       Op.MknodInRoot,
       [rootfs, path, mode, dev.major ?? 0, dev.minor ?? 0, dev.uid ?? 0, dev.gid ?? 0],
-      `mknod ${path} ${dev.type} ${dev.major ?? 0}:${dev.minor ?? 0} mode ${(dev.fileMode ?? 0o666).toString(8)}`,
+      `mknod ${path} ${dev.type} ${dev.major ?? 0}:${dev.minor ?? 0} mode ${perm.toString(8)}`,
     );
   }
 }

@@ -1,7 +1,6 @@
 // The container lifecycle of runtime.md: create, start, state, kill, delete, plus run and exec.
 import {
   closeSync,
-  existsSync,
   constants as fsConstants,
   openSync,
   readFileSync,
@@ -358,9 +357,10 @@ export class Runtime {
     const record = this.store.load(id);
     const sig = parseSignal(signal);
     const status = this.status(record);
-    if (status === "stopped" && !all) {
-      throw new PivotError(`cannot kill container "${id}": it is not running`);
-    }
+    // "container not running" is runc's wording: containerd's shim matches it to treat the
+    // kill of an exited process as done.
+    const notRunning = () => new PivotError(`cannot kill container "${id}": container not running`);
+    if (status === "stopped" && !all) throw notRunning();
     if (all) {
       for (const pid of new Cgroup(record.cgroupPaths).pids()) {
         try {
@@ -369,7 +369,12 @@ export class Runtime {
       }
       return;
     }
-    process.kill(record.pid, sig);
+    try {
+      process.kill(record.pid, sig);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH") throw notRunning();
+      throw err;
+    }
   }
 
   /** `delete`: remove a stopped container (or, with force, any container). */
@@ -378,12 +383,12 @@ export class Runtime {
     try {
       record = this.store.load(id);
     } catch (err) {
-      // A half-written container (crash during create) leaves a directory without state.json.
-      if (force && existsSync(this.store.dir(id))) {
-        this.store.remove(id);
-        return;
-      }
-      throw err;
+      if (!force) throw err;
+      // As runc: `delete --force` of a missing container succeeds (podman always calls it, even
+      // after a failed create), and removes a half-written one (a crash during create leaves a
+      // directory without state.json) or one whose state is unreadable.
+      this.store.remove(id);
+      return;
     }
     const status = this.status(record);
     if ((status === "running" || status === "paused") && !force) {

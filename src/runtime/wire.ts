@@ -98,6 +98,12 @@ export const Op = {
   /** Load the filter being built into the kernel and free it; with a listener slot (else -1), send the
    *  notification fd over it, with the listener state from the last sync reply: (listenerSlot). */
   SeccompLoad: 44,
+  /** Open a directory inside the root filesystem and keep the fd in a slot, so its contents stay
+   *  readable after a mount covers it (tmpcopyup): (slot, rootfs, pathInRoot). */
+  OpenDirInRoot: 50,
+  /** Copy the tree of the directory in a slot (files, directories, symlinks, nodes, with owners,
+   *  modes and times) into a directory inside the root filesystem, then close the slot: (slot, rootfs, pathInRoot). */
+  CopyDirInRoot: 51,
   /** The end of the plan. */
   End: 99,
 } as const;
