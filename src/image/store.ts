@@ -531,6 +531,116 @@ export class ImageStore {
     );
   }
 
+  /**
+   * Stores a layer blob that arrives as a stream (a registry download) and
+   * unpacks it while it arrives: each chunk goes to a temporary blob file and
+   * into the unpacker. Blob and layer appear only when the whole stream
+   * matched `digest`, `size` and `diffId`; on any failure neither is kept,
+   * and an error of the source itself (a network error, a digest mismatch
+   * the source detected) is thrown as it is. A layer that is unpacked
+   * already is not unpacked again; its blob is still stored.
+   */
+  async putLayerStream(
+    source: AsyncIterable<Uint8Array>,
+    expected: { digest: string; size?: number; diffId: string; mediaType?: string },
+    archiveName?: string,
+  ): Promise<LayerRecord> {
+    const { digest, diffId } = expected;
+    const what = archiveName ?? `layer ${digest}`;
+    const blobOnly = async () => {
+      await this.putBlob(
+        source,
+        { digest, ...(expected.size !== undefined ? { size: expected.size } : {}) },
+        what,
+      );
+      return this.getLayer(diffId);
+    };
+    if (await this.hasLayer(diffId)) return blobOnly();
+    return withFileLock(
+      this.lockPath(`layer-${parseDigest(diffId).hex}`),
+      async () => {
+        if (await this.hasLayer(diffId)) return blobOnly();
+        const temp = join(this.root, "tmp", `blob-${process.pid}-${randomSuffix()}`);
+        const digester = new Digester(parseDigest(digest).algorithm);
+        const fh = await open(temp, "wx", 0o644);
+        let sourceError: unknown;
+        let ended = false;
+        const it = source[Symbol.asyncIterator]();
+        async function* teed(): AsyncGenerator<Uint8Array> {
+          try {
+            for (;;) {
+              let r: IteratorResult<Uint8Array>;
+              try {
+                r = await it.next();
+              } catch (e) {
+                sourceError ??= e;
+                throw e;
+              }
+              if (r.done) break;
+              digester.update(r.value);
+              if (expected.size !== undefined && digester.size > expected.size) {
+                sourceError = new DigestMismatchError(
+                  what,
+                  `${digest} of ${expected.size} bytes`,
+                  `more than ${expected.size} bytes`,
+                );
+                throw sourceError;
+              }
+              let off = 0;
+              while (off < r.value.length) {
+                const { bytesWritten } = await fh.write(r.value, off, r.value.length - off);
+                off += bytesWritten;
+              }
+              yield r.value;
+            }
+            ended = true;
+            const actual = digester.digest();
+            if (actual !== digest) sourceError = new DigestMismatchError(what, digest, actual);
+            else if (expected.size !== undefined && digester.size !== expected.size) {
+              sourceError = new DigestMismatchError(
+                what,
+                `${expected.size} bytes`,
+                `${digester.size} bytes`,
+              );
+            }
+            if (sourceError !== undefined) throw sourceError;
+          } finally {
+            if (!ended) await it.return?.();
+          }
+        }
+        let blobStored = false;
+        try {
+          await rm(this.layerDir(diffId), { recursive: true, force: true });
+          await unpackLayer(teed(), this.layerDir(diffId), {
+            archiveName: what,
+            diffId,
+            digest,
+            ...(expected.mediaType ? { mediaType: expected.mediaType } : {}),
+            subdir: "diff",
+            finalize: async (dir: string, r: UnpackResult) => {
+              if (!ended) throw new Error("the layer stream was not read to its end");
+              await fh.sync();
+              await fh.close();
+              await rename(temp, this.blobPath(digest));
+              blobStored = true;
+              await this.writeFileAtomic(
+                join(dir, "layer.json"),
+                `${JSON.stringify({ diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs })}\n`,
+              );
+            },
+          });
+        } catch (e) {
+          throw sourceError ?? e;
+        } finally {
+          await fh.close().catch(() => {});
+          if (!blobStored) await unlink(temp).catch(() => {});
+        }
+        return this.getLayer(diffId);
+      },
+      { what: `layer ${diffId}` },
+    );
+  }
+
   /** Unpacks every layer of an image; returns them bottom first. */
   async ensureImageLayers(image: StoredImage): Promise<LayerRecord[]> {
     const out: LayerRecord[] = [];
