@@ -165,6 +165,42 @@ export class Cgroup {
     return [...pids];
   }
 
+  /**
+   * Sends a signal to every process in the cgroup, as runc does: SIGKILL through cgroup.kill
+   * where v2 has it; else freeze, signal each, thaw, so that nothing forks out of reach in
+   * between and a paused container's processes receive it (v1 frozen tasks do not die).
+   */
+  signalAll(signal: number): void {
+    const freezer = this.freezerDir();
+    // cgroup.kill also kills v2-frozen tasks; v1-frozen ones only die once thawed.
+    if (signal === 9 && freezer?.version !== 1) {
+      for (const [name, dir] of Object.entries(this.paths)) {
+        if (this.hierarchy(name)?.version !== 2 || !existsSync(join(dir, "cgroup.kill"))) continue;
+        try {
+          writeFileSync(join(dir, "cgroup.kill"), "1");
+          return;
+        } catch {
+          // Fall back to signalling one by one.
+        }
+      }
+    }
+    if (freezer) {
+      try {
+        this.freeze(true);
+      } catch {
+        // Signal anyway.
+      }
+    }
+    for (const pid of this.pids()) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    if (freezer) this.freeze(false);
+  }
+
   private freezerDir(): { dir: string; version: 1 | 2 } | null {
     for (const [name, dir] of Object.entries(this.paths)) {
       const h = this.hierarchy(name);

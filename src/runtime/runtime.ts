@@ -362,11 +362,7 @@ export class Runtime {
     const notRunning = () => new PivotError(`cannot kill container "${id}": container not running`);
     if (status === "stopped" && !all) throw notRunning();
     if (all) {
-      for (const pid of new Cgroup(record.cgroupPaths).pids()) {
-        try {
-          process.kill(pid, sig);
-        } catch {}
-      }
+      new Cgroup(record.cgroupPaths).signalAll(sig);
       return;
     }
     try {

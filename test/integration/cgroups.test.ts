@@ -478,7 +478,7 @@ describe("pause, events, ps, kill --all, delete --force", () => {
     }
   });
 
-  test("ps lists and kill --all signals every process of the cgroup", async () => {
+  test("ps lists and kill --all signals every process of the cgroup, even paused", async () => {
     const id = nextId("killall");
     const dir = bundle(["sh", "-c", "sleep 30 & sleep 30 & wait"]);
     try {
@@ -493,6 +493,8 @@ describe("pause, events, ps, kill --all, delete --force", () => {
         .split("\n")
         .map(Number);
       expect(pids.sort()).toEqual(procs.sort());
+      // Even paused: kill --all thaws after signalling, or v1-frozen processes would not die.
+      ok(["pause", id]);
       ok(["kill", "--all", id, "KILL"]);
       await waitFor("every process to die", () => pids.every(dead));
       await waitFor("stopped", () => JSON.parse(ok(["state", id])).status === "stopped");
