@@ -74,6 +74,8 @@ static pid_t init_pid;
 static char resolved_exec[4096];
 static char *hook_state = "";     /* the container state for hooks, from the last sync reply */
 static char *listener_state = ""; /* the state for a seccomp listener, from the last sync reply */
+static int trace;                 /* OP_TRACE: report the time after every step (--trace) */
+static int64_t main_us;           /* when main() began, for the trace */
 
 /* ---------- wire ---------- */
 
@@ -187,12 +189,23 @@ static struct step read_message(void) {
   return st;
 }
 
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void read_plan(void) {
   int cap = 64;
   steps = malloc(sizeof(struct step) * (size_t)cap);
   for (;;) {
     struct step st = read_message();
     if (st.code == OP_END) break;
+    if (st.code == OP_TRACE) { /* a flag, not a step: step indexes stay the plan's */
+      trace = 1;
+      send_event(EV_TRACE, "ii", (int64_t)-1, main_us);
+      continue;
+    }
     if (nsteps == cap) {
       cap *= 2;
       steps = realloc(steps, sizeof(struct step) * (size_t)cap);
@@ -967,11 +980,13 @@ static void run_step(struct step *st) {
     case OP_SECCOMP_ATTR: do_seccomp_attr(st); break;
     case OP_SECCOMP_RULE: do_seccomp_rule(st); break;
     case OP_SECCOMP_LOAD: do_seccomp_load(st); break;
+    case OP_TRACE: trace = 1; break;
     default: fail(EPROTO, "unknown step code %d", st->code);
   }
 }
 
 int main(int argc, char **argv) {
+  main_us = now_us();
   if (argc != 2) {
     fprintf(stderr, "usage: pivot-launcher CONTROL_FD\n(pivot-launcher is started by pivot-runtime; it is not meant to be run by hand)\n");
     return 2;
@@ -984,7 +999,11 @@ int main(int argc, char **argv) {
   set_cloexec(control_fd);
   for (int i = 0; i < MAX_SLOTS; i++) slots[i] = -1;
   read_plan();
-  for (current_step = 0; current_step < nsteps; current_step++) run_step(&steps[current_step]);
+  if (trace) send_event(EV_TRACE, "ii", (int64_t)-2, now_us());
+  for (current_step = 0; current_step < nsteps; current_step++) {
+    run_step(&steps[current_step]);
+    if (trace) send_event(EV_TRACE, "ii", (int64_t)current_step, now_us());
+  }
   /* A plan without Exec (e.g. a pure setup plan) ends here. */
   return 0;
 }

@@ -45,6 +45,7 @@
 #define OP_SECCOMP_ATTR 42
 #define OP_SECCOMP_RULE 43
 #define OP_SECCOMP_LOAD 44
+#define OP_TRACE 45
 #define OP_OPEN_DIR_IN_ROOT 50
 #define OP_COPY_DIR_IN_ROOT 51
 #define OP_END 99
@@ -55,6 +56,7 @@
 #define EV_READY 4
 #define EV_EXITED 5
 #define EV_HOOK_FAILED 6
+#define EV_TRACE 7
 
 #define SYNC_SETUP_CHILD_CREATED 1
 #define SYNC_BEFORE_PIVOT 2

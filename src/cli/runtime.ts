@@ -11,6 +11,7 @@ import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/expl
 import { features } from "../runtime/features.ts";
 import type { Plan } from "../runtime/plan.ts";
 import { Runtime } from "../runtime/runtime.ts";
+import { Trace } from "../runtime/trace.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
   boolFlag,
@@ -33,6 +34,7 @@ const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "criu", value: true },
   { name: "help", aliases: ["h"] },
   { name: "version", aliases: ["v"] },
+  { name: "trace" },
 ];
 
 const CREATE_FLAGS: FlagSpec[] = [
@@ -47,6 +49,7 @@ const CREATE_FLAGS: FlagSpec[] = [
   { name: "no-subreaper" },
   { name: "dry-run" },
   { name: "format", aliases: ["f"], value: true },
+  { name: "trace" },
 ];
 
 const EXEC_FLAGS: FlagSpec[] = [
@@ -75,6 +78,7 @@ usage: pivot-runtime [global flags] COMMAND [flags] [args]
 commands:
   create ID   create a container from a bundle (--bundle, --pid-file, --console-socket, --no-pivot, --preserve-fds)
               --dry-run [--format text|json|shell] prints the launch plan instead of running it
+              --trace prints where the time goes, step by step, to stderr (also on run)
   start ID    start the process of a created container
   run ID      create, start and wait (--detach to return at once); exits with the process's code
   state ID    print the container's state as JSON
@@ -89,7 +93,8 @@ commands:
   spec        write a default config.json (--rootless, --bundle)
   features    print the features this runtime supports, as JSON
 
-global flags: --root DIR (default /run/pivot-runtime), --log FILE, --log-format text|json, --debug
+global flags: --root DIR (default /run/pivot-runtime), --log FILE, --log-format text|json, --debug,
+  --trace (a table of wall times per step, to stderr)
 `;
 
 class Logger {
@@ -195,6 +200,7 @@ function renderPlan(plan: Plan, format: string, title: string): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  const mainAt = performance.now();
   const global = parseArgs(argv, GLOBAL_FLAGS, 1);
   const log = new Logger(
     flag(global, "log"),
@@ -210,11 +216,18 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command || boolFlag(global, "help") ? 0 : 1;
   }
+  const args = global.rest;
+  // --trace: a global flag, or one of create's and run's.
+  const trace =
+    boolFlag(global, "trace") ||
+    ((command === "create" || command === "run") && args.includes("--trace"))
+      ? new Trace(mainAt)
+      : undefined;
   const runtime = new Runtime({
     ...(flag(global, "root") ? { root: flag(global, "root")! } : {}),
     warn: (m) => log.warn(m),
+    ...(trace ? { trace } : {}),
   });
-  const args = global.rest;
   log.debug(`${command} ${args.join(" ")}`);
   try {
     checkSystemdCgroupFlag(boolFlag(global, "systemd-cgroup"), command);
@@ -224,6 +237,11 @@ export async function main(argv: string[]): Promise<number> {
     log.error(message.split("\n")[0]!);
     process.stderr.write(`pivot-runtime: ${message}\n`);
     return err instanceof UsageError ? 2 : 1;
+  } finally {
+    if (trace) {
+      trace.mark(`${command} done`);
+      process.stderr.write(trace.render(`pivot-runtime --trace ${command}`));
+    }
   }
 }
 

@@ -7,6 +7,7 @@ import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { LaunchError, PivotError } from "../errors.ts";
 import type { Plan } from "./plan.ts";
+import type { Trace } from "./trace.ts";
 import { Event, encodeMessage, type Message, MessageReader, Op, Reply } from "./wire.ts";
 
 /** Where the built launcher lives: $PIVOT_LAUNCHER, or native/build next to the sources. */
@@ -82,6 +83,8 @@ export interface LaunchOptions {
   /** Extra fds passed to the container as 3, 4, ... (--preserve-fds). */
   preservedFds?: number[];
   onSync: SyncHandler;
+  /** --trace: the launcher reports the time after every step, and sync points are marked. */
+  trace?: Trace;
 }
 
 /** One running launcher: resolves readiness, the init's pid and its exit. */
@@ -90,6 +93,7 @@ export class LaunchSession {
   initPid = 0;
   private readonly control: Duplex;
   private readonly onSync: SyncHandler;
+  private readonly trace: Trace | undefined;
   private readonly reader = new MessageReader();
   private queue: Promise<void> = Promise.resolve();
   private failure: Error | null = null;
@@ -108,6 +112,7 @@ export class LaunchSession {
     options: LaunchOptions,
   ) {
     this.onSync = options.onSync;
+    this.trace = options.trace;
     const stdio = options.stdio ?? ["inherit", "inherit", "inherit"];
     const preserved = options.preservedFds ?? [];
     const controlFd = 3 + preserved.length;
@@ -138,6 +143,8 @@ export class LaunchSession {
       this.queue = this.queue.then(() => this.onClose());
     });
     this.control.on("error", () => {});
+    this.trace?.mark("launcher spawned (spawn() returned)");
+    if (this.trace) this.control.write(encodeMessage(Op.Trace, []));
     for (const step of plan.steps) this.control.write(encodeMessage(step.op, step.args));
     this.control.write(encodeMessage(Op.End, []));
   }
@@ -148,15 +155,20 @@ export class LaunchSession {
       case Event.Sync: {
         const [point, pid] = m.args as number[];
         try {
+          this.trace?.sync(point!, false);
           const reply = await this.onSync(point!, pid!);
           const args = reply === undefined ? [] : Array.isArray(reply) ? reply : [reply];
           this.control.write(encodeMessage(Reply.Continue, args));
+          this.trace?.sync(point!, true);
         } catch (err) {
           this.control.write(encodeMessage(Reply.Abort, []));
           this.fail(err as Error);
         }
         break;
       }
+      case Event.Trace:
+        this.trace?.launcherStep(this.plan, m.args[0] as number, m.args[1] as number);
+        break;
       case Event.InitPid:
         this.initPid = m.args[0] as number;
         break;

@@ -38,6 +38,7 @@ import {
   StateStore,
   validateId,
 } from "./state.ts";
+import type { Trace } from "./trace.ts";
 import { SyncPoint } from "./wire.ts";
 
 export interface RuntimeOptions {
@@ -45,6 +46,8 @@ export interface RuntimeOptions {
   root?: string;
   /** Receives warnings (failed poststart/poststop hooks, leftovers that could not be removed). */
   warn?: (message: string) => void;
+  /** --trace: marks where create, start, run and delete spend their time. */
+  trace?: Trace;
 }
 
 export interface CreateOptions {
@@ -95,8 +98,11 @@ export class Runtime {
   readonly store: StateStore;
   private readonly warn: (message: string) => void;
 
+  private readonly trace: Trace | undefined;
+
   constructor(options: RuntimeOptions = {}) {
     this.store = new StateStore(options.root ?? DEFAULT_ROOT);
+    this.trace = options.trace;
     this.warn = options.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
   }
 
@@ -173,9 +179,11 @@ export class Runtime {
   ): { plan: Plan; spec: Spec; bundle: string; rootfs: string; cgroup: Cgroup } {
     validateId(id);
     const { spec, bundle, rootfs } = this.loadBundle(options.bundle);
+    this.trace?.mark("config.json loaded and validated");
     if (!spec.process)
       throw new ConfigError("process", "is missing; the container needs a process to run");
     const cgroup = Cgroup.forContainer(spec.linux?.cgroupsPath ?? `pivot-${id}`, hostCgroups());
+    this.trace?.mark("cgroup hierarchies found, paths resolved");
     const plan = compileContainerPlan({
       spec,
       rootfs,
@@ -187,6 +195,7 @@ export class Runtime {
       cgroupMounts: cgroupMountSources(cgroup),
       host: realHost,
     });
+    this.trace?.mark(`plan compiled (${plan.steps.length} steps)`);
     return { plan, spec, bundle, rootfs, cgroup };
   }
 
@@ -212,12 +221,16 @@ export class Runtime {
     let session: LaunchSession | null = null;
     try {
       this.store.save(record);
+      this.trace?.mark("state directory claimed, state saved");
       cgroup.create();
+      this.trace?.mark("cgroup created");
       cgroup.apply(spec.linux?.resources, {
         linuxDevices: spec.linux?.devices ?? [],
         warn: this.warn,
       });
+      this.trace?.mark("cgroup resources applied");
       const s = launch(plan, {
+        ...(this.trace ? { trace: this.trace } : {}),
         ...(options.stdio ? { stdio: options.stdio } : {}),
         preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
         onSync: async (point, pid) => {
@@ -240,10 +253,12 @@ export class Runtime {
       });
       session = s;
       await s.whenReady();
+      this.trace?.mark("ready: the init waits on the exec fifo");
       record.pid = s.initPid;
       record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
       this.store.save(record);
       if (options.pidFile) writeAtomic(resolve(options.pidFile), String(record.pid));
+      this.trace?.mark("state saved, pid file written");
       return { session: s, record };
     } catch (err) {
       await this.destroyPartial(record, cgroup, session);
@@ -302,6 +317,7 @@ export class Runtime {
       });
     }
     this.releaseExecFifo(record);
+    this.trace?.mark("start: exec fifo released");
     record.started = true;
     this.store.save(record);
     await runHooksWarnOnly(
@@ -310,6 +326,7 @@ export class Runtime {
       "poststart",
       this.warn,
     );
+    this.trace?.mark("start: state saved, poststart hooks run");
   }
 
   private releaseExecFifo(record: ContainerRecord): void {
@@ -448,11 +465,13 @@ export class Runtime {
     try {
       await this.start(id);
       code = exitCodeOf(await session.whenExited());
+      this.trace?.mark("exit: the launcher reported the process's exit");
     } catch (err) {
       await this.delete(id, true).catch(() => {});
       throw err;
     }
     await this.delete(record.id, true);
+    this.trace?.mark("deleted: cgroup and state removed");
     return code;
   }
 

@@ -98,6 +98,8 @@ export const Op = {
   /** Load the filter being built into the kernel and free it; with a listener slot (else -1), send the
    *  notification fd over it, with the listener state from the last sync reply: (listenerSlot). */
   SeccompLoad: 44,
+  /** Not a step (it takes no index): report Event.Trace after every step, for `--trace`. Sent first. */
+  Trace: 45,
   /** Open a directory inside the root filesystem and keep the fd in a slot, so its contents stay
    *  readable after a mount covers it (tmpcopyup): (slot, rootfs, pathInRoot). */
   OpenDirInRoot: 50,
@@ -123,6 +125,9 @@ export const Event = {
   Exited: 5,
   /** A hook failed: (stepIndex, exitStatus, output). */
   HookFailed: 6,
+  /** With Op.Trace: a step is done: (stepIndex, or -1 for the launcher's main() and -2 for the plan
+   *  read; wall clock in microseconds since the epoch). */
+  Trace: 7,
 } as const;
 export type EventCode = (typeof Event)[keyof typeof Event];
 
