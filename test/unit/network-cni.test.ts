@@ -57,6 +57,16 @@ exit 1`,
 
 afterAll(() => rm(dir));
 
+/** The error a promise rejects with (the test fails if it resolves). */
+async function failure(p: Promise<unknown>): Promise<CniError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as CniError;
+  }
+  throw new Error("expected a rejection");
+}
+
 const rt = { containerId: "c1", netns: "/run/x/ns", ifName: "eth0" };
 
 function logLines(): string[] {
@@ -87,12 +97,11 @@ describe("invokePlugin", () => {
   });
 
   test("a plugin's error object becomes a CniError with its code and message", async () => {
-    const err = await invokePlugin(
-      { cniVersion: "1.0.0", name: "n", type: "fake-fail" },
-      "ADD",
-      rt,
-      { cniPath: [dir] },
-    ).catch((e) => e);
+    const err = await failure(
+      invokePlugin({ cniVersion: "1.0.0", name: "n", type: "fake-fail" }, "ADD", rt, {
+        cniPath: [dir],
+      }),
+    );
     expect(err).toBeInstanceOf(CniError);
     expect(err.cniCode).toBe(11);
     expect(err.msg).toBe("try again later");
@@ -101,35 +110,30 @@ describe("invokePlugin", () => {
   });
 
   test("crashes, garbage and missing plugins are clear errors", async () => {
-    const crash = await invokePlugin(
-      { cniVersion: "1.0.0", name: "n", type: "fake-crash" },
-      "DEL",
-      rt,
-      {
+    const crash = await failure(
+      invokePlugin({ cniVersion: "1.0.0", name: "n", type: "fake-crash" }, "DEL", rt, {
         cniPath: [dir],
-      },
-    ).catch((e) => e);
+      }),
+    );
     expect(crash.message).toContain("oops");
-    const garbage = await invokePlugin(
-      { cniVersion: "1.0.0", name: "n", type: "fake-garbage" },
-      "ADD",
-      rt,
-      { cniPath: [dir] },
-    ).catch((e) => e);
-    expect(garbage.message).toContain("invalid JSON");
-    const missing = await invokePlugin(
-      { cniVersion: "1.0.0", name: "n", type: "nope" },
-      "ADD",
-      rt,
-      {
+    const garbage = await failure(
+      invokePlugin({ cniVersion: "1.0.0", name: "n", type: "fake-garbage" }, "ADD", rt, {
         cniPath: [dir],
-      },
-    ).catch((e) => e);
+      }),
+    );
+    expect(garbage.message).toContain("invalid JSON");
+    const missing = await failure(
+      invokePlugin({ cniVersion: "1.0.0", name: "n", type: "nope" }, "ADD", rt, {
+        cniPath: [dir],
+      }),
+    );
     expect(missing.message).toContain('plugin "nope" not found');
     expect(missing.hint).toContain("containernetworking-plugins");
-    const bad = await invokePlugin({ cniVersion: "1.0.0", name: "n", type: "../x" }, "ADD", rt, {
-      cniPath: [dir],
-    }).catch((e) => e);
+    const bad = await failure(
+      invokePlugin({ cniVersion: "1.0.0", name: "n", type: "../x" }, "ADD", rt, {
+        cniPath: [dir],
+      }),
+    );
     expect(bad.message).toContain("invalid plugin type");
   });
 });
@@ -197,7 +201,7 @@ describe("network configuration lists", () => {
       ...list,
       plugins: [{ type: "fake-main" }, { type: "fake-fail" }],
     };
-    const err = await delNetworkList(failing, rt, null, { cniPath: [dir] }).catch((e) => e);
+    const err = await failure(delNetworkList(failing, rt, null, { cniPath: [dir] }));
     expect(err).toBeInstanceOf(CniError);
     const lines = logLines();
     expect(lines[0]).toBe("DEL fail");
@@ -209,7 +213,7 @@ describe("network configuration lists", () => {
       ...list,
       plugins: [{ type: "fake-main" }, { type: "fake-fail" }, { type: "fake-chained" }],
     };
-    const err = await addNetworkList(failing, rt, { cniPath: [dir] }).catch((e) => e);
+    const err = await failure(addNetworkList(failing, rt, { cniPath: [dir] }));
     expect(err.cniCode).toBe(11);
     expect(logLines().length).toBe(2);
   });
