@@ -1,0 +1,657 @@
+// Containers on networks: a named network namespace per container, CNI ADD/DEL/CHECK through
+// each network's plugin list, published ports, /etc/hosts and /etc/resolv.conf, and recovery
+// of whatever a crash left half done. All state changes happen under one lock file, so
+// concurrent pivot processes see each other's attachments (ports, names, addresses).
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
+import { PivotError } from "../errors.ts";
+import { isAlive, withFileLock } from "../image/lock.ts";
+import {
+  addNetworkList,
+  CNI_VERSION,
+  type CniResult,
+  checkNetworkList,
+  containerAddresses,
+  delNetworkList,
+  invokePlugin,
+  type NetworkConfList,
+} from "./cni.ts";
+import {
+  type HostsEntry,
+  hostsContent,
+  parseAddHost,
+  type ResolvOptions,
+  resolvConfContent,
+} from "./dnsfiles.ts";
+import { Firewall } from "./firewall.ts";
+import { createNetns, netnsExists, removeNetns } from "./netns.ts";
+import {
+  type CreateNetworkOptions,
+  DEFAULT_SETTINGS,
+  inSubnet,
+  type NetworkDef,
+  NetworkError,
+  type NetworkSettings,
+  NetworkStore,
+} from "./networks.ts";
+import {
+  formatMapping,
+  freeHostPort,
+  hostPortFree,
+  PortError,
+  type PortMapping,
+  portsClash,
+} from "./ports.ts";
+
+export interface Attachment {
+  network: string;
+  networkId: string;
+  ifName: string;
+  /** "adding" until every plugin's ADD succeeded; an "adding" entry of a dead process is undone. */
+  state: "adding" | "ready";
+  /** The process doing the ADD. */
+  pid: number;
+  aliases: string[];
+  ports: PortMapping[];
+  /** --ip */
+  staticIP?: string;
+  /** The exact list ADD ran with: DEL and CHECK use it even if the network changed or went. */
+  conflist: NetworkConfList;
+  result?: CniResult;
+  ip?: string;
+  prefixLength?: number;
+  gateway?: string;
+  mac?: string;
+}
+
+export interface SandboxOptions {
+  /** The container's name, resolvable by peers on user-defined networks. */
+  name?: string;
+  hostname?: string;
+  /** An existing network namespace to use instead of a new one (e.g. --network container:X). */
+  netns?: string;
+  /** Files to keep up to date (written in place: they are bind-mounted into the container). */
+  hostsPath?: string;
+  resolvConfPath?: string;
+  /** --add-host NAME:IP */
+  addHosts?: string[];
+  /** --dns, --dns-search, --dns-option */
+  dns?: ResolvOptions;
+}
+
+interface SandboxRecord {
+  id: string;
+  name: string;
+  hostname: string;
+  netns: string;
+  /** Whether Pivot created the namespace (and removes it). */
+  ownNetns: boolean;
+  hostsPath?: string;
+  resolvConfPath?: string;
+  addHosts: string[];
+  dns?: ResolvOptions;
+  attachments: Attachment[];
+}
+
+export interface ConnectOptions {
+  aliases?: string[];
+  ports?: PortMapping[];
+  /** A fixed IPv4 address inside the network's subnet. */
+  ip?: string;
+  /** Interface name in the container (default: the first free ethN). */
+  ifName?: string;
+}
+
+export interface AttachmentInfo {
+  network: string;
+  ifName: string;
+  ip: string;
+  prefixLength: number;
+  gateway: string;
+  mac: string;
+  aliases: string[];
+  ports: PortMapping[];
+}
+
+export interface NetworkInspect extends NetworkDef {
+  bridgeExists: boolean;
+  conflist: NetworkConfList;
+  containers: { id: string; name: string; ifName: string; ip: string; mac: string }[];
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+function info(a: Attachment): AttachmentInfo {
+  return {
+    network: a.network,
+    ifName: a.ifName,
+    ip: a.ip ?? "",
+    prefixLength: a.prefixLength ?? 0,
+    gateway: a.gateway ?? "",
+    mac: a.mac ?? "",
+    aliases: a.aliases,
+    ports: a.ports,
+  };
+}
+
+/** The host's resolv.conf; behind systemd-resolved's stub, the file with the real upstreams. */
+export function hostResolvConf(): string {
+  let text = "";
+  try {
+    text = readFileSync("/etc/resolv.conf", "utf8");
+  } catch {}
+  if (/^nameserver\s+127\.0\.0\.53\b/m.test(text)) {
+    try {
+      return readFileSync("/run/systemd/resolve/resolv.conf", "utf8");
+    } catch {}
+  }
+  return text;
+}
+
+export class NetworkManager {
+  readonly settings: NetworkSettings;
+  readonly store: NetworkStore;
+  readonly firewall: Firewall;
+  private readonly warn: (m: string) => void;
+
+  constructor(settings: Partial<NetworkSettings> = {}, warn?: (m: string) => void) {
+    this.settings = { ...DEFAULT_SETTINGS, ...settings };
+    this.store = new NetworkStore(this.settings);
+    this.firewall = new Firewall(
+      this.settings.chainPrefix,
+      join(this.settings.runDir, "firewall-before.json"),
+    );
+    this.warn = warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
+  }
+
+  // ---- state files ----
+
+  private get containersDir(): string {
+    return join(this.settings.runDir, "containers");
+  }
+
+  /** Where Pivot binds a container's own network namespace. */
+  netnsPath(id: string): string {
+    return join(this.settings.runDir, "netns", id);
+  }
+
+  private recordPath(id: string): string {
+    return join(this.containersDir, `${id}.json`);
+  }
+
+  private load(id: string): SandboxRecord | null {
+    try {
+      return JSON.parse(readFileSync(this.recordPath(id), "utf8")) as SandboxRecord;
+    } catch {
+      return null;
+    }
+  }
+
+  private save(r: SandboxRecord): void {
+    mkdirSync(this.containersDir, { recursive: true, mode: 0o700 });
+    const tmp = join(this.containersDir, `.${r.id}.${process.pid}.tmp`);
+    writeFileSync(tmp, `${JSON.stringify(r, null, 2)}\n`);
+    renameSync(tmp, this.recordPath(r.id));
+  }
+
+  private all(): SandboxRecord[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.containersDir);
+    } catch {
+      return [];
+    }
+    return names
+      .filter((n) => n.endsWith(".json") && !n.startsWith("."))
+      .flatMap((n) => {
+        const r = this.load(n.slice(0, -5));
+        return r ? [r] : [];
+      });
+  }
+
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    mkdirSync(this.settings.runDir, { recursive: true, mode: 0o755 });
+    return withFileLock(join(this.settings.runDir, "lock"), fn, { what: "Pivot's networks" });
+  }
+
+  // ---- networks ----
+
+  async createNetwork(name: string, options: CreateNetworkOptions = {}): Promise<NetworkDef> {
+    return this.locked(async () => {
+      const def = await this.store.define(name, options, name === this.settings.defaultNetwork);
+      this.store.save(def);
+      if (this.all().some((r) => r.attachments.length > 0))
+        await this.firewall.sync(this.store.list());
+      return def;
+    });
+  }
+
+  /** The default network, created on first use. */
+  async defaultNetwork(): Promise<NetworkDef> {
+    const found = this.store.find(this.settings.defaultNetwork);
+    if (found) return found;
+    try {
+      return await this.createNetwork(this.settings.defaultNetwork);
+    } catch (err) {
+      const again = this.store.find(this.settings.defaultNetwork);
+      if (again) return again; // created concurrently
+      throw err;
+    }
+  }
+
+  listNetworks(): NetworkDef[] {
+    return this.store.list();
+  }
+
+  inspectNetwork(ref: string): NetworkInspect {
+    const def = this.store.get(ref);
+    const containers: NetworkInspect["containers"] = [];
+    for (const r of this.all()) {
+      for (const a of r.attachments) {
+        if (a.networkId === def.id && a.state === "ready")
+          containers.push({
+            id: r.id,
+            name: r.name,
+            ifName: a.ifName,
+            ip: a.ip ? `${a.ip}/${a.prefixLength}` : "",
+            mac: a.mac ?? "",
+          });
+      }
+    }
+    return {
+      ...def,
+      bridgeExists: existsSync(`/sys/class/net/${def.bridge}`),
+      conflist: this.store.conflist(def),
+      containers,
+    };
+  }
+
+  /** Removes a network: its bridge, IPAM state and rules. Refused while containers use it. */
+  async removeNetwork(ref: string, options: { force?: boolean } = {}): Promise<void> {
+    await this.locked(async () => {
+      const def = this.store.get(ref);
+      const users = this.all().filter((r) => r.attachments.some((a) => a.networkId === def.id));
+      if (users.length > 0 && !options.force)
+        throw new NetworkError(
+          `network "${def.name}" is in use by ${users.map((u) => u.name || u.id).join(", ")}`,
+          { hint: "remove those containers, or disconnect them, first" },
+        );
+      for (const u of users) {
+        for (const a of u.attachments.filter((x) => x.networkId === def.id))
+          await this.detachLocked(u, a);
+      }
+      await this.store.removeResources(def);
+      this.store.delete(def.name);
+      await this.afterChange([]);
+    });
+  }
+
+  /** Removes every network no container uses, except the default one. Returns their names. */
+  async pruneNetworks(): Promise<string[]> {
+    const removed: string[] = [];
+    await this.locked(async () => {
+      const used = new Set(this.all().flatMap((r) => r.attachments.map((a) => a.networkId)));
+      for (const def of this.store.list()) {
+        if (def.default || def.name === this.settings.defaultNetwork || used.has(def.id)) continue;
+        await this.store.removeResources(def);
+        this.store.delete(def.name);
+        removed.push(def.name);
+      }
+      await this.afterChange([]);
+    });
+    return removed;
+  }
+
+  // ---- containers ----
+
+  /**
+   * Prepares a container's network namespace (a new one bound under runDir/netns, with lo up,
+   * unless `options.netns` names an existing one) and writes its resolv.conf and hosts files.
+   * Returns the namespace path for config.json's {"type": "network", "path": ...}.
+   */
+  async createSandbox(id: string, options: SandboxOptions = {}): Promise<{ netns: string }> {
+    if (!ID_RE.test(id)) throw new PivotError(`invalid container id "${id}"`);
+    for (const h of options.addHosts ?? []) parseAddHost(h);
+    return this.locked(async () => {
+      const existing = this.load(id);
+      if (existing && existing.attachments.length > 0)
+        throw new PivotError(`container ${id} already has a network sandbox`, {
+          hint: "remove it first (removeSandbox)",
+        });
+      const ownNetns = !options.netns;
+      const netns = options.netns ?? this.netnsPath(id);
+      const record: SandboxRecord = {
+        id,
+        name: options.name ?? id,
+        hostname: options.hostname ?? id.slice(0, 12),
+        netns,
+        ownNetns,
+        addHosts: options.addHosts ?? [],
+        attachments: [],
+      };
+      if (options.hostsPath) record.hostsPath = options.hostsPath;
+      if (options.resolvConfPath) record.resolvConfPath = options.resolvConfPath;
+      if (options.dns) record.dns = options.dns;
+      // The record first: a crash after it leaves a namespace `recover` knows about.
+      this.save(record);
+      if (ownNetns) {
+        await createNetns(netns);
+        await invokePlugin(
+          { cniVersion: CNI_VERSION, name: "lo", type: "loopback" },
+          "ADD",
+          { containerId: id, netns, ifName: "lo" },
+          { cniPath: this.settings.cniPath },
+        );
+      }
+      this.writeFiles(record);
+      return { netns };
+    });
+  }
+
+  /** Connects a container (its sandbox must exist) to a network, publishing PORTS. */
+  async connect(
+    id: string,
+    network: string,
+    options: ConnectOptions = {},
+  ): Promise<AttachmentInfo> {
+    return this.locked(async () => {
+      const record = this.load(id);
+      if (!record)
+        throw new PivotError(`container ${id} has no network sandbox`, {
+          hint: "call createSandbox first",
+        });
+      const def = this.store.get(network);
+      const stale = record.attachments.find((a) => a.networkId === def.id);
+      if (stale?.state === "ready")
+        throw new NetworkError(`container ${record.name} is already connected to ${def.name}`);
+      if (stale) await this.detachLocked(record, stale); // a crashed ADD: undo it first
+      if (options.ip && !inSubnet(def, options.ip))
+        throw new NetworkError(
+          `address ${options.ip} is not in ${def.name}'s subnet ${def.subnet}`,
+        );
+      const ports = await this.resolvePorts(record.id, options.ports ?? []);
+      const used = new Set(record.attachments.map((a) => a.ifName));
+      let ifName = options.ifName;
+      if (!ifName) {
+        let i = 0;
+        while (used.has(`eth${i}`)) i++;
+        ifName = `eth${i}`;
+      } else if (used.has(ifName)) {
+        throw new NetworkError(`interface ${ifName} is already used in container ${record.name}`);
+      }
+      const attachment: Attachment = {
+        network: def.name,
+        networkId: def.id,
+        ifName,
+        state: "adding",
+        pid: process.pid,
+        aliases: options.aliases ?? [],
+        ports,
+        conflist: this.store.conflist(def),
+      };
+      if (options.ip) attachment.staticIP = options.ip;
+      if (!this.all().some((r) => r.attachments.length > 0)) await this.firewall.recordBefore();
+      await this.firewall.sync(this.store.list());
+      record.attachments.push(attachment);
+      this.save(record);
+      try {
+        const result = await addNetworkList(attachment.conflist, this.rtOf(record, attachment), {
+          cniPath: this.settings.cniPath,
+          onResult: (_i, r) => {
+            attachment.result = r;
+            this.save(record);
+          },
+        });
+        const addr = containerAddresses(result).find((a) => a.family === 4);
+        if (!addr) throw new NetworkError(`network ${def.name} gave container ${id} no address`);
+        attachment.ip = addr.address;
+        attachment.prefixLength = addr.prefixLength;
+        attachment.gateway = addr.gateway ?? "";
+        attachment.mac = addr.mac ?? "";
+        attachment.state = "ready";
+        this.save(record);
+      } catch (err) {
+        try {
+          await this.detachLocked(record, attachment);
+          await this.afterChange([]);
+        } catch (cleanupErr) {
+          this.warn(`undoing the failed connect: ${(cleanupErr as Error).message}`);
+        }
+        throw err;
+      }
+      await this.afterChange([def.id]);
+      return info(attachment);
+    });
+  }
+
+  /** Disconnects a container from a network: DEL releases its address, veth and rules. */
+  async disconnect(id: string, network: string): Promise<void> {
+    await this.locked(async () => {
+      const record = this.load(id);
+      const def = this.store.find(network);
+      const a = record?.attachments.find((x) =>
+        def ? x.networkId === def.id : x.network === network,
+      );
+      if (!record || !a)
+        throw new NetworkError(`container ${id} is not connected to network ${network}`);
+      await this.detachLocked(record, a);
+      await this.afterChange([a.networkId]);
+    });
+  }
+
+  /** CNI CHECK of every attachment of a container: throws if a plugin finds something wrong. */
+  async check(id: string): Promise<void> {
+    const record = this.load(id);
+    if (!record) throw new PivotError(`container ${id} has no network sandbox`);
+    for (const a of record.attachments) {
+      if (a.state !== "ready" || !a.result) continue;
+      await checkNetworkList(a.conflist, this.rtOf(record, a), a.result, {
+        cniPath: this.settings.cniPath,
+      });
+    }
+  }
+
+  /**
+   * Everything of a container goes: DEL on every network (address, veth, NAT and port rules),
+   * its namespace if Pivot made it, its record. Idempotent: safe after a crash, or twice.
+   */
+  async removeSandbox(id: string): Promise<void> {
+    await this.locked(async () => {
+      const record = this.load(id);
+      const networks: string[] = [];
+      if (record) {
+        for (const a of [...record.attachments]) {
+          networks.push(a.networkId);
+          await this.detachLocked(record, a);
+        }
+        if (record.ownNetns) await removeNetns(record.netns);
+      } else {
+        await removeNetns(this.netnsPath(id));
+      }
+      rmSync(this.recordPath(id), { force: true });
+      await this.afterChange(networks);
+    });
+  }
+
+  /** The attachments of a container (ready ones), e.g. for inspect and `pivot port`. */
+  attachments(id: string): AttachmentInfo[] {
+    return (this.load(id)?.attachments ?? []).filter((a) => a.state === "ready").map(info);
+  }
+
+  /** Ids of containers with network state. */
+  sandboxes(): string[] {
+    return this.all().map((r) => r.id);
+  }
+
+  /**
+   * Repairs what crashed processes left: attachments stuck in "adding" are DELeted, namespaces
+   * without a record are removed, and Pivot's rules go if no container is left on a network.
+   */
+  async recover(): Promise<void> {
+    await this.locked(async () => {
+      const touched: string[] = [];
+      for (const r of this.all()) {
+        for (const a of [...r.attachments]) {
+          if (a.state === "adding" && (a.pid === process.pid || !isAlive(a.pid))) {
+            touched.push(a.networkId);
+            await this.detachLocked(r, a);
+          }
+        }
+      }
+      const dir = join(this.settings.runDir, "netns");
+      let files: string[] = [];
+      try {
+        files = readdirSync(dir);
+      } catch {}
+      for (const f of files) {
+        if (!this.load(f)) await removeNetns(join(dir, f));
+      }
+      await this.afterChange(touched);
+    });
+  }
+
+  /** The text of a container's /etc/hosts, as written to its hostsPath. */
+  hostsFor(id: string): string {
+    const record = this.load(id);
+    if (!record) throw new PivotError(`container ${id} has no network sandbox`);
+    return this.hostsOf(record, this.all());
+  }
+
+  resolvConfFor(id: string): string {
+    const record = this.load(id);
+    return resolvConfContent(hostResolvConf(), record?.dns ?? {});
+  }
+
+  // ---- internals ----
+
+  private rtOf(record: SandboxRecord, a: Attachment) {
+    const capabilityArgs: Record<string, unknown> = {};
+    if (a.ports.length > 0) capabilityArgs.portMappings = a.ports;
+    if (a.staticIP) capabilityArgs.ips = [a.staticIP];
+    return { containerId: record.id, netns: record.netns, ifName: a.ifName, capabilityArgs };
+  }
+
+  /** DEL of one attachment (plugins' DEL is idempotent), then it is dropped from the record. */
+  private async detachLocked(record: SandboxRecord, a: Attachment): Promise<void> {
+    const rt = this.rtOf(record, a);
+    // A namespace that is gone took the veth with it; the plugins still release the rest.
+    if (!netnsExists(record.netns)) rt.netns = "";
+    try {
+      await delNetworkList(a.conflist, rt, a.result ?? null, { cniPath: this.settings.cniPath });
+    } catch (err) {
+      throw new NetworkError(
+        `disconnecting ${record.name} from ${a.network} failed: ${(err as Error).message}`,
+        { hint: "fix the cause and run the command again: DEL is retried", cause: err },
+      );
+    }
+    record.attachments = record.attachments.filter((x) => x !== a);
+    this.save(record);
+  }
+
+  /** After attachments changed: refresh hosts files of the affected networks; drop idle rules. */
+  private async afterChange(networkIds: string[]): Promise<void> {
+    const all = this.all();
+    const ids = new Set(networkIds);
+    for (const r of all) {
+      if (r.hostsPath && r.attachments.some((a) => ids.has(a.networkId))) this.writeHosts(r, all);
+    }
+    if (!all.some((r) => r.attachments.length > 0)) await this.firewall.cleanup();
+    else await this.firewall.sync(this.store.list());
+  }
+
+  private writeFiles(record: SandboxRecord): void {
+    if (record.resolvConfPath) {
+      mkdirSync(dirname(record.resolvConfPath), { recursive: true });
+      writeFileSync(record.resolvConfPath, resolvConfContent(hostResolvConf(), record.dns ?? {}));
+    }
+    this.writeHosts(record, this.all());
+  }
+
+  /** Rewrites a hosts file in place (same inode: it is bind-mounted into the container). */
+  private writeHosts(record: SandboxRecord, all: SandboxRecord[]): void {
+    if (!record.hostsPath) return;
+    mkdirSync(dirname(record.hostsPath), { recursive: true });
+    writeFileSync(record.hostsPath, this.hostsOf(record, all));
+  }
+
+  private hostsOf(record: SandboxRecord, all: SandboxRecord[]): string {
+    const ready = record.attachments.filter((a) => a.state === "ready" && a.ip);
+    const names = [record.hostname, record.name].filter((n, i, a) => n && a.indexOf(n) === i);
+    const self: HostsEntry[] = ready.length > 0 ? [{ ip: ready[0]!.ip!, names }] : [];
+    if (ready.length === 0) self.push({ ip: "127.0.1.1", names });
+    const peers: HostsEntry[] = [];
+    const defs = new Map(this.store.list().map((d) => [d.id, d]));
+    for (const mine of ready) {
+      const def = defs.get(mine.networkId);
+      if (!def || def.default) continue; // as Docker's default bridge: no names
+      for (const other of all) {
+        if (other.id === record.id) continue;
+        const theirs = other.attachments.find(
+          (a) => a.networkId === mine.networkId && a.state === "ready" && a.ip,
+        );
+        if (!theirs) continue;
+        peers.push({
+          ip: theirs.ip!,
+          names: [other.name, ...theirs.aliases, other.id.slice(0, 12)],
+        });
+      }
+    }
+    return hostsContent({ self, peers, extra: record.addHosts.map(parseAddHost) });
+  }
+
+  /** Fills in host ports chosen by the kernel and refuses ports another container or process has. */
+  private async resolvePorts(id: string, ports: PortMapping[]): Promise<PortMapping[]> {
+    const taken: { m: PortMapping; owner: string }[] = [];
+    for (const r of this.all()) {
+      if (r.id === id) continue;
+      for (const a of r.attachments) for (const m of a.ports) taken.push({ m, owner: r.name });
+    }
+    const out: PortMapping[] = [];
+    for (const p of ports) {
+      const m = { ...p };
+      if (m.hostPort === 0) {
+        for (let tries = 0; ; tries++) {
+          m.hostPort = await freeHostPort(m.protocol, m.hostIP);
+          if (![...taken.map((t) => t.m), ...out].some((t) => portsClash(t, m))) break;
+          if (tries > 20) throw new PortError("could not find a free host port");
+        }
+      }
+      const hit = taken.find((t) => portsClash(t.m, m));
+      if (hit)
+        throw new PortError(
+          `host port ${formatMapping(m)} is already published by container ${hit.owner}`,
+          { hint: "choose another host port" },
+        );
+      if (out.some((o) => portsClash(o, m)))
+        throw new PortError(`host port ${m.hostPort}/${m.protocol} is published twice`);
+      if (!(await hostPortFree(m)))
+        throw new PortError(
+          `host port ${m.hostIP || "0.0.0.0"}:${m.hostPort}/${m.protocol} is in use by another program on the host`,
+          { hint: "stop that program or choose another host port" },
+        );
+      out.push(m);
+    }
+    return out;
+  }
+}
+
+/** Whether the host has the CNI plugins Pivot uses. */
+export async function cniPluginsInstalled(cniPath = DEFAULT_SETTINGS.cniPath): Promise<boolean> {
+  for (const dir of cniPath) {
+    if (
+      ["bridge", "host-local", "portmap", "firewall", "loopback"].every((p) =>
+        existsSync(join(dir, p)),
+      )
+    )
+      return true;
+  }
+  return false;
+}
