@@ -29,7 +29,14 @@ let counter = 0;
 const prefix = `cg-${process.pid}-`;
 const nextId = (name: string) => `${prefix}${name}-${++counter}`;
 
+/** Controllers enabled at the v2 root: applying v2 limits enables more; put it back after. */
+const v2Root = host.hierarchies.find((h) => h.version === 2)?.mountPoint;
+const v2RootControl = () =>
+  v2Root ? readFileSync(`${v2Root}/cgroup.subtree_control`, "utf8").trim().split(/\s+/) : [];
+let v2RootBefore: string[] = [];
+
 beforeAll(() => {
+  v2RootBefore = v2RootControl();
   work = tempDir("pivot-cgroups-");
   root = join(work, "state");
   rootfs = join(work, "rootfs");
@@ -59,6 +66,8 @@ function leftoverCgroups(): string[] {
 afterAll(() => {
   cleanupRoot(root);
   rm(work);
+  for (const c of v2RootControl())
+    if (c && !v2RootBefore.includes(c)) writeFileSync(`${v2Root}/cgroup.subtree_control`, `-${c}`);
   expect(leftoverCgroups()).toEqual([]);
 });
 
@@ -313,9 +322,6 @@ describe("cgroup v2 on this host", () => {
 
   test("hugepage limits go through the v2 writer into the unified hierarchy", () => {
     if (!hugetlbOnV2 || !unified) return;
-    // Enabling hugetlb below the v2 root changes the root's subtree_control: put it back after.
-    const rootControl = `${unified.mountPoint}/cgroup.subtree_control`;
-    const before = cat(rootControl).split(/\s+/);
     const id = nextId("hugetlb");
     const dir = bundle(["sleep", "10"], (s) => {
       resources(s).hugepageLimits = [{ pageSize: "2MB", limit: 4 * MiB }];
@@ -329,7 +335,6 @@ describe("cgroup v2 on this host", () => {
       expect(stats(id).hugetlb["2MB"]).toEqual({ failcnt: 0 });
     } finally {
       forceDelete(id);
-      if (!before.includes("hugetlb")) writeFileSync(rootControl, "-hugetlb");
     }
   });
 
