@@ -975,6 +975,9 @@ static void run_step(struct step *st) {
     case OP_WAIT_FOR_INIT: wait_for_init = 1; break;
     case OP_OPEN_DIR_IN_ROOT: do_open_dir_in_root(st); break;
     case OP_COPY_DIR_IN_ROOT: do_copy_dir_in_root(st); break;
+    case OP_SET_DUMPABLE:
+      if (prctl(PR_SET_DUMPABLE, (unsigned long)I(st, 0), 0, 0, 0) < 0) fail(errno, "prctl(PR_SET_DUMPABLE)");
+      break;
     case OP_SECCOMP_INIT: do_seccomp_init(st); break;
     case OP_SECCOMP_ARCH: do_seccomp_arch(st); break;
     case OP_SECCOMP_ATTR: do_seccomp_attr(st); break;

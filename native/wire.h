@@ -46,6 +46,7 @@
 #define OP_SECCOMP_RULE 43
 #define OP_SECCOMP_LOAD 44
 #define OP_TRACE 45
+#define OP_SET_DUMPABLE 46
 #define OP_OPEN_DIR_IN_ROOT 50
 #define OP_COPY_DIR_IN_ROOT 51
 #define OP_END 99

@@ -67,6 +67,7 @@ export interface Plan {
   seccompListener?: CompiledSeccomp;
 }
 
+const NON_DUMPABLE_TEXT = "make the process non-dumpable until it execs the program";
 const CONSOLE_SLOT = 1;
 const LISTENER_SLOT = 2;
 const FIFO_SLOT = 0;
@@ -510,6 +511,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     );
   }
   out.add(Op.ForkSetup, [0], "fork the setup process");
+  compileOomScoreAdj(out, process);
 
   // 2. In the setup process: join and create namespaces.
   const order: NamespaceType[] = [
@@ -663,6 +665,20 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
 }
 
 /**
+ * oom_score_adj, written by the setup process for the processes it forks (they inherit it): there
+ * it is still the host's root. Later, in a user namespace, the process is no longer dumpable after
+ * its uid changes, so its /proc/self belongs to the host's root and is closed to it.
+ */
+function compileOomScoreAdj(out: StepList, process: Process): void {
+  if (process.oomScoreAdj === undefined) return;
+  out.add(
+    Op.WriteFile,
+    ["/proc/self/oom_score_adj", String(process.oomScoreAdj)],
+    `set oom_score_adj ${process.oomScoreAdj} (inherited by the processes forked next)`,
+  );
+}
+
+/**
  * The tail every process shares: rlimits, terminal, credentials, seccomp, then wait/exec.
  *
  * The seccomp filter goes where runc puts it (libcontainer/standard_init_linux.go): without
@@ -675,14 +691,12 @@ function compileProcessSetup(
   process: Process,
   startHooks: Hook[] | null,
   seccomp: CompiledSeccomp | null,
+  nonDumpable = false,
 ): void {
-  if (process.oomScoreAdj !== undefined) {
-    out.add(
-      Op.WriteFile,
-      ["/proc/self/oom_score_adj", String(process.oomScoreAdj)],
-      `set oom_score_adj ${process.oomScoreAdj}`,
-    );
-  }
+  // Until execve, this process runs the launcher: not dumpable, other processes of the container
+  // cannot open it through /proc/PID/exe (to overwrite it later, the CVE-2019-5736 class) or its
+  // fds.
+  if (!nonDumpable) out.add(Op.SetDumpable, [0], NON_DUMPABLE_TEXT);
   for (const [i, rl] of (process.rlimits ?? []).entries()) {
     const resource = Rlimit[rl.type];
     if (resource === undefined) {
@@ -757,6 +771,7 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
     );
   }
   out.add(Op.ForkSetup, [0], "fork the setup process");
+  compileOomScoreAdj(out, process);
   const order: NamespaceType[] = [
     "user",
     "ipc",
@@ -773,8 +788,10 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
     out.add(Op.JoinNamespace, [path, CloneFlag[type]], `join the container's ${type} namespace`);
   }
   out.add(Op.Sync, [SyncPoint.SetupChildCreated], "wait while the runtime joins the cgroup");
+  // The process is in the container's PID namespace from its fork on: non-dumpable already then.
+  out.add(Op.SetDumpable, [0], NON_DUMPABLE_TEXT);
   out.add(Op.ForkInit, [], "fork the process inside the container's PID namespace");
   out.add(Op.NewSession, [], "start a new session");
-  compileProcessSetup(out, process, null, seccomp);
+  compileProcessSetup(out, process, null, seccomp, true);
   return { steps: out.steps, newUserNamespace: false };
 }

@@ -100,6 +100,9 @@ export const Op = {
   SeccompLoad: 44,
   /** Not a step (it takes no index): report Event.Trace after every step, for `--trace`. Sent first. */
   Trace: 45,
+  /** prctl(PR_SET_DUMPABLE): (0 or 1). Not dumpable, /proc/PID/exe and the like are closed to the
+   *  container's other processes; execve makes the program dumpable again. */
+  SetDumpable: 46,
   /** Open a directory inside the root filesystem and keep the fd in a slot, so its contents stay
    *  readable after a mount covers it (tmpcopyup): (slot, rootfs, pathInRoot). */
   OpenDirInRoot: 50,

@@ -373,6 +373,8 @@ describe("user namespaces", () => {
       (s) => {
         s.linux!.namespaces!.push({ type: "user" });
         s.linux!.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        // Written to /proc/self before the init turns non-dumpable (then /proc/self is host root's).
+        s.process!.oomScoreAdj = 100;
         s.linux!.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
         // A cgroup mount and sysfs of the host are not the user namespace's to mount.
         s.mounts = s.mounts!.filter(
@@ -477,6 +479,36 @@ describe("escape attempts with crafted bundles", () => {
     expect(r.stdout).toBe("container passwd\n");
     expect(readFileSync(join(hostDir, "passwd"), "utf8")).toBe("host passwd\n");
   });
+
+  test("a created container's init cannot be opened through /proc/1/exe by another process", () => {
+    const id = `sec-exe-${process.pid}`;
+    configure(["true"]);
+    try {
+      const created = spawnSync(
+        process.execPath,
+        [CLI, "--root", root, "create", "--bundle", bundle, id],
+        {
+          stdio: "ignore",
+          timeout: 30_000,
+        },
+      );
+      expect(created.status).toBe(0);
+      // Until `start`, PID 1 runs the launcher: a process exec'd into the container (root, default
+      // capabilities) must not reach the host binary through /proc/1/exe or /proc/1/fd.
+      const r = cli([
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "readlink /proc/1/exe && echo LINK; head -c4 /proc/1/exe >/dev/null && echo READ; for f in /proc/1/fd/*; do head -c1 $f >/dev/null 2>&1 && echo FD $f; done; true",
+      ]);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toContain("Permission denied");
+      expect(r.stderr).not.toContain("pivot-launcher");
+    } finally {
+      cli(["delete", "--force", id]);
+    }
+  }, 30_000);
 
   test("no descriptor of the runtime leaks into the container", () => {
     const r = run(["ls", "/proc/self/fd"]);
