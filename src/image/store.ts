@@ -565,48 +565,73 @@ export class ImageStore {
         const fh = await open(temp, "wx", 0o644);
         let sourceError: unknown;
         let ended = false;
+        let draining = false;
         const it = source[Symbol.asyncIterator]();
-        async function* teed(): AsyncGenerator<Uint8Array> {
-          try {
-            for (;;) {
-              let r: IteratorResult<Uint8Array>;
-              try {
-                r = await it.next();
-              } catch (e) {
-                sourceError ??= e;
-                throw e;
-              }
-              if (r.done) break;
-              digester.update(r.value);
-              if (expected.size !== undefined && digester.size > expected.size) {
-                sourceError = new DigestMismatchError(
-                  what,
-                  `${digest} of ${expected.size} bytes`,
-                  `more than ${expected.size} bytes`,
-                );
-                throw sourceError;
-              }
+        // Reads are serialized, so that every chunk is hashed once and in order,
+        // whether the unpacker or the drain after a failed unpack takes it.
+        let chain: Promise<unknown> = Promise.resolve();
+        const read = (): Promise<IteratorResult<Uint8Array>> => {
+          const next = chain.then(async () => {
+            if (ended) return { done: true, value: undefined } as IteratorResult<Uint8Array>;
+            let r: IteratorResult<Uint8Array>;
+            try {
+              r = await it.next();
+            } catch (e) {
+              sourceError ??= e;
+              throw e;
+            }
+            if (r.done) {
+              ended = true;
+              return r;
+            }
+            digester.update(r.value);
+            if (expected.size !== undefined && digester.size > expected.size) {
+              sourceError ??= new DigestMismatchError(
+                what,
+                `${digest} of ${expected.size} bytes`,
+                `more than ${expected.size} bytes`,
+              );
+              throw sourceError;
+            }
+            if (!draining) {
               let off = 0;
               while (off < r.value.length) {
                 const { bytesWritten } = await fh.write(r.value, off, r.value.length - off);
                 off += bytesWritten;
               }
-              yield r.value;
             }
-            ended = true;
+            return r;
+          });
+          chain = next.catch(() => {});
+          return next;
+        };
+        let checked: { error: DigestMismatchError | undefined } | undefined;
+        const check = () => {
+          if (checked === undefined) {
             const actual = digester.digest();
-            if (actual !== digest) sourceError = new DigestMismatchError(what, digest, actual);
-            else if (expected.size !== undefined && digester.size !== expected.size) {
-              sourceError = new DigestMismatchError(
-                what,
-                `${expected.size} bytes`,
-                `${digester.size} bytes`,
-              );
-            }
-            if (sourceError !== undefined) throw sourceError;
-          } finally {
-            if (!ended) await it.return?.();
+            checked = {
+              error:
+                actual !== digest
+                  ? new DigestMismatchError(what, digest, actual)
+                  : expected.size !== undefined && digester.size !== expected.size
+                    ? new DigestMismatchError(
+                        what,
+                        `${expected.size} bytes`,
+                        `${digester.size} bytes`,
+                      )
+                    : undefined,
+            };
           }
+          return checked.error;
+        };
+        async function* teed(): AsyncGenerator<Uint8Array> {
+          for (;;) {
+            const r = await read();
+            if (r.done) break;
+            yield r.value;
+          }
+          sourceError ??= check();
+          if (sourceError !== undefined) throw sourceError;
         }
         let blobStored = false;
         try {
@@ -630,8 +655,26 @@ export class ImageStore {
             },
           });
         } catch (e) {
-          throw sourceError ?? e;
+          if (sourceError !== undefined) throw sourceError;
+          // The unpacker refused the content (corrupt gzip, bad tar). If the
+          // bytes are not the ones announced, that is the better diagnosis:
+          // read the rest (hashing only) and compare digests.
+          if (!ended) {
+            draining = true;
+            try {
+              while (!(await read()).done);
+            } catch {
+              throw sourceError ?? e;
+            }
+          }
+          const mismatch = sourceError ?? check();
+          if (mismatch !== undefined) {
+            (mismatch as { cause?: unknown }).cause ??= e;
+            throw mismatch;
+          }
+          throw e;
         } finally {
+          if (!ended) await it.return?.()?.catch(() => {});
           await fh.close().catch(() => {});
           if (!blobStored) await unlink(temp).catch(() => {});
         }
