@@ -382,6 +382,8 @@ export class Runtime {
       new Cgroup(record.cgroupPaths).signalAll(sig);
       return;
     }
+    // A container still being created has no pid yet: kill(0) would signal our own process group.
+    if (record.pid <= 0) throw notRunning();
     try {
       process.kill(record.pid, sig);
     } catch (err) {
@@ -413,7 +415,8 @@ export class Runtime {
     if (status !== "stopped") {
       if (status === "paused") cgroup.freeze(false);
       try {
-        process.kill(record.pid, "SIGKILL");
+        // pid 0 (a create that died half-way) would be kill(0): our own process group.
+        if (record.pid > 0) process.kill(record.pid, "SIGKILL");
       } catch {}
     }
     this.killCgroupAndWait(cgroup, record);
