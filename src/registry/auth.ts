@@ -37,6 +37,11 @@ export function parseChallenges(header: string): Challenge[] {
     while (i < n && /[!#$%&'*+\-.^_`|~0-9A-Za-z]/.test(header[i]!)) i++;
     return header.slice(start, i);
   };
+  const bare = () => {
+    const start = i;
+    while (i < n && header[i] !== "," && header[i] !== " " && header[i] !== "\t") i++;
+    return header.slice(start, i);
+  };
   const quoted = () => {
     // at the opening quote
     i++;
@@ -56,6 +61,10 @@ export function parseChallenges(header: string): Challenge[] {
       i++;
       continue;
     }
+    if (header[i] === '"') {
+      quoted(); // a stray quoted string: skip it
+      continue;
+    }
     const start = i;
     const name = token();
     if (name === "") {
@@ -67,7 +76,9 @@ export function parseChallenges(header: string): Challenge[] {
       // An auth-param of the current challenge (or a token68 ending in '=').
       i++;
       skipWs();
-      const value = header[i] === '"' ? quoted() : token();
+      // Unquoted values should be tokens; accept anything up to a comma or
+      // space (some servers send realm=https://... unquoted).
+      const value = header[i] === '"' ? quoted() : bare();
       current.params[name.toLowerCase()] = value;
       continue;
     }
