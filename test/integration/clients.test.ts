@@ -489,6 +489,8 @@ describe("containerd (ctr with the runc shim v2, --runc-binary pivot-runtime)", 
 describe("podman (conmon, --runtime pivot-runtime)", () => {
   const parent = `pivot-podman-test-${process.pid}`;
   let dir: string;
+  /** Private storage and state: podman's defaults are under /var/lib/containers and /run. */
+  let storage: string[];
   let base: string[];
   let runFlags: string[];
   const image = "localhost/busybox:test";
@@ -503,9 +505,7 @@ describe("podman (conmon, --runtime pivot-runtime)", () => {
   beforeAll(() => {
     dir = join(work, "podman");
     mkdirSync(dir);
-    base = [
-      "--runtime",
-      runtimeBin,
+    storage = [
       "--root",
       join(dir, "root"),
       "--runroot",
@@ -516,6 +516,11 @@ describe("podman (conmon, --runtime pivot-runtime)", () => {
       join(dir, "networks"),
       "--storage-driver",
       "vfs",
+    ];
+    base = [
+      "--runtime",
+      runtimeBin,
+      ...storage,
       "--cgroup-manager",
       "cgroupfs",
       "--events-backend",
@@ -697,6 +702,49 @@ describe("podman (conmon, --runtime pivot-runtime)", () => {
     expect(r.stderr).toContain("no such file or directory");
     // podman then calls `delete --force` on a container that is gone: no complaint.
     expect(r.stderr).not.toContain("does not exist");
+  }, 60_000);
+
+  test("containers.conf naming pivot-runtime as the default runtime (as README.md shows)", () => {
+    const conf = join(dir, "containers.conf");
+    writeFileSync(
+      conf,
+      [
+        "[containers]",
+        ...(canRaiseRlimits ? [] : ['default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]']),
+        "[engine]",
+        'runtime = "pivot"',
+        'cgroup_manager = "cgroupfs"',
+        'events_logger = "file"',
+        "[engine.runtimes]",
+        `pivot = ["${runtimeBin}"]`,
+        "",
+      ].join("\n"),
+    );
+    // The same storage and state flags as the other tests, but no --runtime and no cgroup flags.
+    const env = { ...process.env, CONTAINERS_CONF: conf };
+    const info = sh("podman", [...storage, "info", "--format", "{{.Host.OCIRuntime.Path}}"], {
+      env,
+    });
+    expect(info.stdout.trim()).toBe(runtimeBin);
+    const r = sh(
+      "podman",
+      [
+        ...storage,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        `/${parent}`,
+        image,
+        "echo",
+        "configured",
+      ],
+      { env },
+    );
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("configured\n");
+    expect(r.status).toBe(0);
   }, 60_000);
 
   test("podman info reads the runtime's --version", () => {
