@@ -6,9 +6,9 @@
  * pushes and pulls the other way. Skipped where docker-registry is missing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,6 +34,7 @@ import {
 } from "../fixtures/registry.ts";
 
 const isRoot = process.getuid?.() === 0;
+const haveNode = spawnSync("node", ["--version"]).status === 0;
 
 let work: string;
 let reg: TestRegistry;
@@ -331,6 +332,55 @@ describe.skipIf(!haveRegistry || !isRoot)(
       expect(err).toBeInstanceOf(RegistryError);
       expect((err as Error).message).toContain("has no image for linux/s390x");
       expect((err as Error).message).toContain(platform);
+    });
+
+    test.skipIf(!haveNode)("the library pulls and pushes under Node too", async () => {
+      await pushImage(src, `${reg.host}/test/busybox:1`, undefined, opts);
+    // Bundled for Node by Bun (node: built-ins stay imports; a Bun API would fail under Node).
+      const out = join(work, "node-lib");
+      const build = spawnSync(
+        process.execPath,
+        [
+          "build",
+          "--target=node",
+          "--format=esm",
+          `--outdir=${out}`,
+          join(import.meta.dir, "../fixtures/registry-node-entry.ts"),
+        ],
+        { encoding: "utf8" },
+      );
+      expect(build.status).toBe(0);
+      const script = join(work, "node-pull.mjs");
+      writeFileSync(
+        script,
+        `import { ImageStore, pullImage, pushImage } from ${JSON.stringify(join(out, "registry-node-entry.js"))};
+const [storeDir, ref, dest, insecure] = process.argv.slice(2);
+const opts = { insecureRegistries: [insecure], certsDirs: [] };
+const store = await ImageStore.open(storeDir);
+const pulled = await pullImage(store, ref, opts);
+const [layer] = await store.ensureImageLayers(pulled.image);
+const pushed = await pushImage(store, ref, dest, opts);
+console.log(JSON.stringify({ node: process.version, digest: pulled.digest, diffPath: layer.diffPath, pushed: pushed.digest }));
+`,
+      );
+      const run = spawnSync(
+        "node",
+        [
+          script,
+          join(work, "node-store"),
+          `${reg.host}/test/busybox:1`,
+          `${reg.host}/test/from-node:1`,
+          reg.host,
+        ],
+        { encoding: "utf8" },
+      );
+      expect(run.stderr).toBe("");
+      const result = JSON.parse(run.stdout);
+      expect(result.node).toMatch(/^v\d+/);
+      expect(result.digest).toBe(busybox.manifestDigest);
+      expect(result.pushed).toBe(busybox.manifestDigest);
+      const [orig] = await src.ensureImageLayers(busybox);
+      expect(treeListing(result.diffPath)).toEqual(treeListing(orig!.diffPath));
     });
 
     describe.skipIf(!haveSkopeo)("with skopeo", () => {
