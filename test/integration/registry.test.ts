@@ -12,6 +12,7 @@ import { lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fro
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { registryCommand } from "../../src/cli/registry.ts";
 import { createImage, importRootfs } from "../../src/image/create.ts";
 import { ImageStore, type StoredImage } from "../../src/image/store.ts";
 import { hostPlatform, MediaType } from "../../src/image/types.ts";
@@ -336,7 +337,7 @@ describe.skipIf(!haveRegistry || !isRoot)(
 
     test.skipIf(!haveNode)("the library pulls and pushes under Node too", async () => {
       await pushImage(src, `${reg.host}/test/busybox:1`, undefined, opts);
-    // Bundled for Node by Bun (node: built-ins stay imports; a Bun API would fail under Node).
+      // Bundled for Node by Bun (node: built-ins stay imports; a Bun API would fail under Node).
       const out = join(work, "node-lib");
       const build = spawnSync(
         process.execPath,
@@ -381,6 +382,65 @@ console.log(JSON.stringify({ node: process.version, digest: pulled.digest, diffP
       expect(result.pushed).toBe(busybox.manifestDigest);
       const [orig] = await src.ensureImageLayers(busybox);
       expect(treeListing(result.diffPath)).toEqual(treeListing(orig!.diffPath));
+    });
+
+    test("the CLI's pull, push, login and logout commands", async () => {
+      const out: string[] = [];
+      const write = process.stdout.write.bind(process.stdout);
+      process.stdout.write = ((s: string) => {
+        out.push(String(s));
+        return true;
+      }) as typeof process.stdout.write;
+      const cliStore = await ImageStore.open(join(work, "cli"));
+      const authFile = join(work, "cli-auth.json");
+      const common = [`--cert-dir=${join(work, "no-certs")}`, `--authfile=${authFile}`];
+      try {
+        expect(
+          await registryCommand(
+            "push",
+            [
+              "--tls-verify=false",
+              "-q",
+              ...common,
+              `${reg.host}/test/busybox:1`,
+              `${reg.host}/cli/busybox:2`,
+            ],
+            async () => src,
+          ),
+        ).toBe(0);
+        expect(out.at(-1)).toBe(`${busybox.manifestDigest}\n`);
+        expect(
+          await registryCommand(
+            "pull",
+            ["--tls-verify=false", "-q", ...common, `${reg.host}/cli/busybox:2`],
+            async () => cliStore,
+          ),
+        ).toBe(0);
+        expect(out.at(-1)).toBe(`${reg.host}/cli/busybox:2\n`);
+        expect((await cliStore.resolve(`${reg.host}/cli/busybox:2`)).id).toBe(busybox.id);
+        // No authentication on this registry: login checks /v2/ and stores.
+        expect(
+          await registryCommand(
+            "login",
+            ["--tls-verify=false", "-u", "u", "-p", "p", ...common, reg.host],
+            async () => cliStore,
+          ),
+        ).toBe(0);
+        expect(out.at(-1)).toContain(`Login Succeeded (${reg.host}, credentials in ${authFile})`);
+        expect(
+          await registryCommand(
+            "logout",
+            [`--authfile=${authFile}`, reg.host],
+            async () => cliStore,
+          ),
+        ).toBe(0);
+        expect(out.at(-1)).toBe(`Removed login credentials for ${reg.host}\n`);
+        await expect(registryCommand("pull", [...common], async () => cliStore)).rejects.toThrow(
+          /usage: pivot pull/,
+        );
+      } finally {
+        process.stdout.write = write;
+      }
     });
 
     describe.skipIf(!haveSkopeo)("with skopeo", () => {
