@@ -1,7 +1,6 @@
 // pivot-runtime: an OCI runtime with runc's command line.
 
-import { spawnSync } from "node:child_process";
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { formatError, PivotError } from "../errors.ts";
 import { defaultSpec } from "../oci/default-spec.ts";
@@ -12,6 +11,7 @@ import { features } from "../runtime/features.ts";
 import type { Plan } from "../runtime/plan.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { Trace } from "../runtime/trace.ts";
+import { childProcess } from "../util/child-process.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
   boolFlag,
@@ -23,6 +23,25 @@ import {
   UsageError,
 } from "./args.ts";
 import { checkSystemdCgroupFlag, eventsCommand, updateCommand } from "./cgroups.ts";
+
+/**
+ * Output goes straight to fd 1 and 2: under Bun, the first use of process.stdout or process.stderr
+ * builds a stream and loads its machinery, which costs more start-up time than the whole command.
+ */
+function writeAll(fd: number, text: string): void {
+  const buf = Buffer.from(text);
+  for (let at = 0; at < buf.length; ) {
+    try {
+      at += writeSync(fd, buf, at);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EPIPE") return;
+      if (code !== "EAGAIN") throw err;
+    }
+  }
+}
+const writeOut = (text: string) => writeAll(1, text);
+const writeErr = (text: string) => writeAll(2, text);
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "root", value: true },
@@ -123,7 +142,7 @@ class Logger {
   }
   warn(msg: string): void {
     this.write("warning", msg);
-    process.stderr.write(`pivot-runtime: warning: ${msg}\n`);
+    writeErr(`pivot-runtime: warning: ${msg}\n`);
   }
   debug(msg: string): void {
     if (this.debugEnabled) this.write("debug", msg);
@@ -186,9 +205,7 @@ function execProcess(p: Parsed, runtime: Runtime, id: string): Process {
 function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   for (const r of rows)
-    process.stdout.write(
-      `${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 4))).join("")}\n`,
-    );
+    writeOut(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 4))).join("")}\n`);
 }
 
 /** --dry-run output: numbered steps, JSON, or an equivalent shell script. */
@@ -208,12 +225,12 @@ export async function main(argv: string[]): Promise<number> {
     boolFlag(global, "debug"),
   );
   if (boolFlag(global, "version")) {
-    process.stdout.write(`pivot-runtime version ${PIVOT_VERSION}\nspec: ${OCI_VERSION}\n`);
+    writeOut(`pivot-runtime version ${PIVOT_VERSION}\nspec: ${OCI_VERSION}\n`);
     return 0;
   }
   const command = global.positionals[0];
   if (!command || boolFlag(global, "help") || command === "help") {
-    process.stdout.write(USAGE);
+    writeOut(USAGE);
     return command || boolFlag(global, "help") ? 0 : 1;
   }
   const args = global.rest;
@@ -235,12 +252,12 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const message = formatError(err);
     log.error(message.split("\n")[0]!);
-    process.stderr.write(`pivot-runtime: ${message}\n`);
+    writeErr(`pivot-runtime: ${message}\n`);
     return err instanceof UsageError ? 2 : 1;
   } finally {
     if (trace) {
       trace.mark(`${command} done`);
-      process.stderr.write(trace.render(`pivot-runtime --trace ${command}`));
+      writeErr(trace.render(`pivot-runtime --trace ${command}`));
     }
   }
 }
@@ -260,7 +277,7 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
       };
       if (boolFlag(p, "dry-run")) {
         const { plan } = runtime.planContainer(id, options, command === "run");
-        process.stdout.write(
+        writeOut(
           renderPlan(
             plan,
             flag(p, "format") ?? "text",
@@ -278,22 +295,9 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
     case "start":
       await runtime.start(needId(parseArgs(args, []), command));
       return 0;
-    case "state": {
-      // The runtime-spec state plus what runc and crun print beside it (rootfs, created, owner,
-      // pid 0 once stopped): clients decode this output into runc's struct.
-      const record = runtime.store.load(needId(parseArgs(args, []), command));
-      const { annotations, ...state } = runtime.stateOf(record);
-      const out = {
-        ...state,
-        pid: state.pid ?? 0,
-        rootfs: record.rootfs,
-        created: record.created,
-        owner: "",
-        ...(annotations ? { annotations } : {}),
-      };
-      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    case "state":
+      writeOut(`${JSON.stringify(runtime.state(needId(parseArgs(args, []), command)), null, 2)}\n`);
       return 0;
-    }
     case "kill": {
       const p = parseArgs(args, [
         { name: "all", aliases: ["a"] },
@@ -314,7 +318,7 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
       ]);
       const all = runtime.list();
       if (boolFlag(p, "quiet")) {
-        for (const c of all) process.stdout.write(`${c.state.id}\n`);
+        for (const c of all) writeOut(`${c.state.id}\n`);
       } else if (flag(p, "format") === "json") {
         const out = all.map(({ record, state }) => ({
           ociVersion: state.ociVersion,
@@ -327,7 +331,7 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
           annotations: state.annotations ?? {},
           owner: "root",
         }));
-        process.stdout.write(`${JSON.stringify(out)}\n`);
+        writeOut(`${JSON.stringify(out)}\n`);
       } else {
         const rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]];
         for (const { record, state } of all) {
@@ -349,21 +353,20 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
       const id = needId(p, command);
       const pids = runtime.pids(id);
       if (flag(p, "format") === "json") {
-        process.stdout.write(`${JSON.stringify(pids)}\n`);
+        writeOut(`${JSON.stringify(pids)}\n`);
         return 0;
       }
       const psArgs = p.rest.length ? p.rest : ["-ef"];
-      const ps = spawnSync("ps", psArgs, { encoding: "utf8" });
+      const ps = childProcess().spawnSync("ps", psArgs, { encoding: "utf8" });
       if (ps.status !== 0)
         throw new PivotError(`ps ${psArgs.join(" ")} failed: ${ps.stderr.trim()}`);
       const lines = ps.stdout.split("\n");
       const header = lines[0] ?? "";
       const pidColumn = header.trim().split(/\s+/).indexOf("PID");
-      process.stdout.write(`${header}\n`);
+      writeOut(`${header}\n`);
       for (const line of lines.slice(1)) {
         const cols = line.trim().split(/\s+/);
-        if (pidColumn >= 0 && pids.includes(Number(cols[pidColumn])))
-          process.stdout.write(`${line}\n`);
+        if (pidColumn >= 0 && pids.includes(Number(cols[pidColumn]))) writeOut(`${line}\n`);
       }
       return 0;
     }
@@ -403,7 +406,7 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
       return 0;
     }
     case "features":
-      process.stdout.write(`${JSON.stringify(features(), null, 2)}\n`);
+      writeOut(`${JSON.stringify(features(), null, 2)}\n`);
       return 0;
     case "update":
       return updateCommand(args, runtime);

@@ -1,7 +1,7 @@
 // Running OCI hooks from the runtime's side: the state JSON on stdin, a timeout, clear failures.
-import { spawn } from "node:child_process";
 import { PivotError } from "../errors.ts";
 import type { Hook, State } from "../oci/spec.ts";
+import { childProcess } from "../util/child-process.ts";
 
 export class HookError extends PivotError {}
 
@@ -10,7 +10,7 @@ export function runHook(hook: Hook, state: State, kind: string, index: number): 
   const label = `${kind} hook ${index} (${hook.path})`;
   return new Promise((resolve, reject) => {
     const argv = hook.args && hook.args.length > 0 ? hook.args : [hook.path];
-    const child = spawn(hook.path, argv.slice(1), {
+    const child = childProcess().spawn(hook.path, argv.slice(1), {
       argv0: argv[0],
       env: Object.fromEntries(
         (hook.env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]),

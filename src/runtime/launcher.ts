@@ -1,23 +1,28 @@
 // The launcher client: starts the C launcher, sends it a plan, and answers its events.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
-import { fileURLToPath } from "node:url";
 import { LaunchError, PivotError } from "../errors.ts";
+import { childProcess } from "../util/child-process.ts";
 import type { Plan } from "./plan.ts";
 import type { Trace } from "./trace.ts";
 import { Event, encodeMessage, type Message, MessageReader, Op, Reply } from "./wire.ts";
 
-/** Where the built launcher lives: $PIVOT_LAUNCHER, or native/build next to the sources. */
+/**
+ * Where the built launcher lives: $PIVOT_LAUNCHER, native/build next to the sources (or to a
+ * bundle in dist/), or, for the compiled single binary, beside it or in ../native/build.
+ */
 export function launcherPath(): string {
   const fromEnv = process.env.PIVOT_LAUNCHER;
   if (fromEnv) return fromEnv;
-  const here = dirname(fileURLToPath(import.meta.url));
+  const here = dirname(decodeURIComponent(new URL(import.meta.url).pathname));
   for (const candidate of [
     join(here, "../../native/build/pivot-launcher"),
     join(here, "../native/build/pivot-launcher"),
+    join(dirname(process.execPath), "pivot-launcher"),
+    join(dirname(process.execPath), "../native/build/pivot-launcher"),
   ]) {
     if (existsSync(candidate)) return candidate;
   }
@@ -116,7 +121,13 @@ export class LaunchSession {
     const stdio = options.stdio ?? ["inherit", "inherit", "inherit"];
     const preserved = options.preservedFds ?? [];
     const controlFd = 3 + preserved.length;
-    this.child = spawn(launcherPath(), [String(controlFd)], {
+    const path = launcherPath();
+    if (!existsSync(path)) {
+      throw new PivotError(`the launcher ${path} does not exist`, {
+        hint: "build it with `make -C native` (the setup script does this), or set PIVOT_LAUNCHER",
+      });
+    }
+    this.child = childProcess().spawn(path, [String(controlFd)], {
       stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
     });
     const control = this.child.stdio[controlFd];
