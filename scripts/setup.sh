@@ -29,13 +29,17 @@ make -s -C native
 node_modules/.bin/tsc -p tsconfig.build.json
 
 # Commands on PATH: containerd and podman name the runtime by its path.
-for cmd in pivot-runtime; do
+for cmd in pivot-runtime pivot; do
   cat > "/usr/local/bin/$cmd" <<WRAP
 #!/bin/sh
 exec "$here/node_modules/.bin/bun" "$here/bin/$cmd.ts" "\$@"
 WRAP
   chmod 755 "/usr/local/bin/$cmd"
 done
+# The compiled single binary starts several times faster than bun on the sources
+# (docs/benchmarks.md): it replaces the wrapper when it builds. It is a snapshot: run
+# scripts/build-binary.sh again after changing the sources (the tests use the sources).
+if scripts/build-binary.sh; then ln -sf "$here/dist/pivot" /usr/local/bin/pivot-runtime; fi
 
 # A first container: a busybox root filesystem from Debian's busybox-static.
 bundle=/var/lib/pivot/bundles/hello

@@ -1,0 +1,15 @@
+#!/usr/bin/env bun
+// One entry point for Pivot's commands, chosen by the name it runs as (argv[0]): the compiled single
+// binary (scripts/build-binary.sh) is installed under each command's name. Each command's code is
+// loaded only when that command runs.
+import { basename } from "node:path";
+
+const name = basename(process.argv0);
+if (name === "pivot-runtime" || name.startsWith("pivot-runtime.")) {
+  const { main } = await import("../src/cli/runtime.ts");
+  process.exitCode = await main(process.argv.slice(2));
+} else {
+  // `pivot` (the engine) joins here once its command line is in the tree.
+  process.stderr.write(`${name}: run me as pivot-runtime (a link to this binary with that name)\n`);
+  process.exitCode = 2;
+}
