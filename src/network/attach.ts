@@ -453,8 +453,12 @@ export class NetworkManager {
     if (!record) throw new PivotError(`container ${id} has no network sandbox`);
     for (const a of record.attachments) {
       if (a.state !== "ready" || !a.result) continue;
+      const v6 = containerAddresses(a.result).some((x) => x.family === 6);
       await checkNetworkList(a.conflist, this.rtOf(record, a), a.result, {
         cniPath: this.settings.cniPath,
+        // portmap before 1.2 checks IPv6 rules it never made for an IPv4-only container
+        // (containernetworking/plugins#819); its IPv4 rules were checked before that error.
+        ignore: (e) => !v6 && e.plugin === "portmap" && /could not check ipv6/.test(e.msg),
       });
     }
   }

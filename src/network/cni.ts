@@ -269,12 +269,16 @@ export async function checkNetworkList(
   list: NetworkConfList,
   rt: RuntimeConf,
   prevResult: CniResult,
-  options: InvokeOptions = {},
+  options: InvokeOptions & { ignore?: (err: CniError) => boolean } = {},
 ): Promise<void> {
   validateConfList(list);
   if (list.disableCheck) return;
   for (const plugin of list.plugins) {
-    await invokePlugin(pluginStdin(list, plugin, rt, prevResult), "CHECK", rt, options);
+    try {
+      await invokePlugin(pluginStdin(list, plugin, rt, prevResult), "CHECK", rt, options);
+    } catch (err) {
+      if (!(err instanceof CniError && options.ignore?.(err))) throw err;
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 // Named network namespaces: a new namespace bind-mounted on a file (as `ip netns add` does, but
 // under Pivot's own directory), so it outlives any process and CNI DEL can always enter it.
-import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { PivotError } from "../errors.ts";
 import { execTool } from "./exec.ts";
@@ -19,8 +19,8 @@ export function isMountPoint(path: string): boolean {
 export async function createNetns(path: string): Promise<void> {
   if (isMountPoint(path)) return;
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  rmSync(path, { force: true });
-  // unshare(1) creates the file, enters a new network namespace and binds it there.
+  // unshare(1) enters a new network namespace and binds it on the (existing, empty) file.
+  writeFileSync(path, "", { mode: 0o444 });
   const r = await execTool("unshare", [`--net=${path}`, "true"]);
   if (r.status !== 0) {
     rmSync(path, { force: true });
