@@ -30,6 +30,7 @@ node_modules/.bin/tsc -p tsconfig.build.json
 
 # Commands on PATH: containerd and podman name the runtime by its path.
 for cmd in pivot-runtime pivot; do
+  rm -f "/usr/local/bin/$cmd" # may be a link to the compiled binary: never write through it
   cat > "/usr/local/bin/$cmd" <<WRAP
 #!/bin/sh
 exec "$here/node_modules/.bin/bun" "$here/bin/$cmd.ts" "\$@"
