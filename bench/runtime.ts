@@ -1,6 +1,9 @@
 // Benchmark: pivot-runtime against runc and crun on this machine, interleaved in one run.
 //
-//   bun bench/runtime.ts [--runs N] [--warmup N] [--pivot NAME=COMMAND]... [--no-ns-pivot] [--json FILE]
+//   bun bench/runtime.ts [--runs N] [--warmup N] [--pivot NAME=COMMAND]... [--no-ns-pivot]
+//                        [--json FILE] [--out FILE]
+// The report goes to stdout at the end; --out FILE also gets it after every round, and --json FILE
+// the raw samples, so an interrupted run keeps its results.
 //
 // Two scenarios, each on a busybox bundle whose process is /bin/true:
 //   run  `RUNTIME run --bundle B ID` (create + start + wait + delete in one command)
@@ -58,7 +61,7 @@ const SEQ_STEPS = ["create", "start", "state", "wait", "delete"] as const;
 
 function usage(): never {
   process.stderr.write(
-    "usage: bun bench/runtime.ts [--runs N] [--warmup N] [--pivot NAME=COMMAND]... [--no-ns-pivot] [--json FILE]\n",
+    "usage: bun bench/runtime.ts [--runs N] [--warmup N] [--pivot NAME=COMMAND]... [--no-ns-pivot] [--json FILE] [--out FILE]\n",
   );
   process.exit(2);
 }
@@ -67,6 +70,7 @@ function parseCli(argv: string[]) {
   let runs = 30;
   let warmup = 2;
   let json: string | undefined;
+  let out: string | undefined;
   let nsPivot = true;
   const pivots: { name: string; command: string[] }[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -75,6 +79,7 @@ function parseCli(argv: string[]) {
     if (a === "--runs") runs = Number(next());
     else if (a === "--warmup") warmup = Number(next());
     else if (a === "--json") json = next();
+    else if (a === "--out") out = next();
     else if (a === "--no-ns-pivot") nsPivot = false;
     else if (a === "--pivot") {
       const v = next();
@@ -93,7 +98,7 @@ function parseCli(argv: string[]) {
         : [join(REPO, "node_modules/.bin/bun"), join(REPO, "bin/pivot-runtime.ts")],
     });
   }
-  return { runs, warmup, json, nsPivot, pivots };
+  return { runs, warmup, json, out, nsPivot, pivots };
 }
 
 function sh(cmd: string, args: string[]): string {
@@ -289,6 +294,85 @@ const results = new Map<string, Sample[][]>();
 const key = (arm: Arm, scenario: Scenario) => `${arm.name}/${scenario}`;
 const loads: number[] = [];
 
+// ---------- report ----------
+
+interface Summary {
+  wallMs: number;
+  cpuMs: number;
+  rssMiB: number;
+  steps: { wallMs: number; cpuMs: number }[];
+}
+
+function summarize(runs: Sample[][]): Summary {
+  const wall = runs.map((r) => r.reduce((a, s) => a + s.wallNs, 0) / 1e6);
+  const cpu = runs.map((r) => r.reduce((a, s) => a + s.userUs + s.sysUs, 0) / 1e3);
+  const rss = runs.map((r) => Math.max(...r.map((s) => s.maxRssKb)) / 1024);
+  const steps = (runs[0] ?? []).map((_, j) => ({
+    wallMs: median(runs.map((r) => r[j]!.wallNs / 1e6)),
+    cpuMs: median(runs.map((r) => (r[j]!.userUs + r[j]!.sysUs) / 1e3)),
+  }));
+  return { wallMs: median(wall), cpuMs: median(cpu), rssMiB: median(rss), steps };
+}
+
+const f1 = (x: number) => x.toFixed(1);
+const f2 = (x: number) => x.toFixed(2);
+/** The report so far, in Markdown. */
+function report(done: number): string {
+  const lines: string[] = [];
+  const firstLine = (s: string) => s.split("\n")[0] ?? s;
+  lines.push(
+    `date: ${new Date().toISOString()}`,
+    `machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, kernel ${sh("uname", ["-r"])}`,
+    `cgroups: ${hybridUnified ? "hybrid (cgroup2 at /sys/fs/cgroup/unified; -ns arms unmount it in a private mount namespace)" : "no hybrid unified mount"}`,
+    `versions: ${firstLine(sh("runc", ["--version"]))}; ${firstLine(sh("crun", ["--version"]))}; bun ${process.versions.bun ?? "?"}`,
+    `pivot commands: ${opts.pivots.map((p) => `${p.name} = ${p.command.join(" ")}`).join("; ")}`,
+    `runs: ${done} per arm and scenario (+${opts.warmup} warm-up), arms and scenarios shuffled in every round`,
+    `load average (1 min) during the run: min ${f2(Math.min(...loads))}, median ${f2(median(loads))}, max ${f2(Math.max(...loads))}`,
+    "",
+  );
+  for (const scenario of ["run", "seq"] as Scenario[]) {
+    const sum = new Map(arms.map((a) => [a.name, summarize(results.get(key(a, scenario)) ?? [])]));
+    const runcPlain = sum.get("runc")!;
+    const runcNs = sum.get("runc-ns")!;
+    const crunNs = sum.get("crun-ns")!;
+    lines.push(
+      scenario === "run"
+        ? "### `run` of /bin/true"
+        : "### create, start, state, wait, delete (containerd/podman sequence)",
+      "",
+      "| arm | wall ms | cpu ms | peak RSS MiB | wall ÷ runc | cpu ÷ runc | wall ÷ crun | cpu ÷ crun |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const arm of arms) {
+      const s = sum.get(arm.name)!;
+      const runc = arm.ns ? runcNs : runcPlain;
+      // Plain arms are compared with crun through runc: (x / runc) / (crun-ns / runc-ns).
+      const crunWall = arm.ns ? crunNs.wallMs : (crunNs.wallMs / runcNs.wallMs) * runcPlain.wallMs;
+      const crunCpu = arm.ns ? crunNs.cpuMs : (crunNs.cpuMs / runcNs.cpuMs) * runcPlain.cpuMs;
+      lines.push(
+        `| ${arm.name} | ${f1(s.wallMs)} | ${f1(s.cpuMs)} | ${f1(s.rssMiB)} | ${f2(s.wallMs / runc.wallMs)} | ${f2(s.cpuMs / runc.cpuMs)} | ${f2(s.wallMs / crunWall)} | ${f2(s.cpuMs / crunCpu)} |`,
+      );
+    }
+    lines.push("");
+    if (scenario === "seq") {
+      lines.push(
+        "Median per step, wall / cpu ms (wait: from `state` returning until the container's process is reaped; its cpu is the container process's own):",
+        "",
+        `| arm | ${SEQ_STEPS.join(" | ")} |`,
+        `| --- |${SEQ_STEPS.map(() => " ---: |").join("")}`,
+      );
+      for (const arm of arms) {
+        const s = sum.get(arm.name)!;
+        lines.push(
+          `| ${arm.name} | ${s.steps.map((st) => `${f1(st.wallMs)} / ${f1(st.cpuMs)}`).join(" | ")} |`,
+        );
+      }
+      lines.push("");
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
 try {
   const cc = spawnSync("cc", ["-O2", "-o", measure, join(REPO, "bench/measure.c")], {
     encoding: "utf8",
@@ -333,6 +417,12 @@ try {
     }
     loads.push(Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]));
     process.stderr.write(`\rbench: ${i + 1}/${total}`);
+    // Results so far survive an interrupted run.
+    if (i >= opts.warmup) {
+      if (opts.out) writeFileSync(opts.out, report(i + 1 - opts.warmup));
+      if (opts.json)
+        writeFileSync(opts.json, JSON.stringify(Object.fromEntries(results.entries())));
+    }
   }
   process.stderr.write("\n");
 } catch (err) {
@@ -342,81 +432,4 @@ try {
 }
 cleanup();
 
-// ---------- report ----------
-
-interface Summary {
-  wallMs: number;
-  cpuMs: number;
-  rssMiB: number;
-  steps: { wallMs: number; cpuMs: number }[];
-}
-
-function summarize(runs: Sample[][]): Summary {
-  const wall = runs.map((r) => r.reduce((a, s) => a + s.wallNs, 0) / 1e6);
-  const cpu = runs.map((r) => r.reduce((a, s) => a + s.userUs + s.sysUs, 0) / 1e3);
-  const rss = runs.map((r) => Math.max(...r.map((s) => s.maxRssKb)) / 1024);
-  const steps = (runs[0] ?? []).map((_, j) => ({
-    wallMs: median(runs.map((r) => r[j]!.wallNs / 1e6)),
-    cpuMs: median(runs.map((r) => (r[j]!.userUs + r[j]!.sysUs) / 1e3)),
-  }));
-  return { wallMs: median(wall), cpuMs: median(cpu), rssMiB: median(rss), steps };
-}
-
-const f1 = (x: number) => x.toFixed(1);
-const f2 = (x: number) => x.toFixed(2);
-const lines: string[] = [];
-const firstLine = (s: string) => s.split("\n")[0] ?? s;
-lines.push(
-  `date: ${new Date().toISOString()}`,
-  `machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, kernel ${sh("uname", ["-r"])}`,
-  `cgroups: ${hybridUnified ? "hybrid (cgroup2 at /sys/fs/cgroup/unified; -ns arms unmount it in a private mount namespace)" : "no hybrid unified mount"}`,
-  `versions: ${firstLine(sh("runc", ["--version"]))}; ${firstLine(sh("crun", ["--version"]))}; bun ${process.versions.bun ?? "?"}`,
-  `pivot commands: ${opts.pivots.map((p) => `${p.name} = ${p.command.join(" ")}`).join("; ")}`,
-  `runs: ${opts.runs} per arm and scenario (+${opts.warmup} warm-up), arms and scenarios shuffled in every round`,
-  `load average (1 min) during the run: min ${f2(Math.min(...loads))}, median ${f2(median(loads))}, max ${f2(Math.max(...loads))}`,
-  "",
-);
-for (const scenario of ["run", "seq"] as Scenario[]) {
-  const sum = new Map(arms.map((a) => [a.name, summarize(results.get(key(a, scenario)) ?? [])]));
-  const runcPlain = sum.get("runc")!;
-  const runcNs = sum.get("runc-ns")!;
-  const crunNs = sum.get("crun-ns")!;
-  lines.push(
-    scenario === "run"
-      ? "### `run` of /bin/true"
-      : "### create, start, state, wait, delete (containerd/podman sequence)",
-    "",
-    "| arm | wall ms | cpu ms | peak RSS MiB | wall ÷ runc | cpu ÷ runc | wall ÷ crun | cpu ÷ crun |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  );
-  for (const arm of arms) {
-    const s = sum.get(arm.name)!;
-    const runc = arm.ns ? runcNs : runcPlain;
-    // Plain arms are compared with crun through runc: (x / runc) / (crun-ns / runc-ns).
-    const crunWall = arm.ns ? crunNs.wallMs : (crunNs.wallMs / runcNs.wallMs) * runcPlain.wallMs;
-    const crunCpu = arm.ns ? crunNs.cpuMs : (crunNs.cpuMs / runcNs.cpuMs) * runcPlain.cpuMs;
-    lines.push(
-      `| ${arm.name} | ${f1(s.wallMs)} | ${f1(s.cpuMs)} | ${f1(s.rssMiB)} | ${f2(s.wallMs / runc.wallMs)} | ${f2(s.cpuMs / runc.cpuMs)} | ${f2(s.wallMs / crunWall)} | ${f2(s.cpuMs / crunCpu)} |`,
-    );
-  }
-  lines.push("");
-  if (scenario === "seq") {
-    lines.push(
-      "Median per step, wall / cpu ms (wait: from `state` returning until the container's process is reaped; its cpu is the container process's own):",
-      "",
-      `| arm | ${SEQ_STEPS.join(" | ")} |`,
-      `| --- |${SEQ_STEPS.map(() => " ---: |").join("")}`,
-    );
-    for (const arm of arms) {
-      const s = sum.get(arm.name)!;
-      lines.push(
-        `| ${arm.name} | ${s.steps.map((st) => `${f1(st.wallMs)} / ${f1(st.cpuMs)}`).join(" | ")} |`,
-      );
-    }
-    lines.push("");
-  }
-}
-process.stdout.write(`${lines.join("\n")}\n`);
-if (opts.json) {
-  writeFileSync(opts.json, JSON.stringify(Object.fromEntries(results.entries()), null, 1));
-}
+process.stdout.write(report(opts.runs));
