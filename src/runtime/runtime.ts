@@ -1,4 +1,5 @@
 // The container lifecycle of runtime.md: create, start, state, kill, delete, plus run and exec.
+import type { ChildProcess } from "node:child_process";
 import {
   closeSync,
   constants as fsConstants,
@@ -58,6 +59,10 @@ export interface CreateOptions {
   preserveFds?: number;
   /** The container's stdio; defaults to the caller's. */
   stdio?: StdioSpec[];
+  /** Called with the launcher process once spawned: with stdio "pipe", its stdio are the container's. */
+  onLaunch?: (launcher: ChildProcess) => void;
+  /** `run` only: called once the container's process has been started. */
+  onStart?: (pid: number) => void;
 }
 
 export interface ExecOptions {
@@ -67,6 +72,8 @@ export interface ExecOptions {
   consoleSocket?: string;
   preserveFds?: number;
   stdio?: StdioSpec[];
+  /** Called with the launcher process once spawned: with stdio "pipe", its stdio are the process's. */
+  onLaunch?: (launcher: ChildProcess) => void;
 }
 
 const realHost: HostFacts = {
@@ -251,6 +258,7 @@ export class Runtime {
           return [created, listenerState(plan.seccompListener, s.initPid, state, OCI_VERSION)];
         },
       });
+      options.onLaunch?.(s.child);
       session = s;
       await s.whenReady();
       this.trace?.mark("ready: the init waits on the exec fifo");
@@ -467,6 +475,7 @@ export class Runtime {
     let code: number;
     try {
       await this.start(id);
+      options.onStart?.(record.pid);
       code = exitCodeOf(await session.whenExited());
       this.trace?.mark("exit: the launcher reported the process's exit");
     } catch (err) {
@@ -503,6 +512,7 @@ export class Runtime {
         return undefined;
       },
     });
+    options.onLaunch?.(session.child);
     if (options.detach) {
       await session.whenClosed();
       if (options.pidFile) writeAtomic(resolve(options.pidFile), String(session.initPid));

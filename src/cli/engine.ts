@@ -1,0 +1,627 @@
+// pivot: the daemonless, Docker-style engine's command line, a thin layer over src/engine.
+import { readFileSync } from "node:fs";
+import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
+import { Engine, EngineError } from "../engine/engine.ts";
+import type { ContainerInfo, ContainerOptions, MountSpec } from "../engine/types.ts";
+import { formatError } from "../errors.ts";
+import { importRootfs } from "../image/create.ts";
+import { ImageNotFoundError } from "../image/errors.ts";
+import { familiarString, parseReference } from "../image/reference.ts";
+import { pullImage } from "../registry/index.ts";
+import { PIVOT_VERSION } from "../version.ts";
+import {
+  boolFlag,
+  type FlagSpec,
+  flag,
+  intFlag,
+  type Parsed,
+  parseArgs,
+  UsageError,
+} from "./args.ts";
+import { REGISTRY_COMMANDS, REGISTRY_USAGE, registryCommand } from "./registry.ts";
+
+const GLOBAL_FLAGS: FlagSpec[] = [
+  { name: "root", value: true },
+  { name: "run-root", value: true },
+  { name: "debug", aliases: ["D"] },
+  { name: "help" },
+  { name: "version", aliases: ["v"] },
+];
+
+const CONTAINER_FLAGS: FlagSpec[] = [
+  { name: "interactive", aliases: ["i"] },
+  { name: "tty", aliases: ["t"] },
+  { name: "rm" },
+  { name: "name", value: true },
+  { name: "env", aliases: ["e"], value: true, multiple: true },
+  { name: "env-file", value: true, multiple: true },
+  { name: "workdir", aliases: ["w"], value: true },
+  { name: "user", aliases: ["u"], value: true },
+  { name: "entrypoint", value: true },
+  { name: "hostname", aliases: ["h"], value: true },
+  { name: "volume", aliases: ["v"], value: true, multiple: true },
+  { name: "mount", value: true, multiple: true },
+  { name: "tmpfs", value: true, multiple: true },
+  { name: "read-only" },
+  { name: "label", aliases: ["l"], value: true, multiple: true },
+  { name: "memory", aliases: ["m"], value: true },
+  { name: "memory-swap", value: true },
+  { name: "cpus", value: true },
+  { name: "cpu-shares", aliases: ["c"], value: true },
+  { name: "pids-limit", value: true },
+  { name: "cap-add", value: true, multiple: true },
+  { name: "cap-drop", value: true, multiple: true },
+  { name: "privileged" },
+  { name: "security-opt", value: true, multiple: true },
+  { name: "stop-signal", value: true },
+  { name: "stop-timeout", value: true },
+  { name: "network", aliases: ["net"], value: true },
+  { name: "pull", value: true },
+  { name: "runtime", value: true },
+  { name: "help" },
+];
+
+const RUN_FLAGS: FlagSpec[] = [...CONTAINER_FLAGS, { name: "detach", aliases: ["d"] }];
+
+const USAGE = `pivot ${PIVOT_VERSION}: run containers from images, Docker-style, without a daemon
+
+usage: pivot [--root DIR] COMMAND [flags] [args]
+
+containers:
+  run [flags] IMAGE [CMD...]   create and start a container (-d, -i, --rm, --name, -e, --env-file,
+                               -w, -u, --entrypoint, --hostname, -v, --mount, --tmpfs, --read-only,
+                               -l, --memory, --cpus, --pids-limit, --cap-add, --cap-drop,
+                               --privileged, --security-opt, --stop-signal, --stop-timeout, --network)
+  create [flags] IMAGE [CMD...]  create a container without starting it
+  start [-a] CONTAINER...      start containers (detached; -a: attached, waits for the exit)
+  stop [-t SECONDS] [-s SIGNAL] CONTAINER...   stop signal, then SIGKILL after the timeout
+  kill [-s SIGNAL] CONTAINER...   send a signal (default KILL)
+  rm [-f] [-v] CONTAINER...    remove containers (-f: even running; -v: their anonymous volumes)
+  ps [-a] [-q] [--no-trunc]    list containers
+  logs [-f] [--tail N] [--since TIME] [-t] CONTAINER   the container's output
+  inspect CONTAINER...         details as JSON
+  exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...   run a command in a container
+  wait CONTAINER...            wait for exits and print the codes
+volumes:
+  volume create [NAME] | volume ls [-q] | volume inspect NAME... | volume rm NAME...
+images:
+  import TARBALL REFERENCE     import a root filesystem tarball as an image
+  images                       list images
+
+${REGISTRY_USAGE}
+global flags: --root DIR (default /var/lib/pivot), --run-root DIR, --debug
+`;
+
+/** Expands combined short boolean flags (-dit → -d -i -t, Docker's convention) before the first positional. */
+function expandShortFlags(argv: string[], specs: FlagSpec[]): string[] {
+  const bools = new Set<string>();
+  const valued = new Set<string>();
+  for (const s of specs) {
+    for (const n of [s.name, ...(s.aliases ?? [])]) (s.value ? valued : bools).add(n);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const w = argv[i]!;
+    if (w === "--" || !w.startsWith("-") || w === "-") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (/^-[A-Za-z]{2,}$/.test(w) && [...w.slice(1)].every((c) => bools.has(c))) {
+      for (const c of w.slice(1)) out.push(`-${c}`);
+      continue;
+    }
+    out.push(w);
+    if (!w.includes("=") && valued.has(w.replace(/^--?/, "")) && i + 1 < argv.length)
+      out.push(argv[++i]!);
+  }
+  return out;
+}
+
+/** Parses flags up to the first positional (the image or container), leaving the rest as-is. */
+function parseCommand(args: string[], specs: FlagSpec[], positionals = 1): Parsed {
+  return parseArgs(expandShortFlags(args, specs), specs, positionals);
+}
+
+function multi(p: Parsed, name: string): string[] {
+  return p.flags.get(name) ?? [];
+}
+
+function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOptions {
+  const o: ContainerOptions = { image };
+  if (cmd.length) o.cmd = cmd;
+  const name = flag(p, "name");
+  if (name !== undefined) o.name = name;
+  const env: string[] = [];
+  for (const file of multi(p, "env-file")) env.push(...parseEnvFile(readFileSync(file, "utf8")));
+  env.push(...multi(p, "env"));
+  if (env.length) o.env = env;
+  const simple: [keyof ContainerOptions, string][] = [
+    ["workdir", "workdir"],
+    ["user", "user"],
+    ["hostname", "hostname"],
+    ["memory", "memory"],
+    ["memorySwap", "memory-swap"],
+    ["cpus", "cpus"],
+    ["stopSignal", "stop-signal"],
+  ];
+  for (const [key, f] of simple) {
+    const v = flag(p, f);
+    if (v !== undefined) (o as unknown as Record<string, unknown>)[key] = v;
+  }
+  const entrypoint = flag(p, "entrypoint");
+  if (entrypoint !== undefined) o.entrypoint = entrypoint;
+  if (boolFlag(p, "interactive")) o.stdin = true;
+  if (boolFlag(p, "tty")) o.tty = true;
+  if (boolFlag(p, "rm")) o.autoRemove = true;
+  if (boolFlag(p, "read-only")) o.readOnly = true;
+  if (boolFlag(p, "privileged")) o.privileged = true;
+  const cpuShares = intFlag(p, "cpu-shares");
+  if (cpuShares !== undefined) o.cpuShares = cpuShares;
+  const pids = intFlag(p, "pids-limit");
+  if (pids !== undefined) o.pidsLimit = pids;
+  const stopTimeout = intFlag(p, "stop-timeout");
+  if (stopTimeout !== undefined) o.stopTimeout = stopTimeout;
+  const mounts: MountSpec[] = [
+    ...multi(p, "volume").map(parseVolumeFlag),
+    ...multi(p, "mount").map(parseMountFlag),
+    ...multi(p, "tmpfs").map(parseTmpfsFlag),
+  ];
+  if (mounts.length) o.mounts = mounts;
+  const labels: Record<string, string> = {};
+  for (const l of multi(p, "label")) {
+    const eq = l.indexOf("=");
+    labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? "" : l.slice(eq + 1);
+  }
+  if (Object.keys(labels).length) o.labels = labels;
+  if (multi(p, "cap-add").length) o.capAdd = multi(p, "cap-add");
+  if (multi(p, "cap-drop").length) o.capDrop = multi(p, "cap-drop");
+  if (multi(p, "security-opt").length) o.securityOpt = multi(p, "security-opt");
+  const network = flag(p, "network");
+  if (network !== undefined) {
+    if (network !== "none" && network !== "host") {
+      throw new UsageError(`--network ${network} is not supported yet`, {
+        hint: "use --network none (the default: loopback only) or --network host",
+      });
+    }
+    o.network = network;
+  }
+  const pull = flag(p, "pull");
+  if (pull !== undefined && pull !== "never" && pull !== "missing" && pull !== "always") {
+    throw new UsageError(`--pull ${pull}: use always, missing or never`);
+  }
+  const runtime = flag(p, "runtime");
+  if (runtime !== undefined && runtime !== "pivot") {
+    throw new UsageError(`--runtime ${runtime}: other OCI runtimes are not supported yet`);
+  }
+  return o;
+}
+
+function ago(iso: string | null): string {
+  if (!iso) return "";
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s} second${s === 1 ? "" : "s"}`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} minute${m === 1 ? "" : "s"}`;
+  const h = Math.round(m / 60);
+  if (h < 48) return `${h} hour${h === 1 ? "" : "s"}`;
+  return `${Math.round(h / 24)} days`;
+}
+
+function statusText(c: ContainerInfo): string {
+  switch (c.state.status) {
+    case "running":
+      return `Up ${ago(c.state.startedAt)}`;
+    case "paused":
+      return `Up ${ago(c.state.startedAt)} (Paused)`;
+    case "exited":
+      return `Exited (${c.state.exitCode ?? "?"}) ${ago(c.state.finishedAt)} ago`;
+    default:
+      return "Created";
+  }
+}
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  for (const r of rows) {
+    process.stdout.write(
+      `${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("")}\n`,
+    );
+  }
+}
+
+function imageDisplay(ref: string): string {
+  try {
+    return familiarString(parseReference(ref));
+  } catch {
+    return ref;
+  }
+}
+
+/** Forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the container while attached. */
+function proxySignals(engine: Engine, id: string): () => void {
+  const sigs: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
+  const handler = (sig: NodeJS.Signals) => {
+    try {
+      engine.kill(id, sig);
+    } catch {}
+  };
+  for (const s of sigs) process.on(s, handler);
+  return () => {
+    for (const s of sigs) process.off(s, handler);
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let debug = false;
+  try {
+    const global = parseArgs(argv, GLOBAL_FLAGS, 1);
+    debug = boolFlag(global, "debug");
+    if (boolFlag(global, "version")) {
+      process.stdout.write(`pivot version ${PIVOT_VERSION}\n`);
+      return 0;
+    }
+    const command = global.positionals[0];
+    if (!command || boolFlag(global, "help") || command === "help") {
+      process.stdout.write(USAGE);
+      return command || boolFlag(global, "help") ? 0 : 1;
+    }
+    const engine = new Engine({
+      ...(flag(global, "root") ? { root: flag(global, "root")! } : {}),
+      ...(flag(global, "run-root") ? { runRoot: flag(global, "run-root")! } : {}),
+    });
+    return await dispatch(engine, command, global.rest);
+  } catch (err) {
+    process.stderr.write(`pivot: ${formatError(err)}\n`);
+    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return err instanceof UsageError ? 125 : 125;
+  }
+}
+
+function needArg(p: Parsed, what: string, command: string): string {
+  const v = p.positionals[0];
+  if (v === undefined) {
+    throw new UsageError(`${command} needs ${what}`, {
+      hint: `run \`pivot --help\` for the usage of ${command}`,
+    });
+  }
+  return v;
+}
+
+/** The containers named by a command: the positional and everything after it. */
+function targets(p: Parsed, command: string): string[] {
+  const all = [...p.positionals, ...p.rest];
+  if (all.length === 0) throw new UsageError(`${command} needs at least one container`);
+  return all;
+}
+
+async function dispatch(engine: Engine, command: string, args: string[]): Promise<number> {
+  switch (command) {
+    case "run":
+    case "create": {
+      const p = parseCommand(args, command === "run" ? RUN_FLAGS : CONTAINER_FLAGS);
+      if (boolFlag(p, "help")) {
+        process.stdout.write(USAGE);
+        return 0;
+      }
+      const image = needArg(p, "an image", command);
+      const options = containerOptions(p, image, p.rest);
+      await ensureImage(engine, image, flag(p, "pull") ?? "missing");
+      if (command === "create") {
+        const info = await engine.create(options);
+        process.stdout.write(`${info.id}\n`);
+        return 0;
+      }
+      if (boolFlag(p, "detach")) {
+        const c = await engine.run({ ...options, detach: true });
+        process.stdout.write(`${c.id}\n`);
+        return 0;
+      }
+      const c = await engine.run({ ...options, stdio: "inherit" });
+      const unproxy = proxySignals(engine, c.id);
+      try {
+        return await c.wait();
+      } finally {
+        unproxy();
+      }
+    }
+    case "start": {
+      const p = parseCommand(args, [
+        { name: "attach", aliases: ["a"] },
+        { name: "interactive", aliases: ["i"] },
+      ]);
+      const ids = targets(p, command);
+      if (boolFlag(p, "attach")) {
+        if (ids.length !== 1) throw new UsageError("start -a takes one container");
+        const c = await engine.startAttached(ids[0]!, "inherit");
+        const unproxy = proxySignals(engine, c.id);
+        try {
+          return await c.wait();
+        } finally {
+          unproxy();
+        }
+      }
+      for (const ref of ids) {
+        await engine.start(ref);
+        process.stdout.write(`${ref}\n`);
+      }
+      return 0;
+    }
+    case "stop":
+    case "restart": {
+      const p = parseCommand(args, [
+        { name: "time", aliases: ["t", "timeout"], value: true },
+        { name: "signal", aliases: ["s"], value: true },
+      ]);
+      const timeout = intFlag(p, "time");
+      for (const ref of targets(p, command)) {
+        await engine.stop(ref, {
+          ...(timeout !== undefined ? { timeout } : {}),
+          ...(flag(p, "signal") ? { signal: flag(p, "signal")! } : {}),
+        });
+        if (command === "restart") await engine.start(ref);
+        process.stdout.write(`${ref}\n`);
+      }
+      return 0;
+    }
+    case "kill": {
+      const p = parseCommand(args, [{ name: "signal", aliases: ["s"], value: true }]);
+      for (const ref of targets(p, command)) {
+        engine.kill(ref, flag(p, "signal") ?? "SIGKILL");
+        process.stdout.write(`${ref}\n`);
+      }
+      return 0;
+    }
+    case "rm": {
+      const p = parseCommand(args, [
+        { name: "force", aliases: ["f"] },
+        { name: "volumes", aliases: ["v"] },
+      ]);
+      let failed = 0;
+      for (const ref of targets(p, command)) {
+        try {
+          await engine.remove(ref, {
+            force: boolFlag(p, "force"),
+            volumes: boolFlag(p, "volumes"),
+          });
+          process.stdout.write(`${ref}\n`);
+        } catch (err) {
+          process.stderr.write(`pivot: ${formatError(err)}\n`);
+          failed++;
+        }
+      }
+      return failed ? 1 : 0;
+    }
+    case "ps": {
+      const p = parseCommand(args, [
+        { name: "all", aliases: ["a"] },
+        { name: "quiet", aliases: ["q"] },
+        { name: "no-trunc" },
+      ]);
+      const list = await engine.list({ all: boolFlag(p, "all") });
+      const trunc = !boolFlag(p, "no-trunc");
+      if (boolFlag(p, "quiet")) {
+        for (const c of list) process.stdout.write(`${trunc ? c.id.slice(0, 12) : c.id}\n`);
+        return 0;
+      }
+      const rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]];
+      for (const c of list) {
+        let cmd = c.command.join(" ");
+        if (trunc && cmd.length > 20) cmd = `${cmd.slice(0, 19)}…`;
+        rows.push([
+          trunc ? c.id.slice(0, 12) : c.id,
+          imageDisplay(c.image),
+          JSON.stringify(cmd),
+          `${ago(c.created)} ago`,
+          statusText(c),
+          c.name,
+        ]);
+      }
+      printTable(rows);
+      return 0;
+    }
+    case "logs": {
+      const p = parseCommand(args, [
+        { name: "follow", aliases: ["f"] },
+        { name: "tail", aliases: ["n"], value: true },
+        { name: "since", value: true },
+        { name: "timestamps", aliases: ["t"] },
+      ]);
+      const ref = needArg(p, "a container", command);
+      const tailText = flag(p, "tail");
+      const since = flag(p, "since");
+      let sinceDate: Date | undefined;
+      if (since !== undefined) {
+        const rel = /^(\d+)([smh])$/.exec(since);
+        sinceDate = rel
+          ? new Date(
+              Date.now() -
+                Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[rel[2] as "s" | "m" | "h"],
+            )
+          : new Date(/^\d+$/.test(since) ? Number(since) * 1000 : since);
+        if (Number.isNaN(sinceDate.getTime())) throw new UsageError(`--since ${since}: not a time`);
+      }
+      const ts = boolFlag(p, "timestamps");
+      for await (const e of engine.logs(ref, {
+        follow: boolFlag(p, "follow"),
+        ...(tailText !== undefined && tailText !== "all" ? { tail: Number(tailText) } : {}),
+        ...(sinceDate ? { since: sinceDate } : {}),
+      })) {
+        const out = e.stream === "stdout" ? process.stdout : process.stderr;
+        out.write(ts ? `${e.time} ${e.text}` : e.text);
+      }
+      return 0;
+    }
+    case "inspect": {
+      const p = parseCommand(args, [{ name: "format", aliases: ["f"], value: true }]);
+      const out = targets(p, command).map((ref) => engine.inspect(ref));
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      return 0;
+    }
+    case "exec": {
+      const specs: FlagSpec[] = [
+        { name: "detach", aliases: ["d"] },
+        { name: "interactive", aliases: ["i"] },
+        { name: "tty", aliases: ["t"] },
+        { name: "env", aliases: ["e"], value: true, multiple: true },
+        { name: "user", aliases: ["u"], value: true },
+        { name: "workdir", aliases: ["w"], value: true },
+        { name: "privileged" },
+      ];
+      const p = parseCommand(args, specs);
+      const ref = needArg(p, "a container", command);
+      if (p.rest.length === 0) throw new UsageError("exec needs a command after the container");
+      if (boolFlag(p, "tty")) {
+        throw new UsageError("exec -t is not supported yet", { hint: "leave out -t" });
+      }
+      const c = await engine.exec(ref, {
+        cmd: p.rest,
+        env: multi(p, "env"),
+        ...(flag(p, "user") ? { user: flag(p, "user")! } : {}),
+        ...(flag(p, "workdir") ? { workdir: flag(p, "workdir")! } : {}),
+        detach: boolFlag(p, "detach"),
+        stdin: boolFlag(p, "interactive"),
+        stdio: "inherit",
+      });
+      return await c.wait();
+    }
+    case "wait": {
+      const p = parseCommand(args, []);
+      let last = 0;
+      for (const ref of targets(p, command)) {
+        last = await engine.wait(ref);
+        process.stdout.write(`${last}\n`);
+      }
+      return 0;
+    }
+    case "volume":
+      return volumeCommand(engine, args);
+    case "container-cleanup": {
+      // conmon's exit command: unmount and, for --rm containers, remove.
+      const p = parseCommand(args, []);
+      await engine.cleanup(needArg(p, "a container", command));
+      return 0;
+    }
+    case "import": {
+      const p = parseCommand(args, [], 2);
+      const [file, ref] = p.positionals;
+      if (!file || !ref) throw new UsageError("usage: pivot import TARBALL REFERENCE");
+      const store = await engine.images();
+      const image = await importRootfs(store, file === "-" ? process.stdin : file, {
+        refs: [ref],
+        config: {
+          config: {
+            Cmd: ["sh"],
+            Env: [`PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`],
+          },
+        },
+      });
+      process.stdout.write(`${image.id}\n`);
+      return 0;
+    }
+    case "images": {
+      const store = await engine.images();
+      const rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED"]];
+      for (const img of await store.listImages()) {
+        const names = img.names.length ? img.names : ["<none>:<none>"];
+        for (const n of names) {
+          let repo = "<none>";
+          let tag = "<none>";
+          try {
+            const ref = parseReference(n);
+            repo = familiarString({ ...ref, tag: undefined } as typeof ref).replace(/:latest$/, "");
+            tag = ref.tag ?? "<none>";
+          } catch {}
+          rows.push([repo, tag, img.id.slice(7, 19), `${ago(img.config.created ?? null)} ago`]);
+        }
+      }
+      printTable(rows);
+      return 0;
+    }
+    default:
+      if ((REGISTRY_COMMANDS as readonly string[]).includes(command)) {
+        return registryCommand(command, args, () => engine.images());
+      }
+      throw new UsageError(`unknown command "${command}"`, {
+        hint: "run `pivot --help` for the list of commands",
+      });
+  }
+}
+
+/** --pull: "always" pulls, "missing" (the default) pulls an image not in the store, "never" does not. */
+async function ensureImage(engine: Engine, image: string, policy: string): Promise<void> {
+  const store = await engine.images();
+  if (policy !== "always") {
+    try {
+      await store.resolve(image);
+      return;
+    } catch (err) {
+      if (!(err instanceof ImageNotFoundError) || policy === "never") throw err;
+    }
+  }
+  try {
+    await pullImage(store, image);
+  } catch (err) {
+    throw new EngineError(
+      `image ${image} is not in the local store${policy === "always" ? "" : ","} and pulling it failed: ${formatError(err).split("\n")[0]}`,
+      {
+        hint: "pull it with `pivot pull`, or import a root filesystem with `pivot import TARBALL NAME`",
+      },
+    );
+  }
+}
+
+function volumeCommand(engine: Engine, args: string[]): number {
+  const sub = args[0];
+  const p = parseCommand(args.slice(1), [
+    { name: "quiet", aliases: ["q"] },
+    { name: "label", aliases: ["l"], value: true, multiple: true },
+    { name: "force", aliases: ["f"] },
+  ]);
+  const names = [...p.positionals, ...p.rest];
+  switch (sub) {
+    case "create": {
+      const labels: Record<string, string> = {};
+      for (const l of multi(p, "label")) {
+        const eq = l.indexOf("=");
+        labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? "" : l.slice(eq + 1);
+      }
+      const v = engine.createVolume(names[0], labels);
+      process.stdout.write(`${v.name}\n`);
+      return 0;
+    }
+    case "ls": {
+      const list = engine.listVolumes();
+      if (boolFlag(p, "quiet")) {
+        for (const v of list) process.stdout.write(`${v.name}\n`);
+        return 0;
+      }
+      const rows = [["DRIVER", "VOLUME NAME"]];
+      for (const v of list) rows.push(["local", v.name]);
+      printTable(rows);
+      return 0;
+    }
+    case "inspect": {
+      if (names.length === 0) throw new UsageError("volume inspect needs a volume name");
+      process.stdout.write(
+        `${JSON.stringify(
+          names.map((n) => engine.inspectVolume(n)),
+          null,
+          2,
+        )}\n`,
+      );
+      return 0;
+    }
+    case "rm": {
+      if (names.length === 0) throw new UsageError("volume rm needs a volume name");
+      for (const n of names) {
+        engine.removeVolume(n);
+        process.stdout.write(`${n}\n`);
+      }
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown volume command "${sub ?? ""}"`, {
+        hint: "use volume create, ls, inspect or rm",
+      });
+  }
+}

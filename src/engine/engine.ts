@@ -1,0 +1,1021 @@
+// The engine: images become containers (an overlay root filesystem over shared layers, a
+// generated OCI config, /etc/hosts, /etc/hostname and /etc/resolv.conf bound in, volumes), run by
+// the Runtime library, attached (this process monitors) or detached (conmon monitors).
+//
+// State lives in files, one directory per container, written by temporary file + rename:
+//   <root>/containers/<id>/container.json   what the container is (written once at create)
+//   <root>/containers/<id>/state.json       its latest start: monitor, pid, times
+//   <root>/containers/<id>/exit             its exit code, written by the monitor
+//   <root>/containers/<id>/config.json      the OCI config (the directory is the bundle)
+//   <root>/containers/<id>/{upper,work,merged}, hosts, hostname, resolv.conf, ctr.log
+//   <root>/names/<name> → <id>              a symlink: created atomically, so names are unique
+// Status is derived from these and the runtime's own state, never cached.
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  existsSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import { finished } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import { PivotError } from "../errors.ts";
+import {
+  isMountPoint,
+  mountOverlay,
+  type OverlayPlan,
+  planOverlay,
+  unmountOverlay,
+} from "../image/overlay.ts";
+import { DEFAULT_STORE_ROOT, ImageStore } from "../image/store.ts";
+import type { ImageConfig } from "../image/types.ts";
+import type { Mount, Process, Spec } from "../oci/spec.ts";
+import { Runtime } from "../runtime/runtime.ts";
+import { parseSignal } from "../runtime/signals.ts";
+import { procStat } from "../runtime/state.ts";
+import { defaultSeccompProfile } from "../security/seccomp-default.ts";
+import {
+  buildSpec,
+  hostnameOf,
+  hostsFile,
+  mergeEnv,
+  ociMount,
+  parseSecurityOpts,
+  resolvConf,
+  resolveArgs,
+  resolveUser,
+} from "./config.ts";
+import { findConmon, LogWriter, type ReadLogsOptions, readLogs, startConmon } from "./monitor.ts";
+import type {
+  ContainerInfo,
+  ContainerOptions,
+  ContainerStatus,
+  LogEntry,
+  MountSpec,
+  VolumeInfo,
+} from "./types.ts";
+import { VolumeStore } from "./volumes.ts";
+
+export class EngineError extends PivotError {}
+
+export interface EngineOptions {
+  /** Image store, containers and volumes (default /var/lib/pivot). */
+  root?: string;
+  /** The runtime's state (default /run/pivot/runtime for the default root, else <root>/run). */
+  runRoot?: string;
+  /** The OCI runtime as a command, for conmon (default: this package's pivot-runtime). */
+  runtimeCommand?: string[];
+  /** The pivot CLI as a command, for conmon's exit hook (default: this package's bin/pivot.ts). */
+  cliCommand?: string[];
+  /** Path of conmon; null to run without it (detached containers then fail). */
+  conmon?: string | null;
+  warn?: (message: string) => void;
+}
+
+export interface RunOptions extends ContainerOptions {
+  /** Return once started, under conmon (`pivot run -d`). */
+  detach?: boolean;
+  /**
+   * Attached containers: "pipe" (default) puts stdin/stdout/stderr streams on the handle,
+   * "inherit" copies output to this process's stdout/stderr (and reads its stdin with `stdin`),
+   * "ignore" keeps output in the log only.
+   */
+  stdio?: "pipe" | "inherit" | "ignore";
+}
+
+export interface ExecOptions {
+  cmd: string[];
+  env?: string[];
+  user?: string;
+  workdir?: string;
+  detach?: boolean;
+  stdin?: boolean;
+  privileged?: boolean;
+  stdio?: "pipe" | "inherit" | "ignore";
+}
+
+/** What the engine keeps about a container (container.json). */
+interface ContainerRecord {
+  id: string;
+  name: string;
+  image: string;
+  imageId: string;
+  created: string;
+  options: ContainerOptions;
+  command: string[];
+  stopSignal: string;
+  overlay: OverlayPlan;
+  volumes: { name: string; target: string; anonymous: boolean }[];
+  labels: Record<string, string>;
+}
+
+interface RunState {
+  startedAt: string;
+  monitor: "conmon" | "inline";
+  monitorPid: number;
+  monitorStart: string;
+  pid: number;
+  finishedAt?: string;
+}
+
+/** A started container: its streams (attached, stdio "pipe") and its exit. */
+export class ContainerHandle {
+  private exited: Promise<number> | null = null;
+  constructor(
+    readonly id: string,
+    readonly name: string,
+    readonly stdin: Writable | null,
+    readonly stdout: Readable | null,
+    readonly stderr: Readable | null,
+    private readonly waitFor: () => Promise<number>,
+  ) {}
+  /** Resolves with the exit code (128+N for signal N) once the container has exited. */
+  wait(): Promise<number> {
+    this.exited ??= this.waitFor();
+    return this.exited;
+  }
+}
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const PACKAGE_ROOT = resolve(HERE, "../..");
+
+function bunCommand(): string {
+  if (process.versions.bun) return process.execPath;
+  const local = join(PACKAGE_ROOT, "node_modules/.bin/bun");
+  return existsSync(local) ? local : "bun";
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function writeJsonAtomic(path: string, value: unknown): void {
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(tmp, path);
+}
+
+function readJson<T>(path: string): T | null {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch {
+    return null;
+  }
+}
+
+function monitorAlive(pid: number, start: string): boolean {
+  if (pid <= 0) return false;
+  const st = procStat(pid);
+  return st !== null && st.startTime === start && st.state !== "Z" && st.state !== "X";
+}
+
+/** Follows `rel` inside `root` without following symlinks; null if a component is a symlink or missing. */
+function pathInRoot(root: string, rel: string): string | null {
+  let cur = root;
+  for (const part of rel.split("/").filter((p) => p && p !== ".")) {
+    if (part === "..") return null;
+    cur = join(cur, part);
+    try {
+      if (lstatSync(cur).isSymbolicLink()) return null;
+    } catch {
+      return null;
+    }
+  }
+  return cur;
+}
+
+function readFileInRoot(root: string, rel: string): string | undefined {
+  const p = pathInRoot(root, rel);
+  if (!p) return undefined;
+  try {
+    if (!lstatSync(p).isFile()) return undefined;
+    return readFileSync(p, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** mkdir -p inside the root filesystem, stopping at a symlink (the runtime resolves it inside). */
+function mkdirInRoot(root: string, rel: string, uid = 0, gid = 0): void {
+  let cur = root;
+  for (const part of rel.split("/").filter((p) => p && p !== ".")) {
+    if (part === "..") return;
+    cur = join(cur, part);
+    try {
+      if (!lstatSync(cur).isDirectory()) return;
+    } catch {
+      mkdirSync(cur, { mode: 0o755 });
+      lchownSync(cur, uid, gid);
+    }
+  }
+}
+
+const ADJECTIVES = [
+  "brave",
+  "calm",
+  "eager",
+  "fancy",
+  "gentle",
+  "happy",
+  "jolly",
+  "keen",
+  "lucid",
+  "mellow",
+  "nifty",
+  "quiet",
+  "swift",
+  "witty",
+  "zen",
+];
+const NOUNS = [
+  "curie",
+  "darwin",
+  "euler",
+  "fermi",
+  "gauss",
+  "hopper",
+  "kepler",
+  "lovelace",
+  "noether",
+  "pascal",
+  "ritchie",
+  "turing",
+  "wozniak",
+  "yonath",
+  "zuse",
+];
+
+function randomName(): string {
+  const b = randomBytes(3);
+  return `${ADJECTIVES[b[0]! % ADJECTIVES.length]}_${NOUNS[b[1]! % NOUNS.length]}_${b[2]!.toString(16).padStart(2, "0")}`;
+}
+
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+export class Engine {
+  readonly root: string;
+  readonly runRoot: string;
+  readonly runtime: Runtime;
+  readonly volumes: VolumeStore;
+  private readonly containersDir: string;
+  private readonly namesDir: string;
+  private readonly warn: (message: string) => void;
+  private readonly conmonPath: string | null;
+  private readonly runtimeCommand: string[];
+  private readonly cliCommand: string[];
+  private storePromise: Promise<ImageStore> | null = null;
+
+  constructor(options: EngineOptions = {}) {
+    this.root = resolve(options.root ?? DEFAULT_STORE_ROOT);
+    this.runRoot = resolve(
+      options.runRoot ?? (this.root === DEFAULT_STORE_ROOT ? "/run/pivot" : join(this.root, "run")),
+    );
+    this.containersDir = join(this.root, "containers");
+    this.namesDir = join(this.root, "names");
+    this.volumes = new VolumeStore(join(this.root, "volumes"));
+    this.warn = options.warn ?? ((m) => process.stderr.write(`pivot: warning: ${m}\n`));
+    this.runtime = new Runtime({ root: join(this.runRoot, "runtime"), warn: this.warn });
+    this.conmonPath = options.conmon === undefined ? findConmon() : options.conmon;
+    this.runtimeCommand = options.runtimeCommand ?? [
+      bunCommand(),
+      join(PACKAGE_ROOT, "bin/pivot-runtime.ts"),
+    ];
+    this.cliCommand = options.cliCommand ?? [bunCommand(), join(PACKAGE_ROOT, "bin/pivot.ts")];
+  }
+
+  /** The image store (opened on first use). */
+  images(): Promise<ImageStore> {
+    this.storePromise ??= ImageStore.open(this.root);
+    return this.storePromise;
+  }
+
+  private dir(id: string): string {
+    return join(this.containersDir, id);
+  }
+
+  // ---- lookup ----
+
+  /** Finds a container by full id, name, or unique id prefix. */
+  resolveId(ref: string): string {
+    if (/^[0-9a-f]{64}$/.test(ref) && existsSync(join(this.dir(ref), "container.json"))) return ref;
+    if (NAME_PATTERN.test(ref)) {
+      try {
+        const id = readlinkSync(join(this.namesDir, ref.replace(/^\//, "")));
+        if (existsSync(join(this.dir(id), "container.json"))) return id;
+      } catch {}
+    }
+    if (/^[0-9a-f]{1,64}$/.test(ref)) {
+      const hits = this.ids().filter((id) => id.startsWith(ref));
+      if (hits.length === 1) return hits[0]!;
+      if (hits.length > 1) {
+        throw new EngineError(`"${ref}" matches ${hits.length} containers`, {
+          hint: "give more characters of the id, or the name",
+        });
+      }
+    }
+    throw new EngineError(`no such container: ${ref}`, {
+      hint: "`pivot ps -a` lists the containers",
+    });
+  }
+
+  private ids(): string[] {
+    try {
+      return readdirSync(this.containersDir).filter(
+        (n) => /^[0-9a-f]{64}$/.test(n) && existsSync(join(this.dir(n), "container.json")),
+      );
+    } catch {
+      return [];
+    }
+  }
+
+  private load(id: string): ContainerRecord {
+    const r = readJson<ContainerRecord>(join(this.dir(id), "container.json"));
+    if (!r) throw new EngineError(`no such container: ${id}`);
+    return r;
+  }
+
+  private runState(id: string): RunState | null {
+    return readJson<RunState>(join(this.dir(id), "state.json"));
+  }
+
+  private exitCode(id: string): number | null {
+    try {
+      const text = readFileSync(join(this.dir(id), "exit"), "utf8").trim();
+      return text === "" ? null : Number(text);
+    } catch {
+      return null;
+    }
+  }
+
+  /** The container's status, from the exit file, its monitor and the runtime. */
+  private status(id: string): { status: ContainerStatus; exitCode: number | null; pid: number } {
+    const exit = this.exitCode(id);
+    if (exit !== null) return { status: "exited", exitCode: exit, pid: 0 };
+    const rs = this.runState(id);
+    if (!rs) return { status: "created", exitCode: null, pid: 0 };
+    let rtStatus: string | null = null;
+    try {
+      rtStatus = this.runtime.state(id).status;
+    } catch {}
+    if (rtStatus === "paused") return { status: "paused", exitCode: null, pid: rs.pid };
+    if (rtStatus === "running" || rtStatus === "created")
+      return { status: "running", exitCode: null, pid: rs.pid };
+    if (monitorAlive(rs.monitorPid, rs.monitorStart)) {
+      // The process has exited (or is about to be created); the monitor writes the exit file.
+      return { status: "running", exitCode: null, pid: rs.pid };
+    }
+    // Neither the process nor its monitor is there, and no exit code was recorded.
+    return { status: "exited", exitCode: rs.finishedAt ? null : 255, pid: 0 };
+  }
+
+  inspect(ref: string): ContainerInfo {
+    const id = this.resolveId(ref);
+    const r = this.load(id);
+    const st = this.status(id);
+    const rs = this.runState(id);
+    return {
+      id,
+      name: r.name,
+      image: r.image,
+      imageId: r.imageId,
+      created: r.created,
+      command: r.command,
+      options: r.options,
+      state: {
+        status: st.status,
+        running: st.status === "running" || st.status === "paused",
+        pid: st.pid,
+        exitCode: st.exitCode,
+        startedAt: rs?.startedAt ?? null,
+        finishedAt: st.status === "exited" ? (rs?.finishedAt ?? this.exitTime(id)) : null,
+        monitor: rs?.monitor ?? null,
+        monitorPid: rs?.monitorPid ?? 0,
+      },
+      rootfs: {
+        lowerdirs: r.overlay.lowerdirs.map((l) => (l.startsWith("/") ? l : join(r.overlay.cwd, l))),
+        upperdir: r.overlay.upperdir,
+        workdir: r.overlay.workdir,
+        merged: r.overlay.target,
+      },
+      volumes: r.volumes,
+      labels: r.labels,
+      dir: this.dir(id),
+      logPath: join(this.dir(id), "ctr.log"),
+    };
+  }
+
+  private exitTime(id: string): string | null {
+    try {
+      return lstatSync(join(this.dir(id), "exit")).mtime.toISOString();
+    } catch {
+      return null;
+    }
+  }
+
+  /** Containers, newest first; running ones only unless `all`. Exited --rm containers are removed. */
+  async list(options: { all?: boolean } = {}): Promise<ContainerInfo[]> {
+    const out: ContainerInfo[] = [];
+    for (const id of this.ids()) {
+      let info: ContainerInfo;
+      try {
+        info = this.inspect(id);
+      } catch {
+        continue;
+      }
+      if (info.state.status === "exited" && info.options.autoRemove) {
+        await this.remove(id, { force: true }).catch(() => {});
+        continue;
+      }
+      if (options.all || info.state.running) out.push(info);
+    }
+    return out.sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  // ---- create ----
+
+  private claimName(name: string, id: string): void {
+    if (!NAME_PATTERN.test(name)) {
+      throw new EngineError(`invalid container name "${name}"`, {
+        hint: "names use letters, digits and _ . - and start with a letter or digit",
+      });
+    }
+    mkdirSync(this.namesDir, { recursive: true, mode: 0o700 });
+    const link = join(this.namesDir, name);
+    try {
+      symlinkSync(id, link);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      let owner = "";
+      try {
+        owner = readlinkSync(link);
+      } catch {}
+      if (
+        owner &&
+        !existsSync(join(this.dir(owner), "container.json")) &&
+        !existsSync(this.dir(owner))
+      ) {
+        // A name left behind by a container that is gone (a crash mid-remove): take it over.
+        unlinkSync(link);
+        this.claimName(name, id);
+        return;
+      }
+      throw new EngineError(
+        `the container name "${name}" is already in use by container ${owner.slice(0, 12)}`,
+        { hint: `remove that container (\`pivot rm ${name}\`) or choose another name` },
+      );
+    }
+  }
+
+  private releaseName(name: string, id: string): void {
+    const link = join(this.namesDir, name);
+    try {
+      if (readlinkSync(link) === id) unlinkSync(link);
+    } catch {}
+  }
+
+  /** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
+  async create(options: ContainerOptions): Promise<ContainerInfo> {
+    const store = await this.images();
+    const image = await store.resolve(options.image);
+    const id = randomBytes(32).toString("hex");
+    let name = options.name;
+    if (name !== undefined) this.claimName(name, id);
+    else {
+      for (let i = 0; ; i++) {
+        name = randomName();
+        try {
+          this.claimName(name, id);
+          break;
+        } catch (err) {
+          if (i > 20) throw err;
+        }
+      }
+    }
+    const dir = this.dir(id);
+    mkdirSync(dir, { recursive: true, mode: 0o711 });
+    const createdVolumes: string[] = [];
+    let overlay: OverlayPlan | null = null;
+    try {
+      const layers = await store.ensureImageLayers(image);
+      overlay = planOverlay(store.root, layers, dir);
+      await mountOverlay(overlay);
+      const merged = overlay.target;
+      const imageConfig: ImageConfig["config"] = image.config.config ?? {};
+      const security = parseSecurityOpts(options.securityOpt ?? [], (p) => readFileSync(p, "utf8"));
+      const userSpec = options.user ?? imageConfig.User;
+      const user = resolveUser(
+        userSpec,
+        readFileInRoot(merged, "etc/passwd"),
+        readFileInRoot(merged, "etc/group"),
+      );
+      const opts: ContainerOptions = { ...options, name: name! };
+      const command = resolveArgs(imageConfig, opts);
+      // Volumes: the user's, then the image's own that nothing covers (anonymous).
+      const specs: MountSpec[] = [...(options.mounts ?? [])];
+      for (const target of Object.keys(imageConfig.Volumes ?? {})) {
+        const t = target.replace(/\/+$/, "") || "/";
+        if (!specs.some((m) => m.target === t)) specs.push({ type: "volume", target: t });
+      }
+      const mounts: Mount[] = [];
+      const volumes: ContainerRecord["volumes"] = [];
+      for (const m of specs) {
+        if (m.type === "tmpfs") {
+          mounts.push(ociMount(m));
+        } else if (m.type === "bind") {
+          if (!existsSync(m.source!)) mkdirSync(m.source!, { recursive: true });
+          mounts.push(ociMount(m));
+        } else {
+          const { info, created } = this.volumes.create(m.source, { anonymous: !m.source });
+          if (created && !m.source) createdVolumes.push(info.name);
+          if (created && !m.noCopy) this.copyUp(merged, m.target, info.mountpoint);
+          volumes.push({ name: info.name, target: m.target, anonymous: !m.source });
+          mounts.push(ociMount(m, info.mountpoint));
+        }
+      }
+      const workdir = options.workdir ?? imageConfig.WorkingDir;
+      if (workdir) mkdirInRoot(merged, workdir, user.uid, user.gid);
+      const hostname = hostnameOf(id, opts);
+      writeFileSync(join(dir, "hostname"), `${hostname}\n`);
+      writeFileSync(join(dir, "hosts"), hostsFile(hostname));
+      let hostResolv = "";
+      try {
+        hostResolv = readFileSync("/etc/resolv.conf", "utf8");
+      } catch {}
+      writeFileSync(join(dir, "resolv.conf"), resolvConf(hostResolv, options.network === "host"));
+      const spec: Spec = buildSpec({
+        imageConfig,
+        options: opts,
+        id,
+        user,
+        rootfs: "merged",
+        etcFiles: {
+          hosts: join(dir, "hosts"),
+          hostname: join(dir, "hostname"),
+          resolvConf: join(dir, "resolv.conf"),
+        },
+        mounts,
+        defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
+        security,
+      });
+      writeJsonAtomic(join(dir, "config.json"), spec);
+      const record: ContainerRecord = {
+        id,
+        name: name!,
+        image: options.image,
+        imageId: image.id,
+        created: new Date().toISOString(),
+        options: opts,
+        command,
+        stopSignal: options.stopSignal ?? imageConfig.StopSignal ?? "SIGTERM",
+        overlay,
+        volumes,
+        labels: { ...(imageConfig.Labels ?? {}), ...(options.labels ?? {}) },
+      };
+      writeJsonAtomic(join(dir, "container.json"), record);
+      return this.inspect(id);
+    } catch (err) {
+      if (overlay) await unmountOverlay(overlay.target, { lazy: true }).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      this.releaseName(name!, id);
+      for (const v of createdVolumes) {
+        try {
+          this.volumes.remove(v);
+        } catch {}
+      }
+      throw err;
+    }
+  }
+
+  /** Fills a new volume with the image's content at `target` (as Docker does). */
+  private copyUp(merged: string, target: string, into: string): void {
+    const src = pathInRoot(merged, target);
+    if (!src) return;
+    try {
+      if (!lstatSync(src).isDirectory()) return;
+    } catch {
+      return;
+    }
+    const r = spawnSync("cp", ["-a", "--", `${src}/.`, `${into}/`], { encoding: "utf8" });
+    if (r.status !== 0) this.warn(`copying ${target} into its volume failed: ${r.stderr.trim()}`);
+  }
+
+  // ---- start / run ----
+
+  private async prepareStart(id: string): Promise<ContainerRecord> {
+    const r = this.load(id);
+    const st = this.status(id);
+    if (st.status === "running" || st.status === "paused") {
+      throw new EngineError(`container ${r.name} is already running`);
+    }
+    rmSync(join(this.dir(id), "exit"), { force: true });
+    rmSync(join(this.dir(id), "state.json"), { force: true });
+    if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);
+    if (this.runtime.store.exists(id)) await this.runtime.delete(id, true);
+    return r;
+  }
+
+  /** Starts a created or exited container detached, under conmon (`pivot start`). */
+  async start(ref: string): Promise<ContainerHandle> {
+    const id = this.resolveId(ref);
+    const r = await this.prepareStart(id);
+    if (!this.conmonPath) {
+      throw new EngineError("detached containers need conmon, which is not installed", {
+        hint: "install it (apt-get install conmon), or run the container attached (without -d)",
+      });
+    }
+    const dir = this.dir(id);
+    const pidFile = join(dir, "pidfile");
+    const conmonPidFile = join(dir, "conmon.pid");
+    rmSync(pidFile, { force: true });
+    const socketDir = join(this.runRoot, "socket");
+    mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+    try {
+      const pid = await startConmon({
+        conmon: this.conmonPath,
+        id,
+        name: r.name,
+        bundle: dir,
+        runtime: [...this.runtimeCommand, "--root", this.runtime.store.root],
+        pidFile,
+        conmonPidFile,
+        logPath: join(dir, "ctr.log"),
+        persistDir: dir,
+        socketDir,
+        tty: r.options.tty ?? false,
+        stdin: r.options.stdin ?? false,
+        exitCommand: [
+          ...this.cliCommand,
+          "--root",
+          this.root,
+          "--run-root",
+          this.runRoot,
+          "container-cleanup",
+          id,
+        ],
+      });
+      const conmonPid = Number(readFileSync(conmonPidFile, "utf8").trim());
+      writeJsonAtomic(join(dir, "state.json"), {
+        startedAt: new Date().toISOString(),
+        monitor: "conmon",
+        monitorPid: conmonPid,
+        monitorStart: procStat(conmonPid)?.startTime ?? "",
+        pid,
+      } satisfies RunState);
+      await this.runtime.start(id);
+    } catch (err) {
+      await this.cleanup(id, { keepOnFailure: true }).catch(() => {});
+      throw err;
+    }
+    return new ContainerHandle(id, r.name, null, null, null, () => this.wait(id));
+  }
+
+  /**
+   * Creates and starts a container. Detached: under conmon, returns once started. Attached: this
+   * process monitors it; the handle has its streams (stdio "pipe") and its exit.
+   */
+  async run(options: RunOptions): Promise<ContainerHandle> {
+    const { detach, stdio, ...containerOptions } = options;
+    const info = await this.create(containerOptions);
+    if (detach) {
+      try {
+        return await this.start(info.id);
+      } catch (err) {
+        if (options.autoRemove) await this.remove(info.id, { force: true }).catch(() => {});
+        throw err;
+      }
+    }
+    return this.startAttached(info.id, stdio ?? "pipe");
+  }
+
+  /** Starts a container with this process as its monitor (`pivot start -a`, `pivot run`). */
+  async startAttached(
+    ref: string,
+    stdio: "pipe" | "inherit" | "ignore" = "pipe",
+  ): Promise<ContainerHandle> {
+    const id = this.resolveId(ref);
+    const r = await this.prepareStart(id);
+    const dir = this.dir(id);
+    if (r.options.tty) {
+      throw new EngineError("attached containers with a terminal (-t) are not supported yet", {
+        hint: "run it detached (-d -t), or without -t",
+      });
+    }
+    const log = new LogWriter(join(dir, "ctr.log"));
+    const wantStdin = r.options.stdin ?? false;
+    const outs = {
+      stdout: stdio === "pipe" ? new PassThrough() : null,
+      stderr: stdio === "pipe" ? new PassThrough() : null,
+    };
+    const stdinStream = wantStdin && stdio === "pipe" ? new PassThrough() : null;
+    let streamsDone: Promise<unknown> = Promise.resolve();
+    let started!: () => void;
+    const startedP = new Promise<void>((res) => {
+      started = res;
+    });
+    const me = procStat(process.pid)?.startTime ?? "";
+    const runP = this.runtime.run(id, {
+      bundle: dir,
+      stdio: [wantStdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore", "pipe", "pipe"],
+      onLaunch: (child) => {
+        const waits: Promise<unknown>[] = [];
+        for (const name of ["stdout", "stderr"] as const) {
+          const src = child[name];
+          if (!src) continue;
+          src.on("data", (chunk: Buffer) => {
+            log.write(name, chunk);
+            if (stdio === "inherit") process[name].write(chunk);
+            else outs[name]?.write(chunk);
+          });
+          waits.push(finished(src).catch(() => {}));
+        }
+        streamsDone = Promise.all(waits);
+        if (stdinStream && child.stdin) {
+          stdinStream.pipe(child.stdin);
+          child.stdin.on("error", () => {});
+        }
+      },
+      onStart: (pid) => {
+        writeJsonAtomic(join(dir, "state.json"), {
+          startedAt: new Date().toISOString(),
+          monitor: "inline",
+          monitorPid: process.pid,
+          monitorStart: me,
+          pid,
+        } satisfies RunState);
+        started();
+      },
+    });
+    const exited = (async () => {
+      let code: number;
+      try {
+        code = await runP;
+      } finally {
+        await streamsDone;
+        outs.stdout?.end();
+        outs.stderr?.end();
+        log.close();
+      }
+      writeFileSync(join(dir, "exit"), String(code));
+      const rs = this.runState(id);
+      if (rs)
+        writeJsonAtomic(join(dir, "state.json"), { ...rs, finishedAt: new Date().toISOString() });
+      await this.cleanup(id);
+      return code;
+    })();
+    try {
+      await Promise.race([startedP, exited]);
+    } catch (err) {
+      await this.cleanup(id, { keepOnFailure: true }).catch(() => {});
+      if (r.options.autoRemove) await this.remove(id, { force: true }).catch(() => {});
+      throw err;
+    }
+    exited.catch(() => {});
+    return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
+  }
+
+  /**
+   * After the container's process has exited (conmon's exit command, or the attached monitor):
+   * the runtime's state goes, the overlay is unmounted, and --rm containers are removed.
+   */
+  async cleanup(ref: string, options: { keepOnFailure?: boolean } = {}): Promise<void> {
+    let id: string;
+    try {
+      id = this.resolveId(ref);
+    } catch {
+      return;
+    }
+    const r = this.load(id);
+    if (this.runtime.store.exists(id))
+      await this.runtime.delete(id, true).catch((e) => this.warn((e as Error).message));
+    if (r.options.autoRemove && !options.keepOnFailure) {
+      await this.remove(id, { force: true });
+      return;
+    }
+    await unmountOverlay(r.overlay.target).catch(() =>
+      unmountOverlay(r.overlay.target, { lazy: true }),
+    );
+  }
+
+  // ---- stop / kill / wait / remove ----
+
+  /** Resolves with the exit code once the container has exited. */
+  async wait(ref: string, pollMs = 50): Promise<number> {
+    const id = this.resolveId(ref);
+    for (;;) {
+      let st: ReturnType<Engine["status"]>;
+      try {
+        st = this.status(id);
+      } catch {
+        throw new EngineError(`container ${ref} was removed while waiting`);
+      }
+      if (st.status === "exited") return st.exitCode ?? 255;
+      if (st.status === "created") throw new EngineError(`container ${ref} is not started`);
+      await sleep(pollMs);
+      if (!existsSync(join(this.dir(id), "container.json"))) {
+        // Removed by its own --rm cleanup: the exit file went with it.
+        throw new EngineError(`container ${ref} was removed while waiting`);
+      }
+    }
+  }
+
+  /** Sends a signal to the container's init (`pivot kill`, default SIGKILL). */
+  kill(ref: string, signal: string | number = "SIGKILL"): void {
+    const id = this.resolveId(ref);
+    const st = this.status(id);
+    if (st.status !== "running" && st.status !== "paused") {
+      throw new EngineError(`container ${ref} is not running`);
+    }
+    parseSignal(signal);
+    this.runtime.kill(id, signal);
+  }
+
+  /** The stop signal, then SIGKILL to every process after `timeout` seconds (`pivot stop`). */
+  async stop(ref: string, options: { timeout?: number; signal?: string } = {}): Promise<void> {
+    const id = this.resolveId(ref);
+    const r = this.load(id);
+    if (this.status(id).status !== "running" && this.status(id).status !== "paused") return;
+    const timeout = options.timeout ?? r.options.stopTimeout ?? 10;
+    try {
+      if (this.status(id).status === "paused") this.runtime.resume(id);
+      this.runtime.kill(id, options.signal ?? r.stopSignal);
+    } catch {}
+    const deadline = Date.now() + timeout * 1000;
+    while (Date.now() < deadline) {
+      if (this.status(id).status === "exited") return;
+      await sleep(50);
+    }
+    try {
+      this.runtime.kill(id, "SIGKILL", true);
+    } catch {}
+    for (let i = 0; i < 200 && this.status(id).status !== "exited"; i++) await sleep(50);
+  }
+
+  /** Removes a container: its runtime state, overlay, directory, name, and (volumes) its anonymous volumes. */
+  async remove(ref: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+    const id = this.resolveId(ref);
+    const r = this.load(id);
+    const st = this.status(id);
+    if (st.status === "running" || st.status === "paused") {
+      if (!options.force) {
+        throw new EngineError(`cannot remove container ${r.name}: it is ${st.status}`, {
+          hint: `stop it first (\`pivot stop ${r.name}\`), or use \`pivot rm -f\``,
+        });
+      }
+      try {
+        this.runtime.kill(id, "SIGKILL", true);
+      } catch {}
+    }
+    if (this.runtime.store.exists(id)) await this.runtime.delete(id, true).catch(() => {});
+    // Conmon, if alive, writes the exit file and runs cleanup; the directory goes regardless.
+    await unmountOverlay(r.overlay.target).catch(() =>
+      unmountOverlay(r.overlay.target, { lazy: true }),
+    );
+    const gone = join(this.containersDir, `.removing-${id}`);
+    try {
+      renameSync(this.dir(id), gone);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // removed meanwhile
+      throw err;
+    }
+    this.releaseName(r.name, id);
+    rmSync(gone, { recursive: true, force: true });
+    if (options.volumes || r.options.autoRemove) {
+      for (const v of r.volumes) {
+        if (!v.anonymous) continue;
+        try {
+          this.volumes.remove(v.name);
+        } catch {}
+      }
+    }
+  }
+
+  // ---- logs / exec ----
+
+  /** The container's output (`pivot logs`), following it with `follow` until it exits. */
+  logs(ref: string, options: Omit<ReadLogsOptions, "done"> = {}): AsyncGenerator<LogEntry> {
+    const id = this.resolveId(ref);
+    return readLogs(join(this.dir(id), "ctr.log"), {
+      ...options,
+      done: () => {
+        try {
+          return this.status(id).status === "exited";
+        } catch {
+          return true;
+        }
+      },
+    });
+  }
+
+  /** Runs another process in a running container (`pivot exec`). */
+  async exec(ref: string, options: ExecOptions): Promise<ContainerHandle> {
+    const id = this.resolveId(ref);
+    const r = this.load(id);
+    const st = this.status(id);
+    if (st.status !== "running") {
+      throw new EngineError(`container ${r.name} is not running (${st.status})`, {
+        hint: `start it with \`pivot start ${r.name}\``,
+      });
+    }
+    const spec = readJson<Spec>(join(this.dir(id), "config.json"));
+    const base = spec?.process;
+    if (!base) throw new EngineError(`the config of container ${r.name} is missing`);
+    const proc: Process = {
+      terminal: false,
+      user: base.user,
+      args: options.cmd,
+      env: mergeEnv([base.env ?? [], options.env ?? []], (k) => process.env[k]),
+      cwd: options.workdir ?? base.cwd,
+      noNewPrivileges: base.noNewPrivileges ?? false,
+      ...(base.capabilities ? { capabilities: structuredClone(base.capabilities) } : {}),
+    };
+    if (options.user !== undefined) {
+      const merged = r.overlay.target;
+      const u = resolveUser(
+        options.user,
+        readFileInRoot(merged, "etc/passwd"),
+        readFileInRoot(merged, "etc/group"),
+      );
+      proc.user = {
+        uid: u.uid,
+        gid: u.gid,
+        ...(u.additionalGids.length ? { additionalGids: u.additionalGids } : {}),
+      };
+    }
+    if (options.cmd.length === 0) throw new EngineError("exec needs a command");
+    const stdio = options.stdio ?? "pipe";
+    const outs = {
+      stdout: stdio === "pipe" && !options.detach ? new PassThrough() : null,
+      stderr: stdio === "pipe" && !options.detach ? new PassThrough() : null,
+    };
+    const stdinStream = options.stdin && stdio === "pipe" ? new PassThrough() : null;
+    let streamsDone: Promise<unknown> = Promise.resolve();
+    const result = this.runtime.exec(id, {
+      process: proc,
+      detach: options.detach ?? false,
+      stdio: options.detach
+        ? ["ignore", "ignore", "ignore"]
+        : [
+            options.stdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore",
+            stdio === "inherit" ? "inherit" : "pipe",
+            stdio === "inherit" ? "inherit" : "pipe",
+          ],
+      onLaunch: (child) => {
+        const waits: Promise<unknown>[] = [];
+        for (const name of ["stdout", "stderr"] as const) {
+          const src = child[name];
+          const dst = outs[name];
+          if (!src) continue;
+          if (dst) src.pipe(dst);
+          else src.resume();
+          waits.push(finished(src).catch(() => {}));
+        }
+        streamsDone = Promise.all(waits);
+        if (stdinStream && child.stdin) {
+          stdinStream.pipe(child.stdin);
+          child.stdin.on("error", () => {});
+        }
+      },
+    });
+    const exited = (async () => {
+      const { exitCode } = await result;
+      await streamsDone;
+      return exitCode;
+    })();
+    if (options.detach) await exited;
+    exited.catch(() => {});
+    return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
+  }
+
+  // ---- volumes ----
+
+  createVolume(name?: string, labels: Record<string, string> = {}): VolumeInfo {
+    return this.volumes.create(name, { labels }).info;
+  }
+
+  listVolumes(): VolumeInfo[] {
+    return this.volumes.list();
+  }
+
+  inspectVolume(name: string): VolumeInfo {
+    return this.volumes.inspect(name);
+  }
+
+  removeVolume(name: string): void {
+    const users = this.ids()
+      .map((id) => this.load(id))
+      .filter((r) => r.volumes.some((v) => v.name === name))
+      .map((r) => r.name);
+    this.volumes.remove(name, users);
+  }
+}

@@ -1,0 +1,267 @@
+// Monitors and logs. A detached container runs under conmon (podman's monitor): it holds the
+// container's stdio, writes the log, records the exit code and runs an exit command. An attached
+// container is monitored by the pivot process itself, which writes the same log format.
+// Logs use conmon's k8s-file format: "<RFC 3339 time> <stdout|stderr> <F|P> <text>" per line,
+// F for a full line (its newline dropped), P for a partial one.
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readSync, statSync, writeSync } from "node:fs";
+import { delimiter, join } from "node:path";
+import { PivotError } from "../errors.ts";
+import type { LogEntry } from "./types.ts";
+
+export class MonitorError extends PivotError {}
+
+/** Where conmon is: $PIVOT_CONMON, else the usual places, else PATH. */
+export function findConmon(): string | null {
+  const env = process.env.PIVOT_CONMON;
+  if (env) return existsSync(env) ? env : null;
+  const candidates = [
+    "/usr/bin/conmon",
+    "/usr/libexec/podman/conmon",
+    "/usr/local/bin/conmon",
+    "/usr/local/libexec/podman/conmon",
+    ...(process.env.PATH ?? "").split(delimiter).map((d) => join(d, "conmon")),
+  ];
+  return candidates.find((c) => c && existsSync(c)) ?? null;
+}
+
+export interface ConmonOptions {
+  conmon: string;
+  id: string;
+  name: string;
+  /** The bundle (config.json); conmon also puts its attach socket and fifos here. */
+  bundle: string;
+  /** The runtime command (program and leading arguments, e.g. its --root). */
+  runtime: string[];
+  /** Written by the runtime's create: the container's init pid. */
+  pidFile: string;
+  /** Written by conmon: its own pid. */
+  conmonPidFile: string;
+  logPath: string;
+  /** conmon writes the exit code to <persistDir>/exit. */
+  persistDir: string;
+  /** Where conmon links attach sockets (short paths). */
+  socketDir: string;
+  tty: boolean;
+  stdin: boolean;
+  /** Run when the container has exited (the engine's cleanup). */
+  exitCommand?: string[];
+}
+
+/**
+ * Starts conmon, which runs `RUNTIME create` for the container and stays as its monitor.
+ * Resolves with the container's init pid once it is created (and waits for `start`).
+ */
+export function startConmon(o: ConmonOptions): Promise<number> {
+  const [runtimePath, ...runtimeArgs] = o.runtime;
+  const args = [
+    "--api-version",
+    "1",
+    "-c",
+    o.id,
+    "-u",
+    o.id,
+    "-n",
+    o.name,
+    "-r",
+    runtimePath!,
+    "-b",
+    o.bundle,
+    "-p",
+    o.pidFile,
+    "-P",
+    o.conmonPidFile,
+    "-l",
+    `k8s-file:${o.logPath}`,
+    "--persist-dir",
+    o.persistDir,
+    "--socket-dir-path",
+    o.socketDir,
+    "--log-level",
+    "error",
+  ];
+  for (const a of runtimeArgs) args.push("--runtime-arg", a);
+  if (o.tty) args.push("-t");
+  if (o.stdin) args.push("-i");
+  if (o.exitCommand?.length) {
+    const [cmd, ...rest] = o.exitCommand;
+    args.push("--exit-command", cmd!);
+    for (const a of rest) args.push("--exit-command-arg", a);
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(o.conmon, args, {
+      stdio: ["ignore", "ignore", "pipe", "pipe"],
+      env: { ...process.env, _OCI_SYNCPIPE: "3" },
+      detached: true,
+    });
+    let stderr = "";
+    let buf = "";
+    let settled = false;
+    const done = (err: Error | null, pid = 0) => {
+      if (settled) return;
+      settled = true;
+      sync.destroy();
+      child.stderr?.destroy();
+      child.unref();
+      if (err) reject(err);
+      else resolve(pid);
+    };
+    child.on("error", (err) =>
+      done(
+        new MonitorError(`cannot start conmon (${o.conmon}): ${err.message}`, {
+          hint: "install it: apt-get install conmon",
+        }),
+      ),
+    );
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const sync = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+    sync.on("data", (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      let msg: { data?: number; message?: string };
+      try {
+        msg = JSON.parse(buf.slice(0, nl)) as { data?: number; message?: string };
+      } catch {
+        done(new MonitorError(`conmon sent an unreadable message: ${buf.slice(0, nl)}`));
+        return;
+      }
+      if (typeof msg.data === "number" && msg.data > 0) done(null, msg.data);
+      else {
+        const detail = (msg.message ?? stderr).trim().replace(/^pivot-runtime: /, "");
+        done(new MonitorError(`creating the container failed: ${detail || "(no message)"}`));
+      }
+    });
+    sync.on("error", () => {});
+    sync.on("close", () => {
+      if (!settled)
+        done(
+          new MonitorError(
+            `conmon exited before the container was created${stderr.trim() ? `: ${stderr.trim()}` : ""}`,
+          ),
+        );
+    });
+  });
+}
+
+/** RFC 3339 with nanoseconds and the local offset, as conmon writes it. */
+export function logTimestamp(date = new Date(), nanos?: bigint): string {
+  const off = -date.getTimezoneOffset();
+  const local = new Date(date.getTime() + off * 60_000);
+  const base = local.toISOString().slice(0, 19);
+  const ns = (nanos ?? BigInt(date.getMilliseconds()) * 1_000_000n).toString().padStart(9, "0");
+  const sign = off >= 0 ? "+" : "-";
+  const hh = String(Math.floor(Math.abs(off) / 60)).padStart(2, "0");
+  const mm = String(Math.abs(off) % 60).padStart(2, "0");
+  return `${base}.${ns}${sign}${hh}:${mm}`;
+}
+
+/** Formats a chunk of output as k8s-file lines; `partial` carries an unfinished line. */
+export function formatLogLines(stream: "stdout" | "stderr", text: string, time: string): string {
+  let out = "";
+  const parts = text.split("\n");
+  for (let i = 0; i < parts.length; i++) {
+    const last = i === parts.length - 1;
+    if (last && parts[i] === "") break;
+    out += `${time} ${stream} ${last ? "P" : "F"} ${parts[i]}\n`;
+  }
+  return out;
+}
+
+/** Parses one k8s-file line. */
+export function parseLogLine(line: string): LogEntry | null {
+  const a = line.indexOf(" ");
+  const b = line.indexOf(" ", a + 1);
+  const c = line.indexOf(" ", b + 1);
+  if (a < 0 || b < 0) return null;
+  const stream = line.slice(a + 1, b);
+  if (stream !== "stdout" && stream !== "stderr") return null;
+  const tag = c < 0 ? line.slice(b + 1) : line.slice(b + 1, c);
+  const text = c < 0 ? "" : line.slice(c + 1);
+  return { time: line.slice(0, a), stream, text: tag === "P" ? text : `${text}\n` };
+}
+
+/** Appends an attached container's output to its log, in conmon's format. */
+export class LogWriter {
+  private readonly fd: number;
+  constructor(path: string) {
+    this.fd = openSync(path, "a", 0o640);
+  }
+  write(stream: "stdout" | "stderr", chunk: Buffer | string): void {
+    const text = formatLogLines(stream, chunk.toString(), logTimestamp());
+    if (text) writeSync(this.fd, text);
+  }
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+export interface ReadLogsOptions {
+  /** Only the last N lines. */
+  tail?: number;
+  /** Only entries at or after this time. */
+  since?: Date;
+  /** Keep reading as the log grows, until `done()` is true. */
+  follow?: boolean;
+  done?: () => boolean;
+  /** Poll interval while following, ms. */
+  pollMs?: number;
+}
+
+/** Reads a k8s-file log, optionally following it. */
+export async function* readLogs(
+  path: string,
+  options: ReadLogsOptions = {},
+): AsyncGenerator<LogEntry> {
+  let offset = 0;
+  let rest = "";
+  let first = true;
+  const sinceMs = options.since?.getTime();
+  const readMore = (): LogEntry[] => {
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      return [];
+    }
+    if (size < offset) offset = 0;
+    if (size === offset) return [];
+    const fd = openSync(path, "r");
+    try {
+      const buf = Buffer.alloc(size - offset);
+      const n = readSync(fd, buf, 0, buf.length, offset);
+      offset += n;
+      rest += buf.subarray(0, n).toString();
+    } finally {
+      closeSync(fd);
+    }
+    const lines = rest.split("\n");
+    rest = lines.pop() ?? "";
+    const out: LogEntry[] = [];
+    for (const l of lines) {
+      const e = parseLogLine(l);
+      if (!e) continue;
+      if (sinceMs !== undefined && Date.parse(e.time) < sinceMs) continue;
+      out.push(e);
+    }
+    return out;
+  };
+  for (;;) {
+    const done = options.done?.() ?? true;
+    let entries = readMore();
+    if (first) {
+      first = false;
+      if (options.tail !== undefined && options.tail >= 0) {
+        entries = options.tail === 0 ? [] : entries.slice(-options.tail);
+      }
+    }
+    for (const e of entries) yield e;
+    if (!options.follow || done) {
+      if (options.follow && done) for (const e of readMore()) yield e;
+      return;
+    }
+    await new Promise((r) => setTimeout(r, options.pollMs ?? 100));
+  }
+}

@@ -1,0 +1,110 @@
+// The engine's public types: container options (what `pivot run` flags become), records, handles.
+
+/** A bind mount, a named (or anonymous) volume, or a tmpfs. */
+export interface MountSpec {
+  type: "bind" | "volume" | "tmpfs";
+  /** Host path (bind) or volume name (volume; none for an anonymous volume). */
+  source?: string;
+  /** Absolute path in the container. */
+  target: string;
+  readOnly?: boolean;
+  /** Bind propagation: rprivate (default), private, rshared, shared, rslave, slave. */
+  propagation?: string;
+  /** Do not fill a new volume with the image's content at the target. */
+  noCopy?: boolean;
+  tmpfsSize?: number;
+  tmpfsMode?: number;
+  /** Extra mount(8) options for a tmpfs (size=64m, mode=1777, exec, ...). */
+  tmpfsOptions?: string[];
+}
+
+/** What a container is made of: the settings of `pivot create`/`pivot run`. */
+export interface ContainerOptions {
+  /** Image reference or ID in the local store (busybox, localhost/busybox:test, sha256:...). */
+  image: string;
+  /** Replaces the image's Cmd. */
+  cmd?: string[];
+  /** Replaces the image's Entrypoint (and drops its Cmd); "" or [] clears it. */
+  entrypoint?: string | string[];
+  name?: string;
+  /** KEY=VALUE entries (a bare KEY takes this process's value), after the image's Env. */
+  env?: string[];
+  workdir?: string;
+  /** user, uid, user:group or uid:gid; names are looked up in the image. */
+  user?: string;
+  hostname?: string;
+  /** Allocate a pseudo-terminal (needs conmon for detached containers). */
+  tty?: boolean;
+  /** Keep stdin open (-i). */
+  stdin?: boolean;
+  /** Bind mounts and volumes (-v, --mount, --tmpfs), parsed. */
+  mounts?: MountSpec[];
+  readOnly?: boolean;
+  labels?: Record<string, string>;
+  /** Memory limit: bytes or "512m". */
+  memory?: string | number;
+  memorySwap?: string | number;
+  cpus?: number | string;
+  cpuShares?: number;
+  pidsLimit?: number;
+  capAdd?: string[];
+  capDrop?: string[];
+  privileged?: boolean;
+  /** no-new-privileges, seccomp=PATH|unconfined. */
+  securityOpt?: string[];
+  stopSignal?: string;
+  /** Seconds between the stop signal and SIGKILL (default 10). */
+  stopTimeout?: number;
+  /** Remove the container (and its anonymous volumes) when it exits. */
+  autoRemove?: boolean;
+  /** "none" (default: a network namespace with loopback only) or "host". */
+  network?: "none" | "host";
+}
+
+export type ContainerStatus = "created" | "running" | "paused" | "exited" | "removing";
+
+/** What `inspect` shows. */
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  image: string;
+  imageId: string;
+  created: string;
+  /** The command as it runs: entrypoint + cmd. */
+  command: string[];
+  options: ContainerOptions;
+  state: {
+    status: ContainerStatus;
+    running: boolean;
+    pid: number;
+    exitCode: number | null;
+    startedAt: string | null;
+    finishedAt: string | null;
+    /** "conmon" for detached containers, "inline" when a pivot process waits for it. */
+    monitor: "conmon" | "inline" | null;
+    monitorPid: number;
+  };
+  /** The overlay root filesystem. */
+  rootfs: { lowerdirs: string[]; upperdir: string; workdir: string; merged: string };
+  /** Named and anonymous volumes the container uses. */
+  volumes: { name: string; target: string; anonymous: boolean }[];
+  labels: Record<string, string>;
+  /** The container's directory: bundle (config.json), upper/work/merged, logs, exit file. */
+  dir: string;
+  logPath: string;
+}
+
+export interface VolumeInfo {
+  name: string;
+  mountpoint: string;
+  created: string;
+  labels: Record<string, string>;
+  anonymous: boolean;
+}
+
+export interface LogEntry {
+  time: string;
+  stream: "stdout" | "stderr";
+  /** The text, with its newline when the line was complete. */
+  text: string;
+}
