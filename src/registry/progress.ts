@@ -117,13 +117,17 @@ export class TtyProgress implements ProgressReporter {
 
 export function renderRow(row: Row, width = 80): string {
   const head = `${row.id}: ${row.status}`;
-  if (!/^(Downloading|Pushing|Extracting)/.test(row.status) || !row.total)
+  if (!/^(Downloading|Pushing|Extracting)/.test(row.status) || !row.total) {
     return head.slice(0, width - 1);
+  }
   const numbers = `${formatBytes(row.current)}/${formatBytes(row.total)}`;
-  const barWidth = Math.max(10, Math.min(50, width - head.length - numbers.length - 6));
+  // "head [bar] numbers" within width-1 columns; on a narrow terminal the bar goes first.
+  const room = width - 1 - head.length - numbers.length - 4;
+  if (room < 10) return `${head} ${numbers}`.slice(0, width - 1);
+  const barWidth = Math.min(50, room);
   const done = Math.min(barWidth, Math.floor((row.current / row.total) * barWidth));
   const bar = `[${"=".repeat(Math.max(0, done - 1))}${done > 0 ? ">" : ""}${" ".repeat(barWidth - done)}]`;
-  return `${head} ${bar} ${numbers}`.slice(0, width - 1);
+  return `${head} ${bar} ${numbers}`;
 }
 
 export function formatBytes(n: number): string {

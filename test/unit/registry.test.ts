@@ -378,6 +378,15 @@ describe("progress", () => {
     expect(renderRow({ id: "abc", status: "Pull complete", total: 10, current: 10 })).toBe(
       "abc: Pull complete",
     );
+    // A narrow terminal: the bar goes, the numbers stay, nothing wraps.
+    const narrow = renderRow(
+      { id: "abcdef123456", status: "Downloading", total: 2_000_000, current: 1_000_000 },
+      40,
+    );
+    expect(narrow).toBe("abcdef123456: Downloading 1.00MB/2.00MB");
+    expect(
+      renderRow({ id: "abc", status: "Downloading", total: 2_000_000, current: 0 }, 200).length,
+    ).toBeLessThan(200);
     expect(formatBytes(999)).toBe("999B");
     expect(formatBytes(1536)).toBe("1.54kB");
   });
