@@ -72,6 +72,7 @@ static int wait_for_init;
 static int init_pid_pipe[2] = {-1, -1};
 static pid_t init_pid;
 static char resolved_exec[4096];
+static int host_proc_fd = -1;
 static char *hook_state = "";     /* the container state for hooks, from the last sync reply */
 static char *listener_state = ""; /* the state for a seccomp listener, from the last sync reply */
 static int trace;                 /* OP_TRACE: report the time after every step (--trace) */
@@ -668,14 +669,19 @@ static void do_make_fifo(struct step *st) {
   int fd = open(path, O_PATH | O_CLOEXEC);
   if (fd < 0) fail(errno, "open %s", path);
   slots[I(st, 0)] = fd;
+  /* The host's /proc, kept open so the fifo can be reopened for writing through
+   * /proc/self/fd even where the container has no /proc of its own (no mount namespace). */
+  host_proc_fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (host_proc_fd < 0) fail(errno, "open /proc");
 }
 
 static void do_wait_exec_fifo(struct step *st) {
   char path[64];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", slots[I(st, 0)]);
+  snprintf(path, sizeof path, "self/fd/%d", slots[I(st, 0)]);
   send_event(EV_READY, "");
   /* Blocks until `start` opens the fifo for reading. */
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  int fd = openat(host_proc_fd, path, O_WRONLY | O_CLOEXEC);
+  close(host_proc_fd);
   if (fd < 0) fail(errno, "open the exec fifo");
   if (write(fd, "0", 1) != 1) fail(errno, "write the exec fifo");
   close(fd);
@@ -933,6 +939,9 @@ static void run_step(struct step *st) {
     case OP_SYMLINK_IN_ROOT: do_symlink_in_root(st); break;
     case OP_PIVOT_ROOT: do_pivot_root(S(st, 0)); break;
     case OP_MOVE_ROOT: do_move_root(S(st, 0)); break;
+    case OP_CHROOT:
+      if (chroot(S(st, 0)) < 0 || chdir("/") < 0) fail(errno, "chroot %s", S(st, 0));
+      break;
     case OP_MASK_PATH: do_mask_path(S(st, 0)); break;
     case OP_READONLY_PATH: do_readonly_path(S(st, 0)); break;
     case OP_SET_HOSTNAME:

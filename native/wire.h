@@ -17,6 +17,7 @@
 #define OP_SYMLINK_IN_ROOT 13
 #define OP_PIVOT_ROOT 14
 #define OP_MOVE_ROOT 15
+#define OP_CHROOT 60
 #define OP_MASK_PATH 16
 #define OP_READONLY_PATH 17
 #define OP_SET_HOSTNAME 18

@@ -63,6 +63,8 @@ export interface Plan {
   steps: PlanStep[];
   /** A new user namespace is created: the TypeScript side writes id maps at SetupChildCreated. */
   newUserNamespace: boolean;
+  /** Things the plan leaves out or changes, for the user to read. */
+  warnings: string[];
   /** The seccomp profile uses SCMP_ACT_NOTIFY: the BeforePivot reply carries the listener state. */
   seccompListener?: CompiledSeccomp;
 }
@@ -453,6 +455,7 @@ function rejectUnsupported(spec: Spec): void {
 /** Compiles a container's config into its launch plan. */
 export function compileContainerPlan(input: ContainerPlanInput): Plan {
   const { spec, rootfs } = input;
+  const warnings: string[] = [];
   const process = spec.process;
   if (!process)
     throw new ConfigError("process", "is missing; the container needs a process to run");
@@ -576,7 +579,9 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     out.add(Op.SetDomainname, [spec.domainname], `set domainname ${spec.domainname}`);
   }
   const hooks = spec.hooks ?? {};
-  if (newNs("mount")) {
+  // The root filesystem is set up in the container's mount namespace, new or joined by path
+  // (as runc does); without one, the process is only chrooted.
+  if (ns.has("mount")) {
     const rootProp = spec.linux?.rootfsPropagation;
     const initialProp =
       rootProp === "private" || rootProp === "rprivate" ? MS.PRIVATE | MS.REC : MS.SLAVE | MS.REC;
@@ -610,10 +615,10 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
       }
     }
   } else if ((spec.mounts ?? []).length > 0) {
-    throw new ConfigError(
-      "mounts",
-      "mounts need a mount namespace",
-      'add {"type": "mount"} to linux.namespaces',
+    // runc and crun would mount into the host's mount table here, where the mounts outlive the
+    // container; Pivot leaves the host's mount table alone and says so.
+    warnings.push(
+      'mounts: ignored, because the container shares the host\'s mount namespace (add {"type": "mount"} to linux.namespaces to have them)',
     );
   }
   out.add(
@@ -624,7 +629,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   for (const [i, hook] of (hooks.createContainer ?? []).entries()) {
     out.add(Op.RunHook, hookArgs(hook), `run createContainer hook ${i} (${hook.path})`);
   }
-  if (newNs("mount")) {
+  if (ns.has("mount")) {
     if (input.noPivot)
       out.add(Op.MoveRoot, [rootfs], `move ${rootfs} onto / and chroot (--no-pivot)`);
     else out.add(Op.PivotRoot, [rootfs], `pivot_root into ${rootfs}`);
@@ -636,8 +641,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
         `set / propagation to ${rootProp}`,
       );
   } else {
-    out.add(Op.Chdir, [rootfs], `chdir ${rootfs}`);
-    out.add(Op.MoveRoot, [rootfs], `chroot into ${rootfs}`);
+    out.add(Op.Chroot, [rootfs], `chroot into ${rootfs} (no mount namespace: no pivot_root)`);
   }
   for (const [key, value] of Object.entries(spec.linux?.sysctl ?? {})) {
     out.add(
@@ -649,7 +653,11 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   for (const path of spec.linux?.maskedPaths ?? []) out.add(Op.MaskPath, [path], `mask ${path}`);
   for (const path of spec.linux?.readonlyPaths ?? [])
     out.add(Op.ReadonlyPath, [path], `make ${path} read-only`);
-  if (spec.root?.readonly) {
+  if (spec.root?.readonly && !ns.has("mount")) {
+    warnings.push(
+      "root.readonly: ignored, because the container shares the host's mount namespace",
+    );
+  } else if (spec.root?.readonly) {
     out.add(
       Op.MountInRoot,
       ["/", "/", "", "", MS.BIND | MS.REMOUNT | MS.RDONLY, ""],
@@ -660,6 +668,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   return {
     steps: out.steps,
     newUserNamespace: newUserNs,
+    warnings,
     ...(seccomp?.usesNotify ? { seccompListener: seccomp } : {}),
   };
 }
@@ -793,5 +802,5 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
   out.add(Op.ForkInit, [], "fork the process inside the container's PID namespace");
   out.add(Op.NewSession, [], "start a new session");
   compileProcessSetup(out, process, null, seccomp, true);
-  return { steps: out.steps, newUserNamespace: false };
+  return { steps: out.steps, newUserNamespace: false, warnings: [] };
 }

@@ -212,6 +212,7 @@ export class Runtime {
     waitForInit: boolean,
   ): Promise<{ session: LaunchSession; record: ContainerRecord }> {
     const { plan, spec, bundle, rootfs, cgroup } = this.planContainer(id, options, waitForInit);
+    for (const warning of plan.warnings) this.warn(warning);
     this.store.claim(id);
     const record: ContainerRecord = {
       id,
@@ -250,7 +251,8 @@ export class Runtime {
           record.pid = s.initPid;
           record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
           this.store.save(record);
-          const state = this.stateOf(record, "creating");
+          // As crun and the runtime-tools suite expect: the hooks see the state "created".
+          const state = this.stateOf(record, "created");
           await runHooks(spec.hooks?.prestart, state, "prestart");
           await runHooks(spec.hooks?.createRuntime, state, "createRuntime");
           const created = JSON.stringify(this.stateOf(record, "created"));

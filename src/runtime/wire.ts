@@ -40,6 +40,8 @@ export const Op = {
   PivotRoot: 14,
   /** Move the rootfs onto / and chroot (for --no-pivot): (rootfs). */
   MoveRoot: 15,
+  /** chroot(2) into the rootfs, for a container without a mount namespace of its own: (rootfs). */
+  Chroot: 60,
   /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory; missing paths are skipped: (path). */
   MaskPath: 16,
   /** Bind a path onto itself read-only; missing paths are skipped: (path). */

@@ -482,7 +482,7 @@ describe("hooks", () => {
       "poststop",
     ]);
     const state = JSON.parse(lines[0]!.slice("prestart ".length));
-    expect(state.status).toBe("creating");
+    expect(state.status).toBe("created");
     expect(state.pid).toBeGreaterThan(0);
     expect(state.bundle).toBe(bundle);
   });

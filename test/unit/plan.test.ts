@@ -345,6 +345,31 @@ describe("container plan", () => {
     ).toThrow(NotSupportedError);
   });
 
+  test("without a mount namespace, mounts and a read-only root are left out with warnings; the process is chrooted", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.linux!.namespaces = [{ type: "pid" }];
+        delete s.hostname;
+        s.root!.readonly = true;
+      }),
+    );
+    const o = ops(plan);
+    expect(o).not.toContain(Op.MountInRoot);
+    expect(o).not.toContain(Op.PivotRoot);
+    expect(plan.steps.find((s) => s.op === Op.Chroot)!.args).toEqual(["/b/rootfs"]);
+    expect(plan.warnings.join("\n")).toMatch(/mounts: ignored.*\n.*root\.readonly: ignored/);
+  });
+
+  test("a mount namespace joined by path gets the root filesystem set up in it", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.linux!.namespaces = [{ type: "mount", path: "/proc/42/ns/mnt" }, { type: "uts" }];
+      }),
+    );
+    expect(ops(plan)).toContain(Op.PivotRoot);
+    expect(plan.warnings).toEqual([]);
+  });
+
   test("every step has a description for people", () => {
     for (const step of compileContainerPlan(input()).steps)
       expect(step.text.length).toBeGreaterThan(3);
