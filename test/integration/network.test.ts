@@ -4,12 +4,18 @@
 // addresses, routes and firewall rules are compared with what they were before.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
+import { createSocket } from "node:dgram";
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { NetworkManager } from "../../src/network/attach.ts";
 import type { NetworkSettings } from "../../src/network/networks.ts";
-import { freeHostPort, PortError, type PortMapping } from "../../src/network/ports.ts";
+import {
+  freeHostPort,
+  PortError,
+  type PortMapping,
+  parsePublish,
+} from "../../src/network/ports.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Mount, Spec } from "../../src/oci/spec.ts";
 import {
@@ -338,12 +344,33 @@ describe("containers", () => {
     const server = `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>s.send("pong:"+m,r.port,r.address));s.bind(5001);`;
     const client = `const dns=require("dns"),s=require("dgram").createSocket("udp4");dns.lookup("udpsrv",4,(e,a)=>{if(e)throw e;const t=setInterval(()=>s.send("ping",5001,a),200);s.on("message",m=>{console.log(m.toString()+" from "+a);clearInterval(t);s.close()})});setTimeout(()=>process.exit(3),8000).unref();`;
     const srvId = nextId("udpsrv");
-    const srv = await sandbox(srvId, [{ name: NET_A }]);
+    const udpPort = await freeHostPort("udp", "127.0.0.1");
+    const srv = await sandbox(srvId, [
+      {
+        name: NET_A,
+        ports: [{ hostIP: "127.0.0.1", hostPort: udpPort, containerPort: 5001, protocol: "udp" }],
+      },
+    ]);
     startDetached(srvId, ["/usr/bin/node", "-e", server], { ...srv, mounts: [usr] });
     const cliId = nextId("udpcli");
     const cli = await sandbox(cliId, [{ name: NET_A }]);
     const r = runOnce(nextId("udp"), ["/usr/bin/node", "-e", client], { ...cli, mounts: [usr] });
     expect(r.stdout.trim()).toBe(`pong:ping from ${srv.ips[NET_A]}`);
+
+    // The same server through its published UDP port on the host's loopback.
+    const sock = createSocket("udp4");
+    const reply = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => sock.send("host", udpPort, "127.0.0.1"), 200);
+      sock.on("message", (m) => {
+        clearInterval(timer);
+        resolve(m.toString());
+      });
+      setTimeout(() => {
+        clearInterval(timer);
+        reject(new Error("no UDP reply through the published port"));
+      }, 8000);
+    }).finally(() => sock.close());
+    expect(reply).toBe("pong:host");
   }, 60_000);
 
   test("two networks cannot reach each other", async () => {
@@ -411,13 +438,65 @@ describe("containers", () => {
       id2,
     );
   }, 60_000);
+
+  test("port ranges, a fixed address, an internal network, prune", async () => {
+    const p0 = await freeHostPort("tcp", "127.0.0.1");
+    const ports = parsePublish(`127.0.0.1:${p0}-${p0 + 1}:80-81`);
+    const id = nextId("range");
+    const subnet = manager.inspectNetwork(NET_B).subnet;
+    const fixed = subnet.replace(/\.0\/\d+$/, ".200");
+    const files = join(work, "files", id);
+    const { netns } = await manager.createSandbox(id, { hostsPath: join(files, "hosts") });
+    const a = await manager.connect(id, NET_B, { ports, ip: fixed });
+    expect(a.ip).toBe(fixed);
+    startDetached(id, sh("httpd -p 80 -h /www && exec httpd -f -p 81 -h /www"), { netns });
+    for (const port of [p0, p0 + 1]) {
+      const body = await until(`httpd on ${port}`, async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/index.html`);
+        return res.ok ? await res.text() : null;
+      });
+      expect(body).toBe(`hello from pivot ${tag}\n`);
+    }
+    // The fixed address is taken now.
+    const other = nextId("dup");
+    await manager.createSandbox(other);
+    await expect(manager.connect(other, NET_B, { ip: fixed })).rejects.toThrow();
+    await expect(manager.connect(other, NET_B, { ip: "10.99.99.99" })).rejects.toThrow("is not in");
+    await manager.removeSandbox(other);
+
+    // Internal: no route out, no masquerade for its containers.
+    const internal = `pvt${tag}-int`;
+    await manager.createNetwork(internal, { internal: true, bridge: `pvt${tag}i` });
+    const iid = nextId("int");
+    const sb = await sandbox(iid, [{ name: internal }]);
+    const routes = runOnce(nextId("ip"), ["ip", "route"], sb);
+    expect(routes.stdout).not.toContain("default");
+    expect(routes.stdout).toContain(manager.inspectNetwork(internal).subnet);
+    const nat = spawnSync("iptables-save", ["-t", "nat"], { encoding: "utf8" }).stdout;
+    expect(nat).not.toContain(`-s ${sb.ips[internal]}/32`);
+    expect(nat).toContain(`-s ${a.ip}/32`); // the non-internal one is masqueraded
+
+    // prune removes networks nobody uses, and only those.
+    const spare = `pvt${tag}-spare`;
+    await manager.createNetwork(spare, { bridge: `pvt${tag}s` });
+    const pruned = await manager.pruneNetworks();
+    expect(pruned).toContain(spare);
+    expect(pruned).not.toContain(NET_B);
+    expect(pruned).not.toContain(internal);
+    expect(pruned).not.toContain(`pvt${tag}`); // the default network stays
+    runtime(root, ["delete", "--force", id]);
+    await manager.removeSandbox(id);
+    await manager.removeSandbox(iid);
+    await manager.removeNetwork(internal);
+    expect(manager.listNetworks().map((n) => n.name)).not.toContain(internal);
+  }, 60_000);
 });
 
 describe("cleanup", () => {
   test("network rm is refused while in use; afterwards nothing is left on the host", async () => {
     const id = nextId("last");
     await sandbox(id, [{ name: NET_B }]);
-    await expect(manager.removeNetwork(NET_B)).rejects.toThrow("is in use by last");
+    await expect(manager.removeNetwork(NET_B)).rejects.toThrow(/is in use by .*last/);
     await removeEverything();
     expect(manager.listNetworks()).toEqual([]);
     expect(readdirSync(join(work, "run", "netns"))).toEqual([]);
