@@ -1,4 +1,25 @@
 // Pivot's library entry point: the runtime and engine as a typed API for Bun and Node programs.
+
+export {
+  parseMountFlag,
+  parseTmpfsFlag,
+  parseVolumeFlag,
+} from "./engine/config.ts";
+export {
+  ContainerHandle,
+  Engine,
+  EngineError,
+  type EngineOptions,
+  type ExecOptions as EngineExecOptions,
+  type RunOptions,
+} from "./engine/engine.ts";
+export type {
+  ContainerInfo,
+  ContainerOptions,
+  LogEntry,
+  MountSpec,
+  VolumeInfo,
+} from "./engine/types.ts";
 export {
   ConfigError,
   ContainerIdError,

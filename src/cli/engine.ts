@@ -497,8 +497,9 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       return volumeCommand(engine, args);
     case "container-cleanup": {
       // conmon's exit command: unmount and, for --rm containers, remove.
-      const p = parseCommand(args, []);
-      await engine.cleanup(needArg(p, "a container", command));
+      const p = parseCommand(args, [], 2);
+      const runId = p.positionals[1];
+      await engine.cleanup(needArg(p, "a container", command), runId ? { runId } : {});
       return 0;
     }
     case "import": {

@@ -571,11 +571,14 @@ export function hostsFile(hostname: string, extra: readonly string[] = []): stri
  *  Docker does. With the host's network, the file is kept as it is. */
 export function resolvConf(hostText: string, hostNetwork: boolean): string {
   if (hostNetwork) return hostText;
-  const lines = hostText.split("\n").filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
+  const lines = hostText
+    .split("\n")
+    .filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
+  while (lines.length && lines[lines.length - 1] === "") lines.pop();
   if (!lines.some((l) => /^\s*nameserver\s/.test(l))) {
     lines.push("nameserver 8.8.8.8", "nameserver 8.8.4.4");
   }
-  return `${lines.filter((l, i) => l !== "" || i < lines.length - 1).join("\n")}\n`;
+  return `${lines.join("\n")}\n`;
 }
 
 // ---- the OCI config ----

@@ -31,6 +31,7 @@ import { PassThrough, type Readable, type Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { PivotError } from "../errors.ts";
+import { withFileLock } from "../image/lock.ts";
 import {
   isMountPoint,
   mountOverlay,
@@ -121,6 +122,8 @@ interface ContainerRecord {
 }
 
 interface RunState {
+  /** Names this start: the monitor's cleanup of an earlier run must not touch a later one. */
+  runId: string;
   startedAt: string;
   monitor: "conmon" | "inline";
   monitorPid: number;
@@ -625,10 +628,22 @@ export class Engine {
     return r;
   }
 
+  /** Serializes start, cleanup and remove of one container, across processes. */
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const dir = join(this.root, "locks");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return withFileLock(join(dir, `container-${id}.lock`), fn, { what: `container ${id}` });
+  }
+
   /** Starts a created or exited container detached, under conmon (`pivot start`). */
   async start(ref: string): Promise<ContainerHandle> {
     const id = this.resolveId(ref);
+    return this.withLock(id, () => this.startLocked(id));
+  }
+
+  private async startLocked(id: string): Promise<ContainerHandle> {
     const r = await this.prepareStart(id);
+    const runId = randomBytes(8).toString("hex");
     if (!this.conmonPath) {
       throw new EngineError("detached containers need conmon, which is not installed", {
         hint: "install it (apt-get install conmon), or run the container attached (without -d)",
@@ -662,10 +677,12 @@ export class Engine {
           this.runRoot,
           "container-cleanup",
           id,
+          runId,
         ],
       });
       const conmonPid = Number(readFileSync(conmonPidFile, "utf8").trim());
       writeJsonAtomic(join(dir, "state.json"), {
+        runId,
         startedAt: new Date().toISOString(),
         monitor: "conmon",
         monitorPid: conmonPid,
@@ -674,7 +691,7 @@ export class Engine {
       } satisfies RunState);
       await this.runtime.start(id);
     } catch (err) {
-      await this.cleanup(id, { keepOnFailure: true }).catch(() => {});
+      await this.cleanupLocked(id, { keepOnFailure: true }).catch(() => {});
       throw err;
     }
     return new ContainerHandle(id, r.name, null, null, null, () => this.wait(id));
@@ -704,7 +721,8 @@ export class Engine {
     stdio: "pipe" | "inherit" | "ignore" = "pipe",
   ): Promise<ContainerHandle> {
     const id = this.resolveId(ref);
-    const r = await this.prepareStart(id);
+    const r = await this.withLock(id, () => this.prepareStart(id));
+    const runId = randomBytes(8).toString("hex");
     const dir = this.dir(id);
     if (r.options.tty) {
       throw new EngineError("attached containers with a terminal (-t) are not supported yet", {
@@ -747,6 +765,7 @@ export class Engine {
       },
       onStart: (pid) => {
         writeJsonAtomic(join(dir, "state.json"), {
+          runId,
           startedAt: new Date().toISOString(),
           monitor: "inline",
           monitorPid: process.pid,
@@ -770,7 +789,7 @@ export class Engine {
       const rs = this.runState(id);
       if (rs)
         writeJsonAtomic(join(dir, "state.json"), { ...rs, finishedAt: new Date().toISOString() });
-      await this.cleanup(id);
+      await this.cleanup(id, { runId });
       return code;
     })();
     try {
@@ -788,18 +807,30 @@ export class Engine {
    * After the container's process has exited (conmon's exit command, or the attached monitor):
    * the runtime's state goes, the overlay is unmounted, and --rm containers are removed.
    */
-  async cleanup(ref: string, options: { keepOnFailure?: boolean } = {}): Promise<void> {
+  async cleanup(
+    ref: string,
+    options: { keepOnFailure?: boolean; runId?: string } = {},
+  ): Promise<void> {
     let id: string;
     try {
       id = this.resolveId(ref);
     } catch {
       return;
     }
+    await this.withLock(id, () => this.cleanupLocked(id, options));
+  }
+
+  private async cleanupLocked(
+    id: string,
+    options: { keepOnFailure?: boolean; runId?: string },
+  ): Promise<void> {
+    if (!existsSync(join(this.dir(id), "container.json"))) return;
+    if (options.runId !== undefined && this.runState(id)?.runId !== options.runId) return;
     const r = this.load(id);
     if (this.runtime.store.exists(id))
       await this.runtime.delete(id, true).catch((e) => this.warn((e as Error).message));
     if (r.options.autoRemove && !options.keepOnFailure) {
-      await this.remove(id, { force: true });
+      await this.removeLocked(id, { force: true });
       return;
     }
     await unmountOverlay(r.overlay.target).catch(() =>
@@ -864,6 +895,14 @@ export class Engine {
   /** Removes a container: its runtime state, overlay, directory, name, and (volumes) its anonymous volumes. */
   async remove(ref: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const id = this.resolveId(ref);
+    await this.withLock(id, () => this.removeLocked(id, options));
+  }
+
+  private async removeLocked(
+    id: string,
+    options: { force?: boolean; volumes?: boolean },
+  ): Promise<void> {
+    if (!existsSync(join(this.dir(id), "container.json"))) return;
     const r = this.load(id);
     const st = this.status(id);
     if (st.status === "running" || st.status === "paused") {
