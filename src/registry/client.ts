@@ -405,7 +405,8 @@ export class RegistryClient {
 
   // ---- the request loop ----
 
-  private async request(spec: RequestSpec): Promise<IncomingMessage> {
+  private async request(input: RequestSpec): Promise<IncomingMessage> {
+    const spec = { ...input, scopes: [...input.scopes] };
     await this.ping();
     let url = new URL(spec.url, `${this.scheme}://${this.endpoint!.apiHost}`);
     const origin = url.origin;
@@ -413,11 +414,13 @@ export class RegistryClient {
     let body = spec.body;
     let redirects = 0;
     let reauthed = false;
+    let fresh = false;
     let attempt = 0;
     for (;;) {
       const headers: Record<string, string> = { ...spec.headers };
       if (url.origin === origin) {
-        const auth = await this.authorization(spec.scopes, reauthed);
+        const auth = await this.authorization(spec.scopes, fresh);
+        fresh = false;
         if (auth) headers.authorization = auth;
       }
       let res: IncomingMessage;
@@ -443,6 +446,7 @@ export class RegistryClient {
         if (ch) {
           this.challenge = ch;
           reauthed = true;
+          fresh = true;
           if (ch.scheme === "bearer" && ch.params.scope) {
             for (const s of ch.params.scope.split(" "))
               if (!spec.scopes.includes(s)) spec.scopes.push(s);

@@ -16,6 +16,7 @@ import { ImageError } from "../image/errors.ts";
 import { formatReference, type ImageReference, parseReference } from "../image/reference.ts";
 import type { ImageStore, StoredImage } from "../image/store.ts";
 import { type Descriptor, type ImageIndex, MediaType, type Platform } from "../image/types.ts";
+import { repositoryScope } from "./auth.ts";
 import { type ClientOptions, RegistryClient } from "./client.ts";
 import { RegistryError } from "./errors.ts";
 import { isTransientNetworkError } from "./http.ts";
@@ -134,7 +135,8 @@ async function pushBlob(
   progress: ProgressReporter,
 ): Promise<BlobPushStatus> {
   const id = shortId(desc.digest);
-  if ((await client.blobExists(repo, desc.digest)) !== undefined) {
+  const scopes = [repositoryScope(repo, ["pull", "push"])]; // one token for the whole push
+  if ((await client.blobExists(repo, desc.digest, scopes)) !== undefined) {
     progress.status(id, "Layer already exists");
     return "exists";
   }
