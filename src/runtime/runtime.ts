@@ -416,7 +416,8 @@ export class Runtime {
       return;
     }
     const status = this.status(record);
-    if ((status === "running" || status === "paused") && !force) {
+    // runtime.md: deleting a container that is not stopped MUST fail (runc deletes created ones).
+    if (status !== "stopped" && !force) {
       throw new PivotError(`cannot delete container "${id}": it is ${status}`, {
         hint: `stop it with \`kill ${id}\` first, or use \`delete --force ${id}\``,
       });

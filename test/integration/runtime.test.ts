@@ -83,19 +83,28 @@ function cgroupDirsNamed(fragment: string): string[] {
 
 describe("isolation", () => {
   test("the container has its own mount table, and the host does not see its mounts", () => {
-    const before = hostMountPoints();
-    const r = run(["sh", "-c", "cat /proc/self/mountinfo"]);
-    expect(r.status).toBe(0);
-    const inside = r.stdout
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => l.split(" ")[4]);
-    expect(inside[0]).toBe("/");
-    expect(inside).toContain("/proc");
-    expect(inside).toContain("/dev/pts");
-    // Nothing of the host's own mount table (e.g. /sys/fs/cgroup/memory from the host) except what the config mounts.
-    expect(inside).not.toContain(join(bundle, "rootfs"));
-    expect(hostMountPoints()).toEqual(before);
+    withArgs(["sleep", "100"]);
+    const id = nextId("mounts");
+    expect(runtime(root, ["run", "-d", "--bundle", bundle, id]).status).toBe(0);
+    try {
+      const r = runtime(root, ["exec", id, "cat", "/proc/self/mountinfo"]);
+      expect(r.status).toBe(0);
+      const inside = r.stdout
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split(" ")[4]!);
+      expect(inside[0]).toBe("/");
+      expect(inside).toContain("/proc");
+      expect(inside).toContain("/dev/pts");
+      // None of the host's own mounts is visible inside: the old root is gone after pivot_root.
+      const host = hostMountPoints();
+      expect(inside.filter((m) => m.startsWith("/mnt/") || m === join(bundle, "rootfs"))).toEqual([]);
+      // While the container runs, the host sees none of its mounts (all are under the rootfs).
+      expect(host.filter((m) => m.startsWith(work))).toEqual([]);
+      expect(host).not.toContain("/dev/mqueue");
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
   });
 
   test("the process is PID 1 in its own PID namespace and sees only its own processes", () => {
@@ -325,6 +334,10 @@ describe("lifecycle across separate processes", () => {
     // The user process has not started yet.
     await Bun.sleep(100);
     expect(existsSync(join(signals, "started"))).toBe(false);
+    // A created container is not stopped: delete refuses it (runtime.md), delete --force would not.
+    const early = runtime(root, ["delete", id]);
+    expect(early.status).not.toBe(0);
+    expect(early.stderr).toContain("it is created");
 
     expect(runtime(root, ["start", id]).status).toBe(0);
     expect(JSON.parse(runtime(root, ["state", id]).stdout).status).toBe("running");
@@ -454,7 +467,7 @@ describe("lifecycle across separate processes", () => {
       for (const id of ids) runtime(root, ["delete", "--force", id]);
     }
     for (const id of ids) expect(existsSync(join(root, id))).toBe(false);
-  });
+  }, 120_000);
 });
 
 describe("hooks", () => {
@@ -605,13 +618,12 @@ describe("dry run", () => {
   test("create --dry-run prints the plan and creates nothing", () => {
     withArgs(["true"]);
     const id = nextId("dry");
-    const before = hostMountPoints();
     const r = runtime(root, ["create", "--dry-run", "--bundle", bundle, id]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`pivot_root into ${bundle}/rootfs`);
     expect(existsSync(join(root, id))).toBe(false);
     expect(cgroupDirsNamed(id)).toEqual([]);
-    expect(hostMountPoints()).toEqual(before);
+    expect(hostMountPoints().filter((m) => m.startsWith(work))).toEqual([]);
     const json = JSON.parse(
       runtime(root, ["create", "--dry-run", "--format", "json", "--bundle", bundle, id]).stdout,
     );
@@ -628,13 +640,13 @@ describe("dry run", () => {
       script,
       runtime(root, ["create", "--dry-run", "--format", "shell", "--bundle", bundle, id]).stdout,
     );
-    const before = hostMountPoints();
     const r = spawnSync("sh", [script], { encoding: "utf8" });
     expect(r.stderr).toBe("");
     const [line, mounts] = r.stdout.trim().split("\n");
     expect(line).toBe("by-hand 1");
     expect(Number(mounts)).toBeGreaterThan(5);
-    expect(hostMountPoints()).toEqual(before);
+    // The script's mounts lived in its own mount namespace.
+    expect(hostMountPoints().filter((m) => m.startsWith(work))).toEqual([]);
   });
 });
 
