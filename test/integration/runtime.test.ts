@@ -17,6 +17,7 @@ import {
   hostMountPoints,
   isRoot,
   makeBundle,
+  REPO,
   RUNTIME_CLI,
   readSpec,
   rm,
@@ -98,7 +99,9 @@ describe("isolation", () => {
       expect(inside).toContain("/dev/pts");
       // None of the host's own mounts is visible inside: the old root is gone after pivot_root.
       const host = hostMountPoints();
-      expect(inside.filter((m) => m.startsWith("/mnt/") || m === join(bundle, "rootfs"))).toEqual([]);
+      expect(inside.filter((m) => m.startsWith("/mnt/") || m === join(bundle, "rootfs"))).toEqual(
+        [],
+      );
       // While the container runs, the host sees none of its mounts (all are under the rootfs).
       expect(host.filter((m) => m.startsWith(work))).toEqual([]);
       expect(host).not.toContain("/dev/mqueue");
@@ -470,6 +473,71 @@ describe("lifecycle across separate processes", () => {
   }, 120_000);
 });
 
+describe("terminal and namespaces", () => {
+  test("process.terminal: the pty master goes to the console socket; the process has a controlling terminal of the given size", async () => {
+    const receiver = join(work, "console-receiver");
+    const cc = spawnSync("cc", ["-o", receiver, join(REPO, "test/fixtures/console-receiver.c")], {
+      encoding: "utf8",
+    });
+    expect(cc.stderr).toBe("");
+    const socketPath = join(work, "console.sock");
+    rm(socketPath);
+    const listener = spawn(receiver, [socketPath], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    listener.stdout.on("data", (d) => (out += d));
+    listener.stderr.on("data", (d) => (err += d));
+    const done = new Promise((resolve) => listener.on("exit", resolve));
+    try {
+      while (!err.includes("listening")) await Bun.sleep(5);
+      withArgs(["sh", "-c", "tty; stty size; echo $TERM"], (s) => {
+        s.process!.terminal = true;
+        s.process!.consoleSize = { height: 33, width: 120 };
+      });
+      const r = runtime(root, [
+        "run",
+        "--console-socket",
+        socketPath,
+        "--bundle",
+        bundle,
+        nextId("tty"),
+      ]);
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      await done;
+      expect(err).toMatch(/received \/dev\/pts\/\d+/);
+      expect(out.replace(/\r/g, "")).toMatch(/^\/dev\/pts\/\d+\n33 120\nxterm\n$/);
+    } finally {
+      listener.kill();
+    }
+  });
+
+  test("a new time namespace applies linux.timeOffsets", () => {
+    const hostUptime = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+    const r = run(["cat", "/proc/uptime"], (s) => {
+      s.linux!.namespaces!.push({ type: "time" });
+      s.linux!.timeOffsets = { boottime: { secs: 86400 * 365 }, monotonic: { secs: 1000 } };
+    });
+    expect(r.stderr).toBe("");
+    const inside = Number(r.stdout.split(" ")[0]);
+    expect(inside - hostUptime).toBeGreaterThan(86400 * 365 - 60);
+  });
+
+  test("sysctl values are written inside the container's namespaces", () => {
+    const hostValue = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8");
+    const r = run(["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/msgmax"], (s) => {
+      s.linux!.sysctl = {
+        "net.ipv4.ip_forward": hostValue.trim() === "1" ? "0" : "1",
+        "kernel.msgmax": "12345",
+      };
+      s.linux!.readonlyPaths = [];
+    });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(`${hostValue.trim() === "1" ? "0" : "1"}\n12345\n`);
+    expect(readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8")).toBe(hostValue);
+  });
+});
+
 describe("hooks", () => {
   test("prestart, createRuntime, poststart and poststop hooks run with the state on stdin", () => {
     const log = join(work, "hooks.log");
@@ -518,6 +586,18 @@ describe("hooks", () => {
     });
     expect(r.stdout).toBe("start\n");
     expect(readFileSync(log, "utf8")).toBe("create hooked\n");
+  });
+
+  test("a hook that outlives its timeout is killed and fails create", () => {
+    withArgs(["true"], (s) => {
+      s.hooks = { createRuntime: [{ path: "/bin/sleep", args: ["sleep", "30"], timeout: 1 }] };
+    });
+    const id = nextId("hooktime");
+    const started = Date.now();
+    const r = runtime(root, ["create", "--bundle", bundle, id]);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(r.stderr).toContain("createRuntime hook 0 (/bin/sleep) timed out after 1 seconds");
+    expect(existsSync(join(root, id))).toBe(false);
   });
 
   test("a failing prestart hook fails create and leaves nothing behind", () => {
