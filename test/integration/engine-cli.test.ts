@@ -1,0 +1,138 @@
+// The `pivot` command line over the engine, as a subprocess, with real containers.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { findConmon } from "../../src/engine/monitor.ts";
+import { IMAGE, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
+import { BUN, isRoot, REPO } from "../helpers.ts";
+
+const PIVOT = join(REPO, "bin/pivot.ts");
+const hasConmon = findConmon() !== null;
+
+let t: TestEngine;
+let scratch: string;
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  t = await makeTestEngine();
+  scratch = mkdtempSync(join(tmpdir(), "pivot-cli-scratch-"));
+  chmodSync(scratch, 0o755); // readable by the container's user nobody
+});
+
+afterAll(async () => {
+  await t?.cleanup();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+function pivot(args: string[], input?: string): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
+    encoding: "utf8",
+    timeout: 30_000,
+    ...(input !== undefined ? { input } : { stdio: ["ignore", "pipe", "pipe"] }),
+  });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe.skipIf(!isRoot)("pivot CLI", () => {
+  test("run --rm: output and exit code pass through", () => {
+    const r = pivot(["run", "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 5"]);
+    expect(r).toEqual({ status: 5, stdout: "out\n", stderr: "err\n" });
+  });
+
+  test("run flags: -e, --env-file, -w, -u, -v, --hostname, -l, combined -i", () => {
+    const envFile = join(scratch, "env");
+    writeFileSync(envFile, "# settings\nFROM_FILE=yes\n");
+    writeFileSync(join(scratch, "in"), "bound\n");
+    const r = pivot(
+      [
+        "run",
+        "--rm",
+        "-i",
+        "-e",
+        "A=1",
+        "--env-file",
+        envFile,
+        "-w",
+        "/w",
+        "-u",
+        "nobody",
+        "-v",
+        `${scratch}:/mnt:ro`,
+        "--hostname",
+        "clihost",
+        "-l",
+        "k=v",
+        IMAGE,
+        "sh",
+        "-c",
+        'read line; echo "$line|$A|$FROM_FILE|$(pwd)|$(id -u)|$(hostname)|$(cat /mnt/in)"',
+      ],
+      "typed\n",
+    );
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("typed|1|yes|/w|65534|clihost|bound\n");
+    expect(r.status).toBe(0);
+  });
+
+  test("errors are one line with a hint, exit 125", () => {
+    const missing = pivot(["run", "--pull", "never", "--rm", "localhost/nope:1", "true"]);
+    expect(missing.status).toBe(125);
+    expect(missing.stderr).toMatch(/not found/);
+    expect(missing.stderr).toMatch(/hint:/);
+    const created = pivot(["create", "--name", "dup", IMAGE, "true"]);
+    expect(created.status).toBe(0);
+    expect(created.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    const dup = pivot(["create", "--name", "dup", IMAGE, "true"]);
+    expect(dup.status).toBe(125);
+    expect(dup.stderr).toMatch(/name "dup" is already in use/);
+    expect(pivot(["rm", "dup"]).status).toBe(0);
+    const bad = pivot(["run", "--rm", "-v", "relative/path:/x", IMAGE, "true"]);
+    expect(bad.status).toBe(125);
+    expect(bad.stderr).toMatch(/invalid volume name/);
+  });
+
+  test("volume create, ls, inspect, rm; a named volume persists across runs", () => {
+    expect(pivot(["volume", "create", "clivol"]).stdout).toBe("clivol\n");
+    expect(pivot(["volume", "ls", "-q"]).stdout.split("\n")).toContain("clivol");
+    const info = JSON.parse(pivot(["volume", "inspect", "clivol"]).stdout) as {
+      mountpoint: string;
+    }[];
+    expect(info[0]!.mountpoint).toBe(join(t.root, "volumes", "clivol", "_data"));
+    expect(
+      pivot(["run", "--rm", "-v", "clivol:/v", IMAGE, "sh", "-c", "echo 42 > /v/n"]).status,
+    ).toBe(0);
+    expect(readFileSync(join(info[0]!.mountpoint, "n"), "utf8")).toBe("42\n");
+    expect(pivot(["run", "--rm", "-v", "clivol:/v", IMAGE, "cat", "/v/n"]).stdout).toBe("42\n");
+    expect(pivot(["volume", "rm", "clivol"]).status).toBe(0);
+    expect(pivot(["volume", "inspect", "clivol"]).status).toBe(125);
+  });
+
+  test.skipIf(!hasConmon)("run -d, ps, logs, exec, stop, ps -a, rm", () => {
+    const run = pivot(["run", "-d", "--name", "web", IMAGE, "sh", "-c", "echo ready; sleep 30"]);
+    expect(run.stderr).toBe("");
+    expect(run.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    const id = run.stdout.trim();
+    const ps = pivot(["ps"]);
+    expect(ps.stdout).toMatch(/CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+NAMES/);
+    expect(ps.stdout).toContain(id.slice(0, 12));
+    expect(ps.stdout).toMatch(/Up .* web\n/);
+    let logs = "";
+    for (let i = 0; i < 50 && logs !== "ready\n"; i++) {
+      logs = pivot(["logs", "web"]).stdout;
+      if (logs !== "ready\n") Bun.sleepSync(50);
+    }
+    expect(logs).toBe("ready\n");
+    expect(pivot(["logs", "-t", "web"]).stdout).toMatch(/^\d{4}-\d\d-\d\dT\S+ ready\n$/);
+    const ex = pivot(["exec", "-e", "X=from-exec", "web", "sh", "-c", "echo $X; exit 3"]);
+    expect(ex).toEqual({ status: 3, stdout: "from-exec\n", stderr: "" });
+    expect(pivot(["stop", "-t", "1", "web"]).status).toBe(0);
+    expect(pivot(["ps", "-a"]).stdout).toMatch(/Exited \(137\) .* web\n/);
+    expect(pivot(["ps", "-q"]).stdout).toBe("");
+    expect(pivot(["wait", "web"]).stdout).toBe("137\n");
+    expect(pivot(["inspect", "web"]).stdout).toContain(`"exitCode": 137`);
+    expect(pivot(["rm", "web"]).stdout).toBe("web\n");
+    expect(pivot(["ps", "-a", "-q"]).stdout).toBe("");
+  });
+});
