@@ -939,6 +939,10 @@ static void run_step(struct step *st) {
     case OP_SYMLINK_IN_ROOT: do_symlink_in_root(st); break;
     case OP_PIVOT_ROOT: do_pivot_root(S(st, 0)); break;
     case OP_MOVE_ROOT: do_move_root(S(st, 0)); break;
+    case OP_NEW_SESSION_KEYRING:
+      /* KEYCTL_JOIN_SESSION_KEYRING = 1 */
+      if (syscall(SYS_keyctl, 1, S(st, 0)) < 0) fail(errno, "join a new session keyring %s", S(st, 0));
+      break;
     case OP_CHROOT:
       if (chroot(S(st, 0)) < 0 || chdir("/") < 0) fail(errno, "chroot %s", S(st, 0));
       break;

@@ -273,6 +273,7 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
         ...(flag(p, "pid-file") ? { pidFile: flag(p, "pid-file")! } : {}),
         ...(flag(p, "console-socket") ? { consoleSocket: flag(p, "console-socket")! } : {}),
         noPivot: boolFlag(p, "no-pivot"),
+        noNewKeyring: boolFlag(p, "no-new-keyring"),
         preserveFds: intFlag(p, "preserve-fds") ?? 0,
       };
       if (boolFlag(p, "dry-run")) {

@@ -54,6 +54,10 @@ export interface ContainerPlanInput {
   waitForInit: boolean;
   consoleSocket?: string;
   noPivot?: boolean;
+  /** Keep the caller's session keyring instead of giving the container a new one (--no-new-keyring). */
+  noNewKeyring?: boolean;
+  /** The container id, naming its session keyring. */
+  id?: string;
   /** The container's cgroup directories, for a "cgroup" mount in a v1 or hybrid host. */
   cgroupMounts?: CgroupMountSource[];
   host: HostFacts;
@@ -571,6 +575,10 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
 
   // 3. In init: the filesystem.
   out.add(Op.NewSession, [], "start a new session");
+  if (!input.noNewKeyring) {
+    const name = `_ses.${input.id ?? "pivot"}`;
+    out.add(Op.NewSessionKeyring, [name], `join a new session keyring ${name}`);
+  }
   // Early, so that hooks running in the container's namespaces see the container's names.
   if (spec.hostname !== undefined && spec.hostname !== "") {
     out.add(Op.SetHostname, [spec.hostname], `set hostname ${spec.hostname}`);

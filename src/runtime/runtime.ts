@@ -56,6 +56,8 @@ export interface CreateOptions {
   pidFile?: string;
   consoleSocket?: string;
   noPivot?: boolean;
+  /** Keep the caller's session keyring (runc's --no-new-keyring). */
+  noNewKeyring?: boolean;
   preserveFds?: number;
   /** The container's stdio; defaults to the caller's. */
   stdio?: StdioSpec[];
@@ -199,6 +201,8 @@ export class Runtime {
       waitForInit,
       ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
       noPivot: options.noPivot ?? false,
+      noNewKeyring: options.noNewKeyring ?? false,
+      id,
       cgroupMounts: cgroupMountSources(cgroup),
       host: realHost,
     });

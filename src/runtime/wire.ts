@@ -42,6 +42,8 @@ export const Op = {
   MoveRoot: 15,
   /** chroot(2) into the rootfs, for a container without a mount namespace of its own: (rootfs). */
   Chroot: 60,
+  /** Join a new session keyring, so the container does not share the caller's keys: (name). */
+  NewSessionKeyring: 61,
   /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory; missing paths are skipped: (path). */
   MaskPath: 16,
   /** Bind a path onto itself read-only; missing paths are skipped: (path). */

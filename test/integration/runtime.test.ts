@@ -512,6 +512,18 @@ describe("terminal and namespaces", () => {
     }
   });
 
+  test("each container joins a session keyring of its own, unless --no-new-keyring", () => {
+    withArgs(["sh", "-c", "grep -o '_ses\\.[^:]*' /proc/keys || true"], (s) => {
+      s.linux!.maskedPaths = [];
+    });
+    const id = nextId("keys");
+    const own = runtime(root, ["run", "--bundle", bundle, id]);
+    expect(own.stdout.split("\n")).toContain(`_ses.${id}`);
+    const id2 = nextId("keys");
+    const shared = runtime(root, ["run", "--no-new-keyring", "--bundle", bundle, id2]);
+    expect(shared.stdout).not.toContain(`_ses.${id2}`);
+  });
+
   test("a new time namespace applies linux.timeOffsets", () => {
     const hostUptime = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
     const r = run(["cat", "/proc/uptime"], (s) => {
