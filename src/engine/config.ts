@@ -571,9 +571,7 @@ export function hostsFile(hostname: string, extra: readonly string[] = []): stri
  *  Docker does. With the host's network, the file is kept as it is. */
 export function resolvConf(hostText: string, hostNetwork: boolean): string {
   if (hostNetwork) return hostText;
-  const lines = hostText
-    .split("\n")
-    .filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
+  const lines = hostText.split("\n").filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
   while (lines.length && lines[lines.length - 1] === "") lines.pop();
   if (!lines.some((l) => /^\s*nameserver\s/.test(l))) {
     lines.push("nameserver 8.8.8.8", "nameserver 8.8.4.4");
@@ -593,6 +591,8 @@ export interface SpecInput {
   rootfs: string;
   /** Bind sources for /etc/hosts, /etc/hostname and /etc/resolv.conf. */
   etcFiles: { hosts: string; hostname: string; resolvConf: string };
+  /** A network namespace to join (a container on a network: set up before it starts). */
+  netns?: string;
   /** User and image volumes, resolved to host paths (bind/volume) or tmpfs mounts. */
   mounts: Mount[];
   /** Docker's default seccomp profile for the given capabilities, when seccomp is "default". */
@@ -714,7 +714,9 @@ export function buildSpec(input: SpecInput): Spec {
       resources: ociResources(options),
       namespaces: [
         { type: "pid" },
-        ...(hostNetwork ? [] : [{ type: "network" as const }]),
+        ...(hostNetwork
+          ? []
+          : [{ type: "network" as const, ...(input.netns ? { path: input.netns } : {}) }]),
         { type: "ipc" },
         { type: "uts" },
         { type: "mount" },
