@@ -5,6 +5,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -87,11 +88,22 @@ export function runtime(
   }
 }
 
-/** Force-deletes every container under ROOT, then removes ROOT. */
+/**
+ * Force-deletes every container under ROOT, then removes ROOT. A create that a timed-out test
+ * left running may still be writing its state: look again a few times before giving up.
+ */
 export function cleanupRoot(root: string): void {
-  const list = runtime(root, ["list", "--quiet"]);
-  for (const id of list.stdout.split("\n").filter(Boolean))
-    runtime(root, ["delete", "--force", id]);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let dirs: string[] = [];
+    try {
+      dirs = readdirSync(root).filter((d) => !d.startsWith("."));
+    } catch {
+      break;
+    }
+    if (dirs.length === 0) break;
+    for (const id of dirs) runtime(root, ["delete", "--force", id]);
+    Bun.sleepSync(200);
+  }
   rmSync(root, { recursive: true, force: true });
 }
 
