@@ -261,7 +261,9 @@ export class Runtime {
           await runHooks(spec.hooks?.createRuntime, state, "createRuntime");
           const created = JSON.stringify(this.stateOf(record, "created"));
           if (!plan.seccompListener) return created;
-          return [created, listenerState(plan.seccompListener, s.initPid, state, OCI_VERSION)];
+          // The seccomp agent is told of a container still being created, as runc does.
+          const creating = this.stateOf(record, "creating");
+          return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
         },
       });
       options.onLaunch?.(s.child);
