@@ -162,8 +162,18 @@ export class NetworkManager {
   readonly firewall: Firewall;
   private readonly warn: (m: string) => void;
 
+  /**
+   * Settings: the defaults, then those recorded in RUNDIR/settings.json by the first manager
+   * that changed anything there (so a later process on the same runDir, e.g. the engine's exit
+   * hook, uses the same bridge names and chains), then SETTINGS.
+   */
   constructor(settings: Partial<NetworkSettings> = {}, warn?: (m: string) => void) {
-    this.settings = { ...DEFAULT_SETTINGS, ...settings };
+    const runDir = settings.runDir ?? DEFAULT_SETTINGS.runDir;
+    let saved: Partial<NetworkSettings> = {};
+    try {
+      saved = JSON.parse(readFileSync(join(runDir, "settings.json"), "utf8"));
+    } catch {}
+    this.settings = { ...DEFAULT_SETTINGS, ...saved, ...settings };
     this.store = new NetworkStore(this.settings);
     this.firewall = new Firewall(
       this.settings.chainPrefix,
@@ -219,6 +229,12 @@ export class NetworkManager {
 
   private locked<T>(fn: () => Promise<T>): Promise<T> {
     mkdirSync(this.settings.runDir, { recursive: true, mode: 0o755 });
+    const file = join(this.settings.runDir, "settings.json");
+    if (!existsSync(file)) {
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, `${JSON.stringify(this.settings, null, 2)}\n`);
+      renameSync(tmp, file);
+    }
     return withFileLock(join(this.settings.runDir, "lock"), fn, { what: "Pivot's networks" });
   }
 

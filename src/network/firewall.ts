@@ -67,17 +67,50 @@ async function deleteRule(table: string, line: string): Promise<void> {
   await ipt(["-t", table, ...args]);
 }
 
-/** Deletes rules in TABLE (any chain) that jump to CHAIN, then CHAIN itself. */
-async function deleteChain(table: string, chain: string): Promise<void> {
+/** The rules jumping to CHAIN, each with its 1-based position in its own chain. */
+async function jumpsTo(
+  table: string,
+  chain: string,
+): Promise<{ line: string; chain: string; position: number }[]> {
   const all = await execTool("iptables-save", ["-t", table]);
+  const count = new Map<string, number>();
+  const out: { line: string; chain: string; position: number }[] = [];
   for (const line of all.stdout.split("\n")) {
-    if (line.startsWith("-A ") && line.endsWith(` -j ${chain}`)) await deleteRule(table, line);
+    if (!line.startsWith("-A ")) continue;
+    const from = line.split(" ")[1]!;
+    const position = (count.get(from) ?? 0) + 1;
+    count.set(from, position);
+    if (from !== chain && line.endsWith(` -j ${chain}`)) out.push({ line, chain: from, position });
   }
+  return out;
+}
+
+/** Deletes a chain Pivot owns: the jumps to it, its rules, the chain. */
+async function deleteChain(table: string, chain: string): Promise<void> {
+  for (const j of await jumpsTo(table, chain)) await deleteRule(table, j.line);
   await ipt(["-t", table, "-F", chain]);
   const r = await ipt(["-t", table, "-X", chain]);
   if (r.status !== 0 && !/No chain|does not exist/i.test(r.stderr)) {
     throw new HostCommandError(`iptables -t ${table} -X ${chain}`, r.status, r.stderr);
   }
+}
+
+/**
+ * Deletes a shared chain only if it is empty, without ever flushing it: the jumps to it go,
+ * then `-X`, which the kernel refuses for a chain with rules (another process may have added
+ * one since we looked); then the jumps are put back where they were. Returns whether it went.
+ */
+async function deleteIfEmpty(table: string, chain: string): Promise<boolean> {
+  const jumps = await jumpsTo(table, chain);
+  for (const j of jumps) await deleteRule(table, j.line);
+  const r = await ipt(["-t", table, "-X", chain]);
+  if (r.status === 0 || /No chain|does not exist/i.test(r.stderr)) return true;
+  for (const j of jumps) {
+    const args = splitRule(j.line);
+    args.splice(0, 2, "-I", j.chain, String(j.position));
+    await ipt(["-t", table, ...args]);
+  }
+  return false;
 }
 
 interface NftTable {
@@ -156,33 +189,28 @@ export class Firewall {
     await deleteChain("filter", this.chain);
     await deleteChain("filter", this.chain2);
 
-    // The firewall plugin: CNI-FORWARD holds only jumps to admin chains once its containers are gone.
+    // The firewall plugin: once its containers are gone, CNI-FORWARD holds only jumps to admin
+    // chains; those that are empty go (an empty admin chain changes nothing), then CNI-FORWARD
+    // if nothing else is in it.
     const fwd = await chainRules("filter", "CNI-FORWARD");
     if (fwd) {
-      const adminJumps = fwd.filter((l) =>
-        /--comment "CNI firewall plugin admin overrides"/.test(l),
-      );
-      let removable = adminJumps.length === fwd.length;
-      const admins = adminJumps.map((l) => l.split(" -j ").pop()!);
-      for (const a of admins) {
-        const rules = await chainRules("filter", a);
-        if (rules && rules.length > 0) removable = false;
+      for (const line of fwd) {
+        if (!/--comment "CNI firewall plugin admin overrides"/.test(line)) continue;
+        const admin = line.split(" -j ").pop()!;
+        const rules = await chainRules("filter", admin);
+        if (rules && rules.length > 0) continue;
+        await deleteRule("filter", line);
+        await deleteIfEmpty("filter", admin);
       }
-      if (removable) {
-        await deleteChain("filter", "CNI-FORWARD");
-        for (const a of admins) await deleteChain("filter", a);
-      }
+      await deleteIfEmpty("filter", "CNI-FORWARD");
     }
 
-    // portmap: CNI-HOSTPORT-DNAT is empty once no port is published; SETMARK and MASQ serve it.
+    // portmap: CNI-HOSTPORT-DNAT is empty once no port is published; SETMARK and MASQ (one
+    // fixed rule each) only serve it.
     const dnat = await chainRules("nat", "CNI-HOSTPORT-DNAT");
-    if (dnat && dnat.length === 0) {
-      await deleteChain("nat", "CNI-HOSTPORT-DNAT");
-      const save = await execTool("iptables-save", ["-t", "nat"]);
-      if (
-        !/-j CNI-HOSTPORT-SETMARK\b/.test(save.stdout.replace(/^-A CNI-HOSTPORT-SETMARK .*$/gm, ""))
-      )
-        await deleteChain("nat", "CNI-HOSTPORT-SETMARK");
+    if (dnat && dnat.length === 0 && (await deleteIfEmpty("nat", "CNI-HOSTPORT-DNAT"))) {
+      const setmarkUsers = (await jumpsTo("nat", "CNI-HOSTPORT-SETMARK")).length;
+      if (setmarkUsers === 0) await deleteChain("nat", "CNI-HOSTPORT-SETMARK");
       await deleteChain("nat", "CNI-HOSTPORT-MASQ");
     }
 

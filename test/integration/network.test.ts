@@ -63,7 +63,7 @@ function hostSnapshot(): Record<string, string> {
     nft: run("nft", ["list", "ruleset"]),
     nsMounts: readFileSync("/proc/self/mountinfo", "utf8")
       .split("\n")
-      .filter((l) => l.includes(" nsfs ") || l.includes("pivot"))
+      .filter((l) => l.includes(" nsfs "))
       .map((l) => l.split(" ").slice(3, 5).join(" "))
       .join("\n"),
   };
@@ -170,7 +170,8 @@ async function until<T>(what: string, fn: () => Promise<T | null>, ms = 10_000):
 
 async function removeEverything(): Promise<void> {
   cleanupRoot(root);
-  for (const id of manager.sandboxes()) await manager.removeSandbox(id).catch(() => {});
+  for (const id of manager.sandboxes())
+    await manager.removeSandbox(id).catch((e) => console.error(`removeSandbox ${id}: ${e}`));
   await manager.recover().catch(() => {});
   for (const n of manager.listNetworks()) await manager.removeNetwork(n.name, { force: true });
 }
