@@ -7,6 +7,7 @@ import { formatError } from "../errors.ts";
 import { importRootfs } from "../image/create.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
 import { familiarString, parseReference } from "../image/reference.ts";
+import { parsePublish } from "../network/ports.ts";
 import { pullImage } from "../registry/index.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
@@ -18,6 +19,7 @@ import {
   parseArgs,
   UsageError,
 } from "./args.ts";
+import { NETWORK_USAGE, networkCommand } from "./network.ts";
 import { REGISTRY_COMMANDS, REGISTRY_USAGE, registryCommand } from "./registry.ts";
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -56,6 +58,9 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "stop-signal", value: true },
   { name: "stop-timeout", value: true },
   { name: "network", aliases: ["net"], value: true },
+  { name: "publish", aliases: ["p"], value: true, multiple: true },
+  { name: "network-alias", value: true, multiple: true },
+  { name: "ip", value: true },
   { name: "pull", value: true },
   { name: "runtime", value: true },
   { name: "help" },
@@ -88,6 +93,7 @@ images:
   import TARBALL REFERENCE     import a root filesystem tarball as an image
   images                       list images
 
+${NETWORK_USAGE}
 ${REGISTRY_USAGE}
 global flags: --root DIR (default /var/lib/pivot), --run-root DIR, --debug
 `;
@@ -177,14 +183,12 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   if (multi(p, "cap-drop").length) o.capDrop = multi(p, "cap-drop");
   if (multi(p, "security-opt").length) o.securityOpt = multi(p, "security-opt");
   const network = flag(p, "network");
-  if (network !== undefined) {
-    if (network !== "none" && network !== "host") {
-      throw new UsageError(`--network ${network} is not supported yet`, {
-        hint: "use --network none (the default: loopback only) or --network host",
-      });
-    }
-    o.network = network;
-  }
+  if (network !== undefined) o.network = network;
+  const publish = multi(p, "publish").flatMap(parsePublish);
+  if (publish.length) o.publish = publish;
+  if (multi(p, "network-alias").length) o.networkAliases = multi(p, "network-alias");
+  const ip = flag(p, "ip");
+  if (ip !== undefined) o.ip = ip;
   const pull = flag(p, "pull");
   if (pull !== undefined && pull !== "never" && pull !== "missing" && pull !== "always") {
     throw new UsageError(`--pull ${pull}: use always, missing or never`);
@@ -495,6 +499,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
     }
     case "volume":
       return volumeCommand(engine, args);
+    case "network":
+      return networkCommand(engine.networks, args, (ref) => engine.resolveId(ref));
     case "container-cleanup": {
       // conmon's exit command: unmount and, for --rm containers, remove.
       const p = parseCommand(args, [], 2);

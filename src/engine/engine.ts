@@ -41,6 +41,8 @@ import {
 } from "../image/overlay.ts";
 import { DEFAULT_STORE_ROOT, ImageStore } from "../image/store.ts";
 import type { ImageConfig } from "../image/types.ts";
+import { NetworkManager } from "../network/attach.ts";
+import type { NetworkSettings } from "../network/networks.ts";
 import type { Mount, Process, Spec } from "../oci/spec.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { parseSignal } from "../runtime/signals.ts";
@@ -82,6 +84,8 @@ export interface EngineOptions {
   /** Path of conmon; null to run without it (detached containers then fail). */
   conmon?: string | null;
   warn?: (message: string) => void;
+  /** Networks (default: definitions in <root>/networks, state in <runRoot>/network). */
+  network?: Partial<NetworkSettings>;
 }
 
 export interface RunOptions extends ContainerOptions {
@@ -271,6 +275,7 @@ export class Engine {
   readonly runRoot: string;
   readonly runtime: Runtime;
   readonly volumes: VolumeStore;
+  readonly networks: NetworkManager;
   private readonly containersDir: string;
   private readonly namesDir: string;
   private readonly warn: (message: string) => void;
@@ -289,6 +294,14 @@ export class Engine {
     this.volumes = new VolumeStore(join(this.root, "volumes"));
     this.warn = options.warn ?? ((m) => process.stderr.write(`pivot: warning: ${m}\n`));
     this.runtime = new Runtime({ root: join(this.runRoot, "runtime"), warn: this.warn });
+    this.networks = new NetworkManager(
+      {
+        configDir: join(this.root, "networks"),
+        runDir: join(this.runRoot, "network"),
+        ...options.network,
+      },
+      this.warn,
+    );
     this.conmonPath = options.conmon === undefined ? findConmon() : options.conmon;
     this.runtimeCommand = options.runtimeCommand ?? [
       bunCommand(),
@@ -556,12 +569,14 @@ export class Engine {
         hostResolv = readFileSync("/etc/resolv.conf", "utf8");
       } catch {}
       writeFileSync(join(dir, "resolv.conf"), resolvConf(hostResolv, options.network === "host"));
+      const network = await this.networkOf(opts);
       const spec: Spec = buildSpec({
         imageConfig,
         options: opts,
         id,
         user,
         rootfs: "merged",
+        ...(network ? { netns: this.networks.netnsPath(id) } : {}),
         etcFiles: {
           hosts: join(dir, "hosts"),
           hostname: join(dir, "hostname"),
@@ -625,7 +640,59 @@ export class Engine {
     rmSync(join(this.dir(id), "state.json"), { force: true });
     if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);
     if (this.runtime.store.exists(id)) await this.runtime.delete(id, true);
+    await this.connectNetwork(r);
     return r;
+  }
+
+  /**
+   * The network a container joins: null for none/host; "bridge" means the default network
+   * (created on first use). Throws if the network does not exist.
+   */
+  private async networkOf(o: ContainerOptions): Promise<string | null> {
+    const n = o.network;
+    if (n === undefined || n === "none" || n === "host") {
+      if (o.publish?.length || o.ip || o.networkAliases?.length)
+        throw new EngineError("-p, --ip and --network-alias need a network", {
+          hint: "add --network bridge (the default network) or --network NAME",
+        });
+      return null;
+    }
+    if (n.startsWith("container:"))
+      throw new EngineError("--network container:NAME is not supported yet");
+    if (n === "bridge" || n === this.networks.settings.defaultNetwork)
+      return (await this.networks.defaultNetwork()).name;
+    return this.networks.store.get(n).name;
+  }
+
+  /** A fresh network namespace wired to the container's network (before its process starts). */
+  private async connectNetwork(r: ContainerRecord): Promise<void> {
+    const network = await this.networkOf(r.options);
+    if (!network) return;
+    const dir = this.dir(r.id);
+    await this.networks.removeSandbox(r.id); // whatever a crash left
+    await this.networks.createSandbox(r.id, {
+      name: r.name,
+      hostname: hostnameOf(r.id, r.options),
+      hostsPath: join(dir, "hosts"),
+      resolvConfPath: join(dir, "resolv.conf"),
+    });
+    try {
+      await this.networks.connect(r.id, network, {
+        aliases: r.options.networkAliases ?? [],
+        ports: r.options.publish ?? [],
+        ...(r.options.ip ? { ip: r.options.ip } : {}),
+      });
+    } catch (err) {
+      await this.networks.removeSandbox(r.id).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Releases the container's address, veth, port and NAT rules, and its namespace. */
+  private async disconnectNetwork(r: ContainerRecord): Promise<void> {
+    const n = r.options.network;
+    if (n === undefined || n === "none" || n === "host") return;
+    await this.networks.removeSandbox(r.id).catch((e) => this.warn((e as Error).message));
   }
 
   /** Serializes start, cleanup and remove of one container, across processes. */
@@ -829,6 +896,7 @@ export class Engine {
     const r = this.load(id);
     if (this.runtime.store.exists(id))
       await this.runtime.delete(id, true).catch((e) => this.warn((e as Error).message));
+    await this.disconnectNetwork(r);
     if (r.options.autoRemove && !options.keepOnFailure) {
       await this.removeLocked(id, { force: true });
       return;
@@ -916,6 +984,7 @@ export class Engine {
       } catch {}
     }
     if (this.runtime.store.exists(id)) await this.runtime.delete(id, true).catch(() => {});
+    await this.disconnectNetwork(r);
     // Conmon, if alive, writes the exit file and runs cleanup; the directory goes regardless.
     await unmountOverlay(r.overlay.target).catch(() =>
       unmountOverlay(r.overlay.target, { lazy: true }),

@@ -1,4 +1,5 @@
 // The engine's public types: container options (what `pivot run` flags become), records, handles.
+import type { PortMapping } from "../network/ports.ts";
 
 /** A bind mount, a named (or anonymous) volume, or a tmpfs. */
 export interface MountSpec {
@@ -57,8 +58,17 @@ export interface ContainerOptions {
   stopTimeout?: number;
   /** Remove the container (and its anonymous volumes) when it exits. */
   autoRemove?: boolean;
-  /** "none" (default: a network namespace with loopback only) or "host". */
-  network?: "none" | "host";
+  /**
+   * "none" (default: a network namespace with loopback only), "host", or the name of a network
+   * ("bridge" is the default network), which the container joins when it starts.
+   */
+  network?: string;
+  /** -p: ports published on the host (needs a network). */
+  publish?: PortMapping[];
+  /** --network-alias: more names peers on the network resolve to this container. */
+  networkAliases?: string[];
+  /** --ip: a fixed address in the network's subnet. */
+  ip?: string;
 }
 
 export type ContainerStatus = "created" | "running" | "paused" | "exited" | "removing";
