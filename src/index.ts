@@ -27,9 +27,15 @@ export {
   NotSupportedError,
   PivotError,
 } from "./errors.ts";
+export { createImage, importRootfs } from "./image/create.ts";
+export { loadImages } from "./image/load.ts";
+export { familiarString, formatReference, parseReference } from "./image/reference.ts";
+export { ImageStore } from "./image/store.ts";
+export * as network from "./network/index.ts";
 export { defaultSpec } from "./oci/default-spec.ts";
 export type * from "./oci/spec.ts";
 export { parseConfig, validateSpec } from "./oci/validate.ts";
+export * as registry from "./registry/index.ts";
 export { compileContainerPlan, compileExecPlan, type Plan, type PlanStep } from "./runtime/plan.ts";
 export {
   type CreateOptions,
@@ -37,4 +43,5 @@ export {
   Runtime,
   type RuntimeOptions,
 } from "./runtime/runtime.ts";
+export { defaultSeccompProfile } from "./security/seccomp-default.ts";
 export { PIVOT_VERSION } from "./version.ts";
