@@ -1,6 +1,6 @@
 // The launcher client: starts the C launcher, sends it a plan, and answers its events.
 import type { ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -90,13 +90,61 @@ export interface LaunchOptions {
   onSync: SyncHandler;
   /** --trace: the launcher reports the time after every step, and sync points are marked. */
   trace?: Trace;
+  /**
+   * Start the launcher with node:child_process even under Bun, so that `child` is a node
+   * ChildProcess (e.g. for its stdio streams). Implied when a stdio entry is "pipe".
+   */
+  childProcess?: boolean;
+}
+
+/** The part of Bun's API the launch uses (not imported: library code must load under Node). */
+interface BunSubprocess {
+  readonly pid: number;
+  readonly stdio: readonly (number | null | undefined)[];
+  readonly exited: Promise<number>;
+  readonly exitCode: number | null;
+  readonly signalCode: string | null;
+  kill(signal?: number | string): void;
+  unref(): void;
+}
+interface ControlReader {
+  read(): Promise<{ done: boolean; value?: Uint8Array }>;
+  cancel(): Promise<void>;
+}
+interface BunApi {
+  spawn(cmd: string[], options: { stdio: (string | number)[] }): BunSubprocess;
+  file(fd: number): { stream(): { getReader(): ControlReader } };
+}
+
+/** Bun's API when running under Bun: Bun.spawn starts a process in ~1 ms, child_process in ~10. */
+function bunApi(): BunApi | undefined {
+  return (globalThis as { Bun?: BunApi }).Bun;
+}
+
+/** write(2) all of buf to a (non-blocking) socket, waiting briefly while its buffer is full. */
+function writeAllSync(fd: number, buf: Buffer): void {
+  let at = 0;
+  while (at < buf.length) {
+    try {
+      at += writeSync(fd, buf, at, buf.length - at);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
 }
 
 /** One running launcher: resolves readiness, the init's pid and its exit. */
 export class LaunchSession {
-  readonly child: ChildProcess;
+  /** The launcher as a node ChildProcess: set when started through node:child_process. */
+  readonly child: ChildProcess | undefined;
+  /** The launcher when started with Bun.spawn. */
+  private readonly bunChild: BunSubprocess | undefined;
   initPid = 0;
-  private readonly control: Duplex;
+  /** The control socket: a node stream (node:child_process), or a plain fd (Bun.spawn). */
+  private readonly control: Duplex | undefined;
+  private controlFd = -1;
+  private controlReader: ControlReader | undefined;
   private readonly onSync: SyncHandler;
   private readonly trace: Trace | undefined;
   private readonly reader = new MessageReader();
@@ -127,6 +175,34 @@ export class LaunchSession {
         hint: "build it with `make -C native` (the setup script does this), or set PIVOT_LAUNCHER",
       });
     }
+    // The whole plan in one buffer, written at once.
+    const messages: Buffer[] = [];
+    if (this.trace) messages.push(encodeMessage(Op.Trace, []));
+    for (const step of plan.steps) messages.push(encodeMessage(step.op, step.args));
+    messages.push(encodeMessage(Op.End, []));
+    const planBytes = Buffer.concat(messages);
+    const bun = bunApi();
+    if (bun && !options.childProcess && !stdio.slice(0, 3).includes("pipe")) {
+      let proc: BunSubprocess;
+      try {
+        proc = bun.spawn([path, String(controlFd)], {
+          stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
+        });
+      } catch (err) {
+        throw new PivotError(`could not start the launcher ${path}: ${(err as Error).message}`, {
+          hint: "build it with `make -C native` (the setup script does this)",
+        });
+      }
+      this.bunChild = proc;
+      const fd = proc.stdio[controlFd];
+      if (typeof fd !== "number")
+        throw new PivotError("could not open the control socket to the launcher");
+      this.controlFd = fd;
+      this.trace?.mark("launcher spawned (spawn() returned)");
+      writeAllSync(fd, planBytes);
+      void this.readControl(bun, fd);
+      return;
+    }
     this.child = childProcess().spawn(path, [String(controlFd)], {
       stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
     });
@@ -140,24 +216,54 @@ export class LaunchSession {
         }),
       );
     });
-    this.control.on("data", (chunk: Buffer) => {
-      let messages: Message[];
-      try {
-        messages = this.reader.push(chunk);
-      } catch (err) {
-        this.fail(err as Error);
-        return;
-      }
-      for (const m of messages) this.queue = this.queue.then(() => this.handle(m));
-    });
+    this.control.on("data", (chunk: Buffer) => this.onData(chunk));
     this.control.on("close", () => {
       this.queue = this.queue.then(() => this.onClose());
     });
     this.control.on("error", () => {});
     this.trace?.mark("launcher spawned (spawn() returned)");
-    if (this.trace) this.control.write(encodeMessage(Op.Trace, []));
-    for (const step of plan.steps) this.control.write(encodeMessage(step.op, step.args));
-    this.control.write(encodeMessage(Op.End, []));
+    this.control.write(planBytes);
+  }
+
+  /** Bun.spawn path: reads the control socket until every holder of its other end is gone. */
+  private async readControl(bun: BunApi, fd: number): Promise<void> {
+    const reader = bun.file(fd).stream().getReader();
+    this.controlReader = reader;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done || !value) break;
+        this.onData(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+      }
+    } catch {
+      // Cancelled by detach(), or a read error: treated as the end.
+    }
+    if (this.controlReader !== reader) return; // detached
+    this.queue = this.queue.then(() => this.onClose());
+  }
+
+  private onData(chunk: Buffer): void {
+    let messages: Message[];
+    try {
+      messages = this.reader.push(chunk);
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    for (const m of messages) this.queue = this.queue.then(() => this.handle(m));
+  }
+
+  private send(buf: Buffer): void {
+    if (this.control) {
+      this.control.write(buf);
+      return;
+    }
+    if (this.controlFd < 0) return;
+    try {
+      writeAllSync(this.controlFd, buf);
+    } catch {
+      // The launcher is gone; its close is reported by the reader.
+    }
   }
 
   private async handle(m: Message): Promise<void> {
@@ -169,10 +275,10 @@ export class LaunchSession {
           this.trace?.sync(point!, false);
           const reply = await this.onSync(point!, pid!);
           const args = reply === undefined ? [] : Array.isArray(reply) ? reply : [reply];
-          this.control.write(encodeMessage(Reply.Continue, args));
+          this.send(encodeMessage(Reply.Continue, args));
           this.trace?.sync(point!, true);
         } catch (err) {
-          this.control.write(encodeMessage(Reply.Abort, []));
+          this.send(encodeMessage(Reply.Abort, []));
           this.fail(err as Error);
         }
         break;
@@ -265,17 +371,50 @@ export class LaunchSession {
     return new Promise((resolve, reject) => this.closeWaiters.push({ resolve, reject }));
   }
 
+  /** The launcher's pid. */
+  get launcherPid(): number {
+    return this.bunChild?.pid ?? this.child?.pid ?? 0;
+  }
+
+  /** Signals the launcher process itself. */
+  killLauncher(signal: NodeJS.Signals): void {
+    try {
+      if (this.bunChild) this.bunChild.kill(signal);
+      else this.child?.kill(signal);
+    } catch {
+      // Gone already.
+    }
+  }
+
   /** Resolves when the launcher process itself has exited. */
   whenLauncherExited(): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null)
-      return Promise.resolve(this.child.exitCode);
-    return new Promise((resolve) => this.child.once("exit", (code) => resolve(code)));
+    if (this.bunChild) {
+      const p = this.bunChild;
+      return p.exited.then(() => p.exitCode);
+    }
+    const child = this.child!;
+    if (child.exitCode !== null || child.signalCode !== null)
+      return Promise.resolve(child.exitCode);
+    return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
   }
 
   /** Stop listening so the event loop can end (the container keeps running). */
   detach(): void {
-    this.control.destroy();
-    this.child.unref();
+    if (this.bunChild) {
+      const reader = this.controlReader;
+      this.controlReader = undefined;
+      reader?.cancel().catch(() => {});
+      if (this.controlFd >= 0) {
+        try {
+          closeSync(this.controlFd);
+        } catch {}
+        this.controlFd = -1;
+      }
+      this.bunChild.unref();
+      return;
+    }
+    this.control?.destroy();
+    this.child?.unref();
   }
 }
 

@@ -245,6 +245,7 @@ export class Runtime {
         ...(this.trace ? { trace: this.trace } : {}),
         ...(options.stdio ? { stdio: options.stdio } : {}),
         preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
+        ...(options.onLaunch ? { childProcess: true } : {}),
         onSync: async (point, pid) => {
           if (point === SyncPoint.SetupChildCreated) {
             if (plan.newUserNamespace) this.writeIdMaps(pid, spec);
@@ -266,7 +267,7 @@ export class Runtime {
           return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
         },
       });
-      options.onLaunch?.(s.child);
+      if (s.child) options.onLaunch?.(s.child);
       session = s;
       await s.whenReady();
       this.trace?.mark("ready: the init waits on the exec fifo");
@@ -295,7 +296,7 @@ export class Runtime {
       } catch {}
     }
     if (session) {
-      session.child.kill("SIGKILL");
+      session.killLauncher("SIGKILL");
       await session.whenLauncherExited();
     }
     this.killCgroupAndWait(cgroup);
@@ -516,12 +517,13 @@ export class Runtime {
     const session = launch(plan, {
       ...(options.stdio ? { stdio: options.stdio } : {}),
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
+      ...(options.onLaunch ? { childProcess: true } : {}),
       onSync: (_point, pid) => {
         cgroup.join(pid);
         return undefined;
       },
     });
-    options.onLaunch?.(session.child);
+    if (session.child) options.onLaunch?.(session.child);
     if (options.detach) {
       await session.whenClosed();
       if (options.pidFile) writeAtomic(resolve(options.pidFile), String(session.initPid));
