@@ -2,6 +2,7 @@
 // images built locally). Traffic only to loopback and between the test's containers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Engine } from "../../src/engine/engine.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { freeHostPort } from "../../src/network/ports.ts";
@@ -14,6 +15,7 @@ const NET = `pvt${tag}-app`;
 let t: TestEngine;
 let engine: Engine;
 let before = "";
+let ipForwardBefore = "";
 
 function hostState(): string {
   const out = (cmd: string, args: string[]) =>
@@ -38,6 +40,7 @@ function cli(args: string[]) {
 beforeAll(async () => {
   if (!ready) return;
   before = hostState();
+  ipForwardBefore = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
   t = await makeTestEngine();
   // Test-only names, so nothing collides with a real Pivot on this host.
   engine = new Engine({
@@ -60,6 +63,8 @@ afterAll(async () => {
   for (const n of engine.networks.listNetworks())
     await engine.networks.removeNetwork(n.name, { force: true }).catch(() => {});
   await t.cleanup();
+  // The bridge plugin turns forwarding on; the test leaves the host as it found it.
+  writeFileSync("/proc/sys/net/ipv4/ip_forward", ipForwardBefore);
 });
 
 async function httpBody(url: string): Promise<string> {
