@@ -629,11 +629,20 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
       'mounts: ignored, because the container shares the host\'s mount namespace (add {"type": "mount"} to linux.namespaces to have them)',
     );
   }
-  out.add(
-    Op.Sync,
-    [SyncPoint.BeforePivot],
-    "wait while the runtime runs prestart and createRuntime hooks",
-  );
+  // The runtime's part at this point is the hooks and the seccomp listener's state; the reply also
+  // carries the state the in-container hooks read. With none of them, the round trip is skipped.
+  const hookCount =
+    (hooks.prestart?.length ?? 0) +
+    (hooks.createRuntime?.length ?? 0) +
+    (hooks.createContainer?.length ?? 0) +
+    (hooks.startContainer?.length ?? 0);
+  if (hookCount > 0 || seccomp?.usesNotify) {
+    out.add(
+      Op.Sync,
+      [SyncPoint.BeforePivot],
+      "wait while the runtime runs prestart and createRuntime hooks",
+    );
+  }
   for (const [i, hook] of (hooks.createContainer ?? []).entries()) {
     out.add(Op.RunHook, hookArgs(hook), `run createContainer hook ${i} (${hook.path})`);
   }
