@@ -185,9 +185,11 @@ export class Runtime {
     id: string,
     options: CreateOptions,
     waitForInit = false,
+    /** A config already in memory (the engine's dry run) instead of BUNDLE/config.json. */
+    loaded?: { spec: Spec; bundle: string; rootfs: string; host?: HostFacts },
   ): { plan: Plan; spec: Spec; bundle: string; rootfs: string; cgroup: Cgroup } {
     validateId(id);
-    const { spec, bundle, rootfs } = this.loadBundle(options.bundle);
+    const { spec, bundle, rootfs } = loaded ?? this.loadBundle(options.bundle);
     this.trace?.mark("config.json loaded and validated");
     if (!spec.process)
       throw new ConfigError("process", "is missing; the container needs a process to run");
@@ -204,7 +206,7 @@ export class Runtime {
       noNewKeyring: options.noNewKeyring ?? false,
       id,
       cgroupMounts: cgroupMountSources(cgroup),
-      host: realHost,
+      host: loaded?.host ?? realHost,
     });
     this.trace?.mark(`plan compiled (${plan.steps.length} steps)`);
     return { plan, spec, bundle, rootfs, cgroup };
