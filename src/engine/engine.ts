@@ -22,6 +22,7 @@ import {
   readlinkSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   unlinkSync,
   writeFileSync,
@@ -31,6 +32,7 @@ import { PassThrough, type Readable, type Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { PivotError } from "../errors.ts";
+import { layerHistory, readFileInLayers } from "../image/layer-lookup.ts";
 import { withFileLock } from "../image/lock.ts";
 import {
   isMountPoint,
@@ -39,11 +41,13 @@ import {
   planOverlay,
   unmountOverlay,
 } from "../image/overlay.ts";
-import { DEFAULT_STORE_ROOT, ImageStore } from "../image/store.ts";
+import { DEFAULT_STORE_ROOT, ImageStore, type StoredImage } from "../image/store.ts";
 import type { ImageConfig } from "../image/types.ts";
 import { NetworkManager } from "../network/attach.ts";
 import type { NetworkSettings } from "../network/networks.ts";
 import type { Mount, Process, Spec } from "../oci/spec.ts";
+import { parseConfig } from "../oci/validate.ts";
+import type { HostFacts, Plan } from "../runtime/plan.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { procStat } from "../runtime/state.ts";
@@ -123,6 +127,8 @@ interface ContainerRecord {
   overlay: OverlayPlan;
   volumes: { name: string; target: string; anonymous: boolean }[];
   labels: Record<string, string>;
+  /** The image's layers, bottom first, with their history (absent in records of older versions). */
+  layers?: { diffId: string; link: string; createdBy?: string }[];
 }
 
 interface RunState {
@@ -527,78 +533,35 @@ export class Engine {
       overlay = planOverlay(store.root, layers, dir);
       await mountOverlay(overlay);
       const merged = overlay.target;
-      const imageConfig: ImageConfig["config"] = image.config.config ?? {};
-      const security = parseSecurityOpts(options.securityOpt ?? [], (p) => readFileSync(p, "utf8"));
-      const userSpec = options.user ?? imageConfig.User;
-      const user = resolveUser(
-        userSpec,
-        readFileInRoot(merged, "etc/passwd"),
-        readFileInRoot(merged, "etc/group"),
-      );
-      const opts: ContainerOptions = { ...options, name: name! };
-      const command = resolveArgs(imageConfig, opts);
-      // Volumes: the user's, then the image's own that nothing covers (anonymous).
-      const specs: MountSpec[] = [...(options.mounts ?? [])];
-      for (const target of Object.keys(imageConfig.Volumes ?? {})) {
-        const t = target.replace(/\/+$/, "") || "/";
-        if (!specs.some((m) => m.target === t)) specs.push({ type: "volume", target: t });
-      }
-      const mounts: Mount[] = [];
-      const volumes: ContainerRecord["volumes"] = [];
-      for (const m of specs) {
-        if (m.type === "tmpfs") {
-          mounts.push(ociMount(m));
-        } else if (m.type === "bind") {
-          if (!existsSync(m.source!)) mkdirSync(m.source!, { recursive: true });
-          mounts.push(ociMount(m));
-        } else {
-          const { info, created } = this.volumes.create(m.source, { anonymous: !m.source });
-          if (created && !m.source) createdVolumes.push(info.name);
-          if (created && !m.noCopy) this.copyUp(merged, m.target, info.mountpoint);
-          volumes.push({ name: info.name, target: m.target, anonymous: !m.source });
-          mounts.push(ociMount(m, info.mountpoint));
-        }
-      }
-      const workdir = options.workdir ?? imageConfig.WorkingDir;
-      if (workdir) mkdirInRoot(merged, workdir, user.uid, user.gid);
-      const hostname = hostnameOf(id, opts);
-      writeFileSync(join(dir, "hostname"), `${hostname}\n`);
-      writeFileSync(join(dir, "hosts"), hostsFile(hostname));
-      let hostResolv = "";
-      try {
-        hostResolv = readFileSync("/etc/resolv.conf", "utf8");
-      } catch {}
-      writeFileSync(join(dir, "resolv.conf"), resolvConf(hostResolv, options.network === "host"));
-      const network = await this.networkOf(opts);
-      const spec: Spec = buildSpec({
-        imageConfig,
-        options: opts,
+      const c = await this.compose(options, {
         id,
-        user,
-        rootfs: "merged",
-        ...(network ? { netns: this.networks.netnsPath(id) } : {}),
-        etcFiles: {
-          hosts: join(dir, "hosts"),
-          hostname: join(dir, "hostname"),
-          resolvConf: join(dir, "resolv.conf"),
-        },
-        mounts,
-        defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
-        security,
+        name: name!,
+        dir,
+        image,
+        merged,
+        readEtc: (rel) => readFileInRoot(merged, rel),
+        createdVolumes,
       });
-      writeJsonAtomic(join(dir, "config.json"), spec);
+      writeJsonAtomic(join(dir, "config.json"), c.spec);
+      const imageConfig: ImageConfig["config"] = image.config.config ?? {};
+      const history = layerHistory(image.config);
       const record: ContainerRecord = {
         id,
         name: name!,
         image: options.image,
         imageId: image.id,
         created: new Date().toISOString(),
-        options: opts,
-        command,
+        options: c.options,
+        command: c.command,
         stopSignal: options.stopSignal ?? imageConfig.StopSignal ?? "SIGTERM",
         overlay,
-        volumes,
+        volumes: c.volumes,
         labels: { ...(imageConfig.Labels ?? {}), ...(options.labels ?? {}) },
+        layers: layers.map((l, i) => ({
+          diffId: l.diffId,
+          link: l.link,
+          ...(history[i] !== undefined ? { createdBy: history[i] } : {}),
+        })),
       };
       writeJsonAtomic(join(dir, "container.json"), record);
       return this.inspect(id);
@@ -613,6 +576,139 @@ export class Engine {
       }
       throw err;
     }
+  }
+
+  /**
+   * Image + options → the OCI config, shared by `create` and the dry run. With `merged` (create),
+   * volumes are made and filled, bind sources, the working directory and the /etc files created;
+   * without it (dry run), nothing is: volume paths are where create would put them.
+   */
+  private async compose(
+    options: ContainerOptions,
+    ctx: {
+      id: string;
+      name: string;
+      dir: string;
+      image: StoredImage;
+      merged: string | null;
+      readEtc: (rel: string) => string | undefined;
+      createdVolumes: string[];
+    },
+  ): Promise<{
+    spec: Spec;
+    options: ContainerOptions;
+    command: string[];
+    volumes: ContainerRecord["volumes"];
+  }> {
+    const { id, dir, merged } = ctx;
+    const imageConfig: ImageConfig["config"] = ctx.image.config.config ?? {};
+    const security = parseSecurityOpts(options.securityOpt ?? [], (p) => readFileSync(p, "utf8"));
+    const userSpec = options.user ?? imageConfig.User;
+    const user = resolveUser(userSpec, ctx.readEtc("etc/passwd"), ctx.readEtc("etc/group"));
+    const opts: ContainerOptions = { ...options, name: ctx.name };
+    const command = resolveArgs(imageConfig, opts);
+    // Volumes: the user's, then the image's own that nothing covers (anonymous).
+    const specs: MountSpec[] = [...(options.mounts ?? [])];
+    for (const target of Object.keys(imageConfig.Volumes ?? {})) {
+      const t = target.replace(/\/+$/, "") || "/";
+      if (!specs.some((m) => m.target === t)) specs.push({ type: "volume", target: t });
+    }
+    const mounts: Mount[] = [];
+    const volumes: ContainerRecord["volumes"] = [];
+    for (const m of specs) {
+      if (m.type === "tmpfs") {
+        mounts.push(ociMount(m));
+      } else if (m.type === "bind") {
+        if (merged !== null && !existsSync(m.source!)) mkdirSync(m.source!, { recursive: true });
+        mounts.push(ociMount(m));
+      } else if (merged === null) {
+        const volName = m.source ?? "(new anonymous volume)";
+        volumes.push({ name: volName, target: m.target, anonymous: !m.source });
+        mounts.push(ociMount(m, join(this.volumes.root, volName, "_data")));
+      } else {
+        const { info, created } = this.volumes.create(m.source, { anonymous: !m.source });
+        if (created && !m.source) ctx.createdVolumes.push(info.name);
+        if (created && !m.noCopy) this.copyUp(merged, m.target, info.mountpoint);
+        volumes.push({ name: info.name, target: m.target, anonymous: !m.source });
+        mounts.push(ociMount(m, info.mountpoint));
+      }
+    }
+    const workdir = options.workdir ?? imageConfig.WorkingDir;
+    if (workdir && merged !== null) mkdirInRoot(merged, workdir, user.uid, user.gid);
+    const hostname = hostnameOf(id, opts);
+    if (merged !== null) {
+      writeFileSync(join(dir, "hostname"), `${hostname}\n`);
+      writeFileSync(join(dir, "hosts"), hostsFile(hostname));
+      let hostResolv = "";
+      try {
+        hostResolv = readFileSync("/etc/resolv.conf", "utf8");
+      } catch {}
+      writeFileSync(join(dir, "resolv.conf"), resolvConf(hostResolv, options.network === "host"));
+    }
+    const network = await this.networkOf(opts, merged === null);
+    const spec: Spec = buildSpec({
+      imageConfig,
+      options: opts,
+      id,
+      user,
+      rootfs: "merged",
+      ...(network ? { netns: this.networks.netnsPath(id) } : {}),
+      etcFiles: {
+        hosts: join(dir, "hosts"),
+        hostname: join(dir, "hostname"),
+        resolvConf: join(dir, "resolv.conf"),
+      },
+      mounts,
+      defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
+      security,
+    });
+    return { spec, options: opts, command, volumes };
+  }
+
+  /**
+   * `pivot create|run --dry-run`: the container compiled as create would (image → OCI config →
+   * launch plan), creating nothing: no container directory, overlay mount, volume, network or
+   * cgroup. The image's layers are unpacked into the store if they are not yet.
+   */
+  async dryRun(
+    options: ContainerOptions,
+    attached = false,
+  ): Promise<{ id: string; dir: string; spec: Spec; plan: Plan }> {
+    const store = await this.images();
+    const image = await store.resolve(options.image);
+    const id = randomBytes(32).toString("hex");
+    const dir = this.dir(id);
+    const layers = await store.ensureImageLayers(image);
+    const overlay = planOverlay(store.root, layers, dir);
+    const top = [...layers].reverse().map((l) => l.diffPath);
+    const c = await this.compose(options, {
+      id,
+      name: options.name ?? randomName(),
+      dir,
+      image,
+      merged: null,
+      readEtc: (rel) => readFileInLayers(top, rel),
+      createdVolumes: [],
+    });
+    const spec = parseConfig(JSON.stringify(c.spec), join(dir, "config.json"));
+    // What does not exist yet would be made by create: the /etc files, volumes, bind sources.
+    const host: HostFacts = {
+      kindOf(path) {
+        if (path.startsWith(`${dir}/`)) return "file";
+        try {
+          return statSync(path).isDirectory() ? "directory" : "file";
+        } catch {
+          return "directory";
+        }
+      },
+    };
+    const { plan } = this.runtime.planContainer(id, { bundle: dir }, attached, {
+      spec,
+      bundle: dir,
+      rootfs: overlay.target,
+      host,
+    });
+    return { id, dir, spec, plan };
   }
 
   /** Fills a new volume with the image's content at `target` (as Docker does). */
@@ -648,7 +744,7 @@ export class Engine {
    * The network a container joins: null for none/host; "bridge" means the default network
    * (created on first use). Throws if the network does not exist.
    */
-  private async networkOf(o: ContainerOptions): Promise<string | null> {
+  private async networkOf(o: ContainerOptions, dryRun = false): Promise<string | null> {
     const n = o.network;
     if (n === undefined || n === "none" || n === "host") {
       if (o.publish?.length || o.ip || o.networkAliases?.length)
@@ -660,7 +756,9 @@ export class Engine {
     if (n.startsWith("container:"))
       throw new EngineError("--network container:NAME is not supported yet");
     if (n === "bridge" || n === this.networks.settings.defaultNetwork)
-      return (await this.networks.defaultNetwork()).name;
+      return dryRun
+        ? this.networks.settings.defaultNetwork
+        : (await this.networks.defaultNetwork()).name;
     return this.networks.store.get(n).name;
   }
 
