@@ -48,7 +48,7 @@
 #include "wire.h"
 
 #define MAX_ARGS 4096
-#define MAX_SLOTS 16
+#define MAX_SLOTS 64
 
 struct arg {
   int is_int;
@@ -555,6 +555,106 @@ static void do_copy_dir_in_root(struct step *st) {
   slots[slot] = -1;
 }
 
+/* ---------- id-mapped bind mounts (kernel 5.12+) ----------
+ * The launcher, still the host's root, makes a detached copy of the source (open_tree with
+ * OPEN_TREE_CLONE) and id-maps it (mount_setattr with MOUNT_ATTR_IDMAP), which needs
+ * CAP_SYS_ADMIN over the source's filesystem: the container's root in its own user namespace
+ * has not. The mapping comes from a helper user namespace made here and dropped once the mount
+ * holds it. The container's init later attaches the mount with move_mount. */
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+struct pivot_mount_attr {
+  uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+static void write_proc_file(pid_t pid, const char *name, const char *value) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  size_t n = strlen(value);
+  if (fd < 0 || write(fd, value, n) != (ssize_t)n) fail(errno, "write %s of the id-mapping helper", path);
+  close(fd);
+}
+
+/* A user namespace with these maps, as an fd: a child unshares it and waits until it is opened. */
+static int helper_userns(const char *uid_map, const char *gid_map) {
+  int ready[2], done[2];
+  if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0) fail(errno, "pipe");
+  pid_t pid = fork();
+  if (pid < 0) fail(errno, "fork the id-mapping helper");
+  if (pid == 0) {
+    close(ready[0]);
+    close(done[1]);
+    char c = unshare(CLONE_NEWUSER) == 0 ? 'u' : 'e';
+    if (write(ready[1], &c, 1) != 1) _exit(1);
+    (void)!read(done[0], &c, 1); /* until the parent closes it */
+    _exit(0);
+  }
+  close(ready[1]);
+  close(done[0]);
+  char c = 0;
+  if (read(ready[0], &c, 1) != 1 || c != 'u') {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail(EPERM, "the id-mapping helper could not create a user namespace");
+  }
+  close(ready[0]);
+  write_proc_file(pid, "uid_map", uid_map);
+  write_proc_file(pid, "gid_map", gid_map);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int err = errno;
+  close(done[1]);
+  waitpid(pid, NULL, 0);
+  if (fd < 0) fail(err, "open %s", path);
+  return fd;
+}
+
+static void do_open_idmapped_tree(struct step *st) {
+  int slot = (int)I(st, 0);
+  const char *source = S(st, 1);
+  int rec_bind = (int)I(st, 2), rec_idmap = (int)I(st, 3);
+  if (slot < 0 || slot >= MAX_SLOTS) fail(EPROTO, "bad slot %d", slot);
+  int userns = helper_userns(S(st, 4), S(st, 5));
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source,
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec_bind ? AT_RECURSIVE : 0));
+  if (tree < 0) fail(errno, "open_tree(OPEN_TREE_CLONE) of %s", source);
+  struct pivot_mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns};
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (rec_idmap ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0) {
+    int err = errno;
+    if (err == ENOSYS) fail(err, "mount_setattr of %s: this kernel has no id-mapped mounts (5.12 or later needed)", source);
+    if (err == EINVAL)
+      fail(err, "mount_setattr(MOUNT_ATTR_IDMAP) of %s: its filesystem (or one mounted beneath it) does not support id-mapped mounts", source);
+    fail(err, "mount_setattr(MOUNT_ATTR_IDMAP) of %s", source);
+  }
+  close(userns);
+  slots[slot] = tree;
+}
+
+static void do_move_mount_in_root(struct step *st) {
+  int slot = (int)I(st, 0);
+  const char *rootfs = S(st, 1), *path = S(st, 2);
+  if (slot < 0 || slot >= MAX_SLOTS || slots[slot] < 0) fail(EPROTO, "bad slot %d", slot);
+  int target = open_in_root(rootfs, path, O_PATH, 0);
+  if (target < 0) fail(errno, "open mount point %s inside %s", path, rootfs);
+  if (syscall(SYS_move_mount, slots[slot], "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+    fail(errno, "move_mount the id-mapped mount onto %s inside %s", path, rootfs);
+  close(target);
+  close(slots[slot]);
+  slots[slot] = -1;
+}
+
 static void do_pivot_root(const char *rootfs) {
   int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
   if (oldroot < 0) fail(errno, "open /");
@@ -988,6 +1088,8 @@ static void run_step(struct step *st) {
     case OP_WAIT_FOR_INIT: wait_for_init = 1; break;
     case OP_OPEN_DIR_IN_ROOT: do_open_dir_in_root(st); break;
     case OP_COPY_DIR_IN_ROOT: do_copy_dir_in_root(st); break;
+    case OP_OPEN_IDMAPPED_TREE: do_open_idmapped_tree(st); break;
+    case OP_MOVE_MOUNT_IN_ROOT: do_move_mount_in_root(st); break;
     case OP_SET_DUMPABLE:
       if (prctl(PR_SET_DUMPABLE, (unsigned long)I(st, 0), 0, 0, 0) < 0) fail(errno, "prctl(PR_SET_DUMPABLE)");
       break;

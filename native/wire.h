@@ -51,6 +51,8 @@
 #define OP_SET_DUMPABLE 46
 #define OP_OPEN_DIR_IN_ROOT 50
 #define OP_COPY_DIR_IN_ROOT 51
+#define OP_OPEN_IDMAPPED_TREE 70
+#define OP_MOVE_MOUNT_IN_ROOT 71
 #define OP_END 99
 
 #define EV_SYNC 1

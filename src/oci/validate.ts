@@ -197,6 +197,8 @@ function validateMount(raw: Json, path: string): void {
   c.optString(m.source, `${path}.source`);
   c.optString(m.type, `${path}.type`);
   c.stringArray(m.options, `${path}.options`);
+  if (m.uidMappings !== undefined) validateIdMappings(m.uidMappings, `${path}.uidMappings`);
+  if (m.gidMappings !== undefined) validateIdMappings(m.gidMappings, `${path}.gidMappings`);
 }
 
 function validateHooks(raw: Json): void {

@@ -4,7 +4,16 @@
 // file or a directory?) comes in through the HostFacts interface, so it is unit-tested without
 // root and without touching the filesystem.
 import { ConfigError, NotSupportedError } from "../errors.ts";
-import type { Device, Hook, Mount, Namespace, NamespaceType, Process, Spec } from "../oci/spec.ts";
+import type {
+  Device,
+  Hook,
+  IdMapping,
+  Mount,
+  Namespace,
+  NamespaceType,
+  Process,
+  Spec,
+} from "../oci/spec.ts";
 import { rejectSecurityModules } from "../security/lsm.ts";
 import { type CompiledSeccomp, compileSeccomp, rejectNotifyForExec } from "../security/seccomp.ts";
 import {
@@ -18,6 +27,7 @@ import {
   S_IFCHR,
   S_IFIFO,
 } from "./linux.ts";
+import { type Caller, type IdMapMethod, idMapMethod, isRootless } from "./userns.ts";
 import { type Arg, Op, type OpCode, SyncPoint } from "./wire.ts";
 
 export interface PlanStep {
@@ -60,6 +70,8 @@ export interface ContainerPlanInput {
   id?: string;
   /** The container's cgroup directories, for a "cgroup" mount in a v1 or hybrid host. */
   cgroupMounts?: CgroupMountSource[];
+  /** Who runs the runtime (default: root). Not root: rootless mode, see userns.ts. */
+  caller?: Caller;
   host: HostFacts;
 }
 
@@ -67,6 +79,8 @@ export interface Plan {
   steps: PlanStep[];
   /** A new user namespace is created: the TypeScript side writes id maps at SetupChildCreated. */
   newUserNamespace: boolean;
+  /** With a new user namespace: how the runtime writes its id maps. */
+  idMaps?: IdMapMethod;
   /** Things the plan leaves out or changes, for the user to read. */
   warnings: string[];
   /** The seccomp profile uses SCMP_ACT_NOTIFY: the BeforePivot reply carries the listener state. */
@@ -79,6 +93,10 @@ const LISTENER_SLOT = 2;
 const FIFO_SLOT = 0;
 /** Holds the directory under a tmpcopyup tmpfs while it is copied (one mount at a time). */
 const COPYUP_SLOT = 3;
+/** Id-mapped mounts, opened by the launcher before the setup process: slots from here on. */
+const IDMAP_SLOT_BASE = 4;
+/** The launcher's MAX_SLOTS. */
+const SLOT_COUNT = 64;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** The devices every container gets when /dev is a fresh mount (runtime-spec "Default Devices"). */
@@ -110,6 +128,8 @@ export interface ParsedMountOptions {
   flags: number;
   propagation: number[];
   data: string[];
+  /** "idmap" or "ridmap" (the runtime-spec's id-mapped mount options): the last one given. */
+  idmap?: "idmap" | "ridmap";
 }
 
 /** Splits mount options into mount(2) flags, propagation changes and filesystem data. */
@@ -120,7 +140,12 @@ export function parseMountOptions(
   let flags = 0;
   const propagation: number[] = [];
   const data: string[] = [];
+  let idmap: "idmap" | "ridmap" | undefined;
   for (const opt of options) {
+    if (opt === "idmap" || opt === "ridmap") {
+      idmap = opt;
+      continue;
+    }
     const flag = MountOptionFlags[opt];
     if (flag) {
       flags = flag[0] ? flags | flag[1] : flags & ~flag[1];
@@ -134,9 +159,7 @@ export function parseMountOptions(
     if (
       /^r(ro|rw|nosuid|suid|nodev|dev|noexec|exec|atime|noatime|relatime|strictatime|nodiratime|diratime|nosymfollow|symfollow)$/.test(
         opt,
-      ) ||
-      opt === "idmap" ||
-      opt === "ridmap"
+      )
     ) {
       throw new NotSupportedError(`${where}: mount option "${opt}" is not supported yet`, {
         hint: "use the non-recursive form of the option, or leave it out",
@@ -144,7 +167,7 @@ export function parseMountOptions(
     }
     data.push(opt);
   }
-  return { flags, propagation, data };
+  return idmap ? { flags, propagation, data, idmap } : { flags, propagation, data };
 }
 
 function namespaceMap(spec: Spec): Map<NamespaceType, Namespace> {
@@ -198,17 +221,106 @@ function resolveSource(source: string, bundle: string): string {
   return source.startsWith("/") ? source : `${bundle.replace(/\/$/, "")}/${source}`;
 }
 
-/** Mount steps for one entry of config.json's mounts. */
-function compileMount(out: StepList, m: Mount, index: number, input: ContainerPlanInput): void {
+function idMapText(maps: readonly IdMapping[]): string {
+  return maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join("");
+}
+
+function idMapSummary(maps: readonly IdMapping[]): string {
+  return maps
+    .map((m) =>
+      m.size === 1
+        ? `${m.containerID}->${m.hostID}`
+        : `${m.containerID}-${m.containerID + m.size - 1}->${m.hostID}-${m.hostID + m.size - 1}`,
+    )
+    .join(",");
+}
+
+/**
+ * Id-mapped bind mounts (mounts[].uidMappings/gidMappings, options "idmap"/"ridmap"): the launcher
+ * opens each source as a detached, id-mapped mount while it is still the host's root (the
+ * container's root cannot id-map a host filesystem), and the init attaches it later. As runc: the
+ * mappings are written verbatim as the uid_map and gid_map of a helper user namespace, so an id
+ * X on disk appears as the host id that "X" maps to (with the container's own mappings, an id
+ * on disk shows as the same id inside the container); "idmap" without mappings takes the
+ * container's. Returns the slot of each such mount, by its index in mounts.
+ */
+function compileIdmappedMounts(
+  out: StepList,
+  input: ContainerPlanInput,
+  newUserNs: boolean,
+): Map<number, number> {
+  const slots = new Map<number, number>();
+  const { spec } = input;
+  (spec.mounts ?? []).forEach((m, i) => {
+    const at = `mounts[${i}]`;
+    const opts = parseMountOptions(m.options, at);
+    if (!opts.idmap && !m.uidMappings && !m.gidMappings) return;
+    if ((opts.flags & MS.BIND) === 0 && m.type !== "bind") {
+      throw new NotSupportedError(`${at}: id-mapped mounts are supported for bind mounts only`, {
+        hint: 'add "bind" or "rbind" to the options, or leave out idmap and the mappings',
+      });
+    }
+    if (isRootless(input.caller ?? { uid: 0, gid: 0 })) {
+      throw new NotSupportedError(
+        `${at}: an id-mapped mount needs CAP_SYS_ADMIN over the source's filesystem, which a rootless runtime does not have`,
+        {
+          hint: "run pivot-runtime as root, or leave out idmap and the mappings (files then show with their host owners, mapped through the container's user namespace)",
+        },
+      );
+    }
+    let uid = m.uidMappings;
+    let gid = m.gidMappings;
+    if (!uid && !gid) {
+      if (!newUserNs) {
+        throw new ConfigError(
+          `${at}.options`,
+          `"${opts.idmap}" without uidMappings and gidMappings takes the container's user namespace mappings, but the container creates no user namespace`,
+          "give the mount uidMappings and gidMappings, or add a user namespace with mappings to linux",
+        );
+      }
+      uid = spec.linux?.uidMappings;
+      gid = spec.linux?.gidMappings;
+    }
+    if (!uid?.length || !gid?.length) {
+      throw new ConfigError(
+        `${at}.${uid?.length ? "gidMappings" : "uidMappings"}`,
+        "is missing or empty; an id-mapped mount needs both uidMappings and gidMappings",
+      );
+    }
+    if (!m.source) throw new ConfigError(`${at}.source`, "is missing; a bind mount needs a source");
+    const slot = IDMAP_SLOT_BASE + slots.size;
+    if (slot >= SLOT_COUNT) {
+      throw new NotSupportedError(
+        `${at}: more than ${SLOT_COUNT - IDMAP_SLOT_BASE} id-mapped mounts in one container`,
+      );
+    }
+    const source = resolveSource(m.source, input.bundle);
+    const recursiveBind = (opts.flags & MS.REC) !== 0;
+    const recursiveIdmap = opts.idmap === "ridmap";
+    out.add(
+      Op.OpenIdmappedTree,
+      [slot, source, recursiveBind ? 1 : 0, recursiveIdmap ? 1 : 0, idMapText(uid), idMapText(gid)],
+      `open ${source}${recursiveBind ? " and its submounts" : ""} as a detached mount, id-mapped${recursiveIdmap ? " recursively" : ""} (uids ${idMapSummary(uid)}, gids ${idMapSummary(gid)})`,
+    );
+    slots.set(i, slot);
+  });
+  return slots;
+}
+
+/** Mount steps for one entry of config.json's mounts; `idmapSlot` holds it if it is id-mapped. */
+function compileMount(
+  out: StepList,
+  m: Mount,
+  index: number,
+  input: ContainerPlanInput,
+  idmapSlot?: number,
+): void {
   const at = `mounts[${index}]`;
   const dest = joinInRoot(m.destination);
   const { rootfs } = input;
   const opts = parseMountOptions(m.options, at);
   const type = m.type ?? "";
   const isBind = (opts.flags & MS.BIND) !== 0 || type === "bind";
-  if (m.uidMappings || m.gidMappings) {
-    throw new NotSupportedError(`${at}: id-mapped mounts are not supported yet`);
-  }
   if (isBind) {
     if (!m.source) throw new ConfigError(`${at}.source`, "is missing; a bind mount needs a source");
     const source = resolveSource(m.source, input.bundle);
@@ -223,11 +335,19 @@ function compileMount(out: StepList, m: Mount, index: number, input: ContainerPl
     if (kind === "directory") out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
     else out.add(Op.TouchInRoot, [rootfs, dest], `create file ${dest} as a mount point`);
     const bindFlags = MS.BIND | (opts.flags & MS.REC);
-    out.add(
-      Op.MountInRoot,
-      [rootfs, dest, source, "", bindFlags, ""],
-      `bind ${source} on ${dest}${bindFlags & MS.REC ? " (recursive)" : ""}`,
-    );
+    if (idmapSlot !== undefined) {
+      out.add(
+        Op.MoveMountInRoot,
+        [idmapSlot, rootfs, dest],
+        `attach the id-mapped mount of ${source} on ${dest}`,
+      );
+    } else {
+      out.add(
+        Op.MountInRoot,
+        [rootfs, dest, source, "", bindFlags, ""],
+        `bind ${source} on ${dest}${bindFlags & MS.REC ? " (recursive)" : ""}`,
+      );
+    }
     const extra = opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT);
     if (extra !== 0) {
       out.add(
@@ -374,6 +494,7 @@ export function compileProcessCredentials(
   out: { add: StepList["add"] },
   process: Process,
   jsonPath = "process",
+  setgroups = true,
 ): void {
   const caps = process.capabilities;
   if (caps) {
@@ -384,7 +505,8 @@ export function compileProcessCredentials(
     );
   }
   const groups = process.user.additionalGids ?? [];
-  out.add(Op.SetGroups, groups, `set supplementary groups [${groups.join(",")}]`);
+  // Where setgroups is denied (an unprivileged user wrote the gid map), the process keeps none.
+  if (setgroups) out.add(Op.SetGroups, groups, `set supplementary groups [${groups.join(",")}]`);
   out.add(
     Op.SetUser,
     [process.user.uid, process.user.gid],
@@ -477,6 +599,24 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
       "a new user namespace needs uidMappings and gidMappings",
     );
   }
+  const caller = input.caller ?? { uid: 0, gid: 0 };
+  if (isRootless(caller) && !ns.has("user")) {
+    throw new ConfigError(
+      "linux.namespaces",
+      `pivot-runtime runs as uid ${caller.uid}, not root: the container needs a user namespace`,
+      'add {"type": "user"} with linux.uidMappings and gidMappings (`pivot-runtime spec --rootless` writes a config with them), or run as root',
+    );
+  }
+  const idMaps = newUserNs
+    ? idMapMethod(spec.linux!.uidMappings!, spec.linux!.gidMappings!, caller)
+    : undefined;
+  if (idMaps?.denySetgroups && (process.user.additionalGids ?? []).length > 0) {
+    throw new ConfigError(
+      "process.user.additionalGids",
+      `cannot be set: uid ${caller.uid} maps only its own gid, which the kernel allows only with setgroups denied in the container`,
+      "map more gids (a range in /etc/subgid, written by newgidmap), or leave additionalGids out",
+    );
+  }
   if (spec.hostname && !ns.has("uts")) {
     throw new ConfigError(
       "hostname",
@@ -517,6 +657,9 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
       `connect to the seccomp listener ${seccomp.listenerPath}`,
     );
   }
+  const idmapSlots = ns.has("mount")
+    ? compileIdmappedMounts(out, input, newUserNs)
+    : new Map<number, number>();
   out.add(Op.ForkSetup, [0], "fork the setup process");
   compileOomScoreAdj(out, process);
 
@@ -604,7 +747,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
       `bind the root filesystem ${rootfs} onto itself`,
     );
     (spec.mounts ?? []).forEach((m, i) => {
-      compileMount(out, m, i, input);
+      compileMount(out, m, i, input, idmapSlots.get(i));
     });
     const devIsFresh = (spec.mounts ?? []).some(
       (m) =>
@@ -681,10 +824,18 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
       "remount the root filesystem read-only",
     );
   }
-  compileProcessSetup(out, process, hooks.startContainer ?? [], seccomp);
+  compileProcessSetup(
+    out,
+    process,
+    hooks.startContainer ?? [],
+    seccomp,
+    false,
+    !idMaps?.denySetgroups,
+  );
   return {
     steps: out.steps,
     newUserNamespace: newUserNs,
+    ...(idMaps ? { idMaps } : {}),
     warnings,
     ...(seccomp?.usesNotify ? { seccompListener: seccomp } : {}),
   };
@@ -718,6 +869,7 @@ function compileProcessSetup(
   startHooks: Hook[] | null,
   seccomp: CompiledSeccomp | null,
   nonDumpable = false,
+  setgroups = true,
 ): void {
   // Until execve, this process runs the launcher: not dumpable, other processes of the container
   // cannot open it through /proc/PID/exe (to overwrite it later, the CVE-2019-5736 class) or its
@@ -746,7 +898,7 @@ function compileProcessSetup(
     );
   }
   if (seccomp && !process.noNewPrivileges) compileSeccompSteps(out, seccomp);
-  compileProcessCredentials(out, process);
+  compileProcessCredentials(out, process, "process", setgroups);
   const env = process.env ?? [];
   const path = envValue(env, "PATH") ?? DEFAULT_PATH;
   const args = process.args ?? [];
@@ -775,6 +927,8 @@ export interface ExecPlanInput {
   consoleSocket?: string;
   /** The container's linux.seccomp: an exec'd process gets the same filter. */
   seccomp?: unknown;
+  /** The container's user namespace denies setgroups (its gid map was written unprivileged). */
+  denySetgroups?: boolean;
 }
 
 /** Compiles `exec`: join the container's namespaces, then run a process as configured. */
@@ -818,6 +972,12 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
   out.add(Op.SetDumpable, [0], NON_DUMPABLE_TEXT);
   out.add(Op.ForkInit, [], "fork the process inside the container's PID namespace");
   out.add(Op.NewSession, [], "start a new session");
-  compileProcessSetup(out, process, null, seccomp, true);
+  if (input.denySetgroups && (process.user.additionalGids ?? []).length > 0) {
+    throw new ConfigError(
+      "process.user.additionalGids",
+      "cannot be set: the container's user namespace denies setgroups (its gid map was written without newgidmap)",
+    );
+  }
+  compileProcessSetup(out, process, null, seccomp, true, !input.denySetgroups);
   return { steps: out.steps, newUserNamespace: false, warnings: [] };
 }

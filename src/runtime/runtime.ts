@@ -15,7 +15,7 @@ import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { hostCgroups } from "../cgroups/hierarchy.ts";
 import { Cgroup } from "../cgroups/manager.ts";
 import { ConfigError, PivotError } from "../errors.ts";
-import type { ContainerStatus, IdMapping, Process, Spec, State } from "../oci/spec.ts";
+import type { ContainerStatus, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import { parseConfig, validateProcess } from "../oci/validate.ts";
 import { listenerState } from "../security/seccomp.ts";
@@ -32,7 +32,6 @@ import {
 import { parseSignal } from "./signals.ts";
 import {
   type ContainerRecord,
-  DEFAULT_ROOT,
   deriveStatus,
   initAlive,
   procStat,
@@ -40,6 +39,14 @@ import {
   validateId,
 } from "./state.ts";
 import type { Trace } from "./trace.ts";
+import {
+  checkIdMapHelpers,
+  currentCaller,
+  defaultStateRoot,
+  isRootless,
+  undelegatedCgroupDirs,
+  writeIdMaps,
+} from "./userns.ts";
 import { SyncPoint } from "./wire.ts";
 
 export interface RuntimeOptions {
@@ -99,10 +106,6 @@ function writeAtomic(path: string, content: string): void {
   renameSync(tmp, path);
 }
 
-function idMapText(maps: IdMapping[]): string {
-  return maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join("");
-}
-
 export class Runtime {
   readonly store: StateStore;
   private readonly warn: (message: string) => void;
@@ -110,7 +113,8 @@ export class Runtime {
   private readonly trace: Trace | undefined;
 
   constructor(options: RuntimeOptions = {}) {
-    this.store = new StateStore(options.root ?? DEFAULT_ROOT);
+    // Not root: $XDG_RUNTIME_DIR/pivot-runtime (rootless mode).
+    this.store = new StateStore(options.root ?? defaultStateRoot());
     this.trace = options.trace;
     this.warn = options.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
   }
@@ -193,7 +197,11 @@ export class Runtime {
     this.trace?.mark("config.json loaded and validated");
     if (!spec.process)
       throw new ConfigError("process", "is missing; the container needs a process to run");
-    const cgroup = Cgroup.forContainer(spec.linux?.cgroupsPath ?? `pivot-${id}`, hostCgroups());
+    let cgroup = Cgroup.forContainer(spec.linux?.cgroupsPath ?? `pivot-${id}`, hostCgroups());
+    const caller = currentCaller();
+    // Rootless: cgroups only where they are delegated to the caller, else none (as runc).
+    const undelegated = isRootless(caller) ? undelegatedCgroupDirs(cgroup.paths) : [];
+    if (undelegated.length > 0) cgroup = new Cgroup({});
     this.trace?.mark("cgroup hierarchies found, paths resolved");
     const plan = compileContainerPlan({
       spec,
@@ -206,8 +214,17 @@ export class Runtime {
       noNewKeyring: options.noNewKeyring ?? false,
       id,
       cgroupMounts: cgroupMountSources(cgroup),
+      caller,
       host: loaded?.host ?? realHost,
     });
+    if (plan.idMaps) {
+      checkIdMapHelpers(spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps, caller);
+    }
+    if (undelegated.length > 0) {
+      plan.warnings.push(
+        `cgroups: ${undelegated[0]} is not writable by uid ${caller.uid} (not delegated): the container runs without a cgroup of its own, so ${spec.linux?.resources ? "linux.resources are not applied and " : ""}pause, stats, update and kill --all do not work`,
+      );
+    }
     this.trace?.mark(`plan compiled (${plan.steps.length} steps)`);
     return { plan, spec, bundle, rootfs, cgroup };
   }
@@ -236,13 +253,16 @@ export class Runtime {
     try {
       this.store.save(record);
       this.trace?.mark("state directory claimed, state saved");
-      cgroup.create();
-      this.trace?.mark("cgroup created");
-      cgroup.apply(spec.linux?.resources, {
-        linuxDevices: spec.linux?.devices ?? [],
-        warn: this.warn,
-      });
-      this.trace?.mark("cgroup resources applied");
+      // No paths: a rootless container without delegated cgroups.
+      if (Object.keys(cgroup.paths).length > 0) {
+        cgroup.create();
+        this.trace?.mark("cgroup created");
+        cgroup.apply(spec.linux?.resources, {
+          linuxDevices: spec.linux?.devices ?? [],
+          warn: this.warn,
+        });
+        this.trace?.mark("cgroup resources applied");
+      }
       const s = launch(plan, {
         ...(this.trace ? { trace: this.trace } : {}),
         ...(options.stdio ? { stdio: options.stdio } : {}),
@@ -250,7 +270,9 @@ export class Runtime {
         ...(options.onLaunch ? { childProcess: true } : {}),
         onSync: async (point, pid) => {
           if (point === SyncPoint.SetupChildCreated) {
-            if (plan.newUserNamespace) this.writeIdMaps(pid, spec);
+            if (plan.idMaps) {
+              writeIdMaps(pid, spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps);
+            }
             cgroup.join(pid);
             return undefined;
           }
@@ -308,21 +330,6 @@ export class Runtime {
       this.warn((err as Error).message);
     }
     this.store.remove(record.id);
-  }
-
-  private writeIdMaps(pid: number, spec: Spec): void {
-    const linux = spec.linux ?? {};
-    try {
-      writeFileSync(`/proc/${pid}/uid_map`, idMapText(linux.uidMappings ?? []));
-      writeFileSync(`/proc/${pid}/gid_map`, idMapText(linux.gidMappings ?? []));
-    } catch (err) {
-      throw new PivotError(
-        `writing the user namespace id maps of process ${pid} failed: ${(err as Error).message}`,
-        {
-          hint: "check linux.uidMappings and linux.gidMappings: host ids must exist and ranges must not overlap",
-        },
-      );
-    }
   }
 
   /** `start`: release the process created by `create`. */
@@ -513,6 +520,7 @@ export class Runtime {
       process: options.process,
       waitForExit: !options.detach,
       seccomp: record.spec.linux?.seccomp,
+      denySetgroups: record.namespaces.includes("user") && setgroupsDenied(record.pid),
       ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
     });
     const cgroup = new Cgroup(record.cgroupPaths);
@@ -583,4 +591,13 @@ function cgroupMountSources(cgroup: Cgroup): CgroupMountSource[] | undefined {
     name: h.version === 2 ? "unified" : h.mountPoint.split("/").pop()!,
     hostPath: cgroup.paths[h.name]!,
   }));
+}
+
+/** Whether the user namespace of a process denies setgroups (/proc/PID/setgroups). */
+function setgroupsDenied(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/setgroups`, "utf8").trim() === "deny";
+  } catch {
+    return false;
+  }
 }

@@ -63,7 +63,17 @@ export class StateStore {
   /** Claims the id atomically: fails if a container with this id exists. */
   claim(id: string): string {
     const dir = this.dir(id);
-    mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    try {
+      mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new PivotError(`cannot create the state directory ${this.root} (${code})`, {
+        hint:
+          process.geteuid?.() === 0
+            ? "pass another directory with --root"
+            : "not running as root: set XDG_RUNTIME_DIR to a directory of yours, or pass --root DIR",
+      });
+    }
     try {
       mkdirSync(dir, { mode: 0o711 });
     } catch (err) {

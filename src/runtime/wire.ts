@@ -113,6 +113,14 @@ export const Op = {
   /** Copy the tree of the directory in a slot (files, directories, symlinks, nodes, with owners,
    *  modes and times) into a directory inside the root filesystem, then close the slot: (slot, rootfs, pathInRoot). */
   CopyDirInRoot: 51,
+  /** In the launcher, as the host's root: a detached copy of a bind source, id-mapped through a
+   *  helper user namespace that the launcher makes with these maps ("containerID hostID size"
+   *  lines, written verbatim, as runc does); the mount fd goes in a slot:
+   *  (slot, source, recursiveBind 0/1, recursiveIdmap 0/1, uidMap, gidMap). */
+  OpenIdmappedTree: 70,
+  /** Attach the detached mount in a slot (OpenIdmappedTree) on a path inside the root
+   *  filesystem, then close the slot: (slot, rootfs, pathInRoot). */
+  MoveMountInRoot: 71,
   /** The end of the plan. */
   End: 99,
 } as const;

@@ -4,9 +4,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
+  closeSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -528,3 +530,329 @@ describe("escape attempts with crafted bundles", () => {
     }
   });
 });
+
+describe("rootless mode", () => {
+  // An unprivileged user made for these tests (a system account: no subordinate ids of its own),
+  // removed afterwards with the /etc/subuid and /etc/subgid lines it was given.
+  const user = `pivotrl${process.pid % 100000}`;
+  const SUB = "300000-365535";
+  let uid = -1;
+  let gid = -1;
+  let home: string;
+  let xdg: string;
+
+  const sh = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+
+  beforeAll(() => {
+    sh("useradd", ["--system", "--no-create-home", "--user-group", "-s", "/bin/false", user]);
+    uid = Number(sh("id", ["-u", user]).trim());
+    gid = Number(sh("id", ["-g", user]).trim());
+    home = join(work, "rootless-home");
+    xdg = join(work, "rootless-xdg");
+    for (const d of [home, xdg]) {
+      mkdirSync(d, { mode: 0o700 });
+      sh("chown", [`${uid}:${gid}`, d]);
+    }
+  });
+
+  afterAll(() => {
+    // The user's containers first (its processes would keep userdel from working).
+    const list = asUser(["list", "--quiet"]);
+    for (const id of list.stdout.split("\n").filter(Boolean)) asUser(["delete", "--force", id]);
+    spawnSync("usermod", ["--del-subuids", SUB, "--del-subgids", SUB, user]);
+    spawnSync("userdel", [user]);
+    spawnSync("groupdel", [user]);
+  });
+
+  /**
+   * pivot-runtime as the test user, with its own HOME and XDG_RUNTIME_DIR and no --root. Output
+   * goes through files: a detached container would hold a pipe open for its whole life.
+   */
+  function asUser(args: string[], cwd = work): Result {
+    const out = join(work, `as-user-${++counter}`);
+    const fd = openSync(out, "w");
+    const errFd = openSync(`${out}.err`, "w");
+    const r = spawnSync(
+      "setpriv",
+      [
+        `--reuid=${uid}`,
+        `--regid=${gid}`,
+        "--init-groups",
+        "env",
+        "-i",
+        `HOME=${home}`,
+        `XDG_RUNTIME_DIR=${xdg}`,
+        `PATH=${process.env.PATH}`,
+        process.execPath,
+        CLI,
+        ...args,
+      ],
+      { stdio: ["ignore", fd, errFd], timeout: 30_000, cwd },
+    );
+    closeSync(fd);
+    closeSync(errFd);
+    const result = {
+      status: r.status ?? -1,
+      stdout: readFileSync(out, "utf8"),
+      stderr: readFileSync(`${out}.err`, "utf8"),
+    };
+    rmSync(out);
+    rmSync(`${out}.err`);
+    return result;
+  }
+
+  /** What the user's state directory holds ($XDG_RUNTIME_DIR/pivot-runtime). */
+  function stateEntries(): string[] {
+    const dir = join(xdg, "pivot-runtime");
+    return existsSync(dir) ? readdirSync(dir) : [];
+  }
+
+  /** A busybox bundle owned by the test user, with the config `spec --rootless` writes. */
+  function userBundle(name: string, args: string[], edit: (s: Spec) => void = () => {}): string {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    makeRootfs(join(dir, "rootfs"));
+    sh("chown", ["-R", `${uid}:${gid}`, dir]);
+    const r = asUser(["spec", "--rootless", "--bundle", dir]);
+    if (r.status !== 0) throw new Error(`spec --rootless failed: ${r.stderr}`);
+    const spec = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Spec;
+    spec.process!.terminal = false;
+    spec.process!.args = args;
+    edit(spec);
+    writeFileSync(join(dir, "config.json"), JSON.stringify(spec, null, 2));
+    return dir;
+  }
+
+  /** Directories named NAME under any cgroup hierarchy (the container's would be pivot-ID). */
+  function cgroupDirsNamed(name: string): string[] {
+    const r = spawnSync("find", ["/sys/fs/cgroup", "-maxdepth", "6", "-name", name], {
+      encoding: "utf8",
+    });
+    return r.stdout.split("\n").filter(Boolean);
+  }
+
+  test("an unprivileged user runs a busybox container from `spec --rootless`: uid 0 inside, its files owned by the user, nothing left behind", () => {
+    const dir = userBundle(
+      "rootless-bundle",
+      ["sh", "-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; touch /made-inside"],
+      (s) => {
+        s.root!.readonly = false;
+      },
+    );
+    const spec = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Spec;
+    expect(spec.linux!.uidMappings).toEqual([{ containerID: 0, hostID: uid, size: 1 }]);
+    expect(spec.linux!.gidMappings).toEqual([{ containerID: 0, hostID: gid, size: 1 }]);
+    const id = `rootless-${process.pid}`;
+    const r = asUser(["run", "--bundle", dir, id]);
+    expect(r.status).toBe(0);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/).join(" "));
+    expect(lines).toEqual(["0", "0", `0 ${uid} 1`, `0 ${gid} 1`]);
+    const st = statSync(join(dir, "rootfs/made-inside"));
+    expect([st.uid, st.gid]).toEqual([uid, gid]);
+    // This host's cgroups are not delegated to the user: said once, and skipped.
+    expect(r.stderr).toContain("not delegated");
+    expect(r.stderr).toContain(`uid ${uid}`);
+    // State went to $XDG_RUNTIME_DIR/pivot-runtime, and `run` removed it; no cgroup was made.
+    expect(stateEntries()).toEqual([]);
+    expect(cgroupDirsNamed(`pivot-${id}`)).toEqual([]);
+  }, 30_000);
+
+  test("create, exec, kill and delete work rootless", () => {
+    const dir = userBundle("rootless-lifecycle", ["sleep", "30"]);
+    const id = `rootless-lc-${process.pid}`;
+    const created = asUser(["create", "--bundle", dir, id]);
+    expect(created.stderr).toContain("not delegated");
+    expect(created.status).toBe(0);
+    try {
+      expect(existsSync(join(xdg, "pivot-runtime", id, "state.json"))).toBe(true);
+      expect(asUser(["start", id]).status).toBe(0);
+      const e = asUser(["exec", id, "sh", "-c", "id -u; cat /proc/1/cmdline | tr '\\0' ' '"]);
+      expect(e.stderr).toBe("");
+      expect(e.stdout).toBe("0\nsleep 30 ");
+      expect(asUser(["kill", id, "KILL"]).status).toBe(0);
+    } finally {
+      const d = asUser(["delete", "--force", id]);
+      expect(d.status).toBe(0);
+    }
+    expect(existsSync(join(xdg, "pivot-runtime", id))).toBe(false);
+  }, 30_000);
+
+  test("several id ranges go through newuidmap/newgidmap, within the user's /etc/subuid and /etc/subgid ranges", () => {
+    const edit = (s: Spec) => {
+      s.root!.readonly = false;
+      s.linux!.uidMappings = [
+        { containerID: 0, hostID: uid, size: 1 },
+        { containerID: 1, hostID: 300000, size: 65536 },
+      ];
+      s.linux!.gidMappings = [
+        { containerID: 0, hostID: gid, size: 1 },
+        { containerID: 1, hostID: 300000, size: 65536 },
+      ];
+      s.process!.user.additionalGids = [10];
+      for (const set of ["bounding", "effective", "permitted"] as const)
+        s.process!.capabilities![set]!.push("CAP_CHOWN");
+    };
+    const args = [
+      "sh",
+      "-c",
+      "cat /proc/self/uid_map /proc/self/gid_map; id -G; touch /by-1000; chown 1000:2000 /by-1000",
+    ];
+    const dir = userBundle("rootless-ranges", args, edit);
+    // Without subordinate ids: a clear error naming the file, and nothing left behind.
+    const refused = asUser(["run", "--bundle", dir, `rootless-r0-${process.pid}`]);
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain("linux.uidMappings[1]");
+    expect(refused.stderr).toContain(`/etc/subuid has no range for ${user}`);
+    expect(refused.stderr).toContain(`${user}:100000:65536`);
+    expect(stateEntries()).toEqual([]);
+
+    sh("usermod", ["--add-subuids", SUB, "--add-subgids", SUB, user]);
+    const r = asUser(["run", "--bundle", dir, `rootless-r1-${process.pid}`]);
+    expect(r.stderr).not.toMatch(/pivot-runtime: (?!warning)|chown/);
+    expect(r.status).toBe(0);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/).join(" "));
+    expect(lines).toEqual([
+      `0 ${uid} 1`,
+      "1 300000 65536",
+      `0 ${gid} 1`,
+      "1 300000 65536",
+      // newgidmap leaves setgroups allowed: additionalGids apply.
+      "0 10",
+    ]);
+    // Container uid 1000 is host uid 300000 + 999; gid 2000 is 301999.
+    const st = statSync(join(dir, "rootfs/by-1000"));
+    expect([st.uid, st.gid]).toEqual([300999, 301999]);
+  }, 30_000);
+
+  test("a container without a user namespace is refused with a hint", () => {
+    const dir = userBundle("rootless-no-userns", ["true"], (s) => {
+      s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== "user");
+    });
+    const r = asUser(["run", "--bundle", dir, `rootless-nu-${process.pid}`]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("needs a user namespace");
+    expect(r.stderr).toContain("spec --rootless");
+  });
+});
+
+describe("id-mapped bind mounts", () => {
+  /** A bundle for a container whose root is host uid/gid 100000 (its rootfs chowned to it). */
+  function usernsBundle(name: string): string {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    makeRootfs(join(dir, "rootfs"));
+    expect(spawnSync("chown", ["-hR", "100000:100000", join(dir, "rootfs")]).status).toBe(0);
+    return dir;
+  }
+
+  const inUserns = (s: Spec) => {
+    s.linux!.namespaces!.push({ type: "user" });
+    s.linux!.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    s.linux!.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    s.mounts = s.mounts!.filter(
+      (m) => m.destination !== "/sys/fs/cgroup" && m.destination !== "/sys",
+    );
+  };
+
+  test("a host directory owned by uid 1000 appears as root's inside, and files made there belong to 1000 on the host", () => {
+    const dir = usernsBundle("idmap-bundle");
+    const data = join(work, "idmap-data");
+    mkdirSync(data);
+    writeFileSync(join(data, "from-host"), "hello\n");
+    expect(spawnSync("chown", ["-R", "1000:1000", data]).status).toBe(0);
+    const r = run(
+      [
+        "sh",
+        "-c",
+        "stat -c %u:%g /data /data/from-host; cat /data/from-host; echo made > /data/made-inside && stat -c %u:%g /data/made-inside",
+      ],
+      (s) => {
+        inUserns(s);
+        s.mounts!.push({
+          destination: "/data",
+          type: "bind",
+          source: data,
+          options: ["bind", "rw"],
+          // Verbatim as the helper user namespace's maps (as runc): an id 1000 on disk is seen
+          // as host id 100000, the container's root.
+          uidMappings: [{ containerID: 1000, hostID: 100000, size: 1 }],
+          gidMappings: [{ containerID: 1000, hostID: 100000, size: 1 }],
+        });
+      },
+      dir,
+    );
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("0:0\n0:0\nhello\n0:0\n");
+    const st = statSync(join(data, "made-inside"));
+    expect([st.uid, st.gid]).toEqual([1000, 1000]);
+    // The host sees the directory as it was: the mapping exists only on the container's mount.
+    expect(statSync(data).uid).toBe(1000);
+    expect(hostMountsUnder(work)).toEqual([]);
+  });
+
+  test('"idmap" without mappings takes the container\'s: a root-owned host directory needs no chown', () => {
+    const dir = usernsBundle("idmap-own-bundle");
+    const data = join(work, "idmap-root-data");
+    mkdirSync(join(data, "sub"), { recursive: true });
+    writeFileSync(join(data, "sub/file"), "x");
+    expect(spawnSync("chown", ["-R", "0:0", data]).status).toBe(0);
+    expect(spawnSync("chown", ["-R", "7:7", join(data, "sub")]).status).toBe(0);
+    const cmd = "stat -c %u:%g /plain /plain/sub /mapped /mapped/sub /mapped/sub/file";
+    const r = run(
+      ["sh", "-c", cmd],
+      (s) => {
+        inUserns(s);
+        s.mounts!.push(
+          { destination: "/plain", type: "bind", source: data, options: ["rbind", "ro"] },
+          { destination: "/mapped", type: "bind", source: data, options: ["rbind", "ridmap"] },
+        );
+      },
+      dir,
+    );
+    expect(r.stderr).toBe("");
+    // Unmapped host ids show as the overflow id 65534; id-mapped, they keep their numbers.
+    expect(r.stdout).toBe("65534:65534\n65534:65534\n0:0\n7:7\n7:7\n");
+  });
+
+  test("clear errors: not a bind mount, one of the two mappings missing, idmap without a user namespace", () => {
+    const tmpfsIdmap = run(["true"], (s) => {
+      s.mounts!.push({ destination: "/x", type: "tmpfs", source: "tmpfs", options: ["idmap"] });
+    });
+    expect(tmpfsIdmap.status).not.toBe(0);
+    expect(tmpfsIdmap.stderr).toContain("bind mounts only");
+    const half = run(["true"], (s) => {
+      s.mounts!.push({
+        destination: "/x",
+        type: "bind",
+        source: work,
+        options: ["bind"],
+        uidMappings: [{ containerID: 0, hostID: 1000, size: 1 }],
+      });
+    });
+    expect(half.status).not.toBe(0);
+    expect(half.stderr).toContain("gidMappings: is missing or empty");
+    const noUserns = run(["true"], (s) => {
+      s.mounts!.push({ destination: "/x", type: "bind", source: work, options: ["idmap"] });
+    });
+    expect(noUserns.status).not.toBe(0);
+    expect(noUserns.stderr).toContain("no user namespace");
+  });
+});
+
+/** Mount points of this (the host's) mount namespace under DIR: containers must leave none. */
+function hostMountsUnder(dir: string): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((p) => p.startsWith(dir));
+}
