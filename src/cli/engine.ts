@@ -1,6 +1,7 @@
 // pivot: the daemonless, Docker-style engine's command line, a thin layer over src/engine.
 import { readFileSync } from "node:fs";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
+import { engineMountReport, explainPath, renderPathReport } from "../engine/debug.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
 import type { ContainerInfo, ContainerOptions, MountSpec } from "../engine/types.ts";
 import { formatError } from "../errors.ts";
@@ -9,6 +10,9 @@ import { ImageNotFoundError } from "../image/errors.ts";
 import { familiarString, parseReference } from "../image/reference.ts";
 import { parsePublish } from "../network/ports.ts";
 import { pullImage } from "../registry/index.ts";
+import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
+import type { Plan } from "../runtime/plan.ts";
+import { renderMountReport } from "../runtime/provenance.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
   boolFlag,
@@ -63,6 +67,8 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "ip", value: true },
   { name: "pull", value: true },
   { name: "runtime", value: true },
+  { name: "dry-run" },
+  { name: "format", value: true },
   { name: "help" },
 ];
 
@@ -87,6 +93,10 @@ containers:
   inspect CONTAINER...         details as JSON
   exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...   run a command in a container
   wait CONTAINER...            wait for exits and print the codes
+  run|create --dry-run [--format text|json|shell] IMAGE   print the launch plan; create nothing
+debugging:
+  debug mounts [--format json] CONTAINER   the mount tree with each mount's origin
+  debug path [--format json] CONTAINER PATH   which layer or mount provides PATH
 volumes:
   volume create [NAME] | volume ls [-q] | volume inspect NAME... | volume rm NAME...
 images:
@@ -309,6 +319,17 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       }
       const image = needArg(p, "an image", command);
       const options = containerOptions(p, image, p.rest);
+      if (boolFlag(p, "dry-run")) {
+        // Nothing is pulled either: the image must be in the store.
+        await ensureImage(engine, image, "never");
+        const attached = command === "run" && !boolFlag(p, "detach");
+        const { plan } = await engine.dryRun(options, attached);
+        for (const w of plan.warnings) process.stderr.write(`pivot: warning: ${w}\n`);
+        process.stdout.write(
+          renderPlan(plan, flag(p, "format") ?? "text", `pivot ${command} ${args.join(" ")}`),
+        );
+        return 0;
+      }
       await ensureImage(engine, image, flag(p, "pull") ?? "missing");
       if (command === "create") {
         const info = await engine.create(options);
@@ -497,6 +518,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       }
       return 0;
     }
+    case "debug":
+      return debugCommand(engine, args);
     case "volume":
       return volumeCommand(engine, args);
     case "network":
@@ -574,6 +597,52 @@ async function ensureImage(engine: Engine, image: string, policy: string): Promi
         hint: "pull it with `pivot pull`, or import a root filesystem with `pivot import TARBALL NAME`",
       },
     );
+  }
+}
+
+/** --dry-run output: numbered steps, JSON, or an equivalent shell script. */
+function renderPlan(plan: Plan, format: string, title: string): string {
+  if (format === "json") return renderPlanJson(plan);
+  if (format === "shell") return renderPlanShell(plan, title);
+  if (format === "text") return renderPlanText(plan);
+  throw new UsageError(`unknown --format "${format}"`, { hint: "use text, json or shell" });
+}
+
+/** `debug mounts CONTAINER`, `debug path CONTAINER PATH`. */
+async function debugCommand(engine: Engine, args: string[]): Promise<number> {
+  const sub = args[0];
+  const p = parseCommand(args.slice(1), [{ name: "format", aliases: ["f"], value: true }], 2);
+  const format = flag(p, "format") ?? "text";
+  if (format !== "text" && format !== "json") {
+    throw new UsageError(`unknown --format "${format}"`, { hint: "use text or json" });
+  }
+  const ref = needArg(p, "a container", `debug ${sub ?? ""}`.trim());
+  switch (sub) {
+    case "mounts": {
+      const r = await engineMountReport(engine, ref);
+      process.stdout.write(
+        format === "json"
+          ? `${JSON.stringify(r, null, 2)}\n`
+          : renderMountReport(
+              r,
+              `mounts of container ${r.name} (${r.id.slice(0, 12)}), as its init (pid ${r.pid}) sees them:`,
+            ),
+      );
+      return 0;
+    }
+    case "path": {
+      const path = p.positionals[1] ?? p.rest[0];
+      if (path === undefined) throw new UsageError("usage: pivot debug path CONTAINER PATH");
+      const r = await explainPath(engine, ref, path);
+      process.stdout.write(
+        format === "json" ? `${JSON.stringify(r, null, 2)}\n` : renderPathReport(r),
+      );
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown debug command "${sub ?? ""}"`, {
+        hint: "use debug mounts CONTAINER or debug path CONTAINER PATH",
+      });
   }
 }
 

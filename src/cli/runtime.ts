@@ -6,9 +6,11 @@ import { formatError, PivotError } from "../errors.ts";
 import { defaultSpec } from "../oci/default-spec.ts";
 import type { Process } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
+import { containerMountReport, liveContainer } from "../runtime/debug.ts";
 import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
 import { features } from "../runtime/features.ts";
 import type { Plan } from "../runtime/plan.ts";
+import { renderMountReport } from "../runtime/provenance.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { Trace } from "../runtime/trace.ts";
 import { childProcess } from "../util/child-process.ts";
@@ -111,6 +113,8 @@ commands:
   events ID   resource usage as JSON: once with --stats, else every --interval (default 5s) with OOM events
   spec        write a default config.json (--rootless, --bundle)
   features    print the features this runtime supports, as JSON
+  debug mounts ID [--format json]   the container's mount tree, each mount with its origin in the
+              config (root.path, mounts[i], devices, masked and read-only paths)
 
 global flags: --root DIR (default /run/pivot-runtime), --log FILE, --log-format text|json, --debug,
   --trace (a table of wall times per step, to stderr)
@@ -409,6 +413,26 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
     case "features":
       writeOut(`${JSON.stringify(features(), null, 2)}\n`);
       return 0;
+    case "debug": {
+      const p = parseArgs(args.slice(1), [{ name: "format", aliases: ["f"], value: true }]);
+      if (args[0] !== "mounts") {
+        throw new UsageError(`unknown debug command "${args[0] ?? ""}"`, {
+          hint: "usage: pivot-runtime debug mounts ID",
+        });
+      }
+      const id = needId(p, "debug mounts");
+      const record = liveContainer(runtime, id, "show the mounts");
+      const report = containerMountReport(record);
+      writeOut(
+        flag(p, "format") === "json"
+          ? `${JSON.stringify(report, null, 2)}\n`
+          : renderMountReport(
+              report,
+              `mounts of container ${id}, as its init (pid ${record.pid}) sees them:`,
+            ),
+      );
+      return 0;
+    }
     case "update":
       return updateCommand(args, runtime);
     case "events":
