@@ -116,7 +116,7 @@ commands:
   debug mounts ID [--format json]   the container's mount tree, each mount with its origin in the
               config (root.path, mounts[i], devices, masked and read-only paths)
 
-global flags: --root DIR (default /run/pivot-runtime), --log FILE, --log-format text|json, --debug,
+global flags: --root DIR (default /run/pivot-runtime; not root: $XDG_RUNTIME_DIR/pivot-runtime), --log FILE, --log-format text|json, --debug,
   --trace (a table of wall times per step, to stderr)
 `;
 

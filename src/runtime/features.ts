@@ -1,5 +1,6 @@
 // `features`: what this runtime supports, in the shape of the runtime-spec's features.md.
 
+import { release } from "node:os";
 import { hostCgroups } from "../cgroups/hierarchy.ts";
 import {
   SeccompActionValue,
@@ -8,6 +9,12 @@ import {
   SeccompOperator,
 } from "../security/seccomp.ts";
 import { Capability, MountOptionFlags, PropagationFlags } from "./linux.ts";
+
+/** Id-mapped mounts (mount_setattr with MOUNT_ATTR_IDMAP) came with Linux 5.12. */
+export function kernelHasIdmappedMounts(kernelRelease = release()): boolean {
+  const [major = 0, minor = 0] = kernelRelease.split(".").map((n) => Number.parseInt(n, 10));
+  return major > 5 || (major === 5 && minor >= 12);
+}
 
 export function features(): Record<string, unknown> {
   const cg = hostCgroups();
@@ -22,7 +29,12 @@ export function features(): Record<string, unknown> {
       "poststart",
       "poststop",
     ],
-    mountOptions: [...Object.keys(MountOptionFlags), ...Object.keys(PropagationFlags)].sort(),
+    mountOptions: [
+      ...Object.keys(MountOptionFlags),
+      ...Object.keys(PropagationFlags),
+      "idmap",
+      "ridmap",
+    ].sort(),
     linux: {
       namespaces: ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
       capabilities: Object.keys(Capability),
@@ -47,7 +59,7 @@ export function features(): Record<string, unknown> {
       apparmor: { enabled: false },
       selinux: { enabled: false },
       intelRdt: { enabled: false },
-      mountExtensions: { idmap: { enabled: false } },
+      mountExtensions: { idmap: { enabled: kernelHasIdmappedMounts() } },
     },
   };
 }

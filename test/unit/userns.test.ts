@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError, NotSupportedError, type PivotError } from "../../src/errors.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
+import { kernelHasIdmappedMounts } from "../../src/runtime/features.ts";
 import {
   type ContainerPlanInput,
   compileContainerPlan,
@@ -249,4 +250,10 @@ describe("id-mapped mounts", () => {
       /creates no user namespace/,
     );
   });
+});
+
+test("features: id-mapped mounts from Linux 5.12 on", () => {
+  expect(kernelHasIdmappedMounts("5.11.22")).toBe(false);
+  expect(kernelHasIdmappedMounts("5.12.0-1-amd64")).toBe(true);
+  expect(kernelHasIdmappedMounts("6.18.44-fc-v657")).toBe(true);
 });
