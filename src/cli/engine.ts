@@ -72,7 +72,11 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "help" },
 ];
 
-const RUN_FLAGS: FlagSpec[] = [...CONTAINER_FLAGS, { name: "detach", aliases: ["d"] }];
+const RUN_FLAGS: FlagSpec[] = [
+  ...CONTAINER_FLAGS,
+  { name: "detach", aliases: ["d"] },
+  { name: "detach-keys", value: true },
+];
 
 const USAGE = `pivot ${PIVOT_VERSION}: run containers from images, Docker-style, without a daemon
 
@@ -93,6 +97,8 @@ containers:
   inspect CONTAINER...         details as JSON
   exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...   run a command in a container
   wait CONTAINER...            wait for exits and print the codes
+  attach [--detach-keys KEYS] [--no-stdin] CONTAINER   join a detached container's terminal
+                               (Ctrl-P Ctrl-Q detaches)
   run|create --dry-run [--format text|json|shell] IMAGE   print the launch plan; create nothing
 debugging:
   debug mounts [--format json] CONTAINER   the mount tree with each mount's origin
@@ -341,6 +347,24 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         process.stdout.write(`${c.id}\n`);
         return 0;
       }
+      if (options.tty && engine.hasConmon) {
+        // -t: under conmon with this terminal attached, so the detach keys leave it running.
+        const info = await engine.create(options);
+        const unproxy = proxySignals(engine, info.id);
+        const keys = flag(p, "detach-keys");
+        try {
+          const r = await engine.startAndAttach(
+            info.id,
+            keys !== undefined ? { detachKeys: keys } : {},
+          );
+          return r.detached ? 0 : (r.exitCode ?? 0);
+        } catch (err) {
+          if (options.autoRemove) await engine.remove(info.id, { force: true }).catch(() => {});
+          throw err;
+        } finally {
+          unproxy();
+        }
+      }
       const c = await engine.run({ ...options, stdio: "inherit" });
       const unproxy = proxySignals(engine, c.id);
       try {
@@ -495,9 +519,6 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const p = parseCommand(args, specs);
       const ref = needArg(p, "a container", command);
       if (p.rest.length === 0) throw new UsageError("exec needs a command after the container");
-      if (boolFlag(p, "tty")) {
-        throw new UsageError("exec -t is not supported yet", { hint: "leave out -t" });
-      }
       const c = await engine.exec(ref, {
         cmd: p.rest,
         env: multi(p, "env"),
@@ -505,9 +526,24 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         ...(flag(p, "workdir") ? { workdir: flag(p, "workdir")! } : {}),
         detach: boolFlag(p, "detach"),
         stdin: boolFlag(p, "interactive"),
+        tty: boolFlag(p, "tty"),
         stdio: "inherit",
       });
       return await c.wait();
+    }
+    case "attach": {
+      const p = parseCommand(args, [
+        { name: "detach-keys", value: true },
+        { name: "no-stdin" },
+        { name: "sig-proxy", value: true },
+      ]);
+      const ref = needArg(p, "a container", command);
+      const keys = flag(p, "detach-keys");
+      const r = await engine.attach(ref, {
+        noStdin: boolFlag(p, "no-stdin"),
+        ...(keys !== undefined ? { detachKeys: keys } : {}),
+      });
+      return r.detached ? 0 : (r.exitCode ?? 0);
     }
     case "wait": {
       const p = parseCommand(args, []);

@@ -64,6 +64,7 @@ import {
   resolveUser,
 } from "./config.ts";
 import { findConmon, LogWriter, type ReadLogsOptions, readLogs, startConmon } from "./monitor.ts";
+import { attachHelper, consoleHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 import type {
   ContainerInfo,
   ContainerOptions,
@@ -110,8 +111,18 @@ export interface ExecOptions {
   workdir?: string;
   detach?: boolean;
   stdin?: boolean;
+  /** A pseudo-terminal (`exec -t`): output comes as one stream, on stdout. */
+  tty?: boolean;
   privileged?: boolean;
   stdio?: "pipe" | "inherit" | "ignore";
+}
+
+export interface AttachResult {
+  id: string;
+  /** The detach keys were typed: the container runs on. */
+  detached: boolean;
+  /** The container's exit code, once it has exited. */
+  exitCode: number | null;
 }
 
 /** What the engine keeps about a container (container.json). */
@@ -140,6 +151,30 @@ interface RunState {
   monitorStart: string;
   pid: number;
   finishedAt?: string;
+}
+
+/** pivot-tty in console mode, and the socket it listens on. */
+interface TtyConsole extends TtyHelper {
+  socket: string;
+}
+
+/**
+ * Once the process has exited: the helper sees the terminal close when the last process holding
+ * it is gone; it is ended if that takes long, or at once if the launch failed.
+ */
+async function closeConsole(tty: TtyConsole, result: Promise<unknown>): Promise<void> {
+  const failed = await result.then(
+    () => false,
+    () => true,
+  );
+  if (!failed) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([tty.exited, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
+  }
+  if (tty.child.exitCode === null && tty.child.signalCode === null) tty.child.kill("SIGTERM");
+  await tty.exited;
+  rmSync(tty.socket, { force: true });
 }
 
 /** A started container: its streams (attached, stdio "pipe") and its exit. */
@@ -314,6 +349,11 @@ export class Engine {
       join(PACKAGE_ROOT, "bin/pivot-runtime.ts"),
     ];
     this.cliCommand = options.cliCommand ?? [bunCommand(), join(PACKAGE_ROOT, "bin/pivot.ts")];
+  }
+
+  /** Whether detached containers can run (conmon was found). */
+  get hasConmon(): boolean {
+    return this.conmonPath !== null;
   }
 
   /** The image store (opened on first use). */
@@ -806,7 +846,39 @@ export class Engine {
     return this.withLock(id, () => this.startLocked(id));
   }
 
-  private async startLocked(id: string): Promise<ContainerHandle> {
+  /**
+   * Starts a container under conmon and joins this terminal to it before its process starts
+   * (`pivot run -it`, `pivot start -ai`): the detach keys leave it running, as `pivot attach`.
+   */
+  async startAndAttach(
+    ref: string,
+    options: { detachKeys?: string; stdio?: "inherit" | "pipe" } = {},
+  ): Promise<AttachResult> {
+    const id = this.resolveId(ref);
+    const r = this.load(id);
+    let helper: TtyHelper | null = null;
+    await this.withLock(id, () =>
+      this.startLocked(id, async () => {
+        helper = await attachHelper(join(this.dir(id), "attach"), {
+          ctl: join(this.dir(id), "ctl"),
+          stdin: r.options.stdin ?? false,
+          stdio: options.stdio ?? "inherit",
+          ...(options.detachKeys !== undefined ? { detachKeys: options.detachKeys } : {}),
+        });
+      }),
+    ).catch((err) => {
+      (helper as TtyHelper | null)?.child.kill("SIGTERM");
+      throw err;
+    });
+    const code = await (helper as TtyHelper | null)!.exited;
+    if (code === TTY_DETACHED) return { id, detached: true, exitCode: null };
+    return { id, detached: false, exitCode: await this.wait(id) };
+  }
+
+  private async startLocked(
+    id: string,
+    beforeStart?: () => Promise<void>,
+  ): Promise<ContainerHandle> {
     const r = await this.prepareStart(id);
     const runId = randomBytes(8).toString("hex");
     if (!this.conmonPath) {
@@ -854,6 +926,7 @@ export class Engine {
         monitorStart: procStat(conmonPid)?.startTime ?? "",
         pid,
       } satisfies RunState);
+      await beforeStart?.();
       await this.runtime.start(id);
     } catch (err) {
       await this.cleanupLocked(id, { keepOnFailure: true }).catch(() => {});
@@ -889,11 +962,6 @@ export class Engine {
     const r = await this.withLock(id, () => this.prepareStart(id));
     const runId = randomBytes(8).toString("hex");
     const dir = this.dir(id);
-    if (r.options.tty) {
-      throw new EngineError("attached containers with a terminal (-t) are not supported yet", {
-        hint: "run it detached (-d -t), or without -t",
-      });
-    }
     const log = new LogWriter(join(dir, "ctr.log"));
     const wantStdin = r.options.stdin ?? false;
     const outs = {
@@ -902,6 +970,19 @@ export class Engine {
     };
     const stdinStream = wantStdin && stdio === "pipe" ? new PassThrough() : null;
     let streamsDone: Promise<unknown> = Promise.resolve();
+    // -t: pivot-tty receives the pty master and joins it to this process's terminal or to pipes.
+    let tty: TtyConsole | null = null;
+    if (r.options.tty) {
+      try {
+        tty = await this.openConsole(id, runId, stdio, wantStdin);
+      } catch (err) {
+        log.close();
+        await this.cleanup(id, { keepOnFailure: true }).catch(() => {});
+        if (r.options.autoRemove) await this.remove(id, { force: true }).catch(() => {});
+        throw err;
+      }
+      streamsDone = this.wireConsole(tty, stdinStream, outs.stdout, log);
+    }
     let started!: () => void;
     const startedP = new Promise<void>((res) => {
       started = res;
@@ -909,8 +990,17 @@ export class Engine {
     const me = procStat(process.pid)?.startTime ?? "";
     const runP = this.runtime.run(id, {
       bundle: dir,
-      stdio: [wantStdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore", "pipe", "pipe"],
+      ...(tty
+        ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
+        : {
+            stdio: [
+              wantStdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore",
+              "pipe",
+              "pipe",
+            ],
+          }),
       onLaunch: (child) => {
+        if (tty) return;
         const waits: Promise<unknown>[] = [];
         for (const name of ["stdout", "stderr"] as const) {
           const src = child[name];
@@ -945,6 +1035,7 @@ export class Engine {
       try {
         code = await runP;
       } finally {
+        if (tty) await closeConsole(tty, runP);
         await streamsDone;
         outs.stdout?.end();
         outs.stderr?.end();
@@ -966,6 +1057,42 @@ export class Engine {
     }
     exited.catch(() => {});
     return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
+  }
+
+  /** Starts pivot-tty listening on a console socket for the runtime's pty master. */
+  private async openConsole(
+    id: string,
+    runId: string,
+    stdio: "pipe" | "inherit" | "ignore",
+    stdin: boolean,
+  ): Promise<TtyConsole> {
+    const dir = join(this.runRoot, "tty");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const socket = join(dir, `${id.slice(0, 12)}-${runId}.sock`);
+    const helper = await consoleHelper(socket, {
+      stdio: stdio === "inherit" ? "inherit" : "pipe",
+      stdin: stdin && stdio !== "ignore",
+    });
+    return { ...helper, socket };
+  }
+
+  /** The terminal's output (stdout and stderr in one) to `out` and the log; `stdin` to it. */
+  private wireConsole(
+    tty: TtyConsole,
+    stdin: Readable | null,
+    out: Writable | null,
+    log: LogWriter | null,
+  ): Promise<unknown> {
+    const src = tty.child.stdout;
+    src?.on("data", (chunk: Buffer) => {
+      log?.write("stdout", chunk);
+      out?.write(chunk);
+    });
+    if (stdin && tty.child.stdin) {
+      stdin.pipe(tty.child.stdin);
+      tty.child.stdin.on("error", () => {});
+    }
+    return Promise.all([tty.exited, src ? finished(src).catch(() => {}) : null]);
   }
 
   /**
@@ -1008,22 +1135,56 @@ export class Engine {
 
   /** Resolves with the exit code once the container has exited. */
   async wait(ref: string, pollMs = 50): Promise<number> {
-    const id = this.resolveId(ref);
+    let id: string;
+    try {
+      id = this.resolveId(ref);
+    } catch (err) {
+      // A full id of a container removed (--rm) since it exited: its code was kept.
+      const code = /^[0-9a-f]{64}$/.test(ref) ? this.removedExitCode(ref) : null;
+      if (code !== null) return code;
+      throw err;
+    }
     for (;;) {
-      let st: ReturnType<Engine["status"]>;
+      let st: ReturnType<Engine["status"]> | null = null;
       try {
         st = this.status(id);
-      } catch {
+      } catch {}
+      if (st?.status === "exited") return st.exitCode ?? 255;
+      if (!st || !existsSync(join(this.dir(id), "container.json"))) {
+        // Removed meanwhile, by its own --rm cleanup or `rm -f`: the exit code was kept aside.
+        const code = this.removedExitCode(id);
+        if (code !== null) return code;
         throw new EngineError(`container ${ref} was removed while waiting`);
       }
-      if (st.status === "exited") return st.exitCode ?? 255;
       if (st.status === "created") throw new EngineError(`container ${ref} is not started`);
       await sleep(pollMs);
-      if (!existsSync(join(this.dir(id), "container.json"))) {
-        // Removed by its own --rm cleanup: the exit file went with it.
-        throw new EngineError(`container ${ref} was removed while waiting`);
-      }
     }
+  }
+
+  /** The exit code of a removed container, kept for a while in <root>/exits/<id>. */
+  private removedExitCode(id: string): number | null {
+    try {
+      const text = readFileSync(join(this.root, "exits", id), "utf8").trim();
+      return text === "" ? null : Number(text);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Keeps the exit code of a container being removed, for `wait`; drops ones older than 10 minutes. */
+  private keepExitCode(id: string): void {
+    const code = this.exitCode(id);
+    const dir = join(this.root, "exits");
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (code !== null) writeFileSync(join(dir, id), String(code));
+      const old = Date.now() - 10 * 60_000;
+      for (const n of readdirSync(dir)) {
+        try {
+          if (lstatSync(join(dir, n)).mtimeMs < old) rmSync(join(dir, n), { force: true });
+        } catch {}
+      }
+    } catch {}
   }
 
   /** Sends a signal to the container's init (`pivot kill`, default SIGKILL). */
@@ -1088,6 +1249,7 @@ export class Engine {
       unmountOverlay(r.overlay.target, { lazy: true }),
     );
     const gone = join(this.containersDir, `.removing-${id}`);
+    this.keepExitCode(id);
     try {
       renameSync(this.dir(id), gone);
     } catch (err) {
@@ -1136,11 +1298,15 @@ export class Engine {
     const spec = readJson<Spec>(join(this.dir(id), "config.json"));
     const base = spec?.process;
     if (!base) throw new EngineError(`the config of container ${r.name} is missing`);
+    const tty = (options.tty ?? false) && !options.detach;
     const proc: Process = {
-      terminal: false,
+      terminal: tty,
       user: base.user,
       args: options.cmd,
-      env: mergeEnv([base.env ?? [], options.env ?? []], (k) => process.env[k]),
+      env: mergeEnv(
+        [base.env ?? [], tty ? ["TERM=xterm"] : [], options.env ?? []],
+        (k) => process.env[k],
+      ),
       cwd: options.workdir ?? base.cwd,
       noNewPrivileges: base.noNewPrivileges ?? false,
       ...(base.capabilities ? { capabilities: structuredClone(base.capabilities) } : {}),
@@ -1166,17 +1332,25 @@ export class Engine {
     };
     const stdinStream = options.stdin && stdio === "pipe" ? new PassThrough() : null;
     let streamsDone: Promise<unknown> = Promise.resolve();
+    let term: TtyConsole | null = null;
+    if (tty) {
+      term = await this.openConsole(id, randomBytes(8).toString("hex"), stdio, !!options.stdin);
+      streamsDone = this.wireConsole(term, stdinStream, outs.stdout, null);
+    }
     const result = this.runtime.exec(id, {
       process: proc,
       detach: options.detach ?? false,
-      stdio: options.detach
-        ? ["ignore", "ignore", "ignore"]
-        : [
-            options.stdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore",
-            stdio === "inherit" ? "inherit" : "pipe",
-            stdio === "inherit" ? "inherit" : "pipe",
-          ],
+      ...(term ? { consoleSocket: term.socket } : {}),
+      stdio:
+        options.detach || term
+          ? ["ignore", "ignore", "ignore"]
+          : [
+              options.stdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore",
+              stdio === "inherit" ? "inherit" : "pipe",
+              stdio === "inherit" ? "inherit" : "pipe",
+            ],
       onLaunch: (child) => {
+        if (term) return;
         const waits: Promise<unknown>[] = [];
         for (const name of ["stdout", "stderr"] as const) {
           const src = child[name];
@@ -1194,13 +1368,55 @@ export class Engine {
       },
     });
     const exited = (async () => {
-      const { exitCode } = await result;
-      await streamsDone;
-      return exitCode;
+      try {
+        const { exitCode } = await result;
+        return exitCode;
+      } finally {
+        if (term) {
+          await closeConsole(term, result);
+          await streamsDone;
+          outs.stdout?.end();
+          outs.stderr?.end();
+        }
+        await streamsDone;
+      }
     })();
     if (options.detach) await exited;
     exited.catch(() => {});
     return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
+  }
+
+  /**
+   * Joins this process's terminal (or pipes) to a detached container's stdio through conmon's
+   * attach socket (`pivot attach`). Resolves when the container exits (with its code) or when the
+   * user types the detach keys (default Ctrl-P Ctrl-Q; "" for none).
+   */
+  async attach(
+    ref: string,
+    options: { detachKeys?: string; noStdin?: boolean; stdio?: "inherit" | "pipe" } = {},
+  ): Promise<AttachResult> {
+    const id = this.resolveId(ref);
+    const r = this.load(id);
+    const st = this.status(id);
+    const rs = this.runState(id);
+    if (st.status !== "running" || rs?.monitor !== "conmon") {
+      throw new EngineError(
+        st.status === "running"
+          ? `container ${r.name} is attached to another pivot process`
+          : `container ${r.name} is not running (${st.status})`,
+        { hint: st.status === "running" ? "" : `start it with \`pivot start ${r.name}\`` },
+      );
+    }
+    const helper = await attachHelper(join(this.dir(id), "attach"), {
+      ctl: join(this.dir(id), "ctl"),
+      stdin: !options.noStdin && (r.options.stdin ?? false),
+      stdio: options.stdio ?? "inherit",
+      ...(options.detachKeys !== undefined ? { detachKeys: options.detachKeys } : {}),
+    });
+    const code = await helper.exited;
+    if (code === TTY_DETACHED) return { id, detached: true, exitCode: null };
+    if (code !== 0) throw new EngineError(`attaching to container ${r.name} failed`);
+    return { id, detached: false, exitCode: await this.wait(id) };
   }
 
   // ---- volumes ----

@@ -82,7 +82,8 @@ export function startConmon(o: ConmonOptions): Promise<number> {
   ];
   for (const a of runtimeArgs) args.push("--runtime-arg", a);
   if (o.tty) args.push("-t");
-  if (o.stdin) args.push("-i");
+  // Input stays open for the next `pivot attach` when one detaches (Docker's -d -i).
+  if (o.stdin) args.push("-i", "--leave-stdin-open");
   if (o.exitCommand?.length) {
     const [cmd, ...rest] = o.exitCommand;
     args.push("--exit-command", cmd!);
