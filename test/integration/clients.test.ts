@@ -417,10 +417,10 @@ describe("containerd (ctr with the runc shim v2, --runc-binary pivot-runtime)", 
 
       expect(ctr(["task", "pause", id]).status).toBe(0);
       expect(taskStatus(id)).toBe("PAUSED");
-      expect(frozen(pid)).toBe(true);
+      waitFor("the freezer to freeze the container", () => frozen(pid), 5000);
       expect(ctr(["task", "resume", id]).status).toBe(0);
       expect(taskStatus(id)).toBe("RUNNING");
-      expect(frozen(pid)).toBe(false);
+      waitFor("the freezer to thaw the container", () => !frozen(pid), 5000);
 
       // sleep as PID 1 ignores SIGTERM (no handler): the task keeps running, as with runc.
       expect(ctr(["task", "kill", "-s", "SIGKILL", id]).status).toBe(0);
@@ -595,10 +595,10 @@ describe("podman (conmon, --runtime pivot-runtime)", () => {
 
       expect(podman(["pause", name]).status).toBe(0);
       expect(inspect(name, "{{.State.Status}}")).toBe("paused");
-      expect(frozen(pid)).toBe(true);
+      waitFor("the freezer to freeze the container", () => frozen(pid), 5000);
       expect(podman(["unpause", name]).status).toBe(0);
       expect(inspect(name, "{{.State.Status}}")).toBe("running");
-      expect(frozen(pid)).toBe(false);
+      waitFor("the freezer to thaw the container", () => !frozen(pid), 5000);
 
       // SIGTERM (podman kill ID 15) reaches the trap; the exit code is the script's.
       const stopped = podman(["stop", "--time", "10", name]);
