@@ -34,6 +34,7 @@ export function features(): Record<string, unknown> {
       ...Object.keys(PropagationFlags),
       "idmap",
       "ridmap",
+      "tmpcopyup",
     ].sort(),
     linux: {
       namespaces: ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
