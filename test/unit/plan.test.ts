@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError, NotSupportedError } from "../../src/errors.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
+import { parseConfig } from "../../src/oci/validate.ts";
 import { MS } from "../../src/runtime/linux.ts";
 import {
   type ContainerPlanInput,
@@ -204,6 +205,43 @@ describe("container plan", () => {
       .map((s) => `${s.args[1]}->${s.args[2]}`);
     expect(links).toContain("/dev/ptmx->pts/ptmx");
     expect(links).toContain("/dev/fd->/proc/self/fd");
+  });
+
+  test("tmpcopyup: the directory is opened before the tmpfs covers it, copied after", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.mounts!.push({
+          destination: "/etc",
+          type: "tmpfs",
+          source: "tmpfs",
+          options: ["nosuid", "tmpcopyup", "size=1m"],
+        });
+      }),
+    );
+    const at = (op: number) => plan.steps.findIndex((s) => s.op === op && s.args.includes("/etc"));
+    const mount = plan.steps.find((s) => s.op === Op.MountInRoot && s.args[1] === "/etc")!;
+    expect(mount.args[5]).toBe("size=1m");
+    expect(at(Op.OpenDirInRoot)).toBeGreaterThan(at(Op.MkdirInRoot));
+    expect(at(Op.OpenDirInRoot)).toBeLessThan(plan.steps.indexOf(mount));
+    expect(at(Op.CopyDirInRoot)).toBe(plan.steps.indexOf(mount) + 1);
+  });
+
+  test("a device fileMode with type bits (podman sends S_IFCHR|0644) keeps the permissions", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.linux!.devices = [
+          { path: "/dev/fuse", type: "c", major: 10, minor: 229, fileMode: 0o20644 },
+        ];
+      }),
+    );
+    const node = plan.steps.find((s) => s.op === Op.MknodInRoot && s.args[1] === "/dev/fuse")!;
+    expect(node.args[2]).toBe(0o20644);
+    // ... and validation accepts it.
+    const spec = defaultSpec({ args: ["true"] });
+    spec.linux!.devices = [
+      { path: "/dev/fuse", type: "c", major: 10, minor: 229, fileMode: 0o20644 },
+    ];
+    expect(() => parseConfig(JSON.stringify(spec), "config.json")).not.toThrow();
   });
 
   test("masked and read-only paths come after pivot_root", () => {
