@@ -722,25 +722,58 @@ describe("dry run", () => {
     expect(json.steps.at(-1).op).toBe("Exec");
   });
 
-  test("--format shell is a script that reproduces the container by hand", () => {
-    withArgs(["sh", "-c", "echo $(hostname) $$; grep -c . /proc/self/mountinfo"], (s) => {
+  test("--format shell is a script that reproduces the container by hand, with the same mount table", () => {
+    // The runtime's container: its mount table, seen through exec.
+    withArgs(["sleep", "100"], (s) => {
       s.hostname = "by-hand";
     });
     const id = nextId("shell");
-    const script = join(work, "by-hand.sh");
-    writeFileSync(
-      script,
-      runtime(root, ["create", "--dry-run", "--format", "shell", "--bundle", bundle, id]).stdout,
-    );
-    const r = spawnSync("sh", [script], { encoding: "utf8" });
-    expect(r.stderr).toBe("");
-    const [line, mounts] = r.stdout.trim().split("\n");
-    expect(line).toBe("by-hand 1");
-    expect(Number(mounts)).toBeGreaterThan(5);
-    // The script's mounts lived in its own mount namespace.
-    expect(hostMountPoints().filter((m) => m.startsWith(work))).toEqual([]);
+    expect(runtime(root, ["run", "-d", "--bundle", bundle, id]).status).toBe(0);
+    try {
+      const fromRuntime = mountSet(
+        runtime(root, ["exec", id, "cat", "/proc/self/mountinfo"]).stdout,
+      );
+      // The script for the same container (its cgroup directories exist while it runs).
+      withArgs(["sh", "-c", "echo $(hostname) $$; cat /proc/self/mountinfo"], (s) => {
+        s.hostname = "by-hand";
+      });
+      const script = join(work, "by-hand.sh");
+      writeFileSync(
+        script,
+        runtime(root, ["create", "--dry-run", "--format", "shell", "--bundle", bundle, id]).stdout,
+      );
+      const r = spawnSync("sh", [script], { encoding: "utf8" });
+      expect(r.stderr).toBe("");
+      const [line, ...mountinfo] = r.stdout.trim().split("\n");
+      expect(line).toBe("by-hand 1");
+      expect(mountSet(mountinfo.join("\n"))).toEqual(fromRuntime);
+      expect(fromRuntime.length).toBeGreaterThan(20);
+      // The script's mounts lived in its own mount namespace.
+      expect(hostMountPoints().filter((m) => m.startsWith(work))).toEqual([]);
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
   });
 });
+
+/** A mount table as sorted "destination type options" lines (ids and sources differ between runs). */
+function mountSet(mountinfo: string): string[] {
+  const keep = new Set(["ro", "rw", "nosuid", "nodev", "noexec"]);
+  return mountinfo
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const fields = line.split(" ");
+      const sep = fields.indexOf("-");
+      const options = fields[5]!
+        .split(",")
+        .filter((o) => keep.has(o))
+        .sort()
+        .join(",");
+      return `${fields[4]} ${fields[sep + 1]} ${options}`;
+    })
+    .sort();
+}
 
 describe("commands", () => {
   test("spec writes a valid default config; features lists what is supported", () => {
