@@ -221,6 +221,27 @@ export class Cgroup {
       });
     if (f.version === 1) write(join(f.dir, "freezer.state"), frozen ? "FROZEN" : "THAWED");
     else write(join(f.dir, "cgroup.freeze"), frozen ? "1" : "0");
+    // The v1 freezer passes through FREEZING and v2 reports "frozen 1" in cgroup.events only
+    // once every task stopped: wait for it, as runc does, so `state` right after says paused.
+    const deadline = Date.now() + 2000;
+    while (frozen && !this.freezeComplete(f)) {
+      if (Date.now() > deadline) {
+        throw new PivotError(`the cgroup ${f.dir} did not finish freezing within 2 seconds`, {
+          hint: "a process may be stuck in an uninterruptible sleep; try again, or resume it",
+        });
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
+
+  private freezeComplete(f: { dir: string; version: 1 | 2 }): boolean {
+    try {
+      if (f.version === 1)
+        return readFileSync(join(f.dir, "freezer.state"), "utf8").trim() === "FROZEN";
+      return /^frozen 1$/m.test(readFileSync(join(f.dir, "cgroup.events"), "utf8"));
+    } catch {
+      return true;
+    }
   }
 
   isFrozen(): boolean {
