@@ -5,6 +5,7 @@ import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
 import { LaunchError, PivotError } from "../errors.ts";
+import { diagnoseExecEnoent } from "./diagnose.ts";
 import { childProcess } from "../util/child-process.ts";
 import type { Plan } from "./plan.ts";
 import type { Trace } from "./trace.ts";
@@ -66,6 +67,10 @@ function hintFor(errnoName: string, stepOp: number): string | undefined {
   if (stepOp === Op.Chdir && errnoName === "ENOENT")
     return "process.cwd must exist inside the root filesystem";
   if (errnoName === "EXDEV") return "a mount destination must stay inside the root filesystem";
+  if (errnoName === "EROFS") {
+    return "the destination is on a read-only filesystem: create the mount point in the image, or mount a writable filesystem above it";
+  }
+  if (errnoName === "ELOOP") return "a symbolic link on the path loops, or points through a /proc magic link";
   if (errnoName === "EPERM")
     return "this needs privileges the runtime lacks here (run as root, or check the user namespace mappings)";
   return undefined;
@@ -312,7 +317,12 @@ export class LaunchSession {
     const name = errnoName(errno);
     const why = errnoText[name] ?? name;
     const what = step ? `step ${stepIndex + 1} (${step.text})` : "launcher";
-    const hint = hintFor(name, step?.op ?? -1);
+    const program = this.plan.program;
+    const diagnosis =
+      step?.op === Op.Exec && name === "ENOENT" && program
+        ? diagnoseExecEnoent(program.rootfs, program.name, program.path, program.cwd)
+        : undefined;
+    const hint = diagnosis ?? hintFor(name, step?.op ?? -1);
     return new LaunchError(`${what} failed: ${detail}: ${why}`, stepIndex, errno, {
       code: name,
       ...(hint ? { hint } : {}),

@@ -83,6 +83,8 @@ export interface Plan {
   idMaps?: IdMapMethod;
   /** Things the plan leaves out or changes, for the user to read. */
   warnings: string[];
+  /** The program the plan executes, as seen from the host, for explaining exec failures. */
+  program?: ProgramInfo;
   /** The seccomp profile uses SCMP_ACT_NOTIFY: the BeforePivot reply carries the listener state. */
   seccompListener?: CompiledSeccomp;
 }
@@ -122,6 +124,23 @@ class StepList {
   add(op: OpCode, args: Arg[], text: string): void {
     this.steps.push({ op, args, text });
   }
+}
+
+export interface ProgramInfo {
+  /** The root filesystem on the host (for exec: /proc/PID/root). */
+  rootfs: string;
+  name: string;
+  path: string;
+  cwd: string;
+}
+
+function programInfo(rootfs: string, process: Process): ProgramInfo {
+  return {
+    rootfs,
+    name: process.args?.[0] ?? "",
+    path: envValue(process.env ?? [], "PATH") ?? DEFAULT_PATH,
+    cwd: process.cwd,
+  };
 }
 
 export interface ParsedMountOptions {
@@ -837,6 +856,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     newUserNamespace: newUserNs,
     ...(idMaps ? { idMaps } : {}),
     warnings,
+    program: programInfo(rootfs, process),
     ...(seccomp?.usesNotify ? { seccompListener: seccomp } : {}),
   };
 }
@@ -979,5 +999,10 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
     );
   }
   compileProcessSetup(out, process, null, seccomp, true, !input.denySetgroups);
-  return { steps: out.steps, newUserNamespace: false, warnings: [] };
+  return {
+    steps: out.steps,
+    newUserNamespace: false,
+    warnings: [],
+    program: programInfo(`/proc/${input.initPid}/root`, process),
+  };
 }

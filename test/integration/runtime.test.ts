@@ -293,6 +293,20 @@ describe("process", () => {
     expect(r.stdout).toContain("NoNewPrivs:\t1");
   });
 
+  test("a script with CRLF line endings: the error explains why exec says 'no such file'", () => {
+    const scriptPath = join(bundle, "rootfs", "crlf.sh");
+    writeFileSync(scriptPath, "#!/bin/sh\r\necho hi\r\n");
+    chmodSync(scriptPath, 0o755);
+    try {
+      const r = run(["/crlf.sh"]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain("exec /crlf.sh");
+      expect(r.stderr).toContain("hint: /crlf.sh has Windows line endings (CRLF)");
+    } finally {
+      rm(scriptPath);
+    }
+  });
+
   test("a missing program fails at create with a clear error, leaving nothing behind", () => {
     withArgs(["/no/such/program"]);
     const id = nextId("missing");
