@@ -1,5 +1,6 @@
 // pivot: the daemonless, Docker-style engine's command line, a thin layer over src/engine.
-import { readFileSync } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
+import { pipeline } from "node:stream/promises";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
 import { engineMountReport, explainPath, renderPathReport } from "../engine/debug.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
@@ -99,6 +100,11 @@ containers:
   wait CONTAINER...            wait for exits and print the codes
   attach [--detach-keys KEYS] [--no-stdin] CONTAINER   join a detached container's terminal
                                (Ctrl-P Ctrl-Q detaches)
+  cp CONTAINER:SRC DEST|-      copy out of a container (- : a tar stream on stdout)
+  cp SRC|- CONTAINER:DEST      copy into a container (symlinks resolve inside it only)
+  diff CONTAINER               changes against the image (A added, C changed, D deleted)
+  export [-o FILE] CONTAINER   the root filesystem as a tar stream
+  commit [-m MSG] [-a AUTHOR] CONTAINER [REPOSITORY[:TAG]]   a new image with the changes
   run|create --dry-run [--format text|json|shell] IMAGE   print the launch plan; create nothing
 debugging:
   debug mounts [--format json] CONTAINER   the mount tree with each mount's origin
@@ -531,6 +537,68 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       });
       return await c.wait();
     }
+    case "cp": {
+      const p = parseCommand(args, [{ name: "archive", aliases: ["a"] }], 2);
+      const [src, dest] = p.positionals;
+      if (!src || !dest)
+        throw new UsageError(
+          "usage: pivot cp CONTAINER:SRC DEST|-  or  pivot cp SRC|- CONTAINER:DEST",
+        );
+      const s = splitContainerPath(src);
+      const d = splitContainerPath(dest);
+      if (s && !d) {
+        if (dest === "-") {
+          const { stream } = await engine.archive(s.container, s.path);
+          await pipeline(stream, process.stdout);
+        } else await engine.copyFrom(s.container, s.path, dest);
+        return 0;
+      }
+      if (d && !s) {
+        if (src === "-") await engine.extractArchive(d.container, d.path, process.stdin);
+        else await engine.copyTo(d.container, src, d.path);
+        return 0;
+      }
+      throw new UsageError(
+        "cp copies between a container and this machine: one of SRC and DEST is CONTAINER:PATH",
+      );
+    }
+    case "export": {
+      const p = parseCommand(args, [{ name: "output", aliases: ["o"], value: true }]);
+      const stream = await engine.export(needArg(p, "a container", command));
+      const out = flag(p, "output");
+      await pipeline(stream, out ? createWriteStream(out) : process.stdout);
+      return 0;
+    }
+    case "diff": {
+      const p = parseCommand(args, []);
+      for (const c of await engine.diff(needArg(p, "a container", command)))
+        process.stdout.write(`${c.kind} ${c.path}\n`);
+      return 0;
+    }
+    case "commit": {
+      const p = parseCommand(
+        args,
+        [
+          { name: "message", aliases: ["m"], value: true },
+          { name: "author", aliases: ["a"], value: true },
+          { name: "pause", aliases: ["p"], value: true },
+        ],
+        2,
+      );
+      const [ref, tag] = p.positionals;
+      if (!ref)
+        throw new UsageError(
+          "usage: pivot commit [-m MESSAGE] [-a AUTHOR] CONTAINER [REPOSITORY[:TAG]]",
+        );
+      const image = await engine.commit(ref, {
+        ...(tag ? { ref: tag } : {}),
+        ...(flag(p, "message") ? { message: flag(p, "message")! } : {}),
+        ...(flag(p, "author") ? { author: flag(p, "author")! } : {}),
+        pause: flag(p, "pause") !== "false",
+      });
+      process.stdout.write(`${image.id}\n`);
+      return 0;
+    }
     case "attach": {
       const p = parseCommand(args, [
         { name: "detach-keys", value: true },
@@ -611,6 +679,14 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         hint: "run `pivot --help` for the list of commands",
       });
   }
+}
+
+/** CONTAINER:PATH (Docker's rule: a local path with a colon starts with / or .). */
+function splitContainerPath(arg: string): { container: string; path: string } | null {
+  if (arg.startsWith("/") || arg.startsWith(".")) return null;
+  const colon = arg.indexOf(":");
+  if (colon <= 0) return null;
+  return { container: arg.slice(0, colon), path: arg.slice(colon + 1) || "/" };
 }
 
 /** --pull: "always" pulls, "missing" (the default) pulls an image not in the store, "never" does not. */

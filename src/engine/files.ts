@@ -1,0 +1,272 @@
+// Files of a container: paths resolved inside its root only (symlinks never followed out onto the
+// host), tar streams in and out (`pivot cp`, `pivot export`), the upper directory's changes
+// (`pivot diff`) and a layer made of them (`pivot commit`).
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  lstatSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  writeFileSync,
+} from "node:fs";
+import { lstat, mkdir, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { PassThrough, type Readable } from "node:stream";
+import { PivotError } from "../errors.ts";
+import { applyLayer, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from "../image/unpack.ts";
+
+export class FilesError extends PivotError {}
+
+const MAX_SYMLINKS = 40;
+
+/**
+ * Resolves `path` (absolute, as the container sees it) to a host path under `root`, resolving
+ * symlinks as the container would: absolute targets start again at `root`, `..` stops at `root`.
+ * The last component is followed only with `followFinal`. Missing components are kept as given.
+ */
+export function resolveInRoot(root: string, path: string, followFinal = false): string {
+  let todo = path.split("/").filter((p) => p !== "" && p !== ".");
+  const done: string[] = [];
+  let links = 0;
+  while (todo.length > 0) {
+    const part = todo.shift()!;
+    if (part === "..") {
+      done.pop();
+      continue;
+    }
+    const host = join(root, ...done, part);
+    let st: Stats | null = null;
+    try {
+      st = lstatSync(host);
+    } catch {}
+    if (st?.isSymbolicLink() && (todo.length > 0 || followFinal)) {
+      if (++links > MAX_SYMLINKS) throw new FilesError(`too many symlinks in ${path}`);
+      const target = readlinkSync(host);
+      if (target.startsWith("/")) done.length = 0;
+      todo = [...target.split("/").filter((p) => p !== "" && p !== "."), ...todo];
+      continue;
+    }
+    done.push(part);
+  }
+  return join(root, ...done);
+}
+
+/** The kind of what is at a host path, not following a symlink there. */
+export function kindAt(path: string): "dir" | "file" | "symlink" | "other" | null {
+  try {
+    const st = lstatSync(path);
+    return st.isDirectory()
+      ? "dir"
+      : st.isSymbolicLink()
+        ? "symlink"
+        : st.isFile()
+          ? "file"
+          : "other";
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A tar stream (GNU tar, numeric owners, xattrs) of `names` in `dir`; symlinks are archived as
+ * symlinks, never followed. `onEnd` runs when tar has exited (or failed).
+ */
+export function tarCreate(
+  dir: string,
+  names: string[],
+  onEnd: (err: Error | null) => void = () => {},
+): Readable {
+  const child = spawn(
+    "tar",
+    ["-C", dir, "--numeric-owner", "--xattrs", "--xattrs-include=*", "-cf", "-", "--", ...names],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  // Read from the start: a child's unread output can be lost once it has exited (seen under Bun).
+  const out = new PassThrough();
+  child.stdout.pipe(out, { end: false });
+  const drained = new Promise<void>((r) => child.stdout.on("end", r));
+  child.on("error", (err) => {
+    out.destroy(err);
+    onEnd(err);
+  });
+  child.on("close", async (code) => {
+    const err =
+      code === 0 ? null : new FilesError(`tar failed: ${stderr.trim() || `exit ${code}`}`);
+    await drained;
+    if (err) out.destroy(err);
+    else out.end();
+    onEnd(err);
+  });
+  return out;
+}
+
+/**
+ * Moves `src` to `dst`, merging directories into existing directories (as `docker cp` does);
+ * anything else at `dst` (a file, a symlink — never followed) is replaced.
+ */
+export function moveInto(src: string, dst: string): void {
+  const s = kindAt(src);
+  const d = kindAt(dst);
+  if (s === "dir" && d === "dir") {
+    for (const n of readdirSync(src)) moveInto(join(src, n), join(dst, n));
+    rmSync(src, { recursive: true, force: true });
+    return;
+  }
+  if (d !== null) rmSync(dst, { recursive: d === "dir", force: true });
+  renameSync(src, dst);
+}
+
+/**
+ * Extracts a tar stream with the image unpacker's safe extraction (no `..`, no writing through
+ * symlinks, O_NOFOLLOW) into a new directory beside `dst`, then moves the entry named `from` to
+ * `dst` (merging directories). With `from` null, every top-level entry goes into the directory
+ * `dst`.
+ */
+export async function extractTar(
+  tar: string | AsyncIterable<Uint8Array>,
+  dst: string,
+  from: string | null,
+): Promise<void> {
+  const stageParent = from === null ? dst : dirname(dst);
+  const stage = join(stageParent, `.pivot-cp-${randomBytes(6).toString("hex")}`);
+  await mkdir(stage, { mode: 0o700 });
+  try {
+    await applyLayer(tar, stage, { archiveName: "the copied files" });
+    if (from === null) {
+      for (const n of readdirSync(stage)) moveInto(join(stage, n), join(dst, n));
+    } else {
+      if (kindAt(join(stage, from)) === null) throw new FilesError(`${from} is not in the archive`);
+      moveInto(join(stage, from), dst);
+    }
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+}
+
+/** Docker's `cp` rule: into DEST when it is a directory, else as DEST. */
+export function copyTarget(dest: string): { dir: string; name: string | null } {
+  if (kindAt(dest) === "dir") return { dir: dest, name: null };
+  return { dir: dirname(dest), name: basename(dest) };
+}
+
+// ---- changes in the upper directory ----
+
+export interface Change {
+  /** A added, C changed, D deleted (Docker's letters). */
+  kind: "A" | "C" | "D";
+  path: string;
+}
+
+function isWhiteout(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}
+
+function inLowers(lowers: string[], rel: string): boolean {
+  for (const l of lowers) {
+    try {
+      lstatSync(join(l, rel));
+      return true;
+    } catch {}
+  }
+  return false;
+}
+
+/** The container's changes against its image, from the overlay's upper directory. */
+export function upperChanges(upper: string, lowers: string[], opaque: Set<string>): Change[] {
+  const out: Change[] = [];
+  const walk = (rel: string) => {
+    let names: string[];
+    try {
+      names = readdirSync(join(upper, rel)).sort();
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const r = rel ? `${rel}/${n}` : n;
+      const st = lstatSync(join(upper, r));
+      if (isWhiteout(st)) {
+        out.push({ kind: "D", path: `/${r}` });
+        continue;
+      }
+      const existed = !hiddenByOpaque(opaque, upper, rel) && inLowers(lowers, r);
+      out.push({ kind: existed ? "C" : "A", path: `/${r}` });
+      if (st.isDirectory()) walk(r);
+    }
+  };
+  walk("");
+  return out;
+}
+
+/**
+ * A copy of the upper directory in the OCI layer form: whiteouts (character devices 0/0) become
+ * empty `.wh.NAME` files. Returns the directory (under `tmp`), to be archived with tarCreate.
+ */
+export async function layerTree(upper: string, tmp: string, opaque: Set<string>): Promise<string> {
+  const dir = join(tmp, `layer-${randomBytes(6).toString("hex")}`);
+  await new Promise<void>((resolve, reject) => {
+    const cp = spawn("cp", ["-a", "--", upper, dir], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    cp.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    cp.on("error", reject);
+    cp.on("close", (code) =>
+      code === 0 ? resolve() : reject(new FilesError(`copying the upper directory: ${err.trim()}`)),
+    );
+  });
+  const walk = async (rel: string) => {
+    for (const n of readdirSync(join(dir, rel))) {
+      const r = rel ? `${rel}/${n}` : n;
+      const st = await lstat(join(dir, r));
+      if (isWhiteout(st)) {
+        rmSync(join(dir, r));
+        writeFileSync(join(dir, rel, `${WHITEOUT_PREFIX}${n}`), "");
+      } else if (st.isDirectory()) {
+        if (opaque.has(join(upper, r))) writeFileSync(join(dir, r, WHITEOUT_OPAQUE), "");
+        await walk(r);
+      }
+    }
+  };
+  await walk("");
+  return dir;
+}
+
+/** Whether a directory at or above `rel` in `upper` is opaque (hides the lower layers). */
+function hiddenByOpaque(opaque: Set<string>, upper: string, rel: string): boolean {
+  const parts = rel ? rel.split("/") : [];
+  for (let i = parts.length; i >= 1; i--)
+    if (opaque.has(join(upper, ...parts.slice(0, i)))) return true;
+  return false;
+}
+
+/** The opaque directories of `upper` (overlayfs's trusted.overlay.opaque=y), read with getfattr. */
+export function scanOpaque(upper: string): Promise<Set<string>> {
+  return new Promise((resolve) => {
+    const out = new Set<string>();
+    const child = spawn(
+      "getfattr",
+      ["-R", "-P", "--absolute-names", "-n", "trusted.overlay.opaque", "--", upper],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    let text = "";
+    child.stdout.on("data", (d: Buffer) => {
+      text += d.toString();
+    });
+    child.on("error", () => resolve(out));
+    child.on("close", () => {
+      let file: string | null = null;
+      for (const line of text.split("\n")) {
+        if (line.startsWith("# file: ")) file = line.slice(8);
+        else if (file && /^trusted\.overlay\.opaque="y"/.test(line)) out.add(file);
+      }
+      resolve(out);
+    });
+  });
+}

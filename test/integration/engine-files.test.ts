@@ -1,0 +1,176 @@
+// A container's files: cp both ways (symlinks resolved inside the container only), diff from the
+// upper directory, export, commit into a new image.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { findConmon } from "../../src/engine/monitor.ts";
+import { IMAGE, makeTestEngine, runCollect, type TestEngine } from "../fixtures/engine.ts";
+import { BUN, isRoot, REPO } from "../helpers.ts";
+
+const hasConmon = findConmon() !== null;
+let t: TestEngine;
+let host: string;
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  t = await makeTestEngine();
+  host = mkdtempSync(join(tmpdir(), "pivot-files-"));
+});
+
+afterAll(async () => {
+  await t?.cleanup();
+  if (host) rmSync(host, { recursive: true, force: true });
+});
+
+/** A container that made files, symlinks pointing out of it, deleted /bin/vi; stopped. */
+async function prepared(name: string): Promise<string> {
+  const r = await runCollect(t.engine, {
+    image: IMAGE,
+    name,
+    cmd: [
+      "sh",
+      "-c",
+      "mkdir -p /data/sub && echo inside > /data/sub/f && ln -s /etc /data/etclink && " +
+        `ln -s ../../../../../../../../${host.slice(1)} /data/up && ln -s / /data/rootlink && ` +
+        "rm /bin/vi && echo motd > /etc/motd",
+    ],
+  });
+  expect(r.code).toBe(0);
+  return r.id;
+}
+
+describe.skipIf(!isRoot)("engine: files", () => {
+  test("cp out: a directory into a directory, a file under a new name; symlinks come as symlinks", async () => {
+    await prepared("files-out");
+    const out = join(host, "out");
+    mkdirSync(out);
+    await t.engine.copyFrom("files-out", "/data", out);
+    expect(readFileSync(join(out, "data/sub/f"), "utf8")).toBe("inside\n");
+    expect(readlinkSync(join(out, "data/etclink"))).toBe("/etc");
+    // Through a symlink in the container: resolved inside it (/data/etclink/motd is /etc/motd).
+    await t.engine.copyFrom("files-out", "/data/etclink/motd", join(out, "m"));
+    expect(readFileSync(join(out, "m"), "utf8")).toBe("motd\n");
+    await t.engine.remove("files-out");
+  });
+
+  test("cp never follows a container's symlink out onto the host", async () => {
+    await prepared("files-escape");
+    writeFileSync(join(host, "secret"), "host secret\n");
+    // /data/up points at the host directory by a path of ..s: inside the container it is /<host>.
+    await expect(
+      t.engine.copyFrom("files-escape", "/data/up/secret", join(host, "leak")),
+    ).rejects.toThrow(/no such file/);
+    expect(existsSync(join(host, "leak"))).toBe(false);
+    // Into the container through the same link: resolved inside, where that directory is missing.
+    writeFileSync(join(host, "in.txt"), "from the host\n");
+    await expect(
+      t.engine.copyTo("files-escape", join(host, "in.txt"), "/data/up/"),
+    ).rejects.toThrow(/not a directory in the container/);
+    expect(readFileSync(join(host, "secret"), "utf8")).toBe("host secret\n");
+    const inside = t.engine.inspect("files-escape").rootfs.upperdir;
+    // A symlink to / in the container is the container's root, not the host's.
+    await t.engine.copyTo("files-escape", join(host, "in.txt"), "/data/rootlink/tmp/x.txt");
+    expect(readFileSync(join(inside, "tmp/x.txt"), "utf8")).toBe("from the host\n");
+    expect(existsSync("/tmp/x.txt")).toBe(false);
+    await t.engine.remove("files-escape");
+  });
+
+  test.skipIf(!hasConmon)(
+    "cp into and out of a running container reaches its volumes (through /proc/PID/root)",
+    async () => {
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "files-running",
+        cmd: ["sleep", "100"],
+        detach: true,
+        mounts: [{ type: "volume", target: "/vol" }],
+      });
+      writeFileSync(join(host, "v.txt"), "volume file\n");
+      await t.engine.copyTo(c.id, join(host, "v.txt"), "/vol/");
+      const ex = await t.engine.exec(c.id, { cmd: ["cat", "/vol/v.txt"] });
+      let text = "";
+      ex.stdout?.on("data", (d: Buffer) => {
+        text += d.toString();
+      });
+      expect(await ex.wait()).toBe(0);
+      expect(text).toBe("volume file\n");
+      await t.engine.copyFrom(c.id, "/vol/v.txt", join(host, "back.txt"));
+      expect(readFileSync(join(host, "back.txt"), "utf8")).toBe("volume file\n");
+      await t.engine.remove(c.id, { force: true, volumes: true });
+    },
+    30_000,
+  );
+
+  test("diff: A, C, D from the upper directory, mount points left out", async () => {
+    const id = await prepared("files-diff");
+    const changes = (await t.engine.diff(id)).map((c) => `${c.kind} ${c.path}`);
+    expect(changes).toContain("D /bin/vi");
+    expect(changes).toContain("C /bin");
+    expect(changes).toContain("A /data/sub/f");
+    expect(changes).toContain("A /etc/motd");
+    expect(changes).not.toContain("A /etc/hosts");
+    expect(changes).not.toContain("A /etc/hostname");
+    await t.engine.remove(id);
+  });
+
+  test("export: the root filesystem as tar; CLI cp to - gives a tar stream", async () => {
+    const id = await prepared("files-export");
+    const tarPath = join(host, "export.tar");
+    const r = spawnSync(BUN, [
+      join(REPO, "bin/pivot.ts"),
+      "--root",
+      t.root,
+      "export",
+      "-o",
+      tarPath,
+      id,
+    ]);
+    expect(r.status).toBe(0);
+    const list = spawnSync("tar", ["-tf", tarPath], { encoding: "utf8" }).stdout.split("\n");
+    expect(list).toContain("./data/sub/f");
+    expect(list).toContain("./bin/sh");
+    expect(list).not.toContain("./bin/vi");
+    const cp = spawnSync(BUN, [
+      join(REPO, "bin/pivot.ts"),
+      "--root",
+      t.root,
+      "cp",
+      `${id}:/data`,
+      "-",
+    ]);
+    expect(cp.status).toBe(0);
+    const names = spawnSync("tar", ["-t"], { input: cp.stdout, encoding: "utf8" }).stdout;
+    expect(names.split("\n")).toContain("data/sub/f");
+    await t.engine.remove(id);
+  }, 30_000);
+
+  test("commit: a new image with the changes (deletions as whiteouts), runnable", async () => {
+    const id = await prepared("files-commit");
+    const image = await t.engine.commit(id, { ref: "localhost/committed:test", message: "m" });
+    expect(image.layers.length).toBe(2);
+    expect(image.config.history?.at(-1)?.comment).toBe("m");
+    const r = await runCollect(t.engine, {
+      image: "localhost/committed:test",
+      cmd: [
+        "sh",
+        "-c",
+        "cat /data/sub/f /etc/motd; [ -e /bin/vi ] || echo no-vi; readlink /data/etclink",
+      ],
+      autoRemove: true,
+    });
+    expect(r.stdout).toBe("inside\nmotd\nno-vi\n/etc\n");
+    await t.engine.remove(id);
+    expect(lstatSync(t.root).isDirectory()).toBe(true);
+  }, 30_000);
+});
