@@ -5,11 +5,11 @@ import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
 import { LaunchError, PivotError } from "../errors.ts";
-import { diagnoseExecEnoent } from "./diagnose.ts";
 import { childProcess } from "../util/child-process.ts";
+import { diagnoseExecEnoent } from "./diagnose.ts";
 import type { Plan } from "./plan.ts";
 import type { Trace } from "./trace.ts";
-import { Event, encodeMessage, type Message, MessageReader, Op, Reply } from "./wire.ts";
+import { Event, encodeMessage, type Message, MessageReader, Op, Reply, SyncPoint } from "./wire.ts";
 
 /**
  * Where the built launcher lives: $PIVOT_LAUNCHER, native/build next to the sources (or to a
@@ -70,7 +70,8 @@ function hintFor(errnoName: string, stepOp: number): string | undefined {
   if (errnoName === "EROFS") {
     return "the destination is on a read-only filesystem: create the mount point in the image, or mount a writable filesystem above it";
   }
-  if (errnoName === "ELOOP") return "a symbolic link on the path loops, or points through a /proc magic link";
+  if (errnoName === "ELOOP")
+    return "a symbolic link on the path loops, or points through a /proc magic link";
   if (errnoName === "EPERM")
     return "this needs privileges the runtime lacks here (run as root, or check the user namespace mappings)";
   return undefined;
@@ -164,6 +165,12 @@ export class LaunchSession {
   private ready = false;
   private exitStatus: number | null = null;
   private closed = false;
+  private closing = false;
+  /**
+   * The init's pid comes from the setup process, the init's own events (a later sync point,
+   * Ready) from the init: under load the init's can arrive first. Those wait for the pid.
+   */
+  private readonly initPidWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(
     private readonly plan: Plan,
@@ -222,9 +229,7 @@ export class LaunchSession {
       );
     });
     this.control.on("data", (chunk: Buffer) => this.onData(chunk));
-    this.control.on("close", () => {
-      this.queue = this.queue.then(() => this.onClose());
-    });
+    this.control.on("close", () => this.controlEnded());
     this.control.on("error", () => {});
     this.trace?.mark("launcher spawned (spawn() returned)");
     this.control.write(planBytes);
@@ -244,7 +249,7 @@ export class LaunchSession {
       // Cancelled by detach(), or a read error: treated as the end.
     }
     if (this.controlReader !== reader) return; // detached
-    this.queue = this.queue.then(() => this.onClose());
+    this.controlEnded();
   }
 
   private onData(chunk: Buffer): void {
@@ -255,7 +260,33 @@ export class LaunchSession {
       this.fail(err as Error);
       return;
     }
-    for (const m of messages) this.queue = this.queue.then(() => this.handle(m));
+    for (const m of messages) {
+      // Not queued: a queued event from the init may be waiting for it.
+      if (m.code === Event.InitPid) {
+        this.initPid = m.args[0] as number;
+        for (const w of this.initPidWaiters.splice(0)) w.resolve();
+        continue;
+      }
+      this.queue = this.queue.then(() => this.handle(m));
+    }
+  }
+
+  /** Resolves once the init's pid is known; rejects if the launch fails or ends first. */
+  private whenInitPid(): Promise<void> {
+    if (this.initPid > 0) return Promise.resolve();
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing)
+      return Promise.reject(new PivotError("the launcher exited without reporting the init's pid"));
+    return new Promise((resolve, reject) => this.initPidWaiters.push({ resolve, reject }));
+  }
+
+  /** The control socket reached its end: nothing more will arrive (queued events still run). */
+  private controlEnded(): void {
+    this.closing = true;
+    const err =
+      this.failure ?? new PivotError("the launcher exited without reporting the init's pid");
+    for (const w of this.initPidWaiters.splice(0)) w.reject(err);
+    this.queue = this.queue.then(() => this.onClose());
   }
 
   private send(buf: Buffer): void {
@@ -277,6 +308,8 @@ export class LaunchSession {
       case Event.Sync: {
         const [point, pid] = m.args as number[];
         try {
+          // Every sync point but the first is the init's: its pid must be known by then.
+          if (point !== SyncPoint.SetupChildCreated) await this.whenInitPid();
           this.trace?.sync(point!, false);
           const reply = await this.onSync(point!, pid!);
           const args = reply === undefined ? [] : Array.isArray(reply) ? reply : [reply];
@@ -291,10 +324,13 @@ export class LaunchSession {
       case Event.Trace:
         this.trace?.launcherStep(this.plan, m.args[0] as number, m.args[1] as number);
         break;
-      case Event.InitPid:
-        this.initPid = m.args[0] as number;
-        break;
       case Event.Ready:
+        try {
+          await this.whenInitPid();
+        } catch (err) {
+          this.fail(err as Error);
+          break;
+        }
         this.ready = true;
         for (const w of this.readyWaiters.splice(0)) w.resolve();
         break;
@@ -349,6 +385,7 @@ export class LaunchSession {
 
   private fail(err: Error): void {
     if (!this.failure) this.failure = err;
+    for (const w of this.initPidWaiters.splice(0)) w.reject(this.failure);
     for (const w of this.readyWaiters.splice(0)) w.reject(this.failure);
     for (const w of this.exitWaiters.splice(0)) w.reject(this.failure);
     for (const w of this.closeWaiters.splice(0)) w.reject(this.failure);
