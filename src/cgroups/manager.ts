@@ -1,10 +1,13 @@
 // A container's cgroup: one directory per hierarchy, created, joined, frozen and removed together.
 import {
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   rmdirSync,
+  write as writeAsync,
   writeFileSync,
 } from "node:fs";
 import { join, normalize } from "node:path";
@@ -62,6 +65,39 @@ function write(path: string, value: string): void {
     const code = (err as NodeJS.ErrnoException).code ?? "error";
     throw new PivotError(`writing "${value.trim()}" to ${path} failed (${code})`, { cause: err });
   }
+}
+
+/**
+ * Starts, in the background, the wait that the first move of a process between cgroups would
+ * otherwise spend in the foreground. A write to cgroup.procs takes the kernel's cgroup threadgroup
+ * lock; its first writer after a quiet spell waits for an RCU grace period (5–15 ms on a busy
+ * host), and for about one grace period after a writer leaves, the next one does not wait. So
+ * this moves the process to the cgroup it is already in (a no-op: "0" is the writer itself),
+ * from the thread pool, while the runtime is still preparing the container; the container's
+ * own join, milliseconds later, then finds the lock cheap. It only writes after reading that
+ * cgroup's cgroup.procs and finding this process there, so it can never move it anywhere.
+ */
+export function primeAttach(host: HostCgroups = hostCgroups()): void {
+  let own: Map<string, string>;
+  try {
+    own = parseProcCgroup(readFileSync("/proc/self/cgroup", "utf8"));
+  } catch {
+    return;
+  }
+  // The lock is shared by every hierarchy; a cgroup below the root has a short cgroup.procs.
+  const mine = host.hierarchies.filter((h) => own.has(h.name));
+  const h = mine.find((c) => own.get(c.name) !== "/") ?? mine[0];
+  if (!h) return;
+  const procs = join(h.mountPoint, own.get(h.name)!, "cgroup.procs");
+  let fd: number;
+  try {
+    if (!readFileSync(procs, "utf8").split("\n").includes(String(process.pid))) return;
+    fd = openSync(procs, "w");
+  } catch {
+    return;
+  }
+  // One asynchronous write(2), started now on the thread pool.
+  writeAsync(fd, "0", () => closeSync(fd));
 }
 
 /** cpuset's cpus and mems start empty in v1; a task cannot join until they are copied from the parent. */

@@ -13,7 +13,7 @@ import {
 } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { hostCgroups } from "../cgroups/hierarchy.ts";
-import { Cgroup } from "../cgroups/manager.ts";
+import { Cgroup, primeAttach } from "../cgroups/manager.ts";
 import { ConfigError, PivotError } from "../errors.ts";
 import type { ContainerStatus, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
@@ -250,18 +250,14 @@ export class Runtime {
       spec,
     };
     let session: LaunchSession | null = null;
+    // No paths: a rootless container without delegated cgroups.
+    const hasCgroup = Object.keys(cgroup.paths).length > 0;
     try {
-      this.store.save(record);
-      this.trace?.mark("state directory claimed, state saved");
-      // No paths: a rootless container without delegated cgroups.
-      if (Object.keys(cgroup.paths).length > 0) {
+      if (hasCgroup) {
         cgroup.create();
         this.trace?.mark("cgroup created");
-        cgroup.apply(spec.linux?.resources, {
-          linuxDevices: spec.linux?.devices ?? [],
-          warn: this.warn,
-        });
-        this.trace?.mark("cgroup resources applied");
+        // Right after the mkdir, which the primed lock would hold up (see primeAttach).
+        primeAttach();
       }
       const s = launch(plan, {
         ...(this.trace ? { trace: this.trace } : {}),
@@ -291,8 +287,20 @@ export class Runtime {
           return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
         },
       });
-      if (s.child) options.onLaunch?.(s.child);
       session = s;
+      if (s.child) options.onLaunch?.(s.child);
+      // While the launcher starts: the state, and the cgroup's resources. The launcher's setup
+      // process waits at the SetupChildCreated sync point, which is answered (the cgroup joined)
+      // only once this code returns to the event loop.
+      this.store.save(record);
+      this.trace?.mark("state saved");
+      if (hasCgroup) {
+        cgroup.apply(spec.linux?.resources, {
+          linuxDevices: spec.linux?.devices ?? [],
+          warn: this.warn,
+        });
+        this.trace?.mark("cgroup resources applied");
+      }
       await s.whenReady();
       this.trace?.mark("ready: the init waits on the exec fifo");
       record.pid = s.initPid;
@@ -321,6 +329,8 @@ export class Runtime {
     }
     if (session) {
       session.killLauncher("SIGKILL");
+      // A setup process still waiting at a sync point ends when the control socket closes.
+      session.detach();
       await session.whenLauncherExited();
     }
     this.killCgroupAndWait(cgroup);
@@ -524,6 +534,7 @@ export class Runtime {
       ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
     });
     const cgroup = new Cgroup(record.cgroupPaths);
+    if (Object.keys(cgroup.paths).length > 0) primeAttach();
     const session = launch(plan, {
       ...(options.stdio ? { stdio: options.stdio } : {}),
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
