@@ -217,7 +217,11 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   }
   const runtime = flag(p, "runtime");
   if (runtime !== undefined && runtime !== "pivot") {
-    throw new UsageError(`--runtime ${runtime}: other OCI runtimes are not supported yet`);
+    if (!runtime.startsWith("/"))
+      throw new UsageError(`--runtime ${runtime}: give the runtime binary's absolute path`, {
+        hint: "e.g. --runtime /usr/sbin/runc; without --runtime, Pivot's own runtime runs it",
+      });
+    o.runtime = runtime;
   }
   return o;
 }

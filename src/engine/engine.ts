@@ -76,6 +76,7 @@ import {
   upperChanges,
 } from "./files.ts";
 import { findConmon, LogWriter, type ReadLogsOptions, readLogs, startConmon } from "./monitor.ts";
+import { OciRuntimeCli } from "./oci-runtime.ts";
 import { attachHelper, consoleHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 import type {
   ContainerInfo,
@@ -378,6 +379,34 @@ export class Engine {
     return join(this.containersDir, id);
   }
 
+  private readonly ociRuntimes = new Map<string, OciRuntimeCli>();
+
+  /**
+   * The runtime of a container: Pivot's in-process, or the OCI runtime binary given with
+   * `runtime` (--runtime PATH), through its command line, with its state in <runRoot>/oci/<name>.
+   */
+  private rt(id: string): Runtime | OciRuntimeCli {
+    const path = readJson<ContainerRecord>(join(this.dir(id), "container.json"))?.options.runtime;
+    return path ? this.ociRuntime(path) : this.runtime;
+  }
+
+  private ociRuntime(path: string): OciRuntimeCli {
+    let rt = this.ociRuntimes.get(path);
+    if (!rt) {
+      const name = path.replace(/\/+$/, "").split("/").pop() || "oci";
+      rt = new OciRuntimeCli(path, join(this.runRoot, "oci", name));
+      this.ociRuntimes.set(path, rt);
+    }
+    return rt;
+  }
+
+  /** The runtime command conmon runs for a container. */
+  private runtimeCommandOf(r: ContainerRecord): string[] {
+    const rt = this.rt(r.id);
+    if (rt instanceof OciRuntimeCli) return rt.command();
+    return [...this.runtimeCommand, "--root", this.runtime.store.root];
+  }
+
   // ---- lookup ----
 
   /** Finds a container by full id, name, or unique id prefix. */
@@ -440,7 +469,7 @@ export class Engine {
     if (!rs) return { status: "created", exitCode: null, pid: 0 };
     let rtStatus: string | null = null;
     try {
-      rtStatus = this.runtime.state(id).status;
+      rtStatus = this.rt(id).state(id).status;
     } catch {}
     if (rtStatus === "paused") return { status: "paused", exitCode: null, pid: rs.pid };
     if (rtStatus === "running" || rtStatus === "created")
@@ -714,6 +743,8 @@ export class Engine {
       defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
       security,
     });
+    // Another runtime gets a cgroup path of its own, known to `stats`.
+    if (opts.runtime) spec.linux!.cgroupsPath = `/pivot-${id}`;
     return { spec, options: opts, command, volumes };
   }
 
@@ -787,7 +818,7 @@ export class Engine {
     rmSync(join(this.dir(id), "exit"), { force: true });
     rmSync(join(this.dir(id), "state.json"), { force: true });
     if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);
-    if (this.runtime.store.exists(id)) await this.runtime.delete(id, true);
+    if (this.rt(id).store.exists(id)) await this.rt(id).delete(id, true);
     await this.connectNetwork(r);
     return r;
   }
@@ -910,7 +941,7 @@ export class Engine {
         id,
         name: r.name,
         bundle: dir,
-        runtime: [...this.runtimeCommand, "--root", this.runtime.store.root],
+        runtime: this.runtimeCommandOf(r),
         pidFile,
         conmonPidFile,
         logPath: join(dir, "ctr.log"),
@@ -939,7 +970,7 @@ export class Engine {
         pid,
       } satisfies RunState);
       await beforeStart?.();
-      await this.runtime.start(id);
+      await this.rt(id).start(id);
     } catch (err) {
       await this.cleanupLocked(id, { keepOnFailure: true }).catch(() => {});
       throw err;
@@ -1000,7 +1031,7 @@ export class Engine {
       started = res;
     });
     const me = procStat(process.pid)?.startTime ?? "";
-    const runP = this.runtime.run(id, {
+    const runP = this.rt(id).run(id, {
       bundle: dir,
       ...(tty
         ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
@@ -1131,8 +1162,10 @@ export class Engine {
     if (!existsSync(join(this.dir(id), "container.json"))) return;
     if (options.runId !== undefined && this.runState(id)?.runId !== options.runId) return;
     const r = this.load(id);
-    if (this.runtime.store.exists(id))
-      await this.runtime.delete(id, true).catch((e) => this.warn((e as Error).message));
+    if (this.rt(id).store.exists(id))
+      await this.rt(id)
+        .delete(id, true)
+        .catch((e) => this.warn((e as Error).message));
     await this.disconnectNetwork(r);
     if (r.options.autoRemove && !options.keepOnFailure) {
       await this.removeLocked(id, { force: true });
@@ -1207,7 +1240,7 @@ export class Engine {
       throw new EngineError(`container ${ref} is not running`);
     }
     parseSignal(signal);
-    this.runtime.kill(id, signal);
+    this.rt(id).kill(id, signal);
   }
 
   /** The stop signal, then SIGKILL to every process after `timeout` seconds (`pivot stop`). */
@@ -1217,8 +1250,8 @@ export class Engine {
     if (this.status(id).status !== "running" && this.status(id).status !== "paused") return;
     const timeout = options.timeout ?? r.options.stopTimeout ?? 10;
     try {
-      if (this.status(id).status === "paused") this.runtime.resume(id);
-      this.runtime.kill(id, options.signal ?? r.stopSignal);
+      if (this.status(id).status === "paused") this.rt(id).resume(id);
+      this.rt(id).kill(id, options.signal ?? r.stopSignal);
     } catch {}
     const deadline = Date.now() + timeout * 1000;
     while (Date.now() < deadline) {
@@ -1226,7 +1259,7 @@ export class Engine {
       await sleep(50);
     }
     try {
-      this.runtime.kill(id, "SIGKILL", true);
+      this.rt(id).kill(id, "SIGKILL", true);
     } catch {}
     for (let i = 0; i < 200 && this.status(id).status !== "exited"; i++) await sleep(50);
   }
@@ -1251,10 +1284,13 @@ export class Engine {
         });
       }
       try {
-        this.runtime.kill(id, "SIGKILL", true);
+        this.rt(id).kill(id, "SIGKILL", true);
       } catch {}
     }
-    if (this.runtime.store.exists(id)) await this.runtime.delete(id, true).catch(() => {});
+    if (this.rt(id).store.exists(id))
+      await this.rt(id)
+        .delete(id, true)
+        .catch(() => {});
     await this.disconnectNetwork(r);
     // Conmon, if alive, writes the exit file and runs cleanup; the directory goes regardless.
     await unmountOverlay(r.overlay.target).catch(() =>
@@ -1349,7 +1385,7 @@ export class Engine {
       term = await this.openConsole(id, randomBytes(8).toString("hex"), stdio, !!options.stdin);
       streamsDone = this.wireConsole(term, stdinStream, outs.stdout, null);
     }
-    const result = this.runtime.exec(id, {
+    const result = this.rt(id).exec(id, {
       process: proc,
       detach: options.detach ?? false,
       ...(term ? { consoleSocket: term.socket } : {}),
@@ -1588,7 +1624,7 @@ export class Engine {
     const store = await this.images();
     const base = await store.resolve(r.imageId);
     const paused = (options.pause ?? true) && this.status(id).status === "running";
-    if (paused) this.runtime.pause(id);
+    if (paused) this.rt(id).pause(id);
     const tmp = join(this.root, "tmp");
     mkdirSync(tmp, { recursive: true, mode: 0o700 });
     let tree: string | null = null;
@@ -1598,7 +1634,7 @@ export class Engine {
       for (const p of this.mountPlaceholders(id))
         rmSync(join(tree, p), { recursive: true, force: true });
       if (paused) {
-        this.runtime.resume(id);
+        this.rt(id).resume(id);
       }
       const blob = await store.putBlob(tarCreate(tree, ["."]), {}, `the layer of ${r.name}`);
       const layer = await store.importLayer(
@@ -1633,7 +1669,7 @@ export class Engine {
         refs: options.ref ? [options.ref] : [],
       });
     } finally {
-      if (paused && this.status(id).status === "paused") this.runtime.resume(id);
+      if (paused && this.status(id).status === "paused") this.rt(id).resume(id);
       if (tree) rmSync(tree, { recursive: true, force: true });
     }
   }

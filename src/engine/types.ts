@@ -69,6 +69,13 @@ export interface ContainerOptions {
   networkAliases?: string[];
   /** --ip: a fixed address in the network's subnet. */
   ip?: string;
+  /**
+   * Path of another OCI runtime binary (runc, crun) to run the container with, through its
+   * command line under conmon, as podman does; unset: Pivot's runtime, in-process.
+   */
+  runtime?: string;
+  /** --init: tini (Debian's tini-static) as PID 1, the command as its child. */
+  init?: boolean;
 }
 
 export type ContainerStatus = "created" | "running" | "paused" | "exited" | "removing";
