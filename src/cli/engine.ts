@@ -59,6 +59,7 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "cap-add", value: true, multiple: true },
   { name: "cap-drop", value: true, multiple: true },
   { name: "privileged" },
+  { name: "init" },
   { name: "security-opt", value: true, multiple: true },
   { name: "stop-signal", value: true },
   { name: "stop-timeout", value: true },
@@ -183,6 +184,7 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   if (boolFlag(p, "rm")) o.autoRemove = true;
   if (boolFlag(p, "read-only")) o.readOnly = true;
   if (boolFlag(p, "privileged")) o.privileged = true;
+  if (boolFlag(p, "init")) o.init = true;
   const cpuShares = intFlag(p, "cpu-shares");
   if (cpuShares !== undefined) o.cpuShares = cpuShares;
   const pids = intFlag(p, "pids-limit");

@@ -76,6 +76,7 @@ import {
   upperChanges,
 } from "./files.ts";
 import { findConmon, LogWriter, type ReadLogsOptions, readLogs, startConmon } from "./monitor.ts";
+import { addInit } from "./init.ts";
 import { OciRuntimeCli } from "./oci-runtime.ts";
 import { attachHelper, consoleHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 import type {
@@ -743,6 +744,7 @@ export class Engine {
       defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
       security,
     });
+    if (opts.init) addInit(spec);
     // Another runtime gets a cgroup path of its own, known to `stats`.
     if (opts.runtime) spec.linux!.cgroupsPath = `/pivot-${id}`;
     return { spec, options: opts, command, volumes };
