@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/bpf.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -1009,6 +1010,90 @@ static void do_exec(struct step *st) {
   fail(errno, "exec %s", resolved_exec[0] ? resolved_exec : argv[0]);
 }
 
+/* ---------- cgroup v2 device program ---------- */
+
+static long sys_bpf(int cmd, union bpf_attr *attr) { return syscall(SYS_bpf, cmd, attr, sizeof *attr); }
+
+/* Loads the instructions as a BPF_PROG_TYPE_CGROUP_DEVICE program; on failure, loads again with the
+ * verifier's log and reports its end. RLIMIT_MEMLOCK is raised for the load only (kernels before 5.11
+ * charge programs to it) and put back, so the container does not inherit it. */
+static int load_device_program(const struct arg *insns, const char *license) {
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+  attr.insns = (uint64_t)(uintptr_t)insns->s;
+  attr.insn_cnt = insns->len / 8;
+  attr.license = (uint64_t)(uintptr_t)license;
+  struct rlimit old, unlimited = {RLIM_INFINITY, RLIM_INFINITY};
+  int restore = getrlimit(RLIMIT_MEMLOCK, &old) == 0 && setrlimit(RLIMIT_MEMLOCK, &unlimited) == 0;
+  int fd = (int)sys_bpf(BPF_PROG_LOAD, &attr);
+  int err = errno;
+  if (fd < 0) {
+    static char log[1 << 16];
+    log[0] = 0;
+    attr.log_buf = (uint64_t)(uintptr_t)log;
+    attr.log_size = sizeof log;
+    attr.log_level = 1;
+    if (sys_bpf(BPF_PROG_LOAD, &attr) >= 0) log[0] = 0; /* cannot happen: the same program */
+    size_t n = strlen(log);
+    while (n > 0 && log[n - 1] == '\n') log[--n] = 0;
+    const char *tail = n > 3000 ? log + n - 3000 : log;
+    if (restore) setrlimit(RLIMIT_MEMLOCK, &old);
+    fail(err, "load the device program (%u instructions) with BPF_PROG_LOAD%s%s", insns->len / 8,
+         n ? "; the verifier says: " : "", tail);
+  }
+  if (restore) setrlimit(RLIMIT_MEMLOCK, &old);
+  return fd;
+}
+
+/* Op.AttachDeviceFilter: (cgroupDir, instructions, license). The new program is attached before the
+ * old ones are detached, so the cgroup is never without one (both apply for that instant). */
+static void do_attach_device_filter(struct step *st) {
+  const char *dir = S(st, 0);
+  S(st, 1);
+  const struct arg *insns = &st->args[1];
+  const char *license = S(st, 2);
+  if (insns->len == 0 || insns->len % 8 != 0) fail(EINVAL, "a device program of %u bytes is not whole instructions", insns->len);
+  int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) fail(errno, "open the cgroup %s", dir);
+  uint32_t ids[64];
+  union bpf_attr q;
+  memset(&q, 0, sizeof q);
+  q.query.target_fd = (uint32_t)dirfd;
+  q.query.attach_type = BPF_CGROUP_DEVICE;
+  q.query.prog_ids = (uint64_t)(uintptr_t)ids;
+  q.query.prog_cnt = 64;
+  if (sys_bpf(BPF_PROG_QUERY, &q) < 0) fail(errno, "list the device programs attached to %s (BPF_PROG_QUERY)", dir);
+  uint32_t old = q.query.prog_cnt;
+  int prog = load_device_program(insns, license);
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.target_fd = (uint32_t)dirfd;
+  a.attach_bpf_fd = (uint32_t)prog;
+  a.attach_type = BPF_CGROUP_DEVICE;
+  a.attach_flags = BPF_F_ALLOW_MULTI;
+  if (sys_bpf(BPF_PROG_ATTACH, &a) < 0) fail(errno, "attach the device program to %s (BPF_PROG_ATTACH)", dir);
+  for (uint32_t i = 0; i < old; i++) {
+    union bpf_attr g;
+    memset(&g, 0, sizeof g);
+    g.prog_id = ids[i];
+    int ofd = (int)sys_bpf(BPF_PROG_GET_FD_BY_ID, &g);
+    if (ofd < 0 && errno == ENOENT) continue; /* detached and freed meanwhile */
+    if (ofd < 0) fail(errno, "open the old device program %u of %s (BPF_PROG_GET_FD_BY_ID)", ids[i], dir);
+    union bpf_attr d;
+    memset(&d, 0, sizeof d);
+    d.target_fd = (uint32_t)dirfd;
+    d.attach_bpf_fd = (uint32_t)ofd;
+    d.attach_type = BPF_CGROUP_DEVICE;
+    if (sys_bpf(BPF_PROG_DETACH, &d) < 0 && errno != ENOENT)
+      fail(errno, "detach the old device program %u from %s (BPF_PROG_DETACH)", ids[i], dir);
+    close(ofd);
+  }
+  /* The attachment holds the program: it lives as long as the cgroup, not this process. */
+  close(prog);
+  close(dirfd);
+}
+
 static void run_step(struct step *st) {
   switch (st->code) {
     case OP_JOIN_NAMESPACE: {
@@ -1099,6 +1184,7 @@ static void run_step(struct step *st) {
     case OP_SECCOMP_RULE: do_seccomp_rule(st); break;
     case OP_SECCOMP_LOAD: do_seccomp_load(st); break;
     case OP_TRACE: trace = 1; break;
+    case OP_ATTACH_DEVICE_FILTER: do_attach_device_filter(st); break;
     default: fail(EPROTO, "unknown step code %d", st->code);
   }
 }

@@ -4,7 +4,14 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, relative } from "node:path";
 import { ConfigError } from "../errors.ts";
 import type { Device } from "../oci/spec.ts";
-import { checkV2Devices, deviceRules, evaluateDeviceRules, v1DeviceWrites } from "./devices.ts";
+import {
+  checkUnenforcedDevices,
+  type DeviceMode,
+  deviceMode,
+  deviceRules,
+  evaluateDeviceRules,
+  v1DeviceWrites,
+} from "./devices.ts";
 import type { Layout } from "./layout.ts";
 import { type CgroupResources, type CgroupWrite, type FsView, realFs } from "./resources.ts";
 import {
@@ -27,6 +34,8 @@ export interface PlanOptions {
   update?: boolean;
   /** linux.devices: a device listed there replaces runc's default rule for the same path. */
   linuxDevices?: readonly Device[];
+  /** How device rules are enforced (default: by the layout, see deviceMode). */
+  devices?: DeviceMode;
   warn?: (message: string) => void;
 }
 
@@ -149,10 +158,12 @@ export function planResources(
   }
   if (!ctx.update) {
     const rules = deviceRules(r.devices, options.linuxDevices);
+    const mode = options.devices ?? deviceMode(layout);
     const devices = layout.controllers.get("devices");
-    if (devices?.version === 1)
+    if (mode === "v1" && devices)
       plan.writes.push(...v1DeviceWrites(evaluateDeviceRules(rules), devices.dir));
-    else checkV2Devices(rules);
+    else if (mode === "none") checkUnenforcedDevices(rules);
+    // "bpf": the launcher attaches the program (Cgroup.deviceFilter) before the cgroup is joined.
   }
   for (const key of Object.keys(r.unified ?? {})) {
     const field = `${F}.unified["${key}"]`;

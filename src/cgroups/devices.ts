@@ -1,8 +1,10 @@
 // Device access rules: the config's rules plus runc's defaults, reduced to a final state the way
 // the v1 devices controller evaluates them, then written as a deny-all (or allow-all) and the
-// exceptions. cgroup v2 has no devices controller: it needs an eBPF program (see checkV2Devices).
-import { ConfigError } from "../errors.ts";
+// exceptions. cgroup v2 has no devices controller: the same state becomes an eBPF program
+// (devicefilter.ts) that the launcher attaches to the container's v2 directory.
+import { ConfigError, PivotError } from "../errors.ts";
 import type { Device, DeviceCgroupRule } from "../oci/spec.ts";
+import type { Layout } from "./layout.ts";
 import { type CgroupWrite, DEFAULT_ALLOWED_DEVICES } from "./resources.ts";
 
 export interface DeviceRule {
@@ -151,18 +153,48 @@ export function v1DeviceWrites(state: DeviceState, dir: string): CgroupWrite[] {
 }
 
 /**
- * cgroup v2 enforces device rules only through an eBPF program attached to the cgroup, which
- * Pivot cannot load (no bpf(2) from TypeScript, and no cgroup code in the launcher). Allow rules
- * cost nothing to honor and the default deny-all is documented as unenforced; a config that
- * denies specific devices would silently not be protected, so it is refused.
+ * How a container's device rules are enforced: "v1", the v1 devices controller; "bpf", an eBPF
+ * program attached to its cgroup v2 directory (where no v1 hierarchy has the devices
+ * controller: a v2-only host); "none", neither exists. PIVOT_CGROUP_DEVICES=bpf (or v1) forces
+ * one, e.g. to exercise the eBPF program on a hybrid host, where the kernel runs it next to the
+ * v1 controller (which Pivot then leaves as created, so the program alone decides).
  */
-export function checkV2Devices(rules: readonly DeviceRule[]): void {
+export type DeviceMode = "v1" | "bpf" | "none";
+
+export function deviceMode(layout: Layout, force?: string): DeviceMode {
+  const v1 = layout.controllers.get("devices")?.version === 1;
+  if (force === undefined || force === "") return v1 ? "v1" : layout.unified ? "bpf" : "none";
+  if (force === "bpf") {
+    if (!layout.unified)
+      throw new PivotError("PIVOT_CGROUP_DEVICES=bpf needs a cgroup v2 hierarchy", {
+        hint: "this host has cgroup v1 only; unset PIVOT_CGROUP_DEVICES",
+      });
+    return "bpf";
+  }
+  if (force === "v1") {
+    if (!v1)
+      throw new PivotError("PIVOT_CGROUP_DEVICES=v1 needs the v1 devices controller", {
+        hint: "unset PIVOT_CGROUP_DEVICES to use the eBPF device program",
+      });
+    return "v1";
+  }
+  throw new PivotError(`PIVOT_CGROUP_DEVICES="${force}" is not a device controller`, {
+    hint: "use bpf or v1, or unset it to choose by the host's hierarchies",
+  });
+}
+
+/**
+ * Without a devices controller (no v1 one, no v2 hierarchy) device rules are not enforced.
+ * Allow rules cost nothing to honor and the default deny-all is documented as unenforced; a
+ * config that denies specific devices would silently not be protected, so it is refused.
+ */
+export function checkUnenforcedDevices(rules: readonly DeviceRule[]): void {
   for (const r of rules) {
     if (r.allow || r.access === "" || r.type === "a" || r.field === undefined) continue;
     throw new ConfigError(
       r.field,
-      `denying ${describe(r)} cannot be enforced on cgroup v2: it needs an eBPF device program, which Pivot does not load yet`,
-      "remove the rule (devices the container has no node for stay out of reach unless it can mknod), or run on a host with the v1 devices controller",
+      `denying ${describe(r)} cannot be enforced: this host has neither the v1 devices controller nor a cgroup v2 hierarchy for an eBPF device program`,
+      "remove the rule (devices the container has no node for stay out of reach unless it can mknod)",
     );
   }
 }

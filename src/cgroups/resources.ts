@@ -270,12 +270,15 @@ function upsert<T extends { major: number; minor: number }>(
 /**
  * `update`: the container's resources with the given changes applied. Fields the patch leaves
  * out keep their values; per-device entries are replaced by major:minor; unified keys and hugepage
- * limits are merged by name. Device rules cannot change on a running container and are kept.
+ * limits are merged by name. Device rules are appended to the container's (the result is
+ * evaluated from the start, as at create) where an eBPF program enforces them (`devices`);
+ * with the v1 devices controller they cannot change on a running container and are kept.
  */
 export function mergeResources(
   current: CgroupResources,
   patch: CgroupResources,
   warn: (m: string) => void = () => {},
+  devices = false,
 ): CgroupResources {
   const out: CgroupResources = structuredClone(current);
   if (patch.memory) {
@@ -316,6 +319,8 @@ export function mergeResources(
   if (patch.network) out.network = { ...out.network, ...defined(patch.network) };
   if (patch.rdma) out.rdma = { ...out.rdma, ...patch.rdma };
   if (patch.unified) out.unified = { ...out.unified, ...patch.unified };
-  if (patch.devices?.length) warn("device rules cannot be updated on a running container; ignored");
+  if (patch.devices?.length && devices) out.devices = [...(out.devices ?? []), ...patch.devices];
+  else if (patch.devices?.length)
+    warn("device rules cannot be updated on a running container; ignored");
   return out;
 }

@@ -154,10 +154,10 @@ export function updatePatch(p: Parsed): CgroupResources {
   return r;
 }
 
-export function updateCommand(args: string[], runtime: Runtime): number {
+export async function updateCommand(args: string[], runtime: Runtime): Promise<number> {
   const p = parseArgs(args, UPDATE_FLAGS);
   const id = oneId(p, "update");
-  runtime.update(id, updatePatch(p));
+  await runtime.update(id, updatePatch(p));
   return 0;
 }
 

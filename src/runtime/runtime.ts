@@ -19,6 +19,7 @@ import type { ContainerStatus, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import { parseConfig, validateProcess } from "../oci/validate.ts";
 import { listenerState } from "../security/seccomp.ts";
+import { attachDeviceFilter, deviceFilterStep } from "./cgroup-devices.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
 import { exitCodeOf, type LaunchSession, launch, type StdioSpec } from "./launcher.ts";
 import {
@@ -225,6 +226,12 @@ export class Runtime {
         `cgroups: ${undelegated[0]} is not writable by uid ${caller.uid} (not delegated): the container runs without a cgroup of its own, so ${spec.linux?.resources ? "linux.resources are not applied and " : ""}pause, stats, update and kill --all do not work`,
       );
     }
+    // cgroup v2 device rules: an eBPF program, attached by the launcher before anything joins
+    // the cgroup (the first step). Rootless callers cannot load one (it needs CAP_SYS_ADMIN).
+    const filter = isRootless(caller)
+      ? null
+      : cgroup.deviceFilter(spec.linux?.resources, spec.linux?.devices ?? []);
+    if (filter) plan.steps.unshift(deviceFilterStep(filter));
     this.trace?.mark(`plan compiled (${plan.steps.length} steps)`);
     return { plan, spec, bundle, rootfs, cgroup };
   }
@@ -577,13 +584,21 @@ export class Runtime {
   }
 
   /** `update`: changes the resource limits of a container that is not stopped, and records them. */
-  update(id: string, resources: unknown): void {
+  async update(id: string, resources: unknown): Promise<void> {
     const record = this.store.load(id);
     const status = this.status(record);
     if (status === "stopped")
       throw new PivotError(`cannot update container "${id}": it is stopped`);
     const linux = record.spec.linux ?? {};
-    linux.resources = new Cgroup(record.cgroupPaths).update(linux.resources, resources, this.warn);
+    const updated = new Cgroup(record.cgroupPaths).update(
+      linux.resources,
+      resources,
+      this.warn,
+      linux.devices ?? [],
+    );
+    // New device rules on cgroup v2: the launcher replaces the container's eBPF program.
+    if (updated.deviceFilter) await attachDeviceFilter(updated.deviceFilter);
+    linux.resources = updated.resources;
     record.spec.linux = linux;
     this.store.save(record);
   }

@@ -20,6 +20,7 @@ interface Entry {
 }
 
 const PHASES: [string, number[]][] = [
+  ["launcher: cgroup v2 device program (eBPF)", [Op.AttachDeviceFilter]],
   ["launcher: exec fifo, console socket", [Op.WaitForInit, Op.MakeFifo, Op.ConnectSocket]],
   ["launcher: fork the setup process", [Op.ForkSetup]],
   ["setup: namespaces", [Op.JoinNamespace, Op.Unshare, Op.TimeOffsets, Op.BecomeNamespaceRoot]],

@@ -121,6 +121,11 @@ export const Op = {
   /** Attach the detached mount in a slot (OpenIdmappedTree) on a path inside the root
    *  filesystem, then close the slot: (slot, rootfs, pathInRoot). */
   MoveMountInRoot: 71,
+  /** As the host's root, before any process joins the cgroup: load an eBPF device program
+   *  (BPF_PROG_TYPE_CGROUP_DEVICE, bytes of struct bpf_insn), attach it to a cgroup v2 directory
+   *  with BPF_F_ALLOW_MULTI, then detach the programs attached there before, so that it replaces
+   *  them; a rejected program fails with the verifier's log: (cgroupDir, instructions, license). */
+  AttachDeviceFilter: 80,
   /** The end of the plan. */
   End: 99,
 } as const;

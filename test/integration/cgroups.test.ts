@@ -3,11 +3,19 @@
 // no cgroup directory may remain.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { hostCgroups } from "../../src/cgroups/hierarchy.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
+import { attachDeviceFilter } from "../../src/runtime/cgroup-devices.ts";
 import {
   BUN,
   cleanupRoot,
@@ -348,6 +356,127 @@ describe("cgroup v2 on this host", () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('linux.resources.unified["memory.high"]');
     expect(r.stderr).toContain("bound to cgroup v1");
+  });
+});
+
+/** Runs FN with the eBPF device program forced (PIVOT_CGROUP_DEVICES=bpf) for the CLI it starts. */
+function withBpfDevices<T>(fn: () => T): T {
+  const before = process.env.PIVOT_CGROUP_DEVICES;
+  process.env.PIVOT_CGROUP_DEVICES = "bpf";
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) delete process.env.PIVOT_CGROUP_DEVICES;
+    else process.env.PIVOT_CGROUP_DEVICES = before;
+  }
+}
+
+describe("cgroup v2 device program (eBPF), forced with PIVOT_CGROUP_DEVICES=bpf", () => {
+  const unified = host.hierarchies.find((h) => h.version === 2);
+  /** A disk (8:0, no such device here) and a loop device (7:0) made inside, opened for reading. */
+  const probe = [
+    "mknod /dev/d8 b 8 0 && mknod /dev/d7 b 7 0 || exit 9",
+    "echo x > /dev/null && echo NULL_OK",
+    // In a subshell: a failed redirection of ":" ends the shell that runs it.
+    "(: < /dev/d8) && echo D8_OPENED",
+    "(: < /dev/d7) && echo D7_OPENED",
+    "true",
+  ].join("; ");
+  const withMknod = (s: Spec) => {
+    const caps = s.process!.capabilities!;
+    for (const set of ["bounding", "effective", "permitted"] as const)
+      caps[set] = [...(caps[set] ?? []), "CAP_MKNOD"];
+  };
+
+  test("the default rules: /dev/null opens, a mknod'ed disk does not (EPERM); the v1 controller is left alone", () => {
+    if (!unified) return;
+    const id = nextId("bpfdev");
+    const dir = bundle(
+      ["sh", "-c", `${probe}; cat /sys/fs/cgroup/devices/devices.list`],
+      withMknod,
+    );
+    const plan = withBpfDevices(() => runtime(root, ["create", "--dry-run", "--bundle", dir, id]));
+    expect(plan.stdout).toContain("attach the eBPF device program (deny every device but 11 rules");
+    const r = withBpfDevices(() => runtime(root, ["run", "--bundle", dir, id]));
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("NULL_OK");
+    expect(r.stdout).not.toContain("D8_OPENED");
+    expect(r.stdout).not.toContain("D7_OPENED");
+    expect(r.stderr).toContain("can't open /dev/d8: Operation not permitted");
+    // The program alone decides: the v1 devices cgroup keeps what it inherited.
+    if (hasV1("devices")) expect(r.stdout).toContain("a *:* rwm");
+  });
+
+  test("a rule allowing the device opens it (and only it)", () => {
+    if (!unified || !existsSync("/dev/loop0")) return;
+    const id = nextId("bpfallow");
+    const dir = bundle(["sh", "-c", probe], (s) => {
+      withMknod(s);
+      resources(s).devices = [{ allow: true, type: "b", major: 7, minor: 0, access: "r" }];
+    });
+    const r = withBpfDevices(() => runtime(root, ["run", "--bundle", dir, id]));
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("D7_OPENED");
+    expect(r.stdout).not.toContain("D8_OPENED");
+    expect(r.stderr).toContain("can't open /dev/d8: Operation not permitted");
+  });
+
+  test("update with a device rule replaces the program: the old one no longer denies", () => {
+    if (!unified || !existsSync("/dev/loop0")) return;
+    const id = nextId("bpfupd");
+    const dir = bundle(
+      ["sh", "-c", "mknod /dev/d7 b 7 0; mknod /dev/d8 b 8 0; sleep 30"],
+      withMknod,
+    );
+    const open = (dev: string) =>
+      runtime(root, ["exec", id, "sh", "-c", `(: < ${dev}) && echo OPENED`]);
+    try {
+      withBpfDevices(() => startDetached(id, dir));
+      expect(open("/dev/d7").stderr).toContain("Operation not permitted");
+      const file = join(work, `${id}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({ devices: [{ allow: true, type: "b", major: 7, minor: 0, access: "r" }] }),
+      );
+      withBpfDevices(() => ok(["update", "--resources", file, id]));
+      // Both programs would have to allow it, were the old one still attached.
+      expect(open("/dev/d7").stdout).toContain("OPENED");
+      expect(open("/dev/d8").stderr).toContain("Operation not permitted");
+      const recorded = JSON.parse(readFileSync(join(root, id, "state.json"), "utf8")).spec.linux
+        .resources;
+      expect(recorded.devices).toContainEqual({
+        allow: true,
+        type: "b",
+        major: 7,
+        minor: 0,
+        access: "r",
+      });
+    } finally {
+      forceDelete(id);
+    }
+  });
+
+  test("a program the kernel rejects fails with the verifier's log, naming the step", async () => {
+    if (!unified) return;
+    const dir = join(unified.mountPoint, `${prefix}bad`);
+    mkdirSync(dir);
+    try {
+      // r0 = 1 without an exit: the verifier refuses to run off the end.
+      const program = new Uint8Array([0xb4, 0, 0, 0, 1, 0, 0, 0]);
+      const err = await attachDeviceFilter({
+        dir,
+        program,
+        license: "Apache",
+        summary: "bad",
+      }).then(
+        () => null,
+        (e: Error) => e,
+      );
+      expect(err?.message).toContain("attach the eBPF device program");
+      expect(err?.message).toContain("the verifier says");
+    } finally {
+      rmdirSync(dir);
+    }
   });
 });
 

@@ -6,7 +6,20 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { applyPlan, planResources } from "../../src/cgroups/apply.ts";
 import {
-  checkV2Devices,
+  ACC_MKNOD,
+  ACC_READ,
+  ACC_WRITE,
+  compileDeviceFilter,
+  DEV_BLOCK,
+  DEV_CHAR,
+  decodeInstructions,
+  deviceFilterInstructions,
+  encodeInstructions,
+} from "../../src/cgroups/devicefilter.ts";
+import {
+  checkUnenforcedDevices,
+  type DeviceState,
+  deviceMode,
   deviceRules,
   evaluateDeviceRules,
   v1DeviceWrites,
@@ -324,9 +337,9 @@ describe("devices", () => {
     expect(rules.some((r) => r.major === 1 && r.minor === 3)).toBe(false);
   });
 
-  test("v2 without eBPF: deny-all and allow rules pass, specific denies are refused", () => {
+  test("no devices controller at all: deny-all and allow rules pass, specific denies are refused", () => {
     expect(() =>
-      checkV2Devices(
+      checkUnenforcedDevices(
         deviceRules([
           { allow: false, access: "rwm" },
           { allow: true, type: "c", major: 10, minor: 229, access: "rwm" },
@@ -334,7 +347,7 @@ describe("devices", () => {
       ),
     ).not.toThrow();
     const e = configError(() =>
-      checkV2Devices(
+      checkUnenforcedDevices(
         deviceRules([
           { allow: true, access: "rwm" },
           { allow: false, type: "b", major: 8, minor: 0, access: "rwm" },
@@ -343,6 +356,195 @@ describe("devices", () => {
     );
     expect(e.jsonPath).toBe("linux.resources.devices[1]");
     expect(e.message).toContain("eBPF");
+  });
+
+  test("where the rules are enforced: v1 controller, else an eBPF program on v2, or forced", () => {
+    const root = "/cg";
+    const hybrid: Layout = {
+      ...v1Layout(root, ["devices"]),
+      unified: { dir: "/u/c", mountPoint: "/u" },
+    };
+    expect(deviceMode(hybrid)).toBe("v1");
+    expect(deviceMode(hybrid, "bpf")).toBe("bpf");
+    expect(deviceMode(v2Layout(root, ["memory"]))).toBe("bpf");
+    expect(deviceMode(v1Layout(root, ["memory"]))).toBe("none");
+    expect(() => deviceMode(v1Layout(root, ["devices"]), "bpf")).toThrow(/cgroup v2/);
+    expect(() => deviceMode(v2Layout(root, []), "v1")).toThrow(/v1 devices/);
+    expect(() => deviceMode(hybrid, "ebpf")).toThrow(/not a device controller/);
+  });
+
+  test("with the eBPF program, planResources writes no device files and refuses nothing", () => {
+    const root = "/cg";
+    const rules = {
+      devices: [
+        { allow: true, access: "rwm" },
+        { allow: false, type: "b", major: 8, minor: 0, access: "rwm" },
+      ],
+    };
+    const plan = planResources(checkResources(rules), v1Layout(root, ["devices"]), {
+      devices: "bpf",
+    });
+    expect(plan.writes).toEqual([]);
+    expect(planResources(checkResources(rules), v2Layout(root, ["pids"])).writes).toEqual([]);
+  });
+});
+
+/**
+ * A BPF interpreter for the instructions the device filter uses, so the program's verdicts can
+ * be checked against the v1 controller's rules without a kernel.
+ */
+function runFilter(
+  program: Uint8Array,
+  type: number,
+  access: number,
+  major: number,
+  minor: number,
+): number {
+  const insns = decodeInstructions(program);
+  const ctx = [((access << 16) | type) >>> 0, major >>> 0, minor >>> 0];
+  const r = new Array<number>(11).fill(0);
+  for (let pc = 0, steps = 0; pc < insns.length && steps < 10000; pc++, steps++) {
+    const { code, dst, src, off, imm } = insns[pc]!;
+    const k = imm >>> 0;
+    switch (code) {
+      case 0x61:
+        if (src !== 1 || off % 4 !== 0) throw new Error(`bad load at ${pc}`);
+        r[dst] = ctx[off / 4]!;
+        break;
+      case 0x54:
+        r[dst] = (r[dst]! & k) >>> 0;
+        break;
+      case 0x74:
+        r[dst] = r[dst]! >>> k;
+        break;
+      case 0xb4:
+        r[dst] = k;
+        break;
+      case 0xbc:
+        r[dst] = r[src]!;
+        break;
+      case 0x16:
+        if (r[dst] === k) pc += off;
+        break;
+      case 0x56:
+        if (r[dst] !== k) pc += off;
+        break;
+      case 0x5e:
+        if (r[dst] !== r[src]) pc += off;
+        break;
+      case 0x95:
+        return r[0]!;
+      default:
+        throw new Error(`unexpected opcode 0x${code.toString(16)} at ${pc}`);
+    }
+  }
+  throw new Error("the program ran off its end");
+}
+
+/** The v1 controller's verdict for the same state. */
+function v1Verdict(
+  state: DeviceState,
+  type: "b" | "c",
+  access: string,
+  major: number,
+  minor: number,
+): boolean {
+  const matches = [...state.exceptions].filter(([key]) => {
+    const [t, mm] = key.split(" ");
+    const [ma, mi] = mm!.split(":");
+    return (
+      t === type && (ma === "*" || Number(ma) === major) && (mi === "*" || Number(mi) === minor)
+    );
+  });
+  if (state.defaultAllow) return !matches.some(([, a]) => [...access].some((p) => a.includes(p)));
+  return matches.some(([, a]) => [...access].every((p) => a.includes(p)));
+}
+
+describe("eBPF device program", () => {
+  const bits = (a: string) =>
+    (a.includes("m") ? ACC_MKNOD : 0) |
+    (a.includes("r") ? ACC_READ : 0) |
+    (a.includes("w") ? ACC_WRITE : 0);
+  const check = (state: DeviceState) => {
+    const program = compileDeviceFilter(state);
+    for (const type of ["b", "c"] as const)
+      for (const access of ["r", "w", "m", "rw"])
+        for (const [major, minor] of [
+          [1, 3],
+          [1, 5],
+          [4, 1],
+          [4, 7],
+          [8, 0],
+          [136, 2],
+          [10, 200],
+          [7, 0],
+        ] as const) {
+          const got = runFilter(
+            program,
+            type === "b" ? DEV_BLOCK : DEV_CHAR,
+            bits(access),
+            major,
+            minor,
+          );
+          expect({ type, access, major, minor, allowed: got === 1 }).toEqual({
+            type,
+            access,
+            major,
+            minor,
+            allowed: v1Verdict(state, type, access, major, minor),
+          });
+        }
+  };
+
+  test("runc's defaults: /dev/null is allowed, a disk is not, mknod of anything is", () => {
+    const state = evaluateDeviceRules(deviceRules(undefined));
+    const program = compileDeviceFilter(state);
+    expect(runFilter(program, DEV_CHAR, ACC_READ | ACC_WRITE, 1, 3)).toBe(1);
+    expect(runFilter(program, DEV_BLOCK, ACC_READ, 8, 0)).toBe(0);
+    expect(runFilter(program, DEV_BLOCK, ACC_MKNOD, 8, 0)).toBe(1);
+    expect(runFilter(program, DEV_CHAR, ACC_READ, 136, 5)).toBe(1);
+    check(state);
+  });
+
+  test("allow lists, deny lists and partial access agree with the v1 controller", () => {
+    check(
+      evaluateDeviceRules(
+        deviceRules([
+          { allow: false, access: "rwm" },
+          { allow: true, type: "c", major: 4, minor: 1, access: "rwm" },
+          { allow: false, type: "c", major: 4, minor: 1, access: "w" },
+          { allow: true, type: "b", major: 7, access: "r" },
+        ]),
+      ),
+    );
+    // A deny list: an open for reading and writing is refused when writing is.
+    const deny = evaluateDeviceRules([
+      { allow: true, type: "a", major: -1, minor: -1, access: "rwm" },
+      { allow: false, type: "c", major: 1, minor: 3, access: "w" },
+      { allow: false, type: "b", major: 8, minor: -1, access: "rwm" },
+    ]);
+    check(deny);
+    const program = compileDeviceFilter(deny);
+    expect(runFilter(program, DEV_CHAR, ACC_READ | ACC_WRITE, 1, 3)).toBe(0);
+    expect(runFilter(program, DEV_CHAR, ACC_READ, 1, 3)).toBe(1);
+    check(evaluateDeviceRules(deviceRules([{ allow: true, access: "rwm" }])));
+    check({ defaultAllow: false, exceptions: new Map() });
+  });
+
+  test("the instructions: runc's layout, forward jumps only, 8 bytes each in host order", () => {
+    const state = evaluateDeviceRules([
+      { allow: false, type: "a", major: -1, minor: -1, access: "rwm" },
+      { allow: true, type: "c", major: 1, minor: 3, access: "rwm" },
+    ]);
+    const insns = deviceFilterInstructions(state);
+    expect(insns.map((i) => i.code)).toEqual([
+      0x61, 0x54, 0x61, 0x74, 0x61, 0x61, 0x56, 0x56, 0x56, 0xb4, 0x95, 0xb4, 0x95,
+    ]);
+    for (const i of insns) expect(i.off).toBeGreaterThanOrEqual(0);
+    const le = encodeInstructions(insns, true);
+    expect([...le.subarray(0, 8)]).toEqual([0x61, 0x12, 0, 0, 0, 0, 0, 0]);
+    expect([...le.subarray(6 * 8, 7 * 8)]).toEqual([0x56, 0x02, 4, 0, 2, 0, 0, 0]);
+    expect(decodeInstructions(encodeInstructions(insns, false), false)).toEqual(insns);
   });
 });
 
@@ -522,6 +724,21 @@ describe("update", () => {
     expect(mergeResources({ memory: { limit: 1, swap: 2 } }, { memory: { limit: -1 } })).toEqual({
       memory: { limit: -1 },
     });
+  });
+
+  test("with an eBPF device program, new device rules are appended to the container's", () => {
+    const warnings: string[] = [];
+    const merged = mergeResources(
+      { devices: [{ allow: true, type: "c", major: 10, minor: 229, access: "rwm" }] },
+      { devices: [{ allow: true, type: "b", major: 7, minor: 0, access: "r" }] },
+      (m) => warnings.push(m),
+      true,
+    );
+    expect(merged.devices).toEqual([
+      { allow: true, type: "c", major: 10, minor: 229, access: "rwm" },
+      { allow: true, type: "b", major: 7, minor: 0, access: "r" },
+    ]);
+    expect(warnings).toEqual([]);
   });
 });
 
