@@ -31,6 +31,7 @@ import { dirname, join, resolve } from "node:path";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
+import { Cgroup } from "../cgroups/manager.ts";
 import { PivotError } from "../errors.ts";
 import { createImage } from "../image/create.ts";
 import { layerHistory, readFileInLayers } from "../image/layer-lookup.ts";
@@ -75,8 +76,8 @@ import {
   tarCreate,
   upperChanges,
 } from "./files.ts";
-import { findConmon, LogWriter, type ReadLogsOptions, readLogs, startConmon } from "./monitor.ts";
 import { addInit } from "./init.ts";
+import { findConmon, LogWriter, type ReadLogsOptions, readLogs, startConmon } from "./monitor.ts";
 import { OciRuntimeCli } from "./oci-runtime.ts";
 import { attachHelper, consoleHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 import type {
@@ -165,6 +166,8 @@ interface RunState {
   monitorStart: string;
   pid: number;
   finishedAt?: string;
+  /** The container's cgroup directories, so they can go even when the runtime's state is lost. */
+  cgroupPaths?: Record<string, string>;
 }
 
 /** pivot-tty in console mode, and the socket it listens on. */
@@ -234,6 +237,22 @@ function readJson<T>(path: string): T | null {
   } catch {
     return null;
   }
+}
+
+/** Mount points in this mount namespace. */
+function mountPoints(): string[] {
+  let text = "";
+  try {
+    text = readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {}
+  return text
+    .split("\n")
+    .map((l) =>
+      (l.split(" ")[4] ?? "").replace(/\\([0-7]{3})/g, (_, o: string) =>
+        String.fromCharCode(Number.parseInt(o, 8)),
+      ),
+    )
+    .filter((p) => p !== "");
 }
 
 function monitorAlive(pid: number, start: string): boolean {
@@ -408,6 +427,40 @@ export class Engine {
     return [...this.runtimeCommand, "--root", this.runtime.store.root];
   }
 
+  /** The cgroup directories of a created container, for its state.json. */
+  private cgroupPathsOf(id: string): { cgroupPaths?: Record<string, string> } {
+    try {
+      const rt = this.rt(id);
+      const paths =
+        rt instanceof OciRuntimeCli
+          ? Cgroup.forContainer(`/pivot-${id}`).paths
+          : rt.store.load(id).cgroupPaths;
+      return { cgroupPaths: paths };
+    } catch {
+      return {};
+    }
+  }
+
+  /**
+   * Removes the cgroup directories of the container's last run if they are still there: the
+   * runtime's delete removes them, but not when its state is gone (a reboot, or a runtime state
+   * directory removed); processes left in them are killed first.
+   */
+  private releaseCgroups(id: string): void {
+    const paths = this.runState(id)?.cgroupPaths;
+    if (!paths || !Object.values(paths).some((p) => existsSync(p))) return;
+    try {
+      const cg = new Cgroup(paths);
+      for (let i = 0; i < 100 && cg.pids().length > 0; i++) {
+        cg.signalAll(9);
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      }
+      cg.destroy();
+    } catch (err) {
+      this.warn(`removing the cgroup of container ${id.slice(0, 12)}: ${(err as Error).message}`);
+    }
+  }
+
   // ---- lookup ----
 
   /** Finds a container by full id, name, or unique id prefix. */
@@ -529,6 +582,7 @@ export class Engine {
 
   /** Containers, newest first; running ones only unless `all`. Exited --rm containers are removed. */
   async list(options: { all?: boolean } = {}): Promise<ContainerInfo[]> {
+    await this.recover();
     const out: ContainerInfo[] = [];
     for (const id of this.ids()) {
       let info: ContainerInfo;
@@ -544,6 +598,90 @@ export class Engine {
       if (options.all || info.state.running) out.push(info);
     }
     return out.sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  // ---- recovery ----
+
+  /**
+   * Cleans what crashed pivot processes, killed monitors and reboots leave (`ps` runs it first):
+   * directories of creates and removes that died half-way (their lock is free), and exited
+   * containers whose monitor did not clean up: runtime state, cgroups, overlay mount, network.
+   * Returns the ids it cleaned.
+   */
+  async recover(): Promise<string[]> {
+    const cleaned: string[] = [];
+    let entries: string[];
+    try {
+      entries = readdirSync(this.containersDir);
+    } catch {
+      return cleaned;
+    }
+    for (const e of entries) {
+      const removing = /^\.removing-([0-9a-f]{64})$/.exec(e);
+      const id = removing ? removing[1]! : /^[0-9a-f]{64}$/.test(e) ? e : null;
+      if (!id) continue;
+      if (!removing && existsSync(join(this.dir(id), "container.json"))) continue;
+      if (await this.recoverOrphan(id, join(this.containersDir, e))) cleaned.push(id);
+    }
+    const mounted = new Set(mountPoints());
+    const known = new Set<string>();
+    for (const id of this.ids()) {
+      known.add(id);
+      let r: ContainerRecord;
+      let st: ReturnType<Engine["status"]>;
+      try {
+        r = this.load(id);
+        st = this.status(id);
+      } catch {
+        continue;
+      }
+      if (st.status !== "exited") continue;
+      const rs = this.runState(id);
+      if (rs && monitorAlive(rs.monitorPid, rs.monitorStart)) continue; // its cleanup is coming
+      const stale =
+        mounted.has(r.overlay.target) ||
+        this.rt(id).store.exists(id) ||
+        Object.values(rs?.cgroupPaths ?? {}).some((p) => existsSync(p));
+      if (!stale) continue;
+      await this.withLock(id, () => this.cleanupLocked(id, {}), 2000).catch((err) =>
+        this.warn(`cleaning up container ${id.slice(0, 12)}: ${(err as Error).message}`),
+      );
+      cleaned.push(id);
+    }
+    // Runtime state of containers the engine no longer has (a remove that died half-way).
+    for (const id of this.runtime.store.ids()) {
+      if (known.has(id) || existsSync(join(this.dir(id), "container.json"))) continue;
+      await this.withLock(id, () => this.runtime.delete(id, true), 100).catch(() => {});
+    }
+    return cleaned;
+  }
+
+  /**
+   * Removes a container directory without container.json (a create that died) or one renamed
+   * for removal (a remove that died), if no live process holds the container's lock.
+   */
+  private async recoverOrphan(id: string, path = this.dir(id)): Promise<boolean> {
+    return this.withLock(
+      id,
+      async () => {
+        if (path === this.dir(id) && existsSync(join(path, "container.json"))) return false;
+        if (!existsSync(path)) return false;
+        for (const m of mountPoints()
+          .filter((p) => p.startsWith(`${path}/`))
+          .reverse()) {
+          await unmountOverlay(m).catch(() => unmountOverlay(m, { lazy: true }));
+        }
+        if (this.runtime.store.exists(id)) await this.runtime.delete(id, true).catch(() => {});
+        rmSync(path, { recursive: true, force: true });
+        try {
+          for (const n of readdirSync(this.namesDir)) {
+            if (this.nameOwner(n) === id) unlinkSync(join(this.namesDir, n));
+          }
+        } catch {}
+        return true;
+      },
+      100,
+    ).catch(() => false);
   }
 
   // ---- create ----
@@ -581,6 +719,14 @@ export class Engine {
     }
   }
 
+  private nameOwner(name: string): string | null {
+    try {
+      return readlinkSync(join(this.namesDir, name));
+    } catch {
+      return null;
+    }
+  }
+
   private releaseName(name: string, id: string): void {
     const link = join(this.namesDir, name);
     try {
@@ -590,12 +736,22 @@ export class Engine {
 
   /** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
   async create(options: ContainerOptions): Promise<ContainerInfo> {
+    const id = randomBytes(32).toString("hex");
+    // Under the container's lock: a directory without container.json whose lock is free was
+    // left by a create that crashed (recover() cleans it).
+    return this.withLock(id, () => this.createLocked(options, id));
+  }
+
+  private async createLocked(options: ContainerOptions, id: string): Promise<ContainerInfo> {
     const store = await this.images();
     const image = await store.resolve(options.image);
-    const id = randomBytes(32).toString("hex");
     let name = options.name;
-    if (name !== undefined) this.claimName(name, id);
-    else {
+    if (name !== undefined) {
+      const owner = this.nameOwner(name);
+      if (owner && !existsSync(join(this.dir(owner), "container.json")))
+        await this.recoverOrphan(owner);
+      this.claimName(name, id);
+    } else {
       for (let i = 0; ; i++) {
         name = randomName();
         try {
@@ -879,10 +1035,13 @@ export class Engine {
   }
 
   /** Serializes start, cleanup and remove of one container, across processes. */
-  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+  private withLock<T>(id: string, fn: () => Promise<T>, timeoutMs?: number): Promise<T> {
     const dir = join(this.root, "locks");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return withFileLock(join(dir, `container-${id}.lock`), fn, { what: `container ${id}` });
+    return withFileLock(join(dir, `container-${id}.lock`), fn, {
+      what: `container ${id}`,
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    });
   }
 
   /** Starts a created or exited container detached, under conmon (`pivot start`). */
@@ -970,6 +1129,7 @@ export class Engine {
         monitorPid: conmonPid,
         monitorStart: procStat(conmonPid)?.startTime ?? "",
         pid,
+        ...this.cgroupPathsOf(id),
       } satisfies RunState);
       await beforeStart?.();
       await this.rt(id).start(id);
@@ -1071,6 +1231,7 @@ export class Engine {
           monitorPid: process.pid,
           monitorStart: me,
           pid,
+          ...this.cgroupPathsOf(id),
         } satisfies RunState);
         started();
       },
@@ -1168,6 +1329,7 @@ export class Engine {
       await this.rt(id)
         .delete(id, true)
         .catch((e) => this.warn((e as Error).message));
+    this.releaseCgroups(id);
     await this.disconnectNetwork(r);
     if (r.options.autoRemove && !options.keepOnFailure) {
       await this.removeLocked(id, { force: true });
@@ -1293,6 +1455,7 @@ export class Engine {
       await this.rt(id)
         .delete(id, true)
         .catch(() => {});
+    this.releaseCgroups(id);
     await this.disconnectNetwork(r);
     // Conmon, if alive, writes the exit file and runs cleanup; the directory goes regardless.
     await unmountOverlay(r.overlay.target).catch(() =>

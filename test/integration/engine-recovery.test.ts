@@ -1,0 +1,296 @@
+// State that is never lost: 50 `pivot run -d` at once, kill -9 of pivot processes and of the
+// containers' monitors (conmon), and a simulated reboot (overlay unmounted, runtime state dir
+// removed). Root, real containers, under conmon.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawn, spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { findConmon } from "../../src/engine/monitor.ts";
+import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
+import { BUN, isRoot, REPO } from "../helpers.ts";
+
+const PIVOT = join(REPO, "bin/pivot.ts");
+const hasConmon = findConmon() !== null;
+
+let t: TestEngine;
+/** Pids of pivot CLI processes this file started. */
+const started = new Set<number>();
+
+beforeAll(async () => {
+  if (!isRoot || !hasConmon) return;
+  t = await makeTestEngine();
+});
+
+/** conmon pids of this root's containers (conmon.pid in each container directory). */
+function conmonPids(): number[] {
+  const dir = join(t.root, "containers");
+  const out: number[] = [];
+  for (const e of existsSync(dir) ? readdirSync(dir) : []) {
+    try {
+      out.push(Number(readFileSync(join(dir, e, "conmon.pid"), "utf8").trim()));
+    } catch {}
+  }
+  return out.filter((p) => p > 0);
+}
+
+/** Whether `pid` is a conmon whose command line names this test's root. */
+function isOurConmon(pid: number): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return cmd.startsWith(`${findConmon()}\0`) && cmd.includes(t.root);
+  } catch {
+    return false;
+  }
+}
+
+function killOurConmons(): number {
+  let n = 0;
+  for (const pid of conmonPids()) {
+    if (!isOurConmon(pid)) continue;
+    try {
+      process.kill(pid, "SIGKILL");
+      n++;
+    } catch {}
+  }
+  return n;
+}
+
+afterAll(async () => {
+  if (!t) return;
+  for (const pid of started) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  }
+  killOurConmons();
+  await t.cleanup();
+});
+
+function pivot(args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
+    encoding: "utf8",
+    timeout: 120_000,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts a pivot CLI process; resolves with its status and output. */
+function pivotAsync(
+  args: string[],
+  onSpawn?: (pid: number) => void,
+): Promise<{ status: number | null; signal: string | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(BUN, [PIVOT, "--root", t.root, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    if (child.pid) {
+      started.add(child.pid);
+      onSpawn?.(child.pid);
+    }
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("close", (status, signal) => {
+      if (child.pid) started.delete(child.pid);
+      resolve({ status, signal, stdout, stderr });
+    });
+  });
+}
+
+interface Info {
+  id: string;
+  name: string;
+  state: { status: string; exitCode: number | null; pid: number; monitorPid: number };
+}
+
+function inspectAll(): Info[] {
+  const ids = pivot(["ps", "-a", "-q", "--no-trunc"]).stdout.split("\n").filter(Boolean);
+  if (ids.length === 0) return [];
+  const r = pivot(["inspect", ...ids]);
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout) as Info[];
+}
+
+/** Cgroup directories named after a container, in any hierarchy. */
+function cgroupDirsOf(id: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    let entries: string[];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(dir, e);
+      if (e.includes(id)) out.push(p);
+      else if (depth < 4 && !e.includes(".")) {
+        try {
+          if (readdirSync(p).includes("cgroup.procs")) walk(p, depth + 1);
+        } catch {}
+      }
+    }
+  };
+  walk("/sys/fs/cgroup", 0);
+  return out;
+}
+
+function removeAll(): void {
+  const ids = pivot(["ps", "-a", "-q", "--no-trunc"]).stdout.split("\n").filter(Boolean);
+  if (ids.length) expect(pivot(["rm", "-f", ...ids]).status).toBe(0);
+  expect(pivot(["ps", "-a", "-q"]).stdout).toBe("");
+}
+
+describe.skipIf(!isRoot || !hasConmon)("engine: state that is never lost", () => {
+  test("50 concurrent `pivot run -d`: all succeed, all are in ps -a", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        pivotAsync(["run", "-d", "--name", `par${i}`, "-l", "batch=par", IMAGE, "sleep", "300"]),
+      ),
+    );
+    for (const r of results) {
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      expect(r.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    }
+    const ids = new Set(results.map((r) => r.stdout.trim()));
+    expect(ids.size).toBe(50);
+    const listed = pivot(["ps", "-a", "-q", "--no-trunc"]).stdout.split("\n").filter(Boolean);
+    expect(new Set(listed)).toEqual(ids);
+    const infos = inspectAll();
+    expect(infos.map((i) => i.state.status)).toEqual(Array(50).fill("running"));
+    expect(new Set(infos.map((i) => i.name))).toEqual(
+      new Set(Array.from({ length: 50 }, (_, i) => `par${i}`)),
+    );
+    removeAll();
+    expect(mountsUnder(join(t.root, "containers"))).toEqual([]);
+    for (const id of ids) expect(cgroupDirsOf(id)).toEqual([]);
+  }, 240_000);
+
+  test("kill -9 of pivot processes mid-run and of every monitor: ps -a tells the truth, nothing is left", async () => {
+    // Ten runs, their pivot processes killed at staggered moments (some before, some during,
+    // some after the create), plus two that finish.
+    const killed = Array.from({ length: 10 }, (_, i) =>
+      pivotAsync(["run", "-d", "--name", `crash${i}`, IMAGE, "sleep", "300"], (pid) => {
+        setTimeout(
+          () => {
+            try {
+              process.kill(pid, "SIGKILL");
+            } catch {}
+          },
+          150 + i * 60,
+        );
+      }),
+    );
+    const ok = [0, 1].map((i) =>
+      pivotAsync(["run", "-d", "--name", `ok${i}`, IMAGE, "sleep", "300"]),
+    );
+    const all = await Promise.all([...killed, ...ok]);
+    for (const r of all.slice(10)) expect(r.status).toBe(0);
+    expect(killOurConmons()).toBeGreaterThanOrEqual(2);
+    await Bun.sleep(200);
+
+    // A create and a remove that died half-way (made by hand, deterministically): a directory
+    // without container.json, its overlay mounted, its name claimed and a stale lock of a dead
+    // process; a directory renamed for removal.
+    const orphan = "f".repeat(64);
+    const odir = join(t.root, "containers", orphan);
+    mkdirSync(join(odir, "merged"), { recursive: true });
+    expect(spawnSync("mount", ["-t", "tmpfs", "tmpfs", join(odir, "merged")]).status).toBe(0);
+    symlinkSync(orphan, join(t.root, "names", "orphan"));
+    const dead = spawnSync("true").pid;
+    writeFileSync(join(t.root, "locks", `container-${orphan}.lock`), `${dead}\n`);
+    mkdirSync(join(t.root, "containers", `.removing-${"e".repeat(64)}`, "upper"), {
+      recursive: true,
+    });
+
+    // Every container is listed with a status that matches its processes.
+    const infos = inspectAll();
+    expect(infos.length).toBeGreaterThanOrEqual(2);
+    for (const c of infos) {
+      if (c.state.status === "running") {
+        expect(c.state.pid).toBeGreaterThan(0);
+        expect(existsSync(`/proc/${c.state.pid}`)).toBe(true);
+      } else expect(["created", "exited"]).toContain(c.state.status);
+    }
+    // No half-created container is left behind: every directory has its container.json.
+    const dirs = readdirSync(join(t.root, "containers"));
+    for (const d of dirs)
+      expect(existsSync(join(t.root, "containers", d, "container.json"))).toBe(true);
+    expect(mountsUnder(odir)).toEqual([]);
+    expect(pivot(["create", "--name", "orphan", IMAGE, "true"]).status).toBe(0);
+    // Names of killed creates can be used again.
+    for (let i = 0; i < 10; i++) {
+      const name = `crash${i}`;
+      if (!infos.some((c) => c.name === name)) {
+        expect(pivot(["create", "--name", name, IMAGE, "true"]).status).toBe(0);
+      }
+    }
+
+    // Their monitors are gone: stopping them leaves an exit code nobody recorded.
+    const running = infos.filter((c) => c.state.status === "running");
+    expect(running.length).toBeGreaterThanOrEqual(2);
+    expect(pivot(["kill", ...running.map((c) => c.id)]).status).toBe(0);
+    for (let i = 0; i < 100; i++) {
+      if (running.every((c) => !existsSync(`/proc/${c.state.pid}`))) break;
+      await Bun.sleep(20);
+    }
+    const ps = pivot(["ps", "-a"]).stdout;
+    for (const c of running)
+      expect(ps).toMatch(new RegExp(`${c.id.slice(0, 12)}.*Exited \\(255\\)`));
+    // ps cleaned up after them: no overlay mount, no runtime state, no cgroup.
+    for (const c of running) {
+      expect(mountsUnder(join(t.root, "containers", c.id))).toEqual([]);
+      expect(existsSync(join(t.root, "run", "runtime", c.id))).toBe(false);
+      expect(cgroupDirsOf(c.id)).toEqual([]);
+    }
+    removeAll();
+    expect(mountsUnder(t.root)).toEqual([]);
+    expect(readdirSync(join(t.root, "containers"))).toEqual([]);
+    expect(readdirSync(join(t.root, "names"))).toEqual([]);
+  }, 120_000);
+
+  test("a simulated reboot: overlay unmounted, runtime state gone; ps -a tells the truth, start and rm work", async () => {
+    const id = pivot(["run", "-d", "--name", "boot", IMAGE, "sleep", "300"]).stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const before = (JSON.parse(pivot(["inspect", id]).stdout) as Info[])[0]!;
+    expect(before.state.status).toBe("running");
+    expect(cgroupDirsOf(id).length).toBeGreaterThan(0);
+    // What a reboot does: every process dies, mounts and /run are gone.
+    killOurConmons();
+    process.kill(before.state.pid, "SIGKILL");
+    for (let i = 0; i < 100 && existsSync(`/proc/${before.state.pid}`); i++) await Bun.sleep(20);
+    for (const m of mountsUnder(join(t.root, "containers", id)).reverse()) {
+      expect(spawnSync("umount", [m]).status).toBe(0);
+    }
+    rmSync(join(t.root, "run"), { recursive: true, force: true });
+
+    const ps = pivot(["ps", "-a"]);
+    expect(ps.status).toBe(0);
+    expect(ps.stdout).toMatch(/Exited \(255\) .* boot\n/);
+    expect(pivot(["ps", "-q"]).stdout).toBe("");
+    // The cgroup the runtime could no longer delete is gone too.
+    expect(cgroupDirsOf(id)).toEqual([]);
+    // It can run again, and be removed.
+    expect(pivot(["start", "boot"]).status).toBe(0);
+    expect(pivot(["ps", "-q", "--no-trunc"]).stdout).toBe(`${id}\n`);
+    expect(pivot(["rm", "-f", "boot"]).status).toBe(0);
+    expect(mountsUnder(t.root)).toEqual([]);
+    expect(cgroupDirsOf(id)).toEqual([]);
+    expect(readdirSync(join(t.root, "containers"))).toEqual([]);
+  }, 60_000);
+});
