@@ -6,7 +6,6 @@ import { engineMountReport, explainPath, renderPathReport } from "../engine/debu
 import { Engine, EngineError } from "../engine/engine.ts";
 import type { ContainerInfo, ContainerOptions, MountSpec } from "../engine/types.ts";
 import { formatError } from "../errors.ts";
-import { importRootfs } from "../image/create.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
 import { familiarString, parseReference } from "../image/reference.ts";
 import { parsePublish } from "../network/ports.ts";
@@ -24,6 +23,7 @@ import {
   parseArgs,
   UsageError,
 } from "./args.ts";
+import { IMAGE_COMMANDS, IMAGE_USAGE, imageCommand } from "./images.ts";
 import { NETWORK_USAGE, networkCommand } from "./network.ts";
 import { REGISTRY_COMMANDS, REGISTRY_USAGE, registryCommand } from "./registry.ts";
 
@@ -112,10 +112,7 @@ debugging:
   debug path [--format json] CONTAINER PATH   which layer or mount provides PATH
 volumes:
   volume create [NAME] | volume ls [-q] | volume inspect NAME... | volume rm NAME...
-images:
-  import TARBALL REFERENCE     import a root filesystem tarball as an image
-  images                       list images
-
+${IMAGE_USAGE}
 ${NETWORK_USAGE}
 ${REGISTRY_USAGE}
 global flags: --root DIR (default /var/lib/pivot), --run-root DIR, --debug
@@ -641,43 +638,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       await engine.cleanup(needArg(p, "a container", command), runId ? { runId } : {});
       return 0;
     }
-    case "import": {
-      const p = parseCommand(args, [], 2);
-      const [file, ref] = p.positionals;
-      if (!file || !ref) throw new UsageError("usage: pivot import TARBALL REFERENCE");
-      const store = await engine.images();
-      const image = await importRootfs(store, file === "-" ? process.stdin : file, {
-        refs: [ref],
-        config: {
-          config: {
-            Cmd: ["sh"],
-            Env: [`PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`],
-          },
-        },
-      });
-      process.stdout.write(`${image.id}\n`);
-      return 0;
-    }
-    case "images": {
-      const store = await engine.images();
-      const rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED"]];
-      for (const img of await store.listImages()) {
-        const names = img.names.length ? img.names : ["<none>:<none>"];
-        for (const n of names) {
-          let repo = "<none>";
-          let tag = "<none>";
-          try {
-            const ref = parseReference(n);
-            repo = familiarString({ ...ref, tag: undefined } as typeof ref).replace(/:latest$/, "");
-            tag = ref.tag ?? "<none>";
-          } catch {}
-          rows.push([repo, tag, img.id.slice(7, 19), `${ago(img.config.created ?? null)} ago`]);
-        }
-      }
-      printTable(rows);
-      return 0;
-    }
     default:
+      if (IMAGE_COMMANDS.includes(command)) return imageCommand(engine, command, args);
       if ((REGISTRY_COMMANDS as readonly string[]).includes(command)) {
         return registryCommand(command, args, () => engine.images());
       }

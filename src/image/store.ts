@@ -19,7 +19,7 @@
  * temporary directory renamed into place. Leftovers of killed processes are
  * removed when the store is opened.
  */
-import { createReadStream } from "node:fs";
+import { createReadStream, unlinkSync, writeFileSync } from "node:fs";
 import {
   mkdir,
   open,
@@ -85,6 +85,15 @@ export interface StoredImage {
 const BLOB_TEMP = /^blob-(\d+)-[a-z0-9]+$/;
 const LAYER_TEMP = /^(?:\.tmp-[0-9a-z]+-(\d+)-[a-z0-9]+|import(\d+)x[a-z0-9]+)$/;
 
+/** How long a writer's mark protects its content after its last write. */
+export const WRITER_LINGER_MS = 60_000;
+/** This process's writer marks (see beginWrite), by path. */
+const writers = new Map<
+  string,
+  { active: number; since: number; last: number; timer: ReturnType<typeof setInterval> | undefined }
+>();
+let exitHook = false;
+
 export class ImageStore {
   readonly root: string;
 
@@ -100,7 +109,7 @@ export class ImageStore {
   }
 
   private async init(): Promise<void> {
-    for (const d of ["blobs/sha256", "layers/sha256", "l", "tmp", "locks"]) {
+    for (const d of ["blobs/sha256", "layers/sha256", "l", "tmp", "locks", "writers"]) {
       await mkdir(join(this.root, d), { recursive: true, mode: 0o700 });
     }
     const layout = join(this.root, "oci-layout");
@@ -131,6 +140,7 @@ export class ImageStore {
     };
     await sweep(join(this.root, "tmp"), BLOB_TEMP);
     await sweep(join(this.root, "layers/sha256"), LAYER_TEMP);
+    await sweep(join(this.root, "writers"), /^(\d+)$/);
     for (const name of await readdir(this.root).catch(() => [] as string[])) {
       const m = /^index\.json\.tmp-(\d+)-[a-z0-9]+$/.exec(name);
       if (m && !isAlive(Number(m[1]))) {
@@ -139,6 +149,67 @@ export class ImageStore {
       }
     }
     return removed;
+  }
+
+  /**
+   * Marks this process as writing to the store: `writers/<pid>` holds
+   * the start of the current burst of writes (ms) and its mtime is the last
+   * activity (refreshed every 10 s while a write runs). Garbage collection in
+   * another process keeps content newer than that start while the writer is
+   * alive and active within WRITER_LINGER_MS, since it may belong to a load,
+   * pull or import that is not tagged yet. Returns the function ending it.
+   */
+  beginWrite(): () => void {
+    const path = join(this.root, "writers", String(process.pid));
+    let w = writers.get(path);
+    const now = Date.now();
+    if (w === undefined) {
+      w = { active: 0, since: now, last: 0, timer: undefined };
+      writers.set(path, w);
+    }
+    if (w.active === 0 && now - w.last > WRITER_LINGER_MS) w.since = now;
+    w.active++;
+    const state = w;
+    const touch = () => {
+      state.last = Date.now();
+      try {
+        writeFileSync(path, `${state.since}\n`, { mode: 0o644 });
+      } catch {}
+    };
+    touch();
+    state.timer ??= setInterval(touch, 10_000);
+    state.timer.unref?.();
+    if (!exitHook) {
+      exitHook = true;
+      process.on("exit", () => {
+        for (const p of writers.keys()) {
+          try {
+            unlinkSync(p);
+          } catch {}
+        }
+      });
+    }
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      state.active--;
+      touch();
+      if (state.active === 0 && state.timer !== undefined) {
+        clearInterval(state.timer);
+        state.timer = undefined;
+      }
+    };
+  }
+
+  /** Runs `fn` as one write (see beginWrite). */
+  async writing<T>(fn: () => Promise<T>): Promise<T> {
+    const end = this.beginWrite();
+    try {
+      return await fn();
+    } finally {
+      end();
+    }
   }
 
   // ---- blobs ----
@@ -161,6 +232,14 @@ export class ImageStore {
     source: Uint8Array | AsyncIterable<Uint8Array>,
     expected: { digest?: string; size?: number } = {},
     what = "blob",
+  ): Promise<{ digest: string; size: number }> {
+    return this.writing(() => this.putBlobNow(source, expected, what));
+  }
+
+  private async putBlobNow(
+    source: Uint8Array | AsyncIterable<Uint8Array>,
+    expected: { digest?: string; size?: number },
+    what: string,
   ): Promise<{ digest: string; size: number }> {
     const algorithm = expected.digest ? parseDigest(expected.digest).algorithm : "sha256";
     if (expected.digest && (await this.hasBlob(expected.digest))) {
@@ -366,6 +445,26 @@ export class ImageStore {
     if (!found) throw new ImageNotFoundError(reference, this.root);
   }
 
+  /**
+   * Removes an image (every index entry of manifest `digest`, tagged or not).
+   * Its blobs and layers stay until garbage collection. Returns the names it had.
+   */
+  async removeManifest(digest: string): Promise<string[]> {
+    const names: string[] = [];
+    let found = false;
+    await this.updateIndex((index) => {
+      index.manifests = index.manifests.filter((d) => {
+        if (d.digest !== digest) return true;
+        found = true;
+        const name = d.annotations?.[ANNOTATION_REF_NAME];
+        if (name !== undefined) names.push(name);
+        return false;
+      });
+    });
+    if (!found) throw new ImageNotFoundError(digest, this.root);
+    return names;
+  }
+
   /** All images, one per manifest, with their names. */
   async listImages(): Promise<StoredImage[]> {
     const index = await this.readIndex();
@@ -504,6 +603,7 @@ export class ImageStore {
     archiveName?: string,
   ): Promise<LayerRecord> {
     if (await this.hasLayer(diffId)) return this.getLayer(diffId);
+    const endWrite = this.beginWrite();
     return withFileLock(
       this.lockPath(`layer-${parseDigest(diffId).hex}`),
       async () => {
@@ -528,7 +628,7 @@ export class ImageStore {
         return this.getLayer(diffId);
       },
       { what: `layer ${diffId}` },
-    );
+    ).finally(endWrite);
   }
 
   /**
@@ -545,8 +645,22 @@ export class ImageStore {
     expected: { digest: string; size?: number; diffId: string; mediaType?: string },
     archiveName?: string,
   ): Promise<LayerRecord> {
-    const { digest, diffId } = expected;
+    const { digest } = expected;
     const what = archiveName ?? `layer ${digest}`;
+    const endWrite = this.beginWrite();
+    try {
+      return await this.putLayerStreamNow(source, expected, what);
+    } finally {
+      endWrite();
+    }
+  }
+
+  private async putLayerStreamNow(
+    source: AsyncIterable<Uint8Array>,
+    expected: { digest: string; size?: number; diffId: string; mediaType?: string },
+    what: string,
+  ): Promise<LayerRecord> {
+    const { digest, diffId } = expected;
     const blobOnly = async () => {
       await this.putBlob(
         source,
@@ -706,6 +820,14 @@ export class ImageStore {
    * its diff_id's place unless that layer exists already.
    */
   async importLayer(
+    digest: string,
+    mediaType?: string,
+    archiveName?: string,
+  ): Promise<LayerRecord> {
+    return this.writing(() => this.importLayerNow(digest, mediaType, archiveName));
+  }
+
+  private async importLayerNow(
     digest: string,
     mediaType?: string,
     archiveName?: string,

@@ -1,0 +1,310 @@
+// Image housekeeping that needs to know the containers: rmi, image prune, system df, and garbage
+// collection that keeps every layer a container (running or not) still uses.
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { parseDigest } from "../image/digest.ts";
+import { collectGarbage, type GcResult, imageSize, layerSize, treeSize } from "../image/gc.ts";
+import { formatReference, parseReference } from "../image/reference.ts";
+import type { StoredImage } from "../image/store.ts";
+import { type Engine, EngineError } from "./engine.ts";
+import type { ContainerInfo } from "./types.ts";
+
+export interface ImageUsage {
+  images: StoredImage[];
+  containers: ContainerInfo[];
+  /** Containers by the image ID they were created from. */
+  byImage: Map<string, ContainerInfo[]>;
+  /** diff_ids of the layers under the containers' root filesystems. */
+  containerLayers: Set<string>;
+}
+
+/** Images, containers, and which layers the containers use (from their lowerdirs). */
+export async function imageUsage(engine: Engine): Promise<ImageUsage> {
+  const store = await engine.images();
+  const images = await store.listImages();
+  const containers = await engine.list({ all: true });
+  const byLink = new Map<string, string>();
+  for (const hex of await readdir(join(store.root, "layers", "sha256")).catch(
+    () => [] as string[],
+  )) {
+    if (/^[0-9a-f]{64}$/.test(hex)) byLink.set(hex.slice(0, 16), `sha256:${hex}`);
+  }
+  const byImage = new Map<string, ContainerInfo[]>();
+  const containerLayers = new Set<string>();
+  for (const c of containers) {
+    byImage.set(c.imageId, [...(byImage.get(c.imageId) ?? []), c]);
+    for (const dir of c.rootfs.lowerdirs) {
+      const m = /\/l\/([0-9a-f]{16})$/.exec(dir);
+      const diffId = m ? byLink.get(m[1]!) : undefined;
+      if (diffId) containerLayers.add(diffId);
+    }
+  }
+  return { images, containers, byImage, containerLayers };
+}
+
+/** Garbage collection keeping the layers of every container. */
+export async function collectEngineGarbage(
+  engine: Engine,
+  options: { dryRun?: boolean } = {},
+): Promise<GcResult> {
+  const usage = await imageUsage(engine);
+  return collectGarbage(await engine.images(), {
+    keepLayers: usage.containerLayers,
+    ...(options.dryRun ? { dryRun: true } : {}),
+  });
+}
+
+export type RemoveEvent = { Untagged: string } | { Deleted: string };
+
+function shortId(id: string): string {
+  return parseDigest(id).hex.slice(0, 12);
+}
+
+function display(name: string): string {
+  try {
+    return formatReference(parseReference(name)).replace(/^docker\.io\/(library\/)?/, "");
+  } catch {
+    return name;
+  }
+}
+
+/**
+ * `pivot rmi`: a name of an image with several names is untagged; the last name, or an image ID,
+ * removes the image, refused while a container uses it unless `force`. Blobs and layers nothing
+ * uses any more are collected afterwards (unless `noPrune`); layers of containers stay.
+ */
+export async function removeImage(
+  engine: Engine,
+  ref: string,
+  options: { force?: boolean; noPrune?: boolean } = {},
+): Promise<{ events: RemoveEvent[]; gc: GcResult | null }> {
+  const store = await engine.images();
+  const image = await store.resolve(ref);
+  let byName: string | undefined;
+  try {
+    const full = formatReference(parseReference(ref));
+    if (image.names.includes(full)) byName = full;
+  } catch {}
+  const events: RemoveEvent[] = [];
+  if (byName !== undefined && image.names.length > 1) {
+    await store.untag(byName);
+    events.push({ Untagged: display(byName) });
+    return { events, gc: null };
+  }
+  if (byName === undefined && image.names.length > 1 && !options.force) {
+    throw new EngineError(
+      `conflict: unable to delete ${shortId(image.id)} (must be forced): the image is referenced in ${image.names.length} repositories`,
+      {
+        hint: `remove the names one by one (\`pivot rmi ${display(image.names[0]!)}\`), or use -f`,
+      },
+    );
+  }
+  const users = (await imageUsage(engine)).byImage.get(image.id) ?? [];
+  if (users.length > 0 && !options.force) {
+    const c = users[0]!;
+    throw new EngineError(
+      `conflict: unable to remove image ${byName ? display(byName) : shortId(image.id)}: container ${c.id.slice(0, 12)} (${c.name}, ${c.state.status}) uses it`,
+      {
+        hint: `remove the container first (\`pivot rm ${c.name}\`), or use \`pivot rmi -f\`, which keeps the layers the container needs`,
+      },
+    );
+  }
+  const names = await store.removeManifest(image.manifestDigest);
+  for (const n of names) events.push({ Untagged: display(n) });
+  events.push({ Deleted: image.id });
+  const gc = options.noPrune ? null : await collectEngineGarbage(engine);
+  return { events, gc };
+}
+
+/** `pivot image prune`: untagged images (all unused ones with `all`) no container uses. */
+export async function pruneImages(
+  engine: Engine,
+  options: { all?: boolean } = {},
+): Promise<{ deleted: { id: string; names: string[] }[]; gc: GcResult }> {
+  const store = await engine.images();
+  const usage = await imageUsage(engine);
+  const deleted: { id: string; names: string[] }[] = [];
+  for (const img of usage.images) {
+    if (usage.byImage.has(img.id)) continue;
+    if (!options.all && img.names.length > 0) continue;
+    const names = await store.removeManifest(img.manifestDigest).catch(() => null);
+    if (names !== null) deleted.push({ id: img.id, names });
+  }
+  const gc = await collectGarbage(store, { keepLayers: usage.containerLayers });
+  return { deleted, gc };
+}
+
+export interface DiskUsage {
+  images: {
+    id: string;
+    names: string[];
+    created: string | null;
+    size: number;
+    sharedSize: number;
+    uniqueSize: number;
+    containers: number;
+  }[];
+  containers: { id: string; name: string; image: string; status: string; size: number }[];
+  volumes: { name: string; size: number; links: number }[];
+  totals: {
+    images: { total: number; active: number; size: number; reclaimable: number };
+    containers: { total: number; active: number; size: number; reclaimable: number };
+    volumes: { total: number; active: number; size: number; reclaimable: number };
+  };
+}
+
+/**
+ * `pivot system df`: images (size = their layers' uncompressed sizes; shared = the part in layers
+ * other images also have, unique = the rest), containers (their upper directories), volumes.
+ */
+export async function systemDf(engine: Engine): Promise<DiskUsage> {
+  const store = await engine.images();
+  const usage = await imageUsage(engine);
+  const layerUsers = new Map<string, number>();
+  for (const img of usage.images) {
+    for (const d of new Set(img.layers.map((l) => l.diffId)))
+      layerUsers.set(d, (layerUsers.get(d) ?? 0) + 1);
+  }
+  const sizes = new Map<string, number>();
+  const sizeOf = async (diffId: string, fallback: number) => {
+    let s = sizes.get(diffId);
+    if (s === undefined) {
+      s = await layerSize(store, diffId, fallback);
+      sizes.set(diffId, s);
+    }
+    return s;
+  };
+  const images: DiskUsage["images"] = [];
+  const activeLayers = new Set<string>(usage.containerLayers);
+  for (const img of usage.images) {
+    let shared = 0;
+    let unique = 0;
+    const seen = new Set<string>();
+    for (const l of img.layers) {
+      if (seen.has(l.diffId)) continue;
+      seen.add(l.diffId);
+      const s = await sizeOf(l.diffId, l.descriptor.size);
+      if ((layerUsers.get(l.diffId) ?? 0) > 1) shared += s;
+      else unique += s;
+    }
+    const containers = usage.byImage.get(img.id)?.length ?? 0;
+    if (containers > 0) for (const l of img.layers) activeLayers.add(l.diffId);
+    images.push({
+      id: img.id,
+      names: img.names,
+      created: img.config.created ?? null,
+      size: await imageSize(store, img),
+      sharedSize: shared,
+      uniqueSize: unique,
+      containers,
+    });
+  }
+  let imagesSize = 0;
+  let reclaimable = 0;
+  for (const [diffId, s] of sizes) {
+    imagesSize += s;
+    if (!activeLayers.has(diffId)) reclaimable += s;
+  }
+  const containers: DiskUsage["containers"] = [];
+  let cSize = 0;
+  let cReclaim = 0;
+  for (const c of usage.containers) {
+    const size = await treeSize(c.rootfs.upperdir);
+    containers.push({ id: c.id, name: c.name, image: c.image, status: c.state.status, size });
+    cSize += size;
+    if (!c.state.running) cReclaim += size;
+  }
+  const volumeUsers = new Map<string, number>();
+  for (const c of usage.containers)
+    for (const v of c.volumes) volumeUsers.set(v.name, (volumeUsers.get(v.name) ?? 0) + 1);
+  const volumes: DiskUsage["volumes"] = [];
+  let vSize = 0;
+  let vReclaim = 0;
+  for (const v of engine.listVolumes()) {
+    const size = await treeSize(v.mountpoint);
+    const links = volumeUsers.get(v.name) ?? 0;
+    volumes.push({ name: v.name, size, links });
+    vSize += size;
+    if (links === 0) vReclaim += size;
+  }
+  return {
+    images,
+    containers,
+    volumes,
+    totals: {
+      images: {
+        total: usage.images.length,
+        active: images.filter((i) => i.containers > 0).length,
+        size: imagesSize,
+        reclaimable,
+      },
+      containers: {
+        total: containers.length,
+        active: usage.containers.filter((c) => c.state.running).length,
+        size: cSize,
+        reclaimable: cReclaim,
+      },
+      volumes: {
+        total: volumes.length,
+        active: volumes.filter((v) => v.links > 0).length,
+        size: vSize,
+        reclaimable: vReclaim,
+      },
+    },
+  };
+}
+
+/** `pivot image inspect`: Docker's essentials. */
+export async function inspectImage(engine: Engine, ref: string): Promise<Record<string, unknown>> {
+  const store = await engine.images();
+  const image = await store.resolve(ref);
+  const layers = await Promise.all(
+    image.layers.map(async (l) => ({ ...l, path: store.layerDir(l.diffId) })),
+  );
+  const repos = image.names.map(display);
+  const c = image.config;
+  return {
+    Id: image.id,
+    RepoTags: repos,
+    RepoDigests: [
+      ...new Set(
+        image.names.map((n) => `${display(n).replace(/:[^:/@]+$/, "")}@${image.manifestDigest}`),
+      ),
+    ],
+    Parent: "",
+    Comment: c.history?.at(-1)?.comment ?? "",
+    Created: c.created ?? null,
+    Author: c.author ?? "",
+    Config: {
+      User: c.config?.User ?? "",
+      ExposedPorts: c.config?.ExposedPorts ?? null,
+      Env: c.config?.Env ?? null,
+      Cmd: c.config?.Cmd ?? null,
+      Entrypoint: c.config?.Entrypoint ?? null,
+      Volumes: c.config?.Volumes ?? null,
+      WorkingDir: c.config?.WorkingDir ?? "",
+      Labels: c.config?.Labels ?? null,
+      StopSignal: c.config?.StopSignal ?? "",
+    },
+    Architecture: c.architecture,
+    ...(c.variant ? { Variant: c.variant } : {}),
+    Os: c.os,
+    Size: await imageSize(store, image),
+    GraphDriver: {
+      Name: "overlay",
+      Data: {
+        LowerDir: [...layers]
+          .reverse()
+          .map((l) => join(l.path, "diff"))
+          .join(":"),
+      },
+    },
+    RootFS: { Type: "layers", Layers: image.layers.map((l) => l.diffId) },
+    Manifest: {
+      Digest: image.manifestDigest,
+      MediaType: image.manifest.mediaType ?? "application/vnd.oci.image.manifest.v1+json",
+      Layers: image.layers.map((l) => l.descriptor),
+    },
+    History: c.history ?? [],
+  };
+}
