@@ -214,11 +214,16 @@ export class Cgroup {
     for (const dir of Object.values(this.paths)) write(join(dir, "cgroup.procs"), String(pid));
   }
 
-  /** The pids of every process in the cgroup. */
+  /**
+   * The pids of every process in the cgroup. Every member is in each of the container's
+   * hierarchies (it is joined to all, the first one first), so the first hierarchy whose
+   * directory exists answers, as runc reads one.
+   */
   pids(): number[] {
     const pids = new Set<number>();
     for (const dir of Object.values(this.paths)) {
-      for (const d of walk(dir)) {
+      const dirs = walk(dir);
+      for (const d of dirs) {
         try {
           for (const line of readFileSync(join(d, "cgroup.procs"), "utf8").split("\n")) {
             if (line) pids.add(Number(line));
@@ -227,8 +232,7 @@ export class Cgroup {
           // The directory went away meanwhile.
         }
       }
-      // One hierarchy that exists holds every member; prefer the first one.
-      if (existsSync(dir) && pids.size > 0) break;
+      if (dirs.length > 0) break;
     }
     return [...pids];
   }
@@ -328,6 +332,13 @@ export class Cgroup {
   destroy(): void {
     const errors: string[] = [];
     for (const dir of Object.values(this.paths)) {
+      // Usually a leaf: one rmdir. Sub-cgroups the container made, deepest first.
+      try {
+        rmdirSync(dir);
+        continue;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+      }
       for (const d of walk(dir).reverse()) {
         try {
           rmdirSync(d);
