@@ -151,7 +151,7 @@ export class LaunchSession {
   private readonly control: Duplex | undefined;
   private controlFd = -1;
   private controlReader: ControlReader | undefined;
-  private readonly onSync: SyncHandler;
+  private onSync: SyncHandler;
   private readonly trace: Trace | undefined;
   private readonly reader = new MessageReader();
   private queue: Promise<void> = Promise.resolve();
@@ -172,10 +172,10 @@ export class LaunchSession {
    */
   private readonly initPidWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
-  constructor(
-    private readonly plan: Plan,
-    options: LaunchOptions,
-  ) {
+  /** The plan: given at once, or later with sendPlan (a launcher spawned ahead of it). */
+  private plan: Plan | undefined;
+
+  constructor(plan: Plan | undefined, options: LaunchOptions) {
     this.onSync = options.onSync;
     this.trace = options.trace;
     const stdio = options.stdio ?? ["inherit", "inherit", "inherit"];
@@ -187,12 +187,6 @@ export class LaunchSession {
         hint: "build it with `make -C native` (the setup script does this), or set PIVOT_LAUNCHER",
       });
     }
-    // The whole plan in one buffer, written at once.
-    const messages: Buffer[] = [];
-    if (this.trace) messages.push(encodeMessage(Op.Trace, []));
-    for (const step of plan.steps) messages.push(encodeMessage(step.op, step.args));
-    messages.push(encodeMessage(Op.End, []));
-    const planBytes = Buffer.concat(messages);
     const bun = bunApi();
     if (bun && !options.childProcess && !stdio.slice(0, 3).includes("pipe")) {
       let proc: BunSubprocess;
@@ -211,8 +205,8 @@ export class LaunchSession {
         throw new PivotError("could not open the control socket to the launcher");
       this.controlFd = fd;
       this.trace?.mark("launcher spawned (spawn() returned)");
-      writeAllSync(fd, planBytes);
       void this.readControl(bun, fd);
+      if (plan) this.sendPlan(plan);
       return;
     }
     this.child = childProcess().spawn(path, [String(controlFd)], {
@@ -232,7 +226,22 @@ export class LaunchSession {
     this.control.on("close", () => this.controlEnded());
     this.control.on("error", () => {});
     this.trace?.mark("launcher spawned (spawn() returned)");
-    this.control.write(planBytes);
+    if (plan) this.sendPlan(plan);
+  }
+
+  /**
+   * Sends the plan, in one write. A launcher spawned without one (spawnLauncher) starts up
+   * meanwhile and waits for it; dropped without one (detach), it reads the end and exits.
+   */
+  sendPlan(plan: Plan, onSync?: SyncHandler): void {
+    if (this.plan) throw new PivotError("the launcher has its plan already");
+    this.plan = plan;
+    if (onSync) this.onSync = onSync;
+    const messages: Buffer[] = [];
+    if (this.trace) messages.push(encodeMessage(Op.Trace, []));
+    for (const step of plan.steps) messages.push(encodeMessage(step.op, step.args));
+    messages.push(encodeMessage(Op.End, []));
+    this.send(Buffer.concat(messages));
   }
 
   /** Bun.spawn path: reads the control socket until every holder of its other end is gone. */
@@ -322,7 +331,8 @@ export class LaunchSession {
         break;
       }
       case Event.Trace:
-        this.trace?.launcherStep(this.plan, m.args[0] as number, m.args[1] as number);
+        if (this.plan)
+          this.trace?.launcherStep(this.plan, m.args[0] as number, m.args[1] as number);
         break;
       case Event.Ready:
         try {
@@ -349,11 +359,11 @@ export class LaunchSession {
   }
 
   private launchError(stepIndex: number, errno: number, detail: string): LaunchError {
-    const step = this.plan.steps[stepIndex];
+    const step = this.plan?.steps[stepIndex];
     const name = errnoName(errno);
     const why = errnoText[name] ?? name;
     const what = step ? `step ${stepIndex + 1} (${step.text})` : "launcher";
-    const program = this.plan.program;
+    const program = this.plan?.program;
     const diagnosis =
       step?.op === Op.Exec && name === "ENOENT" && program
         ? diagnoseExecEnoent(program.rootfs, program.name, program.path, program.cwd)
@@ -468,6 +478,19 @@ export class LaunchSession {
 /** Starts the launcher on a plan. */
 export function launch(plan: Plan, options: LaunchOptions): LaunchSession {
   return new LaunchSession(plan, options);
+}
+
+/**
+ * Starts the launcher before its plan is ready, so that its start-up (exec, dynamic linking)
+ * overlaps the runtime's own work; `sendPlan` hands it the plan.
+ */
+export function spawnLauncher(options: Omit<LaunchOptions, "onSync">): LaunchSession {
+  return new LaunchSession(undefined, {
+    onSync: () => {
+      throw new PivotError("a sync point before the plan's sync handler was set");
+    },
+    ...options,
+  });
 }
 
 /** The exit code a shell would show for a wait status: the code, or 128 + signal. */

@@ -21,7 +21,13 @@ import { parseConfig, validateProcess } from "../oci/validate.ts";
 import { listenerState } from "../security/seccomp.ts";
 import { attachDeviceFilter, deviceFilterStep } from "./cgroup-devices.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
-import { exitCodeOf, type LaunchSession, launch, type StdioSpec } from "./launcher.ts";
+import {
+  exitCodeOf,
+  type LaunchSession,
+  launch,
+  type StdioSpec,
+  spawnLauncher,
+} from "./launcher.ts";
 import {
   type CgroupMountSource,
   compileContainerPlan,
@@ -241,9 +247,24 @@ export class Runtime {
     options: CreateOptions,
     waitForInit: boolean,
   ): Promise<{ session: LaunchSession; record: ContainerRecord }> {
-    const { plan, spec, bundle, rootfs, cgroup } = this.planContainer(id, options, waitForInit);
+    // The launcher starts up (exec, dynamic linking) while the config is read and compiled; it
+    // waits for its plan.
+    const s = spawnLauncher({
+      ...(this.trace ? { trace: this.trace } : {}),
+      ...(options.stdio ? { stdio: options.stdio } : {}),
+      preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
+      ...(options.onLaunch ? { childProcess: true } : {}),
+    });
+    let planned: ReturnType<Runtime["planContainer"]>;
+    try {
+      planned = this.planContainer(id, options, waitForInit);
+      this.store.claim(id);
+    } catch (err) {
+      s.detach(); // it reads the end of its plan and exits
+      throw err;
+    }
+    const { plan, spec, bundle, rootfs, cgroup } = planned;
     for (const warning of plan.warnings) this.warn(warning);
-    this.store.claim(id);
     const record: ContainerRecord = {
       id,
       pid: 0,
@@ -260,41 +281,35 @@ export class Runtime {
     // No paths: a rootless container without delegated cgroups.
     const hasCgroup = Object.keys(cgroup.paths).length > 0;
     try {
+      session = s;
       if (hasCgroup) {
         cgroup.create();
         this.trace?.mark("cgroup created");
         // Right after the mkdir, which the primed lock would hold up (see primeAttach).
         primeAttach();
       }
-      const s = launch(plan, {
-        ...(this.trace ? { trace: this.trace } : {}),
-        ...(options.stdio ? { stdio: options.stdio } : {}),
-        preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
-        ...(options.onLaunch ? { childProcess: true } : {}),
-        onSync: async (point, pid) => {
-          if (point === SyncPoint.SetupChildCreated) {
-            if (plan.idMaps) {
-              writeIdMaps(pid, spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps);
-            }
-            cgroup.join(pid);
-            return undefined;
+      s.sendPlan(plan, async (point, pid) => {
+        if (point === SyncPoint.SetupChildCreated) {
+          if (plan.idMaps) {
+            writeIdMaps(pid, spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps);
           }
-          // BeforePivot: the init exists; hooks see its pid.
-          record.pid = s.initPid;
-          record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
-          this.store.save(record);
-          // As crun and the runtime-tools suite expect: the hooks see the state "created".
-          const state = this.stateOf(record, "created");
-          await runHooks(spec.hooks?.prestart, state, "prestart");
-          await runHooks(spec.hooks?.createRuntime, state, "createRuntime");
-          const created = JSON.stringify(this.stateOf(record, "created"));
-          if (!plan.seccompListener) return created;
-          // The seccomp agent is told of a container still being created, as runc does.
-          const creating = this.stateOf(record, "creating");
-          return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
-        },
+          cgroup.join(pid);
+          return undefined;
+        }
+        // BeforePivot: the init exists; hooks see its pid.
+        record.pid = s.initPid;
+        record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
+        this.store.save(record);
+        // As crun and the runtime-tools suite expect: the hooks see the state "created".
+        const state = this.stateOf(record, "created");
+        await runHooks(spec.hooks?.prestart, state, "prestart");
+        await runHooks(spec.hooks?.createRuntime, state, "createRuntime");
+        const created = JSON.stringify(this.stateOf(record, "created"));
+        if (!plan.seccompListener) return created;
+        // The seccomp agent is told of a container still being created, as runc does.
+        const creating = this.stateOf(record, "creating");
+        return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
       });
-      session = s;
       if (s.child) options.onLaunch?.(s.child);
       // While the launcher starts: the state, and the cgroup's resources. The launcher's setup
       // process waits at the SetupChildCreated sync point, which is answered (the cgroup joined)
