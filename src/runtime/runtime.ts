@@ -392,7 +392,9 @@ export class Runtime {
     const fd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     try {
       const buf = Buffer.alloc(1);
-      for (;;) {
+      // The init writes its byte as soon as it is scheduled after this open: poll from 20 µs
+      // up to 1 ms rather than sleeping a whole millisecond first.
+      for (let wait = 0.02; ; wait = Math.min(wait * 2, 1)) {
         try {
           if (readSync(fd, buf, 0, 1, null) === 1) break;
         } catch (err) {
@@ -403,7 +405,7 @@ export class Runtime {
             hint: `\`delete ${record.id}\` removes it`,
           });
         }
-        sleep(1);
+        sleep(wait);
       }
     } finally {
       closeSync(fd);
