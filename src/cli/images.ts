@@ -18,6 +18,7 @@ import { formatError } from "../errors.ts";
 import { importRootfs } from "../image/create.ts";
 import { imageSize } from "../image/gc.ts";
 import { loadImages } from "../image/load.ts";
+import { rootfsDriver } from "../image/overlay.ts";
 import { familiarString, parseReference } from "../image/reference.ts";
 import { resolveSaveItems, type SaveFormat, saveImages } from "../image/save.ts";
 import { boolFlag, type FlagSpec, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
@@ -36,6 +37,7 @@ export const IMAGE_USAGE = `images:
   save [-o FILE] [--format docker-archive|oci-archive] IMAGE...   images as an archive
   import [-m MESSAGE] [-c CMD] TARBALL|- [REFERENCE]   a root filesystem tarball as an image
   system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes
+  system info                  store root, storage driver (overlay, fuse-overlayfs or copy) and why
 `;
 
 /** Docker's sizes: decimal units, 4 significant digits (4.261MB). */
@@ -326,8 +328,25 @@ export async function imageCommand(
     }
     case "system": {
       const sub = args[0];
+      if (sub === "info") {
+        const d = rootfsDriver();
+        const store = await engine.images();
+        const usage = await imageUsage(engine);
+        process.stdout.write(
+          [
+            `Root: ${store.root}`,
+            `Storage Driver: ${d.driver} (${d.reason})`,
+            `Images: ${usage.images.length}`,
+            `Containers: ${usage.containers.length} (running: ${usage.containers.filter((c) => c.state.running).length})`,
+            "",
+          ].join("\n"),
+        );
+        return 0;
+      }
       if (sub !== "df")
-        throw new UsageError(`unknown system command "${sub ?? ""}"`, { hint: "use system df" });
+        throw new UsageError(`unknown system command "${sub ?? ""}"`, {
+          hint: "use system df or system info",
+        });
       const p = parse(args.slice(1), [
         { name: "verbose", aliases: ["v"] },
         { name: "format", value: true },

@@ -4,6 +4,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { parseDigest } from "../image/digest.ts";
 import { collectGarbage, type GcResult, imageSize, layerSize, treeSize } from "../image/gc.ts";
+import { rootfsDriver } from "../image/overlay.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
 import type { StoredImage } from "../image/store.ts";
 import { type Engine, EngineError } from "./engine.ts";
@@ -291,7 +292,7 @@ export async function inspectImage(engine: Engine, ref: string): Promise<Record<
     Os: c.os,
     Size: await imageSize(store, image),
     GraphDriver: {
-      Name: "overlay",
+      Name: rootfsDriver().driver,
       Data: {
         LowerDir: [...layers]
           .reverse()

@@ -6,9 +6,19 @@
  * Lower layers are named by their short links under <store>/l/ and mounted
  * with the store root as working directory (as Docker's overlay2 does), so
  * 128 layers and more fit in mount(2)'s one-page option string.
+ *
+ * Hosts without OverlayFS get a fallback, chosen once per process by
+ * rootfsDriver() and recorded in each plan: fuse-overlayfs (Debian's package;
+ * same lowerdir/upperdir/workdir layout, the same whiteouts, so diff and
+ * commit work unchanged) when it and /dev/fuse are there, else "copy": the
+ * layers copied bottom to top into the container's own directory (whiteouts
+ * and opaque directories applied), writes going straight into it.
+ * PIVOT_STORAGE_DRIVER=overlay|fuse-overlayfs|copy forces one.
  */
-import { mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { accessSync, constants, existsSync, readFileSync, realpathSync } from "node:fs";
+import { lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { delimiter, join } from "node:path";
 import { OverlayError } from "./errors.ts";
 import { runHelper } from "./helpers.ts";
 import type { ImageStore, LayerRecord, StoredImage } from "./store.ts";
@@ -16,7 +26,14 @@ import type { ImageStore, LayerRecord, StoredImage } from "./store.ts";
 /** mount(2) copies at most one page of option data. */
 export const MAX_MOUNT_OPTIONS = 4095;
 
+/** How a container's root filesystem is made from the image's layers. */
+export type RootfsDriver = "overlay" | "fuse-overlayfs" | "copy";
+
+export const ROOTFS_DRIVERS: readonly RootfsDriver[] = ["overlay", "fuse-overlayfs", "copy"];
+
 export interface OverlayPlan {
+  /** Absent in plans of older versions: overlay. */
+  driver?: RootfsDriver;
   /** Lower directories as they appear in the options, top layer first. */
   lowerdirs: string[];
   upperdir: string;
@@ -39,6 +56,7 @@ export function planOverlay(
   layers: LayerRecord[],
   containerDir: string,
   target: string = join(containerDir, "merged"),
+  driver: RootfsDriver = rootfsDriver().driver,
 ): OverlayPlan {
   const lowerdirs =
     layers.length === 0
@@ -56,14 +74,83 @@ export function planOverlay(
   const upperdir = join(containerDir, "upper");
   const workdir = join(containerDir, "work");
   const options = `lowerdir=${lowerdirs.join(":")},upperdir=${upperdir},workdir=${workdir}`;
-  if (options.length > MAX_MOUNT_OPTIONS) {
+  // fuse-overlayfs reads its options from argv (no page limit); copy mounts nothing.
+  if (driver === "overlay" && options.length > MAX_MOUNT_OPTIONS) {
     throw new OverlayError(
       target,
       `the mount options for ${layers.length} layers are ${options.length} bytes, over the ${MAX_MOUNT_OPTIONS}-byte limit`,
       "flatten the image (export and import it) or use a shorter container directory",
     );
   }
-  return { lowerdirs, upperdir, workdir, target, cwd: storeRoot, options };
+  const plan: OverlayPlan = { lowerdirs, upperdir, workdir, target, cwd: storeRoot, options };
+  if (driver !== "overlay") plan.driver = driver;
+  return plan;
+}
+
+let chosen: { driver: RootfsDriver; reason: string } | undefined;
+
+/**
+ * The driver for new containers, decided once per process: PIVOT_STORAGE_DRIVER if set, else
+ * overlay when the kernel has OverlayFS, else fuse-overlayfs when it is installed and /dev/fuse
+ * is usable, else copy. `reason` says why, for `pivot system info` and warnings.
+ */
+export function rootfsDriver(): { driver: RootfsDriver; reason: string } {
+  const forced = process.env.PIVOT_STORAGE_DRIVER;
+  if (forced) {
+    if (!(ROOTFS_DRIVERS as readonly string[]).includes(forced)) {
+      throw new OverlayError(
+        "PIVOT_STORAGE_DRIVER",
+        `unknown storage driver ${JSON.stringify(forced)}`,
+        `use one of ${ROOTFS_DRIVERS.join(", ")}`,
+      );
+    }
+    return { driver: forced as RootfsDriver, reason: "PIVOT_STORAGE_DRIVER" };
+  }
+  if (chosen) return chosen;
+  if (overlaySupportedSync()) chosen = { driver: "overlay", reason: "the kernel has OverlayFS" };
+  else if (findFuseOverlayfs() !== null && fuseUsable())
+    chosen = {
+      driver: "fuse-overlayfs",
+      reason: "the kernel has no OverlayFS; fuse-overlayfs and /dev/fuse are there",
+    };
+  else
+    chosen = {
+      driver: "copy",
+      reason:
+        "the kernel has no OverlayFS and fuse-overlayfs is missing (apt-get install fuse-overlayfs): each container gets a copy of the layers",
+    };
+  return chosen;
+}
+
+function overlaySupportedSync(): boolean {
+  try {
+    if (/\toverlay$/m.test(readFileSync("/proc/filesystems", "utf8"))) return true;
+    const release = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+    return /\/overlay\.ko/.test(readFileSync(`/lib/modules/${release}/modules.dep`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** The fuse-overlayfs program on PATH, or null. */
+export function findFuseOverlayfs(): string | null {
+  for (const dir of (process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin").split(delimiter)) {
+    const p = join(dir, "fuse-overlayfs");
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {}
+  }
+  return null;
+}
+
+function fuseUsable(): boolean {
+  try {
+    accessSync("/dev/fuse", constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Whether the running kernel has OverlayFS (possibly as a module not yet loaded). */
@@ -77,13 +164,40 @@ export async function overlaySupported(): Promise<boolean> {
   return /\/overlay\.ko/.test(modules);
 }
 
-/** Creates upper, work and target directories and mounts the overlay. */
+/**
+ * Creates upper, work and target directories and mounts the overlay (fuse-overlayfs: the same
+ * with FUSE; copy: fills the target once, later calls do nothing).
+ */
 export async function mountOverlay(plan: OverlayPlan): Promise<void> {
   for (const d of [plan.upperdir, plan.workdir, plan.target]) {
     await mkdir(d, { recursive: true, mode: 0o755 });
   }
   if (plan.lowerdirs.length === 1 && plan.lowerdirs[0]!.endsWith("/empty")) {
     await mkdir(plan.lowerdirs[0]!, { recursive: true, mode: 0o755 });
+  }
+  if (plan.driver === "copy") return copyRootfs(plan);
+  if (plan.driver === "fuse-overlayfs") {
+    const program = findFuseOverlayfs();
+    if (program === null) {
+      throw new OverlayError(
+        plan.target,
+        "fuse-overlayfs is not installed, and this container's root filesystem uses it",
+        "apt-get install fuse-overlayfs",
+      );
+    }
+    try {
+      // allow_other: the container's users are not root; fuse-overlayfs checks permissions itself.
+      await runHelper(program, ["-o", `${plan.options},allow_other`, plan.target], {
+        cwd: plan.cwd,
+      });
+    } catch (e) {
+      throw new OverlayError(
+        plan.target,
+        `fuse-overlayfs failed: ${(e as Error).message.split("\n")[0]}`,
+        "check that /dev/fuse exists and that you are root",
+      );
+    }
+    return;
   }
   try {
     await runHelper("mount", ["-t", "overlay", "overlay", "-o", plan.options, plan.target], {
@@ -116,6 +230,83 @@ export async function unmountOverlay(
       "a process may still use the root filesystem; stop it, or unmount lazily",
     );
   }
+}
+
+/** The marker of a complete copy (driver "copy"), beside the target. */
+function copyMarker(plan: OverlayPlan): string {
+  return `${plan.target}.complete`;
+}
+
+/**
+ * Driver "copy": the layers copied bottom to top into the target with `cp -a` (owners, modes,
+ * times, xattrs, hardlinks within a layer, device nodes kept; reflinks where the filesystem has
+ * them). Before each layer: what it replaces is removed (so cp never writes through a symlink
+ * or into a file hardlinked elsewhere), its whiteouts delete, its opaque directories empty the
+ * directory below. The copy is done once; a marker file says it is complete.
+ */
+async function copyRootfs(plan: OverlayPlan): Promise<void> {
+  if (existsSync(copyMarker(plan))) return;
+  await rm(plan.target, { recursive: true, force: true });
+  await mkdir(plan.target, { recursive: true, mode: 0o755 });
+  // Real paths: the short links are symlinks, which getfattr -h would not descend.
+  const lowers = plan.lowerdirs
+    .map((l) => realpathSync(l.startsWith("/") ? l : join(plan.cwd, l)))
+    .reverse();
+  for (const layer of lowers) {
+    const opaque = opaqueDirs(layer);
+    const whiteouts: string[] = [];
+    const prepare = async (rel: string): Promise<void> => {
+      for (const name of await readdir(join(layer, rel))) {
+        const r = rel ? `${rel}/${name}` : name;
+        const st = await lstat(join(layer, r));
+        const dest = join(plan.target, r);
+        const have = await lstat(dest).catch(() => null);
+        if (st.isDirectory()) {
+          if (have && !have.isDirectory()) await rm(dest, { force: true });
+          else if (have && opaque.has(r)) {
+            for (const child of await readdir(dest))
+              await rm(join(dest, child), { recursive: true, force: true });
+          }
+          await prepare(r);
+        } else {
+          if (have) await rm(dest, { recursive: true, force: true });
+          if (st.isCharacterDevice() && st.rdev === 0) whiteouts.push(dest);
+        }
+      }
+    };
+    await prepare("");
+    const cp = spawnSync("cp", ["-a", "--reflink=auto", "--", `${layer}/.`, `${plan.target}/`], {
+      encoding: "utf8",
+    });
+    if (cp.status !== 0) {
+      throw new OverlayError(
+        plan.target,
+        `copying layer ${layer} failed: ${(cp.stderr || String(cp.error)).trim().split("\n")[0]}`,
+        "check the free space of the store's filesystem",
+      );
+    }
+    for (const w of whiteouts) await rm(w, { force: true });
+  }
+  await writeFile(copyMarker(plan), "");
+}
+
+/** Directories of a layer marked opaque (trusted.overlay.opaque=y), relative to it. */
+function opaqueDirs(layer: string): Set<string> {
+  const r = spawnSync(
+    "getfattr",
+    ["-R", "-h", "--absolute-names", "-n", "trusted.overlay.opaque", "--", layer],
+    { encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "ignore"] },
+  );
+  const out = new Set<string>();
+  let file: string | null = null;
+  for (const line of (r.stdout ?? "").split("\n")) {
+    if (line.startsWith("# file: ")) file = line.slice(8);
+    else if (file !== null && /^trusted\.overlay\.opaque="y"/.test(line)) {
+      if (file.startsWith(`${layer}/`)) out.add(file.slice(layer.length + 1));
+      file = null;
+    }
+  }
+  return out;
 }
 
 /** Whether `path` is a mount point in this process's mount namespace. */
