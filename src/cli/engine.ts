@@ -4,10 +4,9 @@ import { pipeline } from "node:stream/promises";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
 import { engineMountReport, explainPath, renderPathReport } from "../engine/debug.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
-import type { ContainerInfo, ContainerOptions, MountSpec } from "../engine/types.ts";
+import type { ContainerOptions, MountSpec } from "../engine/types.ts";
 import { formatError } from "../errors.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
-import { familiarString, parseReference } from "../image/reference.ts";
 import { parsePublish } from "../network/ports.ts";
 import { pullImage } from "../registry/index.ts";
 import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
@@ -23,6 +22,16 @@ import {
   parseArgs,
   UsageError,
 } from "./args.ts";
+import {
+  CONTAINER_USAGE,
+  containerPruneCommand,
+  pauseCommand,
+  psCommand,
+  renameCommand,
+  statsCommand,
+  topCommand,
+  volumePruneCommand,
+} from "./containers.ts";
 import { IMAGE_COMMANDS, IMAGE_USAGE, imageCommand } from "./images.ts";
 import { NETWORK_USAGE, networkCommand } from "./network.ts";
 import { REGISTRY_COMMANDS, REGISTRY_USAGE, registryCommand } from "./registry.ts";
@@ -94,7 +103,6 @@ containers:
   stop [-t SECONDS] [-s SIGNAL] CONTAINER...   stop signal, then SIGKILL after the timeout
   kill [-s SIGNAL] CONTAINER...   send a signal (default KILL)
   rm [-f] [-v] CONTAINER...    remove containers (-f: even running; -v: their anonymous volumes)
-  ps [-a] [-q] [--no-trunc]    list containers
   logs [-f] [--tail N] [--since TIME] [-t] CONTAINER   the container's output
   inspect CONTAINER...         details as JSON
   exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...   run a command in a container
@@ -107,6 +115,7 @@ containers:
   export [-o FILE] CONTAINER   the root filesystem as a tar stream
   commit [-m MSG] [-a AUTHOR] CONTAINER [REPOSITORY[:TAG]]   a new image with the changes
   run|create --dry-run [--format text|json|shell] IMAGE   print the launch plan; create nothing
+${CONTAINER_USAGE}
 debugging:
   debug mounts [--format json] CONTAINER   the mount tree with each mount's origin
   debug path [--format json] CONTAINER PATH   which layer or mount provides PATH
@@ -225,44 +234,12 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   return o;
 }
 
-function ago(iso: string | null): string {
-  if (!iso) return "";
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  if (s < 60) return `${s} second${s === 1 ? "" : "s"}`;
-  const m = Math.round(s / 60);
-  if (m < 60) return `${m} minute${m === 1 ? "" : "s"}`;
-  const h = Math.round(m / 60);
-  if (h < 48) return `${h} hour${h === 1 ? "" : "s"}`;
-  return `${Math.round(h / 24)} days`;
-}
-
-function statusText(c: ContainerInfo): string {
-  switch (c.state.status) {
-    case "running":
-      return `Up ${ago(c.state.startedAt)}`;
-    case "paused":
-      return `Up ${ago(c.state.startedAt)} (Paused)`;
-    case "exited":
-      return `Exited (${c.state.exitCode ?? "?"}) ${ago(c.state.finishedAt)} ago`;
-    default:
-      return "Created";
-  }
-}
-
 function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   for (const r of rows) {
     process.stdout.write(
       `${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("")}\n`,
     );
-  }
-}
-
-function imageDisplay(ref: string): string {
-  try {
-    return familiarString(parseReference(ref));
-  } catch {
-    return ref;
   }
 }
 
@@ -449,33 +426,27 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       }
       return failed ? 1 : 0;
     }
-    case "ps": {
-      const p = parseCommand(args, [
-        { name: "all", aliases: ["a"] },
-        { name: "quiet", aliases: ["q"] },
-        { name: "no-trunc" },
-      ]);
-      const list = await engine.list({ all: boolFlag(p, "all") });
-      const trunc = !boolFlag(p, "no-trunc");
-      if (boolFlag(p, "quiet")) {
-        for (const c of list) process.stdout.write(`${trunc ? c.id.slice(0, 12) : c.id}\n`);
-        return 0;
-      }
-      const rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]];
-      for (const c of list) {
-        let cmd = c.command.join(" ");
-        if (trunc && cmd.length > 20) cmd = `${cmd.slice(0, 19)}…`;
-        rows.push([
-          trunc ? c.id.slice(0, 12) : c.id,
-          imageDisplay(c.image),
-          JSON.stringify(cmd),
-          `${ago(c.created)} ago`,
-          statusText(c),
-          c.name,
-        ]);
-      }
-      printTable(rows);
-      return 0;
+    case "ps":
+      return psCommand(engine, args);
+    case "stats":
+      return statsCommand(engine, args);
+    case "top":
+      return topCommand(engine, args);
+    case "rename":
+      return renameCommand(engine, args);
+    case "pause":
+    case "unpause":
+      return pauseCommand(engine, command, args);
+    case "container": {
+      // Docker's long forms: container prune, container ls, container rm ...
+      const [sub, ...rest] = args;
+      if (sub === "prune") return containerPruneCommand(engine, rest);
+      if (sub === "ls" || sub === "list") return psCommand(engine, rest);
+      if (!sub || sub === "container" || sub.startsWith("-"))
+        throw new UsageError("usage: pivot container COMMAND", {
+          hint: "e.g. pivot container prune, pivot container ls",
+        });
+      return dispatch(engine, sub, rest);
     }
     case "logs": {
       const p = parseCommand(args, [
@@ -726,8 +697,9 @@ async function debugCommand(engine: Engine, args: string[]): Promise<number> {
   }
 }
 
-function volumeCommand(engine: Engine, args: string[]): number {
+function volumeCommand(engine: Engine, args: string[]): number | Promise<number> {
   const sub = args[0];
+  if (sub === "prune") return volumePruneCommand(engine, args.slice(1));
   const p = parseCommand(args.slice(1), [
     { name: "quiet", aliases: ["q"] },
     { name: "label", aliases: ["l"], value: true, multiple: true },

@@ -27,6 +27,7 @@ import {
   unlinkSync,
   writeFileSync,
 } from "node:fs";
+import { cpus, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import { finished } from "node:stream/promises";
@@ -86,6 +87,8 @@ import type {
   ContainerStatus,
   LogEntry,
   MountSpec,
+  StatsSample,
+  TopResult,
   VolumeInfo,
 } from "./types.ts";
 import { VolumeStore } from "./volumes.ts";
@@ -253,6 +256,31 @@ function mountPoints(): string[] {
       ),
     )
     .filter((p) => p !== "");
+}
+
+/** The host's CPU time so far, in ns (/proc/stat's cpu line, in USER_HZ ticks of 10 ms). */
+function hostCpuTime(): number {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+    const ticks = line
+      .trim()
+      .split(/\s+/)
+      .slice(1, 8)
+      .reduce((a, b) => a + Number(b), 0);
+    return ticks * 10_000_000;
+  } catch {
+    return 0;
+  }
+}
+
+function onlineCpus(): number {
+  return cpus().length || 1;
+}
+
+/** Bytes used by the files under `path` (du -sb), 0 if it cannot be read. */
+function diskUsage(path: string): number {
+  const r = spawnSync("du", ["-sb", path], { encoding: "utf8" });
+  return r.status === 0 ? Number(r.stdout.split(/\s/)[0]) || 0 : 0;
 }
 
 function monitorAlive(pid: number, start: string): boolean {
@@ -1837,6 +1865,191 @@ export class Engine {
       if (paused && this.status(id).status === "paused") this.rt(id).resume(id);
       if (tree) rmSync(tree, { recursive: true, force: true });
     }
+  }
+
+  // ---- pause, rename, top, stats, prune ----
+
+  /** Freezes every process of a running container (`pivot pause`). */
+  pause(ref: string): void {
+    const id = this.resolveId(ref);
+    const st = this.status(id);
+    if (st.status !== "running")
+      throw new EngineError(`container ${ref} is not running (${st.status})`, {
+        hint: st.status === "paused" ? "`pivot unpause` resumes it" : "",
+      });
+    this.rt(id).pause(id);
+  }
+
+  /** Thaws a paused container (`pivot unpause`). */
+  unpause(ref: string): void {
+    const id = this.resolveId(ref);
+    const st = this.status(id);
+    if (st.status !== "paused") throw new EngineError(`container ${ref} is not paused`);
+    this.rt(id).resume(id);
+  }
+
+  /** Gives a container another name (`pivot rename`); its hostname stays. */
+  async rename(ref: string, newName: string): Promise<void> {
+    const id = this.resolveId(ref);
+    await this.withLock(id, async () => {
+      const r = this.load(id);
+      if (r.name === newName) return;
+      const owner = this.nameOwner(newName);
+      if (owner && !existsSync(join(this.dir(owner), "container.json")))
+        await this.recoverOrphan(owner);
+      this.claimName(newName, id);
+      writeJsonAtomic(join(this.dir(id), "container.json"), {
+        ...r,
+        name: newName,
+        options: { ...r.options, name: newName },
+      } satisfies ContainerRecord);
+      this.releaseName(r.name, id);
+    });
+  }
+
+  /** The cgroup of a container's current run (from state.json; the runtime's when missing). */
+  private cgroupOfRun(id: string): Cgroup | null {
+    const paths = this.runState(id)?.cgroupPaths ?? this.cgroupPathsOf(id).cgroupPaths;
+    return paths ? new Cgroup(paths) : null;
+  }
+
+  /**
+   * The container's processes as `ps` shows them (`pivot top`): ps runs on the host with
+   * `psArgs` (default -ef) and only rows of the container's processes are kept, as Docker does.
+   */
+  top(ref: string, psArgs: string[] = ["-ef"]): TopResult {
+    const id = this.resolveId(ref);
+    const st = this.status(id);
+    if (st.status !== "running" && st.status !== "paused")
+      throw new EngineError(`container ${ref} is not running`, {
+        hint: `start it with \`pivot start ${ref}\``,
+      });
+    const pids = new Set(this.cgroupOfRun(id)?.pids() ?? []);
+    const r = spawnSync("ps", psArgs, { encoding: "utf8" });
+    if (r.status !== 0)
+      throw new EngineError(`ps ${psArgs.join(" ")} failed: ${r.stderr.trim()}`, {
+        hint: "the arguments are ps(1)'s; the output needs a PID column",
+      });
+    const lines = r.stdout.split("\n").filter((l) => l.trim() !== "");
+    const titles = (lines[0] ?? "").trim().split(/\s+/);
+    const pidCol = titles.indexOf("PID");
+    if (pidCol < 0)
+      throw new EngineError(`ps ${psArgs.join(" ")} has no PID column`, {
+        hint: "use ps options that show the PID, e.g. -ef or aux",
+      });
+    const processes: string[][] = [];
+    for (const line of lines.slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (!pids.has(Number(fields[pidCol]))) continue;
+      // The last column (the command) keeps its spaces.
+      const row = fields.slice(0, titles.length - 1);
+      row.push(fields.slice(titles.length - 1).join(" "));
+      processes.push(row);
+    }
+    return { titles, processes };
+  }
+
+  /** One reading of a running container's resource usage (`pivot stats`). */
+  stats(ref: string): StatsSample {
+    const id = this.resolveId(ref);
+    const r = this.load(id);
+    const st = this.status(id);
+    const sample: StatsSample = {
+      id,
+      name: r.name,
+      read: Date.now(),
+      cpuTotal: 0,
+      systemCpu: hostCpuTime(),
+      onlineCpus: onlineCpus(),
+      memoryUsage: 0,
+      memoryLimit: totalmem(),
+      netRx: 0,
+      netTx: 0,
+      blockRead: 0,
+      blockWrite: 0,
+      pids: 0,
+    };
+    if (st.status !== "running" && st.status !== "paused") return sample;
+    const cg = this.cgroupOfRun(id);
+    if (!cg) return sample;
+    const s = cg.stats();
+    sample.cpuTotal = s.cpu.usage?.total ?? 0;
+    const mem = s.memory;
+    const inactive = mem.raw?.total_inactive_file ?? mem.raw?.inactive_file ?? 0;
+    sample.memoryUsage = Math.max(0, (mem.usage?.usage ?? 0) - inactive);
+    const limit = mem.usage?.limit ?? 0;
+    if (limit > 0 && limit < sample.memoryLimit) sample.memoryLimit = limit;
+    for (const e of s.blkio.ioServiceBytesRecursive ?? []) {
+      if (e.op?.toLowerCase() === "read") sample.blockRead += e.value ?? 0;
+      if (e.op?.toLowerCase() === "write") sample.blockWrite += e.value ?? 0;
+    }
+    sample.pids = s.pids.current ?? cg.pids().length;
+    if (st.pid > 0) {
+      try {
+        for (const line of readFileSync(`/proc/${st.pid}/net/dev`, "utf8").split("\n").slice(2)) {
+          const [ifname, rest] = line.split(":");
+          if (!rest || ifname?.trim() === "lo") continue;
+          const f = rest.trim().split(/\s+/).map(Number);
+          sample.netRx += f[0] ?? 0;
+          sample.netTx += f[8] ?? 0;
+        }
+      } catch {}
+    }
+    return sample;
+  }
+
+  /**
+   * Removes every container that is not running or paused (`pivot container prune`), optionally
+   * only those `filter` accepts; returns their ids and the bytes their writable layers held.
+   */
+  async prune(
+    filter: (c: ContainerInfo) => boolean = () => true,
+  ): Promise<{ removed: string[]; reclaimed: number }> {
+    const removed: string[] = [];
+    let reclaimed = 0;
+    for (const c of await this.list({ all: true })) {
+      if (c.state.running || !filter(c)) continue;
+      const size = diskUsage(c.rootfs.upperdir);
+      try {
+        await this.remove(c.id);
+        removed.push(c.id);
+        reclaimed += size;
+      } catch (err) {
+        this.warn((err as Error).message);
+      }
+    }
+    return { removed, reclaimed };
+  }
+
+  /**
+   * Removes volumes no container uses (`pivot volume prune`): anonymous ones, and named ones too
+   * with `all`, as Docker 23+ does. Returns their names and the bytes they held.
+   */
+  pruneVolumes(options: { all?: boolean; filter?: (v: VolumeInfo) => boolean } = {}): {
+    removed: string[];
+    reclaimed: number;
+  } {
+    const used = new Set<string>();
+    for (const id of this.ids()) {
+      try {
+        for (const v of this.load(id).volumes) used.add(v.name);
+      } catch {}
+    }
+    const removed: string[] = [];
+    let reclaimed = 0;
+    for (const v of this.volumes.list()) {
+      if (used.has(v.name) || (!v.anonymous && !options.all)) continue;
+      if (options.filter && !options.filter(v)) continue;
+      const size = diskUsage(v.mountpoint);
+      try {
+        this.volumes.remove(v.name);
+        removed.push(v.name);
+        reclaimed += size;
+      } catch (err) {
+        this.warn((err as Error).message);
+      }
+    }
+    return { removed, reclaimed };
   }
 
   // ---- volumes ----

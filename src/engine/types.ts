@@ -125,3 +125,31 @@ export interface LogEntry {
   /** The text, with its newline when the line was complete. */
   text: string;
 }
+
+/** One reading of a running container's usage (`pivot stats`), from its cgroup and /proc. */
+export interface StatsSample {
+  id: string;
+  name: string;
+  /** When it was read (ms since the epoch). */
+  read: number;
+  /** CPU time the container used, in ns, and the host's total CPU time, in ns (/proc/stat). */
+  cpuTotal: number;
+  systemCpu: number;
+  onlineCpus: number;
+  /** Memory in use (without the inactive page cache, as Docker counts it) and the limit. */
+  memoryUsage: number;
+  memoryLimit: number;
+  /** Bytes received and sent on the container's interfaces (loopback excluded). */
+  netRx: number;
+  netTx: number;
+  /** Bytes read from and written to block devices. */
+  blockRead: number;
+  blockWrite: number;
+  pids: number;
+}
+
+/** A process of a container as `pivot top` shows it: ps's header and one row per process. */
+export interface TopResult {
+  titles: string[];
+  processes: string[][];
+}
