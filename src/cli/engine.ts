@@ -5,7 +5,7 @@ import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from ".
 import { engineMountReport, explainPath, renderPathReport } from "../engine/debug.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
 import type { ContainerOptions, MountSpec } from "../engine/types.ts";
-import { formatError } from "../errors.ts";
+import { formatError, PivotError } from "../errors.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
 import { parsePublish } from "../network/ports.ts";
 import { pullImage } from "../registry/index.ts";
@@ -271,6 +271,14 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command || boolFlag(global, "help") ? 0 : 1;
     }
+    if (process.getuid?.() !== 0 && ROOT_COMMANDS.has(command)) {
+      throw new EngineError(
+        `pivot ${command} needs root: containers need overlay mounts, namespaces and cgroups, and the engine's state is root's`,
+        {
+          hint: "run it as root (sudo pivot ...); as a user, pivot-runtime runs rootless containers: `pivot-runtime spec --rootless` in a bundle, then `pivot-runtime run ID`",
+        },
+      );
+    }
     const engine = new Engine({
       ...(flag(global, "root") ? { root: flag(global, "root")! } : {}),
       ...(flag(global, "run-root") ? { runRoot: flag(global, "run-root")! } : {}),
@@ -278,10 +286,47 @@ export async function main(argv: string[]): Promise<number> {
     return await dispatch(engine, command, global.rest);
   } catch (err) {
     process.stderr.write(`pivot: ${formatError(err)}\n`);
-    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-    return err instanceof UsageError ? 125 : 125;
+    if (!debug && !(err instanceof PivotError) && !(err as { hint?: string }).hint)
+      process.stderr.write("  hint: `pivot --debug ...` shows where it failed\n");
+    // --debug: the stack, and the stack of each cause.
+    let e: unknown = err;
+    for (let depth = 0; debug && e instanceof Error && depth < 8; depth++) {
+      process.stderr.write(`${depth ? "caused by: " : ""}${e.stack ?? e.message}\n`);
+      e = e.cause;
+    }
+    return 125;
   }
 }
+
+/** Commands that touch containers, volumes or networks: root only (a user gets a hint). */
+const ROOT_COMMANDS = new Set([
+  "run",
+  "create",
+  "start",
+  "stop",
+  "restart",
+  "kill",
+  "rm",
+  "ps",
+  "logs",
+  "inspect",
+  "exec",
+  "wait",
+  "attach",
+  "cp",
+  "diff",
+  "export",
+  "commit",
+  "stats",
+  "top",
+  "pause",
+  "unpause",
+  "rename",
+  "container",
+  "volume",
+  "network",
+  "debug",
+]);
 
 function needArg(p: Parsed, what: string, command: string): string {
   const v = p.positionals[0];
@@ -636,7 +681,16 @@ async function ensureImage(engine: Engine, image: string, policy: string): Promi
       await store.resolve(image);
       return;
     } catch (err) {
-      if (!(err instanceof ImageNotFoundError) || policy === "never") throw err;
+      if (!(err instanceof ImageNotFoundError)) throw err;
+      if (policy === "never") {
+        throw new EngineError(
+          `image ${image} is not in the local store (not found; --pull never)`,
+          {
+            hint: `pull it: \`pivot pull ${image}\` (or --pull missing); without network, \`pivot load\` a saved image or \`pivot import\` a root filesystem; \`pivot images\` lists what is here`,
+            cause: err,
+          },
+        );
+      }
     }
   }
   try {

@@ -390,6 +390,8 @@ export function parseMountFlag(value: string): MountSpec {
   if (type === "bind" && !out.source?.startsWith("/")) {
     throw new ContainerConfigError(`--mount ${value}: a bind mount needs an absolute source path`);
   }
+  // Docker's --mount, unlike -v, does not create a missing host path.
+  if (type === "bind") out.mustExist = true;
   if (type === "tmpfs" && out.source) {
     throw new ContainerConfigError(`--mount ${value}: a tmpfs mount takes no source`);
   }

@@ -277,10 +277,28 @@ function onlineCpus(): number {
   return cpus().length || 1;
 }
 
-/** Bytes used by the files under `path` (du -sb), 0 if it cannot be read. */
+/** Bytes of the files (not directories) under `path`, as Docker counts reclaimed space. */
 function diskUsage(path: string): number {
-  const r = spawnSync("du", ["-sb", path], { encoding: "utf8" });
-  return r.status === 0 ? Number(r.stdout.split(/\s/)[0]) || 0 : 0;
+  let total = 0;
+  const walk = (p: string) => {
+    let st: ReturnType<typeof lstatSync>;
+    try {
+      st = lstatSync(p);
+    } catch {
+      return;
+    }
+    if (!st.isDirectory()) {
+      total += st.size;
+      return;
+    }
+    let names: string[] = [];
+    try {
+      names = readdirSync(p);
+    } catch {}
+    for (const n of names) walk(join(p, n));
+  };
+  walk(path);
+  return total;
 }
 
 function monitorAlive(pid: number, start: string): boolean {
@@ -885,7 +903,14 @@ export class Engine {
       if (m.type === "tmpfs") {
         mounts.push(ociMount(m));
       } else if (m.type === "bind") {
-        if (merged !== null && !existsSync(m.source!)) mkdirSync(m.source!, { recursive: true });
+        if (merged !== null && !existsSync(m.source!)) {
+          if (m.mustExist) {
+            throw new EngineError(`bind source path does not exist: ${m.source}`, {
+              hint: "create it first, or use -v HOST:CONTAINER, which creates a missing directory",
+            });
+          }
+          mkdirSync(m.source!, { recursive: true });
+        }
         mounts.push(ociMount(m));
       } else if (merged === null) {
         const volName = m.source ?? "(new anonymous volume)";

@@ -11,6 +11,8 @@ export interface MountSpec {
   readOnly?: boolean;
   /** Bind propagation: rprivate (default), private, rshared, shared, rslave, slave. */
   propagation?: string;
+  /** Bind: the host path must exist (--mount); -v creates a missing directory. */
+  mustExist?: boolean;
   /** Do not fill a new volume with the image's content at the target. */
   noCopy?: boolean;
   tmpfsSize?: number;

@@ -140,6 +140,7 @@ describe("volumes, mounts, tmpfs", () => {
       source: "/h",
       target: "/c",
       readOnly: true,
+      mustExist: true,
     });
     expect(parseMountFlag("type=volume,src=v,dst=/d")).toEqual({
       type: "volume",
