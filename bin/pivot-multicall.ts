@@ -8,8 +8,12 @@ const name = basename(process.argv0);
 if (name === "pivot-runtime" || name.startsWith("pivot-runtime.")) {
   const { main } = await import("../src/cli/runtime.ts");
   process.exitCode = await main(process.argv.slice(2));
+} else if (name === "pivot" || name.startsWith("pivot.")) {
+  const { main } = await import("../src/cli/engine.ts");
+  process.exitCode = await main(process.argv.slice(2));
 } else {
-  // `pivot` (the engine) joins here once its command line is in the tree.
-  process.stderr.write(`${name}: run me as pivot-runtime (a link to this binary with that name)\n`);
+  process.stderr.write(
+    `${name}: run me as pivot or pivot-runtime (a link to this binary with that name)\n`,
+  );
   process.exitCode = 2;
 }

@@ -55,6 +55,7 @@ import { Runtime } from "../runtime/runtime.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { procStat } from "../runtime/state.ts";
 import { defaultSeccompProfile } from "../security/seccomp-default.ts";
+import { compiledBinary, compiledCommand } from "../util/self.ts";
 import {
   buildSpec,
   hostnameOf,
@@ -423,11 +424,18 @@ export class Engine {
       this.warn,
     );
     this.conmonPath = options.conmon === undefined ? findConmon() : options.conmon;
-    this.runtimeCommand = options.runtimeCommand ?? [
-      bunCommand(),
-      join(PACKAGE_ROOT, "bin/pivot-runtime.ts"),
-    ];
-    this.cliCommand = options.cliCommand ?? [bunCommand(), join(PACKAGE_ROOT, "bin/pivot.ts")];
+    // The compiled binary runs its commands by the name they are called by (bin/pivot-multicall.ts).
+    const binary = compiledBinary();
+    this.runtimeCommand =
+      options.runtimeCommand ??
+      (binary
+        ? [compiledCommand(binary, "pivot-runtime")]
+        : [bunCommand(), join(PACKAGE_ROOT, "bin/pivot-runtime.ts")]);
+    this.cliCommand =
+      options.cliCommand ??
+      (binary
+        ? [compiledCommand(binary, "pivot")]
+        : [bunCommand(), join(PACKAGE_ROOT, "bin/pivot.ts")]);
   }
 
   /** Whether detached containers can run (conmon was found). */
