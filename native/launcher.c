@@ -21,7 +21,9 @@
 #include <grp.h>
 #include <linux/bpf.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -936,6 +938,93 @@ static void do_seccomp_load(struct step *st) {
   seccomp_ctx = NULL;
 }
 
+/* Exports the filter being built as classic BPF (what seccomp_load would hand the kernel) and
+ * reports it with the kernel filter flags its attributes stand for, and libseccomp's version and
+ * file, so that the TypeScript side can cache it (src/security/seccomp-cache.ts). Loads nothing. */
+static void do_seccomp_export(void) {
+  scmp_filter_ctx ctx = seccomp_filter();
+  int fd = (int)syscall(SYS_memfd_create, "pivot-seccomp", 1U /* MFD_CLOEXEC */);
+  if (fd < 0) fail(errno, "create a memfd for the seccomp filter");
+  int rc = seccomp_export_bpf(ctx, fd);
+  if (rc < 0) fail(-rc, "export the seccomp filter");
+  off_t size = lseek(fd, 0, SEEK_END);
+  if (size <= 0 || size > 4096 * 8 || size % 8 != 0) fail(EINVAL, "the exported seccomp filter has %lld bytes", (long long)size);
+  unsigned char *bpf = malloc((size_t)size);
+  char *hex = malloc((size_t)size * 2 + 1);
+  if (!bpf || !hex) fail(ENOMEM, "out of memory");
+  if (pread(fd, bpf, (size_t)size, 0) != size) fail(EIO, "read the exported seccomp filter");
+  close(fd);
+  for (off_t i = 0; i < size; i++) snprintf(hex + 2 * i, 3, "%02x", bpf[i]);
+  /* The flags seccomp_load passes for these attributes (libseccomp's sys_filter_load); a failed
+   * optional attribute reads 0. WAITKILL (10) is unknown before libseccomp 2.6: 0 then. */
+  uint32_t v, flags = 0;
+  if (seccomp_attr_get(ctx, SCMP_FLTATR_CTL_TSYNC, &v) == 0 && v) flags |= 1U;     /* SECCOMP_FILTER_FLAG_TSYNC */
+  if (seccomp_attr_get(ctx, SCMP_FLTATR_CTL_LOG, &v) == 0 && v) flags |= 2U;       /* SECCOMP_FILTER_FLAG_LOG */
+  if (seccomp_attr_get(ctx, SCMP_FLTATR_CTL_SSB, &v) == 0 && v) flags |= 4U;       /* SECCOMP_FILTER_FLAG_SPEC_ALLOW */
+  if (seccomp_attr_get(ctx, (enum scmp_filter_attr)10, &v) == 0 && v) flags |= 32U; /* ..._WAIT_KILLABLE_RECV */
+  const struct scmp_version *ver = seccomp_version();
+  char version[64];
+  snprintf(version, sizeof version, "%u.%u.%u", ver->major, ver->minor, ver->micro);
+  /* The library's file, for the cache key: an upgraded libseccomp compiles afresh. */
+  char lib[4096] = "";
+  FILE *maps = fopen("/proc/self/maps", "re");
+  if (maps) {
+    char line[4096 + 128];
+    while (fgets(line, sizeof line, maps)) {
+      char *path = strchr(line, '/');
+      if (path && strstr(path, "/libseccomp.so")) {
+        path[strcspn(path, "\n")] = 0;
+        snprintf(lib, sizeof lib, "%s", path);
+        break;
+      }
+    }
+    fclose(maps);
+  }
+  /* send_event caps a message at 8 KiB: this one is framed here. */
+  size_t hexlen = (size_t)size * 2, vlen = strlen(version), llen = strlen(lib);
+  size_t total = 8 + 9 + (5 + hexlen) + (5 + vlen) + (5 + llen);
+  char *buf = malloc(total);
+  if (!buf) fail(ENOMEM, "out of memory");
+  size_t at = 8;
+  int64_t f64 = flags;
+  buf[at] = WIRE_TAG_INT;
+  memcpy(buf + at + 1, &f64, 8);
+  at += 9;
+  const char *strs[3] = {hex, version, lib};
+  size_t lens[3] = {hexlen, vlen, llen};
+  for (int i = 0; i < 3; i++) {
+    uint32_t l = (uint32_t)lens[i];
+    buf[at] = WIRE_TAG_STR;
+    memcpy(buf + at + 1, &l, 4);
+    memcpy(buf + at + 5, strs[i], l);
+    at += 5 + l;
+  }
+  uint32_t len = (uint32_t)(at - 4);
+  uint16_t c = EV_SECCOMP_PROGRAM, n = 4;
+  memcpy(buf, &len, 4);
+  memcpy(buf + 4, &c, 2);
+  memcpy(buf + 6, &n, 2);
+  write_full(control_fd, buf, at);
+  free(buf);
+  free(hex);
+  free(bpf);
+}
+
+/* Loads a filter compiled earlier (do_seccomp_export) as it is: (flags, BPF bytes). The flags are
+ * the kernel's SECCOMP_FILTER_FLAG_*; no_new_privs stays as the plan sets it, as with libseccomp. */
+static void do_seccomp_load_program(struct step *st) {
+  unsigned flags = (unsigned)I(st, 0);
+  if (st->argc < 2 || st->args[1].is_int) fail(EPROTO, "bad seccomp program step");
+  uint32_t len = st->args[1].len;
+  if (len == 0 || len % sizeof(struct sock_filter) != 0 || len / sizeof(struct sock_filter) > BPF_MAXINSNS)
+    fail(EINVAL, "a seccomp program of %u bytes", len);
+  struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)),
+                            .filter = (struct sock_filter *)(void *)st->args[1].s};
+  long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+  if (rc > 0) fail(ESRCH, "load the seccomp filter: thread %ld could not be synchronised (TSYNC)", rc);
+  if (rc < 0) fail(errno, "load the seccomp filter (flags 0x%x)", flags);
+}
+
 static void do_run_hook(struct step *st) {
   int timeout = (int)I(st, 0);
   const char *input = hook_state, *path = S(st, 1);
@@ -1183,6 +1272,8 @@ static void run_step(struct step *st) {
     case OP_SECCOMP_ATTR: do_seccomp_attr(st); break;
     case OP_SECCOMP_RULE: do_seccomp_rule(st); break;
     case OP_SECCOMP_LOAD: do_seccomp_load(st); break;
+    case OP_SECCOMP_EXPORT: do_seccomp_export(); break;
+    case OP_SECCOMP_LOAD_PROGRAM: do_seccomp_load_program(st); break;
     case OP_TRACE: trace = 1; break;
     case OP_ATTACH_DEVICE_FILTER: do_attach_device_filter(st); break;
     default: fail(EPROTO, "unknown step code %d", st->code);

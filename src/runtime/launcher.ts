@@ -348,6 +348,11 @@ export class LaunchSession {
         this.exitStatus = m.args[0] as number;
         for (const w of this.exitWaiters.splice(0)) w.resolve(this.exitStatus);
         break;
+      case Event.SeccompProgram: {
+        const [flags, hex, version, library] = m.args as [number, string, string, string];
+        this.plan?.seccompExport?.({ flags, hex, version, library });
+        break;
+      }
       case Event.Error: {
         const [step, errno, detail] = m.args as [number, number, string];
         this.fail(this.launchError(step, errno, detail));

@@ -17,6 +17,11 @@ import type {
 import { rejectSecurityModules } from "../security/lsm.ts";
 import { type CompiledSeccomp, compileSeccomp, rejectNotifyForExec } from "../security/seccomp.ts";
 import {
+  type CachedSeccompFilter,
+  SeccompCache,
+  type SeccompProgramReport,
+} from "../security/seccomp-cache.ts";
+import {
   Capability,
   CloneFlag,
   MountOptionFlags,
@@ -73,6 +78,8 @@ export interface ContainerPlanInput {
   /** Who runs the runtime (default: root). Not root: rootless mode, see userns.ts. */
   caller?: Caller;
   host: HostFacts;
+  /** Compiled seccomp filters: a hit loads the cached BPF, a miss exports it for next time. */
+  seccompCache?: SeccompCache;
 }
 
 export interface Plan {
@@ -87,7 +94,15 @@ export interface Plan {
   program?: ProgramInfo;
   /** The seccomp profile uses SCMP_ACT_NOTIFY: the BeforePivot reply carries the listener state. */
   seccompListener?: CompiledSeccomp;
+  /** The plan exports its seccomp filter (Op.SeccompExport): where Event.SeccompProgram goes. */
+  seccompExport?: (report: SeccompProgramReport) => void;
 }
+
+/** A process's seccomp filter: a profile libseccomp builds (and exports, for the cache), or a
+ *  cached BPF program. */
+type SeccompSetup =
+  | { compiled: CompiledSeccomp; export: boolean }
+  | { cached: CachedSeccompFilter };
 
 const NON_DUMPABLE_TEXT = "make the process non-dumpable until it execs the program";
 const CONSOLE_SLOT = 1;
@@ -555,8 +570,18 @@ export function compileProcessCredentials(
   }
 }
 
-/** The steps that build a seccomp filter with libseccomp and load it. */
-function compileSeccompSteps(out: { add: StepList["add"] }, seccomp: CompiledSeccomp): void {
+/** The steps that build a seccomp filter with libseccomp and load it, or load a cached one. */
+function compileSeccompSteps(out: { add: StepList["add"] }, setup: SeccompSetup): void {
+  if ("cached" in setup) {
+    const c = setup.cached;
+    out.add(
+      Op.SeccompLoadProgram,
+      [c.flags, c.program],
+      `load the cached seccomp filter (${c.rules} rules, default ${c.defaultText}; ${c.program.length / 8} BPF instructions from libseccomp ${c.libseccomp}, flags 0x${c.flags.toString(16)})`,
+    );
+    return;
+  }
+  const seccomp = setup.compiled;
   const listener = seccomp.usesNotify && seccomp.listenerPath !== undefined;
   out.add(
     Op.SeccompInit,
@@ -586,6 +611,7 @@ function compileSeccompSteps(out: { add: StepList["add"] }, seccomp: CompiledSec
       `seccomp rule: ${rule.text}`,
     );
   }
+  if (setup.export) out.add(Op.SeccompExport, [], "export the seccomp filter for the cache");
   out.add(
     Op.SeccompLoad,
     [listener ? LISTENER_SLOT : -1],
@@ -607,7 +633,17 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   if (!process.args || process.args.length === 0)
     throw new ConfigError("process.args", "must name a program to run");
   rejectUnsupported(spec);
-  const seccomp = compileSeccomp(spec.linux?.seccomp);
+  // A cached filter of the same profile skips validating and compiling it (it was, when cached).
+  const cache = input.seccompCache;
+  const cacheKey = cache ? cache.key(spec.linux?.seccomp) : null;
+  const cached = cacheKey ? cache!.lookup(cacheKey) : null;
+  const seccomp = cached ? null : compileSeccomp(spec.linux?.seccomp);
+  const exportKey = seccomp && cacheKey && SeccompCache.cacheable(seccomp) ? cacheKey : null;
+  const seccompSetup: SeccompSetup | null = cached
+    ? { cached }
+    : seccomp
+      ? { compiled: seccomp, export: exportKey !== null }
+      : null;
   const ns = namespaceMap(spec);
   const out = new StepList();
   const newNs = (t: NamespaceType) => ns.has(t) && !ns.get(t)!.path;
@@ -847,7 +883,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     out,
     process,
     hooks.startContainer ?? [],
-    seccomp,
+    seccompSetup,
     false,
     !idMaps?.denySetgroups,
   );
@@ -858,6 +894,9 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     warnings,
     program: programInfo(rootfs, process),
     ...(seccomp?.usesNotify ? { seccompListener: seccomp } : {}),
+    ...(exportKey && seccomp
+      ? { seccompExport: (r: SeccompProgramReport) => cache!.store(exportKey, seccomp, r) }
+      : {}),
   };
 }
 
@@ -887,7 +926,7 @@ function compileProcessSetup(
   out: StepList,
   process: Process,
   startHooks: Hook[] | null,
-  seccomp: CompiledSeccomp | null,
+  seccomp: SeccompSetup | null,
   nonDumpable = false,
   setgroups = true,
 ): void {
@@ -998,7 +1037,14 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
       "cannot be set: the container's user namespace denies setgroups (its gid map was written without newgidmap)",
     );
   }
-  compileProcessSetup(out, process, null, seccomp, true, !input.denySetgroups);
+  compileProcessSetup(
+    out,
+    process,
+    null,
+    seccomp ? { compiled: seccomp, export: false } : null,
+    true,
+    !input.denySetgroups,
+  );
   return {
     steps: out.steps,
     newUserNamespace: false,

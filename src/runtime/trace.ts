@@ -59,7 +59,15 @@ const PHASES: [string, number[]][] = [
   ],
   [
     "init: seccomp filter",
-    [Op.SeccompInit, Op.SeccompArch, Op.SeccompAttr, Op.SeccompRule, Op.SeccompLoad],
+    [
+      Op.SeccompInit,
+      Op.SeccompArch,
+      Op.SeccompAttr,
+      Op.SeccompRule,
+      Op.SeccompExport,
+      Op.SeccompLoad,
+      Op.SeccompLoadProgram,
+    ],
   ],
   ["init: wait for start (exec fifo), then exec", [Op.WaitExecFifo]],
 ];

@@ -102,6 +102,11 @@ export const Op = {
   /** Load the filter being built into the kernel and free it; with a listener slot (else -1), send the
    *  notification fd over it, with the listener state from the last sync reply: (listenerSlot). */
   SeccompLoad: 44,
+  /** Export the filter being built as BPF and report it with Event.SeccompProgram; loads nothing. */
+  SeccompExport: 47,
+  /** Load a BPF program exported earlier, without libseccomp: (kernel SECCOMP_FILTER_FLAG_* flags,
+   *  the program's bytes, struct sock_filter[]). */
+  SeccompLoadProgram: 48,
   /** Not a step (it takes no index): report Event.Trace after every step, for `--trace`. Sent first. */
   Trace: 45,
   /** prctl(PR_SET_DUMPABLE): (0 or 1). Not dumpable, /proc/PID/exe and the like are closed to the
@@ -148,6 +153,9 @@ export const Event = {
   /** With Op.Trace: a step is done: (stepIndex, or -1 for the launcher's main() and -2 for the plan
    *  read; wall clock in microseconds since the epoch). */
   Trace: 7,
+  /** After Op.SeccompExport: (kernel filter flags, the BPF program in hex, libseccomp's version,
+   *  the path of its library). */
+  SeccompProgram: 8,
 } as const;
 export type EventCode = (typeof Event)[keyof typeof Event];
 

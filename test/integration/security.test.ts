@@ -141,6 +141,41 @@ describe("seccomp", () => {
     expect(r.stderr).toContain("Function not implemented");
   });
 
+  test("a second container with the same profile loads the cached filter, which still blocks", () => {
+    // A profile no other test uses, so the first run compiles it with libseccomp and exports it.
+    const profile: Seccomp = {
+      defaultAction: "SCMP_ACT_ALLOW",
+      flags: ["SECCOMP_FILTER_FLAG_LOG"],
+      syscalls: [{ names: ["mkdir", "mkdirat", "rmdir"], action: "SCMP_ACT_ERRNO", errnoRet: 94 }],
+    };
+    const script = "grep ^Seccomp: /proc/self/status; mkdir /tmp/c; echo status=$?";
+    const cached = () => {
+      const dir = join(root, "@seccomp");
+      return existsSync(dir) ? readdirSync(dir).length : 0;
+    };
+    const counts = [cached()];
+    const results = [1, 2].map(() => {
+      configure(["sh", "-c", script], (s) => {
+        s.linux!.seccomp = profile;
+      });
+      const r = cli(["--trace", "run", "--bundle", bundle, `sec-${process.pid}-${++counter}`]);
+      counts.push(cached());
+      return r;
+    });
+    expect(counts).toEqual([counts[0]!, counts[0]! + 1, counts[0]! + 1]);
+    for (const r of results) {
+      expect(r.stdout).toBe("Seccomp:\t2\nstatus=1\n");
+      expect(r.stderr).toContain("Socket type not supported"); // ESOCKTNOSUPPORT (94)
+    }
+    // The first builds it with libseccomp (many steps), the second loads the exported program.
+    expect(results[0]!.stderr).toMatch(/init: seccomp filter \(\d+ steps/);
+    expect(results[0]!.stderr).not.toContain("load the cached seccomp filter");
+    expect(results[1]!.stderr).toContain(
+      "init: seccomp filter: load the cached seccomp filter (3 rules",
+    );
+    expect(results[1]!.stderr).toContain("flags 0x2)"); // SECCOMP_FILTER_FLAG_LOG, kept
+  });
+
   test("SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL and SCMP_ACT_TRAP end the process with SIGSYS", () => {
     for (const action of ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL", "SCMP_ACT_TRAP"]) {
       const r = run(["uname", "-a"], (s) => {
@@ -297,7 +332,8 @@ describe("seccomp", () => {
     });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain("linux.seccomp.syscalls[1].action");
-    expect(readdirSync(root)).toEqual([]);
+    // Only the cache of compiled filters (of earlier tests) is there.
+    expect(readdirSync(root).filter((f) => f !== "@seccomp")).toEqual([]);
   });
 });
 

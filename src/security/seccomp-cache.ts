@@ -1,0 +1,142 @@
+// A cache of compiled seccomp filters. libseccomp turns a profile into classic BPF in the container's
+// init (Op.SeccompInit ... Op.SeccompLoad): for Docker's default profile that is ~380 plan steps
+// and tens of milliseconds per container. The first container of a profile also exports the BPF
+// (Op.SeccompExport, Event.SeccompProgram); it is stored here, and later containers with the same
+// profile load it as it is (Op.SeccompLoadProgram), without libseccomp, and without validating and
+// compiling the profile again.
+//
+// Policy lives here. An entry is keyed by a hash of the profile as given (JSON; it was validated
+// when the entry was made, and compileSeccomp is a function of it alone), the kernel release, the
+// architecture and the launcher binary (path, inode, size, mtime). The entry records libseccomp's
+// library file (inode, size, mtime): an upgraded libseccomp misses and compiles afresh. Profiles
+// with SCMP_ACT_NOTIFY are never cached (the notification fd comes from libseccomp's load).
+// The directory is the runtime's state root: on tmpfs (/run) it is emptied by a reboot.
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { arch, release } from "node:os";
+import { join } from "node:path";
+import type { CompiledSeccomp } from "./seccomp.ts";
+
+/** What a cached filter carries into the plan. */
+export interface CachedSeccompFilter {
+  /** The kernel's SECCOMP_FILTER_FLAG_* bits libseccomp would have loaded it with. */
+  flags: number;
+  /** struct sock_filter[] as bytes. */
+  program: Uint8Array;
+  /** For people: the profile's rule count and default action. */
+  rules: number;
+  defaultText: string;
+  libseccomp: string;
+}
+
+/** What the launcher reported after Op.SeccompExport. */
+export interface SeccompProgramReport {
+  flags: number;
+  hex: string;
+  version: string;
+  library: string;
+}
+
+interface Entry {
+  v: 1;
+  flags: number;
+  program: string; // base64
+  rules: number;
+  defaultText: string;
+  libseccomp: { version: string; path: string; ino: number; size: number; mtimeMs: number };
+}
+
+function fileId(path: string): { ino: number; size: number; mtimeMs: number } | null {
+  try {
+    const st = statSync(path);
+    return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+  } catch {
+    return null;
+  }
+}
+
+export class SeccompCache {
+  private readonly launcherId: string | null;
+  constructor(
+    readonly dir: string,
+    launcher: string,
+  ) {
+    const id = fileId(launcher);
+    this.launcherId = id ? `${launcher}:${id.ino}:${id.size}:${id.mtimeMs}` : null;
+  }
+
+  /** The key of a profile (linux.seccomp as given), or null if it cannot be cached. */
+  key(raw: unknown): string | null {
+    if (this.launcherId === null || raw === undefined || raw === null) return null;
+    let text: string;
+    try {
+      text = JSON.stringify(raw);
+    } catch {
+      return null; // e.g. a BigInt in a config built in memory
+    }
+    return createHash("sha256")
+      .update(`pivot-seccomp-v1\0${release()}\0${arch()}\0${this.launcherId}\0${text}`)
+      .digest("hex");
+  }
+
+  private path(key: string): string {
+    return join(this.dir, `${key}.json`);
+  }
+
+  /** The cached filter of a key, if there is one and libseccomp is still the one that made it. */
+  lookup(key: string): CachedSeccompFilter | null {
+    let e: Entry;
+    try {
+      e = JSON.parse(readFileSync(this.path(key), "utf8")) as Entry;
+    } catch {
+      return null;
+    }
+    if (e?.v !== 1 || typeof e.program !== "string" || typeof e.flags !== "number") return null;
+    const lib = fileId(e.libseccomp.path);
+    if (
+      !lib ||
+      lib.ino !== e.libseccomp.ino ||
+      lib.size !== e.libseccomp.size ||
+      lib.mtimeMs !== e.libseccomp.mtimeMs
+    ) {
+      return null;
+    }
+    const program = Buffer.from(e.program, "base64");
+    if (program.length === 0 || program.length % 8 !== 0) return null;
+    return {
+      flags: e.flags,
+      program,
+      rules: e.rules,
+      defaultText: e.defaultText,
+      libseccomp: e.libseccomp.version,
+    };
+  }
+
+  /** Whether a compiled profile may be cached. */
+  static cacheable(seccomp: CompiledSeccomp): boolean {
+    return !seccomp.usesNotify;
+  }
+
+  /** Stores what the launcher exported for a key; failures only cost the cache. */
+  store(key: string, seccomp: CompiledSeccomp, report: SeccompProgramReport): void {
+    if (!report.library.startsWith("/") || !/^([0-9a-f]{16})+$/.test(report.hex)) return;
+    const lib = fileId(report.library);
+    if (!lib) return;
+    const entry: Entry = {
+      v: 1,
+      flags: report.flags,
+      program: Buffer.from(report.hex, "hex").toString("base64"),
+      rules: seccomp.rules.length,
+      defaultText: seccomp.defaultText,
+      libseccomp: { version: report.version, path: report.library, ...lib },
+    };
+    const tmp = `${this.path(key)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      writeFileSync(tmp, JSON.stringify(entry), { mode: 0o600 });
+      renameSync(tmp, this.path(key));
+    } catch {
+      rmSync(tmp, { force: true });
+    }
+  }
+}
