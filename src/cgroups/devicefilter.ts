@@ -4,7 +4,6 @@
 // (Op.AttachDeviceFilter). For every device access the kernel runs the program with a
 // struct bpf_cgroup_dev_ctx { u32 access_type (access << 16 | type); u32 major; u32 minor; }
 // and allows the access when it returns 1.
-import { endianness } from "node:os";
 import type { DeviceState } from "./devices.ts";
 
 /** BPF_DEVCG_DEV_*: the device type in the low 16 bits of access_type. */
@@ -41,6 +40,9 @@ export interface Insn {
   off: number;
   imm: number;
 }
+
+/** Whether this machine stores integers little-endian (the kernel reads instructions in its order). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const insn = (code: number, dst: number, src: number, off: number, imm: number): Insn => ({
   code,
@@ -113,7 +115,7 @@ export function deviceFilterInstructions(state: DeviceState): Insn[] {
 /** Instructions as the kernel reads them (8 bytes each, in this machine's byte order). */
 export function encodeInstructions(
   insns: readonly Insn[],
-  littleEndian = endianness() === "LE",
+  littleEndian = LITTLE_ENDIAN,
 ): Uint8Array {
   const bytes = new Uint8Array(insns.length * 8);
   const view = new DataView(bytes.buffer);
@@ -128,10 +130,7 @@ export function encodeInstructions(
   return bytes;
 }
 
-export function decodeInstructions(
-  bytes: Uint8Array,
-  littleEndian = endianness() === "LE",
-): Insn[] {
+export function decodeInstructions(bytes: Uint8Array, littleEndian = LITTLE_ENDIAN): Insn[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: Insn[] = [];
   for (let at = 0; at + 8 <= bytes.length; at += 8) {
