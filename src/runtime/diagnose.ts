@@ -24,7 +24,13 @@ export function resolveInRoot(rootfs: string, path: string, maxLinks = 40): stri
     }
     if (st.isSymbolicLink()) {
       if (++links > maxLinks) return null;
-      const target = readlinkSync(host);
+      let target: string;
+      try {
+        target = readlinkSync(host);
+      } catch {
+        // e.g. /proc/self of a container's procfs seen from the host: a link with no target here.
+        return null;
+      }
       if (target.startsWith("/")) done.length = 0;
       parts.unshift(...target.split("/").filter((p) => p !== "" && p !== "."));
       continue;

@@ -2,15 +2,18 @@
 // escape attempts through crafted bundles. Every test asserts the effect, from inside and outside.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   chmodSync,
   closeSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -19,6 +22,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Seccomp, Spec } from "../../src/oci/spec.ts";
+import { launcherPath } from "../../src/runtime/launcher.ts";
 import { Capability } from "../../src/runtime/linux.ts";
 import { defaultSeccompProfile } from "../../src/security/seccomp-default.ts";
 
@@ -376,13 +380,26 @@ describe("capabilities and no_new_privs", () => {
     expect(statusField(r.stdout, "NoNewPrivs")).toBe("0");
   });
 
-  test("without CAP_SYS_ADMIN, mount fails inside and cannot undo a read-only path", () => {
+  test("without CAP_SYS_ADMIN, mount fails inside and cannot undo a read-only or masked path", () => {
+    // Each attempt on its own line with its exit status; busybox reports EPERM from mount(2) as
+    // "permission denied (are you root?)" and from umount2(2) as "Operation not permitted".
+    const attempts = [
+      "mount -t tmpfs none /mnt",
+      "mount -o remount,rw /proc/sys",
+      "mount -t proc proc /mnt",
+      "mount --bind /proc /mnt",
+      "umount /proc/keys",
+      "umount -l /proc/sys",
+    ];
     const r = run([
       "sh",
       "-c",
-      "mount -t tmpfs t /tmp && echo MOUNTED; mount -o remount,rw /proc/sys && echo REMOUNTED; umount /proc/kcore && echo UNMASKED; true",
+      `mkdir -p /mnt; ${attempts.map((a) => `${a}; echo "$?"`).join("; ")}; (: > /proc/sys/kernel/hostname) 2>/dev/null && echo SYS-WRITABLE; stat -c %t:%T /proc/keys`,
     ]);
-    expect(r.stdout).toBe("");
+    expect(r.stdout).toBe(`${attempts.map(() => "1\n").join("")}1:3\n`);
+    expect(r.stderr.match(/mount: permission denied \(are you root\?\)/g)?.length).toBe(4);
+    expect(r.stderr).toContain("can't unmount /proc/keys: Operation not permitted");
+    expect(r.stderr).toContain("can't unmount /proc/sys: Operation not permitted");
     expect(statusField(readFileSync("/proc/self/status", "utf8"), "CapEff")).not.toBe("0");
   });
 
@@ -564,6 +581,305 @@ describe("escape attempts with crafted bundles", () => {
       if (r.status === 0) expect(r.stdout).not.toContain(work);
       else expect(r.stderr).toContain(`chdir to the working directory /proc/self/fd/${fd}`);
     }
+  });
+});
+
+describe("escapes through /proc and the kernel", () => {
+  const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+
+  /** A fresh busybox bundle under the work directory. */
+  function freshBundle(name: string): string {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    makeRootfs(join(dir, "rootfs"));
+    return dir;
+  }
+
+  async function waitUntil(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+    for (let waited = 0; !ok(); waited += 20) {
+      if (waited > ms) throw new Error(`timed out waiting for ${what}`);
+      await Bun.sleep(20);
+    }
+  }
+
+  test("a process inside cannot reach the binary of a joining `exec` through /proc/PID/exe, nor through #!/proc/self/exe (CVE-2019-5736)", async () => {
+    const attacker = join(work, "exe-attacker");
+    const cc = spawnSync(
+      "cc",
+      ["-static", "-O2", "-o", attacker, join(REPO, "test/fixtures/exe-attacker.c")],
+      { encoding: "utf8" },
+    );
+    expect(cc.stderr).toBe("");
+    const dir = freshBundle("exe-join");
+    const rootfs = join(dir, "rootfs");
+    copyFileSync(attacker, join(rootfs, "exe-attacker"));
+    chmodSync(join(rootfs, "exe-attacker"), 0o755);
+    // The CVE's image: a program whose interpreter is the process's own binary, which, for a
+    // process `exec` starts, is the launcher until it execs.
+    writeFileSync(join(rootfs, "evilsh"), "#!/proc/self/exe\n", { mode: 0o755 });
+    // The joining processes run a copy of the launcher, so that a regression overwrites the copy,
+    // not the build other tests use; the copy and the bun binary running the runtime are hashed.
+    const launcherCopy = join(work, "pivot-launcher-copy");
+    copyFileSync(launcherPath(), launcherCopy);
+    chmodSync(launcherCopy, 0o755);
+    const binaries = [launcherCopy, realpathSync(process.execPath)];
+    const before = binaries.map(sha256);
+    const env = { ...process.env, PIVOT_LAUNCHER: launcherCopy };
+    const pr = (args: string[], stdio: "pipe" | "ignore" = "pipe"): Result => {
+      const r = spawnSync(process.execPath, [CLI, "--root", root, ...args], {
+        encoding: "utf8",
+        env,
+        stdio: stdio === "pipe" ? ["pipe", "pipe", "pipe"] : "ignore",
+        input: stdio === "pipe" ? "" : undefined,
+        timeout: 30_000,
+      });
+      return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+    };
+    const log = () => {
+      const f = join(rootfs, "tmp/attacker.log");
+      return existsSync(f) ? readFileSync(f, "utf8") : "";
+    };
+    configure(["/exe-attacker", "60"], undefined, dir);
+    const id = `sec-exe-join-${process.pid}`;
+    const evil: Result[] = [];
+    try {
+      expect(pr(["create", "--bundle", dir, id], "ignore").status).toBe(0);
+      expect(pr(["start", id]).status).toBe(0);
+      await waitUntil("the attacker", () => existsSync(join(rootfs, "tmp/attacker-ready")));
+      // Each `exec` is a process joining the container while it still runs the launcher; the
+      // attacker must have seen at least one of them (and been refused) for the test to count.
+      for (let i = 0; i < 10 && !/^DENIED /m.test(log()); i++) {
+        evil.push(pr(["exec", id, "/evilsh"]));
+        expect(pr(["exec", id, "/bin/true"]).status).toBe(0);
+      }
+      writeFileSync(join(rootfs, "tmp/attacker-stop"), "");
+      await waitUntil("the attacker to stop", () => log().includes("DONE"));
+    } finally {
+      pr(["delete", "--force", id]);
+    }
+    // The joining process is non-dumpable until it execs: /proc/PID/exe is refused.
+    expect(log()).toMatch(/^DENIED \d+ Permission denied$/m);
+    expect(log()).not.toMatch(/OPENED|OPEN_WRONLY|WROTE/);
+    // #!/proc/self/exe does not run the launcher as the container's (dumpable) program: the
+    // kernel refuses a /proc/self/exe outside the process's root (ENOENT on this kernel).
+    expect(evil.length).toBeGreaterThan(0);
+    for (const r of evil) {
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain("exec /evilsh");
+      expect(r.stderr).not.toContain("    at "); // an explanation, not a stack trace
+    }
+    expect(binaries.map(sha256)).toEqual(before);
+  }, 120_000);
+
+  /**
+   * Inside: each path with its type and device numbers, whether it opens for writing, and the
+   * mount table. Nothing is written: `: >` only opens.
+   */
+  // runc's masked paths; which exist depends on the kernel's configuration (this VM has no
+  // /proc/kcore), so the expectations follow the host's procfs and sysfs.
+  const maskedFiles = [
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/timer_stats",
+  ].filter((f) => existsSync(f));
+  const maskedDirs = ["/proc/acpi", "/proc/scsi", "/proc/asound", "/sys/firmware"].filter((f) =>
+    existsSync(f),
+  );
+  const readonlyPaths = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+  ].filter((f) => existsSync(f));
+  const writeProbes = ["/proc/sysrq-trigger", "/proc/sys/kernel/hostname"].filter((f) =>
+    existsSync(f),
+  );
+  const probe = [
+    `for f in ${[...maskedFiles, ...maskedDirs, ...writeProbes].join(" ")}; do`,
+    '  [ -e "$f" ] || { echo "$f missing"; continue; }',
+    '  echo "$f $(stat -c "%F %t:%T" "$f") entries=$(ls -A "$f" 2>/dev/null | wc -l)"',
+    '  if [ -f "$f" ] || [ -c "$f" ]; then (: > "$f") 2>/dev/null && echo "$f WRITABLE"; fi',
+    "done",
+    "echo ---",
+    "cat /proc/self/mountinfo",
+  ].join("\n");
+
+  /** Mount point → super/mount options, from mountinfo text. */
+  function mountOptions(mountinfo: string): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const line of mountinfo.trim().split("\n")) {
+      const f = line.split(" ");
+      m.set(f[4]!, `${f[5]} ${f.slice(f.indexOf("-") + 1).join(" ")}`);
+    }
+    return m;
+  }
+
+  /** The checks both a plain and a symlinked /proc must pass; PROC is where procfs landed. */
+  function expectMaskedAndReadonly(out: string, proc: string): void {
+    const [files, mountinfo] = out.split("---\n");
+    const mounts = mountOptions(mountinfo!);
+    // Masked files are /dev/null (character device 1:3), masked directories an empty tmpfs.
+    expect(maskedFiles.length + maskedDirs.length).toBeGreaterThan(2);
+    for (const f of maskedFiles)
+      expect(files).toContain(`${f} character special file 1:3 entries=1`);
+    for (const d of maskedDirs) {
+      expect(files).toContain(`${d} directory 0:0 entries=0`);
+      expect(mounts.get(d.replace(/^\/proc/, proc))).toMatch(/^ro,.* tmpfs /);
+    }
+    expect(files).not.toContain("missing");
+    // Read-only paths do not open for writing; their mounts are read-only.
+    expect(writeProbes).toContain("/proc/sys/kernel/hostname");
+    for (const f of writeProbes) expect(files).not.toContain(`${f} WRITABLE`);
+    expect(readonlyPaths).toContain("/proc/sys");
+    for (const p of readonlyPaths)
+      expect(mounts.get(p.replace(/^\/proc/, proc))).toMatch(/^ro[, ]/);
+    // Only the masked files, /dev/null, open for writing: what is written there goes nowhere.
+    expect(files!.match(/WRITABLE/g)?.length ?? 0).toBe(maskedFiles.length);
+  }
+
+  test("the default spec masks and write-protects what runc's does", () => {
+    const ours = baseSpec.linux!;
+    const runcSpec = spawnSync(
+      "sh",
+      ["-c", 'cd "$1" && runc spec && cat config.json', "sh", work],
+      {
+        encoding: "utf8",
+      },
+    );
+    if (runcSpec.status === 0) {
+      rmSync(join(work, "config.json"));
+      const theirs = (JSON.parse(runcSpec.stdout) as Spec).linux!;
+      for (const p of theirs.maskedPaths ?? []) expect(ours.maskedPaths).toContain(p);
+      for (const p of theirs.readonlyPaths ?? []) expect(ours.readonlyPaths).toContain(p);
+    }
+    for (const p of ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"])
+      expect(ours.maskedPaths).toContain(p);
+    for (const p of ["/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/irq"])
+      expect(ours.readonlyPaths).toContain(p);
+    const r = run(["sh", "-c", probe]);
+    expect(r.status).toBe(0);
+    expectMaskedAndReadonly(r.stdout, "/proc");
+  });
+
+  test("a rootfs whose /proc is a symlink gets procfs at the link's target, masked and read-only all the same", () => {
+    const dir = freshBundle("proc-link");
+    rmSync(join(dir, "rootfs/proc"), { recursive: true });
+    mkdirSync(join(dir, "rootfs/elsewhere"));
+    symlinkSync("/elsewhere", join(dir, "rootfs/proc"));
+    const r = run(["sh", "-c", probe], undefined, dir);
+    expect(r.stderr).toBe("");
+    expectMaskedAndReadonly(r.stdout, "/elsewhere");
+    // (Only under the work directory: other suites mount and unmount on this host concurrently.)
+    expect(hostMountsUnder(work)).toEqual([]);
+  });
+
+  test("masked and read-only paths that are symlinks out of the rootfs protect the link's target inside, never a host path", () => {
+    const hostSecret = join(work, "host-secret");
+    const hostRo = join(work, "host-ro");
+    for (const d of [hostSecret, hostRo]) {
+      mkdirSync(d);
+      writeFileSync(join(d, "data"), "host data\n");
+    }
+    const dir = freshBundle("mask-links");
+    // As an image could ship them: the masked path absolute, the read-only one climbing with ../.
+    symlinkSync(hostSecret, join(dir, "rootfs/etc/secret"));
+    symlinkSync(`../../../../../../../..${hostRo}`, join(dir, "rootfs/etc/ro"));
+    for (const d of [hostSecret, hostRo]) mkdirSync(join(dir, "rootfs", d), { recursive: true });
+    writeFileSync(join(dir, "rootfs", hostSecret, "data"), "container secret\n");
+    const r = run(
+      [
+        "sh",
+        "-c",
+        `ls -A /etc/secret | wc -l; touch /etc/ro/new 2>&1; echo rc=$?; grep -c " ${hostSecret} " /proc/self/mountinfo`,
+      ],
+      (s) => {
+        s.linux!.maskedPaths = [...s.linux!.maskedPaths!, "/etc/secret"];
+        s.linux!.readonlyPaths = [...s.linux!.readonlyPaths!, "/etc/ro"];
+      },
+      dir,
+    );
+    // Inside: the link's target (within the rootfs) is masked, the other read-only.
+    expect(r.stdout).toBe("0\ntouch: /etc/ro/new: Read-only file system\nrc=1\n1\n");
+    // On the host: both directories untouched, nothing mounted.
+    expect(readFileSync(join(hostSecret, "data"), "utf8")).toBe("host data\n");
+    expect(readdirSync(hostRo)).toEqual(["data"]);
+    // (Only under the work directory: other suites mount and unmount on this host concurrently.)
+    expect(hostMountsUnder(work)).toEqual([]);
+  });
+
+  test("host processes are neither visible nor signalable, and the host's mount table is not readable", () => {
+    const host = spawn("sleep", ["60"], { stdio: "ignore" });
+    try {
+      const hostPid = host.pid!;
+      const r = run([
+        "sh",
+        "-c",
+        [
+          `kill -0 ${hostPid}; kill -9 ${hostPid}; kill -0 ${process.pid}; kill -9 -1`,
+          "echo ---; ls /proc | grep -E '^[0-9]+$'",
+          "echo ---; cat /proc/1/cmdline | tr '\\0' ' '; echo",
+          "echo ---; cat /proc/1/mountinfo",
+          "echo ---; cat /proc/self/mountinfo",
+        ].join("; "),
+      ]);
+      const [kills, pids, cmdline, initMounts, selfMounts] = r.stdout.split("---\n");
+      // The host's pids do not exist in the container's PID namespace.
+      expect(r.stderr).toContain(`can't kill pid ${hostPid}: No such process`);
+      expect(r.stderr).toContain(`can't kill pid ${process.pid}: No such process`);
+      expect(kills).toBe("");
+      expect(() => process.kill(hostPid, 0)).not.toThrow();
+      expect(host.exitCode).toBeNull();
+      // /proc lists the container's own processes only: the shell (PID 1) and its children.
+      const seen = pids!.trim().split("\n").map(Number);
+      expect(seen).toContain(1);
+      expect(Math.max(...seen)).toBeLessThan(20);
+      expect(cmdline!.trim()).toStartWith("sh -c kill -0");
+      // The mount table is the container's: the same for PID 1 and itself, and none of the
+      // host's own mount points (everything outside /proc, /dev and /sys, e.g. /run/netns).
+      expect(initMounts).toBe(selfMounts!);
+      const inside = [...mountOptions(initMounts!).keys()];
+      const hostOnly = [
+        ...mountOptions(readFileSync("/proc/self/mountinfo", "utf8")).keys(),
+      ].filter((p) => p !== "/" && !/^\/(proc|dev|sys)(\/|$)/.test(p));
+      expect(hostOnly.length).toBeGreaterThan(0);
+      for (const p of hostOnly) expect(inside).not.toContain(p);
+      for (const p of inside) expect(p).toMatch(/^\/($|proc|dev|sys)/);
+    } finally {
+      host.kill("SIGKILL");
+    }
+  });
+
+  test("kernel modules cannot be loaded: no CAP_SYS_MODULE by default, and Docker's seccomp profile refuses it even with the capability", () => {
+    // A kernel built without module support (this VM: no /proc/modules) has no init_module at
+    // all: ENOSYS comes before any permission check, so only the seccomp filter's EPERM shows.
+    const modular = existsSync("/proc/modules");
+    const modules = modular ? readFileSync("/proc/modules", "utf8") : "";
+    const script = "grep ^CapBnd /proc/self/status; echo junk > /tmp/m.ko; insmod /tmp/m.ko";
+    const sysModule = 1n << BigInt(Capability.CAP_SYS_MODULE!);
+    const plain = run(["sh", "-c", script]);
+    expect(BigInt(`0x${statusField(plain.stdout, "CapBnd")}`) & sysModule).toBe(0n);
+    expect(plain.status).not.toBe(0);
+    expect(plain.stderr).toContain(
+      modular ? "Operation not permitted" : "kernel does not support requested operation",
+    );
+    // With CAP_SYS_MODULE granted but Docker's default profile built for the usual capabilities
+    // (an engine keeping its profile while a user adds the capability by hand), the filter
+    // answers init_module and finit_module with EPERM.
+    const withCap = run(["sh", "-c", script], (s) => {
+      const caps = [...s.process!.capabilities!.bounding!, "CAP_SYS_MODULE"];
+      s.process!.capabilities = { bounding: caps, effective: caps, permitted: caps };
+      s.linux!.seccomp = defaultSeccompProfile({
+        capabilities: baseSpec.process!.capabilities!.bounding!,
+      });
+    });
+    expect(BigInt(`0x${statusField(withCap.stdout, "CapBnd")}`) & sysModule).toBe(sysModule);
+    expect(withCap.status).not.toBe(0);
+    expect(withCap.stderr).toContain("Operation not permitted");
+    if (modular) expect(readFileSync("/proc/modules", "utf8")).toBe(modules);
   });
 });
 
