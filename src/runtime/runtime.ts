@@ -19,14 +19,12 @@ import type { ContainerStatus, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import { parseConfig, validateProcess } from "../oci/validate.ts";
 import { listenerState } from "../security/seccomp.ts";
-import { SeccompCache } from "../security/seccomp-cache.ts";
 import { attachDeviceFilter, deviceFilterStep } from "./cgroup-devices.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
 import {
   exitCodeOf,
   type LaunchSession,
   launch,
-  launcherPath,
   type StdioSpec,
   spawnLauncher,
 } from "./launcher.ts";
@@ -120,21 +118,6 @@ export class Runtime {
   private readonly warn: (message: string) => void;
 
   private readonly trace: Trace | undefined;
-  private seccompCacheOf: SeccompCache | null | undefined;
-
-  /**
-   * Compiled seccomp filters, in ROOT/@seccomp (not a container id, so never one's directory);
-   * PIVOT_SECCOMP_CACHE=0 turns the cache off.
-   */
-  private get seccompCache(): SeccompCache | null {
-    if (this.seccompCacheOf === undefined) {
-      this.seccompCacheOf =
-        process.env.PIVOT_SECCOMP_CACHE === "0"
-          ? null
-          : new SeccompCache(join(this.store.root, "@seccomp"), launcherPath());
-    }
-    return this.seccompCacheOf;
-  }
 
   constructor(options: RuntimeOptions = {}) {
     // Not root: $XDG_RUNTIME_DIR/pivot-runtime (rootless mode).
@@ -240,7 +223,6 @@ export class Runtime {
       cgroupMounts: cgroupMountSources(cgroup),
       caller,
       host: loaded?.host ?? realHost,
-      ...(this.seccompCache ? { seccompCache: this.seccompCache } : {}),
     });
     if (plan.idMaps) {
       checkIdMapHelpers(spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps, caller);
@@ -413,12 +395,15 @@ export class Runtime {
       // The init writes its byte as soon as it is scheduled after this open: poll from 20 µs
       // up to 1 ms rather than sleeping a whole millisecond first.
       for (let wait = 0.02; ; wait = Math.min(wait * 2, 1)) {
+        // Alive before the read: an init that writes its byte, execs and exits (as /bin/true
+        // does) between a read and a later check must not count as one that never started.
+        const alive = initAlive(record);
         try {
           if (readSync(fd, buf, 0, 1, null) === 1) break;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
         }
-        if (!initAlive(record)) {
+        if (!alive) {
           throw new PivotError(`container "${record.id}" exited before it could be started`, {
             hint: `\`delete ${record.id}\` removes it`,
           });
