@@ -13,11 +13,22 @@ export {
   type ExecOptions as EngineExecOptions,
   type RunOptions,
 } from "./engine/engine.ts";
+export {
+  type Filters,
+  matchesFilters,
+  parseFilters,
+  parseTemplate,
+  psFields,
+  renderTemplate,
+} from "./engine/listing.ts";
+export { OciRuntimeCli } from "./engine/oci-runtime.ts";
 export type {
   ContainerInfo,
   ContainerOptions,
   LogEntry,
   MountSpec,
+  StatsSample,
+  TopResult,
   VolumeInfo,
 } from "./engine/types.ts";
 export {

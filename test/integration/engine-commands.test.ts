@@ -24,19 +24,19 @@ beforeAll(async () => {
   if (!isRoot || !hasConmon) return;
   t = await makeTestEngine();
   scratch = mkdtempSync(join(tmpdir(), "pivot-cmd-scratch-"));
-});
+}, 120_000);
 
 afterAll(async () => {
   await t?.cleanup();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
-});
+}, 120_000);
 
 // Whatever a failed test left goes before the next one.
 afterEach(() => {
   if (!t) return;
   const ids = pivot(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
   if (ids.length) pivot(["rm", "-f", "-v", ...ids]);
-});
+}, 120_000);
 
 function pivot(
   args: string[],

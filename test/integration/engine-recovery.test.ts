@@ -27,7 +27,7 @@ const started = new Set<number>();
 beforeAll(async () => {
   if (!isRoot || !hasConmon) return;
   t = await makeTestEngine();
-});
+}, 120_000);
 
 /** conmon pids of this root's containers (conmon.pid in each container directory). */
 function conmonPids(): number[] {
@@ -72,7 +72,7 @@ afterAll(async () => {
   }
   killOurConmons();
   await t.cleanup();
-});
+}, 120_000);
 
 function pivot(args: string[]): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
