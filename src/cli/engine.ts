@@ -97,7 +97,8 @@ containers:
   run [flags] IMAGE [CMD...]   create and start a container (-d, -i, --rm, --name, -e, --env-file,
                                -w, -u, --entrypoint, --hostname, -v, --mount, --tmpfs, --read-only,
                                -l, --memory, --cpus, --pids-limit, --cap-add, --cap-drop,
-                               --privileged, --security-opt, --stop-signal, --stop-timeout, --network)
+                               --privileged, --security-opt, --stop-signal, --stop-timeout, --network,
+                               --init, --runtime PATH (another OCI runtime: runc, crun))
   create [flags] IMAGE [CMD...]  create a container without starting it
   start [-a] CONTAINER...      start containers (detached; -a: attached, waits for the exit)
   stop [-t SECONDS] [-s SIGNAL] CONTAINER...   stop signal, then SIGKILL after the timeout
