@@ -3,6 +3,8 @@
 // is passed in, so they are unit-tested without containers.
 import { PivotError } from "../errors.ts";
 import type { ImageConfig } from "../image/types.ts";
+import { parseAddHost, type ResolvOptions, resolvConfContent } from "../network/dnsfiles.ts";
+import type { PortMapping } from "../network/ports.ts";
 import type { Mount, Seccomp, Spec } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import type { ContainerOptions, MountSpec } from "./types.ts";
@@ -735,4 +737,70 @@ export function buildSpec(input: SpecInput): Spec {
     } else spec.linux!.seccomp = seccomp;
   }
   return spec;
+}
+
+// ---- networking options ----
+
+/**
+ * -P: the image's ExposedPorts ("80/tcp", "53/udp", "8000-8002") added to PUBLISH with host
+ * port 0 (a free one is chosen when the container is connected) on every host address, as -p
+ * without a host address does. Ports -p already publishes are left as they are.
+ */
+export function publishExposed(
+  publish: readonly PortMapping[],
+  exposed: Record<string, object> | undefined,
+): PortMapping[] {
+  const out = [...publish];
+  for (const key of Object.keys(exposed ?? {})) {
+    const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(key.trim());
+    if (!m) continue;
+    const protocol = (m[3] ?? "tcp").toLowerCase();
+    if (protocol !== "tcp" && protocol !== "udp") continue; // portmap: tcp and udp only
+    const lo = Number(m[1]);
+    const hi = m[2] === undefined ? lo : Number(m[2]);
+    for (let p = lo; p <= hi && p <= 65535; p++) {
+      if (p < 1 || out.some((o) => o.containerPort === p && o.protocol === protocol)) continue;
+      out.push({ hostIP: "", hostPort: 0, containerPort: p, protocol });
+    }
+  }
+  return out;
+}
+
+/** --add-host NAME:IP entries as /etc/hosts lines (refused with a hint when malformed). */
+export function addHostLines(addHosts: readonly string[]): string[] {
+  return addHosts.map((h) => {
+    try {
+      const e = parseAddHost(h);
+      return `${e.ip}\t${e.names.join(" ")}`;
+    } catch (err) {
+      throw new PivotError((err as Error).message, { hint: "e.g. --add-host db:10.0.0.5" });
+    }
+  });
+}
+
+/** --dns, --dns-search, --dns-option as the network library's resolv.conf options. */
+export function dnsOptionsOf(o: ContainerOptions): ResolvOptions | undefined {
+  if (!o.dns?.length && !o.dnsSearch?.length && !o.dnsOptions?.length) return undefined;
+  return {
+    ...(o.dns?.length ? { nameservers: o.dns } : {}),
+    ...(o.dnsSearch?.length ? { search: o.dnsSearch } : {}),
+    ...(o.dnsOptions?.length ? { options: o.dnsOptions } : {}),
+  };
+}
+
+/**
+ * A container's resolv.conf: the host's (see `resolvConf`), or with --dns/--dns-search/
+ * --dns-option, those replacing the host's nameservers, search domains and options. (On a
+ * network, the network library rewrites it at start with the same options.)
+ */
+export function containerResolvConf(hostText: string, o: ContainerOptions): string {
+  const host = o.network === "host";
+  const dns = dnsOptionsOf(o);
+  if (!dns) return resolvConf(hostText, host);
+  if (host && !dns.nameservers) {
+    // The host's network reaches the host's loopback resolvers: keep them.
+    const ns = [...hostText.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]!);
+    return resolvConfContent(hostText, { ...dns, nameservers: ns });
+  }
+  return resolvConfContent(hostText, dns);
 }

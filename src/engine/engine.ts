@@ -48,6 +48,7 @@ import { DEFAULT_STORE_ROOT, ImageStore, type StoredImage } from "../image/store
 import { type ImageConfig, MediaType } from "../image/types.ts";
 import { NetworkManager } from "../network/attach.ts";
 import type { NetworkSettings } from "../network/networks.ts";
+import type { PortMapping } from "../network/ports.ts";
 import type { Mount, Process, Spec } from "../oci/spec.ts";
 import { parseConfig } from "../oci/validate.ts";
 import type { HostFacts, Plan } from "../runtime/plan.ts";
@@ -57,13 +58,16 @@ import { procStat } from "../runtime/state.ts";
 import { defaultSeccompProfile } from "../security/seccomp-default.ts";
 import { compiledBinary, compiledCommand } from "../util/self.ts";
 import {
+  addHostLines,
   buildSpec,
+  containerResolvConf,
+  dnsOptionsOf,
   hostnameOf,
   hostsFile,
   mergeEnv,
   ociMount,
   parseSecurityOpts,
-  resolvConf,
+  publishExposed,
   resolveArgs,
   resolveUser,
 } from "./config.ts";
@@ -623,7 +627,15 @@ export class Engine {
       labels: r.labels,
       dir: this.dir(id),
       logPath: join(this.dir(id), "ctr.log"),
+      ports: this.publishedPorts(id, r),
     };
+  }
+
+  /** Published ports: the host ports chosen while on a network, else as configured. */
+  private publishedPorts(id: string, r: ContainerRecord): PortMapping[] {
+    if (!r.options.publish?.length) return [];
+    const attached = this.networks.attachments(id);
+    return attached.length > 0 ? attached.flatMap((a) => a.ports) : r.options.publish;
   }
 
   private exitTime(id: string): string | null {
@@ -898,6 +910,11 @@ export class Engine {
     const userSpec = options.user ?? imageConfig.User;
     const user = resolveUser(userSpec, ctx.readEtc("etc/passwd"), ctx.readEtc("etc/group"));
     const opts: ContainerOptions = { ...options, name: ctx.name };
+    const joined = this.joinedContainer(opts);
+    if (joined) opts.hostname = hostnameOf(joined.id, joined.options); // Docker's rule
+    if (opts.publishAll)
+      opts.publish = publishExposed(opts.publish ?? [], imageConfig.ExposedPorts);
+    const extraHosts = addHostLines(opts.addHosts ?? []);
     const command = resolveArgs(imageConfig, opts);
     // Volumes: the user's, then the image's own that nothing covers (anonymous).
     const specs: MountSpec[] = [...(options.mounts ?? [])];
@@ -937,13 +954,15 @@ export class Engine {
     const hostname = hostnameOf(id, opts);
     if (merged !== null) {
       writeFileSync(join(dir, "hostname"), `${hostname}\n`);
-      writeFileSync(join(dir, "hosts"), hostsFile(hostname));
+      writeFileSync(join(dir, "hosts"), hostsFile(hostname, extraHosts));
       let hostResolv = "";
       try {
         hostResolv = readFileSync("/etc/resolv.conf", "utf8");
       } catch {}
-      writeFileSync(join(dir, "resolv.conf"), resolvConf(hostResolv, options.network === "host"));
+      writeFileSync(join(dir, "resolv.conf"), containerResolvConf(hostResolv, opts));
     }
+    // --network container:NAME: the other container's /etc files, as Docker binds them.
+    const etcDir = joined ? this.dir(joined.id) : dir;
     const network = await this.networkOf(opts, merged === null);
     const spec: Spec = buildSpec({
       imageConfig,
@@ -953,9 +972,9 @@ export class Engine {
       rootfs: "merged",
       ...(network ? { netns: this.networks.netnsPath(id) } : {}),
       etcFiles: {
-        hosts: join(dir, "hosts"),
-        hostname: join(dir, "hostname"),
-        resolvConf: join(dir, "resolv.conf"),
+        hosts: join(etcDir, "hosts"),
+        hostname: join(etcDir, "hostname"),
+        resolvConf: join(etcDir, "resolv.conf"),
       },
       mounts,
       defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
@@ -1039,7 +1058,70 @@ export class Engine {
     if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);
     if (this.rt(id).store.exists(id)) await this.rt(id).delete(id, true);
     await this.connectNetwork(r);
+    this.joinNetworkOf(r);
     return r;
+  }
+
+  /**
+   * --network container:NAME at create: the container it names (which must exist), with the
+   * options that belong to that container's network refused, as Docker refuses them.
+   */
+  private joinedContainer(o: ContainerOptions): ContainerRecord | null {
+    const n = o.network;
+    if (!n?.startsWith("container:")) return null;
+    const ref = n.slice("container:".length);
+    const conflicts = [
+      o.publish?.length || o.publishAll ? "-p/-P" : "",
+      o.ip ? "--ip" : "",
+      o.networkAliases?.length ? "--network-alias" : "",
+      o.addHosts?.length ? "--add-host" : "",
+      dnsOptionsOf(o) ? "--dns/--dns-search/--dns-option" : "",
+      o.hostname !== undefined ? "--hostname" : "",
+    ].filter(Boolean);
+    if (conflicts.length > 0)
+      throw new EngineError(`${conflicts.join(", ")} cannot be used with --network ${n}`, {
+        hint: `the network, names and ports are ${ref}'s: set them on ${ref}`,
+      });
+    let id: string;
+    try {
+      id = this.resolveId(ref);
+    } catch (err) {
+      throw new EngineError(`--network ${n}: no such container ${ref}`, {
+        hint: "create and start that container first",
+        cause: err,
+      });
+    }
+    return this.load(id);
+  }
+
+  /**
+   * --network container:NAME at start: config.json gets the other container's network namespace
+   * (its bound sandbox when it is on a network, else its init's /proc/PID/ns/net); that
+   * container must be running. A container on the host's network shares the host's.
+   */
+  private joinNetworkOf(r: ContainerRecord): void {
+    const n = r.options.network;
+    if (!n?.startsWith("container:")) return;
+    const ref = n.slice("container:".length);
+    const other = this.joinedContainer({ ...r.options, hostname: undefined });
+    const st = other ? this.status(other.id) : null;
+    if (!other || !st || (st.status !== "running" && st.status !== "paused") || st.pid <= 0)
+      throw new EngineError(`cannot join the network of container ${ref}: it is not running`, {
+        hint: `start it first: pivot start ${ref}`,
+      });
+    const file = join(this.dir(r.id), "config.json");
+    const spec = readJson<Spec>(file);
+    if (!spec?.linux?.namespaces) throw new EngineError(`container ${r.name} has no config.json`);
+    const namespaces = spec.linux.namespaces.filter((x) => x.type !== "network");
+    const on = other.options.network;
+    if (on !== "host") {
+      const bound = this.networks.netnsPath(other.id);
+      const own = on !== undefined && on !== "none" && !on.startsWith("container:");
+      const path = own && existsSync(bound) ? bound : `/proc/${st.pid}/ns/net`;
+      namespaces.splice(1, 0, { type: "network", path });
+    }
+    spec.linux.namespaces = namespaces;
+    writeJsonAtomic(file, spec);
   }
 
   /**
@@ -1055,8 +1137,7 @@ export class Engine {
         });
       return null;
     }
-    if (n.startsWith("container:"))
-      throw new EngineError("--network container:NAME is not supported yet");
+    if (n.startsWith("container:")) return null; // joinNetworkOf: another container's
     if (n === "bridge" || n === this.networks.settings.defaultNetwork)
       return dryRun
         ? this.networks.settings.defaultNetwork
@@ -1075,6 +1156,8 @@ export class Engine {
       hostname: hostnameOf(r.id, r.options),
       hostsPath: join(dir, "hosts"),
       resolvConfPath: join(dir, "resolv.conf"),
+      addHosts: r.options.addHosts ?? [],
+      ...(dnsOptionsOf(r.options) ? { dns: dnsOptionsOf(r.options)! } : {}),
     });
     try {
       await this.networks.connect(r.id, network, {
@@ -1091,7 +1174,7 @@ export class Engine {
   /** Releases the container's address, veth, port and NAT rules, and its namespace. */
   private async disconnectNetwork(r: ContainerRecord): Promise<void> {
     const n = r.options.network;
-    if (n === undefined || n === "none" || n === "host") return;
+    if (n === undefined || n === "none" || n === "host" || n.startsWith("container:")) return;
     await this.networks.removeSandbox(r.id).catch((e) => this.warn((e as Error).message));
   }
 

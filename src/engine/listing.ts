@@ -149,7 +149,7 @@ export function psFields(
   const trunc = options.trunc ?? true;
   let cmd = c.command.join(" ");
   if (trunc && cmd.length > 20) cmd = `${cmd.slice(0, 19)}…`;
-  const ports = (c.options.publish ?? [])
+  const ports = (c.ports ?? c.options.publish ?? [])
     .map((p) => `${p.hostIP || "0.0.0.0"}:${p.hostPort}->${p.containerPort}/${p.protocol}`)
     .join(", ");
   return {

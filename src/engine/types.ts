@@ -61,8 +61,10 @@ export interface ContainerOptions {
   /** Remove the container (and its anonymous volumes) when it exits. */
   autoRemove?: boolean;
   /**
-   * "none" (default: a network namespace with loopback only), "host", or the name of a network
-   * ("bridge" is the default network), which the container joins when it starts.
+   * "none" (default: a network namespace with loopback only), "host", "container:NAME" (the
+   * network namespace, /etc/hosts and /etc/resolv.conf of another container, which must be
+   * running when this one starts), or the name of a network ("bridge" is the default network),
+   * which the container joins when it starts.
    */
   network?: string;
   /** -p: ports published on the host (needs a network). */
@@ -71,6 +73,19 @@ export interface ContainerOptions {
   networkAliases?: string[];
   /** --ip: a fixed address in the network's subnet. */
   ip?: string;
+  /**
+   * -P: publish every port the image EXPOSEs on a free host port (every host address, as -p
+   * without one). Expanded into `publish` (host port 0) when the container is created.
+   */
+  publishAll?: boolean;
+  /** --add-host NAME:IP: extra /etc/hosts lines. */
+  addHosts?: string[];
+  /** --dns: nameservers replacing the host's in /etc/resolv.conf. */
+  dns?: string[];
+  /** --dns-search: search domains replacing the host's. */
+  dnsSearch?: string[];
+  /** --dns-option: resolver options replacing the host's. */
+  dnsOptions?: string[];
   /**
    * Path of another OCI runtime binary (runc, crun) to run the container with, through its
    * command line under conmon, as podman does; unset: Pivot's runtime, in-process.
@@ -111,6 +126,11 @@ export interface ContainerInfo {
   /** The container's directory: bundle (config.json), upper/work/merged, logs, exit file. */
   dir: string;
   logPath: string;
+  /**
+   * Published ports: while the container is on a network, with the host ports actually chosen
+   * (-P, -p without a host port); otherwise as configured (host port 0 = chosen at start).
+   */
+  ports?: PortMapping[];
 }
 
 export interface VolumeInfo {
