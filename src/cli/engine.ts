@@ -76,6 +76,11 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "publish", aliases: ["p"], value: true, multiple: true },
   { name: "network-alias", value: true, multiple: true },
   { name: "ip", value: true },
+  { name: "publish-all", aliases: ["P"] },
+  { name: "add-host", value: true, multiple: true },
+  { name: "dns", value: true, multiple: true },
+  { name: "dns-search", value: true, multiple: true },
+  { name: "dns-option", value: true, multiple: true },
   { name: "pull", value: true },
   { name: "runtime", value: true },
   { name: "dry-run" },
@@ -99,6 +104,10 @@ containers:
                                -l, --memory, --cpus, --pids-limit, --cap-add, --cap-drop,
                                --privileged, --security-opt, --stop-signal, --stop-timeout, --network,
                                --init, --runtime PATH (another OCI runtime: runc, crun))
+                               networking: --network none|host|bridge|NAME|container:NAME
+                               (default none), -p [IP:][HOSTPORT:]PORT[/udp], -P (every
+                               EXPOSEd port on a free host port), --ip, --network-alias,
+                               --add-host NAME:IP, --dns IP, --dns-search D, --dns-option O
   create [flags] IMAGE [CMD...]  create a container without starting it
   start [-a] CONTAINER...      start containers (detached; -a: attached, waits for the exit)
   stop [-t SECONDS] [-s SIGNAL] CONTAINER...   stop signal, then SIGKILL after the timeout
@@ -106,6 +115,7 @@ containers:
   rm [-f] [-v] CONTAINER...    remove containers (-f: even running; -v: their anonymous volumes)
   logs [-f] [--tail N] [--since TIME] [-t] CONTAINER   the container's output
   inspect CONTAINER...         details as JSON
+  port CONTAINER [PORT[/PROTO]]   published ports (80/tcp -> 0.0.0.0:32768)
   exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...   run a command in a container
   wait CONTAINER...            wait for exits and print the codes
   attach [--detach-keys KEYS] [--no-stdin] CONTAINER   join a detached container's terminal
@@ -220,6 +230,11 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   if (multi(p, "network-alias").length) o.networkAliases = multi(p, "network-alias");
   const ip = flag(p, "ip");
   if (ip !== undefined) o.ip = ip;
+  if (boolFlag(p, "publish-all")) o.publishAll = true;
+  if (multi(p, "add-host").length) o.addHosts = multi(p, "add-host");
+  if (multi(p, "dns").length) o.dns = multi(p, "dns");
+  if (multi(p, "dns-search").length) o.dnsSearch = multi(p, "dns-search");
+  if (multi(p, "dns-option").length) o.dnsOptions = multi(p, "dns-option");
   const pull = flag(p, "pull");
   if (pull !== undefined && pull !== "never" && pull !== "missing" && pull !== "always") {
     throw new UsageError(`--pull ${pull}: use always, missing or never`);
@@ -311,6 +326,7 @@ const ROOT_COMMANDS = new Set([
   "ps",
   "logs",
   "inspect",
+  "port",
   "exec",
   "wait",
   "attach",
@@ -530,6 +546,30 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const p = parseCommand(args, [{ name: "format", aliases: ["f"], value: true }]);
       const out = targets(p, command).map((ref) => engine.inspect(ref));
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      return 0;
+    }
+    case "port": {
+      const p = parseCommand(args, [], 2);
+      const ref = needArg(p, "a container", command);
+      const want = p.positionals[1];
+      let ports = engine.inspect(ref).ports ?? [];
+      if (want !== undefined) {
+        const m = /^(\d+)(?:\/(tcp|udp))?$/.exec(want);
+        if (!m) throw new UsageError(`invalid port "${want}"`, { hint: "e.g. 80 or 53/udp" });
+        ports = ports.filter(
+          (x) => x.containerPort === Number(m[1]) && x.protocol === (m[2] ?? "tcp"),
+        );
+        if (ports.length === 0)
+          throw new EngineError(`no public port ${want} published for ${ref}`, {
+            hint: `\`pivot port ${ref}\` lists what it publishes`,
+          });
+      }
+      for (const x of ports) {
+        const host = `${x.hostIP || "0.0.0.0"}:${x.hostPort || "(chosen at start)"}`;
+        process.stdout.write(
+          want !== undefined ? `${host}\n` : `${x.containerPort}/${x.protocol} -> ${host}\n`,
+        );
+      }
       return 0;
     }
     case "exec": {
