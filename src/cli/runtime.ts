@@ -300,9 +300,22 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
     case "start":
       await runtime.start(needId(parseArgs(args, []), command));
       return 0;
-    case "state":
-      writeOut(`${JSON.stringify(runtime.state(needId(parseArgs(args, []), command)), null, 2)}\n`);
+    case "state": {
+      // The runtime-spec state plus what runc and crun print beside it (rootfs, created, owner,
+      // pid 0 once stopped): clients decode this output into runc's struct.
+      const record = runtime.store.load(needId(parseArgs(args, []), command));
+      const { annotations, ...state } = runtime.stateOf(record);
+      const out = {
+        ...state,
+        pid: state.pid ?? 0,
+        rootfs: record.rootfs,
+        created: record.created,
+        owner: "",
+        ...(annotations ? { annotations } : {}),
+      };
+      writeOut(`${JSON.stringify(out, null, 2)}\n`);
       return 0;
+    }
     case "kill": {
       const p = parseArgs(args, [
         { name: "all", aliases: ["a"] },

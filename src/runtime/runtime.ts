@@ -19,12 +19,14 @@ import type { ContainerStatus, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import { parseConfig, validateProcess } from "../oci/validate.ts";
 import { listenerState } from "../security/seccomp.ts";
+import { SeccompCache } from "../security/seccomp-cache.ts";
 import { attachDeviceFilter, deviceFilterStep } from "./cgroup-devices.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
 import {
   exitCodeOf,
   type LaunchSession,
   launch,
+  launcherPath,
   type StdioSpec,
   spawnLauncher,
 } from "./launcher.ts";
@@ -118,6 +120,21 @@ export class Runtime {
   private readonly warn: (message: string) => void;
 
   private readonly trace: Trace | undefined;
+  private seccompCacheOf: SeccompCache | null | undefined;
+
+  /**
+   * Compiled seccomp filters, in ROOT/@seccomp (not a container id, so never one's directory);
+   * PIVOT_SECCOMP_CACHE=0 turns the cache off.
+   */
+  private get seccompCache(): SeccompCache | null {
+    if (this.seccompCacheOf === undefined) {
+      this.seccompCacheOf =
+        process.env.PIVOT_SECCOMP_CACHE === "0"
+          ? null
+          : new SeccompCache(join(this.store.root, "@seccomp"), launcherPath());
+    }
+    return this.seccompCacheOf;
+  }
 
   constructor(options: RuntimeOptions = {}) {
     // Not root: $XDG_RUNTIME_DIR/pivot-runtime (rootless mode).
@@ -223,6 +240,7 @@ export class Runtime {
       cgroupMounts: cgroupMountSources(cgroup),
       caller,
       host: loaded?.host ?? realHost,
+      ...(this.seccompCache ? { seccompCache: this.seccompCache } : {}),
     });
     if (plan.idMaps) {
       checkIdMapHelpers(spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps, caller);
