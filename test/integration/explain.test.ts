@@ -305,8 +305,9 @@ describe.skipIf(!isRoot)("--trace", () => {
       // The launcher's clock (its reports, converted) agrees with the runtime's: its rows sit
       // between the runtime's marks, in the order things happen.
       const at = (prefix: string) => whats.findIndex((w) => w.startsWith(prefix));
-      expect(at("plan compiled")).toBeLessThan(at("launcher: main() reached"));
+      // The launcher is started first and receives its plan once it is compiled.
       expect(at("launcher: main() reached")).toBeLessThan(at("launcher: plan read"));
+      expect(at("plan compiled")).toBeLessThan(at("launcher: plan read"));
       expect(at("launcher: plan read")).toBeLessThan(at("setup: namespaces"));
       expect(at("setup: namespaces")).toBeLessThan(at("init: pivot_root"));
       expect(at("init: pivot_root")).toBeLessThan(at("ready: the init waits on the exec fifo"));
