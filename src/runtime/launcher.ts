@@ -276,7 +276,10 @@ export class LaunchSession {
         for (const w of this.initPidWaiters.splice(0)) w.resolve();
         continue;
       }
-      this.queue = this.queue.then(() => this.handle(m));
+      // A handler that throws must fail the launch, not stall every event after it.
+      this.queue = this.queue
+        .then(() => this.handle(m))
+        .catch((err: unknown) => this.fail(asError(err)));
     }
   }
 
@@ -295,7 +298,9 @@ export class LaunchSession {
     const err =
       this.failure ?? new PivotError("the launcher exited without reporting the init's pid");
     for (const w of this.initPidWaiters.splice(0)) w.reject(err);
-    this.queue = this.queue.then(() => this.onClose());
+    this.queue = this.queue
+      .then(() => this.onClose())
+      .catch((err: unknown) => this.fail(asError(err)));
   }
 
   private send(buf: Buffer): void {
@@ -369,10 +374,14 @@ export class LaunchSession {
     const why = errnoText[name] ?? name;
     const what = step ? `step ${stepIndex + 1} (${step.text})` : "launcher";
     const program = this.plan?.program;
-    const diagnosis =
-      step?.op === Op.Exec && name === "ENOENT" && program
-        ? diagnoseExecEnoent(program.rootfs, program.name, program.path, program.cwd)
-        : undefined;
+    let diagnosis: string | undefined;
+    try {
+      if (step?.op === Op.Exec && name === "ENOENT" && program) {
+        diagnosis = diagnoseExecEnoent(program.rootfs, program.name, program.path, program.cwd);
+      }
+    } catch {
+      // The explanation is a bonus; the error itself must still be reported.
+    }
     const hint = diagnosis ?? hintFor(name, step?.op ?? -1);
     return new LaunchError(`${what} failed: ${detail}: ${why}`, stepIndex, errno, {
       code: name,
@@ -503,4 +512,8 @@ export function exitCodeOf(waitStatus: number): number {
   const signal = waitStatus & 0x7f;
   if (signal === 0) return (waitStatus >> 8) & 0xff;
   return 128 + signal;
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
