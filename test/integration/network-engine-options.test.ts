@@ -116,8 +116,7 @@ describe.skipIf(!ready)("engine: network options", () => {
       const mine = await execOut(a.id, ["sh", "-c", "readlink /proc/self/ns/net; ip addr"]);
       expect(mine).toContain("lo");
       if (mode === NET) expect(mine).toContain("10.218.");
-      const script =
-        `readlink /proc/self/ns/net; ip addr; echo ===; for i in $(seq ${mode === NET ? 50 : 1}); do wget -qO- http://127.0.0.1:8080/index.html && break; sleep 0.1; done; echo ===; hostname; cat /etc/hosts`;
+      const script = `readlink /proc/self/ns/net; ip addr; echo ===; for i in $(seq ${mode === NET ? 50 : 1}); do wget -qO- http://127.0.0.1:8080/index.html && break; sleep 0.1; done; echo ===; hostname; cat /etc/hosts`;
       const b = await runCollect(engine, {
         image: IMAGE,
         cmd: ["sh", "-c", script],
