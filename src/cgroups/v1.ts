@@ -67,8 +67,17 @@ export function v1Memory(r: CgroupResources, dir: string, ctx: WriterContext): C
       value: int(m.reservation),
       field: `${F}.memory.reservation`,
     });
-  if (m.kernel !== undefined || m.kernelTCP !== undefined)
-    ctx.warn("linux.resources.memory.kernel and kernelTCP are obsolete and ignored");
+  // Kernel memory limits: deprecated, but v1 kernels still take them (crun writes them too).
+  // Where the files are gone (kmem accounting compiled out), say so instead of failing.
+  for (const [value, file, name] of [
+    [m.kernel, "memory.kmem.limit_in_bytes", "kernel"],
+    [m.kernelTCP, "memory.kmem.tcp.limit_in_bytes", "kernelTCP"],
+  ] as const) {
+    if (value === undefined || value === 0) continue;
+    if (ctx.fs.exists(`${dir}/${file}`))
+      out.push({ path: `${dir}/${file}`, value: int(value), field: `${F}.memory.${name}` });
+    else ctx.warn(`linux.resources.memory.${name} is ignored: this kernel has no ${file}`);
+  }
   if (m.disableOOMKiller !== undefined)
     out.push({
       path: `${dir}/memory.oom_control`,

@@ -196,6 +196,20 @@ describe("v1 writer", () => {
     ]);
   });
 
+  test("kernel memory limits go to the kmem files where the kernel still has them", () => {
+    const withKmem = tree({
+      "memory/ctr/memory.kmem.limit_in_bytes": "9223372036854771712\n",
+      "memory/ctr/memory.kmem.tcp.limit_in_bytes": "9223372036854771712\n",
+    });
+    const r: CgroupResources = { memory: { kernel: 50 << 20, kernelTCP: 40 << 20 } };
+    expect(writesOf(r, v1Layout(withKmem, all), withKmem)).toEqual([
+      ["memory/ctr/memory.kmem.limit_in_bytes", "52428800"],
+      ["memory/ctr/memory.kmem.tcp.limit_in_bytes", "41943040"],
+    ]);
+    const without = tree({ "memory/ctr/memory.limit_in_bytes": "9223372036854771712\n" });
+    expect(writesOf(r, v1Layout(without, all), without)).toEqual([]);
+  });
+
   test("memory and memory+swap are written in an order the kernel accepts", () => {
     const root = tree({
       "memory/ctr/memory.limit_in_bytes": "104857600\n",
