@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -1183,6 +1184,18 @@ static void do_attach_device_filter(struct step *st) {
   close(dirfd);
 }
 
+static void do_loopback_up(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail(errno, "socket for configuring lo");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) fail(errno, "read the flags of lo");
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) fail(errno, "bring lo up");
+  close(fd);
+}
+
 static void run_step(struct step *st) {
   switch (st->code) {
     case OP_JOIN_NAMESPACE: {
@@ -1213,6 +1226,7 @@ static void run_step(struct step *st) {
     case OP_SYMLINK_IN_ROOT: do_symlink_in_root(st); break;
     case OP_PIVOT_ROOT: do_pivot_root(S(st, 0)); break;
     case OP_MOVE_ROOT: do_move_root(S(st, 0)); break;
+    case OP_LOOPBACK_UP: do_loopback_up(); break;
     case OP_NEW_SESSION_KEYRING:
       /* KEYCTL_JOIN_SESSION_KEYRING = 1 */
       if (syscall(SYS_keyctl, 1, S(st, 0)) < 0) fail(errno, "join a new session keyring %s", S(st, 0));

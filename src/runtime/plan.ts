@@ -777,6 +777,8 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     const name = `_ses.${input.id ?? "pivot"}`;
     out.add(Op.NewSessionKeyring, [name], `join a new session keyring ${name}`);
   }
+  // A new network namespace starts with lo down; runc and crun bring it up, and so does Pivot.
+  if (newNs("network")) out.add(Op.LoopbackUp, [], "bring the loopback interface up");
   // Early, so that hooks running in the container's namespaces see the container's names.
   if (spec.hostname !== undefined && spec.hostname !== "") {
     out.add(Op.SetHostname, [spec.hostname], `set hostname ${spec.hostname}`);

@@ -44,6 +44,8 @@ export const Op = {
   Chroot: 60,
   /** Join a new session keyring, so the container does not share the caller's keys: (name). */
   NewSessionKeyring: 61,
+  /** Bring the loopback interface of the current network namespace up, as runc and crun do. */
+  LoopbackUp: 62,
   /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory; missing paths are skipped: (path). */
   MaskPath: 16,
   /** Bind a path onto itself read-only; missing paths are skipped: (path). */

@@ -129,9 +129,17 @@ describe("isolation", () => {
     expect(readFileSync("/proc/sys/kernel/hostname", "utf8")).toBe(hostBefore);
   });
 
-  test("a new network namespace has only lo", () => {
-    const r = run(["sh", "-c", "ls /sys/class/net"]);
-    expect(r.stdout.trim()).toBe("lo");
+  test("a new network namespace has only lo, and it is up (a server on 127.0.0.1 answers)", () => {
+    const r = run([
+      "sh",
+      "-c",
+      "ls /sys/class/net; cat /sys/class/net/lo/flags; (echo hello | nc -l -p 7777 &) ; sleep 0.2; nc 127.0.0.1 7777 </dev/null",
+    ]);
+    const [interfaces, flags, reply] = r.stdout.trim().split("\n");
+    expect(interfaces).toBe("lo");
+    // IFF_UP (0x1) | IFF_LOOPBACK (0x8)
+    expect(Number(flags) & 0x1).toBe(1);
+    expect(reply).toBe("hello");
   });
 
   test("the default devices exist and work", () => {

@@ -63,6 +63,17 @@ describe("container plan", () => {
     );
   });
 
+  test("a new network namespace gets its loopback brought up; a joined one is left as it is", () => {
+    expect(ops(compileContainerPlan(input()))).toContain(Op.LoopbackUp);
+    const joined = compileContainerPlan(
+      input((s) => {
+        s.linux!.namespaces = [{ type: "mount" }, { type: "network", path: "/var/run/netns/x" }];
+        delete s.hostname;
+      }),
+    );
+    expect(ops(joined)).not.toContain(Op.LoopbackUp);
+  });
+
   test("joins namespaces given by path instead of creating them", () => {
     const plan = compileContainerPlan(
       input((s) => {
