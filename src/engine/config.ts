@@ -5,6 +5,7 @@ import { PivotError } from "../errors.ts";
 import type { ImageConfig } from "../image/types.ts";
 import { parseAddHost, type ResolvOptions, resolvConfContent } from "../network/dnsfiles.ts";
 import type { PortMapping } from "../network/ports.ts";
+import { devMounts } from "../oci/default-spec.ts";
 import type { Mount, Seccomp, Spec } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import type { ContainerOptions, MountSpec } from "./types.ts";
@@ -670,18 +671,8 @@ export function buildSpec(input: SpecInput): Spec {
         source: "proc",
         options: ["nosuid", "noexec", "nodev"],
       },
-      {
-        destination: "/dev",
-        type: "tmpfs",
-        source: "tmpfs",
-        options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
-      },
-      {
-        destination: "/dev/pts",
-        type: "devpts",
-        source: "devpts",
-        options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-      },
+      devMounts.dev(),
+      devMounts.pts(),
       {
         destination: "/sys",
         type: "sysfs",
@@ -694,18 +685,8 @@ export function buildSpec(input: SpecInput): Spec {
         source: "cgroup",
         options: ["nosuid", "noexec", "nodev", "relatime", privileged ? "rw" : "ro"],
       },
-      {
-        destination: "/dev/mqueue",
-        type: "mqueue",
-        source: "mqueue",
-        options: ["nosuid", "noexec", "nodev"],
-      },
-      {
-        destination: "/dev/shm",
-        type: "tmpfs",
-        source: "shm",
-        options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-      },
+      devMounts.mqueue(),
+      devMounts.shm(),
       ...etcMounts,
       ...sortedMounts,
     ],

@@ -1,5 +1,33 @@
 // The config.json that `spec` writes: runc's defaults, so bundles behave the same under both.
-import { OCI_VERSION, type Spec } from "./spec.ts";
+import { type Mount, OCI_VERSION, type Spec } from "./spec.ts";
+
+/** runc's /dev mounts, shared by `spec` and the engine's configs (fresh objects each call). */
+export const devMounts = {
+  dev: (): Mount => ({
+    destination: "/dev",
+    type: "tmpfs",
+    source: "tmpfs",
+    options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+  }),
+  pts: (): Mount => ({
+    destination: "/dev/pts",
+    type: "devpts",
+    source: "devpts",
+    options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+  }),
+  shm: (): Mount => ({
+    destination: "/dev/shm",
+    type: "tmpfs",
+    source: "shm",
+    options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+  }),
+  mqueue: (): Mount => ({
+    destination: "/dev/mqueue",
+    type: "mqueue",
+    source: "mqueue",
+    options: ["nosuid", "noexec", "nodev"],
+  }),
+};
 
 const DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
@@ -25,30 +53,10 @@ export function defaultSpec(options: { rootless?: boolean; args?: string[] } = {
     hostname: "pivot",
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },
-      {
-        destination: "/dev",
-        type: "tmpfs",
-        source: "tmpfs",
-        options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
-      },
-      {
-        destination: "/dev/pts",
-        type: "devpts",
-        source: "devpts",
-        options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-      },
-      {
-        destination: "/dev/shm",
-        type: "tmpfs",
-        source: "shm",
-        options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-      },
-      {
-        destination: "/dev/mqueue",
-        type: "mqueue",
-        source: "mqueue",
-        options: ["nosuid", "noexec", "nodev"],
-      },
+      devMounts.dev(),
+      devMounts.pts(),
+      devMounts.shm(),
+      devMounts.mqueue(),
       {
         destination: "/sys",
         type: "sysfs",
