@@ -1,4 +1,4 @@
-// Shared helpers for tests: busybox bundles, a private runtime root, the CLI as a subprocess.
+// Shared helpers for tests: busybox bundles, a private runtime root, the CLIs as subprocesses.
 import { spawnSync } from "node:child_process";
 import {
   closeSync,
@@ -18,6 +18,7 @@ import type { Spec } from "../src/oci/spec.ts";
 export const REPO = join(import.meta.dir, "..");
 export const BUN = process.execPath;
 export const RUNTIME_CLI = join(REPO, "bin/pivot-runtime.ts");
+export const PIVOT_CLI = join(REPO, "bin/pivot.ts");
 
 export const isRoot = process.getuid?.() === 0;
 
@@ -86,6 +87,27 @@ export function runtime(
     closeSync(err);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Runs `pivot --root ROOT ARGS...` and waits for it, 30 seconds at most unless `timeoutMs` says
+ * otherwise. `input` is written to its stdin, else stdin is /dev/null; `uid` runs it as that
+ * user, with the group of the same number.
+ */
+export function pivotCli(
+  root: string,
+  args: string[],
+  options: { input?: string; uid?: number; timeoutMs?: number } = {},
+): CliResult {
+  const r = spawnSync(BUN, [PIVOT_CLI, "--root", root, ...args], {
+    encoding: "utf8",
+    timeout: options.timeoutMs ?? 30_000,
+    ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
+    ...(options.input !== undefined
+      ? { input: options.input }
+      : { stdio: ["ignore", "pipe", "pipe"] as ("ignore" | "pipe")[] }),
+  });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /**

@@ -1,14 +1,12 @@
 // The `pivot` command line over the engine, as a subprocess, with real containers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { IMAGE, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
-import { BUN, isRoot, REPO } from "../helpers.ts";
+import { isRoot, pivotCli } from "../helpers.ts";
 
-const PIVOT = join(REPO, "bin/pivot.ts");
 const hasConmon = findConmon() !== null;
 
 let t: TestEngine;
@@ -26,14 +24,7 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-function pivot(args: string[], input?: string): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
-    encoding: "utf8",
-    timeout: 30_000,
-    ...(input !== undefined ? { input } : { stdio: ["ignore", "pipe", "pipe"] }),
-  });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const pivot = (args: string[], input?: string) => pivotCli(t.root, args, { input });
 
 describe.skipIf(!isRoot)("pivot CLI", () => {
   test("run --rm: output and exit code pass through", () => {

@@ -2,16 +2,15 @@
 // stats, top, pause/unpause, rename, container/volume prune, and errors people can act on.
 // Root, real containers under conmon, images built without network.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findInit } from "../../src/engine/init.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
-import { BUN, isRoot, REPO } from "../helpers.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
-const PIVOT = join(REPO, "bin/pivot.ts");
 const RUNC = "/usr/sbin/runc";
 const hasConmon = findConmon() !== null;
 const hasRunc = existsSync(RUNC);
@@ -38,20 +37,8 @@ afterEach(() => {
   if (ids.length) pivot(["rm", "-f", "-v", ...ids]);
 }, 120_000);
 
-function pivot(
-  args: string[],
-  options: { input?: string; uid?: number } = {},
-): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
-    encoding: "utf8",
-    timeout: 60_000,
-    ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
-    ...(options.input !== undefined
-      ? { input: options.input }
-      : { stdio: ["ignore", "pipe", "pipe"] }),
-  });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const pivot = (args: string[], options: { input?: string; uid?: number } = {}) =>
+  pivotCli(t.root, args, { ...options, timeoutMs: 60_000 });
 
 /** Container cgroup directories (pivot-<id>) in the memory hierarchy, or the unified one. */
 function pivotCgroups(): string[] {
@@ -226,7 +213,7 @@ describe.skipIf(!isRoot || !hasConmon)("pivot: more commands", () => {
     expect(Number.parseFloat(cpu)).toBeGreaterThan(5);
 
     // Live: a table every second until interrupted.
-    const child = spawn(BUN, [PIVOT, "--root", t.root, "stats"], {
+    const child = spawn(BUN, [PIVOT_CLI, "--root", t.root, "stats"], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";

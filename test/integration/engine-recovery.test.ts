@@ -15,9 +15,8 @@ import {
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
-import { BUN, isRoot, REPO } from "../helpers.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
-const PIVOT = join(REPO, "bin/pivot.ts");
 const hasConmon = findConmon() !== null;
 
 let t: TestEngine;
@@ -74,14 +73,7 @@ afterAll(async () => {
   await t.cleanup();
 }, 120_000);
 
-function pivot(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
-    encoding: "utf8",
-    timeout: 120_000,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const pivot = (args: string[]) => pivotCli(t.root, args, { timeoutMs: 120_000 });
 
 /** Starts a pivot CLI process; resolves with its status and output. */
 function pivotAsync(
@@ -89,7 +81,7 @@ function pivotAsync(
   onSpawn?: (pid: number) => void,
 ): Promise<{ status: number | null; signal: string | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(BUN, [PIVOT, "--root", t.root, ...args], {
+    const child = spawn(BUN, [PIVOT_CLI, "--root", t.root, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     if (child.pid) {

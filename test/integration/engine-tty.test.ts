@@ -7,9 +7,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { IMAGE, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
-import { BUN, isRoot, REPO } from "../helpers.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli, REPO } from "../helpers.ts";
 
-const PIVOT = join(REPO, "bin/pivot.ts");
 const DRIVER = join(REPO, "test/fixtures/pty-drive.py");
 const hasConmon = findConmon() !== null;
 const hasPython = spawnSync("python3", ["-c", "import pty"]).status === 0;
@@ -45,7 +44,7 @@ function drive(
 ): Driven {
   const r = spawnSync("python3", [DRIVER], {
     input: JSON.stringify({
-      cmd: [BUN, PIVOT, "--root", t.root, ...args],
+      cmd: [BUN, PIVOT_CLI, "--root", t.root, ...args],
       rows: options.rows ?? 24,
       cols: options.cols ?? 80,
       steps,
@@ -59,14 +58,7 @@ function drive(
   return JSON.parse(r.stdout) as Driven;
 }
 
-function pivot(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
-    encoding: "utf8",
-    timeout: 30_000,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const pivot = (args: string[]) => pivotCli(t.root, args);
 
 const CTRL_C = "\u0003";
 const CTRL_P_Q = "\u0010\u0011";

@@ -15,9 +15,8 @@ import {
 import { createImage, importRootfs } from "../../src/image/create.ts";
 import { ImageStore } from "../../src/image/store.ts";
 import { IMAGE, makeTestEngine, runCollect, type TestEngine } from "../fixtures/engine.ts";
-import { BUN, isRoot, REPO } from "../helpers.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli, REPO } from "../helpers.ts";
 
-const PIVOT = join(REPO, "bin/pivot.ts");
 setDefaultTimeout(60_000);
 const haveSkopeo = spawnSync("skopeo", ["--version"]).status === 0;
 
@@ -35,14 +34,7 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-function pivot(args: string[], root = t.root) {
-  const r = spawnSync(BUN, [PIVOT, "--root", root, ...args], {
-    encoding: "utf8",
-    timeout: 60_000,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const pivot = (args: string[], root = t.root) => pivotCli(root, args, { timeoutMs: 60_000 });
 
 describe.skipIf(!isRoot)("image housekeeping", () => {
   test("a running container's layers survive rmi -f of its image until the container is removed", async () => {
@@ -173,7 +165,7 @@ describe.skipIf(!isRoot)("image housekeeping", () => {
       "sh",
       [
         "-c",
-        `"${BUN}" "${PIVOT}" --root "${t.root}" import -m hello -c 'CMD ["echo","imported"]' - localhost/imported:1 < "${tar}"`,
+        `"${BUN}" "${PIVOT_CLI}" --root "${t.root}" import -m hello -c 'CMD ["echo","imported"]' - localhost/imported:1 < "${tar}"`,
       ],
       { encoding: "utf8" },
     );
