@@ -2,14 +2,12 @@
 // two-layer image whose second layer overwrites a file of the first, deletes another (whiteout)
 // and makes a directory opaque. Images are built without network.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
-  readFileSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -17,28 +15,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { engineMountReport, explainPath } from "../../src/engine/debug.ts";
 import type { ContainerHandle } from "../../src/engine/engine.ts";
-import { createImage } from "../../src/image/create.ts";
-import { MediaType } from "../../src/image/types.ts";
-import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
-import { buildTar, sha256 } from "../fixtures/image-tar.ts";
-import { BUN, isRoot, REPO, runtime } from "../helpers.ts";
+import {
+  busyboxLayer,
+  IMAGE,
+  makeTestEngine,
+  mountsUnder,
+  type TestEngine,
+} from "../fixtures/engine.ts";
+import { buildTestImage } from "../fixtures/image-build.ts";
+import { buildTar } from "../fixtures/image-tar.ts";
+import { isRoot, pivotCli, runtime } from "../helpers.ts";
 
 const LAYERED = "localhost/layered:test";
-const PIVOT = join(REPO, "bin/pivot.ts");
 
 let t: TestEngine;
 let hostDir: string;
 let c: ContainerHandle;
 const diffIds: string[] = [];
 
-function pivot(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
-    encoding: "utf8",
-    timeout: 30_000,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const pivot = (args: string[]) => pivotCli(t.root, args);
 
 beforeAll(async () => {
   if (!isRoot) return;
@@ -47,22 +42,13 @@ beforeAll(async () => {
   chmodSync(hostDir, 0o755);
   writeFileSync(join(hostDir, "f"), "from the host\n");
   // Layer 1: busybox plus /etc/motd, /etc/old, /opt/dir/{a,b}.
-  const src = join(t.root, "layer1-src");
-  const r = spawnSync(join(REPO, "scripts/make-busybox-rootfs.sh"), [src], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`make-busybox-rootfs failed: ${r.stderr}`);
-  writeFileSync(join(src, "etc/motd"), "one\n");
-  writeFileSync(join(src, "etc/old"), "old\n");
-  mkdirSync(join(src, "opt/dir"), { recursive: true });
-  writeFileSync(join(src, "opt/dir/a"), "a\n");
-  writeFileSync(join(src, "opt/dir/b"), "b\n");
-  const tar1 = join(t.root, "layer1.tar");
-  const tr = spawnSync("tar", ["-C", src, "--numeric-owner", "-cf", tar1, "."], {
-    encoding: "utf8",
+  const layer1 = busyboxLayer(t.root, (src) => {
+    writeFileSync(join(src, "etc/motd"), "one\n");
+    writeFileSync(join(src, "etc/old"), "old\n");
+    mkdirSync(join(src, "opt/dir"), { recursive: true });
+    writeFileSync(join(src, "opt/dir/a"), "a\n");
+    writeFileSync(join(src, "opt/dir/b"), "b\n");
   });
-  if (tr.status !== 0) throw new Error(`tar failed: ${tr.stderr}`);
-  const layer1 = readFileSync(tar1);
-  rmSync(src, { recursive: true, force: true });
-  rmSync(tar1, { force: true });
   // Layer 2: /etc/motd changed, /etc/old deleted, /opt/dir opaque with a new file c.
   const layer2 = buildTar([
     { name: "etc/", type: "dir" },
@@ -73,18 +59,8 @@ beforeAll(async () => {
     { name: "opt/dir/.wh..wh..opq", content: "" },
     { name: "opt/dir/c", content: "c\n" },
   ]);
-  const store = await t.engine.images();
-  const layers = [];
-  for (const data of [layer1, layer2]) {
-    const blob = await store.putBlob(data, { digest: sha256(data) });
-    layers.push({
-      descriptor: { mediaType: MediaType.ociLayer, digest: blob.digest, size: blob.size },
-      diffId: sha256(data),
-    });
-    diffIds.push(sha256(data));
-  }
-  await createImage(store, {
-    layers,
+  const image = await buildTestImage(await t.engine.images(), [layer1, layer2], {
+    gzip: false,
     refs: [LAYERED],
     createdBy: [
       "ADD busybox rootfs with motd, old, opt/dir",
@@ -92,6 +68,7 @@ beforeAll(async () => {
     ],
     config: { config: { Cmd: ["sh"], Env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] } },
   });
+  diffIds.push(...image.layers.map((l) => l.diffId));
   c = await t.engine.run({
     image: LAYERED,
     name: "layered",

@@ -10,23 +10,21 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from "node:path";
 import { engineMountReport, explainPath, type PathReport } from "../../src/engine/debug.ts";
 import type { ContainerHandle } from "../../src/engine/engine.ts";
-import { createImage } from "../../src/image/create.ts";
-import { MediaType } from "../../src/image/types.ts";
-import { makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
-import { buildTar, sha256 } from "../fixtures/image-tar.ts";
+import { busyboxLayer, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
+import { buildTestImage } from "../fixtures/image-build.ts";
+import { buildTar } from "../fixtures/image-tar.ts";
 import {
   BUN,
   cleanupRoot,
   isRoot,
   makeBundle,
-  REPO,
+  pivotCli,
   RUNTIME_CLI,
   runtime,
   tempDir,
 } from "../helpers.ts";
 
 const STORY = "localhost/story:test";
-const PIVOT = join(REPO, "bin/pivot.ts");
 const CREATED_BY = [
   "ADD busybox rootfs with /srv/added, /srv/changed, /srv/deleted",
   "RUN echo changed in layer 2 > /srv/changed; chmod 640; chown 5:6",
@@ -37,14 +35,7 @@ let t: TestEngine;
 let c: ContainerHandle;
 const diffIds: string[] = [];
 
-function pivot(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(BUN, [PIVOT, "--root", t.root, ...args], {
-    encoding: "utf8",
-    timeout: 30_000,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const pivot = (args: string[]) => pivotCli(t.root, args);
 
 /** Layer names with their verdicts, top first: ["upper absent", "layer 3 absent", ...]. */
 function states(p: PathReport): string[] {
@@ -55,21 +46,12 @@ beforeAll(async () => {
   if (!isRoot) return;
   t = await makeTestEngine();
   // Layer 1: busybox plus three files in /srv.
-  const src = join(t.root, "layer1-src");
-  const r = spawnSync(join(REPO, "scripts/make-busybox-rootfs.sh"), [src], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`make-busybox-rootfs failed: ${r.stderr}`);
-  mkdirSync(join(src, "srv"), { recursive: true });
-  writeFileSync(join(src, "srv/added"), "added in layer 1\n");
-  writeFileSync(join(src, "srv/changed"), "layer 1\n");
-  writeFileSync(join(src, "srv/deleted"), "layer 1\n");
-  const tar1 = join(t.root, "layer1.tar");
-  const tr = spawnSync("tar", ["-C", src, "--numeric-owner", "-cf", tar1, "."], {
-    encoding: "utf8",
+  const layer1 = busyboxLayer(t.root, (src) => {
+    mkdirSync(join(src, "srv"), { recursive: true });
+    writeFileSync(join(src, "srv/added"), "added in layer 1\n");
+    writeFileSync(join(src, "srv/changed"), "layer 1\n");
+    writeFileSync(join(src, "srv/deleted"), "layer 1\n");
   });
-  if (tr.status !== 0) throw new Error(`tar failed: ${tr.stderr}`);
-  const layer1 = readFileSync(tar1);
-  rmSync(src, { recursive: true, force: true });
-  rmSync(tar1, { force: true });
   // Layer 2 changes /srv/changed (content, mode, owner) and /srv/deleted; layer 3 deletes
   // /srv/deleted, so that the file it removes exists in two layers below.
   const layer2 = buildTar([
@@ -81,22 +63,13 @@ beforeAll(async () => {
     { name: "srv/", type: "dir" },
     { name: "srv/.wh.deleted", content: "" },
   ]);
-  const store = await t.engine.images();
-  const layers = [];
-  for (const data of [layer1, layer2, layer3]) {
-    const blob = await store.putBlob(data, { digest: sha256(data) });
-    layers.push({
-      descriptor: { mediaType: MediaType.ociLayer, digest: blob.digest, size: blob.size },
-      diffId: sha256(data),
-    });
-    diffIds.push(sha256(data));
-  }
-  await createImage(store, {
-    layers,
+  const image = await buildTestImage(await t.engine.images(), [layer1, layer2, layer3], {
+    gzip: false,
     refs: [STORY],
     createdBy: CREATED_BY,
     config: { config: { Cmd: ["sh"], Env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] } },
   });
+  diffIds.push(...image.layers.map((l) => l.diffId));
   c = await t.engine.run({ image: STORY, name: "story", cmd: ["sleep", "120"] });
   // debug needs the container's init running; it is once run() has returned.
 }, 60_000);
