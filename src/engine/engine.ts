@@ -2,14 +2,8 @@
 // generated OCI config, /etc/hosts, /etc/hostname and /etc/resolv.conf bound in, volumes), run by
 // the Runtime library, attached (this process monitors) or detached (conmon monitors).
 //
-// State lives in files, one directory per container, written by temporary file + rename:
-//   <root>/containers/<id>/container.json   what the container is (written once at create)
-//   <root>/containers/<id>/state.json       its latest start: monitor, pid, times
-//   <root>/containers/<id>/exit             its exit code, written by the monitor
-//   <root>/containers/<id>/config.json      the OCI config (the directory is the bundle)
-//   <root>/containers/<id>/{upper,work,merged}, hosts, hostname, resolv.conf, ctr.log
-//   <root>/names/<name> → <id>              a symlink: created atomically, so names are unique
-// Status is derived from these and the runtime's own state, never cached.
+// State lives in files, one directory per container (the layout: container-store.ts); status is
+// derived from them and the runtime's own state, never cached (container-runtime.ts).
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
@@ -19,11 +13,9 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
   renameSync,
   rmSync,
   statSync,
-  symlinkSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -31,12 +23,9 @@ import { cpus, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import { finished } from "node:stream/promises";
-import { fileURLToPath } from "node:url";
-import { Cgroup } from "../cgroups/manager.ts";
-import { PivotError } from "../errors.ts";
+import type { Cgroup } from "../cgroups/manager.ts";
 import { createImage } from "../image/create.ts";
 import { layerHistory, readFileInLayers } from "../image/layer-lookup.ts";
-import { withFileLock } from "../image/lock.ts";
 import {
   isMountPoint,
   mountOverlay,
@@ -44,24 +33,21 @@ import {
   planOverlay,
   unmountOverlay,
 } from "../image/overlay.ts";
-import { DEFAULT_STORE_ROOT, ImageStore, type StoredImage } from "../image/store.ts";
+import type { ImageStore, StoredImage } from "../image/store.ts";
 import { type ImageConfig, MediaType } from "../image/types.ts";
-import { NetworkManager } from "../network/attach.ts";
-import type { NetworkSettings } from "../network/networks.ts";
+import type { NetworkManager } from "../network/attach.ts";
 import type { PortMapping } from "../network/ports.ts";
 import type { Mount, Process, Spec } from "../oci/spec.ts";
 import { parseConfig } from "../oci/validate.ts";
 import type { HostFacts, Plan } from "../runtime/plan.ts";
-import { Runtime } from "../runtime/runtime.ts";
+import type { Runtime } from "../runtime/runtime.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { procStat } from "../runtime/state.ts";
 import { defaultSeccompProfile } from "../security/seccomp-default.ts";
-import { compiledBinary, compiledCommand } from "../util/self.ts";
 import {
   addHostLines,
   buildSpec,
   containerResolvConf,
-  dnsOptionsOf,
   hostnameOf,
   hostsFile,
   mergeEnv,
@@ -71,6 +57,32 @@ import {
   resolveArgs,
   resolveUser,
 } from "./config.ts";
+import {
+  connectNetwork,
+  disconnectNetwork,
+  joinedContainer,
+  joinNetworkOf,
+  networkOf,
+} from "./container-network.ts";
+import {
+  cgroupOfRun,
+  cgroupPathsOf,
+  monitorAlive,
+  releaseCgroups,
+  rt,
+  runtimeCommandOf,
+  type Status,
+  status,
+} from "./container-runtime.ts";
+import {
+  type ContainerRecord,
+  type RunState,
+  randomName,
+  readJson,
+  writeJsonAtomic,
+} from "./container-store.ts";
+import { createContext, type EngineContext, type EngineOptions } from "./context.ts";
+import { EngineError } from "./errors.ts";
 import {
   type Change,
   copyTarget,
@@ -83,38 +95,22 @@ import {
   upperChanges,
 } from "./files.ts";
 import { addInit } from "./init.ts";
-import { findConmon, LogWriter, type ReadLogsOptions, readLogs, startConmon } from "./monitor.ts";
-import { OciRuntimeCli } from "./oci-runtime.ts";
+import { LogWriter, type ReadLogsOptions, readLogs, startConmon } from "./monitor.ts";
+import type { OciRuntimeCli } from "./oci-runtime.ts";
 import { attachHelper, consoleHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 import type {
   ContainerInfo,
   ContainerOptions,
-  ContainerStatus,
   LogEntry,
   MountSpec,
   StatsSample,
   TopResult,
   VolumeInfo,
 } from "./types.ts";
-import { VolumeStore } from "./volumes.ts";
+import type { VolumeStore } from "./volumes.ts";
 
-export class EngineError extends PivotError {}
-
-export interface EngineOptions {
-  /** Image store, containers and volumes (default /var/lib/pivot). */
-  root?: string;
-  /** The runtime's state (default /run/pivot/runtime for the default root, else <root>/run). */
-  runRoot?: string;
-  /** The OCI runtime as a command, for conmon (default: this package's pivot-runtime). */
-  runtimeCommand?: string[];
-  /** The pivot CLI as a command, for conmon's exit hook (default: this package's bin/pivot.ts). */
-  cliCommand?: string[];
-  /** Path of conmon; null to run without it (detached containers then fail). */
-  conmon?: string | null;
-  warn?: (message: string) => void;
-  /** Networks (default: definitions in <root>/networks, state in <runRoot>/network). */
-  network?: Partial<NetworkSettings>;
-}
+export type { EngineOptions } from "./context.ts";
+export { EngineError } from "./errors.ts";
 
 export interface RunOptions extends ContainerOptions {
   /** Return once started, under conmon (`pivot run -d`). */
@@ -146,36 +142,6 @@ export interface AttachResult {
   detached: boolean;
   /** The container's exit code, once it has exited. */
   exitCode: number | null;
-}
-
-/** What the engine keeps about a container (container.json). */
-interface ContainerRecord {
-  id: string;
-  name: string;
-  image: string;
-  imageId: string;
-  created: string;
-  options: ContainerOptions;
-  command: string[];
-  stopSignal: string;
-  overlay: OverlayPlan;
-  volumes: { name: string; target: string; anonymous: boolean }[];
-  labels: Record<string, string>;
-  /** The image's layers, bottom first, with their history (absent in records of older versions). */
-  layers?: { diffId: string; link: string; createdBy?: string }[];
-}
-
-interface RunState {
-  /** Names this start: the monitor's cleanup of an earlier run must not touch a later one. */
-  runId: string;
-  startedAt: string;
-  monitor: "conmon" | "inline";
-  monitorPid: number;
-  monitorStart: string;
-  pid: number;
-  finishedAt?: string;
-  /** The container's cgroup directories, so they can go even when the runtime's state is lost. */
-  cgroupPaths?: Record<string, string>;
 }
 
 /** pivot-tty in console mode, and the socket it listens on. */
@@ -220,31 +186,8 @@ export class ContainerHandle {
   }
 }
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const PACKAGE_ROOT = resolve(HERE, "../..");
-
-function bunCommand(): string {
-  if (process.versions.bun) return process.execPath;
-  const local = join(PACKAGE_ROOT, "node_modules/.bin/bun");
-  return existsSync(local) ? local : "bun";
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
-  renameSync(tmp, path);
-}
-
-function readJson<T>(path: string): T | null {
-  try {
-    return JSON.parse(readFileSync(path, "utf8")) as T;
-  } catch {
-    return null;
-  }
 }
 
 /** Mount points in this mount namespace. */
@@ -306,12 +249,6 @@ function diskUsage(path: string): number {
   return total;
 }
 
-function monitorAlive(pid: number, start: string): boolean {
-  if (pid <= 0) return false;
-  const st = procStat(pid);
-  return st !== null && st.startTime === start && st.state !== "Z" && st.state !== "X";
-}
-
 /** Follows `rel` inside `root` without following symlinks; null if a component is a symlink or missing. */
 function pathInRoot(root: string, rel: string): string | null {
   let cur = root;
@@ -353,247 +290,114 @@ function mkdirInRoot(root: string, rel: string, uid = 0, gid = 0): void {
   }
 }
 
-const ADJECTIVES = [
-  "brave",
-  "calm",
-  "eager",
-  "fancy",
-  "gentle",
-  "happy",
-  "jolly",
-  "keen",
-  "lucid",
-  "mellow",
-  "nifty",
-  "quiet",
-  "swift",
-  "witty",
-  "zen",
-];
-const NOUNS = [
-  "curie",
-  "darwin",
-  "euler",
-  "fermi",
-  "gauss",
-  "hopper",
-  "kepler",
-  "lovelace",
-  "noether",
-  "pascal",
-  "ritchie",
-  "turing",
-  "wozniak",
-  "yonath",
-  "zuse",
-];
-
-function randomName(): string {
-  const b = randomBytes(3);
-  return `${ADJECTIVES[b[0]! % ADJECTIVES.length]}_${NOUNS[b[1]! % NOUNS.length]}_${b[2]!.toString(16).padStart(2, "0")}`;
-}
-
-const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-
 export class Engine {
   readonly root: string;
   readonly runRoot: string;
   readonly runtime: Runtime;
   readonly volumes: VolumeStore;
   readonly networks: NetworkManager;
-  private readonly containersDir: string;
-  private readonly namesDir: string;
-  private readonly warn: (message: string) => void;
-  private readonly conmonPath: string | null;
-  private readonly runtimeCommand: string[];
-  private readonly cliCommand: string[];
-  private storePromise: Promise<ImageStore> | null = null;
+  private readonly ctx: EngineContext;
 
   constructor(options: EngineOptions = {}) {
-    this.root = resolve(options.root ?? DEFAULT_STORE_ROOT);
-    this.runRoot = resolve(
-      options.runRoot ?? (this.root === DEFAULT_STORE_ROOT ? "/run/pivot" : join(this.root, "run")),
-    );
-    this.containersDir = join(this.root, "containers");
-    this.namesDir = join(this.root, "names");
-    this.volumes = new VolumeStore(join(this.root, "volumes"));
-    this.warn = options.warn ?? ((m) => process.stderr.write(`pivot: warning: ${m}\n`));
-    this.runtime = new Runtime({ root: join(this.runRoot, "runtime"), warn: this.warn });
-    this.networks = new NetworkManager(
-      {
-        configDir: join(this.root, "networks"),
-        runDir: join(this.runRoot, "network"),
-        ...options.network,
-      },
-      this.warn,
-    );
-    this.conmonPath = options.conmon === undefined ? findConmon() : options.conmon;
-    // The compiled binary runs its commands by the name they are called by (bin/pivot-multicall.ts).
-    const binary = compiledBinary();
-    this.runtimeCommand =
-      options.runtimeCommand ??
-      (binary
-        ? [compiledCommand(binary, "pivot-runtime")]
-        : [bunCommand(), join(PACKAGE_ROOT, "bin/pivot-runtime.ts")]);
-    this.cliCommand =
-      options.cliCommand ??
-      (binary
-        ? [compiledCommand(binary, "pivot")]
-        : [bunCommand(), join(PACKAGE_ROOT, "bin/pivot.ts")]);
+    this.ctx = createContext(options);
+    this.root = this.ctx.root;
+    this.runRoot = this.ctx.runRoot;
+    this.runtime = this.ctx.runtime;
+    this.volumes = this.ctx.volumes;
+    this.networks = this.ctx.networks;
   }
 
   /** Whether detached containers can run (conmon was found). */
   get hasConmon(): boolean {
-    return this.conmonPath !== null;
+    return this.ctx.conmonPath !== null;
   }
 
   /** The image store (opened on first use). */
   images(): Promise<ImageStore> {
-    this.storePromise ??= ImageStore.open(this.root);
-    return this.storePromise;
+    return this.ctx.images();
   }
 
+  // Shared with the modules through the context (context.ts, container-store.ts,
+  // container-runtime.ts, container-network.ts).
+  private get containersDir(): string {
+    return this.ctx.containers.containersDir;
+  }
+  private get namesDir(): string {
+    return this.ctx.containers.namesDir;
+  }
+  private get warn(): (message: string) => void {
+    return this.ctx.warn;
+  }
+  private get conmonPath(): string | null {
+    return this.ctx.conmonPath;
+  }
+  private get cliCommand(): string[] {
+    return this.ctx.cliCommand;
+  }
   private dir(id: string): string {
-    return join(this.containersDir, id);
+    return this.ctx.containers.dir(id);
   }
-
-  private readonly ociRuntimes = new Map<string, OciRuntimeCli>();
-
-  /**
-   * The runtime of a container: Pivot's in-process, or the OCI runtime binary given with
-   * `runtime` (--runtime PATH), through its command line, with its state in <runRoot>/oci/<name>.
-   */
+  private ids(): string[] {
+    return this.ctx.containers.ids();
+  }
+  private load(id: string): ContainerRecord {
+    return this.ctx.containers.load(id);
+  }
+  private runState(id: string): RunState | null {
+    return this.ctx.containers.runState(id);
+  }
+  private claimName(name: string, id: string): void {
+    this.ctx.containers.claimName(name, id);
+  }
+  private nameOwner(name: string): string | null {
+    return this.ctx.containers.nameOwner(name);
+  }
+  private releaseName(name: string, id: string): void {
+    this.ctx.containers.releaseName(name, id);
+  }
+  private withLock<T>(id: string, fn: () => Promise<T>, timeoutMs?: number): Promise<T> {
+    return this.ctx.containers.withLock(id, fn, timeoutMs);
+  }
   private rt(id: string): Runtime | OciRuntimeCli {
-    const path = readJson<ContainerRecord>(join(this.dir(id), "container.json"))?.options.runtime;
-    return path ? this.ociRuntime(path) : this.runtime;
+    return rt(this.ctx, id);
   }
-
-  private ociRuntime(path: string): OciRuntimeCli {
-    let rt = this.ociRuntimes.get(path);
-    if (!rt) {
-      const name = path.replace(/\/+$/, "").split("/").pop() || "oci";
-      rt = new OciRuntimeCli(path, join(this.runRoot, "oci", name));
-      this.ociRuntimes.set(path, rt);
-    }
-    return rt;
+  private status(id: string): Status {
+    return status(this.ctx, id);
   }
-
-  /** The runtime command conmon runs for a container. */
   private runtimeCommandOf(r: ContainerRecord): string[] {
-    const rt = this.rt(r.id);
-    if (rt instanceof OciRuntimeCli) return rt.command();
-    return [...this.runtimeCommand, "--root", this.runtime.store.root];
+    return runtimeCommandOf(this.ctx, r);
   }
-
-  /** The cgroup directories of a created container, for its state.json. */
   private cgroupPathsOf(id: string): { cgroupPaths?: Record<string, string> } {
-    try {
-      const rt = this.rt(id);
-      const paths =
-        rt instanceof OciRuntimeCli
-          ? Cgroup.forContainer(`/pivot-${id}`).paths
-          : rt.store.load(id).cgroupPaths;
-      return { cgroupPaths: paths };
-    } catch {
-      return {};
-    }
+    return cgroupPathsOf(this.ctx, id);
   }
-
-  /**
-   * Removes the cgroup directories of the container's last run if they are still there: the
-   * runtime's delete removes them, but not when its state is gone (a reboot, or a runtime state
-   * directory removed); processes left in them are killed first.
-   */
+  private cgroupOfRun(id: string): Cgroup | null {
+    return cgroupOfRun(this.ctx, id);
+  }
   private releaseCgroups(id: string): void {
-    const paths = this.runState(id)?.cgroupPaths;
-    if (!paths || !Object.values(paths).some((p) => existsSync(p))) return;
-    try {
-      const cg = new Cgroup(paths);
-      for (let i = 0; i < 100 && cg.pids().length > 0; i++) {
-        cg.signalAll(9);
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-      }
-      cg.destroy();
-    } catch (err) {
-      this.warn(`removing the cgroup of container ${id.slice(0, 12)}: ${(err as Error).message}`);
-    }
+    releaseCgroups(this.ctx, id);
+  }
+  private joinedContainer(o: ContainerOptions): ContainerRecord | null {
+    return joinedContainer(this.ctx, o);
+  }
+  private networkOf(o: ContainerOptions, dryRun = false): Promise<string | null> {
+    return networkOf(this.ctx, o, dryRun);
+  }
+  private connectNetwork(r: ContainerRecord): Promise<void> {
+    return connectNetwork(this.ctx, r);
+  }
+  private disconnectNetwork(r: ContainerRecord): Promise<void> {
+    return disconnectNetwork(this.ctx, r);
+  }
+  private joinNetworkOf(r: ContainerRecord): void {
+    joinNetworkOf(this.ctx, r);
   }
 
   // ---- lookup ----
 
   /** Finds a container by full id, name, or unique id prefix. */
   resolveId(ref: string): string {
-    if (/^[0-9a-f]{64}$/.test(ref) && existsSync(join(this.dir(ref), "container.json"))) return ref;
-    if (NAME_PATTERN.test(ref)) {
-      try {
-        const id = readlinkSync(join(this.namesDir, ref.replace(/^\//, "")));
-        if (existsSync(join(this.dir(id), "container.json"))) return id;
-      } catch {}
-    }
-    if (/^[0-9a-f]{1,64}$/.test(ref)) {
-      const hits = this.ids().filter((id) => id.startsWith(ref));
-      if (hits.length === 1) return hits[0]!;
-      if (hits.length > 1) {
-        throw new EngineError(`"${ref}" matches ${hits.length} containers`, {
-          hint: "give more characters of the id, or the name",
-        });
-      }
-    }
-    throw new EngineError(`no such container: ${ref}`, {
-      hint: "`pivot ps -a` lists the containers",
-    });
+    return this.ctx.containers.resolveId(ref);
   }
-
-  private ids(): string[] {
-    try {
-      return readdirSync(this.containersDir).filter(
-        (n) => /^[0-9a-f]{64}$/.test(n) && existsSync(join(this.dir(n), "container.json")),
-      );
-    } catch {
-      return [];
-    }
-  }
-
-  private load(id: string): ContainerRecord {
-    const r = readJson<ContainerRecord>(join(this.dir(id), "container.json"));
-    if (!r) throw new EngineError(`no such container: ${id}`);
-    return r;
-  }
-
-  private runState(id: string): RunState | null {
-    return readJson<RunState>(join(this.dir(id), "state.json"));
-  }
-
-  private exitCode(id: string): number | null {
-    try {
-      const text = readFileSync(join(this.dir(id), "exit"), "utf8").trim();
-      return text === "" ? null : Number(text);
-    } catch {
-      return null;
-    }
-  }
-
-  /** The container's status, from the exit file, its monitor and the runtime. */
-  private status(id: string): { status: ContainerStatus; exitCode: number | null; pid: number } {
-    const exit = this.exitCode(id);
-    if (exit !== null) return { status: "exited", exitCode: exit, pid: 0 };
-    const rs = this.runState(id);
-    if (!rs) return { status: "created", exitCode: null, pid: 0 };
-    let rtStatus: string | null = null;
-    try {
-      rtStatus = this.rt(id).state(id).status;
-    } catch {}
-    if (rtStatus === "paused") return { status: "paused", exitCode: null, pid: rs.pid };
-    if (rtStatus === "running" || rtStatus === "created")
-      return { status: "running", exitCode: null, pid: rs.pid };
-    if (monitorAlive(rs.monitorPid, rs.monitorStart)) {
-      // The process has exited (or is about to be created); the monitor writes the exit file.
-      return { status: "running", exitCode: null, pid: rs.pid };
-    }
-    // Neither the process nor its monitor is there, and no exit code was recorded.
-    return { status: "exited", exitCode: rs.finishedAt ? null : 255, pid: 0 };
-  }
-
   inspect(ref: string): ContainerInfo {
     const id = this.resolveId(ref);
     const r = this.load(id);
@@ -613,7 +417,8 @@ export class Engine {
         pid: st.pid,
         exitCode: st.exitCode,
         startedAt: rs?.startedAt ?? null,
-        finishedAt: st.status === "exited" ? (rs?.finishedAt ?? this.exitTime(id)) : null,
+        finishedAt:
+          st.status === "exited" ? (rs?.finishedAt ?? this.ctx.containers.exitTime(id)) : null,
         monitor: rs?.monitor ?? null,
         monitorPid: rs?.monitorPid ?? 0,
       },
@@ -636,14 +441,6 @@ export class Engine {
     if (!r.options.publish?.length) return [];
     const attached = this.networks.attachments(id);
     return attached.length > 0 ? attached.flatMap((a) => a.ports) : r.options.publish;
-  }
-
-  private exitTime(id: string): string | null {
-    try {
-      return lstatSync(join(this.dir(id), "exit")).mtime.toISOString();
-    } catch {
-      return null;
-    }
   }
 
   /** Containers, newest first; running ones only unless `all`. Exited --rm containers are removed. */
@@ -694,7 +491,7 @@ export class Engine {
     for (const id of this.ids()) {
       known.add(id);
       let r: ContainerRecord;
-      let st: ReturnType<Engine["status"]>;
+      let st: Status;
       try {
         r = this.load(id);
         st = this.status(id);
@@ -751,54 +548,6 @@ export class Engine {
   }
 
   // ---- create ----
-
-  private claimName(name: string, id: string): void {
-    if (!NAME_PATTERN.test(name)) {
-      throw new EngineError(`invalid container name "${name}"`, {
-        hint: "names use letters, digits and _ . - and start with a letter or digit",
-      });
-    }
-    mkdirSync(this.namesDir, { recursive: true, mode: 0o700 });
-    const link = join(this.namesDir, name);
-    try {
-      symlinkSync(id, link);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      let owner = "";
-      try {
-        owner = readlinkSync(link);
-      } catch {}
-      if (
-        owner &&
-        !existsSync(join(this.dir(owner), "container.json")) &&
-        !existsSync(this.dir(owner))
-      ) {
-        // A name left behind by a container that is gone (a crash mid-remove): take it over.
-        unlinkSync(link);
-        this.claimName(name, id);
-        return;
-      }
-      throw new EngineError(
-        `the container name "${name}" is already in use by container ${owner.slice(0, 12)}`,
-        { hint: `remove that container (\`pivot rm ${name}\`) or choose another name` },
-      );
-    }
-  }
-
-  private nameOwner(name: string): string | null {
-    try {
-      return readlinkSync(join(this.namesDir, name));
-    } catch {
-      return null;
-    }
-  }
-
-  private releaseName(name: string, id: string): void {
-    const link = join(this.namesDir, name);
-    try {
-      if (readlinkSync(link) === id) unlinkSync(link);
-    } catch {}
-  }
 
   /** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
   async create(options: ContainerOptions): Promise<ContainerInfo> {
@@ -1060,132 +809,6 @@ export class Engine {
     await this.connectNetwork(r);
     this.joinNetworkOf(r);
     return r;
-  }
-
-  /**
-   * --network container:NAME at create: the container it names (which must exist), with the
-   * options that belong to that container's network refused, as Docker refuses them.
-   */
-  private joinedContainer(o: ContainerOptions): ContainerRecord | null {
-    const n = o.network;
-    if (!n?.startsWith("container:")) return null;
-    const ref = n.slice("container:".length);
-    const conflicts = [
-      o.publish?.length || o.publishAll ? "-p/-P" : "",
-      o.ip ? "--ip" : "",
-      o.networkAliases?.length ? "--network-alias" : "",
-      o.addHosts?.length ? "--add-host" : "",
-      dnsOptionsOf(o) ? "--dns/--dns-search/--dns-option" : "",
-      o.hostname !== undefined ? "--hostname" : "",
-    ].filter(Boolean);
-    if (conflicts.length > 0)
-      throw new EngineError(`${conflicts.join(", ")} cannot be used with --network ${n}`, {
-        hint: `the network, names and ports are ${ref}'s: set them on ${ref}`,
-      });
-    let id: string;
-    try {
-      id = this.resolveId(ref);
-    } catch (err) {
-      throw new EngineError(`--network ${n}: no such container ${ref}`, {
-        hint: "create and start that container first",
-        cause: err,
-      });
-    }
-    return this.load(id);
-  }
-
-  /**
-   * --network container:NAME at start: config.json gets the other container's network namespace
-   * (its bound sandbox when it is on a network, else its init's /proc/PID/ns/net); that
-   * container must be running. A container on the host's network shares the host's.
-   */
-  private joinNetworkOf(r: ContainerRecord): void {
-    const n = r.options.network;
-    if (!n?.startsWith("container:")) return;
-    const ref = n.slice("container:".length);
-    const other = this.joinedContainer({ ...r.options, hostname: undefined });
-    const st = other ? this.status(other.id) : null;
-    if (!other || !st || (st.status !== "running" && st.status !== "paused") || st.pid <= 0)
-      throw new EngineError(`cannot join the network of container ${ref}: it is not running`, {
-        hint: `start it first: pivot start ${ref}`,
-      });
-    const file = join(this.dir(r.id), "config.json");
-    const spec = readJson<Spec>(file);
-    if (!spec?.linux?.namespaces) throw new EngineError(`container ${r.name} has no config.json`);
-    const namespaces = spec.linux.namespaces.filter((x) => x.type !== "network");
-    const on = other.options.network;
-    if (on !== "host") {
-      const bound = this.networks.netnsPath(other.id);
-      const own = on !== undefined && on !== "none" && !on.startsWith("container:");
-      const path = own && existsSync(bound) ? bound : `/proc/${st.pid}/ns/net`;
-      namespaces.splice(1, 0, { type: "network", path });
-    }
-    spec.linux.namespaces = namespaces;
-    writeJsonAtomic(file, spec);
-  }
-
-  /**
-   * The network a container joins: null for none/host; "bridge" means the default network
-   * (created on first use). Throws if the network does not exist.
-   */
-  private async networkOf(o: ContainerOptions, dryRun = false): Promise<string | null> {
-    const n = o.network;
-    if (n === undefined || n === "none" || n === "host") {
-      if (o.publish?.length || o.ip || o.networkAliases?.length)
-        throw new EngineError("-p, --ip and --network-alias need a network", {
-          hint: "add --network bridge (the default network) or --network NAME",
-        });
-      return null;
-    }
-    if (n.startsWith("container:")) return null; // joinNetworkOf: another container's
-    if (n === "bridge" || n === this.networks.settings.defaultNetwork)
-      return dryRun
-        ? this.networks.settings.defaultNetwork
-        : (await this.networks.defaultNetwork()).name;
-    return this.networks.store.get(n).name;
-  }
-
-  /** A fresh network namespace wired to the container's network (before its process starts). */
-  private async connectNetwork(r: ContainerRecord): Promise<void> {
-    const network = await this.networkOf(r.options);
-    if (!network) return;
-    const dir = this.dir(r.id);
-    await this.networks.removeSandbox(r.id); // whatever a crash left
-    await this.networks.createSandbox(r.id, {
-      name: r.name,
-      hostname: hostnameOf(r.id, r.options),
-      hostsPath: join(dir, "hosts"),
-      resolvConfPath: join(dir, "resolv.conf"),
-      addHosts: r.options.addHosts ?? [],
-      ...(dnsOptionsOf(r.options) ? { dns: dnsOptionsOf(r.options)! } : {}),
-    });
-    try {
-      await this.networks.connect(r.id, network, {
-        aliases: r.options.networkAliases ?? [],
-        ports: r.options.publish ?? [],
-        ...(r.options.ip ? { ip: r.options.ip } : {}),
-      });
-    } catch (err) {
-      await this.networks.removeSandbox(r.id).catch(() => {});
-      throw err;
-    }
-  }
-
-  /** Releases the container's address, veth, port and NAT rules, and its namespace. */
-  private async disconnectNetwork(r: ContainerRecord): Promise<void> {
-    const n = r.options.network;
-    if (n === undefined || n === "none" || n === "host" || n.startsWith("container:")) return;
-    await this.networks.removeSandbox(r.id).catch((e) => this.warn((e as Error).message));
-  }
-
-  /** Serializes start, cleanup and remove of one container, across processes. */
-  private withLock<T>(id: string, fn: () => Promise<T>, timeoutMs?: number): Promise<T> {
-    const dir = join(this.root, "locks");
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return withFileLock(join(dir, `container-${id}.lock`), fn, {
-      what: `container ${id}`,
-      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-    });
   }
 
   /** Starts a created or exited container detached, under conmon (`pivot start`). */
@@ -1493,51 +1116,25 @@ export class Engine {
       id = this.resolveId(ref);
     } catch (err) {
       // A full id of a container removed (--rm) since it exited: its code was kept.
-      const code = /^[0-9a-f]{64}$/.test(ref) ? this.removedExitCode(ref) : null;
+      const code = /^[0-9a-f]{64}$/.test(ref) ? this.ctx.containers.removedExitCode(ref) : null;
       if (code !== null) return code;
       throw err;
     }
     for (;;) {
-      let st: ReturnType<Engine["status"]> | null = null;
+      let st: Status | null = null;
       try {
         st = this.status(id);
       } catch {}
       if (st?.status === "exited") return st.exitCode ?? 255;
       if (!st || !existsSync(join(this.dir(id), "container.json"))) {
         // Removed meanwhile, by its own --rm cleanup or `rm -f`: the exit code was kept aside.
-        const code = this.removedExitCode(id);
+        const code = this.ctx.containers.removedExitCode(id);
         if (code !== null) return code;
         throw new EngineError(`container ${ref} was removed while waiting`);
       }
       if (st.status === "created") throw new EngineError(`container ${ref} is not started`);
       await sleep(pollMs);
     }
-  }
-
-  /** The exit code of a removed container, kept for a while in <root>/exits/<id>. */
-  private removedExitCode(id: string): number | null {
-    try {
-      const text = readFileSync(join(this.root, "exits", id), "utf8").trim();
-      return text === "" ? null : Number(text);
-    } catch {
-      return null;
-    }
-  }
-
-  /** Keeps the exit code of a container being removed, for `wait`; drops ones older than 10 minutes. */
-  private keepExitCode(id: string): void {
-    const code = this.exitCode(id);
-    const dir = join(this.root, "exits");
-    try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if (code !== null) writeFileSync(join(dir, id), String(code));
-      const old = Date.now() - 10 * 60_000;
-      for (const n of readdirSync(dir)) {
-        try {
-          if (lstatSync(join(dir, n)).mtimeMs < old) rmSync(join(dir, n), { force: true });
-        } catch {}
-      }
-    } catch {}
   }
 
   /** Sends a signal to the container's init (`pivot kill`, default SIGKILL). */
@@ -1606,7 +1203,7 @@ export class Engine {
       unmountOverlay(r.overlay.target, { lazy: true }),
     );
     const gone = join(this.containersDir, `.removing-${id}`);
-    this.keepExitCode(id);
+    this.ctx.containers.keepExitCode(id);
     try {
       renameSync(this.dir(id), gone);
     } catch (err) {
@@ -2021,12 +1618,6 @@ export class Engine {
       } satisfies ContainerRecord);
       this.releaseName(r.name, id);
     });
-  }
-
-  /** The cgroup of a container's current run (from state.json; the runtime's when missing). */
-  private cgroupOfRun(id: string): Cgroup | null {
-    const paths = this.runState(id)?.cgroupPaths ?? this.cgroupPathsOf(id).cgroupPaths;
-    return paths ? new Cgroup(paths) : null;
   }
 
   /**

@@ -7,7 +7,8 @@ import { collectGarbage, type GcResult, imageSize, layerSize, treeSize } from ".
 import { rootfsDriver } from "../image/overlay.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
 import type { StoredImage } from "../image/store.ts";
-import { type Engine, EngineError } from "./engine.ts";
+import type { Engine } from "./engine.ts";
+import { EngineError } from "./errors.ts";
 import type { ContainerInfo } from "./types.ts";
 
 export interface ImageUsage {

@@ -1,0 +1,131 @@
+// A container's network: the network it names (checked at create), its namespace wired to it
+// before its process starts and released after, and --network container:NAME.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Spec } from "../oci/spec.ts";
+import { dnsOptionsOf, hostnameOf } from "./config.ts";
+import { status } from "./container-runtime.ts";
+import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
+import type { EngineContext } from "./context.ts";
+import { EngineError } from "./errors.ts";
+import type { ContainerOptions } from "./types.ts";
+
+/**
+ * --network container:NAME at create: the container it names (which must exist), with the
+ * options that belong to that container's network refused, as Docker refuses them.
+ */
+export function joinedContainer(ctx: EngineContext, o: ContainerOptions): ContainerRecord | null {
+  const n = o.network;
+  if (!n?.startsWith("container:")) return null;
+  const ref = n.slice("container:".length);
+  const conflicts = [
+    o.publish?.length || o.publishAll ? "-p/-P" : "",
+    o.ip ? "--ip" : "",
+    o.networkAliases?.length ? "--network-alias" : "",
+    o.addHosts?.length ? "--add-host" : "",
+    dnsOptionsOf(o) ? "--dns/--dns-search/--dns-option" : "",
+    o.hostname !== undefined ? "--hostname" : "",
+  ].filter(Boolean);
+  if (conflicts.length > 0)
+    throw new EngineError(`${conflicts.join(", ")} cannot be used with --network ${n}`, {
+      hint: `the network, names and ports are ${ref}'s: set them on ${ref}`,
+    });
+  let id: string;
+  try {
+    id = ctx.containers.resolveId(ref);
+  } catch (err) {
+    throw new EngineError(`--network ${n}: no such container ${ref}`, {
+      hint: "create and start that container first",
+      cause: err,
+    });
+  }
+  return ctx.containers.load(id);
+}
+
+/**
+ * --network container:NAME at start: config.json gets the other container's network namespace
+ * (its bound sandbox when it is on a network, else its init's /proc/PID/ns/net); that
+ * container must be running. A container on the host's network shares the host's.
+ */
+export function joinNetworkOf(ctx: EngineContext, r: ContainerRecord): void {
+  const n = r.options.network;
+  if (!n?.startsWith("container:")) return;
+  const ref = n.slice("container:".length);
+  const other = joinedContainer(ctx, { ...r.options, hostname: undefined });
+  const st = other ? status(ctx, other.id) : null;
+  if (!other || !st || (st.status !== "running" && st.status !== "paused") || st.pid <= 0)
+    throw new EngineError(`cannot join the network of container ${ref}: it is not running`, {
+      hint: `start it first: pivot start ${ref}`,
+    });
+  const file = join(ctx.containers.dir(r.id), "config.json");
+  const spec = readJson<Spec>(file);
+  if (!spec?.linux?.namespaces) throw new EngineError(`container ${r.name} has no config.json`);
+  const namespaces = spec.linux.namespaces.filter((x) => x.type !== "network");
+  const on = other.options.network;
+  if (on !== "host") {
+    const bound = ctx.networks.netnsPath(other.id);
+    const own = on !== undefined && on !== "none" && !on.startsWith("container:");
+    const path = own && existsSync(bound) ? bound : `/proc/${st.pid}/ns/net`;
+    namespaces.splice(1, 0, { type: "network", path });
+  }
+  spec.linux.namespaces = namespaces;
+  writeJsonAtomic(file, spec);
+}
+
+/**
+ * The network a container joins: null for none/host; "bridge" means the default network
+ * (created on first use). Throws if the network does not exist.
+ */
+export async function networkOf(
+  ctx: EngineContext,
+  o: ContainerOptions,
+  dryRun = false,
+): Promise<string | null> {
+  const n = o.network;
+  if (n === undefined || n === "none" || n === "host") {
+    if (o.publish?.length || o.ip || o.networkAliases?.length)
+      throw new EngineError("-p, --ip and --network-alias need a network", {
+        hint: "add --network bridge (the default network) or --network NAME",
+      });
+    return null;
+  }
+  if (n.startsWith("container:")) return null; // joinNetworkOf: another container's
+  if (n === "bridge" || n === ctx.networks.settings.defaultNetwork)
+    return dryRun
+      ? ctx.networks.settings.defaultNetwork
+      : (await ctx.networks.defaultNetwork()).name;
+  return ctx.networks.store.get(n).name;
+}
+
+/** A fresh network namespace wired to the container's network (before its process starts). */
+export async function connectNetwork(ctx: EngineContext, r: ContainerRecord): Promise<void> {
+  const network = await networkOf(ctx, r.options);
+  if (!network) return;
+  const dir = ctx.containers.dir(r.id);
+  await ctx.networks.removeSandbox(r.id); // whatever a crash left
+  await ctx.networks.createSandbox(r.id, {
+    name: r.name,
+    hostname: hostnameOf(r.id, r.options),
+    hostsPath: join(dir, "hosts"),
+    resolvConfPath: join(dir, "resolv.conf"),
+    addHosts: r.options.addHosts ?? [],
+    ...(dnsOptionsOf(r.options) ? { dns: dnsOptionsOf(r.options)! } : {}),
+  });
+  try {
+    await ctx.networks.connect(r.id, network, {
+      aliases: r.options.networkAliases ?? [],
+      ports: r.options.publish ?? [],
+      ...(r.options.ip ? { ip: r.options.ip } : {}),
+    });
+  } catch (err) {
+    await ctx.networks.removeSandbox(r.id).catch(() => {});
+    throw err;
+  }
+}
+
+/** Releases the container's address, veth, port and NAT rules, and its namespace. */
+export async function disconnectNetwork(ctx: EngineContext, r: ContainerRecord): Promise<void> {
+  const n = r.options.network;
+  if (n === undefined || n === "none" || n === "host" || n.startsWith("container:")) return;
+  await ctx.networks.removeSandbox(r.id).catch((e) => ctx.warn((e as Error).message));
+}

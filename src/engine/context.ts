@@ -1,0 +1,107 @@
+// What the engine's modules share: its directories, the runtime, the image store, volumes,
+// networks and the commands conmon runs, set up once from the options by `createContext`.
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DEFAULT_STORE_ROOT, ImageStore } from "../image/store.ts";
+import { NetworkManager } from "../network/attach.ts";
+import type { NetworkSettings } from "../network/networks.ts";
+import { Runtime } from "../runtime/runtime.ts";
+import { compiledBinary, compiledCommand } from "../util/self.ts";
+import { ContainerStore } from "./container-store.ts";
+import { findConmon } from "./monitor.ts";
+import type { OciRuntimeCli } from "./oci-runtime.ts";
+import { VolumeStore } from "./volumes.ts";
+
+export interface EngineOptions {
+  /** Image store, containers and volumes (default /var/lib/pivot). */
+  root?: string;
+  /** The runtime's state (default /run/pivot/runtime for the default root, else <root>/run). */
+  runRoot?: string;
+  /** The OCI runtime as a command, for conmon (default: this package's pivot-runtime). */
+  runtimeCommand?: string[];
+  /** The pivot CLI as a command, for conmon's exit hook (default: this package's bin/pivot.ts). */
+  cliCommand?: string[];
+  /** Path of conmon; null to run without it (detached containers then fail). */
+  conmon?: string | null;
+  warn?: (message: string) => void;
+  /** Networks (default: definitions in <root>/networks, state in <runRoot>/network). */
+  network?: Partial<NetworkSettings>;
+}
+
+export interface EngineContext {
+  readonly root: string;
+  readonly runRoot: string;
+  readonly runtime: Runtime;
+  readonly volumes: VolumeStore;
+  readonly networks: NetworkManager;
+  readonly containers: ContainerStore;
+  readonly warn: (message: string) => void;
+  readonly conmonPath: string | null;
+  /** The OCI runtime as a command, for conmon. */
+  readonly runtimeCommand: string[];
+  /** The pivot CLI as a command, for conmon's exit hook. */
+  readonly cliCommand: string[];
+  /** Other OCI runtimes (`--runtime PATH`), one per path (container-runtime.ts). */
+  readonly ociRuntimes: Map<string, OciRuntimeCli>;
+  /** The image store (opened on first use). */
+  images(): Promise<ImageStore>;
+}
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const PACKAGE_ROOT = resolve(HERE, "../..");
+
+function bunCommand(): string {
+  if (process.versions.bun) return process.execPath;
+  const local = join(PACKAGE_ROOT, "node_modules/.bin/bun");
+  return existsSync(local) ? local : "bun";
+}
+
+export function createContext(options: EngineOptions = {}): EngineContext {
+  const root = resolve(options.root ?? DEFAULT_STORE_ROOT);
+  const runRoot = resolve(
+    options.runRoot ?? (root === DEFAULT_STORE_ROOT ? "/run/pivot" : join(root, "run")),
+  );
+  const volumes = new VolumeStore(join(root, "volumes"));
+  const warn = options.warn ?? ((m) => process.stderr.write(`pivot: warning: ${m}\n`));
+  const runtime = new Runtime({ root: join(runRoot, "runtime"), warn });
+  const networks = new NetworkManager(
+    {
+      configDir: join(root, "networks"),
+      runDir: join(runRoot, "network"),
+      ...options.network,
+    },
+    warn,
+  );
+  const conmonPath = options.conmon === undefined ? findConmon() : options.conmon;
+  // The compiled binary runs its commands by the name they are called by (bin/pivot-multicall.ts).
+  const binary = compiledBinary();
+  const runtimeCommand =
+    options.runtimeCommand ??
+    (binary
+      ? [compiledCommand(binary, "pivot-runtime")]
+      : [bunCommand(), join(PACKAGE_ROOT, "bin/pivot-runtime.ts")]);
+  const cliCommand =
+    options.cliCommand ??
+    (binary
+      ? [compiledCommand(binary, "pivot")]
+      : [bunCommand(), join(PACKAGE_ROOT, "bin/pivot.ts")]);
+  let storePromise: Promise<ImageStore> | null = null;
+  return {
+    root,
+    runRoot,
+    runtime,
+    volumes,
+    networks,
+    containers: new ContainerStore(root),
+    warn,
+    conmonPath,
+    runtimeCommand,
+    cliCommand,
+    ociRuntimes: new Map(),
+    images() {
+      storePromise ??= ImageStore.open(root);
+      return storePromise;
+    },
+  };
+}
