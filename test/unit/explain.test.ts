@@ -1,5 +1,4 @@
 import { expect, test } from "bun:test";
-import { defaultSpec } from "../../src/oci/default-spec.ts";
 import {
   renderPlanJson,
   renderPlanShell,
@@ -8,18 +7,11 @@ import {
   stepProcesses,
 } from "../../src/runtime/explain.ts";
 import { compileContainerPlan } from "../../src/runtime/plan.ts";
+import { planInput } from "../fixtures/plan.ts";
 
 function plan() {
-  const spec = defaultSpec({ args: ["sh", "-c", "echo it's $HOME"] });
-  spec.process!.terminal = false;
-  return compileContainerPlan({
-    spec,
-    rootfs: "/b/rootfs",
-    bundle: "/b",
-    execFifo: "/run/x/exec.fifo",
-    waitForInit: false,
-    host: { kindOf: () => "directory" },
-  });
+  const args = ["sh", "-c", "echo it's $HOME"];
+  return compileContainerPlan(planInput({ args, kindOf: () => "directory" }));
 }
 
 test("steps are attributed to launcher, setup process and init in order", () => {

@@ -3,20 +3,11 @@ import { NotSupportedError } from "../../src/errors.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
 import { compileContainerPlan, compileExecPlan } from "../../src/runtime/plan.ts";
+import { planInput } from "../fixtures/plan.ts";
 
 function plan(edit: (s: Spec) => void) {
-  const spec = defaultSpec({ args: ["true"] });
-  spec.process!.terminal = false;
-  edit(spec);
-  return () =>
-    compileContainerPlan({
-      spec,
-      rootfs: "/b/rootfs",
-      bundle: "/b",
-      execFifo: "/run/x/exec.fifo",
-      waitForInit: false,
-      host: { kindOf: () => "missing" },
-    });
+  const input = planInput({ edit });
+  return () => compileContainerPlan(input);
 }
 
 describe("AppArmor and SELinux", () => {

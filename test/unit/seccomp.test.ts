@@ -3,11 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError, NotSupportedError } from "../../src/errors.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Seccomp, Spec } from "../../src/oci/spec.ts";
-import {
-  type ContainerPlanInput,
-  compileContainerPlan,
-  compileExecPlan,
-} from "../../src/runtime/plan.ts";
+import { compileContainerPlan, compileExecPlan } from "../../src/runtime/plan.ts";
 import { decodePayload, encodeMessage, Op } from "../../src/runtime/wire.ts";
 import {
   compileSeccomp,
@@ -17,6 +13,7 @@ import {
   SeccompOperator,
 } from "../../src/security/seccomp.ts";
 import { defaultSeccompProfile } from "../../src/security/seccomp-default.ts";
+import { planInput as basePlanInput } from "../fixtures/plan.ts";
 
 /** The ConfigError's JSON path for a profile, or "" when it compiles. */
 function errorPath(profile: unknown): string {
@@ -240,19 +237,7 @@ describe("seccomp compilation", () => {
   });
 });
 
-function planInput(edit: (s: Spec) => void): ContainerPlanInput {
-  const spec = defaultSpec({ args: ["echo", "hi"] });
-  spec.process!.terminal = false;
-  edit(spec);
-  return {
-    spec,
-    rootfs: "/b/rootfs",
-    bundle: "/b",
-    execFifo: "/run/x/exec.fifo",
-    waitForInit: false,
-    host: { kindOf: () => "missing" },
-  };
-}
+const planInput = (edit: (s: Spec) => void) => basePlanInput({ args: ["echo", "hi"], edit });
 
 const blockMkdir: Seccomp = {
   defaultAction: "SCMP_ACT_ALLOW",

@@ -4,7 +4,6 @@ import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
 import { kernelHasIdmappedMounts } from "../../src/runtime/features.ts";
 import {
-  type ContainerPlanInput,
   compileContainerPlan,
   compileExecPlan,
   parseMountOptions,
@@ -18,26 +17,15 @@ import {
   subordinateRanges,
 } from "../../src/runtime/userns.ts";
 import { Op } from "../../src/runtime/wire.ts";
+import { planInput } from "../fixtures/plan.ts";
 
 const ROOT: Caller = { uid: 0, gid: 0 };
 const ALICE: Caller = { uid: 1000, gid: 1000, name: "alice" };
 const own = [{ containerID: 0, hostID: 1000, size: 1 }];
 const ranges = [...own, { containerID: 1, hostID: 100000, size: 65536 }];
 
-function input(edit: (s: Spec) => void = () => {}, caller: Caller = ROOT): ContainerPlanInput {
-  const spec = defaultSpec({ args: ["true"] });
-  spec.process!.terminal = false;
-  edit(spec);
-  return {
-    spec,
-    rootfs: "/b/rootfs",
-    bundle: "/b",
-    execFifo: "/run/x/exec.fifo",
-    waitForInit: false,
-    caller,
-    host: { kindOf: () => "directory" },
-  };
-}
+const input = (edit: (s: Spec) => void = () => {}, caller: Caller = ROOT) =>
+  planInput({ edit, caller, kindOf: () => "directory" });
 
 const withUserns =
   (uid = ranges, gid = ranges) =>
