@@ -437,7 +437,18 @@ static void do_touch_in_root(struct step *st) {
   const char *base;
   int parent = parent_in_root(rootfs, path, &base);
   close(parent);
-  int fd = open_in_root(rootfs, path, O_WRONLY | O_CREAT | O_NOCTTY, 0644);
+  /* An existing file is left alone, as runc does: opening it for writing would copy it up into
+   * an overlay's upper directory (a change the container did not make, in diff and commit), and
+   * would block on a FIFO. */
+  int fd = open_in_root(rootfs, path, O_PATH, 0);
+  if (fd >= 0) {
+    struct stat sb;
+    int isdir = fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode);
+    close(fd);
+    if (isdir) fail(EISDIR, "%s inside %s is a directory, but a file is mounted there", path, rootfs);
+    return;
+  }
+  fd = open_in_root(rootfs, path, O_WRONLY | O_CREAT | O_NOCTTY, 0644);
   if (fd < 0 && errno == EISDIR) fail(EISDIR, "%s inside %s is a directory, but a file is mounted there", path, rootfs);
   if (fd < 0) fail(errno, "create %s inside %s", path, rootfs);
   close(fd);
