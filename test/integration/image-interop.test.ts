@@ -3,15 +3,14 @@
  * as an OCI layout, and what it writes (docker-archive, oci-archive, into the
  * store's layout) Pivot loads. Skipped where skopeo is not installed.
  */
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadImages } from "../../src/image/load.ts";
 import { ImageStore } from "../../src/image/store.ts";
 import { buildTestImage } from "../fixtures/image-build.ts";
+import { storeForEachTest } from "../fixtures/image-store.ts";
 import { buildTar, sha256 } from "../fixtures/image-tar.ts";
 
 const haveSkopeo = spawnSync("skopeo", ["--version"]).status === 0;
@@ -19,14 +18,7 @@ const haveSkopeo = spawnSync("skopeo", ["--version"]).status === 0;
 let work: string;
 let store: ImageStore;
 
-beforeEach(async () => {
-  work = await mkdtemp(join(tmpdir(), "pivot-interop-"));
-  store = await ImageStore.open(join(work, "store"));
-});
-
-afterEach(async () => {
-  await rm(work, { recursive: true, force: true });
-});
+storeForEachTest("pivot-interop-", (s) => ({ dir: work, store } = s), "store");
 
 const base = buildTar([
   { name: "bin/", type: "dir" },

@@ -1,24 +1,17 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { collectGarbage, imageSize } from "../../src/image/gc.ts";
 import { ImageStore } from "../../src/image/store.ts";
 import { buildTestImage } from "../fixtures/image-build.ts";
+import { storeForEachTest } from "../fixtures/image-store.ts";
 import { buildTar, sha256 } from "../fixtures/image-tar.ts";
 
 let root: string;
 let store: ImageStore;
 
-beforeEach(async () => {
-  root = await mkdtemp(join(tmpdir(), "pivot-gc-"));
-  store = await ImageStore.open(root);
-});
-
-afterEach(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+storeForEachTest("pivot-gc-", (s) => ({ dir: root, store } = s));
 
 const base = buildTar([
   { name: "bin/", type: "dir" },

@@ -1,25 +1,18 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { LayerUnpackError } from "../../src/image/errors.ts";
 import { loadImages } from "../../src/image/load.ts";
 import { ImageStore } from "../../src/image/store.ts";
 import { buildTestImage } from "../fixtures/image-build.ts";
+import { storeForEachTest } from "../fixtures/image-store.ts";
 import { buildTar, type FixtureEntry, sha256 } from "../fixtures/image-tar.ts";
 
 let work: string;
 let store: ImageStore;
 
-beforeEach(async () => {
-  work = await mkdtemp(join(tmpdir(), "pivot-load-"));
-  store = await ImageStore.open(join(work, "store"));
-});
-
-afterEach(async () => {
-  await rm(work, { recursive: true, force: true });
-});
+storeForEachTest("pivot-load-", (s) => ({ dir: work, store } = s), "store");
 
 const layer1 = buildTar([
   { name: "bin/", type: "dir" },

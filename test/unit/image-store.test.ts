@@ -1,7 +1,6 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as zlib from "node:zlib";
 import { importRootfs } from "../../src/image/create.ts";
@@ -14,19 +13,13 @@ import {
 import { ImageStore } from "../../src/image/store.ts";
 import { ANNOTATION_REF_NAME, MediaType } from "../../src/image/types.ts";
 import { buildTestImage } from "../fixtures/image-build.ts";
+import { storeForEachTest } from "../fixtures/image-store.ts";
 import { buildTar, sha256 } from "../fixtures/image-tar.ts";
 
 let root: string;
 let store: ImageStore;
 
-beforeEach(async () => {
-  root = await mkdtemp(join(tmpdir(), "pivot-store-"));
-  store = await ImageStore.open(root);
-});
-
-afterEach(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+storeForEachTest("pivot-store-", (s) => ({ dir: root, store } = s));
 
 const base = buildTar([
   { name: "bin/", type: "dir" },

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as zlib from "node:zlib";
 import { DigestMismatchError, LayerUnpackError } from "../../src/image/errors.ts";
-import { ImageStore } from "../../src/image/store.ts";
+import type { ImageStore } from "../../src/image/store.ts";
 import { type ImageIndex, MediaType } from "../../src/image/types.ts";
 import {
   configKey,
@@ -35,6 +35,7 @@ import {
   selectManifest,
 } from "../../src/registry/manifest.ts";
 import { formatBytes, LineProgress, renderRow, TtyProgress } from "../../src/registry/progress.ts";
+import { storeForEachTest } from "../fixtures/image-store.ts";
 import { buildTar, sha256 } from "../fixtures/image-tar.ts";
 
 describe("WWW-Authenticate challenges", () => {
@@ -415,13 +416,7 @@ describe("progress", () => {
 describe.skipIf(process.getuid?.() !== 0)("store: a layer unpacked while it streams", () => {
   let dir: string;
   let store: ImageStore;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), "pivot-stream-"));
-    store = await ImageStore.open(dir);
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  storeForEachTest("pivot-stream-", (s) => ({ dir, store } = s));
 
   const tar = buildTar([
     { name: "first", content: "1".repeat(100_000) },
