@@ -1,17 +1,11 @@
 // Shared parts of bench/engine.ts and bench/network.ts: statistics, machine facts, the busybox
 // image imported into Pivot and podman (private roots), and the clean-up helpers. Not part of Pivot.
-import { spawn, spawnSync } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  rmdirSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { Containerd as SharedContainerd } from "../test/fixtures/containerd.ts";
+import { killAndWait, pidsWithArg } from "../test/fixtures/host.ts";
 
 export const REPO = join(import.meta.dir, "..");
 export const BUN = join(REPO, "node_modules/.bin/bun");
@@ -72,10 +66,6 @@ export function must(
 export function version(cmd: string, args: string[]): string {
   const r = run(cmd, args);
   return r.status === 0 ? (r.stdout.trim().split("\n")[0] ?? "") : `(${cmd} failed)`;
-}
-
-export function sleep(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 export function requireTools(tools: string[]): void {
@@ -175,100 +165,18 @@ export class Podman {
   }
 }
 
-// ---------- clean-up ----------
+// ---------- clean-up (shared with the tests) ----------
 
-function subdirs(dir: string): string[] {
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name);
-  } catch {
-    return [];
-  }
-}
-
-/** Mount points of the host's cgroup hierarchies. */
-export function cgroupMounts(): string[] {
-  const out: string[] = [];
-  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    const sep = line.indexOf(" - ");
-    if (sep < 0) continue;
-    const type = line.slice(sep + 3).split(" ")[0]!;
-    if (type === "cgroup" || type === "cgroup2") out.push(line.split(" ")[4]!);
-  }
-  return out;
-}
-
-/** rmdir a cgroup and its children, deepest first, killing what is left in it (ours). */
-export function removeCgroupTree(dir: string): void {
-  for (const child of subdirs(dir)) removeCgroupTree(join(dir, child));
-  for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      rmdirSync(dir);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-      try {
-        for (const pid of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n"))
-          if (pid) process.kill(Number(pid), "SIGKILL");
-      } catch {}
-      sleep(20);
-    }
-  }
-  process.stderr.write(`bench: could not remove cgroup ${dir}\n`);
-}
-
-/** Removes the cgroup NAME (a path below the root) in every hierarchy. */
-export function removeCgroups(name: string): void {
-  for (const m of cgroupMounts()) removeCgroupTree(join(m, name));
-}
-
-/** Unmounts whatever is mounted under DIR, deepest first. */
-export function unmountUnder(dir: string): void {
-  const points = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => l.split(" ")[4]!)
-    .filter((p) => p === dir || p.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
-  for (const p of points) spawnSync("umount", ["-l", p]);
-}
-
-/** Pids of processes whose command line contains MARK (a path of ours). */
-export function pidsWithArg(mark: string): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, "utf8").includes(mark)) out.push(Number(name));
-    } catch {}
-  }
-  return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-/** SIGTERM, then SIGKILL after TIMEOUTMS, to processes we started (by pid). */
-export function killAndWait(pids: number[], timeoutMs = 5_000): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {}
-  }
-  const deadline = Date.now() + timeoutMs;
-  while (pids.some(alive) && Date.now() < deadline) sleep(50);
-  for (const pid of pids.filter(alive)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
-  }
-}
+export {
+  cgroupMountInfo,
+  cgroupMounts,
+  killAndWait,
+  pidsWithArg,
+  removeCgroups,
+  removeCgroupTree,
+  sleep,
+  unmountUnder,
+} from "../test/fixtures/host.ts";
 
 /** Memory of one process: RSS and its anonymous part (status), PSS (smaps_rollup), in KiB. */
 export function memoryOf(pid: number): { rss: number; anon: number; pss: number; comm: string } {
@@ -286,98 +194,9 @@ export function memoryOf(pid: number): { rss: number; anon: number; pss: number;
   };
 }
 
-/** A private containerd (own config, root, state, socket), as test/integration/clients.test.ts. */
-export class Containerd {
-  readonly dir: string;
-  readonly socket: string;
-  readonly ns: string;
-  private pid = 0;
-  private readonly startedAt = Date.now() - 1000;
-  private readonly runDirExisted = existsSync("/run/containerd");
-  constructor(work: string, ns: string) {
-    this.dir = join(work, "containerd");
-    this.socket = join(this.dir, "containerd.sock");
-    this.ns = ns;
-  }
-  start(): void {
-    mkdirSync(this.dir, { recursive: true });
-    const config = join(this.dir, "config.toml");
-    writeFileSync(
-      config,
-      [
-        "version = 2",
-        `root = "${this.dir}/root"`,
-        `state = "${this.dir}/state"`,
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        "[grpc]",
-        `  address = "${this.socket}"`,
-        "[ttrpc]",
-        '  address = ""',
-        '[plugins."io.containerd.internal.v1.opt"]',
-        `  path = "${this.dir}/opt"`,
-        "",
-      ].join("\n"),
-    );
-    const log = join(this.dir, "containerd.log");
-    const p = spawn("sh", ["-c", `exec containerd --config "$0" >"$1" 2>&1`, config, log], {
-      stdio: "ignore",
-      detached: true,
-    });
-    p.unref();
-    this.pid = p.pid ?? 0;
-    const deadline = Date.now() + 20_000;
-    while (run("ctr", ["--address", this.socket, "version"]).status !== 0) {
-      if (Date.now() > deadline) throw new Error("containerd did not answer");
-      sleep(100);
-    }
-  }
-  argv(args: string[]): string[] {
-    return ["ctr", "--address", this.socket, "-n", this.ns, ...args];
-  }
+/** The private containerd of test/integration/clients.test.ts, with `must` for ctr commands. */
+export class Containerd extends SharedContainerd {
   must(args: string[]): string {
     return must("ctr", this.argv(args).slice(1));
-  }
-  /** Pid of the shim serving container ID. */
-  shimPid(id: string): number {
-    return (
-      pidsWithArg(this.socket).find((pid) => {
-        const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-        return argv[0]?.endsWith("containerd-shim-runc-v2") && argv.includes(id);
-      }) ?? 0
-    );
-  }
-  cleanup(): void {
-    if (!this.pid) return;
-    const ctr = (args: string[]) => run("ctr", this.argv(args).slice(1));
-    for (const id of ctr(["container", "list", "--quiet"]).stdout.split("\n").filter(Boolean)) {
-      ctr(["task", "kill", "-s", "SIGKILL", id]);
-      for (let i = 0; i < 50 && ctr(["task", "delete", id]).status !== 0; i++) sleep(100);
-      ctr(["container", "delete", id]);
-    }
-    killAndWait([this.pid]);
-    // Shims outlive containerd while their tasks run; they name our socket on their command line.
-    killAndWait(pidsWithArg(this.socket));
-    removeCgroups(this.ns);
-    unmountUnder(this.dir);
-    // containerd 1.6 keeps shim sockets and fifos under /run/containerd whatever the config says.
-    for (const sub of subdirs("/run/containerd/fifo")) {
-      const fifoDir = join("/run/containerd/fifo", sub);
-      try {
-        if (statSync(fifoDir).mtimeMs < this.startedAt) continue;
-        spawnSync("rm", ["-rf", fifoDir]);
-      } catch {}
-    }
-    // runc's state root for our namespace; then, only if empty, what containerd created there
-    // (another containerd may have started meanwhile).
-    try {
-      rmdirSync(join("/run/containerd/runc", this.ns));
-    } catch {}
-    if (!this.runDirExisted)
-      for (const sub of ["s", "fifo", "runc", ""]) {
-        try {
-          rmdirSync(join("/run/containerd", sub));
-        } catch {}
-      }
-    this.pid = 0;
   }
 }

@@ -5,22 +5,28 @@
 // from Debian's busybox-static (no network). Containers get no network but loopback. Afterwards the
 // clients are stopped, and their cgroups, mounts and directories removed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   closeSync,
   existsSync,
-  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
-  rmdirSync,
-  statSync,
-  unlinkSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { Containerd } from "../fixtures/containerd.ts";
+import {
+  cgroupDirs,
+  killAndWait,
+  pidsWithArg,
+  removeCgroups,
+  sleep,
+  subdirs,
+  unmountUnder,
+} from "../fixtures/host.ts";
 import { BUN, isRoot, makeBusyboxRootfs, REPO, rm, tempDir } from "../helpers.ts";
 
 if (!isRoot) throw new Error("the client tests run real containers and need root");
@@ -97,10 +103,6 @@ function withTty(cmd: string, args: string[], input?: string): Result {
   return sh("script", ["-qec", line, "/dev/null"], input === undefined ? {} : { input });
 }
 
-function sleep(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 function waitFor(what: string, check: () => boolean, timeoutMs = 20_000): void {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -126,79 +128,6 @@ function frozen(pid: number): boolean {
   const v2 = lines.find((l) => l.startsWith("0::"))!.slice(3);
   const base = existsSync("/sys/fs/cgroup/unified") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
   return readFileSync(`${base}${v2}/cgroup.freeze`, "utf8").trim() === "1";
-}
-
-/** Every cgroup hierarchy's directory named NAME at the top level (v1 hierarchies and v2). */
-function cgroupDirs(name: string): string[] {
-  const top = "/sys/fs/cgroup";
-  const roots = existsSync(join(top, "cgroup.controllers"))
-    ? [top]
-    : readdirSync(top).map((h) => join(top, h));
-  return roots.map((r) => join(r, name)).filter((d) => existsSync(d));
-}
-
-function subdirs(dir: string): string[] {
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name);
-  } catch {
-    return [];
-  }
-}
-
-/** Removes a cgroup tree, deepest first (its processes must be gone). */
-function removeCgroupTree(dir: string): void {
-  for (const child of subdirs(dir)) removeCgroupTree(join(dir, child));
-  try {
-    rmdirSync(dir);
-  } catch {}
-}
-
-/** Unmounts whatever is mounted under DIR (deepest first), so it can be removed. */
-function unmountUnder(dir: string): void {
-  const points = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => l.split(" ")[4]!)
-    .filter((p) => p === dir || p.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
-  for (const p of points) spawnSync("umount", ["-l", p]);
-}
-
-/** Pids of processes whose command line contains MARK (e.g. our private socket path). */
-function pidsWithArg(mark: string): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, "utf8").includes(mark)) out.push(Number(name));
-    } catch {}
-  }
-  return out;
-}
-
-function killAndWait(pids: number[], timeoutMs = 10_000): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {}
-  }
-  const alive = (pid: number) => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      return !/\) [ZX] /.test(stat);
-    } catch {
-      return false;
-    }
-  };
-  const deadline = Date.now() + timeoutMs;
-  while (pids.some(alive) && Date.now() < deadline) sleep(50);
-  for (const pid of pids.filter(alive)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
-  }
 }
 
 let work: string;
@@ -232,19 +161,15 @@ afterAll(() => {
 
 describe("containerd (ctr with the runc shim v2, --runc-binary pivot-runtime)", () => {
   const ns = `pivot-test-${process.pid}`;
-  let dir: string;
-  let socket: string;
+  let ctrd: Containerd;
   let runcRoot: string;
-  let daemon: ChildProcess | null = null;
-  const runDirExisted = existsSync("/run/containerd");
-  const startedAt = Date.now() - 1000;
   let n = 0;
   const nextId = (name: string) => `${name}-${++n}`;
   const image = "localhost/busybox:test";
 
   const ctr = (args: string[], options: { timeoutMs?: number; input?: string } = {}) =>
-    sh("ctr", ["--address", socket, "-n", ns, ...args], options);
-  const ctrArgs = (args: string[]) => ["--address", socket, "-n", ns, ...args];
+    sh("ctr", ctrArgs(args), options);
+  const ctrArgs = (args: string[]) => ctrd.argv(args).slice(1);
   const runFlags = () => ["--runc-binary", runtimeBin, "--runc-root", runcRoot];
 
   function taskPid(id: string): number {
@@ -253,12 +178,7 @@ describe("containerd (ctr with the runc shim v2, --runc-binary pivot-runtime)", 
       .find((l) => l.split(/\s+/)[0] === id);
     return Number(line?.split(/\s+/)[1] ?? 0);
   }
-  function taskStatus(id: string): string {
-    const line = ctr(["task", "ls"])
-      .stdout.split("\n")
-      .find((l) => l.split(/\s+/)[0] === id);
-    return line?.split(/\s+/)[2] ?? "";
-  }
+  const taskStatus = (id: string) => ctrd.taskStatus(id);
   function removeContainer(id: string): void {
     ctr(["task", "kill", "-s", "SIGKILL", id]);
     waitFor(`${id} to stop`, () => ["STOPPED", ""].includes(taskStatus(id)), 10_000);
@@ -267,37 +187,10 @@ describe("containerd (ctr with the runc shim v2, --runc-binary pivot-runtime)", 
   }
 
   beforeAll(() => {
-    dir = join(work, "containerd");
-    mkdirSync(dir);
-    socket = join(dir, "containerd.sock");
+    ctrd = new Containerd(work, ns);
+    ctrd.start();
+    const dir = ctrd.dir;
     runcRoot = join(dir, "runc");
-    const config = join(dir, "config.toml");
-    writeFileSync(
-      config,
-      [
-        "version = 2",
-        `root = "${dir}/root"`,
-        `state = "${dir}/state"`,
-        // Only what ctr needs: no CRI plugin (it would look for CNI and listen for kubelets).
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        "[grpc]",
-        `  address = "${socket}"`,
-        "[ttrpc]",
-        '  address = ""',
-        "[debug]",
-        '  level = "info"',
-        '[plugins."io.containerd.internal.v1.opt"]',
-        `  path = "${dir}/opt"`,
-        "",
-      ].join("\n"),
-    );
-    const log = openSync(join(dir, "containerd.log"), "w");
-    daemon = spawn("containerd", ["--config", config], {
-      stdio: ["ignore", log, log],
-      detached: true,
-    });
-    closeSync(log);
-    waitFor("containerd to answer", () => sh("ctr", ["--address", socket, "version"]).status === 0);
 
     // A one-layer image in docker-archive form: the layer, its config and a manifest.
     const img = join(dir, "image");
@@ -326,36 +219,7 @@ describe("containerd (ctr with the runc shim v2, --runc-binary pivot-runtime)", 
   }, 60_000);
 
   afterAll(() => {
-    if (!socket) return;
-    for (const line of ctr(["container", "list", "--quiet"]).stdout.split("\n").filter(Boolean)) {
-      try {
-        removeContainer(line.trim());
-      } catch {}
-    }
-    if (daemon?.pid) killAndWait([daemon.pid]);
-    // Shims outlive containerd while their tasks run; they name our socket on their command line.
-    killAndWait(pidsWithArg(socket));
-    for (const d of cgroupDirs(ns)) removeCgroupTree(d);
-    unmountUnder(dir);
-    // containerd 1.6 keeps shim sockets and fifos under /run/containerd whatever the config says.
-    // ctr leaves the fifo directories of detached processes (ctr run -d, task exec -d) behind.
-    for (const sub of subdirs("/run/containerd/fifo")) {
-      const fifoDir = join("/run/containerd/fifo", sub);
-      try {
-        if (statSync(fifoDir).mtimeMs < startedAt) continue;
-        for (const f of readdirSync(fifoDir)) {
-          if (lstatSync(join(fifoDir, f)).isFIFO()) unlinkSync(join(fifoDir, f));
-        }
-        rmdirSync(fifoDir);
-      } catch {}
-    }
-    if (!runDirExisted) {
-      for (const sub of ["s", "fifo", "runc", ""]) {
-        try {
-          rmdirSync(join("/run/containerd", sub));
-        } catch {}
-      }
-    }
+    ctrd?.cleanup();
   }, 60_000);
 
   test("ctr run --rm prints the output and exits 0", () => {
@@ -543,7 +407,7 @@ describe("podman (conmon, --runtime pivot-runtime)", () => {
     podman(["rm", "--all", "--force", "--time", "0"], { timeoutMs: 60_000 });
     // conmon processes name our runroot on their command line.
     killAndWait(pidsWithArg(join(dir, "runroot")));
-    for (const d of cgroupDirs(parent)) removeCgroupTree(d);
+    removeCgroups(parent);
     unmountUnder(dir);
   }, 90_000);
 
