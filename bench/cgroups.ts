@@ -19,21 +19,28 @@
 // cgroupsPath under /pivot-bench-cg-PID, removed at the end with everything else, also on
 // failure. A script, never a timed test: the numbers depend on the machine and its load.
 import { spawnSync } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import {
+  type BenchSpec,
+  BUN,
+  buildMeasure,
+  cleanupOnSignals,
+  loadAverage,
+  machineFacts,
+  median,
+  must,
+  parseSamples,
+  REPO,
+  removeCgroups,
+  requireTools,
+  shuffle,
+  trueSpec,
+  version,
+  writeBundleConfig,
+} from "./common.ts";
 
-const REPO = join(import.meta.dir, "..");
 const MiB = 1024 * 1024;
 
 function usage(): never {
@@ -60,10 +67,7 @@ let out: string | undefined;
   }
   if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(traceRuns) || traceRuns < 0) usage();
 }
-if (process.getuid?.() !== 0) {
-  process.stderr.write("bench: run me as root (containers need it)\n");
-  process.exit(1);
-}
+requireTools(["runc", "cc"]);
 
 type Config = "none" | "limits";
 interface Arm {
@@ -78,7 +82,8 @@ interface Arm {
 
 const work = mkdtempSync(join(tmpdir(), "pivot-bench-cg-"));
 const cgroupParent = `pivot-bench-cg-${process.pid}`;
-const measure = join(work, "measure");
+let measure = "";
+let spec: BenchSpec;
 const pidFile = join(work, "container.pid");
 const errFile = join(work, "stderr");
 const arms: Arm[] = [];
@@ -86,46 +91,6 @@ const ids = new Map<Arm, string[]>();
 /** Runs that failed: reported with the results. */
 const failures: string[] = [];
 let cleaned = false;
-
-function cgroupMounts(): string[] {
-  const found: string[] = [];
-  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    const sep = line.indexOf(" - ");
-    if (sep < 0) continue;
-    const type = line.slice(sep + 3).split(" ")[0];
-    if (type === "cgroup" || type === "cgroup2") found.push(line.split(" ")[4]!);
-  }
-  return found;
-}
-
-/** rmdir a cgroup and its children, deepest first, killing what is left in it (our containers). */
-function removeCgroupTree(dir: string): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    try {
-      if (statSync(join(dir, e)).isDirectory()) removeCgroupTree(join(dir, e));
-    } catch {}
-  }
-  for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      rmdirSync(dir);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-      try {
-        for (const pid of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n"))
-          if (pid) process.kill(Number(pid), "SIGKILL");
-      } catch {}
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-    }
-  }
-  process.stderr.write(`bench: could not remove cgroup ${dir}\n`);
-}
 
 function cleanup(): void {
   if (cleaned) return;
@@ -143,35 +108,15 @@ function cleanup(): void {
       );
     }
   }
-  for (const m of cgroupMounts()) removeCgroupTree(join(m, cgroupParent));
+  removeCgroups(cgroupParent);
   rmSync(work, { recursive: true, force: true });
 }
 
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(sig, () => {
-    process.stderr.write(`bench: ${sig}, cleaning up\n`);
-    cleanup();
-    process.exit(130);
-  });
-}
+cleanupOnSignals(cleanup);
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return Number.NaN;
-  return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-};
+/** Table cells: "–" where there is no number. */
 const f1 = (x: number) => (Number.isNaN(x) ? "–" : x.toFixed(1));
 const f2 = (x: number) => (Number.isNaN(x) ? "–" : x.toFixed(2));
-const loadavg = () => Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
-
-function shuffle<T>(xs: T[]): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
-  }
-  return xs;
-}
 
 /** The limits arm's linux.resources: what `docker run -m 256m --cpus 0.5 ...` would set. */
 const LIMITS = {
@@ -181,11 +126,15 @@ const LIMITS = {
 };
 
 function writeConfig(arm: Arm, cgroupName: string): void {
-  const spec = JSON.parse(readFileSync(join(work, "config.json"), "utf8"));
-  spec.root.path = join(work, "rootfs");
-  spec.linux.cgroupsPath = `/${cgroupParent}/${cgroupName}`;
-  if (arm.config === "limits") spec.linux.resources = { ...spec.linux.resources, ...LIMITS };
-  writeFileSync(join(arm.bundle, "config.json"), JSON.stringify(spec));
+  writeBundleConfig(
+    arm.bundle,
+    spec,
+    join(work, "rootfs"),
+    `/${cgroupParent}/${cgroupName}`,
+    (s) => {
+      if (arm.config === "limits") s.linux.resources = { ...s.linux.resources, ...LIMITS };
+    },
+  );
 }
 
 function addArm(name: string, command: string[], config: Config, pivot: boolean, env = {}): void {
@@ -223,10 +172,10 @@ function runOnce(arm: Arm, i: number, trace = false): { sample: Sample; stderr: 
     env: { ...process.env, ...arm.env },
   });
   const stderr = readFileSync(errFile, "utf8");
-  const [wall, user, sys, , status] = r.stdout.trim().split(" ").map(Number);
-  if (r.status !== 0 || status !== 0)
-    throw new Error(`${arm.name} run failed (${status}): ${r.stderr}${stderr.trim()}`);
-  return { sample: { wallMs: wall! / 1e6, cpuMs: (user! + sys!) / 1e3 }, stderr };
+  const s = parseSamples(r.stdout)[0];
+  if (r.status !== 0 || s?.status !== 0)
+    throw new Error(`${arm.name} run failed (${s?.status}): ${r.stderr}${stderr.trim()}`);
+  return { sample: { wallMs: s.wallNs / 1e6, cpuMs: (s.userUs + s.sysUs) / 1e3 }, stderr };
 }
 
 const LAUNCHER_ROW = /^(launcher:|setup:|init:|sync point:)/;
@@ -265,15 +214,11 @@ function report(
   loads: number[],
 ): string {
   const lines: string[] = [];
-  const first = (cmd: string, args: string[]) =>
-    (spawnSync(cmd, args, { encoding: "utf8" }).stdout ?? "").split("\n")[0];
   lines.push(
-    `date: ${new Date().toISOString()}`,
-    `machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, kernel ${first("uname", ["-r"])}`,
-    `versions: ${first("runc", ["--version"])}; bun ${process.versions.bun ?? "?"}; pivot-runtime = ${arms.find((a) => a.pivot)?.command.join(" ")}`,
+    ...machineFacts(loads),
+    `versions: ${version("runc", ["--version"])}; bun ${process.versions.bun ?? "?"}; pivot-runtime = ${arms.find((a) => a.pivot)?.command.join(" ")}`,
     `limits: ${JSON.stringify(LIMITS)}`,
     `runs: ${runs} per arm (+1 warm-up), shuffled in every round; --trace runs: ${traceRuns} per pivot arm`,
-    `load average (1 min) during the run: min ${f2(Math.min(...loads))}, median ${f2(median(loads))}, max ${f2(Math.max(...loads))}`,
     `failed runs: ${failures.length ? failures.join("; ") : "none"}`,
     "",
     "| arm | wall ms | cpu ms | wall − same runtime without limits | cpu − same runtime without limits |",
@@ -311,43 +256,19 @@ function report(
 }
 
 try {
-  const cc = spawnSync("cc", ["-O2", "-o", measure, join(REPO, "bench/measure.c")], {
-    encoding: "utf8",
-  });
-  if (cc.status !== 0) throw new Error(`building bench/measure.c failed: ${cc.stderr}`);
-  const mk = spawnSync(join(REPO, "scripts/make-busybox-rootfs.sh"), [join(work, "rootfs")], {
-    encoding: "utf8",
-  });
-  if (mk.status !== 0) throw new Error(`make-busybox-rootfs failed: ${mk.stderr}`);
+  measure = buildMeasure(work);
+  must(join(REPO, "scripts/make-busybox-rootfs.sh"), [join(work, "rootfs")]);
   let pivot = pivotCommand;
   if (!pivot) {
     const bin = join(work, "pivot-runtime");
-    const b = spawnSync(
-      join(REPO, "node_modules/.bin/bun"),
-      [
-        "build",
-        join(REPO, "bin/pivot-multicall.ts"),
-        "--compile",
-        "--bytecode",
-        "--format=esm",
-        "--outfile",
-        bin,
-      ],
-      { encoding: "utf8" },
-    );
-    if (b.status !== 0) throw new Error(`bun build failed: ${b.stderr}`);
+    const multicall = join(REPO, "bin/pivot-multicall.ts");
+    must(BUN, ["build", multicall, "--compile", "--bytecode", "--format=esm", "--outfile", bin], {
+      timeoutMs: 600_000,
+    });
     pivot = [bin];
   }
   process.env.PIVOT_LAUNCHER ??= join(REPO, "native/build/pivot-launcher");
-  const specRun = spawnSync(pivot[0]!, [...pivot.slice(1), "spec", "--bundle", work], {
-    encoding: "utf8",
-  });
-  if (specRun.status !== 0) throw new Error(`pivot-runtime spec failed: ${specRun.stderr}`);
-  const spec = JSON.parse(readFileSync(join(work, "config.json"), "utf8"));
-  spec.process.terminal = false;
-  spec.process.args = ["/bin/true"];
-  spec.ociVersion = "1.0.2";
-  writeFileSync(join(work, "config.json"), JSON.stringify(spec, null, 2));
+  spec = trueSpec(pivot, work);
 
   addArm("runc", ["runc"], "none", false);
   addArm("runc-limits", ["runc"], "limits", false);
@@ -371,7 +292,7 @@ try {
       }
       if (i > 0) results.set(arm, [...(results.get(arm) ?? []), sample]);
     }
-    loads.push(loadavg());
+    loads.push(loadAverage());
     process.stderr.write(`\rbench: ${i + 1}/${runs + 1}`);
     if (out && i > 0) writeFileSync(out, report(results, traces, loads));
   }
@@ -380,7 +301,7 @@ try {
       const { stderr } = runOnce(arm, i, true);
       traces.set(arm, [...(traces.get(arm) ?? []), cgroupRows(stderr)]);
     }
-    loads.push(loadavg());
+    loads.push(loadAverage());
   }
   process.stderr.write("\n");
   const text = report(results, traces, loads);

@@ -54,7 +54,7 @@ export function run(
 export function must(
   cmd: string,
   args: string[],
-  options: { env?: NodeJS.ProcessEnv } = {},
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): string {
   const r = run(cmd, args, options);
   if (r.status !== 0)
@@ -80,6 +80,18 @@ export function requireTools(tools: string[]): void {
   }
 }
 
+/** Runs CLEANUP on SIGINT, SIGTERM and SIGHUP, then exits 130. */
+export function cleanupOnSignals(cleanup: () => void | Promise<void>): void {
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`bench: ${sig}, cleaning up\n`);
+      Promise.resolve()
+        .then(cleanup)
+        .finally(() => process.exit(130));
+    });
+  }
+}
+
 export function loadAverage(): number {
   return Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
 }
@@ -91,6 +103,71 @@ export function machineFacts(loads: number[]): string[] {
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, kernel ${version("uname", ["-r"])}`,
     `load average (1 min) during the run: min ${f2(Math.min(...loads))}, median ${f2(median(loads))}, max ${f2(Math.max(...loads))}`,
   ];
+}
+
+// ---------- measuring runtimes ----------
+
+/** Compiles bench/measure.c into WORK/measure and returns its path. */
+export function buildMeasure(work: string): string {
+  const measure = join(work, "measure");
+  must("cc", ["-O2", "-o", measure, join(REPO, "bench/measure.c")]);
+  return measure;
+}
+
+/** One command timed by bench/measure.c: wall time, cpu of its process tree, peak RSS, status. */
+export interface Sample {
+  wallNs: number;
+  userUs: number;
+  sysUs: number;
+  maxRssKb: number;
+  status: number;
+}
+
+/** bench/measure.c's output: a line per command. */
+export function parseSamples(stdout: string): Sample[] {
+  return stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [wall, user, sys, rss, status] = line.split(" ").map(Number);
+      return { wallNs: wall!, userUs: user!, sysUs: sys!, maxRssKb: rss!, status: status! };
+    });
+}
+
+/** A runtime config: what `pivot-runtime spec` writes, running /bin/true without a terminal. */
+export interface BenchSpec {
+  ociVersion: string;
+  process: { terminal: boolean; args: string[] };
+  root: { path: string };
+  linux: { cgroupsPath: string; resources?: Record<string, unknown> };
+}
+
+/** The config of bundles that run /bin/true: `RUNTIME spec` (RUNTIME a command line) in DIR. */
+export function trueSpec(runtime: string[], dir: string): BenchSpec {
+  must(runtime[0]!, [...runtime.slice(1), "spec", "--bundle", dir]);
+  const spec = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as BenchSpec;
+  spec.process.terminal = false;
+  spec.process.args = ["/bin/true"];
+  // crun 1.8 refuses versions it does not know (1.2.0 among them); every runtime accepts 1.0.2.
+  spec.ociVersion = "1.0.2";
+  return spec;
+}
+
+/** Writes BUNDLE/config.json: SPEC with root ROOTFS, in cgroup CGROUPSPATH, changed by `edit`. */
+export function writeBundleConfig(
+  bundle: string,
+  spec: BenchSpec,
+  rootfs: string,
+  cgroupsPath: string,
+  edit: (spec: BenchSpec) => void = () => {},
+): void {
+  const copy = structuredClone(spec);
+  copy.root.path = rootfs;
+  copy.linux.cgroupsPath = cgroupsPath;
+  edit(copy);
+  mkdirSync(bundle, { recursive: true });
+  writeFileSync(join(bundle, "config.json"), JSON.stringify(copy));
 }
 
 // ---------- images ----------

@@ -32,8 +32,11 @@ import { join } from "node:path";
 import { Engine } from "../src/engine/engine.ts";
 import { Runtime } from "../src/runtime/runtime.ts";
 import {
+  type BenchSpec,
   BUN,
+  buildMeasure,
   Containerd,
+  cleanupOnSignals,
   f1,
   f2,
   IMAGE,
@@ -45,6 +48,7 @@ import {
   memoryOf,
   must,
   Podman,
+  parseSamples,
   pidsWithArg,
   REPO,
   removeCgroups,
@@ -52,8 +56,10 @@ import {
   run,
   shuffle,
   sleep,
+  trueSpec,
   unmountUnder,
   version,
+  writeBundleConfig,
 } from "./common.ts";
 
 function usage(): never {
@@ -154,31 +160,18 @@ function cleanup(): void {
   rmSync(work, { recursive: true, force: true });
 }
 
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(sig, () => {
-    process.stderr.write(`bench: ${sig}, cleaning up\n`);
-    cleanup();
-    process.exit(130);
-  });
-}
+cleanupOnSignals(cleanup);
 
 // ---------- set-up ----------
 
-const measure = join(work, "measure");
+let measure = "";
 const pidFile = join(work, "container.pid");
 const errFile = join(work, "stderr");
 
 /** A bundle of the busybox root filesystem running /bin/true, in cgroup /PARENT/NAME. */
-function makeBundle(name: string, rootfs: string, template: Record<string, unknown>): string {
+function makeBundle(name: string, rootfs: string, template: BenchSpec): string {
   const dir = join(work, "bundle", name);
-  mkdirSync(dir, { recursive: true });
-  const spec = structuredClone(template) as {
-    root: { path: string };
-    linux: { cgroupsPath: string };
-  };
-  spec.root.path = rootfs;
-  spec.linux.cgroupsPath = `/${parent}/${name}`;
-  writeFileSync(join(dir, "config.json"), JSON.stringify(spec));
+  writeBundleConfig(dir, template, rootfs, `/${parent}/${name}`);
   return dir;
 }
 
@@ -193,12 +186,12 @@ function measured(argv: string[]): Sample {
   writeFileSync(errFile, "");
   const r = spawnSync(measure, [pidFile, errFile, ...argv], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`measure failed: ${r.stderr}`);
-  const [wall, user, sys, rss, status] = r.stdout.trim().split(" ").map(Number);
-  if (status !== 0)
+  const s = parseSamples(r.stdout)[0];
+  if (s?.status !== 0)
     throw new Error(
-      `${argv.join(" ")} exited with ${status}: ${readFileSync(errFile, "utf8").trim()}`,
+      `${argv.join(" ")} exited with ${s?.status}: ${readFileSync(errFile, "utf8").trim()}`,
     );
-  return { wallMs: wall! / 1e6, cpuMs: (user! + sys!) / 1e3, rssMiB: rss! / 1024 };
+  return { wallMs: s.wallNs / 1e6, cpuMs: (s.userUs + s.sysUs) / 1e3, rssMiB: s.maxRssKb / 1024 };
 }
 
 /** user+sys of this process and its reaped children, in ms (from /proc/self/stat). */
@@ -213,7 +206,7 @@ const lines: string[] = [];
 const versions: string[] = [];
 
 try {
-  must("cc", ["-O2", "-o", measure, join(REPO, "bench/measure.c")]);
+  measure = buildMeasure(work);
   const { rootfs, tar } = makeRootfs(work);
   must(pivotCmd[0]!, [...pivotCmd.slice(1), "--root", pivotRoot, "import", tar, IMAGE]);
   podman.must(["import", tar, IMAGE]);
@@ -222,12 +215,7 @@ try {
   must("skopeo", ["copy", "-q", `oci:${pivotRoot}:${IMAGE}`, `oci-archive:${ociArchive}:${IMAGE}`]);
   ctrd.must(["images", "import", ociArchive]);
 
-  must(BUN, [join(REPO, "bin/pivot-runtime.ts"), "spec", "--bundle", work]);
-  const template = JSON.parse(readFileSync(join(work, "config.json"), "utf8"));
-  template.process.terminal = false;
-  template.process.args = ["/bin/true"];
-  // crun 1.8 refuses versions it does not know (1.2.0 among them); every runtime accepts 1.0.2.
-  template.ociVersion = "1.0.2";
+  const template = trueSpec([BUN, join(REPO, "bin/pivot-runtime.ts")], work);
 
   let pivotBin: string | null = null;
   if (opts.compiled) {

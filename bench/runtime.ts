@@ -22,21 +22,31 @@
 // cgroupsPath under /pivot-bench-PID, and everything is removed at the end, even on failure.
 // A script, never a timed test: the numbers depend on the machine and its load.
 import { spawnSync } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-
-const REPO = join(import.meta.dir, "..");
+import {
+  type BenchSpec,
+  BUN,
+  buildMeasure,
+  cgroupMountInfo,
+  cleanupOnSignals,
+  f1,
+  f2,
+  loadAverage,
+  machineFacts,
+  median,
+  must,
+  parseSamples,
+  REPO,
+  removeCgroups,
+  requireTools,
+  type Sample,
+  shuffle,
+  trueSpec,
+  version,
+  writeBundleConfig,
+} from "./common.ts";
 
 interface Arm {
   name: string;
@@ -46,14 +56,6 @@ interface Arm {
   ns: boolean;
   root: string;
   bundle: string;
-}
-
-interface Sample {
-  wallNs: number;
-  userUs: number;
-  sysUs: number;
-  maxRssKb: number;
-  status: number;
 }
 
 type Scenario = "run" | "seq";
@@ -93,34 +95,16 @@ function parseCli(argv: string[]) {
     const installed = "/usr/local/bin/pivot-runtime";
     pivots.push({
       name: "pivot",
-      command: existsSync(installed)
-        ? [installed]
-        : [join(REPO, "node_modules/.bin/bun"), join(REPO, "bin/pivot-runtime.ts")],
+      command: existsSync(installed) ? [installed] : [BUN, join(REPO, "bin/pivot-runtime.ts")],
     });
   }
   return { runs, warmup, json, out, nsPivot, pivots };
 }
 
-function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: "utf8" });
-  return r.status === 0 ? r.stdout.trim() : `(${cmd} failed: ${r.stderr.trim()})`;
-}
-
-/** Mount points of the host's cgroup hierarchies. */
-function cgroupMounts(): { mountPoint: string; type: string }[] {
-  const out: { mountPoint: string; type: string }[] = [];
-  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    const sep = line.indexOf(" - ");
-    if (sep < 0) continue;
-    const type = line.slice(sep + 3).split(" ")[0]!;
-    if (type === "cgroup" || type === "cgroup2")
-      out.push({ mountPoint: line.split(" ")[4]!, type });
-  }
-  return out;
-}
-
 const UNIFIED = "/sys/fs/cgroup/unified";
-const hybridUnified = cgroupMounts().some((m) => m.mountPoint === UNIFIED && m.type === "cgroup2");
+const hybridUnified = cgroupMountInfo().some(
+  (m) => m.mountPoint === UNIFIED && m.type === "cgroup2",
+);
 
 /** The command line of one runtime invocation, wrapped in a private mount namespace for -ns arms. */
 function invocation(arm: Arm, args: string[]): string[] {
@@ -138,36 +122,13 @@ function invocation(arm: Arm, args: string[]): string[] {
   ];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return Number.NaN;
-  return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
-
-function shuffle<T>(xs: T[]): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
-  }
-  return xs;
-}
-
 const opts = parseCli(process.argv.slice(2));
-if (process.getuid?.() !== 0) {
-  process.stderr.write("bench: run me as root (containers need it)\n");
-  process.exit(1);
-}
-for (const tool of ["runc", "crun", "cc", "unshare"]) {
-  if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) {
-    process.stderr.write(`bench: ${tool} is missing (apt-get install -y runc crun)\n`);
-    process.exit(1);
-  }
-}
+requireTools(["runc", "crun", "cc", "unshare"]);
 
 const work = mkdtempSync(join(tmpdir(), "pivot-bench-"));
 const cgroupParent = `pivot-bench-${process.pid}`;
-const measure = join(work, "measure");
+let measure = "";
+let spec: BenchSpec;
 const pidFile = join(work, "container.pid");
 const errFile = join(work, "stderr");
 const arms: Arm[] = [];
@@ -195,65 +156,14 @@ function cleanup(): void {
       spawnSync(cmd!, args, { stdio: "ignore" });
     }
   }
-  for (const { mountPoint } of cgroupMounts()) removeCgroupTree(join(mountPoint, cgroupParent));
+  removeCgroups(cgroupParent);
   rmSync(work, { recursive: true, force: true });
 }
 
-/** rmdir a cgroup and its children, deepest first, killing what is left in it (our containers). */
-function removeCgroupTree(dir: string): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    const child = join(dir, e);
-    try {
-      if (statSync(child).isDirectory()) removeCgroupTree(child);
-    } catch {}
-  }
-  for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      rmdirSync(dir);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-      try {
-        for (const pid of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n")) {
-          if (pid) process.kill(Number(pid), "SIGKILL");
-        }
-      } catch {}
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-    }
-  }
-  process.stderr.write(`bench: could not remove cgroup ${dir}\n`);
-}
-
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(sig, () => {
-    process.stderr.write(`bench: ${sig}, cleaning up\n`);
-    cleanup();
-    process.exit(130);
-  });
-}
+cleanupOnSignals(cleanup);
 
 function writeConfig(arm: Arm, cgroupName: string): void {
-  const spec = JSON.parse(readFileSync(join(work, "config.json"), "utf8"));
-  spec.root.path = join(work, "rootfs");
-  spec.linux.cgroupsPath = `/${cgroupParent}/${cgroupName}`;
-  writeFileSync(join(arm.bundle, "config.json"), JSON.stringify(spec));
-}
-
-function parseSamples(stdout: string): Sample[] {
-  return stdout
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => {
-      const [wall, user, sys, rss, status] = line.split(" ").map(Number);
-      return { wallNs: wall!, userUs: user!, sysUs: sys!, maxRssKb: rss!, status: status! };
-    });
+  writeBundleConfig(arm.bundle, spec, join(work, "rootfs"), `/${cgroupParent}/${cgroupName}`);
 }
 
 /** One measured scenario for one arm: the samples of its commands, in order. */
@@ -314,20 +224,15 @@ function summarize(runs: Sample[][]): Summary {
   return { wallMs: median(wall), cpuMs: median(cpu), rssMiB: median(rss), steps };
 }
 
-const f1 = (x: number) => x.toFixed(1);
-const f2 = (x: number) => x.toFixed(2);
 /** The report so far, in Markdown. */
 function report(done: number): string {
   const lines: string[] = [];
-  const firstLine = (s: string) => s.split("\n")[0] ?? s;
   lines.push(
-    `date: ${new Date().toISOString()}`,
-    `machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, kernel ${sh("uname", ["-r"])}`,
+    ...machineFacts(loads),
     `cgroups: ${hybridUnified ? "hybrid (cgroup2 at /sys/fs/cgroup/unified; -ns arms unmount it in a private mount namespace)" : "no hybrid unified mount"}`,
-    `versions: ${firstLine(sh("runc", ["--version"]))}; ${firstLine(sh("crun", ["--version"]))}; bun ${process.versions.bun ?? "?"}`,
+    `versions: ${version("runc", ["--version"])}; ${version("crun", ["--version"])}; bun ${process.versions.bun ?? "?"}`,
     `pivot commands: ${opts.pivots.map((p) => `${p.name} = ${p.command.join(" ")}`).join("; ")}`,
     `runs: ${done} per arm and scenario (+${opts.warmup} warm-up), arms and scenarios shuffled in every round`,
-    `load average (1 min) during the run: min ${f2(Math.min(...loads))}, median ${f2(median(loads))}, max ${f2(Math.max(...loads))}`,
     "",
   );
   for (const scenario of ["run", "seq"] as Scenario[]) {
@@ -374,28 +279,9 @@ function report(done: number): string {
 }
 
 try {
-  const cc = spawnSync("cc", ["-O2", "-o", measure, join(REPO, "bench/measure.c")], {
-    encoding: "utf8",
-  });
-  if (cc.status !== 0) throw new Error(`building bench/measure.c failed: ${cc.stderr}`);
-  const mk = spawnSync(join(REPO, "scripts/make-busybox-rootfs.sh"), [join(work, "rootfs")], {
-    encoding: "utf8",
-  });
-  if (mk.status !== 0) throw new Error(`make-busybox-rootfs failed: ${mk.stderr}`);
-  const specRun = spawnSync(
-    opts.pivots[0]!.command[0]!,
-    [...opts.pivots[0]!.command.slice(1), "spec", "--bundle", work],
-    {
-      encoding: "utf8",
-    },
-  );
-  if (specRun.status !== 0) throw new Error(`pivot-runtime spec failed: ${specRun.stderr}`);
-  const spec = JSON.parse(readFileSync(join(work, "config.json"), "utf8"));
-  spec.process.terminal = false;
-  spec.process.args = ["/bin/true"];
-  // crun 1.8 refuses versions it does not know (1.2.0 among them); every runtime accepts 1.0.2.
-  spec.ociVersion = "1.0.2";
-  writeFileSync(join(work, "config.json"), JSON.stringify(spec, null, 2));
+  measure = buildMeasure(work);
+  must(join(REPO, "scripts/make-busybox-rootfs.sh"), [join(work, "rootfs")]);
+  spec = trueSpec(opts.pivots[0]!.command, work);
 
   addArm("runc", ["runc"], false);
   for (const p of opts.pivots) addArm(p.name, p.command, false);
@@ -415,7 +301,7 @@ try {
         results.set(k, [...(results.get(k) ?? []), samples]);
       }
     }
-    loads.push(Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]));
+    loads.push(loadAverage());
     process.stderr.write(`\rbench: ${i + 1}/${total}`);
     // Results so far survive an interrupted run.
     if (i >= opts.warmup) {
