@@ -344,6 +344,36 @@ static pid_t clone_process(unsigned long flags) {
   return pid;
 }
 
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* clone3(2)'s arguments (linux/sched.h's struct clone_args, which glibc's headers may lack). */
+struct pivot_clone_args {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+      set_tid_size, cgroup;
+};
+
+/* fork(2), but the child is created inside a cgroup v2 directory: it never has to be moved there,
+ * and so never waits for the lock that moving a process takes. */
+static pid_t clone_into_cgroup(unsigned long flags, const char *cgroup_dir) {
+  int dir = open(cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) fail(errno, "open the cgroup %s", cgroup_dir);
+  struct pivot_clone_args args = {
+      .flags = flags | CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)dir};
+  pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+  if (pid != 0) close(dir);
+  return pid;
+}
+
+static void do_join_cgroup(const char *dir) {
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/tasks", dir) >= (int)sizeof path) fail(ENAMETOOLONG, "join the cgroup %s", dir);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "0", 1) != 1) fail(errno, "join the cgroup %s (write 0 to its tasks file)", dir);
+  close(fd);
+}
+
 static void forward_signal(int sig) {
   if (init_pid > 0) kill(init_pid, sig);
 }
@@ -376,7 +406,10 @@ static void set_cloexec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
 
 static void do_fork_setup(struct step *st) {
   if (pipe2(init_pid_pipe, O_CLOEXEC) < 0) fail(errno, "pipe");
-  pid_t pid = clone_process((unsigned long)I(st, 0));
+  const char *cgroup_dir = st->argc > 1 ? S(st, 1) : "";
+  pid_t pid = cgroup_dir[0] ? clone_into_cgroup((unsigned long)I(st, 0), cgroup_dir)
+                            : clone_process((unsigned long)I(st, 0));
+  if (pid < 0 && cgroup_dir[0]) fail(errno, "fork the setup process into the cgroup %s", cgroup_dir);
   if (pid < 0) fail(errno, "fork the setup process (clone flags 0x%llx)", (unsigned long long)I(st, 0));
   if (pid > 0) supervise(pid);
   close(init_pid_pipe[0]);
@@ -1238,6 +1271,7 @@ static void run_step(struct step *st) {
     case OP_PIVOT_ROOT: do_pivot_root(S(st, 0)); break;
     case OP_MOVE_ROOT: do_move_root(S(st, 0)); break;
     case OP_LOOPBACK_UP: do_loopback_up(); break;
+    case OP_JOIN_CGROUP: do_join_cgroup(S(st, 0)); break;
     case OP_NEW_SESSION_KEYRING:
       /* KEYCTL_JOIN_SESSION_KEYRING = 1 */
       if (syscall(SYS_keyctl, 1, S(st, 0)) < 0) fail(errno, "join a new session keyring %s", S(st, 0));

@@ -1,18 +1,17 @@
 // A container's cgroup: one directory per hierarchy, created, joined, frozen and removed together.
 import {
-  closeSync,
   existsSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
   rmdirSync,
-  write as writeAsync,
   writeFileSync,
 } from "node:fs";
+import { release as osRelease } from "node:os";
 import { join, normalize } from "node:path";
 import { NotSupportedError, PivotError } from "../errors.ts";
 import type { Device, Resources } from "../oci/spec.ts";
+import type { CgroupJoin } from "../runtime/plan.ts";
 import { applyPlan, planResources } from "./apply.ts";
 import { type DeviceFilter, deviceFilter } from "./devicefilter.ts";
 import { type DeviceMode, deviceMode, deviceRules, evaluateDeviceRules } from "./devices.ts";
@@ -69,37 +68,10 @@ function write(path: string, value: string): void {
   }
 }
 
-/**
- * Starts, in the background, the wait that the first move of a process between cgroups would
- * otherwise spend in the foreground. A write to cgroup.procs takes the kernel's cgroup threadgroup
- * lock; its first writer after a quiet spell waits for an RCU grace period (5–15 ms on a busy
- * host), and for about one grace period after a writer leaves, the next one does not wait. So
- * this moves the process to the cgroup it is already in (a no-op: "0" is the writer itself),
- * from the thread pool, while the runtime is still preparing the container; the container's
- * own join, milliseconds later, then finds the lock cheap. It only writes after reading that
- * cgroup's cgroup.procs and finding this process there, so it can never move it anywhere.
- */
-export function primeAttach(host: HostCgroups = hostCgroups()): void {
-  let own: Map<string, string>;
-  try {
-    own = parseProcCgroup(readFileSync("/proc/self/cgroup", "utf8"));
-  } catch {
-    return;
-  }
-  // The lock is shared by every hierarchy; a cgroup below the root has a short cgroup.procs.
-  const mine = host.hierarchies.filter((h) => own.has(h.name));
-  const h = mine.find((c) => own.get(c.name) !== "/") ?? mine[0];
-  if (!h) return;
-  const procs = join(h.mountPoint, own.get(h.name)!, "cgroup.procs");
-  let fd: number;
-  try {
-    if (!readFileSync(procs, "utf8").split("\n").includes(String(process.pid))) return;
-    fd = openSync(procs, "w");
-  } catch {
-    return;
-  }
-  // One asynchronous write(2), started now on the thread pool.
-  writeAsync(fd, "0", () => closeSync(fd));
+/** clone3's CLONE_INTO_CGROUP came with Linux 5.7. */
+export function kernelHasCloneIntoCgroup(release = osRelease()): boolean {
+  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
+  return major > 5 || (major === 5 && minor >= 7);
 }
 
 /** cpuset's cpus and mems start empty in v1; a task cannot join until they are copied from the parent. */
@@ -210,8 +182,23 @@ export class Cgroup {
   }
 
   /** Moves a process (which this runtime started) into every hierarchy. */
-  join(pid: number): void {
-    for (const dir of Object.values(this.paths)) write(join(dir, "cgroup.procs"), String(pid));
+  join(pid: number, dirs: string[] = Object.values(this.paths)): void {
+    for (const dir of dirs) write(join(dir, "cgroup.procs"), String(pid));
+  }
+
+  /**
+   * How a new container process enters these directories without being moved by the runtime
+   * (see CgroupJoin): it joins each v1 hierarchy itself, and is created in the v2 one.
+   */
+  joinPlan(cloneIntoCgroup = kernelHasCloneIntoCgroup()): CgroupJoin {
+    const plan: CgroupJoin = { selfJoin: [], byRuntime: [] };
+    for (const [name, dir] of Object.entries(this.paths)) {
+      const version = this.hierarchy(name)?.version ?? 2;
+      if (version === 1) plan.selfJoin.push(dir);
+      else if (cloneIntoCgroup && plan.createIn === undefined) plan.createIn = dir;
+      else plan.byRuntime.push(dir);
+    }
+    return plan;
   }
 
   /**

@@ -217,6 +217,9 @@ function shellForStep(step: PlanStep): string[] {
       const env = a.slice(1 + argc).map((x) => shq(String(x)));
       return [`exec env -i ${env.join(" ")} ${args.join(" ")}`];
     }
+    case Op.JoinCgroup:
+      // The runtime creates the cgroup; a dry run has none to join.
+      return [`# ${step.text}: echo 0 > ${shq(`${String(a[0])}/tasks`)}`];
     case Op.Sync:
     case Op.ForkSetup:
     case Op.WaitForInit:

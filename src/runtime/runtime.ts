@@ -13,7 +13,7 @@ import {
 } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { hostCgroups } from "../cgroups/hierarchy.ts";
-import { Cgroup, primeAttach } from "../cgroups/manager.ts";
+import { Cgroup } from "../cgroups/manager.ts";
 import { ConfigError, PivotError } from "../errors.ts";
 import type { ContainerStatus, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
@@ -31,6 +31,7 @@ import {
   spawnLauncher,
 } from "./launcher.ts";
 import {
+  type CgroupJoin,
   type CgroupMountSource,
   compileContainerPlan,
   compileExecPlan,
@@ -215,7 +216,14 @@ export class Runtime {
     waitForInit = false,
     /** A config already in memory (the engine's dry run) instead of BUNDLE/config.json. */
     loaded?: { spec: Spec; bundle: string; rootfs: string; host?: HostFacts },
-  ): { plan: Plan; spec: Spec; bundle: string; rootfs: string; cgroup: Cgroup } {
+  ): {
+    plan: Plan;
+    spec: Spec;
+    bundle: string;
+    rootfs: string;
+    cgroup: Cgroup;
+    cgroupJoin: CgroupJoin;
+  } {
     validateId(id);
     const { spec, bundle, rootfs } = loaded ?? this.loadBundle(options.bundle);
     this.trace?.mark("config.json loaded and validated");
@@ -226,6 +234,7 @@ export class Runtime {
     // Rootless: cgroups only where they are delegated to the caller, else none (as runc).
     const undelegated = isRootless(caller) ? undelegatedCgroupDirs(cgroup.paths) : [];
     if (undelegated.length > 0) cgroup = new Cgroup({});
+    const cgroupJoin = cgroup.joinPlan();
     this.trace?.mark("cgroup hierarchies found, paths resolved");
     const plan = compileContainerPlan({
       spec,
@@ -238,6 +247,7 @@ export class Runtime {
       noNewKeyring: options.noNewKeyring ?? false,
       id,
       cgroupMounts: cgroupMountSources(cgroup),
+      cgroupJoin,
       caller,
       host: loaded?.host ?? realHost,
       ...(this.seccompCache ? { seccompCache: this.seccompCache } : {}),
@@ -257,7 +267,7 @@ export class Runtime {
       : cgroup.deviceFilter(spec.linux?.resources, spec.linux?.devices ?? []);
     if (filter) plan.steps.unshift(deviceFilterStep(filter));
     this.trace?.mark(`plan compiled (${plan.steps.length} steps)`);
-    return { plan, spec, bundle, rootfs, cgroup };
+    return { plan, spec, bundle, rootfs, cgroup, cgroupJoin };
   }
 
   private async createSession(
@@ -281,7 +291,7 @@ export class Runtime {
       s.detach(); // it reads the end of its plan and exits
       throw err;
     }
-    const { plan, spec, bundle, rootfs, cgroup } = planned;
+    const { plan, spec, bundle, rootfs, cgroup, cgroupJoin } = planned;
     for (const warning of plan.warnings) this.warn(warning);
     const record: ContainerRecord = {
       id,
@@ -303,15 +313,20 @@ export class Runtime {
       if (hasCgroup) {
         cgroup.create();
         this.trace?.mark("cgroup created");
-        // Right after the mkdir, which the primed lock would hold up (see primeAttach).
-        primeAttach();
+        // Before the plan goes out: the setup process joins the cgroup on its own, and must not
+        // find it half-configured (v1 device rules deny everything for a moment while written).
+        cgroup.apply(spec.linux?.resources, {
+          linuxDevices: spec.linux?.devices ?? [],
+          warn: this.warn,
+        });
+        this.trace?.mark("cgroup resources applied");
       }
       s.sendPlan(plan, async (point, pid) => {
         if (point === SyncPoint.SetupChildCreated) {
           if (plan.idMaps) {
             writeIdMaps(pid, spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps);
           }
-          cgroup.join(pid);
+          cgroup.join(pid, cgroupJoin.byRuntime);
           return undefined;
         }
         // BeforePivot: the init exists; hooks see its pid.
@@ -329,18 +344,9 @@ export class Runtime {
         return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
       });
       if (s.child) options.onLaunch?.(s.child);
-      // While the launcher starts: the state, and the cgroup's resources. The launcher's setup
-      // process waits at the SetupChildCreated sync point, which is answered (the cgroup joined)
-      // only once this code returns to the event loop.
+      // While the launcher works: the state.
       this.store.save(record);
       this.trace?.mark("state saved");
-      if (hasCgroup) {
-        cgroup.apply(spec.linux?.resources, {
-          linuxDevices: spec.linux?.devices ?? [],
-          warn: this.warn,
-        });
-        this.trace?.mark("cgroup resources applied");
-      }
       await s.whenReady();
       this.trace?.mark("ready: the init waits on the exec fifo");
       record.pid = s.initPid;
@@ -569,7 +575,10 @@ export class Runtime {
       throw new PivotError(`cannot exec in container "${id}": it is ${status}`);
     }
     validateProcess(options.process, "process");
+    const cgroup = new Cgroup(record.cgroupPaths);
+    const cgroupJoin = cgroup.joinPlan();
     const plan: Plan = compileExecPlan({
+      cgroupJoin,
       initPid: record.pid,
       namespaces: record.namespaces,
       process: options.process,
@@ -578,14 +587,12 @@ export class Runtime {
       denySetgroups: record.namespaces.includes("user") && setgroupsDenied(record.pid),
       ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
     });
-    const cgroup = new Cgroup(record.cgroupPaths);
-    if (Object.keys(cgroup.paths).length > 0) primeAttach();
     const session = launch(plan, {
       ...(options.stdio ? { stdio: options.stdio } : {}),
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
       ...(options.onLaunch ? { childProcess: true } : {}),
       onSync: (_point, pid) => {
-        cgroup.join(pid);
+        cgroup.join(pid, cgroupJoin.byRuntime);
         return undefined;
       },
     });

@@ -23,6 +23,7 @@ const PHASES: [string, number[]][] = [
   ["launcher: cgroup v2 device program (eBPF)", [Op.AttachDeviceFilter]],
   ["launcher: exec fifo, console socket", [Op.WaitForInit, Op.MakeFifo, Op.ConnectSocket]],
   ["launcher: fork the setup process", [Op.ForkSetup]],
+  ["setup: join the cgroup", [Op.JoinCgroup]],
   ["setup: namespaces", [Op.JoinNamespace, Op.Unshare, Op.TimeOffsets, Op.BecomeNamespaceRoot]],
   ["setup: fork the init", [Op.ForkInit]],
   ["init: session, hostname", [Op.NewSession, Op.SetHostname, Op.SetDomainname]],

@@ -12,7 +12,8 @@
 export const Op = {
   /** Join an existing namespace: (path, nstype clone flag). */
   JoinNamespace: 1,
-  /** Fork the setup child; the launcher then only supervises: (cloneFlags, normally 0). */
+  /** Fork the setup child; the launcher then only supervises: (cloneFlags, normally 0; a cgroup v2
+   *  directory to create it in with clone3's CLONE_INTO_CGROUP, or "" for the launcher's own). */
   ForkSetup: 2,
   /** Stop and ask the TypeScript side to act, then wait for its answer: (syncPoint). */
   Sync: 3,
@@ -46,6 +47,10 @@ export const Op = {
   NewSessionKeyring: 61,
   /** Bring the loopback interface of the current network namespace up, as runc and crun do. */
   LoopbackUp: 62,
+  /** Move this process, which must be single-threaded, into a cgroup v1 directory by writing "0"
+   *  (the calling thread) to its tasks file: the kernel skips the lock that a move of another
+   *  process takes, and so the RCU grace period it waits for: (cgroupDir). */
+  JoinCgroup: 63,
   /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory; missing paths are skipped: (path). */
   MaskPath: 16,
   /** Bind a path onto itself read-only; missing paths are skipped: (path). */
@@ -163,7 +168,8 @@ export type EventCode = (typeof Event)[keyof typeof Event];
 
 /** Points where the launcher stops and the TypeScript side acts. */
 export const SyncPoint = {
-  /** The setup child exists (in its new user namespace, if any): write id maps, join cgroups. */
+  /** The setup child exists (in its new user namespace, if any): write id maps, and join the
+   *  cgroups the setup child could not join itself (a cgroup v2 on a kernel without clone3). */
   SetupChildCreated: 1,
   /** Mounts are done, before pivot_root: run prestart and createRuntime hooks. */
   BeforePivot: 2,

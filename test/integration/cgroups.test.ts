@@ -612,6 +612,32 @@ describe("pause, events, ps, kill --all, delete --force", () => {
     }
   });
 
+  test("the init and an exec'd process are in the container's cgroup in every hierarchy", () => {
+    const id = nextId("member");
+    const dir = bundle(["sleep", "30"]);
+    const pidFile = join(work, `${id}.exec.pid`);
+    try {
+      startDetached(id, dir);
+      ok(["exec", "--detach", "--pid-file", pidFile, id, "sleep", "30"]);
+      const paths = cgroupPaths(id);
+      const pids = [JSON.parse(ok(["state", id])).pid, Number(readFileSync(pidFile, "utf8"))];
+      for (const pid of pids) {
+        // As the host sees it: "N:controllers:/path", "0::/path" for cgroup v2.
+        const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
+        for (const [name, cgroupDir] of Object.entries(paths)) {
+          const h = host.hierarchies.find((x) => x.name === name)!;
+          const key = h.version === 2 ? "" : name;
+          const line = lines.find((l) => l.split(":")[1] === key);
+          expect(`${name}: ${line?.split(":")[2]}`).toBe(
+            `${name}: ${cgroupDir.slice(h.mountPoint.length)}`,
+          );
+        }
+      }
+    } finally {
+      forceDelete(id);
+    }
+  });
+
   test("ps lists and kill --all signals every process of the cgroup, even paused", async () => {
     const id = nextId("killall");
     const dir = bundle(["sh", "-c", "sleep 30 & sleep 30 & wait"]);

@@ -26,7 +26,7 @@ import {
 } from "../../src/cgroups/devices.ts";
 import { parseCgroupMounts } from "../../src/cgroups/hierarchy.ts";
 import { type Layout, layoutOf } from "../../src/cgroups/layout.ts";
-import { resolveCgroupPaths } from "../../src/cgroups/manager.ts";
+import { Cgroup, kernelHasCloneIntoCgroup, resolveCgroupPaths } from "../../src/cgroups/manager.ts";
 import {
   type CgroupResources,
   checkResources,
@@ -121,6 +121,27 @@ describe("hierarchy and layout", () => {
     });
     expect(layout.controllers.get("pids")?.version).toBe(2);
     expect(layout.unified?.dir).toBe("/sys/fs/cgroup/unified/pivot-x");
+  });
+
+  test("the container's process joins v1 hierarchies itself and is created in the v2 one", () => {
+    const host = parseCgroupMounts(mountinfo, () => "hugetlb pids");
+    const paths = resolveCgroupPaths("pivot-x", host, new Map());
+    const cgroup = new Cgroup(paths, host);
+    expect(cgroup.joinPlan(true)).toEqual({
+      selfJoin: [
+        "/sys/fs/cgroup/cpu/pivot-x",
+        "/sys/fs/cgroup/memory/pivot-x",
+        "/sys/fs/cgroup/devices/pivot-x",
+      ],
+      createIn: "/sys/fs/cgroup/unified/pivot-x",
+      byRuntime: [],
+    });
+    // Before Linux 5.7 (no CLONE_INTO_CGROUP) the runtime moves it into the v2 cgroup.
+    expect(cgroup.joinPlan(false).byRuntime).toEqual(["/sys/fs/cgroup/unified/pivot-x"]);
+    expect(kernelHasCloneIntoCgroup("5.6.19")).toBe(false);
+    expect(kernelHasCloneIntoCgroup("5.7.0")).toBe(true);
+    expect(kernelHasCloneIntoCgroup("6.18.44-fc-v657")).toBe(true);
+    expect(kernelHasCloneIntoCgroup("4.19.0-27-amd64")).toBe(false);
   });
 
   test("an absolute cgroupsPath starts at each hierarchy's root", () => {

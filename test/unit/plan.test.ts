@@ -38,20 +38,67 @@ describe("container plan", () => {
     const plan = compileContainerPlan(input());
     const o = ops(plan);
     const fork = o.indexOf(Op.ForkSetup);
-    const sync1 = o.indexOf(Op.Sync);
     const unshare = o.indexOf(Op.Unshare);
     const forkInit = o.indexOf(Op.ForkInit);
     const pivot = o.indexOf(Op.PivotRoot);
     const wait = o.indexOf(Op.WaitExecFifo);
     const exec = o.indexOf(Op.Exec);
     expect(o.indexOf(Op.MakeFifo)).toBeLessThan(fork);
-    expect(fork).toBeLessThan(sync1);
-    expect(sync1).toBeLessThan(unshare);
+    expect(fork).toBeLessThan(unshare);
     expect(unshare).toBeLessThan(forkInit);
     expect(forkInit).toBeLessThan(pivot);
     expect(pivot).toBeLessThan(wait);
     expect(wait).toBe(exec - 1);
     expect(exec).toBe(o.length - 1);
+  });
+
+  const setupSync = (plan: { steps: { op: number; args: unknown[] }[] }) =>
+    plan.steps.findIndex((s) => s.op === Op.Sync && s.args[0] === SyncPoint.SetupChildCreated);
+
+  test("the setup process joins its cgroups itself, before any namespace, and does not stop", () => {
+    const plan = compileContainerPlan({
+      ...input(),
+      cgroupJoin: {
+        selfJoin: ["/sys/fs/cgroup/memory/c", "/sys/fs/cgroup/pids/c"],
+        createIn: "/sys/fs/cgroup/unified/c",
+        byRuntime: [],
+      },
+    });
+    const o = ops(plan);
+    const fork = o.indexOf(Op.ForkSetup);
+    expect(plan.steps[fork]!.args).toEqual([0, "/sys/fs/cgroup/unified/c"]);
+    const joins = plan.steps.filter((s) => s.op === Op.JoinCgroup).map((s) => s.args);
+    expect(joins).toEqual([["/sys/fs/cgroup/memory/c"], ["/sys/fs/cgroup/pids/c"]]);
+    expect(o.indexOf(Op.JoinCgroup)).toBe(fork + 1);
+    expect(o.lastIndexOf(Op.JoinCgroup)).toBeLessThan(o.indexOf(Op.Unshare));
+    // Nothing is left for the runtime to do while the setup process runs.
+    expect(setupSync(plan)).toBe(-1);
+  });
+
+  test("cgroups the process cannot join itself: the setup process waits for the runtime", () => {
+    const plan = compileContainerPlan({
+      ...input(),
+      cgroupJoin: { selfJoin: [], byRuntime: ["/sys/fs/cgroup/c"] },
+    });
+    const o = ops(plan);
+    expect(plan.steps[o.indexOf(Op.ForkSetup)]!.args).toEqual([0, ""]);
+    expect(o).not.toContain(Op.JoinCgroup);
+    expect(setupSync(plan)).toBeGreaterThan(o.indexOf(Op.ForkSetup));
+    expect(setupSync(plan)).toBeLessThan(o.indexOf(Op.Unshare));
+  });
+
+  test("a new user namespace waits for its id maps, cgroups or not", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.linux!.namespaces!.push({ type: "user" });
+        s.linux!.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        s.linux!.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      }),
+    );
+    const sync = setupSync(plan);
+    expect(sync).toBeGreaterThan(-1);
+    expect(plan.steps[sync]!.text).toContain("writes id maps");
+    expect(plan.steps[sync]!.text).not.toContain("cgroup");
   });
 
   test("creates the namespaces the config lists, in one unshare", () => {
@@ -443,6 +490,25 @@ describe("exec plan", () => {
     ]);
     expect(ops(plan)).not.toContain(Op.WaitExecFifo);
     expect(ops(plan).at(-1)).toBe(Op.Exec);
+  });
+
+  test("joins the container's cgroups before its namespaces", () => {
+    const spec = defaultSpec({ args: ["ps"] });
+    const plan = compileExecPlan({
+      initPid: 42,
+      namespaces: ["pid", "mount", "cgroup"],
+      process: { ...spec.process!, terminal: false },
+      waitForExit: true,
+      cgroupJoin: {
+        selfJoin: ["/sys/fs/cgroup/memory/c"],
+        createIn: "/sys/fs/cgroup/unified/c",
+        byRuntime: [],
+      },
+    });
+    const o = ops(plan);
+    expect(plan.steps[o.indexOf(Op.ForkSetup)]!.args).toEqual([0, "/sys/fs/cgroup/unified/c"]);
+    expect(o.indexOf(Op.JoinCgroup)).toBeLessThan(o.indexOf(Op.JoinNamespace));
+    expect(o).not.toContain(Op.Sync);
   });
 });
 
