@@ -18,6 +18,7 @@ import type { ContainerHandle } from "../../src/engine/engine.ts";
 import {
   busyboxLayer,
   IMAGE,
+  killAndWaitFor,
   makeTestEngine,
   mountsUnder,
   type TestEngine,
@@ -85,12 +86,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (c) {
-    try {
-      t.engine.kill(c.id, "KILL");
-      await c.wait();
-    } catch {}
-  }
+  if (c) await killAndWaitFor(t.engine, c);
   await t?.cleanup();
   if (hostDir) rmSync(hostDir, { recursive: true, force: true });
 });

@@ -10,7 +10,12 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from "node:path";
 import { engineMountReport, explainPath, type PathReport } from "../../src/engine/debug.ts";
 import type { ContainerHandle } from "../../src/engine/engine.ts";
-import { busyboxLayer, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
+import {
+  busyboxLayer,
+  killAndWaitFor,
+  makeTestEngine,
+  type TestEngine,
+} from "../fixtures/engine.ts";
 import { buildTestImage } from "../fixtures/image-build.ts";
 import { buildTar } from "../fixtures/image-tar.ts";
 import {
@@ -75,12 +80,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (c) {
-    try {
-      t.engine.kill(c.id, "KILL");
-      await c.wait();
-    } catch {}
-  }
+  if (c) await killAndWaitFor(t.engine, c);
   await t?.cleanup();
 });
 
