@@ -2,58 +2,33 @@
 // --network container:NAME, --add-host, --dns/--dns-search/--dns-option, -P with `pivot port`
 // and inspect, and a port conflict's error. Traffic only to loopback and the test's containers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { Engine } from "../../src/engine/engine.ts";
+import type { Engine } from "../../src/engine/engine.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { createImage } from "../../src/image/create.ts";
-import { IMAGE, makeTestEngine, runCollect, type TestEngine } from "../fixtures/engine.ts";
-import { BUN, isRoot, REPO } from "../helpers.ts";
+import { IMAGE, runCollect } from "../fixtures/engine.ts";
+import {
+  hostState,
+  httpBody,
+  makeNetworkTestEngine,
+  type NetworkTestEngine,
+} from "../fixtures/network.ts";
+import { isRoot, pivotCli } from "../helpers.ts";
 
 const ready = isRoot && findConmon() !== null;
 const tag = `o${process.pid % 100000}`;
 const NET = `pvt${tag}-net`;
 const EXPOSED = "localhost/busybox:exposed";
-let t: TestEngine;
+let t: NetworkTestEngine;
 let engine: Engine;
-let ipForwardBefore = "";
 
-function hostState(): string {
-  const out = (cmd: string, args: string[]) =>
-    (spawnSync(cmd, args, { encoding: "utf8" }).stdout ?? "")
-      .split("\n")
-      .filter((l) => !l.startsWith("#"))
-      .map((l) => l.replace(/\[\d+:\d+\]/g, ""))
-      .join("\n");
-  return [
-    out("ip", ["-o", "link"]),
-    out("ip", ["-o", "addr"]),
-    out("ip", ["route", "show", "table", "all"]),
-    out("iptables-save", []),
-    out("nft", ["list", "ruleset"]),
-  ].join("\n---\n");
-}
-
-function cli(args: string[]) {
-  return spawnSync(BUN, [`${REPO}/bin/pivot.ts`, "--root", t.root, ...args], { encoding: "utf8" });
-}
+const cli = (args: string[]) => pivotCli(t.root, args, { timeoutMs: 60_000 });
 
 beforeAll(async () => {
   if (!ready) return;
-  ipForwardBefore = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
-  t = await makeTestEngine();
-  // Test-only names, so nothing collides with a real Pivot or another test on this host.
-  engine = new Engine({
-    root: t.root,
-    warn: () => {},
-    network: {
-      defaultNetwork: `pvt${tag}`,
-      defaultBridge: `pvt${tag}0`,
-      defaultSubnets: ["10.218.0.0/24", "192.168.218.0/24"],
-      subnetPools: ["10.218.16.0/20"],
-      chainPrefix: `PVT${tag}`,
-    },
-  });
+  // Test-only names (pvtTAG, 10.218.0.0/24, ...), so nothing collides with a real Pivot or
+  // another test on this host.
+  t = await makeNetworkTestEngine(tag, 218);
+  engine = t.engine;
   // An image whose config EXPOSEs 80/tcp: the busybox layer with another config.
   const store = await engine.images();
   const base = await store.resolve(IMAGE);
@@ -69,26 +44,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (!t) return;
-  for (const c of await engine.list({ all: true }).catch(() => []))
-    await engine.remove(c.id, { force: true }).catch(() => {});
-  for (const n of engine.networks.listNetworks())
-    await engine.networks.removeNetwork(n.name, { force: true }).catch(() => {});
-  await t.cleanup();
-  writeFileSync("/proc/sys/net/ipv4/ip_forward", ipForwardBefore);
+  await t?.cleanup();
 }, 120_000);
-
-async function httpBody(url: string): Promise<string> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return await res.text();
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`no answer from ${url}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const HTTPD = (text: string, port: number) =>
   `mkdir -p /tmp/www && echo ${text} > /tmp/www/index.html && exec httpd -f -p ${port} -h /tmp/www`;
@@ -243,7 +200,7 @@ describe.skipIf(!ready)("engine: network options", () => {
     for (const c of await engine.list({ all: true })) await engine.remove(c.id, { force: true });
     for (const n of engine.networks.listNetworks()) await engine.networks.removeNetwork(n.name);
     const now = hostState();
-    for (const trace of [`pvt${tag}`, `PVT${tag}`, "10.218.", "192.168.218."])
+    for (const trace of t.traces)
       expect(now.split("\n").filter((l) => l.includes(trace))).toEqual([]);
     // Every sandbox (namespace, veth, address, port rules) of the test's containers went too.
     expect(engine.networks.sandboxes()).toEqual([]);

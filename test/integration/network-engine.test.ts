@@ -1,83 +1,38 @@
 // The engine with networks: `pivot run -p` and `--network NAME` on real containers (busybox
 // images built locally). Traffic only to loopback and between the test's containers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { Engine } from "../../src/engine/engine.ts";
+import type { Engine } from "../../src/engine/engine.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { freeHostPort } from "../../src/network/ports.ts";
-import { IMAGE, makeTestEngine, runCollect, type TestEngine } from "../fixtures/engine.ts";
-import { BUN, isRoot, REPO } from "../helpers.ts";
+import { IMAGE, runCollect } from "../fixtures/engine.ts";
+import {
+  hostState,
+  httpBody,
+  makeNetworkTestEngine,
+  type NetworkTestEngine,
+} from "../fixtures/network.ts";
+import { isRoot, pivotCli } from "../helpers.ts";
 
 const ready = isRoot && findConmon() !== null;
 const tag = `e${process.pid % 100000}`;
 const NET = `pvt${tag}-app`;
-let t: TestEngine;
+let t: NetworkTestEngine;
 let engine: Engine;
 let before = "";
-let ipForwardBefore = "";
 
-function hostState(): string {
-  const out = (cmd: string, args: string[]) =>
-    (spawnSync(cmd, args, { encoding: "utf8" }).stdout ?? "")
-      .split("\n")
-      .filter((l) => !l.startsWith("#"))
-      .map((l) => l.replace(/\[\d+:\d+\]/g, ""))
-      .join("\n");
-  return [
-    out("ip", ["-o", "link"]),
-    out("ip", ["-o", "addr"]),
-    out("ip", ["route", "show", "table", "all"]),
-    out("iptables-save", []),
-    out("nft", ["list", "ruleset"]),
-  ].join("\n---\n");
-}
-
-function cli(args: string[]) {
-  return spawnSync(BUN, [`${REPO}/bin/pivot.ts`, "--root", t.root, ...args], { encoding: "utf8" });
-}
+const cli = (args: string[]) => pivotCli(t.root, args, { timeoutMs: 60_000 });
 
 beforeAll(async () => {
   if (!ready) return;
   before = hostState();
-  ipForwardBefore = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
-  t = await makeTestEngine();
-  // Test-only names, so nothing collides with a real Pivot on this host.
-  engine = new Engine({
-    root: t.root,
-    warn: () => {},
-    network: {
-      defaultNetwork: `pvt${tag}`,
-      defaultBridge: `pvt${tag}0`,
-      defaultSubnets: ["10.216.0.0/24", "192.168.216.0/24"],
-      subnetPools: ["10.216.16.0/20"],
-      chainPrefix: `PVT${tag}`,
-    },
-  });
+  // Test-only names (pvtTAG, 10.216.0.0/24, ...), so nothing collides with a real Pivot.
+  t = await makeNetworkTestEngine(tag, 216);
+  engine = t.engine;
 });
 
 afterAll(async () => {
-  if (!t) return;
-  for (const c of await engine.list({ all: true }).catch(() => []))
-    await engine.remove(c.id, { force: true }).catch(() => {});
-  for (const n of engine.networks.listNetworks())
-    await engine.networks.removeNetwork(n.name, { force: true }).catch(() => {});
-  await t.cleanup();
-  // The bridge plugin turns forwarding on; the test leaves the host as it found it.
-  writeFileSync("/proc/sys/net/ipv4/ip_forward", ipForwardBefore);
+  await t?.cleanup();
 });
-
-async function httpBody(url: string): Promise<string> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return await res.text();
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`no answer from ${url}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(!ready)("engine: networks", () => {
   test("run -d --network bridge -p 127.0.0.1:PORT:80 httpd, fetched from the host", async () => {
@@ -148,7 +103,7 @@ describe.skipIf(!ready)("engine: networks", () => {
     // (test/integration/network.test.ts compares the whole host state; this one only looks for
     // its own traces, so that it holds while other tests change the host at the same time.)
     const now = hostState();
-    for (const trace of [`pvt${tag}`, `PVT${tag}`, "10.216.", "192.168.216."])
+    for (const trace of t.traces)
       expect(now.split("\n").filter((l) => l.includes(trace))).toEqual([]);
     const veths = (s: string) => s.split("\n").filter((l) => /^\d+: veth/.test(l)).length;
     expect(veths(now)).toBeLessThanOrEqual(veths(before));

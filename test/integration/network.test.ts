@@ -18,6 +18,7 @@ import {
 } from "../../src/network/ports.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Mount, Spec } from "../../src/oci/spec.ts";
+import { hostOutput } from "../fixtures/network.ts";
 import {
   BUN,
   cleanupRoot,
@@ -45,14 +46,7 @@ const NET_B = `pvt${tag}-b`;
 
 /** What must be the same before and after: links, addresses, routes, rules, namespace mounts. */
 function hostSnapshot(): Record<string, string> {
-  const run = (cmd: string, args: string[]) => {
-    const r = spawnSync(cmd, args, { encoding: "utf8" });
-    return (r.stdout ?? "")
-      .split("\n")
-      .filter((l) => !l.startsWith("#"))
-      .map((l) => l.replace(/\[\d+:\d+\]/g, ""))
-      .join("\n");
-  };
+  const run = hostOutput;
   return {
     links: run("ip", ["-o", "link"]),
     addresses: run("ip", ["-o", "addr"]),
