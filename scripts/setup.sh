@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(build-essential pkg-config libseccomp-dev busybox-static tini procps iproute2 iptables nftables containernetworking-plugins ca-certificates attr skopeo containerd podman docker-registry apache2-utils conmon uidmap)
+packages=(build-essential pkg-config libseccomp-dev busybox-static tini procps iproute2 iptables nftables containernetworking-plugins ca-certificates attr skopeo containerd podman docker-registry apache2-utils conmon uidmap debootstrap)
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
