@@ -131,10 +131,11 @@ function shellForStep(step: PlanStep): string[] {
     }
     case Op.MkdirInRoot:
       return [`mkdir -p ${shq(inRoot(a[0]!, a[1]!))}`];
-    case Op.TouchInRoot:
-      return [
-        `mkdir -p "$(dirname ${shq(inRoot(a[0]!, a[1]!))})" && touch ${shq(inRoot(a[0]!, a[1]!))}`,
-      ];
+    case Op.TouchInRoot: {
+      // Only a missing file is created: touching an existing one on an overlay copies it up.
+      const file = shq(inRoot(a[0]!, a[1]!));
+      return [`[ -e ${file} ] || { mkdir -p "$(dirname ${file})" && : > ${file}; }`];
+    }
     case Op.MountInRoot: {
       const target = shq(inRoot(a[0]!, a[1]!));
       const [source, fstype, flags, data] = [
