@@ -4,8 +4,11 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
+  lchownSync,
   lstatSync,
+  mkdirSync,
   readdirSync,
+  readFileSync,
   readlinkSync,
   renameSync,
   rmSync,
@@ -67,6 +70,50 @@ export function kindAt(path: string): "dir" | "file" | "symlink" | "other" | nul
           : "other";
   } catch {
     return null;
+  }
+}
+
+// Image content is hostile input: these walk a path in a root filesystem without following any
+// symlink (create reads /etc/passwd and makes the working directory with them).
+
+/** Follows `rel` inside `root` without following symlinks; null if a component is a symlink or missing. */
+export function pathInRoot(root: string, rel: string): string | null {
+  let cur = root;
+  for (const part of rel.split("/").filter((p) => p && p !== ".")) {
+    if (part === "..") return null;
+    cur = join(cur, part);
+    try {
+      if (lstatSync(cur).isSymbolicLink()) return null;
+    } catch {
+      return null;
+    }
+  }
+  return cur;
+}
+
+export function readFileInRoot(root: string, rel: string): string | undefined {
+  const p = pathInRoot(root, rel);
+  if (!p) return undefined;
+  try {
+    if (!lstatSync(p).isFile()) return undefined;
+    return readFileSync(p, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** mkdir -p inside the root filesystem, stopping at a symlink (the runtime resolves it inside). */
+export function mkdirInRoot(root: string, rel: string, uid = 0, gid = 0): void {
+  let cur = root;
+  for (const part of rel.split("/").filter((p) => p && p !== ".")) {
+    if (part === "..") return;
+    cur = join(cur, part);
+    try {
+      if (!lstatSync(cur).isDirectory()) return;
+    } catch {
+      mkdirSync(cur, { mode: 0o755 });
+      lchownSync(cur, uid, gid);
+    }
   }
 }
 

@@ -1,0 +1,254 @@
+// A container's files as commands see them: cp in and out, export, diff and commit, over the
+// helpers of files.ts (paths resolved inside its root, tar streams, the upper dir's changes).
+import { lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import type { Readable } from "node:stream";
+import { createImage } from "../image/create.ts";
+import { isMountPoint, mountOverlay, unmountOverlay } from "../image/overlay.ts";
+import type { StoredImage } from "../image/store.ts";
+import { type ImageConfig, MediaType } from "../image/types.ts";
+import type { Spec } from "../oci/spec.ts";
+import { rt, status } from "./container-runtime.ts";
+import { readJson } from "./container-store.ts";
+import type { EngineContext } from "./context.ts";
+import { EngineError } from "./errors.ts";
+import {
+  type Change,
+  copyTarget,
+  extractTar,
+  kindAt,
+  layerTree,
+  resolveInRoot,
+  scanOpaque,
+  tarCreate,
+  upperChanges,
+} from "./files.ts";
+import { inspect } from "./inspect.ts";
+
+/**
+ * The container's root filesystem: a running container's as its processes see it (volumes and
+ * mounts included, through /proc/PID/root); otherwise the overlay, mounted for the while.
+ */
+async function rootView(
+  ctx: EngineContext,
+  id: string,
+  withMounts = true,
+): Promise<{ root: string; release: () => Promise<void> }> {
+  const st = status(ctx, id);
+  if (withMounts && st.status !== "exited" && st.status !== "created" && st.pid > 0) {
+    return { root: `/proc/${st.pid}/root`, release: async () => {} };
+  }
+  const r = ctx.containers.load(id);
+  const mounted = await isMountPoint(r.overlay.target);
+  if (!mounted) await mountOverlay(r.overlay);
+  return {
+    root: r.overlay.target,
+    release: async () => {
+      const now = status(ctx, id).status;
+      if (!mounted && now !== "running" && now !== "paused")
+        await unmountOverlay(r.overlay.target).catch(() => {});
+    },
+  };
+}
+
+/**
+ * A tar stream of `path` in the container (`pivot cp CONTAINER:PATH -`), its symlinks resolved
+ * inside the container; `name` is the archive's top entry.
+ */
+export async function archive(
+  ctx: EngineContext,
+  ref: string,
+  path: string,
+): Promise<{ stream: Readable; name: string }> {
+  const id = ctx.containers.resolveId(ref);
+  const view = await rootView(ctx, id);
+  const host = resolveInRoot(view.root, path, /\/\.?$/.test(path));
+  if (kindAt(host) === null) {
+    await view.release();
+    throw new EngineError(`no such file or directory in the container: ${path}`);
+  }
+  const top = host === resolve(view.root);
+  const name = top ? "." : host.slice(host.lastIndexOf("/") + 1);
+  const stream = tarCreate(top ? host : dirname(host), [name], () => void view.release());
+  return { stream, name };
+}
+
+/** Extracts a tar stream into the directory `path` of the container (`pivot cp - CONTAINER:DIR`). */
+export async function extractArchive(
+  ctx: EngineContext,
+  ref: string,
+  path: string,
+  tar: AsyncIterable<Uint8Array>,
+): Promise<void> {
+  const id = ctx.containers.resolveId(ref);
+  const view = await rootView(ctx, id);
+  try {
+    const host = resolveInRoot(view.root, path, true);
+    if (kindAt(host) !== "dir")
+      throw new EngineError(`${path} is not a directory in the container`);
+    await extractTar(tar, host, null);
+  } finally {
+    await view.release();
+  }
+}
+
+/** `pivot cp CONTAINER:SRC DEST`: into DEST if it is a directory, else as DEST. */
+export async function copyFrom(
+  ctx: EngineContext,
+  ref: string,
+  src: string,
+  dest: string,
+): Promise<void> {
+  const { stream, name } = await archive(ctx, ref, src);
+  const t = copyTarget(dest);
+  if (kindAt(t.dir) !== "dir") {
+    stream.destroy();
+    throw new EngineError(`${t.dir} is not a directory`);
+  }
+  if (t.name === null) await extractTar(stream, t.dir, null);
+  else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name);
+}
+
+/** `pivot cp SRC CONTAINER:DEST`: symlinks in DEST resolve inside the container only. */
+export async function copyTo(
+  ctx: EngineContext,
+  ref: string,
+  src: string,
+  dest: string,
+): Promise<void> {
+  const id = ctx.containers.resolveId(ref);
+  if (kindAt(src) === null) throw new EngineError(`no such file or directory: ${src}`);
+  const abs = resolve(src);
+  const view = await rootView(ctx, id);
+  try {
+    const host = resolveInRoot(view.root, dest, true);
+    if (dest.endsWith("/") && kindAt(host) !== "dir")
+      throw new EngineError(`${dest} is not a directory in the container`);
+    const t = copyTarget(host);
+    if (kindAt(t.dir) !== "dir") {
+      throw new EngineError(`the parent of ${dest} is not a directory in the container`);
+    }
+    const name = abs === "/" ? "." : abs.slice(abs.lastIndexOf("/") + 1);
+    const stream = tarCreate(abs === "/" ? abs : dirname(abs), [name]);
+    if (t.name === null) await extractTar(stream, t.dir, null);
+    else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name);
+  } finally {
+    await view.release();
+  }
+}
+
+/** The container's root filesystem as a tar stream, without its volumes (`pivot export`). */
+export async function exportRootfs(ctx: EngineContext, ref: string): Promise<Readable> {
+  const id = ctx.containers.resolveId(ref);
+  const view = await rootView(ctx, id, false);
+  return tarCreate(view.root, ["."], () => void view.release());
+}
+
+/** What changed against the image: A added, C changed, D deleted (`pivot diff`). */
+export async function diff(ctx: EngineContext, ref: string): Promise<Change[]> {
+  const info = inspect(ctx, ref);
+  const opaque = await scanOpaque(info.rootfs.upperdir);
+  const skip = mountPlaceholders(ctx, info.id);
+  const all = upperChanges(info.rootfs.upperdir, info.rootfs.lowerdirs, opaque).filter(
+    (c) => !skip.has(c.path),
+  );
+  // A directory copied up only to hold a mount point changed nothing.
+  return all.filter(
+    (c) =>
+      c.kind !== "C" ||
+      kindAt(join(info.rootfs.upperdir, c.path)) !== "dir" ||
+      all.some((o) => o.path.startsWith(`${c.path}/`)),
+  );
+}
+
+/**
+ * Mount points the runtime created in the upper directory (/etc/hosts, volume targets, ...): empty
+ * files and directories at the config's mount destinations, left out of diff and commit.
+ */
+function mountPlaceholders(ctx: EngineContext, id: string): Set<string> {
+  const r = ctx.containers.load(id);
+  const spec = readJson<Spec>(join(ctx.containers.dir(id), "config.json"));
+  const out = new Set<string>();
+  for (const m of spec?.mounts ?? []) {
+    const p = join(r.overlay.upperdir, m.destination);
+    try {
+      const st = lstatSync(p);
+      if ((st.isFile() && st.size === 0) || (st.isDirectory() && readdirSync(p).length === 0))
+        out.add(m.destination.replace(/\/+$/, ""));
+    } catch {}
+  }
+  return out;
+}
+
+export interface CommitOptions {
+  ref?: string;
+  message?: string;
+  author?: string;
+  config?: Partial<NonNullable<ImageConfig["config"]>>;
+  pause?: boolean;
+}
+
+/**
+ * A new image from the container: its image's layers plus one made of the upper directory
+ * (whiteouts as `.wh.` files), tagged `ref` (`pivot commit`). A running container is paused
+ * meanwhile.
+ */
+export async function commit(
+  ctx: EngineContext,
+  containerRef: string,
+  options: CommitOptions = {},
+): Promise<StoredImage> {
+  const id = ctx.containers.resolveId(containerRef);
+  const r = ctx.containers.load(id);
+  const store = await ctx.images();
+  const base = await store.resolve(r.imageId);
+  const paused = (options.pause ?? true) && status(ctx, id).status === "running";
+  if (paused) rt(ctx, id).pause(id);
+  const tmp = join(ctx.root, "tmp");
+  mkdirSync(tmp, { recursive: true, mode: 0o700 });
+  let tree: string | null = null;
+  try {
+    const opaque = await scanOpaque(r.overlay.upperdir);
+    tree = await layerTree(r.overlay.upperdir, tmp, opaque);
+    for (const p of mountPlaceholders(ctx, id))
+      rmSync(join(tree, p), { recursive: true, force: true });
+    if (paused) {
+      rt(ctx, id).resume(id);
+    }
+    const blob = await store.putBlob(tarCreate(tree, ["."]), {}, `the layer of ${r.name}`);
+    const layer = await store.importLayer(
+      blob.digest,
+      MediaType.ociLayer,
+      `the layer of ${r.name}`,
+    );
+    const created = new Date().toISOString();
+    return await createImage(store, {
+      layers: [
+        ...base.layers,
+        {
+          descriptor: { mediaType: MediaType.ociLayer, digest: blob.digest, size: blob.size },
+          diffId: layer.diffId,
+        },
+      ],
+      config: {
+        ...base.config,
+        created,
+        ...(options.author ? { author: options.author } : {}),
+        config: { ...(base.config.config ?? {}), ...(options.config ?? {}) },
+        history: [
+          ...(base.config.history ?? []),
+          {
+            created,
+            created_by: `pivot commit ${r.name}`,
+            ...(options.message ? { comment: options.message } : {}),
+            ...(options.author ? { author: options.author } : {}),
+          },
+        ],
+      },
+      refs: options.ref ? [options.ref] : [],
+    });
+  } finally {
+    if (paused && status(ctx, id).status === "paused") rt(ctx, id).resume(id);
+    if (tree) rmSync(tree, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,314 @@
+// Creating a container (`pivot create`): its name, an overlay over the image's layers, the OCI
+// config composed from the image and the options (volumes, bind sources, working directory,
+// /etc/hosts, hostname and resolv.conf, network, --init), and container.json. The dry run goes
+// through the same composition with the side effects off. Renaming shares the name claim.
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { layerHistory, readFileInLayers } from "../image/layer-lookup.ts";
+import { mountOverlay, type OverlayPlan, planOverlay, unmountOverlay } from "../image/overlay.ts";
+import type { StoredImage } from "../image/store.ts";
+import type { ImageConfig } from "../image/types.ts";
+import type { Mount, Spec } from "../oci/spec.ts";
+import { parseConfig } from "../oci/validate.ts";
+import type { HostFacts, Plan } from "../runtime/plan.ts";
+import { defaultSeccompProfile } from "../security/seccomp-default.ts";
+import {
+  addHostLines,
+  buildSpec,
+  containerResolvConf,
+  hostnameOf,
+  hostsFile,
+  ociMount,
+  parseSecurityOpts,
+  publishExposed,
+  resolveArgs,
+  resolveUser,
+} from "./config.ts";
+import { joinedContainer, networkOf } from "./container-network.ts";
+import { type ContainerRecord, randomName, writeJsonAtomic } from "./container-store.ts";
+import type { EngineContext } from "./context.ts";
+import { EngineError } from "./errors.ts";
+import { mkdirInRoot, pathInRoot, readFileInRoot } from "./files.ts";
+import { addInit } from "./init.ts";
+import { inspect } from "./inspect.ts";
+import { recoverNameOwner } from "./recovery.ts";
+import type { ContainerInfo, ContainerOptions, MountSpec } from "./types.ts";
+
+/** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
+export async function create(
+  ctx: EngineContext,
+  options: ContainerOptions,
+): Promise<ContainerInfo> {
+  const id = randomBytes(32).toString("hex");
+  // Under the container's lock: a directory without container.json whose lock is free was
+  // left by a create that crashed (recover() cleans it).
+  return ctx.containers.withLock(id, () => createLocked(ctx, options, id));
+}
+
+async function createLocked(
+  ctx: EngineContext,
+  options: ContainerOptions,
+  id: string,
+): Promise<ContainerInfo> {
+  const store = await ctx.images();
+  const image = await store.resolve(options.image);
+  let name = options.name;
+  if (name !== undefined) {
+    await recoverNameOwner(ctx, name);
+    ctx.containers.claimName(name, id);
+  } else {
+    for (let i = 0; ; i++) {
+      name = randomName();
+      try {
+        ctx.containers.claimName(name, id);
+        break;
+      } catch (err) {
+        if (i > 20) throw err;
+      }
+    }
+  }
+  const dir = ctx.containers.dir(id);
+  mkdirSync(dir, { recursive: true, mode: 0o711 });
+  const createdVolumes: string[] = [];
+  let overlay: OverlayPlan | null = null;
+  try {
+    const layers = await store.ensureImageLayers(image);
+    overlay = planOverlay(store.root, layers, dir);
+    await mountOverlay(overlay);
+    const merged = overlay.target;
+    const c = await compose(ctx, options, {
+      id,
+      name: name!,
+      dir,
+      image,
+      merged,
+      readEtc: (rel) => readFileInRoot(merged, rel),
+      createdVolumes,
+    });
+    writeJsonAtomic(join(dir, "config.json"), c.spec);
+    const imageConfig: ImageConfig["config"] = image.config.config ?? {};
+    const history = layerHistory(image.config);
+    const record: ContainerRecord = {
+      id,
+      name: name!,
+      image: options.image,
+      imageId: image.id,
+      created: new Date().toISOString(),
+      options: c.options,
+      command: c.command,
+      stopSignal: options.stopSignal ?? imageConfig.StopSignal ?? "SIGTERM",
+      overlay,
+      volumes: c.volumes,
+      labels: { ...(imageConfig.Labels ?? {}), ...(options.labels ?? {}) },
+      layers: layers.map((l, i) => ({
+        diffId: l.diffId,
+        link: l.link,
+        ...(history[i] !== undefined ? { createdBy: history[i] } : {}),
+      })),
+    };
+    writeJsonAtomic(join(dir, "container.json"), record);
+    return inspect(ctx, id);
+  } catch (err) {
+    if (overlay) await unmountOverlay(overlay.target, { lazy: true }).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+    ctx.containers.releaseName(name!, id);
+    for (const v of createdVolumes) {
+      try {
+        ctx.volumes.remove(v);
+      } catch {}
+    }
+    throw err;
+  }
+}
+
+/**
+ * Image + options → the OCI config, shared by `create` and the dry run. With `merged` (create),
+ * volumes are made and filled, bind sources, the working directory and the /etc files created;
+ * without it (dry run), nothing is: volume paths are where create would put them.
+ */
+async function compose(
+  ctx: EngineContext,
+  options: ContainerOptions,
+  c: {
+    id: string;
+    name: string;
+    dir: string;
+    image: StoredImage;
+    merged: string | null;
+    readEtc: (rel: string) => string | undefined;
+    createdVolumes: string[];
+  },
+): Promise<{
+  spec: Spec;
+  options: ContainerOptions;
+  command: string[];
+  volumes: ContainerRecord["volumes"];
+}> {
+  const { id, dir, merged } = c;
+  const imageConfig: ImageConfig["config"] = c.image.config.config ?? {};
+  const security = parseSecurityOpts(options.securityOpt ?? [], (p) => readFileSync(p, "utf8"));
+  const userSpec = options.user ?? imageConfig.User;
+  const user = resolveUser(userSpec, c.readEtc("etc/passwd"), c.readEtc("etc/group"));
+  const opts: ContainerOptions = { ...options, name: c.name };
+  const joined = joinedContainer(ctx, opts);
+  if (joined) opts.hostname = hostnameOf(joined.id, joined.options); // Docker's rule
+  if (opts.publishAll) opts.publish = publishExposed(opts.publish ?? [], imageConfig.ExposedPorts);
+  const extraHosts = addHostLines(opts.addHosts ?? []);
+  const command = resolveArgs(imageConfig, opts);
+  // Volumes: the user's, then the image's own that nothing covers (anonymous).
+  const specs: MountSpec[] = [...(options.mounts ?? [])];
+  for (const target of Object.keys(imageConfig.Volumes ?? {})) {
+    const t = target.replace(/\/+$/, "") || "/";
+    if (!specs.some((m) => m.target === t)) specs.push({ type: "volume", target: t });
+  }
+  const mounts: Mount[] = [];
+  const volumes: ContainerRecord["volumes"] = [];
+  for (const m of specs) {
+    if (m.type === "tmpfs") {
+      mounts.push(ociMount(m));
+    } else if (m.type === "bind") {
+      if (merged !== null && !existsSync(m.source!)) {
+        if (m.mustExist) {
+          throw new EngineError(`bind source path does not exist: ${m.source}`, {
+            hint: "create it first, or use -v HOST:CONTAINER, which creates a missing directory",
+          });
+        }
+        mkdirSync(m.source!, { recursive: true });
+      }
+      mounts.push(ociMount(m));
+    } else if (merged === null) {
+      const volName = m.source ?? "(new anonymous volume)";
+      volumes.push({ name: volName, target: m.target, anonymous: !m.source });
+      mounts.push(ociMount(m, join(ctx.volumes.root, volName, "_data")));
+    } else {
+      const { info, created } = ctx.volumes.create(m.source, { anonymous: !m.source });
+      if (created && !m.source) c.createdVolumes.push(info.name);
+      if (created && !m.noCopy) copyUp(ctx, merged, m.target, info.mountpoint);
+      volumes.push({ name: info.name, target: m.target, anonymous: !m.source });
+      mounts.push(ociMount(m, info.mountpoint));
+    }
+  }
+  const workdir = options.workdir ?? imageConfig.WorkingDir;
+  if (workdir && merged !== null) mkdirInRoot(merged, workdir, user.uid, user.gid);
+  const hostname = hostnameOf(id, opts);
+  if (merged !== null) {
+    writeFileSync(join(dir, "hostname"), `${hostname}\n`);
+    writeFileSync(join(dir, "hosts"), hostsFile(hostname, extraHosts));
+    let hostResolv = "";
+    try {
+      hostResolv = readFileSync("/etc/resolv.conf", "utf8");
+    } catch {}
+    writeFileSync(join(dir, "resolv.conf"), containerResolvConf(hostResolv, opts));
+  }
+  // --network container:NAME: the other container's /etc files, as Docker binds them.
+  const etcDir = joined ? ctx.containers.dir(joined.id) : dir;
+  const network = await networkOf(ctx, opts, merged === null);
+  const spec: Spec = buildSpec({
+    imageConfig,
+    options: opts,
+    id,
+    user,
+    rootfs: "merged",
+    ...(network ? { netns: ctx.networks.netnsPath(id) } : {}),
+    etcFiles: {
+      hosts: join(etcDir, "hosts"),
+      hostname: join(etcDir, "hostname"),
+      resolvConf: join(etcDir, "resolv.conf"),
+    },
+    mounts,
+    defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
+    security,
+  });
+  if (opts.init) addInit(spec);
+  // Another runtime gets a cgroup path of its own, known to `stats`.
+  if (opts.runtime) spec.linux!.cgroupsPath = `/pivot-${id}`;
+  return { spec, options: opts, command, volumes };
+}
+
+/**
+ * `pivot create|run --dry-run`: the container compiled as create would (image → OCI config →
+ * launch plan), creating nothing: no container directory, overlay mount, volume, network or
+ * cgroup. The image's layers are unpacked into the store if they are not yet.
+ */
+export async function dryRun(
+  ctx: EngineContext,
+  options: ContainerOptions,
+  attached = false,
+): Promise<{ id: string; dir: string; spec: Spec; plan: Plan }> {
+  const store = await ctx.images();
+  const image = await store.resolve(options.image);
+  const id = randomBytes(32).toString("hex");
+  const dir = ctx.containers.dir(id);
+  const layers = await store.ensureImageLayers(image);
+  const overlay = planOverlay(store.root, layers, dir);
+  const top = [...layers].reverse().map((l) => l.diffPath);
+  const c = await compose(ctx, options, {
+    id,
+    name: options.name ?? randomName(),
+    dir,
+    image,
+    merged: null,
+    readEtc: (rel) => readFileInLayers(top, rel),
+    createdVolumes: [],
+  });
+  const spec = parseConfig(JSON.stringify(c.spec), join(dir, "config.json"));
+  // What does not exist yet would be made by create: the /etc files, volumes, bind sources.
+  const host: HostFacts = {
+    kindOf(path) {
+      if (path.startsWith(`${dir}/`)) return "file";
+      try {
+        return statSync(path).isDirectory() ? "directory" : "file";
+      } catch {
+        return "directory";
+      }
+    },
+  };
+  const { plan } = ctx.runtime.planContainer(id, { bundle: dir }, attached, {
+    spec,
+    bundle: dir,
+    rootfs: overlay.target,
+    host,
+  });
+  return { id, dir, spec, plan };
+}
+
+/** Fills a new volume with the image's content at `target` (as Docker does). */
+function copyUp(ctx: EngineContext, merged: string, target: string, into: string): void {
+  const src = pathInRoot(merged, target);
+  if (!src) return;
+  try {
+    if (!lstatSync(src).isDirectory()) return;
+  } catch {
+    return;
+  }
+  const r = spawnSync("cp", ["-a", "--", `${src}/.`, `${into}/`], { encoding: "utf8" });
+  if (r.status !== 0) ctx.warn(`copying ${target} into its volume failed: ${r.stderr.trim()}`);
+}
+
+/** Gives a container another name (`pivot rename`); its hostname stays. */
+export async function rename(ctx: EngineContext, ref: string, newName: string): Promise<void> {
+  const store = ctx.containers;
+  const id = store.resolveId(ref);
+  await store.withLock(id, async () => {
+    const r = store.load(id);
+    if (r.name === newName) return;
+    await recoverNameOwner(ctx, newName);
+    store.claimName(newName, id);
+    writeJsonAtomic(join(store.dir(id), "container.json"), {
+      ...r,
+      name: newName,
+      options: { ...r.options, name: newName },
+    } satisfies ContainerRecord);
+    store.releaseName(r.name, id);
+  });
+}

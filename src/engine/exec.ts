@@ -1,0 +1,190 @@
+// Reaching a container's processes and output: exec (another process in it), attach (conmon's
+// attach socket) and logs (its ctr.log).
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { finished } from "node:stream/promises";
+import type { Process, Spec } from "../oci/spec.ts";
+import { mergeEnv, resolveUser } from "./config.ts";
+import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
+import { rt, status } from "./container-runtime.ts";
+import { readJson } from "./container-store.ts";
+import type { EngineContext } from "./context.ts";
+import { EngineError } from "./errors.ts";
+import { readFileInRoot } from "./files.ts";
+import { type AttachResult, ContainerHandle } from "./handle.ts";
+import { wait } from "./lifecycle.ts";
+import { type ReadLogsOptions, readLogs } from "./monitor.ts";
+import { attachHelper, TTY_DETACHED } from "./tty.ts";
+import type { LogEntry } from "./types.ts";
+
+export interface ExecOptions {
+  cmd: string[];
+  env?: string[];
+  user?: string;
+  workdir?: string;
+  detach?: boolean;
+  stdin?: boolean;
+  /** A pseudo-terminal (`exec -t`): output comes as one stream, on stdout. */
+  tty?: boolean;
+  privileged?: boolean;
+  stdio?: "pipe" | "inherit" | "ignore";
+}
+
+/** The container's output (`pivot logs`), following it with `follow` until it exits. */
+export function logs(
+  ctx: EngineContext,
+  ref: string,
+  options: Omit<ReadLogsOptions, "done"> = {},
+): AsyncGenerator<LogEntry> {
+  const id = ctx.containers.resolveId(ref);
+  return readLogs(join(ctx.containers.dir(id), "ctr.log"), {
+    ...options,
+    done: () => {
+      try {
+        return status(ctx, id).status === "exited";
+      } catch {
+        return true;
+      }
+    },
+  });
+}
+
+/** Runs another process in a running container (`pivot exec`). */
+export async function exec(
+  ctx: EngineContext,
+  ref: string,
+  options: ExecOptions,
+): Promise<ContainerHandle> {
+  const id = ctx.containers.resolveId(ref);
+  const r = ctx.containers.load(id);
+  const st = status(ctx, id);
+  if (st.status !== "running") {
+    throw new EngineError(`container ${r.name} is not running (${st.status})`, {
+      hint: `start it with \`pivot start ${r.name}\``,
+    });
+  }
+  const spec = readJson<Spec>(join(ctx.containers.dir(id), "config.json"));
+  const base = spec?.process;
+  if (!base) throw new EngineError(`the config of container ${r.name} is missing`);
+  const tty = (options.tty ?? false) && !options.detach;
+  const proc: Process = {
+    terminal: tty,
+    user: base.user,
+    args: options.cmd,
+    env: mergeEnv(
+      [base.env ?? [], tty ? ["TERM=xterm"] : [], options.env ?? []],
+      (k) => process.env[k],
+    ),
+    cwd: options.workdir ?? base.cwd,
+    noNewPrivileges: base.noNewPrivileges ?? false,
+    ...(base.capabilities ? { capabilities: structuredClone(base.capabilities) } : {}),
+  };
+  if (options.user !== undefined) {
+    const merged = r.overlay.target;
+    const u = resolveUser(
+      options.user,
+      readFileInRoot(merged, "etc/passwd"),
+      readFileInRoot(merged, "etc/group"),
+    );
+    proc.user = {
+      uid: u.uid,
+      gid: u.gid,
+      ...(u.additionalGids.length ? { additionalGids: u.additionalGids } : {}),
+    };
+  }
+  if (options.cmd.length === 0) throw new EngineError("exec needs a command");
+  const stdio = options.stdio ?? "pipe";
+  const outs = {
+    stdout: stdio === "pipe" && !options.detach ? new PassThrough() : null,
+    stderr: stdio === "pipe" && !options.detach ? new PassThrough() : null,
+  };
+  const stdinStream = options.stdin && stdio === "pipe" ? new PassThrough() : null;
+  let streamsDone: Promise<unknown> = Promise.resolve();
+  let term: TtyConsole | null = null;
+  if (tty) {
+    term = await openConsole(ctx, id, randomBytes(8).toString("hex"), stdio, !!options.stdin);
+    streamsDone = wireConsole(term, stdinStream, outs.stdout, null);
+  }
+  const result = rt(ctx, id).exec(id, {
+    process: proc,
+    detach: options.detach ?? false,
+    ...(term ? { consoleSocket: term.socket } : {}),
+    stdio:
+      options.detach || term
+        ? ["ignore", "ignore", "ignore"]
+        : [
+            options.stdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore",
+            stdio === "inherit" ? "inherit" : "pipe",
+            stdio === "inherit" ? "inherit" : "pipe",
+          ],
+    onLaunch: (child) => {
+      if (term) return;
+      const waits: Promise<unknown>[] = [];
+      for (const name of ["stdout", "stderr"] as const) {
+        const src = child[name];
+        const dst = outs[name];
+        if (!src) continue;
+        if (dst) src.pipe(dst);
+        else src.resume();
+        waits.push(finished(src).catch(() => {}));
+      }
+      streamsDone = Promise.all(waits);
+      if (stdinStream && child.stdin) {
+        stdinStream.pipe(child.stdin);
+        child.stdin.on("error", () => {});
+      }
+    },
+  });
+  const exited = (async () => {
+    try {
+      const { exitCode } = await result;
+      return exitCode;
+    } finally {
+      if (term) {
+        await closeConsole(term, result);
+        await streamsDone;
+        outs.stdout?.end();
+        outs.stderr?.end();
+      }
+      await streamsDone;
+    }
+  })();
+  if (options.detach) await exited;
+  exited.catch(() => {});
+  return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
+}
+
+/**
+ * Joins this process's terminal (or pipes) to a detached container's stdio through conmon's
+ * attach socket (`pivot attach`). Resolves when the container exits (with its code) or when the
+ * user types the detach keys (default Ctrl-P Ctrl-Q; "" for none).
+ */
+export async function attach(
+  ctx: EngineContext,
+  ref: string,
+  options: { detachKeys?: string; noStdin?: boolean; stdio?: "inherit" | "pipe" } = {},
+): Promise<AttachResult> {
+  const id = ctx.containers.resolveId(ref);
+  const r = ctx.containers.load(id);
+  const st = status(ctx, id);
+  const rs = ctx.containers.runState(id);
+  if (st.status !== "running" || rs?.monitor !== "conmon") {
+    throw new EngineError(
+      st.status === "running"
+        ? `container ${r.name} is attached to another pivot process`
+        : `container ${r.name} is not running (${st.status})`,
+      { hint: st.status === "running" ? "" : `start it with \`pivot start ${r.name}\`` },
+    );
+  }
+  const helper = await attachHelper(join(ctx.containers.dir(id), "attach"), {
+    ctl: join(ctx.containers.dir(id), "ctl"),
+    stdin: !options.noStdin && (r.options.stdin ?? false),
+    stdio: options.stdio ?? "inherit",
+    ...(options.detachKeys !== undefined ? { detachKeys: options.detachKeys } : {}),
+  });
+  const code = await helper.exited;
+  if (code === TTY_DETACHED) return { id, detached: true, exitCode: null };
+  if (code !== 0) throw new EngineError(`attaching to container ${r.name} failed`);
+  return { id, detached: false, exitCode: await wait(ctx, id) };
+}

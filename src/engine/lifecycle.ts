@@ -1,0 +1,196 @@
+// A container after its start: wait, kill, stop, pause/unpause, the cleanup after its process
+// exits (conmon's exit command, or the attached monitor) and remove. Starting is in start.ts.
+import { existsSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { unmountOverlay } from "../image/overlay.ts";
+import { parseSignal } from "../runtime/signals.ts";
+import { disconnectNetwork } from "./container-network.ts";
+import { releaseCgroups, rt, type Status, status } from "./container-runtime.ts";
+import type { EngineContext } from "./context.ts";
+import { EngineError } from "./errors.ts";
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * After the container's process has exited (conmon's exit command, or the attached monitor):
+ * the runtime's state goes, the overlay is unmounted, and --rm containers are removed.
+ */
+export async function cleanup(
+  ctx: EngineContext,
+  ref: string,
+  options: { keepOnFailure?: boolean; runId?: string } = {},
+): Promise<void> {
+  let id: string;
+  try {
+    id = ctx.containers.resolveId(ref);
+  } catch {
+    return;
+  }
+  await ctx.containers.withLock(id, () => cleanupLocked(ctx, id, options));
+}
+
+export async function cleanupLocked(
+  ctx: EngineContext,
+  id: string,
+  options: { keepOnFailure?: boolean; runId?: string },
+): Promise<void> {
+  if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
+  if (options.runId !== undefined && ctx.containers.runState(id)?.runId !== options.runId) return;
+  const r = ctx.containers.load(id);
+  if (rt(ctx, id).store.exists(id))
+    await rt(ctx, id)
+      .delete(id, true)
+      .catch((e) => ctx.warn((e as Error).message));
+  releaseCgroups(ctx, id);
+  await disconnectNetwork(ctx, r);
+  if (r.options.autoRemove && !options.keepOnFailure) {
+    await removeLocked(ctx, id, { force: true });
+    return;
+  }
+  await unmountOverlay(r.overlay.target).catch(() =>
+    unmountOverlay(r.overlay.target, { lazy: true }),
+  );
+}
+
+/** Resolves with the exit code once the container has exited. */
+export async function wait(ctx: EngineContext, ref: string, pollMs = 50): Promise<number> {
+  let id: string;
+  try {
+    id = ctx.containers.resolveId(ref);
+  } catch (err) {
+    // A full id of a container removed (--rm) since it exited: its code was kept.
+    const code = /^[0-9a-f]{64}$/.test(ref) ? ctx.containers.removedExitCode(ref) : null;
+    if (code !== null) return code;
+    throw err;
+  }
+  for (;;) {
+    let st: Status | null = null;
+    try {
+      st = status(ctx, id);
+    } catch {}
+    if (st?.status === "exited") return st.exitCode ?? 255;
+    if (!st || !existsSync(join(ctx.containers.dir(id), "container.json"))) {
+      // Removed meanwhile, by its own --rm cleanup or `rm -f`: the exit code was kept aside.
+      const code = ctx.containers.removedExitCode(id);
+      if (code !== null) return code;
+      throw new EngineError(`container ${ref} was removed while waiting`);
+    }
+    if (st.status === "created") throw new EngineError(`container ${ref} is not started`);
+    await sleep(pollMs);
+  }
+}
+
+/** Sends a signal to the container's init (`pivot kill`, default SIGKILL). */
+export function kill(ctx: EngineContext, ref: string, signal: string | number = "SIGKILL"): void {
+  const id = ctx.containers.resolveId(ref);
+  const st = status(ctx, id);
+  if (st.status !== "running" && st.status !== "paused") {
+    throw new EngineError(`container ${ref} is not running`);
+  }
+  parseSignal(signal);
+  rt(ctx, id).kill(id, signal);
+}
+
+/** The stop signal, then SIGKILL to every process after `timeout` seconds (`pivot stop`). */
+export async function stop(
+  ctx: EngineContext,
+  ref: string,
+  options: { timeout?: number; signal?: string } = {},
+): Promise<void> {
+  const id = ctx.containers.resolveId(ref);
+  const r = ctx.containers.load(id);
+  if (status(ctx, id).status !== "running" && status(ctx, id).status !== "paused") return;
+  const timeout = options.timeout ?? r.options.stopTimeout ?? 10;
+  try {
+    if (status(ctx, id).status === "paused") rt(ctx, id).resume(id);
+    rt(ctx, id).kill(id, options.signal ?? r.stopSignal);
+  } catch {}
+  const deadline = Date.now() + timeout * 1000;
+  while (Date.now() < deadline) {
+    if (status(ctx, id).status === "exited") return;
+    await sleep(50);
+  }
+  try {
+    rt(ctx, id).kill(id, "SIGKILL", true);
+  } catch {}
+  for (let i = 0; i < 200 && status(ctx, id).status !== "exited"; i++) await sleep(50);
+}
+
+/** Freezes every process of a running container (`pivot pause`). */
+export function pause(ctx: EngineContext, ref: string): void {
+  const id = ctx.containers.resolveId(ref);
+  const st = status(ctx, id);
+  if (st.status !== "running")
+    throw new EngineError(`container ${ref} is not running (${st.status})`, {
+      hint: st.status === "paused" ? "`pivot unpause` resumes it" : "",
+    });
+  rt(ctx, id).pause(id);
+}
+
+/** Thaws a paused container (`pivot unpause`). */
+export function unpause(ctx: EngineContext, ref: string): void {
+  const id = ctx.containers.resolveId(ref);
+  const st = status(ctx, id);
+  if (st.status !== "paused") throw new EngineError(`container ${ref} is not paused`);
+  rt(ctx, id).resume(id);
+}
+
+/** Removes a container: its runtime state, overlay, directory, name, and (volumes) its anonymous volumes. */
+export async function remove(
+  ctx: EngineContext,
+  ref: string,
+  options: { force?: boolean; volumes?: boolean } = {},
+): Promise<void> {
+  const id = ctx.containers.resolveId(ref);
+  await ctx.containers.withLock(id, () => removeLocked(ctx, id, options));
+}
+
+export async function removeLocked(
+  ctx: EngineContext,
+  id: string,
+  options: { force?: boolean; volumes?: boolean },
+): Promise<void> {
+  if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
+  const r = ctx.containers.load(id);
+  const st = status(ctx, id);
+  if (st.status === "running" || st.status === "paused") {
+    if (!options.force) {
+      throw new EngineError(`cannot remove container ${r.name}: it is ${st.status}`, {
+        hint: `stop it first (\`pivot stop ${r.name}\`), or use \`pivot rm -f\``,
+      });
+    }
+    try {
+      rt(ctx, id).kill(id, "SIGKILL", true);
+    } catch {}
+  }
+  if (rt(ctx, id).store.exists(id))
+    await rt(ctx, id)
+      .delete(id, true)
+      .catch(() => {});
+  releaseCgroups(ctx, id);
+  await disconnectNetwork(ctx, r);
+  // Conmon, if alive, writes the exit file and runs cleanup; the directory goes regardless.
+  await unmountOverlay(r.overlay.target).catch(() =>
+    unmountOverlay(r.overlay.target, { lazy: true }),
+  );
+  const gone = join(ctx.containers.containersDir, `.removing-${id}`);
+  ctx.containers.keepExitCode(id);
+  try {
+    renameSync(ctx.containers.dir(id), gone);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // removed meanwhile
+    throw err;
+  }
+  ctx.containers.releaseName(r.name, id);
+  rmSync(gone, { recursive: true, force: true });
+  if (options.volumes || r.options.autoRemove) {
+    for (const v of r.volumes) {
+      if (!v.anonymous) continue;
+      try {
+        ctx.volumes.remove(v.name);
+      } catch {}
+    }
+  }
+}

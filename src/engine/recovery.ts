@@ -1,0 +1,128 @@
+// Recovery after crashed pivot processes, killed monitors and reboots (`ps`/`list` run it first,
+// `rm` and create for one container): what each leaves behind and how it goes is described in
+// docs/architecture.md, "State: files, locks, atomic renames".
+import { existsSync, readdirSync, readFileSync, rmSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import { unmountOverlay } from "../image/overlay.ts";
+import { monitorAlive, rt, type Status, status } from "./container-runtime.ts";
+import type { ContainerRecord } from "./container-store.ts";
+import type { EngineContext } from "./context.ts";
+import { cleanupLocked } from "./lifecycle.ts";
+
+/** Mount points in this mount namespace. */
+function mountPoints(): string[] {
+  let text = "";
+  try {
+    text = readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {}
+  return text
+    .split("\n")
+    .map((l) =>
+      (l.split(" ")[4] ?? "").replace(/\\([0-7]{3})/g, (_, o: string) =>
+        String.fromCharCode(Number.parseInt(o, 8)),
+      ),
+    )
+    .filter((p) => p !== "");
+}
+
+/**
+ * Cleans what crashed pivot processes, killed monitors and reboots leave (`ps` runs it first):
+ * directories of creates and removes that died half-way (their lock is free), and exited
+ * containers whose monitor did not clean up: runtime state, cgroups, overlay mount, network.
+ * Returns the ids it cleaned.
+ */
+export async function recover(ctx: EngineContext): Promise<string[]> {
+  const store = ctx.containers;
+  const cleaned: string[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync(store.containersDir);
+  } catch {
+    return cleaned;
+  }
+  for (const e of entries) {
+    const removing = /^\.removing-([0-9a-f]{64})$/.exec(e);
+    const id = removing ? removing[1]! : /^[0-9a-f]{64}$/.test(e) ? e : null;
+    if (!id) continue;
+    if (!removing && existsSync(join(store.dir(id), "container.json"))) continue;
+    if (await recoverOrphan(ctx, id, join(store.containersDir, e))) cleaned.push(id);
+  }
+  const mounted = new Set(mountPoints());
+  const known = new Set<string>();
+  for (const id of store.ids()) {
+    known.add(id);
+    let r: ContainerRecord;
+    let st: Status;
+    try {
+      r = store.load(id);
+      st = status(ctx, id);
+    } catch {
+      continue;
+    }
+    if (st.status !== "exited") continue;
+    const rs = store.runState(id);
+    if (rs && monitorAlive(rs.monitorPid, rs.monitorStart)) continue; // its cleanup is coming
+    const stale =
+      mounted.has(r.overlay.target) ||
+      rt(ctx, id).store.exists(id) ||
+      Object.values(rs?.cgroupPaths ?? {}).some((p) => existsSync(p));
+    if (!stale) continue;
+    await store
+      .withLock(id, () => cleanupLocked(ctx, id, {}), 2000)
+      .catch((err) =>
+        ctx.warn(`cleaning up container ${id.slice(0, 12)}: ${(err as Error).message}`),
+      );
+    cleaned.push(id);
+  }
+  // Runtime state of containers the engine no longer has (a remove that died half-way).
+  for (const id of ctx.runtime.store.ids()) {
+    if (known.has(id) || existsSync(join(store.dir(id), "container.json"))) continue;
+    await store.withLock(id, () => ctx.runtime.delete(id, true), 100).catch(() => {});
+  }
+  return cleaned;
+}
+
+/**
+ * Removes a container directory without container.json (a create that died) or one renamed
+ * for removal (a remove that died), if no live process holds the container's lock.
+ */
+export async function recoverOrphan(
+  ctx: EngineContext,
+  id: string,
+  path = ctx.containers.dir(id),
+): Promise<boolean> {
+  const store = ctx.containers;
+  return store
+    .withLock(
+      id,
+      async () => {
+        if (path === store.dir(id) && existsSync(join(path, "container.json"))) return false;
+        if (!existsSync(path)) return false;
+        for (const m of mountPoints()
+          .filter((p) => p.startsWith(`${path}/`))
+          .reverse()) {
+          await unmountOverlay(m).catch(() => unmountOverlay(m, { lazy: true }));
+        }
+        if (ctx.runtime.store.exists(id)) await ctx.runtime.delete(id, true).catch(() => {});
+        rmSync(path, { recursive: true, force: true });
+        try {
+          for (const n of readdirSync(store.namesDir)) {
+            if (store.nameOwner(n) === id) unlinkSync(join(store.namesDir, n));
+          }
+        } catch {}
+        return true;
+      },
+      100,
+    )
+    .catch(() => false);
+}
+
+/**
+ * A name asked for by create or rename whose owner has no container.json (a create that died):
+ * that leftover is recovered first, so the name can be claimed.
+ */
+export async function recoverNameOwner(ctx: EngineContext, name: string): Promise<void> {
+  const owner = ctx.containers.nameOwner(name);
+  if (owner && !existsSync(join(ctx.containers.dir(owner), "container.json")))
+    await recoverOrphan(ctx, owner);
+}

@@ -1,0 +1,244 @@
+// Starting a container: detached under conmon (`pivot start`, `run -d`), joined to this terminal
+// through conmon's attach socket (`run -it`, `start -ai`), or attached with this process as its
+// monitor (`pivot run`, `start -a`, the library's default).
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { finished } from "node:stream/promises";
+import { isMountPoint, mountOverlay } from "../image/overlay.ts";
+import { procStat } from "../runtime/state.ts";
+import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
+import { connectNetwork, joinNetworkOf } from "./container-network.ts";
+import { cgroupPathsOf, rt, runtimeCommandOf, status } from "./container-runtime.ts";
+import { type ContainerRecord, type RunState, writeJsonAtomic } from "./container-store.ts";
+import type { EngineContext } from "./context.ts";
+import { EngineError } from "./errors.ts";
+import { type AttachResult, ContainerHandle } from "./handle.ts";
+import { cleanup, cleanupLocked, remove, wait } from "./lifecycle.ts";
+import { LogWriter, startConmon } from "./monitor.ts";
+import { attachHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
+
+async function prepareStart(ctx: EngineContext, id: string): Promise<ContainerRecord> {
+  const r = ctx.containers.load(id);
+  const st = status(ctx, id);
+  if (st.status === "running" || st.status === "paused") {
+    throw new EngineError(`container ${r.name} is already running`);
+  }
+  rmSync(join(ctx.containers.dir(id), "exit"), { force: true });
+  rmSync(join(ctx.containers.dir(id), "state.json"), { force: true });
+  if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);
+  if (rt(ctx, id).store.exists(id)) await rt(ctx, id).delete(id, true);
+  await connectNetwork(ctx, r);
+  joinNetworkOf(ctx, r);
+  return r;
+}
+
+/** Starts a created or exited container detached, under conmon (`pivot start`). */
+export async function start(ctx: EngineContext, ref: string): Promise<ContainerHandle> {
+  const id = ctx.containers.resolveId(ref);
+  return ctx.containers.withLock(id, () => startLocked(ctx, id));
+}
+
+/**
+ * Starts a container under conmon and joins this terminal to it before its process starts
+ * (`pivot run -it`, `pivot start -ai`): the detach keys leave it running, as `pivot attach`.
+ */
+export async function startAndAttach(
+  ctx: EngineContext,
+  ref: string,
+  options: { detachKeys?: string; stdio?: "inherit" | "pipe" } = {},
+): Promise<AttachResult> {
+  const id = ctx.containers.resolveId(ref);
+  const r = ctx.containers.load(id);
+  const dir = ctx.containers.dir(id);
+  let helper: TtyHelper | null = null;
+  await ctx.containers
+    .withLock(id, () =>
+      startLocked(ctx, id, async () => {
+        helper = await attachHelper(join(dir, "attach"), {
+          ctl: join(dir, "ctl"),
+          stdin: r.options.stdin ?? false,
+          stdio: options.stdio ?? "inherit",
+          ...(options.detachKeys !== undefined ? { detachKeys: options.detachKeys } : {}),
+        });
+      }),
+    )
+    .catch((err) => {
+      (helper as TtyHelper | null)?.child.kill("SIGTERM");
+      throw err;
+    });
+  const code = await (helper as TtyHelper | null)!.exited;
+  if (code === TTY_DETACHED) return { id, detached: true, exitCode: null };
+  return { id, detached: false, exitCode: await wait(ctx, id) };
+}
+
+async function startLocked(
+  ctx: EngineContext,
+  id: string,
+  beforeStart?: () => Promise<void>,
+): Promise<ContainerHandle> {
+  const r = await prepareStart(ctx, id);
+  const runId = randomBytes(8).toString("hex");
+  if (!ctx.conmonPath) {
+    throw new EngineError("detached containers need conmon, which is not installed", {
+      hint: "install it (apt-get install conmon), or run the container attached (without -d)",
+    });
+  }
+  const dir = ctx.containers.dir(id);
+  const pidFile = join(dir, "pidfile");
+  const conmonPidFile = join(dir, "conmon.pid");
+  rmSync(pidFile, { force: true });
+  const socketDir = join(ctx.runRoot, "socket");
+  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  try {
+    const pid = await startConmon({
+      conmon: ctx.conmonPath,
+      id,
+      name: r.name,
+      bundle: dir,
+      runtime: runtimeCommandOf(ctx, r),
+      pidFile,
+      conmonPidFile,
+      logPath: join(dir, "ctr.log"),
+      persistDir: dir,
+      socketDir,
+      tty: r.options.tty ?? false,
+      stdin: r.options.stdin ?? false,
+      exitCommand: [
+        ...ctx.cliCommand,
+        "--root",
+        ctx.root,
+        "--run-root",
+        ctx.runRoot,
+        "container-cleanup",
+        id,
+        runId,
+      ],
+    });
+    const conmonPid = Number(readFileSync(conmonPidFile, "utf8").trim());
+    writeJsonAtomic(join(dir, "state.json"), {
+      runId,
+      startedAt: new Date().toISOString(),
+      monitor: "conmon",
+      monitorPid: conmonPid,
+      monitorStart: procStat(conmonPid)?.startTime ?? "",
+      pid,
+      ...cgroupPathsOf(ctx, id),
+    } satisfies RunState);
+    await beforeStart?.();
+    await rt(ctx, id).start(id);
+  } catch (err) {
+    await cleanupLocked(ctx, id, { keepOnFailure: true }).catch(() => {});
+    throw err;
+  }
+  return new ContainerHandle(id, r.name, null, null, null, () => wait(ctx, id));
+}
+
+/** Starts a container with this process as its monitor (`pivot start -a`, `pivot run`). */
+export async function startAttached(
+  ctx: EngineContext,
+  ref: string,
+  stdio: "pipe" | "inherit" | "ignore" = "pipe",
+): Promise<ContainerHandle> {
+  const id = ctx.containers.resolveId(ref);
+  const r = await ctx.containers.withLock(id, () => prepareStart(ctx, id));
+  const runId = randomBytes(8).toString("hex");
+  const dir = ctx.containers.dir(id);
+  const log = new LogWriter(join(dir, "ctr.log"));
+  const wantStdin = r.options.stdin ?? false;
+  const outs = {
+    stdout: stdio === "pipe" ? new PassThrough() : null,
+    stderr: stdio === "pipe" ? new PassThrough() : null,
+  };
+  const stdinStream = wantStdin && stdio === "pipe" ? new PassThrough() : null;
+  let streamsDone: Promise<unknown> = Promise.resolve();
+  // -t: pivot-tty receives the pty master and joins it to this process's terminal or to pipes.
+  let tty: TtyConsole | null = null;
+  if (r.options.tty) {
+    try {
+      tty = await openConsole(ctx, id, runId, stdio, wantStdin);
+    } catch (err) {
+      log.close();
+      await cleanup(ctx, id, { keepOnFailure: true }).catch(() => {});
+      if (r.options.autoRemove) await remove(ctx, id, { force: true }).catch(() => {});
+      throw err;
+    }
+    streamsDone = wireConsole(tty, stdinStream, outs.stdout, log);
+  }
+  let started!: () => void;
+  const startedP = new Promise<void>((res) => {
+    started = res;
+  });
+  const me = procStat(process.pid)?.startTime ?? "";
+  const runP = rt(ctx, id).run(id, {
+    bundle: dir,
+    ...(tty
+      ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
+      : {
+          stdio: [
+            wantStdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore",
+            "pipe",
+            "pipe",
+          ],
+        }),
+    onLaunch: (child) => {
+      if (tty) return;
+      const waits: Promise<unknown>[] = [];
+      for (const name of ["stdout", "stderr"] as const) {
+        const src = child[name];
+        if (!src) continue;
+        src.on("data", (chunk: Buffer) => {
+          log.write(name, chunk);
+          if (stdio === "inherit") process[name].write(chunk);
+          else outs[name]?.write(chunk);
+        });
+        waits.push(finished(src).catch(() => {}));
+      }
+      streamsDone = Promise.all(waits);
+      if (stdinStream && child.stdin) {
+        stdinStream.pipe(child.stdin);
+        child.stdin.on("error", () => {});
+      }
+    },
+    onStart: (pid) => {
+      writeJsonAtomic(join(dir, "state.json"), {
+        runId,
+        startedAt: new Date().toISOString(),
+        monitor: "inline",
+        monitorPid: process.pid,
+        monitorStart: me,
+        pid,
+        ...cgroupPathsOf(ctx, id),
+      } satisfies RunState);
+      started();
+    },
+  });
+  const exited = (async () => {
+    let code: number;
+    try {
+      code = await runP;
+    } finally {
+      if (tty) await closeConsole(tty, runP);
+      await streamsDone;
+      outs.stdout?.end();
+      outs.stderr?.end();
+      log.close();
+    }
+    writeFileSync(join(dir, "exit"), String(code));
+    const rs = ctx.containers.runState(id);
+    if (rs)
+      writeJsonAtomic(join(dir, "state.json"), { ...rs, finishedAt: new Date().toISOString() });
+    await cleanup(ctx, id, { runId });
+    return code;
+  })();
+  try {
+    await Promise.race([startedP, exited]);
+  } catch (err) {
+    await cleanup(ctx, id, { keepOnFailure: true }).catch(() => {});
+    if (r.options.autoRemove) await remove(ctx, id, { force: true }).catch(() => {});
+    throw err;
+  }
+  exited.catch(() => {});
+  return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
+}
