@@ -1,10 +1,10 @@
 /**
- * Advisory locks between processes (a lock file created with O_EXCL holding
- * the owner's PID; a lock whose owner is dead is taken over) and within one
- * process (a promise chain per path, so callers in one process queue without
+ * Advisory locks between processes (a lock file holding the owner's PID, put in place whole
+ * with link(2), which fails if the path exists; a lock whose owner is dead is taken over) and
+ * within one process (a promise chain per path, so callers in one process queue without
  * polling).
  */
-import { link, open, readFile, rename, unlink } from "node:fs/promises";
+import { link, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 
 const inProcess = new Map<string, Promise<unknown>>();
 
@@ -45,17 +45,7 @@ async function acquire(lockPath: string, options: LockOptions): Promise<void> {
   const deadline = Date.now() + (options.timeoutMs ?? 10 * 60_000);
   let delay = 10;
   for (;;) {
-    try {
-      const fh = await open(lockPath, "wx", 0o644);
-      try {
-        await fh.writeFile(`${process.pid}\n`);
-      } finally {
-        await fh.close();
-      }
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
+    if (await tryLink(lockPath)) return;
     await breakIfStale(lockPath);
     if (Date.now() > deadline) {
       const owner = await readFile(lockPath, "utf8").catch(() => "?");
@@ -68,6 +58,28 @@ async function acquire(lockPath: string, options: LockOptions): Promise<void> {
   }
 }
 
+/**
+ * Takes the lock if it is free. The PID is written to a file of our own first and then linked to
+ * the lock's path, so that a lock file is never seen empty: a process killed half-way leaves a
+ * temporary file, never a lock nobody can tell is stale.
+ */
+async function tryLink(lockPath: string): Promise<boolean> {
+  const mine = `${lockPath}.${process.pid}-${Math.random().toString(36).slice(2)}`;
+  await writeFile(mine, `${process.pid}\n`, { mode: 0o644 });
+  try {
+    await link(mine, lockPath);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    return false;
+  } finally {
+    await unlink(mine).catch(() => {});
+  }
+}
+
+/** An empty lock file, as older versions could leave when killed, is stale after this long. */
+const EMPTY_LOCK_STALE_MS = 2000;
+
 /** Removes a lock file whose owner process no longer exists. */
 async function breakIfStale(lockPath: string): Promise<void> {
   let text: string;
@@ -77,8 +89,15 @@ async function breakIfStale(lockPath: string): Promise<void> {
     return;
   }
   const pid = Number.parseInt(text, 10);
-  // An empty file is a lock being written right now; leave it.
-  if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) return;
+  if (text === "") {
+    const age = await stat(lockPath).then(
+      (s) => Date.now() - s.mtimeMs,
+      () => 0,
+    );
+    if (age < EMPTY_LOCK_STALE_MS) return;
+  } else if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) {
+    return;
+  }
   // Move it aside first so that two processes breaking the same stale lock do
   // not remove a fresh lock the other one just took.
   const aside = `${lockPath}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;

@@ -1,0 +1,65 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { withFileLock } from "../../src/image/lock.ts";
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "pivot-lock-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A PID that is not running: a child that has exited and been reaped. */
+function deadPid(): number {
+  const child = Bun.spawnSync(["sh", "-c", "echo $$"]);
+  return Number(child.stdout.toString().trim());
+}
+
+describe("file locks", () => {
+  test("the lock file holds the owner's PID while held, and is gone after", async () => {
+    const path = join(dir, "a.lock");
+    const seen = await withFileLock(path, async () => Bun.file(path).text());
+    expect(seen).toBe(`${process.pid}\n`);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test("callers queue: their critical sections never overlap", async () => {
+    const path = join(dir, "q.lock");
+    let inside = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 5 }, () =>
+        withFileLock(path, async () => {
+          inside++;
+          most = Math.max(most, inside);
+          await Bun.sleep(5);
+          inside--;
+        }),
+      ),
+    );
+    expect(most).toBe(1);
+  });
+
+  test("a lock whose owner is dead is taken over", async () => {
+    const path = join(dir, "dead.lock");
+    writeFileSync(path, `${deadPid()}\n`);
+    expect(await withFileLock(path, async () => "taken", { timeoutMs: 2000 })).toBe("taken");
+  });
+
+  test("an empty lock file (its writer killed before the PID) is taken over once old", async () => {
+    const path = join(dir, "empty.lock");
+    writeFileSync(path, "");
+    const old = new Date(Date.now() - 10_000);
+    utimesSync(path, old, old);
+    expect(await withFileLock(path, async () => "taken", { timeoutMs: 2000 })).toBe("taken");
+  });
+
+  test("a lock held by a live process times out, naming the holder and what to do", async () => {
+    const path = join(dir, "held.lock");
+    writeFileSync(path, "1\n"); // PID 1 is always alive
+    await expect(
+      withFileLock(path, async () => "never", { timeoutMs: 300, what: "the test" }),
+    ).rejects.toThrow(/timed out waiting for the lock on the test .*held by PID 1\)\n {2}hint: /);
+  });
+});
