@@ -60,6 +60,13 @@ debootstrap --variant=minbase "$suite" "$work/root" "$mirror" >"$work/log" 2>&1 
 find "$work/root"/var/lib/apt/lists -mindepth 1 -maxdepth 1 ! -name partial -exec rm -rf {} +
 rm -rf "$work/root"/var/cache/apt/*.bin "$work/root"/var/cache/apt/archives/*.deb \
   "$work/root"/var/log/*.log "$work/root"/var/log/apt/* "$work/root"/debootstrap
+# debootstrap copies this machine's names and resolver into the root: an image must not carry
+# them. The files stay (as placeholders, the way distributions ship them), since the runtime binds
+# the container's own over them.
+# (Removed first: a symlink there would be followed out of the root.)
+rm -f "$work/root/etc/hostname" "$work/root/etc/resolv.conf"
+echo localhost >"$work/root/etc/hostname"
+: >"$work/root/etc/resolv.conf"
 tar -C "$work/root" --numeric-owner --xattrs --xattrs-include='security.capability' -czf "$out.tmp" .
 mv "$out.tmp" "$out"
 echo "$stamp" >"$out.stamp"
