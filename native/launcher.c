@@ -1272,6 +1272,9 @@ static void run_step(struct step *st) {
     case OP_MOVE_ROOT: do_move_root(S(st, 0)); break;
     case OP_LOOPBACK_UP: do_loopback_up(); break;
     case OP_JOIN_CGROUP: do_join_cgroup(S(st, 0)); break;
+    case OP_UNMOUNT:
+      if (umount2(S(st, 0), (int)I(st, 1)) < 0) fail(errno, "unmount %s", S(st, 0));
+      break;
     case OP_NEW_SESSION_KEYRING:
       /* KEYCTL_JOIN_SESSION_KEYRING = 1 */
       if (syscall(SYS_keyctl, 1, S(st, 0)) < 0) fail(errno, "join a new session keyring %s", S(st, 0));

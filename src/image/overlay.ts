@@ -19,6 +19,7 @@ import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync, realpathSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
+import { mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
 import { OverlayError } from "./errors.ts";
 import { runHelper } from "./helpers.ts";
 import type { ImageStore, LayerRecord, StoredImage } from "./store.ts";
@@ -200,19 +201,28 @@ export async function mountOverlay(plan: OverlayPlan): Promise<void> {
     return;
   }
   try {
-    await runHelper("mount", ["-t", "overlay", "overlay", "-o", plan.options, plan.target], {
-      cwd: plan.cwd,
-    });
+    await runHostSteps(
+      mountSteps(
+        { source: "overlay", target: plan.target, fstype: "overlay", data: plan.options },
+        plan.cwd,
+      ),
+    );
   } catch (e) {
     const supported = await overlaySupported();
     throw new OverlayError(
       plan.target,
-      `mount failed: ${(e as Error).message.split("\n")[0]}`,
+      `mount failed: ${launcherReason(e)}`,
       supported
         ? "check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself), and that you are root"
         : "this kernel has no OverlayFS; load the overlay module (modprobe overlay)",
     );
   }
+}
+
+/** The why of a launcher error ("step N (what) failed: what: why"), the what being ours already. */
+function launcherReason(e: unknown): string {
+  const first = (e as Error).message.split("\n")[0] ?? "";
+  return first.split(": ").at(-1) ?? first;
 }
 
 /** Unmounts an overlay; an already unmounted target is not an error. */
@@ -222,11 +232,11 @@ export async function unmountOverlay(
 ): Promise<void> {
   if (!(await isMountPoint(target))) return;
   try {
-    await runHelper("umount", options.lazy ? ["-l", target] : [target]);
+    await runHostSteps([unmountStep(target, options)]);
   } catch (e) {
     throw new OverlayError(
       target,
-      `unmount failed: ${(e as Error).message.split("\n")[0]}`,
+      `unmount failed: ${launcherReason(e)}`,
       "a process may still use the root filesystem; stop it, or unmount lazily",
     );
   }

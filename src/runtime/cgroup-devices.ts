@@ -4,9 +4,8 @@
 // launcher exits: an attachment lives as long as the cgroup.
 
 import type { DeviceFilter } from "../cgroups/devicefilter.ts";
-import { PivotError } from "../errors.ts";
-import { launch } from "./launcher.ts";
-import type { Plan, PlanStep } from "./plan.ts";
+import { runHostSteps } from "./host-plan.ts";
+import type { PlanStep } from "./plan.ts";
 import { Op } from "./wire.ts";
 
 export function deviceFilterStep(filter: DeviceFilter): PlanStep {
@@ -18,17 +17,6 @@ export function deviceFilterStep(filter: DeviceFilter): PlanStep {
 }
 
 /** Runs the launcher on a plan of the one step: `update` replacing a container's program. */
-export async function attachDeviceFilter(filter: DeviceFilter): Promise<void> {
-  const plan: Plan = { steps: [deviceFilterStep(filter)], newUserNamespace: false, warnings: [] };
-  const session = launch(plan, {
-    stdio: ["ignore", "ignore", "inherit"],
-    onSync: () => {
-      throw new PivotError("internal error: the device program's plan has no sync point");
-    },
-  });
-  try {
-    await session.whenClosed();
-  } finally {
-    await session.whenLauncherExited();
-  }
+export function attachDeviceFilter(filter: DeviceFilter): Promise<void> {
+  return runHostSteps([deviceFilterStep(filter)]);
 }

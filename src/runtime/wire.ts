@@ -51,6 +51,8 @@ export const Op = {
    *  (the calling thread) to its tasks file: the kernel skips the lock that a move of another
    *  process takes, and so the RCU grace period it waits for: (cgroupDir). */
   JoinCgroup: 63,
+  /** umount2(2): (target, flags, e.g. MNT_DETACH). */
+  Unmount: 64,
   /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory; missing paths are skipped: (path). */
   MaskPath: 16,
   /** Bind a path onto itself read-only; missing paths are skipped: (path). */
