@@ -12,6 +12,7 @@ import { pullImage } from "../registry/index.ts";
 import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
 import type { Plan } from "../runtime/plan.ts";
 import { renderMountReport } from "../runtime/provenance.ts";
+import { Trace } from "../runtime/trace.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
   boolFlag,
@@ -42,6 +43,7 @@ const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "debug", aliases: ["D"] },
   { name: "help" },
   { name: "version", aliases: ["v"] },
+  { name: "trace" },
 ];
 
 const CONTAINER_FLAGS: FlagSpec[] = [
@@ -84,6 +86,7 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "pull", value: true },
   { name: "runtime", value: true },
   { name: "dry-run" },
+  { name: "trace" },
   { name: "format", value: true },
   { name: "help" },
 ];
@@ -126,6 +129,7 @@ containers:
   export [-o FILE] CONTAINER   the root filesystem as a tar stream
   commit [-m MSG] [-a AUTHOR] CONTAINER [REPOSITORY[:TAG]]   a new image with the changes
   run|create --dry-run [--format text|json|shell] IMAGE   print the launch plan; create nothing
+  run|create --trace ...   where the time goes: the engine's and the runtime's steps, to stderr
 ${CONTAINER_USAGE}
 debugging:
   debug mounts [--format json] CONTAINER   the mount tree with each mount's origin
@@ -135,7 +139,7 @@ volumes:
 ${IMAGE_USAGE}
 ${NETWORK_USAGE}
 ${REGISTRY_USAGE}
-global flags: --root DIR (default /var/lib/pivot), --run-root DIR, --debug
+global flags: --root DIR (default /var/lib/pivot), --run-root DIR, --debug, --trace
 `;
 
 /** Expands combined short boolean flags (-dit → -d -i -t, Docker's convention) before the first positional. */
@@ -273,7 +277,18 @@ function proxySignals(engine: Engine, id: string): () => void {
   };
 }
 
+/** `run --trace` or `create --trace` (`pivot --trace COMMAND` traces any command). */
+function commandWantsTrace(command: string, args: string[]): boolean {
+  if (command !== "run" && command !== "create") return false;
+  try {
+    return boolFlag(parseCommand(args, command === "run" ? RUN_FLAGS : CONTAINER_FLAGS), "trace");
+  } catch {
+    return false; // dispatch reports the usage error
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  const mainAt = performance.now();
   let debug = false;
   try {
     const global = parseArgs(argv, GLOBAL_FLAGS, 1);
@@ -295,11 +310,20 @@ export async function main(argv: string[]): Promise<number> {
         },
       );
     }
+    const trace =
+      boolFlag(global, "trace") || commandWantsTrace(command, global.rest)
+        ? new Trace(mainAt)
+        : undefined;
     const engine = new Engine({
       ...(flag(global, "root") ? { root: flag(global, "root")! } : {}),
       ...(flag(global, "run-root") ? { runRoot: flag(global, "run-root")! } : {}),
+      ...(trace ? { trace } : {}),
     });
-    return await dispatch(engine, command, global.rest);
+    try {
+      return await dispatch(engine, command, global.rest);
+    } finally {
+      if (trace) process.stderr.write(trace.render(`pivot ${command}`));
+    }
   } catch (err) {
     process.stderr.write(`pivot: ${formatError(err)}\n`);
     if (!debug && !(err instanceof PivotError) && !(err as { hint?: string }).hint)

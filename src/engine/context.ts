@@ -7,6 +7,7 @@ import { DEFAULT_STORE_ROOT, ImageStore } from "../image/store.ts";
 import { NetworkManager } from "../network/attach.ts";
 import type { NetworkSettings } from "../network/networks.ts";
 import { Runtime } from "../runtime/runtime.ts";
+import type { Trace } from "../runtime/trace.ts";
 import { compiledBinary, compiledCommand } from "../util/self.ts";
 import { ContainerStore } from "./container-store.ts";
 import { findConmon } from "./monitor.ts";
@@ -27,6 +28,8 @@ export interface EngineOptions {
   warn?: (message: string) => void;
   /** Networks (default: definitions in <root>/networks, state in <runRoot>/network). */
   network?: Partial<NetworkSettings>;
+  /** Where the time goes (`pivot --trace`): the engine's steps and the runtime's, on one clock. */
+  trace?: Trace;
 }
 
 export interface EngineContext {
@@ -46,6 +49,7 @@ export interface EngineContext {
   readonly ociRuntimes: Map<string, OciRuntimeCli>;
   /** The image store (opened on first use). */
   images(): Promise<ImageStore>;
+  readonly trace: Trace | undefined;
 }
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -64,7 +68,11 @@ export function createContext(options: EngineOptions = {}): EngineContext {
   );
   const volumes = new VolumeStore(join(root, "volumes"));
   const warn = options.warn ?? ((m) => process.stderr.write(`pivot: warning: ${m}\n`));
-  const runtime = new Runtime({ root: join(runRoot, "runtime"), warn });
+  const runtime = new Runtime({
+    root: join(runRoot, "runtime"),
+    warn,
+    ...(options.trace ? { trace: options.trace } : {}),
+  });
   const networks = new NetworkManager(
     {
       configDir: join(root, "networks"),
@@ -99,6 +107,7 @@ export function createContext(options: EngineOptions = {}): EngineContext {
     runtimeCommand,
     cliCommand,
     ociRuntimes: new Map(),
+    trace: options.trace,
     images() {
       storePromise ??= ImageStore.open(root);
       return storePromise;

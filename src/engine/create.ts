@@ -62,6 +62,7 @@ async function createLocked(
 ): Promise<ContainerInfo> {
   const store = await ctx.images();
   const image = await store.resolve(options.image);
+  ctx.trace?.mark("engine: image resolved");
   let name = options.name;
   if (name !== undefined) {
     await recoverNameOwner(ctx, name);
@@ -85,6 +86,7 @@ async function createLocked(
     const layers = await store.ensureImageLayers(image);
     overlay = planOverlay(store.root, layers, dir);
     await mountOverlay(overlay);
+    ctx.trace?.mark("engine: name claimed, root filesystem mounted");
     const merged = overlay.target;
     const c = await compose(ctx, options, {
       id,
@@ -117,6 +119,7 @@ async function createLocked(
       })),
     };
     writeJsonAtomic(join(dir, "container.json"), record);
+    ctx.trace?.mark("engine: config composed, container created");
     return inspect(ctx, id);
   } catch (err) {
     if (overlay) await unmountOverlay(overlay.target, { lazy: true }).catch(() => {});

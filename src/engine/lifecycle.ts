@@ -45,6 +45,7 @@ export async function cleanupLocked(
       .catch((e) => ctx.warn((e as Error).message));
   releaseCgroups(ctx, id);
   await disconnectNetwork(ctx, r);
+  ctx.trace?.mark("engine: cgroups and network released");
   if (r.options.autoRemove && !options.keepOnFailure) {
     await removeLocked(ctx, id, { force: true });
     return;
@@ -52,6 +53,7 @@ export async function cleanupLocked(
   await unmountOverlay(r.overlay.target).catch(() =>
     unmountOverlay(r.overlay.target, { lazy: true }),
   );
+  ctx.trace?.mark("engine: root filesystem unmounted");
 }
 
 /** Resolves with the exit code once the container has exited. */
@@ -175,6 +177,7 @@ export async function removeLocked(
   await unmountOverlay(r.overlay.target).catch(() =>
     unmountOverlay(r.overlay.target, { lazy: true }),
   );
+  ctx.trace?.mark("engine: root filesystem unmounted");
   const gone = join(ctx.containers.containersDir, `.removing-${id}`);
   ctx.containers.keepExitCode(id);
   try {
@@ -185,6 +188,7 @@ export async function removeLocked(
   }
   ctx.containers.releaseName(r.name, id);
   rmSync(gone, { recursive: true, force: true });
+  ctx.trace?.mark("engine: container directory removed");
   if (options.volumes || r.options.autoRemove) {
     for (const v of r.volumes) {
       if (!v.anonymous) continue;

@@ -171,6 +171,7 @@ export async function startAttached(
     started = res;
   });
   const me = procStat(process.pid)?.startTime ?? "";
+  ctx.trace?.mark("engine: monitor ready (log, streams)");
   const runP = rt(ctx, id).run(id, {
     bundle: dir,
     ...(tty
@@ -229,6 +230,7 @@ export async function startAttached(
     const rs = ctx.containers.runState(id);
     if (rs)
       writeJsonAtomic(join(dir, "state.json"), { ...rs, finishedAt: new Date().toISOString() });
+    ctx.trace?.mark("engine: output drained, exit recorded");
     await cleanup(ctx, id, { runId });
     return code;
   })();
