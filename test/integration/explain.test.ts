@@ -299,3 +299,37 @@ describe.skipIf(!isRoot)("--trace", () => {
     expect(runtime(root, ["list", "-q"]).stdout.trim()).toBe("");
   }, 60_000);
 });
+
+describe.skipIf(!isRoot)("pivot run --trace", () => {
+  test("the engine's steps and the runtime's on one clock, in order, adding up", () => {
+    const before = pivot(["ps", "-a", "-q"]).stdout;
+    const r = pivot(["run", "--trace", "--rm", STORY, "echo", "traced"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe("traced\n");
+    expect(r.stderr).toStartWith("pivot run (wall time in ms;");
+    const rows = parseTrace(r.stderr);
+    const whats = rows.map((x) => x.what);
+    let prev = 0;
+    for (const row of rows) {
+      expect(Math.abs(row.took - (row.at - prev))).toBeLessThanOrEqual(0.011);
+      prev = row.at;
+    }
+    const at = (prefix: string) => {
+      const i = whats.findIndex((w) => w.startsWith(prefix));
+      expect(`${prefix}: ${i >= 0}`).toBe(`${prefix}: true`);
+      return i;
+    };
+    // Create, then the runtime's run inside the engine's start, then the clean-up of --rm.
+    expect(at("engine: image resolved")).toBeLessThan(at("engine: name claimed, root filesystem"));
+    expect(at("engine: config composed")).toBeLessThan(at("engine: monitor ready"));
+    expect(at("engine: monitor ready")).toBeLessThan(at("plan compiled"));
+    expect(at("init: pivot_root")).toBeLessThan(at("exit: the launcher reported"));
+    expect(at("deleted: cgroup and state")).toBeLessThan(at("engine: output drained"));
+    expect(at("engine: cgroups and network released")).toBeLessThan(
+      at("engine: root filesystem unmounted"),
+    );
+    expect(whats.at(-1)).toBe("engine: container directory removed");
+    // --rm: no container is left (the story container of the other tests remains).
+    expect(pivot(["ps", "-a", "-q"]).stdout).toBe(before);
+  }, 60_000);
+});
