@@ -2,16 +2,13 @@
 import { createWriteStream, readFileSync } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
-import { engineMountReport, explainPath, renderPathReport } from "../engine/debug.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
 import type { ContainerOptions, MountSpec } from "../engine/types.ts";
 import { formatError, PivotError } from "../errors.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
 import { parsePublish } from "../network/ports.ts";
-import { pullImage } from "../registry/index.ts";
 import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
 import type { Plan } from "../runtime/plan.ts";
-import { renderMountReport } from "../runtime/provenance.ts";
 import { Trace } from "../runtime/trace.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
@@ -24,6 +21,13 @@ import {
   UsageError,
 } from "./args.ts";
 import {
+  IMAGE_COMMANDS,
+  IMAGE_USAGE,
+  NETWORK_USAGE,
+  REGISTRY_COMMANDS,
+  REGISTRY_USAGE,
+} from "./command-groups.ts";
+import {
   CONTAINER_USAGE,
   containerPruneCommand,
   pauseCommand,
@@ -33,9 +37,6 @@ import {
   topCommand,
   volumePruneCommand,
 } from "./containers.ts";
-import { IMAGE_COMMANDS, IMAGE_USAGE, imageCommand } from "./images.ts";
-import { NETWORK_USAGE, networkCommand } from "./network.ts";
-import { REGISTRY_COMMANDS, REGISTRY_USAGE, registryCommand } from "./registry.ts";
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "root", value: true },
@@ -710,8 +711,11 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       return debugCommand(engine, args);
     case "volume":
       return volumeCommand(engine, args);
-    case "network":
+    case "network": {
+      // Each command group's code is loaded when one of its commands runs (command-groups.ts).
+      const { networkCommand } = await import("./network.ts");
       return networkCommand(engine.networks, args, (ref) => engine.resolveId(ref));
+    }
     case "container-cleanup": {
       // conmon's exit command: unmount and, for --rm containers, remove.
       const p = parseCommand(args, [], 2);
@@ -720,8 +724,12 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       return 0;
     }
     default:
-      if (IMAGE_COMMANDS.includes(command)) return imageCommand(engine, command, args);
+      if (IMAGE_COMMANDS.includes(command)) {
+        const { imageCommand } = await import("./images.ts");
+        return imageCommand(engine, command, args);
+      }
       if ((REGISTRY_COMMANDS as readonly string[]).includes(command)) {
+        const { registryCommand } = await import("./registry.ts");
         return registryCommand(command, args, () => engine.images());
       }
       throw new UsageError(`unknown command "${command}"`, {
@@ -759,6 +767,7 @@ async function ensureImage(engine: Engine, image: string, policy: string): Promi
     }
   }
   try {
+    const { pullImage } = await import("../registry/index.ts");
     await pullImage(store, image);
   } catch (err) {
     throw new EngineError(
@@ -787,6 +796,8 @@ async function debugCommand(engine: Engine, args: string[]): Promise<number> {
     throw new UsageError(`unknown --format "${format}"`, { hint: "use text or json" });
   }
   const ref = needArg(p, "a container", `debug ${sub ?? ""}`.trim());
+  const { engineMountReport, explainPath, renderPathReport } = await import("../engine/debug.ts");
+  const { renderMountReport } = await import("../runtime/provenance.ts");
   switch (sub) {
     case "mounts": {
       const r = await engineMountReport(engine, ref);

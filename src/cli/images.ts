@@ -23,23 +23,6 @@ import { familiarString, parseReference } from "../image/reference.ts";
 import { resolveSaveItems, type SaveFormat, saveImages } from "../image/save.ts";
 import { boolFlag, type FlagSpec, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
 
-export const IMAGE_COMMANDS = ["images", "image", "tag", "rmi", "load", "save", "import", "system"];
-
-export const IMAGE_USAGE = `images:
-  images [-a] [-q] [--no-trunc] [--format table|json]   list images (REPOSITORY TAG IMAGE ID CREATED SIZE)
-  image inspect IMAGE...       details as JSON
-  tag SOURCE TARGET            another name for an image
-  rmi [-f] [--no-prune] IMAGE...   untag; remove the image with its last name (refused while a
-                               container uses it, unless -f), then unused blobs and layers
-  image prune [-a] [-f]        remove untagged images (-a: every image no container uses)
-  image gc                     remove blobs and layers that no image or container uses
-  load [-i FILE] [-q]          images from a docker-archive, OCI archive or OCI layout (stdin: -)
-  save [-o FILE] [--format docker-archive|oci-archive] IMAGE...   images as an archive
-  import [-m MESSAGE] [-c CMD] TARBALL|- [REFERENCE]   a root filesystem tarball as an image
-  system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes
-  system info                  store root, storage driver (overlay, fuse-overlayfs or copy) and why
-`;
-
 /** Docker's sizes: decimal units, 4 significant digits (4.261MB). */
 export function humanSize(bytes: number): string {
   const units = ["B", "kB", "MB", "GB", "TB", "PB"];

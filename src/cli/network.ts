@@ -3,16 +3,6 @@
 import type { NetworkManager } from "../network/attach.ts";
 import { boolFlag, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
 
-export const NETWORK_USAGE = `networks:
-  network create [--subnet CIDR] [--gateway IP] [--internal] [--label K=V] NAME
-  network ls [-q]                     network inspect NAME...
-  network rm [-f] NAME...             network prune
-  network connect [--alias A] [--ip IP] NETWORK CONTAINER
-  network disconnect NETWORK CONTAINER
-  run/create: --network NAME (bridge = the default network "pivot"), -p [IP:]HOSTPORT:PORT[/udp],
-  --network-alias NAME, --ip IP
-`;
-
 const FLAGS = [
   { name: "subnet", value: true },
   { name: "gateway", value: true },

@@ -18,18 +18,7 @@ import {
   parseArgs,
   UsageError,
 } from "./args.ts";
-
-export const REGISTRY_COMMANDS = ["pull", "push", "login", "logout"] as const;
-
-export const REGISTRY_USAGE = `registries:
-  pull [--platform OS/ARCH[/VARIANT]] [-q] IMAGE      pull an image (layers in parallel, unpacked as they arrive)
-  push [-q] [--chunk-size BYTES] IMAGE [DESTINATION]  push an image from the store
-  login [-u USER] [-p PASS | --password-stdin] [REGISTRY]   check and store credentials
-  logout [REGISTRY]                                   remove stored credentials
-  registry flags: --tls-verify=false (plain HTTP / unverified TLS for this registry),
-  --authfile FILE (default ~/.config/pivot/auth.json, then ~/.docker/config.json),
-  --creds USER:PASS, --cert-dir DIR (holds HOST:PORT/ca.crt)
-`;
+import { REGISTRY_USAGE } from "./command-groups.ts";
 
 const COMMON: FlagSpec[] = [
   { name: "tls-verify", value: true },
