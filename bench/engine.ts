@@ -7,9 +7,9 @@
 // 1. cli: one container running /bin/true, interleaved (the order shuffled every round), measured
 //    by bench/measure.c (wall time; cpu and peak RSS of the command's process tree):
 //      runc      `runc run --bundle B ID` of a busybox bundle: the reference unit
-//      pivot     `pivot run --rm --network none IMAGE true` (bun bin/pivot.ts, as installed)
-//      pivot-bin the same sources compiled with `bun build --compile --bytecode` (as dist/pivot is
-//                for pivot-runtime), to show what start-up costs
+//      pivot     `pivot run --rm --network none IMAGE true` run from the sources (bun bin/pivot.ts)
+//      pivot-bin the same sources compiled by scripts/build-binary.sh (dist/pivot, what setup
+//                installs as /usr/local/bin/pivot), to show what start-up costs
 //      podman    `podman run --rm --network none` (runc, overlay, cgroupfs, file events, private
 //                --root/--runroot)
 //      ctr       `ctr run --rm` against a containerd started here (runc shim v2, overlayfs)
@@ -219,23 +219,16 @@ try {
 
   let pivotBin: string | null = null;
   if (opts.compiled) {
-    pivotBin = join(work, "pivot-bin");
-    must(BUN, [
-      "build",
-      join(REPO, "bin/pivot.ts"),
-      "--compile",
-      "--bytecode",
-      "--format=esm",
-      "--outfile",
-      pivotBin,
-    ]);
+    // What setup installs as /usr/local/bin/pivot: the multicall binary of this checkout.
+    must("bash", [join(REPO, "scripts/build-binary.sh")]);
+    pivotBin = join(REPO, "dist/pivot");
   }
   const docker = run("docker", ["info"]).status === 0;
   if (!docker) notes.push("docker: no Docker engine runs on this machine (not measured)");
 
   versions.push(
     `versions: ${version("podman", ["--version"])}; ${version("ctr", ["--version"])}; ${version("runc", ["--version"])}; ${version("crun", ["--version"])}; ${version("conmon", ["--version"])}; bun ${process.versions.bun}`,
-    `pivot: ${pivotCmd.join(" ")} in ${REPO} (${process.env.PIVOT_BENCH_COMMIT ?? version("git", ["-C", REPO, "rev-parse", "--short", "HEAD"])})${pivotBin ? "; pivot-bin: bun build --compile --bytecode bin/pivot.ts" : ""}`,
+    `pivot: ${pivotCmd.join(" ")} in ${REPO} (${process.env.PIVOT_BENCH_COMMIT ?? version("git", ["-C", REPO, "rev-parse", "--short", "HEAD"])})${pivotBin ? "; pivot-bin: dist/pivot from scripts/build-binary.sh (as installed)" : ""}`,
   );
 
   // ---------- 1. cli ----------
