@@ -22,11 +22,13 @@ export {
   renderTemplate,
 } from "./engine/listing.ts";
 export { OciRuntimeCli } from "./engine/oci-runtime.ts";
+export { parseRestartPolicy } from "./engine/restart-state.ts";
 export type {
   ContainerInfo,
   ContainerOptions,
   LogEntry,
   MountSpec,
+  RestartPolicy,
   StatsSample,
   TopResult,
   VolumeInfo,

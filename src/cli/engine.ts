@@ -3,6 +3,7 @@ import { createWriteStream, readFileSync } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
+import { parseRestartPolicy } from "../engine/restart-state.ts";
 import type { ContainerOptions, MountSpec } from "../engine/types.ts";
 import { formatError, PivotError } from "../errors.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
@@ -86,6 +87,7 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "dns-option", value: true, multiple: true },
   { name: "pull", value: true },
   { name: "runtime", value: true },
+  { name: "restart", value: true },
   { name: "dry-run" },
   { name: "trace" },
   { name: "format", value: true },
@@ -107,13 +109,15 @@ containers:
                                -w, -u, --entrypoint, --hostname, -v, --mount, --tmpfs, --read-only,
                                -l, --memory, --cpus, --pids-limit, --cap-add, --cap-drop,
                                --privileged, --security-opt, --stop-signal, --stop-timeout, --network,
-                               --init, --runtime PATH (another OCI runtime: runc, crun))
+                               --init, --runtime PATH (another OCI runtime: runc, crun),
+                               --restart no|on-failure[:MAX]|always|unless-stopped)
                                networking: --network none|host|bridge|NAME|container:NAME
                                (default none), -p [IP:][HOSTPORT:]PORT[/udp], -P (every
                                EXPOSEd port on a free host port), --ip, --network-alias,
                                --add-host NAME:IP, --dns IP, --dns-search D, --dns-option O
   create [flags] IMAGE [CMD...]  create a container without starting it
   start [-a] CONTAINER...      start containers (detached; -a: attached, waits for the exit)
+  start --all-restartable      the boot hook: start what the restart policies ask for at boot
   stop [-t SECONDS] [-s SIGNAL] CONTAINER...   stop signal, then SIGKILL after the timeout
   kill [-s SIGNAL] CONTAINER...   send a signal (default KILL)
   rm [-f] [-v] CONTAINER...    remove containers (-f: even running; -v: their anonymous volumes)
@@ -252,6 +256,8 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
       });
     o.runtime = runtime;
   }
+  const restart = flag(p, "restart");
+  if (restart !== undefined) o.restart = parseRestartPolicy(restart);
   return o;
 }
 
@@ -450,7 +456,16 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const p = parseCommand(args, [
         { name: "attach", aliases: ["a"] },
         { name: "interactive", aliases: ["i"] },
+        { name: "all-restartable" },
       ]);
+      if (boolFlag(p, "all-restartable")) {
+        // The boot hook: no daemon starts containers when the machine starts.
+        const r = await engine.startRestartable();
+        for (const id of r.started) process.stdout.write(`${id}\n`);
+        for (const f of r.failed)
+          process.stderr.write(`pivot: starting ${f.id.slice(0, 12)}: ${formatError(f.error)}\n`);
+        return r.failed.length ? 1 : 0;
+      }
       const ids = targets(p, command);
       if (boolFlag(p, "attach")) {
         if (ids.length !== 1) throw new UsageError("start -a takes one container");
@@ -717,7 +732,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       return networkCommand(engine.networks, args, (ref) => engine.resolveId(ref));
     }
     case "container-cleanup": {
-      // conmon's exit command: unmount and, for --rm containers, remove.
+      // conmon's exit command: unmount and, for --rm containers, remove; with a restart
+      // policy, restart after the backoff (this process waits for it).
       const p = parseCommand(args, [], 2);
       const runId = p.positionals[1];
       await engine.cleanup(needArg(p, "a container", command), runId ? { runId } : {});

@@ -8,6 +8,7 @@ import { procStat } from "../runtime/state.ts";
 import { type ContainerRecord, readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { OciRuntimeCli } from "./oci-runtime.ts";
+import { pendingRestart } from "./restart-state.ts";
 import type { ContainerStatus } from "./types.ts";
 
 export type Status = { status: ContainerStatus; exitCode: number | null; pid: number };
@@ -45,12 +46,22 @@ export function runtimeCommandOf(ctx: EngineContext, r: ContainerRecord): string
   return [...ctx.runtimeCommand, "--root", ctx.runtime.store.root];
 }
 
-/** The container's status, from the exit file, its monitor and the runtime. */
+/**
+ * The container's status, from the exit file, its monitor and the runtime; "restarting" while
+ * its exit hook waits to start it again, or is starting it (restart-state.ts).
+ */
 export function status(ctx: EngineContext, id: string): Status {
   const exit = ctx.containers.exitCode(id);
-  if (exit !== null) return { status: "exited", exitCode: exit, pid: 0 };
+  if (exit !== null) {
+    if (pendingRestart(ctx, id)) return { status: "restarting", exitCode: exit, pid: 0 };
+    return { status: "exited", exitCode: exit, pid: 0 };
+  }
   const rs = ctx.containers.runState(id);
-  if (!rs) return { status: "created", exitCode: null, pid: 0 };
+  if (!rs) {
+    const pending = pendingRestart(ctx, id); // a restart between its start's first steps
+    if (pending) return { status: "restarting", exitCode: pending.exitCode, pid: 0 };
+    return { status: "created", exitCode: null, pid: 0 };
+  }
   let rtStatus: string | null = null;
   try {
     rtStatus = rt(ctx, id).state(id).status;
@@ -62,7 +73,10 @@ export function status(ctx: EngineContext, id: string): Status {
     // The process has exited (or is about to be created); the monitor writes the exit file.
     return { status: "running", exitCode: null, pid: rs.pid };
   }
-  // Neither the process nor its monitor is there, and no exit code was recorded.
+  // Neither the process nor its monitor is there, and no exit code was recorded: exited, unless
+  // a restart is removing the last run's files.
+  const pending = pendingRestart(ctx, id);
+  if (pending) return { status: "restarting", exitCode: pending.exitCode, pid: 0 };
   return { status: "exited", exitCode: rs.finishedAt ? null : 255, pid: 0 };
 }
 

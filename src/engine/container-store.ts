@@ -5,6 +5,7 @@
 //   <root>/containers/<id>/exit             its exit code, written by the monitor
 //   <root>/containers/<id>/config.json      the OCI config (the directory is the bundle)
 //   <root>/containers/<id>/{upper,work,merged}, hosts, hostname, resolv.conf, ctr.log
+//   <root>/containers/<id>/restart.json, manually-stopped   restart policies (restart-state.ts)
 //   <root>/names/<name> → <id>              a symlink: created atomically, so names are unique
 //   <root>/locks/container-<id>.lock        start, cleanup and remove of one container serialized
 //   <root>/exits/<id>                       the exit code of a removed container, for `wait`

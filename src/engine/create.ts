@@ -42,6 +42,7 @@ import { mkdirInRoot, pathInRoot, readFileInRoot } from "./files.ts";
 import { addInit } from "./init.ts";
 import { inspect } from "./inspect.ts";
 import { recoverNameOwner } from "./recovery.ts";
+import { checkRestartOptions } from "./restart-state.ts";
 import type { ContainerInfo, ContainerOptions, MountSpec } from "./types.ts";
 
 /** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
@@ -49,6 +50,7 @@ export async function create(
   ctx: EngineContext,
   options: ContainerOptions,
 ): Promise<ContainerInfo> {
+  checkRestartOptions(options, ctx.conmonPath !== null);
   const id = randomBytes(32).toString("hex");
   // Under the container's lock: a directory without container.json whose lock is free was
   // left by a create that crashed (recover() cleans it).
@@ -248,6 +250,7 @@ export async function dryRun(
   options: ContainerOptions,
   attached = false,
 ): Promise<{ id: string; dir: string; spec: Spec; plan: Plan }> {
+  checkRestartOptions(options, true);
   const store = await ctx.images();
   const image = await store.resolve(options.image);
   const id = randomBytes(32).toString("hex");

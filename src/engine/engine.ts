@@ -13,6 +13,7 @@
 //   exec.ts               exec, attach, logs
 //   inspect.ts            inspect, list
 //   recovery.ts           what crashes and reboots leave behind
+//   restart.ts            restart policies: the exit hook restarts, the boot hook (restart-state.ts: rules, files)
 //   container-files.ts    cp, export, diff, commit
 //   stats.ts              top, stats
 //   prune.ts              container and volume prune, volume removal
@@ -33,6 +34,7 @@ import * as lifecycle from "./lifecycle.ts";
 import type { ReadLogsOptions } from "./monitor.ts";
 import * as pruning from "./prune.ts";
 import * as recovery from "./recovery.ts";
+import * as restarting from "./restart.ts";
 import * as starting from "./start.ts";
 import * as stats from "./stats.ts";
 import type {
@@ -179,10 +181,23 @@ export class Engine {
 
   /**
    * After the container's process has exited (conmon's exit command, or the attached monitor):
-   * the runtime's state goes, the overlay is unmounted, and --rm containers are removed.
+   * the runtime's state goes, the overlay is unmounted, and --rm containers are removed. The exit
+   * hook of a run (`runId`) of a container with a restart policy then restarts it as the policy
+   * says, after the backoff (resolving once it is started again or left exited).
    */
   cleanup(ref: string, options: { keepOnFailure?: boolean; runId?: string } = {}): Promise<void> {
+    if (options.runId !== undefined && !options.keepOnFailure)
+      return restarting.afterExit(this.ctx, ref, options.runId);
     return lifecycle.cleanup(this.ctx, ref, options);
+  }
+
+  /**
+   * The boot hook (`pivot start --all-restartable`, for a systemd unit or `@reboot`): starts the
+   * exited containers Docker's daemon would start when it starts (always; unless-stopped and
+   * on-failure unless stopped by hand, on-failure after a failure with retries left).
+   */
+  startRestartable(): Promise<{ started: string[]; failed: { id: string; error: Error }[] }> {
+    return restarting.startRestartable(this.ctx);
   }
 
   // ---- stop / kill / wait / remove ----

@@ -6,6 +6,7 @@ import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { remove } from "./lifecycle.ts";
 import { recover } from "./recovery.ts";
+import { readRestartState } from "./restart-state.ts";
 import type { ContainerInfo } from "./types.ts";
 
 export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
@@ -14,6 +15,8 @@ export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
   const r = store.load(id);
   const st = status(ctx, id);
   const rs = store.runState(id);
+  const restart = readRestartState(ctx, id);
+  const stopped = st.status === "exited" || st.status === "restarting";
   return {
     id,
     name: r.name,
@@ -24,14 +27,23 @@ export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
     options: r.options,
     state: {
       status: st.status,
-      running: st.status === "running" || st.status === "paused",
+      running: st.status === "running" || st.status === "paused" || st.status === "restarting",
+      restarting: st.status === "restarting",
       pid: st.pid,
       exitCode: st.exitCode,
       startedAt: rs?.startedAt ?? null,
-      finishedAt: st.status === "exited" ? (rs?.finishedAt ?? store.exitTime(id)) : null,
+      finishedAt: stopped
+        ? (rs?.finishedAt ?? store.exitTime(id) ?? restart.pending?.finishedAt ?? null)
+        : null,
       monitor: rs?.monitor ?? null,
       monitorPid: rs?.monitorPid ?? 0,
+      ...(restart.error ? { error: restart.error } : {}),
     },
+    restartPolicy: {
+      name: r.options.restart?.policy ?? "no",
+      maximumRetryCount: r.options.restart?.maxRetries ?? 0,
+    },
+    restartCount: restart.count,
     rootfs: {
       lowerdirs: r.overlay.lowerdirs.map((l) => (l.startsWith("/") ? l : join(r.overlay.cwd, l))),
       upperdir: r.overlay.upperdir,

@@ -5,9 +5,10 @@ import { join } from "node:path";
 import { unmountOverlay } from "../image/overlay.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { disconnectNetwork } from "./container-network.ts";
-import { releaseCgroups, rt, type Status, status } from "./container-runtime.ts";
+import { monitorAlive, releaseCgroups, rt, type Status, status } from "./container-runtime.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { markManualStop, readRestartState } from "./restart-state.ts";
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -56,7 +57,11 @@ export async function cleanupLocked(
   ctx.trace?.mark("engine: root filesystem unmounted");
 }
 
-/** Resolves with the exit code once the container has exited. */
+/**
+ * Resolves with the exit code once the container has exited. A container with a restart policy
+ * counts as exited when a run ends, restarted or not (Docker's `wait`); one waiting for its
+ * restart when the wait begins is waited for through its next run.
+ */
 export async function wait(ctx: EngineContext, ref: string, pollMs = 50): Promise<number> {
   let id: string;
   try {
@@ -67,12 +72,18 @@ export async function wait(ctx: EngineContext, ref: string, pollMs = 50): Promis
     if (code !== null) return code;
     throw err;
   }
-  for (;;) {
+  let skipRun: string | undefined;
+  for (let first = true; ; first = false) {
     let st: Status | null = null;
     try {
       st = status(ctx, id);
     } catch {}
     if (st?.status === "exited") return st.exitCode ?? 255;
+    if (st?.status === "restarting") {
+      const run = readRestartState(ctx, id).pending?.runId;
+      if (first) skipRun = run;
+      else if (run !== skipRun) return st.exitCode ?? 255;
+    }
     if (!st || !existsSync(join(ctx.containers.dir(id), "container.json"))) {
       // Removed meanwhile, by its own --rm cleanup or `rm -f`: the exit code was kept aside.
       const code = ctx.containers.removedExitCode(id);
@@ -84,15 +95,30 @@ export async function wait(ctx: EngineContext, ref: string, pollMs = 50): Promis
   }
 }
 
-/** Sends a signal to the container's init (`pivot kill`, default SIGKILL). */
+/**
+ * Sends a signal to the container's init (`pivot kill`, default SIGKILL). For a container with
+ * a restart policy it is a manual stop, as Docker's: no restart after it, and a pending one is
+ * cancelled.
+ */
 export function kill(ctx: EngineContext, ref: string, signal: string | number = "SIGKILL"): void {
   const id = ctx.containers.resolveId(ref);
-  const st = status(ctx, id);
+  const before = status(ctx, id);
+  parseSignal(signal);
+  // Before the signal, and status read again after it: a restart that got past its last check
+  // has a running process by then, which gets the signal.
+  const restartable = markManualStop(ctx, id);
+  const st = restartable ? status(ctx, id) : before;
   if (st.status !== "running" && st.status !== "paused") {
+    if (before.status === "restarting" || (restartable && exitHookPending(ctx, id))) return;
     throw new EngineError(`container ${ref} is not running`);
   }
-  parseSignal(signal);
   rt(ctx, id).kill(id, signal);
+}
+
+/** conmon is still running the exit hook of the container's last run. */
+function exitHookPending(ctx: EngineContext, id: string): boolean {
+  const rs = ctx.containers.runState(id);
+  return rs?.monitor === "conmon" && monitorAlive(rs.monitorPid, rs.monitorStart);
 }
 
 /** The stop signal, then SIGKILL to every process after `timeout` seconds (`pivot stop`). */
@@ -103,6 +129,8 @@ export async function stop(
 ): Promise<void> {
   const id = ctx.containers.resolveId(ref);
   const r = ctx.containers.load(id);
+  // First: the exit hook of this run, or a restart already waiting, will not start it again.
+  markManualStop(ctx, id, r);
   if (status(ctx, id).status !== "running" && status(ctx, id).status !== "paused") return;
   const timeout = options.timeout ?? r.options.stopTimeout ?? 10;
   try {
@@ -157,12 +185,13 @@ export async function removeLocked(
   if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
   const r = ctx.containers.load(id);
   const st = status(ctx, id);
-  if (st.status === "running" || st.status === "paused") {
+  if (st.status === "running" || st.status === "paused" || st.status === "restarting") {
     if (!options.force) {
       throw new EngineError(`cannot remove container ${r.name}: it is ${st.status}`, {
         hint: `stop it first (\`pivot stop ${r.name}\`), or use \`pivot rm -f\``,
       });
     }
+    markManualStop(ctx, id, r);
     try {
       rt(ctx, id).kill(id, "SIGKILL", true);
     } catch {}

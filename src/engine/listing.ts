@@ -103,13 +103,15 @@ export function ago(iso: string | null, now = Date.now()): string {
   return `${Math.round(h / 24)} days`;
 }
 
-/** Docker's STATUS column: Up 5 minutes, Exited (0) 2 seconds ago, Created. */
+/** Docker's STATUS column: Up 5 minutes, Exited (0) 2 seconds ago, Restarting (1) 1 second ago, Created. */
 export function statusText(c: ContainerInfo, now = Date.now()): string {
   switch (c.state.status) {
     case "running":
       return `Up ${ago(c.state.startedAt, now)}`;
     case "paused":
       return `Up ${ago(c.state.startedAt, now)} (Paused)`;
+    case "restarting":
+      return `Restarting (${c.state.exitCode ?? "?"}) ${ago(c.state.finishedAt, now)} ago`;
     case "exited":
       return `Exited (${c.state.exitCode ?? "?"}) ${ago(c.state.finishedAt, now)} ago`;
     default:

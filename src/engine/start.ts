@@ -17,14 +17,21 @@ import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, remove, wait } from "./lifecycle.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
+import { beginManualStart, exitCommand, policyOf, spawnExitCommand } from "./restart-state.ts";
 import { attachHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 
-async function prepareStart(ctx: EngineContext, id: string): Promise<ContainerRecord> {
+async function prepareStart(
+  ctx: EngineContext,
+  id: string,
+  restart = false,
+): Promise<ContainerRecord> {
   const r = ctx.containers.load(id);
   const st = status(ctx, id);
   if (st.status === "running" || st.status === "paused") {
     throw new EngineError(`container ${r.name} is already running`);
   }
+  // A start by hand, not by the restart policy: RestartCount and the manual stop are forgotten.
+  if (!restart) beginManualStart(ctx, id, r.name);
   rmSync(join(ctx.containers.dir(id), "exit"), { force: true });
   rmSync(join(ctx.containers.dir(id), "state.json"), { force: true });
   if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);
@@ -73,12 +80,17 @@ export async function startAndAttach(
   return { id, detached: false, exitCode: await wait(ctx, id) };
 }
 
-async function startLocked(
+/**
+ * Starts a container under conmon, its lock held; `restart`: by its restart policy (restart.ts),
+ * whose `beforeStart` check runs after the runtime's create and before the process is released.
+ */
+export async function startLocked(
   ctx: EngineContext,
   id: string,
   beforeStart?: () => Promise<void>,
+  restart = false,
 ): Promise<ContainerHandle> {
-  const r = await prepareStart(ctx, id);
+  const r = await prepareStart(ctx, id, restart);
   const runId = randomBytes(8).toString("hex");
   if (!ctx.conmonPath) {
     throw new EngineError("detached containers need conmon, which is not installed", {
@@ -105,16 +117,7 @@ async function startLocked(
       socketDir,
       tty: r.options.tty ?? false,
       stdin: r.options.stdin ?? false,
-      exitCommand: [
-        ...ctx.cliCommand,
-        "--root",
-        ctx.root,
-        "--run-root",
-        ctx.runRoot,
-        "container-cleanup",
-        id,
-        runId,
-      ],
+      exitCommand: exitCommand(ctx, id, runId),
     });
     const conmonPid = Number(readFileSync(conmonPidFile, "utf8").trim());
     writeJsonAtomic(join(dir, "state.json"), {
@@ -231,7 +234,9 @@ export async function startAttached(
     if (rs)
       writeJsonAtomic(join(dir, "state.json"), { ...rs, finishedAt: new Date().toISOString() });
     ctx.trace?.mark("engine: output drained, exit recorded");
-    await cleanup(ctx, id, { runId });
+    // With a restart policy, the exit hook restarts it under conmon, in a process of its own.
+    if (policyOf(r.options)) spawnExitCommand(ctx, id, runId);
+    else await cleanup(ctx, id, { runId });
     return code;
   })();
   try {

@@ -21,6 +21,17 @@ export interface MountSpec {
   tmpfsOptions?: string[];
 }
 
+/**
+ * What happens when a container's process exits (`--restart`, Docker's policies): "no" (the
+ * default), "on-failure" (a non-zero exit, at most `maxRetries` times; 0 or unset: no limit),
+ * "always" and "unless-stopped" (any exit). `pivot stop`, `kill` and `rm -f` end the restarts
+ * until the next `pivot start`. Needs conmon; not with `autoRemove`.
+ */
+export interface RestartPolicy {
+  policy: "no" | "on-failure" | "always" | "unless-stopped";
+  maxRetries?: number;
+}
+
 /** What a container is made of: the settings of `pivot create`/`pivot run`. */
 export interface ContainerOptions {
   /** Image reference or ID in the local store (busybox, localhost/busybox:test, sha256:...). */
@@ -93,9 +104,17 @@ export interface ContainerOptions {
   runtime?: string;
   /** --init: tini (Debian's tini-static) as PID 1, the command as its child. */
   init?: boolean;
+  /** --restart: restarted by its exit hook when its process exits (see RestartPolicy). */
+  restart?: RestartPolicy;
 }
 
-export type ContainerStatus = "created" | "running" | "paused" | "exited" | "removing";
+export type ContainerStatus =
+  | "created"
+  | "running"
+  | "paused"
+  | "restarting"
+  | "exited"
+  | "removing";
 
 /** What `inspect` shows. */
 export interface ContainerInfo {
@@ -109,7 +128,10 @@ export interface ContainerInfo {
   options: ContainerOptions;
   state: {
     status: ContainerStatus;
+    /** Running or paused, or restarting (between two runs, as Docker counts it). */
     running: boolean;
+    /** Exited and waiting for its restart policy's backoff, or being started again. */
+    restarting: boolean;
     pid: number;
     exitCode: number | null;
     startedAt: string | null;
@@ -117,7 +139,13 @@ export interface ContainerInfo {
     /** "conmon" for detached containers, "inline" when a pivot process waits for it. */
     monitor: "conmon" | "inline" | null;
     monitorPid: number;
+    /** Why the last restart failed (the container then stays exited). */
+    error?: string;
   };
+  /** The restart policy (Docker's HostConfig.RestartPolicy). */
+  restartPolicy: { name: RestartPolicy["policy"]; maximumRetryCount: number };
+  /** Restarts by the policy since the container was last started by hand (Docker's RestartCount). */
+  restartCount: number;
   /** The overlay root filesystem. */
   rootfs: { lowerdirs: string[]; upperdir: string; workdir: string; merged: string };
   /** Named and anonymous volumes the container uses. */
