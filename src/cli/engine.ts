@@ -1,9 +1,20 @@
 // pivot: the daemonless, Docker-style engine's command line, a thin layer over src/engine.
+import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
+import { constants } from "node:os";
+import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
 import { parseRestartPolicy } from "../engine/restart-state.ts";
+import {
+  ensurePrivateDirs,
+  isRootlessEngine,
+  rootlessPaths,
+  rootlessRunRoot,
+  runInUserNamespace,
+  userNamespaceCommand,
+} from "../engine/rootless.ts";
 import type { ContainerOptions, MountSpec } from "../engine/types.ts";
 import { formatError, PivotError } from "../errors.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
@@ -11,6 +22,7 @@ import { parsePublish } from "../network/ports.ts";
 import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
 import type { Plan } from "../runtime/plan.ts";
 import { Trace } from "../runtime/trace.ts";
+import { compiledBinary, compiledCommand } from "../util/self.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
   boolFlag,
@@ -144,6 +156,9 @@ volumes:
 ${IMAGE_USAGE}
 ${NETWORK_USAGE}
 ${REGISTRY_USAGE}
+rootless (run as a user other than root): images and containers in ~/.local/share/pivot, run
+  state in $XDG_RUNTIME_DIR/pivot, in a user namespace over your /etc/subuid range
+  unshare [CMD...]             a command (default a shell) in that user namespace
 global flags: --root DIR (default /var/lib/pivot), --run-root DIR, --debug, --trace
 `;
 
@@ -309,14 +324,16 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command || boolFlag(global, "help") ? 0 : 1;
     }
-    if (process.getuid?.() !== 0 && ROOT_COMMANDS.has(command)) {
-      throw new EngineError(
-        `pivot ${command} needs root: containers need overlay mounts, namespaces and cgroups, and the engine's state is root's`,
-        {
-          hint: "run it as root (sudo pivot ...); as a user, pivot-runtime runs rootless containers: `pivot-runtime spec --rootless` in a bundle, then `pivot-runtime run ID`",
-        },
-      );
+    // Rootless: the command runs again in a user namespace of the caller's (src/engine/rootless.ts),
+    // except those that reach into running containers' namespaces, which the plain user owns.
+    if ((process.geteuid?.() ?? 0) !== 0) {
+      const outside = OUTSIDE_USER_NAMESPACE.has(command);
+      // The namespace's needs first (subordinate ids, newuidmap), then the directories.
+      const enter = outside ? null : userNamespaceCommand([...selfCommand(), ...argv]);
+      ensurePrivateDirs(rootlessDirs(global));
+      if (enter) return await runInUserNamespace(enter);
     }
+    if (command === "unshare") return await unshareCommand(global.rest);
     const trace =
       boolFlag(global, "trace") || commandWantsTrace(command, global.rest)
         ? new Trace(mainAt)
@@ -345,36 +362,45 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Commands that touch containers, volumes or networks: root only (a user gets a hint). */
-const ROOT_COMMANDS = new Set([
-  "run",
-  "create",
-  "start",
-  "stop",
-  "restart",
-  "kill",
-  "rm",
-  "ps",
-  "logs",
-  "inspect",
-  "port",
-  "exec",
-  "wait",
-  "attach",
-  "cp",
-  "diff",
-  "export",
-  "commit",
-  "stats",
-  "top",
-  "pause",
-  "unpause",
-  "rename",
-  "container",
-  "volume",
-  "network",
-  "debug",
-]);
+/**
+ * Rootless commands that run as the plain user, outside the user namespace: each pivot command
+ * enters a namespace of its own, which has no capability over another's (a detached container's),
+ * while the user owns them all.
+ */
+const OUTSIDE_USER_NAMESPACE = new Set(["exec", "debug"]);
+
+/** The rootless engine's directories: --root and --run-root, else the per-user ones. */
+function rootlessDirs(global: Parsed): string[] {
+  const root = flag(global, "root") ?? rootlessPaths().root;
+  const runRoot =
+    flag(global, "run-root") ?? (flag(global, "root") ? join(root, "run") : rootlessRunRoot());
+  return [root, runRoot];
+}
+
+/** This program, to run again in the rootless user namespace. */
+function selfCommand(): string[] {
+  const binary = compiledBinary();
+  return binary ? [compiledCommand(binary, "pivot")] : [process.execPath, process.argv[1]!];
+}
+
+/** `pivot unshare [CMD...]`: a command (default: a shell) in the rootless user namespace. */
+async function unshareCommand(args: string[]): Promise<number> {
+  if (!isRootlessEngine()) {
+    throw new EngineError("pivot unshare is for rootless use: root needs no user namespace", {
+      hint: "run it as the user whose files under ~/.local/share/pivot you want to reach",
+    });
+  }
+  const cmd = args.length > 0 ? args : [process.env.SHELL || "/bin/sh"];
+  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: "inherit" });
+  return await new Promise<number>((res, rej) => {
+    child.on("error", (err) =>
+      rej(new EngineError(`pivot unshare: cannot run ${cmd[0]}: ${err.message}`)),
+    );
+    child.on("exit", (code, signal) =>
+      res(code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1)),
+    );
+  });
+}
 
 function needArg(p: Parsed, what: string, command: string): string {
   const v = p.positionals[0];

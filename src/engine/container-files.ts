@@ -36,6 +36,13 @@ async function rootView(
 ): Promise<{ root: string; release: () => Promise<void> }> {
   const st = status(ctx, id);
   if (withMounts && st.status !== "exited" && st.status !== "created" && st.pid > 0) {
+    // A rootless command's user namespace is a sibling of the container's monitor's: the kernel
+    // refuses it the container's /proc/PID/root (rootless.ts).
+    if (ctx.rootless) {
+      throw new EngineError("a rootless pivot cannot reach into a running container's files", {
+        hint: "stop the container first (its files are then reachable), or use `pivot exec` with tar or cat",
+      });
+    }
     return { root: `/proc/${st.pid}/root`, release: async () => {} };
   }
   const r = ctx.containers.load(id);

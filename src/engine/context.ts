@@ -12,12 +12,16 @@ import { compiledBinary, compiledCommand } from "../util/self.ts";
 import { ContainerStore } from "./container-store.ts";
 import { findConmon } from "./monitor.ts";
 import type { OciRuntimeCli } from "./oci-runtime.ts";
+import { isRootlessEngine, rootlessPaths, rootlessRunRoot } from "./rootless.ts";
 import { VolumeStore } from "./volumes.ts";
 
 export interface EngineOptions {
-  /** Image store, containers and volumes (default /var/lib/pivot). */
+  /** Image store, containers and volumes (default /var/lib/pivot; rootless ~/.local/share/pivot). */
   root?: string;
-  /** The runtime's state (default /run/pivot/runtime for the default root, else <root>/run). */
+  /**
+   * The runtime's state (default /run/pivot for the default root, else <root>/run; rootless
+   * $XDG_RUNTIME_DIR/pivot).
+   */
   runRoot?: string;
   /** The OCI runtime as a command, for conmon (default: this package's pivot-runtime). */
   runtimeCommand?: string[];
@@ -35,6 +39,8 @@ export interface EngineOptions {
 export interface EngineContext {
   readonly root: string;
   readonly runRoot: string;
+  /** Run by a user other than root, in the user namespace of rootless.ts. */
+  readonly rootless: boolean;
   readonly runtime: Runtime;
   readonly volumes: VolumeStore;
   readonly networks: NetworkManager;
@@ -62,9 +68,16 @@ function bunCommand(): string {
 }
 
 export function createContext(options: EngineOptions = {}): EngineContext {
-  const root = resolve(options.root ?? DEFAULT_STORE_ROOT);
+  // A user other than root (or root of the rootless engine's user namespace): per-user places.
+  const rootless = isRootlessEngine();
+  const root = resolve(options.root ?? (rootless ? rootlessPaths().root : DEFAULT_STORE_ROOT));
   const runRoot = resolve(
-    options.runRoot ?? (root === DEFAULT_STORE_ROOT ? "/run/pivot" : join(root, "run")),
+    options.runRoot ??
+      (options.root === undefined && rootless
+        ? rootlessRunRoot()
+        : root === DEFAULT_STORE_ROOT
+          ? "/run/pivot"
+          : join(root, "run")),
   );
   const volumes = new VolumeStore(join(root, "volumes"));
   const warn = options.warn ?? ((m) => process.stderr.write(`pivot: warning: ${m}\n`));
@@ -98,6 +111,7 @@ export function createContext(options: EngineOptions = {}): EngineContext {
   return {
     root,
     runRoot,
+    rootless,
     runtime,
     volumes,
     networks,

@@ -43,6 +43,7 @@ import { addInit } from "./init.ts";
 import { inspect } from "./inspect.ts";
 import { recoverNameOwner } from "./recovery.ts";
 import { checkRestartOptions } from "./restart-state.ts";
+import { addRootlessUserNamespace, checkRootlessOptions } from "./rootless.ts";
 import type { ContainerInfo, ContainerOptions, MountSpec } from "./types.ts";
 
 /** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
@@ -160,6 +161,7 @@ async function compose(
   volumes: ContainerRecord["volumes"];
 }> {
   const { id, dir, merged } = c;
+  if (ctx.rootless) checkRootlessOptions(options);
   const imageConfig: ImageConfig["config"] = c.image.config.config ?? {};
   const security = parseSecurityOpts(options.securityOpt ?? [], (p) => readFileSync(p, "utf8"));
   const userSpec = options.user ?? imageConfig.User;
@@ -235,6 +237,7 @@ async function compose(
     security,
   });
   if (opts.init) addInit(spec);
+  if (ctx.rootless) addRootlessUserNamespace(spec, opts.network === "host");
   // Another runtime gets a cgroup path of its own, known to `stats`.
   if (opts.runtime) spec.linux!.cgroupsPath = `/pivot-${id}`;
   return { spec, options: opts, command, volumes };

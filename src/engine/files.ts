@@ -19,7 +19,12 @@ import { lstat, mkdir, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { PivotError } from "../errors.ts";
-import { applyLayer, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from "../image/unpack.ts";
+import {
+  applyLayer,
+  overlayOpaqueXattr,
+  WHITEOUT_OPAQUE,
+  WHITEOUT_PREFIX,
+} from "../image/unpack.ts";
 
 export class FilesError extends PivotError {}
 
@@ -293,13 +298,16 @@ function hiddenByOpaque(opaque: Set<string>, upper: string, rel: string): boolea
   return false;
 }
 
-/** The opaque directories of `upper` (overlayfs's trusted.overlay.opaque=y), read with getfattr. */
+/**
+ * The opaque directories of `upper` (overlayfs's trusted.overlay.opaque=y, user.overlay.opaque
+ * rootless), read with getfattr.
+ */
 export function scanOpaque(upper: string): Promise<Set<string>> {
   return new Promise((resolve) => {
     const out = new Set<string>();
     const child = spawn(
       "getfattr",
-      ["-R", "-P", "--absolute-names", "-n", "trusted.overlay.opaque", "--", upper],
+      ["-R", "-P", "--absolute-names", "-n", overlayOpaqueXattr(), "--", upper],
       { stdio: ["ignore", "pipe", "ignore"] },
     );
     let text = "";
@@ -311,7 +319,7 @@ export function scanOpaque(upper: string): Promise<Set<string>> {
       let file: string | null = null;
       for (const line of text.split("\n")) {
         if (line.startsWith("# file: ")) file = line.slice(8);
-        else if (file && /^trusted\.overlay\.opaque="y"/.test(line)) out.add(file);
+        else if (file && line.startsWith(`${overlayOpaqueXattr()}="y"`)) out.add(file);
       }
       resolve(out);
     });

@@ -18,6 +18,7 @@ import {
   type Stats,
 } from "node:fs";
 import type { ImageConfig } from "./types.ts";
+import { overlayOpaqueXattr } from "./unpack.ts";
 
 export type EntryType =
   | "file"
@@ -214,7 +215,7 @@ export function explainLayers(
 function isOpaque(fd: number): boolean {
   const r = spawnSync(
     "getfattr",
-    ["--absolute-names", "--only-values", "-n", "trusted.overlay.opaque", "/proc/self/fd/3"],
+    ["--absolute-names", "--only-values", "-n", overlayOpaqueXattr(), "/proc/self/fd/3"],
     { stdio: ["ignore", "pipe", "ignore", fd], encoding: "utf8" },
   );
   return r.status === 0 && r.stdout.trim() === "y";

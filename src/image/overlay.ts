@@ -20,9 +20,11 @@ import { accessSync, constants, existsSync, readFileSync, realpathSync } from "n
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
+import { inUserNamespace } from "../runtime/userns.ts";
 import { OverlayError } from "./errors.ts";
 import { runHelper } from "./helpers.ts";
 import type { ImageStore, LayerRecord, StoredImage } from "./store.ts";
+import { overlayOpaqueXattr } from "./unpack.ts";
 
 /** mount(2) copies at most one page of option data. */
 export const MAX_MOUNT_OPTIONS = 4095;
@@ -74,7 +76,8 @@ export function planOverlay(
   }
   const upperdir = join(containerDir, "upper");
   const workdir = join(containerDir, "work");
-  const options = `lowerdir=${lowerdirs.join(":")},upperdir=${upperdir},workdir=${workdir}`;
+  // In a user namespace (the rootless engine) overlay keeps its attributes in user.overlay.*.
+  const options = `lowerdir=${lowerdirs.join(":")},upperdir=${upperdir},workdir=${workdir}${driver === "overlay" && inUserNamespace() ? ",userxattr" : ""}`;
   // fuse-overlayfs reads its options from argv (no page limit); copy mounts nothing.
   if (driver === "overlay" && options.length > MAX_MOUNT_OPTIONS) {
     throw new OverlayError(
@@ -304,14 +307,14 @@ async function copyRootfs(plan: OverlayPlan): Promise<void> {
 function opaqueDirs(layer: string): Set<string> {
   const r = spawnSync(
     "getfattr",
-    ["-R", "-h", "--absolute-names", "-n", "trusted.overlay.opaque", "--", layer],
+    ["-R", "-h", "--absolute-names", "-n", overlayOpaqueXattr(), "--", layer],
     { encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "ignore"] },
   );
   const out = new Set<string>();
   let file: string | null = null;
   for (const line of (r.stdout ?? "").split("\n")) {
     if (line.startsWith("# file: ")) file = line.slice(8);
-    else if (file !== null && /^trusted\.overlay\.opaque="y"/.test(line)) {
+    else if (file !== null && line.startsWith(`${overlayOpaqueXattr()}="y"`)) {
       if (file.startsWith(`${layer}/`)) out.add(file.slice(layer.length + 1));
       file = null;
     }

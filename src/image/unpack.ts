@@ -31,6 +31,7 @@ import {
 import { basename, dirname, join } from "node:path";
 import { pipeline, type Readable, type Transform } from "node:stream";
 import * as zlib from "node:zlib";
+import { inUserNamespace, overlayXattrPrefix } from "../runtime/userns.ts";
 import { Digester } from "./digest.ts";
 import { DigestMismatchError, ImageError, LayerUnpackError } from "./errors.ts";
 import { lsetxattr, mknod } from "./helpers.ts";
@@ -39,6 +40,11 @@ import { type TarEntry, TarFormatError, TarReader } from "./tar.ts";
 export const WHITEOUT_PREFIX = ".wh.";
 export const WHITEOUT_OPAQUE = ".wh..wh..opq";
 export const OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque";
+
+/** The opaque marker's name here: trusted.overlay.opaque for root, user.* rootless (userns.ts). */
+export function overlayOpaqueXattr(): string {
+  return `${overlayXattrPrefix()}opaque`;
+}
 
 export type Compression = "gzip" | "zstd" | "none";
 
@@ -175,6 +181,17 @@ export async function applyLayer(
         applier?.currentEntry,
         `${compression} stream is corrupt or truncated (${err.message})`,
         { cause: e },
+      );
+    }
+    // In a user namespace (rootless), an owner the namespace does not map cannot be set.
+    if (err.code === "EINVAL" && err.syscall?.endsWith("chown") && inUserNamespace()) {
+      throw fail(
+        applier?.currentEntry,
+        "its owner is beyond the ids this user namespace maps (root and your /etc/subuid range)",
+        {
+          hint: "as root, give the user a larger range in /etc/subuid and /etc/subgid (65536 ids cover most images)",
+          cause: e,
+        },
       );
     }
     if (err.code === "ENOSPC") {
@@ -381,7 +398,7 @@ class Applier {
     if (name.startsWith(WHITEOUT_PREFIX)) {
       await this.ensureParents(rel);
       if (name === WHITEOUT_OPAQUE) {
-        await lsetxattr(this.abs(parent), OVERLAY_OPAQUE_XATTR, Buffer.from("y"));
+        await lsetxattr(this.abs(parent), overlayOpaqueXattr(), Buffer.from("y"));
         return;
       }
       if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return; // aufs metadata
@@ -472,6 +489,9 @@ class Applier {
       case "chardev":
       case "blockdev":
       case "fifo":
+        // In a user namespace (rootless) the kernel refuses device nodes: they are left out,
+        // as podman does; a container gets its /dev from the runtime anyway.
+        if (entry.type !== "fifo" && inUserNamespace()) return;
         await mknod(
           path,
           entry.type === "fifo" ? "p" : entry.type === "chardev" ? "c" : "b",

@@ -53,6 +53,7 @@ import {
   checkIdMapHelpers,
   currentCaller,
   defaultStateRoot,
+  inUserNamespace,
   isRootless,
   undelegatedCgroupDirs,
   writeIdMaps,
@@ -231,8 +232,10 @@ export class Runtime {
       throw new ConfigError("process", "is missing; the container needs a process to run");
     let cgroup = Cgroup.forContainer(spec.linux?.cgroupsPath ?? `pivot-${id}`, hostCgroups());
     const caller = currentCaller();
-    // Rootless: cgroups only where they are delegated to the caller, else none (as runc).
-    const undelegated = isRootless(caller) ? undelegatedCgroupDirs(cgroup.paths) : [];
+    // Rootless: cgroups only where they are delegated to the caller, else none (as runc). Root of a
+    // user namespace (the rootless engine's) has no more say over the host's cgroups than its user.
+    const unprivileged = isRootless(caller) || inUserNamespace();
+    const undelegated = unprivileged ? undelegatedCgroupDirs(cgroup.paths) : [];
     if (undelegated.length > 0) cgroup = new Cgroup({});
     const cgroupJoin = cgroup.joinPlan();
     this.trace?.mark("cgroup hierarchies found, paths resolved");
@@ -257,12 +260,12 @@ export class Runtime {
     }
     if (undelegated.length > 0) {
       plan.warnings.push(
-        `cgroups: ${undelegated[0]} is not writable by uid ${caller.uid} (not delegated): the container runs without a cgroup of its own, so ${spec.linux?.resources ? "linux.resources are not applied and " : ""}pause, stats, update and kill --all do not work`,
+        `cgroups: ${undelegated[0]} is not writable by ${isRootless(caller) ? `uid ${caller.uid}` : "root of this user namespace"} (not delegated): the container runs without a cgroup of its own, so ${spec.linux?.resources ? "linux.resources are not applied and " : ""}pause, stats, update and kill --all do not work`,
       );
     }
     // cgroup v2 device rules: an eBPF program, attached by the launcher before anything joins
     // the cgroup (the first step). Rootless callers cannot load one (it needs CAP_SYS_ADMIN).
-    const filter = isRootless(caller)
+    const filter = unprivileged
       ? null
       : cgroup.deviceFilter(spec.linux?.resources, spec.linux?.devices ?? []);
     if (filter) plan.steps.unshift(deviceFilterStep(filter));
@@ -465,10 +468,13 @@ export class Runtime {
     // kill of an exited process as done.
     const notRunning = () => new PivotError(`cannot kill container "${id}": container not running`);
     if (status === "stopped" && !all) throw notRunning();
-    if (all) {
+    // Without a cgroup (rootless, not delegated) the init is all that can be named: with a PID
+    // namespace of its own, SIGKILL to it ends every process in it.
+    if (all && Object.keys(record.cgroupPaths).length > 0) {
       new Cgroup(record.cgroupPaths).signalAll(sig);
       return;
     }
+    if (all && status === "stopped") return;
     // A container still being created has no pid yet: kill(0) would signal our own process group.
     if (record.pid <= 0) throw notRunning();
     try {
@@ -658,10 +664,13 @@ export class Runtime {
 function cgroupMountSources(cgroup: Cgroup): CgroupMountSource[] | undefined {
   const host = hostCgroups();
   if (host.mode === "v2") return undefined;
-  return host.hierarchies.map((h) => ({
-    name: h.version === 2 ? "unified" : h.mountPoint.split("/").pop()!,
-    hostPath: cgroup.paths[h.name]!,
-  }));
+  // A container without a cgroup (rootless, not delegated) gets the tmpfs alone.
+  return host.hierarchies
+    .filter((h) => cgroup.paths[h.name] !== undefined)
+    .map((h) => ({
+      name: h.version === 2 ? "unified" : h.mountPoint.split("/").pop()!,
+      hostPath: cgroup.paths[h.name]!,
+    }));
 }
 
 /** Whether the user namespace of a process denies setgroups (/proc/PID/setgroups). */

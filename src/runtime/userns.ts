@@ -263,3 +263,56 @@ export function undelegatedCgroupDirs(paths: Record<string, string>): string[] {
   }
   return out;
 }
+
+/** One line of /proc/PID/uid_map or gid_map: ids [inner, inner+count) are [outer, outer+count) outside. */
+export interface IdMapLine {
+  inner: number;
+  outer: number;
+  count: number;
+}
+
+export function parseIdMap(text: string): IdMapLine[] {
+  const out: IdMapLine[] = [];
+  for (const line of text.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length !== 3 || !f.every((x) => /^\d+$/.test(x))) continue;
+    out.push({ inner: Number(f[0]), outer: Number(f[1]), count: Number(f[2]) });
+  }
+  return out;
+}
+
+/** The initial user namespace's map: every id is itself. */
+function isInitialMap(map: readonly IdMapLine[]): boolean {
+  return (
+    map.length === 1 && map[0]!.inner === 0 && map[0]!.outer === 0 && map[0]!.count === 4294967295
+  );
+}
+
+let userNamespaceCache: boolean | undefined;
+
+/**
+ * Whether this process is in a user namespace other than the host's (its uid_map is not the
+ * identity over every id): root there has no capability over the host's cgroups, trusted.*
+ * xattrs or device numbers, whatever its uid says.
+ */
+export function inUserNamespace(): boolean {
+  if (userNamespaceCache === undefined) {
+    try {
+      userNamespaceCache = !isInitialMap(parseIdMap(readFileSync("/proc/self/uid_map", "utf8")));
+    } catch {
+      userNamespaceCache = false;
+    }
+  }
+  return userNamespaceCache;
+}
+
+/**
+ * The xattr prefix of overlayfs's own attributes (opaque directories): `trusted.overlay.` for the
+ * host's root; `user.overlay.` for anyone else, who cannot set trusted.* — in a user namespace
+ * overlay is mounted with `userxattr` (Linux 5.11+) and reads them there.
+ */
+export function overlayXattrPrefix(): "trusted.overlay." | "user.overlay." {
+  return (process.geteuid?.() ?? 0) !== 0 || inUserNamespace()
+    ? "user.overlay."
+    : "trusted.overlay.";
+}

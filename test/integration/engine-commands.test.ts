@@ -367,14 +367,12 @@ describe.skipIf(!isRoot || !hasConmon)("pivot: more commands", () => {
     ]);
     expect(pivot(["rm", "-v", "vuser"]).status).toBe(0);
     expect(pivot(["volume", "rm", "busy"]).status).toBe(0);
-    // No privilege.
+    // A user without subordinate ids: the rootless engine says what to add (engine-rootless.test.ts).
     const user = pivot(["ps"], { uid: 65534 });
     expect(user.status).toBe(125);
     expect(lines(user.stderr)).toEqual([
-      expect.stringMatching(/^pivot: pivot ps needs root: /),
-      expect.stringMatching(
-        /^ {2}hint: run it as root \(sudo pivot \.\.\.\); as a user, pivot-runtime runs rootless containers/,
-      ),
+      expect.stringMatching(/^pivot: \/etc\/subuid has no range for nobody: /),
+      expect.stringMatching(/^ {2}hint: as root: usermod --add-subuids 100000-165535 /),
     ]);
     // --debug: the stack too.
     const dbg = pivot(["--debug", "run", "--pull", "never", "--rm", "localhost/nothere:1", "true"]);

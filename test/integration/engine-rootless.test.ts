@@ -1,0 +1,426 @@
+// The rootless engine (issue #7): `pivot` as an ordinary user, in a user namespace mapping it to
+// root and its /etc/subuid range to 1..65536. A throwaway user is made for these tests (useradd,
+// a subordinate range no one else has) and removed afterwards with everything it left, even
+// when a test fails. The commands run through setpriv with a clean environment: HOME and
+// XDG_RUNTIME_DIR are private directories the test makes (no logind here).
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
+import { BUN, PIVOT_CLI, pivotCli } from "../helpers.ts";
+
+if (process.getuid?.() !== 0)
+  throw new Error("the rootless engine tests make a user and run real containers: they need root");
+
+const IMAGE = "localhost/rootless:test";
+const COUNT = 65536;
+const user = `pivrl${process.pid % 100000}`;
+const bare = `pivnr${process.pid % 100000}`; // a user without subordinate ids
+let uid = -1;
+let gid = -1;
+let sub = -1;
+let work: string;
+let home: string;
+let xdg: string;
+let rootStore: string;
+let counter = 0;
+
+const sh = (cmd: string, args: string[]) => {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+};
+
+/** The first range of COUNT ids from 200000 up that no line of /etc/subuid or subgid touches. */
+function freeRange(): number {
+  const taken: [number, number][] = [];
+  for (const f of ["/etc/subuid", "/etc/subgid"]) {
+    for (const line of (existsSync(f) ? readFileSync(f, "utf8") : "").split("\n")) {
+      const [, s, c] = line.split(":");
+      if (s && c) taken.push([Number(s), Number(s) + Number(c)]);
+    }
+  }
+  for (let start = 200000; ; start += COUNT) {
+    if (!taken.some(([a, b]) => start < b && start + COUNT > a)) return start;
+  }
+}
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), "pivot-rootless-"));
+  chmodSync(work, 0o711); // the user reaches its own directories in it, nothing else
+  sub = freeRange();
+  sh("useradd", ["--system", "--no-create-home", "--user-group", "-s", "/bin/false", user]);
+  sh("usermod", ["--add-subuids", `${sub}-${sub + COUNT - 1}`, user]);
+  sh("usermod", ["--add-subgids", `${sub}-${sub + COUNT - 1}`, user]);
+  uid = Number(sh("id", ["-u", user]).trim());
+  gid = Number(sh("id", ["-g", user]).trim());
+  home = join(work, "home");
+  xdg = join(work, "xdg");
+  for (const d of [home, xdg, join(work, "data")]) {
+    mkdirSync(d, { mode: 0o700 });
+    chownSync(d, uid, gid);
+  }
+  // The image: busybox plus /owned, a directory and a file of uid/gid 1000, and a file of the
+  // highest id the namespace maps.
+  const tar = join(work, "rootfs.tar");
+  makeBusyboxTar(tar, (rootfs) => {
+    mkdirSync(join(rootfs, "owned"));
+    writeFileSync(join(rootfs, "owned/f"), "a thousand\n");
+    writeFileSync(join(rootfs, "owned/top"), "the last id\n");
+    chownSync(join(rootfs, "owned"), 1000, 1000);
+    chownSync(join(rootfs, "owned/f"), 1000, 1000);
+    chownSync(join(rootfs, "owned/top"), COUNT, COUNT);
+  });
+  chmodSync(tar, 0o644);
+  const beyond = join(work, "beyond.tar");
+  makeBusyboxTar(beyond, (rootfs) => {
+    writeFileSync(join(rootfs, "far"), "");
+    chownSync(join(rootfs, "far"), COUNT + 1, 0);
+  });
+  chmodSync(beyond, 0o644);
+  // Root's own engine state beside it, which the user must not reach.
+  rootStore = mkdtempSync(join(tmpdir(), "pivot-rootless-root-"));
+  const imported = pivotCli(rootStore, ["import", tar, "localhost/root-only"]);
+  if (imported.status !== 0) throw new Error(`root's import failed: ${imported.stderr}`);
+}, 120_000);
+
+afterAll(() => {
+  // Everything the user runs, by pid (its containers, conmon, cleanup hooks), then its files.
+  for (let i = 0; i < 20 && userPids().length > 0; i++) {
+    for (const pid of userPids()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    Bun.sleepSync(100);
+  }
+  if (work) {
+    for (const m of mountsUnder(work).reverse()) spawnSync("umount", ["-l", m]);
+    rmSync(work, { recursive: true, force: true });
+  }
+  if (rootStore) rmSync(rootStore, { recursive: true, force: true });
+  if (sub > 0) {
+    spawnSync("usermod", [
+      "--del-subuids",
+      `${sub}-${sub + COUNT - 1}`,
+      "--del-subgids",
+      `${sub}-${sub + COUNT - 1}`,
+      user,
+    ]);
+  }
+  for (const u of [user, bare]) {
+    spawnSync("userdel", [u]);
+    spawnSync("groupdel", [u]);
+  }
+}, 60_000);
+
+/** Pids of the test user's processes (ps; zombies included, they go with their parent). */
+function userPids(): number[] {
+  if (uid < 0) return [];
+  const r = spawnSync("ps", ["-o", "pid=", "-u", String(uid)], { encoding: "utf8" });
+  return r.stdout
+    .split("\n")
+    .map((s) => Number(s.trim()))
+    .filter((n) => n > 0);
+}
+
+interface Result {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `pivot ARGS` as USER with a clean environment (HOME, XDG_RUNTIME_DIR, PATH only). Output goes
+ * through files: a detached container's monitor would hold a pipe open for its whole life.
+ */
+function asUser(
+  args: string[],
+  options: { who?: string; env?: Record<string, string | undefined> } = {},
+): Result {
+  const out = join(work, `out-${++counter}`);
+  const fd = openSync(out, "w");
+  const errFd = openSync(`${out}.err`, "w");
+  const env = {
+    HOME: home,
+    XDG_RUNTIME_DIR: xdg,
+    PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+    ...options.env,
+  };
+  const who = options.who ?? user;
+  const r = spawnSync(
+    "setpriv",
+    [
+      `--reuid=${who}`,
+      `--regid=${who}`,
+      "--init-groups",
+      "env",
+      "-i",
+      ...Object.entries(env)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${k}=${v}`),
+      BUN,
+      PIVOT_CLI,
+      ...args,
+    ],
+    { stdio: ["ignore", fd, errFd], timeout: 60_000, cwd: work },
+  );
+  closeSync(fd);
+  closeSync(errFd);
+  const result = {
+    status: r.status ?? -1,
+    stdout: readFileSync(out, "utf8"),
+    stderr: readFileSync(`${out}.err`, "utf8"),
+  };
+  rmSync(out);
+  rmSync(`${out}.err`);
+  return result;
+}
+
+function ok(args: string[]): string {
+  const r = asUser(args);
+  if (r.status !== 0) throw new Error(`pivot ${args.join(" ")}: exit ${r.status}\n${r.stderr}`);
+  return r.stdout;
+}
+
+const store = () => join(home, ".local/share/pivot");
+const runRoot = () => join(xdg, "pivot");
+
+/** /proc/PID/status's Uid: or Gid: line as its four ids. */
+function statusIds(pid: number, field: "Uid" | "Gid"): number[] {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`${field}:`))!;
+  return line.split(/\s+/).slice(1, 5).map(Number);
+}
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+describe("rootless engine", () => {
+  // Whatever a failed test left running goes before the next one.
+  afterEach(() => {
+    if (!existsSync(store())) return;
+    const ids = asUser(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
+    if (ids.length > 0) asUser(["rm", "-f", ...ids]);
+  }, 60_000);
+
+  test("pivot import as the user: the store is in ~/.local/share/pivot, owners shifted into the user's subordinate ids", () => {
+    ok(["import", join(work, "rootfs.tar"), IMAGE]);
+    expect(ok(["images"])).toContain("localhost/rootless");
+    expect(statSync(store()).uid).toBe(uid);
+    expect(statSync(store()).mode & 0o777).toBe(0o700);
+    const layers = join(store(), "layers/sha256");
+    const layer = readdirSync(layers).find((d) => !d.startsWith("."))!;
+    const diff = join(layers, layer, "diff");
+    // Container root is the user; container uid N > 0 is host uid SUB+N-1.
+    expect(statSync(join(diff, "bin")).uid).toBe(uid);
+    expect(statSync(join(diff, "owned/f")).uid).toBe(sub + 999);
+    expect(statSync(join(diff, "owned/f")).gid).toBe(sub + 999);
+    expect(statSync(join(diff, "owned/top")).uid).toBe(sub + COUNT - 1);
+    // pivot unshare: the user's view in the namespace, the image's own owners.
+    const r = asUser(["unshare", "stat", "-c", "%u:%g", join(diff, "owned/f")]);
+    expect(r.stdout.trim()).toBe("1000:1000");
+  });
+
+  test("pivot run --rm: uid 0 inside, the image's owners, a nested user namespace; the cgroup warning; nothing left", () => {
+    const r = asUser([
+      "run",
+      "--rm",
+      IMAGE,
+      "sh",
+      "-c",
+      "id -u; id -g; cat /proc/self/uid_map; stat -c %u:%g /owned/f /owned/top; touch /owned/new && stat -c %u /owned/new",
+    ]);
+    expect(r.status).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines.slice(0, 2)).toEqual(["0", "0"]);
+    expect(lines[2]!.trim().split(/\s+/)).toEqual(["0", "0", "1"]);
+    expect(lines[3]!.trim().split(/\s+/)).toEqual(["1", "1", String(COUNT)]);
+    expect(lines.slice(4)).toEqual(["1000:1000", `${COUNT}:${COUNT}`, "0"]);
+    expect(r.stderr).toContain("not delegated");
+    expect(readdirSync(join(store(), "containers"))).toEqual([]);
+    expect(readdirSync(join(runRoot(), "runtime")).filter((d) => d !== "@seccomp")).toEqual([]);
+    expect(mountsUnder(work)).toEqual([]);
+  });
+
+  test("detached: the process is the user outside, a bind-mounted directory gets the user's files; ps, exec, logs, stop, rm; nothing leaks", async () => {
+    const data = join(work, "data");
+    const id = ok([
+      "run",
+      "-d",
+      "--name",
+      "sleeper",
+      "-v",
+      `${data}:/data`,
+      IMAGE,
+      "sh",
+      "-c",
+      "touch /data/made-inside; mkdir /data/dir; echo started; exec sleep 600",
+    ]).trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const info = JSON.parse(ok(["inspect", "sleeper"]));
+    const pid = (Array.isArray(info) ? info[0] : info).state.pid as number;
+    expect(pid).toBeGreaterThan(0);
+    await until("the bind-mounted file", () => existsSync(join(data, "dir")));
+    // From the host: the container's root is the user, all four ids.
+    expect(statusIds(pid, "Uid")).toEqual([uid, uid, uid, uid]);
+    expect(statusIds(pid, "Gid")).toEqual([gid, gid, gid, gid]);
+    expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")).toEqual(["sleep", "600", ""]);
+    for (const f of ["made-inside", "dir"]) {
+      expect(statSync(join(data, f)).uid).toBe(uid);
+      expect(statSync(join(data, f)).gid).toBe(gid);
+    }
+    // The overlay is mounted in the namespaces of the container and its monitor, not the host's.
+    expect(mountsUnder(work)).toEqual([]);
+
+    const ps = ok(["ps"]);
+    expect(ps).toContain("sleeper");
+    expect(ps).toContain("Up ");
+    const exec = asUser(["exec", "sleeper", "sh", "-c", "id -u; stat -c %u /owned/f"]);
+    expect(exec.status).toBe(0);
+    expect(exec.stdout.trim().split("\n")).toEqual(["0", "1000"]);
+    expect(ok(["logs", "sleeper"])).toContain("started");
+    // Its files are in its monitor's namespaces, out of this command's reach: said, not garbled.
+    const cp = asUser(["cp", "sleeper:/etc/passwd", "-"]);
+    expect(cp.status).toBe(125);
+    expect(cp.stderr).toContain("cannot reach into a running container's files");
+    expect(cp.stderr).toContain("hint: stop the container first");
+
+    ok(["stop", "-t", "1", "sleeper"]);
+    expect(ok(["ps", "-a"])).toMatch(/sleeper/);
+    expect(ok(["ps", "-a", "--format", "{{.Status}}"])).toMatch(/^Exited \(137\)/);
+    ok(["rm", "sleeper"]);
+    expect(ok(["ps", "-aq"]).trim()).toBe("");
+    // conmon's exit hook may still be finishing: then nothing of the user runs.
+    await until("the user's processes to end", () => userPids().length === 0);
+    expect(readdirSync(join(store(), "containers"))).toEqual([]);
+    expect(readdirSync(join(runRoot(), "runtime")).filter((d) => d !== "@seccomp")).toEqual([]);
+    expect(mountsUnder(work)).toEqual([]);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+  });
+
+  test("rm -f of a running container, diff and commit as the user", async () => {
+    ok([
+      "run",
+      "--name",
+      "changer",
+      IMAGE,
+      "sh",
+      "-c",
+      "rm -rf /owned; mkdir /owned; echo new > /owned/only; rm /bin/vi",
+    ]);
+    const diff = ok(["diff", "changer"]);
+    expect(diff).toContain("D /bin/vi");
+    expect(diff).toContain("A /owned/only");
+    ok(["commit", "changer", "localhost/rootless:changed"]);
+    // The committed layer's opaque /owned hides the image's files (user.overlay.opaque).
+    const r = asUser([
+      "run",
+      "--rm",
+      "localhost/rootless:changed",
+      "sh",
+      "-c",
+      "ls /owned; ls /bin/vi || true",
+    ]);
+    expect(r.stdout.trim().split("\n")[0]).toBe("only");
+    expect(r.stderr).toContain("/bin/vi");
+    ok(["rm", "changer"]);
+    ok(["run", "-d", "--name", "doomed", IMAGE, "sleep", "600"]);
+    ok(["rm", "-f", "doomed"]);
+    ok(["rmi", "localhost/rootless:changed"]);
+    expect(ok(["ps", "-aq"]).trim()).toBe("");
+    await until("the user's processes to end", () => userPids().length === 0);
+    expect(mountsUnder(work)).toEqual([]);
+  });
+
+  test("what a rootless container cannot have is refused, with what to do", () => {
+    const cases: [string[], string, string][] = [
+      [["-p", "8080:80"], "-p/--publish needs a network", "root"],
+      [["--network", "bridge"], "cannot join a network", "--network none"],
+      [["--network", "container:x"], "not supported rootless", "--network none"],
+      [["--memory", "64m"], "resource limits need a cgroup", "delegate"],
+      [["--pids-limit", "10"], "--pids-limit", "delegate"],
+    ];
+    for (const [flags, message, hint] of cases) {
+      const r = asUser(["run", "--rm", ...flags, IMAGE, "true"]);
+      expect(r.status).toBe(125);
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).toMatch(new RegExp(`hint: .*${hint.replace(/[-/]/g, "\\$&")}`));
+    }
+    expect(readdirSync(join(store(), "containers"))).toEqual([]);
+  });
+
+  test("--network host works rootless (the host's /sys bound read-only)", () => {
+    const r = asUser(["run", "--rm", "--network", "host", IMAGE, "sh", "-c", "ls /sys/class/net"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("lo");
+  });
+
+  test("errors people can act on: no /etc/subuid range, an owner beyond it, XDG_RUNTIME_DIR unset", () => {
+    sh("useradd", ["--system", "--no-create-home", "--user-group", "-s", "/bin/false", bare]);
+    const noRange = asUser(["images"], { who: bare, env: { HOME: join(work, "bare-home") } });
+    expect(noRange.status).toBe(125);
+    expect(noRange.stderr).toContain(`/etc/subuid has no range for ${bare}`);
+    expect(noRange.stderr).toContain(
+      `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${bare}`,
+    );
+    const beyond = asUser(["import", join(work, "beyond.tar"), "localhost/beyond"]);
+    expect(beyond.status).toBe(125);
+    expect(beyond.stderr).toContain(
+      'entry "./far": its owner is beyond the ids this user namespace maps',
+    );
+    expect(beyond.stderr).toContain("hint: as root, give the user a larger range in /etc/subuid");
+    const noXdg = asUser(["ps"], { env: { XDG_RUNTIME_DIR: undefined } });
+    expect(noXdg.status).toBe(125);
+    expect(noXdg.stderr).toContain("XDG_RUNTIME_DIR is not set");
+    expect(noXdg.stderr).toContain("hint: set it");
+  });
+
+  test("the user never reaches root's engine state, nor the other way round", () => {
+    for (const args of [
+      ["--root", rootStore, "images"],
+      ["--root", rootStore, "ps", "-a"],
+      ["--root", rootStore, "exec", "x", "true"],
+    ]) {
+      const r = asUser(args);
+      expect(r.status).toBe(125);
+      expect(r.stderr).toContain(`${rootStore} belongs to uid 0, not to you`);
+    }
+    // Root's store is root's only (0700), and untouched: the user's image is not in it.
+    expect(statSync(rootStore).mode & 0o777).toBe(0o700);
+    const images = pivotCli(rootStore, ["images"]).stdout;
+    expect(images).toContain("localhost/root-only");
+    expect(images).not.toContain("localhost/rootless");
+    // And the user's store has no image of root's.
+    expect(ok(["images"])).not.toContain("root-only");
+  });
+
+  test("pivot unshare removes the user's whole store (files of subordinate ids) without root", () => {
+    ok(["rmi", IMAGE]);
+    ok(["unshare", "rm", "-rf", store(), runRoot()]);
+    expect(existsSync(store())).toBe(false);
+    expect(existsSync(runRoot())).toBe(false);
+    expect(userPids()).toEqual([]);
+  });
+});
