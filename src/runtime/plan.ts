@@ -252,8 +252,8 @@ function envValue(env: readonly string[], name: string): string | undefined {
   return undefined;
 }
 
-function joinInRoot(dest: string): string {
-  // Destinations are absolute inside the container; normalise away "." and "..", never above "/".
+/** A destination inside the container, absolute and normalised: no "." or "..", never above "/". */
+export function joinInRoot(dest: string): string {
   const parts: string[] = [];
   for (const part of dest.split("/")) {
     if (part === "" || part === ".") continue;
@@ -268,7 +268,8 @@ function hookArgs(hook: Hook): Arg[] {
   return [hook.timeout ?? 0, hook.path, args.length, ...args, ...(hook.env ?? [])];
 }
 
-function resolveSource(source: string, bundle: string): string {
+/** A mount source as the host sees it: relative sources are relative to the bundle. */
+export function resolveSource(source: string, bundle: string): string {
   return source.startsWith("/") ? source : `${bundle.replace(/\/$/, "")}/${source}`;
 }
 

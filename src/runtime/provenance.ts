@@ -10,7 +10,7 @@ import {
   overlayDirs,
   type Propagation,
 } from "./mountinfo.ts";
-import { DEFAULT_DEVICES } from "./plan.ts";
+import { DEFAULT_DEVICES, joinInRoot, resolveSource } from "./plan.ts";
 
 export type OriginKind =
   | "rootfs"
@@ -77,23 +77,9 @@ export interface MountReport {
   hostOnly: MountInfo[];
 }
 
-function normalize(dest: string): string {
-  const parts: string[] = [];
-  for (const part of dest.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") parts.pop();
-    else parts.push(part);
-  }
-  return `/${parts.join("/")}`;
-}
-
 function isBind(m: Mount): boolean {
   const opts = m.options ?? [];
   return m.type === "bind" || opts.includes("bind") || opts.includes("rbind");
-}
-
-function resolveSource(source: string, bundle: string): string {
-  return source.startsWith("/") ? source : `${bundle.replace(/\/$/, "")}/${source}`;
 }
 
 /** The runtime-level description of config.json's mounts[index]. */
@@ -162,7 +148,7 @@ export function explainMounts(mounts: readonly MountInfo[], ctx: ProvenanceConte
   const cgroupDests: { dest: string; index: number }[] = [];
   const recursiveBinds: { dest: string; index: number; source: string }[] = [];
   specMounts.forEach((m, i) => {
-    const dest = normalize(m.destination);
+    const dest = joinInRoot(m.destination);
     const base = configMountOrigin(m, i, ctx.bundle);
     const origin = ctx.describeMount ? ctx.describeMount(m, i, base) : base;
     if (m.type === "cgroup" && !isBind(m)) cgroupDests.push({ dest, index: i });
@@ -180,7 +166,7 @@ export function explainMounts(mounts: readonly MountInfo[], ctx: ProvenanceConte
       })),
     ];
     for (const d of devices) {
-      claim(normalize(d.path), {
+      claim(joinInRoot(d.path), {
         origin: {
           kind: "device",
           path: d.path,
@@ -191,12 +177,12 @@ export function explainMounts(mounts: readonly MountInfo[], ctx: ProvenanceConte
     }
   }
   for (const p of ctx.spec.linux?.maskedPaths ?? []) {
-    claim(normalize(p), {
+    claim(joinInRoot(p), {
       origin: { kind: "masked", path: p, text: `masked path ${p} (linux.maskedPaths)` },
     });
   }
   for (const p of ctx.spec.linux?.readonlyPaths ?? []) {
-    claim(normalize(p), {
+    claim(joinInRoot(p), {
       origin: {
         kind: "readonly",
         path: p,
