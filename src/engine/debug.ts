@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import {
   explainLayers,
+  fileType,
   type LayerEntry,
   type LayersExplained,
   layerHistory,
@@ -221,21 +222,6 @@ export async function explainPath(engine: Engine, ref: string, path: string): Pr
   const r = resolveInRoot(`/proc/${c.pid}/root`, path.startsWith("/") ? path : `/${path}`);
   const mount = mountOfPath(report.mounts, r.path) as ExplainedMount;
   const st = r.stat;
-  const type = !st
-    ? ""
-    : st.isDirectory()
-      ? "directory"
-      : st.isSymbolicLink()
-        ? "symlink"
-        : st.isCharacterDevice()
-          ? "char-device"
-          : st.isBlockDevice()
-            ? "block-device"
-            : st.isFIFO()
-              ? "fifo"
-              : st.isSocket()
-                ? "socket"
-                : "file";
   const out: PathReport = {
     container: { id: c.info.id, name: c.info.name, pid: c.pid },
     asked: path,
@@ -245,7 +231,7 @@ export async function explainPath(engine: Engine, ref: string, path: string): Pr
     symlinks: r.symlinks,
     effective: st
       ? {
-          type,
+          type: fileType(st),
           mode: (st.mode & 0o7777).toString(8).padStart(4, "0"),
           uid: st.uid,
           gid: st.gid,

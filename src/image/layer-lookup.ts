@@ -67,15 +67,14 @@ export interface LayersExplained {
   removedBy: number;
 }
 
-export function entryFromStats(st: Stats): LayerEntry {
-  const type: EntryType = st.isDirectory()
+/** The type of a file from its (l)stat: "file", "directory", "symlink", "char-device", … */
+export function fileType(st: Stats): Exclude<EntryType, "whiteout"> {
+  return st.isDirectory()
     ? "directory"
     : st.isSymbolicLink()
       ? "symlink"
       : st.isCharacterDevice()
-        ? st.rdev === 0
-          ? "whiteout"
-          : "char-device"
+        ? "char-device"
         : st.isBlockDevice()
           ? "block-device"
           : st.isFIFO()
@@ -83,6 +82,11 @@ export function entryFromStats(st: Stats): LayerEntry {
             : st.isSocket()
               ? "socket"
               : "file";
+}
+
+export function entryFromStats(st: Stats): LayerEntry {
+  // In a layer, a 0/0 character device is a whiteout.
+  const type: EntryType = st.isCharacterDevice() && st.rdev === 0 ? "whiteout" : fileType(st);
   return { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size };
 }
 
