@@ -3,7 +3,12 @@
 // is passed in, so they are unit-tested without containers.
 import { PivotError } from "../errors.ts";
 import type { ImageConfig } from "../image/types.ts";
-import { parseAddHost, type ResolvOptions, resolvConfContent } from "../network/dnsfiles.ts";
+import {
+  BASE_HOSTS,
+  parseAddHost,
+  type ResolvOptions,
+  resolvConfContent,
+} from "../network/dnsfiles.ts";
 import type { PortMapping } from "../network/ports.ts";
 import { devMounts } from "../oci/default-spec.ts";
 import type { Mount, Seccomp, Spec } from "../oci/spec.ts";
@@ -558,17 +563,7 @@ function seccompFromProfile(
 // ---- /etc files ----
 
 export function hostsFile(hostname: string, extra: readonly string[] = []): string {
-  return [
-    "127.0.0.1\tlocalhost",
-    "::1\tlocalhost ip6-localhost ip6-loopback",
-    "fe00::0\tip6-localnet",
-    "ff00::0\tip6-mcastprefix",
-    "ff02::1\tip6-allnodes",
-    "ff02::2\tip6-allrouters",
-    `127.0.1.1\t${hostname}`,
-    ...extra,
-    "",
-  ].join("\n");
+  return [...BASE_HOSTS, `127.0.1.1\t${hostname}`, ...extra, ""].join("\n");
 }
 
 /** The container's resolv.conf from the host's: loopback nameservers cannot be reached from

@@ -15,7 +15,8 @@ export interface HostsInput {
   extra?: HostsEntry[];
 }
 
-const BASE = [
+/** The lines every container's /etc/hosts starts with: localhost and the IPv6 names, as Docker's. */
+export const BASE_HOSTS: readonly string[] = [
   "127.0.0.1\tlocalhost",
   "::1\tlocalhost ip6-localhost ip6-loopback",
   "fe00::0\tip6-localnet",
@@ -26,7 +27,7 @@ const BASE = [
 
 /** The text of a container's /etc/hosts. A name appears once: self, then extra, then peers. */
 export function hostsContent(input: HostsInput): string {
-  const lines = [...BASE];
+  const lines = [...BASE_HOSTS];
   const seen = new Set<string>(["localhost"]);
   const add = (e: HostsEntry) => {
     const names = e.names.filter((n) => n && !seen.has(n));
