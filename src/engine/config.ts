@@ -10,7 +10,7 @@ import {
   resolvConfContent,
 } from "../network/dnsfiles.ts";
 import type { PortMapping } from "../network/ports.ts";
-import { devMounts } from "../oci/default-spec.ts";
+import { devMounts, READONLY_PATHS } from "../oci/default-spec.ts";
 import type { Mount, Seccomp, Spec } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import type { ContainerOptions, MountSpec } from "./types.ts";
@@ -80,7 +80,8 @@ export const ALL_CAPABILITIES = [
   "CAP_CHECKPOINT_RESTORE",
 ];
 
-/** Docker's masked and read-only paths for unprivileged containers. */
+/** Docker's masked paths for unprivileged containers, in its order. Not runc's `spec` list
+ *  (oci/default-spec.ts): Docker adds /proc/interrupts and /sys/devices/virtual/powercap. */
 const MASKED_PATHS = [
   "/proc/asound",
   "/proc/acpi",
@@ -95,7 +96,6 @@ const MASKED_PATHS = [
   "/sys/firmware",
   "/sys/devices/virtual/powercap",
 ];
-const READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 export class ContainerConfigError extends PivotError {}
 

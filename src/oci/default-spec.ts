@@ -29,6 +29,15 @@ export const devMounts = {
   }),
 };
 
+/** /proc paths made read-only in unprivileged containers: runc's `spec` and Docker's are the same. */
+export const READONLY_PATHS: readonly string[] = [
+  "/proc/bus",
+  "/proc/fs",
+  "/proc/irq",
+  "/proc/sys",
+  "/proc/sysrq-trigger",
+];
+
 const DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
 export function defaultSpec(options: { rootless?: boolean; args?: string[] } = {}): Spec {
@@ -80,6 +89,7 @@ export function defaultSpec(options: { rootless?: boolean; args?: string[] } = {
         { type: "mount" },
         { type: "cgroup" },
       ],
+      // runc's list and order; the engine's (engine/config.ts) is Docker's, which masks two more.
       maskedPaths: [
         "/proc/acpi",
         "/proc/asound",
@@ -92,7 +102,7 @@ export function defaultSpec(options: { rootless?: boolean; args?: string[] } = {
         "/sys/firmware",
         "/proc/scsi",
       ],
-      readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+      readonlyPaths: [...READONLY_PATHS],
     },
   };
   if (options.rootless) {
