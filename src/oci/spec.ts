@@ -84,6 +84,16 @@ export interface Hooks {
   poststop?: Hook[];
 }
 
+/** The kinds of hooks, in the order of the container's life. */
+export const HOOK_KINDS: readonly (keyof Hooks)[] = [
+  "prestart",
+  "createRuntime",
+  "createContainer",
+  "startContainer",
+  "poststart",
+  "poststop",
+];
+
 export type NamespaceType =
   | "pid"
   | "network"

@@ -1,6 +1,6 @@
 // Validation of config.json: every problem is reported with the JSON path of the field.
 import { ConfigError } from "../errors.ts";
-import type { Spec } from "./spec.ts";
+import { HOOK_KINDS, type Spec } from "./spec.ts";
 
 type Json = unknown;
 
@@ -14,14 +14,6 @@ const NAMESPACE_TYPES = new Set([
   "cgroup",
   "time",
 ]);
-const HOOK_KINDS = [
-  "prestart",
-  "createRuntime",
-  "createContainer",
-  "startContainer",
-  "poststart",
-  "poststop",
-] as const;
 
 function isObject(v: Json): v is Record<string, Json> {
   return typeof v === "object" && v !== null && !Array.isArray(v);

@@ -2,6 +2,7 @@
 
 import { release } from "node:os";
 import { hostCgroups } from "../cgroups/hierarchy.ts";
+import { HOOK_KINDS } from "../oci/spec.ts";
 import {
   SeccompActionValue,
   SeccompArchName,
@@ -21,14 +22,7 @@ export function features(): Record<string, unknown> {
   return {
     ociVersionMin: "1.0.0",
     ociVersionMax: "1.2.0",
-    hooks: [
-      "prestart",
-      "createRuntime",
-      "createContainer",
-      "startContainer",
-      "poststart",
-      "poststop",
-    ],
+    hooks: [...HOOK_KINDS],
     mountOptions: [
       ...Object.keys(MountOptionFlags),
       ...Object.keys(PropagationFlags),
