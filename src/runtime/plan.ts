@@ -26,6 +26,7 @@ import {
   CloneFlag,
   MountOptionFlags,
   MS,
+  NamespaceProcName,
   PropagationFlags,
   Rlimit,
   S_IFBLK,
@@ -641,6 +642,18 @@ function rejectUnsupported(spec: Spec): void {
   rejectSecurityModules(spec.process, spec.linux);
 }
 
+/** The order in which the setup child joins and creates namespaces: the user namespace first. */
+const NAMESPACE_ORDER: readonly NamespaceType[] = [
+  "user",
+  "ipc",
+  "uts",
+  "network",
+  "pid",
+  "mount",
+  "cgroup",
+  "time",
+];
+
 /** Compiles a container's config into its launch plan. */
 export function compileContainerPlan(input: ContainerPlanInput): Plan {
   const { spec, rootfs } = input;
@@ -737,17 +750,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   compileOomScoreAdj(out, process);
 
   // 2. In the setup process: join and create namespaces.
-  const order: NamespaceType[] = [
-    "user",
-    "ipc",
-    "uts",
-    "network",
-    "pid",
-    "mount",
-    "cgroup",
-    "time",
-  ];
-  for (const type of order) {
+  for (const type of NAMESPACE_ORDER) {
     const n = ns.get(type);
     if (n?.path)
       out.add(
@@ -767,7 +770,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   if (newUserNs) out.add(Op.BecomeNamespaceRoot, [], "become root in the new user namespace");
   let flags = 0;
   const created: string[] = [];
-  for (const type of order) {
+  for (const type of NAMESPACE_ORDER) {
     if (type !== "user" && newNs(type)) {
       flags |= CloneFlag[nsKey(type)];
       created.push(type);
@@ -1054,19 +1057,12 @@ export function compileExecPlan(input: ExecPlanInput): Plan {
   }
   compileForkSetup(out, input.cgroupJoin);
   compileOomScoreAdj(out, process);
-  const order: NamespaceType[] = [
-    "user",
-    "ipc",
-    "uts",
-    "network",
-    "pid",
-    "cgroup",
-    "time",
-    "mount",
-  ];
+  // The mount namespace last: each /proc/<init>/ns path is opened as it is joined, and once in
+  // the container's mount namespace, /proc is the container's.
+  const order = [...NAMESPACE_ORDER.filter((t) => t !== "mount"), "mount" as const];
   for (const type of order) {
     if (!input.namespaces.includes(type)) continue;
-    const path = `/proc/${input.initPid}/ns/${type === "mount" ? "mnt" : type === "network" ? "net" : type}`;
+    const path = `/proc/${input.initPid}/ns/${NamespaceProcName[type]}`;
     out.add(Op.JoinNamespace, [path, CloneFlag[type]], `join the container's ${type} namespace`);
   }
   if (needsSetupSync(false, input.cgroupJoin)) {
