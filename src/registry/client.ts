@@ -531,6 +531,34 @@ export class RegistryClient {
 
   // ---- manifests ----
 
+  /** A manifest as messages name it: registry/repository:tag or registry/repository@digest. */
+  private manifestRef(repository: string, reference: string): string {
+    return `${this.registry}/${repository}${reference.includes(":") ? "@" : ":"}${reference}`;
+  }
+
+  /** GET or HEAD a manifest by tag or digest (retried, redirects followed). */
+  private requestManifest(
+    method: "GET" | "HEAD",
+    repository: string,
+    reference: string,
+    mediaTypes: readonly string[],
+    statuses: number[],
+  ): Promise<IncomingMessage> {
+    const refText = this.manifestRef(repository, reference);
+    return this.request({
+      method,
+      url: `/v2/${repository}/manifests/${reference}`,
+      scopes: [repositoryScope(repository, ["pull"])],
+      what: `manifest ${refText}`,
+      kind: "manifest",
+      reference: refText,
+      headers: { accept: mediaTypes.join(", ") },
+      idempotent: true,
+      followRedirects: true,
+      accept: statuses,
+    });
+  }
+
   /** GET a manifest or index by tag or digest; verifies its digest and size limit. */
   async getManifest(
     repository: string,
@@ -538,19 +566,14 @@ export class RegistryClient {
     options: { maxSize?: number; accept?: readonly string[] } = {},
   ): Promise<ManifestResponse> {
     const limit = options.maxSize ?? MAX_MANIFEST_SIZE;
-    const refText = `${this.registry}/${repository}${reference.includes(":") ? "@" : ":"}${reference}`;
-    const res = await this.request({
-      method: "GET",
-      url: `/v2/${repository}/manifests/${reference}`,
-      scopes: [repositoryScope(repository, ["pull"])],
-      what: `manifest ${refText}`,
-      kind: "manifest",
-      reference: refText,
-      headers: { accept: (options.accept ?? MANIFEST_MEDIA_TYPES).join(", ") },
-      idempotent: true,
-      followRedirects: true,
-      accept: [200],
-    });
+    const refText = this.manifestRef(repository, reference);
+    const res = await this.requestManifest(
+      "GET",
+      repository,
+      reference,
+      options.accept ?? MANIFEST_MEDIA_TYPES,
+      [200],
+    );
     const data = await readBody(
       res,
       limit,
@@ -595,19 +618,13 @@ export class RegistryClient {
     | { digest: string | undefined; mediaType: string | undefined; size: number | undefined }
     | undefined
   > {
-    const refText = `${this.registry}/${repository}${reference.includes(":") ? "@" : ":"}${reference}`;
-    const res = await this.request({
-      method: "HEAD",
-      url: `/v2/${repository}/manifests/${reference}`,
-      scopes: [repositoryScope(repository, ["pull"])],
-      what: `manifest ${refText}`,
-      kind: "manifest",
-      reference: refText,
-      headers: { accept: MANIFEST_MEDIA_TYPES.join(", ") },
-      idempotent: true,
-      followRedirects: true,
-      accept: [200, 404],
-    });
+    const res = await this.requestManifest(
+      "HEAD",
+      repository,
+      reference,
+      MANIFEST_MEDIA_TYPES,
+      [200, 404],
+    );
     discard(res);
     if (res.statusCode === 404) return undefined;
     const len = header(res, "content-length");
@@ -625,7 +642,7 @@ export class RegistryClient {
     data: Uint8Array,
     mediaType: string,
   ): Promise<string> {
-    const refText = `${this.registry}/${repository}${reference.includes(":") ? "@" : ":"}${reference}`;
+    const refText = this.manifestRef(repository, reference);
     const res = await this.request({
       method: "PUT",
       url: `/v2/${repository}/manifests/${reference}`,
