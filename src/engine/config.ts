@@ -214,6 +214,26 @@ export function parseGroup(text: string): GroupEntry[] {
 
 const NUMERIC = /^\d+$/;
 
+const NAME_LOOKUP = {
+  user: { file: "/etc/passwd", numeric: "UID[:GID]" },
+  group: { file: "/etc/group", numeric: "GID" },
+} as const;
+
+/** The entry of a user or group name in the image's /etc/passwd or /etc/group. */
+function findByName<T extends { name: string }>(
+  entries: readonly T[],
+  name: string,
+  kind: keyof typeof NAME_LOOKUP,
+): T {
+  const entry = entries.find((e) => e.name === name);
+  if (entry) return entry;
+  const { file, numeric } = NAME_LOOKUP[kind];
+  throw new ContainerConfigError(
+    `unable to find ${kind} ${name}: no matching entries in the image's ${file}`,
+    { hint: `use a numeric ${numeric}, or a ${kind} that exists in the image` },
+  );
+}
+
 /**
  * Resolves "user", "uid", "user:group", "uid:gid" (names looked up in the image's /etc/passwd and
  * /etc/group, as Docker does), with the user's supplementary groups and home directory.
@@ -239,30 +259,14 @@ export function resolveUser(
       name = entry.name;
     } else if (uid === 0) home = "/root";
   } else {
-    const entry = users.find((u) => u.name === userPart);
-    if (!entry) {
-      throw new ContainerConfigError(
-        `unable to find user ${userPart}: no matching entries in the image's /etc/passwd`,
-        { hint: "use a numeric UID[:GID], or a user that exists in the image" },
-      );
-    }
+    const entry = findByName(users, userPart, "user");
     uid = entry.uid;
     gid = entry.gid;
     home = entry.home;
     name = entry.name;
   }
   if (groupPart !== undefined && groupPart !== "") {
-    if (NUMERIC.test(groupPart)) gid = Number(groupPart);
-    else {
-      const entry = groups.find((g) => g.name === groupPart);
-      if (!entry) {
-        throw new ContainerConfigError(
-          `unable to find group ${groupPart}: no matching entries in the image's /etc/group`,
-          { hint: "use a numeric GID, or a group that exists in the image" },
-        );
-      }
-      gid = entry.gid;
-    }
+    gid = NUMERIC.test(groupPart) ? Number(groupPart) : findByName(groups, groupPart, "group").gid;
   }
   const additionalGids =
     name === undefined
