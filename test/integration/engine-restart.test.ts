@@ -87,6 +87,35 @@ async function settled(id: string): Promise<ContainerInfo> {
   return info!;
 }
 
+/** The restart the container's exit hook waits to make (restart.json), if any. */
+function pendingOf(id: string): { pid: number } | null {
+  try {
+    const s = JSON.parse(readFileSync(join(t.root, "containers", id, "restart.json"), "utf8"));
+    return (s as { pending?: { pid: number } }).pending ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Every thread of the process is stopped (state T), so none is halfway through a lock. */
+function allStopped(pid: number): boolean {
+  try {
+    const tasks = readdirSync(`/proc/${pid}/task`);
+    return tasks.every((task) => {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2).startsWith("T");
+    });
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {}
+}
+
 /** Container cgroup directories (pivot-<id>) in the memory hierarchy, or the unified one. */
 function pivotCgroups(): string[] {
   const out: string[] = [];
@@ -190,23 +219,33 @@ describe.skipIf(!isRoot || !hasConmon)("restart policies", () => {
 
   test("rm -f of a restarting container leaves no mount, cgroup, conmon, exit hook or state", async () => {
     const id = runD(["--name", "crashy", "--restart", "always", IMAGE, "sh", "-c", "exit 1"]);
-    // Its exit hook, frozen while it waits out the backoff: "restarting" holds still.
+    // The exit hook waiting out the backoff, frozen (SIGSTOP): "restarting" holds still.
     let waiter = 0;
     try {
       await until("the exit hook waiting to restart it, frozen", () => {
-        const hooks = processesOf(id).filter((p) => p.cmd.includes("container-cleanup"));
-        if (hooks.length !== 1 || inspect(id).restartCount < 2) return false;
-        const pid = hooks[0]!.pid;
-        process.kill(pid, "SIGSTOP");
+        const pending = pendingOf(id);
+        if (!pending || inspect(id).restartCount < 2) return false;
+        signal(pending.pid, "SIGSTOP");
+        waiter = pending.pid;
+        // Stopped for sure, still the one the restart waits for, and not holding the lock.
+        let stopped = false; // SIGSTOP takes effect asynchronously, thread by thread
+        for (let i = 0; i < 100 && !stopped; i++) {
+          stopped = allStopped(pending.pid);
+          if (!stopped) Bun.sleepSync(10);
+        }
         let lockOwner = "";
         try {
           lockOwner = readFileSync(join(t.root, "locks", `container-${id}.lock`), "utf8").trim();
         } catch {}
-        if (inspect(id).state.status === "restarting" && lockOwner !== String(pid)) {
-          waiter = pid;
+        if (
+          stopped &&
+          pendingOf(id)?.pid === pending.pid &&
+          lockOwner !== String(pending.pid) &&
+          inspect(id).state.status === "restarting"
+        )
           return true;
-        }
-        process.kill(pid, "SIGCONT");
+        signal(pending.pid, "SIGCONT");
+        waiter = 0;
         return false;
       });
       expect(pivot(["ps", "--format", "{{.Names}} {{.Status}}"]).stdout).toMatch(
@@ -220,7 +259,7 @@ describe.skipIf(!isRoot || !hasConmon)("restart policies", () => {
       expect(pivot(["rm", "-f", "crashy"])).toEqual({ status: 0, stdout: "crashy\n", stderr: "" });
     } finally {
       // Thawed, the hook finds the container gone and ends without starting anything.
-      if (waiter) process.kill(waiter, "SIGCONT");
+      if (waiter) signal(waiter, "SIGCONT");
     }
     await until("no process of the removed container", () => processesOf(id).length === 0);
     expect(pivot(["ps", "-a", "-q"]).stdout).toBe("");
