@@ -14,7 +14,7 @@
 //      and before the process is released: a stop that came meanwhile gets no new run.
 // `pivot start --all-restartable` is the boot hook (there is no daemon to start containers when
 // the machine starts); `ps` and recovery never start anything.
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { procStat } from "../runtime/state.ts";
 import { monitorAlive } from "./container-runtime.ts";
@@ -90,13 +90,27 @@ export async function afterExit(ctx: EngineContext, ref: string, runId: string):
   await restartAfterBackoff(ctx, id, decided.pending);
 }
 
-/** Ends the conmon this hook runs under (see the header), so the next one is not its child. */
+/**
+ * Ends the conmon this hook runs under (see the header), so the next one is not its child: the
+ * run's conmon, if it is this process's parent (or a near ancestor, should a wrapper sit between).
+ */
 function leaveConmon(rs: RunState): void {
-  if (rs.monitor !== "conmon" || process.ppid !== rs.monitorPid) return;
-  if (!monitorAlive(rs.monitorPid, rs.monitorStart)) return;
+  if (rs.monitor !== "conmon" || !monitorAlive(rs.monitorPid, rs.monitorStart)) return;
+  let pid = process.ppid;
+  for (let depth = 0; depth < 4 && pid > 1 && pid !== rs.monitorPid; depth++) pid = parentOf(pid);
+  if (pid !== rs.monitorPid) return;
   try {
     process.kill(rs.monitorPid, "SIGKILL");
   } catch {}
+}
+
+function parentOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return 0;
+  }
 }
 
 /** The restart is still this process's to make: not stopped, removed, or started by hand. */
