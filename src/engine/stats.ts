@@ -2,6 +2,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
+import type { Cgroup } from "../cgroups/manager.ts";
 import { cgroupOfRun, status } from "./container-runtime.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
@@ -27,6 +28,19 @@ function onlineCpus(): number {
 }
 
 /**
+ * The cgroup of the container's run, which these commands read. A rootless container without
+ * delegated cgroups has none: said, rather than an empty list or zeros that look like facts.
+ */
+function ownCgroup(ctx: EngineContext, id: string, what: string): Cgroup {
+  const cg = cgroupOfRun(ctx, id);
+  if (cg && Object.keys(cg.paths).length > 0) return cg;
+  const name = ctx.containers.load(id).name;
+  throw new EngineError(`cannot ${what}: container ${name} has no cgroup of its own`, {
+    hint: `a rootless container gets one only where cgroups are delegated to its user (cgroup v2, e.g. systemd's Delegate=yes); \`pivot exec ${name} ps\` lists its processes from inside`,
+  });
+}
+
+/**
  * The container's processes as `ps` shows them (`pivot top`): ps runs on the host with
  * `psArgs` (default -ef) and only rows of the container's processes are kept, as Docker does.
  */
@@ -37,7 +51,7 @@ export function top(ctx: EngineContext, ref: string, psArgs: string[] = ["-ef"])
     throw new EngineError(`container ${ref} is not running`, {
       hint: `start it with \`pivot start ${ref}\``,
     });
-  const pids = new Set(cgroupOfRun(ctx, id)?.pids() ?? []);
+  const pids = new Set(ownCgroup(ctx, id, "list its processes").pids());
   const r = spawnSync("ps", psArgs, { encoding: "utf8" });
   if (r.status !== 0)
     throw new EngineError(`ps ${psArgs.join(" ")} failed: ${r.stderr.trim()}`, {
@@ -83,8 +97,7 @@ export function stats(ctx: EngineContext, ref: string): StatsSample {
     pids: 0,
   };
   if (st.status !== "running" && st.status !== "paused") return sample;
-  const cg = cgroupOfRun(ctx, id);
-  if (!cg) return sample;
+  const cg = ownCgroup(ctx, id, "read its resource usage");
   const s = cg.stats();
   sample.cpuTotal = s.cpu.usage?.total ?? 0;
   const mem = s.memory;

@@ -306,6 +306,15 @@ describe("rootless engine", () => {
     expect(cp.status).toBe(125);
     expect(cp.stderr).toContain("cannot reach into a running container's files");
     expect(cp.stderr).toContain("hint: stop the container first");
+    // Without a cgroup of its own there is nothing to read: said, not an empty table.
+    for (const args of [
+      ["top", "sleeper"],
+      ["stats", "--no-stream", "sleeper"],
+    ]) {
+      const r = asUser(args);
+      expect(r.status).toBe(125);
+      expect(r.stderr).toContain("container sleeper has no cgroup of its own");
+    }
 
     ok(["stop", "-t", "1", "sleeper"]);
     expect(ok(["ps", "-a"])).toMatch(/sleeper/);
