@@ -284,6 +284,7 @@ describe.skipIf(!isRoot || !hasConmon)("restart policies", () => {
     ]);
     expect(r).toEqual({ status: 4, stdout: "x\n", stderr: "" });
     const id = inspect("att").id;
+    await until("the restart", () => inspect(id).restartCount === 1); // see the library test below
     const info = await settled(id);
     expect(info.restartCount).toBe(1);
     expect(info.state.exitCode).toBe(4);
@@ -299,6 +300,9 @@ describe.skipIf(!isRoot || !hasConmon)("restart policies", () => {
       stdio: "ignore",
     });
     expect(await c.wait()).toBe(5);
+    // The exit hook is a process this one spawned: until it has exec'd, nothing names the
+    // container, so wait for its restart before waiting for quiet.
+    await until("the restart", () => inspect(c.id).restartCount === 1);
     const info = await settled(c.id);
     expect(info.restartCount).toBe(1);
     expect(info.state.exitCode).toBe(5);
