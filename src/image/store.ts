@@ -488,6 +488,9 @@ export class ImageStore {
    * image ID or manifest digest (sha256:...), or by a unique ID prefix.
    */
   async resolve(input: string): Promise<StoredImage> {
+    // The common case, a name: only that image is read, so a store of many images stays fast.
+    const named = await this.resolveName(input);
+    if (named) return named;
     const images = await this.listImages();
     if (/^sha256:[0-9a-f]{64}$/.test(input)) {
       const hit = images.find((i) => i.id === input || i.manifestDigest === input);
@@ -522,6 +525,29 @@ export class ImageStore {
       if (ids.length > 1) throw new AmbiguousImageError(input, ids);
     }
     throw new ImageNotFoundError(input, this.root);
+  }
+
+  /** A reference by name (no digest) found in index.json; null when it is not one, or not there. */
+  private async resolveName(input: string): Promise<StoredImage | null> {
+    if (input.startsWith("sha256:")) return null;
+    let full: string;
+    try {
+      const ref = parseReference(input);
+      if (ref.digest !== undefined) return null;
+      full = formatReference(ref);
+    } catch {
+      return null;
+    }
+    const index = await this.readIndex();
+    const named = index.manifests.find((d) => d.annotations?.[ANNOTATION_REF_NAME] === full);
+    if (!named) return null;
+    // As listImages: every name of that manifest, read through its first descriptor.
+    const same = index.manifests.filter((d) => d.digest === named.digest);
+    const names = same.flatMap((d) => {
+      const name = d.annotations?.[ANNOTATION_REF_NAME];
+      return name === undefined ? [] : [name];
+    });
+    return { ...(await this.loadImage(same[0]!)), names };
   }
 
   /** Reads the image a manifest (or index) descriptor describes, whether or not it is tagged. */

@@ -117,6 +117,11 @@ describe("images and tags", () => {
     }
     await expect(store.resolve("busybox:2")).rejects.toThrow(ImageNotFoundError);
     await expect(store.resolve("alice/app")).rejects.toThrow(/not found in the image store at/);
+    // By name, only that image is read, and it comes back as listImages has it: every name.
+    const other = await buildTestImage(store, [top], { refs: ["other"] });
+    const byName = await store.resolve("alice/app:1");
+    expect(byName).toEqual((await store.listImages()).find((i) => i.id === img.id)!);
+    expect((await store.resolve("other")).id).toBe(other.id);
   });
 
   test("index.json uses org.opencontainers.image.ref.name, one entry per tag", async () => {
