@@ -362,7 +362,11 @@ static pid_t clone_into_cgroup(unsigned long flags, const char *cgroup_dir) {
   struct pivot_clone_args args = {
       .flags = flags | CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)dir};
   pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-  if (pid != 0) close(dir);
+  int err = errno;
+  /* Closed in the child too: a host directory left open until exec could become the container's
+   * working directory through process.cwd = /proc/self/fd/N (CVE-2024-21626). */
+  close(dir);
+  errno = err;
   return pid;
 }
 
@@ -372,6 +376,18 @@ static void do_join_cgroup(const char *dir) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0 || write(fd, "0", 1) != 1) fail(errno, "join the cgroup %s (write 0 to its tasks file)", dir);
   close(fd);
+}
+
+/* chdir, then check that the working directory is inside the process's root: a path through a
+ * magic link (/proc/self/fd/N of a host directory still open before exec) could otherwise leave
+ * the process in a host directory, from which ".." walks the host's tree (CVE-2024-21626). The
+ * kernel's getcwd names such a directory "(unreachable)/..."; glibc's fails with ENOENT. */
+static void do_chdir(const char *dir) {
+  char cwd[PATH_MAX];
+  if (chdir(dir) < 0) fail(errno, "chdir to the working directory %s", dir);
+  if (syscall(SYS_getcwd, cwd, sizeof cwd) < 0)
+    fail(errno == ERANGE ? ENAMETOOLONG : errno, "check the working directory %s", dir);
+  if (cwd[0] != '/') fail(EXDEV, "chdir to the working directory %s", dir);
 }
 
 static void forward_signal(int sig) {
@@ -1308,9 +1324,7 @@ static void run_step(struct step *st) {
       if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
       break;
     case OP_UMASK: umask((mode_t)I(st, 0)); break;
-    case OP_CHDIR:
-      if (chdir(S(st, 0)) < 0) fail(errno, "chdir to the working directory %s", S(st, 0));
-      break;
+    case OP_CHDIR: do_chdir(S(st, 0)); break;
     case OP_RUN_HOOK: do_run_hook(st); break;
     case OP_NEW_SESSION:
       if (setsid() < 0 && errno != EPERM) fail(errno, "setsid");

@@ -66,6 +66,8 @@ function hintFor(errnoName: string, stepOp: number): string | undefined {
   }
   if (stepOp === Op.Chdir && errnoName === "ENOENT")
     return "process.cwd must exist inside the root filesystem";
+  if (stepOp === Op.Chdir && errnoName === "EXDEV")
+    return "process.cwd must be a directory inside the root filesystem, not a path through /proc/self/fd";
   if (errnoName === "EXDEV") return "a mount destination must stay inside the root filesystem";
   if (errnoName === "EROFS") {
     return "the destination is on a read-only filesystem: create the mount point in the image, or mount a writable filesystem above it";
