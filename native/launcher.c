@@ -347,6 +347,9 @@ static pid_t clone_process(unsigned long flags) {
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
 
 /* clone3(2)'s arguments (linux/sched.h's struct clone_args, which glibc's headers may lack). */
 struct pivot_clone_args {
@@ -355,7 +358,9 @@ struct pivot_clone_args {
 };
 
 /* fork(2), but the child is created inside a cgroup v2 directory: it never has to be moved there,
- * and so never waits for the lock that moving a process takes. */
+ * and so never waits for the lock that moving a process takes. Where clone3 is missing or filtered
+ * (ENOSYS: Docker's and podman's default seccomp profiles answer so without CAP_SYS_ADMIN), the
+ * child is forked as usual and moves itself, writing "0" to the cgroup's cgroup.procs. */
 static pid_t clone_into_cgroup(unsigned long flags, const char *cgroup_dir) {
   int dir = open(cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) fail(errno, "open the cgroup %s", cgroup_dir);
@@ -366,6 +371,17 @@ static pid_t clone_into_cgroup(unsigned long flags, const char *cgroup_dir) {
   /* Closed in the child too: a host directory left open until exec could become the container's
    * working directory through process.cwd = /proc/self/fd/N (CVE-2024-21626). */
   close(dir);
+  if (pid < 0 && err == ENOSYS) {
+    pid = clone_process(flags);
+    if (pid != 0) return pid;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/cgroup.procs", cgroup_dir) >= (int)sizeof path)
+      fail(ENAMETOOLONG, "join the cgroup %s", cgroup_dir);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) fail(errno, "join the cgroup %s (clone3 is not available)", cgroup_dir);
+    close(fd);
+    return 0;
+  }
   errno = err;
   return pid;
 }

@@ -65,7 +65,8 @@ export interface CliResult {
 export function runtime(
   root: string,
   args: string[],
-  options: { timeoutMs?: number } = {},
+  /** wrapper: a command that runs the runtime, e.g. one that installs a seccomp filter first. */
+  options: { timeoutMs?: number; wrapper?: string[] } = {},
 ): CliResult {
   const dir = mkdtempSync(join(tmpdir(), "pivot-cli-"));
   const outPath = join(dir, "out");
@@ -73,7 +74,8 @@ export function runtime(
   const out = openSync(outPath, "w");
   const err = openSync(errPath, "w");
   try {
-    const r = spawnSync(BUN, [RUNTIME_CLI, "--root", root, ...args], {
+    const [program, ...rest] = [...(options.wrapper ?? []), BUN];
+    const r = spawnSync(program!, [...rest, RUNTIME_CLI, "--root", root, ...args], {
       stdio: ["ignore", out, err],
       timeout: options.timeoutMs ?? 30_000,
     });

@@ -193,9 +193,11 @@ export class Cgroup {
   joinPlan(cloneIntoCgroup = kernelHasCloneIntoCgroup()): CgroupJoin {
     const plan: CgroupJoin = { selfJoin: [], byRuntime: [] };
     for (const [name, dir] of Object.entries(this.paths)) {
-      const version = this.hierarchy(name)?.version ?? 2;
+      // A hierarchy this host no longer has (an old record): moved by the runtime, which works
+      // on either version.
+      const version = this.hierarchy(name)?.version;
       if (version === 1) plan.selfJoin.push(dir);
-      else if (cloneIntoCgroup && plan.createIn === undefined) plan.createIn = dir;
+      else if (version === 2 && cloneIntoCgroup && plan.createIn === undefined) plan.createIn = dir;
       else plan.byRuntime.push(dir);
     }
     return plan;

@@ -2,7 +2,7 @@
 // host, the v2 hierarchy for what it holds). Every container is force-deleted afterwards, and
 // no cgroup directory may remain.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -21,6 +21,7 @@ import {
   cleanupRoot,
   isRoot,
   makeBusyboxRootfs,
+  REPO,
   RUNTIME_CLI,
   rm,
   runtime,
@@ -612,6 +613,22 @@ describe("pause, events, ps, kill --all, delete --force", () => {
     }
   });
 
+  /** As the host sees each process: "N:controllers:/path", "0::/path" for cgroup v2. */
+  function expectInContainerCgroups(id: string, pids: number[]): void {
+    const paths = cgroupPaths(id);
+    for (const pid of pids) {
+      const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
+      for (const [name, cgroupDir] of Object.entries(paths)) {
+        const h = host.hierarchies.find((x) => x.name === name)!;
+        const key = h.version === 2 ? "" : name;
+        const line = lines.find((l) => l.split(":")[1] === key);
+        expect(`${pid} ${name}: ${line?.split(":")[2]}`).toBe(
+          `${pid} ${name}: ${cgroupDir.slice(h.mountPoint.length)}`,
+        );
+      }
+    }
+  }
+
   test("the init and an exec'd process are in the container's cgroup in every hierarchy", () => {
     const id = nextId("member");
     const dir = bundle(["sleep", "30"]);
@@ -619,20 +636,37 @@ describe("pause, events, ps, kill --all, delete --force", () => {
     try {
       startDetached(id, dir);
       ok(["exec", "--detach", "--pid-file", pidFile, id, "sleep", "30"]);
-      const paths = cgroupPaths(id);
-      const pids = [JSON.parse(ok(["state", id])).pid, Number(readFileSync(pidFile, "utf8"))];
-      for (const pid of pids) {
-        // As the host sees it: "N:controllers:/path", "0::/path" for cgroup v2.
-        const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
-        for (const [name, cgroupDir] of Object.entries(paths)) {
-          const h = host.hierarchies.find((x) => x.name === name)!;
-          const key = h.version === 2 ? "" : name;
-          const line = lines.find((l) => l.split(":")[1] === key);
-          expect(`${name}: ${line?.split(":")[2]}`).toBe(
-            `${name}: ${cgroupDir.slice(h.mountPoint.length)}`,
-          );
-        }
-      }
+      const init = JSON.parse(ok(["state", id])).pid;
+      expectInContainerCgroups(id, [init, Number(readFileSync(pidFile, "utf8"))]);
+    } finally {
+      forceDelete(id);
+    }
+  });
+
+  test("where clone3 is filtered (ENOSYS, as Docker's seccomp profile does), they still are", () => {
+    // The launcher creates the setup process in its cgroup v2 with clone3; without it, the
+    // process is forked and moves itself. The whole runtime runs under the filter here.
+    const noClone3 = join(work, "no-clone3");
+    const cc = spawnSync(
+      "cc",
+      ["-O2", "-o", noClone3, join(REPO, "test/fixtures/no-clone3.c"), "-lseccomp"],
+      { encoding: "utf8" },
+    );
+    expect(cc.stderr).toBe("");
+    const id = nextId("noclone3");
+    const dir = bundle(["sleep", "30"]);
+    const pidFile = join(work, `${id}.exec.pid`);
+    const filtered = (args: string[]) => {
+      const r = runtime(root, args, { wrapper: [noClone3] });
+      if (r.status !== 0)
+        throw new Error(`pivot-runtime ${args.join(" ")}: ${r.status}\n${r.stderr}`);
+      return r.stdout;
+    };
+    try {
+      filtered(["run", "--detach", "--bundle", dir, id]);
+      filtered(["exec", "--detach", "--pid-file", pidFile, id, "sleep", "30"]);
+      const init = JSON.parse(ok(["state", id])).pid;
+      expectInContainerCgroups(id, [init, Number(readFileSync(pidFile, "utf8"))]);
     } finally {
       forceDelete(id);
     }

@@ -138,6 +138,10 @@ describe("hierarchy and layout", () => {
     });
     // Before Linux 5.7 (no CLONE_INTO_CGROUP) the runtime moves it into the v2 cgroup.
     expect(cgroup.joinPlan(false).byRuntime).toEqual(["/sys/fs/cgroup/unified/pivot-x"]);
+    // A hierarchy this host does not have (an old record's): the runtime moves it, whatever it was.
+    const old = new Cgroup({ ...paths, "name=gone": "/sys/fs/cgroup/gone/pivot-x" }, host);
+    expect(old.joinPlan(true).byRuntime).toEqual(["/sys/fs/cgroup/gone/pivot-x"]);
+    expect(old.joinPlan(true).createIn).toBe("/sys/fs/cgroup/unified/pivot-x");
     expect(kernelHasCloneIntoCgroup("5.6.19")).toBe(false);
     expect(kernelHasCloneIntoCgroup("5.7.0")).toBe(true);
     expect(kernelHasCloneIntoCgroup("6.18.44-fc-v657")).toBe(true);
