@@ -19,6 +19,7 @@ import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync, realpathSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
+import { LaunchError } from "../errors.ts";
 import { mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
 import { inUserNamespace } from "../runtime/userns.ts";
 import { OverlayError } from "./errors.ts";
@@ -211,13 +212,16 @@ export async function mountOverlay(plan: OverlayPlan): Promise<void> {
       ),
     );
   } catch (e) {
+    if (!(e instanceof LaunchError)) throw e; // the launcher did not run: its own error says why
     const supported = await overlaySupported();
     throw new OverlayError(
       plan.target,
       `mount failed: ${launcherReason(e)}`,
-      supported
-        ? "check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself), and that you are root"
-        : "this kernel has no OverlayFS; load the overlay module (modprobe overlay)",
+      !supported
+        ? "this kernel has no OverlayFS; load the overlay module (modprobe overlay)"
+        : e.code === "EINVAL"
+          ? "overlay writes why to the kernel log (`dmesg | tail`); check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself)"
+          : "check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself), and that you are root",
     );
   }
 }

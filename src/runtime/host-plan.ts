@@ -10,6 +10,8 @@ import { Op } from "./wire.ts";
 
 /** umount2(2)'s MNT_DETACH: detach now, free the mount once nothing uses it. */
 export const MNT_DETACH = 2;
+/** umount2(2)'s UMOUNT_NOFOLLOW: a symlink at the target is not followed. */
+export const UMOUNT_NOFOLLOW = 8;
 
 /** Runs the steps in a launcher of their own and resolves once it has done them all. */
 export async function runHostSteps(steps: PlanStep[]): Promise<void> {
@@ -48,7 +50,7 @@ export function mountSteps(
 export function unmountStep(target: string, options: { lazy?: boolean } = {}): PlanStep {
   return {
     op: Op.Unmount,
-    args: [target, options.lazy ? MNT_DETACH : 0],
+    args: [target, UMOUNT_NOFOLLOW | (options.lazy ? MNT_DETACH : 0)],
     text: `unmount ${target}${options.lazy ? " (lazily)" : ""}`,
   };
 }

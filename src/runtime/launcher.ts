@@ -64,6 +64,12 @@ function hintFor(errnoName: string, stepOp: number): string | undefined {
       return "check process.args[0] and the PATH in process.env; the program must exist inside the root filesystem";
     if (errnoName === "EACCES") return "the program is not executable by the container's user";
   }
+  if (stepOp === Op.ForkSetup && errnoName === "EAGAIN")
+    return "the container's cgroup is at its pids limit (pids.max), or the host at its process limit";
+  if (stepOp === Op.ForkSetup && errnoName === "ENOENT")
+    return "the container's cgroup is gone: the container may have exited";
+  if (stepOp === Op.ForkSetup && errnoName === "EBUSY")
+    return "the cgroup v2 directory has controllers enabled for children, so no process may join it (the no-internal-processes rule)";
   if (stepOp === Op.Chdir && errnoName === "ENOENT")
     return "process.cwd must exist inside the root filesystem";
   if (stepOp === Op.Chdir && errnoName === "EXDEV")

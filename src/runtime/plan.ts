@@ -62,7 +62,9 @@ export interface CgroupMountSource {
  * How the setup process enters the container's cgroup. A process moved into a cgroup by another
  * takes the kernel's cgroup threadgroup lock, whose first taker waits for an RCU grace period
  * (8-25 ms measured here, more than the rest of a container's start); a single-threaded process
- * moving itself through a v1 tasks file, or one created in its cgroup v2 with clone3, does not.
+ * moving itself through a v1 tasks file (on kernels that skip the lock for the calling thread, as
+ * this host's 6.18 does; older ones take it, and the move is then only as fast as the runtime's),
+ * or one created in its cgroup v2 with clone3, does not.
  */
 export interface CgroupJoin {
   /** cgroup v1 directories the setup process joins itself (Op.JoinCgroup), before any namespace. */
@@ -923,11 +925,6 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   };
 }
 
-/**
- * oom_score_adj, written by the setup process for the processes it forks (they inherit it): there
- * it is still the host's root. Later, in a user namespace, the process is no longer dumpable after
- * its uid changes, so its /proc/self belongs to the host's root and is closed to it.
- */
 /** Forks the setup process, in the container's cgroup v2 if it can be created there. */
 function compileForkSetup(out: StepList, join: CgroupJoin | undefined): void {
   if (join?.createIn) {
@@ -949,6 +946,11 @@ function needsSetupSync(newUserNs: boolean, join: CgroupJoin | undefined): boole
   return newUserNs || (join?.byRuntime.length ?? 0) > 0;
 }
 
+/**
+ * oom_score_adj, written by the setup process for the processes it forks (they inherit it): there
+ * it is still the host's root. Later, in a user namespace, the process is no longer dumpable after
+ * its uid changes, so its /proc/self belongs to the host's root and is closed to it.
+ */
 function compileOomScoreAdj(out: StepList, process: Process): void {
   if (process.oomScoreAdj === undefined) return;
   out.add(
