@@ -4,9 +4,12 @@
  * within one process (a promise chain per path, so callers in one process queue without
  * polling).
  */
-import { link, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { link, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 
 const inProcess = new Map<string, Promise<unknown>>();
+/** Lock paths whose leftovers this process has already looked for. */
+const swept = new Set<string>();
 
 export interface LockOptions {
   /** Give up after this long (default 10 minutes). */
@@ -44,6 +47,10 @@ export async function withFileLock<T>(
 async function acquire(lockPath: string, options: LockOptions): Promise<void> {
   const deadline = Date.now() + (options.timeoutMs ?? 10 * 60_000);
   let delay = 10;
+  if (!swept.has(lockPath)) {
+    swept.add(lockPath);
+    await removeLeftovers(lockPath);
+  }
   for (;;) {
     if (await tryLink(lockPath)) return;
     await breakIfStale(lockPath);
@@ -114,6 +121,32 @@ async function breakIfStale(lockPath: string): Promise<void> {
     return;
   }
   await unlink(aside).catch(() => {});
+  // Its owner died: it may have died between writing its private file and unlinking it too.
+  await removeLeftovers(lockPath);
+}
+
+/**
+ * Removes the private files of dead processes next to a lock: `LOCK.PID-RAND` (tryLink's, left by
+ * a process killed between writing and unlinking it) and `LOCK.stale-PID-RAND` (breakIfStale's).
+ * A live process's are kept: it may be about to link or read it.
+ */
+async function removeLeftovers(lockPath: string): Promise<void> {
+  const dir = dirname(lockPath);
+  const base = basename(lockPath);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(`${base}.`)) continue;
+    const m = /^(?:stale-)?(\d+)-[0-9a-z]+$/.exec(name.slice(base.length + 1));
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid <= 0 || pid === process.pid || isAlive(pid)) continue;
+    await unlink(join(dir, name)).catch(() => {});
+  }
 }
 
 export function isAlive(pid: number): boolean {

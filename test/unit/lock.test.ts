@@ -63,3 +63,35 @@ describe("file locks", () => {
     ).rejects.toThrow(/timed out waiting for the lock on the test .*held by PID 1\)\n {2}hint: /);
   });
 });
+
+describe("leftovers of killed processes", () => {
+  test("private PID files of dead processes are removed; a live process's are kept", async () => {
+    const path = join(dir, "left.lock");
+    // Taken once before: this process has looked for leftovers of this lock already.
+    await withFileLock(path, async () => {});
+    const dead = deadPid();
+    // What a process killed between writing its PID file and unlinking it leaves behind, and
+    // one killed while it moved a stale lock aside.
+    writeFileSync(`${path}.${dead}-k3j4h5`, `${dead}\n`);
+    writeFileSync(`${path}.stale-${dead}-abc12`, `${dead}\n`);
+    // A live process's (PID 1): it may be about to link it.
+    writeFileSync(`${path}.1-zz9`, "1\n");
+    // Not this lock's: another lock's file, and a name that only starts like ours.
+    writeFileSync(join(dir, `other.lock.${dead}-abc`), `${dead}\n`);
+    writeFileSync(`${path}.${dead}-x.bak`, "");
+    // A stale lock: the leftovers go when a process takes it over (its owner died).
+    writeFileSync(path, `${dead}\n`);
+    expect(await withFileLock(path, async () => "taken", { timeoutMs: 2000 })).toBe("taken");
+    expect(readdirSync(dir).sort()).toEqual(
+      [`left.lock.${dead}-x.bak`, "left.lock.1-zz9", `other.lock.${dead}-abc`].sort(),
+    );
+  });
+
+  test("a process's first use of a free lock removes them too", async () => {
+    const path = join(dir, "free.lock");
+    const dead = deadPid();
+    writeFileSync(`${path}.${dead}-q1w2e3`, `${dead}\n`);
+    expect(await withFileLock(path, async () => "taken", { timeoutMs: 2000 })).toBe("taken");
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
