@@ -355,6 +355,13 @@ export function cleanPath(name: string): string {
 }
 
 const ALLOWED_XATTR = /^(user\.|security\.capability$|system\.posix_acl_(access|default)$)/;
+/**
+ * overlayfs's own attributes (trusted.overlay.* rootful, user.overlay.* under the rootless mount's
+ * userxattr) and fuse-overlayfs's (user.fuseoverlayfs.*): from a layer they would make directories
+ * opaque, files whiteouts, lookups redirected, so they are never applied (containers/storage drops
+ * them too). Opaque directories come only from `.wh..wh..opq` entries.
+ */
+const OVERLAY_XATTR = /^(trusted\.overlay\.|user\.overlay\.|user\.fuseoverlayfs\.)/;
 
 class Applier {
   readonly dir: string;
@@ -553,7 +560,7 @@ class Applier {
 
   private async applyXattrs(rel: string, entry: TarEntry): Promise<void> {
     for (const [name, value] of entry.xattrs) {
-      if (!ALLOWED_XATTR.test(name)) {
+      if (!ALLOWED_XATTR.test(name) || OVERLAY_XATTR.test(name)) {
         this.ignoredXattrs.add(name);
         continue;
       }

@@ -112,6 +112,43 @@ describe.skipIf(!canMount)("OverlayFS root filesystems", () => {
     }
   });
 
+  test("overlayfs's xattrs carried by a layer do not hide the layer beneath (rootful and userxattr)", async () => {
+    const base = buildTar([
+      { name: "dir/", type: "dir" },
+      { name: "dir/from-lower", content: "layer 1\n" },
+    ]);
+    // A hostile layer: its directory entry says it is opaque, in both namespaces overlayfs reads.
+    const hostile = buildTar([
+      {
+        name: "dir/",
+        type: "dir",
+        pax: {
+          "SCHILY.xattr.user.overlay.opaque": "y",
+          "SCHILY.xattr.trusted.overlay.opaque": "y",
+        },
+      },
+      { name: "dir/from-upper", content: "layer 2\n" },
+    ]);
+    const image = await buildTestImage(store, [base, hostile]);
+    const layers = await store.ensureImageLayers(image);
+    const { mountOverlay } = await import("../../src/image/overlay.ts");
+    // The root engine's mount, and the rootless engine's (userxattr: user.overlay.* is overlayfs's).
+    for (const [name, extra] of [
+      ["rootful", ""],
+      ["userxattr", ",userxattr"],
+    ] as const) {
+      const plan = planOverlay(store.root, layers, join(root, "containers", name));
+      plan.options += extra;
+      mounted.push(plan.target);
+      await mountOverlay(plan);
+      try {
+        expect(readdirSync(join(plan.target, "dir")).sort()).toEqual(["from-lower", "from-upper"]);
+      } finally {
+        await unmountOverlay(plan.target);
+      }
+    }
+  });
+
   test("mount failure is reported with the target and a hint", async () => {
     const image = await buildTestImage(store, [lower]);
     const plan = planOverlay(store.root, await store.ensureImageLayers(image), join(root, "bad"));

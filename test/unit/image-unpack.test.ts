@@ -14,7 +14,12 @@ import { join } from "node:path";
 import * as zlib from "node:zlib";
 import { LayerUnpackError } from "../../src/image/errors.ts";
 import { lgetxattrs } from "../../src/image/helpers.ts";
-import { cleanPath, type UnpackOptions, unpackLayer } from "../../src/image/unpack.ts";
+import {
+  cleanPath,
+  overlayOpaqueXattr,
+  type UnpackOptions,
+  unpackLayer,
+} from "../../src/image/unpack.ts";
 import { buildTar, type FixtureEntry, sha256 } from "../fixtures/image-tar.ts";
 
 let work: string;
@@ -313,6 +318,57 @@ describe("unpacking well-formed layers", () => {
       buildTar([{ name: "x/", type: "dir" }, { name: "x/y", content: "y" }, { name: ".wh.x" }]),
     );
     expect(lstatSync(join(dest, "x")).isCharacterDevice()).toBe(true);
+  });
+});
+
+describe("overlayfs's own xattrs in a layer are dropped", () => {
+  // The rootless overlay is mounted with userxattr, so user.overlay.* on a layer's file would be
+  // read as overlayfs's (opaque, redirect, origin, whiteout ...); trusted.overlay.* likewise
+  // rootful, user.fuseoverlayfs.* under fuse-overlayfs. Only .wh..wh..opq makes a directory opaque.
+  const own = [
+    "user.overlay.opaque",
+    "user.overlay.redirect",
+    "user.overlay.origin",
+    "user.overlay.whiteout",
+    "trusted.overlay.opaque",
+    "trusted.overlay.redirect",
+    "user.fuseoverlayfs.opaque",
+  ];
+
+  test("as PAX SCHILY.xattr and LIBARCHIVE.xattr records, on directories and files", async () => {
+    const schily = Object.fromEntries(own.map((n) => [`SCHILY.xattr.${n}`, "y"]));
+    const libarchive = Object.fromEntries(
+      own.map((n) => [
+        `LIBARCHIVE.xattr.${encodeURIComponent(n)}`,
+        Buffer.from("y").toString("base64"),
+      ]),
+    );
+    const result = await unpackBuffer(
+      buildTar([
+        { name: "usr/", type: "dir", pax: { ...schily, "SCHILY.xattr.user.keep": "1" } },
+        { name: "var/", type: "dir", pax: libarchive },
+        { name: "usr/file", content: "f", pax: { ...schily, "SCHILY.xattr.user.keep": "2" } },
+        // A later entry for the same directory does not bring them in either.
+        { name: "usr/", type: "dir", pax: { "SCHILY.xattr.user.overlay.opaque": "y" } },
+      ]),
+    );
+    for (const path of ["usr", "var", "usr/file"]) {
+      const names = [...(await lgetxattrs(join(dest, path))).keys()];
+      expect(names.filter((n) => /^(user|trusted)\.(overlay|fuseoverlayfs)\./.test(n))).toEqual([]);
+    }
+    // Other user.* xattrs are applied as before.
+    expect((await lgetxattrs(join(dest, "usr/file"))).get("user.keep")?.toString()).toBe("2");
+    expect(result.ignoredXattrs.sort()).toEqual([...own].sort());
+  });
+
+  test("a .wh..wh..opq entry still makes its directory opaque", async () => {
+    await unpackBuffer(
+      buildTar([
+        { name: "d/", type: "dir", pax: { "SCHILY.xattr.trusted.overlay.opaque": "n" } },
+        { name: "d/.wh..wh..opq" },
+      ]),
+    );
+    expect((await lgetxattrs(join(dest, "d"))).get(overlayOpaqueXattr())?.toString()).toBe("y");
   });
 });
 
