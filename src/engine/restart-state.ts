@@ -174,7 +174,9 @@ export function isManuallyStopped(ctx: EngineContext, id: string): boolean {
 
 /**
  * `pivot stop`, `kill`, `rm -f`: no more restarts for a container with a policy, including one
- * already decided. Returns whether the container has a policy.
+ * already decided. Returns whether the container has a policy. Throws an EngineError if the mark
+ * cannot be made (ENOSPC, EROFS, ...): without it the exit hook would start the container again,
+ * so callers make it before they signal anything and stop there.
  */
 export function markManualStop(ctx: EngineContext, id: string, r?: ContainerRecord): boolean {
   let record = r;
@@ -185,10 +187,28 @@ export function markManualStop(ctx: EngineContext, id: string, r?: ContainerReco
       return false;
     }
   }
-  if (!policyOf(record.options)) return false;
+  const policy = policyOf(record.options);
+  if (!policy) return false;
+  const path = stopPath(ctx, id);
   try {
-    writeFileSync(stopPath(ctx, id), `${new Date().toISOString()}\n`);
-  } catch {}
+    writeFileSync(path, `${new Date().toISOString()}\n`);
+  } catch (err) {
+    // The mark is the file's existence (its text is only the time): created but not filled
+    // (ENOSPC on the write) still counts.
+    if (existsSync(path)) return true;
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code
+      ? `${e.code} (${e.message.replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "")})`
+      : e.message;
+    throw new EngineError(
+      `cannot mark container ${record.name} as stopped by hand: ${path}: ${why}`,
+      {
+        hint: `nothing was signalled: without this mark its restart policy (${policy.policy}) would start it again. Make ${ctx.containers.dir(id)} writable (free space on its filesystem, or remount it read-write) and run the command again`,
+        ...(e.code ? { code: e.code } : {}),
+        cause: err,
+      },
+    );
+  }
   return true;
 }
 

@@ -217,6 +217,43 @@ describe.skipIf(!isRoot || !hasConmon)("restart policies", () => {
     expect(pivot(["logs", "svc"]).stdout).toMatch(/^(up\n){2,}$/);
   }, 180_000);
 
+  test("a manual-stop mark that cannot be written fails stop, kill and rm -f before any signal", async () => {
+    const id = runD(["--name", "ro", "--restart", "always", IMAGE, "sleep", "1000"]);
+    await until("running", () => inspect(id).state.status === "running");
+    const pid = inspect(id).state.pid;
+    const dir = join(t.root, "containers", id);
+    const mark = join(dir, "manually-stopped");
+    // The container's directory read-only (EROFS), as a full or read-only filesystem would be.
+    const sh = (cmd: string[]) => Bun.spawnSync(cmd, { stderr: "pipe" });
+    expect(sh(["mount", "--bind", dir, dir]).exitCode).toBe(0);
+    try {
+      expect(sh(["mount", "-o", "remount,bind,ro", dir]).exitCode).toBe(0);
+      for (const args of [
+        ["stop", "-t", "1", "ro"],
+        ["kill", "ro"],
+        ["kill", "-s", "TERM", "ro"],
+        ["rm", "-f", "ro"],
+      ]) {
+        const r = pivot(args);
+        expect(r.stdout).toBe("");
+        expect(r.status).not.toBe(0);
+        expect(r.stderr).toContain(
+          `pivot: cannot mark container ro as stopped by hand: ${mark}: EROFS (read-only file system)\n  hint: nothing was signalled`,
+        );
+        // Not half-stopped: the same process runs on, under the same conmon.
+        const info = inspect(id);
+        expect(info.state.status).toBe("running");
+        expect(info.state.pid).toBe(pid);
+        expect(conmonsOf(id).length).toBe(1);
+      }
+    } finally {
+      sh(["umount", dir]);
+    }
+    expect(pivot(["stop", "-t", "1", "ro"])).toEqual({ status: 0, stdout: "ro\n", stderr: "" });
+    const info = await settled(id);
+    expect(info.restartCount).toBe(0);
+  }, 120_000);
+
   test("rm -f of a restarting container leaves no mount, cgroup, conmon, exit hook or state", async () => {
     const id = runD(["--name", "crashy", "--restart", "always", IMAGE, "sh", "-c", "exit 1"]);
     // The exit hook waiting out the backoff, frozen (SIGSTOP): "restarting" holds still.

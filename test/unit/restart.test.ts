@@ -1,10 +1,18 @@
 // Restart policies, the pure parts: `--restart` parsing and validation, Docker's restart rule,
 // the backoff, and the STATUS text of a restarting container.
 import { describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ContainerRecord } from "../../src/engine/container-store.ts";
+import type { EngineContext } from "../../src/engine/context.ts";
 import { EngineError } from "../../src/engine/errors.ts";
 import { statusText } from "../../src/engine/listing.ts";
 import {
   checkRestartOptions,
+  isManuallyStopped,
+  markManualStop,
   nextBackoff,
   parseRestartPolicy,
   shouldRestart,
@@ -97,4 +105,70 @@ test("STATUS of a restarting container, as Docker's", () => {
     state: { status: "restarting", exitCode: 3, finishedAt: "2024-01-01T00:00:08Z" },
   } as unknown as ContainerInfo;
   expect(statusText(c, now)).toBe("Restarting (3) 2 seconds ago");
+});
+
+describe("the manual-stop mark", () => {
+  const record = (policy: "no" | "always") =>
+    ({ name: "web", options: { image: "x", restart: { policy } } }) as unknown as ContainerRecord;
+  const ctxOf = (dir: string) => ({ containers: { dir: () => dir } }) as unknown as EngineContext;
+
+  test("is made for a container with a policy, not for one without", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pivot-mark-"));
+    try {
+      expect(markManualStop(ctxOf(dir), "id", record("no"))).toBe(false);
+      expect(existsSync(join(dir, "manually-stopped"))).toBe(false);
+      expect(markManualStop(ctxOf(dir), "id", record("always"))).toBe(true);
+      expect(isManuallyStopped(ctxOf(dir), "id")).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // Everything that makes stop, kill and rm -f win over a restart rests on it: a mark that cannot
+  // be written is an error naming the path, the errno and what to do, never a silent success.
+  test("that cannot be written is an EngineError (a file where the directory should be: ENOTDIR)", () => {
+    const work = mkdtempSync(join(tmpdir(), "pivot-mark-"));
+    const dir = join(work, "container");
+    writeFileSync(dir, "");
+    try {
+      let err: unknown;
+      try {
+        markManualStop(ctxOf(dir), "id", record("always"));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(EngineError);
+      const e = err as EngineError;
+      expect(e.message).toBe(
+        `cannot mark container web as stopped by hand: ${join(dir, "manually-stopped")}: ENOTDIR (not a directory)`,
+      );
+      expect(e.code).toBe("ENOTDIR");
+      expect(e.hint).toContain("nothing was signalled");
+      expect(e.hint).toContain(`Make ${dir} writable`);
+      // No policy: nothing to mark, nothing to fail.
+      expect(markManualStop(ctxOf(dir), "id", record("no"))).toBe(false);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  test.skipIf(process.getuid?.() !== 0)("on a read-only bind mount (EROFS), as root", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pivot-mark-"));
+    const run = (...args: string[]) => {
+      const r = spawnSync(args[0]!, args.slice(1), { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
+    };
+    mkdirSync(join(dir, "c"));
+    run("mount", "--bind", join(dir, "c"), join(dir, "c"));
+    try {
+      run("mount", "-o", "remount,bind,ro", join(dir, "c"));
+      expect(() => markManualStop(ctxOf(join(dir, "c")), "id", record("always"))).toThrow(
+        /manually-stopped: EROFS \(read-only file system\)$/,
+      );
+      expect(isManuallyStopped(ctxOf(join(dir, "c")), "id")).toBe(false);
+    } finally {
+      run("umount", join(dir, "c"));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
