@@ -3,14 +3,9 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { formatError, PivotError } from "../errors.ts";
-import { defaultSpec } from "../oci/default-spec.ts";
 import type { Process } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
-import { containerMountReport, liveContainer } from "../runtime/debug.ts";
-import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
-import { features } from "../runtime/features.ts";
 import type { Plan } from "../runtime/plan.ts";
-import { renderMountReport } from "../runtime/provenance.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { Trace } from "../runtime/trace.ts";
 import { childProcess } from "../util/child-process.ts";
@@ -24,7 +19,6 @@ import {
   parseArgs,
   UsageError,
 } from "./args.ts";
-import { checkSystemdCgroupFlag, eventsCommand, updateCommand } from "./cgroups.ts";
 
 /**
  * Output goes straight to fd 1 and 2: under Bun, the first use of process.stdout or process.stderr
@@ -213,7 +207,8 @@ function printTable(rows: string[][]): void {
 }
 
 /** --dry-run output: numbered steps, JSON, or an equivalent shell script. */
-function renderPlan(plan: Plan, format: string, title: string): string {
+async function renderPlan(plan: Plan, format: string, title: string): Promise<string> {
+  const { renderPlanJson, renderPlanShell, renderPlanText } = await import("../runtime/explain.ts");
   if (format === "json") return renderPlanJson(plan);
   if (format === "shell") return renderPlanShell(plan, title);
   if (format === "text") return renderPlanText(plan);
@@ -251,7 +246,10 @@ export async function main(argv: string[]): Promise<number> {
   });
   log.debug(`${command} ${args.join(" ")}`);
   try {
-    checkSystemdCgroupFlag(boolFlag(global, "systemd-cgroup"), command);
+    if (boolFlag(global, "systemd-cgroup")) {
+      const { checkSystemdCgroupFlag } = await import("./cgroups.ts");
+      checkSystemdCgroupFlag(true, command);
+    }
     return await dispatch(command, args, runtime);
   } catch (err) {
     const message = formatError(err);
@@ -281,9 +279,9 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
         preserveFds: intFlag(p, "preserve-fds") ?? 0,
       };
       if (boolFlag(p, "dry-run")) {
-        const { plan } = runtime.planContainer(id, options, command === "run");
+        const { plan } = await runtime.planContainer(id, options, command === "run");
         writeOut(
-          renderPlan(
+          await renderPlan(
             plan,
             flag(p, "format") ?? "text",
             `container ${id}, bundle ${options.bundle}`,
@@ -419,13 +417,15 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
         });
       writeFileSync(
         target,
-        `${JSON.stringify(defaultSpec({ rootless: boolFlag(p, "rootless") }), null, 2)}\n`,
+        `${JSON.stringify((await import("../oci/default-spec.ts")).defaultSpec({ rootless: boolFlag(p, "rootless") }), null, 2)}\n`,
       );
       return 0;
     }
-    case "features":
+    case "features": {
+      const { features } = await import("../runtime/features.ts");
       writeOut(`${JSON.stringify(features(), null, 2)}\n`);
       return 0;
+    }
     case "debug": {
       const p = parseArgs(args.slice(1), [{ name: "format", aliases: ["f"], value: true }]);
       if (args[0] !== "mounts") {
@@ -434,6 +434,8 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
         });
       }
       const id = needId(p, "debug mounts");
+      const { containerMountReport, liveContainer } = await import("../runtime/debug.ts");
+      const { renderMountReport } = await import("../runtime/provenance.ts");
       const record = liveContainer(runtime, id, "show the mounts");
       const report = containerMountReport(record);
       writeOut(
@@ -447,9 +449,9 @@ async function dispatch(command: string, args: string[], runtime: Runtime): Prom
       return 0;
     }
     case "update":
-      return updateCommand(args, runtime);
+      return (await import("./cgroups.ts")).updateCommand(args, runtime);
     case "events":
-      return await eventsCommand(args, runtime);
+      return await (await import("./cgroups.ts")).eventsCommand(args, runtime);
     case "checkpoint":
     case "restore":
       throw new PivotError(`"${command}" is not supported yet`);

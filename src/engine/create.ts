@@ -282,7 +282,7 @@ export async function dryRun(
       }
     },
   };
-  const { plan } = ctx.runtime.planContainer(id, { bundle: dir }, attached, {
+  const { plan } = await ctx.runtime.planContainer(id, { bundle: dir }, attached, {
     spec,
     bundle: dir,
     rootfs: overlay.target,

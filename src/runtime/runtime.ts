@@ -17,28 +17,10 @@ import { Cgroup } from "../cgroups/manager.ts";
 import { ConfigError, PivotError } from "../errors.ts";
 import type { ContainerStatus, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
-import { parseConfig, validateProcess } from "../oci/validate.ts";
-import { listenerState } from "../security/seccomp.ts";
-import { SeccompCache } from "../security/seccomp-cache.ts";
-import { attachDeviceFilter, deviceFilterStep } from "./cgroup-devices.ts";
+import type { SeccompCache } from "../security/seccomp-cache.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
-import {
-  exitCodeOf,
-  type LaunchSession,
-  launch,
-  launcherPath,
-  type StdioSpec,
-  spawnLauncher,
-} from "./launcher.ts";
-import {
-  type CgroupJoin,
-  type CgroupMountSource,
-  compileContainerPlan,
-  compileExecPlan,
-  type FileKind,
-  type HostFacts,
-  type Plan,
-} from "./plan.ts";
+import type { LaunchSession, StdioSpec } from "./launcher.ts";
+import type { CgroupJoin, CgroupMountSource, FileKind, HostFacts, Plan } from "./plan.ts";
 import { parseSignal } from "./signals.ts";
 import {
   type ContainerRecord,
@@ -59,6 +41,9 @@ import {
   writeIdMaps,
 } from "./userns.ts";
 import { SyncPoint } from "./wire.ts";
+
+/** Creating and exec'ing containers: loaded on first use (see launching.ts). */
+const launching = () => import("./launching.ts");
 
 export interface RuntimeOptions {
   /** Where container state lives (runc's --root). */
@@ -128,8 +113,9 @@ export class Runtime {
    * Compiled seccomp filters, in ROOT/@seccomp (not a container id, so never one's directory);
    * PIVOT_SECCOMP_CACHE=0 turns the cache off.
    */
-  private get seccompCache(): SeccompCache | null {
+  private async seccompCache(): Promise<SeccompCache | null> {
     if (this.seccompCacheOf === undefined) {
+      const { SeccompCache, launcherPath } = await launching();
       this.seccompCacheOf =
         process.env.PIVOT_SECCOMP_CACHE === "0"
           ? null
@@ -146,7 +132,8 @@ export class Runtime {
   }
 
   /** Reads and validates BUNDLE/config.json. */
-  loadBundle(bundle: string): { spec: Spec; bundle: string; rootfs: string } {
+  async loadBundle(bundle: string): Promise<{ spec: Spec; bundle: string; rootfs: string }> {
+    const { parseConfig } = await launching();
     const dir = resolve(bundle);
     const configPath = join(dir, "config.json");
     let text: string;
@@ -211,22 +198,24 @@ export class Runtime {
    * Compiles a container's launch plan without creating anything: the first half of `create`,
    * and all of `create --dry-run`. Config errors surface here, before any state exists.
    */
-  planContainer(
+  async planContainer(
     id: string,
     options: CreateOptions,
     waitForInit = false,
     /** A config already in memory (the engine's dry run) instead of BUNDLE/config.json. */
     loaded?: { spec: Spec; bundle: string; rootfs: string; host?: HostFacts },
-  ): {
+  ): Promise<{
     plan: Plan;
     spec: Spec;
     bundle: string;
     rootfs: string;
     cgroup: Cgroup;
     cgroupJoin: CgroupJoin;
-  } {
+  }> {
     validateId(id);
-    const { spec, bundle, rootfs } = loaded ?? this.loadBundle(options.bundle);
+    const { compileContainerPlan, deviceFilterStep } = await launching();
+    const seccompCache = await this.seccompCache();
+    const { spec, bundle, rootfs } = loaded ?? (await this.loadBundle(options.bundle));
     this.trace?.mark("config.json loaded and validated");
     if (!spec.process)
       throw new ConfigError("process", "is missing; the container needs a process to run");
@@ -253,7 +242,7 @@ export class Runtime {
       cgroupJoin,
       caller,
       host: loaded?.host ?? realHost,
-      ...(this.seccompCache ? { seccompCache: this.seccompCache } : {}),
+      ...(seccompCache ? { seccompCache } : {}),
     });
     if (plan.idMaps) {
       checkIdMapHelpers(spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps, caller);
@@ -278,6 +267,7 @@ export class Runtime {
     options: CreateOptions,
     waitForInit: boolean,
   ): Promise<{ session: LaunchSession; record: ContainerRecord }> {
+    const { spawnLauncher, listenerState } = await launching();
     // The launcher starts up (exec, dynamic linking) while the config is read and compiled; it
     // waits for its plan.
     const s = spawnLauncher({
@@ -286,9 +276,9 @@ export class Runtime {
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
       ...(options.onLaunch ? { childProcess: true } : {}),
     });
-    let planned: ReturnType<Runtime["planContainer"]>;
+    let planned: Awaited<ReturnType<Runtime["planContainer"]>>;
     try {
-      planned = this.planContainer(id, options, waitForInit);
+      planned = await this.planContainer(id, options, waitForInit);
       this.store.claim(id);
     } catch (err) {
       s.detach(); // it reads the end of its plan and exits
@@ -558,6 +548,7 @@ export class Runtime {
       return 0;
     }
     const { session, record } = await this.createSession(id, options, true);
+    const { exitCodeOf } = await launching();
     let code: number;
     try {
       await this.start(id);
@@ -580,6 +571,7 @@ export class Runtime {
     if (status !== "running" && status !== "created") {
       throw new PivotError(`cannot exec in container "${id}": it is ${status}`);
     }
+    const { validateProcess, compileExecPlan, launch, exitCodeOf } = await launching();
     validateProcess(options.process, "process");
     const cgroup = new Cgroup(record.cgroupPaths);
     const cgroupJoin = cgroup.joinPlan();
@@ -648,7 +640,7 @@ export class Runtime {
       linux.devices ?? [],
     );
     // New device rules on cgroup v2: the launcher replaces the container's eBPF program.
-    if (updated.deviceFilter) await attachDeviceFilter(updated.deviceFilter);
+    if (updated.deviceFilter) await (await launching()).attachDeviceFilter(updated.deviceFilter);
     linux.resources = updated.resources;
     record.spec.linux = linux;
     this.store.save(record);
