@@ -11,13 +11,16 @@
 //   3. the backoff passes (checking every 100 ms for a stop, a removal or a start by hand);
 //   4. under the lock again, still pending and not stopped: a start under a new conmon, whose own
 //      exit hook takes over. The manual-stop mark is read once more after the runtime's create
-//      and before the process is released: a stop that came meanwhile gets no new run.
+//      and before the process is released: a stop that came meanwhile gets no new run; and again
+//      after the release: a stop that came between that check and the release may have found
+//      the init not yet able to take a signal, so the run is ended (SIGKILL) and a start that
+//      failed because of it is no "restart failed".
 // `pivot start --all-restartable` is the boot hook (there is no daemon to start containers when
 // the machine starts); `ps` and recovery never start anything.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { procStat } from "../runtime/state.ts";
-import { monitorAlive } from "./container-runtime.ts";
+import { monitorAlive, rt } from "./container-runtime.ts";
 import type { ContainerRecord, RunState } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { list } from "./inspect.ts";
@@ -164,20 +167,34 @@ async function restartAfterBackoff(
         },
         true,
       );
+      // A stop or kill between that check and the release found the new run's init still in its
+      // launcher stage (PID 1 of its namespace, no handler: any signal but SIGKILL is dropped), so
+      // its signal may not have ended it: end it here; its own exit hook sees the mark.
+      if (isManuallyStopped(ctx, id)) endStoppedRun(ctx, id);
       clearPending(ctx, id, p);
     } catch (err) {
-      // It stays exited with the code of its last run; a failed start says why in inspect.
+      // It stays exited with the code of its last run; a failed start says why in inspect,
+      // unless a stop or kill came meanwhile (a SIGKILL of the new run's init fails the start).
       const exit = join(ctx.containers.dir(id), "exit");
       if (!existsSync(exit) && existsSync(ctx.containers.dir(id)))
         writeFileSync(exit, String(p.exitCode));
-      clearPending(
-        ctx,
-        id,
-        p,
-        err instanceof RestartCancelled ? undefined : `restart failed: ${(err as Error).message}`,
-      );
+      const cancelled = err instanceof RestartCancelled || isManuallyStopped(ctx, id);
+      clearPending(ctx, id, p, cancelled ? undefined : `restart failed: ${(err as Error).message}`);
     }
   });
+}
+
+/** A run started by the policy after a stop by hand: SIGKILL to its processes (as `rm -f`). */
+function endStoppedRun(ctx: EngineContext, id: string): void {
+  try {
+    rt(ctx, id).kill(id, "SIGKILL", true);
+  } catch {
+    try {
+      rt(ctx, id).kill(id, "SIGKILL");
+    } catch (err) {
+      ctx.warn(`ending ${id.slice(0, 12)}'s restart after a stop: ${(err as Error).message}`);
+    }
+  }
 }
 
 /**

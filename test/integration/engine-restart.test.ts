@@ -4,7 +4,16 @@
 // Every wait polls with a generous deadline: a restart takes a conmon exit hook, a backoff and a
 // new conmon, which on a loaded 2-core machine is seconds, not milliseconds.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
 import type { ContainerInfo } from "../../src/engine/types.ts";
@@ -12,6 +21,7 @@ import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures
 import { isRoot, pivotCli } from "../helpers.ts";
 
 const hasConmon = findConmon() !== null;
+const RUNC = "/usr/sbin/runc";
 
 let t: TestEngine;
 
@@ -253,6 +263,104 @@ describe.skipIf(!isRoot || !hasConmon)("restart policies", () => {
     const info = await settled(id);
     expect(info.restartCount).toBe(0);
   }, 120_000);
+
+  // The window between the exit hook's last check of the manual-stop mark (after the runtime's
+  // create) and the runtime's start, pinned: the container runs under a wrapper of runc whose
+  // `start`, once armed, waits for the test. A stop or kill lands there, while the new run's init
+  // is still the runtime's, waiting to exec; then the start goes on.
+  async function gated(
+    during: (id: string, gate: string) => Promise<void> | void,
+    after: (id: string, gate: string) => Promise<void>,
+  ): Promise<void> {
+    const gate = mkdtempSync(join(tmpdir(), "pivot-gate-"));
+    const wrapper = join(gate, "runc");
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = start ] && [ -e ${gate}/armed ]; then
+    rm -f ${gate}/armed; touch ${gate}/at-start
+    while [ ! -e ${gate}/go ]; do sleep 0.05; done
+    break
+  fi
+done
+exec ${RUNC} "$@"
+`,
+    );
+    chmodSync(wrapper, 0o755);
+    try {
+      // Runs of a second until /g/stay exists; from then on a run stays.
+      const id = runD([
+        ...["--runtime", wrapper, "--name", "gated", "--restart", "always", "-v", `${gate}:/g`],
+        ...[IMAGE, "sh", "-c", "echo run >> /g/runs; [ -e /g/stay ] && exec sleep 1000; sleep 1"],
+      ]);
+      await until("a first restart", () => inspect(id).restartCount >= 1);
+      writeFileSync(join(gate, "stay"), "");
+      writeFileSync(join(gate, "armed"), "");
+      await until("the restart's start held at the gate", () => existsSync(join(gate, "at-start")));
+      await during(id, gate);
+      writeFileSync(join(gate, "go"), "");
+      await after(id, gate);
+    } finally {
+      writeFileSync(join(gate, "go"), "");
+      pivot(["rm", "-f", "gated"]);
+      rmSync(gate, { recursive: true, force: true });
+    }
+  }
+
+  test.skipIf(!existsSync(RUNC))(
+    "a stop whose signal the new run's init did not take, in that window: the run is ended",
+    async () => {
+      // Pivot's launcher stage is PID 1 of its namespace with no handler: a SIGTERM from stop or
+      // kill -s TERM is dropped there, leaving only the mark. That state, made directly.
+      await gated(
+        (id) => writeFileSync(join(t.root, "containers", id, "manually-stopped"), ""),
+        async (id) => {
+          const info = await settled(id);
+          expect(info.state.status).toBe("exited");
+          expect(info.state.exitCode).toBe(137);
+          expect(info.state.error).toBeUndefined();
+          expect(processesOf(id)).toEqual([]);
+        },
+      );
+    },
+    180_000,
+  );
+
+  test.skipIf(!existsSync(RUNC))(
+    'pivot kill in that window: no run, and no "restart failed" for a manual stop',
+    async () => {
+      let conmon = 0;
+      await gated(
+        (id) => {
+          // The new run's conmon frozen, so its exit hook cannot overwrite what this hook records.
+          conmon = (
+            JSON.parse(readFileSync(join(t.root, "containers", id, "state.json"), "utf8")) as {
+              monitorPid: number;
+            }
+          ).monitorPid;
+          signal(conmon, "SIGSTOP");
+          expect(pivot(["kill", "gated"])).toEqual({ status: 0, stdout: "gated\n", stderr: "" });
+        },
+        async (id) => {
+          try {
+            await until("the restart given up", () => pendingOf(id) === null);
+            const s = JSON.parse(
+              readFileSync(join(t.root, "containers", id, "restart.json"), "utf8"),
+            ) as { error?: string };
+            expect(s.error).toBeUndefined();
+          } finally {
+            signal(conmon, "SIGCONT");
+          }
+          const info = await settled(id);
+          expect(info.state.status).toBe("exited");
+          expect(info.state.error).toBeUndefined();
+          expect(processesOf(id)).toEqual([]);
+        },
+      );
+    },
+    180_000,
+  );
 
   test("rm -f of a restarting container leaves no mount, cgroup, conmon, exit hook or state", async () => {
     const id = runD(["--name", "crashy", "--restart", "always", IMAGE, "sh", "-c", "exit 1"]);
