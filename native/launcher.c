@@ -791,17 +791,18 @@ static void do_write_file(const char *path, const char *value) {
   close(fd);
 }
 
-static void send_fd(int sock, int fd, const char *name) {
+/* Sends an fd over a unix socket (SCM_RIGHTS) with a message beside it; `what` names it in errors. */
+static void send_fd(int sock, int fd, const char *message, const char *what) {
   char cbuf[CMSG_SPACE(sizeof(int))];
   memset(cbuf, 0, sizeof cbuf);
-  struct iovec iov = {.iov_base = (void *)name, .iov_len = strlen(name)};
+  struct iovec iov = {.iov_base = (void *)message, .iov_len = strlen(message)};
   struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
   struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) fail(errno, "send the pty master over the console socket");
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) fail(errno, "send %s", what);
 }
 
 static void do_setup_terminal(struct step *st) {
@@ -820,7 +821,7 @@ static void do_setup_terminal(struct step *st) {
     struct winsize ws = {.ws_row = (unsigned short)I(st, 1), .ws_col = (unsigned short)I(st, 2)};
     ioctl(slave, TIOCSWINSZ, &ws);
   }
-  send_fd(sock, master, name);
+  send_fd(sock, master, name, "the pty master over the console socket");
   close(master);
   close(sock);
   if (setsid() < 0 && errno != EPERM) fail(errno, "setsid");
@@ -987,16 +988,7 @@ static void do_seccomp_rule(struct step *st) {
 /* Sends the seccomp notification fd to the listener with the state as the message (runtime-spec
  * "Seccomp notify": the fds array of the state names it "seccompFd"). */
 static void send_notify_fd(int sock, int fd) {
-  char cbuf[CMSG_SPACE(sizeof(int))];
-  memset(cbuf, 0, sizeof cbuf);
-  struct iovec iov = {.iov_base = listener_state, .iov_len = strlen(listener_state)};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) fail(errno, "send the seccomp notification fd to the listener");
+  send_fd(sock, fd, listener_state, "the seccomp notification fd to the listener");
 }
 
 static void do_seccomp_load(struct step *st) {
