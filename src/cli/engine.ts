@@ -291,7 +291,16 @@ function proxySignals(engine: Engine, id: string): () => void {
   const handler = (sig: NodeJS.Signals) => {
     try {
       engine.kill(id, sig);
-    } catch {}
+    } catch (err) {
+      // The container ended meanwhile (the same Ctrl-C reached it): nothing to forward to.
+      if (err instanceof EngineError && / is not running$/.test(err.message)) return;
+      // Anything else (the manual-stop mark not written, the runtime's kill failing): said on one
+      // line, and the run goes on, as Docker's client goes on when its kill request fails.
+      const why = err instanceof Error ? err.message : String(err);
+      process.stderr.write(
+        `pivot: forwarding ${sig} to container ${id.slice(0, 12)} failed: ${why.split("\n")[0]}\n`,
+      );
+    }
   };
   for (const s of sigs) process.on(s, handler);
   return () => {

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
 import type { ContainerInfo } from "../../src/engine/types.ts";
 import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
-import { isRoot, pivotCli } from "../helpers.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
 const hasConmon = findConmon() !== null;
 const RUNC = "/usr/sbin/runc";
@@ -435,6 +435,57 @@ exec ${RUNC} "$@"
     expect(info.state.exitCode).toBe(4);
     expect(pivot(["logs", "att"]).stdout).toBe("x\nx\n");
     expect(mountsUnder(join(t.root, "containers", id))).toEqual([]);
+  }, 120_000);
+
+  test("attached run: a signal it cannot forward is said on stderr, and the run goes on", async () => {
+    const proc = Bun.spawn(
+      [
+        ...[BUN, PIVOT_CLI, "--root", t.root, "run", "--name", "sig", "--restart", "on-failure:1"],
+        ...[
+          IMAGE,
+          "sh",
+          "-c",
+          "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 1; done",
+        ],
+      ],
+      { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+    );
+    let stderr = "";
+    const errDone = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of proc.stderr) stderr += decoder.decode(chunk);
+    })();
+    const stdout = new Response(proc.stdout).text();
+    const sh = (cmd: string[]) => Bun.spawnSync(cmd, { stderr: "pipe" });
+    let dir = "";
+    try {
+      await until("running", () => pivot(["logs", "sig"]).stdout === "ready\n");
+      const { id, state } = inspect("sig");
+      dir = join(t.root, "containers", id);
+      // The manual-stop mark cannot be written (EROFS): kill fails, so the forward does.
+      expect(sh(["mount", "--bind", dir, dir]).exitCode).toBe(0);
+      expect(sh(["mount", "-o", "remount,bind,ro", dir]).exitCode).toBe(0);
+      proc.kill("SIGTERM");
+      await until("the failed forward on stderr", () => stderr.includes("\n"), 30_000);
+      expect(stderr).toBe(
+        `pivot: forwarding SIGTERM to container ${id.slice(0, 12)} failed: cannot mark container sig as stopped by hand: ${join(dir, "manually-stopped")}: EROFS (read-only file system)\n`,
+      );
+      expect(inspect("sig").state).toMatchObject({ status: "running", pid: state.pid });
+      sh(["umount", dir]);
+      dir = "";
+      // The next one is forwarded: the trap runs, and the stop by hand ends the restarts.
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(7);
+      await errDone;
+      expect(stderr.split("\n").filter(Boolean).length).toBe(1);
+      expect(await stdout).toBe("ready\ngot TERM\n");
+      const info = await settled(id);
+      expect(info.restartCount).toBe(0);
+      expect(info.state.exitCode).toBe(7);
+    } finally {
+      if (dir) sh(["umount", dir]);
+      proc.kill("SIGKILL");
+    }
   }, 120_000);
 
   test("library: restart in the options, an attached handle's wait, and the --rm conflict", async () => {
