@@ -267,7 +267,8 @@ export class Runtime {
     options: CreateOptions,
     waitForInit: boolean,
   ): Promise<{ session: LaunchSession; record: ContainerRecord }> {
-    const { spawnLauncher, listenerState } = await launching();
+    // The launcher client first (small), so the launcher's exec overlaps loading the rest.
+    const { spawnLauncher } = await import("./launcher.ts");
     // The launcher starts up (exec, dynamic linking) while the config is read and compiled; it
     // waits for its plan.
     const s = spawnLauncher({
@@ -276,6 +277,7 @@ export class Runtime {
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
       ...(options.onLaunch ? { childProcess: true } : {}),
     });
+    const { listenerState } = await launching();
     let planned: Awaited<ReturnType<Runtime["planContainer"]>>;
     try {
       planned = await this.planContainer(id, options, waitForInit);
