@@ -21,7 +21,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { procStat } from "../runtime/state.ts";
 import { monitorAlive, rt } from "./container-runtime.ts";
-import type { ContainerRecord, RunState } from "./container-store.ts";
+import { type ContainerRecord, type RunState, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { list } from "./inspect.ts";
 import { cleanup, cleanupLocked } from "./lifecycle.ts";
@@ -81,16 +81,19 @@ export async function afterExit(ctx: EngineContext, ref: string, runId: string):
           pidStart: procStat(process.pid)?.startTime ?? "",
         }
       : null;
+    // A failed restart's reason stays until a start succeeds (or one by hand): the failed run's
+    // own exit hook comes here after the restart that recorded it.
     writeRestartState(ctx, id, {
       count: before.count + (restart ? 1 : 0),
       backoffMs,
       ...(pending ? { pending } : {}),
+      ...(before.error ? { error: before.error } : {}),
     });
     return pending ? { pending, rs } : null;
   });
   if (!decided) return;
   leaveConmon(decided.rs);
-  await restartAfterBackoff(ctx, id, decided.pending);
+  await restartAfterBackoff(ctx, id, decided.pending, decided.rs);
 }
 
 /**
@@ -126,11 +129,21 @@ function stillPending(ctx: EngineContext, id: string, p: PendingRestart): boolea
   );
 }
 
-/** Drops the pending mark if it is still this process's, with the reason a restart failed. */
-function clearPending(ctx: EngineContext, id: string, p: PendingRestart, error?: string): void {
+/**
+ * Drops the pending mark if it is still this process's. `started`: the restart's start succeeded,
+ * which forgets an earlier failure; `error`: why it failed; neither: given up (a stop, a removal,
+ * a start by hand), an earlier failure's reason kept.
+ */
+function clearPending(
+  ctx: EngineContext,
+  id: string,
+  p: PendingRestart,
+  outcome: { started?: boolean; error?: string } = {},
+): void {
   if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
   const s = readRestartState(ctx, id);
   if (s.pending?.runId !== p.runId || s.pending.pid !== p.pid) return;
+  const error = outcome.error ?? (outcome.started ? undefined : s.error);
   writeRestartState(ctx, id, {
     count: s.count,
     backoffMs: s.backoffMs,
@@ -142,6 +155,7 @@ async function restartAfterBackoff(
   ctx: EngineContext,
   id: string,
   p: PendingRestart,
+  exited: RunState,
 ): Promise<void> {
   const deadline = Date.now() + p.delayMs;
   for (;;) {
@@ -171,17 +185,50 @@ async function restartAfterBackoff(
       // launcher stage (PID 1 of its namespace, no handler: any signal but SIGKILL is dropped), so
       // its signal may not have ended it: end it here; its own exit hook sees the mark.
       if (isManuallyStopped(ctx, id)) endStoppedRun(ctx, id);
-      clearPending(ctx, id, p);
+      clearPending(ctx, id, p, { started: true });
     } catch (err) {
       // It stays exited with the code of its last run; a failed start says why in inspect,
       // unless a stop or kill came meanwhile (a SIGKILL of the new run's init fails the start).
-      const exit = join(ctx.containers.dir(id), "exit");
-      if (!existsSync(exit) && existsSync(ctx.containers.dir(id)))
-        writeFileSync(exit, String(p.exitCode));
+      if (existsSync(ctx.containers.dir(id))) forgetFailedRun(ctx, id, p, exited);
       const cancelled = err instanceof RestartCancelled || isManuallyStopped(ctx, id);
-      clearPending(ctx, id, p, cancelled ? undefined : `restart failed: ${(err as Error).message}`);
+      clearPending(
+        ctx,
+        id,
+        p,
+        cancelled ? {} : { error: `restart failed: ${(err as Error).message}` },
+      );
     }
   });
+}
+
+/**
+ * After a restart's start failed (its cleanup done by startLocked): the container is again the
+ * run that exited. The failed run's conmon, if it got that far, is ended before it writes an
+ * exit code (137, its init killed by the cleanup) or runs an exit hook that would take the
+ * failed run for the latest one (a restart of its own, restart.json rewritten); a hook it
+ * already started finds its run stale.
+ */
+function forgetFailedRun(
+  ctx: EngineContext,
+  id: string,
+  p: PendingRestart,
+  exited: RunState,
+): void {
+  const dir = ctx.containers.dir(id);
+  const failed = ctx.containers.runState(id);
+  if (failed && failed.runId !== p.runId && failed.monitor === "conmon") {
+    try {
+      if (monitorAlive(failed.monitorPid, failed.monitorStart))
+        process.kill(failed.monitorPid, "SIGKILL");
+    } catch {}
+    for (let i = 0; i < 200 && monitorAlive(failed.monitorPid, failed.monitorStart); i++)
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
+  writeFileSync(join(dir, "exit"), String(p.exitCode));
+  writeJsonAtomic(join(dir, "state.json"), {
+    ...exited,
+    finishedAt: exited.finishedAt ?? p.finishedAt,
+  } satisfies RunState);
 }
 
 /** A run started by the policy after a stop by hand: SIGKILL to its processes (as `rm -f`). */

@@ -362,6 +362,54 @@ exec ${RUNC} "$@"
     180_000,
   );
 
+  test.skipIf(!existsSync(RUNC))(
+    '"restart failed" stays in inspect after the failed run\'s own exit hook, until a start by hand',
+    async () => {
+      // A runc whose `start` fails once armed: the restart's create succeeds under a new conmon,
+      // its start fails, and that conmon's exit hook runs after the failure was recorded.
+      const gate = mkdtempSync(join(tmpdir(), "pivot-gate-"));
+      const wrapper = join(gate, "runc");
+      writeFileSync(
+        wrapper,
+        `#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = start ] && [ -e ${gate}/armed ]; then
+    rm -f ${gate}/armed; echo "start refused by the test" >&2; exit 1
+  fi
+done
+exec ${RUNC} "$@"
+`,
+      );
+      chmodSync(wrapper, 0o755);
+      try {
+        const id = runD([
+          ...["--runtime", wrapper, "--name", "nostart", "--restart", "on-failure:1"],
+          ...[IMAGE, "sh", "-c", "sleep 1; exit 3"],
+        ]);
+        writeFileSync(join(gate, "armed"), "");
+        await until("the restart's start refused", () => !existsSync(join(gate, "armed")));
+        const info = await settled(id);
+        expect(info.state.error).toStartWith("restart failed: ");
+        expect(info.state.error).toContain("start refused by the test");
+        // Exited with the code of its last run, and no more restarts (the failed run's conmon
+        // wrote no 137 and restarted nothing).
+        expect(info.state.exitCode).toBe(3);
+        expect(info.restartCount).toBe(1);
+        // Its status is Docker's: the error is in inspect only.
+        expect(pivot(["ps", "-a", "--format", "{{.Status}}"]).stdout).toMatch(/^Exited \(3\) /);
+        // A start by hand forgets it.
+        expect(pivot(["start", "nostart"]).status).toBe(0);
+        expect(inspect(id).state.error).toBeUndefined();
+        expect(pivot(["rm", "-f", "nostart"]).status).toBe(0);
+        await until("no process of the removed container", () => processesOf(id).length === 0);
+      } finally {
+        pivot(["rm", "-f", "nostart"]);
+        rmSync(gate, { recursive: true, force: true });
+      }
+    },
+    180_000,
+  );
+
   test("rm -f of a restarting container leaves no mount, cgroup, conmon, exit hook or state", async () => {
     const id = runD(["--name", "crashy", "--restart", "always", IMAGE, "sh", "-c", "exit 1"]);
     // The exit hook waiting out the backoff, frozen (SIGSTOP): "restarting" holds still.
