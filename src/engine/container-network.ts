@@ -8,6 +8,7 @@ import { status } from "./container-runtime.ts";
 import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { isSlirp, stopSlirp } from "./slirp4netns.ts";
 import type { ContainerOptions } from "./types.ts";
 
 /**
@@ -82,6 +83,14 @@ export async function networkOf(
   dryRun = false,
 ): Promise<string | null> {
   const n = o.network;
+  // slirp4netns: a namespace of the container's own, wired by slirp4netns at start (start.ts).
+  if (isSlirp(o)) {
+    if (o.ip || o.networkAliases?.length)
+      throw new EngineError("--ip and --network-alias need a network, not slirp4netns", {
+        hint: "slirp4netns gives every container 10.0.2.100; drop --ip and --network-alias",
+      });
+    return null;
+  }
   if (n === undefined || n === "none" || n === "host") {
     if (o.publish?.length || o.ip || o.networkAliases?.length)
       throw new EngineError("-p, --ip and --network-alias need a network", {
@@ -125,6 +134,10 @@ export async function connectNetwork(ctx: EngineContext, r: ContainerRecord): Pr
 
 /** Releases the container's address, veth, port and NAT rules, and its namespace. */
 export async function disconnectNetwork(ctx: EngineContext, r: ContainerRecord): Promise<void> {
+  if (isSlirp(r.options)) {
+    await stopSlirp(ctx, r.id).catch((e) => ctx.warn((e as Error).message));
+    return;
+  }
   const n = r.options.network;
   if (n === undefined || n === "none" || n === "host" || n.startsWith("container:")) return;
   await ctx.networks.removeSandbox(r.id).catch((e) => ctx.warn((e as Error).message));

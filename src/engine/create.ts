@@ -44,6 +44,7 @@ import { inspect } from "./inspect.ts";
 import { recoverNameOwner } from "./recovery.ts";
 import { checkRestartOptions } from "./restart-state.ts";
 import { addRootlessUserNamespace, checkRootlessOptions } from "./rootless.ts";
+import { isSlirp, SLIRP } from "./slirp4netns.ts";
 import type { ContainerInfo, ContainerOptions, MountSpec } from "./types.ts";
 
 /** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
@@ -162,6 +163,10 @@ async function compose(
 }> {
   const { id, dir, merged } = c;
   if (ctx.rootless) checkRootlessOptions(options);
+  else if (isSlirp(options))
+    throw new EngineError("--network slirp4netns is for rootless containers", {
+      hint: "as root, use --network bridge (or a network of yours) for a network and -p",
+    });
   const imageConfig: ImageConfig["config"] = c.image.config.config ?? {};
   const security = parseSecurityOpts(options.securityOpt ?? [], (p) => readFileSync(p, "utf8"));
   const userSpec = options.user ?? imageConfig.User;
@@ -215,7 +220,9 @@ async function compose(
     try {
       hostResolv = readFileSync("/etc/resolv.conf", "utf8");
     } catch {}
-    writeFileSync(join(dir, "resolv.conf"), containerResolvConf(hostResolv, opts));
+    // slirp4netns: its DNS forwarder (10.0.2.3) unless --dns, with the host's search and options.
+    const resolvOpts = isSlirp(opts) && !opts.dns?.length ? { ...opts, dns: [SLIRP.dns] } : opts;
+    writeFileSync(join(dir, "resolv.conf"), containerResolvConf(hostResolv, resolvOpts));
   }
   // --network container:NAME: the other container's /etc files, as Docker binds them.
   const etcDir = joined ? ctx.containers.dir(joined.id) : dir;

@@ -7,6 +7,7 @@ import type { EngineContext } from "./context.ts";
 import { remove } from "./lifecycle.ts";
 import { recover } from "./recovery.ts";
 import { readRestartState } from "./restart-state.ts";
+import { isSlirp, slirpPorts } from "./slirp4netns.ts";
 import type { ContainerInfo } from "./types.ts";
 
 export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
@@ -61,6 +62,7 @@ export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
 /** Published ports: the host ports chosen while on a network, else as configured. */
 function publishedPorts(ctx: EngineContext, id: string, r: ContainerRecord): PortMapping[] {
   if (!r.options.publish?.length) return [];
+  if (isSlirp(r.options)) return slirpPorts(ctx, id) ?? r.options.publish;
   const attached = ctx.networks.attachments(id);
   return attached.length > 0 ? attached.flatMap((a) => a.ports) : r.options.publish;
 }

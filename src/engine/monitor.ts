@@ -46,6 +46,8 @@ export interface ConmonOptions {
   stdin: boolean;
   /** Run when the container has exited (the engine's cleanup). */
   exitCommand?: string[];
+  /** Descriptors conmon holds for its life, from fd 4 up (slirp4netns's exit FIFO). */
+  extraFds?: number[];
 }
 
 /**
@@ -91,7 +93,7 @@ export function startConmon(o: ConmonOptions): Promise<number> {
   }
   return new Promise((resolve, reject) => {
     const child = spawn(o.conmon, args, {
-      stdio: ["ignore", "ignore", "pipe", "pipe"],
+      stdio: ["ignore", "ignore", "pipe", "pipe", ...(o.extraFds ?? [])],
       env: { ...process.env, _OCI_SYNCPIPE: "3" },
       detached: true,
     });

@@ -26,6 +26,8 @@ export interface OciRunOptions {
   stdio?: StdioSpec[];
   onLaunch?: (child: ChildProcess) => void;
   onStart?: (pid: number) => void;
+  /** Not offered: `RUNTIME run` has no moment between create and start. */
+  onCreated?: (pid: number) => Promise<void>;
 }
 
 /** The exit code of a child: its status, or 128+N for signal N. */
@@ -135,6 +137,12 @@ export class OciRuntimeCli {
    * The state goes with `delete --force` once it has exited.
    */
   async run(id: string, o: OciRunOptions): Promise<number> {
+    if (o.onCreated) {
+      throw new OciRuntimeError(
+        `an attached container on slirp4netns cannot run with --runtime ${this.path}`,
+        { hint: "run it detached (-d, under conmon), or with Pivot's own runtime" },
+      );
+    }
     mkdirSync(this.root, { recursive: true, mode: 0o700 });
     const args = ["--root", this.root, "run", "--bundle", o.bundle];
     if (o.consoleSocket) args.push("--console-socket", o.consoleSocket);

@@ -31,6 +31,7 @@ import {
   userName,
 } from "../runtime/userns.ts";
 import { EngineError } from "./errors.ts";
+import { checkSlirpPorts, isSlirp, slirpOptions } from "./slirp4netns.ts";
 import type { ContainerOptions } from "./types.ts";
 
 /** Set in the environment of the pivot process that runs in the user namespace. */
@@ -233,32 +234,40 @@ export function ensurePrivateDirs(dirs: string[]): void {
 
 /**
  * What a rootless container cannot have, refused before anything is created: networks (the CNI
- * bridge, its veths and iptables rules are the host's, root's), published ports, and resource
- * limits when the cgroups are not delegated (the runtime would run it without a cgroup).
+ * bridge, its veths and iptables rules are the host's, root's) other than slirp4netns (user-mode
+ * networking, slirp4netns.ts), published ports without slirp4netns or below the first
+ * unprivileged port, and resource limits when the cgroups are not delegated (the runtime would run
+ * it without a cgroup).
  */
 export function checkRootlessOptions(options: ContainerOptions): void {
   const net = options.network ?? "none";
   const hint =
-    "rootless containers get --network none (loopback only) or --network host; networks and published ports need root: run it as root (sudo pivot ...)";
-  if (net !== "none" && net !== "host") {
+    "rootless containers get --network slirp4netns (user-mode networking; -p HOSTPORT:PORT publishes a port), none (loopback only, the default) or host; bridge networks need root: run it as root (sudo pivot ...)";
+  const slirp = isSlirp(options);
+  if (slirp) slirpOptions(net);
+  else if (net !== "none" && net !== "host") {
     const what = net.startsWith("container:")
       ? `--network ${net}: joining another container's network namespace is not supported rootless`
       : `--network ${net}: a rootless container cannot join a network (it needs root for the CNI bridge, veth pairs and iptables)`;
     throw new EngineError(what, { hint });
   }
-  const networkOnly: [string, unknown][] = [
-    ["-p/--publish", options.publish?.length ? options.publish : undefined],
-    ["-P/--publish-all", options.publishAll || undefined],
-    ["--ip", options.ip],
-    ["--network-alias", options.networkAliases?.length ? options.networkAliases : undefined],
+  const networkOnly: [string, unknown, boolean][] = [
+    ["-p/--publish", options.publish?.length ? options.publish : undefined, slirp],
+    ["-P/--publish-all", options.publishAll || undefined, slirp],
+    ["--ip", options.ip, false],
+    ["--network-alias", options.networkAliases?.length ? options.networkAliases : undefined, false],
   ];
-  for (const [flag, value] of networkOnly) {
-    if (value !== undefined) {
-      throw new EngineError(`${flag} needs a network, which a rootless container cannot join`, {
-        hint,
-      });
+  for (const [flag, value, allowed] of networkOnly) {
+    if (value !== undefined && !allowed) {
+      throw new EngineError(
+        slirp
+          ? `${flag} needs a network, which a rootless container cannot join (slirp4netns gives every container 10.0.2.100)`
+          : `${flag} needs a network, which a rootless container cannot join`,
+        { hint: slirp ? "drop it; -p works with --network slirp4netns" : hint },
+      );
     }
   }
+  if (slirp) checkSlirpPorts(options.publish ?? []);
   const limits: [string, unknown][] = [
     ["--memory", options.memory],
     ["--memory-swap", options.memorySwap],

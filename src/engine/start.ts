@@ -18,6 +18,7 @@ import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, remove, wait } from "./lifecycle.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
 import { beginManualStart, exitCommand, policyOf, spawnExitCommand } from "./restart-state.ts";
+import { ExitPipe, isSlirp, startSlirp } from "./slirp4netns.ts";
 import { attachHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 
 async function prepareStart(
@@ -103,7 +104,10 @@ export async function startLocked(
   rmSync(pidFile, { force: true });
   const socketDir = join(ctx.runRoot, "socket");
   mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  // slirp4netns exits when conmon, which holds the only writer of its exit FIFO, is gone.
+  let slirp: ExitPipe | null = null;
   try {
+    if (isSlirp(r.options)) slirp = ExitPipe.create(dir);
     const pid = await startConmon({
       conmon: ctx.conmonPath,
       id,
@@ -118,6 +122,7 @@ export async function startLocked(
       tty: r.options.tty ?? false,
       stdin: r.options.stdin ?? false,
       exitCommand: exitCommand(ctx, id, runId),
+      ...(slirp ? { extraFds: [slirp.writeFd] } : {}),
     });
     const conmonPid = Number(readFileSync(conmonPidFile, "utf8").trim());
     writeJsonAtomic(join(dir, "state.json"), {
@@ -129,11 +134,14 @@ export async function startLocked(
       pid,
       ...cgroupPathsOf(ctx, id),
     } satisfies RunState);
+    if (slirp) await startSlirp(ctx, id, r.options, pid, slirp);
     await beforeStart?.();
     await rt(ctx, id).start(id);
   } catch (err) {
     await cleanupLocked(ctx, id, { keepOnFailure: true }).catch(() => {});
     throw err;
+  } finally {
+    slirp?.close();
   }
   return new ContainerHandle(id, r.name, null, null, null, () => wait(ctx, id));
 }
@@ -175,7 +183,10 @@ export async function startAttached(
   });
   const me = procStat(process.pid)?.startTime ?? "";
   ctx.trace?.mark("engine: monitor ready (log, streams)");
+  // slirp4netns: started between create and start; this process holds its exit FIFO's writer.
+  const slirp = isSlirp(r.options) ? ExitPipe.create(dir) : null;
   const runP = rt(ctx, id).run(id, {
+    ...(slirp ? { onCreated: (pid: number) => startSlirp(ctx, id, r.options, pid, slirp) } : {}),
     bundle: dir,
     ...(tty
       ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
@@ -222,6 +233,9 @@ export async function startAttached(
     let code: number;
     try {
       code = await runP;
+    } catch (err) {
+      slirp?.close();
+      throw err;
     } finally {
       if (tty) await closeConsole(tty, runP);
       await streamsDone;
@@ -237,6 +251,7 @@ export async function startAttached(
     // With a restart policy, the exit hook restarts it under conmon, in a process of its own.
     if (policyOf(r.options)) spawnExitCommand(ctx, id, runId);
     else await cleanup(ctx, id, { runId });
+    slirp?.close();
     return code;
   })();
   try {

@@ -68,6 +68,8 @@ export interface CreateOptions {
   onLaunch?: (launcher: ChildProcess) => void;
   /** `run` only: called once the container's process has been started. */
   onStart?: (pid: number) => void;
+  /** `run` only: awaited between create and start, with the init's pid (e.g. to wire its network). */
+  onCreated?: (pid: number) => Promise<void>;
 }
 
 export interface ExecOptions {
@@ -553,6 +555,7 @@ export class Runtime {
     const { exitCodeOf } = await launching();
     let code: number;
     try {
+      await options.onCreated?.(record.pid);
       await this.start(id);
       options.onStart?.(record.pid);
       code = exitCodeOf(await session.whenExited());

@@ -366,8 +366,8 @@ describe("rootless engine", () => {
   test("what a rootless container cannot have is refused, with what to do", () => {
     const cases: [string[], string, string][] = [
       [["-p", "8080:80"], "-p/--publish needs a network", "root"],
-      [["--network", "bridge"], "cannot join a network", "--network none"],
-      [["--network", "container:x"], "not supported rootless", "--network none"],
+      [["--network", "bridge"], "cannot join a network", "--network slirp4netns"],
+      [["--network", "container:x"], "not supported rootless", "--network slirp4netns"],
       [["--memory", "64m"], "resource limits need a cgroup", "delegate"],
       [["--pids-limit", "10"], "--pids-limit", "delegate"],
     ];
@@ -384,6 +384,197 @@ describe("rootless engine", () => {
     const r = asUser(["run", "--rm", "--network", "host", IMAGE, "sh", "-c", "ls /sys/class/net"]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("lo");
+  });
+
+  /** The user's slirp4netns processes (pgrep by uid and name). */
+  const slirpPids = () =>
+    userPids().filter((pid) => {
+      try {
+        // Not a zombie: slirp4netns's own child, which made tap0, is reaped shortly after.
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+        return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "slirp4netns" && state !== "Z";
+      } catch {
+        return false;
+      }
+    });
+  /** Nothing of a slirp4netns left: no process of the user, no API socket or state, no mount. */
+  const noSlirpLeft = async () => {
+    await until("the user's processes to end", () => userPids().length === 0, 30_000);
+    const dir = join(runRoot(), "slirp4netns");
+    expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
+    expect(mountsUnder(work)).toEqual([]);
+  };
+
+  test("--network slirp4netns: tap0 with 10.0.2.100/24, a default route via 10.0.2.2, DNS 10.0.2.3", async () => {
+    const r = asUser([
+      "run",
+      "--rm",
+      "--network",
+      "slirp4netns",
+      IMAGE,
+      "sh",
+      "-c",
+      "ip -4 -o addr show tap0; ip route; ip -o link show tap0; cat /etc/resolv.conf; ls /sys/class/net",
+    ]);
+    expect(r.stderr).not.toContain("slirp4netns"); // no error, and sandboxed (no warning)
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/tap0\s+inet 10\.0\.2\.100\/24/);
+    expect(r.stdout).toMatch(/^default via 10\.0\.2\.2 dev tap0/m);
+    expect(r.stdout).toContain("mtu 65520");
+    expect(r.stdout).toMatch(/^nameserver 10\.0\.2\.3$/m);
+    expect(r.stdout).toMatch(/^tap0$/m); // its own sysfs: the namespace is the container's
+    // --dns replaces slirp4netns's resolver.
+    const dns = asUser([
+      "run",
+      "--rm",
+      "--network",
+      "slirp4netns",
+      "--dns",
+      "192.0.2.53",
+      IMAGE,
+      "cat",
+      "/etc/resolv.conf",
+    ]);
+    expect(dns.stdout).toContain("nameserver 192.0.2.53");
+    expect(dns.stdout).not.toContain("10.0.2.3");
+    await noSlirpLeft();
+  }, 60_000);
+
+  test("-p 18080:80 with slirp4netns: httpd in the container answers on the host's 127.0.0.1:18080; nothing left after rm -f", async () => {
+    ok([
+      "run",
+      "-d",
+      "--name",
+      "web",
+      "--network",
+      "slirp4netns",
+      "-p",
+      "18080:80",
+      IMAGE,
+      "sh",
+      "-c",
+      "mkdir -p /www && echo hello from slirp4netns > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    expect(slirpPids().length).toBe(1);
+    let body = "";
+    const end = Date.now() + 30_000;
+    while (Date.now() < end) {
+      try {
+        const res = await fetch("http://127.0.0.1:18080/index.html", {
+          signal: AbortSignal.timeout(2000),
+        });
+        body = await res.text();
+        if (res.ok) break;
+      } catch {}
+      await Bun.sleep(100);
+    }
+    expect(body).toBe("hello from slirp4netns\n");
+    expect(ok(["port", "web"])).toContain("80/tcp -> 0.0.0.0:18080");
+    // The CLI that started it is gone: slirp4netns lives on beside conmon.
+    expect(ok(["exec", "web", "wget", "-qO-", "http://127.0.0.1/index.html"])).toBe(
+      "hello from slirp4netns\n",
+    );
+    ok(["rm", "-f", "web"]);
+    await noSlirpLeft();
+    // The port is free again.
+    await expect(
+      fetch("http://127.0.0.1:18080/", { signal: AbortSignal.timeout(2000) }),
+    ).rejects.toThrow();
+  }, 90_000);
+
+  test("slirp4netns ends with a detached container that exits on its own, and with stop", async () => {
+    ok(["run", "-d", "--name", "brief", "--network", "slirp4netns", IMAGE, "sh", "-c", "sleep 1"]);
+    await noSlirpLeft();
+    expect(ok(["ps", "-a", "--filter", "name=brief", "--format", "{{.Status}}"])).toMatch(
+      /^Exited \(0\)/,
+    );
+    ok(["start", "brief"]);
+    ok(["rm", "-f", "brief"]);
+    ok([
+      "run",
+      "-d",
+      "--name",
+      "long",
+      "--network",
+      "slirp4netns",
+      "-p",
+      "18081:80",
+      IMAGE,
+      "sleep",
+      "600",
+    ]);
+    expect(slirpPids().length).toBe(1);
+    ok(["stop", "-t", "1", "long"]);
+    await noSlirpLeft();
+    ok(["rm", "long"]);
+  }, 90_000);
+
+  test("slirp4netns:allow_host_loopback=true: the container reaches the host's 127.0.0.1 as 10.0.2.2", async () => {
+    // A server of the test's own on the host's loopback (busybox httpd in a child process).
+    const www = join(work, "host-www");
+    mkdirSync(www, { recursive: true });
+    writeFileSync(join(www, "index.html"), "from the host\n");
+    const server = Bun.spawn(["/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:18082", "-h", www], {
+      stdio: ["ignore", "ignore", "ignore"],
+    });
+    try {
+      const wget =
+        "for i in 1 2 3 4 5 6 7 8 9 10; do timeout 3 wget -qO- http://10.0.2.2:18082/index.html && exit 0; sleep 0.5; done; exit 1";
+      const open = asUser([
+        "run",
+        "--rm",
+        "--network",
+        "slirp4netns:allow_host_loopback=true",
+        IMAGE,
+        "sh",
+        "-c",
+        wget,
+      ]);
+      if (open.stdout !== "from the host\n")
+        throw new Error(`no answer from the host: ${open.stderr}`);
+      expect(open.status).toBe(0);
+      // The default (--disable-host-loopback): refused.
+      const shut = asUser([
+        "run",
+        "--rm",
+        "--network",
+        "slirp4netns",
+        IMAGE,
+        "sh",
+        "-c",
+        "timeout 5 wget -qO- http://10.0.2.2:18082/index.html; echo exit $?",
+      ]);
+      expect(shut.stdout).toMatch(/^exit [1-9]/m);
+      expect(shut.stdout).not.toContain("from the host");
+      expect(shut.stderr).not.toContain("Segmentation");
+    } finally {
+      server.kill("SIGKILL");
+      await server.exited;
+    }
+    await noSlirpLeft();
+  }, 90_000);
+
+  test("slirp4netns refusals: a privileged host port, --ip, a bad option; bridge and -p without it", () => {
+    const cases: [string[], string, string][] = [
+      [["--network", "slirp4netns", "-p", "80:80"], "host port 80 is below 1024", "-p 8080:80"],
+      [["--network", "slirp4netns", "--ip", "10.0.2.5"], "--ip needs a network", "slirp4netns"],
+      [
+        ["--network", "slirp4netns:bogus=1"],
+        'unknown or invalid slirp4netns option "bogus=1"',
+        "allow_host_loopback",
+      ],
+      [["--network", "bridge", "-p", "8080:80"], "cannot join a network", "--network slirp4netns"],
+      [["-p", "8080:80"], "-p/--publish needs a network", "slirp4netns"],
+    ];
+    for (const [flags, message, hint] of cases) {
+      const r = asUser(["run", "--rm", ...flags, IMAGE, "true"]);
+      expect(r.status).toBe(125);
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).toMatch(new RegExp(`hint: .*${hint.replace(/[-/]/g, "\\$&")}`));
+    }
+    expect(readdirSync(join(store(), "containers"))).toEqual([]);
+    expect(slirpPids()).toEqual([]);
   });
 
   test("errors people can act on: no /etc/subuid range, an owner beyond it, XDG_RUNTIME_DIR unset", () => {
