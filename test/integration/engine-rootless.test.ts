@@ -616,6 +616,104 @@ describe("rootless engine", () => {
     expect(ok(["images"])).not.toContain("root-only");
   });
 
+  // The exit hook runs under conmon as the user, in the namespace conmon was started in; the
+  // boot hook enters one of its own.
+  test("restart policies as the user: on-failure:2 runs three times; always stops for good; the boot hook; an attached run", async () => {
+    const inspectAs = (name: string) => {
+      const info = JSON.parse(ok(["inspect", name]));
+      return (Array.isArray(info) ? info[0] : info) as {
+        id: string;
+        restartCount: number;
+        state: { status: string; exitCode: number | null; error?: string };
+      };
+    };
+    /** Exited, and nothing of the user's left that could start it again (conmon, exit hook). */
+    const settledAs = async (name: string) => {
+      await until(
+        `${name} exited with no process of the user left`,
+        () => userPids().length === 0 && inspectAs(name).state.status === "exited",
+        60_000,
+      );
+      return inspectAs(name);
+    };
+    ok([
+      "run",
+      "-d",
+      "--name",
+      "flaky",
+      "--restart",
+      "on-failure:2",
+      IMAGE,
+      "sh",
+      "-c",
+      "echo run; exit 3",
+    ]);
+    const flaky = await settledAs("flaky");
+    expect(flaky.state.exitCode).toBe(3);
+    expect(flaky.state.error).toBeUndefined();
+    expect(flaky.restartCount).toBe(2);
+    expect(ok(["logs", "flaky"])).toBe("run\nrun\nrun\n");
+    expect(ok(["ps", "-a", "--filter", "name=flaky", "--format", "{{.Status}}"])).toMatch(
+      /^Exited \(3\) /,
+    );
+
+    const loop = ok([
+      "run",
+      "-d",
+      "--name",
+      "loop",
+      "--restart",
+      "always",
+      IMAGE,
+      "sh",
+      "-c",
+      "echo tick",
+    ]).trim();
+    await until("RestartCount 2", () => inspectAs("loop").restartCount >= 2, 60_000);
+    expect(ok(["stop", "-t", "2", "loop"])).toBe("loop\n");
+    const stopped = await settledAs("loop");
+    expect(stopped.state.error).toBeUndefined();
+    await Bun.sleep(1000);
+    expect(inspectAs("loop").state.status).toBe("exited");
+    expect(inspectAs("loop").restartCount).toBe(stopped.restartCount);
+    expect(userPids()).toEqual([]);
+
+    // The boot hook: always is started again (even after a stop by hand), on-failure:2 with no
+    // retries left is not.
+    expect(ok(["start", "--all-restartable"])).toBe(`${loop}\n`);
+    await until(
+      "a restart after the boot hook's start",
+      () => inspectAs("loop").restartCount >= 1,
+      60_000,
+    );
+    expect(inspectAs("flaky").state.status).toBe("exited");
+    expect(ok(["stop", "-t", "2", "loop"])).toBe("loop\n");
+    await settledAs("loop");
+    // An attached run: the first run's code; its exit hook, a process of the inner pivot's, goes
+    // on in that namespace after it, and the restart is a rootless container as the first run.
+    const att = asUser([
+      ...["run", "--name", "att", "--restart", "on-failure:1", IMAGE],
+      ...["sh", "-c", "echo x; sleep 2; exit 4"],
+    ]);
+    expect(att).toEqual({ status: 4, stdout: "x\n", stderr: att.stderr });
+    await until(
+      "the attached run's restart running",
+      () => {
+        const info = inspectAs("att");
+        return info.restartCount === 1 && info.state.status === "running";
+      },
+      60_000,
+    );
+    const pid = (JSON.parse(ok(["inspect", "att"]))[0] as { state: { pid: number } }).state.pid;
+    expect(statusIds(pid, "Uid")).toEqual([uid, uid, uid, uid]);
+    const attInfo = await settledAs("att");
+    expect(attInfo.state.exitCode).toBe(4);
+    expect(ok(["logs", "att"])).toBe("x\nx\n");
+    ok(["rm", "flaky", "loop", "att"]);
+    expect(mountsUnder(work)).toEqual([]);
+    expect(readdirSync(join(runRoot(), "runtime")).filter((d) => d !== "@seccomp")).toEqual([]);
+  }, 240_000);
+
   test("pivot unshare removes the user's whole store (files of subordinate ids) without root", () => {
     ok(["rmi", IMAGE]);
     ok(["unshare", "rm", "-rf", store(), runRoot()]);
