@@ -16,7 +16,7 @@ export const IMAGE_USAGE = `images:
   save [-o FILE] [--format docker-archive|oci-archive] IMAGE...   images as an archive
   import [-m MESSAGE] [-c CMD] TARBALL|- [REFERENCE]   a root filesystem tarball as an image
   system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes
-  system info                  store root, storage driver (overlay, fuse-overlayfs or copy) and why
+  system info                  store and run roots, rootless or not (and its id mappings), storage driver and why
 `;
 
 export const NETWORK_USAGE = `networks:

@@ -1,6 +1,6 @@
 // Image commands of the engine CLI: images, image inspect/ls/rm/prune/tag/save/load/import, tag,
-// rmi, load, save, import, system df.
-import { createWriteStream } from "node:fs";
+// rmi, load, save, import, system df and info.
+import { createWriteStream, readFileSync } from "node:fs";
 import { mkdtemp, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -14,6 +14,7 @@ import {
   removeImage,
   systemDf,
 } from "../engine/images.ts";
+import { isRootlessEngine } from "../engine/rootless.ts";
 import { formatError } from "../errors.ts";
 import { importRootfs } from "../image/create.ts";
 import { imageSize } from "../image/gc.ts";
@@ -21,6 +22,7 @@ import { loadImages } from "../image/load.ts";
 import { rootfsDriver } from "../image/overlay.ts";
 import { familiarString, parseReference } from "../image/reference.ts";
 import { resolveSaveItems, type SaveFormat, saveImages } from "../image/save.ts";
+import { parseIdMap } from "../runtime/userns.ts";
 import { boolFlag, type FlagSpec, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
 
 /** Docker's sizes: decimal units, 4 significant digits (4.261MB). */
@@ -318,6 +320,8 @@ export async function imageCommand(
         process.stdout.write(
           [
             `Root: ${store.root}`,
+            `Run Root: ${engine.runRoot}`,
+            ...rootlessInfo(),
             `Storage Driver: ${d.driver} (${d.reason})`,
             `Images: ${usage.images.length}`,
             `Containers: ${usage.containers.length} (running: ${usage.containers.filter((c) => c.state.running).length})`,
@@ -476,4 +480,27 @@ function importConfig(changes: string[]): Record<string, unknown> {
     }
   }
   return c;
+}
+
+/**
+ * `system info`'s rootless lines (podman info's `rootless` and `idMappings`): whether the engine
+ * runs rootless and, if so, its user namespace's maps, container id -> host id (size).
+ */
+function rootlessInfo(): string[] {
+  if (!isRootlessEngine()) return ["Rootless: false", "ID Mappings: none (the host's ids)"];
+  const map = (file: string) => {
+    try {
+      return parseIdMap(readFileSync(file, "utf8"))
+        .map((l) => `${l.inner} -> ${l.outer} (${l.count})`)
+        .join(", ");
+    } catch (err) {
+      return `unreadable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+    }
+  };
+  return [
+    "Rootless: true",
+    "ID Mappings (container -> host, size):",
+    `  UID: ${map("/proc/self/uid_map")}`,
+    `  GID: ${map("/proc/self/gid_map")}`,
+  ];
 }

@@ -67,6 +67,19 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     expect(r.status).toBe(0);
   });
 
+  test("system info: the store and run roots; as root, not rootless and no id mappings", () => {
+    const r = pivot(["system", "info"]);
+    expect(r.status).toBe(0);
+    const lines = r.stdout.split("\n");
+    expect(lines.slice(0, 4)).toEqual([
+      `Root: ${t.root}`,
+      `Run Root: ${join(t.root, "run")}`,
+      "Rootless: false",
+      "ID Mappings: none (the host's ids)",
+    ]);
+    expect(lines[4]).toStartWith("Storage Driver: ");
+  });
+
   test("errors are one line with a hint, exit 125", () => {
     const missing = pivot(["run", "--pull", "never", "--rm", "localhost/nope:1", "true"]);
     expect(missing.status).toBe(125);

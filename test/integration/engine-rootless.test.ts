@@ -714,6 +714,18 @@ describe("rootless engine", () => {
     expect(readdirSync(join(runRoot(), "runtime")).filter((d) => d !== "@seccomp")).toEqual([]);
   }, 240_000);
 
+  test("system info as the user: rootless, the per-user roots, the user namespace's id mappings", () => {
+    const lines = ok(["system", "info"]).split("\n");
+    expect(lines.slice(0, 6)).toEqual([
+      `Root: ${store()}`,
+      `Run Root: ${runRoot()}`,
+      "Rootless: true",
+      "ID Mappings (container -> host, size):",
+      `  UID: 0 -> ${uid} (1), 1 -> ${sub} (${COUNT})`,
+      `  GID: 0 -> ${gid} (1), 1 -> ${sub} (${COUNT})`,
+    ]);
+  });
+
   test("pivot unshare removes the user's whole store (files of subordinate ids) without root", () => {
     ok(["rmi", IMAGE]);
     ok(["unshare", "rm", "-rf", store(), runRoot()]);
