@@ -15,7 +15,13 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { layerHistory, readFileInLayers } from "../image/layer-lookup.ts";
-import { mountOverlay, type OverlayPlan, planOverlay, unmountOverlay } from "../image/overlay.ts";
+import {
+  mountOverlay,
+  type OverlayPlan,
+  planOverlay,
+  unmountOverlay,
+  volatileOverlay,
+} from "../image/overlay.ts";
 import type { StoredImage } from "../image/store.ts";
 import type { ImageConfig } from "../image/types.ts";
 import type { Mount, Spec } from "../oci/spec.ts";
@@ -89,6 +95,7 @@ async function createLocked(
   try {
     const layers = await store.ensureImageLayers(image);
     overlay = planOverlay(store.root, layers, dir);
+    if (options.autoRemove) overlay = volatileOverlay(overlay);
     await mountOverlay(overlay);
     ctx.trace?.mark("engine: name claimed, root filesystem mounted");
     const merged = overlay.target;

@@ -18,6 +18,7 @@
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync, realpathSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { release as osRelease } from "node:os";
 import { delimiter, join } from "node:path";
 import { LaunchError } from "../errors.ts";
 import { mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
@@ -48,6 +49,26 @@ export interface OverlayPlan {
   cwd: string;
   /** The `-o` option string for `mount -t overlay`. */
   options: string;
+  /** Mounted with `volatile` (see volatileOverlay). */
+  volatile?: boolean;
+}
+
+/** overlay's `volatile` option came with Linux 5.10. */
+function kernelHasVolatileOverlay(release = osRelease()): boolean {
+  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
+  return major > 5 || (major === 5 && minor >= 10);
+}
+
+/**
+ * The plan of a container whose writable layer is thrown away when it exits (`--rm`): the overlay
+ * is mounted `volatile`, so the kernel never syncs the upper filesystem for it, where a plain
+ * overlay syncs it at unmount (0.7–136 ms measured here, the host's whole root filesystem, dirty
+ * pages of other programs included; 0.2 ms volatile). After a crash such an upper directory is
+ * not to be trusted, which does not matter for a container that is removed anyway.
+ */
+export function volatileOverlay(plan: OverlayPlan): OverlayPlan {
+  if ((plan.driver ?? "overlay") !== "overlay" || !kernelHasVolatileOverlay()) return plan;
+  return { ...plan, options: `${plan.options},volatile`, volatile: true };
 }
 
 /**
@@ -181,6 +202,10 @@ export async function mountOverlay(plan: OverlayPlan): Promise<void> {
     await mkdir(plan.lowerdirs[0]!, { recursive: true, mode: 0o755 });
   }
   if (plan.driver === "copy") return copyRootfs(plan);
+  // overlay leaves this behind after a volatile mount and refuses the next mount while it is
+  // there (Documentation/filesystems/overlayfs.rst, "Volatile mount").
+  if (plan.volatile)
+    await rm(join(plan.workdir, "work/incompat/volatile"), { recursive: true, force: true });
   if (plan.driver === "fuse-overlayfs") {
     const program = findFuseOverlayfs();
     if (program === null) {

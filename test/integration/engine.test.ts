@@ -43,6 +43,7 @@ function overlayOptions(target: string): Record<string, string> {
     for (const o of (f[dash + 3] ?? "").split(",")) {
       const eq = o.indexOf("=");
       if (eq > 0) out[o.slice(0, eq)] = o.slice(eq + 1);
+      else out[o] = "";
     }
     return out;
   }
@@ -347,5 +348,24 @@ describe.skipIf(!isRoot || !hasConmon)("engine: detached containers under conmon
       a.id,
     );
     expect(mountsUnder(ia.rootfs.merged)).toEqual([]);
+  });
+
+  test("--rm: the overlay is volatile (never synced, it is thrown away); a kept container's is not", async () => {
+    const kept = await engine.run({ image: IMAGE, cmd: ["sleep", "30"], detach: true });
+    const gone = await engine.run({
+      image: IMAGE,
+      cmd: ["sleep", "30"],
+      detach: true,
+      autoRemove: true,
+    });
+    try {
+      // This kernel shows the option as fsync=volatile; older ones as volatile.
+      const volatile = (o: Record<string, string>) => o.fsync === "volatile" || "volatile" in o;
+      expect(volatile(overlayOptions(engine.inspect(kept.id).rootfs.merged))).toBe(false);
+      expect(volatile(overlayOptions(engine.inspect(gone.id).rootfs.merged))).toBe(true);
+    } finally {
+      await engine.remove(kept.id, { force: true });
+      await engine.remove(gone.id, { force: true });
+    }
   });
 });

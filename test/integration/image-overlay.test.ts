@@ -6,10 +6,12 @@ import { join } from "node:path";
 import {
   isMountPoint,
   mountImageRootfs,
+  mountOverlay,
   type OverlayPlan,
   overlaySupported,
   planOverlay,
   unmountOverlay,
+  volatileOverlay,
 } from "../../src/image/overlay.ts";
 import { ImageStore } from "../../src/image/store.ts";
 import { buildTestImage } from "../fixtures/image-build.ts";
@@ -184,4 +186,31 @@ test("planOverlay: top layer first, relative short links, upper/work under the c
   expect(plan.target).toBe("/run/c1/merged");
   expect(() => planOverlay("/s", layers, "/run/c:1")).toThrow(/cannot carry/);
   expect(planOverlay("/s", [], "/run/c1").lowerdirs).toEqual(["/run/c1/empty"]);
+});
+
+describe.skipIf(!canMount)("volatile overlays (--rm)", () => {
+  test("mounted volatile; mounted again after an unmount, though overlay leaves its marker", async () => {
+    const image = await buildTestImage(store, [buildTar([{ name: "etc/x", content: "x\n" }])], {
+      refs: ["vol"],
+    });
+    const plan = volatileOverlay(
+      planOverlay(store.root, await store.ensureImageLayers(image), join(root, "c")),
+    );
+    expect(plan.volatile).toBe(true);
+    expect(plan.options).toEndWith(",volatile");
+    mounted.push(plan.target);
+    await mountOverlay(plan);
+    const line = readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .find((l) => l.split(" ")[4] === plan.target)!;
+    expect(line).toMatch(/[ ,](fsync=)?volatile(,|$)/);
+    await writeFile(join(plan.target, "etc/y"), "y\n");
+    await unmountOverlay(plan.target);
+    // The kernel refuses a mount while this is there; mountOverlay removes it first.
+    const marker = join(plan.workdir, "work/incompat/volatile");
+    expect(existsSync(marker)).toBe(true);
+    await mountOverlay(plan);
+    expect(readFileSync(join(plan.target, "etc/y"), "utf8")).toBe("y\n");
+    expect(readFileSync(join(plan.target, "etc/x"), "utf8")).toBe("x\n");
+  });
 });
