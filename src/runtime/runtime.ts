@@ -279,9 +279,10 @@ export class Runtime {
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
       ...(options.onLaunch ? { childProcess: true } : {}),
     });
-    const { listenerState } = await launching();
     let planned: Awaited<ReturnType<Runtime["planContainer"]>>;
+    let listenerState: Awaited<ReturnType<typeof launching>>["listenerState"];
     try {
+      ({ listenerState } = await launching());
       planned = await this.planContainer(id, options, waitForInit);
       this.store.claim(id);
     } catch (err) {
