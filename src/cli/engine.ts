@@ -10,6 +10,7 @@ import { parseRestartPolicy } from "../engine/restart-state.ts";
 import {
   ensurePrivateDirs,
   isRootlessEngine,
+  joinUserNamespaceCommand,
   rootlessPaths,
   rootlessRunRoot,
   runInUserNamespace,
@@ -338,8 +339,12 @@ export async function main(argv: string[]): Promise<number> {
     if ((process.geteuid?.() ?? 0) !== 0) {
       const outside = OUTSIDE_USER_NAMESPACE.has(command);
       // The namespace's needs first (subordinate ids, newuidmap), then the directories.
-      const enter = outside ? null : userNamespaceCommand([...selfCommand(), ...argv]);
+      let enter = outside ? null : userNamespaceCommand([...selfCommand(), ...argv]);
       ensurePrivateDirs(rootlessDirs(global));
+      // cp and export of a running container: in its monitor's user namespace instead, which
+      // has a capability over the container's (its child) and over the monitor's mount namespace.
+      const monitor = enter ? runningMonitor(global, command) : 0;
+      if (monitor > 0) enter = joinUserNamespaceCommand(monitor, [...selfCommand(), ...argv]);
       if (enter) return await runInUserNamespace(enter);
     }
     if (command === "unshare") return await unshareCommand(global.rest);
@@ -377,6 +382,37 @@ export async function main(argv: string[]): Promise<number> {
  * while the user owns them all.
  */
 const OUTSIDE_USER_NAMESPACE = new Set(["exec", "debug"]);
+
+/**
+ * Rootless `cp` and `export`: the pid of the monitor (conmon, or the attached pivot) of the
+ * running container they name, else 0 (stopped, unknown, a usage error: the command, run in a
+ * namespace of its own, reports it). Read as the plain user, who owns the state.
+ */
+function runningMonitor(global: Parsed, command: string): number {
+  if (command !== "cp" && command !== "export") return 0;
+  try {
+    let ref: string | undefined;
+    if (command === "cp") {
+      const p = parseCommand(global.rest, [{ name: "archive", aliases: ["a"] }], 2);
+      const ends = p.positionals.map(splitContainerPath).filter((e) => e !== null);
+      if (ends.length !== 1) return 0;
+      ref = ends[0]!.container;
+    } else {
+      ref = parseCommand(global.rest, [{ name: "output", aliases: ["o"], value: true }])
+        .positionals[0];
+    }
+    if (!ref) return 0;
+    const engine = new Engine({
+      ...(flag(global, "root") ? { root: flag(global, "root")! } : {}),
+      ...(flag(global, "run-root") ? { runRoot: flag(global, "run-root")! } : {}),
+    });
+    const st = engine.inspect(ref).state;
+    const live = st.status === "running" || st.status === "paused";
+    return live && st.pid > 0 && st.monitorPid > 0 ? st.monitorPid : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /** The rootless engine's directories: --root and --run-root, else the per-user ones. */
 function rootlessDirs(global: Parsed): string[] {

@@ -8,7 +8,7 @@ import { isMountPoint, mountOverlay, unmountOverlay } from "../image/overlay.ts"
 import type { StoredImage } from "../image/store.ts";
 import { type ImageConfig, MediaType } from "../image/types.ts";
 import type { Spec } from "../oci/spec.ts";
-import { rt, status } from "./container-runtime.ts";
+import { monitorAlive, rt, status } from "./container-runtime.ts";
 import { readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
@@ -24,10 +24,13 @@ import {
   upperChanges,
 } from "./files.ts";
 import { inspect } from "./inspect.ts";
+import { inUserNamespaceOf } from "./rootless.ts";
 
 /**
  * The container's root filesystem: a running container's as its processes see it (volumes and
- * mounts included, through /proc/PID/root); otherwise the overlay, mounted for the while.
+ * mounts included, through /proc/PID/root), or without them (`withMounts` false) its overlay as
+ * mounted on the host (root) or in its monitor's mount namespace (rootless); otherwise the
+ * overlay, mounted for the while.
  */
 async function rootView(
   ctx: EngineContext,
@@ -35,16 +38,9 @@ async function rootView(
   withMounts = true,
 ): Promise<{ root: string; release: () => Promise<void> }> {
   const st = status(ctx, id);
-  if (withMounts && st.status !== "exited" && st.status !== "created" && st.pid > 0) {
-    // A rootless command's user namespace is a sibling of the container's monitor's: the kernel
-    // refuses it the container's /proc/PID/root (rootless.ts).
-    if (ctx.rootless) {
-      throw new EngineError("a rootless pivot cannot reach into a running container's files", {
-        hint: "stop the container first (its files are then reachable), or use `pivot exec` with tar or cat",
-      });
-    }
-    return { root: `/proc/${st.pid}/root`, release: async () => {} };
-  }
+  const live = st.status !== "exited" && st.status !== "created" && st.pid > 0;
+  if (live && ctx.rootless) return rootlessRunningView(ctx, id, st.pid, withMounts);
+  if (withMounts && live) return { root: `/proc/${st.pid}/root`, release: async () => {} };
   const r = ctx.containers.load(id);
   const mounted = await isMountPoint(r.overlay.target);
   if (!mounted) await mountOverlay(r.overlay);
@@ -56,6 +52,39 @@ async function rootView(
         await unmountOverlay(r.overlay.target).catch(() => {});
     },
   };
+}
+
+/**
+ * A running rootless container's files. The CLI runs rootless `cp` and `export` of a running
+ * container in its monitor's user namespace (rootless.ts `joinUserNamespaceCommand`), the
+ * parent of the container's, in the host's mount namespace: the kernel then allows its
+ * /proc/PID/root (a capability in the container's user namespace) and the monitor's
+ * /proc/PID/root (a capability in the user namespace owning the monitor's mount namespace, where
+ * the overlay is mounted). Any other namespace is a sibling the kernel refuses.
+ */
+function rootlessRunningView(
+  ctx: EngineContext,
+  id: string,
+  pid: number,
+  withMounts: boolean,
+): { root: string; release: () => Promise<void> } {
+  const rs = ctx.containers.runState(id);
+  const monitor = rs && monitorAlive(rs.monitorPid, rs.monitorStart) ? rs.monitorPid : 0;
+  if (monitor === 0 || !inUserNamespaceOf(monitor)) {
+    throw new EngineError(
+      "this rootless pivot cannot reach into the running container's files: it is not in the user namespace of the container's monitor",
+      {
+        hint: "use the pivot command (pivot cp/export), which joins it; if the container was just (re)started or stopped, run it again",
+      },
+    );
+  }
+  const release = async () => {};
+  if (withMounts) return { root: `/proc/${pid}/root`, release };
+  // The overlay's mount point is a path of the user's store, in the monitor's mount namespace.
+  const root = join(`/proc/${monitor}/root`, ctx.containers.load(id).overlay.target);
+  if (kindAt(root) !== "dir")
+    throw new EngineError("the container's root filesystem is not mounted");
+  return { root, release };
 }
 
 /**
@@ -91,12 +120,17 @@ export async function extractArchive(
   const view = await rootView(ctx, id);
   try {
     const host = resolveInRoot(view.root, path, true);
-    if (kindAt(host) !== "dir")
+    if (kindIn(view.root, host) !== "dir")
       throw new EngineError(`${path} is not a directory in the container`);
     await extractTar(tar, host, null);
   } finally {
     await view.release();
   }
+}
+
+/** kindAt of a path resolved in `root`, the root itself followed (/proc/PID/root is a link). */
+function kindIn(root: string, host: string): ReturnType<typeof kindAt> {
+  return host === resolve(root) ? kindAt(`${host}/`) : kindAt(host);
 }
 
 /** `pivot cp CONTAINER:SRC DEST`: into DEST if it is a directory, else as DEST. */
@@ -129,10 +163,10 @@ export async function copyTo(
   const view = await rootView(ctx, id);
   try {
     const host = resolveInRoot(view.root, dest, true);
-    if (dest.endsWith("/") && kindAt(host) !== "dir")
+    if (dest.endsWith("/") && kindIn(view.root, host) !== "dir")
       throw new EngineError(`${dest} is not a directory in the container`);
-    const t = copyTarget(host);
-    if (kindAt(t.dir) !== "dir") {
+    const t = kindIn(view.root, host) === "dir" ? { dir: host, name: null } : copyTarget(host);
+    if (kindIn(view.root, t.dir) !== "dir") {
       throw new EngineError(`the parent of ${dest} is not a directory in the container`);
     }
     const name = abs === "/" ? "." : abs.slice(abs.lastIndexOf("/") + 1);

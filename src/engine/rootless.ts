@@ -318,3 +318,36 @@ export function addRootlessUserNamespace(spec: Spec, hostNetwork: boolean): void
     }
   }
 }
+
+/**
+ * The command that runs ARGV in the user namespace of the process `pid` (a running container's
+ * monitor: conmon, or the attached pivot), staying in the host's mount namespace: `nsenter
+ * --user --preserve-credentials` (util-linux; a multi-threaded process cannot join a user
+ * namespace itself). The user owns that namespace (it is a child of the host's, made by a pivot
+ * of theirs), so the kernel lets them in; it maps the same ids as every namespace the rootless
+ * engine makes, so nothing is gained there that `pivot unshare` does not give.
+ */
+export function joinUserNamespaceCommand(
+  pid: number,
+  argv: string[],
+  find: (name: string) => string | null = findProgram,
+): string[] {
+  const nsenter = find("nsenter");
+  if (!nsenter) {
+    throw new EngineError("nsenter (util-linux) is not installed", {
+      hint: "as root: apt-get install util-linux; or stop the container first",
+    });
+  }
+  return [nsenter, "--user", "--preserve-credentials", `--target=${pid}`, "--", ...argv];
+}
+
+/** Whether this process is in the user namespace of the process `pid`. */
+export function inUserNamespaceOf(pid: number): boolean {
+  try {
+    const mine = statSync("/proc/self/ns/user");
+    const theirs = statSync(`/proc/${pid}/ns/user`);
+    return mine.dev === theirs.dev && mine.ino === theirs.ino;
+  } catch {
+    return false;
+  }
+}

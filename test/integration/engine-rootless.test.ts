@@ -10,6 +10,7 @@ import {
   chownSync,
   closeSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -301,11 +302,8 @@ describe("rootless engine", () => {
     expect(exec.status).toBe(0);
     expect(exec.stdout.trim().split("\n")).toEqual(["0", "1000"]);
     expect(ok(["logs", "sleeper"])).toContain("started");
-    // Its files are in its monitor's namespaces, out of this command's reach: said, not garbled.
-    const cp = asUser(["cp", "sleeper:/etc/passwd", "-"]);
-    expect(cp.status).toBe(125);
-    expect(cp.stderr).toContain("cannot reach into a running container's files");
-    expect(cp.stderr).toContain("hint: stop the container first");
+    // cp runs in its monitor's user namespace (the test below): the file as the container has it.
+    expect(ok(["cp", "sleeper:/etc/passwd", "-"])).toContain("root:");
     // Without a cgroup of its own there is nothing to read: said, not an empty table.
     for (const args of [
       ["top", "sleeper"],
@@ -328,6 +326,116 @@ describe("rootless engine", () => {
     expect(mountsUnder(work)).toEqual([]);
     expect(existsSync(`/proc/${pid}`)).toBe(false);
   });
+
+  test("cp out of and into a running container, export; its symlinks never reach the host's files", async () => {
+    const out = join(work, "cpout");
+    const secret = join(work, "secret");
+    const src = join(work, "cpsrc");
+    try {
+      for (const d of [out, join(src, "dir")]) mkdirSync(d, { recursive: true });
+      writeFileSync(secret, "host-secret\n", { mode: 0o600 });
+      writeFileSync(join(src, "file"), "from the host\n");
+      writeFileSync(join(src, "dir/inner"), "inner\n");
+      for (const p of [
+        out,
+        secret,
+        src,
+        join(src, "file"),
+        join(src, "dir"),
+        join(src, "dir/inner"),
+      ])
+        chownSync(p, uid, gid);
+      // Links out of the container: relative with .. past its root, and absolute, to a file and
+      // to directories of the host the user can read and write.
+      ok([
+        "run",
+        "-d",
+        "--name",
+        "files",
+        IMAGE,
+        "sh",
+        "-c",
+        `mkdir -p /d/sub && echo deep > /d/sub/f && echo top > /d/top && ln -s /../../../..${secret} /etc/x && ln -s ${secret} /etc/abs && ln -s /../../../..${work} /w && ln -s ${out} /o && ln -s /../../../../etc /hostetc && echo ready && exec sleep 600`,
+      ]);
+      await until("the container's files", () => ok(["logs", "files"]).includes("ready"), 20_000);
+      expect(mountsUnder(work)).toEqual([]);
+
+      // Out: a file and a directory to host paths, and both as tar streams.
+      ok(["cp", "files:/d/top", join(out, "top")]);
+      expect(readFileSync(join(out, "top"), "utf8")).toBe("top\n");
+      expect(statSync(join(out, "top")).uid).toBe(uid);
+      ok(["cp", "files:/d", join(out, "d")]);
+      expect(readFileSync(join(out, "d/sub/f"), "utf8")).toBe("deep\n");
+      ok(["cp", "files:/owned", out]);
+      expect(statSync(join(out, "owned/f")).uid).toBe(sub + 999); // the image's 1000
+      const tarOf = (args: string[]) => {
+        const file = join(out, `stream-${++counter}.tar`);
+        writeFileSync(file, ok(args), "latin1");
+        return file;
+      };
+      const list = (file: string) =>
+        sh("tar", ["-tvf", file, "--numeric-owner"]).trim().split("\n");
+      const passwd = tarOf(["cp", "files:/etc/passwd", "-"]);
+      expect(sh("tar", ["-xOf", passwd, "passwd"])).toContain("root:");
+      const dir = list(tarOf(["cp", "files:/owned", "-"]));
+      expect(dir.some((l) => / 1000\/1000 .* owned\/f$/.test(l))).toBe(true);
+
+      // In: a file and a directory, in the container's upper layer, root's inside.
+      ok(["cp", join(src, "file"), "files:/d/"]);
+      ok(["cp", join(src, "dir"), "files:/copied"]);
+      const seen = asUser([
+        "exec",
+        "files",
+        "sh",
+        "-c",
+        "cat /d/file /copied/inner; stat -c %u:%g /d/file /copied /copied/inner; ls -a /d",
+      ]);
+      expect(seen.status).toBe(0);
+      const lines = seen.stdout.trim().split("\n");
+      expect(lines.slice(0, 5)).toEqual(["from the host", "inner", "0:0", "0:0", "0:0"]);
+      expect(lines.slice(5).some((l) => l.startsWith(".pivot-cp-"))).toBe(false);
+      const upper = JSON.parse(ok(["inspect", "files"]));
+      const upperdir = (Array.isArray(upper) ? upper[0] : upper).rootfs.upperdir as string;
+      expect(readFileSync(join(upperdir, "d/file"), "utf8")).toBe("from the host\n");
+      expect(statSync(join(upperdir, "d/file")).uid).toBe(uid); // container root is the user
+
+      // Symlinks resolve inside the container: never the host's files, read or written.
+      for (const path of ["/etc/x", "/etc/abs", "/w/secret", "/hostetc/shadow"]) {
+        const r = asUser(["cp", `files:${path}/.`, "-"]);
+        expect(r.stdout).not.toContain("host-secret");
+        expect(r.stdout).not.toContain(readFileSync("/etc/shadow", "utf8").split("\n")[0]!);
+        const f = asUser(["cp", `files:${path}`, join(out, "leak")]);
+        // The link itself, or what it names inside the container (its own /etc/shadow).
+        if (
+          f.status === 0 &&
+          !lstatSync(join(out, "leak"), { throwIfNoEntry: false })?.isSymbolicLink()
+        ) {
+          const got = readFileSync(join(out, "leak"), "utf8");
+          expect(got).not.toContain("host-secret");
+          expect(got).not.toBe(readFileSync("/etc/shadow", "utf8"));
+        }
+        rmSync(join(out, "leak"), { force: true });
+      }
+      for (const dest of ["files:/w/planted", "files:/o/", "files:/hostetc/", "files:/etc/x"]) {
+        asUser(["cp", join(src, "file"), dest]);
+      }
+      expect(existsSync(join(work, "planted"))).toBe(false);
+      expect(existsSync(join(out, "file"))).toBe(false);
+      expect(existsSync("/etc/file")).toBe(false);
+      expect(readFileSync(secret, "utf8")).toBe("host-secret\n");
+      // /hostetc/ is the container's /etc; /etc/x names a missing file in the container.
+      const inside = asUser(["exec", "files", "sh", "-c", "cat /etc/file; readlink /etc/x"]);
+      expect(inside.stdout).toBe(`from the host\n/../../../..${secret}\n`);
+
+      ok(["rm", "-f", "files"]);
+      await until("the user's processes to end", () => userPids().length === 0);
+      expect(mountsUnder(work)).toEqual([]);
+      expect(readdirSync(join(store(), "containers"))).toEqual([]);
+    } finally {
+      asUser(["rm", "-f", "files"]);
+      for (const p of [out, secret, src]) rmSync(p, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   test("rm -f of a running container, diff and commit as the user", async () => {
     ok([
