@@ -62,6 +62,47 @@ export interface CliResult {
  * Runs `pivot-runtime --root ROOT ARGS...` and waits for it. Output goes through files, not
  * pipes: a detached container inherits stdout and would keep a pipe open for its whole life.
  */
+/**
+ * A command run as another user (setpriv with the user's groups) in a clean environment: only
+ * `env` is set. Output goes through files, not pipes: a detached container started by the command
+ * would hold a pipe open for its whole life.
+ */
+export function runAsUser(
+  user: { uid: number | string; gid?: number | string },
+  command: string[],
+  options: { env: Record<string, string | undefined>; cwd: string; timeoutMs?: number },
+): CliResult {
+  const dir = mkdtempSync(join(tmpdir(), "pivot-as-user-"));
+  const out = openSync(join(dir, "out"), "w");
+  const err = openSync(join(dir, "err"), "w");
+  try {
+    const r = spawnSync(
+      "setpriv",
+      [
+        `--reuid=${user.uid}`,
+        `--regid=${user.gid ?? user.uid}`,
+        "--init-groups",
+        "env",
+        "-i",
+        ...Object.entries(options.env)
+          .filter(([, v]) => v !== undefined)
+          .map(([k, v]) => `${k}=${v}`),
+        ...command,
+      ],
+      { stdio: ["ignore", out, err], timeout: options.timeoutMs ?? 60_000, cwd: options.cwd },
+    );
+    return {
+      status: r.status ?? -1,
+      stdout: readFileSync(join(dir, "out"), "utf8"),
+      stderr: readFileSync(join(dir, "err"), "utf8"),
+    };
+  } finally {
+    closeSync(out);
+    closeSync(err);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export function runtime(
   root: string,
   args: string[],

@@ -8,12 +8,10 @@ import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
-  closeSync,
   existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -23,7 +21,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
-import { BUN, PIVOT_CLI, pivotCli } from "../helpers.ts";
+import { BUN, PIVOT_CLI, pivotCli, runAsUser } from "../helpers.ts";
 
 if (process.getuid?.() !== 0)
   throw new Error("the rootless engine tests make a user and run real containers: they need root");
@@ -154,43 +152,13 @@ function asUser(
   args: string[],
   options: { who?: string; env?: Record<string, string | undefined> } = {},
 ): Result {
-  const out = join(work, `out-${++counter}`);
-  const fd = openSync(out, "w");
-  const errFd = openSync(`${out}.err`, "w");
   const env = {
     HOME: home,
     XDG_RUNTIME_DIR: xdg,
     PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
     ...options.env,
   };
-  const who = options.who ?? user;
-  const r = spawnSync(
-    "setpriv",
-    [
-      `--reuid=${who}`,
-      `--regid=${who}`,
-      "--init-groups",
-      "env",
-      "-i",
-      ...Object.entries(env)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${k}=${v}`),
-      BUN,
-      PIVOT_CLI,
-      ...args,
-    ],
-    { stdio: ["ignore", fd, errFd], timeout: 60_000, cwd: work },
-  );
-  closeSync(fd);
-  closeSync(errFd);
-  const result = {
-    status: r.status ?? -1,
-    stdout: readFileSync(out, "utf8"),
-    stderr: readFileSync(`${out}.err`, "utf8"),
-  };
-  rmSync(out);
-  rmSync(`${out}.err`);
-  return result;
+  return runAsUser({ uid: options.who ?? user }, [BUN, PIVOT_CLI, ...args], { env, cwd: work });
 }
 
 function ok(args: string[]): string {

@@ -5,12 +5,10 @@ import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
-  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
   realpathSync,
@@ -25,6 +23,7 @@ import type { Seccomp, Spec } from "../../src/oci/spec.ts";
 import { launcherPath } from "../../src/runtime/launcher.ts";
 import { Capability } from "../../src/runtime/linux.ts";
 import { defaultSeccompProfile } from "../../src/security/seccomp-default.ts";
+import { runAsUser } from "../helpers.ts";
 
 const REPO = join(import.meta.dir, "../..");
 const CLI = join(REPO, "bin/pivot-runtime.ts");
@@ -927,36 +926,11 @@ describe("rootless mode", () => {
    * goes through files: a detached container would hold a pipe open for its whole life.
    */
   function asUser(args: string[], cwd = work): Result {
-    const out = join(work, `as-user-${++counter}`);
-    const fd = openSync(out, "w");
-    const errFd = openSync(`${out}.err`, "w");
-    const r = spawnSync(
-      "setpriv",
-      [
-        `--reuid=${uid}`,
-        `--regid=${gid}`,
-        "--init-groups",
-        "env",
-        "-i",
-        `HOME=${home}`,
-        `XDG_RUNTIME_DIR=${xdg}`,
-        `PATH=${process.env.PATH}`,
-        process.execPath,
-        CLI,
-        ...args,
-      ],
-      { stdio: ["ignore", fd, errFd], timeout: 30_000, cwd },
-    );
-    closeSync(fd);
-    closeSync(errFd);
-    const result = {
-      status: r.status ?? -1,
-      stdout: readFileSync(out, "utf8"),
-      stderr: readFileSync(`${out}.err`, "utf8"),
-    };
-    rmSync(out);
-    rmSync(`${out}.err`);
-    return result;
+    return runAsUser({ uid, gid }, [process.execPath, CLI, ...args], {
+      env: { HOME: home, XDG_RUNTIME_DIR: xdg, PATH: process.env.PATH },
+      cwd,
+      timeoutMs: 30_000,
+    });
   }
 
   /** What the user's state directory holds ($XDG_RUNTIME_DIR/pivot-runtime). */
