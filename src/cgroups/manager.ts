@@ -7,11 +7,11 @@ import {
   rmdirSync,
   writeFileSync,
 } from "node:fs";
-import { release as osRelease } from "node:os";
 import { join, normalize } from "node:path";
 import { NotSupportedError, PivotError } from "../errors.ts";
 import type { Device, Resources } from "../oci/spec.ts";
 import type { CgroupJoin } from "../runtime/plan.ts";
+import { kernelAtLeast } from "../util/kernel.ts";
 import { applyPlan, planResources } from "./apply.ts";
 import { type DeviceFilter, deviceFilter } from "./devicefilter.ts";
 import { type DeviceMode, deviceMode, deviceRules, evaluateDeviceRules } from "./devices.ts";
@@ -69,9 +69,8 @@ function write(path: string, value: string): void {
 }
 
 /** clone3's CLONE_INTO_CGROUP came with Linux 5.7. */
-export function kernelHasCloneIntoCgroup(release = osRelease()): boolean {
-  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
-  return major > 5 || (major === 5 && minor >= 7);
+export function kernelHasCloneIntoCgroup(kernelRelease?: string): boolean {
+  return kernelAtLeast(5, 7, kernelRelease);
 }
 
 /** cpuset's cpus and mems start empty in v1; a task cannot join until they are copied from the parent. */

@@ -18,11 +18,11 @@
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync, realpathSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { release as osRelease } from "node:os";
 import { delimiter, join } from "node:path";
 import { LaunchError } from "../errors.ts";
 import { mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
 import { inUserNamespace } from "../runtime/userns.ts";
+import { kernelAtLeast } from "../util/kernel.ts";
 import { OverlayError } from "./errors.ts";
 import { runHelper } from "./helpers.ts";
 import type { ImageStore, LayerRecord, StoredImage } from "./store.ts";
@@ -53,12 +53,6 @@ export interface OverlayPlan {
   volatile?: boolean;
 }
 
-/** overlay's `volatile` option came with Linux 5.10. */
-function kernelHasVolatileOverlay(release = osRelease()): boolean {
-  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
-  return major > 5 || (major === 5 && minor >= 10);
-}
-
 /**
  * The plan of a container whose writable layer is thrown away when it exits (`--rm`): the overlay
  * is mounted `volatile`, so the kernel never syncs the upper filesystem for it, where a plain
@@ -67,7 +61,8 @@ function kernelHasVolatileOverlay(release = osRelease()): boolean {
  * not to be trusted, which does not matter for a container that is removed anyway.
  */
 export function volatileOverlay(plan: OverlayPlan): OverlayPlan {
-  if ((plan.driver ?? "overlay") !== "overlay" || !kernelHasVolatileOverlay()) return plan;
+  // overlay's volatile option came with Linux 5.10.
+  if ((plan.driver ?? "overlay") !== "overlay" || !kernelAtLeast(5, 10)) return plan;
   return { ...plan, options: `${plan.options},volatile`, volatile: true };
 }
 

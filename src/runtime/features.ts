@@ -1,6 +1,5 @@
 // `features`: what this runtime supports, in the shape of the runtime-spec's features.md.
 
-import { release } from "node:os";
 import { hostCgroups } from "../cgroups/hierarchy.ts";
 import { HOOK_KINDS } from "../oci/spec.ts";
 import {
@@ -9,12 +8,12 @@ import {
   SeccompFlagAttribute,
   SeccompOperator,
 } from "../security/seccomp.ts";
+import { kernelAtLeast } from "../util/kernel.ts";
 import { Capability, MountOptionFlags, PropagationFlags } from "./linux.ts";
 
 /** Id-mapped mounts (mount_setattr with MOUNT_ATTR_IDMAP) came with Linux 5.12. */
-export function kernelHasIdmappedMounts(kernelRelease = release()): boolean {
-  const [major = 0, minor = 0] = kernelRelease.split(".").map((n) => Number.parseInt(n, 10));
-  return major > 5 || (major === 5 && minor >= 12);
+export function kernelHasIdmappedMounts(kernelRelease?: string): boolean {
+  return kernelAtLeast(5, 12, kernelRelease);
 }
 
 export function features(): Record<string, unknown> {
