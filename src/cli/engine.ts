@@ -341,7 +341,7 @@ export async function main(argv: string[]): Promise<number> {
       // The namespace's needs first (subordinate ids, newuidmap), then the directories.
       let enter = outside ? null : userNamespaceCommand([...selfCommand(), ...argv]);
       ensurePrivateDirs(rootlessDirs(global));
-      // cp of a running container: in its monitor's user namespace instead, which
+      // cp and export of a running container: in its monitor's user namespace instead, which
       // has a capability over the container's (its child) and over the monitor's mount namespace.
       const monitor = enter ? runningMonitor(global, command) : 0;
       if (monitor > 0) enter = joinUserNamespaceCommand(monitor, [...selfCommand(), ...argv]);
@@ -384,12 +384,12 @@ export async function main(argv: string[]): Promise<number> {
 const OUTSIDE_USER_NAMESPACE = new Set(["exec", "debug"]);
 
 /**
- * Rootless `cp`: the pid of the monitor (conmon, or the attached pivot) of the
+ * Rootless `cp` and `export`: the pid of the monitor (conmon, or the attached pivot) of the
  * running container they name, else 0 (stopped, unknown, a usage error: the command, run in a
  * namespace of its own, reports it). Read as the plain user, who owns the state.
  */
 function runningMonitor(global: Parsed, command: string): number {
-  if (command !== "cp") return 0; // export of a running rootless container: refused (container-files.ts)
+  if (command !== "cp" && command !== "export") return 0;
   try {
     let ref: string | undefined;
     if (command === "cp") {

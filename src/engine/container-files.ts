@@ -1,6 +1,6 @@
 // A container's files as commands see them: cp in and out, export, diff and commit, over the
 // helpers of files.ts (paths resolved inside its root, tar streams, the upper dir's changes).
-import { lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { createImage } from "../image/create.ts";
@@ -8,6 +8,7 @@ import { isMountPoint, mountOverlay, unmountOverlay } from "../image/overlay.ts"
 import type { StoredImage } from "../image/store.ts";
 import { type ImageConfig, MediaType } from "../image/types.ts";
 import type { Spec } from "../oci/spec.ts";
+import { overlayDirs, parseMountinfo, unescapeMountField } from "../runtime/mountinfo.ts";
 import { monitorAlive, rt, status } from "./container-runtime.ts";
 import { readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
@@ -60,7 +61,9 @@ async function rootView(
  * parent of the container's, in the host's mount namespace: the kernel then allows its
  * /proc/PID/root (a capability in the container's user namespace) and the monitor's
  * /proc/PID/root (a capability in the user namespace owning the monitor's mount namespace, where
- * the overlay is mounted). Any other namespace is a sibling the kernel refuses.
+ * the overlay is mounted). Any other namespace is a sibling the kernel refuses. With the mounts
+ * (cp): the container's root; without (export): the overlay at its mount point in the monitor's
+ * mount namespace, seen through the monitor's /proc/PID/root.
  */
 function rootlessRunningView(
   ctx: EngineContext,
@@ -68,24 +71,46 @@ function rootlessRunningView(
   pid: number,
   withMounts: boolean,
 ): { root: string; release: () => Promise<void> } {
-  if (!withMounts) {
-    // The overlay alone (export) is mounted in the monitor's mount namespace; reading it from
-    // here is not done (and not tested) yet.
-    throw new EngineError("a rootless pivot cannot export a running container yet", {
-      hint: "stop it first (`pivot stop NAME`), then export; or stream its files with `pivot cp NAME:/ -`",
-    });
-  }
   const rs = ctx.containers.runState(id);
   const monitor = rs && monitorAlive(rs.monitorPid, rs.monitorStart) ? rs.monitorPid : 0;
   if (monitor === 0 || !inUserNamespaceOf(monitor)) {
     throw new EngineError(
       "this rootless pivot cannot reach into the running container's files: it is not in the user namespace of the container's monitor",
       {
-        hint: "use the pivot command (pivot cp), which joins it; if the container was just (re)started or stopped, run it again",
+        hint: "use the pivot command (pivot cp/export), which joins it; if the container was just (re)started or stopped, run it again",
       },
     );
   }
-  return { root: `/proc/${pid}/root`, release: async () => {} };
+  const release = async () => {};
+  if (withMounts) return { root: `/proc/${pid}/root`, release };
+  const { target, upperdir } = ctx.containers.load(id).overlay;
+  if (!overlayMountedIn(monitor, target, upperdir)) {
+    throw new EngineError(
+      "the running container's root filesystem is not mounted in its monitor's mount namespace",
+      {
+        hint: "stop it and export it then (`pivot stop NAME`), or stream its files with `pivot cp NAME:/ -`",
+      },
+    );
+  }
+  return { root: `/proc/${monitor}/root${target}`, release };
+}
+
+/**
+ * Whether the overlay with upper directory `upperdir` is what the process `pid` sees at `target`
+ * (the topmost mount there, so nothing hides it): the monitor's mount namespace, read from its
+ * mountinfo, before its /proc/PID/root is read.
+ */
+function overlayMountedIn(pid: number, target: string, upperdir: string): boolean {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/mountinfo`, "utf8");
+  } catch {
+    return false;
+  }
+  const at = parseMountinfo(text).filter((m) => m.mountPoint === target);
+  const top = at[at.length - 1];
+  const upper = top?.fsType === "overlay" ? overlayDirs(top).upper : undefined;
+  return upper !== undefined && unescapeMountField(upper) === upperdir;
 }
 
 /**
