@@ -72,6 +72,7 @@
 
 #define SYNC_SETUP_CHILD_CREATED 1
 #define SYNC_BEFORE_PIVOT 2
+#define SYNC_START 3
 
 #define REPLY_CONTINUE 1
 #define REPLY_ABORT 2

@@ -165,6 +165,8 @@ export class LaunchSession {
   private queue: Promise<void> = Promise.resolve();
   private failure: Error | null = null;
   private readonly readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** The init reached SyncPoint.Start and waits for startInit(). */
+  private initWaitsForStart = false;
   private readonly exitWaiters: {
     resolve: (status: number) => void;
     reject: (e: Error) => void;
@@ -333,6 +335,12 @@ export class LaunchSession {
           // Every sync point but the first is the init's: its pid must be known by then.
           if (point !== SyncPoint.SetupChildCreated) await this.whenInitPid();
           this.trace?.sync(point!, false);
+          if (point === SyncPoint.Start) {
+            // The init is ready (as after Event.Ready on the fifo path) and waits for startInit().
+            this.initWaitsForStart = true;
+            this.markReady();
+            break;
+          }
           const reply = await this.onSync(point!, pid!);
           const args = reply === undefined ? [] : Array.isArray(reply) ? reply : [reply];
           this.send(encodeMessage(Reply.Continue, args));
@@ -354,8 +362,7 @@ export class LaunchSession {
           this.fail(err as Error);
           break;
         }
-        this.ready = true;
-        for (const w of this.readyWaiters.splice(0)) w.resolve();
+        this.markReady();
         break;
       case Event.Exited:
         this.exitStatus = m.args[0] as number;
@@ -374,6 +381,25 @@ export class LaunchSession {
       default:
         this.fail(new PivotError(`unknown event ${m.code} from the launcher`));
     }
+  }
+
+  /**
+   * Answers an init waiting at SyncPoint.Start (a plan without an exec fifo): go on to exec its
+   * program, or (go = false) end. Sent at once, not after the caller's next await.
+   */
+  startInit(go = true): void {
+    if (!this.initWaitsForStart) {
+      if (!go) return;
+      throw new PivotError("the container's init is not waiting to be started");
+    }
+    this.initWaitsForStart = false;
+    this.send(encodeMessage(go ? Reply.Continue : Reply.Abort, []));
+    this.trace?.sync(SyncPoint.Start, true);
+  }
+
+  private markReady(): void {
+    this.ready = true;
+    for (const w of this.readyWaiters.splice(0)) w.resolve();
   }
 
   private launchError(stepIndex: number, errno: number, detail: string): LaunchError {

@@ -81,8 +81,11 @@ export interface ContainerPlanInput {
   rootfs: string;
   /** The bundle directory, for relative bind-mount sources. */
   bundle: string;
-  /** The exec fifo the init waits on until `start`. */
-  execFifo: string;
+  /**
+   * The exec fifo the init waits on until `start`; null: the init waits at SyncPoint.Start for
+   * the process that created it (`run` starts the container itself, no other process needs a fifo).
+   */
+  execFifo: string | null;
   /** The launcher waits for init and reports its exit (for `run`). */
   waitForInit: boolean;
   consoleSocket?: string;
@@ -723,7 +726,9 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   // 1. In the launcher: resources that must be opened from the host's view.
   if (input.waitForInit)
     out.add(Op.WaitForInit, [], "wait for the container's init and report its exit");
-  out.add(Op.MakeFifo, [FIFO_SLOT, input.execFifo], `create the exec fifo ${input.execFifo}`);
+  if (input.execFifo !== null) {
+    out.add(Op.MakeFifo, [FIFO_SLOT, input.execFifo], `create the exec fifo ${input.execFifo}`);
+  }
   if (process.terminal) {
     if (!input.consoleSocket) {
       throw new ConfigError(
@@ -907,7 +912,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   compileProcessSetup(
     out,
     process,
-    hooks.startContainer ?? [],
+    { hooks: hooks.startContainer ?? [], byFifo: input.execFifo !== null },
     seccompSetup,
     false,
     !idMaps?.denySetgroups,
@@ -971,7 +976,9 @@ function compileOomScoreAdj(out: StepList, process: Process): void {
 function compileProcessSetup(
   out: StepList,
   process: Process,
-  startHooks: Hook[] | null,
+  /** A container's init waits to be started (on the exec fifo, or at SyncPoint.Start), then runs
+   *  the startContainer hooks; null for `exec`, whose process runs at once. */
+  start: { hooks: Hook[]; byFifo: boolean } | null,
   seccomp: SeccompSetup | null,
   nonDumpable = false,
   setgroups = true,
@@ -1009,9 +1016,11 @@ function compileProcessSetup(
   const args = process.args ?? [];
   out.add(Op.FindExecutable, [args[0]!, path], `find ${args[0]} in PATH`);
   if (seccomp && process.noNewPrivileges) compileSeccompSteps(out, seccomp);
-  if (startHooks !== null) {
-    out.add(Op.WaitExecFifo, [FIFO_SLOT], "report ready and wait for `start` (the exec fifo)");
-    for (const [i, hook] of startHooks.entries()) {
+  if (start !== null) {
+    if (start.byFifo)
+      out.add(Op.WaitExecFifo, [FIFO_SLOT], "report ready and wait for `start` (the exec fifo)");
+    else out.add(Op.Sync, [SyncPoint.Start], "report ready and wait for the runtime to start it");
+    for (const [i, hook] of start.hooks.entries()) {
       out.add(Op.RunHook, hookArgs(hook), `run startContainer hook ${i} (${hook.path})`);
     }
   }

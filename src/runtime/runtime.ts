@@ -43,7 +43,13 @@ import {
 import { SyncPoint } from "./wire.ts";
 
 /** Creating and exec'ing containers: loaded on first use (see launching.ts). */
-const launching = () => import("./launching.ts");
+/** The launcher client alone, imported ahead of the rest so the launcher starts sooner. */
+let launcherModule: Promise<typeof import("./launcher.ts")> | undefined;
+let launchingModule: Promise<typeof import("./launching.ts")> | undefined;
+const launching = () => {
+  launchingModule ??= import("./launching.ts");
+  return launchingModule;
+};
 
 export interface RuntimeOptions {
   /** Where container state lives (runc's --root). */
@@ -234,7 +240,8 @@ export class Runtime {
       spec,
       rootfs,
       bundle,
-      execFifo: this.store.execFifo(id),
+      // `run` (waitForInit) starts the container itself: the init waits at SyncPoint.Start.
+      execFifo: waitForInit ? null : this.store.execFifo(id),
       waitForInit,
       ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
       noPivot: options.noPivot ?? false,
@@ -270,7 +277,8 @@ export class Runtime {
     waitForInit: boolean,
   ): Promise<{ session: LaunchSession; record: ContainerRecord }> {
     // The launcher client first (small), so the launcher's exec overlaps loading the rest.
-    const { spawnLauncher } = await import("./launcher.ts");
+    launcherModule ??= import("./launcher.ts");
+    const { spawnLauncher } = await launcherModule;
     // The launcher starts up (exec, dynamic linking) while the config is read and compiled; it
     // waits for its plan.
     const s = spawnLauncher({
@@ -302,7 +310,9 @@ export class Runtime {
       cgroupPaths: cgroup.paths,
       namespaces: (spec.linux?.namespaces ?? []).map((n) => n.type),
       spec,
+      ...(waitForInit ? { startedByRun: true } : {}),
     };
+    let savedPid = 0;
     let session: LaunchSession | null = null;
     // No paths: a rootless container without delegated cgroups.
     const hasCgroup = Object.keys(cgroup.paths).length > 0;
@@ -331,6 +341,7 @@ export class Runtime {
         record.pid = s.initPid;
         record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
         this.store.save(record);
+        savedPid = record.pid;
         // As crun and the runtime-tools suite expect: the hooks see the state "created".
         const state = this.stateOf(record, "created");
         await runHooks(spec.hooks?.prestart, state, "prestart");
@@ -346,10 +357,15 @@ export class Runtime {
       this.store.save(record);
       this.trace?.mark("state saved");
       await s.whenReady();
-      this.trace?.mark("ready: the init waits on the exec fifo");
-      record.pid = s.initPid;
-      record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
-      this.store.save(record);
+      this.trace?.mark(
+        `ready: the init waits ${waitForInit ? "to be started" : "on the exec fifo"}`,
+      );
+      // Saved at BeforePivot already, when the plan has that sync point (hooks).
+      if (savedPid !== s.initPid) {
+        record.pid = s.initPid;
+        record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
+        this.store.save(record);
+      }
       if (options.pidFile) writeAtomic(resolve(options.pidFile), String(record.pid));
       this.trace?.mark("state saved, pid file written");
       return { session: s, record };
@@ -396,8 +412,23 @@ export class Runtime {
           status === "stopped" ? `remove it with \`delete ${id}\` and create it again` : undefined,
       });
     }
+    if (record.startedByRun) {
+      throw new PivotError(`cannot start container "${id}": the \`run\` that created it starts it`);
+    }
     this.releaseExecFifo(record);
     this.trace?.mark("start: exec fifo released");
+    await this.markStarted(record);
+  }
+
+  /** `run`'s start: the init waits at SyncPoint.Start for this process's answer. */
+  private async startRun(record: ContainerRecord, session: LaunchSession): Promise<void> {
+    session.startInit();
+    this.trace?.mark("start: the init released");
+    await this.markStarted(record);
+  }
+
+  /** After the release: the state says running, then the poststart hooks run. */
+  private async markStarted(record: ContainerRecord): Promise<void> {
     record.started = true;
     this.store.save(record);
     await runHooksWarnOnly(
@@ -557,11 +588,12 @@ export class Runtime {
     let code: number;
     try {
       await options.onCreated?.(record.pid);
-      await this.start(id);
+      await this.startRun(record, session);
       options.onStart?.(record.pid);
       code = exitCodeOf(await session.whenExited());
       this.trace?.mark("exit: the launcher reported the process's exit");
     } catch (err) {
+      session.startInit(false); // an init still waiting is told to end
       await this.delete(id, true).catch(() => {});
       throw err;
     }
@@ -648,7 +680,8 @@ export class Runtime {
     // New device rules on cgroup v2: the launcher replaces the container's eBPF program.
     if (updated.deviceFilter) await (await launching()).attachDeviceFilter(updated.deviceFilter);
     linux.resources = updated.resources;
-    record.spec.linux = linux;
+    // A new spec object: the store caches each spec's JSON by identity.
+    record.spec = { ...record.spec, linux };
     this.store.save(record);
   }
 

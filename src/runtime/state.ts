@@ -5,7 +5,9 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  rmdirSync,
   rmSync,
+  unlinkSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -32,6 +34,8 @@ export interface ContainerRecord {
   spec: Spec;
   /** Set by `start` once poststart hooks ran, and by kill/delete paths. */
   started?: boolean;
+  /** Made by `run`: the init waits for that process to start it (SyncPoint.Start), no exec fifo. */
+  startedByRun?: boolean;
 }
 
 const ID_PATTERN = /^[A-Za-z0-9_+\-.]+$/;
@@ -90,7 +94,7 @@ export class StateStore {
   save(record: ContainerRecord): void {
     const dir = this.dir(record.id);
     const tmp = join(dir, `.state.json.${process.pid}`);
-    writeFileSync(tmp, JSON.stringify(record));
+    writeFileSync(tmp, serializeRecord(record));
     renameSync(tmp, join(dir, "state.json"));
   }
 
@@ -124,7 +128,20 @@ export class StateStore {
   }
 
   remove(id: string): void {
-    rmSync(this.dir(id), { recursive: true, force: true });
+    const dir = this.dir(id);
+    // What the runtime puts there, directly; anything else (a crashed writer's temporary file)
+    // falls back to a recursive removal.
+    for (const name of ["state.json", "exec.fifo"]) {
+      try {
+        unlinkSync(join(dir, name));
+      } catch {}
+    }
+    try {
+      rmdirSync(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+        rmSync(dir, { recursive: true, force: true });
+    }
   }
 
   ids(): string[] {
@@ -136,6 +153,20 @@ export class StateStore {
       return [];
     }
   }
+}
+
+/** The spec's JSON, made once per spec object (a container's record is saved three times or
+ *  more); whoever changes a record's spec gives it a new object. */
+const specJson = new WeakMap<Spec, string>();
+
+function serializeRecord(record: ContainerRecord): string {
+  let spec = specJson.get(record.spec);
+  if (spec === undefined) {
+    spec = JSON.stringify(record.spec);
+    specJson.set(record.spec, spec);
+  }
+  const rest = JSON.stringify({ ...record, spec: undefined });
+  return `${rest.slice(0, -1)},"spec":${spec}}`;
 }
 
 /** Field 22 of /proc/PID/stat (start time in clock ticks), and the process state letter. */
@@ -167,7 +198,8 @@ export function deriveStatus(
 ): ContainerStatus {
   if (record.pid <= 0) return "creating";
   if (!initAlive(record)) return "stopped";
-  if (existsSync(fifoPath)) return "created";
+  // `run`'s container is created until that run starts it; otherwise until `start` opens the fifo.
+  if (record.startedByRun ? !record.started : existsSync(fifoPath)) return "created";
   if (frozen()) return "paused";
   return "running";
 }

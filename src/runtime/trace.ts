@@ -91,7 +91,12 @@ export class Trace {
   /** A sync point: the launcher's event received (the runtime acts), or the reply sent. */
   sync(point: number, done: boolean): void {
     const name = Object.entries(SyncPoint).find(([, v]) => v === point)?.[0] ?? String(point);
-    const what = point === SyncPoint.SetupChildCreated ? "id maps, cgroup join" : "hooks";
+    const what =
+      point === SyncPoint.SetupChildCreated
+        ? "id maps, cgroup join"
+        : point === SyncPoint.Start
+          ? "started"
+          : "hooks";
     this.mark(
       done ? `sync ${name}: runtime done (${what}), reply sent` : `sync ${name}: event received`,
     );

@@ -175,6 +175,9 @@ export const SyncPoint = {
   SetupChildCreated: 1,
   /** Mounts are done, before pivot_root: run prestart and createRuntime hooks. */
   BeforePivot: 2,
+  /** The init is set up and waits to be started by the process that created it (`run`: no
+   *  exec fifo, which only a separate `start` process needs). Implies Event.Ready. */
+  Start: 3,
 } as const;
 
 /**

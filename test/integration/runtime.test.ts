@@ -622,6 +622,37 @@ describe("hooks", () => {
     expect(readFileSync(log, "utf8")).toBe("create hooked\n");
   });
 
+  test("run starts its own container without an exec fifo: created (to others too) until then, and `start` is refused", () => {
+    const log = join(work, "run-start.log");
+    rm(log);
+    const script = join(work, "run-start-hook.sh");
+    // Each hook asks another pivot-runtime process about the container, as a shim would.
+    writeFileSync(
+      script,
+      `#!/bin/sh
+id=$(cat | sed 's/.*"id":"\\([^"]*\\)".*/\\1/')
+cli="${BUN} ${RUNTIME_CLI} --root ${root}"
+status=$($cli state "$id" | sed -n 's/.*"status": *"\\([a-z]*\\)".*/\\1/p')
+echo "$1 status=$status files=$(ls ${root}/$id | tr '\\n' ' ')" >> ${log}
+if [ "$1" = createRuntime ]; then $cli start "$id" 2>> ${log}; echo "start exit=$?" >> ${log}; fi
+`,
+    );
+    chmodSync(script, 0o755);
+    const hook = (name: string) => ({ path: script, args: [script, name] });
+    // Alive long enough for the poststart hook to see it running.
+    const r = run(["sleep", "1"], (s) => {
+      s.hooks = { createRuntime: [hook("createRuntime")], poststart: [hook("poststart")] };
+    });
+    expect(r.status).toBe(0);
+    const lines = readFileSync(log, "utf8")
+      .split("\n")
+      .map((l) => l.trimEnd());
+    expect(lines[0]).toBe("createRuntime status=created files=state.json");
+    expect(lines[1]).toContain("the `run` that created it starts it");
+    expect(lines[2]).toBe("start exit=1");
+    expect(lines[3]).toBe("poststart status=running files=state.json");
+  });
+
   test("a hook that outlives its timeout is killed and fails create", () => {
     withArgs(["true"], (s) => {
       s.hooks = { createRuntime: [{ path: "/bin/sleep", args: ["sleep", "30"], timeout: 1 }] };

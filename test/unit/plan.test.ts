@@ -52,6 +52,19 @@ describe("container plan", () => {
     expect(exec).toBe(o.length - 1);
   });
 
+  test("run (no exec fifo): the init waits at the Start sync point, then startContainer hooks, then exec", () => {
+    const base = input();
+    base.spec.hooks = { startContainer: [{ path: "/bin/hook" }] };
+    const plan = compileContainerPlan({ ...base, execFifo: null, waitForInit: true });
+    const o = ops(plan);
+    expect(o).not.toContain(Op.MakeFifo);
+    expect(o).not.toContain(Op.WaitExecFifo);
+    const start = plan.steps.findIndex((s) => s.op === Op.Sync && s.args[0] === SyncPoint.Start);
+    expect(start).toBeGreaterThan(o.indexOf(Op.PivotRoot));
+    expect(o[start + 1]).toBe(Op.RunHook);
+    expect(o[start + 2]).toBe(Op.Exec);
+  });
+
   const setupSync = (plan: { steps: { op: number; args: unknown[] }[] }) =>
     plan.steps.findIndex((s) => s.op === Op.Sync && s.args[0] === SyncPoint.SetupChildCreated);
 
