@@ -4,7 +4,6 @@
 // its own uid (and gid, after "deny" in /proc/PID/setgroups); anything else goes through the
 // setuid helpers newuidmap and newgidmap (Debian's uidmap package), which check /etc/subuid and
 // /etc/subgid. The decisions are pure functions, unit-tested without root.
-import { spawnSync } from "node:child_process";
 import {
   accessSync,
   existsSync,
@@ -16,6 +15,7 @@ import { userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { ConfigError, PivotError } from "../errors.ts";
 import type { IdMapping } from "../oci/spec.ts";
+import { childProcess } from "../util/child-process.ts";
 
 /** The user running the runtime. */
 export interface Caller {
@@ -191,7 +191,7 @@ function runHelper(helper: string, pid: number, maps: readonly IdMapping[]): voi
     throw new PivotError(`${helper} is not installed`, {
       hint: "install it (Debian and Ubuntu: apt-get install uidmap)",
     });
-  const r = spawnSync(path, [String(pid), ...mapArgs(maps)], { encoding: "utf8" });
+  const r = childProcess().spawnSync(path, [String(pid), ...mapArgs(maps)], { encoding: "utf8" });
   if (r.status !== 0) {
     const why = (r.stderr || r.error?.message || `exit status ${r.status}`).trim();
     const file = SUBID_FILES[helper as keyof typeof SUBID_FILES];

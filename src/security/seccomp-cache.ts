@@ -11,10 +11,10 @@
 // library file (inode, size, mtime): an upgraded libseccomp misses and compiles afresh. Profiles
 // with SCMP_ACT_NOTIFY are never cached (the notification fd comes from libseccomp's load).
 // The directory is the runtime's state root: on tmpfs (/run) it is emptied by a reboot.
-import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { arch, release } from "node:os";
 import { join } from "node:path";
+import { crypto } from "../util/lazy-require.ts";
 import type { CompiledSeccomp } from "./seccomp.ts";
 
 /** What a cached filter carries into the plan. */
@@ -74,7 +74,8 @@ export class SeccompCache {
     } catch {
       return null; // e.g. a BigInt in a config built in memory
     }
-    return createHash("sha256")
+    return crypto()
+      .createHash("sha256")
       .update(`pivot-seccomp-v1\0${release()}\0${arch()}\0${this.launcherId}\0${text}`)
       .digest("hex");
   }
@@ -130,7 +131,7 @@ export class SeccompCache {
       defaultText: seccomp.defaultText,
       libseccomp: { version: report.version, path: report.library, ...lib },
     };
-    const tmp = `${this.path(key)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+    const tmp = `${this.path(key)}.tmp-${process.pid}-${crypto().randomBytes(4).toString("hex")}`;
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       writeFileSync(tmp, JSON.stringify(entry), { mode: 0o600 });
