@@ -35,6 +35,7 @@ import type { ReadLogsOptions } from "./monitor.ts";
 import * as pruning from "./prune.ts";
 import * as recovery from "./recovery.ts";
 import * as restarting from "./restart.ts";
+import { outsideUserNamespace, refuseOutsideUserNamespace } from "./rootless.ts";
 import * as starting from "./start.ts";
 import * as stats from "./stats.ts";
 import type {
@@ -79,6 +80,8 @@ export class Engine {
     this.runtime = this.ctx.runtime;
     this.volumes = this.ctx.volumes;
     this.networks = this.ctx.networks;
+    // Rootless outside the user namespace (a plain user's program): what needs it is refused.
+    if (this.ctx.rootless && outsideUserNamespace()) refuseOutsideUserNamespace(this);
   }
 
   /** Whether detached containers can run (conmon was found). */

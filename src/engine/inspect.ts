@@ -7,6 +7,7 @@ import type { EngineContext } from "./context.ts";
 import { remove } from "./lifecycle.ts";
 import { recover } from "./recovery.ts";
 import { readRestartState } from "./restart-state.ts";
+import { outsideUserNamespace } from "./rootless.ts";
 import { isSlirp, slirpPorts } from "./slirp4netns.ts";
 import type { ContainerInfo } from "./types.ts";
 
@@ -67,12 +68,18 @@ function publishedPorts(ctx: EngineContext, id: string, r: ContainerRecord): Por
   return attached.length > 0 ? attached.flatMap((a) => a.ports) : r.options.publish;
 }
 
-/** Containers, newest first; running ones only unless `all`. Exited --rm containers are removed. */
+/**
+ * Containers, newest first; running ones only unless `all`. Exited --rm containers are removed
+ * (and what crashes left is cleaned first), except by a rootless process outside the user
+ * namespace, which only leaves them out.
+ */
 export async function list(
   ctx: EngineContext,
   options: { all?: boolean } = {},
 ): Promise<ContainerInfo[]> {
-  await recover(ctx);
+  // Rootless outside the user namespace (the library in a plain user's program): read only.
+  const clean = !(ctx.rootless && outsideUserNamespace());
+  if (clean) await recover(ctx);
   const out: ContainerInfo[] = [];
   for (const id of ctx.containers.ids()) {
     let info: ContainerInfo;
@@ -82,7 +89,7 @@ export async function list(
       continue;
     }
     if (info.state.status === "exited" && info.options.autoRemove) {
-      await remove(ctx, id, { force: true }).catch(() => {});
+      if (clean) await remove(ctx, id, { force: true }).catch(() => {});
       continue;
     }
     if (options.all || info.state.running) out.push(info);

@@ -30,6 +30,7 @@ import {
   undelegatedCgroupDirs,
   userName,
 } from "../runtime/userns.ts";
+import type { Engine } from "./engine.ts";
 import { EngineError } from "./errors.ts";
 import { checkSlirpPorts, isSlirp, slirpOptions } from "./slirp4netns.ts";
 import type { ContainerOptions } from "./types.ts";
@@ -59,6 +60,85 @@ export function hostIds(): { uid: number; gid: number } {
     uid: u ? u.outer + uid - u.inner : uid,
     gid: g ? g.outer + gid - g.inner : gid,
   };
+}
+
+/**
+ * Whether this process is rootless and outside the engine's user namespace: a plain user's
+ * program using the library (`new Engine()`), or the CLI's own commands that run outside it
+ * (exec, debug). The namespace cannot be entered from here: unshare(CLONE_NEWUSER) refuses a
+ * multi-threaded process, which every Node and Bun process is.
+ */
+export function outsideUserNamespace(): boolean {
+  return (process.geteuid?.() ?? 0) !== 0;
+}
+
+/**
+ * The one error of an Engine method that needs the user namespace (it mounts, or reads or
+ * writes files of the subordinate ids), called outside it: refused before it touches anything.
+ */
+export function needsUserNamespaceError(method: string): EngineError {
+  return new EngineError(
+    `Engine.${method} needs the rootless engine's user namespace, which this process is not in (a running Node or Bun process cannot enter one: it has threads)`,
+    {
+      hint: "run the program under `pivot unshare` (e.g. `pivot unshare bun app.ts`), which starts it in a user namespace as the pivot command does; or run the pivot command itself (`pivot create`, `pivot export`, ...)",
+    },
+  );
+}
+
+/**
+ * The Engine methods that need the user namespace: they mount the container's overlay, write or
+ * read files of the subordinate ids (which the plain user may not touch, or sees partly), or
+ * compile the container's id maps from the namespace's. The others are left to work outside it
+ * (tested: inspect, list, which then only reads, logs, exec, which the CLI runs outside too, stop,
+ * wait, createVolume, listVolumes; images() is for reading there: writing a layer sets owners
+ * the user cannot).
+ */
+const NEEDS_USER_NAMESPACE = [
+  "create",
+  "dryRun",
+  "start",
+  "startAndAttach",
+  "run",
+  "startAttached",
+  "cleanup",
+  "startRestartable",
+  "remove",
+  "recover",
+  "archive",
+  "extractArchive",
+  "copyFrom",
+  "copyTo",
+  "export",
+  "diff",
+  "commit",
+  "prune",
+] as const satisfies readonly (keyof Engine)[];
+const NEEDS_USER_NAMESPACE_SYNC = [
+  "pruneVolumes",
+  "removeVolume",
+] as const satisfies readonly (keyof Engine)[];
+
+/**
+ * Makes each method of `engine` that needs the user namespace fail at once with
+ * needsUserNamespaceError (a rejected promise, or a throw for the synchronous ones), before it
+ * touches anything: outside the namespace they would fail halfway (a mount refused after the
+ * container's directory was made, a removal stopped by the first file of a subordinate id).
+ */
+export function refuseOutsideUserNamespace(engine: Engine): void {
+  for (const method of NEEDS_USER_NAMESPACE) {
+    Object.defineProperty(engine, method, {
+      value: () => Promise.reject(needsUserNamespaceError(method)),
+      configurable: true,
+    });
+  }
+  for (const method of NEEDS_USER_NAMESPACE_SYNC) {
+    Object.defineProperty(engine, method, {
+      value: () => {
+        throw needsUserNamespaceError(method);
+      },
+      configurable: true,
+    });
+  }
 }
 
 /**
