@@ -40,3 +40,13 @@ export const REGISTRY_USAGE = `registries:
   --authfile FILE (default ~/.config/pivot/auth.json, then ~/.docker/config.json),
   --creds USER:PASS, --cert-dir DIR (holds HOST:PORT/ca.crt)
 `;
+
+export const CONTAINER_USAGE = `  ps [-a] [-q] [--no-trunc] [--filter KEY=VALUE] [--format TEMPLATE]   list containers
+                               (filters: status= name= label= ancestor= id= exited= before= since=;
+                               format: '{{.ID}} {{.Names}}', 'table {{.ID}}\\t{{.Status}}', json)
+  stats [--no-stream] [-a] [--format T] [CONTAINER...]   live CPU, memory, network, block I/O, pids
+  top CONTAINER [PS OPTIONS]   the container's processes (ps -ef by default)
+  pause CONTAINER... | unpause CONTAINER...   freeze and thaw every process of containers
+  rename CONTAINER NEW_NAME    give a container another name
+  container prune [-f] [--filter label=K[=V]]   remove every stopped container
+  volume prune [-f] [-a] [--filter label=K[=V]]   remove unused anonymous (-a: and named) volumes`;

@@ -20,15 +20,7 @@ import type { StatsSample } from "../engine/types.ts";
 import { formatError } from "../errors.ts";
 import { boolFlag, type FlagSpec, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
 
-export const CONTAINER_USAGE = `  ps [-a] [-q] [--no-trunc] [--filter KEY=VALUE] [--format TEMPLATE]   list containers
-                               (filters: status= name= label= ancestor= id= exited= before= since=;
-                               format: '{{.ID}} {{.Names}}', 'table {{.ID}}\\t{{.Status}}', json)
-  stats [--no-stream] [-a] [--format T] [CONTAINER...]   live CPU, memory, network, block I/O, pids
-  top CONTAINER [PS OPTIONS]   the container's processes (ps -ef by default)
-  pause CONTAINER... | unpause CONTAINER...   freeze and thaw every process of containers
-  rename CONTAINER NEW_NAME    give a container another name
-  container prune [-f] [--filter label=K[=V]]   remove every stopped container
-  volume prune [-f] [-a] [--filter label=K[=V]]   remove unused anonymous (-a: and named) volumes`;
+export { CONTAINER_USAGE } from "./command-groups.ts";
 
 /** Parses flags; combined short boolean flags (-aq) are split first, as Docker does. */
 function parse(args: string[], specs: FlagSpec[], positionals = Number.POSITIVE_INFINITY): Parsed {

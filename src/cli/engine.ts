@@ -3,7 +3,6 @@ import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
 import { parseRestartPolicy } from "../engine/restart-state.ts";
@@ -20,7 +19,6 @@ import type { ContainerOptions, MountSpec } from "../engine/types.ts";
 import { formatError, PivotError } from "../errors.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
 import { parsePublish } from "../network/ports.ts";
-import { renderPlanJson, renderPlanShell, renderPlanText } from "../runtime/explain.ts";
 import type { Plan } from "../runtime/plan.ts";
 import { Trace } from "../runtime/trace.ts";
 import { compiledBinary, compiledCommand } from "../util/self.ts";
@@ -35,22 +33,19 @@ import {
   UsageError,
 } from "./args.ts";
 import {
+  CONTAINER_USAGE,
   IMAGE_COMMANDS,
   IMAGE_USAGE,
   NETWORK_USAGE,
   REGISTRY_COMMANDS,
   REGISTRY_USAGE,
 } from "./command-groups.ts";
-import {
-  CONTAINER_USAGE,
-  containerPruneCommand,
-  pauseCommand,
-  psCommand,
-  renameCommand,
-  statsCommand,
-  topCommand,
-  volumePruneCommand,
-} from "./containers.ts";
+
+/**
+ * Loaded on use, as the image, network and registry commands are: `pivot run` needs none of it
+ * (ps, stats, top, rename, pause, prune; their table and filter code, node:readline).
+ */
+const containers = () => import("./containers.ts");
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "root", value: true },
@@ -482,7 +477,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         const { plan } = await engine.dryRun(options, attached);
         for (const w of plan.warnings) process.stderr.write(`pivot: warning: ${w}\n`);
         process.stdout.write(
-          renderPlan(plan, flag(p, "format") ?? "text", `pivot ${command} ${args.join(" ")}`),
+          await renderPlan(plan, flag(p, "format") ?? "text", `pivot ${command} ${args.join(" ")}`),
         );
         return 0;
       }
@@ -600,21 +595,21 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       return failed ? 1 : 0;
     }
     case "ps":
-      return psCommand(engine, args);
+      return (await containers()).psCommand(engine, args);
     case "stats":
-      return statsCommand(engine, args);
+      return (await containers()).statsCommand(engine, args);
     case "top":
-      return topCommand(engine, args);
+      return (await containers()).topCommand(engine, args);
     case "rename":
-      return renameCommand(engine, args);
+      return (await containers()).renameCommand(engine, args);
     case "pause":
     case "unpause":
-      return pauseCommand(engine, command, args);
+      return (await containers()).pauseCommand(engine, command, args);
     case "container": {
       // Docker's long forms: container prune, container ls, container rm ...
       const [sub, ...rest] = args;
-      if (sub === "prune") return containerPruneCommand(engine, rest);
-      if (sub === "ls" || sub === "list") return psCommand(engine, rest);
+      if (sub === "prune") return (await containers()).containerPruneCommand(engine, rest);
+      if (sub === "ls" || sub === "list") return (await containers()).psCommand(engine, rest);
       if (!sub || sub === "container" || sub.startsWith("-"))
         throw new UsageError("usage: pivot container COMMAND", {
           hint: "e.g. pivot container prune, pivot container ls",
@@ -720,7 +715,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       if (s && !d) {
         if (dest === "-") {
           const { stream } = await engine.archive(s.container, s.path);
-          await pipeline(stream, process.stdout);
+          await (await import("node:stream/promises")).pipeline(stream, process.stdout);
         } else await engine.copyFrom(s.container, s.path, dest);
         return 0;
       }
@@ -737,6 +732,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const p = parseCommand(args, [{ name: "output", aliases: ["o"], value: true }]);
       const stream = await engine.export(needArg(p, "a container", command));
       const out = flag(p, "output");
+      const { pipeline } = await import("node:stream/promises");
       await pipeline(stream, out ? createWriteStream(out) : process.stdout);
       return 0;
     }
@@ -867,7 +863,8 @@ async function ensureImage(engine: Engine, image: string, policy: string): Promi
 }
 
 /** --dry-run output: numbered steps, JSON, or an equivalent shell script. */
-function renderPlan(plan: Plan, format: string, title: string): string {
+async function renderPlan(plan: Plan, format: string, title: string): Promise<string> {
+  const { renderPlanJson, renderPlanShell, renderPlanText } = await import("../runtime/explain.ts");
   if (format === "json") return renderPlanJson(plan);
   if (format === "shell") return renderPlanShell(plan, title);
   if (format === "text") return renderPlanText(plan);
@@ -916,7 +913,7 @@ async function debugCommand(engine: Engine, args: string[]): Promise<number> {
 
 function volumeCommand(engine: Engine, args: string[]): number | Promise<number> {
   const sub = args[0];
-  if (sub === "prune") return volumePruneCommand(engine, args.slice(1));
+  if (sub === "prune") return containers().then((m) => m.volumePruneCommand(engine, args.slice(1)));
   const p = parseCommand(args.slice(1), [
     { name: "quiet", aliases: ["q"] },
     { name: "label", aliases: ["l"], value: true, multiple: true },

@@ -23,10 +23,10 @@ import type { NetworkManager } from "../network/attach.ts";
 import type { Spec } from "../oci/spec.ts";
 import type { Plan } from "../runtime/plan.ts";
 import type { Runtime } from "../runtime/runtime.ts";
-import * as files from "./container-files.ts";
+import type * as containerFiles from "./container-files.ts";
 import { createContext, type EngineContext, type EngineOptions } from "./context.ts";
 import * as creating from "./create.ts";
-import * as execing from "./exec.ts";
+import type * as execModule from "./exec.ts";
 import type { Change } from "./files.ts";
 import type { AttachResult, ContainerHandle } from "./handle.ts";
 import * as inspecting from "./inspect.ts";
@@ -34,7 +34,6 @@ import * as lifecycle from "./lifecycle.ts";
 import type { ReadLogsOptions } from "./monitor.ts";
 import * as pruning from "./prune.ts";
 import * as recovery from "./recovery.ts";
-import * as restarting from "./restart.ts";
 import { outsideUserNamespace, refuseOutsideUserNamespace } from "./rootless.ts";
 import * as starting from "./start.ts";
 import * as stats from "./stats.ts";
@@ -53,6 +52,12 @@ export type { EngineOptions } from "./context.ts";
 export { EngineError } from "./errors.ts";
 export type { ExecOptions } from "./exec.ts";
 export { type AttachResult, ContainerHandle } from "./handle.ts";
+
+// Loaded on use: `pivot run` needs none of them (files: tar streams and the layer unpacker; exec:
+// exec, attach and logs; restart: restart policies' hooks).
+const files = () => import("./container-files.ts");
+const execing = () => import("./exec.ts");
+const restarting = () => import("./restart.ts");
 
 export interface RunOptions extends ContainerOptions {
   /** Return once started, under conmon (`pivot run -d`). */
@@ -190,7 +195,7 @@ export class Engine {
    */
   cleanup(ref: string, options: { keepOnFailure?: boolean; runId?: string } = {}): Promise<void> {
     if (options.runId !== undefined && !options.keepOnFailure)
-      return restarting.afterExit(this.ctx, ref, options.runId);
+      return restarting().then((m) => m.afterExit(this.ctx, ref, options.runId!));
     return lifecycle.cleanup(this.ctx, ref, options);
   }
 
@@ -200,7 +205,7 @@ export class Engine {
    * on-failure unless stopped by hand, on-failure after a failure with retries left).
    */
   startRestartable(): Promise<{ started: string[]; failed: { id: string; error: Error }[] }> {
-    return restarting.startRestartable(this.ctx);
+    return restarting().then((m) => m.startRestartable(this.ctx));
   }
 
   // ---- stop / kill / wait / remove ----
@@ -228,13 +233,13 @@ export class Engine {
   // ---- logs / exec / attach ----
 
   /** The container's output (`pivot logs`), following it with `follow` until it exits. */
-  logs(ref: string, options: Omit<ReadLogsOptions, "done"> = {}): AsyncGenerator<LogEntry> {
-    return execing.logs(this.ctx, ref, options);
+  async *logs(ref: string, options: Omit<ReadLogsOptions, "done"> = {}): AsyncGenerator<LogEntry> {
+    yield* (await execing()).logs(this.ctx, ref, options);
   }
 
   /** Runs another process in a running container (`pivot exec`). */
-  exec(ref: string, options: execing.ExecOptions): Promise<ContainerHandle> {
-    return execing.exec(this.ctx, ref, options);
+  async exec(ref: string, options: execModule.ExecOptions): Promise<ContainerHandle> {
+    return (await execing()).exec(this.ctx, ref, options);
   }
 
   /**
@@ -246,7 +251,7 @@ export class Engine {
     ref: string,
     options: { detachKeys?: string; noStdin?: boolean; stdio?: "inherit" | "pipe" } = {},
   ): Promise<AttachResult> {
-    return execing.attach(this.ctx, ref, options);
+    return execing().then((m) => m.attach(this.ctx, ref, options));
   }
 
   // ---- files: cp, export, diff, commit ----
@@ -256,32 +261,32 @@ export class Engine {
    * inside the container; `name` is the archive's top entry.
    */
   archive(ref: string, path: string): Promise<{ stream: Readable; name: string }> {
-    return files.archive(this.ctx, ref, path);
+    return files().then((m) => m.archive(this.ctx, ref, path));
   }
 
   /** Extracts a tar stream into the directory `path` of the container (`pivot cp - CONTAINER:DIR`). */
   extractArchive(ref: string, path: string, tar: AsyncIterable<Uint8Array>): Promise<void> {
-    return files.extractArchive(this.ctx, ref, path, tar);
+    return files().then((m) => m.extractArchive(this.ctx, ref, path, tar));
   }
 
   /** `pivot cp CONTAINER:SRC DEST`: into DEST if it is a directory, else as DEST. */
   copyFrom(ref: string, src: string, dest: string): Promise<void> {
-    return files.copyFrom(this.ctx, ref, src, dest);
+    return files().then((m) => m.copyFrom(this.ctx, ref, src, dest));
   }
 
   /** `pivot cp SRC CONTAINER:DEST`: symlinks in DEST resolve inside the container only. */
   copyTo(ref: string, src: string, dest: string): Promise<void> {
-    return files.copyTo(this.ctx, ref, src, dest);
+    return files().then((m) => m.copyTo(this.ctx, ref, src, dest));
   }
 
   /** The container's root filesystem as a tar stream, without its volumes (`pivot export`). */
   export(ref: string): Promise<Readable> {
-    return files.exportRootfs(this.ctx, ref);
+    return files().then((m) => m.exportRootfs(this.ctx, ref));
   }
 
   /** What changed against the image: A added, C changed, D deleted (`pivot diff`). */
   diff(ref: string): Promise<Change[]> {
-    return files.diff(this.ctx, ref);
+    return files().then((m) => m.diff(this.ctx, ref));
   }
 
   /**
@@ -289,8 +294,8 @@ export class Engine {
    * (whiteouts as `.wh.` files), tagged `ref` (`pivot commit`). A running container is paused
    * meanwhile.
    */
-  commit(containerRef: string, options: files.CommitOptions = {}): Promise<StoredImage> {
-    return files.commit(this.ctx, containerRef, options);
+  commit(containerRef: string, options: containerFiles.CommitOptions = {}): Promise<StoredImage> {
+    return files().then((m) => m.commit(this.ctx, containerRef, options));
   }
 
   // ---- pause, rename, top, stats, prune ----

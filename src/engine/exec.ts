@@ -11,10 +11,10 @@ import { rt, status } from "./container-runtime.ts";
 import { readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
-import { readFileInRoot } from "./files.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { wait } from "./lifecycle.ts";
 import { type ReadLogsOptions, readLogs } from "./monitor.ts";
+import { readFileInRoot } from "./root-paths.ts";
 import { attachHelper, TTY_DETACHED } from "./tty.ts";
 import type { LogEntry } from "./types.ts";
 

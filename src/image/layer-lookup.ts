@@ -18,7 +18,7 @@ import {
   type Stats,
 } from "node:fs";
 import type { ImageConfig } from "./types.ts";
-import { overlayOpaqueXattr } from "./unpack.ts";
+import { overlayOpaqueXattr } from "./xattr.ts";
 
 export type EntryType =
   | "file"

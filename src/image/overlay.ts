@@ -26,7 +26,7 @@ import { kernelAtLeast } from "../util/kernel.ts";
 import { OverlayError } from "./errors.ts";
 import { runHelper } from "./helpers.ts";
 import type { ImageStore, LayerRecord, StoredImage } from "./store.ts";
-import { overlayOpaqueXattr } from "./unpack.ts";
+import { overlayOpaqueXattr } from "./xattr.ts";
 
 /** mount(2) copies at most one page of option data. */
 export const MAX_MOUNT_OPTIONS = 4095;

@@ -56,7 +56,7 @@ import {
   MediaType,
   type Platform,
 } from "./types.ts";
-import { type UnpackResult, unpackLayer } from "./unpack.ts";
+import type { UnpackResult } from "./unpack.ts";
 
 export const DEFAULT_STORE_ROOT = "/var/lib/pivot";
 
@@ -638,7 +638,7 @@ export class ImageStore {
         // A directory without layer.json cannot be produced by rename; remove anything odd.
         await rm(dir, { recursive: true, force: true });
         if (!(await this.hasBlob(digest))) throw new BlobNotFoundError(digest, this.root);
-        await unpackLayer(this.blobPath(digest), dir, {
+        await (await unpacker()).unpackLayer(this.blobPath(digest), dir, {
           archiveName: archiveName ?? `layer ${digest}`,
           diffId,
           digest,
@@ -776,7 +776,7 @@ export class ImageStore {
         let blobStored = false;
         try {
           await rm(this.layerDir(diffId), { recursive: true, force: true });
-          await unpackLayer(teed(), this.layerDir(diffId), {
+          await (await unpacker()).unpackLayer(teed(), this.layerDir(diffId), {
             archiveName: what,
             diffId,
             digest,
@@ -860,7 +860,7 @@ export class ImageStore {
   ): Promise<LayerRecord> {
     const temp = join(this.root, "layers", "sha256", `import${process.pid}x${randomSuffix()}`);
     try {
-      const result = await unpackLayer(this.blobPath(digest), temp, {
+      const result = await (await unpacker()).unpackLayer(this.blobPath(digest), temp, {
         archiveName: archiveName ?? `layer ${digest}`,
         digest,
         ...(mediaType ? { mediaType } : {}),
@@ -960,4 +960,12 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * The layer unpacker (tar, gzip and zstd), loaded when a layer is unpacked: a store that only
+ * resolves images and finds their layers unpacked (`pivot run`) does not load it.
+ */
+function unpacker(): Promise<typeof import("./unpack.ts")> {
+  return import("./unpack.ts");
 }

@@ -31,20 +31,18 @@ import {
 import { basename, dirname, join } from "node:path";
 import { pipeline, type Readable, type Transform } from "node:stream";
 import * as zlib from "node:zlib";
-import { inUserNamespace, overlayXattrPrefix } from "../runtime/userns.ts";
+import { inUserNamespace } from "../runtime/userns.ts";
 import { Digester } from "./digest.ts";
 import { DigestMismatchError, ImageError, LayerUnpackError } from "./errors.ts";
 import { lsetxattr, mknod } from "./helpers.ts";
 import { type TarEntry, TarFormatError, TarReader } from "./tar.ts";
+import { overlayOpaqueXattr } from "./xattr.ts";
 
 export const WHITEOUT_PREFIX = ".wh.";
 export const WHITEOUT_OPAQUE = ".wh..wh..opq";
 export const OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque";
 
-/** The opaque marker's name here: trusted.overlay.opaque for root, user.* rootless (userns.ts). */
-export function overlayOpaqueXattr(): string {
-  return `${overlayXattrPrefix()}opaque`;
-}
+export { overlayOpaqueXattr } from "./xattr.ts";
 
 export type Compression = "gzip" | "zstd" | "none";
 
