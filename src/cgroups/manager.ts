@@ -1,4 +1,5 @@
 // A container's cgroup: one directory per hierarchy, created, joined, frozen and removed together.
+// Its limits, device rules and statistics are in limits.ts, which only create, update and stats load.
 import {
   existsSync,
   mkdirSync,
@@ -9,16 +10,10 @@ import {
 } from "node:fs";
 import { join, normalize } from "node:path";
 import { NotSupportedError, PivotError } from "../errors.ts";
-import type { Device, Resources } from "../oci/spec.ts";
 import type { CgroupJoin } from "../runtime/plan.ts";
 import { kernelAtLeast } from "../util/kernel.ts";
-import { applyPlan, planResources } from "./apply.ts";
-import { type DeviceFilter, deviceFilter } from "./devicefilter.ts";
-import { type DeviceMode, deviceMode, deviceRules, evaluateDeviceRules } from "./devices.ts";
 import { type Hierarchy, type HostCgroups, hostCgroups, parseProcCgroup } from "./hierarchy.ts";
 import { type Layout, layoutOf } from "./layout.ts";
-import { type CgroupResources, checkResources, mergeResources } from "./resources.ts";
-import { type CgroupStats, readOomKills, readStats } from "./stats.ts";
 
 /** Whether systemd manages this host (what sd_booted checks). */
 export function systemdRunning(): boolean {
@@ -110,74 +105,6 @@ export class Cgroup {
   /** Which directory holds each controller. */
   layout(): Layout {
     return layoutOf(this.host, this.paths);
-  }
-
-  /**
-   * How this container's device rules are enforced: by the layout, or as
-   * $PIVOT_CGROUP_DEVICES (bpf or v1) forces (see deviceMode).
-   */
-  deviceMode(): DeviceMode {
-    if (Object.keys(this.paths).length === 0) return "none";
-    return deviceMode(this.layout(), process.env.PIVOT_CGROUP_DEVICES);
-  }
-
-  /**
-   * Where device rules are enforced by an eBPF program: the program for linux.resources.devices
-   * (and runc's defaults), compiled for the container's v2 directory; else null. Attached by
-   * the launcher before any process joins the cgroup (Op.AttachDeviceFilter).
-   */
-  deviceFilter(resources: unknown, linuxDevices: readonly Device[] = []): DeviceFilter | null {
-    if (this.deviceMode() !== "bpf") return null;
-    const r = checkResources(resources);
-    return this.filterFor(r, linuxDevices);
-  }
-
-  private filterFor(r: CgroupResources, linuxDevices: readonly Device[]): DeviceFilter {
-    const state = evaluateDeviceRules(deviceRules(r.devices, linuxDevices));
-    return deviceFilter(state, this.layout().unified!.dir);
-  }
-
-  /**
-   * Applies linux.resources to the new (still empty) cgroup, device rules included: with none
-   * in the config, the container gets runc's default device list only. With an eBPF device
-   * program the rules are left to it (deviceFilter).
-   */
-  apply(
-    resources: unknown,
-    options: { linuxDevices?: readonly Device[]; warn?: (message: string) => void } = {},
-  ): void {
-    const devices = this.deviceMode();
-    applyPlan(planResources(checkResources(resources), this.layout(), { ...options, devices }));
-  }
-
-  /**
-   * `update`: merges the changes into the container's resources, writes the result and
-   * returns it for the container's record. New device rules are appended where an eBPF program
-   * enforces them: the caller attaches the returned program, which replaces the old one (with
-   * the v1 controller they are ignored, with a warning).
-   */
-  update(
-    current: Resources | undefined,
-    patch: unknown,
-    warn: (message: string) => void = () => {},
-    linuxDevices: readonly Device[] = [],
-  ): { resources: Resources; deviceFilter: DeviceFilter | null } {
-    const changes = checkResources(patch, "resources");
-    const bpf = this.deviceMode() === "bpf";
-    const merged = mergeResources(checkResources(current), changes, warn, bpf);
-    // Compiled first: a bad rule fails the update before anything is written.
-    const filter = bpf && changes.devices?.length ? this.filterFor(merged, linuxDevices) : null;
-    applyPlan(planResources(merged, this.layout(), { update: true, warn }));
-    return { resources: merged as Resources, deviceFilter: filter };
-  }
-
-  stats(): CgroupStats {
-    return readStats(this.layout());
-  }
-
-  /** The OOM killer's kill count in this cgroup, or undefined without a memory controller. */
-  oomKills(): number | undefined {
-    return readOomKills(this.layout());
   }
 
   /** Moves a process (which this runtime started) into every hierarchy. */

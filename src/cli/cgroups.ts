@@ -1,5 +1,6 @@
 // pivot-runtime `update` and `events`: runc's flags and output formats.
 import { readFileSync } from "node:fs";
+import { cgroupOomKills, cgroupStats } from "../cgroups/limits.ts";
 import { systemdRunning } from "../cgroups/manager.ts";
 import type { CgroupResources } from "../cgroups/resources.ts";
 import { NotSupportedError, PivotError } from "../errors.ts";
@@ -182,10 +183,10 @@ export async function eventsCommand(args: string[], runtime: Runtime): Promise<n
     throw new PivotError(`container "${id}" is not running`);
   const cgroup = runtime.cgroupOf(id);
   if (boolFlag(p, "stats")) {
-    emit({ type: "stats", id, data: cgroup.stats() });
+    emit({ type: "stats", id, data: cgroupStats(cgroup) });
     return 0;
   }
-  let kills = cgroup.oomKills() ?? 0;
+  let kills = cgroupOomKills(cgroup) ?? 0;
   let due = Date.now() + interval;
   for (;;) {
     await sleep(Math.min(100, interval));
@@ -195,14 +196,14 @@ export async function eventsCommand(args: string[], runtime: Runtime): Promise<n
     } catch {
       return 0; // deleted
     }
-    const now = cgroup.oomKills();
+    const now = cgroupOomKills(cgroup);
     if (now !== undefined && now > kills) emit({ type: "oom", id });
     if (now !== undefined) kills = now;
     if (status === "stopped") return 0;
     if (Date.now() >= due) {
       due += interval * Math.max(1, Math.ceil((Date.now() - due) / interval));
       try {
-        emit({ type: "stats", id, data: cgroup.stats() });
+        emit({ type: "stats", id, data: cgroupStats(cgroup) });
       } catch (err) {
         process.stderr.write(`pivot-runtime: events: ${(err as Error).message}\n`);
       }

@@ -2,6 +2,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
+import { cgroupStats } from "../cgroups/limits.ts";
 import type { Cgroup } from "../cgroups/manager.ts";
 import { cgroupOfRun, status } from "./container-runtime.ts";
 import type { EngineContext } from "./context.ts";
@@ -98,7 +99,7 @@ export function stats(ctx: EngineContext, ref: string): StatsSample {
   };
   if (st.status !== "running" && st.status !== "paused") return sample;
   const cg = ownCgroup(ctx, id, "read its resource usage");
-  const s = cg.stats();
+  const s = cgroupStats(cg);
   sample.cpuTotal = s.cpu.usage?.total ?? 0;
   const mem = s.memory;
   const inactive = mem.raw?.total_inactive_file ?? mem.raw?.inactive_file ?? 0;

@@ -221,7 +221,7 @@ export class Runtime {
     cgroupJoin: CgroupJoin;
   }> {
     validateId(id);
-    const { compileContainerPlan, deviceFilterStep } = await launching();
+    const { compileContainerPlan, cgroupDeviceFilter, deviceFilterStep } = await launching();
     const seccompCache = await this.seccompCache();
     const { spec, bundle, rootfs } = loaded ?? (await this.loadBundle(options.bundle));
     this.trace?.mark("config.json loaded and validated");
@@ -265,7 +265,7 @@ export class Runtime {
     // the cgroup (the first step). Rootless callers cannot load one (it needs CAP_SYS_ADMIN).
     const filter = unprivileged
       ? null
-      : cgroup.deviceFilter(spec.linux?.resources, spec.linux?.devices ?? []);
+      : cgroupDeviceFilter(cgroup, spec.linux?.resources, spec.linux?.devices ?? []);
     if (filter) plan.steps.unshift(deviceFilterStep(filter));
     this.trace?.mark(`plan compiled (${plan.steps.length} steps)`);
     return { plan, spec, bundle, rootfs, cgroup, cgroupJoin };
@@ -323,7 +323,7 @@ export class Runtime {
         this.trace?.mark("cgroup created");
         // Before the plan goes out: the setup process joins the cgroup on its own, and must not
         // find it half-configured (v1 device rules deny everything for a moment while written).
-        cgroup.apply(spec.linux?.resources, {
+        (await launching()).applyResources(cgroup, spec.linux?.resources, {
           linuxDevices: spec.linux?.devices ?? [],
           warn: this.warn,
         });
@@ -671,14 +671,16 @@ export class Runtime {
     if (status === "stopped")
       throw new PivotError(`cannot update container "${id}": it is stopped`);
     const linux = record.spec.linux ?? {};
-    const updated = new Cgroup(record.cgroupPaths).update(
+    const { updateResources, attachDeviceFilter } = await launching();
+    const updated = updateResources(
+      new Cgroup(record.cgroupPaths),
       linux.resources,
       resources,
       this.warn,
       linux.devices ?? [],
     );
     // New device rules on cgroup v2: the launcher replaces the container's eBPF program.
-    if (updated.deviceFilter) await (await launching()).attachDeviceFilter(updated.deviceFilter);
+    if (updated.deviceFilter) await attachDeviceFilter(updated.deviceFilter);
     linux.resources = updated.resources;
     // A new spec object: the store caches each spec's JSON by identity.
     record.spec = { ...record.spec, linux };
