@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(build-essential pkg-config libseccomp-dev busybox-static tini procps iproute2 iptables nftables containernetworking-plugins ca-certificates attr skopeo containerd podman docker-registry apache2-utils conmon uidmap slirp4netns debootstrap)
+packages=(build-essential pkg-config libseccomp-dev busybox-static tini procps iproute2 iptables nftables containernetworking-plugins ca-certificates attr skopeo containerd podman docker-registry apache2-utils conmon uidmap slirp4netns passt debootstrap)
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -21,10 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Rootless --network slirp4netns opens /dev/net/tun as the user: udev makes it 0666 (Debian's
-# 50-udev-default.rules); without udev (containers, some VMs) it may be root's only.
+# Rootless --network slirp4netns and pasta open /dev/net/tun as the user: udev makes it 0666
+# (Debian's 50-udev-default.rules); without udev (containers, some VMs) it may be root's only.
 if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
-  echo "setup: /dev/net/tun 0666 (rootless slirp4netns), as udev sets it"
+  echo "setup: /dev/net/tun 0666 (rootless slirp4netns and pasta), as udev sets it"
   chmod 0666 /dev/net/tun
 fi
 

@@ -2,14 +2,48 @@
 // before its process starts and released after, and --network container:NAME.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import type { PortMapping } from "../network/ports.ts";
 import type { Spec } from "../oci/spec.ts";
 import { dnsOptionsOf, hostnameOf } from "./config.ts";
 import { status } from "./container-runtime.ts";
 import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
-import { isSlirp, stopSlirp } from "./slirp4netns.ts";
+import { isPasta, pastaPorts, startPasta, stopPasta } from "./pasta.ts";
+import { type ExitPipe, isSlirp, slirpPorts, startSlirp, stopSlirp } from "./slirp4netns.ts";
 import type { ContainerOptions } from "./types.ts";
+
+/**
+ * Whether the container's network is user-mode (rootless): slirp4netns or pasta, started by the
+ * engine between the runtime's create and start, ended through the monitor's exit FIFO.
+ */
+export function isUserModeNetwork(o: ContainerOptions): boolean {
+  return isSlirp(o) || isPasta(o);
+}
+
+/** Starts the container's slirp4netns or pasta for its created init PID. */
+export function startUserModeNetwork(
+  ctx: EngineContext,
+  id: string,
+  options: ContainerOptions,
+  pid: number,
+  exitPipe: ExitPipe,
+): Promise<void> {
+  return isPasta(options)
+    ? startPasta(ctx, id, options, pid, exitPipe)
+    : startSlirp(ctx, id, options, pid, exitPipe);
+}
+
+/** The ports a running slirp4netns or pasta forwards (host ports as chosen), else null. */
+export function userModePorts(
+  ctx: EngineContext,
+  id: string,
+  options: ContainerOptions,
+): PortMapping[] | null {
+  if (isPasta(options)) return pastaPorts(ctx, id);
+  if (isSlirp(options)) return slirpPorts(ctx, id);
+  return null;
+}
 
 /**
  * --network container:NAME at create: the container it names (which must exist), with the
@@ -91,6 +125,14 @@ export async function networkOf(
       });
     return null;
   }
+  // pasta: the same, wired by pasta at start; the container has the host's addresses.
+  if (isPasta(o)) {
+    if (o.ip || o.networkAliases?.length)
+      throw new EngineError("--ip and --network-alias need a network, not pasta", {
+        hint: "pasta gives the container the host's addresses; drop --ip and --network-alias",
+      });
+    return null;
+  }
   if (n === undefined || n === "none" || n === "host") {
     if (o.publish?.length || o.ip || o.networkAliases?.length)
       throw new EngineError("-p, --ip and --network-alias need a network", {
@@ -136,6 +178,10 @@ export async function connectNetwork(ctx: EngineContext, r: ContainerRecord): Pr
 export async function disconnectNetwork(ctx: EngineContext, r: ContainerRecord): Promise<void> {
   if (isSlirp(r.options)) {
     await stopSlirp(ctx, r.id).catch((e) => ctx.warn((e as Error).message));
+    return;
+  }
+  if (isPasta(r.options)) {
+    await stopPasta(ctx, r.id).catch((e) => ctx.warn((e as Error).message));
     return;
   }
   const n = r.options.network;

@@ -46,6 +46,7 @@ import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import { addInit } from "./init.ts";
 import { inspect } from "./inspect.ts";
+import { isPasta, PASTA_DNS } from "./pasta.ts";
 import { recoverNameOwner } from "./recovery.ts";
 import { checkRestartOptions } from "./restart-state.ts";
 import { mkdirInRoot, pathInRoot, readFileInRoot } from "./root-paths.ts";
@@ -170,10 +171,11 @@ async function compose(
 }> {
   const { id, dir, merged } = c;
   if (ctx.rootless) checkRootlessOptions(options);
-  else if (isSlirp(options))
-    throw new EngineError("--network slirp4netns is for rootless containers", {
-      hint: "as root, use --network bridge (or a network of yours) for a network and -p",
-    });
+  else if (isSlirp(options) || isPasta(options))
+    throw new EngineError(
+      `--network ${options.network}: ${isSlirp(options) ? "slirp4netns" : "pasta"} is for rootless containers`,
+      { hint: "as root, use --network bridge (or a network of yours) for a network and -p" },
+    );
   const imageConfig: ImageConfig["config"] = c.image.config.config ?? {};
   const security = parseSecurityOpts(options.securityOpt ?? [], (p) => readFileSync(p, "utf8"));
   const userSpec = options.user ?? imageConfig.User;
@@ -227,8 +229,10 @@ async function compose(
     try {
       hostResolv = readFileSync("/etc/resolv.conf", "utf8");
     } catch {}
-    // slirp4netns: its DNS forwarder (10.0.2.3) unless --dns, with the host's search and options.
-    const resolvOpts = isSlirp(opts) && !opts.dns?.length ? { ...opts, dns: [SLIRP.dns] } : opts;
+    // slirp4netns, pasta: their DNS forwarder (10.0.2.3, 169.254.1.1) unless --dns, with the
+    // host's search and options.
+    const forwarder = isSlirp(opts) ? SLIRP.dns : isPasta(opts) ? PASTA_DNS : null;
+    const resolvOpts = forwarder && !opts.dns?.length ? { ...opts, dns: [forwarder] } : opts;
     writeFileSync(join(dir, "resolv.conf"), containerResolvConf(hostResolv, resolvOpts));
   }
   // --network container:NAME: the other container's /etc files, as Docker binds them.

@@ -1,6 +1,7 @@
 // What `pivot inspect` and `pivot ps` show: a container's record and its derived state.
 import { join } from "node:path";
 import type { PortMapping } from "../network/ports.ts";
+import { isUserModeNetwork, userModePorts } from "./container-network.ts";
 import { status } from "./container-runtime.ts";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
@@ -8,7 +9,6 @@ import { remove } from "./lifecycle.ts";
 import { recover } from "./recovery.ts";
 import { readRestartState } from "./restart-state.ts";
 import { outsideUserNamespace } from "./rootless.ts";
-import { isSlirp, slirpPorts } from "./slirp4netns.ts";
 import type { ContainerInfo } from "./types.ts";
 
 export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
@@ -63,7 +63,7 @@ export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
 /** Published ports: the host ports chosen while on a network, else as configured. */
 function publishedPorts(ctx: EngineContext, id: string, r: ContainerRecord): PortMapping[] {
   if (!r.options.publish?.length) return [];
-  if (isSlirp(r.options)) return slirpPorts(ctx, id) ?? r.options.publish;
+  if (isUserModeNetwork(r.options)) return userModePorts(ctx, id, r.options) ?? r.options.publish;
   const attached = ctx.networks.attachments(id);
   return attached.length > 0 ? attached.flatMap((a) => a.ports) : r.options.publish;
 }

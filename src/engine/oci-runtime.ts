@@ -139,7 +139,7 @@ export class OciRuntimeCli {
   async run(id: string, o: OciRunOptions): Promise<number> {
     if (o.onCreated) {
       throw new OciRuntimeError(
-        `an attached container on slirp4netns cannot run with --runtime ${this.path}`,
+        `an attached container on slirp4netns or pasta cannot run with --runtime ${this.path}`,
         { hint: "run it detached (-d, under conmon), or with Pivot's own runtime" },
       );
     }

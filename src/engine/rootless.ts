@@ -32,6 +32,7 @@ import {
 } from "../runtime/userns.ts";
 import type { Engine } from "./engine.ts";
 import { EngineError } from "./errors.ts";
+import { checkPastaPorts, isPasta, pastaOptions } from "./pasta.ts";
 import { checkSlirpPorts, isSlirp, slirpOptions } from "./slirp4netns.ts";
 import type { ContainerOptions } from "./types.ts";
 
@@ -314,26 +315,29 @@ export function ensurePrivateDirs(dirs: string[]): void {
 
 /**
  * What a rootless container cannot have, refused before anything is created: networks (the CNI
- * bridge, its veths and iptables rules are the host's, root's) other than slirp4netns (user-mode
- * networking, slirp4netns.ts), published ports without slirp4netns or below the first
- * unprivileged port, and resource limits when the cgroups are not delegated (the runtime would run
- * it without a cgroup).
+ * bridge, its veths and iptables rules are the host's, root's) other than slirp4netns and pasta
+ * (user-mode networking, slirp4netns.ts, pasta.ts), published ports without one of them or below
+ * the first unprivileged port, and resource limits when the cgroups are not delegated (the
+ * runtime would run it without a cgroup).
  */
 export function checkRootlessOptions(options: ContainerOptions): void {
   const net = options.network ?? "none";
   const hint =
-    "rootless containers get --network slirp4netns (user-mode networking; -p HOSTPORT:PORT publishes a port), none (loopback only, the default) or host; bridge networks need root: run it as root (sudo pivot ...)";
+    "rootless containers get --network slirp4netns or --network pasta (user-mode networking; -p HOSTPORT:PORT publishes a port), none (loopback only, the default) or host; bridge networks need root: run it as root (sudo pivot ...)";
   const slirp = isSlirp(options);
+  const pasta = isPasta(options);
   if (slirp) slirpOptions(net);
+  else if (pasta) pastaOptions(net);
   else if (net !== "none" && net !== "host") {
     const what = net.startsWith("container:")
       ? `--network ${net}: joining another container's network namespace is not supported rootless`
       : `--network ${net}: a rootless container cannot join a network (it needs root for the CNI bridge, veth pairs and iptables)`;
     throw new EngineError(what, { hint });
   }
+  const userMode = slirp || pasta;
   const networkOnly: [string, unknown, boolean][] = [
-    ["-p/--publish", options.publish?.length ? options.publish : undefined, slirp],
-    ["-P/--publish-all", options.publishAll || undefined, slirp],
+    ["-p/--publish", options.publish?.length ? options.publish : undefined, userMode],
+    ["-P/--publish-all", options.publishAll || undefined, userMode],
     ["--ip", options.ip, false],
     ["--network-alias", options.networkAliases?.length ? options.networkAliases : undefined, false],
   ];
@@ -342,12 +346,19 @@ export function checkRootlessOptions(options: ContainerOptions): void {
       throw new EngineError(
         slirp
           ? `${flag} needs a network, which a rootless container cannot join (slirp4netns gives every container 10.0.2.100)`
-          : `${flag} needs a network, which a rootless container cannot join`,
-        { hint: slirp ? "drop it; -p works with --network slirp4netns" : hint },
+          : pasta
+            ? `${flag} needs a network, which a rootless container cannot join (pasta gives the container the host's addresses)`
+            : `${flag} needs a network, which a rootless container cannot join`,
+        {
+          hint: userMode
+            ? `drop it; -p works with --network ${slirp ? "slirp4netns" : "pasta"}`
+            : hint,
+        },
       );
     }
   }
   if (slirp) checkSlirpPorts(options.publish ?? []);
+  if (pasta) checkPastaPorts(options.publish ?? []);
   const limits: [string, unknown][] = [
     ["--memory", options.memory],
     ["--memory-swap", options.memorySwap],

@@ -91,10 +91,14 @@ export function unprivilegedPortStart(
 }
 
 /**
- * -p for slirp4netns, checked at create: slirp4netns binds the host port itself, as the user, so
- * a port below net.ipv4.ip_unprivileged_port_start is refused here rather than at start.
+ * -p for a user-mode network (slirp4netns, pasta), checked at create: the host port is bound by
+ * slirp4netns or pasta itself, as the user, so a port below net.ipv4.ip_unprivileged_port_start
+ * is refused here rather than at start.
  */
-export function checkSlirpPorts(ports: readonly PortMapping[], start = unprivilegedPortStart()) {
+export function checkUnprivilegedPorts(
+  ports: readonly PortMapping[],
+  start = unprivilegedPortStart(),
+): void {
   for (const m of ports) {
     if (m.hostPort !== 0 && m.hostPort < start) {
       throw new EngineError(
@@ -104,11 +108,18 @@ export function checkSlirpPorts(ports: readonly PortMapping[], start = unprivile
         },
       );
     }
+  }
+}
+
+/** -p for slirp4netns, checked at create: unprivileged host ports, IPv4 host addresses only. */
+export function checkSlirpPorts(ports: readonly PortMapping[], start = unprivilegedPortStart()) {
+  checkUnprivilegedPorts(ports, start);
+  for (const m of ports) {
     if (m.hostIP.includes(":")) {
       throw new EngineError(
         `-p ${m.hostIP}: IPv6 host addresses are not supported with slirp4netns`,
         {
-          hint: "publish on an IPv4 address, or on every address (-p HOSTPORT:PORT)",
+          hint: "publish on an IPv4 address, or on every address (-p HOSTPORT:PORT), or use --network pasta, which forwards IPv6",
         },
       );
     }
@@ -149,8 +160,10 @@ function alive(s: SlirpState): boolean {
 }
 
 /**
- * The monitor's end of slirp4netns's --exit-fd: a FIFO opened read-write (which does not block),
- * given to the monitor; `readEnd` opens the end slirp4netns polls, `close` the engine's copies.
+ * The monitor's end of a user-mode network's exit FIFO (slirp4netns's --exit-fd, pasta's
+ * watcher): a FIFO opened read-write (which does not block), given to the monitor; `readEnd`
+ * opens the end slirp4netns polls, `blockingReadEnd` one whose read blocks until every writer is
+ * gone (then reads end of file), `close` the engine's copies.
  */
 export class ExitPipe {
   private constructor(
@@ -160,7 +173,7 @@ export class ExitPipe {
 
   static create(dir: string): ExitPipe {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const path = join(dir, "slirp4netns.exit");
+    const path = join(dir, "network.exit");
     rmSync(path, { force: true });
     const r = spawnSync("mkfifo", ["-m", "600", path], { encoding: "utf8" });
     if (r.status !== 0) throw new EngineError(`mkfifo ${path} failed: ${r.stderr?.trim()}`);
@@ -169,6 +182,11 @@ export class ExitPipe {
 
   readEnd(): number {
     return openSync(this.path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  }
+
+  /** Does not block: the engine's write end is open until `close`. */
+  blockingReadEnd(): number {
+    return openSync(this.path, fsConstants.O_RDONLY);
   }
 
   close(): void {

@@ -9,7 +9,12 @@ import { finished } from "node:stream/promises";
 import { isMountPoint, mountOverlay } from "../image/overlay.ts";
 import { procStat } from "../runtime/state.ts";
 import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
-import { connectNetwork, joinNetworkOf } from "./container-network.ts";
+import {
+  connectNetwork,
+  isUserModeNetwork,
+  joinNetworkOf,
+  startUserModeNetwork,
+} from "./container-network.ts";
 import { cgroupPathsOf, rt, runtimeCommandOf, status } from "./container-runtime.ts";
 import { type ContainerRecord, type RunState, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
@@ -18,7 +23,7 @@ import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, remove, wait } from "./lifecycle.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
 import { beginManualStart, exitCommand, policyOf, spawnExitCommand } from "./restart-state.ts";
-import { ExitPipe, isSlirp, startSlirp } from "./slirp4netns.ts";
+import { ExitPipe } from "./slirp4netns.ts";
 import { attachHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 
 async function prepareStart(
@@ -104,10 +109,10 @@ export async function startLocked(
   rmSync(pidFile, { force: true });
   const socketDir = join(ctx.runRoot, "socket");
   mkdirSync(socketDir, { recursive: true, mode: 0o700 });
-  // slirp4netns exits when conmon, which holds the only writer of its exit FIFO, is gone.
+  // slirp4netns (pasta's watcher) ends when conmon, the only writer of its exit FIFO, is gone.
   let slirp: ExitPipe | null = null;
   try {
-    if (isSlirp(r.options)) slirp = ExitPipe.create(dir);
+    if (isUserModeNetwork(r.options)) slirp = ExitPipe.create(dir);
     const pid = await startConmon({
       conmon: ctx.conmonPath,
       id,
@@ -134,7 +139,7 @@ export async function startLocked(
       pid,
       ...cgroupPathsOf(ctx, id),
     } satisfies RunState);
-    if (slirp) await startSlirp(ctx, id, r.options, pid, slirp);
+    if (slirp) await startUserModeNetwork(ctx, id, r.options, pid, slirp);
     await beforeStart?.();
     await rt(ctx, id).start(id);
   } catch (err) {
@@ -183,10 +188,13 @@ export async function startAttached(
   });
   const me = procStat(process.pid)?.startTime ?? "";
   ctx.trace?.mark("engine: monitor ready (log, streams)");
-  // slirp4netns: started between create and start; this process holds its exit FIFO's writer.
-  const slirp = isSlirp(r.options) ? ExitPipe.create(dir) : null;
+  // slirp4netns or pasta: started between create and start; this process holds the writer of
+  // their exit FIFO.
+  const slirp = isUserModeNetwork(r.options) ? ExitPipe.create(dir) : null;
   const runP = rt(ctx, id).run(id, {
-    ...(slirp ? { onCreated: (pid: number) => startSlirp(ctx, id, r.options, pid, slirp) } : {}),
+    ...(slirp
+      ? { onCreated: (pid: number) => startUserModeNetwork(ctx, id, r.options, pid, slirp) }
+      : {}),
     bundle: dir,
     ...(tty
       ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
