@@ -20,6 +20,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freeHostPort } from "../../src/network/ports.ts";
 import { makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
 import { BUN, PIVOT_CLI, pivotCli, runAsUser } from "../helpers.ts";
 
@@ -524,7 +525,8 @@ describe("rootless engine", () => {
     await noSlirpLeft();
   }, 60_000);
 
-  test("-p 18080:80 with slirp4netns: httpd in the container answers on the host's 127.0.0.1:18080; nothing left after rm -f", async () => {
+  test("-p HOSTPORT:80 with slirp4netns: httpd in the container answers on the host's 127.0.0.1:HOSTPORT; nothing left after rm -f", async () => {
+    const port = await freeHostPort("tcp"); // free now: parallel runs never share one
     ok([
       "run",
       "-d",
@@ -533,7 +535,7 @@ describe("rootless engine", () => {
       "--network",
       "slirp4netns",
       "-p",
-      "18080:80",
+      `${port}:80`,
       IMAGE,
       "sh",
       "-c",
@@ -544,7 +546,7 @@ describe("rootless engine", () => {
     const end = Date.now() + 30_000;
     while (Date.now() < end) {
       try {
-        const res = await fetch("http://127.0.0.1:18080/index.html", {
+        const res = await fetch(`http://127.0.0.1:${port}/index.html`, {
           signal: AbortSignal.timeout(2000),
         });
         body = await res.text();
@@ -553,7 +555,7 @@ describe("rootless engine", () => {
       await Bun.sleep(100);
     }
     expect(body).toBe("hello from slirp4netns\n");
-    expect(ok(["port", "web"])).toContain("80/tcp -> 0.0.0.0:18080");
+    expect(ok(["port", "web"])).toContain(`80/tcp -> 0.0.0.0:${port}`);
     // The CLI that started it is gone: slirp4netns lives on beside conmon.
     expect(ok(["exec", "web", "wget", "-qO-", "http://127.0.0.1/index.html"])).toBe(
       "hello from slirp4netns\n",
@@ -562,7 +564,7 @@ describe("rootless engine", () => {
     await noSlirpLeft();
     // The port is free again.
     await expect(
-      fetch("http://127.0.0.1:18080/", { signal: AbortSignal.timeout(2000) }),
+      fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) }),
     ).rejects.toThrow();
   }, 90_000);
 
@@ -582,7 +584,7 @@ describe("rootless engine", () => {
       "--network",
       "slirp4netns",
       "-p",
-      "18081:80",
+      `${await freeHostPort("tcp")}:80`,
       IMAGE,
       "sleep",
       "600",
@@ -598,12 +600,15 @@ describe("rootless engine", () => {
     const www = join(work, "host-www");
     mkdirSync(www, { recursive: true });
     writeFileSync(join(www, "index.html"), "from the host\n");
-    const server = Bun.spawn(["/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:18082", "-h", www], {
-      stdio: ["ignore", "ignore", "ignore"],
-    });
+    const port = await freeHostPort("tcp", "127.0.0.1");
+    const server = Bun.spawn(
+      ["/bin/busybox", "httpd", "-f", "-p", `127.0.0.1:${port}`, "-h", www],
+      {
+        stdio: ["ignore", "ignore", "ignore"],
+      },
+    );
     try {
-      const wget =
-        "for i in 1 2 3 4 5 6 7 8 9 10; do timeout 3 wget -qO- http://10.0.2.2:18082/index.html && exit 0; sleep 0.5; done; exit 1";
+      const wget = `for i in 1 2 3 4 5 6 7 8 9 10; do timeout 3 wget -qO- http://10.0.2.2:${port}/index.html && exit 0; sleep 0.5; done; exit 1`;
       const open = asUser([
         "run",
         "--rm",
@@ -626,7 +631,7 @@ describe("rootless engine", () => {
         IMAGE,
         "sh",
         "-c",
-        "timeout 5 wget -qO- http://10.0.2.2:18082/index.html; echo exit $?",
+        `timeout 5 wget -qO- http://10.0.2.2:${port}/index.html; echo exit $?`,
       ]);
       expect(shut.stdout).toMatch(/^exit [1-9]/m);
       expect(shut.stdout).not.toContain("from the host");
