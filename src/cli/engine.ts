@@ -122,7 +122,8 @@ containers:
                                networking: --network none|host|bridge|NAME|container:NAME
                                (default none), -p [IP:][HOSTPORT:]PORT[/udp], -P (every
                                EXPOSEd port on a free host port), --ip, --network-alias,
-                               --add-host NAME:IP, --dns IP, --dns-search D, --dns-option O
+                               --add-host NAME:IP, --dns IP, --dns-search D, --dns-option O;
+                               rootless: --network none|host|pasta[:OPTS]|slirp4netns[:OPTS]
   create [flags] IMAGE [CMD...]  create a container without starting it
   start [-a] CONTAINER...      start containers (detached; -a: attached, waits for the exit)
   start --all-restartable      the boot hook: start what the restart policies ask for at boot
