@@ -394,6 +394,31 @@ static void do_join_cgroup(const char *dir) {
   close(fd);
 }
 
+/* Whether walking ".." from the working directory reaches the process's root. From a directory
+ * outside it, ".." climbs to the top of the mount namespace, whose ".." is itself, without
+ * meeting the root. */
+static int cwd_inside_root(void) {
+  struct stat root, cur, up;
+  if (stat("/", &root) < 0) fail(errno, "stat /");
+  int fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail(errno, "open the working directory");
+  for (int depth = 0; depth < 4096; depth++) {
+    if (fstat(fd, &cur) < 0) fail(errno, "stat the working directory");
+    if (cur.st_dev == root.st_dev && cur.st_ino == root.st_ino) {
+      close(fd);
+      return 1;
+    }
+    int parent = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (parent < 0) fail(errno, "open .. of the working directory");
+    close(fd);
+    fd = parent;
+    if (fstat(fd, &up) < 0) fail(errno, "stat the working directory");
+    if (up.st_dev == cur.st_dev && up.st_ino == cur.st_ino) break;
+  }
+  close(fd);
+  return 0;
+}
+
 /* chdir, then check that the working directory is inside the process's root: a path through a
  * magic link (/proc/self/fd/N of a host directory still open before exec) could otherwise leave
  * the process in a host directory, from which ".." walks the host's tree (CVE-2024-21626). The
@@ -401,8 +426,15 @@ static void do_join_cgroup(const char *dir) {
 static void do_chdir(const char *dir) {
   char cwd[PATH_MAX];
   if (chdir(dir) < 0) fail(errno, "chdir to the working directory %s", dir);
-  if (syscall(SYS_getcwd, cwd, sizeof cwd) < 0)
+  if (syscall(SYS_getcwd, cwd, sizeof cwd) < 0) {
+    /* The kernel's getcwd never fails with these: a seccomp filter already loaded denies it (the
+     * runtime-tools suite's profile does). Walk ".." instead. */
+    if (errno == EPERM || errno == EACCES || errno == ENOSYS) {
+      if (!cwd_inside_root()) fail(EXDEV, "chdir to the working directory %s", dir);
+      return;
+    }
     fail(errno == ERANGE ? ENAMETOOLONG : errno, "check the working directory %s", dir);
+  }
   if (cwd[0] != '/') fail(EXDEV, "chdir to the working directory %s", dir);
 }
 

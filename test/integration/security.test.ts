@@ -570,18 +570,67 @@ describe("escape attempts with crafted bundles", () => {
     expect(r.stdout.trim().split("\n").map(Number).sort()).toEqual([0, 1, 2, 3]);
   });
 
-  test("a cwd of /proc/self/fd/N cannot reach the host", () => {
-    // The init holds the host's /proc (to reopen the exec fifo) and, on cgroup v2, held its
-    // cgroup directory (clone3) until exec: each was a way out through "..".
-    for (let fd = 3; fd <= 12; fd++) {
-      const r = run(["sh", "-c", "echo cwd=$(pwd)"], (s) => {
-        s.process!.cwd = `/proc/self/fd/${fd}`;
-      });
-      // Either chdir fails at create, or the cwd is inside the container: a directory outside
-      // the root has no path from it (glibc's getcwd fails; pwd prints nothing).
-      if (r.status === 0) expect(r.stdout).toMatch(/^cwd=\//);
-      else expect(r.stderr).toContain(`chdir to the working directory /proc/self/fd/${fd}`);
+  // From the working directory, climb ".." (physically) as far as it goes: the container's root
+  // if the directory is inside it, the top of some other tree if not.
+  const whereIsCwd =
+    'for i in $(seq 40); do cd -P .. 2>/dev/null; done; [ "$(stat -c %d:%i .)" = "$(stat -c %d:%i /)" ] && echo INSIDE > /out/where || echo OUTSIDE > /out/where';
+
+  /** Runs whereIsCwd with cwd /proc/self/fd/FD; "run" or "create"+"start" (the exec fifo path). */
+  function cwdThroughFd(fd: number, mode: "run" | "create", denyGetcwd: boolean): string {
+    const out = join(work, `cwd-out-${mode}-${fd}`);
+    mkdirSync(out, { recursive: true });
+    rmSync(join(out, "where"), { force: true });
+    configure(["sh", "-c", whereIsCwd], (s) => {
+      s.process!.cwd = `/proc/self/fd/${fd}`;
+      s.mounts!.push({ destination: "/out", type: "bind", source: out, options: ["rbind"] });
+      // As the runtime-tools suite's profile does: the check after chdir cannot use getcwd.
+      // Without noNewPrivileges the filter is loaded before the user switch, so before chdir.
+      if (denyGetcwd) {
+        s.linux!.seccomp = errnoRule(["getcwd"], 1);
+        s.process!.noNewPrivileges = false;
+      }
+    });
+    const id = `sec-cwd-${process.pid}-${++counter}`;
+    try {
+      if (mode === "run") {
+        const r = cli(["run", "--bundle", bundle, id]);
+        if (r.status !== 0) return r.stderr;
+      } else {
+        const c = cli(["create", "--bundle", bundle, id]);
+        if (c.status !== 0) return c.stderr;
+        expect(cli(["start", id]).status).toBe(0);
+        for (let i = 0; i < 500 && !cli(["state", id]).stdout.includes('"stopped"'); i++)
+          Bun.sleepSync(10);
+      }
+      return readFileSync(join(out, "where"), "utf8").trim();
+    } finally {
+      cli(["delete", "--force", id]);
     }
+  }
+
+  for (const denyGetcwd of [false, true]) {
+    test(`a cwd of /proc/self/fd/N cannot reach the host${denyGetcwd ? " (getcwd denied by seccomp)" : ""}`, () => {
+      // The init holds the host's /proc (to reopen the exec fifo) and, on cgroup v2, held its
+      // cgroup directory (clone3) until exec: each was a way out through "..". Either chdir fails
+      // at create, or the working directory is inside the container.
+      for (const mode of ["run", "create"] as const) {
+        for (let fd = 3; fd <= 12; fd++) {
+          const where = cwdThroughFd(fd, mode, denyGetcwd);
+          if (where !== "INSIDE")
+            expect(where).toContain(`chdir to the working directory /proc/self/fd/${fd}`);
+        }
+      }
+    }, 60_000);
+  }
+
+  test("with getcwd denied by seccomp, an ordinary working directory still works", () => {
+    const r = run(["sh", "-c", "echo ok"], (s) => {
+      s.process!.cwd = "/tmp";
+      s.linux!.seccomp = errnoRule(["getcwd"], 1);
+      s.process!.noNewPrivileges = false;
+    });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("ok\n");
   });
 });
 
