@@ -366,6 +366,7 @@ export class LaunchSession {
         break;
       case Event.Exited:
         this.exitStatus = m.args[0] as number;
+        this.initWaitsForStart = false; // killed while it waited
         for (const w of this.exitWaiters.splice(0)) w.resolve(this.exitStatus);
         break;
       case Event.SeccompProgram: {
@@ -390,7 +391,11 @@ export class LaunchSession {
   startInit(go = true): void {
     if (!this.initWaitsForStart) {
       if (!go) return;
-      throw new PivotError("the container's init is not waiting to be started");
+      throw new PivotError(
+        this.exitStatus !== null || this.closed
+          ? "the container's process exited before it could be started"
+          : "the container's init is not waiting to be started",
+      );
     }
     this.initWaitsForStart = false;
     this.send(encodeMessage(go ? Reply.Continue : Reply.Abort, []));

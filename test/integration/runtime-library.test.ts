@@ -1,0 +1,74 @@
+// Runtime as a library (what the engine and Node programs use): run without an exec fifo, the
+// container seen "created" until it is started, and a run whose process dies before its start.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { Runtime } from "../../src/runtime/runtime.ts";
+import { cleanupRoot, isRoot, makeBundle, rm, tempDir } from "../helpers.ts";
+
+if (!isRoot) throw new Error("the integration tests run real containers and need root");
+
+let work: string;
+let root: string;
+let bundle: string;
+let counter = 0;
+const nextId = () => `lib-${process.pid}-${++counter}`;
+
+beforeAll(() => {
+  work = tempDir();
+  root = join(work, "state");
+  bundle = makeBundle(join(work, "bundle"), (s) => {
+    s.process!.args = ["sh", "-c", "exit 7"];
+  });
+});
+
+afterAll(() => {
+  cleanupRoot(root);
+  rm(work);
+});
+
+describe("Runtime.run", () => {
+  test("the container is created, with no exec fifo, until run starts it; the exit code comes back; nothing is left", async () => {
+    const runtime = new Runtime({ root, warn: () => {} });
+    const id = nextId();
+    let seen: { status: string; files: string[]; alive: boolean } | null = null;
+    const code = await runtime.run(id, {
+      bundle,
+      stdio: ["ignore", "ignore", "ignore"],
+      onCreated: async (pid) => {
+        seen = {
+          status: new Runtime({ root }).state(id).status,
+          files: readdirSync(join(root, id)),
+          alive: existsSync(`/proc/${pid}`),
+        };
+      },
+    });
+    expect(code).toBe(7);
+    expect(seen!).toEqual({ status: "created", files: ["state.json"], alive: true });
+    expect(existsSync(join(root, id))).toBe(false);
+  });
+
+  test("a process killed before its start fails the run, which leaves nothing behind", async () => {
+    const runtime = new Runtime({ root, warn: () => {} });
+    const id = nextId();
+    let initPid = 0;
+    let cgroupDirs: string[] = [];
+    const run = runtime.run(id, {
+      bundle,
+      stdio: ["ignore", "ignore", "ignore"],
+      onCreated: async (pid) => {
+        initPid = pid;
+        cgroupDirs = Object.values(runtime.cgroupOf(id).paths);
+        process.kill(pid, "SIGKILL");
+        // Until the launcher has reported the exit.
+        for (let i = 0; i < 200 && existsSync(`/proc/${pid}/stat`); i++) await Bun.sleep(5);
+        await Bun.sleep(50);
+      },
+    });
+    await expect(run).rejects.toThrow("exited before it could be started");
+    expect(initPid).toBeGreaterThan(0);
+    expect(existsSync(join(root, id))).toBe(false);
+    expect(cgroupDirs.length).toBeGreaterThan(0);
+    expect(cgroupDirs.filter((d) => existsSync(d))).toEqual([]);
+  });
+});
