@@ -23,9 +23,13 @@ export function monitorAlive(pid: number, start: string): boolean {
  * The runtime of a container: Pivot's in-process, or the OCI runtime binary given with
  * `runtime` (--runtime PATH), through its command line, with its state in <runRoot>/oci/<name>.
  */
-export function rt(ctx: EngineContext, id: string): Runtime | OciRuntimeCli {
-  const path = readJson<ContainerRecord>(join(ctx.containers.dir(id), "container.json"))?.options
-    .runtime;
+export function rt(
+  ctx: EngineContext,
+  id: string,
+  record?: ContainerRecord,
+): Runtime | OciRuntimeCli {
+  const path = (record ?? readJson<ContainerRecord>(join(ctx.containers.dir(id), "container.json")))
+    ?.options.runtime;
   return path ? ociRuntime(ctx, path) : ctx.runtime;
 }
 

@@ -262,14 +262,23 @@ export class ContainerStore {
     }
   }
 
-  /** Keeps the exit code of a container being removed, for `wait`; drops ones older than 10 minutes. */
-  keepExitCode(id: string): void {
-    const code = this.exitCode(id);
+  /**
+   * Keeps the exit code of a container being removed (`code`, else its exit file's), for `wait`;
+   * drops ones older than 10 minutes, looking at most once a minute (exits/.swept's time): every
+   * removal listing them all made a run of N --rm containers cost N² lstat calls.
+   */
+  keepExitCode(id: string, code: number | null = this.exitCode(id)): void {
     const dir = join(this.root, "exits");
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       if (code !== null) writeFileSync(join(dir, id), String(code));
-      const old = Date.now() - 10 * 60_000;
+      const now = Date.now();
+      const mark = join(dir, ".swept");
+      try {
+        if (lstatSync(mark).mtimeMs > now - 60_000) return;
+      } catch {}
+      writeFileSync(mark, "");
+      const old = now - 10 * 60_000;
       for (const n of readdirSync(dir)) {
         try {
           if (lstatSync(join(dir, n)).mtimeMs < old) rmSync(join(dir, n), { force: true });

@@ -60,17 +60,26 @@ export async function create(
   options: ContainerOptions,
 ): Promise<ContainerInfo> {
   checkRestartOptions(options, ctx.conmonPath !== null);
-  const id = randomBytes(32).toString("hex");
+  const id = newContainerId();
   // Under the container's lock: a directory without container.json whose lock is free was
   // left by a create that crashed (recover() cleans it).
-  return ctx.containers.withLock(id, () => createLocked(ctx, options, id));
+  await ctx.containers.withLock(id, () => createLocked(ctx, options, id));
+  return inspect(ctx, id);
 }
 
-async function createLocked(
+export function newContainerId(): string {
+  return randomBytes(32).toString("hex");
+}
+
+/**
+ * Creates the container `id`, its lock held (`run` keeps holding it to start the container).
+ * The options' restart policy is checked by the caller.
+ */
+export async function createLocked(
   ctx: EngineContext,
   options: ContainerOptions,
   id: string,
-): Promise<ContainerInfo> {
+): Promise<ContainerRecord> {
   const store = await ctx.images();
   const image = await store.resolve(options.image);
   ctx.trace?.mark("engine: image resolved");
@@ -132,7 +141,7 @@ async function createLocked(
     };
     writeJsonAtomic(join(dir, "container.json"), record);
     ctx.trace?.mark("engine: config composed, container created");
-    return inspect(ctx, id);
+    return record;
   } catch (err) {
     if (overlay) await unmountOverlay(overlay.target, { lazy: true }).catch(() => {});
     rmSync(dir, { recursive: true, force: true });

@@ -167,19 +167,17 @@ export class Engine {
    */
   async run(options: RunOptions): Promise<ContainerHandle> {
     const { detach, stdio, ...containerOptions } = options;
+    if (!detach) return starting.runAttached(this.ctx, containerOptions, stdio ?? "pipe");
     const info = await this.create(containerOptions);
-    if (detach) {
-      try {
-        return await this.start(info.id);
-      } catch (err) {
-        if (options.autoRemove) await this.remove(info.id, { force: true }).catch(() => {});
-        throw err;
-      }
+    try {
+      return await this.start(info.id);
+    } catch (err) {
+      if (options.autoRemove) await this.remove(info.id, { force: true }).catch(() => {});
+      throw err;
     }
-    return this.startAttached(info.id, stdio ?? "pipe");
   }
 
-  /** Starts a container with this process as its monitor (`pivot start -a`, `pivot run`). */
+  /** Starts a created container with this process as its monitor (`pivot start -a`). */
   startAttached(
     ref: string,
     stdio: "pipe" | "inherit" | "ignore" = "pipe",

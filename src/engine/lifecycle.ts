@@ -6,6 +6,7 @@ import { unmountOverlay } from "../image/overlay.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { disconnectNetwork } from "./container-network.ts";
 import { monitorAlive, releaseCgroups, rt, type Status, status } from "./container-runtime.ts";
+import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import { markManualStop, readRestartState } from "./restart-state.ts";
@@ -21,7 +22,7 @@ function sleep(ms: number): Promise<void> {
 export async function cleanup(
   ctx: EngineContext,
   ref: string,
-  options: { keepOnFailure?: boolean; runId?: string } = {},
+  options: CleanupOptions = {},
 ): Promise<void> {
   let id: string;
   try {
@@ -32,25 +33,37 @@ export async function cleanup(
   await ctx.containers.withLock(id, () => cleanupLocked(ctx, id, options));
 }
 
+export interface CleanupOptions {
+  keepOnFailure?: boolean;
+  /** Only if the container's latest start is this one. */
+  runId?: string;
+  /** The exit code, known to the attached monitor that wrote it. */
+  exitCode?: number;
+}
+
 export async function cleanupLocked(
   ctx: EngineContext,
   id: string,
-  options: { keepOnFailure?: boolean; runId?: string },
+  options: CleanupOptions,
 ): Promise<void> {
   if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
   if (options.runId !== undefined && ctx.containers.runState(id)?.runId !== options.runId) return;
   const r = ctx.containers.load(id);
-  if (rt(ctx, id).store.exists(id))
-    await rt(ctx, id)
-      .delete(id, true)
-      .catch((e) => ctx.warn((e as Error).message));
+  const runtime = rt(ctx, id, r);
+  if (runtime.store.exists(id))
+    await runtime.delete(id, true).catch((e) => ctx.warn((e as Error).message));
+  if (r.options.autoRemove && !options.keepOnFailure) {
+    // The removal releases the cgroups and the network and unmounts, as below.
+    await removeLocked(ctx, id, {
+      force: true,
+      record: r,
+      ...(options.exitCode !== undefined ? { exitCode: options.exitCode } : {}),
+    });
+    return;
+  }
   releaseCgroups(ctx, id);
   await disconnectNetwork(ctx, r);
   ctx.trace?.mark("engine: cgroups and network released");
-  if (r.options.autoRemove && !options.keepOnFailure) {
-    await removeLocked(ctx, id, { force: true });
-    return;
-  }
   await unmountOverlay(r.overlay.target).catch(() =>
     unmountOverlay(r.overlay.target, { lazy: true }),
   );
@@ -180,10 +193,17 @@ export async function remove(
 export async function removeLocked(
   ctx: EngineContext,
   id: string,
-  options: { force?: boolean; volumes?: boolean },
+  options: {
+    force?: boolean;
+    volumes?: boolean;
+    /** container.json, read already by the caller under the same lock. */
+    record?: ContainerRecord;
+    /** The exit code, when the caller knows it (the attached monitor). */
+    exitCode?: number;
+  },
 ): Promise<void> {
   if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
-  const r = ctx.containers.load(id);
+  const r = options.record ?? ctx.containers.load(id);
   const st = status(ctx, id);
   if (st.status === "running" || st.status === "paused" || st.status === "restarting") {
     if (!options.force) {
@@ -196,19 +216,18 @@ export async function removeLocked(
       rt(ctx, id).kill(id, "SIGKILL", true);
     } catch {}
   }
-  if (rt(ctx, id).store.exists(id))
-    await rt(ctx, id)
-      .delete(id, true)
-      .catch(() => {});
+  const runtime = rt(ctx, id, r);
+  if (runtime.store.exists(id)) await runtime.delete(id, true).catch(() => {});
   releaseCgroups(ctx, id);
   await disconnectNetwork(ctx, r);
+  ctx.trace?.mark("engine: cgroups and network released");
   // Conmon, if alive, writes the exit file and runs cleanup; the directory goes regardless.
   await unmountOverlay(r.overlay.target).catch(() =>
     unmountOverlay(r.overlay.target, { lazy: true }),
   );
   ctx.trace?.mark("engine: root filesystem unmounted");
   const gone = join(ctx.containers.containersDir, `.removing-${id}`);
-  ctx.containers.keepExitCode(id);
+  ctx.containers.keepExitCode(id, options.exitCode);
   try {
     renameSync(ctx.containers.dir(id), gone);
   } catch (err) {

@@ -18,19 +18,35 @@ import {
 import { cgroupPathsOf, rt, runtimeCommandOf, status } from "./container-runtime.ts";
 import { type ContainerRecord, type RunState, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
+import { createLocked, newContainerId } from "./create.ts";
 import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, remove, wait } from "./lifecycle.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
-import { beginManualStart, exitCommand, policyOf, spawnExitCommand } from "./restart-state.ts";
+import {
+  beginManualStart,
+  checkRestartOptions,
+  exitCommand,
+  policyOf,
+  spawnExitCommand,
+} from "./restart-state.ts";
 import { ExitPipe } from "./slirp4netns.ts";
 import { attachHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
+import type { ContainerOptions } from "./types.ts";
 
 async function prepareStart(
   ctx: EngineContext,
   id: string,
   restart = false,
+  created?: ContainerRecord,
 ): Promise<ContainerRecord> {
+  if (created) {
+    // Just created, its lock held since: never started, no exit or run state, no runtime state,
+    // its overlay mounted; only the network is left to do.
+    await connectNetwork(ctx, created);
+    joinNetworkOf(ctx, created);
+    return created;
+  }
   const r = ctx.containers.load(id);
   const st = status(ctx, id);
   if (st.status === "running" || st.status === "paused") {
@@ -151,7 +167,7 @@ export async function startLocked(
   return new ContainerHandle(id, r.name, null, null, null, () => wait(ctx, id));
 }
 
-/** Starts a container with this process as its monitor (`pivot start -a`, `pivot run`). */
+/** Starts a container with this process as its monitor (`pivot start -a`). */
 export async function startAttached(
   ctx: EngineContext,
   ref: string,
@@ -159,6 +175,34 @@ export async function startAttached(
 ): Promise<ContainerHandle> {
   const id = ctx.containers.resolveId(ref);
   const r = await ctx.containers.withLock(id, () => prepareStart(ctx, id));
+  return runPrepared(ctx, id, r, stdio);
+}
+
+/**
+ * Creates a container and starts it with this process as its monitor (`pivot run`, the library's
+ * `Engine.run`), its lock held from the create to the start as a created container's start would
+ * take it: nothing can have touched it in between, so the start skips what a stopped container's
+ * needs (its exit and run state, a remount, the runtime's leftovers).
+ */
+export async function runAttached(
+  ctx: EngineContext,
+  options: ContainerOptions,
+  stdio: "pipe" | "inherit" | "ignore" = "pipe",
+): Promise<ContainerHandle> {
+  checkRestartOptions(options, ctx.conmonPath !== null);
+  const id = newContainerId();
+  const r = await ctx.containers.withLock(id, async () =>
+    prepareStart(ctx, id, false, await createLocked(ctx, options, id)),
+  );
+  return runPrepared(ctx, id, r, stdio);
+}
+
+async function runPrepared(
+  ctx: EngineContext,
+  id: string,
+  r: ContainerRecord,
+  stdio: "pipe" | "inherit" | "ignore",
+): Promise<ContainerHandle> {
   const runId = randomBytes(8).toString("hex");
   const dir = ctx.containers.dir(id);
   const log = new LogWriter(join(dir, "ctr.log"));
@@ -258,7 +302,7 @@ export async function startAttached(
     ctx.trace?.mark("engine: output drained, exit recorded");
     // With a restart policy, the exit hook restarts it under conmon, in a process of its own.
     if (policyOf(r.options)) spawnExitCommand(ctx, id, runId);
-    else await cleanup(ctx, id, { runId });
+    else await cleanup(ctx, id, { runId, exitCode: code });
     slirp?.close();
     return code;
   })();
