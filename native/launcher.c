@@ -73,6 +73,10 @@ static int nsteps;
 static int current_step = -1;
 static int slots[MAX_SLOTS];
 static int wait_for_init;
+/* Op.ReportExec: the init holds the write end (close-on-exec) until it execs; the launcher waits
+ * for its end of file and reports Event.Executed. */
+static int report_exec;
+static int exec_pipe[2] = {-1, -1};
 static int init_pid_pipe[2] = {-1, -1};
 static pid_t init_pid;
 static char resolved_exec[4096];
@@ -456,6 +460,14 @@ __attribute__((noreturn)) static void supervise(pid_t setup) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) _exit(1);
   if (!wait_for_init || init_pid <= 0) _exit(0);
+  if (report_exec) {
+    char byte;
+    for (;;) {
+      ssize_t n = read(exec_pipe[0], &byte, 1);
+      if (n == 0 || (n < 0 && errno != EINTR)) break;
+    }
+    send_event(EV_EXECUTED, "");
+  }
   for (;;) {
     pid_t r = waitpid(init_pid, &status, 0);
     if (r < 0 && errno == EINTR) continue;
@@ -470,13 +482,18 @@ static void set_cloexec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
 
 static void do_fork_setup(struct step *st) {
   if (pipe2(init_pid_pipe, O_CLOEXEC) < 0) fail(errno, "pipe");
+  if (report_exec && pipe2(exec_pipe, O_CLOEXEC) < 0) fail(errno, "pipe");
   const char *cgroup_dir = st->argc > 1 ? S(st, 1) : "";
   pid_t pid = cgroup_dir[0] ? clone_into_cgroup((unsigned long)I(st, 0), cgroup_dir)
                             : clone_process((unsigned long)I(st, 0));
   if (pid < 0 && cgroup_dir[0]) fail(errno, "fork the setup process into the cgroup %s", cgroup_dir);
   if (pid < 0) fail(errno, "fork the setup process (clone flags 0x%llx)", (unsigned long long)I(st, 0));
-  if (pid > 0) supervise(pid);
+  if (pid > 0) {
+    if (report_exec) close(exec_pipe[1]);
+    supervise(pid);
+  }
   close(init_pid_pipe[0]);
+  if (report_exec) close(exec_pipe[0]);
 }
 
 static void do_fork_init(void) {
@@ -897,7 +914,8 @@ static void do_wait_exec_fifo(struct step *st) {
   close(host_proc_fd);
   if (fd < 0) fail(errno, "open the exec fifo");
   if (write(fd, "0", 1) != 1) fail(errno, "write the exec fifo");
-  close(fd);
+  /* fd stays open (close-on-exec): `start` sees end of file on the fifo once the program is
+   * exec'd, the moment poststart hooks may run. */
   close(slots[I(st, 0)]);
 }
 
@@ -1376,6 +1394,7 @@ static void run_step(struct step *st) {
         fail(errno, "set mount propagation of %s", S(st, 0));
       break;
     case OP_WAIT_FOR_INIT: wait_for_init = 1; break;
+    case OP_REPORT_EXEC: report_exec = 1; break;
     case OP_OPEN_DIR_IN_ROOT: do_open_dir_in_root(st); break;
     case OP_COPY_DIR_IN_ROOT: do_copy_dir_in_root(st); break;
     case OP_OPEN_IDMAPPED_TREE: do_open_idmapped_tree(st); break;

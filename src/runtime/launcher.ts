@@ -167,6 +167,9 @@ export class LaunchSession {
   private readonly readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   /** The init reached SyncPoint.Start and waits for startInit(). */
   private initWaitsForStart = false;
+  /** Event.Executed came (plans with Op.ReportExec). */
+  private executed = false;
+  private readonly executedWaiters: (() => void)[] = [];
   private readonly exitWaiters: {
     resolve: (status: number) => void;
     reject: (e: Error) => void;
@@ -364,6 +367,9 @@ export class LaunchSession {
         }
         this.markReady();
         break;
+      case Event.Executed:
+        this.markExecuted();
+        break;
       case Event.Exited:
         this.exitStatus = m.args[0] as number;
         this.initWaitsForStart = false; // killed while it waited
@@ -402,6 +408,20 @@ export class LaunchSession {
     this.trace?.sync(SyncPoint.Start, true);
   }
 
+  /**
+   * Resolves once the init has exec'd its program or ended (plans with Op.ReportExec), or the
+   * launcher is gone; never rejects: what follows (poststart hooks) runs either way.
+   */
+  whenExecuted(): Promise<void> {
+    if (this.executed || this.closed || this.failure) return Promise.resolve();
+    return new Promise((resolve) => this.executedWaiters.push(resolve));
+  }
+
+  private markExecuted(): void {
+    this.executed = true;
+    for (const w of this.executedWaiters.splice(0)) w();
+  }
+
   private markReady(): void {
     this.ready = true;
     for (const w of this.readyWaiters.splice(0)) w.resolve();
@@ -430,6 +450,7 @@ export class LaunchSession {
 
   private onClose(): void {
     this.closed = true;
+    this.markExecuted();
     if (!this.failure) for (const w of this.closeWaiters.splice(0)) w.resolve();
     if (!this.ready) {
       for (const w of this.readyWaiters.splice(0)) {
@@ -448,6 +469,7 @@ export class LaunchSession {
 
   private fail(err: Error): void {
     if (!this.failure) this.failure = err;
+    this.markExecuted();
     for (const w of this.initPidWaiters.splice(0)) w.reject(this.failure);
     for (const w of this.readyWaiters.splice(0)) w.reject(this.failure);
     for (const w of this.exitWaiters.splice(0)) w.reject(this.failure);

@@ -726,6 +726,10 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   // 1. In the launcher: resources that must be opened from the host's view.
   if (input.waitForInit)
     out.add(Op.WaitForInit, [], "wait for the container's init and report its exit");
+  // runtime-spec: poststart hooks run after the user's process is executed. `start` sees that on
+  // the exec fifo; `run`, which has none, asks the launcher.
+  if (input.waitForInit && input.execFifo === null && (spec.hooks?.poststart?.length ?? 0) > 0)
+    out.add(Op.ReportExec, [], "report when the init has exec'd its program (poststart hooks)");
   if (input.execFifo !== null) {
     out.add(Op.MakeFifo, [FIFO_SLOT, input.execFifo], `create the exec fifo ${input.execFifo}`);
   }

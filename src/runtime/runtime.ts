@@ -415,8 +415,11 @@ export class Runtime {
     if (record.startedByRun) {
       throw new PivotError(`cannot start container "${id}": the \`run\` that created it starts it`);
     }
-    this.releaseExecFifo(record);
-    this.trace?.mark("start: exec fifo released");
+    const hooks = (record.spec.hooks?.poststart?.length ?? 0) > 0;
+    this.releaseExecFifo(record, hooks);
+    this.trace?.mark(
+      hooks ? "start: exec fifo released, program exec'd" : "start: exec fifo released",
+    );
     await this.markStarted(record);
   }
 
@@ -424,6 +427,8 @@ export class Runtime {
   private async startRun(record: ContainerRecord, session: LaunchSession): Promise<void> {
     session.startInit();
     this.trace?.mark("start: the init released");
+    // runtime-spec: poststart hooks run after the process is executed (the plan has ReportExec).
+    if (record.spec.hooks?.poststart?.length) await session.whenExecuted();
     await this.markStarted(record);
   }
 
@@ -440,7 +445,9 @@ export class Runtime {
     this.trace?.mark("start: state saved, poststart hooks run");
   }
 
-  private releaseExecFifo(record: ContainerRecord): void {
+  /** Releases the init waiting on the exec fifo; with untilExec, returns once it has exec'd its
+   *  program (or ended): its end of the fifo is close-on-exec. */
+  private releaseExecFifo(record: ContainerRecord, untilExec: boolean): void {
     const fifo = this.store.execFifo(record.id);
     const fd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     try {
@@ -461,6 +468,16 @@ export class Runtime {
             hint: `\`delete ${record.id}\` removes it`,
           });
         }
+        sleep(wait);
+      }
+      for (let wait = 0.02; untilExec; wait = Math.min(wait * 2, 1)) {
+        const alive = initAlive(record);
+        try {
+          if (readSync(fd, buf, 0, 1, null) === 0) break; // end of file: exec'd
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+        }
+        if (!alive) break;
         sleep(wait);
       }
     } finally {

@@ -21,7 +21,10 @@ interface Entry {
 
 const PHASES: [string, number[]][] = [
   ["launcher: cgroup v2 device program (eBPF)", [Op.AttachDeviceFilter]],
-  ["launcher: exec fifo, console socket", [Op.WaitForInit, Op.MakeFifo, Op.ConnectSocket]],
+  [
+    "launcher: exec fifo, console socket",
+    [Op.WaitForInit, Op.ReportExec, Op.MakeFifo, Op.ConnectSocket],
+  ],
   ["launcher: fork the setup process", [Op.ForkSetup]],
   ["setup: join the cgroup", [Op.JoinCgroup]],
   ["setup: namespaces", [Op.JoinNamespace, Op.Unshare, Op.TimeOffsets, Op.BecomeNamespaceRoot]],

@@ -53,6 +53,9 @@ export const Op = {
   JoinCgroup: 63,
   /** umount2(2): (target, flags, e.g. MNT_DETACH). */
   Unmount: 64,
+  /** With WaitForInit: the launcher reports Event.Executed once the init has exec'd its program
+   *  (or died): the end of a close-on-exec pipe only the init holds. Poststart hooks wait for it. */
+  ReportExec: 65,
   /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory; missing paths are skipped: (path). */
   MaskPath: 16,
   /** Bind a path onto itself read-only; missing paths are skipped: (path). */
@@ -165,6 +168,8 @@ export const Event = {
   /** After Op.SeccompExport: (kernel filter flags, the BPF program in hex, libseccomp's version,
    *  the path of its library). */
   SeccompProgram: 8,
+  /** After Op.ReportExec: the init has exec'd its program, or ended: (). */
+  Executed: 9,
 } as const;
 export type EventCode = (typeof Event)[keyof typeof Event];
 

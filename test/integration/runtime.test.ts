@@ -653,6 +653,37 @@ if [ "$1" = createRuntime ]; then $cli start "$id" 2>> ${log}; echo "start exit=
     expect(lines[3]).toBe("poststart status=running files=state.json");
   });
 
+  test("poststart hooks run after the process is executed (run, and create + start)", () => {
+    const log = join(work, "poststart-exe.log");
+    rm(log);
+    const script = join(work, "poststart-exe.sh");
+    // What the container's pid runs when the hook is called: the program, not the launcher.
+    writeFileSync(
+      script,
+      `#!/bin/sh\npid=$(cat | sed 's/.*"pid":\\([0-9]*\\).*/\\1/')\nreadlink /proc/$pid/exe >> ${log}\n`,
+    );
+    chmodSync(script, 0o755);
+    const edit = (s: Spec) => {
+      // A slow startContainer hook keeps the init from exec'ing for a while after the release.
+      s.hooks = {
+        startContainer: [{ path: "/bin/sleep", args: ["sleep", "0.3"] }],
+        poststart: [{ path: script, args: [script] }],
+      };
+    };
+    expect(run(["sleep", "1"], edit).status).toBe(0);
+    withArgs(["sleep", "1"], edit);
+    const id = nextId("poststart");
+    try {
+      expect(runtime(root, ["create", "--bundle", bundle, id]).status).toBe(0);
+      expect(runtime(root, ["start", id]).status).toBe(0);
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
+    const exes = readFileSync(log, "utf8").trim().split("\n");
+    expect(exes).toHaveLength(2);
+    for (const exe of exes) expect(exe).toEndWith("/bin/busybox");
+  });
+
   test("a hook that outlives its timeout is killed and fails create", () => {
     withArgs(["true"], (s) => {
       s.hooks = { createRuntime: [{ path: "/bin/sleep", args: ["sleep", "30"], timeout: 1 }] };

@@ -65,6 +65,15 @@ describe("container plan", () => {
     expect(o[start + 2]).toBe(Op.Exec);
   });
 
+  test("run with poststart hooks asks the launcher to report the exec; create and hookless runs do not", () => {
+    const withHooks = input();
+    withHooks.spec.hooks = { poststart: [{ path: "/bin/hook" }] };
+    const run = { execFifo: null, waitForInit: true };
+    expect(ops(compileContainerPlan({ ...withHooks, ...run }))).toContain(Op.ReportExec);
+    expect(ops(compileContainerPlan(withHooks))).not.toContain(Op.ReportExec);
+    expect(ops(compileContainerPlan({ ...input(), ...run }))).not.toContain(Op.ReportExec);
+  });
+
   const setupSync = (plan: { steps: { op: number; args: unknown[] }[] }) =>
     plan.steps.findIndex((s) => s.op === Op.Sync && s.args[0] === SyncPoint.SetupChildCreated);
 
