@@ -343,6 +343,19 @@ static void sync_with_parent(int point) {
   if (reply.argc > 1 && !reply.args[1].is_int) listener_state = reply.args[1].s;
 }
 
+/* SyncPoint.Start: the init, set up, waits for the runtime that created it to start it. Its
+ * seccomp filter may be loaded already (noNewPrivileges): one send and one read, no getpid and no
+ * allocation, which a profile could deny (the exec fifo's wait is an open and a write). */
+static void wait_to_be_started(void) {
+  send_event(EV_SYNC, "ii", (int64_t)SYNC_START, (int64_t)0);
+  unsigned char reply[8];
+  uint32_t len = 0;
+  uint16_t code = 0;
+  if (read_full(control_fd, &len, 4) < 0 || len != 4 || read_full(control_fd, reply, 4) < 0) _exit(1);
+  memcpy(&code, reply, 2);
+  if (code != REPLY_CONTINUE) _exit(1);
+}
+
 static pid_t clone_process(unsigned long flags) {
   pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
   return pid;
@@ -398,17 +411,41 @@ static void do_join_cgroup(const char *dir) {
   close(fd);
 }
 
-/* Whether walking ".." from the working directory reaches the process's root. From a directory
- * outside it, ".." climbs to the top of the mount namespace, whose ".." is itself, without
- * meeting the root. */
+/* A directory's identity: its mount as well as its inode. The container's root directory can be
+ * reached through a host mount of the same filesystem (same device and inode, other mount), from
+ * where ".." leads out: only the mount tells them apart. */
+struct dir_id {
+  uint64_t mnt_id, ino;
+  uint32_t dev_major, dev_minor;
+};
+
+static int dir_id_of(int dirfd, const char *path, struct dir_id *id) {
+  struct statx stx;
+  if (statx(dirfd, path, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_MNT_ID, &stx) < 0) return -1;
+  if (!(stx.stx_mask & STATX_MNT_ID)) {
+    errno = ENOSYS; /* before Linux 5.8: fail closed */
+    return -1;
+  }
+  *id = (struct dir_id){stx.stx_mnt_id, stx.stx_ino, stx.stx_dev_major, stx.stx_dev_minor};
+  return 0;
+}
+
+static int same_dir(const struct dir_id *a, const struct dir_id *b) {
+  return a->mnt_id == b->mnt_id && a->ino == b->ino && a->dev_major == b->dev_major &&
+         a->dev_minor == b->dev_minor;
+}
+
+/* Whether walking ".." from the working directory reaches the process's root directory, on its
+ * own mount. From a directory outside it, ".." climbs to the top of the mount namespace, whose
+ * ".." is itself, without meeting the root. */
 static int cwd_inside_root(void) {
-  struct stat root, cur, up;
-  if (stat("/", &root) < 0) fail(errno, "stat /");
+  struct dir_id root, cur, up;
+  if (dir_id_of(AT_FDCWD, "/", &root) < 0) fail(errno, "stat /");
   int fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) fail(errno, "open the working directory");
   for (int depth = 0; depth < 4096; depth++) {
-    if (fstat(fd, &cur) < 0) fail(errno, "stat the working directory");
-    if (cur.st_dev == root.st_dev && cur.st_ino == root.st_ino) {
+    if (dir_id_of(fd, "", &cur) < 0) fail(errno, "stat the working directory");
+    if (same_dir(&cur, &root)) {
       close(fd);
       return 1;
     }
@@ -416,8 +453,8 @@ static int cwd_inside_root(void) {
     if (parent < 0) fail(errno, "open .. of the working directory");
     close(fd);
     fd = parent;
-    if (fstat(fd, &up) < 0) fail(errno, "stat the working directory");
-    if (up.st_dev == cur.st_dev && up.st_ino == cur.st_ino) break;
+    if (dir_id_of(fd, "", &up) < 0) fail(errno, "stat the working directory");
+    if (same_dir(&up, &cur)) break;
   }
   close(fd);
   return 0;
@@ -430,14 +467,14 @@ static int cwd_inside_root(void) {
 static void do_chdir(const char *dir) {
   char cwd[PATH_MAX];
   if (chdir(dir) < 0) fail(errno, "chdir to the working directory %s", dir);
-  if (syscall(SYS_getcwd, cwd, sizeof cwd) < 0) {
-    /* The kernel's getcwd never fails with these: a seccomp filter already loaded denies it (the
-     * runtime-tools suite's profile does). Walk ".." instead. */
-    if (errno == EPERM || errno == EACCES || errno == ENOSYS) {
-      if (!cwd_inside_root()) fail(EXDEV, "chdir to the working directory %s", dir);
-      return;
-    }
+  long n = syscall(SYS_getcwd, cwd, sizeof cwd);
+  if (n < 0 && errno != EPERM && errno != EACCES && errno != ENOSYS)
     fail(errno == ERANGE ? ENAMETOOLONG : errno, "check the working directory %s", dir);
+  if (n <= 0) {
+    /* The kernel's getcwd never fails with those, nor returns 0: a seccomp filter already loaded
+     * denies or fakes it (the runtime-tools suite's profile does). Walk ".." instead. */
+    if (!cwd_inside_root()) fail(EXDEV, "chdir to the working directory %s", dir);
+    return;
   }
   if (cwd[0] != '/') fail(EXDEV, "chdir to the working directory %s", dir);
 }
@@ -1324,7 +1361,10 @@ static void run_step(struct step *st) {
       break;
     }
     case OP_FORK_SETUP: do_fork_setup(st); break;
-    case OP_SYNC: sync_with_parent((int)I(st, 0)); break;
+    case OP_SYNC:
+      if (I(st, 0) == SYNC_START) wait_to_be_started();
+      else sync_with_parent((int)I(st, 0));
+      break;
     case OP_UNSHARE:
       if (unshare((int)I(st, 0)) < 0) fail(errno, "unshare namespaces (flags 0x%llx)", (unsigned long long)I(st, 0));
       break;

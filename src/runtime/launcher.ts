@@ -8,6 +8,7 @@ import { LaunchError, PivotError } from "../errors.ts";
 import { childProcess } from "../util/child-process.ts";
 import { diagnoseExecEnoent } from "./diagnose.ts";
 import type { Plan } from "./plan.ts";
+import { signalName } from "./signals.ts";
 import type { Trace } from "./trace.ts";
 import { Event, encodeMessage, type Message, MessageReader, Op, Reply, SyncPoint } from "./wire.ts";
 
@@ -397,10 +398,11 @@ export class LaunchSession {
   startInit(go = true): void {
     if (!this.initWaitsForStart) {
       if (!go) return;
+      if (this.exitStatus === null && !this.closed)
+        throw new PivotError("the container's init is not waiting to be started");
       throw new PivotError(
-        this.exitStatus !== null || this.closed
-          ? "the container's process exited before it could be started"
-          : "the container's init is not waiting to be started",
+        `the container's process ${this.exitStatus === null ? "ended" : howItEnded(this.exitStatus)} before it could be started`,
+        endHint(this.exitStatus),
       );
     }
     this.initWaitsForStart = false;
@@ -456,7 +458,10 @@ export class LaunchSession {
       for (const w of this.readyWaiters.splice(0)) {
         w.reject(
           this.failure ??
-            new PivotError("the container's init exited during setup without reporting an error"),
+            new PivotError(
+              `the container's init ${this.exitStatus === null ? "exited" : howItEnded(this.exitStatus)} during setup without reporting an error`,
+              endHint(this.exitStatus),
+            ),
         );
       }
     }
@@ -573,6 +578,21 @@ export function exitCodeOf(waitStatus: number): number {
   const signal = waitStatus & 0x7f;
   if (signal === 0) return (waitStatus >> 8) & 0xff;
   return 128 + signal;
+}
+
+/** "was killed by SIGKILL", "exited with status 1": a wait status in words. */
+function howItEnded(waitStatus: number): string {
+  const signal = waitStatus & 0x7f;
+  return signal === 0
+    ? `exited with status ${(waitStatus >> 8) & 0xff}`
+    : `was killed by ${signalName(signal)}`;
+}
+
+/** SIGSYS is what a seccomp filter's kill actions send. */
+function endHint(waitStatus: number | null): { hint?: string } {
+  if (waitStatus !== null && (waitStatus & 0x7f) === osConstants.signals.SIGSYS)
+    return { hint: "a seccomp filter killed it: check linux.seccomp in the config" };
+  return {};
 }
 
 function asError(err: unknown): Error {

@@ -65,7 +65,7 @@ describe("Runtime.run", () => {
         await Bun.sleep(50);
       },
     });
-    await expect(run).rejects.toThrow("exited before it could be started");
+    await expect(run).rejects.toThrow("was killed by SIGKILL before it could be started");
     expect(initPid).toBeGreaterThan(0);
     expect(existsSync(join(root, id))).toBe(false);
     expect(cgroupDirs.length).toBeGreaterThan(0);

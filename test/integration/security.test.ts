@@ -5,10 +5,12 @@ import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   realpathSync,
@@ -126,6 +128,19 @@ describe("seccomp", () => {
     expect(r.stderr).toContain("Operation not supported");
     expect(r.stdout).toContain("status=1");
     expect(existsSync(join(bundle, "rootfs/made-here"))).toBe(false);
+  });
+
+  test("a filter loaded before the wait for start (noNewPrivileges) does not break that wait", () => {
+    // The runtime's own wait (run: the Start sync point) must not need what the filter kills.
+    const r = run(["echo", "hello"], (s) => {
+      s.process!.noNewPrivileges = true;
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        syscalls: [{ names: ["getpid"], action: "SCMP_ACT_KILL_PROCESS" }],
+      };
+    });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("hello\n");
   });
 
   test("defaultAction with defaultErrnoRet applies to every syscall not listed", () => {
@@ -621,6 +636,38 @@ describe("escape attempts with crafted bundles", () => {
         }
       }
     }, 60_000);
+  }
+
+  for (const denyGetcwd of [false, true]) {
+    test(`a preserved fd of the root filesystem's own directory, opened on the host, is no way out${denyGetcwd ? " (getcwd denied by seccomp)" : ""}`, () => {
+      // rootfs/tmp through the host's mount: the same inode as the container's /tmp, but ".."
+      // from it climbs the host's tree. Only the mount tells the two apart.
+      const out = join(work, `cwd-preserved-${denyGetcwd}`);
+      mkdirSync(out, { recursive: true });
+      rmSync(join(out, "where"), { force: true });
+      configure(["sh", "-c", whereIsCwd], (s) => {
+        s.process!.cwd = "/proc/self/fd/3";
+        s.mounts!.push({ destination: "/out", type: "bind", source: out, options: ["rbind"] });
+        if (denyGetcwd) {
+          s.linux!.seccomp = errnoRule(["getcwd"], 1);
+          s.process!.noNewPrivileges = false;
+        }
+      });
+      const fd = openSync(join(bundle, "rootfs", "tmp"), "r");
+      try {
+        const id = `sec-cwd-${process.pid}-${++counter}`;
+        const r = spawnSync(
+          process.execPath,
+          [CLI, "--root", root, "run", "--preserve-fds", "1", "--bundle", bundle, id],
+          { encoding: "utf8", stdio: ["ignore", "pipe", "pipe", fd], timeout: 30_000 },
+        );
+        cli(["delete", "--force", id]);
+        if (r.status === 0) expect(readFileSync(join(out, "where"), "utf8").trim()).toBe("INSIDE");
+        else expect(r.stderr).toContain("chdir to the working directory /proc/self/fd/3");
+      } finally {
+        closeSync(fd);
+      }
+    });
   }
 
   test("with getcwd denied by seccomp, an ordinary working directory still works", () => {
