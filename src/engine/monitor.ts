@@ -187,17 +187,32 @@ export function parseLogLine(line: string): LogEntry | null {
 }
 
 /** Appends an attached container's output to its log, in conmon's format. */
+/**
+ * The attached monitor's ctr.log, opened at the first output: a container that prints nothing
+ * (a --rm job's common case) costs no file (readLogs reads a missing log as empty). If the log
+ * cannot be opened then (the container removed meanwhile), the output still reaches the streams.
+ */
 export class LogWriter {
-  private readonly fd: number;
-  constructor(path: string) {
-    this.fd = openSync(path, "a", 0o640);
-  }
+  private fd = -1;
+  private failed = false;
+  constructor(private readonly path: string) {}
   write(stream: "stdout" | "stderr", chunk: Buffer | string): void {
     const text = formatLogLines(stream, chunk.toString(), logTimestamp());
-    if (text) writeSync(this.fd, text);
+    if (!text || this.failed) return;
+    if (this.fd < 0) {
+      try {
+        this.fd = openSync(this.path, "a", 0o640);
+      } catch {
+        this.failed = true;
+        return;
+      }
+    }
+    writeSync(this.fd, text);
   }
   close(): void {
-    closeSync(this.fd);
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+    this.failed = true; // nothing more is written
   }
 }
 
