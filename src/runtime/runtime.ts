@@ -24,6 +24,7 @@ import type { CgroupJoin, CgroupMountSource, FileKind, HostFacts, Plan } from ".
 import { parseSignal } from "./signals.ts";
 import {
   type ContainerRecord,
+  deepFreeze,
   deriveStatus,
   initAlive,
   procStat,
@@ -309,7 +310,7 @@ export class Runtime {
       annotations: spec.annotations ?? {},
       cgroupPaths: cgroup.paths,
       namespaces: (spec.linux?.namespaces ?? []).map((n) => n.type),
-      spec,
+      spec: deepFreeze(spec),
       ...(waitForInit ? { startedByRun: true } : {}),
     };
     let savedPid = 0;
@@ -687,7 +688,7 @@ export class Runtime {
     const status = this.status(record);
     if (status === "stopped")
       throw new PivotError(`cannot update container "${id}": it is stopped`);
-    const linux = record.spec.linux ?? {};
+    const linux = { ...record.spec.linux };
     const { updateResources, attachDeviceFilter } = await launching();
     const updated = updateResources(
       new Cgroup(record.cgroupPaths),

@@ -111,8 +111,9 @@ export class StateStore {
       }
       throw err;
     }
+    let record: ContainerRecord;
     try {
-      return JSON.parse(text) as ContainerRecord;
+      record = JSON.parse(text) as ContainerRecord;
     } catch {
       throw new PivotError(
         `the state of container "${id}" (${join(dir, "state.json")}) is corrupt`,
@@ -121,6 +122,8 @@ export class StateStore {
         },
       );
     }
+    deepFreeze(record.spec);
+    return record;
   }
 
   exists(id: string): boolean {
@@ -155,8 +158,20 @@ export class StateStore {
   }
 }
 
+/**
+ * Freezes a record's spec, which the store serializes once per object (specJson): changing it in
+ * place would be saved stale, so it throws instead; a changed spec is a new object.
+ */
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
 /** The spec's JSON, made once per spec object (a container's record is saved three times or
- *  more); whoever changes a record's spec gives it a new object. */
+ *  more); record specs are frozen (deepFreeze). */
 const specJson = new WeakMap<Spec, string>();
 
 function serializeRecord(record: ContainerRecord): string {
