@@ -45,38 +45,171 @@ export function isPasta(o: ContainerOptions): boolean {
 }
 
 /**
- * pasta options the engine sets itself (how it runs, which namespace, where it logs), refused in
- * `--network pasta:OPTIONS`; passt-only ones too.
+ * The pasta options `--network pasta:OPTIONS` may give: an allow-list, by long name, with the
+ * short letter and whether a value follows. Network settings only (addresses, routes, DNS, MTU,
+ * forwarding, protocols, logging detail); anything else is refused, among it what the engine sets
+ * itself or what would change how pasta runs and ends (ENGINE_OWNED), passt-only options, and any
+ * option of a newer pasta not listed here. Long options by their full names only: getopt_long
+ * takes any prefix that picks one option, and which one a prefix picks depends on pasta's version.
+ * (No name here is a prefix of an ENGINE_OWNED one, so an older pasta without it cannot read it
+ * as one: engine-pasta.test.ts checks.)
  */
-const ENGINE_OWNED = new Set([
-  "-f",
-  "--foreground",
-  "-P",
-  "--pid",
-  "-l",
-  "--log-file",
-  "--log-size",
-  "--userns",
-  "--netns",
-  "--netns-only",
-  "--no-netns-quit",
-  "--runas",
-  "-h",
-  "--help",
-  "--version",
-  "-s",
-  "--socket",
-  "-F",
-  "--fd",
-  "-1",
-  "--one-off",
-]);
+const USER_OPTIONS: Readonly<Record<string, { short?: string; value: boolean }>> = {
+  debug: { short: "d", value: false },
+  trace: { value: false },
+  quiet: { short: "q", value: false },
+  stderr: { short: "e", value: false },
+  "ns-ifname": { short: "I", value: true },
+  pcap: { short: "p", value: true },
+  mtu: { short: "m", value: true },
+  address: { short: "a", value: true },
+  netmask: { short: "n", value: true },
+  "mac-addr": { short: "M", value: true },
+  gateway: { short: "g", value: true },
+  interface: { short: "i", value: true },
+  outbound: { short: "o", value: true },
+  "outbound-if4": { value: true },
+  "outbound-if6": { value: true },
+  dns: { short: "D", value: true },
+  search: { short: "S", value: true },
+  hostname: { short: "H", value: true },
+  fqdn: { value: true },
+  "dhcp-dns": { value: false },
+  "dhcp-search": { value: false },
+  "dns-forward": { value: true },
+  "dns-host": { value: true },
+  "no-tcp": { value: false },
+  "no-udp": { value: false },
+  "no-icmp": { value: false },
+  "no-dhcp": { value: false },
+  "no-dhcpv6": { value: false },
+  "no-ndp": { value: false },
+  "no-ra": { value: false },
+  "no-splice": { value: false },
+  "splice-only": { value: false },
+  freebind: { value: false },
+  "no-map-gw": { value: false },
+  "map-host-loopback": { value: true },
+  "map-guest-addr": { value: true },
+  "host-lo-to-ns-lo": { value: false },
+  "ipv4-only": { short: "4", value: false },
+  "ipv6-only": { short: "6", value: false },
+  "tcp-ports": { short: "t", value: true },
+  "udp-ports": { short: "u", value: true },
+  "tcp-ns": { short: "T", value: true },
+  "udp-ns": { short: "U", value: true },
+  "config-net": { value: false },
+  "no-copy-routes": { value: false },
+  "no-copy-addrs": { value: false },
+  "ns-mac-addr": { value: true },
+};
 
-/** An option's name: `--tcp-ports` of `--tcp-ports=80`, `-t` of `-t80`; null for a value. */
-function optionName(item: string): string | null {
-  if (item.startsWith("--")) return item.split("=", 1)[0]!;
-  if (item.startsWith("-") && item.length > 1) return item.slice(0, 2);
-  return null;
+/**
+ * pasta options the engine sets itself (how pasta runs and when it ends, which namespaces, its
+ * pid and log files) or that make it do something else (help, version, passt's), by long name
+ * with their short letter: refused as "set by the engine", their abbreviations too.
+ */
+const ENGINE_OWNED: Readonly<Record<string, string | undefined>> = {
+  foreground: "f",
+  pid: "P",
+  "log-file": "l",
+  "log-size": undefined,
+  userns: undefined,
+  netns: undefined,
+  "netns-only": undefined,
+  "no-netns-quit": undefined,
+  runas: undefined,
+  help: "h",
+  version: undefined,
+  socket: "s",
+  "socket-path": undefined,
+  fd: "F",
+  "one-off": "1",
+  "vhost-user": undefined,
+  "print-capabilities": undefined,
+  "repair-path": undefined,
+  "migrate-exit": undefined,
+  "migrate-no-linger": undefined,
+  stats: undefined,
+};
+
+const USER_SHORT = new Map(
+  Object.entries(USER_OPTIONS).flatMap(([long, o]) =>
+    o.short ? [[o.short, { long, value: o.value }] as const] : [],
+  ),
+);
+const OWNED_SHORT = new Map(
+  Object.entries(ENGINE_OWNED).flatMap(([long, short]) => (short ? [[short, long] as const] : [])),
+);
+
+/** For tests: the options let through, and the ones the engine owns. */
+export { ENGINE_OWNED as PASTA_ENGINE_OWNED, USER_OPTIONS as PASTA_USER_OPTIONS };
+
+/**
+ * Reads the user's pasta options as pasta's getopt_long would (`--name`, `--name=VALUE`,
+ * `--name VALUE`; short options clustered, `-4t80`, where one that takes a value takes the rest
+ * of its word, or the next item) and returns the long name of each; throws on anything not in
+ * USER_OPTIONS, an option missing its value (it would take the engine's next option as its own),
+ * or a word that is no option's value (pasta would take it for a command, and `--` ends options).
+ */
+function readPastaOptions(network: string, items: readonly string[]): string[] {
+  const refuse = (message: string, hint?: string) =>
+    new EngineError(`--network ${network}: ${message}`, {
+      hint:
+        hint ??
+        "pass pasta's network options only, by their full names (e.g. --network pasta:--ipv4-only or pasta:-I,tap0); publish ports with -p",
+    });
+  // An abbreviation is named with the option it may stand for.
+  const owned = (given: string, long: string) =>
+    refuse(
+      `pasta option ${given}${given.startsWith("--") && given !== `--${long}` ? ` (--${long})` : ""} is set by the engine and cannot be given`,
+    );
+  const names: string[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!;
+    const needValue = (given: string) => {
+      if (i + 1 >= items.length) throw refuse(`pasta option ${given} needs a value`);
+      i++;
+    };
+    if (item.startsWith("--") && item.length > 2) {
+      const eq = item.indexOf("=");
+      const name = item.slice(2, eq < 0 ? undefined : eq);
+      const given = `--${name}`;
+      const o = Object.hasOwn(USER_OPTIONS, name) ? USER_OPTIONS[name]! : null;
+      if (!o) {
+        // getopt takes a prefix of a long name for it: any prefix of an owned one may be it.
+        const own = Object.keys(ENGINE_OWNED).find((l) => name.length >= 2 && l.startsWith(name));
+        if (own) throw owned(given, own);
+        if (name && Object.keys(USER_OPTIONS).some((l) => l.startsWith(name)))
+          throw refuse(`pasta option ${given}: give the option's full name`);
+        throw refuse(`${given} is not one of the pasta options pivot passes on`);
+      }
+      if (eq >= 0 && !o.value) throw refuse(`pasta option ${given} takes no value`);
+      if (eq < 0 && o.value) needValue(given);
+      names.push(name);
+      continue;
+    }
+    if (item.startsWith("-") && item.length > 1 && item !== "--") {
+      for (let j = 1; j < item.length; j++) {
+        const letter = item[j]!;
+        const own = OWNED_SHORT.get(letter);
+        if (own) throw owned(`-${letter}`, own);
+        const o = USER_SHORT.get(letter);
+        if (!o) throw refuse(`-${letter} is not one of the pasta options pivot passes on`);
+        names.push(o.long);
+        if (!o.value) continue;
+        if (j + 1 === item.length) needValue(`-${letter}`);
+        break; // the rest of the word is its value
+      }
+      continue;
+    }
+    throw refuse(
+      item === "--"
+        ? "-- is not one of the pasta options pivot passes on"
+        : `"${item}" is not the value of an option (pasta would take it for a command or PID)`,
+    );
+  }
+  return names;
 }
 
 /** `--network pasta[:OPT,OPT...]`: pasta's own options, comma-separated, as podman's. */
@@ -87,28 +220,17 @@ export interface PastaOptions {
   mapGateway: boolean;
 }
 
-/** Parses `pasta[:OPT,...]`; an option the engine owns is an error. */
+/** Parses `pasta[:OPT,...]`; an option not in USER_OPTIONS is an error (readPastaOptions). */
 export function pastaOptions(network: string): PastaOptions {
   const out: PastaOptions = { extra: [], mapGateway: false };
   const colon = network.indexOf(":");
   if (colon < 0) return out;
   for (const item of network.slice(colon + 1).split(",")) {
     if (!item) continue;
-    if (item === "--map-gw") {
-      out.mapGateway = true;
-      continue;
-    }
-    const name = optionName(item);
-    if (name !== null && ENGINE_OWNED.has(name)) {
-      throw new EngineError(
-        `--network ${network}: pasta option ${name} is set by the engine and cannot be given`,
-        {
-          hint: "pass pasta's network options only (e.g. --network pasta:--ipv4-only or pasta:-I,tap0); publish ports with -p",
-        },
-      );
-    }
-    out.extra.push(item);
+    if (item === "--map-gw") out.mapGateway = true;
+    else out.extra.push(item);
   }
+  readPastaOptions(network, out.extra);
   return out;
 }
 
@@ -144,12 +266,12 @@ export function pastaArgs(
   ];
   if (!options.mapGateway) args.push("--no-map-gw");
   for (const m of ports) args.push(m.protocol === "udp" ? "-u" : "-t", pastaForward(m));
-  const given = new Set(args.concat(options.extra).map(optionName));
-  const has = (short: string, long: string) => given.has(short) || given.has(long);
-  if (!has("-t", "--tcp-ports")) args.push("-t", "none");
-  if (!has("-u", "--udp-ports")) args.push("-u", "none");
-  if (!has("-T", "--tcp-ns")) args.push("-T", "none");
-  if (!has("-U", "--udp-ns")) args.push("-U", "none");
+  const given = new Set(readPastaOptions("pasta", options.extra));
+  for (const m of ports) given.add(m.protocol === "udp" ? "udp-ports" : "tcp-ports");
+  if (!given.has("tcp-ports")) args.push("-t", "none");
+  if (!given.has("udp-ports")) args.push("-u", "none");
+  if (!given.has("tcp-ns")) args.push("-T", "none");
+  if (!given.has("udp-ns")) args.push("-U", "none");
   args.push(...options.extra, "--userns", paths.userns, "--netns", paths.netns);
   return args;
 }

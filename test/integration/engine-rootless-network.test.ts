@@ -353,6 +353,12 @@ describe("rootless --network pasta", () => {
     const cases: [string[], string, string][] = [
       [["--network", "pasta:--netns,/tmp/x"], "pasta option --netns is set by the engine", "-p"],
       [["--network", "pasta:-f"], "pasta option -f is set by the engine", "pasta:--ipv4-only"],
+      [
+        ["--network", "pasta:--no-netns-q"],
+        "pasta option --no-netns-q (--no-netns-quit) is set by the engine",
+        "full names",
+      ],
+      [["--network", "pasta:-4f"], "pasta option -f is set by the engine", "pasta:-I,tap0"],
       [["--network", "pasta", "-p", "80:80"], "host port 80 is below 1024", "-p 8080:80"],
       [["--network", "pasta", "--ip", "10.0.2.5"], "--ip needs a network", "pasta"],
     ];
