@@ -87,14 +87,40 @@ export function needsUserNamespaceError(method: string): EngineError {
 }
 
 /**
- * The Engine methods that need the user namespace: they mount the container's overlay, write or
- * read files of the subordinate ids (which the plain user may not touch, or sees partly), or
- * compile the container's id maps from the namespace's. The others are left to work outside it
- * (tested: inspect, list, which then only reads, logs, exec, which the CLI runs outside too, stop,
- * wait, createVolume, listVolumes; images() is for reading there: writing a layer sets owners
- * the user cannot).
+ * The Engine members left to work outside the user namespace: an allow-list; every other method
+ * is refused there (refuseOutsideUserNamespace). They only read (hasConmon, resolveId, inspect,
+ * list, which then only reads, logs, top, stats, listVolumes, inspectVolume; images() is for
+ * reading there: writing a layer sets owners the user cannot), or were tested outside it in
+ * engine-rootless-library.test.ts (exec, which the CLI runs outside too, stop, kill, wait,
+ * rename, createVolume).
  */
-const NEEDS_USER_NAMESPACE = [
+export const OUTSIDE_USER_NAMESPACE_OK = [
+  "hasConmon",
+  "images",
+  "resolveId",
+  "inspect",
+  "list",
+  "logs",
+  "top",
+  "stats",
+  "listVolumes",
+  "inspectVolume",
+  "exec",
+  "stop",
+  "kill",
+  "wait",
+  "rename",
+  "createVolume",
+] as const satisfies readonly (keyof Engine)[];
+
+/**
+ * The Engine methods refused outside the user namespace: they mount the container's overlay,
+ * write or read files of the subordinate ids (which the plain user may not touch, or sees partly),
+ * or compile the container's id maps from the namespace's; or they change a container and were
+ * not tested outside it (attach, pause, unpause). A method in neither list is refused too;
+ * engine-rootless.test.ts fails on it, so whoever adds one decides.
+ */
+export const NEEDS_USER_NAMESPACE = [
   "create",
   "dryRun",
   "start",
@@ -113,32 +139,45 @@ const NEEDS_USER_NAMESPACE = [
   "diff",
   "commit",
   "prune",
-] as const satisfies readonly (keyof Engine)[];
-const NEEDS_USER_NAMESPACE_SYNC = [
+  "attach",
   "pruneVolumes",
   "removeVolume",
+  "pause",
+  "unpause",
 ] as const satisfies readonly (keyof Engine)[];
 
+/** Those of NEEDS_USER_NAMESPACE that return no promise: refused with a throw. */
+const NEEDS_USER_NAMESPACE_SYNC: ReadonlySet<string> = new Set<
+  (typeof NEEDS_USER_NAMESPACE)[number]
+>(["pruneVolumes", "removeVolume", "pause", "unpause"]);
+
 /**
- * Makes each method of `engine` that needs the user namespace fail at once with
- * needsUserNamespaceError (a rejected promise, or a throw for the synchronous ones), before it
- * touches anything: outside the namespace they would fail halfway (a mount refused after the
- * container's directory was made, a removal stopped by the first file of a subordinate id).
+ * Makes each method of `engine` not in OUTSIDE_USER_NAMESPACE_OK (Engine's own: its base class's
+ * prototype) fail at once with needsUserNamespaceError (a rejected promise, or a throw for the
+ * synchronous ones and getters), before it touches anything: outside the namespace they would
+ * fail halfway (a mount refused after the container's directory was made, a removal stopped by
+ * the first file of a subordinate id).
  */
 export function refuseOutsideUserNamespace(engine: Engine): void {
-  for (const method of NEEDS_USER_NAMESPACE) {
-    Object.defineProperty(engine, method, {
-      value: () => Promise.reject(needsUserNamespaceError(method)),
-      configurable: true,
-    });
-  }
-  for (const method of NEEDS_USER_NAMESPACE_SYNC) {
-    Object.defineProperty(engine, method, {
-      value: () => {
-        throw needsUserNamespaceError(method);
-      },
-      configurable: true,
-    });
+  const allowed = new Set<string>(OUTSIDE_USER_NAMESPACE_OK);
+  let proto = Object.getPrototypeOf(engine) as object;
+  while (Object.getPrototypeOf(proto) !== Object.prototype) proto = Object.getPrototypeOf(proto);
+  for (const method of Object.getOwnPropertyNames(proto)) {
+    if (method === "constructor" || allowed.has(method)) continue;
+    const d = Object.getOwnPropertyDescriptor(proto, method)!;
+    const refused = () => {
+      throw needsUserNamespaceError(method);
+    };
+    if (d.get || d.set) {
+      Object.defineProperty(engine, method, { get: refused, set: refused, configurable: true });
+    } else if (typeof d.value === "function") {
+      Object.defineProperty(engine, method, {
+        value: NEEDS_USER_NAMESPACE_SYNC.has(method)
+          ? refused
+          : () => Promise.reject(needsUserNamespaceError(method)),
+        configurable: true,
+      });
+    }
   }
 }
 

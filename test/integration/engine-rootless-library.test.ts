@@ -54,6 +54,7 @@ describe("the library in an ordinary user's program", () => {
   test("outside the user namespace: what needs it is refused at once with the hint, touching nothing; the rest works", async () => {
     u.ok(["run", "-d", "--name", "up", ROOTLESS_IMAGE, "sh", "-c", "echo hello; exec sleep 600"]);
     u.ok(["run", "--name", "done", ROOTLESS_IMAGE, "sh", "-c", "echo bye > /bye"]);
+    u.ok(["run", "-d", "--name", "k", ROOTLESS_IMAGE, "sleep", "600"]);
     await until("the container's output", () => u.ok(["logs", "up"]).includes("hello"));
     const before = readdirSync(join(u.store, "containers")).sort();
     const dir = u.dir("programs"); // the host's side of copyTo and copyFrom
@@ -94,6 +95,9 @@ await refused("prune", () => e.prune());
 await refused("pruneVolumes", () => e.pruneVolumes({ all: true }));
 e.createVolume("vol");
 await refused("removeVolume", () => e.removeVolume("vol"));
+await refused("attach", () => e.attach("up", { stdio: "pipe", noStdin: true }));
+await refused("pause", () => e.pause("up"));
+await refused("unpause", () => e.unpause("up"));
 // What works outside: reading state, logs, signals, exec (the CLI runs it outside too).
 out.inspect = e.inspect("up").state.status;
 out.list = (await e.list({ all: true })).map((c) => c.name).sort();
@@ -105,6 +109,11 @@ let exOut = "";
 for await (const c of ex.stdout!) exOut += c;
 out.exec = { code: await ex.wait(), out: exOut.trim().split(/\\s+/) };
 out.volumes = e.listVolumes().map((v) => v.name);
+e.kill("k");
+out.killed = await e.wait("k");
+await e.rename("done", "renamed");
+out.renamed = e.inspect("renamed").name;
+await e.rename("renamed", "done");
 await e.stop("up", { timeout: 1 });
 out.stopped = e.inspect("up").state.status;
 out.wait = await e.wait("up");
@@ -138,6 +147,9 @@ console.log(JSON.stringify(out));
       ["prune", "prune"],
       ["pruneVolumes", "pruneVolumes"],
       ["removeVolume", "removeVolume"],
+      ["attach", "attach"],
+      ["pause", "pause"],
+      ["unpause", "unpause"],
     ];
     for (const [call, method] of refusedNames) {
       const got = out[call!] as { message: string; hint: string };
@@ -148,12 +160,14 @@ console.log(JSON.stringify(out));
       expect(got.hint).toContain("`pivot unshare bun app.ts`");
     }
     expect(out.inspect).toBe("running");
-    expect(out.list).toEqual(["done", "up"]);
+    expect(out.list).toEqual(["done", "k", "up"]);
     // (The log also holds the runtime's cgroup warning: conmon logs its stderr.)
     expect(out.logs).toEndWith("hello\n");
     // exec joins the container's user namespace from outside: the nested identity map.
     expect(out.exec).toEqual({ code: 0, out: ["0", "0", "1", "1", "1", "65536"] });
     expect(out.volumes).toEqual(["vol"]);
+    expect(out.killed).toBe(137);
+    expect(out.renamed).toBe("renamed");
     expect(out.stopped).toBe("exited");
     expect(out.wait).toBe(137);
     // Nothing was touched: the same containers, no new one, nothing half-removed, no mount,
@@ -163,13 +177,14 @@ console.log(JSON.stringify(out));
     expect(mountsUnder(u.work)).toEqual([]);
     expect(u.ok(["ps", "-a", "--format", "{{.Names}}"]).trim().split("\n").sort()).toEqual([
       "done",
+      "k",
       "up",
     ]);
     const tar = join(dir, "done.tar");
     u.ok(["export", "-o", tar, "done"]);
     expect(u.run(["tar", "-xOf", tar, "./bye"]).stdout).toBe("bye\n");
     expect(u.ok(["volume", "ls", "-q"]).trim()).toBe("vol");
-    u.ok(["rm", "-f", "up", "done"]);
+    u.ok(["rm", "-f", "up", "done", "k"]);
     u.ok(["volume", "rm", "vol"]);
     await until("the user's processes to end", () => u.pids().length === 0);
   }, 120_000);

@@ -2,8 +2,12 @@
 // command and its errors, per-user directories, what a rootless container is refused.
 import { describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
+import { Engine } from "../../src/engine/engine.ts";
 import {
   checkRootlessOptions,
+  NEEDS_USER_NAMESPACE,
+  OUTSIDE_USER_NAMESPACE_OK,
+  refuseOutsideUserNamespace,
   rootlessPaths,
   rootlessRunRoot,
   userNamespaceCommand,
@@ -95,5 +99,49 @@ describe("rootless engine", () => {
       }),
     ).toThrow("-p/--publish needs a network");
     expect(() => checkRootlessOptions({ image, publishAll: true })).toThrow("-P/--publish-all");
+  });
+
+  test("outside the user namespace: every Engine method is either allowed there or refused, and none is in both lists", () => {
+    // Whoever adds a method to Engine decides here: OUTSIDE_USER_NAMESPACE_OK if it only reads
+    // or was tested outside the namespace, NEEDS_USER_NAMESPACE otherwise.
+    const ok = new Set<string>(OUTSIDE_USER_NAMESPACE_OK);
+    const needs = new Set<string>(NEEDS_USER_NAMESPACE);
+    const members = Object.getOwnPropertyNames(Engine.prototype).filter((n) => n !== "constructor");
+    const unlisted = members.filter((n) => !ok.has(n) && !needs.has(n));
+    expect(unlisted).toEqual([]);
+    expect(members.filter((n) => ok.has(n) && needs.has(n))).toEqual([]);
+    expect([...ok, ...needs].filter((n) => !members.includes(n))).toEqual([]);
+  });
+
+  test("outside the user namespace: every method but the allowed ones is refused, a new one too", async () => {
+    const added = "aMethodNobodyListed";
+    Object.defineProperty(Engine.prototype, added, {
+      value: () => Promise.resolve("worked"),
+      configurable: true,
+    });
+    try {
+      const e = Object.create(Engine.prototype) as Engine;
+      refuseOutsideUserNamespace(e);
+      const message = (m: string) =>
+        `Engine.${m} needs the rootless engine's user namespace, which this process is not in (a running Node or Bun process cannot enter one: it has threads)`;
+      for (const m of [...NEEDS_USER_NAMESPACE, added]) {
+        let err: unknown = null;
+        try {
+          await (e as unknown as Record<string, () => unknown>)[m]!();
+        } catch (x) {
+          err = x;
+        }
+        expect((err as Error | null)?.message, m).toBe(message(m));
+        expect((err as { hint?: string }).hint, m).toContain("`pivot unshare bun app.ts`");
+      }
+      // The synchronous ones throw (not a rejected promise), as they would themselves.
+      expect(() => e.removeVolume("v")).toThrow(message("removeVolume"));
+      expect(() => e.pause("c")).toThrow(message("pause"));
+      // A promise's ones reject.
+      await expect(e.create({ image: "x" })).rejects.toThrow(message("create"));
+      for (const m of OUTSIDE_USER_NAMESPACE_OK) expect(Object.hasOwn(e, m), m).toBe(false);
+    } finally {
+      delete (Engine.prototype as unknown as Record<string, unknown>)[added];
+    }
   });
 });
