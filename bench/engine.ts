@@ -18,7 +18,8 @@
 //    copied by skopeo from Pivot's store (an OCI layout).
 // 2. lib: COUNT sequential /bin/true containers from this one Bun process, through the Runtime
 //    (src/runtime/runtime.ts, the same bundle) and through the Engine (src/engine/engine.ts, the
-//    image), against a shell loop of COUNT `crun run` of the bundle (and of `runc run`).
+//    image: create + startAttached + wait, and Engine.run + wait as `pivot run` does), against a
+//    shell loop of COUNT `crun run` of the bundle (and of `runc run`).
 // 3. monitor: the memory of the process that watches an idle detached container (`sleep`):
 //    pivot's (conmon), podman's (conmon) and containerd's shim.
 //
@@ -378,6 +379,23 @@ try {
           phases.exit.push(performance.now() - c);
         }
         return { wallMs: performance.now() - t0, cpuMs: selfCpuMs() - cpu0, phases };
+      },
+      // Engine.run: what `pivot run` does, create and start under one hold of the container's lock.
+      "engine-run": async () => {
+        const cpu0 = selfCpuMs();
+        const t0 = performance.now();
+        for (let i = 0; i < count; i++) {
+          const h = await engine!.run({
+            image: IMAGE,
+            cmd: ["/bin/true"],
+            autoRemove: true,
+            network: "none",
+            stdio: "ignore",
+          });
+          const code = await h.wait();
+          if (code !== 0) throw new Error(`Engine container exited with ${code}`);
+        }
+        return { wallMs: performance.now() - t0, cpuMs: selfCpuMs() - cpu0 };
       },
       "crun-loop": async (round) => {
         const s = measured(loop("crun", crunBundle, round, true));
