@@ -2,7 +2,7 @@
 // through conmon's attach socket (`run -it`, `start -ai`), or attached with this process as its
 // monitor (`pivot run`, `start -a`, the library's default).
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { finished } from "node:stream/promises";
@@ -197,6 +197,28 @@ export async function runAttached(
   return runPrepared(ctx, id, r, stdio);
 }
 
+/**
+ * The attached monitor's record of the exit: the exit file and the run's finish time. False if
+ * the container was removed meanwhile (its directory renamed away by `rm -f`).
+ */
+function recordExit(ctx: EngineContext, id: string, code: number): boolean {
+  const dir = ctx.containers.dir(id);
+  try {
+    writeFileSync(join(dir, "exit"), String(code));
+    const rs = ctx.containers.runState(id);
+    if (rs)
+      writeJsonAtomic(join(dir, "state.json"), { ...rs, finishedAt: new Date().toISOString() });
+    return true;
+  } catch (err) {
+    if (
+      (err as NodeJS.ErrnoException).code === "ENOENT" &&
+      !existsSync(join(dir, "container.json"))
+    )
+      return false;
+    throw err;
+  }
+}
+
 async function runPrepared(
   ctx: EngineContext,
   id: string,
@@ -295,10 +317,12 @@ async function runPrepared(
       outs.stderr?.end();
       log.close();
     }
-    writeFileSync(join(dir, "exit"), String(code));
-    const rs = ctx.containers.runState(id);
-    if (rs)
-      writeJsonAtomic(join(dir, "state.json"), { ...rs, finishedAt: new Date().toISOString() });
+    if (!recordExit(ctx, id, code)) {
+      // Removed meanwhile (`rm -f` from elsewhere killed it and took its directory): nothing is
+      // left to record or clean up, and the run ends with the code, as Docker's attached run.
+      slirp?.close();
+      return code;
+    }
     ctx.trace?.mark("engine: output drained, exit recorded");
     // With a restart policy, the exit hook restarts it under conmon, in a process of its own.
     if (policyOf(r.options)) spawnExitCommand(ctx, id, runId);

@@ -1,11 +1,21 @@
 // The `pivot` command line over the engine, as a subprocess, with real containers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
-import { IMAGE, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
-import { isRoot, pivotCli } from "../helpers.ts";
+import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
 const hasConmon = findConmon() !== null;
 
@@ -112,6 +122,73 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     expect(pivot(["volume", "rm", "clivol"]).status).toBe(0);
     expect(pivot(["volume", "inspect", "clivol"]).status).toBe(125);
   });
+
+  test("rm -f from another shell of an attached run: the run ends quietly with 137; nothing left", async () => {
+    // Twice: as it comes, and with the attached pivot stopped (SIGSTOP) while rm -f runs, so
+    // it records the exit only after the container's directory is gone (the order a rootless
+    // run always had: ENOENT on <dir>/exit and exit 125).
+    for (const pauseMonitor of [false, true]) {
+      const name = pauseMonitor ? "attached-paused" : "attached";
+      const out = join(scratch, `${name}.out`);
+      const err = join(scratch, `${name}.err`);
+      const [o, e] = [openSync(out, "w"), openSync(err, "w")];
+      let child: ChildProcess;
+      try {
+        child = spawn(
+          BUN,
+          [
+            PIVOT_CLI,
+            "--root",
+            t.root,
+            "run",
+            "--name",
+            name,
+            IMAGE,
+            "sh",
+            "-c",
+            "echo started; exec sleep 600",
+          ],
+          { stdio: ["ignore", o, e] },
+        );
+      } finally {
+        closeSync(o);
+        closeSync(e);
+      }
+      const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+      try {
+        for (let i = 0; i < 400 && !readFileSync(out, "utf8").includes("started"); i++)
+          await Bun.sleep(50);
+        expect(readFileSync(out, "utf8")).toBe("started\n");
+        const id = (JSON.parse(pivot(["inspect", name]).stdout) as { id: string }[])[0]!.id;
+        const dir = join(t.root, "containers", id);
+        const state = JSON.parse(readFileSync(join(dir, "state.json"), "utf8")) as {
+          monitorPid: number;
+          cgroupPaths?: Record<string, string>;
+        };
+        expect(state.monitorPid).toBe(child.pid!); // the attached pivot is the monitor
+        if (pauseMonitor) process.kill(child.pid!, "SIGSTOP");
+        const rm = pivot(["rm", "-f", name]);
+        expect(rm).toEqual({ status: 0, stdout: `${name}\n`, stderr: "" });
+        expect(existsSync(dir)).toBe(false);
+        if (pauseMonitor) process.kill(child.pid!, "SIGCONT");
+        expect(await exited).toBe(137);
+        expect(readFileSync(out, "utf8")).toBe("started\n");
+        expect(readFileSync(err, "utf8")).toBe("");
+        expect(pivot(["ps", "-a", "-q"]).stdout).toBe("");
+        expect(mountsUnder(dir)).toEqual([]);
+        for (const p of Object.values(state.cgroupPaths ?? {})) expect(existsSync(p)).toBe(false);
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) {
+          try {
+            process.kill(child.pid!, "SIGCONT");
+            process.kill(child.pid!, "SIGKILL");
+          } catch {}
+          await exited;
+        }
+        pivot(["rm", "-f", name]);
+      }
+    }
+  }, 60_000);
 
   test.skipIf(!hasConmon)("run -d, ps, logs, exec, stop, ps -a, rm", () => {
     const run = pivot(["run", "-d", "--name", "web", IMAGE, "sh", "-c", "echo ready; sleep 30"]);

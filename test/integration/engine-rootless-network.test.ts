@@ -499,3 +499,35 @@ describe("the monitor SIGKILLed: slirp4netns and pasta still end", () => {
     }, 90_000);
   }
 });
+
+// Without a network the monitor saw the exit only after rm -f had taken the container's
+// directory (ENOENT on its exit file, exit 125), every time here; with pasta, whose end rm -f
+// waits for, seldom.
+for (const network of ["none", "pasta"] as const) {
+  test(`--network ${network}: an attached run removed with rm -f from another shell ends quietly with 137; nothing left`, async () => {
+    const log = join(u.work, `attached-rm-${network}.log`);
+    const child = attached(
+      ["--name", "gone", "--network", network, IMAGE, "sh", "-c", "echo started; exec sleep 600"],
+      log,
+    );
+    const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+    try {
+      await until("the attached container to start", () =>
+        readFileSync(log, "utf8").includes("started"),
+      );
+      expect(pastaPids().length).toBe(network === "pasta" ? 1 : 0);
+      expect(u.pivot(["rm", "-f", "gone"])).toEqual({ status: 0, stdout: "gone\n", stderr: "" });
+      expect(await exited).toBe(137);
+      const out = readFileSync(log, "utf8")
+        .split("\n")
+        .filter((l) => !l.startsWith("pivot: warning: cgroups:"));
+      expect(out).toEqual(["started", ""]);
+      expect(u.ok(["ps", "-aq"])).toBe("");
+      await nothingLeft();
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+      u.pivot(["rm", "-f", "gone"]);
+    }
+  }, 90_000);
+}
