@@ -9,8 +9,16 @@ import { status } from "./container-runtime.ts";
 import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
-import { isPasta, pastaPorts, startPasta, stopPasta } from "./pasta.ts";
-import { type ExitPipe, isSlirp, slirpPorts, startSlirp, stopSlirp } from "./slirp4netns.ts";
+import { isPasta, pastaPorts, pastaStates, startPasta, stopPasta } from "./pasta.ts";
+import {
+  type ExitPipe,
+  isSlirp,
+  processAlive,
+  slirpPorts,
+  slirpStates,
+  startSlirp,
+  stopSlirp,
+} from "./slirp4netns.ts";
 import type { ContainerOptions } from "./types.ts";
 
 /**
@@ -32,6 +40,30 @@ export function startUserModeNetwork(
   return isPasta(options)
     ? startPasta(ctx, id, options, pid, exitPipe)
     : startSlirp(ctx, id, options, pid, exitPipe);
+}
+
+/**
+ * The containers with a slirp4netns or pasta recorded in the run root (state left until the
+ * engine ends it), each with whether the engine process that started it still runs: while it
+ * does, it may be starting the container (an attached run's pivot, before its state.json).
+ */
+export function userModeNetworkStates(ctx: EngineContext): Map<string, { starting: boolean }> {
+  const out = new Map<string, { starting: boolean }>();
+  for (const s of [...slirpStates(ctx), ...pastaStates(ctx)]) {
+    const starting = processAlive(s.starter) || (out.get(s.id)?.starting ?? false);
+    out.set(s.id, { starting });
+  }
+  return out;
+}
+
+/**
+ * Ends the container's slirp4netns and pasta by their recorded pid and start time, with their
+ * state, watcher, socket and link: what recovery does for a container that no longer runs, whose
+ * record may be gone.
+ */
+export async function stopUserModeNetwork(ctx: EngineContext, id: string): Promise<void> {
+  await stopSlirp(ctx, id).catch((e) => ctx.warn((e as Error).message));
+  await stopPasta(ctx, id).catch((e) => ctx.warn((e as Error).message));
 }
 
 /** The ports a running slirp4netns or pasta forwards (host ports as chosen), else null. */

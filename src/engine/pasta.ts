@@ -13,7 +13,9 @@
 // a failed start, the next start), with SIGTERM/SIGKILL by pid and start time behind it. pasta
 // has no --exit-fd: the backstop for a monitor that dies without cleaning up (SIGKILL of conmon
 // or of the attached pivot) is a watcher, `sh` blocked reading the monitor's exit FIFO, which
-// gets end of file when the monitor is gone and removes the link.
+// gets end of file when the monitor is gone and removes the link. Where both are gone (the
+// watcher killed too, or the engine killed between pasta's start and the watcher's), recovery
+// (recover() in recovery.ts) ends pasta of a container that no longer runs.
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   closeSync,
@@ -32,7 +34,14 @@ import { findProgram } from "../runtime/userns.ts";
 import { readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
-import { checkUnprivilegedPorts, type ExitPipe } from "./slirp4netns.ts";
+import {
+  checkUnprivilegedPorts,
+  type ExitPipe,
+  helperStates,
+  type ProcessId,
+  processAlive,
+  thisProcess,
+} from "./slirp4netns.ts";
 import type { ContainerOptions } from "./types.ts";
 
 /** The address pasta answers DNS on in the container (--dns-forward), as podman's. */
@@ -280,6 +289,8 @@ export function pastaArgs(
 interface PastaState {
   pid: number;
   startTime: string;
+  /** The engine process that started it (pid and start time), busy starting the container. */
+  starter?: ProcessId;
   /** The watcher holding the monitor's exit FIFO (sh), 0 before it is started. */
   watcherPid: number;
   watcherStart: string;
@@ -293,6 +304,11 @@ function stateDir(ctx: EngineContext): string {
 
 function stateFile(ctx: EngineContext, id: string): string {
   return join(stateDir(ctx), `${id}.json`);
+}
+
+/** The containers with pasta state in the run root, and who started each. */
+export function pastaStates(ctx: EngineContext): { id: string; starter?: ProcessId }[] {
+  return helperStates(stateDir(ctx));
 }
 
 /**
@@ -310,9 +326,7 @@ export function pastaPorts(ctx: EngineContext, id: string): PortMapping[] | null
 }
 
 function alive(pid: number, startTime: string): boolean {
-  if (pid <= 0) return false;
-  const st = procStat(pid);
-  return st !== null && st.state !== "Z" && st.startTime === startTime;
+  return processAlive({ pid, startTime });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -533,7 +547,13 @@ export async function startPasta(
     helper?.kill("SIGKILL");
     rmSync(pidFile, { force: true });
   }
-  const state: PastaState = { ...daemon, watcherPid: 0, watcherStart: "", ports };
+  const state: PastaState = {
+    ...daemon,
+    starter: thisProcess(),
+    watcherPid: 0,
+    watcherStart: "",
+    ports,
+  };
   writeJsonAtomic(stateFile(ctx, id), state);
   // The backstop: sh blocked reading the exit FIFO, whose only writer is the monitor; end of
   // file (the monitor gone, however it went) removes the link, and pasta quits.

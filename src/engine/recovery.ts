@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { unmountOverlay } from "../image/overlay.ts";
+import { stopUserModeNetwork, userModeNetworkStates } from "./container-network.ts";
 import { monitorAlive, rt, type Status, status } from "./container-runtime.ts";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
@@ -27,8 +28,9 @@ function mountPoints(): string[] {
 
 /**
  * Cleans what crashed pivot processes, killed monitors and reboots leave (`ps` runs it first):
- * directories of creates and removes that died half-way (their lock is free), and exited
- * containers whose monitor did not clean up: runtime state, cgroups, overlay mount, network.
+ * directories of creates and removes that died half-way (their lock is free), exited
+ * containers whose monitor did not clean up (runtime state, cgroups, overlay mount, network), and
+ * a rootless container's slirp4netns or pasta left running when nothing runs the container.
  * Returns the ids it cleaned.
  */
 export async function recover(ctx: EngineContext): Promise<string[]> {
@@ -48,6 +50,7 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
     if (await recoverOrphan(ctx, id, join(store.containersDir, e))) cleaned.push(id);
   }
   const mounted = new Set(mountPoints());
+  const helpers = userModeNetworkStates(ctx);
   const known = new Set<string>();
   for (const id of store.ids()) {
     known.add(id);
@@ -65,7 +68,8 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
     const stale =
       mounted.has(r.overlay.target) ||
       rt(ctx, id).store.exists(id) ||
-      Object.values(rs?.cgroupPaths ?? {}).some((p) => existsSync(p));
+      Object.values(rs?.cgroupPaths ?? {}).some((p) => existsSync(p)) ||
+      helpers.has(id);
     if (!stale) continue;
     await store
       .withLock(id, () => cleanupLocked(ctx, id, {}), 2000)
@@ -73,6 +77,39 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
         ctx.warn(`cleaning up container ${id.slice(0, 12)}: ${(err as Error).message}`),
       );
     cleaned.push(id);
+  }
+  // A slirp4netns or pasta whose container no longer runs, left where its backstop could not act
+  // (pasta's watcher killed with the monitor; the engine killed between pasta's start and the
+  // watcher's, or before the container's state.json): ended by its recorded pid and start time,
+  // unless the engine process that started it, or the container's monitor, still runs.
+  for (const [id, h] of userModeNetworkStates(ctx)) {
+    if (h.starting) continue;
+    const ended = await store
+      .withLock(
+        id,
+        async () => {
+          if (existsSync(join(store.dir(id), "container.json"))) {
+            const st = status(ctx, id);
+            if (st.status !== "exited" && st.status !== "created") return false;
+            const rs = store.runState(id);
+            if (rs && monitorAlive(rs.monitorPid, rs.monitorStart)) return false;
+            // A start killed after its process was created but before state.json: the runtime
+            // knows that process, which may run on.
+            let rtStatus = "";
+            try {
+              rtStatus = rt(ctx, id).state(id).status;
+            } catch {}
+            if (rtStatus === "running" || rtStatus === "created" || rtStatus === "paused")
+              return false;
+          }
+          if (userModeNetworkStates(ctx).get(id)?.starting !== false) return false;
+          await stopUserModeNetwork(ctx, id);
+          return true;
+        },
+        100,
+      )
+      .catch(() => false);
+    if (ended && !cleaned.includes(id)) cleaned.push(id);
   }
   // Runtime state of containers the engine no longer has (a remove that died half-way).
   for (const id of ctx.runtime.store.ids()) {

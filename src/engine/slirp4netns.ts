@@ -10,13 +10,15 @@
 // the read end of a FIFO whose only writer is the container's monitor (conmon, or the attached
 // pivot process): when the monitor goes, for whatever reason, slirp4netns exits. The engine also
 // ends it (by pid, checked against its start time) wherever it releases a container's network:
-// the exit hook, stop, rm -f, a failed start, the next start.
+// the exit hook, stop, rm -f, a failed start, the next start; and recovery ends one left by a
+// container that no longer runs (recover() in recovery.ts), if the exit FIFO could not.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   closeSync,
   constants as fsConstants,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
 } from "node:fs";
@@ -130,6 +132,8 @@ export function checkSlirpPorts(ports: readonly PortMapping[], start = unprivile
 interface SlirpState {
   pid: number;
   startTime: string;
+  /** The engine process that started it (pid and start time), busy starting the container. */
+  starter?: ProcessId;
   socket: string;
   /** The forwards in place, with the host ports chosen for -p without one. */
   ports: PortMapping[];
@@ -137,6 +141,45 @@ interface SlirpState {
 
 function stateDir(ctx: EngineContext): string {
   return join(ctx.runRoot, "slirp4netns");
+}
+
+/** A process as the engine records it: its pid and start time (a reused pid is not it). */
+export interface ProcessId {
+  pid: number;
+  startTime: string;
+}
+
+/** This process, to record as the starter of a network helper. */
+export function thisProcess(): ProcessId {
+  return { pid: process.pid, startTime: procStat(process.pid)?.startTime ?? "" };
+}
+
+/** Whether a recorded process still runs (not a zombie, the same start time). */
+export function processAlive(p: ProcessId | undefined): boolean {
+  if (!p || p.pid <= 0) return false;
+  const st = procStat(p.pid);
+  return st !== null && st.state !== "Z" && st.state !== "X" && st.startTime === p.startTime;
+}
+
+/** The containers with a helper's state (DIR/<id>.json), and the process that started each. */
+export function helperStates(dir: string): { id: string; starter?: ProcessId }[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((n) => {
+    const m = /^([0-9a-f]{64})\.json$/.exec(n);
+    if (!m) return [];
+    const s = readJson<{ starter?: ProcessId }>(join(dir, n));
+    return [{ id: m[1]!, ...(s?.starter ? { starter: s.starter } : {}) }];
+  });
+}
+
+/** The containers with slirp4netns state in the run root, and who started each. */
+export function slirpStates(ctx: EngineContext): { id: string; starter?: ProcessId }[] {
+  return helperStates(stateDir(ctx));
 }
 
 function stateFile(ctx: EngineContext, id: string): string {
@@ -155,8 +198,7 @@ export function slirpPorts(ctx: EngineContext, id: string): PortMapping[] | null
 }
 
 function alive(s: SlirpState): boolean {
-  const st = procStat(s.pid);
-  return st !== null && st.state !== "Z" && st.startTime === s.startTime;
+  return processAlive(s);
 }
 
 /**
@@ -319,6 +361,7 @@ export async function startSlirp(
   const state: SlirpState = {
     pid: child.pid!,
     startTime: procStat(child.pid!)?.startTime ?? "",
+    starter: thisProcess(),
     socket,
     ports: [],
   };

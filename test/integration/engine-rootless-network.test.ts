@@ -1,7 +1,8 @@
 // Rootless user-mode networks (issue #7): `--network pasta` (podman's rootless networking since
 // slirp4netns: the host's addresses and routes in the container, IPv4 and IPv6, ports forwarded
 // by pasta's -t/-u), and the backstops that end slirp4netns and pasta when the container's
-// monitor dies without cleaning up (SIGKILL). Host ports are chosen free at run time. The
+// monitor dies without cleaning up (SIGKILL), recovery (pivot ps) ending what those backstops
+// missed, and an attached run removed from elsewhere. Host ports are chosen free at run time. The
 // throwaway user comes from test/fixtures/rootless-user.ts; whatever it runs is removed by pid.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -498,6 +499,178 @@ describe("the monitor SIGKILLed: slirp4netns and pasta still end", () => {
       await nothingLeft();
     }, 90_000);
   }
+});
+
+// Where the backstop cannot act, recovery (run first by `pivot ps`) ends the helper of a
+// container that no longer runs, by the pid and start time the engine recorded.
+describe("recovery: a slirp4netns or pasta its backstop missed is ended by pivot ps", () => {
+  afterEach(() => {
+    if (!existsSync(u.store)) return;
+    const ids = u.pivot(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
+    if (ids.length > 0) u.pivot(["rm", "-f", ...ids]);
+  }, 60_000);
+
+  /** The helper's state as the engine recorded it (<runRoot>/NETWORK/<id>.json). */
+  const helperState = (network: string, id: string) =>
+    JSON.parse(readFileSync(join(runRoot(), network, `${id}.json`), "utf8")) as {
+      pid: number;
+      startTime: string;
+      watcherPid?: number;
+    };
+  /** A process of the test's user, alive (not a zombie) with this start time. */
+  const running = (pid: number, startTime?: string): boolean => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return f[0] !== "Z" && (startTime === undefined || f[19] === startTime);
+    } catch {
+      return false;
+    }
+  };
+
+  for (const network of ["slirp4netns", "pasta"] as const) {
+    test(`${network}, detached: the backstop defeated, then conmon and the container killed; pivot ps ends ${network}; rm leaves nothing`, async () => {
+      const port = await freeHostPort("tcp");
+      const id = u
+        .ok([
+          "run",
+          "-d",
+          "--name",
+          "left",
+          "--network",
+          network,
+          "-p",
+          `${port}:80`,
+          IMAGE,
+          "nc",
+          "-ll",
+          "-p",
+          "80",
+          "-e",
+          "echo",
+          "up",
+        ])
+        .trim();
+      expect(await answer("127.0.0.1", port)).toBe("up");
+      const rs = JSON.parse(
+        readFileSync(join(u.store, "containers", id, "state.json"), "utf8"),
+      ) as { monitorPid: number; pid: number };
+      const helper = helperState(network, id);
+      for (const pid of [rs.monitorPid, rs.pid, helper.pid]) expect(u.pids()).toContain(pid);
+      // The backstop out of the way: pasta's watcher killed first (it never sees the FIFO's
+      // end); slirp4netns stopped (it cannot poll its --exit-fd). Then the monitor and the
+      // container's process, as kill -9 of everything would.
+      if (network === "pasta") {
+        const w = helper.watcherPid!;
+        expect(readFileSync(`/proc/${w}/cmdline`, "utf8")).toContain("pivot-pasta-watch");
+        process.kill(w, "SIGKILL");
+      } else {
+        process.kill(helper.pid, "SIGSTOP");
+      }
+      process.kill(rs.monitorPid, "SIGKILL");
+      process.kill(rs.pid, "SIGKILL");
+      await until(
+        "conmon and the container to end",
+        () => !running(rs.monitorPid) && !running(rs.pid),
+      );
+      await Bun.sleep(1000);
+      expect(running(helper.pid, helper.startTime)).toBe(true); // left behind
+      const ps = u.ok(["ps", "-a", "--filter", "name=left", "--format", "{{.Status}}"]);
+      expect(ps).toMatch(/^Exited \(255\)/);
+      await until(`${network} to end`, () => !running(helper.pid, helper.startTime), 10_000);
+      expect(readdirSync(join(runRoot(), network))).toEqual([]);
+      u.ok(["rm", "left"]);
+      await nothingLeft();
+    }, 90_000);
+  }
+
+  test("pasta, attached: the pivot killed between pasta's start and the container's state.json; pivot ps ends pasta, not before", async () => {
+    // The window: the attached pivot is stopped as soon as pasta's state appears, before it
+    // writes state.json; then everything of the user's but pasta is killed, the watcher before
+    // the pivot holding its FIFO (so it never sees its end), the pivot last.
+    const pastaDir = join(runRoot(), "pasta");
+    for (let attempt = 0; ; attempt++) {
+      const log = join(u.work, `window-${attempt}.log`);
+      const child = attached(
+        [
+          "--name",
+          "window",
+          "--network",
+          "pasta",
+          IMAGE,
+          "sh",
+          "-c",
+          "echo started; exec sleep 600",
+        ],
+        log,
+      );
+      const exited = new Promise<void>((res) => child.on("exit", () => res()));
+      let stopped = 0;
+      try {
+        // The pivot inside the user namespace: the child of the one setpriv started.
+        let inner = 0;
+        const end = Date.now() + 30_000;
+        while (!inner && Date.now() < end) {
+          for (const pid of u.pids()) {
+            try {
+              const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+              const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+              if (
+                ppid === child.pid &&
+                readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(PIVOT_CLI)
+              )
+                inner = pid;
+            } catch {}
+          }
+        }
+        expect(inner).toBeGreaterThan(0);
+        let file = "";
+        while (!file && Date.now() < end) {
+          try {
+            file = readdirSync(pastaDir).find((n) => n.endsWith(".json")) ?? "";
+          } catch {}
+        }
+        process.kill(inner, "SIGSTOP");
+        stopped = inner;
+        expect(file).not.toBe("");
+        const id = file.slice(0, 64);
+        if (existsSync(join(u.store, "containers", id, "state.json"))) {
+          // Too late: the container started. Again, up to five times.
+          if (attempt >= 4)
+            throw new Error("the window between pasta's start and state.json was never caught");
+          continue;
+        }
+        const helper = helperState("pasta", id);
+        for (const pid of u.pids()) {
+          if (pid !== helper.pid && pid !== inner) process.kill(pid, "SIGKILL");
+        }
+        process.kill(inner, "SIGKILL");
+        await exited;
+        await until("every process but pasta to end", () =>
+          u.pids().every((p) => p === helper.pid || !running(p)),
+        );
+        await Bun.sleep(1000);
+        expect(running(helper.pid, helper.startTime)).toBe(true); // no backstop ended it
+        expect(
+          u.ok(["ps", "-a", "--filter", "name=window", "--format", "{{.Status}}"]).trim(),
+        ).toBe("Created");
+        await until("pasta to end", () => !running(helper.pid, helper.startTime), 10_000);
+        expect(readdirSync(pastaDir)).toEqual([]);
+        u.ok(["rm", "-f", "window"]);
+        await nothingLeft();
+        return;
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        if (stopped) {
+          try {
+            process.kill(stopped, "SIGKILL");
+          } catch {}
+        }
+        await exited;
+        u.pivot(["rm", "-f", "window"]);
+      }
+    }
+  }, 180_000);
 });
 
 // Without a network the monitor saw the exit only after rm -f had taken the container's
