@@ -236,6 +236,8 @@ export async function removeLocked(
   }
   ctx.containers.releaseName(r.name, id);
   rmSync(gone, { recursive: true, force: true });
+  // conmon's link to the attach socket, which it removes only when it exits normally.
+  rmSync(join(ctx.runRoot, "socket", id), { force: true });
   ctx.trace?.mark("engine: container directory removed");
   if (options.volumes || r.options.autoRemove) {
     for (const v of r.volumes) {

@@ -103,6 +103,11 @@ export function ago(iso: string | null, now = Date.now()): string {
   return `${Math.round(h / 24)} days`;
 }
 
+/** " 2 seconds ago", or nothing when the time is unknown (a monitor killed before it recorded it). */
+function since(iso: string | null, now: number): string {
+  return iso ? ` ${ago(iso, now)} ago` : "";
+}
+
 /** Docker's STATUS column: Up 5 minutes, Exited (0) 2 seconds ago, Restarting (1) 1 second ago, Created. */
 export function statusText(c: ContainerInfo, now = Date.now()): string {
   switch (c.state.status) {
@@ -111,9 +116,9 @@ export function statusText(c: ContainerInfo, now = Date.now()): string {
     case "paused":
       return `Up ${ago(c.state.startedAt, now)} (Paused)`;
     case "restarting":
-      return `Restarting (${c.state.exitCode ?? "?"}) ${ago(c.state.finishedAt, now)} ago`;
+      return `Restarting (${c.state.exitCode ?? "?"})${since(c.state.finishedAt, now)}`;
     case "exited":
-      return `Exited (${c.state.exitCode ?? "?"}) ${ago(c.state.finishedAt, now)} ago`;
+      return `Exited (${c.state.exitCode ?? "?"})${since(c.state.finishedAt, now)}`;
     default:
       return "Created";
   }

@@ -105,6 +105,9 @@ test("STATUS of a restarting container, as Docker's", () => {
     state: { status: "restarting", exitCode: 3, finishedAt: "2024-01-01T00:00:08Z" },
   } as unknown as ContainerInfo;
   expect(statusText(c, now)).toBe("Restarting (3) 2 seconds ago");
+  // A monitor killed before it recorded the exit: no time, and no dangling "ago".
+  const unknown = { state: { status: "exited", exitCode: 255, finishedAt: null } };
+  expect(statusText(unknown as unknown as ContainerInfo, now)).toBe("Exited (255)");
 });
 
 describe("the manual-stop mark", () => {
