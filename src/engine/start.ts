@@ -320,6 +320,8 @@ async function runPrepared(
     if (!recordExit(ctx, id, code)) {
       // Removed meanwhile (`rm -f` from elsewhere killed it and took its directory): nothing is
       // left to record or clean up, and the run ends with the code, as Docker's attached run.
+      // The removal found no exit file yet: the code is kept for `pivot wait ID` here.
+      ctx.containers.keepExitCode(id, code);
       slirp?.close();
       return code;
     }

@@ -172,6 +172,8 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
         expect(existsSync(dir)).toBe(false);
         if (pauseMonitor) process.kill(child.pid!, "SIGCONT");
         expect(await exited).toBe(137);
+        // Docker keeps a removed container's exit code a while for `wait`; so does Pivot.
+        expect(pivot(["wait", id]).stdout).toBe("137\n");
         expect(readFileSync(out, "utf8")).toBe("started\n");
         expect(readFileSync(err, "utf8")).toBe("");
         expect(pivot(["ps", "-a", "-q"]).stdout).toBe("");
