@@ -28,11 +28,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostCgroups } from "../../src/cgroups/hierarchy.ts";
 import { mountsUnder } from "../fixtures/engine.ts";
-import { makeRootlessUser, ROOTLESS_IMAGE, type RootlessUser } from "../fixtures/rootless-user.ts";
+import {
+  makeRootlessUser,
+  ROOTLESS_IMAGE,
+  type RootlessUser,
+  requireRoot,
+  until,
+} from "../fixtures/rootless-user.ts";
 import { BUN, type CliResult, PIVOT_CLI } from "../helpers.ts";
 
-if (process.getuid?.() !== 0)
-  throw new Error("the rootless engine tests make a user and run real containers: they need root");
+requireRoot();
 
 const host = hostCgroups();
 const unified = host.hierarchies.find((h) => h.version === 2);
@@ -141,14 +146,6 @@ const procsOf = (dir: string) =>
   readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
 const frozen = (dir: string) =>
   /^frozen 1$/m.test(readFileSync(join(dir, "cgroup.events"), "utf8"));
-
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
 
 describe.skipIf(!unified)("rootless containers in a delegated cgroup v2 subtree", () => {
   test("run -d: the container's processes in its own cgroup under the delegated one (exec too); top, stats, pause; removed with it", async () => {

@@ -2,42 +2,27 @@
 // container as an ordinary user, run in the container's monitor's user namespace (as `pivot cp`
 // is) and reading the overlay where the monitor's mount namespace has it. The throwaway user,
 // its store and image come from test/fixtures/rootless-user.ts.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
-import {
-  chownSync,
-  closeSync,
-  existsSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { chownSync, closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mountsUnder } from "../fixtures/engine.ts";
-import { makeRootlessUser, ROOTLESS_IMAGE, type RootlessUser } from "../fixtures/rootless-user.ts";
+import {
+  ROOTLESS_IMAGE,
+  type RootlessUser,
+  requireRoot,
+  rootlessUserForFile,
+  until,
+} from "../fixtures/rootless-user.ts";
 import { BUN, PIVOT_CLI } from "../helpers.ts";
 
-if (process.getuid?.() !== 0)
-  throw new Error("the rootless engine tests make a user and run real containers: they need root");
+requireRoot();
 
 let u: RootlessUser;
 
-beforeAll(() => {
-  u = makeRootlessUser("pivrf");
-}, 120_000);
-
-afterAll(() => {
-  u?.remove();
-}, 60_000);
-
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
+rootlessUserForFile("pivrf", (user) => {
+  u = user;
+});
 
 /** `tar -tvf FILE --numeric-owner` as lines. */
 const listing = (file: string): string[] =>
@@ -52,11 +37,7 @@ const member = (file: string, name: string) =>
   spawnSync("tar", ["-xOf", file, `./${name}`], { encoding: "utf8" }).stdout;
 
 describe("rootless export of a running container", () => {
-  afterEach(() => {
-    if (!existsSync(u.store)) return;
-    const ids = u.pivot(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
-    if (ids.length > 0) u.pivot(["rm", "-f", ...ids]);
-  }, 60_000);
+  afterEach(() => u.removeContainers(), 60_000);
 
   test("detached (conmon): files written after start, their owners as the container sees them; no volume, no mount, no link followed", async () => {
     const out = u.dir("export-out");

@@ -4,33 +4,26 @@
 // method and `pivot unshare`, touching nothing; the others work; and under `pivot unshare` the
 // same program runs, exports and removes containers. The throwaway user comes from
 // test/fixtures/rootless-user.ts.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { chownSync, existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mountsUnder } from "../fixtures/engine.ts";
-import { makeRootlessUser, ROOTLESS_IMAGE, type RootlessUser } from "../fixtures/rootless-user.ts";
+import {
+  ROOTLESS_IMAGE,
+  type RootlessUser,
+  requireRoot,
+  rootlessUserForFile,
+  until,
+} from "../fixtures/rootless-user.ts";
 import { BUN, REPO } from "../helpers.ts";
 
-if (process.getuid?.() !== 0)
-  throw new Error("the rootless engine tests make a user and run real containers: they need root");
+requireRoot();
 
 let u: RootlessUser;
 
-beforeAll(() => {
-  u = makeRootlessUser("pivlb");
-}, 120_000);
-
-afterAll(() => {
-  u?.remove();
-}, 60_000);
-
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
+rootlessUserForFile("pivlb", (user) => {
+  u = user;
+});
 
 /** Writes a program of the user's that imports the engine as a library; returns its path. */
 function program(name: string, body: string): string {
@@ -45,11 +38,7 @@ function program(name: string, body: string): string {
 }
 
 describe("the library in an ordinary user's program", () => {
-  afterEach(() => {
-    if (!existsSync(u.store)) return;
-    const ids = u.pivot(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
-    if (ids.length > 0) u.pivot(["rm", "-f", ...ids]);
-  }, 60_000);
+  afterEach(() => u.removeContainers(), 60_000);
 
   test("outside the user namespace: what needs it is refused at once with the hint, touching nothing; the rest works", async () => {
     u.ok(["run", "-d", "--name", "up", ROOTLESS_IMAGE, "sh", "-c", "echo hello; exec sleep 600"]);

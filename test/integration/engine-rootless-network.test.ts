@@ -4,7 +4,7 @@
 // monitor dies without cleaning up (SIGKILL), recovery (pivot ps) ending what those backstops
 // missed, and an attached run removed from elsewhere. Host ports are chosen free at run time. The
 // throwaway user comes from test/fixtures/rootless-user.ts; whatever it runs is removed by pid.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   closeSync,
@@ -20,46 +20,27 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freeHostPort, hostPortFree } from "../../src/network/ports.ts";
 import { makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
-import { makeRootlessUser, ROOTLESS_IMAGE, type RootlessUser } from "../fixtures/rootless-user.ts";
+import {
+  ROOTLESS_IMAGE,
+  type RootlessUser,
+  requireRoot,
+  rootlessUserForFile,
+  until,
+} from "../fixtures/rootless-user.ts";
 import { BUN, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
-if (process.getuid?.() !== 0)
-  throw new Error("the rootless engine tests make a user and run real containers: they need root");
+requireRoot();
 
 let u: RootlessUser;
 const IMAGE = ROOTLESS_IMAGE;
 
-beforeAll(() => {
-  u = makeRootlessUser("pivnw");
-}, 120_000);
+rootlessUserForFile("pivnw", (user) => {
+  u = user;
+});
 
-afterAll(() => {
-  u?.remove();
-}, 60_000);
-
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
-
-/** The user's live processes whose command name is one of `names` (zombies left out). */
-function userProcs(names: string[]): number[] {
-  return u.pids().filter((pid) => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-      return names.includes(readFileSync(`/proc/${pid}/comm`, "utf8").trim()) && state !== "Z";
-    } catch {
-      return false;
-    }
-  });
-}
 // pasta runs as passt.avx2 where the CPU has AVX2 (pasta execs it).
-const pastaPids = () => userProcs(["pasta", "pasta.avx2", "passt", "passt.avx2"]);
-const slirpPids = () => userProcs(["slirp4netns"]);
+const pastaPids = () => u.livePids(["pasta", "pasta.avx2", "passt", "passt.avx2"]);
+const slirpPids = () => u.livePids(["slirp4netns"]);
 /** pasta's watchers: sh blocked on the monitor's exit FIFO (named by $0). */
 const watcherPids = () =>
   u.pids().filter((pid) => {
@@ -176,11 +157,7 @@ function attached(args: string[], log: string): ChildProcess {
 }
 
 describe("rootless --network pasta", () => {
-  afterEach(() => {
-    if (!existsSync(u.store)) return;
-    const ids = u.pivot(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
-    if (ids.length > 0) u.pivot(["rm", "-f", ...ids]);
-  }, 60_000);
+  afterEach(() => u.removeContainers(), 60_000);
 
   test("the host's addresses and routes in the container, IPv4 and IPv6; DNS through 169.254.1.1; nothing left", async () => {
     const v4 = hostDefault(4);
@@ -432,11 +409,7 @@ describe("rootless --network pasta", () => {
 });
 
 describe("the monitor SIGKILLed: slirp4netns and pasta still end", () => {
-  afterEach(() => {
-    if (!existsSync(u.store)) return;
-    const ids = u.pivot(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
-    if (ids.length > 0) u.pivot(["rm", "-f", ...ids]);
-  }, 60_000);
+  afterEach(() => u.removeContainers(), 60_000);
 
   for (const network of ["slirp4netns", "pasta"] as const) {
     const helpers = network === "pasta" ? () => [...pastaPids(), ...watcherPids()] : slirpPids;
@@ -504,11 +477,7 @@ describe("the monitor SIGKILLed: slirp4netns and pasta still end", () => {
 // Where the backstop cannot act, recovery (run first by `pivot ps`) ends the helper of a
 // container that no longer runs, by the pid and start time the engine recorded.
 describe("recovery: a slirp4netns or pasta its backstop missed is ended by pivot ps", () => {
-  afterEach(() => {
-    if (!existsSync(u.store)) return;
-    const ids = u.pivot(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
-    if (ids.length > 0) u.pivot(["rm", "-f", ...ids]);
-  }, 60_000);
+  afterEach(() => u.removeContainers(), 60_000);
 
   /** The helper's state as the engine recorded it (<runRoot>/NETWORK/<id>.json). */
   const helperState = (network: string, id: string) =>

@@ -22,72 +22,45 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freeHostPort } from "../../src/network/ports.ts";
 import { makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
-import { BUN, PIVOT_CLI, pivotCli, runAsUser } from "../helpers.ts";
+import {
+  ROOTLESS_IMAGE,
+  type RootlessUser,
+  requireRoot,
+  rootlessUserForFile,
+  SUBORDINATE_COUNT,
+  sh,
+  until,
+} from "../fixtures/rootless-user.ts";
+import { pivotCli } from "../helpers.ts";
 
-if (process.getuid?.() !== 0)
-  throw new Error("the rootless engine tests make a user and run real containers: they need root");
+requireRoot();
 
-const IMAGE = "localhost/rootless:test";
-const COUNT = 65536;
-const user = `pivrl${process.pid % 100000}`;
+const IMAGE = ROOTLESS_IMAGE;
+const COUNT = SUBORDINATE_COUNT;
 const bare = `pivnr${process.pid % 100000}`; // a user without subordinate ids
-let uid = -1;
-let gid = -1;
-let sub = -1;
-let work: string;
-let home: string;
-let xdg: string;
+let u: RootlessUser;
 let rootStore: string;
 let counter = 0;
 
-const sh = (cmd: string, args: string[]) => {
-  const r = spawnSync(cmd, args, { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-};
-
-/** The first range of COUNT ids from 200000 up that no line of /etc/subuid or subgid touches. */
-function freeRange(): number {
-  const taken: [number, number][] = [];
-  for (const f of ["/etc/subuid", "/etc/subgid"]) {
-    for (const line of (existsSync(f) ? readFileSync(f, "utf8") : "").split("\n")) {
-      const [, s, c] = line.split(":");
-      if (s && c) taken.push([Number(s), Number(s) + Number(c)]);
-    }
-  }
-  for (let start = 200000; ; start += COUNT) {
-    if (!taken.some(([a, b]) => start < b && start + COUNT > a)) return start;
-  }
-}
+// The user and its image, imported by the first test: busybox plus /owned, a directory and a file
+// of uid/gid 1000, and a file of the highest id the namespace maps.
+rootlessUserForFile(
+  "pivrl",
+  (user) => {
+    u = user;
+  },
+  {
+    importImage: false,
+    image: (rootfs) => {
+      writeFileSync(join(rootfs, "owned/top"), "the last id\n");
+      chownSync(join(rootfs, "owned/top"), COUNT, COUNT);
+    },
+  },
+);
 
 beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), "pivot-rootless-"));
-  chmodSync(work, 0o711); // the user reaches its own directories in it, nothing else
-  sub = freeRange();
-  sh("useradd", ["--system", "--no-create-home", "--user-group", "-s", "/bin/false", user]);
-  sh("usermod", ["--add-subuids", `${sub}-${sub + COUNT - 1}`, user]);
-  sh("usermod", ["--add-subgids", `${sub}-${sub + COUNT - 1}`, user]);
-  uid = Number(sh("id", ["-u", user]).trim());
-  gid = Number(sh("id", ["-g", user]).trim());
-  home = join(work, "home");
-  xdg = join(work, "xdg");
-  for (const d of [home, xdg, join(work, "data")]) {
-    mkdirSync(d, { mode: 0o700 });
-    chownSync(d, uid, gid);
-  }
-  // The image: busybox plus /owned, a directory and a file of uid/gid 1000, and a file of the
-  // highest id the namespace maps.
-  const tar = join(work, "rootfs.tar");
-  makeBusyboxTar(tar, (rootfs) => {
-    mkdirSync(join(rootfs, "owned"));
-    writeFileSync(join(rootfs, "owned/f"), "a thousand\n");
-    writeFileSync(join(rootfs, "owned/top"), "the last id\n");
-    chownSync(join(rootfs, "owned"), 1000, 1000);
-    chownSync(join(rootfs, "owned/f"), 1000, 1000);
-    chownSync(join(rootfs, "owned/top"), COUNT, COUNT);
-  });
-  chmodSync(tar, 0o644);
-  const beyond = join(work, "beyond.tar");
+  u.dir("data");
+  const beyond = join(u.work, "beyond.tar");
   makeBusyboxTar(beyond, (rootfs) => {
     writeFileSync(join(rootfs, "far"), "");
     chownSync(join(rootfs, "far"), COUNT + 1, 0);
@@ -95,81 +68,19 @@ beforeAll(() => {
   chmodSync(beyond, 0o644);
   // Root's own engine state beside it, which the user must not reach.
   rootStore = mkdtempSync(join(tmpdir(), "pivot-rootless-root-"));
-  const imported = pivotCli(rootStore, ["import", tar, "localhost/root-only"]);
+  const imported = pivotCli(rootStore, ["import", u.imageTar, "localhost/root-only"]);
   if (imported.status !== 0) throw new Error(`root's import failed: ${imported.stderr}`);
 }, 120_000);
 
 afterAll(() => {
-  // Everything the user runs, by pid (its containers, conmon, cleanup hooks), then its files.
-  for (let i = 0; i < 20 && userPids().length > 0; i++) {
-    for (const pid of userPids()) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
-    }
-    Bun.sleepSync(100);
-  }
-  if (work) {
-    for (const m of mountsUnder(work).reverse()) spawnSync("umount", ["-l", m]);
-    rmSync(work, { recursive: true, force: true });
-  }
+  // The user's processes, files and range go with it (rootlessUserForFile); root's state and
+  // the user without a range here.
   if (rootStore) rmSync(rootStore, { recursive: true, force: true });
-  if (sub > 0) {
-    spawnSync("usermod", [
-      "--del-subuids",
-      `${sub}-${sub + COUNT - 1}`,
-      "--del-subgids",
-      `${sub}-${sub + COUNT - 1}`,
-      user,
-    ]);
-  }
-  for (const u of [user, bare]) {
-    spawnSync("userdel", [u]);
-    spawnSync("groupdel", [u]);
-  }
+  spawnSync("userdel", [bare]);
+  spawnSync("groupdel", [bare]);
 }, 60_000);
 
-/** Pids of the test user's processes (ps; zombies included, they go with their parent). */
-function userPids(): number[] {
-  if (uid < 0) return [];
-  const r = spawnSync("ps", ["-o", "pid=", "-u", String(uid)], { encoding: "utf8" });
-  return r.stdout
-    .split("\n")
-    .map((s) => Number(s.trim()))
-    .filter((n) => n > 0);
-}
-
-interface Result {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * `pivot ARGS` as USER with a clean environment (HOME, XDG_RUNTIME_DIR, PATH only). Output goes
- * through files: a detached container's monitor would hold a pipe open for its whole life.
- */
-function asUser(
-  args: string[],
-  options: { who?: string; env?: Record<string, string | undefined> } = {},
-): Result {
-  const env = {
-    HOME: home,
-    XDG_RUNTIME_DIR: xdg,
-    PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-    ...options.env,
-  };
-  return runAsUser({ uid: options.who ?? user }, [BUN, PIVOT_CLI, ...args], { env, cwd: work });
-}
-
-function ok(args: string[]): string {
-  const r = asUser(args);
-  if (r.status !== 0) throw new Error(`pivot ${args.join(" ")}: exit ${r.status}\n${r.stderr}`);
-  return r.stdout;
-}
-
-const store = () => join(home, ".local/share/pivot");
-const runRoot = () => join(xdg, "pivot");
+const runRoot = () => join(u.xdg, "pivot");
 
 /** /proc/PID/status's Uid: or Gid: line as its four ids. */
 function statusIds(pid: number, field: "Uid" | "Gid"): number[] {
@@ -179,42 +90,30 @@ function statusIds(pid: number, field: "Uid" | "Gid"): number[] {
   return line.split(/\s+/).slice(1, 5).map(Number);
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
-
 describe("rootless engine", () => {
   // Whatever a failed test left running goes before the next one.
-  afterEach(() => {
-    if (!existsSync(store())) return;
-    const ids = asUser(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
-    if (ids.length > 0) asUser(["rm", "-f", ...ids]);
-  }, 60_000);
+  afterEach(() => u.removeContainers(), 60_000);
 
   test("pivot import as the user: the store is in ~/.local/share/pivot, owners shifted into the user's subordinate ids", () => {
-    ok(["import", join(work, "rootfs.tar"), IMAGE]);
-    expect(ok(["images"])).toContain("localhost/rootless");
-    expect(statSync(store()).uid).toBe(uid);
-    expect(statSync(store()).mode & 0o777).toBe(0o700);
-    const layers = join(store(), "layers/sha256");
+    u.ok(["import", u.imageTar, IMAGE]);
+    expect(u.ok(["images"])).toContain("localhost/rootless");
+    expect(statSync(u.store).uid).toBe(u.uid);
+    expect(statSync(u.store).mode & 0o777).toBe(0o700);
+    const layers = join(u.store, "layers/sha256");
     const layer = readdirSync(layers).find((d) => !d.startsWith("."))!;
     const diff = join(layers, layer, "diff");
     // Container root is the user; container uid N > 0 is host uid SUB+N-1.
-    expect(statSync(join(diff, "bin")).uid).toBe(uid);
-    expect(statSync(join(diff, "owned/f")).uid).toBe(sub + 999);
-    expect(statSync(join(diff, "owned/f")).gid).toBe(sub + 999);
-    expect(statSync(join(diff, "owned/top")).uid).toBe(sub + COUNT - 1);
+    expect(statSync(join(diff, "bin")).uid).toBe(u.uid);
+    expect(statSync(join(diff, "owned/f")).uid).toBe(u.sub + 999);
+    expect(statSync(join(diff, "owned/f")).gid).toBe(u.sub + 999);
+    expect(statSync(join(diff, "owned/top")).uid).toBe(u.sub + COUNT - 1);
     // pivot unshare: the user's view in the namespace, the image's own owners.
-    const r = asUser(["unshare", "stat", "-c", "%u:%g", join(diff, "owned/f")]);
+    const r = u.pivot(["unshare", "stat", "-c", "%u:%g", join(diff, "owned/f")]);
     expect(r.stdout.trim()).toBe("1000:1000");
   });
 
   test("pivot run --rm: uid 0 inside, the image's owners, a nested user namespace; the cgroup warning; nothing left", () => {
-    const r = asUser([
+    const r = u.pivot([
       "run",
       "--rm",
       IMAGE,
@@ -229,77 +128,79 @@ describe("rootless engine", () => {
     expect(lines[3]!.trim().split(/\s+/)).toEqual(["1", "1", String(COUNT)]);
     expect(lines.slice(4)).toEqual(["1000:1000", `${COUNT}:${COUNT}`, "0"]);
     expect(r.stderr).toContain("not delegated");
-    expect(readdirSync(join(store(), "containers"))).toEqual([]);
+    expect(readdirSync(join(u.store, "containers"))).toEqual([]);
     expect(readdirSync(join(runRoot(), "runtime")).filter((d) => d !== "@seccomp")).toEqual([]);
-    expect(mountsUnder(work)).toEqual([]);
+    expect(mountsUnder(u.work)).toEqual([]);
   });
 
   test("detached: the process is the user outside, a bind-mounted directory gets the user's files; ps, exec, logs, stop, rm; nothing leaks", async () => {
-    const data = join(work, "data");
-    const id = ok([
-      "run",
-      "-d",
-      "--name",
-      "sleeper",
-      "-v",
-      `${data}:/data`,
-      IMAGE,
-      "sh",
-      "-c",
-      "touch /data/made-inside; mkdir /data/dir; echo started; exec sleep 600",
-    ]).trim();
+    const data = join(u.work, "data");
+    const id = u
+      .ok([
+        "run",
+        "-d",
+        "--name",
+        "sleeper",
+        "-v",
+        `${data}:/data`,
+        IMAGE,
+        "sh",
+        "-c",
+        "touch /data/made-inside; mkdir /data/dir; echo started; exec sleep 600",
+      ])
+      .trim();
     expect(id).toMatch(/^[0-9a-f]{64}$/);
-    const info = JSON.parse(ok(["inspect", "sleeper"]));
+    const info = JSON.parse(u.ok(["inspect", "sleeper"]));
     const pid = (Array.isArray(info) ? info[0] : info).state.pid as number;
     expect(pid).toBeGreaterThan(0);
-    await until("the bind-mounted file", () => existsSync(join(data, "dir")));
+    await until("the bind-mounted file", () => existsSync(join(data, "dir")), 10_000);
     // From the host: the container's root is the user, all four ids.
-    expect(statusIds(pid, "Uid")).toEqual([uid, uid, uid, uid]);
-    expect(statusIds(pid, "Gid")).toEqual([gid, gid, gid, gid]);
+    expect(statusIds(pid, "Uid")).toEqual([u.uid, u.uid, u.uid, u.uid]);
+    expect(statusIds(pid, "Gid")).toEqual([u.gid, u.gid, u.gid, u.gid]);
     expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")).toEqual(["sleep", "600", ""]);
     for (const f of ["made-inside", "dir"]) {
-      expect(statSync(join(data, f)).uid).toBe(uid);
-      expect(statSync(join(data, f)).gid).toBe(gid);
+      expect(statSync(join(data, f)).uid).toBe(u.uid);
+      expect(statSync(join(data, f)).gid).toBe(u.gid);
     }
     // The overlay is mounted in the namespaces of the container and its monitor, not the host's.
-    expect(mountsUnder(work)).toEqual([]);
+    expect(mountsUnder(u.work)).toEqual([]);
 
-    const ps = ok(["ps"]);
+    const ps = u.ok(["ps"]);
     expect(ps).toContain("sleeper");
     expect(ps).toContain("Up ");
-    const exec = asUser(["exec", "sleeper", "sh", "-c", "id -u; stat -c %u /owned/f"]);
+    const exec = u.pivot(["exec", "sleeper", "sh", "-c", "id -u; stat -c %u /owned/f"]);
     expect(exec.status).toBe(0);
     expect(exec.stdout.trim().split("\n")).toEqual(["0", "1000"]);
-    expect(ok(["logs", "sleeper"])).toContain("started");
+    expect(u.ok(["logs", "sleeper"])).toContain("started");
     // cp runs in its monitor's user namespace (the test below): the file as the container has it.
-    expect(ok(["cp", "sleeper:/etc/passwd", "-"])).toContain("root:");
+    expect(u.ok(["cp", "sleeper:/etc/passwd", "-"])).toContain("root:");
     // Without a cgroup of its own there is nothing to read: said, not an empty table.
     for (const args of [
       ["top", "sleeper"],
       ["stats", "--no-stream", "sleeper"],
     ]) {
-      const r = asUser(args);
+      const r = u.pivot(args);
       expect(r.status).toBe(125);
       expect(r.stderr).toContain("container sleeper has no cgroup of its own");
     }
 
-    ok(["stop", "-t", "1", "sleeper"]);
-    expect(ok(["ps", "-a"])).toMatch(/sleeper/);
-    expect(ok(["ps", "-a", "--format", "{{.Status}}"])).toMatch(/^Exited \(137\)/);
-    ok(["rm", "sleeper"]);
-    expect(ok(["ps", "-aq"]).trim()).toBe("");
+    u.ok(["stop", "-t", "1", "sleeper"]);
+    expect(u.ok(["ps", "-a"])).toMatch(/sleeper/);
+    expect(u.ok(["ps", "-a", "--format", "{{.Status}}"])).toMatch(/^Exited \(137\)/);
+    u.ok(["rm", "sleeper"]);
+    expect(u.ok(["ps", "-aq"]).trim()).toBe("");
     // conmon's exit hook may still be finishing: then nothing of the user runs.
-    await until("the user's processes to end", () => userPids().length === 0);
-    expect(readdirSync(join(store(), "containers"))).toEqual([]);
+    await until("the user's processes to end", () => u.pids().length === 0, 10_000);
+    expect(readdirSync(join(u.store, "containers"))).toEqual([]);
     expect(readdirSync(join(runRoot(), "runtime")).filter((d) => d !== "@seccomp")).toEqual([]);
-    expect(mountsUnder(work)).toEqual([]);
+    expect(mountsUnder(u.work)).toEqual([]);
     expect(existsSync(`/proc/${pid}`)).toBe(false);
   });
 
   test("cp out of and into a running container, export; its symlinks never reach the host's files", async () => {
-    const out = join(work, "cpout");
-    const secret = join(work, "secret");
-    const src = join(work, "cpsrc");
+    const out = join(u.work, "cpout");
+    const secret = join(u.work, "secret");
+    const src = join(u.work, "cpsrc");
     try {
       for (const d of [out, join(src, "dir")]) mkdirSync(d, { recursive: true });
       writeFileSync(secret, "host-secret\n", { mode: 0o600 });
@@ -313,10 +214,10 @@ describe("rootless engine", () => {
         join(src, "dir"),
         join(src, "dir/inner"),
       ])
-        chownSync(p, uid, gid);
+        chownSync(p, u.uid, u.gid);
       // Links out of the container: relative with .. past its root, and absolute, to a file and
       // to directories of the host the user can read and write.
-      ok([
+      u.ok([
         "run",
         "-d",
         "--name",
@@ -324,22 +225,22 @@ describe("rootless engine", () => {
         IMAGE,
         "sh",
         "-c",
-        `mkdir -p /d/sub && echo deep > /d/sub/f && echo top > /d/top && ln -s /../../../..${secret} /etc/x && ln -s ${secret} /etc/abs && ln -s /../../../..${work} /w && ln -s ${out} /o && ln -s /../../../../etc /hostetc && echo ready && exec sleep 600`,
+        `mkdir -p /d/sub && echo deep > /d/sub/f && echo top > /d/top && ln -s /../../../..${secret} /etc/x && ln -s ${secret} /etc/abs && ln -s /../../../..${u.work} /w && ln -s ${out} /o && ln -s /../../../../etc /hostetc && echo ready && exec sleep 600`,
       ]);
-      await until("the container's files", () => ok(["logs", "files"]).includes("ready"), 20_000);
-      expect(mountsUnder(work)).toEqual([]);
+      await until("the container's files", () => u.ok(["logs", "files"]).includes("ready"), 20_000);
+      expect(mountsUnder(u.work)).toEqual([]);
 
       // Out: a file and a directory to host paths, and both as tar streams.
-      ok(["cp", "files:/d/top", join(out, "top")]);
+      u.ok(["cp", "files:/d/top", join(out, "top")]);
       expect(readFileSync(join(out, "top"), "utf8")).toBe("top\n");
-      expect(statSync(join(out, "top")).uid).toBe(uid);
-      ok(["cp", "files:/d", join(out, "d")]);
+      expect(statSync(join(out, "top")).uid).toBe(u.uid);
+      u.ok(["cp", "files:/d", join(out, "d")]);
       expect(readFileSync(join(out, "d/sub/f"), "utf8")).toBe("deep\n");
-      ok(["cp", "files:/owned", out]);
-      expect(statSync(join(out, "owned/f")).uid).toBe(sub + 999); // the image's 1000
+      u.ok(["cp", "files:/owned", out]);
+      expect(statSync(join(out, "owned/f")).uid).toBe(u.sub + 999); // the image's 1000
       const tarOf = (args: string[]) => {
         const file = join(out, `stream-${++counter}.tar`);
-        writeFileSync(file, ok(args), "latin1");
+        writeFileSync(file, u.ok(args), "latin1");
         return file;
       };
       const list = (file: string) =>
@@ -350,9 +251,9 @@ describe("rootless engine", () => {
       expect(dir.some((l) => / 1000\/1000 .* owned\/f$/.test(l))).toBe(true);
 
       // In: a file and a directory, in the container's upper layer, root's inside.
-      ok(["cp", join(src, "file"), "files:/d/"]);
-      ok(["cp", join(src, "dir"), "files:/copied"]);
-      const seen = asUser([
+      u.ok(["cp", join(src, "file"), "files:/d/"]);
+      u.ok(["cp", join(src, "dir"), "files:/copied"]);
+      const seen = u.pivot([
         "exec",
         "files",
         "sh",
@@ -363,17 +264,17 @@ describe("rootless engine", () => {
       const lines = seen.stdout.trim().split("\n");
       expect(lines.slice(0, 5)).toEqual(["from the host", "inner", "0:0", "0:0", "0:0"]);
       expect(lines.slice(5).some((l) => l.startsWith(".pivot-cp-"))).toBe(false);
-      const upper = JSON.parse(ok(["inspect", "files"]));
+      const upper = JSON.parse(u.ok(["inspect", "files"]));
       const upperdir = (Array.isArray(upper) ? upper[0] : upper).rootfs.upperdir as string;
       expect(readFileSync(join(upperdir, "d/file"), "utf8")).toBe("from the host\n");
-      expect(statSync(join(upperdir, "d/file")).uid).toBe(uid); // container root is the user
+      expect(statSync(join(upperdir, "d/file")).uid).toBe(u.uid); // container root is the user
 
       // Symlinks resolve inside the container: never the host's files, read or written.
       for (const path of ["/etc/x", "/etc/abs", "/w/secret", "/hostetc/shadow"]) {
-        const r = asUser(["cp", `files:${path}/.`, "-"]);
+        const r = u.pivot(["cp", `files:${path}/.`, "-"]);
         expect(r.stdout).not.toContain("host-secret");
         expect(r.stdout).not.toContain(readFileSync("/etc/shadow", "utf8").split("\n")[0]!);
-        const f = asUser(["cp", `files:${path}`, join(out, "leak")]);
+        const f = u.pivot(["cp", `files:${path}`, join(out, "leak")]);
         // The link itself, or what it names inside the container (its own /etc/shadow).
         if (
           f.status === 0 &&
@@ -386,35 +287,35 @@ describe("rootless engine", () => {
         rmSync(join(out, "leak"), { force: true });
       }
       for (const dest of ["files:/w/planted", "files:/o/", "files:/hostetc/", "files:/etc/x"]) {
-        asUser(["cp", join(src, "file"), dest]);
+        u.pivot(["cp", join(src, "file"), dest]);
       }
-      expect(existsSync(join(work, "planted"))).toBe(false);
+      expect(existsSync(join(u.work, "planted"))).toBe(false);
       expect(existsSync(join(out, "file"))).toBe(false);
       expect(existsSync("/etc/file")).toBe(false);
       expect(readFileSync(secret, "utf8")).toBe("host-secret\n");
       // /hostetc/ is the container's /etc; /etc/x names a missing file in the container.
-      const inside = asUser(["exec", "files", "sh", "-c", "cat /etc/file; readlink /etc/x"]);
+      const inside = u.pivot(["exec", "files", "sh", "-c", "cat /etc/file; readlink /etc/x"]);
       expect(inside.stdout).toBe(`from the host\n/../../../..${secret}\n`);
       // export joins the monitor's namespace too (engine-rootless-files.test.ts): the links as links.
       const exported = join(out, "files.tar");
-      ok(["export", "-o", exported, "files"]);
+      u.ok(["export", "-o", exported, "files"]);
       expect(list(exported).some((l) => l.endsWith(` ./etc/x -> /../../../..${secret}`))).toBe(
         true,
       );
       expect(readFileSync(exported, "latin1")).not.toContain("host-secret");
 
-      ok(["rm", "-f", "files"]);
-      await until("the user's processes to end", () => userPids().length === 0);
-      expect(mountsUnder(work)).toEqual([]);
-      expect(readdirSync(join(store(), "containers"))).toEqual([]);
+      u.ok(["rm", "-f", "files"]);
+      await until("the user's processes to end", () => u.pids().length === 0, 10_000);
+      expect(mountsUnder(u.work)).toEqual([]);
+      expect(readdirSync(join(u.store, "containers"))).toEqual([]);
     } finally {
-      asUser(["rm", "-f", "files"]);
+      u.pivot(["rm", "-f", "files"]);
       for (const p of [out, secret, src]) rmSync(p, { recursive: true, force: true });
     }
   }, 120_000);
 
   test("rm -f of a running container, diff and commit as the user", async () => {
-    ok([
+    u.ok([
       "run",
       "--name",
       "changer",
@@ -423,12 +324,12 @@ describe("rootless engine", () => {
       "-c",
       "rm -rf /owned; mkdir /owned; echo new > /owned/only; rm /bin/vi",
     ]);
-    const diff = ok(["diff", "changer"]);
+    const diff = u.ok(["diff", "changer"]);
     expect(diff).toContain("D /bin/vi");
     expect(diff).toContain("A /owned/only");
-    ok(["commit", "changer", "localhost/rootless:changed"]);
+    u.ok(["commit", "changer", "localhost/rootless:changed"]);
     // The committed layer's opaque /owned hides the image's files (user.overlay.opaque).
-    const r = asUser([
+    const r = u.pivot([
       "run",
       "--rm",
       "localhost/rootless:changed",
@@ -438,13 +339,13 @@ describe("rootless engine", () => {
     ]);
     expect(r.stdout.trim().split("\n")[0]).toBe("only");
     expect(r.stderr).toContain("/bin/vi");
-    ok(["rm", "changer"]);
-    ok(["run", "-d", "--name", "doomed", IMAGE, "sleep", "600"]);
-    ok(["rm", "-f", "doomed"]);
-    ok(["rmi", "localhost/rootless:changed"]);
-    expect(ok(["ps", "-aq"]).trim()).toBe("");
-    await until("the user's processes to end", () => userPids().length === 0);
-    expect(mountsUnder(work)).toEqual([]);
+    u.ok(["rm", "changer"]);
+    u.ok(["run", "-d", "--name", "doomed", IMAGE, "sleep", "600"]);
+    u.ok(["rm", "-f", "doomed"]);
+    u.ok(["rmi", "localhost/rootless:changed"]);
+    expect(u.ok(["ps", "-aq"]).trim()).toBe("");
+    await until("the user's processes to end", () => u.pids().length === 0, 10_000);
+    expect(mountsUnder(u.work)).toEqual([]);
   });
 
   test("what a rootless container cannot have is refused, with what to do", () => {
@@ -456,42 +357,35 @@ describe("rootless engine", () => {
       [["--pids-limit", "10"], "--pids-limit", "delegate"],
     ];
     for (const [flags, message, hint] of cases) {
-      const r = asUser(["run", "--rm", ...flags, IMAGE, "true"]);
+      const r = u.pivot(["run", "--rm", ...flags, IMAGE, "true"]);
       expect(r.status).toBe(125);
       expect(r.stderr).toContain(message);
       expect(r.stderr).toMatch(new RegExp(`hint: .*${hint.replace(/[-/]/g, "\\$&")}`));
     }
-    expect(readdirSync(join(store(), "containers"))).toEqual([]);
+    expect(readdirSync(join(u.store, "containers"))).toEqual([]);
   });
 
   test("--network host works rootless (the host's /sys bound read-only)", () => {
-    const r = asUser(["run", "--rm", "--network", "host", IMAGE, "sh", "-c", "ls /sys/class/net"]);
+    const r = u.pivot(["run", "--rm", "--network", "host", IMAGE, "sh", "-c", "ls /sys/class/net"]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("lo");
   });
 
-  /** The user's slirp4netns processes (pgrep by uid and name). */
-  const slirpPids = () =>
-    userPids().filter((pid) => {
-      try {
-        // Not a zombie: slirp4netns's own child, which made tap0, is reaped shortly after.
-        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-        const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-        return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "slirp4netns" && state !== "Z";
-      } catch {
-        return false;
-      }
-    });
+  /**
+   * The user's slirp4netns processes, not zombies: slirp4netns's own child, which made tap0, is
+   * reaped shortly after.
+   */
+  const slirpPids = () => u.livePids(["slirp4netns"]);
   /** Nothing of a slirp4netns left: no process of the user, no API socket or state, no mount. */
   const noSlirpLeft = async () => {
-    await until("the user's processes to end", () => userPids().length === 0, 30_000);
+    await until("the user's processes to end", () => u.pids().length === 0, 30_000);
     const dir = join(runRoot(), "slirp4netns");
     expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
-    expect(mountsUnder(work)).toEqual([]);
+    expect(mountsUnder(u.work)).toEqual([]);
   };
 
   test("--network slirp4netns: tap0 with 10.0.2.100/24, a default route via 10.0.2.2, DNS 10.0.2.3", async () => {
-    const r = asUser([
+    const r = u.pivot([
       "run",
       "--rm",
       "--network",
@@ -509,7 +403,7 @@ describe("rootless engine", () => {
     expect(r.stdout).toMatch(/^nameserver 10\.0\.2\.3$/m);
     expect(r.stdout).toMatch(/^tap0$/m); // its own sysfs: the namespace is the container's
     // --dns replaces slirp4netns's resolver.
-    const dns = asUser([
+    const dns = u.pivot([
       "run",
       "--rm",
       "--network",
@@ -527,7 +421,7 @@ describe("rootless engine", () => {
 
   test("-p HOSTPORT:80 with slirp4netns: httpd in the container answers on the host's 127.0.0.1:HOSTPORT; nothing left after rm -f", async () => {
     const port = await freeHostPort("tcp"); // free now: parallel runs never share one
-    ok([
+    u.ok([
       "run",
       "-d",
       "--name",
@@ -555,12 +449,12 @@ describe("rootless engine", () => {
       await Bun.sleep(100);
     }
     expect(body).toBe("hello from slirp4netns\n");
-    expect(ok(["port", "web"])).toContain(`80/tcp -> 0.0.0.0:${port}`);
+    expect(u.ok(["port", "web"])).toContain(`80/tcp -> 0.0.0.0:${port}`);
     // The CLI that started it is gone: slirp4netns lives on beside conmon.
-    expect(ok(["exec", "web", "wget", "-qO-", "http://127.0.0.1/index.html"])).toBe(
+    expect(u.ok(["exec", "web", "wget", "-qO-", "http://127.0.0.1/index.html"])).toBe(
       "hello from slirp4netns\n",
     );
-    ok(["rm", "-f", "web"]);
+    u.ok(["rm", "-f", "web"]);
     await noSlirpLeft();
     // The port is free again.
     await expect(
@@ -569,14 +463,25 @@ describe("rootless engine", () => {
   }, 90_000);
 
   test("slirp4netns ends with a detached container that exits on its own, and with stop", async () => {
-    ok(["run", "-d", "--name", "brief", "--network", "slirp4netns", IMAGE, "sh", "-c", "sleep 1"]);
+    u.ok([
+      "run",
+      "-d",
+      "--name",
+      "brief",
+      "--network",
+      "slirp4netns",
+      IMAGE,
+      "sh",
+      "-c",
+      "sleep 1",
+    ]);
     await noSlirpLeft();
-    expect(ok(["ps", "-a", "--filter", "name=brief", "--format", "{{.Status}}"])).toMatch(
+    expect(u.ok(["ps", "-a", "--filter", "name=brief", "--format", "{{.Status}}"])).toMatch(
       /^Exited \(0\)/,
     );
-    ok(["start", "brief"]);
-    ok(["rm", "-f", "brief"]);
-    ok([
+    u.ok(["start", "brief"]);
+    u.ok(["rm", "-f", "brief"]);
+    u.ok([
       "run",
       "-d",
       "--name",
@@ -590,14 +495,14 @@ describe("rootless engine", () => {
       "600",
     ]);
     expect(slirpPids().length).toBe(1);
-    ok(["stop", "-t", "1", "long"]);
+    u.ok(["stop", "-t", "1", "long"]);
     await noSlirpLeft();
-    ok(["rm", "long"]);
+    u.ok(["rm", "long"]);
   }, 90_000);
 
   test("slirp4netns:allow_host_loopback=true: the container reaches the host's 127.0.0.1 as 10.0.2.2", async () => {
     // A server of the test's own on the host's loopback (busybox httpd in a child process).
-    const www = join(work, "host-www");
+    const www = join(u.work, "host-www");
     mkdirSync(www, { recursive: true });
     writeFileSync(join(www, "index.html"), "from the host\n");
     const port = await freeHostPort("tcp", "127.0.0.1");
@@ -609,7 +514,7 @@ describe("rootless engine", () => {
     );
     try {
       const wget = `for i in 1 2 3 4 5 6 7 8 9 10; do timeout 3 wget -qO- http://10.0.2.2:${port}/index.html && exit 0; sleep 0.5; done; exit 1`;
-      const open = asUser([
+      const open = u.pivot([
         "run",
         "--rm",
         "--network",
@@ -623,7 +528,7 @@ describe("rootless engine", () => {
         throw new Error(`no answer from the host: ${open.stderr}`);
       expect(open.status).toBe(0);
       // The default (--disable-host-loopback): refused.
-      const shut = asUser([
+      const shut = u.pivot([
         "run",
         "--rm",
         "--network",
@@ -656,30 +561,30 @@ describe("rootless engine", () => {
       [["-p", "8080:80"], "-p/--publish needs a network", "slirp4netns"],
     ];
     for (const [flags, message, hint] of cases) {
-      const r = asUser(["run", "--rm", ...flags, IMAGE, "true"]);
+      const r = u.pivot(["run", "--rm", ...flags, IMAGE, "true"]);
       expect(r.status).toBe(125);
       expect(r.stderr).toContain(message);
       expect(r.stderr).toMatch(new RegExp(`hint: .*${hint.replace(/[-/]/g, "\\$&")}`));
     }
-    expect(readdirSync(join(store(), "containers"))).toEqual([]);
+    expect(readdirSync(join(u.store, "containers"))).toEqual([]);
     expect(slirpPids()).toEqual([]);
   });
 
   test("errors people can act on: no /etc/subuid range, an owner beyond it, XDG_RUNTIME_DIR unset", () => {
     sh("useradd", ["--system", "--no-create-home", "--user-group", "-s", "/bin/false", bare]);
-    const noRange = asUser(["images"], { who: bare, env: { HOME: join(work, "bare-home") } });
+    const noRange = u.pivot(["images"], { user: bare, env: { HOME: join(u.work, "bare-home") } });
     expect(noRange.status).toBe(125);
     expect(noRange.stderr).toContain(`/etc/subuid has no range for ${bare}`);
     expect(noRange.stderr).toContain(
       `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${bare}`,
     );
-    const beyond = asUser(["import", join(work, "beyond.tar"), "localhost/beyond"]);
+    const beyond = u.pivot(["import", join(u.work, "beyond.tar"), "localhost/beyond"]);
     expect(beyond.status).toBe(125);
     expect(beyond.stderr).toContain(
       'entry "./far": its owner is beyond the ids this user namespace maps',
     );
     expect(beyond.stderr).toContain("hint: as root, give the user a larger range in /etc/subuid");
-    const noXdg = asUser(["ps"], { env: { XDG_RUNTIME_DIR: undefined } });
+    const noXdg = u.pivot(["ps"], { env: { XDG_RUNTIME_DIR: undefined } });
     expect(noXdg.status).toBe(125);
     expect(noXdg.stderr).toContain("XDG_RUNTIME_DIR is not set");
     expect(noXdg.stderr).toContain("hint: set it");
@@ -691,7 +596,7 @@ describe("rootless engine", () => {
       ["--root", rootStore, "ps", "-a"],
       ["--root", rootStore, "exec", "x", "true"],
     ]) {
-      const r = asUser(args);
+      const r = u.pivot(args);
       expect(r.status).toBe(125);
       expect(r.stderr).toContain(`${rootStore} belongs to uid 0, not to you`);
     }
@@ -701,14 +606,14 @@ describe("rootless engine", () => {
     expect(images).toContain("localhost/root-only");
     expect(images).not.toContain("localhost/rootless");
     // And the user's store has no image of root's.
-    expect(ok(["images"])).not.toContain("root-only");
+    expect(u.ok(["images"])).not.toContain("root-only");
   });
 
   // The exit hook runs under conmon as the user, in the namespace conmon was started in; the
   // boot hook enters one of its own.
   test("restart policies as the user: on-failure:2 runs three times; always stops for good; the boot hook; an attached run", async () => {
     const inspectAs = (name: string) => {
-      const info = JSON.parse(ok(["inspect", name]));
+      const info = JSON.parse(u.ok(["inspect", name]));
       return (Array.isArray(info) ? info[0] : info) as {
         id: string;
         restartCount: number;
@@ -719,12 +624,12 @@ describe("rootless engine", () => {
     const settledAs = async (name: string) => {
       await until(
         `${name} exited with no process of the user left`,
-        () => userPids().length === 0 && inspectAs(name).state.status === "exited",
+        () => u.pids().length === 0 && inspectAs(name).state.status === "exited",
         60_000,
       );
       return inspectAs(name);
     };
-    ok([
+    u.ok([
       "run",
       "-d",
       "--name",
@@ -740,46 +645,37 @@ describe("rootless engine", () => {
     expect(flaky.state.exitCode).toBe(3);
     expect(flaky.state.error).toBeUndefined();
     expect(flaky.restartCount).toBe(2);
-    expect(ok(["logs", "flaky"])).toBe("run\nrun\nrun\n");
-    expect(ok(["ps", "-a", "--filter", "name=flaky", "--format", "{{.Status}}"])).toMatch(
+    expect(u.ok(["logs", "flaky"])).toBe("run\nrun\nrun\n");
+    expect(u.ok(["ps", "-a", "--filter", "name=flaky", "--format", "{{.Status}}"])).toMatch(
       /^Exited \(3\) /,
     );
 
-    const loop = ok([
-      "run",
-      "-d",
-      "--name",
-      "loop",
-      "--restart",
-      "always",
-      IMAGE,
-      "sh",
-      "-c",
-      "echo tick",
-    ]).trim();
+    const loop = u
+      .ok(["run", "-d", "--name", "loop", "--restart", "always", IMAGE, "sh", "-c", "echo tick"])
+      .trim();
     await until("RestartCount 2", () => inspectAs("loop").restartCount >= 2, 60_000);
-    expect(ok(["stop", "-t", "2", "loop"])).toBe("loop\n");
+    expect(u.ok(["stop", "-t", "2", "loop"])).toBe("loop\n");
     const stopped = await settledAs("loop");
     expect(stopped.state.error).toBeUndefined();
     await Bun.sleep(1000);
     expect(inspectAs("loop").state.status).toBe("exited");
     expect(inspectAs("loop").restartCount).toBe(stopped.restartCount);
-    expect(userPids()).toEqual([]);
+    expect(u.pids()).toEqual([]);
 
     // The boot hook: always is started again (even after a stop by hand), on-failure:2 with no
     // retries left is not.
-    expect(ok(["start", "--all-restartable"])).toBe(`${loop}\n`);
+    expect(u.ok(["start", "--all-restartable"])).toBe(`${loop}\n`);
     await until(
       "a restart after the boot hook's start",
       () => inspectAs("loop").restartCount >= 1,
       60_000,
     );
     expect(inspectAs("flaky").state.status).toBe("exited");
-    expect(ok(["stop", "-t", "2", "loop"])).toBe("loop\n");
+    expect(u.ok(["stop", "-t", "2", "loop"])).toBe("loop\n");
     await settledAs("loop");
     // An attached run: the first run's code; its exit hook, a process of the inner pivot's, goes
     // on in that namespace after it, and the restart is a rootless container as the first run.
-    const att = asUser([
+    const att = u.pivot([
       ...["run", "--name", "att", "--restart", "on-failure:1", IMAGE],
       ...["sh", "-c", "echo x; sleep 2; exit 4"],
     ]);
@@ -792,33 +688,33 @@ describe("rootless engine", () => {
       },
       60_000,
     );
-    const pid = (JSON.parse(ok(["inspect", "att"]))[0] as { state: { pid: number } }).state.pid;
-    expect(statusIds(pid, "Uid")).toEqual([uid, uid, uid, uid]);
+    const pid = (JSON.parse(u.ok(["inspect", "att"]))[0] as { state: { pid: number } }).state.pid;
+    expect(statusIds(pid, "Uid")).toEqual([u.uid, u.uid, u.uid, u.uid]);
     const attInfo = await settledAs("att");
     expect(attInfo.state.exitCode).toBe(4);
-    expect(ok(["logs", "att"])).toBe("x\nx\n");
-    ok(["rm", "flaky", "loop", "att"]);
-    expect(mountsUnder(work)).toEqual([]);
+    expect(u.ok(["logs", "att"])).toBe("x\nx\n");
+    u.ok(["rm", "flaky", "loop", "att"]);
+    expect(mountsUnder(u.work)).toEqual([]);
     expect(readdirSync(join(runRoot(), "runtime")).filter((d) => d !== "@seccomp")).toEqual([]);
   }, 240_000);
 
   test("system info as the user: rootless, the per-user roots, the user namespace's id mappings", () => {
-    const lines = ok(["system", "info"]).split("\n");
+    const lines = u.ok(["system", "info"]).split("\n");
     expect(lines.slice(0, 6)).toEqual([
-      `Root: ${store()}`,
+      `Root: ${u.store}`,
       `Run Root: ${runRoot()}`,
       "Rootless: true",
       "ID Mappings (container -> host, size):",
-      `  UID: 0 -> ${uid} (1), 1 -> ${sub} (${COUNT})`,
-      `  GID: 0 -> ${gid} (1), 1 -> ${sub} (${COUNT})`,
+      `  UID: 0 -> ${u.uid} (1), 1 -> ${u.sub} (${COUNT})`,
+      `  GID: 0 -> ${u.gid} (1), 1 -> ${u.sub} (${COUNT})`,
     ]);
   });
 
   test("pivot unshare removes the user's whole store (files of subordinate ids) without root", () => {
-    ok(["rmi", IMAGE]);
-    ok(["unshare", "rm", "-rf", store(), runRoot()]);
-    expect(existsSync(store())).toBe(false);
+    u.ok(["rmi", IMAGE]);
+    u.ok(["unshare", "rm", "-rf", u.store, runRoot()]);
+    expect(existsSync(u.store)).toBe(false);
     expect(existsSync(runRoot())).toBe(false);
-    expect(userPids()).toEqual([]);
+    expect(u.pids()).toEqual([]);
   });
 });
