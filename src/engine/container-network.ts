@@ -11,9 +11,9 @@ import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import { isPasta, pastaPorts, pastaStates, startPasta, stopPasta } from "./pasta.ts";
 import {
-  type ExitPipe,
   isSlirp,
   processAlive,
+  type StartUserModeNetwork,
   slirpPorts,
   slirpStates,
   startSlirp,
@@ -30,17 +30,8 @@ export function isUserModeNetwork(o: ContainerOptions): boolean {
 }
 
 /** Starts the container's slirp4netns or pasta for its created init PID. */
-export function startUserModeNetwork(
-  ctx: EngineContext,
-  id: string,
-  options: ContainerOptions,
-  pid: number,
-  exitPipe: ExitPipe,
-): Promise<void> {
-  return isPasta(options)
-    ? startPasta(ctx, id, options, pid, exitPipe)
-    : startSlirp(ctx, id, options, pid, exitPipe);
-}
+export const startUserModeNetwork: StartUserModeNetwork = (ctx, id, options, pid, exitPipe) =>
+  (isPasta(options) ? startPasta : startSlirp)(ctx, id, options, pid, exitPipe);
 
 /**
  * The containers with a slirp4netns or pasta recorded in the run root (state left until the

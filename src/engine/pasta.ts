@@ -36,10 +36,10 @@ import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import {
   checkUnprivilegedPorts,
-  type ExitPipe,
   helperStates,
   type ProcessId,
   processAlive,
+  type StartUserModeNetwork,
   thisProcess,
 } from "./slirp4netns.ts";
 import type { ContainerOptions } from "./types.ts";
@@ -485,13 +485,7 @@ async function nsHelper(pid: number): Promise<ChildProcess> {
  * Starts pasta for the container whose init (created, not yet started) is PID: its namespace
  * configured, each published port forwarded; then the watcher on the monitor's exit FIFO.
  */
-export async function startPasta(
-  ctx: EngineContext,
-  id: string,
-  options: ContainerOptions,
-  pid: number,
-  exitPipe: ExitPipe,
-): Promise<void> {
+export const startPasta: StartUserModeNetwork = async (ctx, id, options, pid, exitPipe) => {
   const bin = pastaBinary();
   const opts = pastaOptions(options.network ?? "pasta");
   await stopPasta(ctx, id); // whatever an earlier run left
@@ -577,7 +571,7 @@ export async function startPasta(
   } finally {
     closeSync(fifo);
   }
-}
+};
 
 /**
  * Ends the container's pasta if it still runs (its link removed, then SIGTERM and SIGKILL by pid

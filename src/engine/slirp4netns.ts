@@ -202,6 +202,18 @@ function alive(s: SlirpState): boolean {
 }
 
 /**
+ * Starts a container's user-mode network (slirp4netns or pasta) for its created, not yet started
+ * init PID. `exitPipe`: the monitor holds its write end; the network ends when it is gone.
+ */
+export type StartUserModeNetwork = (
+  ctx: EngineContext,
+  id: string,
+  options: ContainerOptions,
+  pid: number,
+  exitPipe: ExitPipe,
+) => Promise<void>;
+
+/**
  * The monitor's end of a user-mode network's exit FIFO (slirp4netns's --exit-fd, pasta's
  * watcher): a FIFO opened read-write (which does not block), given to the monitor; `readEnd`
  * opens the end slirp4netns polls, `blockingReadEnd` one whose read blocks until every writer is
@@ -315,13 +327,7 @@ async function launch(
  * Starts slirp4netns for the container whose init (created, not yet started) is PID: tap0
  * configured, then each published port forwarded. `exitPipe`: the monitor holds its write end.
  */
-export async function startSlirp(
-  ctx: EngineContext,
-  id: string,
-  options: ContainerOptions,
-  pid: number,
-  exitPipe: ExitPipe,
-): Promise<void> {
+export const startSlirp: StartUserModeNetwork = async (ctx, id, options, pid, exitPipe) => {
   const bin = slirpBinary();
   const opts = slirpOptions(options.network ?? "slirp4netns");
   await stopSlirp(ctx, id); // whatever an earlier run left
@@ -380,7 +386,7 @@ export async function startSlirp(
     state.ports.push(mapping);
     writeJsonAtomic(stateFile(ctx, id), state);
   }
-}
+};
 
 function formatPort(m: PortMapping): string {
   return `${m.hostIP ? `${m.hostIP}:` : ""}${m.hostPort}:${m.containerPort}/${m.protocol}`;
