@@ -3,26 +3,14 @@
 // is) and reading the overlay where the monitor's mount namespace has it. The throwaway user,
 // its store and image come from test/fixtures/rootless-user.ts.
 import { afterEach, describe, expect, test } from "bun:test";
-import { spawn, spawnSync } from "node:child_process";
-import { chownSync, closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chownSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mountsUnder } from "../fixtures/engine.ts";
-import {
-  ROOTLESS_IMAGE,
-  type RootlessUser,
-  requireRoot,
-  rootlessUserForFile,
-  until,
-} from "../fixtures/rootless-user.ts";
+import { ROOTLESS_IMAGE, rootlessUserForFile, until } from "../fixtures/rootless-user.ts";
 import { BUN, PIVOT_CLI } from "../helpers.ts";
 
-requireRoot();
-
-let u: RootlessUser;
-
-rootlessUserForFile("pivrf", (user) => {
-  u = user;
-});
+const u = rootlessUserForFile("pivrf");
 
 /** `tar -tvf FILE --numeric-owner` as lines. */
 const listing = (file: string): string[] =>
@@ -122,31 +110,15 @@ describe("rootless export of a running container", () => {
   test("attached (the pivot that runs it is the monitor), and stopped again afterwards", async () => {
     const out = u.dir("attached-out");
     const log = join(out, "run.log");
-    const fd = openSync(log, "w");
     // An attached run in the background: its pivot, in its own user and mount namespace, is the
     // container's monitor and has the overlay mounted.
-    const child = spawn(
-      "setpriv",
+    const child = u.attached(
       [
-        `--reuid=${u.uid}`,
-        `--regid=${u.gid}`,
-        "--init-groups",
-        "env",
-        "-i",
-        ...Object.entries(u.env).map(([k, v]) => `${k}=${v}`),
-        BUN,
-        PIVOT_CLI,
-        "run",
-        "--name",
-        "att",
-        ROOTLESS_IMAGE,
-        "sh",
-        "-c",
+        ...["--name", "att", ROOTLESS_IMAGE, "sh", "-c"],
         "echo attached > /mine && chown 1000:1000 /mine && echo written && exec sleep 600",
       ],
-      { stdio: ["ignore", fd, fd], cwd: u.work },
+      log,
     );
-    closeSync(fd);
     try {
       await until("the attached container's write", () =>
         readFileSync(log, "utf8").includes("written"),

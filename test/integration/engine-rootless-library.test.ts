@@ -8,22 +8,10 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { chownSync, existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mountsUnder } from "../fixtures/engine.ts";
-import {
-  ROOTLESS_IMAGE,
-  type RootlessUser,
-  requireRoot,
-  rootlessUserForFile,
-  until,
-} from "../fixtures/rootless-user.ts";
+import { ROOTLESS_IMAGE, rootlessUserForFile, until } from "../fixtures/rootless-user.ts";
 import { BUN, REPO } from "../helpers.ts";
 
-requireRoot();
-
-let u: RootlessUser;
-
-rootlessUserForFile("pivlb", (user) => {
-  u = user;
-});
+const u = rootlessUserForFile("pivlb");
 
 /** Writes a program of the user's that imports the engine as a library; returns its path. */
 function program(name: string, body: string): string {

@@ -5,38 +5,19 @@
 // missed, and an attached run removed from elsewhere. Host ports are chosen free at run time. The
 // throwaway user comes from test/fixtures/rootless-user.ts; whatever it runs is removed by pid.
 import { afterEach, describe, expect, test } from "bun:test";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import {
-  closeSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-} from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freeHostPort, hostPortFree } from "../../src/network/ports.ts";
 import { makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
-import {
-  ROOTLESS_IMAGE,
-  type RootlessUser,
-  requireRoot,
-  rootlessUserForFile,
-  until,
-} from "../fixtures/rootless-user.ts";
-import { BUN, PIVOT_CLI, pivotCli } from "../helpers.ts";
+import { ROOTLESS_IMAGE, rootlessUserForFile, until } from "../fixtures/rootless-user.ts";
+import { PIVOT_CLI, pivotCli } from "../helpers.ts";
 
-requireRoot();
-
-let u: RootlessUser;
 const IMAGE = ROOTLESS_IMAGE;
 
-rootlessUserForFile("pivnw", (user) => {
-  u = user;
-});
+const u = rootlessUserForFile("pivnw");
 
 // pasta runs as passt.avx2 where the CPU has AVX2 (pasta execs it).
 const pastaPids = () => u.livePids(["pasta", "pasta.avx2", "passt", "passt.avx2"]);
@@ -130,31 +111,6 @@ const monitorPid = (name: string): number =>
       monitorPid: number;
     }
   ).monitorPid;
-
-/** An attached `pivot run ARGS` as the user in the background, its output in a file. */
-function attached(args: string[], log: string): ChildProcess {
-  const fd = openSync(log, "w");
-  try {
-    return spawn(
-      "setpriv",
-      [
-        `--reuid=${u.uid}`,
-        `--regid=${u.gid}`,
-        "--init-groups",
-        "env",
-        "-i",
-        ...Object.entries(u.env).map(([k, v]) => `${k}=${v}`),
-        BUN,
-        PIVOT_CLI,
-        "run",
-        ...args,
-      ],
-      { stdio: ["ignore", fd, fd], cwd: u.work },
-    );
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe("rootless --network pasta", () => {
   afterEach(() => u.removeContainers(), 60_000);
@@ -449,7 +405,7 @@ describe("the monitor SIGKILLed: slirp4netns and pasta still end", () => {
 
     test(`${network}, attached: the pivot holding the exit FIFO killed; ${network} goes by itself; rm -f leaves nothing`, async () => {
       const log = join(u.work, `attached-${network}.log`);
-      const child = attached(
+      const child = u.attached(
         ["--name", "held", "--network", network, IMAGE, "sh", "-c", "echo started; exec sleep 600"],
         log,
       );
@@ -560,7 +516,7 @@ describe("recovery: a slirp4netns or pasta its backstop missed is ended by pivot
     const pastaDir = join(runRoot(), "pasta");
     for (let attempt = 0; ; attempt++) {
       const log = join(u.work, `window-${attempt}.log`);
-      const child = attached(
+      const child = u.attached(
         [
           "--name",
           "window",
@@ -648,7 +604,7 @@ describe("recovery: a slirp4netns or pasta its backstop missed is ended by pivot
 for (const network of ["none", "pasta"] as const) {
   test(`--network ${network}: an attached run removed with rm -f from another shell ends quietly with 137; nothing left`, async () => {
     const log = join(u.work, `attached-rm-${network}.log`);
-    const child = attached(
+    const child = u.attached(
       ["--name", "gone", "--network", network, IMAGE, "sh", "-c", "echo started; exec sleep 600"],
       log,
     );

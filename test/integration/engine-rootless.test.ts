@@ -24,8 +24,6 @@ import { freeHostPort } from "../../src/network/ports.ts";
 import { makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
 import {
   ROOTLESS_IMAGE,
-  type RootlessUser,
-  requireRoot,
   rootlessUserForFile,
   SUBORDINATE_COUNT,
   sh,
@@ -33,30 +31,21 @@ import {
 } from "../fixtures/rootless-user.ts";
 import { pivotCli } from "../helpers.ts";
 
-requireRoot();
-
 const IMAGE = ROOTLESS_IMAGE;
 const COUNT = SUBORDINATE_COUNT;
 const bare = `pivnr${process.pid % 100000}`; // a user without subordinate ids
-let u: RootlessUser;
 let rootStore: string;
 let counter = 0;
 
 // The user and its image, imported by the first test: busybox plus /owned, a directory and a file
 // of uid/gid 1000, and a file of the highest id the namespace maps.
-rootlessUserForFile(
-  "pivrl",
-  (user) => {
-    u = user;
+const u = rootlessUserForFile("pivrl", {
+  importImage: false,
+  image: (rootfs) => {
+    writeFileSync(join(rootfs, "owned/top"), "the last id\n");
+    chownSync(join(rootfs, "owned/top"), COUNT, COUNT);
   },
-  {
-    importImage: false,
-    image: (rootfs) => {
-      writeFileSync(join(rootfs, "owned/top"), "the last id\n");
-      chownSync(join(rootfs, "owned/top"), COUNT, COUNT);
-    },
-  },
-);
+});
 
 beforeAll(() => {
   u.dir("data");
