@@ -24,7 +24,6 @@ import type { CgroupJoin, CgroupMountSource, FileKind, HostFacts, Plan } from ".
 import { parseSignal } from "./signals.ts";
 import {
   type ContainerRecord,
-  deepFreeze,
   deriveStatus,
   initAlive,
   procStat,
@@ -310,7 +309,7 @@ export class Runtime {
       annotations: spec.annotations ?? {},
       cgroupPaths: cgroup.paths,
       namespaces: (spec.linux?.namespaces ?? []).map((n) => n.type),
-      spec: deepFreeze(spec),
+      spec,
       ...(waitForInit ? { startedByRun: true } : {}),
     };
     let savedPid = 0;
@@ -700,7 +699,6 @@ export class Runtime {
     // New device rules on cgroup v2: the launcher replaces the container's eBPF program.
     if (updated.deviceFilter) await attachDeviceFilter(updated.deviceFilter);
     linux.resources = updated.resources;
-    // A new spec object: the store caches each spec's JSON by identity.
     record.spec = { ...record.spec, linux };
     this.store.save(record);
   }

@@ -94,7 +94,7 @@ export class StateStore {
   save(record: ContainerRecord): void {
     const dir = this.dir(record.id);
     const tmp = join(dir, `.state.json.${process.pid}`);
-    writeFileSync(tmp, serializeRecord(record));
+    writeFileSync(tmp, JSON.stringify(record));
     renameSync(tmp, join(dir, "state.json"));
   }
 
@@ -122,7 +122,6 @@ export class StateStore {
         },
       );
     }
-    deepFreeze(record.spec);
     return record;
   }
 
@@ -156,32 +155,6 @@ export class StateStore {
       return [];
     }
   }
-}
-
-/**
- * Freezes a record's spec, which the store serializes once per object (specJson): changing it in
- * place would be saved stale, so it throws instead; a changed spec is a new object.
- */
-export function deepFreeze<T>(value: T): T {
-  if (value && typeof value === "object" && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
-
-/** The spec's JSON, made once per spec object (a container's record is saved three times or
- *  more); record specs are frozen (deepFreeze). */
-const specJson = new WeakMap<Spec, string>();
-
-function serializeRecord(record: ContainerRecord): string {
-  let spec = specJson.get(record.spec);
-  if (spec === undefined) {
-    spec = JSON.stringify(record.spec);
-    specJson.set(record.spec, spec);
-  }
-  const rest = JSON.stringify({ ...record, spec: undefined });
-  return `${rest.slice(0, -1)},"spec":${spec}}`;
 }
 
 /** Field 22 of /proc/PID/stat (start time in clock ticks), and the process state letter. */
