@@ -42,9 +42,9 @@ import {
 } from "./userns.ts";
 import { SyncPoint } from "./wire.ts";
 
-/** Creating and exec'ing containers: loaded on first use (see launching.ts). */
 /** The launcher client alone, imported ahead of the rest so the launcher starts sooner. */
 let launcherModule: Promise<typeof import("./launcher.ts")> | undefined;
+/** Creating and exec'ing containers: loaded on first use (see launching.ts), once. */
 let launchingModule: Promise<typeof import("./launching.ts")> | undefined;
 const launching = () => {
   launchingModule ??= import("./launching.ts");
