@@ -4,7 +4,7 @@
  * within one process (a promise chain per path, so callers in one process queue without
  * polling).
  */
-import { linkSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { link, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
@@ -160,8 +160,16 @@ function removeLeftovers(lockPath: string): void {
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // A zombie answers kill(0) until its parent reaps it, which an orphan's new parent (a PID 1
+  // that does not reap promptly) may never do: it holds nothing any more.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return true; // no /proc to ask: trust kill(0)
   }
 }

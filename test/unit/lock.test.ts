@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { withFileLock } from "../../src/image/lock.ts";
+import { isAlive, withFileLock } from "../../src/image/lock.ts";
 
 let dir: string;
 beforeEach(() => {
@@ -94,4 +94,39 @@ describe("leftovers of killed processes", () => {
     expect(await withFileLock(path, async () => "taken", { timeoutMs: 2000 })).toBe("taken");
     expect(readdirSync(dir)).toEqual([]);
   });
+});
+
+test("a zombie owner counts as dead: its lock is broken", async () => {
+  // sh backgrounds `true` and execs sleep, which never reaps it: `true` stays a zombie.
+  const parent = Bun.spawn(["sh", "-c", "true & exec sleep 5"]);
+  try {
+    let zombie = 0;
+    for (let i = 0; i < 200 && !zombie; i++) {
+      await Bun.sleep(10);
+      for (const task of readdirSync(`/proc/${parent.pid}/task`)) {
+        let children = "";
+        try {
+          children = readFileSync(`/proc/${parent.pid}/task/${task}/children`, "utf8");
+        } catch {}
+        for (const c of children.trim().split(" ").filter(Boolean).map(Number)) {
+          const stat = readFileSync(`/proc/${c}/stat`, "utf8");
+          if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") zombie = c;
+        }
+      }
+    }
+    expect(zombie).toBeGreaterThan(0);
+    expect(isAlive(zombie)).toBe(false);
+    expect(isAlive(parent.pid)).toBe(true);
+    const dir = mkdtempSync(join(tmpdir(), "pivot-lock-zombie-"));
+    try {
+      const lock = join(dir, "x.lock");
+      writeFileSync(lock, `${zombie}\n`);
+      expect(await withFileLock(lock, async () => "taken", { timeoutMs: 2000 })).toBe("taken");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  } finally {
+    parent.kill("SIGKILL");
+    await parent.exited;
+  }
 });
