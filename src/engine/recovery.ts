@@ -29,8 +29,10 @@ function mountPoints(): string[] {
 /**
  * Cleans what crashed pivot processes, killed monitors and reboots leave (`ps` runs it first):
  * directories of creates and removes that died half-way (their lock is free), exited
- * containers whose monitor did not clean up (runtime state, cgroups, overlay mount, network), and
- * a rootless container's slirp4netns or pasta left running when nothing runs the container.
+ * containers whose monitor did not clean up (runtime state, cgroups, overlay mount, network),
+ * starts that died after the runtime made the process but before state.json (undone: the
+ * container stays Created), and a rootless container's slirp4netns or pasta left running when
+ * nothing runs the container.
  * Returns the ids it cleaned.
  */
 export async function recover(ctx: EngineContext): Promise<string[]> {
@@ -60,6 +62,25 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
       r = store.load(id);
       st = status(ctx, id);
     } catch {
+      continue;
+    }
+    if (st.status === "created" && rt(ctx, id).store.exists(id)) {
+      // The runtime has a process for a container the engine never recorded as started: a start
+      // whose pivot died before state.json (it holds the lock until then, so a free lock means
+      // that). Undone as a failed start is: the process killed, cgroups, network and mount
+      // released; it stays Created.
+      const undone = await store
+        .withLock(
+          id,
+          async () => {
+            if (store.runState(id) || !rt(ctx, id).store.exists(id)) return false;
+            await cleanupLocked(ctx, id, { keepOnFailure: true });
+            return true;
+          },
+          100,
+        )
+        .catch(() => false);
+      if (undone) cleaned.push(id);
       continue;
     }
     if (st.status !== "exited") continue;

@@ -21,7 +21,7 @@ import type { EngineContext } from "./context.ts";
 import { createLocked, newContainerId } from "./create.ts";
 import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
-import { cleanup, cleanupLocked, remove, wait } from "./lifecycle.ts";
+import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
 import {
   beginManualStart,
@@ -174,8 +174,11 @@ export async function startAttached(
   stdio: "pipe" | "inherit" | "ignore" = "pipe",
 ): Promise<ContainerHandle> {
   const id = ctx.containers.resolveId(ref);
-  const r = await ctx.containers.withLock(id, () => prepareStart(ctx, id));
-  return runPrepared(ctx, id, r, stdio);
+  // The lock is held until state.json says who runs the container (runPrepared): a start that
+  // dies before that leaves a free lock, which recovery takes to undo it.
+  return ctx.containers.withLock(id, async () =>
+    runPrepared(ctx, id, await prepareStart(ctx, id), stdio),
+  );
 }
 
 /**
@@ -191,10 +194,14 @@ export async function runAttached(
 ): Promise<ContainerHandle> {
   checkRestartOptions(options, ctx.conmonPath !== null);
   const id = newContainerId();
-  const r = await ctx.containers.withLock(id, async () =>
-    prepareStart(ctx, id, false, await createLocked(ctx, options, id)),
+  return ctx.containers.withLock(id, async () =>
+    runPrepared(
+      ctx,
+      id,
+      await prepareStart(ctx, id, false, await createLocked(ctx, options, id)),
+      stdio,
+    ),
   );
-  return runPrepared(ctx, id, r, stdio);
 }
 
 /**
@@ -219,6 +226,16 @@ function recordExit(ctx: EngineContext, id: string, code: number): boolean {
   }
 }
 
+/** A start that failed before the container ran, undone under the lock its caller holds. */
+async function undoStart(ctx: EngineContext, id: string, r: ContainerRecord): Promise<void> {
+  await cleanupLocked(ctx, id, { keepOnFailure: true }).catch(() => {});
+  if (r.options.autoRemove) await removeLocked(ctx, id, { force: true }).catch(() => {});
+}
+
+/**
+ * Runs a prepared container with this process as its monitor; called with the container's lock
+ * held, it returns once state.json is written (or the start failed), and the lock can go.
+ */
 async function runPrepared(
   ctx: EngineContext,
   id: string,
@@ -242,8 +259,7 @@ async function runPrepared(
       tty = await openConsole(ctx, id, runId, stdio, wantStdin);
     } catch (err) {
       log.close();
-      await cleanup(ctx, id, { keepOnFailure: true }).catch(() => {});
-      if (r.options.autoRemove) await remove(ctx, id, { force: true }).catch(() => {});
+      await undoStart(ctx, id, r);
       throw err;
     }
     streamsDone = wireConsole(tty, stdinStream, outs.stdout, log);
@@ -335,8 +351,7 @@ async function runPrepared(
   try {
     await Promise.race([startedP, exited]);
   } catch (err) {
-    await cleanup(ctx, id, { keepOnFailure: true }).catch(() => {});
-    if (r.options.autoRemove) await remove(ctx, id, { force: true }).catch(() => {});
+    await undoStart(ctx, id, r);
     throw err;
   }
   exited.catch(() => {});

@@ -15,7 +15,7 @@ import {
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
-import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli, RUNTIME_CLI } from "../helpers.ts";
 
 const hasConmon = findConmon() !== null;
 
@@ -258,6 +258,102 @@ describe.skipIf(!isRoot || !hasConmon)("engine: state that is never lost", () =>
     expect(readdirSync(join(t.root, "names"))).toEqual([]);
     // conmon's attach-socket links, left by the killed monitors, went with their containers.
     expect(readdirSync(join(t.root, "run", "socket"))).toEqual([]);
+  }, 120_000);
+
+  test("a start that died after the runtime made the process, before state.json: ps undoes it, the container stays Created", async () => {
+    // What such a start leaves, made deterministically: a created container whose process the
+    // runtime created and started (as conmon or the attached run does), no state.json of the
+    // engine's beside it, and its lock free (the dead starter's).
+    const id = pivot(["create", "--name", "halfway", IMAGE, "sleep", "300"]).stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const runtimeRoot = join(t.root, "run", "runtime");
+    const bundle = join(t.root, "containers", id);
+    let pid = 0;
+    try {
+      for (const args of [
+        ["create", "--bundle", bundle, id],
+        ["start", id],
+      ]) {
+        const r = spawnSync(BUN, [RUNTIME_CLI, "--root", runtimeRoot, ...args], {
+          stdio: "ignore",
+          timeout: 30_000,
+        });
+        expect(r.status).toBe(0);
+      }
+      pid = (
+        JSON.parse(
+          spawnSync(BUN, [RUNTIME_CLI, "--root", runtimeRoot, "state", id], { encoding: "utf8" })
+            .stdout,
+        ) as { pid: number }
+      ).pid;
+      expect(existsSync(`/proc/${pid}`)).toBe(true);
+      expect(cgroupDirsOf(id).length).toBeGreaterThan(0);
+
+      const ps = pivot(["ps", "-a"]).stdout;
+      expect(ps).toMatch(/Created +halfway\n/);
+      for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await Bun.sleep(20);
+      expect(existsSync(`/proc/${pid}`)).toBe(false);
+      expect(existsSync(join(runtimeRoot, id))).toBe(false);
+      expect(cgroupDirsOf(id)).toEqual([]);
+      expect(mountsUnder(bundle)).toEqual([]);
+      // And it starts as any created container does.
+      expect(pivot(["start", "halfway"]).status).toBe(0);
+      expect(pivot(["ps", "-q", "--no-trunc"]).stdout).toBe(`${id}\n`);
+    } finally {
+      expect(pivot(["rm", "-f", "halfway"]).status).toBe(0);
+    }
+    expect(mountsUnder(bundle)).toEqual([]);
+    expect(cgroupDirsOf(id)).toEqual([]);
+  }, 60_000);
+
+  test("an attached start in that same window, alive (stopped there), is left alone by ps", async () => {
+    // The attached pivot is stopped (SIGSTOP) while the runtime has the process and state.json
+    // is not written yet; it holds the container's lock, so ps must not take it for a dead start.
+    const runtimeRoot = join(t.root, "run", "runtime");
+    const containers = join(t.root, "containers");
+    const list = () => (existsSync(containers) ? readdirSync(containers) : []);
+    const existing = new Set(list());
+    let caught = false;
+    for (let attempt = 0; attempt < 5 && !caught; attempt++) {
+      const name = `window${attempt}`;
+      let pid = 0;
+      const run = pivotAsync(
+        ["run", "--name", name, IMAGE, "sh", "-c", "sleep 1; echo done"],
+        (p) => {
+          pid = p;
+        },
+      );
+      let id = "";
+      for (let i = 0; i < 5000 && !caught; i++) {
+        id ||= list().find((d) => !existing.has(d) && /^[0-9a-f]{64}$/.test(d)) ?? "";
+        if (
+          id &&
+          existsSync(join(runtimeRoot, id, "state.json")) &&
+          !existsSync(join(containers, id, "state.json"))
+        ) {
+          process.kill(pid, "SIGSTOP");
+          // Still in the window once stopped: state.json was not written meanwhile.
+          caught = !existsSync(join(containers, id, "state.json"));
+          if (!caught) process.kill(pid, "SIGCONT");
+          break;
+        }
+        Bun.sleepSync(1);
+      }
+      if (caught) {
+        try {
+          expect(pivot(["ps", "-a"]).status).toBe(0);
+          expect(existsSync(join(runtimeRoot, id))).toBe(true);
+        } finally {
+          process.kill(pid, "SIGCONT");
+        }
+      }
+      const r = await run;
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe("done\n");
+      if (id) existing.add(id);
+      expect(pivot(["rm", "-f", name]).status).toBe(0);
+    }
+    expect(caught).toBe(true);
   }, 120_000);
 
   test("a simulated reboot: overlay unmounted, runtime state gone; ps -a tells the truth, start and rm work", async () => {
