@@ -173,9 +173,10 @@ export class ContainerStore {
     return readJson<RunState>(join(this.dir(id), "state.json"));
   }
 
-  exitCode(id: string): number | null {
+  /** The recorded exit code; `dir` reads it from a container directory moved aside for removal. */
+  exitCode(id: string, dir = this.dir(id)): number | null {
     try {
-      const text = readFileSync(join(this.dir(id), "exit"), "utf8").trim();
+      const text = readFileSync(join(dir, "exit"), "utf8").trim();
       return text === "" ? null : Number(text);
     } catch {
       return null;

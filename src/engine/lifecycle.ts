@@ -227,13 +227,15 @@ export async function removeLocked(
   );
   ctx.trace?.mark("engine: root filesystem unmounted");
   const gone = join(ctx.containers.containersDir, `.removing-${id}`);
-  ctx.containers.keepExitCode(id, options.exitCode);
   try {
     renameSync(ctx.containers.dir(id), gone);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // removed meanwhile
     throw err;
   }
+  // Kept for `wait` after the rename: an exit file its monitor wrote before came along; one it
+  // writes after fails (the directory is gone), and that monitor keeps the code itself.
+  ctx.containers.keepExitCode(id, options.exitCode ?? ctx.containers.exitCode(id, gone));
   ctx.containers.releaseName(r.name, id);
   rmSync(gone, { recursive: true, force: true });
   // conmon's link to the attach socket, which it removes only when it exits normally.
