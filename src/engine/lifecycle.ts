@@ -61,6 +61,11 @@ export async function cleanupLocked(
     });
     return;
   }
+  await releaseRun(ctx, id, r);
+}
+
+/** What a run holds once its runtime state is gone: cgroups, network, the overlay mount. */
+async function releaseRun(ctx: EngineContext, id: string, r: ContainerRecord): Promise<void> {
   releaseCgroups(ctx, id);
   await disconnectNetwork(ctx, r);
   ctx.trace?.mark("engine: cgroups and network released");
@@ -218,14 +223,8 @@ export async function removeLocked(
   }
   const runtime = rt(ctx, id, r);
   if (runtime.store.exists(id)) await runtime.delete(id, true).catch(() => {});
-  releaseCgroups(ctx, id);
-  await disconnectNetwork(ctx, r);
-  ctx.trace?.mark("engine: cgroups and network released");
   // Conmon, if alive, writes the exit file and runs cleanup; the directory goes regardless.
-  await unmountOverlay(r.overlay.target).catch(() =>
-    unmountOverlay(r.overlay.target, { lazy: true }),
-  );
-  ctx.trace?.mark("engine: root filesystem unmounted");
+  await releaseRun(ctx, id, r);
   const gone = join(ctx.containers.containersDir, `.removing-${id}`);
   try {
     renameSync(ctx.containers.dir(id), gone);
