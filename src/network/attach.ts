@@ -178,6 +178,7 @@ export class NetworkManager {
     this.firewall = new Firewall(
       this.settings.chainPrefix,
       join(this.settings.runDir, "firewall-before.json"),
+      join(this.settings.runDir, "firewall-state.json"),
     );
     this.warn = warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
   }
@@ -244,8 +245,7 @@ export class NetworkManager {
     return this.locked(async () => {
       const def = await this.store.define(name, options, name === this.settings.defaultNetwork);
       this.store.save(def);
-      if (this.all().some((r) => r.attachments.length > 0))
-        await this.firewall.sync(this.store.list());
+      await this.syncFirewall(this.all()); // the isolation covers the new network too
       return def;
     });
   }
@@ -411,11 +411,10 @@ export class NetworkManager {
         pid: process.pid,
         aliases: options.aliases ?? [],
         ports,
-        conflist: this.store.conflist(def),
+        // portmap only with ports: without any it has nothing to do, but its DEL runs iptables.
+        conflist: this.store.conflist(def, ports.length > 0),
       };
       if (options.ip) attachment.staticIP = options.ip;
-      if (!this.all().some((r) => r.attachments.length > 0)) await this.firewall.recordBefore();
-      await this.firewall.sync(this.store.list());
       record.attachments.push(attachment);
       this.save(record);
       try {
@@ -492,12 +491,11 @@ export class NetworkManager {
           networks.push(a.networkId);
           await this.detachLocked(record, a);
         }
-        if (record.ownNetns) await removeNetns(record.netns);
-      } else {
-        await removeNetns(this.netnsPath(id));
       }
+      const netns = !record ? this.netnsPath(id) : record.ownNetns ? record.netns : null;
       rmSync(this.recordPath(id), { force: true });
-      await this.afterChange(networks);
+      // Independent once DEL is done: the namespace's unmount and the rules and hosts files.
+      await Promise.all([netns ? removeNetns(netns) : null, this.afterChange(networks)]);
     });
   }
 
@@ -534,7 +532,7 @@ export class NetworkManager {
       for (const f of files) {
         if (!this.load(f)) await removeNetns(join(dir, f));
       }
-      await this.afterChange(touched);
+      await this.afterChange(touched, false, true);
     });
   }
 
@@ -577,19 +575,28 @@ export class NetworkManager {
   }
 
   /**
-   * After attachments changed: refresh hosts files of the affected networks and the isolation
-   * rules. When a network goes (`gc`) and no container is left anywhere, Pivot's chains and
-   * the plugins' idle shared chains go too. Not on every container removal: that cleanup costs
-   * ~300 ms of iptables calls, which the next container start would pay again to recreate them.
+   * After attachments changed: refresh hosts files of the affected networks and Pivot's rules
+   * (a network's rules come with its first container and go with its last; Pivot's chains go
+   * with the last container anywhere). When a network goes (`gc`) and no container is left
+   * anywhere, the plugins' idle shared chains and the nftables tables go too. Not on every
+   * container removal: that cleanup costs ~300 ms of iptables calls, which the next container
+   * start would pay again to recreate them. VERIFY: see Firewall.sync.
    */
-  private async afterChange(networkIds: string[], gc = false): Promise<void> {
+  private async afterChange(networkIds: string[], gc = false, verify = false): Promise<void> {
     const all = this.all();
     const ids = new Set(networkIds);
     for (const r of all) {
       if (r.hostsPath && r.attachments.some((a) => ids.has(a.networkId))) this.writeHosts(r, all);
     }
-    if (all.some((r) => r.attachments.length > 0)) await this.firewall.sync(this.store.list());
-    else if (gc) await this.firewall.cleanup();
+    const active = await this.syncFirewall(all, verify);
+    if (active.size === 0 && gc) await this.firewall.cleanup();
+  }
+
+  /** Pivot's rules for the networks that have containers now; returns those networks' ids. */
+  private async syncFirewall(all: SandboxRecord[], verify = false): Promise<Set<string>> {
+    const active = new Set(all.flatMap((r) => r.attachments.map((a) => a.networkId)));
+    await this.firewall.sync(this.store.list(), active, { verify });
+    return active;
   }
 
   /** Removes Pivot's chains and idle CNI chains now if no container is on any network. */

@@ -1,8 +1,12 @@
-// iptables rules Pivot owns (isolation between networks), and removing what the CNI plugins
-// leave behind once nobody uses it: the plugins delete their per-container rules on DEL, but
-// keep their shared chains (CNI-FORWARD, CNI-HOSTPORT-*) forever, and iptables-nft keeps the
-// nftables tables it created. Pivot removes those only when they are empty.
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+// iptables rules Pivot owns, and removing what the CNI plugins leave behind once nobody uses it.
+// Pivot's own: per network with containers, the outbound masquerade and the forward accepts
+// (Docker's way: one rule per network, not the plugins' per-container chains), and the isolation
+// between networks; written in one iptables-restore batch, only when they change, and removed
+// with the last container. The plugins (portmap; the bridge and firewall plugins of attachments
+// made before Pivot did this itself) keep their shared chains (CNI-FORWARD, CNI-HOSTPORT-*)
+// forever, and iptables-nft keeps the nftables tables it created: Pivot removes those only when
+// they are empty.
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { execTool, HostCommandError, mustExec } from "./exec.ts";
 import type { NetworkDef } from "./networks.ts";
 
@@ -48,6 +52,66 @@ export function isolationRules(chainPrefix: string, networks: NetworkDef[]): str
   for (const n of networks) lines.push(`-A ${c2} -o ${n.bridge} -j DROP`);
   lines.push("COMMIT", "");
   return lines.join("\n");
+}
+
+/** The chains Pivot owns, by table: PREFIX-FORWARD and the isolation pair; PREFIX-POSTROUTING. */
+export function ownChains(chainPrefix: string): { filter: string[]; nat: string[] } {
+  return {
+    filter: [`${chainPrefix}-FORWARD`, `${chainPrefix}-ISOLATION`, `${chainPrefix}-ISOLATION-2`],
+    nat: [`${chainPrefix}-POSTROUTING`],
+  };
+}
+
+/**
+ * Pivot's rules while containers are on networks, as an iptables-restore --noflush input (a
+ * chain declared there is flushed, so the batch replaces the chains' contents atomically).
+ * Isolation covers every network, as before; networks in ACTIVE (those with containers) get
+ * the forward accepts the firewall plugin gave each container (out of the bridge: any; into it:
+ * replies), and, unless internal, the masquerade the bridge plugin's ipMasq gave each container
+ * (from the subnet, leaving by another interface, not multicast). Then the jumps from
+ * FORWARD (first, as the firewall plugin's) and POSTROUTING (appended, as the bridge plugin's)
+ * that JUMPS says are missing.
+ */
+export function firewallRules(
+  chainPrefix: string,
+  networks: NetworkDef[],
+  active: ReadonlySet<string>,
+  jumps: { forward: boolean; postrouting: boolean },
+): string {
+  const [fwd, c1, c2] = ownChains(chainPrefix).filter as [string, string, string];
+  const post = ownChains(chainPrefix).nat[0]!;
+  const used = networks.filter((n) => active.has(n.id));
+  const iso = isolationRules(chainPrefix, networks).split("\n");
+  const lines = ["*filter", `:${fwd} - [0:0]`, ...iso.slice(1, 3), `-A ${fwd} -j ${c1}`];
+  for (const n of used) {
+    lines.push(`-A ${fwd} -o ${n.bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+    lines.push(`-A ${fwd} -i ${n.bridge} -j ACCEPT`);
+  }
+  lines.push(...iso.filter((l) => l.startsWith(`-A ${c1} `) || l.startsWith(`-A ${c2} `)));
+  if (jumps.forward) lines.push(`-I FORWARD -j ${fwd}`);
+  lines.push("COMMIT", "*nat", `:${post} - [0:0]`);
+  for (const n of used.filter((n) => !n.internal))
+    lines.push(`-A ${post} -s ${n.subnet} ! -d 224.0.0.0/4 ! -o ${n.bridge} -j MASQUERADE`);
+  if (jumps.postrouting) lines.push(`-A POSTROUTING -j ${post}`);
+  lines.push("COMMIT", "");
+  return lines.join("\n");
+}
+
+/** Removes the jumps to Pivot's chains and the chains, as one iptables-restore --noflush input. */
+export function removalRules(chainPrefix: string): string {
+  const own = ownChains(chainPrefix);
+  const table = (name: string, hook: string, chains: string[]) => [
+    `*${name}`,
+    `-D ${hook} -j ${chains[0]}`,
+    ...chains.map((c) => `:${c} - [0:0]`),
+    ...chains.map((c) => `-X ${c}`),
+    "COMMIT",
+  ];
+  return [
+    ...table("filter", "FORWARD", own.filter),
+    ...table("nat", "POSTROUTING", own.nat),
+    "",
+  ].join("\n");
 }
 
 async function ipt(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
@@ -148,6 +212,14 @@ async function nftTableIsEmpty(t: NftTable): Promise<boolean> {
   return true;
 }
 
+/** What Pivot last installed (absent: unknown, e.g. after a crash mid-write: looked up). */
+interface FirewallState {
+  /** Whether the chains and the jumps to them exist. */
+  installed: boolean;
+  /** The batch that filled them (without the jumps). */
+  rules: string;
+}
+
 export class Firewall {
   readonly chain: string;
   readonly chain2: string;
@@ -156,6 +228,8 @@ export class Firewall {
     readonly chainPrefix: string,
     /** Where the tables that existed before Pivot's first rule are recorded. */
     private readonly beforeFile: string,
+    /** Where what Pivot installed is recorded, so that an unchanged set of rules costs nothing. */
+    private readonly stateFile: string,
   ) {
     this.chain = `${chainPrefix}-ISOLATION`;
     this.chain2 = `${chainPrefix}-ISOLATION-2`;
@@ -171,13 +245,76 @@ export class Firewall {
     writeFileSync(this.beforeFile, `${JSON.stringify({ tables })}\n`);
   }
 
-  /** Writes the isolation chains for NETWORKS (atomically: one iptables-restore transaction). */
-  async sync(networks: NetworkDef[]): Promise<void> {
+  private readState(): FirewallState | null {
+    try {
+      const s = JSON.parse(readFileSync(this.stateFile, "utf8")) as FirewallState;
+      return typeof s.installed === "boolean" && typeof s.rules === "string" ? s : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private writeState(s: FirewallState): void {
+    const tmp = `${this.stateFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(s)}\n`);
+    renameSync(tmp, this.stateFile);
+  }
+
+  /**
+   * Makes Pivot's rules those for NETWORKS with containers on the networks in ACTIVE: one
+   * iptables-restore transaction when they differ from what was installed, nothing when they
+   * do not; with ACTIVE empty, the chains and the jumps to them go. VERIFY looks at the host's
+   * rules instead of trusting the record (for recovery: someone may have flushed them).
+   */
+  async sync(
+    networks: NetworkDef[],
+    active: ReadonlySet<string>,
+    options: { verify?: boolean } = {},
+  ): Promise<void> {
+    const state = options.verify ? null : this.readState();
+    if (active.size === 0) {
+      if (state && !state.installed) return;
+      // Unknown while the batch runs: a crash then leaves the next sync to look.
+      rmSync(this.stateFile, { force: true });
+      const r = await execTool(
+        "iptables-restore",
+        ["-w", "--noflush"],
+        removalRules(this.chainPrefix),
+      );
+      // Some of it was missing, or another chain jumps to one of ours: one chain at a time.
+      if (r.status !== 0) await this.removeOwnChains();
+      this.writeState({ installed: false, rules: "" });
+      return;
+    }
+    const rules = firewallRules(this.chainPrefix, networks, active, {
+      forward: false,
+      postrouting: false,
+    });
+    if (state?.installed && state.rules === rules) return;
+    let jumps = { forward: true, postrouting: true };
+    if (state?.installed) jumps = { forward: false, postrouting: false };
+    else if (!state) {
+      const own = ownChains(this.chainPrefix);
+      const all = (await mustExec("iptables-save", [])).split("\n");
+      jumps = {
+        forward: !all.includes(`-A FORWARD -j ${own.filter[0]}`),
+        postrouting: !all.includes(`-A POSTROUTING -j ${own.nat[0]}`),
+      };
+    }
+    if (!state?.installed) await this.recordBefore();
     await mustExec(
       "iptables-restore",
       ["-w", "--noflush"],
-      isolationRules(this.chainPrefix, networks),
+      firewallRules(this.chainPrefix, networks, active, jumps),
     );
+    this.writeState({ installed: true, rules });
+  }
+
+  /** Removes Pivot's chains one by one with every jump to them, whichever of them exist. */
+  private async removeOwnChains(): Promise<void> {
+    const own = ownChains(this.chainPrefix);
+    for (const c of own.filter) await deleteChain("filter", c);
+    for (const c of own.nat) await deleteChain("nat", c);
   }
 
   /**
@@ -186,8 +323,9 @@ export class Firewall {
    * are empty now.
    */
   async cleanup(): Promise<void> {
-    await deleteChain("filter", this.chain);
-    await deleteChain("filter", this.chain2);
+    rmSync(this.stateFile, { force: true });
+    await this.removeOwnChains();
+    this.writeState({ installed: false, rules: "" });
 
     // The firewall plugin: once its containers are gone, CNI-FORWARD holds only jumps to admin
     // chains; those that are empty go (an empty admin chain changes nothing), then CNI-FORWARD

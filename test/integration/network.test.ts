@@ -3,12 +3,13 @@
 // loopback and to these containers. Everything is removed afterwards, and the host's links,
 // addresses, routes and firewall rules are compared with what they were before.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { NetworkManager } from "../../src/network/attach.ts";
+import { createNetns, removeNetns } from "../../src/network/netns.ts";
 import type { NetworkSettings } from "../../src/network/networks.ts";
 import {
   freeHostPort,
@@ -216,7 +217,7 @@ describe("networks", () => {
     const d = manager.inspectNetwork(`pvt${tag}`);
     expect(d.default).toBe(true);
     expect(new Set([a.subnet, b.subnet, d.subnet]).size).toBe(3);
-    expect(a.conflist.plugins.map((p) => p.type)).toEqual(["bridge", "portmap", "firewall"]);
+    expect(a.conflist.plugins.map((p) => p.type)).toEqual(["bridge", "portmap"]);
     expect(manager.listNetworks().map((n) => n.name)).toContain(NET_B);
     await expect(manager.createNetwork(NET_A)).rejects.toThrow("already exists");
     await expect(manager.createNetwork(`pvt${tag}-c`, { subnet: a.subnet })).rejects.toThrow(
@@ -391,10 +392,14 @@ describe("containers", () => {
     const id = nextId("crash");
     const fake = join(work, "cni-crash");
     mkdirSync(fake);
-    for (const p of ["bridge", "host-local", "portmap", "loopback"])
+    for (const p of ["bridge", "host-local", "loopback"])
       symlinkSync(`/usr/lib/cni/${p}`, join(fake, p));
-    // The firewall plugin runs last: this one kills the pivot process that ran it.
-    writeFileSync(join(fake, "firewall"), "#!/bin/sh\nkill -9 $PPID\nsleep 5\n", { mode: 0o755 });
+    // portmap runs last: this one does its work, then kills the pivot process that ran it.
+    writeFileSync(
+      join(fake, "portmap"),
+      "#!/bin/sh\n/usr/lib/cni/portmap >/dev/null\nkill -9 $PPID\nsleep 5\n",
+      { mode: 0o755 },
+    );
     const r = spawnSync(
       BUN,
       [
@@ -406,7 +411,7 @@ describe("containers", () => {
       { encoding: "utf8" },
     );
     expect(r.signal).toBe("SIGKILL");
-    // Left behind: a veth on the bridge, an address, NAT and port rules.
+    // Left behind: a veth on the bridge, an address, port rules.
     const leftovers = spawnSync("iptables-save", ["-t", "nat"], { encoding: "utf8" }).stdout;
     expect(leftovers).toContain(`id: \\"${id}\\"`);
     // The next connect of that container undoes the half-done one first.
@@ -468,8 +473,8 @@ describe("containers", () => {
     expect(routes.stdout).not.toContain("default");
     expect(routes.stdout).toContain(manager.inspectNetwork(internal).subnet);
     const nat = spawnSync("iptables-save", ["-t", "nat"], { encoding: "utf8" }).stdout;
-    expect(nat).not.toContain(`-s ${sb.ips[internal]}/32`);
-    expect(nat).toContain(`-s ${a.ip}/32`); // the non-internal one is masqueraded
+    expect(nat).not.toContain(`-s ${manager.inspectNetwork(internal).subnet} `);
+    expect(nat).toContain(`-s ${subnet} `); // the non-internal one is masqueraded
 
     // prune removes networks nobody uses, and only those.
     const spare = `pvt${tag}-spare`;
@@ -487,11 +492,113 @@ describe("containers", () => {
   }, 60_000);
 });
 
+describe("Pivot's rules per network", () => {
+  test("a network's rules come with its first container and go with its last", async () => {
+    const net = `pvt${tag}-c`;
+    const bridge = `pvt${tag}c`;
+    await manager.createNetwork(net, { bridge });
+    const subnet = manager.inspectNetwork(net).subnet;
+    const masq = `-A PVT${tag}-POSTROUTING -s ${subnet} ! -d 224.0.0.0/4 ! -o ${bridge} -j MASQUERADE`;
+    const accept = `-A PVT${tag}-FORWARD -i ${bridge} -j ACCEPT`;
+    const save = () => hostOutput("iptables-save", []);
+    expect(save()).not.toContain(masq);
+    const one = nextId("first");
+    await sandbox(one, [{ name: net }]);
+    expect(save()).toContain(masq);
+    expect(save()).toContain(accept);
+    expect(save()).toContain(`-A FORWARD -j PVT${tag}-FORWARD`);
+    const two = nextId("second");
+    await sandbox(two, [{ name: net }]);
+    await manager.removeSandbox(one);
+    expect(save()).toContain(masq);
+    await manager.removeSandbox(two);
+    expect(save()).not.toContain(masq);
+    expect(save()).not.toContain(accept);
+    // Isolation still covers the network without containers.
+    expect(save()).toContain(`-A PVT${tag}-ISOLATION-2 -o ${bridge} -j DROP`);
+    await manager.removeNetwork(net);
+    expect(save()).not.toContain(bridge);
+  }, 60_000);
+
+  test("portmap runs only for a container that publishes ports", async () => {
+    const fake = join(work, "cni-log");
+    mkdirSync(fake);
+    for (const p of ["bridge", "host-local", "loopback"])
+      symlinkSync(`/usr/lib/cni/${p}`, join(fake, p));
+    const log = join(work, "portmap.log");
+    writeFileSync(log, "");
+    writeFileSync(
+      join(fake, "portmap"),
+      `#!/bin/sh\necho "$CNI_COMMAND $CNI_CONTAINERID" >> ${log}\nexec /usr/lib/cni/portmap\n`,
+      { mode: 0o755 },
+    );
+    const logged = new NetworkManager({ ...settings, cniPath: [fake] });
+    const plain = nextId("noports");
+    await logged.createSandbox(plain);
+    await logged.connect(plain, NET_A);
+    await logged.removeSandbox(plain);
+    expect(readFileSync(log, "utf8")).toBe("");
+    const pub = nextId("ports");
+    await logged.createSandbox(pub);
+    const port = await freeHostPort("tcp", "127.0.0.1");
+    await logged.connect(pub, NET_A, {
+      ports: [{ hostIP: "127.0.0.1", hostPort: port, containerPort: 80, protocol: "tcp" }],
+    });
+    await logged.removeSandbox(pub);
+    expect(readFileSync(log, "utf8")).toBe(`ADD ${pub}\nDEL ${pub}\n`);
+  }, 60_000);
+
+  test("traffic leaving the network is masqueraded (to a namespace of this test)", async () => {
+    // "outside": a namespace behind a veth of the host's, 10.213.250.0/30, routed, not bridged.
+    const outside = join(work, "outside-netns");
+    const hostIf = `pvt${tag}o`;
+    await createNetns(outside);
+    let server: ChildProcess | null = null;
+    try {
+      const ip = (args: string[]) => {
+        const r = spawnSync("ip", args, { encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr}`);
+      };
+      const inside = (args: string[]) => {
+        const r = spawnSync("nsenter", [`--net=${outside}`, "ip", ...args], { encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`ip ${args.join(" ")} in ${outside}: ${r.stderr}`);
+      };
+      // No route back to the containers' subnet: only a masqueraded connection gets an answer.
+      const code = `require("net").createServer((s)=>s.end(s.remoteAddress+"\\n")).listen(5003,"0.0.0.0",()=>console.log("up"))`;
+      server = spawn("nsenter", [`--net=${outside}`, BUN, "-e", code], { stdio: "pipe" });
+      await new Promise<void>((resolve, reject) => {
+        server!.stdout!.once("data", () => resolve());
+        server!.once("exit", (c) => reject(new Error(`the outside server exited (${c})`)));
+      });
+      // The peer goes into the namespace by the pid of the server in it (nsenter execs bun).
+      ip(["link", "add", hostIf, "type", "veth", "peer", "name", `${hostIf}x`]);
+      ip(["link", "set", `${hostIf}x`, "netns", String(server.pid)]);
+      ip(["addr", "add", "10.213.250.1/30", "dev", hostIf]);
+      ip(["link", "set", hostIf, "up"]);
+      inside(["addr", "add", "10.213.250.2/30", "dev", `${hostIf}x`]);
+      inside(["link", "set", `${hostIf}x`, "up"]);
+      const id = nextId("out");
+      const sb = await sandbox(id, [{ name: NET_A }]);
+      const r = runOnce(nextId("nc"), sh("timeout 5 nc 10.213.250.2 5003"), sb);
+      expect(r.stdout.trim()).toBe("10.213.250.1");
+      await manager.removeSandbox(id);
+    } finally {
+      server?.kill("SIGKILL");
+      spawnSync("ip", ["link", "del", hostIf]);
+      await removeNetns(outside);
+    }
+  }, 60_000);
+});
+
 describe("cleanup", () => {
   test("network rm is refused while in use; afterwards nothing is left on the host", async () => {
     const id = nextId("last");
     await sandbox(id, [{ name: NET_B }]);
     await expect(manager.removeNetwork(NET_B)).rejects.toThrow(/is in use by .*last/);
+    // The last container gone: none of Pivot's chains or rules are left, networks or not.
+    cleanupRoot(root);
+    for (const sid of manager.sandboxes()) await manager.removeSandbox(sid);
+    expect(hostOutput("iptables-save", [])).not.toContain(`PVT${tag}`);
     await removeEverything();
     expect(manager.listNetworks()).toEqual([]);
     expect(readdirSync(join(work, "run", "netns"))).toEqual([]);

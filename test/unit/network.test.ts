@@ -1,7 +1,12 @@
 // Networking units: port specs, subnets, hosts/resolv.conf, isolation rules, CNI configs.
 import { describe, expect, test } from "bun:test";
 import { hostsContent, parseAddHost, resolvConfContent } from "../../src/network/dnsfiles.ts";
-import { isolationRules, splitRule } from "../../src/network/firewall.ts";
+import {
+  firewallRules,
+  isolationRules,
+  removalRules,
+  splitRule,
+} from "../../src/network/firewall.ts";
 import {
   formatSubnet4,
   mustParseSubnet4,
@@ -133,6 +138,63 @@ describe("iptables", () => {
     ]);
   });
 
+  test("per network with containers: forward accepts, masquerade unless internal; jumps if missing", () => {
+    const a = { ...net("a", "pv-a"), id: "ida" };
+    const b = { ...net("b", "pv-b", true), id: "idb", subnet: "172.31.6.0/24" };
+    const c = { ...net("c", "pv-c"), id: "idc", subnet: "172.31.7.0/24" };
+    const text = firewallRules("PIVOT", [a, b, c], new Set(["ida", "idb"]), {
+      forward: true,
+      postrouting: false,
+    });
+    expect(text.split("\n")).toEqual([
+      "*filter",
+      ":PIVOT-FORWARD - [0:0]",
+      ":PIVOT-ISOLATION - [0:0]",
+      ":PIVOT-ISOLATION-2 - [0:0]",
+      "-A PIVOT-FORWARD -j PIVOT-ISOLATION",
+      "-A PIVOT-FORWARD -o pv-a -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-A PIVOT-FORWARD -i pv-a -j ACCEPT",
+      "-A PIVOT-FORWARD -o pv-b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-A PIVOT-FORWARD -i pv-b -j ACCEPT",
+      // Isolation covers every network, with containers or not.
+      "-A PIVOT-ISOLATION -i pv-b ! -o pv-b -j DROP",
+      "-A PIVOT-ISOLATION -o pv-b ! -i pv-b -j DROP",
+      "-A PIVOT-ISOLATION -i pv-a ! -o pv-a -j PIVOT-ISOLATION-2",
+      "-A PIVOT-ISOLATION -i pv-b ! -o pv-b -j PIVOT-ISOLATION-2",
+      "-A PIVOT-ISOLATION -i pv-c ! -o pv-c -j PIVOT-ISOLATION-2",
+      "-A PIVOT-ISOLATION-2 -o pv-a -j DROP",
+      "-A PIVOT-ISOLATION-2 -o pv-b -j DROP",
+      "-A PIVOT-ISOLATION-2 -o pv-c -j DROP",
+      "-I FORWARD -j PIVOT-FORWARD",
+      "COMMIT",
+      "*nat",
+      ":PIVOT-POSTROUTING - [0:0]",
+      "-A PIVOT-POSTROUTING -s 172.31.5.0/24 ! -d 224.0.0.0/4 ! -o pv-a -j MASQUERADE",
+      "COMMIT",
+      "",
+    ]);
+  });
+
+  test("removal: the jumps, then the chains, both tables", () => {
+    expect(removalRules("PIVOT").split("\n")).toEqual([
+      "*filter",
+      "-D FORWARD -j PIVOT-FORWARD",
+      ":PIVOT-FORWARD - [0:0]",
+      ":PIVOT-ISOLATION - [0:0]",
+      ":PIVOT-ISOLATION-2 - [0:0]",
+      "-X PIVOT-FORWARD",
+      "-X PIVOT-ISOLATION",
+      "-X PIVOT-ISOLATION-2",
+      "COMMIT",
+      "*nat",
+      "-D POSTROUTING -j PIVOT-POSTROUTING",
+      ":PIVOT-POSTROUTING - [0:0]",
+      "-X PIVOT-POSTROUTING",
+      "COMMIT",
+      "",
+    ]);
+  });
+
   test("splitRule undoes iptables -S quoting", () => {
     expect(
       splitRule(
@@ -156,14 +218,14 @@ describe("iptables", () => {
 describe("CNI configuration of a network", () => {
   const store = new NetworkStore({ ...DEFAULT_SETTINGS, runDir: "/run/pivot-x" });
 
-  test("bridge with host-local, portmap, firewall with Pivot's admin chain", () => {
+  test("bridge with host-local, portmap; no per-container masquerade or firewall plugin", () => {
     const list = store.conflist({ ...net("a", "pv-a"), mtu: 1400 });
     expect(list.name).toBe("a");
-    expect(list.plugins.map((p) => p.type)).toEqual(["bridge", "portmap", "firewall"]);
+    expect(list.plugins.map((p) => p.type)).toEqual(["bridge", "portmap"]);
     expect(list.plugins[0]).toMatchObject({
       bridge: "pv-a",
       isGateway: true,
-      ipMasq: true,
+      ipMasq: false,
       hairpinMode: true,
       mtu: 1400,
       ipam: {
@@ -173,7 +235,11 @@ describe("CNI configuration of a network", () => {
         dataDir: "/run/pivot-x/ipam",
       },
     });
-    expect(list.plugins[2]).toMatchObject({ iptablesAdminChainName: "PIVOT-ISOLATION" });
+  });
+
+  test("a container that publishes no port gets no portmap", () => {
+    const list = store.conflist(net("a", "pv-a"), false);
+    expect(list.plugins.map((p) => p.type)).toEqual(["bridge"]);
   });
 
   test("internal: no masquerade, no default route", () => {
