@@ -417,14 +417,22 @@ export class NetworkManager {
       if (options.ip) attachment.staticIP = options.ip;
       record.attachments.push(attachment);
       this.save(record);
-      try {
-        const result = await addNetworkList(attachment.conflist, this.rtOf(record, attachment), {
+      // The network's rules while the plugins run: neither needs the other before the
+      // container's process starts. Both settle before anything else touches either.
+      const [added, synced] = await Promise.allSettled([
+        addNetworkList(attachment.conflist, this.rtOf(record, attachment), {
           cniPath: this.settings.cniPath,
           onResult: (_i, r) => {
             attachment.result = r;
             this.save(record);
           },
-        });
+        }),
+        this.syncFirewall(this.all()),
+      ]);
+      try {
+        if (added.status === "rejected") throw added.reason;
+        if (synced.status === "rejected") throw synced.reason;
+        const result = added.value;
         const addr = containerAddresses(result).find((a) => a.family === 4);
         if (!addr) throw new NetworkError(`network ${def.name} gave container ${id} no address`);
         attachment.ip = addr.address;
@@ -486,16 +494,26 @@ export class NetworkManager {
     await this.locked(async () => {
       const record = this.load(id);
       const networks: string[] = [];
-      if (record) {
-        for (const a of [...record.attachments]) {
+      // The rules as they are without this container, while DEL runs: neither needs the other.
+      const rules = this.syncFirewall(this.all().filter((r) => r.id !== id));
+      try {
+        for (const a of [...(record?.attachments ?? [])]) {
           networks.push(a.networkId);
-          await this.detachLocked(record, a);
+          await this.detachLocked(record!, a);
         }
+      } catch (err) {
+        // The container is still recorded on the network whose DEL failed: its rules come back.
+        await rules.catch(() => {});
+        await this.syncFirewall(this.all()).catch((e) => this.warn((e as Error).message));
+        throw err;
       }
       const netns = !record ? this.netnsPath(id) : record.ownNetns ? record.netns : null;
       rmSync(this.recordPath(id), { force: true });
-      // Independent once DEL is done: the namespace's unmount and the rules and hosts files.
-      await Promise.all([netns ? removeNetns(netns) : null, this.afterChange(networks)]);
+      // The namespace's unmount, beside the hosts files (the rules are done by then: a no-op).
+      await Promise.all([
+        netns ? removeNetns(netns) : null,
+        rules.then(() => this.afterChange(networks)),
+      ]);
     });
   }
 
