@@ -14,6 +14,7 @@ import {
   parseArgs,
   UsageError,
 } from "./args.ts";
+import { writeErr, writeOut } from "./output.ts";
 
 const UPDATE_FLAGS: FlagSpec[] = [
   { name: "resources", aliases: ["r"], value: true },
@@ -163,7 +164,7 @@ export async function updateCommand(args: string[], runtime: Runtime): Promise<n
 }
 
 function emit(event: { type: string; id: string; data?: unknown }): void {
-  process.stdout.write(`${JSON.stringify(event)}\n`);
+  writeOut(`${JSON.stringify(event)}\n`);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -205,7 +206,7 @@ export async function eventsCommand(args: string[], runtime: Runtime): Promise<n
       try {
         emit({ type: "stats", id, data: cgroupStats(cgroup) });
       } catch (err) {
-        process.stderr.write(`pivot-runtime: events: ${(err as Error).message}\n`);
+        writeErr(`pivot-runtime: events: ${(err as Error).message}\n`);
       }
     }
   }

@@ -1,5 +1,6 @@
 // pivot ps (--filter, --format), stats, top, rename, pause/unpause, container prune, volume
 // prune: Docker's flags and output, over the Engine.
+
 import { createInterface } from "node:readline";
 import type { Engine } from "../engine/engine.ts";
 import {
@@ -18,7 +19,9 @@ import {
 } from "../engine/listing.ts";
 import type { StatsSample } from "../engine/types.ts";
 import { formatError } from "../errors.ts";
+import { tty } from "../util/lazy-require.ts";
 import { boolFlag, type FlagSpec, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
+import { writeErr, writeOut } from "./output.ts";
 
 export { CONTAINER_USAGE } from "./command-groups.ts";
 
@@ -68,12 +71,12 @@ export async function psCommand(engine: Engine, args: string[]): Promise<number>
   if (boolFlag(p, "latest")) list = everything.slice(0, 1);
   const trunc = !boolFlag(p, "no-trunc");
   if (boolFlag(p, "quiet")) {
-    for (const c of list) process.stdout.write(`${trunc ? c.id.slice(0, 12) : c.id}\n`);
+    for (const c of list) writeOut(`${trunc ? c.id.slice(0, 12) : c.id}\n`);
     return 0;
   }
   const tpl = parseTemplate(flag(p, "format") ?? PS_DEFAULT_FORMAT, PS_FIELDS);
   const now = Date.now();
-  process.stdout.write(
+  writeOut(
     renderTemplate(
       tpl,
       list.map((c) => ({ fields: psFields(c, { trunc, now }), labels: c.labels })),
@@ -124,7 +127,7 @@ export async function statsCommand(engine: Engine, args: string[]): Promise<numb
   await readAll();
   await new Promise((r) => setTimeout(r, 500));
   if (boolFlag(p, "no-stream")) {
-    process.stdout.write(render(await readAll()));
+    writeOut(render(await readAll()));
     return 0;
   }
   let stop = false;
@@ -137,7 +140,7 @@ export async function statsCommand(engine: Engine, args: string[]): Promise<numb
     while (!stop) {
       const text = render(await readAll());
       // Clear the screen and write the table at the top, as docker stats does.
-      process.stdout.write(process.stdout.isTTY ? `\x1b[2J\x1b[H${text}` : text);
+      writeOut(tty().isatty(1) ? `\x1b[2J\x1b[H${text}` : text);
       for (let i = 0; i < 10 && !stop; i++) await new Promise((r) => setTimeout(r, 100));
     }
   } finally {
@@ -156,7 +159,7 @@ export function topCommand(engine: Engine, args: string[]): number {
   const cells = lines.map((l) => l.split("\t"));
   const widths = r.titles.map((_, i) => Math.max(...cells.map((c) => (c[i] ?? "").length)));
   for (const row of cells) {
-    process.stdout.write(
+    writeOut(
       `${row.map((c, i) => (i < row.length - 1 ? c.padEnd(widths[i]! + 4) : c)).join("")}\n`,
     );
   }
@@ -179,9 +182,9 @@ export function pauseCommand(engine: Engine, command: "pause" | "unpause", args:
     try {
       if (command === "pause") engine.pause(ref);
       else engine.unpause(ref);
-      process.stdout.write(`${ref}\n`);
+      writeOut(`${ref}\n`);
     } catch (err) {
-      process.stderr.write(`pivot: ${formatError(err)}\n`);
+      writeErr(`pivot: ${formatError(err)}\n`);
       failed++;
     }
   }
@@ -190,7 +193,7 @@ export function pauseCommand(engine: Engine, command: "pause" | "unpause", args:
 
 /** Docker's confirmation before pruning, unless -f. */
 async function confirm(warning: string): Promise<boolean> {
-  process.stdout.write(`WARNING! ${warning}\nAre you sure you want to continue? [y/N] `);
+  writeOut(`WARNING! ${warning}\nAre you sure you want to continue? [y/N] `);
   const rl = createInterface({ input: process.stdin });
   const line = await new Promise<string>((res) => {
     rl.once("line", res);
@@ -230,8 +233,8 @@ export async function containerPruneCommand(engine: Engine, args: string[]): Pro
   if (!boolFlag(p, "force") && !(await confirm("This will remove all stopped containers.")))
     return 0;
   const r = await engine.prune((c) => match(c.labels));
-  if (r.removed.length) process.stdout.write(`Deleted Containers:\n${r.removed.join("\n")}\n\n`);
-  process.stdout.write(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
+  if (r.removed.length) writeOut(`Deleted Containers:\n${r.removed.join("\n")}\n\n`);
+  writeOut(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
   return 0;
 }
 
@@ -254,7 +257,7 @@ export async function volumePruneCommand(engine: Engine, args: string[]): Promis
   )
     return 0;
   const r = engine.pruneVolumes({ all: every, filter: (v) => match(v.labels) });
-  if (r.removed.length) process.stdout.write(`Deleted Volumes:\n${r.removed.join("\n")}\n\n`);
-  process.stdout.write(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
+  if (r.removed.length) writeOut(`Deleted Volumes:\n${r.removed.join("\n")}\n\n`);
+  writeOut(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
   return 0;
 }

@@ -40,6 +40,7 @@ import {
   REGISTRY_COMMANDS,
   REGISTRY_USAGE,
 } from "./command-groups.ts";
+import { writeErr, writeOut } from "./output.ts";
 
 /**
  * Loaded on use, as the image, network and registry commands are: `pivot run` needs none of it
@@ -276,9 +277,7 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
 function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   for (const r of rows) {
-    process.stdout.write(
-      `${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("")}\n`,
-    );
+    writeOut(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("")}\n`);
   }
 }
 
@@ -294,7 +293,7 @@ function proxySignals(engine: Engine, id: string): () => void {
       // Anything else (the manual-stop mark not written, the runtime's kill failing): said on one
       // line, and the run goes on, as Docker's client goes on when its kill request fails.
       const why = err instanceof Error ? err.message : String(err);
-      process.stderr.write(
+      writeErr(
         `pivot: forwarding ${sig} to container ${id.slice(0, 12)} failed: ${why.split("\n")[0]}\n`,
       );
     }
@@ -322,12 +321,12 @@ export async function main(argv: string[]): Promise<number> {
     const global = parseArgs(argv, GLOBAL_FLAGS, 1);
     debug = boolFlag(global, "debug");
     if (boolFlag(global, "version")) {
-      process.stdout.write(`pivot version ${PIVOT_VERSION}\n`);
+      writeOut(`pivot version ${PIVOT_VERSION}\n`);
       return 0;
     }
     const command = global.positionals[0];
     if (!command || boolFlag(global, "help") || command === "help") {
-      process.stdout.write(USAGE);
+      writeOut(USAGE);
       return command || boolFlag(global, "help") ? 0 : 1;
     }
     // Rootless: the command runs again in a user namespace of the caller's (src/engine/rootless.ts),
@@ -356,16 +355,16 @@ export async function main(argv: string[]): Promise<number> {
     try {
       return await dispatch(engine, command, global.rest);
     } finally {
-      if (trace) process.stderr.write(trace.render(`pivot ${command}`));
+      if (trace) writeErr(trace.render(`pivot ${command}`));
     }
   } catch (err) {
-    process.stderr.write(`pivot: ${formatError(err)}\n`);
+    writeErr(`pivot: ${formatError(err)}\n`);
     if (!debug && !(err instanceof PivotError) && !(err as { hint?: string }).hint)
-      process.stderr.write("  hint: `pivot --debug ...` shows where it failed\n");
+      writeErr("  hint: `pivot --debug ...` shows where it failed\n");
     // --debug: the stack, and the stack of each cause.
     let e: unknown = err;
     for (let depth = 0; debug && e instanceof Error && depth < 8; depth++) {
-      process.stderr.write(`${depth ? "caused by: " : ""}${e.stack ?? e.message}\n`);
+      writeErr(`${depth ? "caused by: " : ""}${e.stack ?? e.message}\n`);
       e = e.cause;
     }
     return 125;
@@ -466,7 +465,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
     case "create": {
       const p = parseCommand(args, command === "run" ? RUN_FLAGS : CONTAINER_FLAGS);
       if (boolFlag(p, "help")) {
-        process.stdout.write(USAGE);
+        writeOut(USAGE);
         return 0;
       }
       const image = needArg(p, "an image", command);
@@ -476,8 +475,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         await ensureImage(engine, image, "never");
         const attached = command === "run" && !boolFlag(p, "detach");
         const { plan } = await engine.dryRun(options, attached);
-        for (const w of plan.warnings) process.stderr.write(`pivot: warning: ${w}\n`);
-        process.stdout.write(
+        for (const w of plan.warnings) writeErr(`pivot: warning: ${w}\n`);
+        writeOut(
           await renderPlan(plan, flag(p, "format") ?? "text", `pivot ${command} ${args.join(" ")}`),
         );
         return 0;
@@ -485,12 +484,12 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       await ensureImage(engine, image, flag(p, "pull") ?? "missing");
       if (command === "create") {
         const info = await engine.create(options);
-        process.stdout.write(`${info.id}\n`);
+        writeOut(`${info.id}\n`);
         return 0;
       }
       if (boolFlag(p, "detach")) {
         const c = await engine.run({ ...options, detach: true });
-        process.stdout.write(`${c.id}\n`);
+        writeOut(`${c.id}\n`);
         return 0;
       }
       if (options.tty && engine.hasConmon) {
@@ -528,9 +527,9 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       if (boolFlag(p, "all-restartable")) {
         // The boot hook: no daemon starts containers when the machine starts.
         const r = await engine.startRestartable();
-        for (const id of r.started) process.stdout.write(`${id}\n`);
+        for (const id of r.started) writeOut(`${id}\n`);
         for (const f of r.failed)
-          process.stderr.write(`pivot: starting ${f.id.slice(0, 12)}: ${formatError(f.error)}\n`);
+          writeErr(`pivot: starting ${f.id.slice(0, 12)}: ${formatError(f.error)}\n`);
         return r.failed.length ? 1 : 0;
       }
       const ids = targets(p, command);
@@ -546,7 +545,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       }
       for (const ref of ids) {
         await engine.start(ref);
-        process.stdout.write(`${ref}\n`);
+        writeOut(`${ref}\n`);
       }
       return 0;
     }
@@ -563,7 +562,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
           ...(flag(p, "signal") ? { signal: flag(p, "signal")! } : {}),
         });
         if (command === "restart") await engine.start(ref);
-        process.stdout.write(`${ref}\n`);
+        writeOut(`${ref}\n`);
       }
       return 0;
     }
@@ -571,7 +570,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const p = parseCommand(args, [{ name: "signal", aliases: ["s"], value: true }]);
       for (const ref of targets(p, command)) {
         engine.kill(ref, flag(p, "signal") ?? "SIGKILL");
-        process.stdout.write(`${ref}\n`);
+        writeOut(`${ref}\n`);
       }
       return 0;
     }
@@ -587,9 +586,9 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
             force: boolFlag(p, "force"),
             volumes: boolFlag(p, "volumes"),
           });
-          process.stdout.write(`${ref}\n`);
+          writeOut(`${ref}\n`);
         } catch (err) {
-          process.stderr.write(`pivot: ${formatError(err)}\n`);
+          writeErr(`pivot: ${formatError(err)}\n`);
           failed++;
         }
       }
@@ -652,7 +651,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
     case "inspect": {
       const p = parseCommand(args, [{ name: "format", aliases: ["f"], value: true }]);
       const out = targets(p, command).map((ref) => engine.inspect(ref));
-      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      writeOut(`${JSON.stringify(out, null, 2)}\n`);
       return 0;
     }
     case "port": {
@@ -673,7 +672,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       }
       for (const x of ports) {
         const host = `${x.hostIP || "0.0.0.0"}:${x.hostPort || "(chosen at start)"}`;
-        process.stdout.write(
+        writeOut(
           want !== undefined ? `${host}\n` : `${x.containerPort}/${x.protocol} -> ${host}\n`,
         );
       }
@@ -740,7 +739,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
     case "diff": {
       const p = parseCommand(args, []);
       for (const c of await engine.diff(needArg(p, "a container", command)))
-        process.stdout.write(`${c.kind} ${c.path}\n`);
+        writeOut(`${c.kind} ${c.path}\n`);
       return 0;
     }
     case "commit": {
@@ -764,7 +763,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         ...(flag(p, "author") ? { author: flag(p, "author")! } : {}),
         pause: flag(p, "pause") !== "false",
       });
-      process.stdout.write(`${image.id}\n`);
+      writeOut(`${image.id}\n`);
       return 0;
     }
     case "attach": {
@@ -786,7 +785,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       let last = 0;
       for (const ref of targets(p, command)) {
         last = await engine.wait(ref);
-        process.stdout.write(`${last}\n`);
+        writeOut(`${last}\n`);
       }
       return 0;
     }
@@ -886,7 +885,7 @@ async function debugCommand(engine: Engine, args: string[]): Promise<number> {
   switch (sub) {
     case "mounts": {
       const r = await engineMountReport(engine, ref);
-      process.stdout.write(
+      writeOut(
         format === "json"
           ? `${JSON.stringify(r, null, 2)}\n`
           : renderMountReport(
@@ -900,9 +899,7 @@ async function debugCommand(engine: Engine, args: string[]): Promise<number> {
       const path = p.positionals[1] ?? p.rest[0];
       if (path === undefined) throw new UsageError("usage: pivot debug path CONTAINER PATH");
       const r = await explainPath(engine, ref, path);
-      process.stdout.write(
-        format === "json" ? `${JSON.stringify(r, null, 2)}\n` : renderPathReport(r),
-      );
+      writeOut(format === "json" ? `${JSON.stringify(r, null, 2)}\n` : renderPathReport(r));
       return 0;
     }
     default:
@@ -929,13 +926,13 @@ function volumeCommand(engine: Engine, args: string[]): number | Promise<number>
         labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? "" : l.slice(eq + 1);
       }
       const v = engine.createVolume(names[0], labels);
-      process.stdout.write(`${v.name}\n`);
+      writeOut(`${v.name}\n`);
       return 0;
     }
     case "ls": {
       const list = engine.listVolumes();
       if (boolFlag(p, "quiet")) {
-        for (const v of list) process.stdout.write(`${v.name}\n`);
+        for (const v of list) writeOut(`${v.name}\n`);
         return 0;
       }
       const rows = [["DRIVER", "VOLUME NAME"]];
@@ -945,7 +942,7 @@ function volumeCommand(engine: Engine, args: string[]): number | Promise<number>
     }
     case "inspect": {
       if (names.length === 0) throw new UsageError("volume inspect needs a volume name");
-      process.stdout.write(
+      writeOut(
         `${JSON.stringify(
           names.map((n) => engine.inspectVolume(n)),
           null,
@@ -958,7 +955,7 @@ function volumeCommand(engine: Engine, args: string[]): number | Promise<number>
       if (names.length === 0) throw new UsageError("volume rm needs a volume name");
       for (const n of names) {
         engine.removeVolume(n);
-        process.stdout.write(`${n}\n`);
+        writeOut(`${n}\n`);
       }
       return 0;
     }

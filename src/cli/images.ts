@@ -1,5 +1,6 @@
 // Image commands of the engine CLI: images, image inspect/ls/rm/prune/tag/save/load/import, tag,
 // rmi, load, save, import, system df and info.
+
 import { createWriteStream, readFileSync } from "node:fs";
 import { mkdtemp, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -23,7 +24,9 @@ import { rootfsDriver } from "../image/overlay.ts";
 import { familiarString, parseReference } from "../image/reference.ts";
 import { resolveSaveItems, type SaveFormat, saveImages } from "../image/save.ts";
 import { parseIdMap } from "../runtime/userns.ts";
+import { tty } from "../util/lazy-require.ts";
 import { boolFlag, type FlagSpec, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
+import { writeErr, writeOut } from "./output.ts";
 
 /** Docker's sizes: decimal units, 4 significant digits (4.261MB). */
 export function humanSize(bytes: number): string {
@@ -56,9 +59,7 @@ function ago(iso: string | null | undefined): string {
 function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   for (const r of rows) {
-    process.stdout.write(
-      `${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("")}\n`,
-    );
+    writeOut(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join("")}\n`);
   }
 }
 
@@ -82,9 +83,9 @@ function all(p: Parsed): string[] {
 }
 
 function progressTo(quiet: boolean) {
-  if (quiet || !process.stderr.isTTY) return undefined;
+  if (quiet || !tty().isatty(2)) return undefined;
   return (e: { phase: string; detail: string }) =>
-    process.stderr.write(`${e.phase}: ${e.detail.slice(0, 80)}\n`);
+    writeErr(`${e.phase}: ${e.detail.slice(0, 80)}\n`);
 }
 
 export async function imageCommand(
@@ -112,7 +113,7 @@ export async function imageCommand(
         if (refs.length === 0) throw new UsageError("image inspect needs an image");
         const out = [];
         for (const r of refs) out.push(await inspectImage(engine, r));
-        process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+        writeOut(`${JSON.stringify(out, null, 2)}\n`);
         return 0;
       }
       case "prune": {
@@ -121,18 +122,18 @@ export async function imageCommand(
           { name: "force", aliases: ["f"] },
         ]);
         const r = await pruneImages(engine, { all: boolFlag(p, "all") });
-        if (r.deleted.length) process.stdout.write("Deleted Images:\n");
+        if (r.deleted.length) writeOut("Deleted Images:\n");
         for (const d of r.deleted) {
-          for (const n of d.names) process.stdout.write(`untagged: ${repoTag(n).join(":")}\n`);
-          process.stdout.write(`deleted: ${d.id}\n`);
+          for (const n of d.names) writeOut(`untagged: ${repoTag(n).join(":")}\n`);
+          writeOut(`deleted: ${d.id}\n`);
         }
-        process.stdout.write(`\nTotal reclaimed space: ${humanSize(r.gc.freed)}\n`);
+        writeOut(`\nTotal reclaimed space: ${humanSize(r.gc.freed)}\n`);
         return 0;
       }
       case "gc": {
         const p = parse(rest, [{ name: "dry-run" }]);
         const r = await collectEngineGarbage(engine, { dryRun: boolFlag(p, "dry-run") });
-        process.stdout.write(
+        writeOut(
           `${boolFlag(p, "dry-run") ? "would remove" : "removed"} ${r.blobs.length} blobs and ${r.layers.length} layers, ${humanSize(r.freed)}${r.deferred ? ` (${r.deferred} kept: another process is writing to the store)` : ""}\n`,
         );
         return 0;
@@ -188,9 +189,8 @@ export async function imageCommand(
           });
         }
       }
-      if (boolFlag(p, "quiet")) for (const id of ids) process.stdout.write(`${id}\n`);
-      else if (format === "json")
-        for (const j of json) process.stdout.write(`${JSON.stringify(j)}\n`);
+      if (boolFlag(p, "quiet")) for (const id of ids) writeOut(`${id}\n`);
+      else if (format === "json") for (const j of json) writeOut(`${JSON.stringify(j)}\n`);
       else printTable(rows);
       return 0;
     }
@@ -213,11 +213,11 @@ export async function imageCommand(
             noPrune: boolFlag(p, "no-prune"),
           });
           for (const e of r.events) {
-            if ("Untagged" in e) process.stdout.write(`Untagged: ${e.Untagged}\n`);
-            else process.stdout.write(`Deleted: ${e.Deleted}\n`);
+            if ("Untagged" in e) writeOut(`Untagged: ${e.Untagged}\n`);
+            else writeOut(`Deleted: ${e.Deleted}\n`);
           }
         } catch (err) {
-          process.stderr.write(`pivot: ${formatError(err)}\n`);
+          writeErr(`pivot: ${formatError(err)}\n`);
           failed++;
         }
       }
@@ -233,7 +233,7 @@ export async function imageCommand(
       let source = input;
       let temp: string | undefined;
       if (input === "-") {
-        if (process.stdin.isTTY)
+        if (tty().isatty(0))
           throw new UsageError("load reads an archive from stdin, which is a terminal", {
             hint: "use `pivot load -i FILE` or `pivot load < FILE`",
           });
@@ -248,9 +248,8 @@ export async function imageCommand(
           ...(progress ? { onProgress: progress } : {}),
         });
         for (const img of r.images) {
-          if (img.names.length === 0) process.stdout.write(`Loaded image ID: ${img.id}\n`);
-          for (const n of img.names)
-            process.stdout.write(`Loaded image: ${repoTag(n).join(":")}\n`);
+          if (img.names.length === 0) writeOut(`Loaded image ID: ${img.id}\n`);
+          for (const n of img.names) writeOut(`Loaded image: ${repoTag(n).join(":")}\n`);
         }
       } finally {
         if (temp) await rm(temp, { recursive: true, force: true });
@@ -270,7 +269,7 @@ export async function imageCommand(
           hint: "use docker-archive or oci-archive",
         });
       const out = flag(p, "output");
-      if (!out && process.stdout.isTTY)
+      if (!out && tty().isatty(1))
         throw new UsageError("refusing to write an archive to a terminal", {
           hint: "use -o FILE or redirect the output",
         });
@@ -308,7 +307,7 @@ export async function imageCommand(
         config: { config },
         ...(message ? { message } : {}),
       });
-      process.stdout.write(`${image.id}\n`);
+      writeOut(`${image.id}\n`);
       return 0;
     }
     case "system": {
@@ -317,7 +316,7 @@ export async function imageCommand(
         const d = rootfsDriver();
         const store = await engine.images();
         const usage = await imageUsage(engine);
-        process.stdout.write(
+        writeOut(
           [
             `Root: ${store.root}`,
             `Run Root: ${engine.runRoot}`,
@@ -341,7 +340,7 @@ export async function imageCommand(
       const df = await systemDf(engine);
       const format = flag(p, "format") ?? "table";
       if (format === "json") {
-        process.stdout.write(`${JSON.stringify(df, null, 2)}\n`);
+        writeOut(`${JSON.stringify(df, null, 2)}\n`);
         return 0;
       }
       if (format !== "table")
@@ -374,7 +373,7 @@ export async function imageCommand(
         ],
       ]);
       if (boolFlag(p, "verbose")) {
-        process.stdout.write("\nImages space usage:\n\n");
+        writeOut("\nImages space usage:\n\n");
         const rows = [
           [
             "REPOSITORY",
@@ -404,12 +403,12 @@ export async function imageCommand(
           }
         }
         printTable(rows);
-        process.stdout.write("\nContainers space usage:\n\n");
+        writeOut("\nContainers space usage:\n\n");
         const crows = [["CONTAINER ID", "IMAGE", "SIZE", "STATUS", "NAMES"]];
         for (const c of df.containers)
           crows.push([c.id.slice(0, 12), c.image, humanSize(c.size), c.status, c.name]);
         printTable(crows);
-        process.stdout.write("\nLocal Volumes space usage:\n\n");
+        writeOut("\nLocal Volumes space usage:\n\n");
         const vrows = [["VOLUME NAME", "LINKS", "SIZE"]];
         for (const v of df.volumes) vrows.push([v.name, String(v.links), humanSize(v.size)]);
         printTable(vrows);

@@ -2,6 +2,7 @@
 // engine CLI to dispatch to.
 import type { NetworkManager } from "../network/attach.ts";
 import { boolFlag, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
+import { writeOut } from "./output.ts";
 
 const FLAGS = [
   { name: "subnet", value: true },
@@ -21,7 +22,7 @@ function multi(p: Parsed, name: string): string[] {
 }
 
 function print(text: string): void {
-  process.stdout.write(text);
+  writeOut(text);
 }
 
 /** Runs one `network` subcommand; `resolve` maps a container name or id to its id. */

@@ -19,6 +19,7 @@ import {
   UsageError,
 } from "./args.ts";
 import { REGISTRY_USAGE } from "./command-groups.ts";
+import { writeOut } from "./output.ts";
 
 const COMMON: FlagSpec[] = [
   { name: "tls-verify", value: true },
@@ -84,7 +85,7 @@ export async function registryCommand(
   if (!specs) throw new UsageError(`unknown registry command ${command}`);
   const p = parseArgs(args, specs);
   if (boolFlag(p, "help")) {
-    process.stdout.write(REGISTRY_USAGE);
+    writeOut(REGISTRY_USAGE);
     return 0;
   }
   const quiet = boolFlag(p, "quiet");
@@ -99,7 +100,7 @@ export async function registryCommand(
         ...(platform ? { platform } : {}),
         progress: createProgress({ quiet, out: process.stdout }),
       });
-      process.stdout.write(`${result.reference}\n`);
+      writeOut(`${result.reference}\n`);
       return 0;
     }
     case "push": {
@@ -113,7 +114,7 @@ export async function registryCommand(
         ...(chunkSize !== undefined ? { chunkSize } : {}),
         progress: createProgress({ quiet, out: process.stdout }),
       });
-      if (quiet) process.stdout.write(`${result.digest}\n`);
+      if (quiet) writeOut(`${result.digest}\n`);
       return 0;
     }
     case "login": {
@@ -127,9 +128,7 @@ export async function registryCommand(
         });
       }
       const where = await login(registry, { username, password }, clientOptions(p));
-      process.stdout.write(
-        `Login Succeeded (${normalizeRegistry(registry)}, credentials in ${where})\n`,
-      );
+      writeOut(`Login Succeeded (${normalizeRegistry(registry)}, credentials in ${where})\n`);
       return 0;
     }
     case "logout": {
@@ -137,9 +136,7 @@ export async function registryCommand(
       const authFile = flag(p, "authfile");
       const removed = await logout(registry, authFile !== undefined ? { authFile } : {});
       const host = normalizeRegistry(registry);
-      process.stdout.write(
-        removed ? `Removed login credentials for ${host}\n` : `Not logged in to ${host}\n`,
-      );
+      writeOut(removed ? `Removed login credentials for ${host}\n` : `Not logged in to ${host}\n`);
       return 0;
     }
   }

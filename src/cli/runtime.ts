@@ -1,6 +1,6 @@
 // pivot-runtime: an OCI runtime with runc's command line.
 
-import { appendFileSync, existsSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatError, PivotError } from "../errors.ts";
 import type { Process } from "../oci/spec.ts";
@@ -19,25 +19,7 @@ import {
   parseArgs,
   UsageError,
 } from "./args.ts";
-
-/**
- * Output goes straight to fd 1 and 2: under Bun, the first use of process.stdout or process.stderr
- * builds a stream and loads its machinery, which costs more start-up time than the whole command.
- */
-function writeAll(fd: number, text: string): void {
-  const buf = Buffer.from(text);
-  for (let at = 0; at < buf.length; ) {
-    try {
-      at += writeSync(fd, buf, at);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "EPIPE") return;
-      if (code !== "EAGAIN") throw err;
-    }
-  }
-}
-const writeOut = (text: string) => writeAll(1, text);
-const writeErr = (text: string) => writeAll(2, text);
+import { writeErr, writeOut } from "./output.ts";
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "root", value: true },

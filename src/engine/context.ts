@@ -9,6 +9,7 @@ import type { NetworkSettings } from "../network/networks.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import type { Trace } from "../runtime/trace.ts";
 import { compiledBinary, compiledCommand } from "../util/self.ts";
+import { writeAllSync } from "../util/write-fd.ts";
 import { ContainerStore } from "./container-store.ts";
 import { findConmon } from "./monitor.ts";
 import type { OciRuntimeCli } from "./oci-runtime.ts";
@@ -80,7 +81,7 @@ export function createContext(options: EngineOptions = {}): EngineContext {
           : join(root, "run")),
   );
   const volumes = new VolumeStore(join(root, "volumes"));
-  const warn = options.warn ?? ((m) => process.stderr.write(`pivot: warning: ${m}\n`));
+  const warn = options.warn ?? ((m) => writeAllSync(2, `pivot: warning: ${m}\n`));
   const runtime = new Runtime({
     root: join(runRoot, "runtime"),
     warn,

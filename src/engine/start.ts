@@ -1,13 +1,14 @@
 // Starting a container: detached under conmon (`pivot start`, `run -d`), joined to this terminal
 // through conmon's attach socket (`run -it`, `start -ai`), or attached with this process as its
 // monitor (`pivot run`, `start -a`, the library's default).
-import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { finished } from "node:stream/promises";
 import { isMountPoint, mountOverlay } from "../image/overlay.ts";
 import { procStat } from "../runtime/state.ts";
+import { randomHex } from "../util/random.ts";
+import { writeAllSync } from "../util/write-fd.ts";
 import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
 import {
   connectNetwork,
@@ -113,7 +114,7 @@ export async function startLocked(
   restart = false,
 ): Promise<ContainerHandle> {
   const r = await prepareStart(ctx, id, restart);
-  const runId = randomBytes(8).toString("hex");
+  const runId = randomHex(8);
   if (!ctx.conmonPath) {
     throw new EngineError("detached containers need conmon, which is not installed", {
       hint: "install it (apt-get install conmon), or run the container attached (without -d)",
@@ -242,7 +243,7 @@ async function runPrepared(
   r: ContainerRecord,
   stdio: "pipe" | "inherit" | "ignore",
 ): Promise<ContainerHandle> {
-  const runId = randomBytes(8).toString("hex");
+  const runId = randomHex(8);
   const dir = ctx.containers.dir(id);
   const log = new LogWriter(join(dir, "ctr.log"));
   const wantStdin = r.options.stdin ?? false;
@@ -295,7 +296,7 @@ async function runPrepared(
         if (!src) continue;
         src.on("data", (chunk: Buffer) => {
           log.write(name, chunk);
-          if (stdio === "inherit") process[name].write(chunk);
+          if (stdio === "inherit") writeAllSync(name === "stdout" ? 1 : 2, chunk);
           else outs[name]?.write(chunk);
         });
         waits.push(finished(src).catch(() => {}));

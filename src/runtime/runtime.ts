@@ -18,6 +18,7 @@ import { ConfigError, PivotError } from "../errors.ts";
 import type { ContainerStatus, Process, Spec, State } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import type { SeccompCache } from "../security/seccomp-cache.ts";
+import { writeAllSync } from "../util/write-fd.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
 import type { LaunchSession, StdioSpec } from "./launcher.ts";
 import type { CgroupJoin, CgroupMountSource, FileKind, HostFacts, Plan } from "./plan.ts";
@@ -136,7 +137,7 @@ export class Runtime {
     // Not root: $XDG_RUNTIME_DIR/pivot-runtime (rootless mode).
     this.store = new StateStore(options.root ?? defaultStateRoot());
     this.trace = options.trace;
-    this.warn = options.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
+    this.warn = options.warn ?? ((m) => writeAllSync(2, `warning: ${m}\n`));
   }
 
   /** Reads and validates BUNDLE/config.json. */
@@ -236,6 +237,7 @@ export class Runtime {
     if (undelegated.length > 0) cgroup = new Cgroup({});
     const cgroupJoin = cgroup.joinPlan();
     this.trace?.mark("cgroup hierarchies found, paths resolved");
+    const seccompCacheKey = seccompCache ? await seccompCache.key(spec.linux?.seccomp) : null;
     const plan = compileContainerPlan({
       spec,
       rootfs,
@@ -251,7 +253,7 @@ export class Runtime {
       cgroupJoin,
       caller,
       host: loaded?.host ?? realHost,
-      ...(seccompCache ? { seccompCache } : {}),
+      ...(seccompCache ? { seccompCache, seccompCacheKey } : {}),
     });
     if (plan.idMaps) {
       checkIdMapHelpers(spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps, caller);

@@ -12,3 +12,8 @@ export function lazyRequire<T>(id: string): () => T {
 }
 
 export const crypto = lazyRequire<typeof import("node:crypto")>("node:crypto");
+// node:net and node:dgram (~4 ms together): only port checks and slirp4netns's API socket use them.
+export const net = lazyRequire<typeof import("node:net")>("node:net");
+export const dgram = lazyRequire<typeof import("node:dgram")>("node:dgram");
+// node:tty (~5 ms): only for isatty() in the few commands that behave differently on a terminal.
+export const tty = lazyRequire<typeof import("node:tty")>("node:tty");
