@@ -10,7 +10,6 @@
 //   <root>/locks/container-<id>.lock        start, cleanup and remove of one container serialized
 //   <root>/exits/<id>                       the exit code of a removed container, for `wait`
 // Status is derived from these and the runtime's own state, never cached (container-runtime.ts).
-import { randomBytes } from "node:crypto";
 import {
   existsSync,
   lstatSync,
@@ -27,6 +26,7 @@ import {
 import { join } from "node:path";
 import { withFileLock } from "../image/lock.ts";
 import type { OverlayPlan } from "../image/overlay.ts";
+import { randomBytesArray, randomHex } from "../util/random.ts";
 import { EngineError } from "./errors.ts";
 import type { ContainerOptions } from "./types.ts";
 
@@ -61,7 +61,7 @@ export interface RunState {
 }
 
 export function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  const tmp = `${path}.tmp-${process.pid}-${randomHex(4)}`;
   writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
   renameSync(tmp, path);
 }
@@ -110,7 +110,7 @@ const NOUNS = [
 ];
 
 export function randomName(): string {
-  const b = randomBytes(3);
+  const b = randomBytesArray(3);
   return `${ADJECTIVES[b[0]! % ADJECTIVES.length]}_${NOUNS[b[1]! % NOUNS.length]}_${b[2]!.toString(16).padStart(2, "0")}`;
 }
 

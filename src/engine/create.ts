@@ -3,7 +3,6 @@
 // /etc/hosts, hostname and resolv.conf, network, --init), and container.json. The dry run goes
 // through the same composition with the side effects off. Renaming shares the name claim.
 import { spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import {
   existsSync,
   lstatSync,
@@ -28,6 +27,7 @@ import type { Mount, Spec } from "../oci/spec.ts";
 import { parseConfig } from "../oci/validate.ts";
 import type { HostFacts, Plan } from "../runtime/plan.ts";
 import { defaultSeccompProfile } from "../security/seccomp-default.ts";
+import { randomHex } from "../util/random.ts";
 import {
   addHostLines,
   buildSpec,
@@ -68,7 +68,7 @@ export async function create(
 }
 
 export function newContainerId(): string {
-  return randomBytes(32).toString("hex");
+  return randomHex(32);
 }
 
 /**
@@ -283,7 +283,7 @@ export async function dryRun(
   checkRestartOptions(options, true);
   const store = await ctx.images();
   const image = await store.resolve(options.image);
-  const id = randomBytes(32).toString("hex");
+  const id = randomHex(32);
   const dir = ctx.containers.dir(id);
   const layers = await store.ensureImageLayers(image);
   const overlay = planOverlay(store.root, layers, dir);

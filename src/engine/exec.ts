@@ -1,10 +1,10 @@
 // Reaching a container's processes and output: exec (another process in it), attach (conmon's
 // attach socket) and logs (its ctr.log).
-import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { finished } from "node:stream/promises";
 import type { Process, Spec } from "../oci/spec.ts";
+import { randomHex } from "../util/random.ts";
 import { mergeEnv, resolveUser } from "./config.ts";
 import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
 import { rt, status } from "./container-runtime.ts";
@@ -103,7 +103,7 @@ export async function exec(
   let streamsDone: Promise<unknown> = Promise.resolve();
   let term: TtyConsole | null = null;
   if (tty) {
-    term = await openConsole(ctx, id, randomBytes(8).toString("hex"), stdio, !!options.stdin);
+    term = await openConsole(ctx, id, randomHex(8), stdio, !!options.stdin);
     streamsDone = wireConsole(term, stdinStream, outs.stdout, null);
   }
   const result = rt(ctx, id).exec(id, {

@@ -2,7 +2,6 @@
 // host), tar streams in and out (`pivot cp`, `pivot export`), the upper directory's changes
 // (`pivot diff`) and a layer made of them (`pivot commit`).
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { lstatSync, readdirSync, renameSync, rmSync, type Stats, writeFileSync } from "node:fs";
 import { lstat, mkdir, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -23,6 +22,8 @@ export {
   readFileInRoot,
   resolveInRoot,
 } from "./root-paths.ts";
+
+import { randomHex } from "../util/random.ts";
 
 /**
  * A tar stream (GNU tar, numeric owners, xattrs) of `names` in `dir`; symlinks are archived as
@@ -89,7 +90,7 @@ export async function extractTar(
   from: string | null,
 ): Promise<void> {
   const stageParent = from === null ? dst : dirname(dst);
-  const stage = join(stageParent, `.pivot-cp-${randomBytes(6).toString("hex")}`);
+  const stage = join(stageParent, `.pivot-cp-${randomHex(6)}`);
   await mkdir(stage, { mode: 0o700 });
   try {
     await applyLayer(tar, stage, { archiveName: "the copied files" });
@@ -163,7 +164,7 @@ export function upperChanges(upper: string, lowers: string[], opaque: Set<string
  * empty `.wh.NAME` files. Returns the directory (under `tmp`), to be archived with tarCreate.
  */
 export async function layerTree(upper: string, tmp: string, opaque: Set<string>): Promise<string> {
-  const dir = join(tmp, `layer-${randomBytes(6).toString("hex")}`);
+  const dir = join(tmp, `layer-${randomHex(6)}`);
   await new Promise<void>((resolve, reject) => {
     const cp = spawn("cp", ["-a", "--", upper, dir], { stdio: ["ignore", "ignore", "pipe"] });
     let err = "";

@@ -22,12 +22,12 @@ import {
   readFileSync,
   rmSync,
 } from "node:fs";
-import { createConnection } from "node:net";
 import { join } from "node:path";
 import type { PortMapping } from "../network/ports.ts";
 import { freeHostPort, hostPortFree } from "../network/ports.ts";
 import { procStat } from "../runtime/state.ts";
 import { findProgram } from "../runtime/userns.ts";
+import { net } from "../util/lazy-require.ts";
 import { readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
@@ -395,7 +395,7 @@ function formatPort(m: PortMapping): string {
 /** One request to slirp4netns's API socket; resolves with its `return`, or throws its error. */
 export function slirpApi(socket: string, request: object, timeoutMs = 10_000): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const conn = createConnection(socket);
+    const conn = net().createConnection(socket);
     let buf = "";
     const timer = setTimeout(() => {
       conn.destroy();

@@ -1,5 +1,4 @@
 // Named volumes: <root>/volumes/<name>/_data, with volume.json beside it (as Docker lays them out).
-import { randomBytes } from "node:crypto";
 import {
   existsSync,
   mkdirSync,
@@ -11,6 +10,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
+import { randomHex } from "../util/random.ts";
 import type { VolumeInfo } from "./types.ts";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -34,7 +34,7 @@ export class VolumeStore {
     name?: string,
     options: { labels?: Record<string, string>; anonymous?: boolean } = {},
   ): { info: VolumeInfo; created: boolean } {
-    const volName = name ?? randomBytes(32).toString("hex");
+    const volName = name ?? randomHex(32);
     const dir = this.dir(volName);
     mkdirSync(this.root, { recursive: true, mode: 0o700 });
     try {

@@ -1,5 +1,6 @@
-/** Content digests as used by OCI: `<algorithm>:<encoded>`. */
-import { createHash, type Hash } from "node:crypto";
+/** Content digests as used by OCI: `<algorithm>:<encoded>`. node:crypto is loaded on first hash. */
+import type { Hash } from "node:crypto";
+import { crypto } from "../util/lazy-require.ts";
 import { InvalidDigestError } from "./errors.ts";
 
 export type DigestAlgorithm = "sha256" | "sha512";
@@ -48,7 +49,7 @@ export class Digester {
   size = 0;
   constructor(algorithm: DigestAlgorithm = "sha256") {
     this.algorithm = algorithm;
-    this.hash = createHash(algorithm);
+    this.hash = crypto().createHash(algorithm);
   }
   update(chunk: Uint8Array): void {
     this.hash.update(chunk);
@@ -61,5 +62,5 @@ export class Digester {
 }
 
 export function sha256Of(data: Uint8Array | string): string {
-  return `sha256:${createHash("sha256").update(data).digest("hex")}`;
+  return `sha256:${crypto().createHash("sha256").update(data).digest("hex")}`;
 }

@@ -1,9 +1,9 @@
 // Network definitions, stored one JSON file per network, and the CNI configuration list each one
 // becomes: bridge (+ host-local IPAM), then portmap for a container that publishes ports.
-import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
+import { randomHex } from "../util/random.ts";
 import { CNI_VERSION, DEFAULT_CNI_PATH, type NetworkConfList } from "./cni.ts";
 import { execTool } from "./exec.ts";
 import {
@@ -208,7 +208,7 @@ export class NetworkStore {
         hint: `remove it with \`pivot network rm ${name}\` or choose another name`,
       });
     const existing = this.list();
-    const id = randomBytes(32).toString("hex");
+    const id = randomHex(32);
     const bridge =
       options.bridge ??
       (isDefault ? this.settings.defaultBridge : `${this.settings.bridgePrefix}${id.slice(0, 12)}`);

@@ -1,7 +1,6 @@
 // Published ports: Docker's -p syntax, conflicts between containers, and ports in use on the host.
-import { createSocket } from "node:dgram";
-import { createServer } from "node:net";
 import { PivotError } from "../errors.ts";
+import { dgram, net } from "../util/lazy-require.ts";
 import { parseIPv4 } from "./ipnet.ts";
 
 export type Protocol = "tcp" | "udp";
@@ -102,7 +101,7 @@ export function hostPortFree(m: PortMapping): Promise<boolean> {
   const host = anyAddress(m.hostIP) ? undefined : m.hostIP;
   return new Promise((resolve) => {
     if (m.protocol === "udp") {
-      const s = createSocket(host?.includes(":") ? "udp6" : "udp4");
+      const s = dgram().createSocket(host?.includes(":") ? "udp6" : "udp4");
       s.once("error", () => {
         s.close();
         resolve(false);
@@ -112,7 +111,7 @@ export function hostPortFree(m: PortMapping): Promise<boolean> {
       );
       return;
     }
-    const srv = createServer();
+    const srv = net().createServer();
     srv.once("error", () => resolve(false));
     srv.listen({ port: m.hostPort, ...(host ? { host } : {}), exclusive: true }, () =>
       srv.close(() => resolve(true)),
@@ -125,7 +124,7 @@ export function freeHostPort(protocol: Protocol, hostIP = ""): Promise<number> {
   const host = anyAddress(hostIP) ? undefined : hostIP;
   return new Promise((resolve, reject) => {
     if (protocol === "udp") {
-      const s = createSocket("udp4");
+      const s = dgram().createSocket("udp4");
       s.once("error", reject);
       s.bind({ port: 0, ...(host ? { address: host } : {}) }, () => {
         const port = s.address().port;
@@ -133,7 +132,7 @@ export function freeHostPort(protocol: Protocol, hostIP = ""): Promise<number> {
       });
       return;
     }
-    const srv = createServer();
+    const srv = net().createServer();
     srv.once("error", reject);
     srv.listen({ port: 0, ...(host ? { host } : {}) }, () => {
       const addr = srv.address();

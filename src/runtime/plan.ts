@@ -103,6 +103,8 @@ export interface ContainerPlanInput {
   host: HostFacts;
   /** Compiled seccomp filters: a hit loads the cached BPF, a miss exports it for next time. */
   seccompCache?: SeccompCache;
+  /** linux.seccomp's key in that cache (`SeccompCache.key`, computed by the caller: it is async). */
+  seccompCacheKey?: string | null;
 }
 
 export interface Plan {
@@ -671,7 +673,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   rejectUnsupported(spec);
   // A cached filter of the same profile skips validating and compiling it (it was, when cached).
   const cache = input.seccompCache;
-  const cacheKey = cache ? cache.key(spec.linux?.seccomp) : null;
+  const cacheKey = cache ? (input.seccompCacheKey ?? null) : null;
   const cached = cacheKey ? cache!.lookup(cacheKey) : null;
   const seccomp = cached ? null : compileSeccomp(spec.linux?.seccomp);
   const exportKey = seccomp && cacheKey && SeccompCache.cacheable(seccomp) ? cacheKey : null;

@@ -1,5 +1,9 @@
 // seccomp: profile validation, compilation to launcher rules, plan placement, Docker's default.
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { arch, release, tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, NotSupportedError } from "../../src/errors.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Seccomp, Spec } from "../../src/oci/spec.ts";
@@ -12,6 +16,7 @@ import {
   SeccompAttribute,
   SeccompOperator,
 } from "../../src/security/seccomp.ts";
+import { SeccompCache } from "../../src/security/seccomp-cache.ts";
 import { defaultSeccompProfile } from "../../src/security/seccomp-default.ts";
 import { planInput as basePlanInput } from "../fixtures/plan.ts";
 
@@ -438,5 +443,34 @@ describe("Docker's default profile", () => {
     expect(c.rules.length).toBeGreaterThan(300);
     expect(c.defaultAction).toBe(0x0005_0001);
     expect(c.attributes.some((a) => a.attribute === SeccompAttribute.CTL_OPTIMIZE)).toBe(true);
+  });
+});
+
+describe("the cache of compiled filters: keys", () => {
+  // The launcher's identity is part of the key: a real file stands in for it.
+  const dir = mkdtempSync(join(tmpdir(), "pivot-seccomp-key-"));
+  const launcher = join(dir, "launcher");
+  writeFileSync(launcher, "x");
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("a key is the SHA-256 of the versioned input, as caches written before have it", async () => {
+    const cache = new SeccompCache(join(dir, "cache"), launcher);
+    const profile = defaultSeccompProfile({ capabilities: ["CAP_KILL"] });
+    const st = statSync(launcher);
+    const input = `pivot-seccomp-v1\0${release()}\0${arch()}\0${launcher}:${st.ino}:${st.size}:${st.mtimeMs}\0${JSON.stringify(profile)}`;
+    expect(await cache.key(profile)).toBe(createHash("sha256").update(input).digest("hex"));
+  });
+
+  test("other profiles get other keys; no profile, or one that cannot be serialized, none", async () => {
+    const cache = new SeccompCache(join(dir, "cache"), launcher);
+    const a = await cache.key(defaultSeccompProfile({ capabilities: ["CAP_KILL"] }));
+    const b = await cache.key(
+      defaultSeccompProfile({ capabilities: ["CAP_KILL", "CAP_SYS_ADMIN"] }),
+    );
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+    expect(b).toMatch(/^[0-9a-f]{64}$/);
+    expect(a).not.toBe(b);
+    expect(await cache.key(undefined)).toBeNull();
+    expect(await cache.key({ defaultAction: "SCMP_ACT_ALLOW", n: 1n })).toBeNull();
   });
 });
