@@ -4,16 +4,29 @@
 // a later writeSync could come out of order; whatever writes to fd 1 or 2 goes through here.
 import { writeSync } from "node:fs";
 
-/** Writes all of `data` to `fd`; a reader that went away (EPIPE) ends the write quietly. */
+// Something to wait on for a few milliseconds (Atomics.wait with nothing ever notifying it).
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes all of `data` to `fd`; a reader that went away (EPIPE) ends the write quietly. A
+ * non-blocking fd (O_NONBLOCK is on the open pipe, not the fd: process.stdout here, or any Bun
+ * or Node process sharing the pipe, may have set it) whose reader is behind fails with EAGAIN:
+ * the write waits for it, 50 µs at first (a fast reader is not slowed), doubling up to 16 ms,
+ * rather than spinning a cpu at 100% for as long as the reader is behind.
+ */
 export function writeAllSync(fd: number, data: string | Uint8Array): void {
   const buf = typeof data === "string" ? Buffer.from(data) : data;
+  let wait = 0;
   for (let at = 0; at < buf.length; ) {
     try {
       at += writeSync(fd, buf, at);
+      wait = 0;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "EPIPE") return;
       if (code !== "EAGAIN") throw err;
+      wait = Math.min(wait * 2 || 0.05, 16);
+      Atomics.wait(pause, 0, 0, wait);
     }
   }
 }

@@ -1,6 +1,6 @@
 // Small helpers: random ids without node:crypto, writes to a file descriptor without a stream.
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomHex } from "../../src/util/random.ts";
@@ -33,7 +33,7 @@ describe("writeAllSync", () => {
   test("a reader that went away ends the write quietly", () => {
     // `head -c 1` reads one byte and exits; the writer's next writes get EPIPE.
     const script = join(dir, "writer.ts");
-    Bun.write(
+    writeFileSync(
       script,
       `const { writeAllSync } = await import(${JSON.stringify(join(import.meta.dir, "../../src/util/write-fd.ts"))});
        for (let i = 0; i < 64; i++) writeAllSync(1, "y".repeat(65536));
@@ -51,5 +51,32 @@ describe("writeAllSync", () => {
     );
     expect(r.stderr.toString()).toBe("done");
     expect(r.stdout.toString().trim()).toBe("status=0");
+  });
+
+  test("a non-blocking pipe whose reader is behind is waited for, not spun on", () => {
+    // Touching process.stdout makes a pipe on fd 1 non-blocking under Bun (and the flag stays
+    // on the pipe, for every process that shares it): writes then fail with EAGAIN while the
+    // reader sleeps. 8 MiB against a reader that starts after a second: the writer waits.
+    const script = join(dir, "nonblocking.ts");
+    writeFileSync(
+      script,
+      `const { writeAllSync } = await import(${JSON.stringify(join(import.meta.dir, "../../src/util/write-fd.ts"))});
+       process.stdout;
+       const flags = require("node:fs").readFileSync("/proc/self/fdinfo/1", "utf8");
+       const nonblocking = (parseInt(/flags:\\s+(\\d+)/.exec(flags)[1], 8) & 0o4000) !== 0;
+       const t = process.cpuUsage();
+       writeAllSync(1, "w".repeat(8 << 20));
+       const u = process.cpuUsage(t);
+       writeAllSync(2, JSON.stringify({ nonblocking, cpuMs: (u.user + u.system) / 1000 }));`,
+    );
+    const r = Bun.spawnSync(
+      ["bash", "-c", `"$0" "$1" | { sleep 1; wc -c; }`, process.execPath, script],
+      { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
+    );
+    expect(r.stdout.toString().trim()).toBe(String(8 << 20));
+    const report = JSON.parse(r.stderr.toString()) as { nonblocking: boolean; cpuMs: number };
+    expect(report.nonblocking).toBe(true);
+    // Spinning on EAGAIN for that second costs most of it in cpu; waiting, a few ms.
+    expect(report.cpuMs).toBeLessThan(250);
   });
 });
