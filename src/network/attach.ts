@@ -16,12 +16,10 @@ import { PivotError } from "../errors.ts";
 import { isAlive, withFileLock } from "../image/lock.ts";
 import {
   addNetworkList,
-  CNI_VERSION,
   type CniResult,
   checkNetworkList,
   containerAddresses,
   delNetworkList,
-  invokePlugin,
   type NetworkConfList,
 } from "./cni.ts";
 import {
@@ -358,15 +356,8 @@ export class NetworkManager {
       if (options.dns) record.dns = options.dns;
       // The record first: a crash after it leaves a namespace `recover` knows about.
       this.save(record);
-      if (ownNetns) {
-        await createNetns(netns);
-        await invokePlugin(
-          { cniVersion: CNI_VERSION, name: "lo", type: "loopback" },
-          "ADD",
-          { containerId: id, netns, ifName: "lo" },
-          { cniPath: this.settings.cniPath },
-        );
-      }
+      // With lo up (no loopback plugin: it would be one more Go program to exec).
+      if (ownNetns) await createNetns(netns);
       this.writeFiles(record);
       return { netns };
     });

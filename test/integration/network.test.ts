@@ -548,6 +548,39 @@ describe("Pivot's rules per network", () => {
     expect(readFileSync(log, "utf8")).toBe(`ADD ${pub}\nDEL ${pub}\n`);
   }, 60_000);
 
+  test("a sandbox has lo up without the loopback plugin, and 127.0.0.1 answers in it", async () => {
+    const fake = join(work, "cni-lo");
+    mkdirSync(fake);
+    for (const p of ["bridge", "host-local", "portmap"])
+      symlinkSync(`/usr/lib/cni/${p}`, join(fake, p));
+    const log = join(work, "loopback.log");
+    writeFileSync(log, "");
+    writeFileSync(
+      join(fake, "loopback"),
+      `#!/bin/sh\necho "$CNI_COMMAND $CNI_CONTAINERID" >> ${log}\nexec /usr/lib/cni/loopback\n`,
+      { mode: 0o755 },
+    );
+    const logged = new NetworkManager({ ...settings, cniPath: [fake] });
+    const id = nextId("lo");
+    const { netns } = await logged.createSandbox(id);
+    await logged.connect(id, NET_A);
+    const link = spawnSync("nsenter", [`--net=${netns}`, "ip", "-o", "link", "show", "lo"], {
+      encoding: "utf8",
+    });
+    expect(link.stdout).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+    // A container in it: a server on 127.0.0.1 answers its own client.
+    const r = runOnce(
+      nextId("lo-nc"),
+      sh(
+        "httpd -p 127.0.0.1:5004 -h /www && printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc 127.0.0.1 5004",
+      ),
+      { netns },
+    );
+    expect(r.stdout).toContain(`hello from pivot ${tag}\n`);
+    await logged.removeSandbox(id);
+    expect(readFileSync(log, "utf8")).toBe("");
+  }, 60_000);
+
   test("traffic leaving the network is masqueraded (to a namespace of this test)", async () => {
     // "outside": a namespace behind a veth of the host's, 10.213.250.0/30, routed, not bridged.
     const outside = join(work, "outside-netns");
