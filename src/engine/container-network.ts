@@ -171,10 +171,20 @@ export async function networkOf(
   return ctx.networks.store.get(n).name;
 }
 
-/** A fresh network namespace wired to the container's network (before its process starts). */
-export async function connectNetwork(ctx: EngineContext, r: ContainerRecord): Promise<void> {
+/**
+ * A fresh network namespace for the container, made now (the runtime's create joins it), and
+ * its connection to the network (CNI ADD), which runs meanwhile: the process needs the network
+ * only once it is released. The caller awaits `connected` before the runtime's start, and on any
+ * failure undoes the start, whose removeSandbox waits for a connect under way (the network lock).
+ * A failed connect leaves the namespace to that undo: removed now, it would fail the create that
+ * is joining it with an error that hides the connect's. `connected` never rejects unhandled.
+ */
+export async function connectNetwork(
+  ctx: EngineContext,
+  r: ContainerRecord,
+): Promise<{ connected: Promise<void> }> {
   const network = await networkOf(ctx, r.options);
-  if (!network) return;
+  if (!network) return { connected: Promise.resolve() };
   const dir = ctx.containers.dir(r.id);
   await ctx.networks.removeSandbox(r.id); // whatever a crash left
   await ctx.networks.createSandbox(r.id, {
@@ -185,16 +195,17 @@ export async function connectNetwork(ctx: EngineContext, r: ContainerRecord): Pr
     addHosts: r.options.addHosts ?? [],
     ...(dnsOptionsOf(r.options) ? { dns: dnsOptionsOf(r.options)! } : {}),
   });
-  try {
+  ctx.trace?.mark("engine: network namespace made");
+  const connected = (async () => {
     await ctx.networks.connect(r.id, network, {
       aliases: r.options.networkAliases ?? [],
       ports: r.options.publish ?? [],
       ...(r.options.ip ? { ip: r.options.ip } : {}),
     });
-  } catch (err) {
-    await ctx.networks.removeSandbox(r.id).catch(() => {});
-    throw err;
-  }
+    ctx.trace?.mark("engine: network connected (beside the runtime's create)");
+  })();
+  connected.catch(() => {});
+  return { connected };
 }
 
 /** Releases the container's address, veth, port and NAT rules, and its namespace. */

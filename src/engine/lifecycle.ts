@@ -64,15 +64,25 @@ export async function cleanupLocked(
   await releaseRun(ctx, id, r);
 }
 
-/** What a run holds once its runtime state is gone: cgroups, network, the overlay mount. */
+/**
+ * What a run holds once its runtime state is gone: cgroups, network, the overlay mount. The
+ * network's DEL (tens of ms: the plugins, the kernel deleting the veth) and the unmount need
+ * nothing of each other, so they run at once (--trace marks each as it ends); both are done
+ * when this returns.
+ */
 async function releaseRun(ctx: EngineContext, id: string, r: ContainerRecord): Promise<void> {
   releaseCgroups(ctx, id);
-  await disconnectNetwork(ctx, r);
-  ctx.trace?.mark("engine: cgroups and network released");
-  await unmountOverlay(r.overlay.target).catch(() =>
-    unmountOverlay(r.overlay.target, { lazy: true }),
+  const network = disconnectNetwork(ctx, r).then(() =>
+    ctx.trace?.mark("engine: cgroups and network released"),
   );
-  ctx.trace?.mark("engine: root filesystem unmounted");
+  try {
+    await unmountOverlay(r.overlay.target).catch(() =>
+      unmountOverlay(r.overlay.target, { lazy: true }),
+    );
+    ctx.trace?.mark("engine: root filesystem unmounted");
+  } finally {
+    await network; // disconnectNetwork warns rather than rejects
+  }
 }
 
 /**

@@ -35,18 +35,25 @@ import { ExitPipe } from "./slirp4netns.ts";
 import { attachHelper, TTY_DETACHED, type TtyHelper } from "./tty.ts";
 import type { ContainerOptions } from "./types.ts";
 
+/** A container ready for the runtime's create; its network is connected once `connected` is. */
+interface Prepared {
+  r: ContainerRecord;
+  /** Awaited before the runtime's start (connectNetwork): the ADD runs beside the create. */
+  connected: Promise<void>;
+}
+
 async function prepareStart(
   ctx: EngineContext,
   id: string,
   restart = false,
   created?: ContainerRecord,
-): Promise<ContainerRecord> {
+): Promise<Prepared> {
   if (created) {
     // Just created, its lock held since: never started, no exit or run state, no runtime state,
     // its overlay mounted; only the network is left to do.
-    await connectNetwork(ctx, created);
+    const { connected } = await connectNetwork(ctx, created);
     joinNetworkOf(ctx, created);
-    return created;
+    return { r: created, connected };
   }
   const r = ctx.containers.load(id);
   const st = status(ctx, id);
@@ -59,9 +66,21 @@ async function prepareStart(
   rmSync(join(ctx.containers.dir(id), "state.json"), { force: true });
   if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);
   if (rt(ctx, id).store.exists(id)) await rt(ctx, id).delete(id, true);
-  await connectNetwork(ctx, r);
+  const { connected } = await connectNetwork(ctx, r);
   joinNetworkOf(ctx, r);
-  return r;
+  return { r, connected };
+}
+
+/**
+ * What a failed start reports: a failed network connect if there was one (the create that ran
+ * beside it may have failed too, or been aborted for it), else ERR. Waits for a connect under
+ * way.
+ */
+function causeOf(err: unknown, connected: Promise<void>): Promise<unknown> {
+  return connected.then(
+    () => err,
+    (networkErr: unknown) => networkErr,
+  );
 }
 
 /** Starts a created or exited container detached, under conmon (`pivot start`). */
@@ -113,13 +132,14 @@ export async function startLocked(
   beforeStart?: () => Promise<void>,
   restart = false,
 ): Promise<ContainerHandle> {
-  const r = await prepareStart(ctx, id, restart);
-  const runId = randomHex(8);
+  // Before anything is prepared: a refused start leaves no network behind.
   if (!ctx.conmonPath) {
     throw new EngineError("detached containers need conmon, which is not installed", {
       hint: "install it (apt-get install conmon), or run the container attached (without -d)",
     });
   }
+  const { r, connected } = await prepareStart(ctx, id, restart);
+  const runId = randomHex(8);
   const dir = ctx.containers.dir(id);
   const pidFile = join(dir, "pidfile");
   const conmonPidFile = join(dir, "conmon.pid");
@@ -156,12 +176,14 @@ export async function startLocked(
       pid,
       ...cgroupPathsOf(ctx, id),
     } satisfies RunState);
+    await connected; // the ADD ran while conmon had the runtime create the container
     if (slirp) await startUserModeNetwork(ctx, id, r.options, pid, slirp);
     await beforeStart?.();
     await rt(ctx, id).start(id);
   } catch (err) {
+    const cause = await causeOf(err, connected);
     await cleanupLocked(ctx, id, { keepOnFailure: true }).catch(() => {});
-    throw err;
+    throw cause;
   } finally {
     slirp?.close();
   }
@@ -240,7 +262,7 @@ async function undoStart(ctx: EngineContext, id: string, r: ContainerRecord): Pr
 async function runPrepared(
   ctx: EngineContext,
   id: string,
-  r: ContainerRecord,
+  { r, connected }: Prepared,
   stdio: "pipe" | "inherit" | "ignore",
 ): Promise<ContainerHandle> {
   const runId = randomHex(8);
@@ -274,52 +296,64 @@ async function runPrepared(
   // slirp4netns or pasta: started between create and start; this process holds the writer of
   // their exit FIFO.
   const slirp = isUserModeNetwork(r.options) ? ExitPipe.create(dir) : null;
-  const runP = rt(ctx, id).run(id, {
-    ...(slirp
-      ? { onCreated: (pid: number) => startUserModeNetwork(ctx, id, r.options, pid, slirp) }
-      : {}),
-    bundle: dir,
-    ...(tty
-      ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
-      : {
-          stdio: [
-            wantStdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore",
-            "pipe",
-            "pipe",
-          ],
-        }),
-    onLaunch: (child) => {
-      if (tty) return;
-      const waits: Promise<unknown>[] = [];
-      for (const name of ["stdout", "stderr"] as const) {
-        const src = child[name];
-        if (!src) continue;
-        src.on("data", (chunk: Buffer) => {
-          log.write(name, chunk);
-          if (stdio === "inherit") writeAllSync(name === "stdout" ? 1 : 2, chunk);
-          else outs[name]?.write(chunk);
-        });
-        waits.push(finished(src).catch(() => {}));
-      }
-      streamsDone = Promise.all(waits);
-      if (stdinStream && child.stdin) {
-        stdinStream.pipe(child.stdin);
-        child.stdin.on("error", () => {});
-      }
-    },
-    onStart: (pid) => {
-      writeJsonAtomic(join(dir, "state.json"), {
-        runId,
-        startedAt: new Date().toISOString(),
-        monitor: "inline",
-        monitorPid: process.pid,
-        monitorStart: me,
-        pid,
-        ...cgroupPathsOf(ctx, id),
-      } satisfies RunState);
-      started();
-    },
-  });
+  // Between the runtime's create and start: the network's ADD, which ran during the create, is
+  // waited for; slirp4netns or pasta are started. Another OCI runtime has no such hook (and
+  // refuses one): there the ADD is waited for before its run.
+  const viaHook = !r.options.runtime || slirp !== null;
+  const onCreated = async (pid: number) => {
+    await connected;
+    if (slirp) await startUserModeNetwork(ctx, id, r.options, pid, slirp);
+  };
+  const runP = (viaHook ? Promise.resolve() : connected)
+    .then(() =>
+      rt(ctx, id).run(id, {
+        ...(viaHook ? { onCreated } : {}),
+        bundle: dir,
+        ...(tty
+          ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
+          : {
+              stdio: [
+                wantStdin ? (stdio === "inherit" ? "inherit" : "pipe") : "ignore",
+                "pipe",
+                "pipe",
+              ],
+            }),
+        onLaunch: (child) => {
+          if (tty) return;
+          const waits: Promise<unknown>[] = [];
+          for (const name of ["stdout", "stderr"] as const) {
+            const src = child[name];
+            if (!src) continue;
+            src.on("data", (chunk: Buffer) => {
+              log.write(name, chunk);
+              if (stdio === "inherit") writeAllSync(name === "stdout" ? 1 : 2, chunk);
+              else outs[name]?.write(chunk);
+            });
+            waits.push(finished(src).catch(() => {}));
+          }
+          streamsDone = Promise.all(waits);
+          if (stdinStream && child.stdin) {
+            stdinStream.pipe(child.stdin);
+            child.stdin.on("error", () => {});
+          }
+        },
+        onStart: (pid) => {
+          writeJsonAtomic(join(dir, "state.json"), {
+            runId,
+            startedAt: new Date().toISOString(),
+            monitor: "inline",
+            monitorPid: process.pid,
+            monitorStart: me,
+            pid,
+            ...cgroupPathsOf(ctx, id),
+          } satisfies RunState);
+          started();
+        },
+      }),
+    )
+    .catch(async (err: unknown) => {
+      throw await causeOf(err, connected);
+    });
   const exited = (async () => {
     let code: number;
     try {

@@ -1,11 +1,21 @@
 // The engine with networks: `pivot run -p` and `--network NAME` on real containers (busybox
 // images built locally). Traffic only to loopback and between the test's containers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { Engine } from "../../src/engine/engine.ts";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { Engine } from "../../src/engine/engine.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { freeHostPort } from "../../src/network/ports.ts";
-import { IMAGE, runCollect } from "../fixtures/engine.ts";
+import { IMAGE, mountsUnder, runCollect } from "../fixtures/engine.ts";
 import {
+  hostOutput,
   hostState,
   httpBody,
   makeNetworkTestEngine,
@@ -97,6 +107,96 @@ describe.skipIf(!ready)("engine: networks", () => {
     ).rejects.toThrow("need a network");
     expect(cli(["network", "rm", NET]).status).toBe(0);
   }, 60_000);
+
+  // The network's ADD runs while the runtime creates the container (start.ts): whichever of the
+  // two fails, the other is waited for and everything of the run goes.
+  describe("a start whose ADD or create fails leaves nothing", () => {
+    /**
+     * An engine on the same root and names whose bridge plugin is BRIDGE (a shell script, which
+     * gets the container's id logged in DIR/ids first).
+     */
+    const withBridge = (dir: string, bridge: string): Engine => {
+      mkdirSync(dir, { recursive: true });
+      for (const p of ["host-local", "portmap", "loopback"])
+        symlinkSync(`/usr/lib/cni/${p}`, join(dir, p));
+      const log = `echo "$CNI_CONTAINERID" >> ${join(dir, "ids")}\n`;
+      writeFileSync(join(dir, "bridge"), bridge.replace("\n", `\n${log}`), { mode: 0o755 });
+      return new Engine({
+        root: t.root,
+        warn: () => {},
+        network: { ...engine.networks.settings, cniPath: [dir] },
+      });
+    };
+    /** No sandbox, namespace, address, veth, overlay mount or cgroup of the test's containers. */
+    const nothingLeft = (e: Engine, dir: string) => {
+      const ids = [...new Set(readFileSync(join(dir, "ids"), "utf8").trim().split("\n"))];
+      const run = e.networks.settings.runDir;
+      expect(e.networks.sandboxes()).toEqual([]);
+      expect(existsSync(join(run, "netns")) ? readdirSync(join(run, "netns")) : []).toEqual([]);
+      const ipam = join(run, "ipam", `pvt${tag}`);
+      const held = existsSync(ipam) ? readdirSync(ipam).filter((f) => /^\d/.test(f)) : [];
+      expect(held).toEqual([]);
+      const links = hostOutput("ip", ["-o", "link", "show", "master", `pvt${tag}0`]);
+      expect(links.trim()).toBe("");
+      expect(mountsUnder(join(t.root, "containers"))).toEqual([]);
+      expect(ids.length).toBeGreaterThan(0);
+      const cgroups = readdirSync("/sys/fs/cgroup").flatMap((h) => {
+        const dir = join("/sys/fs/cgroup", h);
+        return [dir, ...(existsSync(dir) ? readdirSync(dir).map((d) => join(dir, d)) : [])];
+      });
+      expect(cgroups.filter((d) => ids.some((id) => d.includes(id)))).toEqual([]);
+    };
+
+    test("the bridge plugin's ADD fails (attached --rm, and detached)", async () => {
+      const dir = join(t.root, "cni-add-fails");
+      const failing = withBridge(
+        dir,
+        // ADD fails after a while, so the runtime's create is under way; DEL is the real one.
+        `#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then\n  sleep 0.3\n  echo '{"cniVersion":"1.0.0","code":11,"msg":"test: this bridge refuses"}'\n  exit 1\nfi\nexec /usr/lib/cni/bridge\n`,
+      );
+      const name = `addfail-${tag}`;
+      await expect(
+        failing.run({ image: IMAGE, name, cmd: ["true"], network: "bridge", autoRemove: true }),
+      ).rejects.toThrow(/this bridge refuses/);
+      expect((await failing.list({ all: true })).map((c) => c.name)).not.toContain(name);
+      nothingLeft(failing, dir);
+      const d = `addfail-d-${tag}`;
+      await expect(
+        failing.run({
+          image: IMAGE,
+          name: d,
+          cmd: ["sleep", "100"],
+          network: "bridge",
+          detach: true,
+        }),
+      ).rejects.toThrow(/this bridge refuses/);
+      const kept = (await failing.list({ all: true })).find((c) => c.name === d);
+      expect(kept?.state.running).toBe(false);
+      nothingLeft(failing, dir);
+      await failing.remove(d, { force: true });
+    }, 60_000);
+
+    test("the runtime's create fails while the ADD runs", async () => {
+      const dir = join(t.root, "cni-add-slow");
+      const slow = withBridge(
+        dir,
+        // ADD succeeds, but only after the create has failed: the undo waits for it.
+        `#!/bin/sh\n[ "$CNI_COMMAND" = ADD ] && sleep 0.3\nexec /usr/lib/cni/bridge\n`,
+      );
+      const name = `createfail-${tag}`;
+      await expect(
+        slow.run({
+          image: IMAGE,
+          name,
+          cmd: ["/no/such/program"],
+          network: "bridge",
+          autoRemove: true,
+        }),
+      ).rejects.toThrow(/no\/such\/program/);
+      expect((await slow.list({ all: true })).map((c) => c.name)).not.toContain(name);
+      nothingLeft(slow, dir);
+    }, 60_000);
+  });
 
   test("after the networks are removed, nothing of theirs is left on the host", async () => {
     for (const n of engine.networks.listNetworks()) await engine.networks.removeNetwork(n.name);
