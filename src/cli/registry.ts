@@ -9,6 +9,7 @@ import {
   pushImage,
 } from "../registry/index.ts";
 import { normalizeRegistry } from "../registry/login.ts";
+import { tty } from "../util/lazy-require.ts";
 import {
   boolFlag,
   type FlagSpec,
@@ -75,6 +76,23 @@ async function readStdin(): Promise<string> {
     .replace(/\r?\n$/, "");
 }
 
+/**
+ * Where pull and push report progress: fd 1 through writeOut, as the line that follows it. With
+ * process.stdout the stream could still hold progress when that line went out directly (out of
+ * order), and it would make a pipe non-blocking.
+ */
+function progressOut(): { write(s: string): void; isTTY: boolean; readonly columns?: number } {
+  const isTTY = tty().isatty(1);
+  return {
+    write: writeOut,
+    isTTY,
+    // A terminal's width, as it is at each redraw.
+    get columns() {
+      return isTTY ? process.stdout.columns : undefined;
+    },
+  };
+}
+
 /** Runs one registry command; `images` opens the engine's store. Returns the exit status. */
 export async function registryCommand(
   command: string,
@@ -98,7 +116,7 @@ export async function registryCommand(
       const result = await pullImage(await images(), ref, {
         ...clientOptions(p),
         ...(platform ? { platform } : {}),
-        progress: createProgress({ quiet, out: process.stdout }),
+        progress: createProgress(quiet ? { quiet } : { out: progressOut() }),
       });
       writeOut(`${result.reference}\n`);
       return 0;
@@ -112,7 +130,7 @@ export async function registryCommand(
       const result = await pushImage(await images(), source, dest, {
         ...clientOptions(p),
         ...(chunkSize !== undefined ? { chunkSize } : {}),
-        progress: createProgress({ quiet, out: process.stdout }),
+        progress: createProgress(quiet ? { quiet } : { out: progressOut() }),
       });
       if (quiet) writeOut(`${result.digest}\n`);
       return 0;

@@ -385,62 +385,57 @@ console.log(JSON.stringify({ node: process.version, digest: pulled.digest, diffP
     });
 
     test("the CLI's pull, push, login and logout commands", async () => {
-      const out: string[] = [];
-      const write = process.stdout.write.bind(process.stdout);
-      process.stdout.write = ((s: string) => {
-        out.push(String(s));
-        return true;
-      }) as typeof process.stdout.write;
-      const cliStore = await ImageStore.open(join(work, "cli"));
+      // The commands write to fd 1 directly (src/cli/output.ts): each runs in a process of its
+      // own, whose stdout is read here.
+      const script = join(work, "cli.ts");
+      writeFileSync(
+        script,
+        `const { registryCommand } = await import(${JSON.stringify(join(import.meta.dir, "../../src/cli/registry.ts"))});
+         const { ImageStore } = await import(${JSON.stringify(join(import.meta.dir, "../../src/image/store.ts"))});
+         const [command, store, ...args] = process.argv.slice(2);
+         process.exitCode = await registryCommand(command, args, () => ImageStore.open(store));`,
+      );
+      const cli = (command: string, store: string, args: string[]) => {
+        const r = spawnSync(process.execPath, [script, command, join(work, store), ...args], {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+        return r.stdout;
+      };
       const authFile = join(work, "cli-auth.json");
       const common = [`--cert-dir=${join(work, "no-certs")}`, `--authfile=${authFile}`];
-      try {
-        expect(
-          await registryCommand(
-            "push",
-            [
-              "--tls-verify=false",
-              "-q",
-              ...common,
-              `${reg.host}/test/busybox:1`,
-              `${reg.host}/cli/busybox:2`,
-            ],
-            async () => src,
-          ),
-        ).toBe(0);
-        expect(out.at(-1)).toBe(`${busybox.manifestDigest}\n`);
-        expect(
-          await registryCommand(
-            "pull",
-            ["--tls-verify=false", "-q", ...common, `${reg.host}/cli/busybox:2`],
-            async () => cliStore,
-          ),
-        ).toBe(0);
-        expect(out.at(-1)).toBe(`${reg.host}/cli/busybox:2\n`);
-        expect((await cliStore.resolve(`${reg.host}/cli/busybox:2`)).id).toBe(busybox.id);
-        // No authentication on this registry: login checks /v2/ and stores.
-        expect(
-          await registryCommand(
-            "login",
-            ["--tls-verify=false", "-u", "u", "-p", "p", ...common, reg.host],
-            async () => cliStore,
-          ),
-        ).toBe(0);
-        expect(out.at(-1)).toContain(`Login Succeeded (${reg.host}, credentials in ${authFile})`);
-        expect(
-          await registryCommand(
-            "logout",
-            [`--authfile=${authFile}`, reg.host],
-            async () => cliStore,
-          ),
-        ).toBe(0);
-        expect(out.at(-1)).toBe(`Removed login credentials for ${reg.host}\n`);
-        await expect(registryCommand("pull", [...common], async () => cliStore)).rejects.toThrow(
-          /usage: pivot pull/,
-        );
-      } finally {
-        process.stdout.write = write;
-      }
+      const tls = "--tls-verify=false";
+      const pushed = cli("push", "src", [
+        tls,
+        "-q",
+        ...common,
+        `${reg.host}/test/busybox:1`,
+        `${reg.host}/cli/busybox:2`,
+      ]);
+      expect(pushed).toBe(`${busybox.manifestDigest}\n`);
+      const ref = `${reg.host}/cli/busybox:2`;
+      expect(cli("pull", "cli", [tls, "-q", ...common, ref])).toBe(`${ref}\n`);
+      const cliStore = await ImageStore.open(join(work, "cli"));
+      expect((await cliStore.resolve(ref)).id).toBe(busybox.id);
+      // Without -q: the progress lines, then the reference, in that order on the same pipe.
+      const lines = cli("pull", "cli-progress", [tls, ...common, ref])
+        .trimEnd()
+        .split("\n");
+      expect(lines.length).toBeGreaterThan(2);
+      expect(lines[0]).toContain("Pulling from cli/busybox");
+      expect(lines.at(-1)).toBe(ref);
+      expect(lines.slice(0, -1)).not.toContain(ref);
+      // No authentication on this registry: login checks /v2/ and stores.
+      expect(cli("login", "cli", [tls, "-u", "u", "-p", "p", ...common, reg.host])).toContain(
+        `Login Succeeded (${reg.host}, credentials in ${authFile})`,
+      );
+      expect(cli("logout", "cli", [`--authfile=${authFile}`, reg.host])).toBe(
+        `Removed login credentials for ${reg.host}\n`,
+      );
+      await expect(registryCommand("pull", [...common], async () => cliStore)).rejects.toThrow(
+        /usage: pivot pull/,
+      );
     });
 
     describe.skipIf(!haveSkopeo)("with skopeo", () => {
