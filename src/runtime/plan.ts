@@ -101,10 +101,12 @@ export interface ContainerPlanInput {
   /** Who runs the runtime (default: root). Not root: rootless mode, see userns.ts. */
   caller?: Caller;
   host: HostFacts;
-  /** Compiled seccomp filters: a hit loads the cached BPF, a miss exports it for next time. */
-  seccompCache?: SeccompCache;
-  /** linux.seccomp's key in that cache (`SeccompCache.key`, computed by the caller: it is async). */
-  seccompCacheKey?: string | null;
+  /**
+   * Compiled seccomp filters: a hit loads the cached BPF, a miss exports it for next time. With
+   * linux.seccomp's key in that cache (`SeccompCache.key`, computed by the caller: it is async;
+   * null: this profile is not cached).
+   */
+  seccompCache?: { cache: SeccompCache; key: string | null };
 }
 
 export interface Plan {
@@ -672,9 +674,9 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     throw new ConfigError("process.args", "must name a program to run");
   rejectUnsupported(spec);
   // A cached filter of the same profile skips validating and compiling it (it was, when cached).
-  const cache = input.seccompCache;
-  const cacheKey = cache ? (input.seccompCacheKey ?? null) : null;
-  const cached = cacheKey ? cache!.lookup(cacheKey) : null;
+  const cache = input.seccompCache?.cache;
+  const cacheKey = input.seccompCache?.key ?? null;
+  const cached = cache && cacheKey ? cache.lookup(cacheKey) : null;
   const seccomp = cached ? null : compileSeccomp(spec.linux?.seccomp);
   const exportKey = seccomp && cacheKey && SeccompCache.cacheable(seccomp) ? cacheKey : null;
   const seccompSetup: SeccompSetup | null = cached

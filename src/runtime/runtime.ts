@@ -253,7 +253,7 @@ export class Runtime {
       cgroupJoin,
       caller,
       host: loaded?.host ?? realHost,
-      ...(seccompCache ? { seccompCache, seccompCacheKey } : {}),
+      ...(seccompCache ? { seccompCache: { cache: seccompCache, key: seccompCacheKey } } : {}),
     });
     if (plan.idMaps) {
       checkIdMapHelpers(spec.linux!.uidMappings!, spec.linux!.gidMappings!, plan.idMaps, caller);
