@@ -486,7 +486,10 @@ export class NetworkManager {
       const record = this.load(id);
       const networks: string[] = [];
       // The rules as they are without this container, while DEL runs: neither needs the other.
+      // Handled at once: a failure before the DEL ends would otherwise be an unhandled rejection
+      // (which ends a Bun process) even though it is awaited below.
       const rules = this.syncFirewall(this.all().filter((r) => r.id !== id));
+      rules.catch(() => {});
       try {
         for (const a of [...(record?.attachments ?? [])]) {
           networks.push(a.networkId);
@@ -501,10 +504,12 @@ export class NetworkManager {
       const netns = !record ? this.netnsPath(id) : record.ownNetns ? record.netns : null;
       rmSync(this.recordPath(id), { force: true });
       // The namespace's unmount, beside the hosts files (the rules are done by then: a no-op).
-      await Promise.all([
+      // Both settle before the lock goes; the first failure is the error.
+      const settled = await Promise.allSettled([
         netns ? removeNetns(netns) : null,
         rules.then(() => this.afterChange(networks)),
       ]);
+      for (const s of settled) if (s.status === "rejected") throw s.reason;
     });
   }
 

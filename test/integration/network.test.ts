@@ -439,6 +439,38 @@ describe("containers", () => {
     );
   }, 60_000);
 
+  test("rules that fail to be written while DEL runs are removeSandbox's error, not an unhandled one", () => {
+    const fake = join(work, "cni-slow-del");
+    mkdirSync(fake);
+    const result = `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"x"}],"ips":[{"address":"10.213.128.2/24","gateway":"10.213.128.1","interface":0}]}`;
+    writeFileSync(
+      join(fake, "bridge"),
+      `#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then echo '${result}'; exit 0; fi\nsleep 0.5\n`,
+      { mode: 0o755 },
+    );
+    const own = join(work, "sync-fails");
+    const r = spawnSync(
+      BUN,
+      [
+        join(REPO, "test/fixtures/network-sync-fails.ts"),
+        JSON.stringify({
+          configDir: join(own, "networks"),
+          runDir: join(own, "run"),
+          cniPath: [fake],
+          subnetPools: ["10.213.128.0/20"],
+          chainPrefix: `PVT${tag}F`,
+        }),
+        nextId("syncfail"),
+        `pvt${tag}f`,
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    expect(r.stderr).not.toContain("error:");
+    expect(r.stdout).toContain("removeSandbox rejected: test: iptables-restore refused the rules");
+    expect(r.stdout).toContain("done");
+    expect(r.status).toBe(0);
+  }, 60_000);
+
   test("port ranges, a fixed address, an internal network, prune", async () => {
     const p0 = await freeHostPort("tcp", "127.0.0.1");
     const ports = parsePublish(`127.0.0.1:${p0}-${p0 + 1}:80-81`);
