@@ -441,7 +441,7 @@ export class NetworkManager {
         }
         throw err;
       }
-      await this.afterChange([def.id]);
+      await this.afterChange([def.id], false, false); // the rules were written beside the ADD
       return info(attachment);
     });
   }
@@ -503,11 +503,11 @@ export class NetworkManager {
       }
       const netns = !record ? this.netnsPath(id) : record.ownNetns ? record.netns : null;
       rmSync(this.recordPath(id), { force: true });
-      // The namespace's unmount, beside the hosts files (the rules are done by then: a no-op).
+      // The namespace's unmount, beside the hosts files (the rules are written by then).
       // Both settle before the lock goes; the first failure is the error.
       const settled = await Promise.allSettled([
         netns ? removeNetns(netns) : null,
-        rules.then(() => this.afterChange(networks)),
+        rules.then(() => this.afterChange(networks, false, false)),
       ]);
       for (const s of settled) if (s.status === "rejected") throw s.reason;
     });
@@ -525,7 +525,8 @@ export class NetworkManager {
 
   /**
    * Repairs what crashed processes left: attachments stuck in "adding" are DELeted, namespaces
-   * without a record are removed, and Pivot's rules go if no container is left on a network.
+   * without a record are removed, and Pivot's rules are made what the attachments need (looked
+   * up in the kernel: someone may have flushed them), gone if no container is on a network.
    */
   async recover(): Promise<void> {
     await this.locked(async () => {
@@ -546,7 +547,7 @@ export class NetworkManager {
       for (const f of files) {
         if (!this.load(f)) await removeNetns(join(dir, f));
       }
-      await this.afterChange(touched, false, true);
+      await this.afterChange(touched);
     });
   }
 
@@ -594,22 +595,23 @@ export class NetworkManager {
    * with the last container anywhere). When a network goes (`gc`) and no container is left
    * anywhere, the plugins' idle shared chains and the nftables tables go too. Not on every
    * container removal: that cleanup costs ~300 ms of iptables calls, which the next container
-   * start would pay again to recreate them. VERIFY: see Firewall.sync.
+   * start would pay again to recreate them. RULES false: the caller synced them already.
    */
-  private async afterChange(networkIds: string[], gc = false, verify = false): Promise<void> {
+  private async afterChange(networkIds: string[], gc = false, rules = true): Promise<void> {
     const all = this.all();
     const ids = new Set(networkIds);
     for (const r of all) {
       if (r.hostsPath && r.attachments.some((a) => ids.has(a.networkId))) this.writeHosts(r, all);
     }
-    const active = await this.syncFirewall(all, verify);
+    if (!rules) return;
+    const active = await this.syncFirewall(all);
     if (active.size === 0 && gc) await this.firewall.cleanup();
   }
 
   /** Pivot's rules for the networks that have containers now; returns those networks' ids. */
-  private async syncFirewall(all: SandboxRecord[], verify = false): Promise<Set<string>> {
+  private async syncFirewall(all: SandboxRecord[]): Promise<Set<string>> {
     const active = new Set(all.flatMap((r) => r.attachments.map((a) => a.networkId)));
-    await this.firewall.sync(this.store.list(), active, { verify });
+    await this.firewall.sync(this.store.list(), active);
     return active;
   }
 

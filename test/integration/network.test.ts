@@ -552,6 +552,48 @@ describe("Pivot's rules per network", () => {
     expect(save()).not.toContain(bridge);
   }, 60_000);
 
+  test("jumps removed behind Pivot's back come back at the next connect or removal", async () => {
+    const jumps = () =>
+      hostOutput("iptables-save", [])
+        .split("\n")
+        .filter(
+          (l) =>
+            l === `-A FORWARD -j PVT${tag}-FORWARD` ||
+            l === `-A POSTROUTING -j PVT${tag}-POSTROUTING`,
+        );
+    const both = [`-A FORWARD -j PVT${tag}-FORWARD`, `-A POSTROUTING -j PVT${tag}-POSTROUTING`];
+    const remove = () => {
+      spawnSync("iptables", ["-w", "-D", "FORWARD", "-j", `PVT${tag}-FORWARD`]);
+      spawnSync("iptables", [
+        "-w",
+        "-t",
+        "nat",
+        "-D",
+        "POSTROUTING",
+        "-j",
+        `PVT${tag}-POSTROUTING`,
+      ]);
+      expect(jumps()).toEqual([]);
+    };
+    const x = nextId("jx");
+    const y = nextId("jy");
+    await sandbox(x, [{ name: NET_A }]);
+    await sandbox(y, [{ name: NET_B }]);
+    expect(jumps()).toEqual(both);
+    // (iptables -F FORWARD, a firewall's reload): x restarts.
+    remove();
+    await manager.removeSandbox(x);
+    expect(jumps()).toEqual(both);
+    await sandbox(x, [{ name: NET_A }]);
+    expect(jumps()).toEqual(both);
+    // A container joining a network that has one already: the same rules, but no jumps.
+    remove();
+    const z = nextId("jz");
+    await sandbox(z, [{ name: NET_A }]);
+    expect(jumps()).toEqual(both);
+    for (const id of [x, y, z]) await manager.removeSandbox(id);
+  }, 60_000);
+
   test("portmap runs only for a container that publishes ports", async () => {
     const fake = join(work, "cni-log");
     mkdirSync(fake);
