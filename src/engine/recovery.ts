@@ -137,6 +137,14 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
     if (known.has(id) || existsSync(join(store.dir(id), "container.json"))) continue;
     await store.withLock(id, () => ctx.runtime.delete(id, true), 100).catch(() => {});
   }
+  // The networks (NetworkManager.recover): attachments a killed ADD left, namespaces without a
+  // record, and Pivot's rules made what the attachments need (a crash between a batch and its
+  // record, or someone flushing them). Nothing when no container is on a network and none of
+  // Pivot's rules is installed; else the network lock and one iptables-save (~2.5 ms).
+  if (!ctx.rootless)
+    await ctx.networks
+      .recover()
+      .catch((err) => ctx.warn(`recovering the networks' state: ${(err as Error).message}`));
   return cleaned;
 }
 

@@ -529,6 +529,7 @@ export class NetworkManager {
    * up in the kernel: someone may have flushed them), gone if no container is on a network.
    */
   async recover(): Promise<void> {
+    if (this.idle()) return;
     await this.locked(async () => {
       const touched: string[] = [];
       for (const r of this.all()) {
@@ -549,6 +550,27 @@ export class NetworkManager {
       }
       await this.afterChange(touched);
     });
+  }
+
+  /**
+   * Whether there is nothing for `recover` to look at: no state at all, or no sandbox, no
+   * namespace and a record saying none of Pivot's rules is installed. Then it takes no lock and
+   * makes no iptables call (the engine's recovery, which `pivot ps` runs, calls it every time).
+   */
+  private idle(): boolean {
+    if (!existsSync(this.settings.runDir)) return true;
+    const entries = (dir: string) => {
+      try {
+        return readdirSync(dir).filter((n) => !n.startsWith("."));
+      } catch {
+        return [];
+      }
+    };
+    return (
+      entries(this.containersDir).length === 0 &&
+      entries(join(this.settings.runDir, "netns")).length === 0 &&
+      this.firewall.nothingInstalled()
+    );
   }
 
   /** The text of a container's /etc/hosts, as written to its hostsPath. */

@@ -312,6 +312,17 @@ async function nftTableIsEmpty(t: NftTable): Promise<boolean> {
 interface FirewallState {
   /** Whether the chains and the jumps to them exist. */
   installed: boolean;
+  /** The boot it was written in: a record of another boot (iptables-persistent may have put
+   * back rules saved with Pivot's in them) is unknown. */
+  bootId: string;
+}
+
+function bootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "";
+  }
 }
 
 export class Firewall {
@@ -342,17 +353,28 @@ export class Firewall {
   private readState(): FirewallState | null {
     try {
       const s = JSON.parse(readFileSync(this.stateFile, "utf8")) as FirewallState;
-      return typeof s.installed === "boolean" ? s : null;
+      return typeof s.installed === "boolean" && s.bootId === bootId() ? s : null;
     } catch {
       return null;
     }
   }
 
-  private writeState(s: FirewallState): void {
+  private writeState(s: Omit<FirewallState, "bootId">): void {
     const tmp = `${this.stateFile}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(s)}\n`);
+    writeFileSync(tmp, `${JSON.stringify({ ...s, bootId: bootId() })}\n`);
     renameSync(tmp, this.stateFile);
   }
+
+  /**
+   * Whether Pivot's record says nothing of its rules is installed (this boot): then a sync with
+   * no container on a network, or a recovery with nothing to repair, costs no iptables call.
+   */
+  nothingInstalled(): boolean {
+    return this.readState()?.installed === false;
+  }
+
+  /** For tests: called after a batch was written, before it is recorded (a crash there). */
+  onWritten?: () => void;
 
   /** Pivot's chains and the jumps to them, as the kernel has them now. */
   async installed(): Promise<Installed> {
@@ -368,7 +390,7 @@ export class Firewall {
    */
   async sync(networks: NetworkDef[], active: ReadonlySet<string>): Promise<boolean> {
     const state = this.readState();
-    if (active.size === 0 && state?.installed === false) return false;
+    if (active.size === 0 && state?.installed === false) return false; // nothing to look up
     let have = await this.installed();
     if (active.size === 0) {
       const j = have.jumps;
@@ -385,6 +407,7 @@ export class Firewall {
       );
       // Another chain jumps to one of ours, or the rules changed meanwhile: one chain at a time.
       if (r.status !== 0) await this.removeOwnChains();
+      this.onWritten?.();
       this.writeState({ installed: false });
       return true;
     }
@@ -395,6 +418,9 @@ export class Firewall {
         return false;
       }
       if (have.chains.size === 0) await this.recordBefore();
+      // Unknown while the batch runs (as for a removal): a crash after it must not leave a
+      // record saying nothing is installed, which would spare the next removal its look-up.
+      if (attempt === 0) rmSync(this.stateFile, { force: true });
       const batch = firewallRules(this.chainPrefix, networks, active, have.jumps);
       const r = await execTool("iptables-restore", ["-w", "--noflush"], batch);
       if (r.status === 0) break;
@@ -402,6 +428,7 @@ export class Firewall {
       if (attempt > 0) throw new HostCommandError("iptables-restore --noflush", r.status, r.stderr);
       have = await this.installed();
     }
+    this.onWritten?.();
     this.writeState({ installed: true });
     return true;
   }

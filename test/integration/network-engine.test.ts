@@ -1,6 +1,7 @@
 // The engine with networks: `pivot run -p` and `--network NAME` on real containers (busybox
 // images built locally). Traffic only to loopback and between the test's containers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -68,6 +69,32 @@ describe.skipIf(!ready)("engine: networks", () => {
     expect(engine.networks.sandboxes()).not.toContain(c.id);
     expect(await fetch(`http://127.0.0.1:${port}/`).catch((e) => e as Error)).toBeInstanceOf(Error);
     await engine.remove(c.id);
+  }, 60_000);
+
+  test("ps (the engine's recovery) puts back Pivot's rules removed behind its back", async () => {
+    const c = await engine.run({
+      image: IMAGE,
+      name: `rules-${tag}`,
+      cmd: ["sleep", "100"],
+      network: "bridge",
+      detach: true,
+    });
+    const P = `PVT${tag}`;
+    const ours = () =>
+      hostOutput("iptables-save", [])
+        .split("\n")
+        .filter((l) => l.includes(`-j ${P}-`) || l.startsWith(`-A ${P}-POSTROUTING`));
+    const installed = ours();
+    expect(installed).toContain(`-A FORWARD -j ${P}-FORWARD`);
+    expect(installed.filter((l) => l.includes("MASQUERADE"))).toHaveLength(1);
+    // A firewall's reload, or iptables -F, while the container runs.
+    spawnSync("iptables", ["-w", "-D", "FORWARD", "-j", `${P}-FORWARD`]);
+    spawnSync("iptables", ["-w", "-t", "nat", "-D", "POSTROUTING", "-j", `${P}-POSTROUTING`]);
+    spawnSync("iptables", ["-w", "-t", "nat", "-F", `${P}-POSTROUTING`]);
+    expect(ours().filter((l) => l.includes("MASQUERADE"))).toEqual([]);
+    await engine.list();
+    expect(ours().sort()).toEqual(installed.sort());
+    await engine.remove(c.id, { force: true });
   }, 60_000);
 
   test("--network NAME: containers reach each other by name and alias; -p needs a network", async () => {

@@ -3,7 +3,7 @@
 // that entered the namespace (test/fixtures/firewall-netns.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, removeNetns } from "../../src/network/netns.ts";
 import type { NetworkDef } from "../../src/network/networks.ts";
@@ -63,6 +63,22 @@ function sync(dir: string, ...steps: string[][]): boolean[] {
     .trim()
     .split("\n")
     .map((l) => (JSON.parse(l) as { wrote: boolean }).wrote);
+}
+
+/** Firewall.sync of ACTIVE killed after its batch, before it records it. */
+function crash(dir: string, active: string[]): void {
+  const config = {
+    prefix: P,
+    dir,
+    networks: NETS,
+    steps: [{ active: active.map((n) => `id-${n}`), crash: true }],
+  };
+  const r = spawnSync(
+    "nsenter",
+    [`--net=${ns}`, BUN, join(REPO, "test/fixtures/firewall-netns.ts"), JSON.stringify(config)],
+    { encoding: "utf8" },
+  );
+  expect(r.signal).toBe("SIGKILL");
 }
 
 /** A fresh state directory (a fresh Pivot on the same kernel rules). */
@@ -133,5 +149,35 @@ describe("Pivot's rules", () => {
     expect(sync(dir, [])).toEqual([true]);
     expect(save().filter((l) => l.includes(P))).toEqual([]);
     inNs("iptables", ["-F", "FORWARD"]);
+  });
+
+  test("a kill between the batch and its record leaves the next sync to look", () => {
+    const dir = stateDir();
+    // Nothing installed, recorded; then a first container's rules written, the writer killed.
+    expect(sync(dir, ["a"], [])).toEqual([true, true]);
+    crash(dir, ["a"]);
+    expect(rulesOf(`${P}-POSTROUTING`)).toHaveLength(1);
+    // The record does not say "nothing installed": the last container's removal removes them.
+    expect(sync(dir, [])).toEqual([true]);
+    expect(save().filter((l) => l.includes(P))).toEqual([]);
+    // A kill after a removal's batch: the next container's rules and jumps, once each.
+    expect(sync(dir, ["a", "b"])).toEqual([true]);
+    crash(dir, []);
+    expect(sync(dir, ["b"])).toEqual([true]);
+    expect(rulesOf("FORWARD")).toEqual([`-A FORWARD -j ${P}-FORWARD`]);
+    expect(sync(dir, [])).toEqual([true]);
+  });
+
+  test("a record of another boot is not trusted", () => {
+    const dir = stateDir();
+    expect(sync(dir, ["a"])).toEqual([true]);
+    // As after a reboot that put saved rules back (iptables-persistent), Pivot's among them,
+    // with a record from the boot before saying nothing was installed.
+    writeFileSync(
+      join(dir, "firewall-state.json"),
+      `${JSON.stringify({ installed: false, bootId: "another boot" })}\n`,
+    );
+    expect(sync(dir, [])).toEqual([true]);
+    expect(save().filter((l) => l.includes(P))).toEqual([]);
   });
 });
