@@ -320,6 +320,10 @@ export class Runtime {
     const hasCgroup = Object.keys(cgroup.paths).length > 0;
     try {
       session = s;
+      // The record first, with its cgroup paths: a runtime killed from here on leaves state that
+      // `delete --force` (and the engine's recovery) can find and remove, never a bare cgroup.
+      this.store.save(record);
+      this.trace?.mark("state saved");
       if (hasCgroup) {
         cgroup.create();
         this.trace?.mark("cgroup created");
@@ -355,9 +359,6 @@ export class Runtime {
         return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
       });
       if (s.child) options.onLaunch?.(s.child);
-      // While the launcher works: the state.
-      this.store.save(record);
-      this.trace?.mark("state saved");
       await s.whenReady();
       this.trace?.mark(
         `ready: the init waits ${waitForInit ? "to be started" : "on the exec fifo"}`,

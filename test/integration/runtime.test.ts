@@ -466,6 +466,31 @@ describe("lifecycle across separate processes", () => {
     }
   });
 
+  test("a create killed (SIGKILL) at any moment leaves nothing that delete --force does not remove", async () => {
+    // A runtime killed between making the cgroup and recording it would leave a cgroup nobody
+    // knows of: the record is written first. Kills spread over a whole create's duration.
+    withArgs(["sleep", "30"]);
+    const timed = nextId("killed");
+    const t0 = performance.now();
+    expect(runtime(root, ["create", "--bundle", bundle, timed]).status).toBe(0);
+    const took = performance.now() - t0;
+    expect(runtime(root, ["delete", "--force", timed]).status).toBe(0);
+    for (let i = 0; i < 30; i++) {
+      const id = nextId("killed");
+      const child = spawn(BUN, [RUNTIME_CLI, "--root", root, "create", "--bundle", bundle, id], {
+        stdio: "ignore",
+      });
+      const killer = setTimeout(() => child.kill("SIGKILL"), took * (0.2 + (0.85 * i) / 29));
+      await new Promise((resolve) => child.on("close", resolve));
+      clearTimeout(killer);
+      const del = runtime(root, ["delete", "--force", id]);
+      expect(del.stderr).toBe("");
+      expect(del.status).toBe(0);
+      expect(existsSync(join(root, id))).toBe(false);
+      expect(cgroupDirsNamed(id)).toEqual([]);
+    }
+  }, 120_000);
+
   test("20 containers created concurrently", async () => {
     withArgs(["sleep", "100"]);
     const ids = Array.from({ length: 20 }, () => nextId("many"));
