@@ -45,6 +45,11 @@ export interface ContainerRecord {
   labels: Record<string, string>;
   /** The image's layers, bottom first, with their history (absent in records of older versions). */
   layers?: { diffId: string; link: string; createdBy?: string }[];
+  /**
+   * Created by a run (`pivot run`, `Engine.run`), which starts it under the same hold of its lock:
+   * still Created with the lock free, that run died before the start (recovery removes it if --rm).
+   */
+  createdByRun?: boolean;
 }
 
 export interface RunState {

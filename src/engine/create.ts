@@ -79,6 +79,8 @@ export async function createLocked(
   ctx: EngineContext,
   options: ContainerOptions,
   id: string,
+  /** A run's create, which its start follows under the same lock (ContainerRecord.createdByRun). */
+  byRun = false,
 ): Promise<ContainerRecord> {
   const store = await ctx.images();
   const image = await store.resolve(options.image);
@@ -138,6 +140,7 @@ export async function createLocked(
         link: l.link,
         ...(history[i] !== undefined ? { createdBy: history[i] } : {}),
       })),
+      ...(byRun ? { createdByRun: true } : {}),
     };
     writeJsonAtomic(join(dir, "container.json"), record);
     ctx.trace?.mark("engine: config composed, container created");

@@ -168,13 +168,7 @@ export class Engine {
   async run(options: RunOptions): Promise<ContainerHandle> {
     const { detach, stdio, ...containerOptions } = options;
     if (!detach) return starting.runAttached(this.ctx, containerOptions, stdio ?? "pipe");
-    const info = await this.create(containerOptions);
-    try {
-      return await this.start(info.id);
-    } catch (err) {
-      if (options.autoRemove) await this.remove(info.id, { force: true }).catch(() => {});
-      throw err;
-    }
+    return starting.runDetached(this.ctx, containerOptions);
   }
 
   /** Starts a created container with this process as its monitor (`pivot start -a`). */

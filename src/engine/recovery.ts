@@ -8,7 +8,7 @@ import { stopUserModeNetwork, userModeNetworkStates } from "./container-network.
 import { monitorAlive, rt, type Status, status } from "./container-runtime.ts";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
-import { cleanupLocked } from "./lifecycle.ts";
+import { cleanupLocked, removeLocked } from "./lifecycle.ts";
 
 /** Mount points in this mount namespace. */
 function mountPoints(): string[] {
@@ -31,7 +31,7 @@ function mountPoints(): string[] {
  * directories of creates and removes that died half-way (their lock is free), exited
  * containers whose monitor did not clean up (runtime state, cgroups, overlay mount, network),
  * starts that died after the runtime made the process but before state.json (undone: the
- * container stays Created), and a rootless container's slirp4netns or pasta left running when
+ * container stays Created; a `run --rm`'s is removed), and a rootless container's slirp4netns or pasta left running when
  * nothing runs the container.
  * Returns the ids it cleaned.
  */
@@ -62,6 +62,23 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
       r = store.load(id);
       st = status(ctx, id);
     } catch {
+      continue;
+    }
+    if (st.status === "created" && r.createdByRun && r.options.autoRemove) {
+      // A run --rm that died before its start completed (it holds the lock until then): nobody
+      // will start this container or remove it, so it goes as its run's end would have taken it.
+      const removed = await store
+        .withLock(
+          id,
+          async () => {
+            if (store.runState(id) || status(ctx, id).status !== "created") return false;
+            await removeLocked(ctx, id, { force: true });
+            return true;
+          },
+          100,
+        )
+        .catch(() => false);
+      if (removed) cleaned.push(id);
       continue;
     }
     if (st.status === "created" && rt(ctx, id).store.exists(id)) {

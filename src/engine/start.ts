@@ -221,10 +221,33 @@ export async function runAttached(
     runPrepared(
       ctx,
       id,
-      await prepareStart(ctx, id, false, await createLocked(ctx, options, id)),
+      await prepareStart(ctx, id, false, await createLocked(ctx, options, id, true)),
       stdio,
     ),
   );
+}
+
+/**
+ * Creates a container and starts it under conmon (`pivot run -d`), its lock held from the create
+ * to the start: a run that dies in between leaves a free lock on a Created container marked as a
+ * run's, which recovery removes if it is --rm (nobody else would ever start or remove it).
+ */
+export async function runDetached(
+  ctx: EngineContext,
+  options: ContainerOptions,
+): Promise<ContainerHandle> {
+  checkRestartOptions(options, ctx.conmonPath !== null);
+  const id = newContainerId();
+  return ctx.containers.withLock(id, async () => {
+    await createLocked(ctx, options, id, true);
+    try {
+      return await startLocked(ctx, id);
+    } catch (err) {
+      // The start is undone already (the container is Created); --rm goes on to remove it.
+      if (options.autoRemove) await removeLocked(ctx, id, { force: true }).catch(() => {});
+      throw err;
+    }
+  });
 }
 
 /**

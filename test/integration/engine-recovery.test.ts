@@ -306,6 +306,72 @@ describe.skipIf(!isRoot || !hasConmon)("engine: state that is never lost", () =>
     expect(cgroupDirsOf(id)).toEqual([]);
   }, 60_000);
 
+  test("a run --rm that died before its start completed: ps removes what it left; a create --rm stays", async () => {
+    // Made deterministically: two created --rm containers with free locks, one marked as a run's
+    // (as `pivot run` writes it before it starts the container under the same lock), with a
+    // process the runtime created for it (its init waiting on the exec fifo, its cgroups made).
+    const kept = pivot(["create", "--rm", "--name", "kept", IMAGE, "true"]).stdout.trim();
+    const id = pivot(["create", "--rm", "--name", "byrun", IMAGE, "sleep", "300"]).stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const recordPath = join(t.root, "containers", id, "container.json");
+    const record = JSON.parse(readFileSync(recordPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(recordPath, JSON.stringify({ ...record, createdByRun: true }));
+    const runtimeRoot = join(t.root, "run", "runtime");
+    const bundle = join(t.root, "containers", id);
+    const r = spawnSync(
+      BUN,
+      [RUNTIME_CLI, "--root", runtimeRoot, "create", "--bundle", bundle, id],
+      {
+        stdio: "ignore",
+        timeout: 30_000,
+      },
+    );
+    expect(r.status).toBe(0);
+    const pid = (
+      JSON.parse(
+        spawnSync(BUN, [RUNTIME_CLI, "--root", runtimeRoot, "state", id], { encoding: "utf8" })
+          .stdout,
+      ) as { pid: number }
+    ).pid;
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
+    expect(mountsUnder(bundle).length).toBeGreaterThan(0);
+
+    const ps = pivot(["ps", "-a"]).stdout;
+    expect(ps).toMatch(/Created +kept\n/);
+    expect(ps).not.toContain("byrun");
+    for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await Bun.sleep(20);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(existsSync(join(runtimeRoot, id))).toBe(false);
+    expect(existsSync(bundle)).toBe(false);
+    expect(mountsUnder(bundle)).toEqual([]);
+    expect(cgroupDirsOf(id)).toEqual([]);
+    // Its name is free again.
+    expect(pivot(["create", "--name", "byrun", IMAGE, "true"]).status).toBe(0);
+    expect(pivot(["rm", "byrun", kept]).status).toBe(0);
+
+    // The same for real: runs killed at staggered moments. Whatever each had done, once their
+    // containers' processes have ended, ps leaves nothing of them.
+    const runs = Array.from({ length: 6 }, (_, i) =>
+      pivotAsync(["run", "--rm", "--name", `rmrun${i}`, IMAGE, "sleep", "1"], (p) => {
+        setTimeout(
+          () => {
+            try {
+              process.kill(p, "SIGKILL");
+            } catch {}
+          },
+          120 + i * 50,
+        );
+      }),
+    );
+    await Promise.all(runs);
+    await Bun.sleep(1500);
+    pivot(["ps", "-a"]);
+    expect(pivot(["ps", "-a", "--format", "{{.Names}}"]).stdout).not.toContain("rmrun");
+    expect(readdirSync(join(t.root, "containers"))).toEqual([]);
+    expect(mountsUnder(join(t.root, "containers"))).toEqual([]);
+    expect(readdirSync(join(t.root, "names"))).toEqual([]);
+  }, 60_000);
+
   test("an attached start in that same window, alive (stopped there), is left alone by ps", async () => {
     // The attached pivot is stopped (SIGSTOP) while the runtime has the process and state.json
     // is not written yet; it holds the container's lock, so ps must not take it for a dead start.
