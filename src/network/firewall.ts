@@ -112,8 +112,8 @@ export function parseInstalled(chainPrefix: string, save: string): Installed {
 /**
  * Pivot's rules while containers are on networks, chain by chain, as `iptables-save` prints
  * them. Isolation covers every network, as before; networks in ACTIVE (those with containers)
- * get the forward accepts the firewall plugin gave each container (out of the bridge: any; into
- * it: replies), and, unless internal, the masquerade the bridge plugin's ipMasq gave each
+ * get the forward accepts the firewall plugin gave each container (out of the bridge: from the
+ * subnet, anything else dropped; into it: replies), and, unless internal, the masquerade the bridge plugin's ipMasq gave each
  * container (from the subnet, leaving by another interface, not multicast).
  */
 export function ownRules(
@@ -128,7 +128,10 @@ export function ownRules(
   const forward = [`-A ${fwd} -j ${c1}`];
   for (const n of used) {
     forward.push(`-A ${fwd} -o ${n.bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
-    forward.push(`-A ${fwd} -i ${n.bridge} -j ACCEPT`);
+    // Out of the bridge only from the subnet (the firewall plugin accepted `-s <container IP>`):
+    // a container may forge sources (CAP_NET_RAW), which would leave the host un-masqueraded.
+    forward.push(`-A ${fwd} -s ${n.subnet} -i ${n.bridge} -j ACCEPT`);
+    forward.push(`-A ${fwd} ! -s ${n.subnet} -i ${n.bridge} -j DROP`);
   }
   return new Map([
     [fwd, forward],

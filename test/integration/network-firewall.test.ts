@@ -2,7 +2,7 @@
 // nothing of the host's rules is read or changed. Each step runs Firewall.sync in a process
 // that entered the namespace (test/fixtures/firewall-netns.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, removeNetns } from "../../src/network/netns.ts";
@@ -180,4 +180,69 @@ describe("Pivot's rules", () => {
     expect(sync(dir, [])).toEqual([true]);
     expect(save().filter((l) => l.includes(P))).toEqual([]);
   });
+
+  test("a container's packets from outside its subnet are not forwarded (FORWARD policy DROP in the test's namespace)", async () => {
+    // ns routes between a bridge with network a's subnet, where a "container" namespace is, and
+    // an "outside" namespace at 100.64.9.2/30; its FORWARD policy is DROP (as on hosts where
+    // Pivot's accepts matter). The container sends UDP from its address and from a spoofed one
+    // (as CAP_NET_RAW could); the outside sees only the first, masqueraded.
+    const cns = join(work, "container-netns");
+    const ons = join(work, "outside-netns");
+    await createNetns(cns);
+    await createNetns(ons);
+    const dir = stateDir();
+    let listener: ReturnType<typeof spawn> | null = null;
+    try {
+      const inside = (path: string, args: string[]) => {
+        const r = spawnSync("nsenter", [`--net=${path}`, "ip", ...args], { encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`ip ${args.join(" ")} in ${path}: ${r.stderr}`);
+      };
+      inside(ns, ["link", "add", "name", "pv-a", "type", "bridge"]);
+      inside(ns, ["addr", "add", "100.64.1.1/24", "dev", "pv-a"]);
+      inside(ns, ["link", "set", "pv-a", "up"]);
+      inside(ns, ["link", "add", "name", "ch", "type", "veth", "peer", "name", "c0"]);
+      inside(ns, ["link", "set", "c0", "netns", cns]);
+      inside(ns, ["link", "set", "ch", "master", "pv-a", "up"]);
+      inside(ns, ["link", "add", "name", "oh", "type", "veth", "peer", "name", "o0"]);
+      inside(ns, ["link", "set", "o0", "netns", ons]);
+      inside(ns, ["addr", "add", "100.64.9.1/30", "dev", "oh"]);
+      inside(ns, ["link", "set", "oh", "up"]);
+      inside(cns, ["addr", "add", "100.64.1.2/24", "dev", "c0"]);
+      inside(cns, ["addr", "add", "100.64.7.7/32", "dev", "c0"]);
+      inside(cns, ["link", "set", "c0", "up"]);
+      inside(cns, ["route", "add", "default", "via", "100.64.1.1", "src", "100.64.1.2"]);
+      inside(ons, ["addr", "add", "100.64.9.2/30", "dev", "o0"]);
+      inside(ons, ["link", "set", "o0", "up"]);
+      inNs("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+      inNs("iptables", ["-P", "FORWARD", "DROP"]);
+      expect(sync(dir, ["a"])).toEqual([true]);
+      const code = `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>console.log(m+" from "+r.address));s.bind(5005,"100.64.9.2",()=>console.log("up"))`;
+      listener = spawn("nsenter", [`--net=${ons}`, BUN, "-e", code], { stdio: "pipe" });
+      let heard = "";
+      await new Promise<void>((resolve, reject) => {
+        listener!.stdout!.on("data", (d: Buffer) => {
+          heard += d.toString();
+          if (heard.includes("up")) resolve();
+        });
+        listener!.once("exit", (c) => reject(new Error(`the listener exited (${c})`)));
+      });
+      for (const from of ["100.64.1.2", "100.64.7.7"]) {
+        const send = `const s=require("dgram").createSocket("udp4");s.bind(0,"${from}",()=>{let n=0;const t=setInterval(()=>{s.send("${from}",5005,"100.64.9.2");if(++n===5){clearInterval(t);s.close()}},50)})`;
+        const r = spawnSync("nsenter", [`--net=${cns}`, BUN, "-e", send], { encoding: "utf8" });
+        expect(r.status).toBe(0);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      expect(heard).toContain("100.64.1.2 from 100.64.9.1");
+      expect(heard).not.toContain("100.64.7.7 from");
+    } finally {
+      listener?.kill("SIGKILL");
+      sync(dir, []);
+      spawnSync("nsenter", [`--net=${ns}`, "iptables", "-P", "FORWARD", "ACCEPT"]);
+      spawnSync("nsenter", [`--net=${ns}`, "ip", "link", "del", "pv-a"]);
+      spawnSync("nsenter", [`--net=${ns}`, "ip", "link", "del", "oh"]);
+      spawnSync("nsenter", [`--net=${ns}`, "ip", "link", "del", "ch"]);
+      await removeNetns(cns);
+      await removeNetns(ons);
+    }
+  }, 30_000);
 });

@@ -531,7 +531,7 @@ describe("Pivot's rules per network", () => {
     await manager.createNetwork(net, { bridge });
     const subnet = manager.inspectNetwork(net).subnet;
     const masq = `-A PVT${tag}-POSTROUTING -s ${subnet} ! -d 224.0.0.0/4 ! -o ${bridge} -j MASQUERADE`;
-    const accept = `-A PVT${tag}-FORWARD -i ${bridge} -j ACCEPT`;
+    const accept = `-A PVT${tag}-FORWARD -s ${subnet} -i ${bridge} -j ACCEPT`;
     const save = () => hostOutput("iptables-save", []);
     expect(save()).not.toContain(masq);
     const one = nextId("first");

@@ -158,9 +158,11 @@ describe("iptables", () => {
       ":PIVOT-ISOLATION-2 - [0:0]",
       "-A PIVOT-FORWARD -j PIVOT-ISOLATION",
       "-A PIVOT-FORWARD -o pv-a -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-      "-A PIVOT-FORWARD -i pv-a -j ACCEPT",
+      "-A PIVOT-FORWARD -s 172.31.5.0/24 -i pv-a -j ACCEPT",
+      "-A PIVOT-FORWARD ! -s 172.31.5.0/24 -i pv-a -j DROP",
       "-A PIVOT-FORWARD -o pv-b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-      "-A PIVOT-FORWARD -i pv-b -j ACCEPT",
+      "-A PIVOT-FORWARD -s 172.31.6.0/24 -i pv-b -j ACCEPT",
+      "-A PIVOT-FORWARD ! -s 172.31.6.0/24 -i pv-b -j DROP",
       // Isolation covers every network, with containers or not.
       "-A PIVOT-ISOLATION -i pv-b ! -o pv-b -j DROP",
       "-A PIVOT-ISOLATION ! -i pv-b -o pv-b -j DROP",
