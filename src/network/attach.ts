@@ -243,7 +243,13 @@ export class NetworkManager {
     return this.locked(async () => {
       const def = await this.store.define(name, options, name === this.settings.defaultNetwork);
       this.store.save(def);
-      await this.syncFirewall(this.all()); // the isolation covers the new network too
+      try {
+        await this.syncFirewall(this.all()); // the isolation covers the new network too
+      } catch (err) {
+        // Not defined without its isolation: the rules were not written (one transaction).
+        this.store.delete(def.name);
+        throw err;
+      }
       return def;
     });
   }

@@ -236,6 +236,18 @@ describe("networks", () => {
       );
     await expect(manager.createNetwork("bad name")).rejects.toThrow("invalid network name");
   });
+
+  test("a network whose rules cannot be written is not defined", async () => {
+    const failing = new NetworkManager(settings);
+    failing.firewall.sync = async () => {
+      throw new Error("test: iptables-restore refused the rules");
+    };
+    const name = `pvt${tag}-nofw`;
+    await expect(failing.createNetwork(name, { bridge: `pvt${tag}n` })).rejects.toThrow(
+      "refused the rules",
+    );
+    expect(manager.listNetworks().map((n) => n.name)).not.toContain(name);
+  });
 });
 
 describe("containers", () => {
