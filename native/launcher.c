@@ -85,6 +85,7 @@ static char *hook_state = "";     /* the container state for hooks, from the las
 static char *listener_state = ""; /* the state for a seccomp listener, from the last sync reply */
 static int trace;                 /* OP_TRACE: report the time after every step (--trace) */
 static int64_t main_us;           /* when main() began, for the trace */
+static int64_t trace_offset_us;   /* the runtime's clock (sent with OP_TRACE) minus now_us() then */
 
 /* ---------- wire ---------- */
 
@@ -198,9 +199,10 @@ static struct step read_message(void) {
   return st;
 }
 
+/* The monotonic clock: trace times are reported on the runtime's clock (trace_offset_us). */
 static int64_t now_us(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -212,7 +214,10 @@ static void read_plan(void) {
     if (st.code == OP_END) break;
     if (st.code == OP_TRACE) { /* a flag, not a step: step indexes stay the plan's */
       trace = 1;
-      send_event(EV_TRACE, "ii", (int64_t)-1, main_us);
+      /* (the runtime's clock when it sent the plan, µs): the two clocks are tied here, so the
+         times reported are the runtime's, off by no more than the plan's time in transit. */
+      if (st.argc >= 1 && st.args[0].is_int) trace_offset_us = st.args[0].i - now_us();
+      send_event(EV_TRACE, "ii", (int64_t)-1, main_us + trace_offset_us);
       continue;
     }
     if (nsteps == cap) {
@@ -1469,10 +1474,10 @@ int main(int argc, char **argv) {
   set_cloexec(control_fd);
   for (int i = 0; i < MAX_SLOTS; i++) slots[i] = -1;
   read_plan();
-  if (trace) send_event(EV_TRACE, "ii", (int64_t)-2, now_us());
+  if (trace) send_event(EV_TRACE, "ii", (int64_t)-2, now_us() + trace_offset_us);
   for (current_step = 0; current_step < nsteps; current_step++) {
     run_step(&steps[current_step]);
-    if (trace) send_event(EV_TRACE, "ii", (int64_t)current_step, now_us());
+    if (trace) send_event(EV_TRACE, "ii", (int64_t)current_step, now_us() + trace_offset_us);
   }
   /* A plan without Exec (e.g. a pure setup plan) ends here. */
   return 0;

@@ -252,7 +252,9 @@ export class LaunchSession {
     this.plan = plan;
     if (onSync) this.onSync = onSync;
     const messages: Buffer[] = [];
-    if (this.trace) messages.push(encodeMessage(Op.Trace, []));
+    // The launcher ties its clock to this process's performance.now() with it (both monotonic;
+    // a wall clock drifts from performance.now() by ~0.3 ms per second a process lives).
+    if (this.trace) messages.push(encodeMessage(Op.Trace, [Math.round(performance.now() * 1000)]));
     for (const step of plan.steps) messages.push(encodeMessage(step.op, step.args));
     messages.push(encodeMessage(Op.End, []));
     this.send(Buffer.concat(messages));

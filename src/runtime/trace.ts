@@ -2,9 +2,10 @@
 //
 // The runtime marks the points it passes (config loaded, plan compiled, launcher spawned, sync
 // points, ready, start, exit, delete). With Op.Trace in the plan's stream, the launcher reports the
-// wall clock after every step it runs (Event.Trace), in whichever process runs it; those steps are
-// grouped into phases (namespaces, mounts, pivot_root, ...). Everything is on one clock: the
-// milliseconds since this process's time origin (performance.timeOrigin, its start).
+// time after every step it runs (Event.Trace), in whichever process runs it; those steps are
+// grouped into phases (namespaces, mounts, pivot_root, ...). Everything is on one clock, this
+// process's performance.now(): Op.Trace carries it, and the launcher reports its monotonic clock
+// shifted onto it (a wall clock would drift from it by ~0.3 ms per second this process lives).
 import type { Plan } from "./plan.ts";
 import { Op, SyncPoint } from "./wire.ts";
 
@@ -105,9 +106,10 @@ export class Trace {
     );
   }
 
-  /** A launcher report (Event.Trace): a step of the plan done, at a wall-clock time in µs. */
-  launcherStep(plan: Plan, step: number, epochUs: number): void {
-    const at = epochUs / 1000 - performance.timeOrigin;
+  /** A launcher report (Event.Trace): a step of the plan done, at `us` on this process's
+   *  performance.now() clock (Op.Trace tied the launcher's clock to it). */
+  launcherStep(plan: Plan, step: number, us: number): void {
+    const at = us / 1000;
     if (step === TRACE_LAUNCHER_MAIN) {
       this.entries.push({ at, what: "launcher: main() reached (exec of the launcher)" });
       return;

@@ -119,7 +119,8 @@ export const Op = {
   /** Load a BPF program exported earlier, without libseccomp: (kernel SECCOMP_FILTER_FLAG_* flags,
    *  the program's bytes, struct sock_filter[]). */
   SeccompLoadProgram: 48,
-  /** Not a step (it takes no index): report Event.Trace after every step, for `--trace`. Sent first. */
+  /** Not a step (it takes no index): report Event.Trace after every step, for `--trace`. Sent first:
+   *  (the runtime's clock when it sent the plan, µs: performance.now() × 1000). */
   Trace: 45,
   /** prctl(PR_SET_DUMPABLE): (0 or 1). Not dumpable, /proc/PID/exe and the like are closed to the
    *  container's other processes; execve makes the program dumpable again. */
@@ -163,7 +164,7 @@ export const Event = {
   /** A hook failed: (stepIndex, exitStatus, output). */
   HookFailed: 6,
   /** With Op.Trace: a step is done: (stepIndex, or -1 for the launcher's main() and -2 for the plan
-   *  read; wall clock in microseconds since the epoch). */
+   *  read; the time on the runtime's clock, µs, as Op.Trace gave it). */
   Trace: 7,
   /** After Op.SeccompExport: (kernel filter flags, the BPF program in hex, libseccomp's version,
    *  the path of its library). */

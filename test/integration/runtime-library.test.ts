@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Runtime } from "../../src/runtime/runtime.ts";
+import { Trace } from "../../src/runtime/trace.ts";
 import { cleanupRoot, isRoot, makeBundle, rm, tempDir } from "../helpers.ts";
 
 if (!isRoot) throw new Error("the integration tests run real containers and need root");
@@ -70,5 +71,30 @@ describe("Runtime.run", () => {
     expect(existsSync(join(root, id))).toBe(false);
     expect(cgroupDirs.length).toBeGreaterThan(0);
     expect(cgroupDirs.filter((d) => existsSync(d))).toEqual([]);
+  });
+});
+
+describe("--trace through the library", () => {
+  test("the launcher's steps are on this process's clock: after the plan is sent, before the runtime hears of them", async () => {
+    // The launcher reports its monotonic clock shifted onto this process's performance.now() (a
+    // wall clock drifts from it, and can be set); its steps fall between the runtime's marks.
+    const trace = new Trace();
+    const runtime = new Runtime({ root, warn: () => {}, trace });
+    expect(await runtime.run(nextId(), { bundle, stdio: ["ignore", "ignore", "ignore"] })).toBe(7);
+    const rows = trace
+      .render("run")
+      .split("\n")
+      .map((l) => /^ +([0-9.]+) +[0-9.]* +(.*)$/.exec(l))
+      .filter((m) => m !== null)
+      .map((m) => ({ at: Number(m[1]), what: m[2]! }));
+    const at = (what: string) => rows.find((r) => r.what.startsWith(what))?.at;
+    const initDone = at("init: rlimits, credentials");
+    const heard = at("sync Start: event received");
+    const planRead = at("launcher: plan read");
+    const planSent = at("cgroup resources applied");
+    expect(initDone).toBeDefined();
+    expect(heard).toBeDefined();
+    expect(initDone!).toBeLessThanOrEqual(heard!);
+    expect(planRead!).toBeGreaterThanOrEqual(planSent!);
   });
 });
