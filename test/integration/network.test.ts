@@ -546,6 +546,10 @@ describe("Pivot's rules per network", () => {
     const accept = `-A PVT${tag}-FORWARD -s ${subnet} -i ${bridge} -j ACCEPT`;
     const save = () => hostOutput("iptables-save", []);
     expect(save()).not.toContain(masq);
+    // A container on another network keeps Pivot's chains (they go with the last container on
+    // any network), whatever other tests left running.
+    const keeper = nextId("keeper");
+    await sandbox(keeper, [{ name: NET_A }]);
     const one = nextId("first");
     await sandbox(one, [{ name: net }]);
     expect(save()).toContain(masq);
@@ -562,6 +566,7 @@ describe("Pivot's rules per network", () => {
     expect(save()).toContain(`-A PVT${tag}-ISOLATION-2 -o ${bridge} -j DROP`);
     await manager.removeNetwork(net);
     expect(save()).not.toContain(bridge);
+    await manager.removeSandbox(keeper);
   }, 60_000);
 
   test("jumps removed behind Pivot's back come back at the next connect or removal", async () => {
