@@ -25,7 +25,7 @@ const cli = (args: string[]) => pivotCli(t.root, args, { timeoutMs: 60_000 });
 
 beforeAll(async () => {
   if (!ready) return;
-  // Test-only names (pvtTAG, 10.218.0.0/24, ...), so nothing collides with a real Pivot or
+  // Test-only names (pvtTAG, 10.218.B.0/24, ...), so nothing collides with a real Pivot or
   // another test on this host.
   t = await makeNetworkTestEngine(tag, 218);
   engine = t.engine;

@@ -19,7 +19,7 @@ import {
 } from "../../src/network/ports.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Mount, Spec } from "../../src/oci/spec.ts";
-import { hostOutput } from "../fixtures/network.ts";
+import { hostOutput, subnetBlock, subnetTraces } from "../fixtures/network.ts";
 import {
   BUN,
   cleanupRoot,
@@ -43,11 +43,31 @@ let manager: NetworkManager;
 let before: Record<string, string>;
 let ipForwardBefore: string;
 const NET_A = `pvt${tag}-a`;
+/** The test's subnets: 10.213.B.0/24 ... and 10.214.B.0/24 ... (B by pid: subnetBlock). */
+const B = subnetBlock;
 const NET_B = `pvt${tag}-b`;
 
-/** What must be the same before and after: links, addresses, routes, rules, namespace mounts. */
+/** What names the test's things: its bridges, chains, container ids, subnets. */
+const traces = () => [
+  `pvt${tag}`,
+  `PVT${tag}`,
+  `-${tag}-`,
+  ...subnetTraces(213),
+  ...subnetTraces(214),
+];
+
+/**
+ * What must be the same before and after: the lines of the host's links, addresses, routes and
+ * rules that name the test's things, and the namespace mounts under its directory. Only those:
+ * other tests (other engineers') change the rest of the host meanwhile.
+ */
 function hostSnapshot(): Record<string, string> {
-  const run = hostOutput;
+  const mine = (text: string) =>
+    text
+      .split("\n")
+      .filter((l) => traces().some((t) => l.includes(t)))
+      .join("\n");
+  const run = (cmd: string, args: string[]) => mine(hostOutput(cmd, args));
   return {
     links: run("ip", ["-o", "link"]),
     addresses: run("ip", ["-o", "addr"]),
@@ -58,7 +78,7 @@ function hostSnapshot(): Record<string, string> {
     nft: run("nft", ["list", "ruleset"]),
     nsMounts: readFileSync("/proc/self/mountinfo", "utf8")
       .split("\n")
-      .filter((l) => l.includes(" nsfs "))
+      .filter((l) => l.includes(" nsfs ") && (l.split(" ")[4] ?? "").startsWith(`${work}/`))
       .map((l) => l.split(" ").slice(3, 5).join(" "))
       .join("\n"),
   };
@@ -173,8 +193,8 @@ async function removeEverything(): Promise<void> {
 
 beforeAll(async () => {
   ipForwardBefore = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
-  before = hostSnapshot();
   work = tempDir("pivot-net-");
+  before = hostSnapshot();
   root = join(work, "state");
   rootfs = join(work, "rootfs");
   makeBusyboxRootfs(rootfs);
@@ -191,8 +211,8 @@ beforeAll(async () => {
     runDir: join(work, "run"),
     defaultNetwork: `pvt${tag}`,
     defaultBridge: `pvt${tag}0`,
-    defaultSubnets: ["10.213.0.0/24", "10.214.0.0/24", "192.168.213.0/24"],
-    subnetPools: ["10.213.16.0/20", "10.214.16.0/20"],
+    defaultSubnets: [`10.213.${B}.0/24`, `10.214.${B}.0/24`],
+    subnetPools: [`10.213.${B + 16}.0/20`, `10.214.${B + 16}.0/20`],
     chainPrefix: `PVT${tag}`,
   };
   manager = new NetworkManager(settings);
@@ -454,7 +474,7 @@ describe("containers", () => {
   test("rules that fail to be written while DEL runs are removeSandbox's error, not an unhandled one", () => {
     const fake = join(work, "cni-slow-del");
     mkdirSync(fake);
-    const result = `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"x"}],"ips":[{"address":"10.213.128.2/24","gateway":"10.213.128.1","interface":0}]}`;
+    const result = `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"x"}],"ips":[{"address":"10.213.${B + 2}.2/24","gateway":"10.213.${B + 2}.1","interface":0}]}`;
     writeFileSync(
       join(fake, "bridge"),
       `#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then echo '${result}'; exit 0; fi\nsleep 0.5\n`,
@@ -469,7 +489,7 @@ describe("containers", () => {
           configDir: join(own, "networks"),
           runDir: join(own, "run"),
           cniPath: [fake],
-          subnetPools: ["10.213.128.0/20"],
+          subnetPools: [`10.213.${B + 2}.0/24`],
           chainPrefix: `PVT${tag}F`,
         }),
         nextId("syncfail"),
@@ -673,7 +693,7 @@ describe("Pivot's rules per network", () => {
   }, 60_000);
 
   test("traffic leaving the network is masqueraded (to a namespace of this test)", async () => {
-    // "outside": a namespace behind a veth of the host's, 10.213.250.0/30, routed, not bridged.
+    // "outside": a namespace behind a veth of the host's, 10.213.B+1.0/30, routed, not bridged.
     const outside = join(work, "outside-netns");
     const hostIf = `pvt${tag}o`;
     await createNetns(outside);
@@ -697,14 +717,14 @@ describe("Pivot's rules per network", () => {
       // The peer goes into the namespace by the pid of the server in it (nsenter execs bun).
       ip(["link", "add", hostIf, "type", "veth", "peer", "name", `${hostIf}x`]);
       ip(["link", "set", `${hostIf}x`, "netns", String(server.pid)]);
-      ip(["addr", "add", "10.213.250.1/30", "dev", hostIf]);
+      ip(["addr", "add", `10.213.${B + 1}.1/30`, "dev", hostIf]);
       ip(["link", "set", hostIf, "up"]);
-      inside(["addr", "add", "10.213.250.2/30", "dev", `${hostIf}x`]);
+      inside(["addr", "add", `10.213.${B + 1}.2/30`, "dev", `${hostIf}x`]);
       inside(["link", "set", `${hostIf}x`, "up"]);
       const id = nextId("out");
       const sb = await sandbox(id, [{ name: NET_A }]);
-      const r = runOnce(nextId("nc"), sh("timeout 5 nc 10.213.250.2 5003"), sb);
-      expect(r.stdout.trim()).toBe("10.213.250.1");
+      const r = runOnce(nextId("nc"), sh(`timeout 5 nc 10.213.${B + 1}.2 5003`), sb);
+      expect(r.stdout.trim()).toBe(`10.213.${B + 1}.1`);
       await manager.removeSandbox(id);
     } finally {
       server?.kill("SIGKILL");
@@ -723,6 +743,9 @@ describe("cleanup", () => {
     cleanupRoot(root);
     for (const sid of manager.sandboxes()) await manager.removeSandbox(sid);
     expect(hostOutput("iptables-save", [])).not.toContain(`PVT${tag}`);
+    // No veth left on the test's bridges (a veth's host end has no name of the test's).
+    for (const n of manager.listNetworks())
+      expect(hostOutput("ip", ["-o", "link", "show", "master", n.bridge]).trim()).toBe("");
     await removeEverything();
     expect(manager.listNetworks()).toEqual([]);
     expect(readdirSync(join(work, "run", "netns"))).toEqual([]);
