@@ -15,9 +15,12 @@
 // resources are applied).
 //
 // pivot-runtime is, by default, the current sources compiled as scripts/build-binary.sh does
-// (into the temporary directory; PIVOT_LAUNCHER points at native/build). Every container gets a
-// cgroupsPath under /pivot-bench-cg-PID, removed at the end with everything else, also on
-// failure. A script, never a timed test: the numbers depend on the machine and its load.
+// (into the temporary directory; PIVOT_LAUNCHER points at native/build). Every container's cgroup
+// nests under this process's own cgroup in every hierarchy: the relative cgroupsPath
+// pivot-bench-cg-PID/ARM-N, which runc 1.1 and pivot-runtime both resolve against their own cgroup
+// (ours), so <own>/pivot-bench-cg-PID/ARM-N for every arm. It is removed at the end with
+// everything else, also on failure or a signal. A script, never a timed test: the numbers depend
+// on the machine and its load.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -33,7 +36,7 @@ import {
   must,
   parseSamples,
   REPO,
-  removeCgroups,
+  removeOwnCgroups,
   requireTools,
   shuffle,
   trueSpec,
@@ -108,7 +111,8 @@ function cleanup(): void {
       );
     }
   }
-  removeCgroups(cgroupParent);
+  // Kills what is left in our cgroups (only our containers), then removes them.
+  removeOwnCgroups(cgroupParent);
   rmSync(work, { recursive: true, force: true });
 }
 
@@ -130,7 +134,8 @@ function writeConfig(arm: Arm, cgroupName: string): void {
     arm.bundle,
     spec,
     join(work, "rootfs"),
-    `/${cgroupParent}/${cgroupName}`,
+    // Relative: below the runtime's own cgroup, which is ours.
+    `${cgroupParent}/${cgroupName}`,
     (s) => {
       if (arm.config === "limits") s.linux.resources = { ...s.linux.resources, ...LIMITS };
     },

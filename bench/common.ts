@@ -1,11 +1,12 @@
-// Shared parts of bench/engine.ts and bench/network.ts: statistics, machine facts, the busybox
-// image imported into Pivot and podman (private roots), and the clean-up helpers. Not part of Pivot.
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+// Shared parts of the benchmarks: statistics, machine facts, the busybox image imported into Pivot
+// and podman (private roots), where their cgroups go, and the clean-up helpers. Not part of Pivot.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { hostCgroups, parseProcCgroup } from "../src/cgroups/hierarchy.ts";
 import { Containerd as SharedContainerd } from "../test/fixtures/containerd.ts";
-import { killAndWait, pidsWithArg } from "../test/fixtures/host.ts";
+import { killAndWait, pidsWithArg, removeCgroupTree } from "../test/fixtures/host.ts";
 
 export const REPO = join(import.meta.dir, "..");
 export const BUN = join(REPO, "node_modules/.bin/bun");
@@ -186,6 +187,8 @@ export class Podman {
   readonly dir: string;
   readonly env: NodeJS.ProcessEnv;
   readonly base: string[];
+  /** What every podman command is run through (nsenter into a CgroupNamespace), if anything. */
+  private prefix: string[] = [];
   constructor(work: string, extraConf: string[] = []) {
     this.dir = join(work, "podman");
     mkdirSync(this.dir, { recursive: true });
@@ -224,21 +227,170 @@ export class Podman {
       "file",
     ];
   }
+  /**
+   * Runs every podman command from here on in NS: with the cgroupfs manager podman puts conmon in
+   * `<--cgroup-parent>/conmon` from the root of each v1 hierarchy (and the container's cgroup in
+   * the parent, from the root too; a relative parent nests the container under conmon's cgroup),
+   * so only a cgroup namespace whose hierarchies are mounted again keeps them under ours.
+   */
+  enter(ns: CgroupNamespace): void {
+    this.prefix = ns.argv([]);
+  }
   /** The full command line of `podman ARGS`. */
   argv(args: string[]): string[] {
-    return ["podman", ...this.base, ...args];
+    return [...this.prefix, "podman", ...this.base, ...args];
   }
   run(args: string[]): Result {
-    return run("podman", [...this.base, ...args], { env: this.env });
+    const [cmd, ...rest] = this.argv(args);
+    return run(cmd!, rest, { env: this.env });
   }
   must(args: string[]): string {
-    return must("podman", [...this.base, ...args], { env: this.env });
+    const [cmd, ...rest] = this.argv(args);
+    return must(cmd!, rest, { env: this.env });
   }
   /** Removes every container (conmon processes of our runroot killed), then the mounts. */
   cleanup(): void {
     if (!existsSync(join(this.dir, "root"))) return;
-    this.run(["rm", "--all", "--force", "--time", "0"]);
+    const args = ["rm", "--all", "--force", "--time", "0"];
+    // On the host if the namespace is gone (its containers then keep what is left of it).
+    if (this.run(args).status !== 0 && this.prefix.length > 0)
+      run("podman", [...this.base, ...args], { env: this.env });
     killAndWait(pidsWithArg(join(this.dir, "runroot")));
+  }
+}
+
+// ---------- where the cgroups go ----------
+
+// A benchmark's cgroups nest under the benchmark process's own cgroup in every hierarchy (on this
+// host "/" in most v1 hierarchies, /process_api/<hash> in memory): a relative cgroupsPath, which
+// Pivot and runc 1.1 (libcontainer's cgroupfs manager) and so containerd's runc shim resolve
+// against the cgroup of the runtime's own process, a child of ours. crun 1.8 puts even a relative
+// path at the root of each hierarchy and podman 4.3 (cgroupfs) moves conmon to a cgroup it names
+// from the root: they run in a CgroupNamespace, where each hierarchy is mounted again with our
+// own cgroup as its root.
+
+/** Each hierarchy's directory NAME in this process's own cgroup (where our relative cgroupsPath NAME goes). */
+export function ownCgroupDirs(name: string): string[] {
+  const own = parseProcCgroup(readFileSync("/proc/self/cgroup", "utf8"));
+  return hostCgroups().hierarchies.map((h) => join(h.mountPoint, own.get(h.name) ?? "/", name));
+}
+
+/**
+ * Removes NAME and every NAME-* in this process's own cgroup, in every hierarchy, deepest first,
+ * killing what is left in them (only our containers and their monitors are there).
+ */
+export function removeOwnCgroups(name: string): void {
+  for (const dir of ownCgroupDirs(name)) {
+    const parent = join(dir, "..");
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(parent);
+    } catch {}
+    for (const e of entries)
+      if (e === name || e.startsWith(`${name}-`)) removeCgroupTree(join(parent, e));
+  }
+}
+
+const UNIFIED = "/sys/fs/cgroup/unified";
+
+/**
+ * What becomes of the cgroup2 mount at /sys/fs/cgroup/unified in a CgroupNamespace: mounted again
+ * like the v1 hierarchies ("cgroup2"), hidden under a tmpfs ("tmpfs"), or unmounted ("unmount");
+ * crun 1.8 refuses this hybrid host while it is there.
+ */
+export type UnifiedMount = "cgroup2" | "tmpfs" | "unmount";
+
+/**
+ * Shell commands that, run by `unshare -m -C --propagation private` (a new mount and cgroup
+ * namespace whose root is the caller's cgroup in every hierarchy), mount each v1 hierarchy again
+ * at its mount point, so that its root there is our own cgroup, and the cgroup2 mount as UNIFIED says.
+ */
+export function remountCgroups(unified: UnifiedMount): string[] {
+  const cmds = hostCgroups()
+    .hierarchies.filter((h) => h.version === 1)
+    .map((h) => {
+      const o = h.name.startsWith("name=") ? `none,${h.name}` : h.name;
+      return `umount ${h.mountPoint} && mount -t cgroup -o ${o} cgroup ${h.mountPoint}`;
+    });
+  if (hostCgroups().hierarchies.some((h) => h.mountPoint === UNIFIED))
+    cmds.push(
+      unified === "cgroup2"
+        ? `umount ${UNIFIED} && mount -t cgroup2 cgroup2 ${UNIFIED}`
+        : unified === "tmpfs"
+          ? `mount -t tmpfs tmpfs ${UNIFIED}`
+          : `umount ${UNIFIED}`,
+    );
+  return cmds;
+}
+
+/** `unshare` arguments of a new mount and cgroup namespace with the cgroups mounted again (remountCgroups). */
+export function inCgroupNamespace(unified: UnifiedMount, script: string): string[] {
+  return [
+    "unshare",
+    "-m",
+    "-C",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    [...remountCgroups(unified), script].join(" && "),
+  ];
+}
+
+/**
+ * A private mount and cgroup namespace, made once, in which the cgroup hierarchies are mounted
+ * again with this process's own cgroup as their root (remountCgroups): "/X" there is X below our
+ * own cgroup on the host. Commands enter it with `nsenter -m -C` (argv). It is held by a process
+ * of ours (`cat` reading a pipe from this process, in a session of its own so a terminal's ^C
+ * leaves it to the clean-up), which ends when stop() closes the pipe or this process dies;
+ * the namespace, and every mount made in it, goes with the last process in it.
+ */
+export class CgroupNamespace {
+  private holder: ChildProcess | null = null;
+  constructor(readonly unified: UnifiedMount) {}
+
+  get pid(): number {
+    return this.holder?.pid ?? 0;
+  }
+
+  /** Makes the namespace; resolves when its mounts are in place. */
+  start(): Promise<void> {
+    const [cmd, ...args] = inCgroupNamespace(this.unified, "echo ready && exec cat >/dev/null");
+    const holder = spawn(cmd!, args, { stdio: ["pipe", "pipe", "pipe"], detached: true });
+    this.holder = holder;
+    return new Promise((resolve, reject) => {
+      let out = "";
+      let err = "";
+      holder.stdout!.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.includes("ready")) resolve();
+      });
+      holder.stderr!.on("data", (d: Buffer) => {
+        err += d.toString();
+      });
+      holder.on("error", reject);
+      holder.on("exit", (code) =>
+        reject(new Error(`the cgroup namespace's holder exited (${code}): ${err.trim()}`)),
+      );
+    });
+  }
+
+  /** The command line of CMD run in the namespace. */
+  argv(cmd: string[]): string[] {
+    if (!this.pid) throw new Error("the cgroup namespace is not started");
+    return ["nsenter", "-t", String(this.pid), "-m", "-C", "--", ...cmd];
+  }
+
+  /** Ends the holder (the namespace lasts while processes of ours are still in it). */
+  stop(): void {
+    const holder = this.holder;
+    if (!holder?.pid) return;
+    this.holder = null;
+    holder.stdin?.end();
+    killAndWait([holder.pid]);
+    holder.stdout?.destroy();
+    holder.stderr?.destroy();
+    holder.unref();
   }
 }
 

@@ -11,7 +11,7 @@
 //      pivot-bin the same sources compiled by scripts/build-binary.sh (dist/pivot, what setup
 //                installs as /usr/local/bin/pivot), to show what start-up costs
 //      podman    `podman run --rm --network none` (runc, overlay, cgroupfs, file events, private
-//                --root/--runroot)
+//                --root/--runroot), entered into the cgroup namespace below with `nsenter -m -C`
 //      ctr       `ctr run --rm` against a containerd started here (runc shim v2, overlayfs)
 //    The image is the same busybox root filesystem (scripts/make-busybox-rootfs.sh, no network),
 //    imported with `pivot import` and `podman import`, and into containerd as an OCI archive
@@ -19,12 +19,36 @@
 // 2. lib: COUNT sequential /bin/true containers from this one Bun process, through the Runtime
 //    (src/runtime/runtime.ts, the same bundle) and through the Engine (src/engine/engine.ts, the
 //    image: create + startAttached + wait, and Engine.run + wait as `pivot run` does), against a
-//    shell loop of COUNT `crun run` of the bundle (and of `runc run`).
+//    shell loop of COUNT `crun run` of the bundle (and of `runc run`); the crun loop runs in a
+//    mount and cgroup namespace made once (`unshare -m -C`, entered with `nsenter -m -C`) with a
+//    tmpfs over /sys/fs/cgroup/unified (crun 1.8 refuses this hybrid host) and the v1
+//    hierarchies mounted again, as bench/floor.ts's loop does in a namespace of its own.
 // 3. monitor: the memory of the process that watches an idle detached container (`sleep`):
 //    pivot's (conmon), podman's (conmon) and containerd's shim.
 //
-// Everything lives in a temporary directory and cgroups named after this process; containers,
-// containerd, mounts, cgroups and the directory are removed at the end, also on failure.
+// Cgroups: every one nests under this process's own cgroup (<own>) in every hierarchy, one level
+// down, named after this process (NEST = pivot-bench-engine-PID), except podman's, two down:
+//   runc, runtime-lib, runc loop   <own>/NEST-runc, NEST-lib, NEST-runc-loop: a relative
+//                                  cgroupsPath, resolved against the runtime's own cgroup (ours)
+//   crun loop                      <own>/NEST-crun-loop: "/NEST-crun-loop" from the root of the
+//                                  loop's cgroup namespace, whose hierarchies are mounted again
+//                                  (crun 1.8 puts even a relative path at the root); made before
+//                                  the loops, so the remounts (~50 ms) are not timed
+//   pivot, pivot-bin, engine-lib,  <own>/pivot-ID: the engine gives no cgroupsPath and the runtime
+//   engine-run, monitor            nests its default, pivot-ID, under its caller's cgroup (ours)
+//   ctr                            <own>/NEST-ctr-ID: `ctr run --cgroup NEST-ctr-ID`, relative,
+//                                  resolved by runc against the shim's cgroup, which is
+//                                  containerd's, ours (containerd is started here)
+//   podman                         <own>/NEST-podman/libpod-ID and conmon in <own>/NEST-podman/conmon:
+//                                  with cgroupfs, podman puts the container in the --cgroup-parent
+//                                  and moves conmon to PARENT/conmon, both from the root of each v1
+//                                  hierarchy (a relative parent nests the container under conmon's
+//                                  cgroup instead), so every podman command runs in a mount and
+//                                  cgroup namespace made here once, whose hierarchies (cgroup2 too)
+//                                  are mounted again with our cgroup as their root, with
+//                                  --cgroup-parent /NEST-podman; podman adds the libpod-ID level
+// Everything else lives in a temporary directory; containers, containerd, the namespace's holder,
+// mounts, cgroups and the directory are removed at the end, also on failure or a signal.
 // A script, never a timed test: the numbers depend on the machine and its load.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -36,11 +60,13 @@ import {
   type BenchSpec,
   BUN,
   buildMeasure,
+  CgroupNamespace,
   Containerd,
   cleanupOnSignals,
   f1,
   f2,
   IMAGE,
+  inCgroupNamespace,
   killAndWait,
   loadAverage,
   machineFacts,
@@ -52,7 +78,7 @@ import {
   parseSamples,
   pidsWithArg,
   REPO,
-  removeCgroups,
+  removeOwnCgroups,
   requireTools,
   run,
   shuffle,
@@ -114,10 +140,11 @@ requireTools([
   "skopeo",
   "cc",
   "unshare",
+  "nsenter",
 ]);
 
-const UNIFIED = "/sys/fs/cgroup/unified";
 const work = mkdtempSync(join(tmpdir(), "pivot-bench-engine-"));
+/** NEST in the header: the prefix of every cgroup of ours, in this process's own cgroup. */
 const parent = `pivot-bench-engine-${process.pid}`;
 const pivotRoot = join(work, "pivot");
 const launcher = join(REPO, "native/build/pivot-launcher");
@@ -128,6 +155,11 @@ const pivotCmd = [BUN, join(REPO, "bin/pivot.ts")];
 const podman = new Podman(work);
 // The measuring helper runs podman with this environment (containers.conf: ulimits, CNI).
 process.env.CONTAINERS_CONF = podman.env.CONTAINERS_CONF;
+// podman's namespace: "/" of each hierarchy there is our own cgroup (see the header).
+const podmanNs = new CgroupNamespace("cgroup2");
+const podmanParent = `/${parent}-podman`;
+// The crun loop's: the same, with cgroup2 hidden under a tmpfs.
+const crunNs = new CgroupNamespace("tmpfs");
 const ctrd = new Containerd(work, parent);
 let engine: Engine | null = null;
 let cleaned = false;
@@ -147,16 +179,27 @@ function cleanup(): void {
   try {
     podman.cleanup();
   } catch {}
+  podmanNs.stop();
   try {
     ctrd.cleanup();
   } catch {}
   for (const r of ["runc", "runc-loop", "crun-loop"]) {
     const root = join(work, "state", r);
     if (!existsSync(root)) continue;
-    for (const id of run("ls", [root]).stdout.split("\n").filter(Boolean))
-      run(r.startsWith("crun") ? "crun" : "runc", ["--root", root, "delete", "--force", id]);
+    for (const id of run("ls", [root]).stdout.split("\n").filter(Boolean)) {
+      const del = `${r.startsWith("crun") ? "crun" : "runc"} --root ${root} delete --force ${id}`;
+      // crun where it ran: in its namespace, or a new one like it if that one is gone.
+      const [cmd, ...args] = !r.startsWith("crun")
+        ? ["sh", "-c", del]
+        : crunNs.pid
+          ? crunNs.argv(["sh", "-c", del])
+          : inCgroupNamespace("tmpfs", del);
+      run(cmd!, args);
+    }
   }
-  removeCgroups(parent);
+  crunNs.stop();
+  // Kills what is left in our cgroups (only our containers and monitors), then removes them.
+  removeOwnCgroups(parent);
   unmountUnder(work);
   rmSync(work, { recursive: true, force: true });
 }
@@ -169,10 +212,14 @@ let measure = "";
 const pidFile = join(work, "container.pid");
 const errFile = join(work, "stderr");
 
-/** A bundle of the busybox root filesystem running /bin/true, in cgroup /PARENT/NAME. */
-function makeBundle(name: string, rootfs: string, template: BenchSpec): string {
+/**
+ * A bundle of the busybox root filesystem running /bin/true, in cgroup <own>/PARENT-NAME: the
+ * relative path PARENT-NAME, or "/PARENT-NAME" for a runtime run in a cgroup namespace of ours
+ * (ROOTED), whose root is our own cgroup.
+ */
+function makeBundle(name: string, rootfs: string, template: BenchSpec, rooted = false): string {
   const dir = join(work, "bundle", name);
-  writeBundleConfig(dir, template, rootfs, `/${parent}/${name}`);
+  writeBundleConfig(dir, template, rootfs, `${rooted ? "/" : ""}${parent}-${name}`);
   return dir;
 }
 
@@ -209,6 +256,8 @@ const versions: string[] = [];
 try {
   measure = buildMeasure(work);
   const { rootfs, tar } = makeRootfs(work);
+  await podmanNs.start();
+  podman.enter(podmanNs);
   must(pivotCmd[0]!, [...pivotCmd.slice(1), "--root", pivotRoot, "import", tar, IMAGE]);
   podman.must(["import", tar, IMAGE]);
   ctrd.start();
@@ -230,6 +279,7 @@ try {
   versions.push(
     `versions: ${version("podman", ["--version"])}; ${version("ctr", ["--version"])}; ${version("runc", ["--version"])}; ${version("crun", ["--version"])}; ${version("conmon", ["--version"])}; bun ${process.versions.bun}`,
     `pivot: ${pivotCmd.join(" ")} in ${REPO} (${process.env.PIVOT_BENCH_COMMIT ?? version("git", ["-C", REPO, "rev-parse", "--short", "HEAD"])})${pivotBin ? "; pivot-bin: dist/pivot from scripts/build-binary.sh (as installed)" : ""}`,
+    `cgroups: in this process's own cgroup, ${parent}-* (runc, runtime-lib, the loops, ctr) and pivot-ID (Pivot's engine) one level down, podman's libpod-ID two (${parent}-podman/, podman run in a cgroup namespace of ours)`,
   );
 
   // ---------- 1. cli ----------
@@ -273,11 +323,14 @@ try {
           "--network",
           "none",
           "--cgroup-parent",
-          `/${parent}/podman`,
+          podmanParent,
           IMAGE,
           "true",
         ]),
-      ctr: () => ctrd.argv(["run", "--rm", IMAGE, `c${++n}`, "true"]),
+      ctr: () => {
+        const id = `c${++n}`;
+        return ctrd.argv(["run", "--rm", "--cgroup", `${parent}-ctr-${id}`, IMAGE, id, "true"]);
+      },
     };
     const samples = new Map<string, Sample[]>(Object.keys(arms).map((a) => [a, []]));
     const total = opts.warmup + opts.runs;
@@ -318,26 +371,19 @@ try {
   if (!opts.skip.has("lib")) {
     const count = opts.libCount;
     const libBundle = makeBundle("lib", rootfs, template);
-    const crunBundle = makeBundle("crun-loop", rootfs, template);
+    const crunBundle = makeBundle("crun-loop", rootfs, template, true);
     const runcBundle = makeBundle("runc-loop", rootfs, template);
     const runtime = new Runtime({ root: join(work, "state", "runtime-lib"), warn: () => {} });
+    await crunNs.start();
     engine = new Engine({ root: pivotRoot, warn: () => {} });
     const loop = (rt: string, bundle: string, round: number, ns: boolean): string[] => {
       const root = join(work, "state", `${rt}-loop`);
       mkdirSync(root, { recursive: true });
       const body = `for i in $(seq 1 ${count}); do ${rt} --root ${root} run --bundle ${bundle} l${round}-$i || exit 1; done`;
-      // crun 1.8 refuses a hybrid host: the cgroup2 mount is hidden in a private mount namespace.
-      return ns
-        ? [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            `mount -t tmpfs tmpfs ${UNIFIED} && ${body}`,
-          ]
-        : ["sh", "-c", body];
+      // crun 1.8 refuses a hybrid host, and puts a cgroupsPath at the root of each hierarchy: it
+      // runs in a mount and cgroup namespace where the cgroup2 mount is hidden under a tmpfs and
+      // the v1 hierarchies are mounted again with our own cgroup as their root.
+      return ns ? crunNs.argv(["sh", "-c", body]) : ["sh", "-c", body];
     };
     interface LibSample {
       wallMs: number;
@@ -476,7 +522,7 @@ try {
         "--network",
         "none",
         "--cgroup-parent",
-        `/${parent}/podman`,
+        podmanParent,
         IMAGE,
         "sleep",
         "1000",
@@ -484,7 +530,16 @@ try {
       const conmon = Number(
         podman.must(["inspect", "--format", "{{.State.ConmonPid}}", `mon${i}`]),
       );
-      ctrd.must(["run", "-d", IMAGE, `mon${i}`, "sleep", "1000"]);
+      ctrd.must([
+        "run",
+        "-d",
+        "--cgroup",
+        `${parent}-ctr-mon${i}`,
+        IMAGE,
+        `mon${i}`,
+        "sleep",
+        "1000",
+      ]);
       // Idle for a while, then read.
       sleep(2000);
       rows.get("pivot")!.push(memoryOf(state.monitorPid));

@@ -18,11 +18,19 @@
 // none|bridge` (podman's default bridge network, CNI: bridge, host-local, portmap, firewall,
 // tuning), interleaved; the difference of the medians is what the network costs.
 //
+// Cgroups nest under this process's own cgroup (<own>) in every hierarchy: Pivot's containers in
+// <own>/pivot-ID (the engine gives no cgroupsPath; the runtime nests its default under its
+// caller's cgroup, ours), podman's in <own>/pivot-bench-net-PID/libpod-ID with conmon in
+// <own>/pivot-bench-net-PID/conmon. podman (cgroupfs) makes both from the root of each v1
+// hierarchy, so every podman command runs in a mount and cgroup namespace made here once
+// (`nsenter -m -C`, for the none and bridge arms alike), whose hierarchies are mounted again with
+// our own cgroup as their root, with --cgroup-parent /pivot-bench-net-PID.
+//
 // Traffic goes only to loopback and to this script's own containers. Pivot's default network gets
 // names of its own (bridge pvbNNNNN0, chains PVBNNNNN-*, 10.217.0.0/24), recorded in its run
 // directory so the `pivot` command uses them too. At the end every container, network, bridge,
-// namespace, firewall chain and table this run created, ip_forward, mounts, cgroups and the
-// temporary directory are put back or removed, also on failure.
+// namespace, firewall chain and table this run created, ip_forward, the cgroup namespace's holder,
+// mounts, cgroups and the temporary directory are put back or removed, also on failure or a signal.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   existsSync,
@@ -39,6 +47,7 @@ import { Engine } from "../src/engine/engine.ts";
 import { freeHostPort } from "../src/network/ports.ts";
 import {
   BUN,
+  CgroupNamespace,
   f1,
   f2,
   IMAGE,
@@ -50,7 +59,7 @@ import {
   must,
   Podman,
   REPO,
-  removeCgroups,
+  removeOwnCgroups,
   requireTools,
   run,
   shuffle,
@@ -94,10 +103,11 @@ function parseCli(argv: string[]) {
 }
 
 const opts = parseCli(process.argv.slice(2));
-requireTools(["iperf3", "nsenter", "podman", "conmon", "iptables", "nft", "ip"]);
+requireTools(["iperf3", "nsenter", "unshare", "podman", "conmon", "iptables", "nft", "ip"]);
 
 const work = mkdtempSync(join(tmpdir(), "pivot-bench-net-"));
 const tag = `${process.pid % 100000}`;
+/** podman's --cgroup-parent, in its namespace: <own>/pivot-bench-net-PID on the host. */
 const parent = `pivot-bench-net-${process.pid}`;
 const pivotRoot = join(work, "pivot");
 // This checkout's sources (what /usr/local/bin/pivot runs for /work/main), so a snapshot of a
@@ -111,6 +121,7 @@ const netSettings = {
   chainPrefix: `PVB${tag}`,
 };
 const podman = new Podman(work);
+const podmanNs = new CgroupNamespace("cgroup2");
 const PODMAN_BRIDGE = "cni-podman0";
 const loads: number[] = [];
 const servers: ChildProcess[] = [];
@@ -189,6 +200,7 @@ async function cleanup(): Promise<void> {
   try {
     podman.cleanup();
   } catch {}
+  podmanNs.stop();
   if (!before.links.has(PODMAN_BRIDGE) && links().has(PODMAN_BRIDGE))
     run("ip", ["link", "del", PODMAN_BRIDGE]);
   // What the CNI plugins keep after the last DEL (podman's, and Pivot's if it left any).
@@ -216,7 +228,8 @@ async function cleanup(): Promise<void> {
     } catch {}
   }
   writeFileSync("/proc/sys/net/ipv4/ip_forward", before.ipForward);
-  removeCgroups(parent);
+  // Kills what is left in our cgroups (only our containers and monitors), then removes them.
+  removeOwnCgroups(parent);
   unmountUnder(work);
   rmSync(work, { recursive: true, force: true });
   for (const l of links()) if (!before.links.has(l)) leftovers.push(`link ${l} left`);
@@ -299,6 +312,8 @@ const versions: string[] = [];
 
 try {
   const { tar } = makeRootfs(work);
+  await podmanNs.start();
+  podman.enter(podmanNs);
   must(pivotCmd[0]!, [...pivotCmd.slice(1), "--root", pivotRoot, "import", tar, IMAGE]);
   podman.must(["import", tar, IMAGE]);
   engine = new Engine({ root: pivotRoot, warn: () => {}, network: netSettings });

@@ -13,13 +13,19 @@
 // wait4's rusage, including the container's init, reaped by a subreaper as a shim would) and
 // the peak RSS (the largest single process of the tree), with ratios to runc and crun.
 //
-// crun 1.8 refuses a hybrid cgroup host whose cgroup2 is mounted at /sys/fs/cgroup/unified, so
-// crun runs inside a private mount namespace where that mount is unmounted (`unshare -m`,
-// never on the host), and runc (and pivot-runtime) are timed the same way there: the "-ns"
-// arms. Ratios to crun compare arms of the same kind.
+// crun 1.8 refuses a hybrid cgroup host whose cgroup2 is mounted at /sys/fs/cgroup/unified, and
+// puts even a relative cgroupsPath at the root of each hierarchy. So crun runs in a private mount
+// and cgroup namespace, made once at the start (`unshare -m -C`, never on the host), where that
+// mount is unmounted and the v1 hierarchies are mounted again with this process's own cgroup as
+// their root; every command enters it with `nsenter -m -C`. runc and pivot-runtime are timed the
+// same way there: the "-ns" arms. Ratios to crun compare arms of the same kind.
 //
-// Each runtime uses its own --root in a temporary directory; every container gets an explicit
-// cgroupsPath under /pivot-bench-PID, and everything is removed at the end, even on failure.
+// Each runtime uses its own --root in a temporary directory. Every container's cgroup nests under
+// this process's own cgroup in every hierarchy, at the same depth for all arms:
+// <own>/pivot-bench-PID/ARM-N-SCENARIO (a relative cgroupsPath for the plain arms, which runc and
+// pivot-runtime resolve against their own cgroup, ours; "/pivot-bench-PID/..." from the
+// namespace's root, our own cgroup, for the -ns arms). Containers, the namespace's holder, the
+// cgroups and the directory are removed at the end, also on failure or a signal.
 // A script, never a timed test: the numbers depend on the machine and its load.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -29,6 +35,7 @@ import {
   type BenchSpec,
   BUN,
   buildMeasure,
+  CgroupNamespace,
   cgroupMountInfo,
   cleanupOnSignals,
   f1,
@@ -39,7 +46,7 @@ import {
   must,
   parseSamples,
   REPO,
-  removeCgroups,
+  removeOwnCgroups,
   requireTools,
   type Sample,
   shuffle,
@@ -52,7 +59,7 @@ interface Arm {
   name: string;
   /** The runtime command (program and leading args). */
   command: string[];
-  /** Run inside a private mount namespace with /sys/fs/cgroup/unified unmounted. */
+  /** Run in the private mount and cgroup namespace (`cgns`), /sys/fs/cgroup/unified unmounted. */
   ns: boolean;
   root: string;
   bundle: string;
@@ -106,26 +113,20 @@ const hybridUnified = cgroupMountInfo().some(
   (m) => m.mountPoint === UNIFIED && m.type === "cgroup2",
 );
 
-/** The command line of one runtime invocation, wrapped in a private mount namespace for -ns arms. */
+/** The -ns arms' namespace: cgroup hierarchies mounted again (our cgroup their root), no cgroup2. */
+const cgns = new CgroupNamespace("unmount");
+
+/** The command line of one runtime invocation, entering the -ns arms' namespace for -ns arms. */
 function invocation(arm: Arm, args: string[]): string[] {
   const cmd = [...arm.command, "--root", arm.root, ...args];
-  if (!arm.ns || !hybridUnified) return cmd;
-  return [
-    "unshare",
-    "-m",
-    "--propagation",
-    "private",
-    "sh",
-    "-c",
-    `umount ${UNIFIED} && exec "$0" "$@"`,
-    ...cmd,
-  ];
+  return arm.ns ? cgns.argv(cmd) : cmd;
 }
 
 const opts = parseCli(process.argv.slice(2));
-requireTools(["runc", "crun", "cc", "unshare"]);
+requireTools(["runc", "crun", "cc", "unshare", "nsenter"]);
 
 const work = mkdtempSync(join(tmpdir(), "pivot-bench-"));
+/** The directory of every container's cgroup, in this process's own cgroup. */
 const cgroupParent = `pivot-bench-${process.pid}`;
 let measure = "";
 let spec: BenchSpec;
@@ -152,18 +153,22 @@ function cleanup(): void {
   for (const arm of arms) {
     for (const id of ids.get(arm) ?? []) {
       if (!existsSync(join(arm.root, id))) continue;
-      const [cmd, ...args] = invocation(arm, ["delete", "--force", id]);
-      spawnSync(cmd!, args, { stdio: "ignore" });
+      const [cmd, ...args] = arm.ns && !cgns.pid ? [] : invocation(arm, ["delete", "--force", id]);
+      if (cmd) spawnSync(cmd, args, { stdio: "ignore" });
     }
   }
-  removeCgroups(cgroupParent);
+  cgns.stop();
+  // Kills what is left in our cgroups (only our containers), then removes them.
+  removeOwnCgroups(cgroupParent);
   rmSync(work, { recursive: true, force: true });
 }
 
 cleanupOnSignals(cleanup);
 
+/** The bundle's config; its cgroup <own>/pivot-bench-PID/CGROUPNAME (see the header). */
 function writeConfig(arm: Arm, cgroupName: string): void {
-  writeBundleConfig(arm.bundle, spec, join(work, "rootfs"), `/${cgroupParent}/${cgroupName}`);
+  const path = `${cgroupParent}/${cgroupName}`;
+  writeBundleConfig(arm.bundle, spec, join(work, "rootfs"), arm.ns ? `/${path}` : path);
 }
 
 /** One measured scenario for one arm: the samples of its commands, in order. */
@@ -229,7 +234,7 @@ function report(done: number): string {
   const lines: string[] = [];
   lines.push(
     ...machineFacts(loads),
-    `cgroups: ${hybridUnified ? "hybrid (cgroup2 at /sys/fs/cgroup/unified; -ns arms unmount it in a private mount namespace)" : "no hybrid unified mount"}`,
+    `cgroups: ${hybridUnified ? "hybrid (cgroup2 at /sys/fs/cgroup/unified; -ns arms in a private mount and cgroup namespace without it)" : "no hybrid unified mount"}; containers below ${cgroupParent} in this process's own cgroup`,
     `versions: ${version("runc", ["--version"])}; ${version("crun", ["--version"])}; bun ${process.versions.bun ?? "?"}`,
     `pivot commands: ${opts.pivots.map((p) => `${p.name} = ${p.command.join(" ")}`).join("; ")}`,
     `runs: ${done} per arm and scenario (+${opts.warmup} warm-up), arms and scenarios shuffled in every round`,
@@ -282,6 +287,7 @@ try {
   measure = buildMeasure(work);
   must(join(REPO, "scripts/make-busybox-rootfs.sh"), [join(work, "rootfs")]);
   spec = trueSpec(opts.pivots[0]!.command, work);
+  await cgns.start();
 
   addArm("runc", ["runc"], false);
   for (const p of opts.pivots) addArm(p.name, p.command, false);

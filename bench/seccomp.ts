@@ -11,6 +11,10 @@
 // only the first container of a profile does and the others load the stored program.
 // Wall time around the command; cpu time is user+sys of its whole process tree (wait4's rusage,
 // bench/measure.c, a subreaper, so the container's init is counted too). Medians.
+// Every container's cgroup is <own>/pivot-bench-seccomp-PID/c below this process's own cgroup in
+// every hierarchy (a relative cgroupsPath, which the runtime resolves against its own cgroup,
+// ours; one container at a time); containers, cgroups and the temporary directory are removed at
+// the end, also on failure or a signal.
 // As root. A script, never a timed test: the numbers depend on the machine and its load.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -18,6 +22,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Seccomp, Spec } from "../src/oci/spec.ts";
 import { defaultSeccompProfile } from "../src/security/seccomp-default.ts";
+import { cleanupOnSignals, removeOwnCgroups } from "./common.ts";
 
 const REPO = join(import.meta.dir, "..");
 
@@ -56,7 +61,28 @@ interface Arm {
 }
 
 const work = mkdtempSync(join(tmpdir(), "pivot-bench-seccomp-"));
+const cgroupParent = `pivot-bench-seccomp-${process.pid}`;
 const arms: Arm[] = [];
+let cleaned = false;
+
+/** Removes every container, the cgroups and the temporary directory. Safe to call twice. */
+function cleanup(): void {
+  if (cleaned) return;
+  cleaned = true;
+  for (const arm of arms) {
+    const list = spawnSync(runtime[0]!, [...runtime.slice(1), "--root", arm.root, "list", "-q"], {
+      encoding: "utf8",
+    });
+    for (const id of (list.stdout ?? "").split("\n").filter(Boolean))
+      spawnSync(runtime[0]!, [...runtime.slice(1), "--root", arm.root, "delete", "--force", id]);
+  }
+  // Kills what is left in our cgroups (only our containers), then removes them.
+  removeOwnCgroups(cgroupParent);
+  rmSync(work, { recursive: true, force: true });
+}
+
+cleanupOnSignals(cleanup);
+
 try {
   const measure = join(work, "measure");
   const cc = spawnSync("cc", ["-O2", "-o", measure, join(REPO, "bench/measure.c")], {
@@ -78,6 +104,8 @@ try {
   base.process!.terminal = false;
   base.process!.args = ["/bin/true"];
   base.root = { path: rootfs, readonly: true };
+  // Relative: below the runtime's own cgroup, which is ours.
+  base.linux!.cgroupsPath = `${cgroupParent}/c`;
   const docker = defaultSeccompProfile({ capabilities: base.process!.capabilities!.bounding! });
   const x86_64 = { ...docker, architectures: ["SCMP_ARCH_X86_64"] };
   const rules = docker.syscalls?.reduce((n, s) => n + s.names.length, 0) ?? 0;
@@ -176,12 +204,5 @@ try {
   process.stdout.write(report);
   if (out) writeFileSync(out, report);
 } finally {
-  for (const arm of arms) {
-    const list = spawnSync(runtime[0]!, [...runtime.slice(1), "--root", arm.root, "list", "-q"], {
-      encoding: "utf8",
-    });
-    for (const id of (list.stdout ?? "").split("\n").filter(Boolean))
-      spawnSync(runtime[0]!, [...runtime.slice(1), "--root", arm.root, "delete", "--force", id]);
-  }
-  rmSync(work, { recursive: true, force: true });
+  cleanup();
 }
