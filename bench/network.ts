@@ -3,7 +3,10 @@
 // plain loopback; and the time network set-up adds to a container start, beside podman's.
 //
 //   bun bench/network.ts [--rounds N] [--seconds S] [--runs N] [--warmup N] [--skip tput,setup]
-//                        [--out FILE]
+//                        [--compiled] [--out FILE]
+//
+// --compiled: the set-up arms run this checkout's dist/pivot (scripts/build-binary.sh, what setup
+// installs) instead of `bun bin/pivot.ts`, the sources.
 //
 // Throughput: the containers are busybox `sleep` containers on the default network, started
 // detached through the Engine library; iperf3 is the host's /usr/bin/iperf3 run in a container's
@@ -69,7 +72,7 @@ import {
 
 function usage(): never {
   process.stderr.write(
-    "usage: bun bench/network.ts [--rounds N] [--seconds S] [--runs N] [--warmup N] [--skip tput,setup] [--out FILE]\n",
+    "usage: bun bench/network.ts [--rounds N] [--seconds S] [--runs N] [--warmup N] [--skip tput,setup] [--compiled] [--out FILE]\n",
   );
   process.exit(2);
 }
@@ -82,6 +85,7 @@ function parseCli(argv: string[]) {
     warmup: 2,
     skip: new Set<string>(),
     out: undefined as string | undefined,
+    compiled: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -97,6 +101,7 @@ function parseCli(argv: string[]) {
     else if (a === "--warmup") o.warmup = int();
     else if (a === "--skip") for (const s of next().split(",")) o.skip.add(s);
     else if (a === "--out") o.out = next();
+    else if (a === "--compiled") o.compiled = true;
     else usage();
   }
   return o;
@@ -112,7 +117,7 @@ const parent = `pivot-bench-net-${process.pid}`;
 const pivotRoot = join(work, "pivot");
 // This checkout's sources (what /usr/local/bin/pivot runs for /work/main), so a snapshot of a
 // commit can be measured while the working tree changes.
-const pivotCmd = [BUN, join(REPO, "bin/pivot.ts")];
+const pivotCmd = opts.compiled ? [join(REPO, "dist/pivot")] : [BUN, join(REPO, "bin/pivot.ts")];
 const netSettings = {
   defaultNetwork: `pvb${tag}`,
   defaultBridge: `pvb${tag}0`,
