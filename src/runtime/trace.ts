@@ -157,13 +157,17 @@ export class Trace {
       prev = last.at;
       i = j;
     }
+    // The "at" column as wide as its widest value: a library process lives long (100 s and more).
+    const atWidth = Math.max(9, ...rows.map((r) => r.at.toFixed(2).length));
     const lines = [
       `${title} (wall time in ms; "at" counts from the start of this process)`,
-      `${"at".padStart(9)} ${"took".padStart(8)}  step`,
-      `${(0).toFixed(2).padStart(9)} ${"".padStart(8)}  process start`,
+      `${"at".padStart(atWidth)} ${"took".padStart(8)}  step`,
+      `${(0).toFixed(2).padStart(atWidth)} ${"".padStart(8)}  process start`,
     ];
     for (const r of rows) {
-      lines.push(`${r.at.toFixed(2).padStart(9)} ${r.took.toFixed(2).padStart(8)}  ${r.what}`);
+      lines.push(
+        `${r.at.toFixed(2).padStart(atWidth)} ${r.took.toFixed(2).padStart(8)}  ${r.what}`,
+      );
     }
     return `${lines.join("\n")}\n`;
   }

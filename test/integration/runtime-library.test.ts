@@ -84,7 +84,7 @@ describe("--trace through the library", () => {
     const rows = trace
       .render("run")
       .split("\n")
-      .map((l) => /^ +([0-9.]+) +[0-9.]* +(.*)$/.exec(l))
+      .map((l) => /^ *([0-9.]+) +[0-9.]* +(.*)$/.exec(l))
       .filter((m) => m !== null)
       .map((m) => ({ at: Number(m[1]), what: m[2]! }));
     const at = (what: string) => rows.find((r) => r.what.startsWith(what))?.at;
