@@ -141,6 +141,12 @@ function cgroupDirsOf(id: string): string[] {
   return out;
 }
 
+/** The init's pid of container `id` as the runtime's `state` reports it. */
+function runtimePid(runtimeRoot: string, id: string): number {
+  const r = spawnSync(BUN, [RUNTIME_CLI, "--root", runtimeRoot, "state", id], { encoding: "utf8" });
+  return (JSON.parse(r.stdout) as { pid: number }).pid;
+}
+
 function removeAll(): void {
   const ids = pivot(["ps", "-a", "-q", "--no-trunc"]).stdout.split("\n").filter(Boolean);
   if (ids.length) expect(pivot(["rm", "-f", ...ids]).status).toBe(0);
@@ -280,12 +286,7 @@ describe.skipIf(!isRoot || !hasConmon)("engine: state that is never lost", () =>
         });
         expect(r.status).toBe(0);
       }
-      pid = (
-        JSON.parse(
-          spawnSync(BUN, [RUNTIME_CLI, "--root", runtimeRoot, "state", id], { encoding: "utf8" })
-            .stdout,
-        ) as { pid: number }
-      ).pid;
+      pid = runtimePid(runtimeRoot, id);
       expect(existsSync(`/proc/${pid}`)).toBe(true);
       expect(cgroupDirsOf(id).length).toBeGreaterThan(0);
 
@@ -327,12 +328,7 @@ describe.skipIf(!isRoot || !hasConmon)("engine: state that is never lost", () =>
       },
     );
     expect(r.status).toBe(0);
-    const pid = (
-      JSON.parse(
-        spawnSync(BUN, [RUNTIME_CLI, "--root", runtimeRoot, "state", id], { encoding: "utf8" })
-          .stdout,
-      ) as { pid: number }
-    ).pid;
+    const pid = runtimePid(runtimeRoot, id);
     expect(existsSync(`/proc/${pid}`)).toBe(true);
     expect(mountsUnder(bundle).length).toBeGreaterThan(0);
 
