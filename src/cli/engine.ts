@@ -494,18 +494,17 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       }
       if (options.tty && engine.hasConmon) {
         // -t: under conmon with this terminal attached, so the detach keys leave it running.
-        const info = await engine.create(options);
-        const unproxy = proxySignals(engine, info.id);
         const keys = flag(p, "detach-keys");
+        let unproxy = () => {};
         try {
-          const r = await engine.startAndAttach(
-            info.id,
+          const r = await engine.runAndAttach(
+            options,
             keys !== undefined ? { detachKeys: keys } : {},
+            (id) => {
+              unproxy = proxySignals(engine, id);
+            },
           );
           return r.detached ? 0 : (r.exitCode ?? 0);
-        } catch (err) {
-          if (options.autoRemove) await engine.remove(info.id, { force: true }).catch(() => {});
-          throw err;
         } finally {
           unproxy();
         }

@@ -171,6 +171,18 @@ export class Engine {
     return starting.runDetached(this.ctx, containerOptions);
   }
 
+  /**
+   * Creates a container and starts it under conmon with this terminal joined (`pivot run -it`),
+   * under one hold of its lock; `onCreated` gets its id before the start.
+   */
+  runAndAttach(
+    options: ContainerOptions,
+    attach: { detachKeys?: string; stdio?: "inherit" | "pipe" } = {},
+    onCreated?: (id: string) => void,
+  ): Promise<AttachResult> {
+    return starting.runAndAttach(this.ctx, options, attach, onCreated);
+  }
+
   /** Starts a created container with this process as its monitor (`pivot start -a`). */
   startAttached(
     ref: string,

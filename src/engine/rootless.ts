@@ -125,6 +125,7 @@ export const NEEDS_USER_NAMESPACE = [
   "dryRun",
   "start",
   "startAndAttach",
+  "runAndAttach",
   "run",
   "startAttached",
   "cleanup",

@@ -91,33 +91,89 @@ export async function start(ctx: EngineContext, ref: string): Promise<ContainerH
 
 /**
  * Starts a container under conmon and joins this terminal to it before its process starts
- * (`pivot run -it`, `pivot start -ai`): the detach keys leave it running, as `pivot attach`.
+ * (`pivot start -ai`): the detach keys leave it running, as `pivot attach`.
  */
 export async function startAndAttach(
   ctx: EngineContext,
   ref: string,
-  options: { detachKeys?: string; stdio?: "inherit" | "pipe" } = {},
+  options: AttachOptions = {},
 ): Promise<AttachResult> {
   const id = ctx.containers.resolveId(ref);
   const r = ctx.containers.load(id);
-  const dir = ctx.containers.dir(id);
   let helper: TtyHelper | null = null;
   await ctx.containers
     .withLock(id, () =>
       startLocked(ctx, id, async () => {
-        helper = await attachHelper(join(dir, "attach"), {
-          ctl: join(dir, "ctl"),
-          stdin: r.options.stdin ?? false,
-          stdio: options.stdio ?? "inherit",
-          ...(options.detachKeys !== undefined ? { detachKeys: options.detachKeys } : {}),
-        });
+        helper = await attachTo(ctx, id, r, options);
       }),
     )
     .catch((err) => {
       (helper as TtyHelper | null)?.child.kill("SIGTERM");
       throw err;
     });
-  const code = await (helper as TtyHelper | null)!.exited;
+  return attachedEnd(ctx, id, helper!);
+}
+
+/**
+ * Creates a container and starts it under conmon with this terminal joined (`pivot run -it`),
+ * under one hold of its lock, as `runDetached`: a run that dies in between leaves a Created
+ * container marked as a run's, which recovery removes if it is --rm. `onCreated` gets the id
+ * before the start (the CLI forwards signals to it).
+ */
+export async function runAndAttach(
+  ctx: EngineContext,
+  options: ContainerOptions,
+  attach: AttachOptions = {},
+  onCreated?: (id: string) => void,
+): Promise<AttachResult> {
+  checkRestartOptions(options, ctx.conmonPath !== null);
+  const id = newContainerId();
+  let helper: TtyHelper | null = null;
+  await ctx.containers.withLock(id, async () => {
+    const r = await createLocked(ctx, options, id, true);
+    onCreated?.(id);
+    try {
+      await startLocked(ctx, id, async () => {
+        helper = await attachTo(ctx, id, r, attach);
+      });
+    } catch (err) {
+      (helper as TtyHelper | null)?.child.kill("SIGTERM");
+      // The start is undone already (the container is Created); --rm goes on to remove it.
+      if (options.autoRemove) await removeLocked(ctx, id, { force: true }).catch(() => {});
+      throw err;
+    }
+  });
+  return attachedEnd(ctx, id, helper!);
+}
+
+interface AttachOptions {
+  detachKeys?: string;
+  stdio?: "inherit" | "pipe";
+}
+
+/** pivot-tty in attach mode on the container's conmon socket (before its process is released). */
+function attachTo(
+  ctx: EngineContext,
+  id: string,
+  r: ContainerRecord,
+  options: AttachOptions,
+): Promise<TtyHelper> {
+  const dir = ctx.containers.dir(id);
+  return attachHelper(join(dir, "attach"), {
+    ctl: join(dir, "ctl"),
+    stdin: r.options.stdin ?? false,
+    stdio: options.stdio ?? "inherit",
+    ...(options.detachKeys !== undefined ? { detachKeys: options.detachKeys } : {}),
+  });
+}
+
+/** Until the terminal detaches (the container runs on) or the container exits (its code). */
+async function attachedEnd(
+  ctx: EngineContext,
+  id: string,
+  helper: TtyHelper,
+): Promise<AttachResult> {
+  const code = await helper.exited;
   if (code === TTY_DETACHED) return { id, detached: true, exitCode: null };
   return { id, detached: false, exitCode: await wait(ctx, id) };
 }
