@@ -35,6 +35,7 @@ import {
   cleanupOnSignals,
   f1,
   f2,
+  inCgroupNamespace,
   loadAverage,
   machineFacts,
   makeRootfs,
@@ -78,7 +79,6 @@ function parseCli(argv: string[]) {
 const opts = parseCli(process.argv.slice(2));
 requireTools(["crun", "cc", "unshare"]);
 
-const UNIFIED = "/sys/fs/cgroup/unified";
 const work = mkdtempSync(join(tmpdir(), "pivot-bench-floor-"));
 const nest = `pivot-bench-floor-${process.pid}`;
 process.env.PIVOT_LAUNCHER ??= join(REPO, "native/build/pivot-launcher");
@@ -183,26 +183,11 @@ try {
   writeBundleConfig(crunBundle, template, rootfs, `/${nest}/crun/c`);
   const crunRoot = join(work, "state", "crun");
   mkdirSync(crunRoot, { recursive: true });
-  const remounts = host.hierarchies
-    .filter((h) => h.version === 1)
-    .map((h) => {
-      const o = h.name.startsWith("name=") ? `none,${h.name}` : h.name;
-      return `umount ${h.mountPoint} && mount -t cgroup -o ${o} cgroup ${h.mountPoint}`;
-    });
-  const crunLoop = (round: string, n: number): string[] => [
-    "unshare",
-    "-m",
-    "-C",
-    "--propagation",
-    "private",
-    "sh",
-    "-c",
-    [
-      ...(existsSync(UNIFIED) ? [`mount -t tmpfs tmpfs ${UNIFIED}`] : []),
-      ...remounts,
+  const crunLoop = (round: string, n: number): string[] =>
+    inCgroupNamespace(
+      "tmpfs",
       `for i in $(seq 1 ${n}); do crun --root ${crunRoot} run --bundle ${crunBundle} c${round}-$i || exit 1; done`,
-    ].join(" && "),
-  ];
+    );
 
   // floor.c's hierarchies: every one Pivot uses here, the container's cgroup NEST/floor/c.
   const cgArgs = bases.flatMap(({ h, base }) => [
