@@ -1,0 +1,80 @@
+// The compiled binary (scripts/build-binary.sh), as setup installs it: one program serving both
+// commands by the name it runs as, and deaf to the directory it is run in. Both commands run as
+// root wherever their caller stands (containerd runs the runtime in the bundle's directory, people
+// run `pivot` in any project's), so a bunfig.toml or .env there must not change what they do:
+// Bun's compiled programs read both by default, and a bunfig.toml `preload` runs that directory's
+// code, a .env's PIVOT_LAUNCHER picks the program the runtime executes as root.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { isRoot, makeBundle, REPO, tempDir } from "../helpers.ts";
+
+const dir = tempDir("pivot-binary-");
+const bin = join(dir, "bin");
+const bundle = join(dir, "bundle");
+const root = join(dir, "root");
+const hostile = join(dir, "hostile");
+const preloadRan = join(hostile, "preload-ran");
+const fakeLauncherRan = join(hostile, "fake-launcher-ran");
+const id = `binary-${process.pid}`;
+
+function runBinary(name: string, args: string[], cwd: string) {
+  const r = spawnSync(join(bin, name), args, { cwd, encoding: "utf8", timeout: 60_000 });
+  return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+}
+
+beforeAll(() => {
+  const built = spawnSync(join(REPO, "scripts/build-binary.sh"), [bin], { encoding: "utf8" });
+  if (built.status !== 0) throw new Error(`build-binary.sh failed: ${built.stderr}`);
+  // The launcher is looked for beside the binary.
+  symlinkSync(join(REPO, "native/build/pivot-launcher"), join(bin, "pivot-launcher"));
+  symlinkSync("pivot", join(bin, "something-else"));
+  makeBundle(bundle);
+  mkdirSync(hostile);
+  writeFileSync(join(hostile, "bunfig.toml"), 'preload = ["./evil.js"]\n');
+  writeFileSync(
+    join(hostile, "evil.js"),
+    `require("node:fs").writeFileSync(${JSON.stringify(preloadRan)}, "ran");\n`,
+  );
+  const fakeLauncher = join(hostile, "fake-launcher");
+  writeFileSync(fakeLauncher, `#!/bin/sh\ntouch ${fakeLauncherRan}\nexit 1\n`);
+  chmodSync(fakeLauncher, 0o755);
+  writeFileSync(join(hostile, ".env"), `PIVOT_LAUNCHER=${fakeLauncher}\n`);
+}, 120_000);
+
+afterAll(() => {
+  runBinary("pivot-runtime", ["--root", root, "delete", "--force", id], dir);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("the compiled binary", () => {
+  test("serves each command by the name it runs as", () => {
+    const runtime = runBinary("pivot-runtime", ["--version"], dir);
+    expect(runtime.status).toBe(0);
+    expect(runtime.stdout).toStartWith("pivot-runtime version ");
+    const engine = runBinary("pivot", ["--version"], dir);
+    expect(engine.status).toBe(0);
+    expect(engine.stdout).toStartWith("pivot version ");
+    const other = runBinary("something-else", ["--version"], dir);
+    expect(other.status).toBe(2);
+    expect(other.stderr).toContain("run me as pivot or pivot-runtime");
+  });
+
+  test.skipIf(!isRoot)(
+    "ignores a bunfig.toml and a .env in the directory it runs in",
+    () => {
+      const version = runBinary("pivot", ["--version"], hostile);
+      expect(version.status).toBe(0);
+      const run = runBinary(
+        "pivot-runtime",
+        ["--root", root, "run", "--bundle", bundle, id],
+        hostile,
+      );
+      expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
+      expect(existsSync(preloadRan)).toBe(false);
+      expect(existsSync(fakeLauncherRan)).toBe(false);
+    },
+    60_000,
+  );
+});
