@@ -32,7 +32,7 @@ export interface ContainerRecord {
   namespaces: NamespaceType[];
   /** The config's hooks and process defaults, kept for poststop hooks and exec. */
   spec: Spec;
-  /** Set by `start` once poststart hooks ran, and by kill/delete paths. */
+  /** Set by `run` once it has released the init (`start` removes the exec fifo instead). */
   started?: boolean;
   /** Made by `run`: the init waits for that process to start it (SyncPoint.Start), no exec fifo. */
   startedByRun?: boolean;
@@ -179,6 +179,15 @@ export function initAlive(record: ContainerRecord): boolean {
 }
 
 /** The status as runtime.md defines it, derived from the process and the exec fifo. */
+/**
+ * Whether the container's process was released: `run` records it; for `create`, the exec fifo
+ * exists from before the init's pid is recorded until `start` releases the init and removes it.
+ */
+export function hasStarted(record: ContainerRecord, fifoPath: string): boolean {
+  if (record.startedByRun) return record.started === true;
+  return record.pid > 0 && !existsSync(fifoPath);
+}
+
 export function deriveStatus(
   record: ContainerRecord,
   fifoPath: string,
@@ -187,7 +196,7 @@ export function deriveStatus(
   if (record.pid <= 0) return "creating";
   if (!initAlive(record)) return "stopped";
   // `run`'s container is created until that run starts it; otherwise until `start` opens the fifo.
-  if (record.startedByRun ? !record.started : existsSync(fifoPath)) return "created";
+  if (!hasStarted(record, fifoPath)) return "created";
   if (frozen()) return "paused";
   return "running";
 }

@@ -709,6 +709,36 @@ if [ "$1" = createRuntime ]; then $cli start "$id" 2>> ${log}; echo "start exit=
     for (const exe of exes) expect(exe).toEndWith("/bin/busybox");
   });
 
+  test("delete runs poststop hooks for a started container, not for one never started", () => {
+    const log = join(work, "poststop-started.log");
+    rm(log);
+    withArgs(["sleep", "30"], (s) => {
+      s.hooks = {
+        poststop: [{ path: "/bin/sh", args: ["sh", "-c", `cat >> ${log}; echo >> ${log}`] }],
+      };
+    });
+    const neverStarted = nextId("nostart");
+    const started = nextId("started");
+    try {
+      expect(runtime(root, ["create", "--bundle", bundle, neverStarted]).status).toBe(0);
+      expect(runtime(root, ["create", "--bundle", bundle, started]).status).toBe(0);
+      expect(runtime(root, ["start", started]).status).toBe(0);
+      // Each answer comes from a separate process, from what `start` left on disk.
+      expect(JSON.parse(runtime(root, ["state", started]).stdout).status).toBe("running");
+      expect(JSON.parse(runtime(root, ["state", neverStarted]).stdout).status).toBe("created");
+      expect(runtime(root, ["delete", "--force", neverStarted]).status).toBe(0);
+      expect(runtime(root, ["delete", "--force", started]).status).toBe(0);
+    } finally {
+      runtime(root, ["delete", "--force", neverStarted]);
+      runtime(root, ["delete", "--force", started]);
+    }
+    const states = readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(states.map((s) => [s.id, s.status])).toEqual([[started, "stopped"]]);
+  });
+
   test("a hook that outlives its timeout is killed and fails create", () => {
     withArgs(["true"], (s) => {
       s.hooks = { createRuntime: [{ path: "/bin/sleep", args: ["sleep", "30"], timeout: 1 }] };
