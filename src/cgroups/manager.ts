@@ -8,7 +8,7 @@ import {
   rmdirSync,
   writeFileSync,
 } from "node:fs";
-import { join, normalize } from "node:path";
+import { dirname, join, normalize } from "node:path";
 import { NotSupportedError, PivotError } from "../errors.ts";
 import type { CgroupJoin } from "../runtime/plan.ts";
 import { kernelAtLeast } from "../util/kernel.ts";
@@ -68,15 +68,29 @@ export function kernelHasCloneIntoCgroup(kernelRelease?: string): boolean {
   return kernelAtLeast(5, 7, kernelRelease);
 }
 
-/** cpuset's cpus and mems start empty in v1; a task cannot join until they are copied from the parent. */
-function initCpuset(dir: string): void {
-  for (const file of ["cpuset.cpus", "cpuset.mems"]) {
-    const path = join(dir, file);
-    if (!existsSync(path)) continue;
-    if (readFileSync(path, "utf8").trim() !== "") continue;
-    initCpuset(join(dir, ".."));
-    write(path, readFileSync(join(dir, "..", file), "utf8"));
+/**
+ * cpuset's cpus and mems start empty in v1; a task cannot join until they are copied from the
+ * parent (itself initialised first, up to a cgroup that has them). Returns the directory's values,
+ * or null where there are no cpuset files. Each file is read once.
+ */
+function initCpuset(dir: string): { cpus: string; mems: string } | null {
+  const cpusPath = join(dir, "cpuset.cpus");
+  const memsPath = join(dir, "cpuset.mems");
+  let cpus: string;
+  let mems: string;
+  try {
+    cpus = readFileSync(cpusPath, "utf8").trim();
+    mems = readFileSync(memsPath, "utf8").trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
   }
+  if (cpus !== "" && mems !== "") return { cpus, mems };
+  const parent = initCpuset(dirname(dir));
+  if (!parent) return null;
+  if (cpus === "") write(cpusPath, parent.cpus);
+  if (mems === "") write(memsPath, parent.mems);
+  return { cpus: cpus || parent.cpus, mems: mems || parent.mems };
 }
 
 export class Cgroup {

@@ -12,6 +12,8 @@ import { signalName } from "./signals.ts";
 import type { Trace } from "./trace.ts";
 import { Event, encodeMessage, type Message, MessageReader, Op, Reply, SyncPoint } from "./wire.ts";
 
+let foundLauncher: string | undefined;
+
 /**
  * Where the built launcher lives: $PIVOT_LAUNCHER, native/build next to the sources (or to a
  * bundle in dist/), or, for the compiled single binary, beside it or in ../native/build.
@@ -19,6 +21,12 @@ import { Event, encodeMessage, type Message, MessageReader, Op, Reply, SyncPoint
 export function launcherPath(): string {
   const fromEnv = process.env.PIVOT_LAUNCHER;
   if (fromEnv) return fromEnv;
+  // Looked for once per process: a run asks twice (the seccomp cache, the spawn).
+  foundLauncher ??= findLauncher();
+  return foundLauncher;
+}
+
+function findLauncher(): string {
   const here = dirname(decodeURIComponent(new URL(import.meta.url).pathname));
   for (const candidate of [
     join(here, "../../native/build/pivot-launcher"),

@@ -313,6 +313,54 @@ describe("limits are written and enforced", () => {
     expect(flag.stderr).toContain("--systemd-cgroup");
   });
 
+  test.skipIf(!hasV1("cpuset"))(
+    "a cgroupsPath three new levels deep: v1 cpuset.cpus and mems are copied down to the container's",
+    () => {
+      const id = nextId("deep");
+      const levels = [`${prefix}a`, "b", id];
+      const dir = bundle(["true"], (s) => {
+        s.linux!.cgroupsPath = levels.join("/");
+      });
+      // This process's own directory in each hierarchy: a relative cgroupsPath starts there.
+      const ownCgroup = new Map(
+        readFileSync("/proc/self/cgroup", "utf8")
+          .trim()
+          .split("\n")
+          .map((l) => l.split(":"))
+          .map((f) => [f[1] === "" ? "unified" : f[1]!, f.slice(2).join(":")]),
+      );
+      const cpuset = host.hierarchies.find(
+        (h) => h.version === 1 && h.controllers.includes("cpuset"),
+      )!;
+      const base = join(cpuset.mountPoint, ownCgroup.get(cpuset.name)!);
+      try {
+        ok(["create", "--bundle", dir, id]);
+        for (let depth = 1; depth <= levels.length; depth++) {
+          const level = join(base, ...levels.slice(0, depth));
+          expect([depth, cat(`${level}/cpuset.cpus`), cat(`${level}/cpuset.mems`)]).toEqual([
+            depth,
+            cat(`${base}/cpuset.cpus`),
+            cat(`${base}/cpuset.mems`),
+          ]);
+        }
+        ok(["start", id]);
+      } finally {
+        forceDelete(id);
+        // delete removes the container's own directories; the two made above it are ours.
+        for (let depth = levels.length - 1; depth >= 1; depth--) {
+          for (const h of host.hierarchies) {
+            const level = join(
+              h.mountPoint,
+              ownCgroup.get(h.name) ?? "/",
+              ...levels.slice(0, depth),
+            );
+            if (existsSync(level)) rmdirSync(level);
+          }
+        }
+      }
+    },
+  );
+
   test("the container runs under a 1 MiB memory limit (only the launcher joins before exec)", () => {
     const id = nextId("tiny");
     const dir = bundle(["sh", "-c", "echo small"], (s) => {
