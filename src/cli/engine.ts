@@ -40,7 +40,7 @@ import {
   REGISTRY_COMMANDS,
   REGISTRY_USAGE,
 } from "./command-groups.ts";
-import { writeErr, writeOut } from "./output.ts";
+import { BatchedOutput, writeErr, writeOut } from "./output.ts";
 
 /**
  * Loaded on use, as the image, network and registry commands are: `pivot run` needs none of it
@@ -637,14 +637,17 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         if (Number.isNaN(sinceDate.getTime())) throw new UsageError(`--since ${since}: not a time`);
       }
       const ts = boolFlag(p, "timestamps");
+      const output = new BatchedOutput();
       for await (const e of engine.logs(ref, {
         follow: boolFlag(p, "follow"),
         ...(tailText !== undefined && tailText !== "all" ? { tail: Number(tailText) } : {}),
         ...(sinceDate ? { since: sinceDate } : {}),
       })) {
-        const out = e.stream === "stdout" ? process.stdout : process.stderr;
-        out.write(ts ? `${e.time} ${e.text}` : e.text);
+        // A reader that went away (`logs -f | head`) ends the command, as docker's does.
+        if (!output.write(e.stream === "stdout" ? 1 : 2, ts ? `${e.time} ${e.text}` : e.text))
+          return 0;
       }
+      output.flush();
       return 0;
     }
     case "inspect": {

@@ -1,6 +1,6 @@
 // The `pivot` command line over the engine, as a subprocess, with real containers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
   closeSync,
@@ -217,5 +217,70 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     expect(pivot(["inspect", "web"]).stdout).toContain(`"exitCode": 137`);
     expect(pivot(["rm", "web"]).stdout).toBe("web\n");
     expect(pivot(["ps", "-a", "-q"]).stdout).toBe("");
+  });
+
+  test.skipIf(!hasConmon)(
+    "logs -f follows: a line shows while the container runs, the next once written, and it ends when the container does",
+    async () => {
+      // The container prints its second line only once told to, after the first was seen.
+      const program = "echo first; until [ -e /tmp/go ]; do sleep 0.1; done; echo second";
+      expect(pivot(["run", "-d", "--name", "ticker", IMAGE, "sh", "-c", program]).status).toBe(0);
+      const follower = spawn(BUN, [PIVOT_CLI, "--root", t.root, "logs", "-f", "ticker"], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      follower.stdout!.on("data", (d) => {
+        out += d;
+      });
+      let exitCode: number | null | undefined;
+      const exited = new Promise<void>((resolve) =>
+        follower.on("exit", (code) => {
+          exitCode = code;
+          resolve();
+        }),
+      );
+      try {
+        for (let i = 0; i < 200 && !out.includes("first\n") && exitCode === undefined; i++)
+          await Bun.sleep(50);
+        expect({ exitCode, out }).toEqual({ exitCode: undefined, out: "first\n" });
+        expect(pivot(["exec", "ticker", "touch", "/tmp/go"]).status).toBe(0);
+        await exited;
+        expect({ exitCode, out }).toEqual({ exitCode: 0, out: "first\nsecond\n" });
+      } finally {
+        follower.kill("SIGKILL");
+        pivot(["rm", "-f", "ticker"]);
+      }
+    },
+    30_000,
+  );
+
+  test("logs of a long log through a pipe: all of it, in order, to a slow reader; `| head -1` ends it", () => {
+    const lines = 200_000;
+    const cli = `${BUN} ${PIVOT_CLI} --root ${t.root}`;
+    const shell = (script: string) => {
+      const r = spawnSync("bash", ["-c", `set -o pipefail; ${script}`], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
+    try {
+      // stderr's lines first; the pause lets the monitor log them all before stdout's begin.
+      const program = `seq 1 ${lines} >&2; sleep 0.5; seq 1 ${lines}`;
+      expect(
+        shell(`${cli} run --name longlog ${IMAGE} sh -c '${program}' >/dev/null 2>&1`).status,
+      ).toBe(0);
+      // The reader starts late: the pipe fills, and the writer waits instead of buffering the log.
+      const all = shell(`${cli} logs longlog 2>/dev/null | (sleep 0.5; md5sum)`);
+      const expected = spawnSync("sh", ["-c", `seq 1 ${lines} | md5sum`], { encoding: "utf8" });
+      expect(all).toEqual({ status: 0, stdout: expected.stdout, stderr: "" });
+      // stderr's lines come out first, each line on the fd it was logged from.
+      const both = shell(`${cli} logs longlog 2>&1 | sed -n '1p;${lines}p;${lines + 1}p;$p'`);
+      expect(both).toEqual({ status: 0, stdout: `1\n${lines}\n1\n${lines}\n`, stderr: "" });
+      const head = shell(`${cli} logs longlog 2>/dev/null | head -1`);
+      expect(head).toEqual({ status: 0, stdout: "1\n", stderr: "" });
+    } finally {
+      pivot(["rm", "-f", "longlog"]);
+    }
   });
 });
