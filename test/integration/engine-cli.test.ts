@@ -254,6 +254,48 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     30_000,
   );
 
+  test.skipIf(!hasConmon)(
+    "restart runs the container again, its log kept; logs --tail and --since pick the last and the recent lines",
+    async () => {
+      const run = pivot(["run", "-d", "--name", "again", IMAGE, "sh", "-c", "echo up; sleep 30"]);
+      expect(run.status).toBe(0);
+      const logsAre = async (want: string) => {
+        let logs = "";
+        for (let i = 0; i < 100 && logs !== want; i++) {
+          logs = pivot(["logs", "again"]).stdout;
+          if (logs !== want) await Bun.sleep(50);
+        }
+        expect(logs).toBe(want);
+      };
+      try {
+        await logsAre("up\n");
+        const state = () => JSON.parse(pivot(["inspect", "again"]).stdout)[0].state;
+        const before = state();
+        expect(pivot(["restart", "-t", "1", "again"])).toEqual({
+          status: 0,
+          stdout: "again\n",
+          stderr: "",
+        });
+        await logsAre("up\nup\n");
+        expect(pivot(["ps", "-q", "--no-trunc"]).stdout).toBe(run.stdout);
+        const after = state();
+        expect(after.running).toBe(true);
+        expect(after.pid).not.toBe(before.pid);
+        expect(pivot(["logs", "--tail", "1", "again"]).stdout).toBe("up\n");
+        expect(pivot(["logs", "--tail", "0", "again"]).stdout).toBe("");
+        const stamped = pivot(["logs", "-t", "again"]).stdout.trim().split("\n");
+        expect(stamped).toHaveLength(2);
+        const secondTime = stamped[1]!.split(" ")[0]!;
+        expect(pivot(["logs", "-t", "--since", secondTime, "again"]).stdout).toBe(
+          `${stamped[1]}\n`,
+        );
+      } finally {
+        pivot(["rm", "-f", "again"]);
+      }
+    },
+    30_000,
+  );
+
   test("logs of a long log through a pipe: all of it, in order, to a slow reader; `| head -1` ends it", () => {
     const lines = 200_000;
     const cli = `${BUN} ${PIVOT_CLI} --root ${t.root}`;
