@@ -1,11 +1,11 @@
 // The launcher client: starts the C launcher, sends it a plan, and answers its events.
 import type { ChildProcess } from "node:child_process";
 import { closeSync, existsSync, writeSync } from "node:fs";
-import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
 import { LaunchError, PivotError } from "../errors.ts";
 import { childProcess } from "../util/child-process.ts";
+import { os } from "../util/lazy-require.ts";
 import { diagnoseExecEnoent } from "./diagnose.ts";
 import type { Plan } from "./plan.ts";
 import { signalName } from "./signals.ts";
@@ -39,11 +39,12 @@ function findLauncher(): string {
   return join(here, "../../native/build/pivot-launcher");
 }
 
-const errnoNames = new Map<number, string>();
-for (const [name, value] of Object.entries(osConstants.errno))
-  errnoNames.set(value as number, name);
+let errnoNames: Map<number, string> | undefined;
 
 export function errnoName(errno: number): string {
+  errnoNames ??= new Map(
+    Object.entries(os().constants.errno).map(([name, value]) => [value as number, name]),
+  );
   return errnoNames.get(errno) ?? `errno ${errno}`;
 }
 
@@ -600,7 +601,7 @@ function howItEnded(waitStatus: number): string {
 
 /** SIGSYS is what a seccomp filter's kill actions send. */
 function endHint(waitStatus: number | null): { hint?: string } {
-  if (waitStatus !== null && (waitStatus & 0x7f) === osConstants.signals.SIGSYS)
+  if (waitStatus !== null && (waitStatus & 0x7f) === os().constants.signals.SIGSYS)
     return { hint: "a seccomp filter killed it: check linux.seccomp in the config" };
   return {};
 }

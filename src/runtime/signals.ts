@@ -1,8 +1,9 @@
 // Signal names and numbers as `kill` accepts them: "KILL", "SIGKILL", "9".
-import { constants } from "node:os";
 import { PivotError } from "../errors.ts";
+import { os } from "../util/lazy-require.ts";
 
-const byName = constants.signals as Record<string, number>;
+/** node:os's table, read on first use: most commands never name a signal. */
+const byName = () => os().constants.signals as Record<string, number>;
 
 /** Parses a signal given by name (with or without SIG) or number. */
 export function parseSignal(signal: string | number): number {
@@ -12,7 +13,7 @@ export function parseSignal(signal: string | number): number {
   const name = s.startsWith("SIG") ? s : `SIG${s}`;
   const rt = /^SIGRTMIN(?:\+(\d+))?$/.exec(name) ?? /^SIGRTMAX(?:-(\d+))?$/.exec(name);
   if (rt) return name.startsWith("SIGRTMIN") ? 34 + Number(rt[1] ?? 0) : 64 - Number(rt[1] ?? 0);
-  const n = byName[name];
+  const n = byName()[name];
   if (n === undefined) {
     throw new PivotError(`unknown signal "${signal}"`, {
       hint: "use a name such as TERM or KILL, or a number",
@@ -28,6 +29,6 @@ function checkNumber(n: number, original: string): number {
 }
 
 export function signalName(n: number): string {
-  for (const [name, value] of Object.entries(byName)) if (value === n) return name;
+  for (const [name, value] of Object.entries(byName())) if (value === n) return name;
   return String(n);
 }

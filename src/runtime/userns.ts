@@ -11,11 +11,11 @@ import {
   readFileSync,
   writeFileSync,
 } from "node:fs";
-import { userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { ConfigError, PivotError } from "../errors.ts";
 import type { IdMapping } from "../oci/spec.ts";
 import { childProcess } from "../util/child-process.ts";
+import { os } from "../util/lazy-require.ts";
 
 /** The user running the runtime. */
 export interface Caller {
@@ -41,7 +41,7 @@ export function userName(uid: number): string | undefined {
     }
   } catch {}
   try {
-    const info = userInfo();
+    const info = os().userInfo();
     // Bun answers from $USER, which may be unset or another user's.
     if (info.uid === uid && info.username && info.username !== "unknown") return info.username;
   } catch {}

@@ -12,8 +12,8 @@
 // with SCMP_ACT_NOTIFY are never cached (the notification fd comes from libseccomp's load).
 // The directory is the runtime's state root: on tmpfs (/run) it is emptied by a reboot.
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { arch, release } from "node:os";
 import { join } from "node:path";
+import { os } from "../util/lazy-require.ts";
 import { randomHex } from "../util/random.ts";
 import type { CompiledSeccomp } from "./seccomp.ts";
 
@@ -77,7 +77,7 @@ export class SeccompCache {
     } catch {
       return null; // e.g. a BigInt in a config built in memory
     }
-    const input = `pivot-seccomp-v1\0${release()}\0${arch()}\0${this.launcherId}\0${text}`;
+    const input = `pivot-seccomp-v1\0${os().release()}\0${os().arch()}\0${this.launcherId}\0${text}`;
     const digest = await globalThis.crypto.subtle.digest("SHA-256", Buffer.from(input));
     return Buffer.from(digest).toString("hex");
   }

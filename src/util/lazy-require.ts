@@ -16,4 +16,6 @@ export const crypto = lazyRequire<typeof import("node:crypto")>("node:crypto");
 export const net = lazyRequire<typeof import("node:net")>("node:net");
 export const dgram = lazyRequire<typeof import("node:dgram")>("node:dgram");
 // node:tty (~5 ms): only for isatty() in the few commands that behave differently on a terminal.
+// node:os (~0.5 ms with its constants table): kill's signal names, a kernel release, getpwuid.
 export const tty = lazyRequire<typeof import("node:tty")>("node:tty");
+export const os = lazyRequire<typeof import("node:os")>("node:os");
