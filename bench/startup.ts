@@ -7,7 +7,7 @@
 // Arms: crun and runc (when installed), every --bin (a pivot-runtime binary or a link to the
 // multicall binary named pivot-runtime; default: this checkout's dist/pivot-runtime), and two
 // floors, compiled here with scripts/build-binary.sh's flags: bun-empty, a program that does
-// nothing, and bun-builtins, one that only loads node:fs, node:path and node:os, which every
+// nothing, and bun-builtins, one that only loads node:fs and node:path, which every
 // pivot-runtime command needs (they ignore their arguments). Commands:
 //   version  `--version`
 //   state    `state ID` of a container that does not exist (its error path)
@@ -131,9 +131,8 @@ function buildFloors(work: string): Arm[] {
     "bun-empty": "process.exitCode = 0;\n",
     "bun-builtins": [
       'import { readFileSync } from "node:fs";',
-      'import { constants } from "node:os";',
       'import { join } from "node:path";',
-      "if (process.argv.length > 99) console.log(readFileSync, constants, join);",
+      "if (process.argv.length > 99) console.log(readFileSync, join);",
       "",
     ].join("\n"),
   };
