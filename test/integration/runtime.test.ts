@@ -3,8 +3,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   writeFileSync,
@@ -936,3 +938,193 @@ describe("commands", () => {
     );
   });
 });
+
+/** Waits until the container's state says STATUS (10 seconds at most); returns the last status. */
+async function waitForStatus(id: string, status: string): Promise<string> {
+  let seen = "";
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await Bun.sleep(20)) {
+    seen = JSON.parse(runtime(root, ["state", id]).stdout || "{}").status;
+    if (seen === status) break;
+  }
+  return seen;
+}
+
+describe("command-line flags, each shown by its effect", () => {
+  test("create -b (short for --bundle), then kill with a signal number: 10 is SIGUSR1", async () => {
+    const signals = join(work, "kill-number");
+    mkdirSync(signals, { recursive: true });
+    rm(join(signals, "got"));
+    withArgs(
+      [
+        "sh",
+        "-c",
+        "trap 'echo USR1 > /signals/got; exit 0' USR1; trap 'echo TERM > /signals/got; exit 0' TERM; while true; do sleep 0.05; done",
+      ],
+      (s) => {
+        s.mounts!.push({
+          destination: "/signals",
+          type: "bind",
+          source: signals,
+          options: ["rbind"],
+        });
+      },
+    );
+    const id = nextId("killnum");
+    try {
+      const c = runtime(root, ["create", "-b", bundle, id]);
+      expect(c.stderr).toBe("");
+      expect(JSON.parse(runtime(root, ["state", id]).stdout).bundle).toBe(bundle);
+      expect(runtime(root, ["start", id]).status).toBe(0);
+      expect(await waitForStatus(id, "running")).toBe("running");
+      // Give sh time to install its traps before the signal.
+      await Bun.sleep(200);
+      expect(runtime(root, ["kill", id, "10"]).status).toBe(0);
+      expect(await waitForStatus(id, "stopped")).toBe("stopped");
+      expect(readFileSync(join(signals, "got"), "utf8")).toBe("USR1\n");
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
+  });
+
+  test("--preserve-fds N hands the runtime's descriptors 3..3+N-1 to the process, and no more", () => {
+    const files = [0, 1, 2].map((i) => {
+      const f = join(work, `preserved-${i}`);
+      writeFileSync(f, `content of fd ${3 + i}\n`);
+      return f;
+    });
+    withArgs(["sh", "-c", "cat <&3; cat <&4; (cat <&5) 2>/dev/null || echo fd 5 is closed"]);
+    const fds = files.map((f) => openSync(f, "r"));
+    const id = nextId("preserve");
+    try {
+      const r = spawnSync(
+        BUN,
+        [RUNTIME_CLI, "--root", root, "run", "--preserve-fds", "2", "--bundle", bundle, id],
+        { encoding: "utf8", stdio: ["ignore", "pipe", "pipe", ...fds], timeout: 30_000 },
+      );
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe("content of fd 3\ncontent of fd 4\nfd 5 is closed\n");
+      expect(r.status).toBe(0);
+    } finally {
+      for (const fd of fds) closeSync(fd);
+      runtime(root, ["delete", "--force", id]);
+    }
+  });
+
+  test("--no-pivot: the rootfs is moved onto / and chrooted into; the container still sees only its own root", () => {
+    const marker = join(work, "no-pivot-marker");
+    writeFileSync(marker, "host file\n");
+    withArgs([
+      "sh",
+      "-c",
+      `cat /etc/passwd | head -1; cat ${marker} 2>/dev/null || echo no host file; awk '$5 == "/"' /proc/self/mountinfo | wc -l`,
+    ]);
+    const id = nextId("nopivot");
+    const dry = runtime(root, ["create", "--dry-run", "--no-pivot", "--bundle", bundle, id]);
+    expect(dry.stdout).toContain("(--no-pivot)");
+    expect(dry.stdout).not.toContain("pivot_root into");
+    const r = runtime(root, ["run", "--no-pivot", "--bundle", bundle, id]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(
+      `${readFileSync(join(bundle, "rootfs/etc/passwd"), "utf8").split("\n")[0]}\nno host file\n1\n`,
+    );
+    expect(r.status).toBe(0);
+    expect(hostMountPoints().filter((m) => m.startsWith(work))).toEqual([]);
+  });
+
+  test("exec --cwd, --env, --user, --cap and --no-new-privs shape the exec'd process", () => {
+    withArgs(["sleep", "100"], (s) => {
+      s.process!.noNewPrivileges = false;
+    });
+    const id = nextId("execflags");
+    expect(runtime(root, ["run", "-d", "--bundle", bundle, id]).status).toBe(0);
+    try {
+      const show =
+        "pwd; echo $GREETING; id -u; id -g; grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status";
+      const plain = runtime(root, ["exec", id, "sh", "-c", show]);
+      expect(plain.stderr).toBe("");
+      const defaults = capMask([29, 5, 10]);
+      expect(plain.stdout).toBe(
+        `/\n\n0\n0\nCapEff:\t${defaults}\nCapBnd:\t${defaults}\nNoNewPrivs:\t0\n`,
+      );
+      const shaped = runtime(root, [
+        "exec",
+        "--cwd",
+        "/tmp",
+        "--env",
+        "GREETING=hello",
+        "--cap",
+        "CAP_SYS_ADMIN",
+        "--no-new-privs",
+        id,
+        "sh",
+        "-c",
+        show,
+      ]);
+      expect(shaped.stderr).toBe("");
+      const withAdmin = capMask([29, 5, 10, 21]);
+      expect(shaped.stdout).toBe(
+        `/tmp\nhello\n0\n0\nCapEff:\t${withAdmin}\nCapBnd:\t${withAdmin}\nNoNewPrivs:\t1\n`,
+      );
+      const user = runtime(root, ["exec", "--user", "1000:1001", id, "sh", "-c", "id -u; id -g"]);
+      expect(user.stdout).toBe("1000\n1001\n");
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
+  });
+
+  test("exec --process FILE runs the process the file describes", () => {
+    withArgs(["sleep", "100"]);
+    const id = nextId("execproc");
+    expect(runtime(root, ["run", "-d", "--bundle", bundle, id]).status).toBe(0);
+    try {
+      const file = join(work, `${id}.process.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({
+          terminal: false,
+          user: { uid: 12, gid: 34, additionalGids: [56] },
+          args: ["sh", "-c", "pwd; echo $FROM_FILE; id -u; id -G; exit 5"],
+          env: ["PATH=/bin", "FROM_FILE=yes"],
+          cwd: "/etc",
+        }),
+      );
+      const r = runtime(root, ["exec", "--process", file, id]);
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe("/etc\nyes\n12\n34 56\n");
+      expect(r.status).toBe(5);
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+    }
+  });
+
+  test("--log FILE with --log-format text writes logfmt lines; --debug adds the command line", () => {
+    const logFile = join(work, "text.log");
+    rm(logFile);
+    const cli = (extra: string[]) =>
+      spawnSync(
+        BUN,
+        [RUNTIME_CLI, "--root", root, "--log", logFile, "--log-format", "text", ...extra],
+        { encoding: "utf8" },
+      );
+    expect(cli(["state", "no-such-text"]).status).toBe(1);
+    const quiet = readFileSync(logFile, "utf8").trim().split("\n");
+    expect(quiet).toHaveLength(1);
+    expect(quiet[0]).toMatch(
+      /^time="[^"]+" level=error msg="container \\"no-such-text\\" does not exist"$/,
+    );
+    rm(logFile);
+    expect(cli(["--debug", "state", "no-such-debug"]).status).toBe(1);
+    const lines = readFileSync(logFile, "utf8").trim().split("\n");
+    expect(lines[0]).toMatch(/^time="[^"]+" level=debug msg="state no-such-debug"$/);
+    expect(lines[1]).toContain('level=error msg="container \\"no-such-debug\\" does not exist"');
+    rm(logFile);
+  });
+});
+
+/** /proc/PID/status's capability mask of these capability numbers. */
+function capMask(bits: number[]): string {
+  return bits
+    .reduce((m, b) => m | (1n << BigInt(b)), 0n)
+    .toString(16)
+    .padStart(16, "0");
+}
