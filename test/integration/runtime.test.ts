@@ -9,6 +9,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -1128,3 +1129,213 @@ function capMask(bits: number[]): string {
     .toString(16)
     .padStart(16, "0");
 }
+
+/** Mount points and their fields from a mountinfo text: destination → [options, optional fields, fstype]. */
+function mountsByPoint(
+  mountinfo: string,
+): Map<string, { options: string[]; tags: string[]; type: string }> {
+  const out = new Map<string, { options: string[]; tags: string[]; type: string }>();
+  for (const line of mountinfo.split("\n").filter(Boolean)) {
+    const f = line.split(" ");
+    const sep = f.indexOf("-");
+    out.set(f[4]!, { options: f[5]!.split(","), tags: f.slice(6, sep), type: f[sep + 1]! });
+  }
+  return out;
+}
+
+describe("config fields, each shown by its effect", () => {
+  test("process.oomScoreAdj is the process's oom_score_adj", () => {
+    const r = run(["cat", "/proc/self/oom_score_adj"], (s) => {
+      s.process!.oomScoreAdj = 345;
+    });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("345\n");
+  });
+
+  test("bind mount options nosuid, nodev, noexec reach the mount, and noexec refuses to run a program", () => {
+    const dir = join(work, "noexec-data");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "prog.sh"), "#!/bin/sh\necho RAN\n");
+    chmodSync(join(dir, "prog.sh"), 0o755);
+    const show = "grep ' /data ' /proc/self/mountinfo; /data/prog.sh 2>&1; /data2/prog.sh";
+    const r = run(["sh", "-c", show], (s) => {
+      s.mounts!.push(
+        {
+          destination: "/data",
+          type: "bind",
+          source: dir,
+          options: ["rbind", "nosuid", "nodev", "noexec", "relatime"],
+        },
+        { destination: "/data2", type: "bind", source: dir, options: ["rbind"] },
+      );
+    });
+    const [line, refused, ran] = r.stdout.trim().split("\n");
+    const options = line!.split(" ")[5]!.split(",");
+    expect(options).toEqual(expect.arrayContaining(["nosuid", "nodev", "noexec", "relatime"]));
+    expect(refused).toContain("Permission denied");
+    // The same directory without the options runs it.
+    expect(ran).toBe("RAN");
+  });
+
+  test("the default mounts are of their types inside: proc, sysfs, devpts, mqueue, cgroup, tmpfs", () => {
+    const r = run(["sh", "-c", "cat /proc/self/mountinfo; ls /sys/fs/cgroup"]);
+    expect(r.status).toBe(0);
+    const mounts = mountsByPoint(
+      r.stdout
+        .split("\n")
+        .filter((l) => l.includes(" - "))
+        .join("\n"),
+    );
+    expect(mounts.get("/proc")?.type).toBe("proc");
+    expect(mounts.get("/sys")?.type).toBe("sysfs");
+    expect(mounts.get("/sys")?.options).toContain("ro");
+    expect(mounts.get("/dev")?.type).toBe("tmpfs");
+    expect(mounts.get("/dev/pts")?.type).toBe("devpts");
+    expect(mounts.get("/dev/shm")?.type).toBe("tmpfs");
+    expect(mounts.get("/dev/mqueue")?.type).toBe("mqueue");
+    // The cgroup mount: cgroup2 on a unified host, else a tmpfs with one cgroup mount per hierarchy.
+    const cgroups = [...mounts.entries()].filter(([p]) => p.startsWith("/sys/fs/cgroup"));
+    expect(cgroups.some(([, m]) => m.type === "cgroup" || m.type === "cgroup2")).toBe(true);
+    for (const [, m] of cgroups) expect(m.options).toContain("ro");
+    // The host's hierarchies are what the container sees there.
+    const hostHierarchies = readdirSync("/sys/fs/cgroup").filter((e) => !e.includes("."));
+    for (const h of hostHierarchies) expect(r.stdout.split("\n")).toContain(h);
+  });
+
+  test("the default /dev set and a device from linux.devices, with its mode and owner", () => {
+    const r = run(
+      [
+        "sh",
+        "-c",
+        "for d in null zero full random urandom tty ptmx mine; do stat -c '%n %F %t:%T %a %u:%g' /dev/$d; done; " +
+          "for l in fd stdin stdout stderr; do echo /dev/$l $(readlink /dev/$l); done; " +
+          "stat -c '%n %F' /dev/shm /dev/pts; (echo x > /dev/full) 2>&1; head -c 8 /dev/urandom | wc -c; echo to-mine > /dev/mine && echo WROTE",
+      ],
+      (s) => {
+        s.linux!.devices = [
+          { path: "/dev/mine", type: "c", major: 1, minor: 3, fileMode: 0o602, uid: 7, gid: 8 },
+        ];
+      },
+    );
+    expect(r.stdout.split("\n")).toEqual([
+      "/dev/null character special file 1:3 666 0:0",
+      "/dev/zero character special file 1:5 666 0:0",
+      "/dev/full character special file 1:7 666 0:0",
+      "/dev/random character special file 1:8 666 0:0",
+      "/dev/urandom character special file 1:9 666 0:0",
+      "/dev/tty character special file 5:0 666 0:0",
+      "/dev/ptmx symbolic link 0:0 777 0:0",
+      "/dev/mine character special file 1:3 602 7:8",
+      "/dev/fd /proc/self/fd",
+      "/dev/stdin /proc/self/fd/0",
+      "/dev/stdout /proc/self/fd/1",
+      "/dev/stderr /proc/self/fd/2",
+      "/dev/shm directory",
+      "/dev/pts directory",
+      expect.stringContaining("No space left on device"),
+      "8",
+      "WROTE",
+      "",
+    ]);
+  });
+
+  test("a namespace given by path is joined: the second container has the first one's UTS and network namespaces", () => {
+    withArgs(["sleep", "100"], (s) => {
+      s.hostname = "ns-owner";
+    });
+    const owner = nextId("nsowner");
+    expect(runtime(root, ["run", "-d", "--bundle", bundle, owner]).status).toBe(0);
+    try {
+      const pid = JSON.parse(runtime(root, ["state", owner]).stdout).pid as number;
+      const r = run(
+        ["sh", "-c", "hostname; for n in uts net ipc; do readlink /proc/self/ns/$n; done"],
+        (s) => {
+          delete s.hostname;
+          s.linux!.namespaces = s.linux!.namespaces!.map((n) =>
+            n.type === "uts" || n.type === "network"
+              ? { type: n.type, path: `/proc/${pid}/ns/${n.type === "network" ? "net" : n.type}` }
+              : n,
+          );
+        },
+      );
+      expect(r.stderr).toBe("");
+      const ns = (name: string) => readlinkSync(`/proc/${pid}/ns/${name}`);
+      const lines = r.stdout.split("\n");
+      expect(lines.slice(0, 3)).toEqual(["ns-owner", ns("uts"), ns("net")]);
+      // A namespace not given by path is the container's own.
+      expect(lines[3]).toMatch(/^ipc:\[\d+\]$/);
+      expect(lines[3]).not.toBe(ns("ipc"));
+    } finally {
+      runtime(root, ["delete", "--force", owner]);
+    }
+  });
+});
+
+describe("mount propagation", () => {
+  /** A host directory that is a shared mount point of its own, with the subdirectories the tests mount on. */
+  function sharedSource(name: string): string {
+    const dir = join(work, name);
+    mkdirSync(join(dir, "from-host"), { recursive: true });
+    mkdirSync(join(dir, "from-container"), { recursive: true });
+    expect(spawnSync("mount", ["--bind", dir, dir]).status).toBe(0);
+    expect(spawnSync("mount", ["--make-shared", dir]).status).toBe(0);
+    return dir;
+  }
+  const unmountAll = (dir: string) => {
+    for (let i = 0; i < 5 && hostMountPoints().some((m) => m.startsWith(dir)); i++)
+      spawnSync("umount", ["-R", "-l", dir]);
+  };
+
+  test("slave and private bind mounts: a host mount reaches the slave, not the private one", () => {
+    const src = sharedSource("propagation-in");
+    withArgs(["sleep", "100"], (s) => {
+      for (const [dest, prop] of [
+        ["/slave", "rslave"],
+        ["/private", "rprivate"],
+        ["/shared", "rshared"],
+      ] as const)
+        s.mounts!.push({ destination: dest, type: "bind", source: src, options: ["rbind", prop] });
+    });
+    const id = nextId("prop");
+    try {
+      expect(runtime(root, ["run", "-d", "--bundle", bundle, id]).status).toBe(0);
+      const mounts = mountsByPoint(
+        runtime(root, ["exec", id, "cat", "/proc/self/mountinfo"]).stdout,
+      );
+      expect(mounts.get("/slave")?.tags.some((t) => t.startsWith("master:"))).toBe(true);
+      expect(mounts.get("/slave")?.tags.some((t) => t.startsWith("shared:"))).toBe(false);
+      expect(mounts.get("/private")?.tags).toEqual([]);
+      expect(mounts.get("/shared")?.tags.some((t) => t.startsWith("shared:"))).toBe(true);
+      // A mount made on the host after the container started.
+      expect(
+        spawnSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", join(src, "from-host")])
+          .status,
+      ).toBe(0);
+      writeFileSync(join(src, "from-host", "file"), "made on the host\n");
+      const r = runtime(root, [
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "for d in slave shared private; do echo $d: $(cat /$d/from-host/file 2>/dev/null || echo absent); done",
+      ]);
+      expect(r.stdout).toBe("slave: made on the host\nshared: made on the host\nprivate: absent\n");
+    } finally {
+      runtime(root, ["delete", "--force", id]);
+      unmountAll(src);
+    }
+  });
+
+  test("rootfsPropagation: the container's / becomes shared when asked, and is not shared by default", () => {
+    const rootTags = (prop?: string) => {
+      const r = run(["cat", "/proc/self/mountinfo"], (s) => {
+        if (prop) s.linux!.rootfsPropagation = prop;
+      });
+      expect(r.stderr).toBe("");
+      return mountsByPoint(r.stdout).get("/")!.tags;
+    };
+    expect(rootTags().some((t) => t.startsWith("shared:"))).toBe(false);
+    expect(rootTags("rshared").some((t) => t.startsWith("shared:"))).toBe(true);
+    expect(rootTags("private")).toEqual([]);
+  });
+});
