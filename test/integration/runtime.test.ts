@@ -1339,3 +1339,62 @@ describe("mount propagation", () => {
     expect(rootTags("private")).toEqual([]);
   });
 });
+
+describe("bad input, more", () => {
+  test("a config without root or without process is refused, naming the JSON path; nothing is left behind", () => {
+    for (const [field, expected] of [
+      ["root", "root: is missing"],
+      ["process", "process: is missing"],
+    ] as const) {
+      withArgs(["true"], (s) => {
+        delete (s as unknown as Record<string, unknown>)[field];
+      });
+      const id = nextId("missing-field");
+      const r = runtime(root, ["create", "--bundle", bundle, id]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(expected);
+      expect(existsSync(join(root, id))).toBe(false);
+    }
+  });
+
+  test("an empty id and the id / are refused", () => {
+    withArgs(["true"]);
+    for (const id of ["", "/"]) {
+      const r = runtime(root, ["create", "--bundle", bundle, id]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(/container id/);
+    }
+  });
+
+  test("a create that fails after the container's process exists leaves no state, cgroup, mount or process", () => {
+    const pidFile = join(work, "late-failure.pid");
+    rm(pidFile);
+    withArgs(["true"], (s) => {
+      s.hooks = {
+        // Records the container's pid (from the state on stdin), then the next hook fails.
+        createRuntime: [
+          {
+            path: "/bin/sh",
+            args: ["sh", "-c", `sed 's/.*"pid":\\([0-9]*\\).*/\\1/' > ${pidFile}`],
+          },
+        ],
+        createContainer: [{ path: "/bin/false" }],
+      };
+    });
+    const id = nextId("late");
+    const r = runtime(root, ["create", "--bundle", bundle, id]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("createContainer hook 0 (/bin/false)");
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    expect(pid).toBeGreaterThan(0);
+    // Gone, or a zombie the host's init has yet to reap.
+    const alive =
+      existsSync(`/proc/${pid}/stat`) &&
+      !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    expect(alive).toBe(false);
+    expect(existsSync(join(root, id))).toBe(false);
+    expect(cgroupDirsNamed(id)).toEqual([]);
+    expect(hostMountPoints().filter((m) => m.startsWith(work))).toEqual([]);
+    expect(runtime(root, ["state", id]).stderr).toContain("does not exist");
+  });
+});
