@@ -479,13 +479,29 @@ function capName(c: string): string {
   return up === "ALL" ? up : up.startsWith("CAP_") ? up : `CAP_${up}`;
 }
 
-/** Docker's capability arithmetic: defaults (or all, privileged), minus drops, plus adds. */
+/**
+ * The capabilities in a bounding set (the CapBnd line of /proc/PID/status): what --privileged and
+ * --cap-add ALL give, as podman's do. A host that lacks some (Pivot in a container without
+ * CAP_SYS_RESOURCE) cannot grant them: asking for every one made the runtime's capset fail.
+ */
+export function boundingCapabilities(status: string): string[] {
+  const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status);
+  if (!m) return [...ALL_CAPABILITIES];
+  const mask = BigInt(`0x${m[1]}`);
+  return ALL_CAPABILITIES.filter((_, bit) => ((mask >> BigInt(bit)) & 1n) === 1n);
+}
+
+/**
+ * Docker's capability arithmetic: defaults (or all, privileged), minus drops, plus adds. "All"
+ * is `all`, the capabilities the engine can grant (its bounding set).
+ */
 export function resolveCapabilities(
   capAdd: readonly string[] = [],
   capDrop: readonly string[] = [],
   privileged = false,
+  all: readonly string[] = ALL_CAPABILITIES,
 ): string[] {
-  if (privileged) return [...ALL_CAPABILITIES];
+  if (privileged) return [...all];
   const adds = capAdd.map(capName);
   const drops = capDrop.map(capName);
   for (const c of [...adds, ...drops]) {
@@ -495,7 +511,7 @@ export function resolveCapabilities(
   }
   let caps = drops.includes("ALL") ? [] : DEFAULT_CAPABILITIES.filter((c) => !drops.includes(c));
   if (adds.includes("ALL"))
-    caps = ALL_CAPABILITIES.filter((c) => !drops.includes(c) || adds.includes(c));
+    caps = all.filter((c) => !drops.includes(c) || adds.includes(c));
   for (const c of adds) if (c !== "ALL" && !caps.includes(c)) caps.push(c);
   return caps;
 }
@@ -599,6 +615,8 @@ export interface SpecInput {
   netns?: string;
   /** User and image volumes, resolved to host paths (bind/volume) or tmpfs mounts. */
   mounts: Mount[];
+  /** The capabilities the engine can grant (its bounding set); default every one. */
+  hostCapabilities?: readonly string[];
   /** Docker's default seccomp profile for the given capabilities, when seccomp is "default". */
   defaultSeccomp?: (capabilities: string[]) => Seccomp;
   security: SecurityOptions;
@@ -615,7 +633,12 @@ export function buildSpec(input: SpecInput): Spec {
   const hostname = hostnameOf(input.id, options);
   const hostNetwork = options.network === "host";
   const privileged = options.privileged ?? false;
-  const caps = resolveCapabilities(options.capAdd, options.capDrop, privileged);
+  const caps = resolveCapabilities(
+    options.capAdd,
+    options.capDrop,
+    privileged,
+    input.hostCapabilities,
+  );
   const env = mergeEnv(
     [
       [`PATH=${DEFAULT_PATH}`, `HOSTNAME=${hostname}`],

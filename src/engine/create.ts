@@ -30,6 +30,7 @@ import { defaultSeccompProfile } from "../security/seccomp-default.ts";
 import { randomHex } from "../util/random.ts";
 import {
   addHostLines,
+  boundingCapabilities,
   buildSpec,
   containerResolvConf,
   hostnameOf,
@@ -263,6 +264,7 @@ async function compose(
       resolvConf: join(etcDir, "resolv.conf"),
     },
     mounts,
+    hostCapabilities: boundingCapabilities(readFileSync("/proc/self/status", "utf8")),
     defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
     security,
   });

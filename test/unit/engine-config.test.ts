@@ -1,6 +1,8 @@
 // The engine's config building: pure functions from image config and options to an OCI config.
 import { describe, expect, test } from "bun:test";
 import {
+  ALL_CAPABILITIES,
+  boundingCapabilities,
   buildSpec,
   DEFAULT_CAPABILITIES,
   hostsFile,
@@ -191,6 +193,20 @@ describe("capabilities and security options", () => {
     expect(resolveCapabilities(["CHOWN"], ["ALL"])).toEqual(["CAP_CHOWN"]);
     expect(resolveCapabilities(["ALL"]).length).toBeGreaterThan(38);
     expect(() => resolveCapabilities(["FLY"])).toThrow(/unknown capability/);
+  });
+  test("--privileged and ALL give the bounding set's capabilities, not those the host lacks", () => {
+    // A host (a container) without CAP_SYS_RESOURCE, bit 24.
+    const bounding = boundingCapabilities("Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n");
+    expect(bounding).toEqual(ALL_CAPABILITIES.filter((c) => c !== "CAP_SYS_RESOURCE"));
+    expect(resolveCapabilities([], [], true, bounding)).toEqual(bounding);
+    expect(resolveCapabilities(["ALL"], ["CHOWN"], false, bounding)).not.toContain(
+      "CAP_SYS_RESOURCE",
+    );
+    expect(boundingCapabilities("CapBnd:\t0000000000000005\n")).toEqual([
+      "CAP_CHOWN",
+      "CAP_DAC_READ_SEARCH",
+    ]);
+    expect(boundingCapabilities("")).toEqual(ALL_CAPABILITIES);
   });
   test("--security-opt", () => {
     expect(parseSecurityOpts(["no-new-privileges"], () => "")).toEqual({
