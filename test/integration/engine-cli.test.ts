@@ -5,6 +5,7 @@ import {
   chmodSync,
   closeSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -14,7 +15,13 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
-import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
+import {
+  CONFIGURED,
+  IMAGE,
+  makeTestEngine,
+  mountsUnder,
+  type TestEngine,
+} from "../fixtures/engine.ts";
 import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
 const hasConmon = findConmon() !== null;
@@ -323,6 +330,464 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
       expect(head).toEqual({ status: 0, stdout: "1\n", stderr: "" });
     } finally {
       pivot(["rm", "-f", "longlog"]);
+    }
+  });
+});
+
+// Each `pivot run` flag of the engine issue, asserted by what it does inside the container and
+// outside it (the library-level tests are in engine.test.ts; these go through the command line).
+describe.skipIf(!isRoot)("pivot run flags: their effects", () => {
+  /** The container's one-line JSON inspect record (state, config). */
+  const inspect = (name: string) =>
+    (JSON.parse(pivot(["inspect", name]).stdout) as Record<string, unknown>[])[0]!;
+
+  /** Waits until the container's log is `want` (a detached container's first lines). */
+  async function logsAre(name: string, want: string): Promise<void> {
+    let logs = "";
+    for (let i = 0; i < 200 && logs !== want; i++) {
+      logs = pivot(["logs", name]).stdout;
+      if (logs !== want) await Bun.sleep(50);
+    }
+    expect(logs).toBe(want);
+  }
+
+  test("--entrypoint replaces the image's Entrypoint and drops its Cmd; an empty one clears it", () => {
+    // CONFIGURED: Entrypoint ["sh", "-c"], Cmd ['echo "$GREETING from ..."'].
+    expect(pivot(["run", "--rm", CONFIGURED]).stdout).toBe("hello from /srv/app as 65534:65534\n");
+    // The image's Cmd is not passed to the new entrypoint: echo prints an empty line.
+    expect(pivot(["run", "--rm", "--entrypoint", "echo", CONFIGURED])).toEqual({
+      status: 0,
+      stdout: "\n",
+      stderr: "",
+    });
+    expect(pivot(["run", "--rm", "--entrypoint", "echo", CONFIGURED, "a", "b"]).stdout).toBe(
+      "a b\n",
+    );
+    // With the entrypoint cleared, the command runs by itself (under `sh -c` it would print "").
+    expect(pivot(["run", "--rm", "--entrypoint", "", CONFIGURED, "echo", "alone"]).stdout).toBe(
+      "alone\n",
+    );
+  });
+
+  test("--mount type=bind (readonly), type=volume and type=tmpfs (tmpfs-size, tmpfs-mode)", () => {
+    const src = mkdtempSync(join(scratch, "mount-"));
+    writeFileSync(join(src, "f"), "from host\n");
+    const name = "mounts";
+    try {
+      const r = pivot([
+        "run",
+        "--name",
+        name,
+        "--mount",
+        `type=bind,source=${src},target=/b,readonly`,
+        "--mount",
+        "type=volume,source=mountvol,target=/v",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=2m,tmpfs-mode=1770",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /b/f; touch /b/new 2>/dev/null || echo b-refused; echo vol > /v/f; " +
+          "stat -c %a /t; grep ' /t ' /proc/mounts; touch /t/ok && echo t-ok",
+      ]);
+      expect(r.stderr).toBe("");
+      const lines = r.stdout.split("\n");
+      expect(lines.slice(0, 3)).toEqual(["from host", "b-refused", "1770"]);
+      expect(lines[3]).toMatch(/^tmpfs \/t tmpfs rw,.*size=2048k/);
+      expect(lines.slice(4)).toEqual(["t-ok", ""]);
+      expect(existsSync(join(src, "new"))).toBe(false);
+      // The volume is the named one, on the host, kept after the container.
+      const vol = JSON.parse(pivot(["volume", "inspect", "mountvol"]).stdout) as {
+        mountpoint: string;
+      }[];
+      expect(readFileSync(join(vol[0]!.mountpoint, "f"), "utf8")).toBe("vol\n");
+      const mounts = inspect(name).volumes as { target: string; name?: string }[];
+      expect(mounts.find((m) => m.target === "/v")?.name).toBe("mountvol");
+    } finally {
+      pivot(["rm", "-f", name]);
+      pivot(["volume", "rm", "mountvol"]);
+      rmSync(src, { recursive: true, force: true });
+    }
+  });
+
+  test.skipIf(!hasConmon)(
+    "-v propagation: a mount the host makes under the source later reaches rslave and rshared binds, not the default (rprivate)",
+    () => {
+      const src = mkdtempSync(join(scratch, "prop-"));
+      const sub = join(src, "sub");
+      const modes = ["rslave", "rshared", ""] as const;
+      const names = modes.map((m) => `prop-${m || "default"}`);
+      try {
+        mkdirSync(sub);
+        // The source must be a shared mount for the host's later mounts to propagate.
+        expect(spawnSync("mount", ["--bind", src, src]).status).toBe(0);
+        expect(spawnSync("mount", ["--make-shared", src]).status).toBe(0);
+        modes.forEach((mode, i) => {
+          const v = mode ? `${src}:/m:${mode}` : `${src}:/m`;
+          expect(
+            pivot(["run", "-d", "--name", names[i]!, "-v", v, IMAGE, "sleep", "300"]).status,
+          ).toBe(0);
+        });
+        expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "late", sub]).status).toBe(0);
+        writeFileSync(join(sub, "f"), "late mount\n");
+        const seen = names.map((n) => pivot(["exec", n, "sh", "-c", "cat /m/sub/f 2>&1"]).stdout);
+        expect(seen).toEqual([
+          "late mount\n",
+          "late mount\n",
+          "cat: can't open '/m/sub/f': No such file or directory\n",
+        ]);
+      } finally {
+        pivot(["rm", "-f", ...names]);
+        for (const m of mountsUnder(src).reverse()) spawnSync("umount", ["-l", m]);
+        rmSync(src, { recursive: true, force: true });
+      }
+      expect(mountsUnder(src)).toEqual([]);
+    },
+    60_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "--stop-signal, the image's StopSignal and kill -s: the signal the container's trap gets",
+    async () => {
+      const waiting = (sig: string, code: number) =>
+        `trap "echo got-${sig}; exit ${code}" ${sig}; echo ready; while :; do sleep 0.1; done`;
+      const names = ["sig-flag", "sig-image", "sig-override", "sig-kill"];
+      try {
+        // --stop-signal: stop sends USR1 (sh as PID 1 has no TERM handler; it would be KILLed).
+        expect(
+          pivot([
+            "run",
+            "-d",
+            "--name",
+            "sig-flag",
+            "--stop-signal",
+            "USR1",
+            IMAGE,
+            "sh",
+            "-c",
+            waiting("USR1", 9),
+          ]).status,
+        ).toBe(0);
+        // The image's StopSignal (SIGUSR1 in CONFIGURED, whose entrypoint is sh -c).
+        expect(
+          pivot(["run", "-d", "--name", "sig-image", CONFIGURED, waiting("USR1", 8)]).status,
+        ).toBe(0);
+        // --stop-signal wins over the image's.
+        expect(
+          pivot([
+            "run",
+            "-d",
+            "--name",
+            "sig-override",
+            "--stop-signal",
+            "USR2",
+            CONFIGURED,
+            waiting("USR2", 7),
+          ]).status,
+        ).toBe(0);
+        expect(
+          pivot(["run", "-d", "--name", "sig-kill", IMAGE, "sh", "-c", waiting("HUP", 6)]).status,
+        ).toBe(0);
+        for (const n of names) await logsAre(n, "ready\n");
+        for (const n of ["sig-flag", "sig-image", "sig-override"]) {
+          expect(pivot(["stop", "-t", "30", n]).status).toBe(0);
+        }
+        expect(pivot(["kill", "-s", "HUP", "sig-kill"])).toEqual({
+          status: 0,
+          stdout: "sig-kill\n",
+          stderr: "",
+        });
+        expect(pivot(["wait", ...names]).stdout).toBe("9\n8\n7\n6\n");
+        expect(names.map((n) => pivot(["logs", n]).stdout)).toEqual([
+          "ready\ngot-USR1\n",
+          "ready\ngot-USR1\n",
+          "ready\ngot-USR2\n",
+          "ready\ngot-HUP\n",
+        ]);
+      } finally {
+        pivot(["rm", "-f", ...names]);
+      }
+    },
+    60_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "--stop-timeout: stop waits that long for the stop signal's effect, then SIGKILLs",
+    async () => {
+      // The TERM trap needs 3 s to finish: a 1 s timeout cuts it short, a 30 s one does not.
+      const program =
+        'trap "echo term; sleep 3; exit 7" TERM; echo ready; while :; do sleep 0.1; done';
+      const names = ["short-stop", "long-stop"];
+      try {
+        for (const [name, timeout] of [
+          ["short-stop", "1"],
+          ["long-stop", "30"],
+        ] as const) {
+          expect(
+            pivot([
+              "run",
+              "-d",
+              "--name",
+              name,
+              "--stop-timeout",
+              timeout,
+              IMAGE,
+              "sh",
+              "-c",
+              program,
+            ]).status,
+          ).toBe(0);
+        }
+        for (const n of names) await logsAre(n, "ready\n");
+        // No -t: the container's own timeout applies.
+        for (const n of names) expect(pivot(["stop", n]).status).toBe(0);
+        expect(pivot(["wait", ...names]).stdout).toBe("137\n7\n");
+        for (const n of names) expect(pivot(["logs", n]).stdout).toBe("ready\nterm\n");
+      } finally {
+        pivot(["rm", "-f", ...names]);
+      }
+    },
+    60_000,
+  );
+
+  test("--cap-drop and --cap-add: chown is refused without CAP_CHOWN and allowed with it alone", () => {
+    const program =
+      "touch /tmp/f; chown 1:1 /tmp/f && echo chowned; grep ^CapEff: /proc/self/status";
+    const dropped = pivot(["run", "--rm", "--cap-drop", "CHOWN", IMAGE, "sh", "-c", program]);
+    expect(dropped.stderr).toBe("chown: /tmp/f: Operation not permitted\n");
+    expect(dropped.stdout).toBe("CapEff:\t00000000a80425fa\n"); // Docker's defaults minus bit 0
+    const only = pivot([
+      "run",
+      "--rm",
+      "--cap-drop",
+      "ALL",
+      "--cap-add",
+      "CHOWN",
+      IMAGE,
+      "sh",
+      "-c",
+      program,
+    ]);
+    expect(only).toEqual({ status: 0, stdout: "chowned\nCapEff:\t0000000000000001\n", stderr: "" });
+    const added = pivot([
+      "run",
+      "--rm",
+      "--cap-add",
+      "NET_ADMIN",
+      IMAGE,
+      "sh",
+      "-c",
+      "ip link set lo down && echo down",
+    ]);
+    expect(added.stdout).toBe("down\n");
+    expect(pivot(["run", "--rm", IMAGE, "sh", "-c", "ip link set lo down"]).stderr).toMatch(
+      /Operation not permitted/,
+    );
+  });
+
+  test("--security-opt seccomp=PROFILE, seccomp=unconfined and no-new-privileges", () => {
+    const profile = join(scratch, "no-mkdir.json");
+    writeFileSync(
+      profile,
+      JSON.stringify({
+        defaultAction: "SCMP_ACT_ALLOW",
+        syscalls: [{ names: ["mkdir", "mkdirat"], action: "SCMP_ACT_ERRNO", errnoRet: 1 }],
+      }),
+    );
+    const program = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; mkdir /tmp/d && echo made";
+    const filtered = pivot([
+      "run",
+      "--rm",
+      "--security-opt",
+      `seccomp=${profile}`,
+      IMAGE,
+      "sh",
+      "-c",
+      program,
+    ]);
+    expect(filtered.stdout).toBe("NoNewPrivs:\t0\nSeccomp:\t2\n");
+    expect(filtered.stderr).toBe(
+      "mkdir: can't create directory '/tmp/d': Operation not permitted\n",
+    );
+    const open = pivot([
+      "run",
+      "--rm",
+      "--security-opt",
+      "seccomp=unconfined",
+      "--security-opt",
+      "no-new-privileges",
+      IMAGE,
+      "sh",
+      "-c",
+      program,
+    ]);
+    expect(open).toEqual({ status: 0, stdout: "NoNewPrivs:\t1\nSeccomp:\t0\nmade\n", stderr: "" });
+  });
+
+  test("--privileged: every capability this host has, no seccomp, no masked paths; mount works", () => {
+    const hostBounding = /^CapBnd:\s+(\S+)$/m.exec(readFileSync("/proc/self/status", "utf8"))![1];
+    const program =
+      "grep -E '^(CapEff|Seccomp):' /proc/self/status; mkdir /x; mount -t tmpfs none /x && echo mounted; " +
+      "grep -c ' /proc/timer_list ' /proc/self/mountinfo; true";
+    const r = pivot(["run", "--rm", "--privileged", IMAGE, "sh", "-c", program]);
+    expect(r).toEqual({
+      status: 0,
+      stdout: `CapEff:\t${hostBounding}\nSeccomp:\t0\nmounted\n0\n`,
+      stderr: "",
+    });
+    // Unprivileged, the same program is refused the mount and sees /proc/timer_list masked.
+    const plain = pivot(["run", "--rm", IMAGE, "sh", "-c", program]);
+    expect(plain.stdout).toBe("CapEff:\t00000000a80425fb\nSeccomp:\t2\n1\n");
+  });
+
+  test.skipIf(!hasConmon)(
+    "--memory, --cpus, --pids-limit: the limits in the container's cgroup, seen inside and on the host; fork fails past the pids limit",
+    () => {
+      const name = "limited";
+      // cgroup v2's files first, else v1's (inside, the container's own cgroup is the root).
+      const inside =
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; " +
+        "cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us); " +
+        "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max";
+      try {
+        const run = pivot([
+          "run",
+          "-d",
+          "--name",
+          name,
+          "--memory",
+          "64m",
+          "--cpus",
+          "0.5",
+          "--pids-limit",
+          "5",
+          IMAGE,
+          "sleep",
+          "300",
+        ]);
+        expect(run.status).toBe(0);
+        const id = run.stdout.trim();
+        expect(pivot(["exec", name, "sh", "-c", inside]).stdout).toBe(
+          "67108864\n50000 100000\n5\n",
+        );
+        // On the host: the same values in the container's cgroup directories.
+        const { cgroupPaths = {} } = JSON.parse(
+          readFileSync(join(t.root, "containers", id, "state.json"), "utf8"),
+        ) as { cgroupPaths?: Record<string, string> };
+        const host = (v1: string, file: string, v2: string) => {
+          const unified = cgroupPaths[""] ?? cgroupPaths.unified;
+          const dir = cgroupPaths[v1];
+          return readFileSync(dir ? join(dir, file) : join(unified!, v2), "utf8").trim();
+        };
+        expect(host("memory", "memory.limit_in_bytes", "memory.max")).toBe("67108864");
+        expect(host("cpu", "cpu.cfs_quota_us", "cpu.max").split(" ")[0]).toBe("50000");
+        expect(host("pids", "pids.max", "pids.max")).toBe("5");
+        // sleep is one process; an exec'd shell and its children hit the limit of 5.
+        const forks = pivot([
+          "exec",
+          name,
+          "sh",
+          "-c",
+          "for i in 1 2 3 4 5 6 7 8; do sleep 300 >/dev/null 2>&1 & done",
+        ]);
+        expect(forks.stderr).toMatch(/can't fork/);
+      } finally {
+        pivot(["rm", "-f", name]);
+      }
+    },
+    60_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "exec -d, -u, -w: a background process, the user and the working directory",
+    async () => {
+      const name = "exec-opts";
+      try {
+        expect(pivot(["run", "-d", "--name", name, IMAGE, "sleep", "300"]).status).toBe(0);
+        expect(
+          pivot(["exec", "-u", "nobody", "-w", "/tmp", name, "sh", "-c", "id -u; pwd; touch mine"]),
+        ).toEqual({
+          status: 0,
+          stdout: "65534\n/tmp\n",
+          stderr: "",
+        });
+        expect(pivot(["exec", name, "stat", "-c", "%u", "/tmp/mine"]).stdout).toBe("65534\n");
+        // -d: exec returns at once; the process goes on and writes its file after it is told to.
+        const d = pivot([
+          "exec",
+          "-d",
+          name,
+          "sh",
+          "-c",
+          "until [ -e /tmp/go ]; do sleep 0.1; done; echo done > /tmp/bg",
+        ]);
+        expect(d).toEqual({ status: 0, stdout: "", stderr: "" });
+        expect(
+          pivot(["exec", name, "sh", "-c", "ps -o args | grep -c '^sh -c until'"]).stdout,
+        ).toBe("1\n");
+        expect(pivot(["exec", name, "touch", "/tmp/go"]).status).toBe(0);
+        let bg = "";
+        for (let i = 0; i < 100 && bg !== "done\n"; i++) {
+          bg = pivot(["exec", name, "cat", "/tmp/bg"]).stdout;
+          if (bg !== "done\n") await Bun.sleep(50);
+        }
+        expect(bg).toBe("done\n");
+      } finally {
+        pivot(["rm", "-f", name]);
+      }
+    },
+    60_000,
+  );
+
+  test("rm -v removes a container's anonymous volumes; rm without -v keeps them, and named volumes stay", () => {
+    const vols = () => pivot(["volume", "ls", "-q"]).stdout.split("\n").filter(Boolean);
+    const before = vols();
+    try {
+      expect(pivot(["create", "--name", "anon-kept", "-v", "/data", IMAGE, "true"]).status).toBe(0);
+      expect(
+        pivot(["create", "--name", "anon-gone", "-v", "/data", "-v", "rmvnamed:/n", IMAGE, "true"])
+          .status,
+      ).toBe(0);
+      const anonOf = (n: string) =>
+        (inspect(n).volumes as { target: string; name: string }[]).find(
+          (v) => v.target === "/data",
+        )!.name;
+      const kept = anonOf("anon-kept");
+      const gone = anonOf("anon-gone");
+      expect(vols()).toEqual(expect.arrayContaining([kept, gone, "rmvnamed"]));
+      expect(pivot(["rm", "anon-kept"]).status).toBe(0);
+      expect(pivot(["rm", "-v", "anon-gone"]).status).toBe(0);
+      expect(vols().sort()).toEqual([...before, kept, "rmvnamed"].sort());
+    } finally {
+      pivot(["rm", "-f", "anon-kept", "anon-gone"]);
+      for (const v of vols()) if (!before.includes(v)) pivot(["volume", "rm", v]);
+    }
+  });
+
+  test("--pull: never and missing use the image in the store; always pulls it even so", () => {
+    // A name whose registry (127.0.0.1, port 9) is never there: a pull fails, no network is used.
+    const ref = "127.0.0.1:9/pull/busybox:1";
+    expect(pivot(["tag", IMAGE, ref]).status).toBe(0);
+    try {
+      for (const policy of ["never", "missing"]) {
+        expect(pivot(["run", "--rm", "--pull", policy, ref, "echo", policy])).toEqual({
+          status: 0,
+          stdout: `${policy}\n`,
+          stderr: "",
+        });
+      }
+      const always = pivot(["run", "--rm", "--pull", "always", ref, "echo", "ran"]);
+      expect(always.status).toBe(125);
+      expect(always.stdout).toBe("");
+      expect(always.stderr).toMatch(
+        /^pivot: image 127\.0\.0\.1:9\/pull\/busybox:1 is not in the local store and pulling it failed/,
+      );
+      expect(pivot(["run", "--rm", "--pull", "sometimes", ref, "true"]).stderr).toMatch(
+        /--pull sometimes: use always, missing or never/,
+      );
+      expect(pivot(["ps", "-aq"]).stdout).toBe("");
+    } finally {
+      pivot(["rmi", ref]);
     }
   });
 });
