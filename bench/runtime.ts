@@ -5,10 +5,12 @@
 // The report goes to stdout at the end; --out FILE also gets it after every round, and --json FILE
 // the raw samples, so an interrupted run keeps its results.
 //
-// Two scenarios, each on a busybox bundle whose process is /bin/true:
-//   run  `RUNTIME run --bundle B ID` (create + start + wait + delete in one command)
-//   seq  what containerd's shim and podman's conmon issue: create --bundle B --pid-file F ID;
-//        start ID; state ID; wait for the container's exit; delete ID
+// Three scenarios, each on a busybox bundle:
+//   run  `RUNTIME run --bundle B ID` of /bin/true (create + start + wait + delete in one command)
+//   seq  what containerd's shim and podman's conmon issue, for /bin/true: create --bundle B
+//        --pid-file F ID; start ID; state ID; wait for the container's exit; delete ID
+//   exec `RUNTIME exec --process P ID` of /bin/true in a container running `sleep` (one per arm,
+//        made at the start): what each Kubernetes exec probe or `kubectl exec` costs
 // For each, the median wall time and the median cpu time (user+sys of the whole process tree:
 // wait4's rusage, including the container's init, reaped by a subreaper as a shim would) and
 // the peak RSS (the largest single process of the tree), with ratios to runc and crun.
@@ -28,7 +30,16 @@
 // cgroups and the directory are removed at the end, also on failure or a signal.
 // A script, never a timed test: the numbers depend on the machine and its load.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -65,7 +76,8 @@ interface Arm {
   bundle: string;
 }
 
-type Scenario = "run" | "seq";
+type Scenario = "run" | "seq" | "exec";
+const SCENARIOS: Scenario[] = ["run", "seq", "exec"];
 const SEQ_STEPS = ["create", "start", "state", "wait", "delete"] as const;
 
 function usage(): never {
@@ -171,13 +183,51 @@ function writeConfig(arm: Arm, cgroupName: string): void {
   writeBundleConfig(arm.bundle, spec, join(work, "rootfs"), arm.ns ? `/${path}` : path);
 }
 
+/** The exec scenario's container of ARM: its id. */
+const execTarget = (arm: Arm) => `exec-${arm.name}`;
+let execProcess = "";
+
+/** Creates and starts ARM's exec target, running `sleep` for the whole benchmark. */
+function startExecTarget(arm: Arm): void {
+  const id = execTarget(arm);
+  ids.get(arm)!.push(id);
+  const bundle = `${arm.bundle}-exec`;
+  mkdirSync(bundle, { recursive: true });
+  const path = `${cgroupParent}/${arm.name}-exec`;
+  writeBundleConfig(bundle, spec, join(work, "rootfs"), arm.ns ? `/${path}` : path, (s) => {
+    s.process.args = ["sleep", "3600"];
+  });
+  for (const args of [
+    ["create", "--bundle", bundle, id],
+    ["start", id],
+  ]) {
+    const [cmd, ...rest] = invocation(arm, args);
+    // stderr to a file: the container inherits it, and would hold a pipe open for its whole life.
+    const err = openSync(errFile, "w");
+    const r = spawnSync(cmd!, rest, { stdio: ["ignore", "ignore", err] });
+    closeSync(err);
+    if (r.status !== 0)
+      throw new Error(
+        `${arm.name}: ${args[0]} of the exec target failed: ${readFileSync(errFile, "utf8").trim()}`,
+      );
+  }
+}
+
 /** One measured scenario for one arm: the samples of its commands, in order. */
 function measureOnce(arm: Arm, scenario: Scenario, iteration: number): Sample[] {
+  rmSync(pidFile, { force: true });
+  writeFileSync(errFile, "");
+  if (scenario === "exec") {
+    const args = invocation(arm, ["exec", "--process", execProcess, execTarget(arm)]);
+    return checked(
+      arm,
+      scenario,
+      spawnSync(measure, [pidFile, errFile, ...args], { encoding: "utf8" }),
+    );
+  }
   const id = `b${iteration}-${arm.name}-${scenario}`;
   ids.get(arm)!.push(id);
   writeConfig(arm, `${arm.name}-${iteration}-${scenario}`);
-  rmSync(pidFile, { force: true });
-  writeFileSync(errFile, "");
   const args =
     scenario === "run"
       ? invocation(arm, ["run", "--bundle", arm.bundle, id])
@@ -192,12 +242,20 @@ function measureOnce(arm: Arm, scenario: Scenario, iteration: number): Sample[] 
           "---",
           ...invocation(arm, ["delete", id]),
         ];
-  const r = spawnSync(measure, [pidFile, errFile, ...args], { encoding: "utf8" });
+  return checked(
+    arm,
+    scenario,
+    spawnSync(measure, [pidFile, errFile, ...args], { encoding: "utf8" }),
+  );
+}
+
+/** The samples of a measure run, which must have succeeded in every step. */
+function checked(arm: Arm, scenario: Scenario, r: ReturnType<typeof spawnSync>): Sample[] {
   if (r.status !== 0) throw new Error(`measure failed: ${r.stderr}`);
-  const samples = parseSamples(r.stdout);
+  const samples = parseSamples(String(r.stdout));
   const failed = samples.findIndex((s) => s.status !== 0);
-  if (failed >= 0 || samples.length !== (scenario === "run" ? 1 : SEQ_STEPS.length)) {
-    const step = scenario === "run" ? "run" : SEQ_STEPS[failed];
+  if (failed >= 0 || samples.length !== (scenario === "seq" ? SEQ_STEPS.length : 1)) {
+    const step = scenario === "seq" ? SEQ_STEPS[failed] : scenario;
     throw new Error(
       `${arm.name} ${scenario} (${step}) failed with status ${samples[failed]?.status}: ${readFileSync(errFile, "utf8").trim()}`,
     );
@@ -240,15 +298,17 @@ function report(done: number): string {
     `runs: ${done} per arm and scenario (+${opts.warmup} warm-up), arms and scenarios shuffled in every round`,
     "",
   );
-  for (const scenario of ["run", "seq"] as Scenario[]) {
+  for (const scenario of SCENARIOS) {
     const sum = new Map(arms.map((a) => [a.name, summarize(results.get(key(a, scenario)) ?? [])]));
     const runcPlain = sum.get("runc")!;
     const runcNs = sum.get("runc-ns")!;
     const crunNs = sum.get("crun-ns")!;
     lines.push(
-      scenario === "run"
-        ? "### `run` of /bin/true"
-        : "### create, start, state, wait, delete (containerd/podman sequence)",
+      {
+        run: "### `run` of /bin/true",
+        seq: "### create, start, state, wait, delete (containerd/podman sequence)",
+        exec: "### `exec` of /bin/true in a running container",
+      }[scenario],
       "",
       "| arm | wall ms | cpu ms | peak RSS MiB | wall ÷ runc | cpu ÷ runc | wall ÷ crun | cpu ÷ crun |",
       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -294,12 +354,22 @@ try {
   addArm("runc-ns", ["runc"], true);
   addArm("crun-ns", ["crun"], true);
   if (opts.nsPivot) for (const p of opts.pivots) addArm(`${p.name}-ns`, p.command, true);
+  execProcess = join(work, "exec-process.json");
+  writeFileSync(
+    execProcess,
+    JSON.stringify({
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: ["/bin/true"],
+      env: ["PATH=/bin:/usr/bin"],
+      cwd: "/",
+    }),
+  );
+  for (const arm of arms) startExecTarget(arm);
 
   const total = opts.warmup + opts.runs;
   for (let i = 0; i < total; i++) {
-    const tasks = shuffle(
-      arms.flatMap((arm) => (["run", "seq"] as Scenario[]).map((s) => ({ arm, s }))),
-    );
+    const tasks = shuffle(arms.flatMap((arm) => SCENARIOS.map((s) => ({ arm, s }))));
     for (const { arm, s } of tasks) {
       const samples = measureOnce(arm, s, i);
       if (i >= opts.warmup) {
