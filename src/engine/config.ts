@@ -510,8 +510,7 @@ export function resolveCapabilities(
     }
   }
   let caps = drops.includes("ALL") ? [] : DEFAULT_CAPABILITIES.filter((c) => !drops.includes(c));
-  if (adds.includes("ALL"))
-    caps = all.filter((c) => !drops.includes(c) || adds.includes(c));
+  if (adds.includes("ALL")) caps = all.filter((c) => !drops.includes(c) || adds.includes(c));
   for (const c of adds) if (c !== "ALL" && !caps.includes(c)) caps.push(c);
   return caps;
 }
