@@ -313,6 +313,8 @@ export async function dryRun(
         return "directory";
       }
     },
+    // The overlay is mounted there by create.
+    mountPointOf: () => overlay.target,
   };
   const { plan } = await ctx.runtime.planContainer(id, { bundle: dir }, attached, {
     spec,

@@ -48,6 +48,8 @@ export type FileKind = "directory" | "file" | "missing";
 /** What the compiler may ask about the host. */
 export interface HostFacts {
   kindOf(path: string): FileKind;
+  /** The mount point of the mount holding PATH (PATH itself when it is one), in the host's table. */
+  mountPointOf(path: string): string;
 }
 
 /** How a container's view of cgroups is built: one entry per mount under /sys/fs/cgroup. */
@@ -826,14 +828,32 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   // The root filesystem is set up in the container's mount namespace, new or joined by path
   // (as runc does); without one, the process is only chrooted.
   if (ns.has("mount")) {
+    // As runc: the copied mount table first gets the root propagation the config asks for, by
+    // default rslave (the host's mounts still reach the container, nothing goes back). A shared
+    // one keeps the host's peer groups, through which a bidirectional (rshared) volume sends the
+    // container's mounts back to the host. --no-pivot moves the root filesystem onto /, a move
+    // that must never propagate: there the first step stays rslave.
     const rootProp = spec.linux?.rootfsPropagation;
+    const asked = rootProp === undefined ? undefined : PropagationFlags[rootProp];
     const initialProp =
-      rootProp === "private" || rootProp === "rprivate" ? MS.PRIVATE | MS.REC : MS.SLAVE | MS.REC;
+      asked === undefined || (input.noPivot && asked & MS.SHARED) ? MS.SLAVE | MS.REC : asked;
     out.add(
       Op.Propagation,
       ["/", initialProp],
-      `make every mount ${initialProp & MS.PRIVATE ? "private" : "a slave"}, so nothing propagates to the host`,
+      initialProp === (MS.SLAVE | MS.REC)
+        ? "make every mount a slave, so nothing propagates to the host"
+        : `make / ${propagationName(initialProp)}, as linux.rootfsPropagation asks`,
     );
+    if (initialProp !== (MS.SLAVE | MS.REC) && initialProp !== (MS.PRIVATE | MS.REC)) {
+      // That can leave shared the mount holding the root filesystem: pivot_root refuses a new
+      // root whose parent mount is shared, and the root's bind mount would reach the host.
+      const parent = input.host.mountPointOf(rootfs);
+      out.add(
+        Op.Propagation,
+        [parent, MS.PRIVATE],
+        `make ${parent}, the mount holding the root filesystem, private`,
+      );
+    }
     out.add(
       Op.Mount,
       [rootfs, rootfs, "", MS.BIND | MS.REC, ""],

@@ -1326,6 +1326,45 @@ describe("mount propagation", () => {
     }
   });
 
+  test("an rshared bind under a shared rootfsPropagation is bidirectional: the container's mount reaches the host, its own mounts do not", () => {
+    for (const rootfsPropagation of ["shared", "rshared"]) {
+      const src = sharedSource(`propagation-out-${rootfsPropagation}`);
+      const before = hostMountPoints();
+      try {
+        const r = run(
+          [
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=64k tmpfs /vol/from-container && echo made inside > /vol/from-container/file",
+          ],
+          (s) => {
+            s.linux!.rootfsPropagation = rootfsPropagation;
+            s.mounts!.push({
+              destination: "/vol",
+              type: "bind",
+              source: src,
+              options: ["rbind", "rshared"],
+            });
+            const caps = s.process!.capabilities!;
+            for (const set of ["bounding", "effective", "permitted"] as const)
+              caps[set] = [...(caps[set] ?? []), "CAP_SYS_ADMIN"];
+          },
+        );
+        expect({ rootfsPropagation, status: r.status, stderr: r.stderr }).toEqual({
+          rootfsPropagation,
+          status: 0,
+          stderr: "",
+        });
+        // The container is gone; its tmpfs lives on in the host's mount table.
+        expect(readFileSync(join(src, "from-container", "file"), "utf8")).toBe("made inside\n");
+        const added = hostMountPoints().filter((m) => !before.includes(m));
+        expect(added).toEqual([join(src, "from-container")]);
+      } finally {
+        unmountAll(src);
+      }
+    }
+  });
+
   test("rootfsPropagation: the container's / becomes shared when asked, and is not shared by default", () => {
     const rootTags = (prop?: string) => {
       const r = run(["cat", "/proc/self/mountinfo"], (s) => {

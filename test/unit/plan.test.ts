@@ -27,7 +27,7 @@ function input(
     bundle: "/b",
     execFifo: "/run/x/exec.fifo",
     waitForInit: false,
-    host: { kindOf: (p) => files[p] ?? "missing" },
+    host: { kindOf: (p) => files[p] ?? "missing", mountPointOf: () => "/" },
   };
 }
 
@@ -203,6 +203,33 @@ describe("container plan", () => {
       "/",
       MS.PRIVATE | MS.REC,
     ]);
+  });
+
+  test("a shared or slave rootfsPropagation comes first, then the mount holding the rootfs is made private; --no-pivot stays rslave", () => {
+    const props = (rootfsPropagation: string, noPivot = false) => {
+      const base = input((s) => (s.linux!.rootfsPropagation = rootfsPropagation));
+      base.host = { ...base.host, mountPointOf: (p) => (p === "/b/rootfs" ? "/b" : "/") };
+      const plan = compileContainerPlan({ ...base, noPivot });
+      const firstMount = plan.steps.findIndex((s) => s.op === Op.Mount);
+      return plan.steps
+        .slice(0, firstMount)
+        .filter((s) => s.op === Op.Propagation)
+        .map((s) => s.args);
+    };
+    expect(props("rshared")).toEqual([
+      ["/", MS.SHARED | MS.REC],
+      ["/b", MS.PRIVATE],
+    ]);
+    expect(props("shared")).toEqual([
+      ["/", MS.SHARED],
+      ["/b", MS.PRIVATE],
+    ]);
+    expect(props("slave")).toEqual([
+      ["/", MS.SLAVE],
+      ["/b", MS.PRIVATE],
+    ]);
+    expect(props("rslave")).toEqual([["/", MS.SLAVE | MS.REC]]);
+    expect(props("rshared", true)).toEqual([["/", MS.SLAVE | MS.REC]]);
   });
 
   test("mounts are resolved inside the root, with flags and data split", () => {
