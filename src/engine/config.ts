@@ -424,6 +424,21 @@ export function parseTmpfsFlag(value: string): MountSpec {
   return { type: "tmpfs", target: checkTarget(target, `--tmpfs ${value}`), tmpfsOptions: opts };
 }
 
+/** Binds with shared propagation: their source must be on a shared mount, and the root shared. */
+export function sharedBinds(mounts: readonly MountSpec[]): MountSpec[] {
+  return mounts.filter(
+    (m) => m.type === "bind" && (m.propagation === "shared" || m.propagation === "rshared"),
+  );
+}
+
+/**
+ * linux.rootfsPropagation, as Docker sets it: "shared" when a bind is shared (the container's
+ * mounts under it then reach the host's peer group), else left to the runtime's rslave.
+ */
+export function rootfsPropagationFor(mounts: readonly MountSpec[]): "shared" | undefined {
+  return sharedBinds(mounts).length > 0 ? "shared" : undefined;
+}
+
 /** The OCI mount for a bind, a volume (already resolved to its host directory) or a tmpfs. */
 export function ociMount(m: MountSpec, hostPath?: string): Mount {
   if (m.type === "tmpfs") {

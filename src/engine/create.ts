@@ -8,6 +8,7 @@ import {
   lstatSync,
   mkdirSync,
   readFileSync,
+  realpathSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -25,6 +26,7 @@ import type { StoredImage } from "../image/store.ts";
 import type { ImageConfig } from "../image/types.ts";
 import type { Mount, Spec } from "../oci/spec.ts";
 import { parseConfig } from "../oci/validate.ts";
+import { mountOfPath, parseMountinfo } from "../runtime/mountinfo.ts";
 import type { HostFacts, Plan } from "../runtime/plan.ts";
 import { defaultSeccompProfile } from "../security/seccomp-default.ts";
 import { randomHex } from "../util/random.ts";
@@ -40,6 +42,8 @@ import {
   publishExposed,
   resolveArgs,
   resolveUser,
+  rootfsPropagationFor,
+  sharedBinds,
 } from "./config.ts";
 import { joinedContainer, networkOf } from "./container-network.ts";
 import { type ContainerRecord, randomName, writeJsonAtomic } from "./container-store.ts";
@@ -268,11 +272,33 @@ async function compose(
     defaultSeccomp: (caps) => defaultSeccompProfile({ capabilities: caps }),
     security,
   });
+  const rootfsPropagation = rootfsPropagationFor(specs);
+  if (rootfsPropagation) {
+    if (merged !== null) for (const m of sharedBinds(specs)) checkSharedSource(m);
+    spec.linux!.rootfsPropagation = rootfsPropagation;
+  }
   if (opts.init) addInit(spec);
   if (ctx.rootless) addRootlessUserNamespace(spec, opts.network === "host");
   // Another runtime gets a cgroup path of its own, known to `stats`.
   if (opts.runtime) spec.linux!.cgroupsPath = `/pivot-${id}`;
   return { spec, options: opts, command, volumes };
+}
+
+/**
+ * A shared bind propagates only through a shared mount: one whose source lies on a private or
+ * slave mount would silently keep the container's mounts to itself (Docker refuses it too).
+ */
+function checkSharedSource(m: MountSpec): void {
+  const source = realpathSync(m.source!);
+  const holder = mountOfPath(parseMountinfo(readFileSync("/proc/self/mountinfo", "utf8")), source);
+  if (holder?.propagation === "shared" || holder?.propagation === "shared+slave") return;
+  const at = holder?.mountPoint ?? "/";
+  throw new EngineError(
+    `${m.source}:${m.target}:${m.propagation}: ${m.source} is on the mount ${at}, which is not shared, so nothing would propagate`,
+    {
+      hint: `make it shared (\`mount --make-shared ${at}\`, or bind the directory onto itself and make that shared), or use rslave`,
+    },
+  );
 }
 
 /**

@@ -446,6 +446,41 @@ describe.skipIf(!isRoot)("pivot run flags: their effects", () => {
     60_000,
   );
 
+  test("-v SRC:DST:rshared goes both ways: the container's mount reaches the host; a source on a mount that is not shared is refused", () => {
+    const src = mkdtempSync(join(scratch, "bidir-"));
+    const inner = join(src, "inner");
+    try {
+      mkdirSync(inner);
+      // A mount point of its own, private first (whatever the host's / is), then shared.
+      expect(spawnSync("mount", ["--bind", src, src]).status).toBe(0);
+      expect(spawnSync("mount", ["--make-private", src]).status).toBe(0);
+      const refused = pivot(["run", "--rm", "-v", `${src}:/m:rshared`, IMAGE, "true"]);
+      expect(refused.status).not.toBe(0);
+      expect(refused.stderr).toContain(`${src} is on the mount ${src}, which is not shared`);
+      expect(spawnSync("mount", ["--make-shared", src]).status).toBe(0);
+      const r = pivot([
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        "-v",
+        `${src}:/m:rshared`,
+        IMAGE,
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=1m inside /m/inner && echo from the container > /m/inner/f",
+      ]);
+      expect(r).toEqual({ status: 0, stdout: "", stderr: "" });
+      // The container is gone; its tmpfs stays in the host's mount table, under the source.
+      expect(readFileSync(join(inner, "f"), "utf8")).toBe("from the container\n");
+      expect(mountsUnder(src)).toEqual([src, inner]);
+    } finally {
+      for (const m of mountsUnder(src).reverse()) spawnSync("umount", ["-l", m]);
+      rmSync(src, { recursive: true, force: true });
+    }
+    expect(mountsUnder(src)).toEqual([]);
+  }, 60_000);
+
   test.skipIf(!hasConmon)(
     "--stop-signal, the image's StopSignal and kill -s: the signal the container's trap gets",
     async () => {
