@@ -10,7 +10,17 @@ import { diagnoseExecEnoent } from "./diagnose.ts";
 import type { Plan } from "./plan.ts";
 import { signalName } from "./signals.ts";
 import type { Trace } from "./trace.ts";
-import { Event, encodeMessage, type Message, MessageReader, Op, Reply, SyncPoint } from "./wire.ts";
+import {
+  type Arg,
+  Event,
+  encodeMessage,
+  encodeMessages,
+  type Message,
+  MessageReader,
+  Op,
+  Reply,
+  SyncPoint,
+} from "./wire.ts";
 
 let foundLauncher: string | undefined;
 
@@ -260,13 +270,13 @@ export class LaunchSession {
     if (this.plan) throw new PivotError("the launcher has its plan already");
     this.plan = plan;
     if (onSync) this.onSync = onSync;
-    const messages: Buffer[] = [];
+    const messages: { code: number; args: readonly Arg[] }[] = [];
     // The launcher ties its clock to this process's performance.now() with it (both monotonic;
     // a wall clock drifts from performance.now() by ~0.3 ms per second a process lives).
-    if (this.trace) messages.push(encodeMessage(Op.Trace, [Math.round(performance.now() * 1000)]));
-    for (const step of plan.steps) messages.push(encodeMessage(step.op, step.args));
-    messages.push(encodeMessage(Op.End, []));
-    this.send(Buffer.concat(messages));
+    if (this.trace) messages.push({ code: Op.Trace, args: [Math.round(performance.now() * 1000)] });
+    for (const step of plan.steps) messages.push({ code: step.op, args: step.args });
+    messages.push({ code: Op.End, args: [] });
+    this.send(encodeMessages(messages));
   }
 
   /** Bun.spawn path: reads the control socket until every holder of its other end is gone. */

@@ -209,32 +209,62 @@ const TAG_STR = 0x73; // 's'
 export const MAX_MESSAGE_BYTES = 1 << 20;
 
 export function encodeMessage(code: number, args: readonly Arg[]): Buffer {
-  const parts: Buffer[] = [];
-  const head = Buffer.alloc(8);
-  head.writeUInt16LE(code, 4);
-  head.writeUInt16LE(args.length, 6);
-  parts.push(head);
+  return encodeMessages([{ code, args }]);
+}
+
+/**
+ * Messages one after another in a single buffer (a plan is one write): sized first, then written
+ * in place. A buffer per argument and a concat cost ~1 ms for a plan of a hundred steps, each a
+ * fresh allocation in code that runs once per process.
+ */
+export function encodeMessages(
+  messages: readonly { code: number; args: readonly Arg[] }[],
+): Buffer {
+  let total = 0;
+  for (const { args } of messages) total += messageSize(args);
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const { code, args } of messages) {
+    const start = at;
+    out.writeUInt16LE(code, at + 4);
+    out.writeUInt16LE(args.length, at + 6);
+    at += 8;
+    for (const arg of args) {
+      if (typeof arg === "number" || typeof arg === "bigint") {
+        out[at] = TAG_INT;
+        out.writeBigInt64LE(BigInt(arg), at + 1);
+        at += 9;
+      } else {
+        out[at] = TAG_STR;
+        let length: number;
+        if (typeof arg === "string") length = out.write(arg, at + 5, "utf8");
+        else {
+          out.set(arg, at + 5);
+          length = arg.length;
+        }
+        out.writeUInt32LE(length, at + 1);
+        at += 5 + length;
+      }
+    }
+    out.writeUInt32LE(at - start - 4, start);
+  }
+  return out;
+}
+
+/** The encoded size of one message; refuses a string with a NUL byte and an oversized message. */
+function messageSize(args: readonly Arg[]): number {
+  let size = 8;
   for (const arg of args) {
-    if (typeof arg === "number" || typeof arg === "bigint") {
-      const b = Buffer.alloc(9);
-      b[0] = TAG_INT;
-      b.writeBigInt64LE(BigInt(arg), 1);
-      parts.push(b);
-    } else {
-      const bytes = typeof arg === "string" ? Buffer.from(arg, "utf8") : Buffer.from(arg);
-      if (typeof arg === "string" && bytes.includes(0)) {
+    if (typeof arg === "number" || typeof arg === "bigint") size += 9;
+    else if (typeof arg === "string") {
+      if (arg.includes("\0")) {
         throw new Error(`string argument contains a NUL byte: ${JSON.stringify(arg)}`);
       }
-      const b = Buffer.alloc(5);
-      b[0] = TAG_STR;
-      b.writeUInt32LE(bytes.length, 1);
-      parts.push(b, bytes);
-    }
+      size += 5 + Buffer.byteLength(arg, "utf8");
+    } else size += 5 + arg.length;
   }
-  const out = Buffer.concat(parts);
-  if (out.length > MAX_MESSAGE_BYTES) throw new Error(`message too large (${out.length} bytes)`);
-  out.writeUInt32LE(out.length - 4, 0);
-  return out;
+  if (size > MAX_MESSAGE_BYTES) throw new Error(`message too large (${size} bytes)`);
+  return size;
 }
 
 /** Decode one payload (without the length prefix). Integers decode as numbers when safe. */

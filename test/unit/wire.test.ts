@@ -4,6 +4,7 @@ import { join } from "node:path";
 import {
   decodePayload,
   encodeMessage,
+  encodeMessages,
   MessageReader,
   Op,
   renderWireHeader,
@@ -51,6 +52,24 @@ test("a reader splits a stream into messages across chunk boundaries", () => {
   ];
   expect(out.map((m) => m.code)).toEqual([Op.Sync, Op.Exec]);
   expect(out[1]!.args).toEqual([1, "sh", "PATH=/bin"]);
+});
+
+test("encodeMessages writes the messages one after another, as single encodings would be", () => {
+  const messages = [
+    { code: Op.Mount, args: ["src", "/dst", 4096, 2n ** 62n, "", "ünïcode"] },
+    { code: Op.WriteFile, args: [new Uint8Array([1, 0, 255]), -7] },
+    { code: Op.End, args: [] },
+  ];
+  const all = encodeMessages(messages);
+  expect(all).toEqual(Buffer.concat(messages.map((m) => encodeMessage(m.code, m.args))));
+  const decoded = new MessageReader().push(all);
+  expect(decoded.map((m) => m.code)).toEqual([Op.Mount, Op.WriteFile, Op.End]);
+  expect(decoded[0]!.args).toEqual(["src", "/dst", 4096, 2n ** 62n, "", "ünïcode"]);
+  expect(decoded[1]!.args).toHaveLength(2);
+  expect(decoded[1]!.args[1]).toBe(-7);
+  // The byte argument's bytes, at their place: tag, length 3, then 1 0 255.
+  const second = encodeMessage(Op.WriteFile, [new Uint8Array([1, 0, 255])]);
+  expect([...second.subarray(8)]).toEqual([0x73, 3, 0, 0, 0, 1, 0, 255]);
 });
 
 test("strings with NUL bytes are refused (C would truncate them)", () => {
