@@ -56,13 +56,19 @@ function fileId(path: string): { ino: number; size: number; mtimeMs: number } | 
 }
 
 export class SeccompCache {
-  private readonly launcherId: string | null;
+  private launcherIdOf: string | null | undefined;
   constructor(
     readonly dir: string,
-    launcher: string,
-  ) {
-    const id = fileId(launcher);
-    this.launcherId = id ? `${launcher}:${id.ino}:${id.size}:${id.mtimeMs}` : null;
+    private readonly launcher: string,
+  ) {}
+
+  /** The launcher binary's identity, part of every key; looked up only when a profile is keyed. */
+  private get launcherId(): string | null {
+    if (this.launcherIdOf === undefined) {
+      const id = fileId(this.launcher);
+      this.launcherIdOf = id ? `${this.launcher}:${id.ino}:${id.size}:${id.mtimeMs}` : null;
+    }
+    return this.launcherIdOf;
   }
 
   /**
@@ -70,7 +76,7 @@ export class SeccompCache {
    * Web Crypto, as importing node:crypto costs ~4 ms of start-up under Bun.
    */
   async key(raw: unknown): Promise<string | null> {
-    if (this.launcherId === null || raw === undefined || raw === null) return null;
+    if (raw === undefined || raw === null || this.launcherId === null) return null;
     let text: string;
     try {
       text = JSON.stringify(raw);
