@@ -810,6 +810,14 @@ static void do_open_idmapped_tree(struct step *st) {
     fail(err, "mount_setattr(MOUNT_ATTR_IDMAP) of %s", source);
   }
   close(userns);
+  /* A detached copy of a shared source stays in the source's peer group; the plan says what it
+   * becomes (as the container's other mounts: a slave by default), 0 to leave it. */
+  uint64_t propagation = (uint64_t)I(st, 6);
+  if (propagation) {
+    struct pivot_mount_attr prop = {.propagation = propagation};
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (rec_bind ? AT_RECURSIVE : 0), &prop, sizeof prop) < 0)
+      fail(errno, "set the propagation of the id-mapped copy of %s", source);
+  }
   slots[slot] = tree;
 }
 

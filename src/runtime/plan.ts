@@ -361,14 +361,40 @@ function compileIdmappedMounts(
     const source = resolveSource(m.source, input.bundle);
     const recursiveBind = (opts.flags & MS.REC) !== 0;
     const recursiveIdmap = opts.idmap === "ridmap";
+    // The copy is made in the host's mount table, where a shared source's copy joins its peer
+    // group: it gets what the first step gives every other mount (a slave by default), so the
+    // container's mounts under it do not reach the host; its own options apply after the move.
+    const initial = initialRootPropagation(input);
+    const treePropagation = initial & MS.REC ? initial & ~MS.REC : 0;
     out.add(
       Op.OpenIdmappedTree,
-      [slot, source, recursiveBind ? 1 : 0, recursiveIdmap ? 1 : 0, idMapText(uid), idMapText(gid)],
+      [
+        slot,
+        source,
+        recursiveBind ? 1 : 0,
+        recursiveIdmap ? 1 : 0,
+        idMapText(uid),
+        idMapText(gid),
+        treePropagation,
+      ],
       `open ${source}${recursiveBind ? " and its submounts" : ""} as a detached mount, id-mapped${recursiveIdmap ? " recursively" : ""} (uids ${idMapSummary(uid)}, gids ${idMapSummary(gid)})`,
     );
     slots.set(i, slot);
   });
   return slots;
+}
+
+/**
+ * What the copied mount table gets first, as runc does: the root propagation the config asks for,
+ * by default rslave (the host's mounts still reach the container, nothing goes back). A shared
+ * one keeps the host's peer groups, through which a bidirectional (rshared) volume sends the
+ * container's mounts back to the host. --no-pivot moves the root filesystem onto /, a move that
+ * must never propagate: there it stays rslave.
+ */
+function initialRootPropagation(input: ContainerPlanInput): number {
+  const rootProp = input.spec.linux?.rootfsPropagation;
+  const asked = rootProp === undefined ? undefined : PropagationFlags[rootProp];
+  return asked === undefined || (input.noPivot && asked & MS.SHARED) ? MS.SLAVE | MS.REC : asked;
 }
 
 /** Mount steps for one entry of config.json's mounts; `idmapSlot` holds it if it is id-mapped. */
@@ -828,15 +854,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   // The root filesystem is set up in the container's mount namespace, new or joined by path
   // (as runc does); without one, the process is only chrooted.
   if (ns.has("mount")) {
-    // As runc: the copied mount table first gets the root propagation the config asks for, by
-    // default rslave (the host's mounts still reach the container, nothing goes back). A shared
-    // one keeps the host's peer groups, through which a bidirectional (rshared) volume sends the
-    // container's mounts back to the host. --no-pivot moves the root filesystem onto /, a move
-    // that must never propagate: there the first step stays rslave.
-    const rootProp = spec.linux?.rootfsPropagation;
-    const asked = rootProp === undefined ? undefined : PropagationFlags[rootProp];
-    const initialProp =
-      asked === undefined || (input.noPivot && asked & MS.SHARED) ? MS.SLAVE | MS.REC : asked;
+    const initialProp = initialRootPropagation(input);
     out.add(
       Op.Propagation,
       ["/", initialProp],

@@ -134,7 +134,9 @@ export const Op = {
   /** In the launcher, as the host's root: a detached copy of a bind source, id-mapped through a
    *  helper user namespace that the launcher makes with these maps ("containerID hostID size"
    *  lines, written verbatim, as runc does); the mount fd goes in a slot:
-   *  (slot, source, recursiveBind 0/1, recursiveIdmap 0/1, uidMap, gidMap). */
+   *  (slot, source, recursiveBind 0/1, recursiveIdmap 0/1, uidMap, gidMap, propagation): the
+   *  copy's propagation (MS_SLAVE, MS_PRIVATE; 0 leaves it in its source's peer group), set
+   *  recursively with a recursive bind. */
   OpenIdmappedTree: 70,
   /** Attach the detached mount in a slot (OpenIdmappedTree) on a path inside the root
    *  filesystem, then close the slot: (slot, rootfs, pathInRoot). */

@@ -1248,6 +1248,47 @@ describe("id-mapped bind mounts", () => {
     expect(r.stdout).toBe("65534:65534\n65534:65534\n0:0\n7:7\n7:7\n");
   });
 
+  test("an id-mapped bind of a shared host mount sends nothing back: a mount made under it stays in the container", () => {
+    const dir = usernsBundle("idmap-shared-bundle");
+    const shared = join(work, "idmap-shared");
+    mkdirSync(join(shared, "x"), { recursive: true });
+    // A shared mount point of its own, as on a systemd host, whatever this host's / is.
+    expect(spawnSync("mount", ["--bind", shared, shared]).status).toBe(0);
+    expect(spawnSync("mount", ["--make-shared", shared]).status).toBe(0);
+    try {
+      const r = run(
+        [
+          "sh",
+          "-c",
+          "mount -t tmpfs -o size=64k inside /vol/x && grep ' /vol ' /proc/self/mountinfo",
+        ],
+        (s) => {
+          inUserns(s);
+          // Root of its user namespace may mount a tmpfs in its own mount namespace.
+          const caps = s.process!.capabilities!;
+          for (const set of ["bounding", "effective", "permitted"] as const)
+            caps[set] = [...(caps[set] ?? []), "CAP_SYS_ADMIN"];
+          s.mounts!.push({
+            destination: "/vol",
+            type: "bind",
+            source: shared,
+            options: ["rbind", "idmap"],
+          });
+        },
+        dir,
+      );
+      expect(r.stderr).toBe("");
+      // The container's copy is a slave of the host's peer group, not a member of it.
+      expect(r.stdout).toContain("idmapped");
+      expect(r.stdout).toMatch(/ master:\d+ /);
+      expect(r.stdout).not.toMatch(/ shared:\d+ /);
+      expect(hostMountsUnder(shared)).toEqual([shared]);
+    } finally {
+      for (const m of hostMountsUnder(shared).reverse()) spawnSync("umount", ["-l", m]);
+    }
+    expect(hostMountsUnder(shared)).toEqual([]);
+  });
+
   test("clear errors: not a bind mount, one of the two mappings missing, idmap without a user namespace", () => {
     const tmpfsIdmap = run(["true"], (s) => {
       s.mounts!.push({ destination: "/x", type: "tmpfs", source: "tmpfs", options: ["idmap"] });

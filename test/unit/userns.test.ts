@@ -3,6 +3,7 @@ import { ConfigError, NotSupportedError, type PivotError } from "../../src/error
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
 import { kernelHasIdmappedMounts } from "../../src/runtime/features.ts";
+import { MS } from "../../src/runtime/linux.ts";
 import {
   compileContainerPlan,
   compileExecPlan,
@@ -191,10 +192,11 @@ describe("id-mapped mounts", () => {
       }),
     );
     const opens = plan.steps.filter((s) => s.op === Op.OpenIdmappedTree);
+    // The copies become slaves, as every mount does at the first step (rslave by default).
     expect(opens.map((s) => s.args)).toEqual([
-      [4, "/srv/data", 1, 0, "1000 100000 1\n", "1000 100000 1\n"],
+      [4, "/srv/data", 1, 0, "1000 100000 1\n", "1000 100000 1\n", MS.SLAVE],
       // Without mappings: the container's, verbatim.
-      [5, "/b/rel", 0, 1, "0 1000 1\n1 100000 65536\n", "0 1000 1\n1 100000 65536\n"],
+      [5, "/b/rel", 0, 1, "0 1000 1\n1 100000 65536\n", "0 1000 1\n1 100000 65536\n", MS.SLAVE],
     ]);
     const o = plan.steps.map((s) => s.op);
     expect(o.lastIndexOf(Op.OpenIdmappedTree)).toBeLessThan(o.indexOf(Op.ForkSetup));
