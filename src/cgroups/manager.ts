@@ -6,6 +6,7 @@ import {
   readdirSync,
   readFileSync,
   rmdirSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { dirname, join, normalize } from "node:path";
@@ -288,13 +289,23 @@ export class Cgroup {
 function walk(dir: string): string[] {
   const out: string[] = [];
   const visit = (d: string) => {
+    let links: number;
+    try {
+      links = statSync(d).nlink;
+    } catch {
+      return;
+    }
+    out.push(d);
+    // A cgroup directory's link count is 2 plus its sub-directories (kernfs keeps it so, as
+    // ext4 and tmpfs do): a leaf, the usual case, needs no listing. Where directories count 1
+    // (btrfs), it is listed.
+    if (links === 2) return;
     let entries: import("node:fs").Dirent[];
     try {
       entries = readdirSync(d, { withFileTypes: true });
     } catch {
       return;
     }
-    out.push(d);
     for (const e of entries) if (e.isDirectory()) visit(join(d, e.name));
   };
   visit(dir);

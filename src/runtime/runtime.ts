@@ -555,6 +555,12 @@ export class Runtime {
       this.store.remove(id);
       return;
     }
+    await this.deleteRecord(record, force);
+  }
+
+  /** `delete` of a loaded record (`run` has its own in memory). */
+  private async deleteRecord(record: ContainerRecord, force: boolean): Promise<void> {
+    const id = record.id;
     const status = this.status(record);
     // runtime.md: deleting a container that is not stopped MUST fail (runc deletes created ones).
     if (status !== "stopped" && !force) {
@@ -628,7 +634,7 @@ export class Runtime {
       await this.delete(id, true).catch(() => {});
       throw err;
     }
-    await this.delete(record.id, true);
+    await this.deleteRecord(record, true);
     this.trace?.mark("deleted: cgroup and state removed");
     return code;
   }

@@ -178,7 +178,6 @@ export function initAlive(record: ContainerRecord): boolean {
   return stat.state !== "Z" && stat.state !== "X";
 }
 
-/** The status as runtime.md defines it, derived from the process and the exec fifo. */
 /**
  * Whether the container's process was released: `run` records it; for `create`, the exec fifo
  * exists from before the init's pid is recorded until `start` releases the init and removes it.
@@ -187,6 +186,8 @@ export function hasStarted(record: ContainerRecord, fifoPath: string): boolean {
   if (record.startedByRun) return record.started === true;
   return record.pid > 0 && !existsSync(fifoPath);
 }
+
+/** The status as runtime.md defines it, derived from the process and the exec fifo. */
 
 export function deriveStatus(
   record: ContainerRecord,

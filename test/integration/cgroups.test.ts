@@ -627,6 +627,36 @@ describe("pause, events, ps, kill --all, delete --force", () => {
     }
   });
 
+  test("a process in a sub-cgroup of the container's: ps lists it, delete --force kills it and removes both", async () => {
+    const id = nextId("subcg");
+    const dir = bundle(["sh", "-c", "sleep 300 & sleep 300 & wait"]);
+    try {
+      startDetached(id, dir);
+      await waitFor(
+        "three processes",
+        () => JSON.parse(ok(["ps", "--format", "json", id])).length === 3,
+      );
+      // One of the sleeps moves into a cgroup below the container's, in every hierarchy.
+      const sleeper = Number(JSON.parse(ok(["ps", "--format", "json", id]))[1]);
+      const dirs = Object.values(cgroupPaths(id));
+      const subs = dirs.map((d) => join(d, "sub"));
+      for (const sub of subs) {
+        mkdirSync(sub);
+        if (existsSync(join(sub, "cpuset.cpus"))) {
+          writeFileSync(join(sub, "cpuset.cpus"), cat(join(sub, "..", "cpuset.cpus")));
+          writeFileSync(join(sub, "cpuset.mems"), cat(join(sub, "..", "cpuset.mems")));
+        }
+        writeFileSync(join(sub, "cgroup.procs"), String(sleeper));
+      }
+      expect(JSON.parse(ok(["ps", "--format", "json", id])).sort()).toContain(sleeper);
+      ok(["delete", "--force", id]);
+      expect(dead(sleeper)).toBe(true);
+      expect([...subs, ...dirs].filter((d) => existsSync(d))).toEqual([]);
+    } finally {
+      forceDelete(id);
+    }
+  });
+
   test("events --stats prints one stats event with numbers", async () => {
     const id = nextId("stats");
     const dir = bundle(["sh", "-c", "sleep 30 & sleep 30 & wait"], (s) => {
