@@ -638,16 +638,20 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       }
       const ts = boolFlag(p, "timestamps");
       const output = new BatchedOutput();
-      for await (const e of engine.logs(ref, {
-        follow: boolFlag(p, "follow"),
-        ...(tailText !== undefined && tailText !== "all" ? { tail: Number(tailText) } : {}),
-        ...(sinceDate ? { since: sinceDate } : {}),
-      })) {
-        // A reader that went away (`logs -f | head`) ends the command, as docker's does.
-        if (!output.write(e.stream === "stdout" ? 1 : 2, ts ? `${e.time} ${e.text}` : e.text))
-          return 0;
+      try {
+        for await (const e of engine.logs(ref, {
+          follow: boolFlag(p, "follow"),
+          ...(tailText !== undefined && tailText !== "all" ? { tail: Number(tailText) } : {}),
+          ...(sinceDate ? { since: sinceDate } : {}),
+        })) {
+          // A reader that went away (`logs -f | head`) ends the command, as docker's does.
+          if (!output.write(e.stream === "stdout" ? 1 : 2, ts ? `${e.time} ${e.text}` : e.text))
+            return 0;
+        }
+      } finally {
+        // The lines read so far go out before an error that ended the reading.
+        output.flush();
       }
-      output.flush();
       return 0;
     }
     case "inspect": {

@@ -374,10 +374,11 @@ export class Runtime {
       // nothing to do between create and start (no onCreated) saves the pid with the started mark
       // right after the release instead: one write and rename fewer (~1 ms on an ext4 /run), and
       // a record that says pid 0 for that moment, which `delete --force` handles by the cgroup.
+      // Without a cgroup (rootless, undelegated) the pid is the only way to the process: saved.
       if (savedPid !== s.initPid) {
         record.pid = s.initPid;
         record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
-        if (!waitForInit || options.onCreated) this.store.save(record);
+        if (!waitForInit || options.onCreated || !hasCgroup) this.store.save(record);
       }
       if (options.pidFile) writeAtomic(resolve(options.pidFile), String(record.pid));
       this.trace?.mark("state saved, pid file written");
