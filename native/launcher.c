@@ -834,6 +834,20 @@ static void do_move_mount_in_root(struct step *st) {
   slots[slot] = -1;
 }
 
+/* The mount holding PATH made private, in this mount namespace: mount(2) refuses (EINVAL) a
+ * directory that is not a mount point, so each parent is tried up to "/". */
+static void do_private_mount_of(const char *path) {
+  char p[PATH_MAX];
+  if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) fail(ENAMETOOLONG, "%s", path);
+  for (;;) {
+    if (mount(NULL, p, NULL, MS_PRIVATE, NULL) == 0) return;
+    if (errno != EINVAL || strcmp(p, "/") == 0) fail(errno, "make the mount holding %s private", path);
+    char *slash = strrchr(p, '/');
+    if (slash == p) p[1] = '\0';
+    else *slash = '\0';
+  }
+}
+
 static void do_pivot_root(const char *rootfs) {
   int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
   if (oldroot < 0) fail(errno, "open /");
@@ -1446,6 +1460,7 @@ static void run_step(struct step *st) {
       if (mount(NULL, S(st, 0), NULL, (unsigned long)I(st, 1), NULL) < 0)
         fail(errno, "set mount propagation of %s", S(st, 0));
       break;
+    case OP_PRIVATE_MOUNT_OF: do_private_mount_of(S(st, 0)); break;
     case OP_WAIT_FOR_INIT: wait_for_init = 1; break;
     case OP_REPORT_EXEC: report_exec = 1; break;
     case OP_OPEN_DIR_IN_ROOT: do_open_dir_in_root(st); break;

@@ -339,8 +339,6 @@ export async function dryRun(
         return "directory";
       }
     },
-    // The overlay is mounted there by create.
-    mountPointOf: () => overlay.target,
   };
   const { plan } = await ctx.runtime.planContainer(id, { bundle: dir }, attached, {
     spec,

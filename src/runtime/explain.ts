@@ -121,6 +121,8 @@ function shellForStep(step: PlanStep): string[] {
       return [`# ${step.text} (see the unshare below)`];
     case Op.Propagation:
       return [`mount ${propagationOption(Number(a[1]))} ${shq(String(a[0]))}`];
+    case Op.PrivateMountOf:
+      return [`mount --make-private "$(findmnt -n -o TARGET -T ${shq(String(a[0]))})"`];
     case Op.Mount: {
       const flags = Number(a[3]);
       if (flags & MS.BIND)

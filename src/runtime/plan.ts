@@ -48,8 +48,6 @@ export type FileKind = "directory" | "file" | "missing";
 /** What the compiler may ask about the host. */
 export interface HostFacts {
   kindOf(path: string): FileKind;
-  /** The mount point of the mount holding PATH (PATH itself when it is one), in the host's table. */
-  mountPointOf(path: string): string;
 }
 
 /** How a container's view of cgroups is built: one entry per mount under /sys/fs/cgroup. */
@@ -864,12 +862,13 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
     );
     if (initialProp !== (MS.SLAVE | MS.REC) && initialProp !== (MS.PRIVATE | MS.REC)) {
       // That can leave shared the mount holding the root filesystem: pivot_root refuses a new
-      // root whose parent mount is shared, and the root's bind mount would reach the host.
-      const parent = input.host.mountPointOf(rootfs);
+      // root whose parent mount is shared, and the root's bind mount would reach the host. The
+      // launcher finds that mount in the container's own mount table (a joined namespace's, with
+      // whatever is stacked on its path), as runc does.
       out.add(
-        Op.Propagation,
-        [parent, MS.PRIVATE],
-        `make ${parent}, the mount holding the root filesystem, private`,
+        Op.PrivateMountOf,
+        [rootfs],
+        `make the mount holding the root filesystem ${rootfs} private`,
       );
     }
     out.add(

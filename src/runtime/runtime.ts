@@ -6,7 +6,6 @@ import {
   openSync,
   readFileSync,
   readSync,
-  realpathSync,
   renameSync,
   statSync,
   unlinkSync,
@@ -22,7 +21,6 @@ import type { SeccompCache } from "../security/seccomp-cache.ts";
 import { writeAllSync } from "../util/write-fd.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
 import type { LaunchSession, StdioSpec } from "./launcher.ts";
-import { mountOfPath, parseMountinfo } from "./mountinfo.ts";
 import type { CgroupJoin, CgroupMountSource, FileKind, HostFacts, Plan } from "./plan.ts";
 import { parseSignal } from "./signals.ts";
 import {
@@ -100,10 +98,6 @@ const realHost: HostFacts = {
     } catch {
       return "missing";
     }
-  },
-  mountPointOf(path: string): string {
-    const mounts = parseMountinfo(readFileSync("/proc/self/mountinfo", "utf8"));
-    return mountOfPath(mounts, realpathSync(path))?.mountPoint ?? "/";
   },
 };
 

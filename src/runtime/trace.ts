@@ -35,6 +35,7 @@ const PHASES: [string, number[]][] = [
     "init: mounts, devices",
     [
       Op.Propagation,
+      Op.PrivateMountOf,
       Op.Mount,
       Op.MountInRoot,
       Op.MkdirInRoot,

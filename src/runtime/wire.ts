@@ -98,6 +98,10 @@ export const Op = {
   Propagation: 35,
   /** Drop every capability not in the mask from the bounding set: (mask). */
   SetBoundingSet: 36,
+  /** Make the mount holding a path private: the mount at the path, else at the nearest parent
+   *  directory that is a mount point (mount(2) says EINVAL for the others), as runc's
+   *  rootfsParentMountPrivate: (path). */
+  PrivateMountOf: 38,
   /** Find the program as execvp would, in the container's PATH, so a missing one fails at create: (name, PATH). */
   FindExecutable: 37,
   /** The launcher waits for the init process, forwards signals to it and reports its exit. */

@@ -1365,6 +1365,39 @@ describe("mount propagation", () => {
     }
   });
 
+  test("rshared with the root filesystem on a mount stacked over another: the mount that holds it is the one made private", () => {
+    const stack = join(work, "stacked");
+    mkdirSync(join(stack, "sub"), { recursive: true });
+    const before = hostMountPoints();
+    try {
+      // A mount at stack/sub, then one over stack that hides it; the rootfs lives in the top one.
+      expect(
+        spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "lower", join(stack, "sub")]).status,
+      ).toBe(0);
+      expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=64m", "upper", stack]).status).toBe(0);
+      const rootfs = join(stack, "sub", "rootfs");
+      mkdirSync(rootfs, { recursive: true });
+      expect(spawnSync("cp", ["-a", `${join(bundle, "rootfs")}/.`, rootfs]).status).toBe(0);
+      const r = run(["sh", "-c", "echo ran"], (s) => {
+        s.root = { path: rootfs };
+        s.linux!.rootfsPropagation = "rshared";
+      });
+      expect({ status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        status: 0,
+        stdout: "ran\n",
+        stderr: "",
+      });
+      expect(hostMountPoints().filter((m) => !before.includes(m))).toEqual([
+        join(stack, "sub"),
+        stack,
+      ]);
+    } finally {
+      spawnSync("umount", [stack]);
+      spawnSync("umount", [join(stack, "sub")]);
+    }
+    expect(hostMountPoints().filter((m) => !before.includes(m))).toEqual([]);
+  });
+
   test("rootfsPropagation: the container's / becomes shared when asked, and is not shared by default", () => {
     const rootTags = (prop?: string) => {
       const r = run(["cat", "/proc/self/mountinfo"], (s) => {

@@ -27,7 +27,7 @@ function input(
     bundle: "/b",
     execFifo: "/run/x/exec.fifo",
     waitForInit: false,
-    host: { kindOf: (p) => files[p] ?? "missing", mountPointOf: () => "/" },
+    host: { kindOf: (p) => files[p] ?? "missing" },
   };
 }
 
@@ -208,28 +208,27 @@ describe("container plan", () => {
   test("a shared or slave rootfsPropagation comes first, then the mount holding the rootfs is made private; --no-pivot stays rslave", () => {
     const props = (rootfsPropagation: string, noPivot = false) => {
       const base = input((s) => (s.linux!.rootfsPropagation = rootfsPropagation));
-      base.host = { ...base.host, mountPointOf: (p) => (p === "/b/rootfs" ? "/b" : "/") };
       const plan = compileContainerPlan({ ...base, noPivot });
       const firstMount = plan.steps.findIndex((s) => s.op === Op.Mount);
       return plan.steps
         .slice(0, firstMount)
-        .filter((s) => s.op === Op.Propagation)
-        .map((s) => s.args);
+        .filter((s) => s.op === Op.Propagation || s.op === Op.PrivateMountOf)
+        .map((s) => [s.op === Op.Propagation ? "propagation" : "private mount of", ...s.args]);
     };
     expect(props("rshared")).toEqual([
-      ["/", MS.SHARED | MS.REC],
-      ["/b", MS.PRIVATE],
+      ["propagation", "/", MS.SHARED | MS.REC],
+      ["private mount of", "/b/rootfs"],
     ]);
     expect(props("shared")).toEqual([
-      ["/", MS.SHARED],
-      ["/b", MS.PRIVATE],
+      ["propagation", "/", MS.SHARED],
+      ["private mount of", "/b/rootfs"],
     ]);
     expect(props("slave")).toEqual([
-      ["/", MS.SLAVE],
-      ["/b", MS.PRIVATE],
+      ["propagation", "/", MS.SLAVE],
+      ["private mount of", "/b/rootfs"],
     ]);
-    expect(props("rslave")).toEqual([["/", MS.SLAVE | MS.REC]]);
-    expect(props("rshared", true)).toEqual([["/", MS.SLAVE | MS.REC]]);
+    expect(props("rslave")).toEqual([["propagation", "/", MS.SLAVE | MS.REC]]);
+    expect(props("rshared", true)).toEqual([["propagation", "/", MS.SLAVE | MS.REC]]);
   });
 
   test("mounts are resolved inside the root, with flags and data split", () => {
