@@ -44,6 +44,13 @@ export function makeBundle(dir: string, edit: (spec: Spec) => void = () => {}): 
   return dir;
 }
 
+/** Gives the container's process CAP in its bounding, effective and permitted sets. */
+export function addCapability(spec: Spec, cap: string): void {
+  const caps = spec.process!.capabilities!;
+  for (const set of ["bounding", "effective", "permitted"] as const)
+    caps[set] = [...(caps[set] ?? []), cap];
+}
+
 export function writeSpec(bundle: string, spec: Spec): void {
   writeFileSync(join(bundle, "config.json"), JSON.stringify(spec, null, 2));
 }

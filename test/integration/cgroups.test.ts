@@ -17,6 +17,7 @@ import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
 import { attachDeviceFilter } from "../../src/runtime/cgroup-devices.ts";
 import {
+  addCapability,
   BUN,
   cleanupRoot,
   isRoot,
@@ -431,11 +432,7 @@ describe("cgroup v2 device program (eBPF), forced with PIVOT_CGROUP_DEVICES=bpf"
     "(: < /dev/d7) && echo D7_OPENED",
     "true",
   ].join("; ");
-  const withMknod = (s: Spec) => {
-    const caps = s.process!.capabilities!;
-    for (const set of ["bounding", "effective", "permitted"] as const)
-      caps[set] = [...(caps[set] ?? []), "CAP_MKNOD"];
-  };
+  const withMknod = (s: Spec) => addCapability(s, "CAP_MKNOD");
 
   test("the default rules: /dev/null opens, a mknod'ed disk does not (EPERM); the v1 controller is left alone", () => {
     if (!unified) return;

@@ -15,6 +15,7 @@ import {
 import { join } from "node:path";
 import type { Spec } from "../../src/oci/spec.ts";
 import {
+  addCapability,
   BUN,
   cleanupRoot,
   hostMountPoints,
@@ -1345,9 +1346,7 @@ describe("mount propagation", () => {
               source: src,
               options: ["rbind", "rshared"],
             });
-            const caps = s.process!.capabilities!;
-            for (const set of ["bounding", "effective", "permitted"] as const)
-              caps[set] = [...(caps[set] ?? []), "CAP_SYS_ADMIN"];
+            addCapability(s, "CAP_SYS_ADMIN");
           },
         );
         expect({ rootfsPropagation, status: r.status, stderr: r.stderr }).toEqual({

@@ -25,7 +25,7 @@ import type { Seccomp, Spec } from "../../src/oci/spec.ts";
 import { launcherPath } from "../../src/runtime/launcher.ts";
 import { Capability } from "../../src/runtime/linux.ts";
 import { defaultSeccompProfile } from "../../src/security/seccomp-default.ts";
-import { runAsUser } from "../helpers.ts";
+import { addCapability, runAsUser } from "../helpers.ts";
 
 const REPO = join(import.meta.dir, "../..");
 const CLI = join(REPO, "bin/pivot-runtime.ts");
@@ -1120,8 +1120,7 @@ describe("rootless mode", () => {
         { containerID: 1, hostID: 300000, size: 65536 },
       ];
       s.process!.user.additionalGids = [10];
-      for (const set of ["bounding", "effective", "permitted"] as const)
-        s.process!.capabilities![set]!.push("CAP_CHOWN");
+      addCapability(s, "CAP_CHOWN");
     };
     const args = [
       "sh",
@@ -1265,9 +1264,7 @@ describe("id-mapped bind mounts", () => {
         (s) => {
           inUserns(s);
           // Root of its user namespace may mount a tmpfs in its own mount namespace.
-          const caps = s.process!.capabilities!;
-          for (const set of ["bounding", "effective", "permitted"] as const)
-            caps[set] = [...(caps[set] ?? []), "CAP_SYS_ADMIN"];
+          addCapability(s, "CAP_SYS_ADMIN");
           s.mounts!.push({
             destination: "/vol",
             type: "bind",
