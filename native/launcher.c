@@ -262,6 +262,18 @@ static int open_in_root(const char *rootfs, const char *path, int flags, mode_t 
   return fd;
 }
 
+/* A path inside the root that must not go through any symlink: O_PATH, no link followed. */
+static int open_in_root_no_symlinks(const char *rootfs, const char *path) {
+  int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) fail(errno, "open root filesystem %s", rootfs);
+  struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS};
+  int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+  int saved = errno;
+  close(root);
+  errno = saved;
+  return fd;
+}
+
 /* mkdir -p inside the root, like runc's securejoin: components are resolved one at a time; a
  * symlink on the way is followed by hand, with absolute targets taken relative to the root and
  * ".." never climbing above it, and missing directories are created where the link points. */
@@ -561,11 +573,13 @@ static void do_time_offsets(struct step *st) {
 
 static const char *nullable(const char *s) { return s[0] ? s : NULL; }
 
-static void do_mount_in_root(struct step *st) {
+static void do_mount_in_root(struct step *st, int no_symlinks) {
   const char *rootfs = S(st, 0), *path = S(st, 1), *source = S(st, 2), *fstype = S(st, 3);
   unsigned long flags = (unsigned long)I(st, 4);
   const char *data = S(st, 5);
-  int fd = open_in_root(rootfs, path, O_PATH, 0);
+  int fd = no_symlinks ? open_in_root_no_symlinks(rootfs, path) : open_in_root(rootfs, path, O_PATH, 0);
+  if (fd < 0 && errno == ELOOP && no_symlinks)
+    fail(errno, "open mount point %s inside %s: a component of the path is a symlink", path, rootfs);
   if (fd < 0) fail(errno, "open mount point %s inside %s", path, rootfs);
   char target[64];
   snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
@@ -1404,7 +1418,8 @@ static void run_step(struct step *st) {
       if (mount(nullable(S(st, 0)), S(st, 1), nullable(S(st, 2)), (unsigned long)I(st, 3), nullable(S(st, 4))) < 0)
         fail(errno, "mount %s on %s", S(st, 0)[0] ? S(st, 0) : "none", S(st, 1));
       break;
-    case OP_MOUNT_IN_ROOT: do_mount_in_root(st); break;
+    case OP_MOUNT_IN_ROOT: do_mount_in_root(st, 0); break;
+    case OP_MOUNT_IN_ROOT_NO_SYMLINKS: do_mount_in_root(st, 1); break;
     case OP_MKDIR_IN_ROOT: mkdir_in_root(S(st, 0), S(st, 1), (mode_t)I(st, 2)); break;
     case OP_TOUCH_IN_ROOT: do_touch_in_root(st); break;
     case OP_MKNOD_IN_ROOT: do_mknod_in_root(st); break;

@@ -138,7 +138,8 @@ function shellForStep(step: PlanStep): string[] {
       const file = shq(inRoot(a[0]!, a[1]!));
       return [`[ -e ${file} ] || { mkdir -p "$(dirname ${file})" && : > ${file}; }`];
     }
-    case Op.MountInRoot: {
+    case Op.MountInRoot:
+    case Op.MountInRootNoSymlinks: {
       const target = shq(inRoot(a[0]!, a[1]!));
       const [source, fstype, flags, data] = [
         String(a[2]),

@@ -470,8 +470,11 @@ function compileMount(
         `open ${dest} to copy its contents onto the tmpfs`,
       );
     }
+    // procfs and sysfs where the path says, never where a symlink in the image points: a proc
+    // mounted through links that later mounts hide would escape maskedPaths and readonlyPaths.
+    const strict = type === "proc" || type === "sysfs";
     out.add(
-      Op.MountInRoot,
+      strict ? Op.MountInRootNoSymlinks : Op.MountInRoot,
       [rootfs, dest, m.source ?? type, type, opts.flags & ~MS.REMOUNT, data.join(",")],
       `mount ${type} on ${dest}${opts.flags ? ` (${flagNames(opts.flags)})` : ""}${data.length ? ` [${data.join(",")}]` : ""}`,
     );

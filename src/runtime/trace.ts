@@ -38,6 +38,7 @@ const PHASES: [string, number[]][] = [
       Op.PrivateMountOf,
       Op.Mount,
       Op.MountInRoot,
+      Op.MountInRootNoSymlinks,
       Op.MkdirInRoot,
       Op.TouchInRoot,
       Op.MknodInRoot,

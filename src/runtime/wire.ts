@@ -29,6 +29,10 @@ export const Op = {
   Mount: 8,
   /** Mount with the target resolved inside the root filesystem (no escape through symlinks): (rootfs, pathInRoot, source, fstype, flags, data). */
   MountInRoot: 9,
+  /** As MountInRoot, but no component of the target may be a symlink (proc and sysfs, as runc
+   *  requires: procfs mounted through a link chain the next mounts hide would be unmasked):
+   *  (rootfs, pathInRoot, source, fstype, flags, data). */
+  MountInRootNoSymlinks: 49,
   /** Create a directory and its parents inside the root filesystem: (rootfs, pathInRoot, mode). */
   MkdirInRoot: 10,
   /** Create an empty file (and parent dirs) inside the root filesystem, for a file bind mount: (rootfs, pathInRoot). */

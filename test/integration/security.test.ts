@@ -862,14 +862,33 @@ describe("escapes through /proc and the kernel", () => {
     expectMaskedAndReadonly(r.stdout, "/proc");
   });
 
-  test("a rootfs whose /proc is a symlink gets procfs at the link's target, masked and read-only all the same", () => {
-    const dir = freshBundle("proc-link");
-    rmSync(join(dir, "rootfs/proc"), { recursive: true });
-    mkdirSync(join(dir, "rootfs/elsewhere"));
-    symlinkSync("/elsewhere", join(dir, "rootfs/proc"));
-    const r = run(["sh", "-c", probe], undefined, dir);
-    expect(r.stderr).toBe("");
-    expectMaskedAndReadonly(r.stdout, "/elsewhere");
+  test("a rootfs whose /proc or /sys is a symlink is refused, as runc does: procfs through a link chain a later mount hides would escape the masks", () => {
+    // The attack: /proc -> /dev/pp -> /realproc. procfs landed on /realproc, the fresh /dev tmpfs
+    // hid /dev/pp, and every masked and read-only /proc path then failed to resolve and was
+    // skipped: a writable, unmasked procfs (core_pattern) for the container's root.
+    const chain = freshBundle("proc-chain");
+    rmSync(join(chain, "rootfs/proc"), { recursive: true });
+    mkdirSync(join(chain, "rootfs/realproc"));
+    symlinkSync("/dev/pp", join(chain, "rootfs/proc"));
+    symlinkSync("/realproc", join(chain, "rootfs/dev/pp"));
+    const sys = freshBundle("sys-link");
+    rmSync(join(sys, "rootfs/sys"), { recursive: true });
+    mkdirSync(join(sys, "rootfs/elsewhere"));
+    symlinkSync("/elsewhere", join(sys, "rootfs/sys"));
+    for (const [dir, dest] of [
+      [chain, "/proc"],
+      [sys, "/sys"],
+    ] as const) {
+      const r = run(
+        ["sh", "-c", "cat /realproc/sys/kernel/core_pattern; echo RAN"],
+        undefined,
+        dir,
+      );
+      expect(r.status).not.toBe(0);
+      expect(r.stdout).not.toContain("RAN");
+      expect(r.stderr).toContain(`open mount point ${dest} inside`);
+      expect(r.stderr).toContain("a component of the path is a symlink");
+    }
     // (Only under the work directory: other suites mount and unmount on this host concurrently.)
     expect(hostMountsUnder(work)).toEqual([]);
   });
