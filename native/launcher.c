@@ -893,9 +893,23 @@ static void do_mask_path(const char *path) {
   }
   if (S_ISDIR(sb.st_mode)) {
     if (mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0") < 0) fail(errno, "mask directory %s with a read-only tmpfs", path);
-  } else if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0) {
-    fail(errno, "mask %s with /dev/null", path);
+    return;
   }
+  /* The container's /dev/null, which the image may have made a symlink (to core_pattern, say)
+   * where /dev is not a fresh tmpfs: bound only if it is the null device itself (as runc). */
+  int null_fd = open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  struct stat nb;
+  if (null_fd < 0 || fstat(null_fd, &nb) < 0) fail(errno, "open /dev/null to mask %s", path);
+  if (!S_ISCHR(nb.st_mode) || major(nb.st_rdev) != 1 || minor(nb.st_rdev) != 3)
+    fail(EPERM, "mask %s: the container's /dev/null is not the null device (1:3)", path);
+  /* Bound from the checked fd itself (a detached copy attached on the path): a path could be
+   * swapped in between, and /proc/self/fd needs a /proc the config may not have. */
+  int tree = (int)syscall(SYS_open_tree, null_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+  if (tree < 0) fail(errno, "mask %s: open_tree of /dev/null", path);
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    fail(errno, "mask %s with /dev/null", path);
+  close(tree);
+  close(null_fd);
 }
 
 static void do_readonly_path(const char *path) {

@@ -893,6 +893,25 @@ describe("escapes through /proc and the kernel", () => {
     expect(hostMountsUnder(work)).toEqual([]);
   });
 
+  test("without a fresh /dev, an image's /dev/null that is not the null device is never bound over a masked path", () => {
+    // The attack: /dev/null -> /proc/sys/kernel/core_pattern; masking /proc/timer_list then bound
+    // a writable core_pattern there, outside the read-only /proc/sys.
+    const dir = freshBundle("devnull-link");
+    rmSync(join(dir, "rootfs/dev/null"), { force: true });
+    symlinkSync("/proc/sys/kernel/core_pattern", join(dir, "rootfs/dev/null"));
+    const r = run(
+      ["sh", "-c", "cat /proc/timer_list > /proc/timer_list && echo WROTE"],
+      (s) => {
+        s.mounts = s.mounts!.filter((m) => !m.destination.startsWith("/dev"));
+      },
+      dir,
+    );
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).not.toContain("WROTE");
+    expect(r.stderr).toContain("the container's /dev/null is not the null device");
+    expect(hostMountsUnder(work)).toEqual([]);
+  });
+
   test("masked and read-only paths that are symlinks out of the rootfs protect the link's target inside, never a host path", () => {
     const hostSecret = join(work, "host-secret");
     const hostRo = join(work, "host-ro");
