@@ -41,7 +41,20 @@ async function rootView(
   const st = status(ctx, id);
   const live = st.status !== "exited" && st.status !== "created" && st.pid > 0;
   if (live && ctx.rootless) return rootlessRunningView(ctx, id, st.pid, withMounts);
-  if (withMounts && live) return { root: `/proc/${st.pid}/root`, release: async () => {} };
+  if (withMounts && live) {
+    // A process of the container could swap a checked directory for a symlink before the copy
+    // uses the path through /proc/PID/root, where an absolute link resolves against the host's
+    // root (CVE-2018-15664): the container stays frozen while its files are copied, as podman
+    // and Docker's fix do. (Another container sharing a volume is not frozen with it.)
+    const freeze = st.status === "running";
+    if (freeze) rt(ctx, id).pause(id);
+    return {
+      root: `/proc/${st.pid}/root`,
+      release: async () => {
+        if (freeze && status(ctx, id).status === "paused") rt(ctx, id).resume(id);
+      },
+    };
+  }
   const r = ctx.containers.load(id);
   const mounted = await isMountPoint(r.overlay.target);
   if (!mounted) await mountOverlay(r.overlay);

@@ -112,6 +112,41 @@ describe.skipIf(!isRoot)("engine: files", () => {
     30_000,
   );
 
+  test.skipIf(!hasConmon)(
+    "a running container is frozen while its files are copied, so none of its processes can swap a checked path for a symlink; thawed after",
+    async () => {
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "files-frozen",
+        cmd: ["sh", "-c", "echo data > /tmp/f; exec sleep 100"],
+        detach: true,
+      });
+      try {
+        for (let i = 0; i < 100 && t.engine.inspect(c.id).state.status !== "running"; i++)
+          await Bun.sleep(20);
+        // archive() has resolved the path and made the stream; nothing is read yet.
+        const { stream } = await t.engine.archive(c.id, "/etc/hostname");
+        expect(t.engine.inspect(c.id).state.status).toBe("paused");
+        for await (const _ of stream) {
+          // Drained: the copy ends, the container is thawed.
+        }
+        await Bun.sleep(50);
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+        // Into the container too; a container paused by hand stays paused.
+        writeFileSync(join(host, "frozen-in.txt"), "in\n");
+        t.engine.pause(c.id);
+        await t.engine.copyTo(c.id, join(host, "frozen-in.txt"), "/tmp/");
+        expect(t.engine.inspect(c.id).state.status).toBe("paused");
+        t.engine.unpause(c.id);
+        await t.engine.copyTo(c.id, join(host, "frozen-in.txt"), "/tmp/again.txt");
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+      } finally {
+        await t.engine.remove(c.id, { force: true });
+      }
+    },
+    30_000,
+  );
+
   test("diff: A, C, D from the upper directory, mount points left out", async () => {
     const id = await prepared("files-diff");
     const changes = (await t.engine.diff(id)).map((c) => `${c.kind} ${c.path}`);
