@@ -628,15 +628,17 @@ static void do_mknod_in_root(struct step *st) {
   const char *rootfs = S(st, 0), *path = S(st, 1), *base;
   int parent = parent_in_root(rootfs, path, &base);
   dev_t dev = makedev((unsigned)I(st, 3), (unsigned)I(st, 4));
+  /* The mode exactly as asked, from the start: a chmod by name afterwards would follow a symlink
+   * put there meanwhile (fchmodat has no working AT_SYMLINK_NOFOLLOW before Linux 6.6). */
+  mode_t old_umask = umask(0);
   if (mknodat(parent, base, (mode_t)I(st, 2), dev) < 0) {
     if (errno != EEXIST) fail(errno, "mknod %s inside %s", path, rootfs);
     if (unlinkat(parent, base, 0) < 0 || mknodat(parent, base, (mode_t)I(st, 2), dev) < 0)
       fail(errno, "replace %s inside %s with a device node", path, rootfs);
   }
+  umask(old_umask);
   if (fchownat(parent, base, (uid_t)I(st, 5), (gid_t)I(st, 6), AT_SYMLINK_NOFOLLOW) < 0)
     fail(errno, "chown %s inside %s", path, rootfs);
-  /* mknod applies the umask; set the mode exactly. */
-  if (fchmodat(parent, base, (mode_t)I(st, 2) & 07777, 0) < 0) fail(errno, "chmod %s inside %s", path, rootfs);
   close(parent);
 }
 
