@@ -827,13 +827,10 @@ static void do_open_idmapped_tree(struct step *st) {
   }
   close(userns);
   /* A detached copy of a shared source stays in the source's peer group; the plan says what it
-   * becomes (as the container's other mounts: a slave by default), 0 to leave it. */
-  uint64_t propagation = (uint64_t)I(st, 6);
-  if (propagation) {
-    struct pivot_mount_attr prop = {.propagation = propagation};
-    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (rec_bind ? AT_RECURSIVE : 0), &prop, sizeof prop) < 0)
-      fail(errno, "set the propagation of the id-mapped copy of %s", source);
-  }
+   * becomes instead (a slave, or private). */
+  struct pivot_mount_attr prop = {.propagation = (uint64_t)I(st, 6)};
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (rec_bind ? AT_RECURSIVE : 0), &prop, sizeof prop) < 0)
+    fail(errno, "set the propagation of the id-mapped copy of %s", source);
   slots[slot] = tree;
 }
 
@@ -888,12 +885,16 @@ static void do_move_root(const char *rootfs) {
 }
 
 static void do_mask_path(const char *path) {
-  struct stat sb;
-  if (stat(path, &sb) < 0) {
+  /* After pivot_root, so a symlink resolves inside the container's root, as before. */
+  int target = open(path, O_PATH | O_CLOEXEC);
+  if (target < 0) {
     if (errno == ENOENT) return;
-    fail(errno, "stat masked path %s", path);
+    fail(errno, "open masked path %s", path);
   }
+  struct stat sb;
+  if (fstat(target, &sb) < 0) fail(errno, "stat masked path %s", path);
   if (S_ISDIR(sb.st_mode)) {
+    close(target);
     if (mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0") < 0) fail(errno, "mask directory %s with a read-only tmpfs", path);
     return;
   }
@@ -904,14 +905,15 @@ static void do_mask_path(const char *path) {
   if (null_fd < 0 || fstat(null_fd, &nb) < 0) fail(errno, "open /dev/null to mask %s", path);
   if (!S_ISCHR(nb.st_mode) || major(nb.st_rdev) != 1 || minor(nb.st_rdev) != 3)
     fail(EPERM, "mask %s: the container's /dev/null is not the null device (1:3)", path);
-  /* Bound from the checked fd itself (a detached copy attached on the path): a path could be
-   * swapped in between, and /proc/self/fd needs a /proc the config may not have. */
+  /* From the checked fd onto the opened target (a detached copy attached there): no path is
+   * resolved twice, and /proc/self/fd needs a /proc the config may not have. */
   int tree = (int)syscall(SYS_open_tree, null_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
   if (tree < 0) fail(errno, "mask %s: open_tree of /dev/null", path);
-  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+  if (syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
     fail(errno, "mask %s with /dev/null", path);
   close(tree);
   close(null_fd);
+  close(target);
 }
 
 static void do_readonly_path(const char *path) {

@@ -360,10 +360,12 @@ function compileIdmappedMounts(
     const recursiveBind = (opts.flags & MS.REC) !== 0;
     const recursiveIdmap = opts.idmap === "ridmap";
     // The copy is made in the host's mount table, where a shared source's copy joins its peer
-    // group: it gets what the first step gives every other mount (a slave by default), so the
-    // container's mounts under it do not reach the host; its own options apply after the move.
+    // group: it becomes private where the first step makes everything private, else a slave, so
+    // the container's mounts under it never reach the host, whatever rootfsPropagation says (a
+    // plain bind made in a user namespace is turned into a slave by the kernel the same way); its
+    // own options apply after the move.
     const initial = initialRootPropagation(input);
-    const treePropagation = initial & MS.REC ? initial & ~MS.REC : 0;
+    const treePropagation = initial === (MS.PRIVATE | MS.REC) ? MS.PRIVATE : MS.SLAVE;
     out.add(
       Op.OpenIdmappedTree,
       [

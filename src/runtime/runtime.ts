@@ -6,6 +6,7 @@ import {
   openSync,
   readFileSync,
   readSync,
+  realpathSync,
   renameSync,
   statSync,
   unlinkSync,
@@ -175,7 +176,9 @@ export class Runtime {
         "create it, or fix root.path",
       );
     }
-    return { spec, bundle: dir, rootfs };
+    // Without symlinks, as runc does (EvalSymlinks): the launcher walks the path up to the mount
+    // holding it (Op.PrivateMountOf), and a symlink on the way would make it walk the wrong tree.
+    return { spec, bundle: dir, rootfs: realpathSync(rootfs) };
   }
 
   stateOf(record: ContainerRecord, status?: ContainerStatus): State {

@@ -143,7 +143,7 @@ export const Op = {
    *  helper user namespace that the launcher makes with these maps ("containerID hostID size"
    *  lines, written verbatim, as runc does); the mount fd goes in a slot:
    *  (slot, source, recursiveBind 0/1, recursiveIdmap 0/1, uidMap, gidMap, propagation): the
-   *  copy's propagation (MS_SLAVE, MS_PRIVATE; 0 leaves it in its source's peer group), set
+   *  copy's propagation (MS_SLAVE or MS_PRIVATE: never left in its source's peer group), set
    *  recursively with a recursive bind. */
   OpenIdmappedTree: 70,
   /** Attach the detached mount in a slot (OpenIdmappedTree) on a path inside the root

@@ -10,6 +10,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -1393,6 +1394,36 @@ describe("mount propagation", () => {
     } finally {
       spawnSync("umount", [stack]);
       spawnSync("umount", [join(stack, "sub")]);
+    }
+    expect(hostMountPoints().filter((m) => !before.includes(m))).toEqual([]);
+  });
+
+  test("rshared with root.path through a symlink onto a shared mount: that mount is made private, nothing reaches the host", () => {
+    const hold = join(work, "propagation-hold");
+    mkdirSync(join(hold, "b"), { recursive: true });
+    const before = hostMountPoints();
+    expect(spawnSync("mount", ["--bind", hold, hold]).status).toBe(0);
+    expect(spawnSync("mount", ["--make-shared", hold]).status).toBe(0);
+    try {
+      const rootfs = join(hold, "b", "rootfs");
+      mkdirSync(rootfs);
+      expect(spawnSync("cp", ["-a", `${join(bundle, "rootfs")}/.`, rootfs]).status).toBe(0);
+      const link = join(work, "propagation-link");
+      symlinkSync(join(hold, "b"), link);
+      const r = run(["sh", "-c", "echo ran"], (s) => {
+        s.root = { path: join(link, "rootfs") };
+        s.linux!.rootfsPropagation = "rshared";
+      });
+      expect({ status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        status: 0,
+        stdout: "ran\n",
+        stderr: "",
+      });
+      // The container's proc, dev, sys and cgroup mounts would have landed under hold.
+      expect(hostMountPoints().filter((m) => !before.includes(m))).toEqual([hold]);
+    } finally {
+      for (let i = 0; i < 5 && hostMountPoints().some((m) => m.startsWith(hold)); i++)
+        spawnSync("umount", ["-R", "-l", hold]);
     }
     expect(hostMountPoints().filter((m) => !before.includes(m))).toEqual([]);
   });

@@ -912,6 +912,24 @@ describe("escapes through /proc and the kernel", () => {
     expect(hostMountsUnder(work)).toEqual([]);
   });
 
+  test("a masked path that is a symlink to a file masks the file it points to inside the container", () => {
+    const dir = freshBundle("mask-file-link");
+    writeFileSync(join(dir, "rootfs/etc/real"), "real contents\n");
+    symlinkSync("/etc/real", join(dir, "rootfs/etc/link"));
+    const r = run(
+      ["sh", "-c", "echo link=$(cat /etc/link) real=$(cat /etc/real)"],
+      (s) => {
+        s.linux!.maskedPaths = [...s.linux!.maskedPaths!, "/etc/link"];
+      },
+      dir,
+    );
+    expect({ status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({
+      status: 0,
+      stdout: "link= real=\n",
+      stderr: "",
+    });
+  });
+
   test("masked and read-only paths that are symlinks out of the rootfs protect the link's target inside, never a host path", () => {
     const hostSecret = join(work, "host-secret");
     const hostRo = join(work, "host-ro");
@@ -1285,39 +1303,58 @@ describe("id-mapped bind mounts", () => {
     expect(r.stdout).toBe("65534:65534\n65534:65534\n0:0\n7:7\n7:7\n");
   });
 
-  test("an id-mapped bind of a shared host mount sends nothing back: a mount made under it stays in the container", () => {
+  test("an id-mapped bind of a shared host mount sends nothing back, whatever rootfsPropagation says: a mount made under it stays in the container", () => {
     const dir = usernsBundle("idmap-shared-bundle");
     const shared = join(work, "idmap-shared");
     mkdirSync(join(shared, "x"), { recursive: true });
     // A shared mount point of its own, as on a systemd host, whatever this host's / is.
     expect(spawnSync("mount", ["--bind", shared, shared]).status).toBe(0);
     expect(spawnSync("mount", ["--make-shared", shared]).status).toBe(0);
+    // The host mount's peer group: the container's copy may receive from it, never belong to it.
+    const hostLine = readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .find((l) => l.split(" ")[4] === shared)!;
+    const group = / shared:(\d+)/.exec(hostLine)![1];
     try {
-      const r = run(
-        [
-          "sh",
-          "-c",
-          "mount -t tmpfs -o size=64k inside /vol/x && grep ' /vol ' /proc/self/mountinfo",
-        ],
-        (s) => {
-          inUserns(s);
-          // Root of its user namespace may mount a tmpfs in its own mount namespace.
-          addCapability(s, "CAP_SYS_ADMIN");
-          s.mounts!.push({
-            destination: "/vol",
-            type: "bind",
-            source: shared,
-            options: ["rbind", "idmap"],
-          });
-        },
-        dir,
-      );
-      expect(r.stderr).toBe("");
-      // The container's copy is a slave of the host's peer group, not a member of it.
-      expect(r.stdout).toContain("idmapped");
-      expect(r.stdout).toMatch(/ master:\d+ /);
-      expect(r.stdout).not.toMatch(/ shared:\d+ /);
-      expect(hostMountsUnder(shared)).toEqual([shared]);
+      for (const rootfsPropagation of [
+        undefined,
+        "rslave",
+        "slave",
+        "shared",
+        "rshared",
+        "private",
+      ]) {
+        const r = run(
+          [
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=64k inside /vol/x && grep ' /vol ' /proc/self/mountinfo",
+          ],
+          (s) => {
+            inUserns(s);
+            if (rootfsPropagation) s.linux!.rootfsPropagation = rootfsPropagation;
+            // Root of its user namespace may mount a tmpfs in its own mount namespace.
+            addCapability(s, "CAP_SYS_ADMIN");
+            s.mounts!.push({
+              destination: "/vol",
+              type: "bind",
+              source: shared,
+              options: ["rbind", "idmap"],
+            });
+          },
+          dir,
+        );
+        expect({ rootfsPropagation, stderr: r.stderr }).toEqual({ rootfsPropagation, stderr: "" });
+        // The container's copy is a slave of the host's peer group, never a member of it (a
+        // shared rootfsPropagation makes it shared too, in a peer group of the container's own).
+        expect(r.stdout).toContain("idmapped");
+        expect(r.stdout).toContain(` master:${group} `);
+        expect(r.stdout).not.toContain(` shared:${group} `);
+        expect({ rootfsPropagation, host: hostMountsUnder(shared) }).toEqual({
+          rootfsPropagation,
+          host: [shared],
+        });
+      }
     } finally {
       for (const m of hostMountsUnder(shared).reverse()) spawnSync("umount", ["-l", m]);
     }
