@@ -718,6 +718,14 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         );
       const s = splitContainerPath(src);
       const d = splitContainerPath(dest);
+      // The container is frozen while its files are copied: an interrupted cp exits normally, so
+      // that its exit handler thaws it (a signal's default action would leave it frozen).
+      for (const [sig, code] of [
+        ["SIGINT", 130],
+        ["SIGTERM", 143],
+        ["SIGHUP", 129],
+      ] as const)
+        process.once(sig, () => process.exit(code));
       if (s && !d) {
         if (dest === "-") {
           const { stream } = await engine.archive(s.container, s.path);

@@ -47,13 +47,16 @@ async function rootView(
     // root (CVE-2018-15664): the container stays frozen while its files are copied, as podman
     // and Docker's fix do. (Another container sharing a volume is not frozen with it.)
     const freeze = st.status === "running";
-    if (freeze) rt(ctx, id).pause(id);
-    return {
-      root: `/proc/${st.pid}/root`,
-      release: async () => {
-        if (freeze && status(ctx, id).status === "paused") rt(ctx, id).resume(id);
-      },
+    const thaw = () => {
+      process.off("exit", thaw);
+      if (freeze && status(ctx, id).status === "paused") rt(ctx, id).resume(id);
     };
+    if (freeze) {
+      rt(ctx, id).pause(id);
+      // A process ending mid-copy (the CLI exits on SIGINT and SIGTERM) thaws it on its way out.
+      process.on("exit", thaw);
+    }
+    return { root: `/proc/${st.pid}/root`, release: async () => thaw() };
   }
   const r = ctx.containers.load(id);
   const mounted = await isMountPoint(r.overlay.target);
@@ -179,12 +182,10 @@ export async function copyFrom(
   src: string,
   dest: string,
 ): Promise<void> {
-  const { stream, name } = await archive(ctx, ref, src);
+  // Checked before the container is frozen for the copy.
   const t = copyTarget(dest);
-  if (kindAt(t.dir) !== "dir") {
-    stream.destroy();
-    throw new EngineError(`${t.dir} is not a directory`);
-  }
+  if (kindAt(t.dir) !== "dir") throw new EngineError(`${t.dir} is not a directory`);
+  const { stream, name } = await archive(ctx, ref, src);
   if (t.name === null) await extractTar(stream, t.dir, null);
   else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name);
 }

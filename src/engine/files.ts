@@ -47,9 +47,16 @@ export function tarCreate(
   const out = new PassThrough();
   child.stdout.pipe(out, { end: false });
   const drained = new Promise<void>((r) => child.stdout.on("end", r));
+  // onEnd once, however the stream ends: it releases what the caller holds (a frozen container).
+  let ended = false;
+  const finish = (err: Error | null) => {
+    if (ended) return;
+    ended = true;
+    onEnd(err);
+  };
   child.on("error", (err) => {
     out.destroy(err);
-    onEnd(err);
+    finish(err);
   });
   child.on("close", async (code) => {
     const err =
@@ -57,7 +64,12 @@ export function tarCreate(
     await drained;
     if (err) out.destroy(err);
     else out.end();
-    onEnd(err);
+    finish(err);
+  });
+  // A reader that stops early (destroyed the stream, a closed pipe): tar would block on its full
+  // pipe forever and onEnd never run; it is killed, which ends the stream.
+  out.on("close", () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });
   return out;
 }

@@ -140,6 +140,28 @@ describe.skipIf(!isRoot)("engine: files", () => {
         t.engine.unpause(c.id);
         await t.engine.copyTo(c.id, join(host, "frozen-in.txt"), "/tmp/again.txt");
         expect(t.engine.inspect(c.id).state.status).toBe("running");
+        // Every early end thaws it: a destination that is not a directory, a reader that stops
+        // (the stream destroyed; the CLI piped into head).
+        await expect(
+          t.engine.copyFrom(c.id, "/bin", join(host, "missing-dir", "x")),
+        ).rejects.toThrow(/is not a directory/);
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+        const early = await t.engine.archive(c.id, "/bin");
+        expect(t.engine.inspect(c.id).state.status).toBe("paused");
+        early.stream.destroy();
+        for (let i = 0; i < 100 && t.engine.inspect(c.id).state.status !== "running"; i++)
+          await Bun.sleep(20);
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+        const piped = spawnSync(
+          "bash",
+          [
+            "-c",
+            `${BUN} ${join(REPO, "bin/pivot.ts")} --root ${t.root} cp ${c.id}:/bin - | head -c 10 | wc -c`,
+          ],
+          { encoding: "utf8", timeout: 30_000 },
+        );
+        expect(piped.stdout.trim()).toBe("10");
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
       } finally {
         await t.engine.remove(c.id, { force: true });
       }
