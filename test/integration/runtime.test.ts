@@ -61,6 +61,19 @@ function withArgs(args: string[], edit: (s: Spec) => void = () => {}): void {
   writeSpec(bundle, spec);
 }
 
+/**
+ * The bundle runs ARGS with a host directory, work/NAME (created if missing), bound at
+ * /signals: the test's way to talk to the container. Returns the directory.
+ */
+function withSignals(name: string, args: string[]): string {
+  const signals = join(work, name);
+  mkdirSync(signals, { recursive: true });
+  withArgs(args, (s) => {
+    s.mounts!.push({ destination: "/signals", type: "bind", source: signals, options: ["rbind"] });
+  });
+  return signals;
+}
+
 function run(args: string[], edit?: (s: Spec) => void) {
   withArgs(args, edit);
   return runtime(root, ["run", "--bundle", bundle, nextId("run")]);
@@ -336,23 +349,11 @@ describe("process", () => {
 describe("lifecycle across separate processes", () => {
   test("create → created, start → running, exit → stopped, delete → gone", async () => {
     // The process waits for a file the test creates through a bind mount, then exits.
-    const signals = join(work, "lifecycle-signals");
-    mkdirSync(signals, { recursive: true });
-    withArgs(
-      [
-        "sh",
-        "-c",
-        "echo started > /signals/started; while [ ! -e /signals/go ]; do sleep 0.02; done",
-      ],
-      (s) => {
-        s.mounts!.push({
-          destination: "/signals",
-          type: "bind",
-          source: signals,
-          options: ["rbind"],
-        });
-      },
-    );
+    const signals = withSignals("lifecycle-signals", [
+      "sh",
+      "-c",
+      "echo started > /signals/started; while [ ! -e /signals/go ]; do sleep 0.02; done",
+    ]);
     const id = nextId("life");
     const pidFile = join(work, `${id}.pid`);
     expect(runtime(root, ["create", "--bundle", bundle, "--pid-file", pidFile, id]).status).toBe(0);
@@ -954,24 +955,12 @@ async function waitForStatus(id: string, status: string): Promise<string> {
 
 describe("command-line flags, each shown by its effect", () => {
   test("create -b (short for --bundle), then kill with a signal number: 10 is SIGUSR1", async () => {
-    const signals = join(work, "kill-number");
-    mkdirSync(signals, { recursive: true });
+    const signals = withSignals("kill-number", [
+      "sh",
+      "-c",
+      "trap 'echo USR1 > /signals/got; exit 0' USR1; trap 'echo TERM > /signals/got; exit 0' TERM; while true; do sleep 0.05; done",
+    ]);
     rm(join(signals, "got"));
-    withArgs(
-      [
-        "sh",
-        "-c",
-        "trap 'echo USR1 > /signals/got; exit 0' USR1; trap 'echo TERM > /signals/got; exit 0' TERM; while true; do sleep 0.05; done",
-      ],
-      (s) => {
-        s.mounts!.push({
-          destination: "/signals",
-          type: "bind",
-          source: signals,
-          options: ["rbind"],
-        });
-      },
-    );
     const id = nextId("killnum");
     try {
       const c = runtime(root, ["create", "-b", bundle, id]);
