@@ -49,6 +49,7 @@ export { defaultSpec } from "./oci/default-spec.ts";
 export type * from "./oci/spec.ts";
 export { parseConfig, validateSpec } from "./oci/validate.ts";
 export * as registry from "./registry/index.ts";
+export type { PipedStdio, StdinPipe } from "./runtime/piped-stdio.ts";
 export { compileContainerPlan, compileExecPlan, type Plan, type PlanStep } from "./runtime/plan.ts";
 export {
   type CreateOptions,

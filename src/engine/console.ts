@@ -4,9 +4,9 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { finished } from "node:stream/promises";
 import type { EngineContext } from "./context.ts";
 import type { LogWriter } from "./monitor.ts";
+import { drainPipe } from "./pipes.ts";
 import { consoleHelper, type TtyHelper } from "./tty.ts";
 
 /** pivot-tty in console mode, and the socket it listens on. */
@@ -40,15 +40,17 @@ export function wireConsole(
   log: LogWriter | null,
 ): Promise<unknown> {
   const src = tty.child.stdout;
-  src?.on("data", (chunk: Buffer) => {
-    log?.write("stdout", chunk);
-    out?.write(chunk);
-  });
+  const drained = src
+    ? drainPipe(src, (chunk) => {
+        log?.write("stdout", chunk);
+        out?.write(chunk);
+      })
+    : null;
   if (stdin && tty.child.stdin) {
     stdin.pipe(tty.child.stdin);
     tty.child.stdin.on("error", () => {});
   }
-  return Promise.all([tty.exited, src ? finished(src).catch(() => {}) : null]);
+  return Promise.all([tty.exited, drained]);
 }
 
 /**

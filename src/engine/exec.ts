@@ -1,9 +1,8 @@
 // Reaching a container's processes and output: exec (another process in it), attach (conmon's
 // attach socket) and logs (its ctr.log).
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
-import { finished } from "node:stream/promises";
 import type { Process, Spec } from "../oci/spec.ts";
+import { stream } from "../util/lazy-require.ts";
 import { randomHex } from "../util/random.ts";
 import { mergeEnv, resolveUser } from "./config.ts";
 import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
@@ -14,6 +13,7 @@ import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { wait } from "./lifecycle.ts";
 import { type ReadLogsOptions, readLogs } from "./monitor.ts";
+import { drainPipe, feedStdin, writeToStream } from "./pipes.ts";
 import { readFileInRoot } from "./root-paths.ts";
 import { attachHelper, TTY_DETACHED } from "./tty.ts";
 import type { LogEntry } from "./types.ts";
@@ -96,10 +96,10 @@ export async function exec(
   if (options.cmd.length === 0) throw new EngineError("exec needs a command");
   const stdio = options.stdio ?? "pipe";
   const outs = {
-    stdout: stdio === "pipe" && !options.detach ? new PassThrough() : null,
-    stderr: stdio === "pipe" && !options.detach ? new PassThrough() : null,
+    stdout: stdio === "pipe" && !options.detach ? new (stream().PassThrough)() : null,
+    stderr: stdio === "pipe" && !options.detach ? new (stream().PassThrough)() : null,
   };
-  const stdinStream = options.stdin && stdio === "pipe" ? new PassThrough() : null;
+  const stdinStream = options.stdin && stdio === "pipe" ? new (stream().PassThrough)() : null;
   let streamsDone: Promise<unknown> = Promise.resolve();
   let term: TtyConsole | null = null;
   if (tty) {
@@ -118,22 +118,17 @@ export async function exec(
             stdio === "inherit" ? "inherit" : "pipe",
             stdio === "inherit" ? "inherit" : "pipe",
           ],
-    onLaunch: (child) => {
+    onLaunch: (pipes) => {
       if (term) return;
       const waits: Promise<unknown>[] = [];
       for (const name of ["stdout", "stderr"] as const) {
-        const src = child[name];
+        const src = pipes[name];
         const dst = outs[name];
         if (!src) continue;
-        if (dst) src.pipe(dst);
-        else src.resume();
-        waits.push(finished(src).catch(() => {}));
+        waits.push(drainPipe(src, (chunk) => (dst ? writeToStream(dst, chunk) : undefined)));
       }
       streamsDone = Promise.all(waits);
-      if (stdinStream && child.stdin) {
-        stdinStream.pipe(child.stdin);
-        child.stdin.on("error", () => {});
-      }
+      if (stdinStream && pipes.stdin) feedStdin(stdinStream, pipes.stdin);
     },
   });
   const exited = (async () => {

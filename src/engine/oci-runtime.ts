@@ -2,13 +2,14 @@
 // line as podman drives it: conmon runs `RUNTIME create`, the engine calls start, state, kill,
 // pause, resume, exec and delete. It offers the subset of the Runtime class the engine uses, so
 // the engine calls either without knowing which.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
 import type { Process } from "../oci/spec.ts";
 import type { StdioSpec } from "../runtime/launcher.ts";
+import { type PipedStdio, pipedStdioOf } from "../runtime/piped-stdio.ts";
 import { parseSignal } from "../runtime/signals.ts";
+import { childProcess } from "../util/child-process.ts";
 
 export class OciRuntimeError extends PivotError {}
 
@@ -17,14 +18,14 @@ export interface OciExecOptions {
   detach?: boolean;
   consoleSocket?: string;
   stdio?: StdioSpec[];
-  onLaunch?: (child: ChildProcess) => void;
+  onLaunch?: (pipes: PipedStdio) => void;
 }
 
 export interface OciRunOptions {
   bundle: string;
   consoleSocket?: string;
   stdio?: StdioSpec[];
-  onLaunch?: (child: ChildProcess) => void;
+  onLaunch?: (pipes: PipedStdio) => void;
   onStart?: (pid: number) => void;
   /** Not offered: `RUNTIME run` has no moment between create and start. */
   onCreated?: (pid: number) => Promise<void>;
@@ -60,7 +61,7 @@ export class OciRuntimeCli {
   }
 
   private call(args: string[], what: string): string {
-    const r = spawnSync(this.path, ["--root", this.root, ...args], {
+    const r = childProcess().spawnSync(this.path, ["--root", this.root, ...args], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "pipe"],
       timeout: 60_000,
@@ -120,8 +121,10 @@ export class OciRuntimeCli {
     if (o.consoleSocket) args.push("--console-socket", o.consoleSocket);
     args.push(id);
     try {
-      const child = spawn(this.path, args, { stdio: o.stdio ?? ["ignore", "pipe", "pipe"] });
-      o.onLaunch?.(child);
+      const child = childProcess().spawn(this.path, args, {
+        stdio: o.stdio ?? ["ignore", "pipe", "pipe"],
+      });
+      o.onLaunch?.(pipedStdioOf(child));
       const code = await new Promise<number>((res, rej) => {
         child.on("error", rej);
         child.on("close", (status, signal) => res(codeOf(status, signal)));
@@ -147,8 +150,10 @@ export class OciRuntimeCli {
     const args = ["--root", this.root, "run", "--bundle", o.bundle];
     if (o.consoleSocket) args.push("--console-socket", o.consoleSocket);
     args.push(id);
-    const child = spawn(this.path, args, { stdio: o.stdio ?? ["ignore", "pipe", "pipe"] });
-    o.onLaunch?.(child);
+    const child = childProcess().spawn(this.path, args, {
+      stdio: o.stdio ?? ["ignore", "pipe", "pipe"],
+    });
+    o.onLaunch?.(pipedStdioOf(child));
     let exited = false;
     const result = new Promise<number>((res, rej) => {
       child.on("error", rej);

@@ -3,10 +3,9 @@
 // monitor (`pivot run`, `start -a`, the library's default).
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
-import { finished } from "node:stream/promises";
 import { isMountPoint, mountOverlay } from "../image/overlay.ts";
 import { procStat } from "../runtime/state.ts";
+import { stream } from "../util/lazy-require.ts";
 import { randomHex } from "../util/random.ts";
 import { writeAllSync } from "../util/write-fd.ts";
 import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
@@ -24,6 +23,7 @@ import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
+import { drainPipe, feedStdin } from "./pipes.ts";
 import {
   beginManualStart,
   checkRestartOptions,
@@ -349,10 +349,10 @@ async function runPrepared(
   const log = new LogWriter(join(dir, "ctr.log"));
   const wantStdin = r.options.stdin ?? false;
   const outs = {
-    stdout: stdio === "pipe" ? new PassThrough() : null,
-    stderr: stdio === "pipe" ? new PassThrough() : null,
+    stdout: stdio === "pipe" ? new (stream().PassThrough)() : null,
+    stderr: stdio === "pipe" ? new (stream().PassThrough)() : null,
   };
-  const stdinStream = wantStdin && stdio === "pipe" ? new PassThrough() : null;
+  const stdinStream = wantStdin && stdio === "pipe" ? new (stream().PassThrough)() : null;
   let streamsDone: Promise<unknown> = Promise.resolve();
   // -t: pivot-tty receives the pty master and joins it to this process's terminal or to pipes.
   let tty: TtyConsole | null = null;
@@ -397,24 +397,22 @@ async function runPrepared(
                 "pipe",
               ],
             }),
-        onLaunch: (child) => {
+        onLaunch: (pipes) => {
           if (tty) return;
           const waits: Promise<unknown>[] = [];
           for (const name of ["stdout", "stderr"] as const) {
-            const src = child[name];
+            const src = pipes[name];
             if (!src) continue;
-            src.on("data", (chunk: Buffer) => {
-              log.write(name, chunk);
-              if (stdio === "inherit") writeAllSync(name === "stdout" ? 1 : 2, chunk);
-              else outs[name]?.write(chunk);
-            });
-            waits.push(finished(src).catch(() => {}));
+            waits.push(
+              drainPipe(src, (chunk) => {
+                log.write(name, chunk);
+                if (stdio === "inherit") writeAllSync(name === "stdout" ? 1 : 2, chunk);
+                else outs[name]?.write(chunk);
+              }),
+            );
           }
           streamsDone = Promise.all(waits);
-          if (stdinStream && child.stdin) {
-            stdinStream.pipe(child.stdin);
-            child.stdin.on("error", () => {});
-          }
+          if (stdinStream && pipes.stdin) feedStdin(stdinStream, pipes.stdin);
         },
         onStart: (pid) => {
           writeJsonAtomic(join(dir, "state.json"), {

@@ -33,7 +33,7 @@ import {
 } from "node:fs";
 import { open, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { Digester, parseDigest } from "./digest.ts";
+import { Digester, digestOfBuffer, parseDigest } from "./digest.ts";
 import {
   AmbiguousImageError,
   BlobNotFoundError,
@@ -318,9 +318,7 @@ export class ImageStore {
   /** Reads and verifies a (small) blob and parses it as JSON. */
   async readJson<T>(digest: string, what: string): Promise<T> {
     const data = await this.readBlob(digest);
-    const d = new Digester(parseDigest(digest).algorithm);
-    d.update(data);
-    const actual = d.digest();
+    const actual = await digestOfBuffer(data, parseDigest(digest).algorithm);
     if (actual !== digest) {
       throw new DigestMismatchError(
         `${what} ${this.blobPath(digest)}`,

@@ -7,6 +7,8 @@ import { LaunchError, PivotError } from "../errors.ts";
 import { childProcess } from "../util/child-process.ts";
 import { os } from "../util/lazy-require.ts";
 import { diagnoseExecEnoent } from "./diagnose.ts";
+import { PROC_BIND_DESTINATIONS } from "./linux.ts";
+import { type BunFileSink, bunPipes, type PipedStdio, pipedStdioOf } from "./piped-stdio.ts";
 import type { Plan } from "./plan.ts";
 import { signalName } from "./signals.ts";
 import type { Trace } from "./trace.ts";
@@ -78,7 +80,22 @@ const errnoText: Record<string, string> = {
   ENOSYS: "not supported by this kernel",
 };
 
-function hintFor(errnoName: string, stepOp: number): string | undefined {
+/** Steps that mount onto a path inside the root filesystem (and check where it landed). */
+const MOUNT_IN_ROOT_OPS: ReadonlySet<number> = new Set([
+  Op.MountInRoot,
+  Op.MountInRootNoSymlinks,
+  Op.BindInRoot,
+  Op.MoveMountInRoot,
+]);
+
+function hintFor(errnoName: string, stepOp: number, detail = ""): string | undefined {
+  if (MOUNT_IN_ROOT_OPS.has(stepOp) && errnoName === "EACCES") {
+    const onKernelFs = / is on (procfs|sysfs)\b/.exec(detail);
+    if (onKernelFs?.[1] === "procfs")
+      return `a symlink in the root filesystem (such as /dev -> /proc) leads the destination onto procfs, or the config mounts over a file of /proc: only binds onto ${[...PROC_BIND_DESTINATIONS].join(", ")} (the files lxcfs provides) and fresh proc mounts may land there; fix the image's symlink or the mount's destination`;
+    if (onKernelFs?.[1] === "sysfs")
+      return "a symlink in the root filesystem leads the destination onto sysfs: only destinations the config itself puts under /sys, and fresh sysfs and proc mounts, may land there; fix the image's symlink or the mount's destination";
+  }
   if (stepOp === Op.FindExecutable || stepOp === Op.Exec) {
     if (errnoName === "ENOENT")
       return "check process.args[0] and the PATH in process.env; the program must exist inside the root filesystem";
@@ -124,17 +141,16 @@ export interface LaunchOptions {
   onSync: SyncHandler;
   /** --trace: the launcher reports the time after every step, and sync points are marked. */
   trace?: Trace;
-  /**
-   * Start the launcher with node:child_process even under Bun, so that `child` is a node
-   * ChildProcess (e.g. for its stdio streams). Implied when a stdio entry is "pipe".
-   */
-  childProcess?: boolean;
 }
 
 /** The part of Bun's API the launch uses (not imported: library code must load under Node). */
 interface BunSubprocess {
   readonly pid: number;
   readonly stdio: readonly (number | null | undefined)[];
+  /** With "pipe" at those indexes of stdio: a FileSink, ReadableStreams (async iterable). */
+  readonly stdin: BunFileSink | number | null | undefined;
+  readonly stdout: AsyncIterable<Uint8Array> | number | null | undefined;
+  readonly stderr: AsyncIterable<Uint8Array> | number | null | undefined;
   readonly exited: Promise<number>;
   readonly exitCode: number | null;
   readonly signalCode: string | null;
@@ -150,7 +166,11 @@ interface BunApi {
   file(fd: number): { stream(): { getReader(): ControlReader } };
 }
 
-/** Bun's API when running under Bun: Bun.spawn starts a process in ~1 ms, child_process in ~10. */
+/**
+ * Bun's API when running under Bun: Bun.spawn starts a process in ~1 ms, child_process in ~10,
+ * and its pipes are web streams, where node:child_process's load node:stream and node:net (~2.5
+ * ms of start-up).
+ */
 function bunApi(): BunApi | undefined {
   return (globalThis as { Bun?: BunApi }).Bun;
 }
@@ -174,6 +194,8 @@ export class LaunchSession {
   readonly child: ChildProcess | undefined;
   /** The launcher when started with Bun.spawn. */
   private readonly bunChild: BunSubprocess | undefined;
+  /** The caller's ends of the container's "pipe" stdio entries. */
+  readonly pipes: PipedStdio;
   initPid = 0;
   /** The control socket: a node stream (node:child_process), or a plain fd (Bun.spawn). */
   private readonly control: Duplex | undefined;
@@ -221,7 +243,7 @@ export class LaunchSession {
       });
     }
     const bun = bunApi();
-    if (bun && !options.childProcess && !stdio.slice(0, 3).includes("pipe")) {
+    if (bun) {
       let proc: BunSubprocess;
       try {
         proc = bun.spawn([path, String(controlFd)], {
@@ -233,6 +255,7 @@ export class LaunchSession {
         });
       }
       this.bunChild = proc;
+      this.pipes = bunPipes(proc);
       const fd = proc.stdio[controlFd];
       if (typeof fd !== "number")
         throw new PivotError("could not open the control socket to the launcher");
@@ -245,6 +268,7 @@ export class LaunchSession {
     this.child = childProcess().spawn(path, [String(controlFd)], {
       stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
     });
+    this.pipes = pipedStdioOf(this.child);
     const control = this.child.stdio[controlFd];
     if (!control) throw new PivotError("could not open the control socket to the launcher");
     this.control = control as Duplex;
@@ -464,7 +488,7 @@ export class LaunchSession {
     } catch {
       // The explanation is a bonus; the error itself must still be reported.
     }
-    const hint = diagnosis ?? hintFor(name, step?.op ?? -1);
+    const hint = diagnosis ?? hintFor(name, step?.op ?? -1, detail);
     return new LaunchError(`${what} failed: ${detail}: ${why}`, stepIndex, errno, {
       code: name,
       ...(hint ? { hint } : {}),

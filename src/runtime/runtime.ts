@@ -1,5 +1,4 @@
 // The container lifecycle of runtime.md: create, start, state, kill, delete, plus run and exec.
-import type { ChildProcess } from "node:child_process";
 import {
   closeSync,
   constants as fsConstants,
@@ -22,6 +21,7 @@ import type { SeccompCache } from "../security/seccomp-cache.ts";
 import { writeAllSync } from "../util/write-fd.ts";
 import { runHooks, runHooksWarnOnly } from "./hooks.ts";
 import type { LaunchSession, StdioSpec } from "./launcher.ts";
+import type { PipedStdio } from "./piped-stdio.ts";
 import type { CgroupJoin, CgroupMountSource, FileKind, HostFacts, Plan } from "./plan.ts";
 import { parseSignal } from "./signals.ts";
 import {
@@ -73,8 +73,8 @@ export interface CreateOptions {
   preserveFds?: number;
   /** The container's stdio; defaults to the caller's. */
   stdio?: StdioSpec[];
-  /** Called with the launcher process once spawned: with stdio "pipe", its stdio are the container's. */
-  onLaunch?: (launcher: ChildProcess) => void;
+  /** Called once the launcher is spawned, with the caller's ends of the "pipe" stdio entries. */
+  onLaunch?: (pipes: PipedStdio) => void;
   /** `run` only: called once the container's process has been started. */
   onStart?: (pid: number) => void;
   /** `run` only: awaited between create and start, with the init's pid (e.g. to wire its network). */
@@ -88,8 +88,8 @@ export interface ExecOptions {
   consoleSocket?: string;
   preserveFds?: number;
   stdio?: StdioSpec[];
-  /** Called with the launcher process once spawned: with stdio "pipe", its stdio are the process's. */
-  onLaunch?: (launcher: ChildProcess) => void;
+  /** Called once the launcher is spawned, with the caller's ends of the "pipe" stdio entries. */
+  onLaunch?: (pipes: PipedStdio) => void;
 }
 
 const realHost: HostFacts = {
@@ -291,7 +291,6 @@ export class Runtime {
       ...(this.trace ? { trace: this.trace } : {}),
       ...(options.stdio ? { stdio: options.stdio } : {}),
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
-      ...(options.onLaunch ? { childProcess: true } : {}),
     });
     let planned: Awaited<ReturnType<Runtime["planContainer"]>>;
     let listenerState: Awaited<ReturnType<typeof launching>>["listenerState"];
@@ -362,7 +361,7 @@ export class Runtime {
         const creating = this.stateOf(record, "creating");
         return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
       });
-      if (s.child) options.onLaunch?.(s.child);
+      options.onLaunch?.(s.pipes);
       await s.whenReady();
       this.trace?.mark(
         `ready: the init waits ${waitForInit ? "to be started" : "on the exec fifo"}`,
@@ -661,13 +660,12 @@ export class Runtime {
     const session = launch(plan, {
       ...(options.stdio ? { stdio: options.stdio } : {}),
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
-      ...(options.onLaunch ? { childProcess: true } : {}),
       onSync: (_point, pid) => {
         cgroup.join(pid, cgroupJoin.byRuntime);
         return undefined;
       },
     });
-    if (session.child) options.onLaunch?.(session.child);
+    options.onLaunch?.(session.pipes);
     if (options.detach) {
       await session.whenClosed();
       if (options.pidFile) writeAtomic(resolve(options.pidFile), String(session.initPid));

@@ -19,3 +19,6 @@ export const dgram = lazyRequire<typeof import("node:dgram")>("node:dgram");
 // node:os (~0.5 ms with its constants table): kill's signal names, a kernel release, getpwuid.
 export const tty = lazyRequire<typeof import("node:tty")>("node:tty");
 export const os = lazyRequire<typeof import("node:os")>("node:os");
+// node:stream (~2.3 ms): only for a library caller's stdio streams and image archives; `pivot run`
+// reads the container's output from the launcher's pipes without it.
+export const stream = lazyRequire<typeof import("node:stream")>("node:stream");

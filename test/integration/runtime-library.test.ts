@@ -74,6 +74,49 @@ describe("Runtime.run", () => {
   });
 });
 
+describe("stdio pipes through the library", () => {
+  // Under Bun the launcher starts with Bun.spawn and its pipes are web streams; the same
+  // PipedStdio is what node:child_process gives under Node.
+  test("stdin goes in, stdout and stderr come out apart and whole (4 MiB through a slow reader)", async () => {
+    const pipeBundle = makeBundle(join(work, "pipe-bundle"), (s) => {
+      s.process!.args = [
+        "sh",
+        "-c",
+        "read line; echo \"got $line\"; echo oops >&2; head -c 4194304 /dev/zero | tr '\\0' x",
+      ];
+    });
+    const runtime = new Runtime({ root, warn: () => {} });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const drains: Promise<void>[] = [];
+    const read = async (src: AsyncIterable<Uint8Array>, into: Buffer[], slow: boolean) => {
+      for await (const chunk of src) {
+        into.push(Buffer.from(chunk));
+        // A reader slower than the writer: the container waits on the full pipe, nothing is lost.
+        if (slow && into.length % 16 === 0) await Bun.sleep(1);
+      }
+    };
+    const code = await runtime.run(nextId(), {
+      bundle: pipeBundle,
+      stdio: ["pipe", "pipe", "pipe"],
+      onLaunch: (pipes) => {
+        expect(pipes.stdin && pipes.stdout && pipes.stderr).toBeTruthy();
+        drains.push(read(pipes.stdout!, out, true), read(pipes.stderr!, err, false));
+        pipes.stdin!.write(Buffer.from("hello\n"));
+        pipes.stdin!.end();
+      },
+    });
+    await Promise.all(drains);
+    expect(code).toBe(0);
+    const text = Buffer.concat(out).toString();
+    expect(text.startsWith("got hello\n")).toBe(true);
+    const rest = text.slice("got hello\n".length);
+    expect(rest.length).toBe(4194304);
+    expect(/^x+$/.test(rest)).toBe(true);
+    expect(Buffer.concat(err).toString()).toBe("oops\n");
+  });
+});
+
 describe("--trace through the library", () => {
   test("the launcher's steps are on this process's clock: after the plan is sent, before the runtime hears of them", async () => {
     // The launcher reports its monotonic clock shifted onto this process's performance.now() (a
