@@ -22,6 +22,7 @@
 #include <linux/bpf.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -40,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -573,6 +575,29 @@ static void do_time_offsets(struct step *st) {
 
 static const char *nullable(const char *s) { return s[0] ? s : NULL; }
 
+/* The opened mount point, where the image's symlinks have been followed, may be on procfs or
+ * sysfs only if the step allows it (kernelFs, KERNEL_FS_* bits): a mount there hides the kernel's
+ * files, or what the masked and read-only paths protect. */
+static void check_mount_point_fs(int fd, const char *rootfs, const char *path, int64_t allowed) {
+  struct statfs sf;
+  if (fstatfs(fd, &sf) < 0) fail(errno, "statfs mount point %s inside %s", path, rootfs);
+  const char *fs = NULL;
+  if (sf.f_type == PROC_SUPER_MAGIC && !(allowed & KERNEL_FS_PROC)) fs = "procfs";
+  if (sf.f_type == SYSFS_MAGIC && !(allowed & KERNEL_FS_SYS)) fs = "sysfs";
+  if (!fs) return;
+  /* Where it resolved, for the message: the host's path, shown inside the root. */
+  char link[64], where[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, where, sizeof where - 1);
+  where[n > 0 ? n : 0] = 0;
+  size_t rlen = strlen(rootfs);
+  const char *inside = where;
+  if (n > 0 && strncmp(where, rootfs, rlen) == 0 && (where[rlen] == '/' || where[rlen] == 0))
+    inside = where[rlen] ? where + rlen : "/";
+  fail(EACCES, "mount point %s inside %s is on %s%s%s%s: a mount there would hide the kernel's own files", path, rootfs,
+       fs, inside[0] ? " (it resolves to " : "", inside, inside[0] ? ")" : "");
+}
+
 static void do_mount_in_root(struct step *st, int no_symlinks) {
   const char *rootfs = S(st, 0), *path = S(st, 1), *source = S(st, 2), *fstype = S(st, 3);
   unsigned long flags = (unsigned long)I(st, 4);
@@ -581,6 +606,7 @@ static void do_mount_in_root(struct step *st, int no_symlinks) {
   if (fd < 0 && errno == ELOOP && no_symlinks)
     fail(errno, "open mount point %s inside %s: a component of the path is a symlink", path, rootfs);
   if (fd < 0) fail(errno, "open mount point %s inside %s", path, rootfs);
+  check_mount_point_fs(fd, rootfs, path, I(st, 6));
   char target[64];
   snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
   if (mount(nullable(source), target, nullable(fstype), flags, nullable(data)) < 0) {
@@ -828,10 +854,25 @@ static void do_open_idmapped_tree(struct step *st) {
   close(userns);
   /* A detached copy of a shared source stays in the source's peer group; the plan says what it
    * becomes instead (a slave, or private). */
-  struct pivot_mount_attr prop = {.propagation = (uint64_t)I(st, 6)};
+  /* Its attributes (read-only, nosuid, ...) too, before anything can see it. */
+  struct pivot_mount_attr prop = {
+      .attr_set = (uint64_t)I(st, 7), .attr_clr = (uint64_t)I(st, 8), .propagation = (uint64_t)I(st, 6)};
   if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (rec_bind ? AT_RECURSIVE : 0), &prop, sizeof prop) < 0)
-    fail(errno, "set the propagation of the id-mapped copy of %s", source);
+    fail(errno, "set the propagation and attributes (set 0x%llx, cleared 0x%llx) of the id-mapped copy of %s",
+         (unsigned long long)prop.attr_set, (unsigned long long)prop.attr_clr, source);
   slots[slot] = tree;
+}
+
+/* Propagation changes, arguments `from` on (MS_* flags, with MS_REC for the submounts too), on
+ * the mount an fd holds: no path is looked up again. */
+static void set_propagations(struct step *st, int from, int mount_fd, const char *path) {
+  for (int i = from; i < st->argc; i++) {
+    uint64_t flags = (uint64_t)I(st, i);
+    struct pivot_mount_attr attr = {.propagation = flags & ~(uint64_t)MS_REC};
+    if (syscall(SYS_mount_setattr, mount_fd, "", AT_EMPTY_PATH | ((flags & MS_REC) ? AT_RECURSIVE : 0), &attr,
+                sizeof attr) < 0)
+      fail(errno, "set the propagation of %s (flags 0x%llx)", path, (unsigned long long)flags);
+  }
 }
 
 static void do_move_mount_in_root(struct step *st) {
@@ -840,11 +881,37 @@ static void do_move_mount_in_root(struct step *st) {
   if (slot < 0 || slot >= MAX_SLOTS || slots[slot] < 0) fail(EPROTO, "bad slot %d", slot);
   int target = open_in_root(rootfs, path, O_PATH, 0);
   if (target < 0) fail(errno, "open mount point %s inside %s", path, rootfs);
+  check_mount_point_fs(target, rootfs, path, I(st, 3));
   if (syscall(SYS_move_mount, slots[slot], "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
     fail(errno, "move_mount the id-mapped mount onto %s inside %s", path, rootfs);
+  set_propagations(st, 4, slots[slot], path);
   close(target);
   close(slots[slot]);
   slots[slot] = -1;
+}
+
+/* A bind mount in one step (Op.BindInRoot): the destination is opened once, inside the root; a
+ * detached copy of the source gets its attributes before it is attached there, and its
+ * propagation after, through the same fd. */
+static void do_bind_in_root(struct step *st) {
+  const char *rootfs = S(st, 0), *path = S(st, 1), *source = S(st, 2);
+  int recursive = (int)I(st, 3);
+  struct pivot_mount_attr attr = {.attr_set = (uint64_t)I(st, 4), .attr_clr = (uint64_t)I(st, 5)};
+  int target = open_in_root(rootfs, path, O_PATH, 0);
+  if (target < 0) fail(errno, "open mount point %s inside %s", path, rootfs);
+  check_mount_point_fs(target, rootfs, path, I(st, 6));
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source,
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+  if (tree < 0) fail(errno, "open_tree(OPEN_TREE_CLONE) of the bind source %s", source);
+  if ((attr.attr_set || attr.attr_clr) &&
+      syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0)
+    fail(errno, "set the attributes of the bind of %s (mount_setattr: set 0x%llx, cleared 0x%llx%s)", source,
+         (unsigned long long)attr.attr_set, (unsigned long long)attr.attr_clr, recursive ? ", submounts too" : "");
+  if (syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+    fail(errno, "bind %s on %s inside %s (move_mount)", source, path, rootfs);
+  set_propagations(st, 7, tree, path);
+  close(tree);
+  close(target);
 }
 
 /* The mount holding PATH made private, in this mount namespace: mount(2) refuses (EINVAL) a
@@ -1500,6 +1567,7 @@ static void run_step(struct step *st) {
     case OP_COPY_DIR_IN_ROOT: do_copy_dir_in_root(st); break;
     case OP_OPEN_IDMAPPED_TREE: do_open_idmapped_tree(st); break;
     case OP_MOVE_MOUNT_IN_ROOT: do_move_mount_in_root(st); break;
+    case OP_BIND_IN_ROOT: do_bind_in_root(st); break;
     case OP_SET_DUMPABLE:
       if (prctl(PR_SET_DUMPABLE, (unsigned long)I(st, 0), 0, 0, 0) < 0) fail(errno, "prctl(PR_SET_DUMPABLE)");
       break;

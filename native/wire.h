@@ -12,6 +12,7 @@
 #define OP_MOUNT 8
 #define OP_MOUNT_IN_ROOT 9
 #define OP_MOUNT_IN_ROOT_NO_SYMLINKS 49
+#define OP_BIND_IN_ROOT 52
 #define OP_MKDIR_IN_ROOT 10
 #define OP_TOUCH_IN_ROOT 11
 #define OP_MKNOD_IN_ROOT 12
@@ -80,6 +81,9 @@
 
 #define REPLY_CONTINUE 1
 #define REPLY_ABORT 2
+
+#define KERNEL_FS_PROC 1
+#define KERNEL_FS_SYS 2
 
 #define WIRE_TAG_INT 105
 #define WIRE_TAG_STR 115

@@ -1,6 +1,6 @@
 // Showing a launch plan to people: numbered steps, JSON, or a shell script that reproduces the
 // container by hand with unshare, mount and pivot_root.
-import { CloneFlag, MountOptionFlags, MS, PropagationFlags, Rlimit } from "./linux.ts";
+import { CloneFlag, MOUNT_ATTR, MountOptionFlags, MS, PropagationFlags, Rlimit } from "./linux.ts";
 import type { Plan, PlanStep } from "./plan.ts";
 import { type Arg, Op, opName } from "./wire.ts";
 
@@ -72,6 +72,30 @@ function mountOptions(flags: number, data: string): string {
     if ((flags & bit) === bit) opts.push(name);
   }
   if (data) opts.push(data);
+  return opts.join(",");
+}
+
+/** mount(8) options for mount_setattr attributes (BindInRoot). */
+function attributeOptions(set: number, clear: number): string {
+  const names: [number, string][] = [
+    [MOUNT_ATTR.RDONLY, "ro"],
+    [MOUNT_ATTR.NOSUID, "nosuid"],
+    [MOUNT_ATTR.NODEV, "nodev"],
+    [MOUNT_ATTR.NOEXEC, "noexec"],
+    [MOUNT_ATTR.NODIRATIME, "nodiratime"],
+    [MOUNT_ATTR.NOSYMFOLLOW, "nosymfollow"],
+  ];
+  const opts = names.filter(([bit]) => (set & bit) !== 0).map(([, name]) => name);
+  if (clear & MOUNT_ATTR._ATIME) {
+    const atime = set & MOUNT_ATTR._ATIME;
+    opts.push(
+      atime === MOUNT_ATTR.NOATIME
+        ? "noatime"
+        : atime === MOUNT_ATTR.STRICTATIME
+          ? "strictatime"
+          : "relatime",
+    );
+  }
   return opts.join(",");
 }
 
@@ -164,6 +188,21 @@ function shellForStep(step: PlanStep): string[] {
       }
       const opts = mountOptions(flags, data);
       return [`mount -t ${shq(fstype)}${opts ? ` -o ${shq(opts)}` : ""} ${shq(source)} ${target}`];
+    }
+    case Op.BindInRoot: {
+      const target = shq(inRoot(a[0]!, a[1]!));
+      const source = String(a[2]);
+      const recursive = Number(a[3]) === 1;
+      const opts = attributeOptions(Number(a[4]), Number(a[5]));
+      const parts = [`mount ${recursive ? "--rbind" : "--bind"} ${shq(source)} ${target}`];
+      // mount(8)'s remount reaches the top mount only; the runtime sets them on the submounts too.
+      if (opts) parts.push(`mount -o remount,bind,${opts} ${target}`);
+      for (const p of a.slice(7)) parts.push(`mount ${propagationOption(Number(p))} ${target}`);
+      const bind = parts.join(" && ");
+      // The container's own cgroup exists only once pivot-runtime made it.
+      if (source.startsWith("/sys/fs/cgroup/"))
+        return [`if [ -d ${shq(source)} ]; then ${bind}; fi`];
+      return [bind];
     }
     case Op.MknodInRoot: {
       const mode = Number(a[2]);

@@ -50,6 +50,40 @@ export const MS = {
   LAZYTIME: 1 << 25,
 } as const;
 
+/**
+ * Files under /proc a bind mount may cover, as runc allows (checkProcMount): those lxcfs emulates
+ * with the container's own numbers. Nothing else is mounted over procfs: a mount on
+ * /proc/sys/kernel/core_pattern, /proc/sysrq-trigger or /proc itself would replace what the
+ * kernel shows, or what masks and read-only paths protect.
+ */
+export const PROC_BIND_DESTINATIONS: ReadonlySet<string> = new Set([
+  "/proc/cpuinfo",
+  "/proc/diskstats",
+  "/proc/meminfo",
+  "/proc/stat",
+  "/proc/swaps",
+  "/proc/uptime",
+  "/proc/loadavg",
+  "/proc/slabinfo",
+  "/proc/sys/kernel/ns_last_pid",
+  "/proc/sys/crypto/fips_enabled",
+]);
+
+/** mount_setattr(2)'s per-mount attributes (linux/mount.h). */
+export const MOUNT_ATTR = {
+  RDONLY: 0x1,
+  NOSUID: 0x2,
+  NODEV: 0x4,
+  NOEXEC: 0x8,
+  /** The mask of the atime mode: clear it to set RELATIME, NOATIME or STRICTATIME. */
+  _ATIME: 0x70,
+  RELATIME: 0,
+  NOATIME: 0x10,
+  STRICTATIME: 0x20,
+  NODIRATIME: 0x80,
+  NOSYMFOLLOW: 0x00200000,
+} as const;
+
 /** Mount options that set (true) or clear (false) a flag, as mount(8) and runc read them. */
 export const MountOptionFlags: Record<string, [boolean, number]> = {
   ro: [true, MS.RDONLY],

@@ -24,9 +24,11 @@ import {
 import {
   Capability,
   CloneFlag,
+  MOUNT_ATTR,
   MountOptionFlags,
   MS,
   NamespaceProcName,
+  PROC_BIND_DESTINATIONS,
   PropagationFlags,
   Rlimit,
   S_IFBLK,
@@ -34,7 +36,7 @@ import {
   S_IFIFO,
 } from "./linux.ts";
 import { type Caller, type IdMapMethod, idMapMethod, isRootless } from "./userns.ts";
-import { type Arg, Op, type OpCode, SyncPoint } from "./wire.ts";
+import { type Arg, KernelFs, Op, type OpCode, SyncPoint } from "./wire.ts";
 
 export interface PlanStep {
   op: OpCode;
@@ -366,6 +368,9 @@ function compileIdmappedMounts(
     // own options apply after the move.
     const initial = initialRootPropagation(input);
     const treePropagation = initial === (MS.PRIVATE | MS.REC) ? MS.PRIVATE : MS.SLAVE;
+    // Its options (ro, nosuid, ...) are set on the copy before it is attached: no remount by path.
+    const attrs = bindAttributes(opts.flags);
+    const flags = flagNames(opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT));
     out.add(
       Op.OpenIdmappedTree,
       [
@@ -376,8 +381,10 @@ function compileIdmappedMounts(
         idMapText(uid),
         idMapText(gid),
         treePropagation,
+        attrs.set,
+        attrs.clear,
       ],
-      `open ${source}${recursiveBind ? " and its submounts" : ""} as a detached mount, id-mapped${recursiveIdmap ? " recursively" : ""} (uids ${idMapSummary(uid)}, gids ${idMapSummary(gid)})`,
+      `open ${source}${recursiveBind ? " and its submounts" : ""} as a detached mount, id-mapped${recursiveIdmap ? " recursively" : ""} (uids ${idMapSummary(uid)}, gids ${idMapSummary(gid)})${flags ? `, ${flags}${recursiveBind ? " with its submounts" : ""}` : ""}`,
     );
     slots.set(i, slot);
   });
@@ -424,28 +431,39 @@ function compileMount(
     }
     if (kind === "directory") out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
     else out.add(Op.TouchInRoot, [rootfs, dest], `create file ${dest} as a mount point`);
-    const bindFlags = MS.BIND | (opts.flags & MS.REC);
+    const recursive = (opts.flags & MS.REC) !== 0;
+    const kernelFs = kernelFsAllowed(dest, type, true);
+    const props = opts.propagation.map((p) => propagationName(p));
+    const propText = props.length ? `, then make it ${props.join(", then ")}` : "";
     if (idmapSlot !== undefined) {
+      // Its attributes were set on the detached copy (OpenIdmappedTree), before it is attached.
       out.add(
         Op.MoveMountInRoot,
-        [idmapSlot, rootfs, dest],
-        `attach the id-mapped mount of ${source} on ${dest}`,
+        [idmapSlot, rootfs, dest, kernelFs, ...opts.propagation],
+        `attach the id-mapped mount of ${source} on ${dest}${propText}`,
       );
     } else {
+      // One step, the destination opened once: a read-only remount by path, a second lookup,
+      // could land elsewhere if the rootfs changed in between (a directory of a volume shared
+      // with another container swapped for a symlink), and leave this bind writable.
+      const attrs = bindAttributes(opts.flags);
+      const flags = flagNames(opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT));
       out.add(
-        Op.MountInRoot,
-        [rootfs, dest, source, "", bindFlags, ""],
-        `bind ${source} on ${dest}${bindFlags & MS.REC ? " (recursive)" : ""}`,
+        Op.BindInRoot,
+        [
+          rootfs,
+          dest,
+          source,
+          recursive ? 1 : 0,
+          attrs.set,
+          attrs.clear,
+          kernelFs,
+          ...opts.propagation,
+        ],
+        `bind ${source} on ${dest}${recursive ? " with its submounts" : ""}${flags ? ` (${flags}${recursive ? ", submounts too" : ""})` : ""}${propText}`,
       );
     }
-    const extra = opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT);
-    if (extra !== 0) {
-      out.add(
-        Op.MountInRoot,
-        [rootfs, dest, "", "", MS.BIND | MS.REMOUNT | extra, ""],
-        `remount ${dest} with ${flagNames(extra)}`,
-      );
-    }
+    return;
   } else if (type === "cgroup" && input.cgroupMounts) {
     compileCgroupMount(out, dest, opts, input);
     return;
@@ -454,7 +472,15 @@ function compileMount(
     out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
     out.add(
       Op.MountInRoot,
-      [rootfs, dest, "cgroup2", "cgroup2", opts.flags & ~MS.REMOUNT, ""],
+      [
+        rootfs,
+        dest,
+        "cgroup2",
+        "cgroup2",
+        opts.flags & ~MS.REMOUNT,
+        "",
+        kernelFsAllowed(dest, type, false),
+      ],
       `mount cgroup2 on ${dest}`,
     );
   } else {
@@ -477,7 +503,15 @@ function compileMount(
     const strict = type === "proc" || type === "sysfs";
     out.add(
       strict ? Op.MountInRootNoSymlinks : Op.MountInRoot,
-      [rootfs, dest, m.source ?? type, type, opts.flags & ~MS.REMOUNT, data.join(",")],
+      [
+        rootfs,
+        dest,
+        m.source ?? type,
+        type,
+        opts.flags & ~MS.REMOUNT,
+        data.join(","),
+        kernelFsAllowed(dest, type, false),
+      ],
       `mount ${type} on ${dest}${opts.flags ? ` (${flagNames(opts.flags)})` : ""}${data.length ? ` [${data.join(",")}]` : ""}`,
     );
     if (copyUp) {
@@ -491,10 +525,57 @@ function compileMount(
   for (const prop of opts.propagation) {
     out.add(
       Op.MountInRoot,
-      [rootfs, dest, "", "", prop, ""],
+      [rootfs, dest, "", "", prop, "", kernelFsAllowed(dest, type, false)],
       `set propagation of ${dest} to ${propagationName(prop)}`,
     );
   }
+}
+
+/**
+ * The kernel filesystems a mount's target may turn out to be on (KernelFs bits); the launcher
+ * checks the opened target, where symlinks of the image have been followed. procfs: a fresh proc
+ * or sysfs (mounted where the path says, no symlink on the way), and a bind onto one of
+ * PROC_BIND_DESTINATIONS. sysfs: the same fresh mounts, and a destination the config itself puts
+ * under /sys (the cgroup mount, a host directory of /sys bound in). Anything else found there got
+ * there through a symlink in the image (/dev -> /proc): it would hide procfs, and the masked and
+ * read-only paths would then protect the wrong files, or none.
+ */
+function kernelFsAllowed(dest: string, type: string, bind: boolean): number {
+  if (!bind && (type === "proc" || type === "sysfs")) return KernelFs.Proc | KernelFs.Sys;
+  let allowed = 0;
+  if (bind && PROC_BIND_DESTINATIONS.has(dest)) allowed |= KernelFs.Proc;
+  if (dest === "/sys" || dest.startsWith("/sys/")) allowed |= KernelFs.Sys;
+  return allowed;
+}
+
+/**
+ * A bind's mount(2) flags as mount_setattr attributes. They are added to what the source's mount
+ * has (a nosuid host mount stays nosuid), as restrictions: "rw", "suid", "dev" and "exec" clear
+ * nothing. An atime mode replaces the source's (its mask cleared, the mode set).
+ */
+export function bindAttributes(flags: number): { set: number; clear: number } {
+  let set = 0;
+  let clear = 0;
+  if (flags & MS.RDONLY) set |= MOUNT_ATTR.RDONLY;
+  if (flags & MS.NOSUID) set |= MOUNT_ATTR.NOSUID;
+  if (flags & MS.NODEV) set |= MOUNT_ATTR.NODEV;
+  if (flags & MS.NOEXEC) set |= MOUNT_ATTR.NOEXEC;
+  if (flags & MS.NODIRATIME) set |= MOUNT_ATTR.NODIRATIME;
+  if (flags & MS.NOSYMFOLLOW) set |= MOUNT_ATTR.NOSYMFOLLOW;
+  // The kernel's order: strictatime wins over noatime, which wins over relatime.
+  const atime =
+    flags & MS.STRICTATIME
+      ? MOUNT_ATTR.STRICTATIME
+      : flags & MS.NOATIME
+        ? MOUNT_ATTR.NOATIME
+        : flags & MS.RELATIME
+          ? MOUNT_ATTR.RELATIME
+          : undefined;
+  if (atime !== undefined) {
+    set |= atime;
+    clear |= MOUNT_ATTR._ATIME;
+  }
+  return { set, clear };
 }
 
 /** On a v1 or hybrid host: a tmpfs with the container's own cgroup directories bound in. */
@@ -506,30 +587,35 @@ function compileCgroupMount(
 ): void {
   const { rootfs } = input;
   out.add(Op.MkdirInRoot, [rootfs, dest, 0o755], `mkdir -p ${dest}`);
+  const kernelFs = kernelFsAllowed(dest, "tmpfs", false);
   out.add(
     Op.MountInRoot,
-    [rootfs, dest, "tmpfs", "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=755"],
+    [rootfs, dest, "tmpfs", "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=755", kernelFs],
     `mount tmpfs on ${dest} to hold the cgroup hierarchies`,
   );
   const ro = opts.flags & MS.RDONLY;
   for (const cg of input.cgroupMounts ?? []) {
     const target = `${dest}/${cg.name}`;
     out.add(Op.MkdirInRoot, [rootfs, target, 0o755], `mkdir -p ${target}`);
+    const attrs = bindAttributes(MS.NOSUID | MS.NODEV | MS.NOEXEC | ro);
     out.add(
-      Op.MountInRoot,
-      [rootfs, target, cg.hostPath, "", MS.BIND, ""],
-      `bind the container's cgroup ${cg.hostPath} on ${target}`,
-    );
-    out.add(
-      Op.MountInRoot,
-      [rootfs, target, "", "", MS.BIND | MS.REMOUNT | MS.NOSUID | MS.NODEV | MS.NOEXEC | ro, ""],
-      `remount ${target}${ro ? " read-only" : ""}`,
+      Op.BindInRoot,
+      [rootfs, target, cg.hostPath, 0, attrs.set, attrs.clear, kernelFsAllowed(target, "", true)],
+      `bind the container's cgroup ${cg.hostPath} on ${target} (nosuid,nodev,noexec${ro ? ",ro" : ""})`,
     );
   }
   if (ro) {
     out.add(
       Op.MountInRoot,
-      [rootfs, dest, "", "", MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=755"],
+      [
+        rootfs,
+        dest,
+        "",
+        "",
+        MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC,
+        "mode=755",
+        kernelFs,
+      ],
       `remount ${dest} read-only`,
     );
   }
@@ -565,7 +651,7 @@ function compileDevices(
       out.add(Op.TouchInRoot, [rootfs, path], `create ${path} as a mount point`);
       out.add(
         Op.MountInRoot,
-        [rootfs, path, dev.path, "", MS.BIND, ""],
+        [rootfs, path, dev.path, "", MS.BIND, "", kernelFsAllowed(path, "", true)],
         `bind host device ${dev.path} on ${path}`,
       );
       continue;
@@ -955,7 +1041,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   } else if (spec.root?.readonly) {
     out.add(
       Op.MountInRoot,
-      ["/", "/", "", "", MS.BIND | MS.REMOUNT | MS.RDONLY, ""],
+      ["/", "/", "", "", MS.BIND | MS.REMOUNT | MS.RDONLY, "", 0],
       "remount the root filesystem read-only",
     );
   }

@@ -39,6 +39,7 @@ const PHASES: [string, number[]][] = [
       Op.Mount,
       Op.MountInRoot,
       Op.MountInRootNoSymlinks,
+      Op.BindInRoot,
       Op.MkdirInRoot,
       Op.TouchInRoot,
       Op.MknodInRoot,

@@ -27,12 +27,23 @@ export const Op = {
   BecomeNamespaceRoot: 7,
   /** mount(2): (source, target, fstype, flags, data). Targets beginning with the rootfs are plain paths. */
   Mount: 8,
-  /** Mount with the target resolved inside the root filesystem (no escape through symlinks): (rootfs, pathInRoot, source, fstype, flags, data). */
+  /** Mount with the target resolved inside the root filesystem (no escape through symlinks):
+   *  (rootfs, pathInRoot, source, fstype, flags, data, kernelFs: the KernelFs bits of the
+   *  filesystems the target may be on; a target on procfs or sysfs not allowed there is refused). */
   MountInRoot: 9,
   /** As MountInRoot, but no component of the target may be a symlink (proc and sysfs, as runc
    *  requires: procfs mounted through a link chain the next mounts hide would be unmasked):
-   *  (rootfs, pathInRoot, source, fstype, flags, data). */
+   *  (rootfs, pathInRoot, source, fstype, flags, data, kernelFs). */
   MountInRootNoSymlinks: 49,
+  /** A bind mount in one step, its destination resolved once: open the target inside the root
+   *  filesystem (refused on procfs or sysfs unless kernelFs allows it), make a detached copy of
+   *  the source (open_tree, OPEN_TREE_CLONE, with its submounts when recursive), set its mount
+   *  attributes (mount_setattr: MOUNT_ATTR_* values, recursively when recursive), attach it on
+   *  the opened target (move_mount), then set each propagation through the same fd (MS_PRIVATE,
+   *  MS_SLAVE, MS_SHARED or MS_UNBINDABLE, recursively with MS_REC). No path is resolved twice:
+   *  a directory swapped for a symlink meanwhile cannot make the attributes land elsewhere:
+   *  (rootfs, pathInRoot, source, recursive 0/1, attrSet, attrClr, kernelFs, propagation...). */
+  BindInRoot: 52,
   /** Create a directory and its parents inside the root filesystem: (rootfs, pathInRoot, mode). */
   MkdirInRoot: 10,
   /** Create an empty file (and parent dirs) inside the root filesystem, for a file bind mount: (rootfs, pathInRoot). */
@@ -142,12 +153,15 @@ export const Op = {
   /** In the launcher, as the host's root: a detached copy of a bind source, id-mapped through a
    *  helper user namespace that the launcher makes with these maps ("containerID hostID size"
    *  lines, written verbatim, as runc does); the mount fd goes in a slot:
-   *  (slot, source, recursiveBind 0/1, recursiveIdmap 0/1, uidMap, gidMap, propagation): the
-   *  copy's propagation (MS_SLAVE or MS_PRIVATE: never left in its source's peer group), set
-   *  recursively with a recursive bind. */
+   *  (slot, source, recursiveBind 0/1, recursiveIdmap 0/1, uidMap, gidMap, propagation, attrSet,
+   *  attrClr): the copy's propagation (MS_SLAVE or MS_PRIVATE: never left in its source's peer
+   *  group) and its MOUNT_ATTR_* attributes (read-only, nosuid, ...: set before it is attached, so
+   *  no remount by path follows), set recursively with a recursive bind. */
   OpenIdmappedTree: 70,
   /** Attach the detached mount in a slot (OpenIdmappedTree) on a path inside the root
-   *  filesystem, then close the slot: (slot, rootfs, pathInRoot). */
+   *  filesystem (refused on procfs or sysfs unless kernelFs allows it), set each propagation
+   *  through the slot's fd as BindInRoot does, then close the slot:
+   *  (slot, rootfs, pathInRoot, kernelFs, propagation...). */
   MoveMountInRoot: 71,
   /** As the host's root, before any process joins the cgroup: load an eBPF device program
    *  (BPF_PROG_TYPE_CGROUP_DEVICE, bytes of struct bpf_insn), attach it to a cgroup v2 directory
@@ -183,6 +197,17 @@ export const Event = {
   Executed: 9,
 } as const;
 export type EventCode = (typeof Event)[keyof typeof Event];
+
+/**
+ * Kernel filesystems a mount step's target may be on (its kernelFs argument, a bit mask). The
+ * launcher refuses a target it finds on procfs or sysfs (fstatfs of the opened target) unless the
+ * step allows it: a symlink in the image (/dev -> /proc) must not put a mount over the kernel's
+ * files. Which mounts may is decided in plan.ts.
+ */
+export const KernelFs = {
+  Proc: 1,
+  Sys: 2,
+} as const;
 
 /** Points where the launcher stops and the TypeScript side acts. */
 export const SyncPoint = {
@@ -342,6 +367,7 @@ export function renderWireHeader(): string {
   table("EV", Event);
   table("SYNC", SyncPoint);
   table("REPLY", Reply);
+  table("KERNEL_FS", KernelFs);
   lines.push(`#define WIRE_TAG_INT ${TAG_INT}`, `#define WIRE_TAG_STR ${TAG_STR}`);
   lines.push(`#define WIRE_MAX_MESSAGE ${MAX_MESSAGE_BYTES}`, "", "#endif", "");
   return lines.join("\n");

@@ -1036,6 +1036,142 @@ describe("escapes through /proc and the kernel", () => {
   });
 });
 
+describe("bind attributes and mounts onto kernel filesystems", () => {
+  /** Runs `mount -t tmpfs` on DIR (on the host) for the test, unmounting it afterwards. */
+  function withHostTmpfs<T>(dir: string, body: () => T): T {
+    mkdirSync(dir, { recursive: true });
+    expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]).status).toBe(0);
+    try {
+      return body();
+    } finally {
+      spawnSync("umount", ["-l", dir]);
+    }
+  }
+
+  const probe = (dirs: string[]) =>
+    dirs
+      .map((d) => `if touch ${d}/f 2>/dev/null; then echo "${d} rw"; else echo "${d} ro"; fi`)
+      .join("; ");
+
+  test("bind,ro and rbind,ro are read-only inside, an rbind's submounts too; a plain rbind stays writable", () => {
+    const ro = join(work, "attr-ro");
+    const rro = join(work, "attr-rro");
+    const rw = join(work, "attr-rw");
+    for (const d of [ro, rro, rw]) mkdirSync(d);
+    const r = withHostTmpfs(join(rro, "sub"), () =>
+      withHostTmpfs(join(rw, "sub"), () =>
+        run(
+          [
+            "sh",
+            "-c",
+            `${probe(["/ro", "/rro", "/rro/sub", "/rw", "/rw/sub"])}; grep -E ' /(rro|rw)/sub ' /proc/self/mountinfo | cut -d' ' -f5,6 | cut -d, -f1`,
+          ],
+          (s) => {
+            s.mounts!.push(
+              { destination: "/ro", type: "bind", source: ro, options: ["bind", "ro"] },
+              { destination: "/rro", type: "bind", source: rro, options: ["rbind", "ro"] },
+              { destination: "/rw", type: "bind", source: rw, options: ["rbind", "nosuid"] },
+            );
+          },
+        ),
+      ),
+    );
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(r.stdout).toBe(
+      "/ro ro\n/rro ro\n/rro/sub ro\n/rw rw\n/rw/sub rw\n/rro/sub ro\n/rw/sub rw\n",
+    );
+    expect(hostMountsUnder(work)).toEqual([]);
+  });
+
+  /** A bundle whose rootfs has /dev as a symlink to /proc (the attack). */
+  function devToProcBundle(name: string): string {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    makeRootfs(join(dir, "rootfs"));
+    rmSync(join(dir, "rootfs/dev"), { recursive: true, force: true });
+    symlinkSync("/proc", join(dir, "rootfs/dev"));
+    return dir;
+  }
+
+  /** cgroup directories whose name contains FRAGMENT (a container's id), a few levels deep. */
+  function cgroupsNamed(fragment: string): string[] {
+    const found: string[] = [];
+    const visit = (dir: string, depth: number) => {
+      if (depth > 5) return;
+      let names: string[] = [];
+      try {
+        names = readdirSync(dir, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => e.name);
+      } catch {
+        return;
+      }
+      for (const n of names) {
+        if (n.includes(fragment)) found.push(join(dir, n));
+        visit(join(dir, n), depth + 1);
+      }
+    };
+    visit("/sys/fs/cgroup", 0);
+    return found;
+  }
+
+  test("an image whose /dev is a symlink to /proc is refused: the /dev tmpfs would hide procfs and skip the masks; nothing is left behind", () => {
+    const dir = devToProcBundle("dev-to-proc");
+    configure(["sh", "-c", "echo RAN; cat /proc/sys/kernel/core_pattern"], undefined, dir);
+    const id = `sec-${process.pid}-devproc`;
+    const r = cli(["create", "--bundle", dir, id]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain(
+      `mount point /dev inside ${join(dir, "rootfs")} is on procfs (it resolves to /proc): a mount there would hide the kernel's own files: permission denied`,
+    );
+    expect(r.stderr).toContain("hint: a symlink in the root filesystem (such as /dev -> /proc)");
+    // Nothing left: no state (only the cache of compiled seccomp filters), no cgroup, no mount.
+    expect(readdirSync(root).filter((f) => f !== "@seccomp")).toEqual([]);
+    expect(cgroupsNamed(id)).toEqual([]);
+    expect(hostMountsUnder(work)).toEqual([]);
+    // The same with run: the program never runs.
+    const ran = run(["sh", "-c", "echo RAN"], undefined, dir);
+    expect(ran.status).not.toBe(0);
+    expect(ran.stdout).not.toContain("RAN");
+    expect(ran.stderr).toContain("is on procfs");
+  });
+
+  test("a bind onto /proc/uptime (lxcfs's kind) works; onto /proc/sys/kernel/core_pattern or /proc/sysrq-trigger it is refused", () => {
+    const fake = join(work, "fake-uptime");
+    writeFileSync(fake, "4242.00 1.00\n");
+    const ok = run(["cat", "/proc/uptime"], (s) => {
+      s.mounts!.push({
+        destination: "/proc/uptime",
+        type: "bind",
+        source: fake,
+        options: ["bind", "ro"],
+      });
+    });
+    expect({ status: ok.status, stdout: ok.stdout, stderr: ok.stderr }).toEqual({
+      status: 0,
+      stdout: "4242.00 1.00\n",
+      stderr: "",
+    });
+    for (const dest of ["/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger"]) {
+      const r = run(["sh", "-c", "echo RAN"], (s) => {
+        s.mounts!.push({ destination: dest, type: "bind", source: fake, options: ["bind"] });
+      });
+      expect(r.status).not.toBe(0);
+      expect(r.stdout).not.toContain("RAN");
+      if (!existsSync(dest)) {
+        // A kernel without it (this VM's has no CONFIG_MAGIC_SYSRQ): nothing can be created there.
+        expect(r.stderr).toContain(`create ${dest} inside`);
+        continue;
+      }
+      expect(r.stderr).toContain(`mount point ${dest} inside`);
+      expect(r.stderr).toContain(`is on procfs (it resolves to ${dest})`);
+      expect(r.stderr).toContain("hint:");
+    }
+    expect(readFileSync(fake, "utf8")).toBe("4242.00 1.00\n");
+    expect(hostMountsUnder(work)).toEqual([]);
+  });
+});
+
 describe("rootless mode", () => {
   // An unprivileged user made for these tests (a system account: no subordinate ids of its own),
   // removed afterwards with the /etc/subuid and /etc/subgid lines it was given.
@@ -1301,6 +1437,42 @@ describe("id-mapped bind mounts", () => {
     expect(r.stderr).toBe("");
     // Unmapped host ids show as the overflow id 65534; id-mapped, they keep their numbers.
     expect(r.stdout).toBe("65534:65534\n65534:65534\n0:0\n7:7\n7:7\n");
+  });
+
+  test("an id-mapped rbind,ro is read-only with its submounts, set on the copy before it is attached", () => {
+    const dir = usernsBundle("idmap-ro-bundle");
+    const data = join(work, "idmap-ro-data");
+    mkdirSync(join(data, "sub"), { recursive: true });
+    expect(
+      spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", join(data, "sub")]).status,
+    ).toBe(0);
+    try {
+      const r = run(
+        [
+          "sh",
+          "-c",
+          "for d in /data /data/sub; do if touch $d/f 2>/dev/null; then echo $d rw; else echo $d ro; fi; done",
+        ],
+        (s) => {
+          inUserns(s);
+          s.mounts!.push({
+            destination: "/data",
+            type: "bind",
+            source: data,
+            options: ["rbind", "ro", "idmap"],
+          });
+        },
+        dir,
+      );
+      expect({ status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        status: 0,
+        stdout: "/data ro\n/data/sub ro\n",
+        stderr: "",
+      });
+    } finally {
+      spawnSync("umount", ["-l", join(data, "sub")]);
+    }
+    expect(hostMountsUnder(work)).toEqual([]);
   });
 
   test("an id-mapped bind of a shared host mount sends nothing back, whatever rootfsPropagation says: a mount made under it stays in the container", () => {

@@ -3,8 +3,9 @@ import { ConfigError, NotSupportedError } from "../../src/errors.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
 import { parseConfig } from "../../src/oci/validate.ts";
-import { MS } from "../../src/runtime/linux.ts";
+import { MOUNT_ATTR, MS, PROC_BIND_DESTINATIONS } from "../../src/runtime/linux.ts";
 import {
+  bindAttributes,
   type ContainerPlanInput,
   capabilityMask,
   compileContainerPlan,
@@ -12,7 +13,7 @@ import {
   type FileKind,
   parseMountOptions,
 } from "../../src/runtime/plan.ts";
-import { Op, SyncPoint } from "../../src/runtime/wire.ts";
+import { KernelFs, Op, SyncPoint } from "../../src/runtime/wire.ts";
 
 function input(
   edit: (s: Spec) => void = () => {},
@@ -241,6 +242,8 @@ describe("container plan", () => {
       "tmpfs",
       MS.NOSUID | MS.STRICTATIME,
       "mode=755,size=65536k",
+      // Not on procfs nor sysfs: an image's /dev -> /proc is refused by the launcher.
+      0,
     ]);
   });
 
@@ -253,31 +256,122 @@ describe("container plan", () => {
     expect(plan.steps.some((s) => s.op === Op.MountInRoot && s.args[1] === "/etc/x")).toBe(true);
   });
 
-  test("a read-only bind mount is a bind then a read-only remount; a file source gets a file mount point", () => {
+  test("a read-only bind is one step: its destination is resolved once, no remount by path follows", () => {
     const plan = compileContainerPlan(
       input(
         (s) => {
-          s.mounts!.push({
-            destination: "/etc/hosts",
-            type: "bind",
-            source: "hosts",
-            options: ["rbind", "ro"],
-          });
+          s.mounts!.push(
+            {
+              destination: "/etc/hosts",
+              type: "bind",
+              source: "hosts",
+              options: ["bind", "ro", "nosuid"],
+            },
+            {
+              destination: "/data",
+              type: "bind",
+              source: "/srv/data",
+              options: ["rbind", "ro", "noatime", "rprivate"],
+            },
+          );
         },
-        { "/b/hosts": "file" },
+        { "/b/hosts": "file", "/srv/data": "directory" },
       ),
     );
-    const i = plan.steps.findIndex((s) => s.op === Op.MountInRoot && s.args[2] === "/b/hosts");
+    const i = plan.steps.findIndex((s) => s.op === Op.BindInRoot && s.args[2] === "/b/hosts");
     expect(plan.steps[i - 1]!.op).toBe(Op.TouchInRoot);
-    expect(plan.steps[i]!.args[4]).toBe(MS.BIND | MS.REC);
-    expect(plan.steps[i + 1]!.args).toEqual([
+    // (rootfs, dest, source, recursive, attributes set, cleared, kernel filesystems allowed)
+    expect(plan.steps[i]!.args).toEqual([
       "/b/rootfs",
       "/etc/hosts",
-      "",
-      "",
-      MS.BIND | MS.REMOUNT | MS.RDONLY,
-      "",
+      "/b/hosts",
+      0,
+      MOUNT_ATTR.RDONLY | MOUNT_ATTR.NOSUID,
+      0,
+      0,
     ]);
+    expect(plan.steps[i]!.text).toBe("bind /b/hosts on /etc/hosts (ro,nosuid)");
+    // Recursive: the attributes reach the submounts (AT_RECURSIVE); the propagation is set
+    // through the same fd, after the attach.
+    const data = plan.steps.find((s) => s.op === Op.BindInRoot && s.args[1] === "/data")!;
+    expect(data.args).toEqual([
+      "/b/rootfs",
+      "/data",
+      "/srv/data",
+      1,
+      MOUNT_ATTR.RDONLY | MOUNT_ATTR.NOATIME,
+      MOUNT_ATTR._ATIME,
+      0,
+      MS.PRIVATE | MS.REC,
+    ]);
+    expect(data.text).toBe(
+      "bind /srv/data on /data with its submounts (ro,noatime, submounts too), then make it rprivate",
+    );
+    // Nothing else names either destination after its bind: no second lookup of the path.
+    for (const dest of ["/etc/hosts", "/data"]) {
+      const bind = plan.steps.findIndex((s) => s.op === Op.BindInRoot && s.args[1] === dest);
+      const later = plan.steps.slice(bind + 1).filter((s) => s.args[1] === dest);
+      expect(later).toEqual([]);
+    }
+    expect(
+      plan.steps.some((s) => (Number(s.args[4]) & MS.REMOUNT) !== 0 && s.args[1] !== "/"),
+    ).toBe(false);
+  });
+
+  test("bind attributes are added to the source's, never cleared; an atime mode replaces the source's", () => {
+    expect(bindAttributes(0)).toEqual({ set: 0, clear: 0 });
+    const rw = parseMountOptions(["rbind", "rw", "suid", "dev", "exec", "nodev"]).flags;
+    expect(bindAttributes(rw)).toEqual({ set: MOUNT_ATTR.NODEV, clear: 0 });
+    expect(bindAttributes(MS.RELATIME)).toEqual({
+      set: MOUNT_ATTR.RELATIME,
+      clear: MOUNT_ATTR._ATIME,
+    });
+    expect(bindAttributes(MS.NOATIME | MS.STRICTATIME | MS.NOEXEC)).toEqual({
+      set: MOUNT_ATTR.STRICTATIME | MOUNT_ATTR.NOEXEC,
+      clear: MOUNT_ATTR._ATIME,
+    });
+  });
+
+  test("mounts may land on procfs or sysfs only where the policy says: fresh proc and sysfs, lxcfs's files, the config's own /sys", () => {
+    const plan = compileContainerPlan(
+      input(
+        (s) => {
+          s.mounts!.push(
+            { destination: "/proc/uptime", type: "bind", source: "/l/uptime", options: ["bind"] },
+            {
+              destination: "/proc/sys/kernel/core_pattern",
+              type: "bind",
+              source: "/l/uptime",
+              options: ["bind"],
+            },
+            { destination: "/proc/sysrq-trigger", type: "bind", source: "/l/uptime" },
+            { destination: "/sys/fs/bpf", type: "bind", source: "/srv/data", options: ["rbind"] },
+            { destination: "/proc/meminfo", type: "tmpfs", source: "tmpfs" },
+          );
+        },
+        { "/l/uptime": "file", "/srv/data": "directory" },
+      ),
+    );
+    // Per step on the destination: "mkdir"/"touch", or the KernelFs bits the mount allows.
+    const allowed = (dest: string) =>
+      plan.steps
+        .filter((s) => s.args[1] === dest)
+        .map((s) =>
+          s.op === Op.MkdirInRoot ? "mkdir" : s.op === Op.TouchInRoot ? "touch" : s.args[6],
+        );
+    expect(allowed("/proc")).toEqual(["mkdir", KernelFs.Proc | KernelFs.Sys]);
+    expect(allowed("/sys")).toEqual(["mkdir", KernelFs.Proc | KernelFs.Sys]);
+    expect(allowed("/proc/uptime")).toEqual(["touch", KernelFs.Proc]);
+    expect(allowed("/proc/sys/kernel/core_pattern")).toEqual(["touch", 0]);
+    expect(allowed("/proc/sysrq-trigger")).toEqual(["touch", 0]);
+    expect(allowed("/sys/fs/bpf")).toEqual(["mkdir", KernelFs.Sys]);
+    expect(allowed("/sys/fs/cgroup")).toEqual(["mkdir", KernelFs.Sys]);
+    expect(allowed("/dev")).toEqual(["mkdir", 0]);
+    expect(allowed("/dev/pts")).toEqual(["mkdir", 0]);
+    // The list is for binds (lxcfs): a tmpfs there would hide the file's procfs directory entry.
+    expect(allowed("/proc/meminfo")).toEqual(["mkdir", 0]);
+    for (const p of ["/proc/cpuinfo", "/proc/meminfo", "/proc/uptime", "/proc/loadavg"])
+      expect(PROC_BIND_DESTINATIONS.has(p)).toBe(true);
   });
 
   test("a missing bind source is reported with its JSON path", () => {

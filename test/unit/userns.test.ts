@@ -3,7 +3,7 @@ import { ConfigError, NotSupportedError, type PivotError } from "../../src/error
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
 import { kernelHasIdmappedMounts } from "../../src/runtime/features.ts";
-import { MS } from "../../src/runtime/linux.ts";
+import { MOUNT_ATTR, MS } from "../../src/runtime/linux.ts";
 import {
   compileContainerPlan,
   compileExecPlan,
@@ -194,21 +194,31 @@ describe("id-mapped mounts", () => {
     const opens = plan.steps.filter((s) => s.op === Op.OpenIdmappedTree);
     // The copies become slaves, as every mount does at the first step (rslave by default).
     expect(opens.map((s) => s.args)).toEqual([
-      [4, "/srv/data", 1, 0, "1000 100000 1\n", "1000 100000 1\n", MS.SLAVE],
+      // "ro": set on the detached copy (and its submounts: rbind), before it is attached.
+      [4, "/srv/data", 1, 0, "1000 100000 1\n", "1000 100000 1\n", MS.SLAVE, MOUNT_ATTR.RDONLY, 0],
       // Without mappings: the container's, verbatim.
-      [5, "/b/rel", 0, 1, "0 1000 1\n1 100000 65536\n", "0 1000 1\n1 100000 65536\n", MS.SLAVE],
+      [
+        5,
+        "/b/rel",
+        0,
+        1,
+        "0 1000 1\n1 100000 65536\n",
+        "0 1000 1\n1 100000 65536\n",
+        MS.SLAVE,
+        0,
+        0,
+      ],
     ]);
     const o = plan.steps.map((s) => s.op);
     expect(o.lastIndexOf(Op.OpenIdmappedTree)).toBeLessThan(o.indexOf(Op.ForkSetup));
     const moves = plan.steps.filter((s) => s.op === Op.MoveMountInRoot);
+    // (slot, rootfs, dest, kernel filesystems allowed, propagation...)
     expect(moves.map((s) => s.args)).toEqual([
-      [4, "/b/rootfs", "/data"],
-      [5, "/b/rootfs", "/own"],
+      [4, "/b/rootfs", "/data", 0],
+      [5, "/b/rootfs", "/own", 0],
     ]);
-    // The read-only flag is a remount after the attach.
-    const move = plan.steps.indexOf(moves[0]!);
-    expect(plan.steps[move + 1]!.op).toBe(Op.MountInRoot);
-    expect(plan.steps[move + 1]!.text).toContain("remount /data with ro");
+    // No remount by path after the attach: the destination is looked up once.
+    expect(plan.steps.filter((s) => s.args[1] === "/data" || s.args[2] === "/data").length).toBe(2);
   });
 
   test("refused: rootless, not a bind mount, half the mappings, idmap without a user namespace", () => {
