@@ -182,9 +182,9 @@ export async function networkOf(
 export async function connectNetwork(
   ctx: EngineContext,
   r: ContainerRecord,
-): Promise<{ connected: Promise<void> }> {
+): Promise<{ connected: Promise<void>; connecting: boolean }> {
   const network = await networkOf(ctx, r.options);
-  if (!network) return { connected: Promise.resolve() };
+  if (!network) return { connected: Promise.resolve(), connecting: false };
   const dir = ctx.containers.dir(r.id);
   await ctx.networks.removeSandbox(r.id); // whatever a crash left
   await ctx.networks.createSandbox(r.id, {
@@ -205,7 +205,7 @@ export async function connectNetwork(
     ctx.trace?.mark("engine: network connected (beside the runtime's create)");
   })();
   connected.catch(() => {});
-  return { connected };
+  return { connected, connecting: true };
 }
 
 /** Releases the container's address, veth, port and NAT rules, and its namespace. */

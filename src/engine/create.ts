@@ -125,7 +125,9 @@ export async function createLocked(
       readEtc: (rel) => readFileInRoot(merged, rel),
       createdVolumes,
     });
-    writeJsonAtomic(join(dir, "config.json"), c.spec);
+    // A plain write: the directory is new and locked, and container.json, written last and
+    // atomically, is what marks the container as created (recover() removes one without it).
+    writeFileSync(join(dir, "config.json"), `${JSON.stringify(c.spec, null, 2)}\n`);
     const imageConfig: ImageConfig["config"] = image.config.config ?? {};
     const history = layerHistory(image.config);
     const record: ContainerRecord = {

@@ -40,6 +40,8 @@ interface Prepared {
   r: ContainerRecord;
   /** Awaited before the runtime's start (connectNetwork): the ADD runs beside the create. */
   connected: Promise<void>;
+  /** A network is being connected (false: `connected` is resolved already). */
+  connecting: boolean;
 }
 
 async function prepareStart(
@@ -51,9 +53,9 @@ async function prepareStart(
   if (created) {
     // Just created, its lock held since: never started, no exit or run state, no runtime state,
     // its overlay mounted; only the network is left to do.
-    const { connected } = await connectNetwork(ctx, created);
+    const { connected, connecting } = await connectNetwork(ctx, created);
     joinNetworkOf(ctx, created);
-    return { r: created, connected };
+    return { r: created, connected, connecting };
   }
   const r = ctx.containers.load(id);
   const st = status(ctx, id);
@@ -66,9 +68,9 @@ async function prepareStart(
   rmSync(join(ctx.containers.dir(id), "state.json"), { force: true });
   if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);
   if (rt(ctx, id).store.exists(id)) await rt(ctx, id).delete(id, true);
-  const { connected } = await connectNetwork(ctx, r);
+  const { connected, connecting } = await connectNetwork(ctx, r);
   joinNetworkOf(ctx, r);
-  return { r, connected };
+  return { r, connected, connecting };
 }
 
 /**
@@ -328,6 +330,33 @@ function recordExit(ctx: EngineContext, id: string, code: number): boolean {
   }
 }
 
+/**
+ * An attached --rm container has exited: removed at once, its code kept for `pivot wait` by the
+ * removal, with no exit record written first (an exit file and a state.json: three file
+ * operations on a directory about to go, ~0.5-3 ms on ext4). The record is written only if the
+ * container stays: its removal failed.
+ */
+async function removeAfterExit(
+  ctx: EngineContext,
+  id: string,
+  runId: string,
+  code: number,
+): Promise<void> {
+  ctx.trace?.mark("engine: output drained");
+  try {
+    await cleanup(ctx, id, { runId, exitCode: code });
+  } catch (err) {
+    recordExit(ctx, id, code);
+    throw err;
+  }
+  if (!existsSync(join(ctx.containers.dir(id), "container.json"))) {
+    // Removed by another process meanwhile (`rm -f`), which found no exit code to keep.
+    if (ctx.containers.removedExitCode(id) === null) ctx.containers.keepExitCode(id, code);
+  } else if (ctx.containers.runState(id)?.runId === runId) {
+    recordExit(ctx, id, code); // not removed (kept on a failure): its exit is known
+  }
+}
+
 /** A start that failed before the container ran, undone under the lock its caller holds. */
 async function undoStart(ctx: EngineContext, id: string, r: ContainerRecord): Promise<void> {
   await cleanupLocked(ctx, id, { keepOnFailure: true }).catch(() => {});
@@ -341,7 +370,7 @@ async function undoStart(ctx: EngineContext, id: string, r: ContainerRecord): Pr
 async function runPrepared(
   ctx: EngineContext,
   id: string,
-  { r, connected }: Prepared,
+  { r, connected, connecting }: Prepared,
   stdio: "pipe" | "inherit" | "ignore",
 ): Promise<ContainerHandle> {
   const runId = randomHex(8);
@@ -378,7 +407,9 @@ async function runPrepared(
   // Between the runtime's create and start: the network's ADD, which ran during the create, is
   // waited for; slirp4netns or pasta are started. Another OCI runtime has no such hook (and
   // refuses one): there the ADD is waited for before its run.
-  const viaHook = !r.options.runtime || slirp !== null;
+  // Nothing to wait for (no network, or one joined: none, host, container:NAME): no hook, and
+  // the runtime saves its record once fewer (a write and a rename, ~0.3-1 ms on ext4).
+  const viaHook = (!r.options.runtime || slirp !== null) && (connecting || slirp !== null);
   const onCreated = async (pid: number) => {
     await connected;
     if (slirp) await startUserModeNetwork(ctx, id, r.options, pid, slirp);
@@ -444,6 +475,10 @@ async function runPrepared(
       outs.stdout?.end();
       outs.stderr?.end();
       log.close();
+    }
+    if (r.options.autoRemove && !policyOf(r.options)) {
+      await removeAfterExit(ctx, id, runId, code).finally(() => slirp?.close());
+      return code;
     }
     if (!recordExit(ctx, id, code)) {
       // Removed meanwhile (`rm -f` from elsewhere killed it and took its directory): nothing is

@@ -69,6 +69,9 @@ describe.skipIf(!isRoot)("engine: attached containers", () => {
     const b = await engine.run({ image: IMAGE, cmd: ["sleep", "30"], autoRemove: true });
     engine.kill(b.id, "KILL");
     expect(await b.wait()).toBe(137);
+    // Removed (--rm) without an exit record written first: the removal keeps the code for wait.
+    expect(existsSync(join(engine.root, "containers", b.id))).toBe(false);
+    expect(await engine.wait(b.id)).toBe(137);
   });
 
   test("-e, -w, -u: environment, working directory (created), user by name and by number", async () => {
