@@ -75,7 +75,6 @@ export class Engine {
   readonly runRoot: string;
   readonly runtime: Runtime;
   readonly volumes: VolumeStore;
-  readonly networks: NetworkManager;
   private readonly ctx: EngineContext;
 
   constructor(options: EngineOptions = {}) {
@@ -84,9 +83,13 @@ export class Engine {
     this.runRoot = this.ctx.runRoot;
     this.runtime = this.ctx.runtime;
     this.volumes = this.ctx.volumes;
-    this.networks = this.ctx.networks;
     // Rootless outside the user namespace (a plain user's program): what needs it is refused.
     if (this.ctx.rootless && outsideUserNamespace()) refuseOutsideUserNamespace(this);
+  }
+
+  /** Networks: create, list, connect (made on first use). */
+  get networks(): NetworkManager {
+    return this.ctx.networks;
   }
 
   /** Whether detached containers can run (conmon was found). */
