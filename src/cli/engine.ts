@@ -1,7 +1,6 @@
 // pivot: the daemonless, Docker-style engine's command line, a thin layer over src/engine.
 import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
-import { constants } from "node:os";
 import { join } from "node:path";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
@@ -21,6 +20,7 @@ import { ImageNotFoundError } from "../image/errors.ts";
 import { parsePublish } from "../network/ports.ts";
 import type { Plan } from "../runtime/plan.ts";
 import { Trace } from "../runtime/trace.ts";
+import { os } from "../util/lazy-require.ts";
 import { compiledBinary, compiledCommand } from "../util/self.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
@@ -437,7 +437,7 @@ async function unshareCommand(args: string[]): Promise<number> {
       rej(new EngineError(`pivot unshare: cannot run ${cmd[0]}: ${err.message}`)),
     );
     child.on("exit", (code, signal) =>
-      res(code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1)),
+      res(code ?? (signal ? 128 + (os().constants.signals[signal] ?? 0) : 1)),
     );
   });
 }

@@ -2,7 +2,6 @@
 // networks and the commands conmon runs, set up once from the options by `createContext`.
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { DEFAULT_STORE_ROOT, ImageStore } from "../image/store.ts";
 import { NetworkManager } from "../network/attach.ts";
 import type { NetworkSettings } from "../network/networks.ts";
@@ -59,7 +58,8 @@ export interface EngineContext {
   readonly trace: Trace | undefined;
 }
 
-const HERE = dirname(fileURLToPath(import.meta.url));
+// The URL global, not node:url (~0.3 ms to load under Bun), as the launcher is found.
+const HERE = dirname(decodeURIComponent(new URL(import.meta.url).pathname));
 const PACKAGE_ROOT = resolve(HERE, "../..");
 
 function bunCommand(): string {

@@ -17,7 +17,6 @@
 // container's namespaces (exec, debug, top) run outside, as the plain user, who owns them all.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { constants } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { hostCgroups } from "../cgroups/hierarchy.ts";
 import { Cgroup } from "../cgroups/manager.ts";
@@ -30,6 +29,7 @@ import {
   undelegatedCgroupDirs,
   userName,
 } from "../runtime/userns.ts";
+import { os } from "../util/lazy-require.ts";
 import type { Engine } from "./engine.ts";
 import { EngineError } from "./errors.ts";
 import { checkPastaPorts, isPasta, pastaOptions } from "./pasta.ts";
@@ -96,6 +96,8 @@ export function needsUserNamespaceError(method: string): EngineError {
  */
 export const OUTSIDE_USER_NAMESPACE_OK = [
   "hasConmon",
+  // The network manager, reachable as before (a field then, a getter now that it is made on use).
+  "networks",
   "images",
   "resolveId",
   "inspect",
@@ -323,7 +325,7 @@ export async function runInUserNamespace(command: string[]): Promise<number> {
 }
 
 function signalNumber(signal: NodeJS.Signals): number {
-  return constants.signals[signal] ?? 1;
+  return os().constants.signals[signal] ?? 1;
 }
 
 /**

@@ -1,9 +1,9 @@
 // A running container's processes and resource usage: `pivot top` and `pivot stats`.
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
 import { cgroupStats } from "../cgroups/limits.ts";
 import type { Cgroup } from "../cgroups/manager.ts";
+import { os } from "../util/lazy-require.ts";
 import { cgroupOfRun, status } from "./container-runtime.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
@@ -25,7 +25,7 @@ function hostCpuTime(): number {
 }
 
 function onlineCpus(): number {
-  return cpus().length || 1;
+  return os().cpus().length || 1;
 }
 
 /**
@@ -90,7 +90,7 @@ export function stats(ctx: EngineContext, ref: string): StatsSample {
     systemCpu: hostCpuTime(),
     onlineCpus: onlineCpus(),
     memoryUsage: 0,
-    memoryLimit: totalmem(),
+    memoryLimit: os().totalmem(),
     netRx: 0,
     netTx: 0,
     blockRead: 0,

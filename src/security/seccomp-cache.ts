@@ -13,7 +13,7 @@
 // The directory is the runtime's state root: on tmpfs (/run) it is emptied by a reboot.
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { os } from "../util/lazy-require.ts";
+import { runningRelease } from "../util/kernel.ts";
 import { randomHex } from "../util/random.ts";
 import type { CompiledSeccomp } from "./seccomp.ts";
 
@@ -83,7 +83,8 @@ export class SeccompCache {
     } catch {
       return null; // e.g. a BigInt in a config built in memory
     }
-    const input = `pivot-seccomp-v1\0${os().release()}\0${os().arch()}\0${this.launcherId}\0${text}`;
+    // os.release() and os.arch() as they were, without loading node:os (~0.3 ms).
+    const input = `pivot-seccomp-v1\0${runningRelease()}\0${process.arch}\0${this.launcherId}\0${text}`;
     const digest = await globalThis.crypto.subtle.digest("SHA-256", Buffer.from(input));
     return Buffer.from(digest).toString("hex");
   }

@@ -5,8 +5,9 @@
 // Like Docker (profiles/seccomp/seccomp_linux.go), a rule is kept only when its `includes` hold and
 // its `excludes` do not: the container's bounding capabilities, the host's architecture and the
 // kernel version (minKernel) decide. The result is an OCI linux.seccomp for config.json.
-import { release } from "node:os";
+
 import type { Seccomp } from "../oci/spec.ts";
+import { runningRelease } from "../util/kernel.ts";
 
 interface Filter {
   caps?: string[];
@@ -629,7 +630,7 @@ function kernelAtLeast(releaseText: string, min: string): boolean {
  */
 export function defaultSeccompProfile(options: DefaultSeccompOptions = {}): Seccomp {
   const arch = options.arch ?? NODE_TO_DOCKER_ARCH[process.arch] ?? process.arch;
-  const kernel = options.kernelRelease ?? release();
+  const kernel = options.kernelRelease ?? runningRelease();
   const caps = new Set(options.capabilities ?? []);
   const matches = (f: Filter, whenEmpty: boolean, mode: "all" | "any"): boolean[] => {
     const out: boolean[] = [];

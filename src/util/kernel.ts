@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 let running: string | undefined;
 
 /** This kernel's release, e.g. "6.18.44-fc-v657" (uname -r), read once; node:os costs more to load. */
-function runningRelease(): string {
+export function runningRelease(): string {
   running ??= readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
   return running;
 }
