@@ -1,5 +1,4 @@
 // pivot: the daemonless, Docker-style engine's command line, a thin layer over src/engine.
-import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
@@ -20,6 +19,7 @@ import { ImageNotFoundError } from "../image/errors.ts";
 import { parsePublish } from "../network/ports.ts";
 import type { Plan } from "../runtime/plan.ts";
 import { Trace } from "../runtime/trace.ts";
+import { childProcess } from "../util/child-process.ts";
 import { os } from "../util/lazy-require.ts";
 import { compiledBinary, compiledCommand } from "../util/self.ts";
 import { PIVOT_VERSION } from "../version.ts";
@@ -431,7 +431,7 @@ async function unshareCommand(args: string[]): Promise<number> {
     });
   }
   const cmd = args.length > 0 ? args : [process.env.SHELL || "/bin/sh"];
-  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: "inherit" });
+  const child = childProcess().spawn(cmd[0]!, cmd.slice(1), { stdio: "inherit" });
   return await new Promise<number>((res, rej) => {
     child.on("error", (err) =>
       rej(new EngineError(`pivot unshare: cannot run ${cmd[0]}: ${err.message}`)),

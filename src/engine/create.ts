@@ -2,7 +2,6 @@
 // config composed from the image and the options (volumes, bind sources, working directory,
 // /etc/hosts, hostname and resolv.conf, network, --init), and container.json. The dry run goes
 // through the same composition with the side effects off. Renaming shares the name claim.
-import { spawnSync } from "node:child_process";
 import {
   existsSync,
   lstatSync,
@@ -29,6 +28,7 @@ import { parseConfig } from "../oci/validate.ts";
 import { mountOfPath, parseMountinfo } from "../runtime/mountinfo.ts";
 import type { HostFacts, Plan } from "../runtime/plan.ts";
 import { defaultSeccompProfile } from "../security/seccomp-default.ts";
+import { childProcess } from "../util/child-process.ts";
 import { randomHex } from "../util/random.ts";
 import {
   addHostLines,
@@ -360,7 +360,9 @@ function copyUp(ctx: EngineContext, merged: string, target: string, into: string
   } catch {
     return;
   }
-  const r = spawnSync("cp", ["-a", "--", `${src}/.`, `${into}/`], { encoding: "utf8" });
+  const r = childProcess().spawnSync("cp", ["-a", "--", `${src}/.`, `${into}/`], {
+    encoding: "utf8",
+  });
   if (r.status !== 0) ctx.warn(`copying ${target} into its volume failed: ${r.stderr.trim()}`);
 }
 

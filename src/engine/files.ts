@@ -1,7 +1,6 @@
 // Files of a container: paths resolved inside its root only (symlinks never followed out onto the
 // host), tar streams in and out (`pivot cp`, `pivot export`), the upper directory's changes
 // (`pivot diff`) and a layer made of them (`pivot commit`).
-import { spawn } from "node:child_process";
 import { lstatSync, readdirSync, renameSync, rmSync, type Stats, writeFileSync } from "node:fs";
 import { lstat, mkdir, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -23,6 +22,7 @@ export {
   resolveInRoot,
 } from "./root-paths.ts";
 
+import { childProcess } from "../util/child-process.ts";
 import { randomHex } from "../util/random.ts";
 
 /**
@@ -34,7 +34,7 @@ export function tarCreate(
   names: string[],
   onEnd: (err: Error | null) => void = () => {},
 ): Readable {
-  const child = spawn(
+  const child = childProcess().spawn(
     "tar",
     ["-C", dir, "--numeric-owner", "--xattrs", "--xattrs-include=*", "-cf", "-", "--", ...names],
     { stdio: ["ignore", "pipe", "pipe"] },
@@ -178,7 +178,9 @@ export function upperChanges(upper: string, lowers: string[], opaque: Set<string
 export async function layerTree(upper: string, tmp: string, opaque: Set<string>): Promise<string> {
   const dir = join(tmp, `layer-${randomHex(6)}`);
   await new Promise<void>((resolve, reject) => {
-    const cp = spawn("cp", ["-a", "--", upper, dir], { stdio: ["ignore", "ignore", "pipe"] });
+    const cp = childProcess().spawn("cp", ["-a", "--", upper, dir], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let err = "";
     cp.stderr.on("data", (d: Buffer) => {
       err += d.toString();
@@ -220,7 +222,7 @@ function hiddenByOpaque(opaque: Set<string>, upper: string, rel: string): boolea
 export function scanOpaque(upper: string): Promise<Set<string>> {
   return new Promise((resolve) => {
     const out = new Set<string>();
-    const child = spawn(
+    const child = childProcess().spawn(
       "getfattr",
       ["-R", "-P", "--absolute-names", "-n", overlayOpaqueXattr(), "--", upper],
       { stdio: ["ignore", "pipe", "ignore"] },

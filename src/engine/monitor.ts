@@ -3,10 +3,10 @@
 // container is monitored by the pivot process itself, which writes the same log format.
 // Logs use conmon's k8s-file format: "<RFC 3339 time> <stdout|stderr> <F|P> <text>" per line,
 // F for a full line (its newline dropped), P for a partial one.
-import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { PivotError } from "../errors.ts";
+import { childProcess } from "../util/child-process.ts";
 import type { LogEntry } from "./types.ts";
 
 export class MonitorError extends PivotError {}
@@ -92,7 +92,7 @@ export function startConmon(o: ConmonOptions): Promise<number> {
     for (const a of rest) args.push("--exit-command-arg", a);
   }
   return new Promise((resolve, reject) => {
-    const child = spawn(o.conmon, args, {
+    const child = childProcess().spawn(o.conmon, args, {
       stdio: ["ignore", "ignore", "pipe", "pipe", ...(o.extraFds ?? [])],
       env: { ...process.env, _OCI_SYNCPIPE: "3" },
       detached: true,

@@ -16,7 +16,7 @@
 // gets end of file when the monitor is gone and removes the link. Where both are gone (the
 // watcher killed too, or the engine killed between pasta's start and the watcher's), recovery
 // (recover() in recovery.ts) ends pasta of a container that no longer runs.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import {
   closeSync,
   mkdirSync,
@@ -31,6 +31,7 @@ import type { PortMapping } from "../network/ports.ts";
 import { freeHostPort, hostPortFree } from "../network/ports.ts";
 import { procStat } from "../runtime/state.ts";
 import { findProgram } from "../runtime/userns.ts";
+import { childProcess } from "../util/child-process.ts";
 import { readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
@@ -381,9 +382,9 @@ function logTail(path: string): string {
  */
 async function launch(bin: string, args: string[], logPath: string, pidFile: string) {
   const log = openSync(logPath, "a", 0o600);
-  let child: ReturnType<typeof spawn>;
+  let child: ChildProcess;
   try {
-    child = spawn(bin, args, { stdio: ["ignore", log, log], detached: true });
+    child = childProcess().spawn(bin, args, { stdio: ["ignore", log, log], detached: true });
   } finally {
     closeSync(log);
   }
@@ -436,7 +437,7 @@ async function launch(bin: string, args: string[], logPath: string, pidFile: str
 async function nsHelper(pid: number): Promise<ChildProcess> {
   const nsenter = findProgram("nsenter");
   if (!nsenter) throw new EngineError("nsenter is not installed (util-linux): pasta needs it");
-  const child = spawn(
+  const child = childProcess().spawn(
     nsenter,
     [
       "--user",
@@ -553,7 +554,7 @@ export const startPasta: StartUserModeNetwork = async (ctx, id, options, pid, ex
   // file (the monitor gone, however it went) removes the link, and pasta quits.
   const fifo = exitPipe.blockingReadEnd();
   try {
-    const watcher = spawn(
+    const watcher = childProcess().spawn(
       findProgram("sh") ?? "/bin/sh",
       ["-c", 'read -r _ <&3; rm -f -- "$1"', "pivot-pasta-watch", link],
       { stdio: ["ignore", "ignore", "ignore", fifo], detached: true },

@@ -6,10 +6,10 @@
 // lock; stop and kill only create manually-stopped, which the hook reads under the lock before it
 // decides and again just before it releases a new run's process, so a stop never loses against a
 // restart. Nothing here starts anything: status, inspect and start use it without a cycle.
-import { spawn } from "node:child_process";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { procStat } from "../runtime/state.ts";
+import { childProcess } from "../util/child-process.ts";
 import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
@@ -256,7 +256,7 @@ export function exitCommand(ctx: EngineContext, id: string, runId: string): stri
 export function spawnExitCommand(ctx: EngineContext, id: string, runId: string): void {
   const [cmd, ...args] = exitCommand(ctx, id, runId);
   try {
-    const child = spawn(cmd!, args, { detached: true, stdio: "ignore" });
+    const child = childProcess().spawn(cmd!, args, { detached: true, stdio: "ignore" });
     child.on("error", (err) => ctx.warn(`the exit hook of ${id.slice(0, 12)}: ${err.message}`));
     child.unref();
   } catch (err) {

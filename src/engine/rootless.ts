@@ -15,7 +15,6 @@
 // the namespace it was started in. Two namespaces of one user are siblings and have no
 // capability over each other's namespaces, so the commands that reach into a running
 // container's namespaces (exec, debug, top) run outside, as the plain user, who owns them all.
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { hostCgroups } from "../cgroups/hierarchy.ts";
@@ -29,6 +28,7 @@ import {
   undelegatedCgroupDirs,
   userName,
 } from "../runtime/userns.ts";
+import { childProcess } from "../util/child-process.ts";
 import { os } from "../util/lazy-require.ts";
 import type { Engine } from "./engine.ts";
 import { EngineError } from "./errors.ts";
@@ -295,7 +295,7 @@ export function userNamespaceCommand(
  */
 export async function runInUserNamespace(command: string[]): Promise<number> {
   const [cmd, ...args] = command;
-  const child = spawn(cmd!, args, {
+  const child = childProcess().spawn(cmd!, args, {
     stdio: "inherit",
     env: { ...process.env, [ROOTLESS_ENV]: "1" },
   });

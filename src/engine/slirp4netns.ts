@@ -12,7 +12,7 @@
 // ends it (by pid, checked against its start time) wherever it releases a container's network:
 // the exit hook, stop, rm -f, a failed start, the next start; and recovery ends one left by a
 // container that no longer runs (recover() in recovery.ts), if the exit FIFO could not.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import {
   closeSync,
   constants as fsConstants,
@@ -27,6 +27,7 @@ import type { PortMapping } from "../network/ports.ts";
 import { freeHostPort, hostPortFree } from "../network/ports.ts";
 import { procStat } from "../runtime/state.ts";
 import { findProgram } from "../runtime/userns.ts";
+import { childProcess } from "../util/child-process.ts";
 import { net } from "../util/lazy-require.ts";
 import { readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
@@ -229,7 +230,7 @@ export class ExitPipe {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, "network.exit");
     rmSync(path, { force: true });
-    const r = spawnSync("mkfifo", ["-m", "600", path], { encoding: "utf8" });
+    const r = childProcess().spawnSync("mkfifo", ["-m", "600", path], { encoding: "utf8" });
     if (r.status !== 0) throw new EngineError(`mkfifo ${path} failed: ${r.stderr?.trim()}`);
     return new ExitPipe(path, openSync(path, fsConstants.O_RDWR));
   }
@@ -274,7 +275,10 @@ async function launch(
   const exitRead = exitPipe.readEnd();
   let child: ChildProcess;
   try {
-    child = spawn(bin, args, { stdio: ["ignore", log, log, "pipe", exitRead], detached: true });
+    child = childProcess().spawn(bin, args, {
+      stdio: ["ignore", log, log, "pipe", exitRead],
+      detached: true,
+    });
   } finally {
     closeSync(log);
     closeSync(exitRead);

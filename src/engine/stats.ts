@@ -1,8 +1,8 @@
 // A running container's processes and resource usage: `pivot top` and `pivot stats`.
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cgroupStats } from "../cgroups/limits.ts";
 import type { Cgroup } from "../cgroups/manager.ts";
+import { childProcess } from "../util/child-process.ts";
 import { os } from "../util/lazy-require.ts";
 import { cgroupOfRun, status } from "./container-runtime.ts";
 import type { EngineContext } from "./context.ts";
@@ -53,7 +53,7 @@ export function top(ctx: EngineContext, ref: string, psArgs: string[] = ["-ef"])
       hint: `start it with \`pivot start ${ref}\``,
     });
   const pids = new Set(ownCgroup(ctx, id, "list its processes").pids());
-  const r = spawnSync("ps", psArgs, { encoding: "utf8" });
+  const r = childProcess().spawnSync("ps", psArgs, { encoding: "utf8" });
   if (r.status !== 0)
     throw new EngineError(`ps ${psArgs.join(" ")} failed: ${r.stderr.trim()}`, {
       hint: "the arguments are ps(1)'s; the output needs a PID column",

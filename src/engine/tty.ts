@@ -1,10 +1,11 @@
 // Terminals for containers through native/tty.c (pivot-tty): Node cannot receive the pty master
 // over the console socket (SCM_RIGHTS) nor speak conmon's SOCK_SEQPACKET attach socket, so a small
 // helper process joins the user's terminal (or pipes) to the container's.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { PivotError } from "../errors.ts";
+import { childProcess } from "../util/child-process.ts";
 
 /** pivot-tty's exit status when the user typed the detach keys. */
 export const TTY_DETACHED = 3;
@@ -43,7 +44,7 @@ function track(child: ChildProcess): Promise<number> {
 
 /** Starts pivot-tty and resolves once it reports ready on fd 3 (listening, or connected). */
 function startHelper(args: string[], stdio: ("inherit" | "pipe" | "ignore")[]): Promise<TtyHelper> {
-  const child = spawn(ttyHelperPath(), [...args, "--ready-fd", "3"], {
+  const child = childProcess().spawn(ttyHelperPath(), [...args, "--ready-fd", "3"], {
     stdio: [...stdio, "pipe"],
   });
   const exited = track(child);

@@ -4,7 +4,8 @@
  * and `setfattr` from Debian's attr package. Both are only needed for layers
  * that contain device nodes, fifos, whiteouts, opaque directories or xattrs.
  */
-import { execFile } from "node:child_process";
+
+import { childProcess } from "../util/child-process.ts";
 import { HelperError } from "./errors.ts";
 
 const INSTALL_HINT: Record<string, string> = {
@@ -27,7 +28,7 @@ export function runHelper(
   options: { cwd?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    execFile(
+    childProcess().execFile(
       command,
       args,
       { cwd: options.cwd, encoding: "utf8", maxBuffer: 16 << 20 },

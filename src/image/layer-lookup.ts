@@ -7,7 +7,6 @@
  * opened with O_NOFOLLOW|O_DIRECTORY through /proc/self/fd of its parent, so a layer that changes
  * under us (a running container's upper layer) cannot send the walk outside it.
  */
-import { spawnSync } from "node:child_process";
 import {
   closeSync,
   constants,
@@ -17,6 +16,7 @@ import {
   readlinkSync,
   type Stats,
 } from "node:fs";
+import { childProcess } from "../util/child-process.ts";
 import type { ImageConfig } from "./types.ts";
 import { overlayOpaqueXattr } from "./xattr.ts";
 
@@ -217,7 +217,7 @@ export function explainLayers(
 
 /** Whether the directory open as `fd` has trusted.overlay.opaque=y (getfattr, from attr). */
 function isOpaque(fd: number): boolean {
-  const r = spawnSync(
+  const r = childProcess().spawnSync(
     "getfattr",
     ["--absolute-names", "--only-values", "-n", overlayOpaqueXattr(), "/proc/self/fd/3"],
     { stdio: ["ignore", "pipe", "ignore", fd], encoding: "utf8" },

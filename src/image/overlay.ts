@@ -15,7 +15,6 @@
  * and opaque directories applied), writes going straight into it.
  * PIVOT_STORAGE_DRIVER=overlay|fuse-overlayfs|copy forces one.
  */
-import { spawnSync } from "node:child_process";
 import {
   accessSync,
   constants,
@@ -30,6 +29,7 @@ import { delimiter, join } from "node:path";
 import { LaunchError } from "../errors.ts";
 import { mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
 import { inUserNamespace } from "../runtime/userns.ts";
+import { childProcess } from "../util/child-process.ts";
 import { kernelAtLeast } from "../util/kernel.ts";
 import { OverlayError } from "./errors.ts";
 import { runHelper } from "./helpers.ts";
@@ -321,9 +321,13 @@ async function copyRootfs(plan: OverlayPlan): Promise<void> {
       }
     };
     await prepare("");
-    const cp = spawnSync("cp", ["-a", "--reflink=auto", "--", `${layer}/.`, `${plan.target}/`], {
-      encoding: "utf8",
-    });
+    const cp = childProcess().spawnSync(
+      "cp",
+      ["-a", "--reflink=auto", "--", `${layer}/.`, `${plan.target}/`],
+      {
+        encoding: "utf8",
+      },
+    );
     if (cp.status !== 0) {
       throw new OverlayError(
         plan.target,
@@ -338,7 +342,7 @@ async function copyRootfs(plan: OverlayPlan): Promise<void> {
 
 /** Directories of a layer marked opaque (trusted.overlay.opaque=y), relative to it. */
 function opaqueDirs(layer: string): Set<string> {
-  const r = spawnSync(
+  const r = childProcess().spawnSync(
     "getfattr",
     ["-R", "-h", "--absolute-names", "-n", overlayOpaqueXattr(), "--", layer],
     { encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "ignore"] },

@@ -2,10 +2,10 @@
 // configuration on stdin, read the result (or the error) as JSON from its stdout. Network
 // configuration lists are run plugin by plugin, each given the previous one's result.
 // Spec: https://github.com/containernetworking/cni/blob/main/SPEC.md
-import { spawn } from "node:child_process";
 import { accessSync, constants as fsConstants } from "node:fs";
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
+import { childProcess } from "../util/child-process.ts";
 
 /** The plugin directories tried, in order: Debian's containernetworking-plugins, then upstream's. */
 export const DEFAULT_CNI_PATH = ["/usr/lib/cni", "/opt/cni/bin"];
@@ -146,7 +146,7 @@ export function invokePlugin(
       .join(";");
   }
   return new Promise((resolve, reject) => {
-    const child = spawn(path, [], { env, stdio: ["pipe", "pipe", "pipe"] });
+    const child = childProcess().spawn(path, [], { env, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => {

@@ -1,6 +1,6 @@
 // Spawning the host's network tools (ip, iptables, nft, mount, unshare) without a shell.
-import { execFile } from "node:child_process";
 import { PivotError } from "../errors.ts";
+import { childProcess } from "../util/child-process.ts";
 
 const PACKAGE_OF: Record<string, string> = {
   ip: "iproute2",
@@ -36,7 +36,7 @@ const ENV = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 /** Runs a program; resolves with its output whatever the status (ENOENT rejects with a hint). */
 export function execTool(cmd: string, args: string[], input?: string): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = execFile(
+    const child = childProcess().execFile(
       cmd,
       args,
       { encoding: "utf8", maxBuffer: 64 << 20, env: ENV },

@@ -5,11 +5,11 @@
  * ($DOCKER_CONFIG/config.json or ~/.docker/config.json), including its
  * credential helpers (docker-credential-NAME get).
  */
-import { spawn } from "node:child_process";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_DOMAIN } from "../image/reference.ts";
+import { childProcess } from "../util/child-process.ts";
 import { RegistryError } from "./errors.ts";
 
 export interface Challenge {
@@ -250,7 +250,7 @@ export async function getCredentials(
 
 function runHelper(helper: string, action: string, input: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(`docker-credential-${helper}`, [action], {
+    const child = childProcess().spawn(`docker-credential-${helper}`, [action], {
       stdio: ["pipe", "pipe", "pipe"],
     });
     let out = "";
