@@ -45,7 +45,8 @@ export function pipedStdioOf(child: ChildProcess): PipedStdio {
 
 /** Bun's FileSink (a Bun.spawn stdin pipe). */
 export interface BunFileSink {
-  write(chunk: Uint8Array): number;
+  /** A promise when the pipe could not take all of it: rejected (EPIPE) once the reader is gone. */
+  write(chunk: Uint8Array): number | Promise<number>;
   flush(): unknown;
   end(): unknown;
 }
@@ -72,9 +73,12 @@ export function bunPipes(proc: {
           // Flushed at each write: an interactive session's input must not wait in a buffer.
           write: (chunk) => {
             try {
-              sink.write(chunk);
-              const flushed = sink.flush();
-              if (flushed instanceof Promise) return flushed.then(noop, noop);
+              // Pending when the pipe is full: rejected, unhandled, when the reader goes first.
+              const pending = [sink.write(chunk), sink.flush()].filter(
+                (p): p is Promise<unknown> => p instanceof Promise,
+              );
+              if (pending.length)
+                return Promise.all(pending.map((p) => p.then(noop, noop))).then(noop);
             } catch {
               // The container closed its stdin.
             }
