@@ -136,13 +136,12 @@ export async function exec(
       const { exitCode } = await result;
       return exitCode;
     } finally {
-      if (term) {
-        await closeConsole(term, result);
-        await streamsDone;
-        outs.stdout?.end();
-        outs.stderr?.end();
-      }
+      if (term) await closeConsole(term, result);
       await streamsDone;
+      // Ended here, with or without a terminal: the output is copied chunk by chunk (drainPipe),
+      // not piped, so nothing else ends them.
+      outs.stdout?.end();
+      outs.stderr?.end();
     }
   })();
   if (options.detach) await exited;

@@ -152,6 +152,31 @@ describe.skipIf(!isRoot)("engine: attached containers", () => {
     expect(r.stdout).toBe("SHOUT\n");
   });
 
+  test("exec into an attached container: its stdout and stderr streams end, read to the end", async () => {
+    const c = await engine.run({ image: IMAGE, cmd: ["sleep", "30"], autoRemove: true });
+    c.stdout?.resume();
+    c.stderr?.resume();
+    try {
+      const ex = await engine.exec(c.id, {
+        cmd: ["sh", "-c", "echo out; echo err >&2"],
+        stdin: true,
+      });
+      ex.stdin?.end("ignored\n");
+      const readAll = async (s: NodeJS.ReadableStream | null) => {
+        let text = "";
+        for await (const chunk of s ?? []) text += chunk.toString();
+        return text;
+      };
+      // A reader that waits for the end (for await, stream.finished) must get it.
+      const all = Promise.all([readAll(ex.stdout), readAll(ex.stderr), ex.wait()]);
+      const outcome = await Promise.race([all, Bun.sleep(5000).then(() => "never ended")]);
+      expect(outcome).toEqual(["out\n", "err\n", 0]);
+    } finally {
+      engine.kill(c.id, "KILL");
+      await c.wait();
+    }
+  });
+
   test("a bind volume is shared both ways; :ro makes it read-only", async () => {
     writeFileSync(join(hostDir, "from-host"), "host data\n");
     const r = await runCollect(engine, {
