@@ -18,6 +18,7 @@ import {
   mountOverlay,
   type OverlayPlan,
   planOverlay,
+  rootfsDriver,
   unmountOverlay,
   volatileOverlay,
 } from "../image/overlay.ts";
@@ -25,6 +26,7 @@ import type { StoredImage } from "../image/store.ts";
 import type { ImageConfig } from "../image/types.ts";
 import type { Mount, Spec } from "../oci/spec.ts";
 import { parseConfig } from "../oci/validate.ts";
+import { HostLauncher } from "../runtime/host-plan.ts";
 import { mountOfPath, parseMountinfo } from "../runtime/mountinfo.ts";
 import type { HostFacts, Plan } from "../runtime/plan.ts";
 import { defaultSeccompProfile } from "../security/seccomp-default.ts";
@@ -87,6 +89,23 @@ export async function createLocked(
   /** A run's create, which its start follows under the same lock (ContainerRecord.createdByRun). */
   byRun = false,
 ): Promise<ContainerRecord> {
+  // The launcher that mounts the overlay starts first: its start-up overlaps finding the image,
+  // the name, the directories and the layers (disposed of on every path that does not use it).
+  const mounter = rootfsDriver().driver === "overlay" ? new HostLauncher() : undefined;
+  try {
+    return await createMounted(ctx, options, id, byRun, mounter);
+  } finally {
+    mounter?.dispose();
+  }
+}
+
+async function createMounted(
+  ctx: EngineContext,
+  options: ContainerOptions,
+  id: string,
+  byRun: boolean,
+  mounter: HostLauncher | undefined,
+): Promise<ContainerRecord> {
   const store = await ctx.images();
   const image = await store.resolve(options.image);
   ctx.trace?.mark("engine: image resolved");
@@ -113,7 +132,7 @@ export async function createLocked(
     const layers = await store.ensureImageLayers(image);
     overlay = planOverlay(store.root, layers, dir);
     if (options.autoRemove) overlay = volatileOverlay(overlay);
-    await mountOverlay(overlay);
+    await mountOverlay(overlay, mounter);
     ctx.trace?.mark("engine: name claimed, root filesystem mounted");
     const merged = overlay.target;
     const c = await compose(ctx, options, {

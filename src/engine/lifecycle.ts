@@ -3,6 +3,7 @@
 import { existsSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { unmountOverlay } from "../image/overlay.ts";
+import { HostLauncher } from "../runtime/host-plan.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { disconnectNetwork } from "./container-network.ts";
 import { monitorAlive, releaseCgroups, rt, type Status, status } from "./container-runtime.ts";
@@ -49,19 +50,27 @@ export async function cleanupLocked(
   if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
   if (options.runId !== undefined && ctx.containers.runState(id)?.runId !== options.runId) return;
   const r = ctx.containers.load(id);
-  const runtime = rt(ctx, id, r);
-  if (runtime.store.exists(id))
-    await runtime.delete(id, true).catch((e) => ctx.warn((e as Error).message));
-  if (r.options.autoRemove && !options.keepOnFailure) {
-    // The removal releases the cgroups and the network and unmounts, as below.
-    await removeLocked(ctx, id, {
-      force: true,
-      record: r,
-      ...(options.exitCode !== undefined ? { exitCode: options.exitCode } : {}),
-    });
-    return;
+  // The launcher that unmounts the overlay starts now, its start-up overlapping the runtime's
+  // delete (disposed of if the overlay turns out not to be mounted).
+  const unmounter = (r.overlay.driver ?? "overlay") === "overlay" ? new HostLauncher() : undefined;
+  try {
+    const runtime = rt(ctx, id, r);
+    if (runtime.store.exists(id))
+      await runtime.delete(id, true).catch((e) => ctx.warn((e as Error).message));
+    if (r.options.autoRemove && !options.keepOnFailure) {
+      // The removal releases the cgroups and the network and unmounts, as below.
+      await removeLocked(ctx, id, {
+        force: true,
+        record: r,
+        ...(options.exitCode !== undefined ? { exitCode: options.exitCode } : {}),
+        ...(unmounter ? { unmounter } : {}),
+      });
+      return;
+    }
+    await releaseRun(ctx, id, r, unmounter);
+  } finally {
+    unmounter?.dispose();
   }
-  await releaseRun(ctx, id, r);
 }
 
 /**
@@ -70,13 +79,18 @@ export async function cleanupLocked(
  * nothing of each other, so they run at once (--trace marks each as it ends); both are done
  * when this returns.
  */
-async function releaseRun(ctx: EngineContext, id: string, r: ContainerRecord): Promise<void> {
+async function releaseRun(
+  ctx: EngineContext,
+  id: string,
+  r: ContainerRecord,
+  unmounter?: HostLauncher,
+): Promise<void> {
   releaseCgroups(ctx, id);
   const network = disconnectNetwork(ctx, r).then(() =>
     ctx.trace?.mark("engine: cgroups and network released"),
   );
   try {
-    await unmountOverlay(r.overlay.target).catch(() =>
+    await unmountOverlay(r.overlay.target, unmounter ? { launcher: unmounter } : {}).catch(() =>
       unmountOverlay(r.overlay.target, { lazy: true }),
     );
     ctx.trace?.mark("engine: root filesystem unmounted");
@@ -215,6 +229,8 @@ export async function removeLocked(
     record?: ContainerRecord;
     /** The exit code, when the caller knows it (the attached monitor). */
     exitCode?: number;
+    /** A launcher started ahead for the unmount (the caller disposes of it). */
+    unmounter?: HostLauncher;
   },
 ): Promise<void> {
   if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
@@ -234,7 +250,7 @@ export async function removeLocked(
   const runtime = rt(ctx, id, r);
   if (runtime.store.exists(id)) await runtime.delete(id, true).catch(() => {});
   // Conmon, if alive, writes the exit file and runs cleanup; the directory goes regardless.
-  await releaseRun(ctx, id, r);
+  await releaseRun(ctx, id, r, options.unmounter);
   const gone = join(ctx.containers.containersDir, `.removing-${id}`);
   try {
     renameSync(ctx.containers.dir(id), gone);

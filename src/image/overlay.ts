@@ -27,7 +27,7 @@ import {
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { LaunchError } from "../errors.ts";
-import { mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
+import { type HostLauncher, mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
 import { inUserNamespace } from "../runtime/userns.ts";
 import { childProcess } from "../util/child-process.ts";
 import { kernelAtLeast } from "../util/kernel.ts";
@@ -197,7 +197,7 @@ export async function overlaySupported(): Promise<boolean> {
  * Creates upper, work and target directories and mounts the overlay (fuse-overlayfs: the same
  * with FUSE; copy: fills the target once, later calls do nothing).
  */
-export async function mountOverlay(plan: OverlayPlan): Promise<void> {
+export async function mountOverlay(plan: OverlayPlan, launcher?: HostLauncher): Promise<void> {
   // Synchronous calls: node:fs/promises sends each through a thread pool (~0.1 ms here).
   for (const d of [plan.upperdir, plan.workdir, plan.target]) {
     mkdirSync(d, { recursive: true, mode: 0o755 });
@@ -239,6 +239,7 @@ export async function mountOverlay(plan: OverlayPlan): Promise<void> {
         { source: "overlay", target: plan.target, fstype: "overlay", data: plan.options },
         plan.cwd,
       ),
+      launcher,
     );
   } catch (e) {
     if (!(e instanceof LaunchError)) throw e; // the launcher did not run: its own error says why
@@ -264,11 +265,11 @@ function launcherReason(e: unknown): string {
 /** Unmounts an overlay; an already unmounted target is not an error. */
 export async function unmountOverlay(
   target: string,
-  options: { lazy?: boolean } = {},
+  options: { lazy?: boolean; launcher?: HostLauncher } = {},
 ): Promise<void> {
   if (!(await isMountPoint(target))) return;
   try {
-    await runHostSteps([unmountStep(target, options)]);
+    await runHostSteps([unmountStep(target, options)], options.launcher);
   } catch (e) {
     throw new OverlayError(
       target,

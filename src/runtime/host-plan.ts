@@ -4,7 +4,7 @@
 // which read fstab and mtab and load libmount (measured here).
 
 import { PivotError } from "../errors.ts";
-import { launch } from "./launcher.ts";
+import { type LaunchSession, launch, spawnLauncher } from "./launcher.ts";
 import type { Plan, PlanStep } from "./plan.ts";
 import { Op } from "./wire.ts";
 
@@ -13,15 +13,48 @@ export const MNT_DETACH = 2;
 /** umount2(2)'s UMOUNT_NOFOLLOW: a symlink at the target is not followed. */
 export const UMOUNT_NOFOLLOW = 8;
 
-/** Runs the steps in a launcher of their own and resolves once it has done them all. */
-export async function runHostSteps(steps: PlanStep[]): Promise<void> {
+const HOST_STDIO = ["ignore", "ignore", "inherit"] as const;
+
+function noSyncPoint(): never {
+  throw new PivotError("internal error: a host plan has no sync point");
+}
+
+/**
+ * A launcher started before its host plan is known, so that its start-up (exec, dynamic linking,
+ * ~1 ms) overlaps the caller's own work: the engine starts one as it begins creating a container
+ * (the overlay mount follows) and as it begins removing one (the unmount follows). Its owner
+ * passes it to runHostSteps, or calls dispose() on every path that does not.
+ */
+export class HostLauncher {
+  private session: LaunchSession | null = spawnLauncher({ stdio: [...HOST_STDIO] });
+
+  /** The session, once: null after it was taken or disposed of. */
+  take(): LaunchSession | null {
+    const s = this.session;
+    this.session = null;
+    return s;
+  }
+
+  /** Lets an unused launcher go: it reads the end of its plan and exits. */
+  dispose(): void {
+    this.take()?.detach();
+  }
+}
+
+/**
+ * Runs the steps in a launcher of their own (`launcher`'s, if given and not used yet) and resolves
+ * once it has done them all.
+ */
+export async function runHostSteps(steps: PlanStep[], launcher?: HostLauncher): Promise<void> {
   const plan: Plan = { steps, newUserNamespace: false, warnings: [] };
-  const session = launch(plan, {
-    stdio: ["ignore", "ignore", "inherit"],
-    onSync: () => {
-      throw new PivotError("internal error: a host plan has no sync point");
-    },
-  });
+  const warm = launcher?.take();
+  let session: LaunchSession;
+  if (warm) {
+    session = warm;
+    session.sendPlan(plan, noSyncPoint);
+  } else {
+    session = launch(plan, { stdio: [...HOST_STDIO], onSync: noSyncPoint });
+  }
   try {
     await session.whenClosed();
   } finally {

@@ -1,8 +1,14 @@
 // Runtime as a library (what the engine and Node programs use): run without an exec fifo, the
 // container seen "created" until it is started, and a run whose process dies before its start.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import {
+  HostLauncher,
+  mountSteps,
+  runHostSteps,
+  unmountStep,
+} from "../../src/runtime/host-plan.ts";
 import { Runtime } from "../../src/runtime/runtime.ts";
 import { Trace } from "../../src/runtime/trace.ts";
 import { cleanupRoot, isRoot, makeBundle, rm, tempDir } from "../helpers.ts";
@@ -114,6 +120,47 @@ describe("stdio pipes through the library", () => {
     expect(rest.length).toBe(4194304);
     expect(/^x+$/.test(rest)).toBe(true);
     expect(Buffer.concat(err).toString()).toBe("oops\n");
+  });
+});
+
+describe("host launchers started ahead of their plan", () => {
+  test("one runs the host plan it is given later; one never used exits once disposed of, and lets its process end", async () => {
+    const target = join(work, "host-mount");
+    mkdirSync(target);
+    const mounted = () => readFileSync("/proc/self/mountinfo", "utf8").includes(` ${target} `);
+    const used = new HostLauncher();
+    try {
+      await runHostSteps(
+        mountSteps({ source: "tmpfs", target, fstype: "tmpfs", data: "size=1m" }),
+        used,
+      );
+      expect(mounted()).toBe(true);
+      // Taken: a second use starts a launcher of its own.
+      await runHostSteps([unmountStep(target)], used);
+      expect(mounted()).toBe(false);
+    } finally {
+      if (mounted()) await runHostSteps([unmountStep(target, { lazy: true })]);
+    }
+    // A process that starts one and disposes of it ends at once, and so does its launcher.
+    const script = join(work, "dispose.ts");
+    writeFileSync(
+      script,
+      `import { HostLauncher } from ${JSON.stringify(join(import.meta.dir, "../../src/runtime/host-plan.ts"))};
+const session = new HostLauncher().take()!;
+console.log(session.launcherPid);
+session.detach(); // what dispose() does with an unused one`,
+    );
+    const started = Date.now();
+    const r = Bun.spawnSync([process.execPath, script], { timeout: 10_000 });
+    expect({ code: r.exitCode, stderr: r.stderr.toString() }).toEqual({ code: 0, stderr: "" });
+    expect(Date.now() - started).toBeLessThan(5000);
+    const launcher = Number(r.stdout.toString().trim());
+    expect(launcher).toBeGreaterThan(0);
+    for (let i = 0; i < 100 && existsSync(`/proc/${launcher}/stat`); i++) await Bun.sleep(10);
+    const state = existsSync(`/proc/${launcher}/stat`)
+      ? readFileSync(`/proc/${launcher}/stat`, "utf8")
+      : "gone";
+    expect(state === "gone" || / Z /.test(state)).toBe(true);
   });
 });
 
