@@ -331,10 +331,12 @@ function recordExit(ctx: EngineContext, id: string, code: number): boolean {
 }
 
 /**
- * An attached --rm container has exited: removed at once, its code kept for `pivot wait` by the
- * removal, with no exit record written first (an exit file and a state.json: three file
- * operations on a directory about to go, ~0.5-3 ms on ext4). The record is written only if the
- * container stays: its removal failed.
+ * An attached --rm container has exited: removed at once, with no exit record written first (an
+ * exit file and a state.json: three file operations on a directory about to go, ~0.5-3 ms on
+ * ext4). Its code is kept for `pivot wait` before the removal begins, not by it: a `wait` that
+ * finds the directory renamed away must find the code, and so must one after this process was
+ * killed during the removal (recovery removes the container then, with no exit file to keep).
+ * The record is written only if the container stays: its removal failed.
  */
 async function removeAfterExit(
   ctx: EngineContext,
@@ -343,16 +345,17 @@ async function removeAfterExit(
   code: number,
 ): Promise<void> {
   ctx.trace?.mark("engine: output drained");
+  ctx.containers.keepExitCode(id, code);
   try {
-    await cleanup(ctx, id, { runId, exitCode: code });
+    await cleanup(ctx, id, { runId });
   } catch (err) {
     recordExit(ctx, id, code);
     throw err;
   }
-  if (!existsSync(join(ctx.containers.dir(id), "container.json"))) {
-    // Removed by another process meanwhile (`rm -f`), which found no exit code to keep.
-    if (ctx.containers.removedExitCode(id) === null) ctx.containers.keepExitCode(id, code);
-  } else if (ctx.containers.runState(id)?.runId === runId) {
+  if (
+    existsSync(join(ctx.containers.dir(id), "container.json")) &&
+    ctx.containers.runState(id)?.runId === runId
+  ) {
     recordExit(ctx, id, code); // not removed (kept on a failure): its exit is known
   }
 }

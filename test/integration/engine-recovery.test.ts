@@ -14,6 +14,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
+import { withFileLock } from "../../src/image/lock.ts";
 import { IMAGE, makeTestEngine, mountsUnder, type TestEngine } from "../fixtures/engine.ts";
 import { BUN, isRoot, PIVOT_CLI, pivotCli, RUNTIME_CLI } from "../helpers.ts";
 
@@ -417,6 +418,40 @@ describe.skipIf(!isRoot || !hasConmon)("engine: state that is never lost", () =>
     }
     expect(caught).toBe(true);
   }, 120_000);
+
+  test("an attached run --rm killed after its container exited, before its removal: ps removes it, wait gives the code", async () => {
+    const containers = join(t.root, "containers");
+    const list = () => (existsSync(containers) ? readdirSync(containers) : []);
+    const existing = new Set(list());
+    let pid = 0;
+    const run = pivotAsync(["run", "--rm", IMAGE, "sh", "-c", "sleep 1; exit 3"], (p) => {
+      pid = p;
+    });
+    // Running: state.json written, and the run's hold of the container's lock released.
+    let id = "";
+    for (let i = 0; i < 2000 && !(id && existsSync(join(containers, id, "state.json"))); i++) {
+      id ||= list().find((d) => !existing.has(d) && /^[0-9a-f]{64}$/.test(d)) ?? "";
+      await Bun.sleep(5);
+    }
+    expect(id).not.toBe("");
+    // The container's lock held here: after the exit, the run's removal waits for it, and the run
+    // is killed there (as a kill -9 or a crash in the middle of the removal would end it).
+    await withFileLock(join(t.root, "locks", `container-${id}.lock`), async () => {
+      const init = (
+        JSON.parse(readFileSync(join(containers, id, "state.json"), "utf8")) as {
+          pid: number;
+        }
+      ).pid;
+      for (let i = 0; i < 1000 && existsSync(`/proc/${init}`); i++) await Bun.sleep(10);
+      await Bun.sleep(500); // its output drained, the removal waiting for the lock
+      process.kill(pid, "SIGKILL");
+      await run;
+    });
+    expect(pivot(["ps", "-a", "-q", "--no-trunc"]).stdout).not.toContain(id);
+    expect(existsSync(join(containers, id))).toBe(false);
+    const w = pivot(["wait", id]);
+    expect({ status: w.status, stdout: w.stdout }).toEqual({ status: 0, stdout: "3\n" });
+  }, 60_000);
 
   test("a simulated reboot: overlay unmounted, runtime state gone; ps -a tells the truth, start and rm work", async () => {
     const id = pivot(["run", "-d", "--name", "boot", IMAGE, "sleep", "300"]).stdout.trim();
