@@ -145,6 +145,7 @@ export async function collectGarbage(
   options: GcOptions = {},
 ): Promise<GcResult> {
   const result: GcResult = { blobs: [], layers: [], freed: 0, deferred: 0 };
+  store.prepareForWrites();
   const keepLinks = await mountedLayerLinks(store);
   await withFileLock(
     store.lockPath("index"),

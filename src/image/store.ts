@@ -17,7 +17,7 @@
  * Blobs are verified while written and appear atomically (temporary file,
  * fsync, rename). Layers are unpacked once, under a per-layer lock, into a
  * temporary directory renamed into place. Leftovers of killed processes are
- * removed when the store is opened.
+ * removed by the next process that writes to the store.
  */
 import {
   createReadStream,
@@ -26,6 +26,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   symlinkSync,
   unlinkSync,
@@ -101,7 +102,11 @@ export class ImageStore {
     this.root = root;
   }
 
-  /** Opens (creating if needed) the store at `root` and removes leftovers of dead processes. */
+  /**
+   * Opens (creating if needed) the store at `root`. Leftovers of dead processes are removed by
+   * this process's first write (beginWrite), not here: `pivot run` and the other readers would
+   * list the store's temporary and layer directories at every start, a cost that grows with it.
+   */
   static async open(root: string = DEFAULT_STORE_ROOT): Promise<ImageStore> {
     const store = new ImageStore(root);
     await store.init();
@@ -112,9 +117,9 @@ export class ImageStore {
   // stat or a read of a small file, which node:fs/promises sends through a thread pool (about
   // 0.1 ms each against 2-5 µs, measured here), and `pivot run` makes dozens of them.
   private async init(): Promise<void> {
-    for (const d of ["blobs/sha256", "layers/sha256", "l", "tmp", "locks", "writers"]) {
-      mkdirSync(join(this.root, d), { recursive: true, mode: 0o700 });
-    }
+    // index.json is made last: an existing one means the directories below were made.
+    if (existsSync(join(this.root, "index.json"))) return;
+    this.makeDirectories();
     const layout = join(this.root, "oci-layout");
     if (!existsSync(layout)) {
       await this.writeFileAtomic(layout, `${JSON.stringify({ imageLayoutVersion: "1.0.0" })}\n`);
@@ -126,11 +131,34 @@ export class ImageStore {
           await this.writeIndex({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] });
       });
     }
-    await this.removeLeftovers();
+  }
+
+  private makeDirectories(): void {
+    for (const d of ["blobs/sha256", "layers/sha256", "l", "tmp", "locks", "writers"]) {
+      mkdirSync(join(this.root, d), { recursive: true, mode: 0o700 });
+    }
+  }
+
+  /** Whether this process has prepared the store for its writes (prepareForWrites). */
+  private preparedForWrites = false;
+
+  /**
+   * Before this process's first write (beginWrite, updateIndex, garbage collection): the store's
+   * directories (one removed by hand is made again) and what crashed writers left behind.
+   */
+  prepareForWrites(): void {
+    if (this.preparedForWrites) return;
+    this.preparedForWrites = true;
+    this.makeDirectories();
+    this.removeLeftoversSync();
   }
 
   /** Removes temporary files and directories whose owner process is gone. */
   async removeLeftovers(): Promise<string[]> {
+    return this.removeLeftoversSync();
+  }
+
+  private removeLeftoversSync(): string[] {
     const removed: string[] = [];
     const list = (dir: string): string[] => {
       try {
@@ -139,25 +167,19 @@ export class ImageStore {
         return [];
       }
     };
-    const sweep = async (dir: string, pattern: RegExp) => {
+    const sweep = (dir: string, pattern: RegExp) => {
       for (const name of list(dir)) {
         const m = pattern.exec(name);
         if (m && !isAlive(Number(m[1] ?? m[2]))) {
-          await rm(join(dir, name), { recursive: true, force: true });
+          rmSync(join(dir, name), { recursive: true, force: true });
           removed.push(join(dir, name));
         }
       }
     };
-    await sweep(join(this.root, "tmp"), BLOB_TEMP);
-    await sweep(join(this.root, "layers/sha256"), LAYER_TEMP);
-    await sweep(join(this.root, "writers"), /^(\d+)$/);
-    for (const name of list(this.root)) {
-      const m = /^index\.json\.tmp-(\d+)-[a-z0-9]+$/.exec(name);
-      if (m && !isAlive(Number(m[1]))) {
-        await rm(join(this.root, name), { force: true });
-        removed.push(join(this.root, name));
-      }
-    }
+    sweep(join(this.root, "tmp"), BLOB_TEMP);
+    sweep(join(this.root, "layers/sha256"), LAYER_TEMP);
+    sweep(join(this.root, "writers"), /^(\d+)$/);
+    sweep(this.root, /^index\.json\.tmp-(\d+)-[a-z0-9]+$/);
     return removed;
   }
 
@@ -170,6 +192,7 @@ export class ImageStore {
    * pull or import that is not tagged yet. Returns the function ending it.
    */
   beginWrite(): () => void {
+    this.prepareForWrites();
     const path = join(this.root, "writers", String(process.pid));
     let w = writers.get(path);
     const now = Date.now();
@@ -367,6 +390,7 @@ export class ImageStore {
 
   /** Read-modify-write of index.json under the store's index lock. */
   async updateIndex(fn: (index: ImageIndex) => void | Promise<void>): Promise<void> {
+    this.prepareForWrites();
     await withFileLock(
       this.lockPath("index"),
       async () => {
