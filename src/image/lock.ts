@@ -4,8 +4,17 @@
  * within one process (a promise chain per path, so callers in one process queue without
  * polling).
  */
-import { closeSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from "node:fs";
-import { link, readFile, rename, stat, unlink } from "node:fs/promises";
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import { link, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 const inProcess = new Map<string, Promise<unknown>>();
@@ -73,7 +82,8 @@ async function acquire(lockPath: string, options: LockOptions): Promise<void> {
  * into it. One file operation, where writing a private file and linking it into place took three
  * (each 0.2-1 ms on an ext4 under load, and `pivot run` takes two locks). A process killed between
  * the create and the write leaves an empty lock, which breakIfStale takes over once it is
- * EMPTY_LOCK_STALE_MS old. Synchronous: node:fs/promises would send each call through its thread
+ * EMPTY_LOCK_STALE_MS old (one stopped there that long, e.g. by Ctrl-Z in that microsecond, loses
+ * its lock: the price of one file operation instead of three). Synchronous: node:fs/promises would send each call through its thread
  * pool (~0.1 ms apiece here).
  */
 function tryCreate(lockPath: string): boolean {
@@ -102,34 +112,42 @@ function tryCreate(lockPath: string): boolean {
 const EMPTY_LOCK_STALE_MS = 2000;
 
 /** Removes a lock file whose owner process no longer exists. */
-async function breakIfStale(lockPath: string): Promise<void> {
-  let text: string;
+export async function breakIfStale(
+  lockPath: string,
+  /** Tests only: runs between the judgement and the move, where another process may act. */
+  beforeMove?: () => void,
+): Promise<void> {
+  // The lock judged: its text and its identity (inode and modification time), read from one open
+  // file, so that what is moved aside below can be told from a lock taken since.
+  let judged: { text: string; id: string; mtimeMs: number };
   try {
-    text = await readFile(lockPath, "utf8");
+    judged = readLockFile(lockPath);
   } catch {
     return;
   }
+  const { text } = judged;
   const pid = Number.parseInt(text, 10);
   if (text === "") {
-    const age = await stat(lockPath).then(
-      (s) => Date.now() - s.mtimeMs,
-      () => 0,
-    );
-    if (age < EMPTY_LOCK_STALE_MS) return;
+    if (Date.now() - judged.mtimeMs < EMPTY_LOCK_STALE_MS) return;
   } else if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) {
     return;
   }
   // Move it aside first so that two processes breaking the same stale lock do
   // not remove a fresh lock the other one just took.
   const aside = `${lockPath}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  beforeMove?.();
   try {
     await rename(lockPath, aside);
   } catch {
     return;
   }
-  const moved = await readFile(aside, "utf8").catch(() => "");
-  if (moved !== text) {
-    // We moved someone's fresh lock: put it back unless somebody took the path since.
+  let moved: string | null = null;
+  try {
+    moved = readLockFile(aside).id;
+  } catch {}
+  if (moved !== judged.id) {
+    // We moved someone's fresh lock (an empty one reads like the stale one did: the identity
+    // tells them apart): put it back unless somebody took the path since.
     await link(aside, lockPath).catch(() => {});
     await unlink(aside).catch(() => {});
     return;
@@ -137,6 +155,23 @@ async function breakIfStale(lockPath: string): Promise<void> {
   await unlink(aside).catch(() => {});
   // Its owner died: it may have died between writing its private file and unlinking it too.
   removeLeftovers(lockPath);
+}
+
+/** A lock file's text and identity (inode, modification time in ns), from one open file. */
+function readLockFile(path: string): { text: string; id: string; mtimeMs: number } {
+  const fd = openSync(path, "r");
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    const buf = Buffer.alloc(64);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return {
+      text: buf.subarray(0, n).toString("utf8"),
+      id: `${st.dev}:${st.ino}:${st.mtimeNs}`,
+      mtimeMs: Number(st.mtimeNs / 1_000_000n),
+    };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -1,8 +1,16 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isAlive, withFileLock } from "../../src/image/lock.ts";
+import { breakIfStale, isAlive, withFileLock } from "../../src/image/lock.ts";
 
 let dir: string;
 beforeEach(() => {
@@ -53,6 +61,22 @@ describe("file locks", () => {
     const old = new Date(Date.now() - 10_000);
     utimesSync(path, old, old);
     expect(await withFileLock(path, async () => "taken", { timeoutMs: 2000 })).toBe("taken");
+  });
+
+  test("breaking an old empty lock never removes a fresh (still empty) one taken meanwhile", async () => {
+    const path = join(dir, "race.lock");
+    writeFileSync(path, "");
+    const old = new Date(Date.now() - 10_000);
+    utimesSync(path, old, old);
+    // Judged stale; before it is moved aside, another breaker removes it and a third process
+    // takes the lock, its file created and not written yet: empty too, as the stale one was.
+    await breakIfStale(path, () => {
+      rmSync(path);
+      writeFileSync(path, "");
+    });
+    // The fresh lock is put back, not removed: its holder still holds it.
+    expect(Date.now() - statSync(path).mtimeMs).toBeLessThan(5000);
+    expect(readdirSync(dir)).toEqual(["race.lock"]);
   });
 
   test("a lock held by a live process times out, naming the holder and what to do", async () => {
