@@ -5,20 +5,23 @@ import type { Readable, Writable } from "node:stream";
 import type { StdinPipe } from "../runtime/piped-stdio.ts";
 
 /**
- * Reads `src` to its end, handing each chunk to `onChunk` (awaited when it returns a promise: the
- * container waits meanwhile); a read error ends it too.
+ * Reads `src` to its end, handing each chunk to `onChunk`: awaited when it returns a promise (the
+ * container waits meanwhile); `false` stops the reading and closes this end of the pipe, so that
+ * the container's next write to it fails (SIGPIPE), as in a shell pipeline whose reader is gone.
+ * A read error ends it too.
  */
 export async function drainPipe(
   src: AsyncIterable<Uint8Array>,
-  onChunk: (chunk: Buffer) => Promise<void> | undefined | void,
+  onChunk: (chunk: Buffer) => Promise<void> | boolean | undefined | void,
 ): Promise<void> {
   try {
     for await (const chunk of src) {
       const buf = Buffer.isBuffer(chunk)
         ? chunk
         : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      const wait = onChunk(buf);
-      if (wait) await wait;
+      const next = onChunk(buf);
+      if (next === false) break; // leaving the loop cancels the stream: the pipe is closed
+      if (next) await next;
     }
   } catch {
     // The pipe broke (the container is gone): what was read has been handed on.

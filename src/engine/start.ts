@@ -440,8 +440,12 @@ async function runPrepared(
             waits.push(
               drainPipe(src, (chunk) => {
                 log.write(name, chunk);
-                if (stdio === "inherit") writeAllSync(name === "stdout" ? 1 : 2, chunk);
-                else outs[name]?.write(chunk);
+                // This process's stdout gone (`pivot run IMAGE yes | head -1`): the container's
+                // stdout is closed too, and its writer ends on SIGPIPE as it would in the shell,
+                // rather than running on with every byte going to the log.
+                if (stdio === "inherit") return writeAllSync(name === "stdout" ? 1 : 2, chunk);
+                outs[name]?.write(chunk);
+                return undefined;
               }),
             );
           }

@@ -49,6 +49,19 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     expect(r).toEqual({ status: 5, stdout: "out\n", stderr: "err\n" });
   });
 
+  test("run --rm into a reader that goes away (`yes | head -1`): the container's stdout breaks too, the run ends and leaves nothing", () => {
+    // Before: the attached run went on reading the container's stdout into the log for good.
+    const started = Date.now();
+    const r = spawnSync(
+      "sh",
+      ["-c", `${BUN} ${PIVOT_CLI} --root ${t.root} run --rm ${IMAGE} yes | head -1`],
+      { encoding: "utf8", timeout: 20_000 },
+    );
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 0, stdout: "y\n" });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(pivot(["ps", "-aq"]).stdout).toBe("");
+  });
+
   test("run flags: -e, --env-file, -w, -u, -v, --hostname, -l, combined -i", () => {
     const envFile = join(scratch, "env");
     writeFileSync(envFile, "# settings\nFROM_FILE=yes\n");
