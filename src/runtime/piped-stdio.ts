@@ -9,7 +9,11 @@ import type { ChildProcess } from "node:child_process";
 export interface PipedStdio {
   /** The container's stdin: each write goes out at once; end() closes it. */
   stdin: StdinPipe | null;
-  /** The container's output, chunk by chunk; the iteration ends when every writer has closed it. */
+  /**
+   * The container's output, chunk by chunk; the iteration ends when every writer has closed it.
+   * Read it, or ask for "ignore" or a file descriptor instead of "pipe": under Bun, output nobody
+   * reads is buffered in memory without limit (node streams would stop the writer instead).
+   */
   stdout: AsyncIterable<Uint8Array> | null;
   stderr: AsyncIterable<Uint8Array> | null;
 }
