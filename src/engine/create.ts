@@ -66,7 +66,7 @@ export async function create(
   ctx: EngineContext,
   options: ContainerOptions,
 ): Promise<ContainerInfo> {
-  checkRestartOptions(options, ctx.conmonPath !== null);
+  checkRestartOptions(options, () => ctx.conmonPath !== null);
   const id = newContainerId();
   // Under the container's lock: a directory without container.json whose lock is free was
   // left by a create that crashed (recover() cleans it).
@@ -332,7 +332,7 @@ export async function dryRun(
   options: ContainerOptions,
   attached = false,
 ): Promise<{ id: string; dir: string; spec: Spec; plan: Plan }> {
-  checkRestartOptions(options, true);
+  checkRestartOptions(options, () => true);
   const store = await ctx.images();
   const image = await store.resolve(options.image);
   const id = randomHex(32);

@@ -76,7 +76,8 @@ function checkPolicy(p: RestartPolicy): void {
 }
 
 /** Refuses what Docker refuses at create: a bad policy, --restart with --rm; and no conmon. */
-export function checkRestartOptions(options: ContainerOptions, hasConmon: boolean): void {
+/** `hasConmon` is asked only for a restart policy (finding conmon searches PATH). */
+export function checkRestartOptions(options: ContainerOptions, hasConmon: () => boolean): void {
   if (!options.restart) return;
   checkPolicy(options.restart);
   if (options.restart.policy === "no") return;
@@ -85,7 +86,7 @@ export function checkRestartOptions(options: ContainerOptions, hasConmon: boolea
       hint: "a container restarted when it exits is never removed when it exits: drop one of them",
     });
   }
-  if (!hasConmon) {
+  if (!hasConmon()) {
     throw new EngineError("restart policies need conmon, which is not installed", {
       hint: "install it (apt-get install conmon); conmon's exit hook is what restarts a container",
     });

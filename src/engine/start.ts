@@ -128,7 +128,7 @@ export async function runAndAttach(
   attach: AttachOptions = {},
   onCreated?: (id: string) => void,
 ): Promise<AttachResult> {
-  checkRestartOptions(options, ctx.conmonPath !== null);
+  checkRestartOptions(options, () => ctx.conmonPath !== null);
   const id = newContainerId();
   let helper: TtyHelper | null = null;
   await ctx.containers.withLock(id, async () => {
@@ -273,7 +273,7 @@ export async function runAttached(
   options: ContainerOptions,
   stdio: "pipe" | "inherit" | "ignore" = "pipe",
 ): Promise<ContainerHandle> {
-  checkRestartOptions(options, ctx.conmonPath !== null);
+  checkRestartOptions(options, () => ctx.conmonPath !== null);
   const id = newContainerId();
   return ctx.containers.withLock(id, async () =>
     runPrepared(
@@ -294,7 +294,7 @@ export async function runDetached(
   ctx: EngineContext,
   options: ContainerOptions,
 ): Promise<ContainerHandle> {
-  checkRestartOptions(options, ctx.conmonPath !== null);
+  checkRestartOptions(options, () => ctx.conmonPath !== null);
   const id = newContainerId();
   return ctx.containers.withLock(id, async () => {
     await createLocked(ctx, options, id, true);

@@ -36,6 +36,9 @@ const REFERENCE_RE = new RegExp(`^(${namePat})(?::(${tagPat}))?(?:@(${digestPat}
 const DOMAIN_RE = new RegExp(`^${domainAndPort}$`);
 const TAG_RE = new RegExp(`^${tagPat}$`);
 const IDENTIFIER_RE = /^[a-f0-9]{64}$/;
+// What users type most (`busybox`, `debian:12`): one path component and an optional tag, parsed
+// without the full grammar, whose first use compiles REFERENCE_RE (~0.3 ms of every `pivot run`).
+const OFFICIAL_NAME_RE = new RegExp(`^(${pathComponent})(?::(${tagPat}))?$`);
 
 export interface ImageReference {
   /** Registry host with optional port, e.g. `docker.io`, `localhost:5000`. */
@@ -55,6 +58,13 @@ export function parseReference(
 ): ImageReference {
   const defaultTag = options.defaultTag ?? true;
   if (input === "") throw new InvalidReferenceError(input, "the name is empty");
+  const official = OFFICIAL_NAME_RE.exec(input);
+  if (official && !IDENTIFIER_RE.test(input)) {
+    const path = OFFICIAL_REPO_PREFIX + official[1]!;
+    const tag = official[2] ?? (defaultTag ? DEFAULT_TAG : undefined);
+    if (`${DEFAULT_DOMAIN}/${path}`.length <= NAME_TOTAL_LENGTH_MAX)
+      return makeReference(DEFAULT_DOMAIN, path, tag, undefined);
+  }
   if (IDENTIFIER_RE.test(input)) {
     throw new InvalidReferenceError(
       input,

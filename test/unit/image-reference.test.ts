@@ -225,3 +225,45 @@ test("withTag replaces tag and drops digest", () => {
   expect(formatReference(ref)).toBe("docker.io/library/busybox:2");
   expect(() => withTag(ref, "bad tag")).toThrow(InvalidReferenceError);
 });
+
+describe("one-component names take a shorter path to the same result", () => {
+  // parseReference reads `busybox` and `debian:12` without the full grammar; the written-out
+  // form (docker.io/library/NAME) always goes through it: both must agree, errors included.
+  const inputs = [
+    "busybox",
+    "bb:latest",
+    "debian:12",
+    "a",
+    "a.b_c__d---e",
+    "x9:Tag_1.2-rc",
+    `name:${"t".repeat(128)}`,
+    `name:${"t".repeat(129)}`,
+    "Busybox",
+    "a..b",
+    "a-",
+    "_a",
+    "a:-tag",
+    "a:",
+    `${"a".repeat(64)}`,
+    `${"f".repeat(64)}`,
+    `${"a".repeat(240)}`,
+  ];
+  const outcome = (f: () => unknown) => {
+    try {
+      return { ok: f() };
+    } catch {
+      return { error: true };
+    }
+  };
+  for (const input of inputs) {
+    test(JSON.stringify(input.length > 40 ? `${input.slice(0, 40)}…` : input), () => {
+      for (const defaultTag of [true, false]) {
+        const short = outcome(() => parseReference(input, { defaultTag }));
+        const full = outcome(() => parseReference(`docker.io/library/${input}`, { defaultTag }));
+        // A 64-hex string is refused as a name, though its written-out form is a valid one.
+        if (/^[a-f0-9]{64}$/.test(input)) expect(short).toEqual({ error: true });
+        else expect(short).toEqual(full);
+      }
+    });
+  }
+});

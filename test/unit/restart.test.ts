@@ -47,20 +47,26 @@ describe("--restart", () => {
     }
   });
 
-  test("with --rm, and without conmon", () => {
+  test("with --rm, and without conmon (looked for only when a policy needs it)", () => {
+    const yes = () => true;
+    const no = () => false;
     expect(() =>
-      checkRestartOptions(
-        { image: "x", autoRemove: true, restart: { policy: "on-failure" } },
-        true,
-      ),
+      checkRestartOptions({ image: "x", autoRemove: true, restart: { policy: "on-failure" } }, yes),
     ).toThrow("Conflicting options: --restart and --rm");
     expect(() =>
-      checkRestartOptions({ image: "x", autoRemove: true, restart: { policy: "no" } }, true),
+      checkRestartOptions({ image: "x", autoRemove: true, restart: { policy: "no" } }, yes),
     ).not.toThrow();
-    expect(() => checkRestartOptions({ image: "x", restart: { policy: "always" } }, false)).toThrow(
+    expect(() => checkRestartOptions({ image: "x", restart: { policy: "always" } }, no)).toThrow(
       "restart policies need conmon",
     );
-    expect(() => checkRestartOptions({ image: "x" }, false)).not.toThrow();
+    let asked = false;
+    expect(() =>
+      checkRestartOptions({ image: "x" }, () => {
+        asked = true;
+        return false;
+      }),
+    ).not.toThrow();
+    expect(asked).toBe(false);
   });
 });
 
