@@ -26,7 +26,8 @@ export interface OciRunOptions {
   consoleSocket?: string;
   stdio?: StdioSpec[];
   onLaunch?: (pipes: PipedStdio) => void;
-  onStart?: (pid: number) => void;
+  /** Another runtime's cgroups are not known here: the caller finds them (cgroupPathsOf). */
+  onStart?: (pid: number, cgroupPaths?: Record<string, string>) => void;
   /** Not offered: `RUNTIME run` has no moment between create and start. */
   onCreated?: (pid: number) => Promise<void>;
 }

@@ -452,7 +452,7 @@ async function runPrepared(
           streamsDone = Promise.all(waits);
           if (stdinStream && pipes.stdin) feedStdin(stdinStream, pipes.stdin);
         },
-        onStart: (pid) => {
+        onStart: (pid, cgroupPaths?: Record<string, string>) => {
           writeJsonAtomic(join(dir, "state.json"), {
             runId,
             startedAt: new Date().toISOString(),
@@ -460,7 +460,8 @@ async function runPrepared(
             monitorPid: process.pid,
             monitorStart: me,
             pid,
-            ...cgroupPathsOf(ctx, id),
+            // Pivot's runtime hands its record's paths over; another runtime's are looked up.
+            ...(cgroupPaths ? { cgroupPaths } : cgroupPathsOf(ctx, id)),
           } satisfies RunState);
           started();
         },

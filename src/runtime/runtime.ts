@@ -75,8 +75,8 @@ export interface CreateOptions {
   stdio?: StdioSpec[];
   /** Called once the launcher is spawned, with the caller's ends of the "pipe" stdio entries. */
   onLaunch?: (pipes: PipedStdio) => void;
-  /** `run` only: called once the container's process has been started. */
-  onStart?: (pid: number) => void;
+  /** `run` only: called once the container's process has been started, with its cgroups. */
+  onStart?: (pid: number, cgroupPaths: Record<string, string>) => void;
   /** `run` only: awaited between create and start, with the init's pid (e.g. to wire its network). */
   onCreated?: (pid: number) => Promise<void>;
 }
@@ -623,7 +623,7 @@ export class Runtime {
     try {
       await options.onCreated?.(record.pid);
       await this.startRun(record, session);
-      options.onStart?.(record.pid);
+      options.onStart?.(record.pid, record.cgroupPaths);
       code = exitCodeOf(await session.whenExited());
       this.trace?.mark("exit: the launcher reported the process's exit");
     } catch (err) {
