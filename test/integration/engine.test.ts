@@ -74,6 +74,22 @@ describe.skipIf(!isRoot)("engine: attached containers", () => {
     expect(await engine.wait(b.id)).toBe(137);
   });
 
+  test("an attached run's state.json names the container's cgroups (recovery removes them by it)", async () => {
+    const c = await engine.run({ image: IMAGE, cmd: ["sleep", "30"], autoRemove: true });
+    try {
+      const state = JSON.parse(
+        readFileSync(join(engine.root, "containers", c.id, "state.json"), "utf8"),
+      ) as { cgroupPaths?: Record<string, string> };
+      const fromRuntime = engine.runtime.store.load(c.id).cgroupPaths;
+      expect(Object.keys(fromRuntime).length).toBeGreaterThan(0);
+      expect(state.cgroupPaths).toEqual(fromRuntime);
+      for (const p of Object.values(fromRuntime)) expect(existsSync(p)).toBe(true);
+    } finally {
+      engine.kill(c.id, "KILL");
+      await c.wait();
+    }
+  });
+
   test("-e, -w, -u: environment, working directory (created), user by name and by number", async () => {
     const r = await runCollect(engine, {
       image: IMAGE,
