@@ -2,7 +2,6 @@
 // host), tar streams in and out (`pivot cp`, `pivot export`), the upper directory's changes
 // (`pivot diff`) and a layer made of them (`pivot commit`).
 import { lstatSync, readdirSync, renameSync, rmSync, type Stats, writeFileSync } from "node:fs";
-import { lstat, mkdir, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import {
@@ -11,6 +10,7 @@ import {
   WHITEOUT_OPAQUE,
   WHITEOUT_PREFIX,
 } from "../image/unpack.ts";
+import { lstat, mkdir, rm } from "../util/fs-async.ts";
 import { FilesError, kindAt } from "./root-paths.ts";
 
 export {

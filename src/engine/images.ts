@@ -1,12 +1,13 @@
 // Image housekeeping that needs to know the containers: rmi, image prune, system df, and garbage
 // collection that keeps every layer a container (running or not) still uses.
-import { readdir } from "node:fs/promises";
+
 import { join } from "node:path";
 import { parseDigest } from "../image/digest.ts";
 import { collectGarbage, type GcResult, imageSize, layerSize, treeSize } from "../image/gc.ts";
 import { rootfsDriver } from "../image/overlay.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
 import type { StoredImage } from "../image/store.ts";
+import { readdir } from "../util/fs-async.ts";
 import type { Engine } from "./engine.ts";
 import { EngineError } from "./errors.ts";
 import type { ContainerInfo } from "./types.ts";

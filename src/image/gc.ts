@@ -15,8 +15,9 @@
  * first (a killed collection leaves a leftover the next open removes, never
  * half a layer under its real name).
  */
-import { lstat, readdir, readFile, readlink, rename, rm, stat, unlink } from "node:fs/promises";
+
 import { join } from "node:path";
+import { lstat, readdir, readFile, readlink, rename, rm, stat, unlink } from "../util/fs-async.ts";
 import { isAlive, withFileLock } from "./lock.ts";
 import { ImageStore, type StoredImage, WRITER_LINGER_MS } from "./store.ts";
 import { type ImageIndex, type ImageManifest, isIndexMediaType } from "./types.ts";

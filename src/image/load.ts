@@ -9,8 +9,8 @@
  * diff_id, and only then are the images tagged: a bad archive tags nothing.
  */
 import { createReadStream } from "node:fs";
-import { open, readFile, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
+import { open, readFile, stat } from "../util/fs-async.ts";
 import { parseDigest } from "./digest.ts";
 import { ImageError, InvalidImageError, LayerUnpackError } from "./errors.ts";
 import { formatReference, parseReference } from "./reference.ts";

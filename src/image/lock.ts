@@ -14,8 +14,8 @@ import {
   unlinkSync,
   writeSync,
 } from "node:fs";
-import { link, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { link, readFile, rename, unlink } from "../util/fs-async.ts";
 
 const inProcess = new Map<string, Promise<unknown>>();
 /** Lock paths whose leftovers this process has already looked for. */

@@ -24,12 +24,12 @@ import {
   realpathSync,
   rmSync,
 } from "node:fs";
-import { lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { LaunchError } from "../errors.ts";
 import { type HostLauncher, mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
 import { inUserNamespace } from "../runtime/userns.ts";
 import { childProcess } from "../util/child-process.ts";
+import { lstat, mkdir, readdir, readFile, rm, writeFile } from "../util/fs-async.ts";
 import { kernelAtLeast } from "../util/kernel.ts";
 import { OverlayError } from "./errors.ts";
 import { runHelper } from "./helpers.ts";

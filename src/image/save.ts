@@ -9,10 +9,10 @@
  * save instead of producing a bad archive.
  */
 import { createReadStream } from "node:fs";
-import { open, stat } from "node:fs/promises";
 import type { Transform } from "node:stream";
 import { pipeline } from "node:stream";
 import * as zlib from "node:zlib";
+import { open, stat } from "../util/fs-async.ts";
 import { Digester, parseDigest } from "./digest.ts";
 import { DigestMismatchError, ImageError } from "./errors.ts";
 import { layerSize } from "./gc.ts";

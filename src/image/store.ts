@@ -32,8 +32,8 @@ import {
   unlinkSync,
   writeFileSync,
 } from "node:fs";
-import { open, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { open, rename, rm, stat, unlink } from "../util/fs-async.ts";
 import { Digester, digestOfBuffer, parseDigest } from "./digest.ts";
 import {
   AmbiguousImageError,

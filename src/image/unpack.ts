@@ -13,11 +13,14 @@
  * OCI whiteouts become OverlayFS's: `.wh.NAME` a 0/0 character device NAME,
  * `.wh..wh..opq` the trusted.overlay.opaque=y xattr on its directory.
  */
-import { createReadStream } from "node:fs";
+import { constants, createReadStream } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { pipeline, type Readable, type Transform } from "node:stream";
+import * as zlib from "node:zlib";
+import { inUserNamespace } from "../runtime/userns.ts";
 import {
   chmod,
   chown,
-  constants,
   lchown,
   link,
   lutimes,
@@ -27,11 +30,7 @@ import {
   rm,
   symlink,
   utimes,
-} from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { pipeline, type Readable, type Transform } from "node:stream";
-import * as zlib from "node:zlib";
-import { inUserNamespace } from "../runtime/userns.ts";
+} from "../util/fs-async.ts";
 import { Digester } from "./digest.ts";
 import { DigestMismatchError, ImageError, LayerUnpackError } from "./errors.ts";
 import { lsetxattr, mknod } from "./helpers.ts";
