@@ -143,14 +143,29 @@ const ENGINE_OWNED: Readonly<Record<string, string | undefined>> = {
   stats: undefined,
 };
 
-const USER_SHORT = new Map(
-  Object.entries(USER_OPTIONS).flatMap(([long, o]) =>
-    o.short ? [[o.short, { long, value: o.value }] as const] : [],
-  ),
-);
-const OWNED_SHORT = new Map(
-  Object.entries(ENGINE_OWNED).flatMap(([long, short]) => (short ? [[short, long] as const] : [])),
-);
+// The short names, built on first use: a table built with flatMap at load cost every pivot command
+// ~1 ms (the first flatMap of a process compiles it), pasta or not.
+let shortNames:
+  | {
+      user: Map<string, { long: string; value: boolean }>;
+      owned: Map<string, string>;
+    }
+  | undefined;
+function shortOptionNames(): NonNullable<typeof shortNames> {
+  shortNames ??= {
+    user: new Map(
+      Object.entries(USER_OPTIONS).flatMap(([long, o]) =>
+        o.short ? [[o.short, { long, value: o.value }] as const] : [],
+      ),
+    ),
+    owned: new Map(
+      Object.entries(ENGINE_OWNED).flatMap(([long, short]) =>
+        short ? [[short, long] as const] : [],
+      ),
+    ),
+  };
+  return shortNames;
+}
 
 /** For tests: the options let through, and the ones the engine owns. */
 export { ENGINE_OWNED as PASTA_ENGINE_OWNED, USER_OPTIONS as PASTA_USER_OPTIONS };
@@ -202,9 +217,9 @@ function readPastaOptions(network: string, items: readonly string[]): string[] {
     if (item.startsWith("-") && item.length > 1 && item !== "--") {
       for (let j = 1; j < item.length; j++) {
         const letter = item[j]!;
-        const own = OWNED_SHORT.get(letter);
+        const own = shortOptionNames().owned.get(letter);
         if (own) throw owned(`-${letter}`, own);
-        const o = USER_SHORT.get(letter);
+        const o = shortOptionNames().user.get(letter);
         if (!o) throw refuse(`-${letter} is not one of the pasta options pivot passes on`);
         names.push(o.long);
         if (!o.value) continue;
