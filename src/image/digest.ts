@@ -62,11 +62,22 @@ export class Digester {
 }
 
 /**
- * The digest of a whole buffer through the Web Crypto global (Node 20+ and Bun). Under Bun,
- * importing node:crypto costs ~4 ms of start-up; `pivot run` verifies its image's manifest and
- * config on every start, and this way pays ~0.1 ms for both. Streams still use Digester.
+ * The digest of a whole buffer, without node:crypto: under Bun, importing it costs ~4 ms of
+ * start-up, and `pivot run` verifies its image's manifest and config on every start. Bun's own
+ * hasher where there is one (synchronous), else the Web Crypto global (Node 20+). Streams still
+ * use Digester.
  */
 export async function digestOfBuffer(
+  data: Uint8Array,
+  algorithm: DigestAlgorithm = "sha256",
+): Promise<string> {
+  const bunHasher = (globalThis as { Bun?: { CryptoHasher: BunCryptoHasher } }).Bun?.CryptoHasher;
+  if (bunHasher) return `${algorithm}:${new bunHasher(algorithm).update(data).digest("hex")}`;
+  return webCryptoDigest(data, algorithm);
+}
+
+/** digestOfBuffer through Web Crypto (what Node uses; exported for its test under Bun). */
+export async function webCryptoDigest(
   data: Uint8Array,
   algorithm: DigestAlgorithm = "sha256",
 ): Promise<string> {
@@ -74,6 +85,11 @@ export async function digestOfBuffer(
   const hash = await globalThis.crypto.subtle.digest(name, data);
   return `${algorithm}:${Buffer.from(hash).toString("hex")}`;
 }
+
+/** The part of Bun's CryptoHasher used here (not imported: this module must load under Node). */
+type BunCryptoHasher = new (
+  algorithm: string,
+) => { update(data: Uint8Array): { digest(encoding: "hex"): string } };
 
 export function sha256Of(data: Uint8Array | string): string {
   return `sha256:${crypto().createHash("sha256").update(data).digest("hex")}`;

@@ -4,6 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as zlib from "node:zlib";
 import { importRootfs } from "../../src/image/create.ts";
+import { digestOfBuffer, webCryptoDigest } from "../../src/image/digest.ts";
 import {
   AmbiguousImageError,
   DigestMismatchError,
@@ -265,4 +266,25 @@ describe("importRootfs", () => {
     expect(readdirSync(join(root, "layers/sha256"))).toEqual([]);
     expect(await store.listImages()).toEqual([]);
   });
+});
+
+describe("whole-buffer digests without node:crypto", () => {
+  // digestOfBuffer verifies manifests and configs on every `pivot run`: Bun's hasher under Bun,
+  // Web Crypto under Node. Both must give what node:crypto gives, views into larger buffers too.
+  const { createHash } = require("node:crypto") as typeof import("node:crypto");
+  const big = Buffer.from(`${"x".repeat(100)}the manifest${"y".repeat(100)}`);
+  const cases: [string, Uint8Array][] = [
+    ["empty", new Uint8Array(0)],
+    ["a buffer", Buffer.from('{"schemaVersion":2}')],
+    ["a view at an offset", big.subarray(100, 112)],
+  ];
+  for (const [what, data] of cases) {
+    for (const algorithm of ["sha256", "sha512"] as const) {
+      test(`${what}, ${algorithm}`, async () => {
+        const want = `${algorithm}:${createHash(algorithm).update(data).digest("hex")}`;
+        expect(await digestOfBuffer(data, algorithm)).toBe(want);
+        expect(await webCryptoDigest(data, algorithm)).toBe(want);
+      });
+    }
+  }
 });
