@@ -1,5 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  writeFileSync,
+} from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as zlib from "node:zlib";
@@ -100,6 +107,24 @@ describe("blobs", () => {
 });
 
 describe("images and tags", () => {
+  test("a manifest or config changed on disk is refused when the image is read, naming the file", async () => {
+    const img = await buildTestImage(store, [base], { refs: ["busybox"] });
+    for (const digest of [img.manifestDigest, img.id]) {
+      const path = join(root, "blobs/sha256", digest.slice("sha256:".length));
+      const good = readFileSync(path);
+      writeFileSync(path, Buffer.concat([good, Buffer.from(" ")]));
+      try {
+        // A fresh store: a name resolved before is remembered while index.json is unchanged.
+        const fresh = await ImageStore.open(root);
+        await expect(fresh.resolve("busybox")).rejects.toThrow(DigestMismatchError);
+        await expect(fresh.resolve("busybox")).rejects.toThrow(path);
+      } finally {
+        writeFileSync(path, good);
+      }
+    }
+    expect((await (await ImageStore.open(root)).resolve("busybox")).id).toBe(img.id);
+  });
+
   test("resolve by name, full name, ID, ID prefix, manifest digest, name@digest", async () => {
     const img = await buildTestImage(store, [base, top], { refs: ["busybox", "alice/app:1"] });
     expect(img.names.sort()).toEqual(["docker.io/alice/app:1", "docker.io/library/busybox:latest"]);
