@@ -186,8 +186,18 @@ function expandShortFlags(argv: string[], specs: FlagSpec[]): string[] {
 }
 
 /** Parses flags up to the first positional (the image or container), leaving the rest as-is. */
+/** Parses already done, by the argument list: `run --trace` is looked for before dispatch. */
+const parsedBefore = new WeakMap<
+  string[],
+  { specs: FlagSpec[]; positionals: number; parsed: Parsed }
+>();
+
 function parseCommand(args: string[], specs: FlagSpec[], positionals = 1): Parsed {
-  return parseArgs(expandShortFlags(args, specs), specs, positionals);
+  const before = parsedBefore.get(args);
+  if (before && before.specs === specs && before.positionals === positionals) return before.parsed;
+  const parsed = parseArgs(expandShortFlags(args, specs), specs, positionals);
+  parsedBefore.set(args, { specs, positionals, parsed });
+  return parsed;
 }
 
 function multi(p: Parsed, name: string): string[] {

@@ -91,18 +91,17 @@ export function createContext(options: EngineOptions = {}): EngineContext {
   // first use: `pivot run` without a network or -d needs neither (~0.6 ms of every command).
   let networks: NetworkManager | undefined;
   let conmonPath: string | null | undefined = options.conmon;
-  // The compiled binary runs its commands by the name they are called by (bin/pivot-multicall.ts).
-  const binary = compiledBinary();
-  const runtimeCommand =
-    options.runtimeCommand ??
-    (binary
-      ? [compiledCommand(binary, "pivot-runtime")]
-      : [bunCommand(), join(PACKAGE_ROOT, "bin/pivot-runtime.ts")]);
-  const cliCommand =
-    options.cliCommand ??
-    (binary
-      ? [compiledCommand(binary, "pivot")]
-      : [bunCommand(), join(PACKAGE_ROOT, "bin/pivot.ts")]);
+  // The commands conmon runs (detached containers only), found on first use. The compiled
+  // binary runs its commands by the name they are called by (bin/pivot-multicall.ts).
+  let binary: string | null | undefined;
+  const commandOf = (name: "pivot" | "pivot-runtime"): string[] => {
+    if (binary === undefined) binary = compiledBinary();
+    return binary
+      ? [compiledCommand(binary, name)]
+      : [bunCommand(), join(PACKAGE_ROOT, `bin/${name}.ts`)];
+  };
+  let runtimeCommand = options.runtimeCommand;
+  let cliCommand = options.cliCommand;
   let storePromise: Promise<ImageStore> | null = null;
   return {
     root,
@@ -123,8 +122,14 @@ export function createContext(options: EngineOptions = {}): EngineContext {
       if (conmonPath === undefined) conmonPath = findConmon();
       return conmonPath;
     },
-    runtimeCommand,
-    cliCommand,
+    get runtimeCommand() {
+      runtimeCommand ??= commandOf("pivot-runtime");
+      return runtimeCommand;
+    },
+    get cliCommand() {
+      cliCommand ??= commandOf("pivot");
+      return cliCommand;
+    },
     ociRuntimes: new Map(),
     trace: options.trace,
     images() {
