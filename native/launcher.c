@@ -78,6 +78,9 @@ static int wait_for_init;
 /* Op.ReportExec: the init holds the write end (close-on-exec) until it execs; the launcher waits
  * for its end of file and reports Event.Executed. */
 static int report_exec;
+/* Op.UnmountAfterExit: unmounted by the launcher once the init has exited (best effort). */
+static const char *unmount_after_exit;
+static int unmount_after_exit_flags;
 static int exec_pipe[2] = {-1, -1};
 static int init_pid_pipe[2] = {-1, -1};
 static pid_t init_pid;
@@ -530,6 +533,8 @@ __attribute__((noreturn)) static void supervise(pid_t setup) {
     if (r < 0) _exit(1);
     if (WIFEXITED(status) || WIFSIGNALED(status)) break;
   }
+  /* Before the exit is reported, so the caller finds it done; a failure it finds undone. */
+  if (unmount_after_exit) umount2(unmount_after_exit, unmount_after_exit_flags);
   send_event(EV_EXITED, "i", (int64_t)status);
   _exit(0);
 }
@@ -1562,6 +1567,10 @@ static void run_step(struct step *st) {
       break;
     case OP_PRIVATE_MOUNT_OF: do_private_mount_of(S(st, 0)); break;
     case OP_WAIT_FOR_INIT: wait_for_init = 1; break;
+    case OP_UNMOUNT_AFTER_EXIT:
+      unmount_after_exit = S(st, 0);
+      unmount_after_exit_flags = (int)I(st, 1);
+      break;
     case OP_REPORT_EXEC: report_exec = 1; break;
     case OP_OPEN_DIR_IN_ROOT: do_open_dir_in_root(st); break;
     case OP_COPY_DIR_IN_ROOT: do_copy_dir_in_root(st); break;

@@ -2,7 +2,7 @@
 // exits (conmon's exit command, or the attached monitor) and remove. Starting is in start.ts.
 import { existsSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { unmountOverlay } from "../image/overlay.ts";
+import { isMountPoint, unmountOverlay } from "../image/overlay.ts";
 import { HostLauncher } from "../runtime/host-plan.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { disconnectNetwork } from "./container-network.ts";
@@ -52,7 +52,11 @@ export async function cleanupLocked(
   const r = ctx.containers.load(id);
   // The launcher that unmounts the overlay starts now, its start-up overlapping the runtime's
   // delete (disposed of if the overlay turns out not to be mounted).
-  const unmounter = (r.overlay.driver ?? "overlay") === "overlay" ? new HostLauncher() : undefined;
+  // Only if the overlay is still mounted: an attached run's launcher has unmounted it already.
+  const unmounter =
+    (r.overlay.driver ?? "overlay") === "overlay" && (await isMountPoint(r.overlay.target))
+      ? new HostLauncher()
+      : undefined;
   try {
     const runtime = rt(ctx, id, r);
     if (runtime.store.exists(id))

@@ -30,6 +30,8 @@ export interface OciRunOptions {
   onStart?: (pid: number, cgroupPaths?: Record<string, string>) => void;
   /** Not offered: `RUNTIME run` has no moment between create and start. */
   onCreated?: (pid: number) => Promise<void>;
+  /** Ignored (Pivot's own launcher does it; the engine passes it only to that): cleanup unmounts. */
+  unmountAfterExit?: string;
 }
 
 /** The exit code of a child: its status, or 128+N for signal N. */

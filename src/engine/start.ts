@@ -421,6 +421,11 @@ async function runPrepared(
     .then(() =>
       rt(ctx, id).run(id, {
         ...(viaHook ? { onCreated } : {}),
+        // Pivot's own runtime unmounts the overlay as the container exits, in the launcher that
+        // ran it: no launcher of its own for the unmount afterwards (cleanup finds it done).
+        ...(!r.options.runtime && (r.overlay.driver ?? "overlay") === "overlay"
+          ? { unmountAfterExit: r.overlay.target }
+          : {}),
         bundle: dir,
         ...(tty
           ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }

@@ -266,6 +266,7 @@ function shellForStep(step: PlanStep): string[] {
     case Op.Sync:
     case Op.ForkSetup:
     case Op.WaitForInit:
+    case Op.UnmountAfterExit:
     case Op.NewSession:
     case Op.BecomeNamespaceRoot:
     case Op.FindExecutable:

@@ -77,6 +77,9 @@ export interface CgroupJoin {
   byRuntime: string[];
 }
 
+/** umount2(2)'s UMOUNT_NOFOLLOW: a symlink at the target is not followed. */
+const UMOUNT_NOFOLLOW = 8;
+
 export interface ContainerPlanInput {
   spec: Spec;
   /** The absolute path of the root filesystem. */
@@ -90,6 +93,8 @@ export interface ContainerPlanInput {
   execFifo: string | null;
   /** The launcher waits for init and reports its exit (for `run`). */
   waitForInit: boolean;
+  /** With waitForInit: a mount of the caller's the launcher unmounts once the init has exited. */
+  unmountAfterExit?: string;
   consoleSocket?: string;
   noPivot?: boolean;
   /** Keep the caller's session keyring instead of giving the container a new one (--no-new-keyring). */
@@ -847,6 +852,13 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   // 1. In the launcher: resources that must be opened from the host's view.
   if (input.waitForInit)
     out.add(Op.WaitForInit, [], "wait for the container's init and report its exit");
+  if (input.waitForInit && input.unmountAfterExit) {
+    out.add(
+      Op.UnmountAfterExit,
+      [input.unmountAfterExit, UMOUNT_NOFOLLOW],
+      `unmount ${input.unmountAfterExit} once the init has exited (left for the caller if busy)`,
+    );
+  }
   // runtime-spec: poststart hooks run after the user's process is executed. `start` sees that on
   // the exec fifo; `run`, which has none, asks the launcher.
   if (input.waitForInit && input.execFifo === null && (spec.hooks?.poststart?.length ?? 0) > 0)

@@ -79,6 +79,12 @@ export interface CreateOptions {
   onStart?: (pid: number, cgroupPaths: Record<string, string>) => void;
   /** `run` only: awaited between create and start, with the init's pid (e.g. to wire its network). */
   onCreated?: (pid: number) => Promise<void>;
+  /**
+   * `run` only: a mount of the caller's namespace that the launcher unmounts once the container's
+   * process has exited, before the exit is reported (the engine's overlay: one process fewer than
+   * unmounting it afterwards). Best effort: a mount still there is the caller's to unmount.
+   */
+  unmountAfterExit?: string;
 }
 
 export interface ExecOptions {
@@ -252,6 +258,9 @@ export class Runtime {
       ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
       noPivot: options.noPivot ?? false,
       noNewKeyring: options.noNewKeyring ?? false,
+      ...(waitForInit && options.unmountAfterExit
+        ? { unmountAfterExit: options.unmountAfterExit }
+        : {}),
       id,
       cgroupMounts: cgroupMountSources(cgroup),
       cgroupJoin,

@@ -24,7 +24,7 @@ const PHASES: [string, number[]][] = [
   ["launcher: cgroup v2 device program (eBPF)", [Op.AttachDeviceFilter]],
   [
     "launcher: exec fifo, console socket",
-    [Op.WaitForInit, Op.ReportExec, Op.MakeFifo, Op.ConnectSocket],
+    [Op.WaitForInit, Op.ReportExec, Op.UnmountAfterExit, Op.MakeFifo, Op.ConnectSocket],
   ],
   ["launcher: fork the setup process", [Op.ForkSetup]],
   ["setup: join the cgroup", [Op.JoinCgroup]],

@@ -68,6 +68,10 @@ export const Op = {
   JoinCgroup: 63,
   /** umount2(2): (target, flags, e.g. MNT_DETACH). */
   Unmount: 64,
+  /** With WaitForInit: once the init has exited, before reporting it, the launcher unmounts this
+   *  path in its own (the caller's) mount namespace, the engine's overlay of the container; a
+   *  failure is left for the caller, who finds the mount still there: (target, flags). */
+  UnmountAfterExit: 66,
   /** With WaitForInit: the launcher reports Event.Executed once the init has exec'd its program
    *  (or died): the end of a close-on-exec pipe only the init holds. Poststart hooks wait for it. */
   ReportExec: 65,

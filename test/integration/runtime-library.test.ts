@@ -164,6 +164,33 @@ session.detach(); // what dispose() does with an unused one`,
   });
 });
 
+describe("unmountAfterExit", () => {
+  test("the launcher unmounts the caller's mount once the container has exited, before run returns", async () => {
+    const target = join(work, "after-exit");
+    mkdirSync(target, { recursive: true });
+    const mounted = () => readFileSync("/proc/self/mountinfo", "utf8").includes(` ${target} `);
+    await runHostSteps(mountSteps({ source: "tmpfs", target, fstype: "tmpfs", data: "size=1m" }));
+    try {
+      expect(mounted()).toBe(true);
+      const runtime = new Runtime({ root, warn: () => {} });
+      let whileRunning = false;
+      const code = await runtime.run(nextId(), {
+        bundle,
+        stdio: ["ignore", "ignore", "ignore"],
+        unmountAfterExit: target,
+        onStart: () => {
+          whileRunning = mounted();
+        },
+      });
+      expect(code).toBe(7);
+      expect(whileRunning).toBe(true);
+      expect(mounted()).toBe(false);
+    } finally {
+      if (mounted()) await runHostSteps([unmountStep(target, { lazy: true })]);
+    }
+  });
+});
+
 describe("--trace through the library", () => {
   test("the launcher's steps are on this process's clock: after the plan is sent, before the runtime hears of them", async () => {
     // The launcher reports its monotonic clock shifted onto this process's performance.now() (a

@@ -537,6 +537,19 @@ describe("container plan", () => {
     expect(ops(compileContainerPlan(input()))).not.toContain(Op.WaitForInit);
   });
 
+  test("unmountAfterExit: a launcher step before the setup process, only when it waits for init", () => {
+    const run = compileContainerPlan({
+      ...input(),
+      waitForInit: true,
+      unmountAfterExit: "/m/merged",
+    });
+    const step = run.steps.find((s) => s.op === Op.UnmountAfterExit)!;
+    expect(step.args).toEqual(["/m/merged", 8]); // UMOUNT_NOFOLLOW
+    expect(ops(run).indexOf(Op.UnmountAfterExit)).toBeLessThan(ops(run).indexOf(Op.ForkSetup));
+    const create = compileContainerPlan({ ...input(), unmountAfterExit: "/m/merged" });
+    expect(ops(create)).not.toContain(Op.UnmountAfterExit);
+  });
+
   test("a terminal needs a console socket", () => {
     expect(() => compileContainerPlan(input((s) => (s.process!.terminal = true)))).toThrow(
       /console-socket/,
