@@ -141,13 +141,15 @@ export async function breakIfStale(
   } catch {
     return;
   }
-  let moved: string | null = null;
+  let moved: { text: string; id: string } | null = null;
   try {
-    moved = readLockFile(aside).id;
+    moved = readLockFile(aside);
   } catch {}
-  if (moved !== judged.id) {
+  if (moved?.id !== judged.id || moved.text !== judged.text) {
     // We moved someone's fresh lock (an empty one reads like the stale one did: the identity
-    // tells them apart): put it back unless somebody took the path since.
+    // tells them apart; a freed inode reused within the clock tick of the stale lock's write
+    // reads like the stale one's: its text tells them apart): put it back unless somebody took
+    // the path since.
     await link(aside, lockPath).catch(() => {});
     await unlink(aside).catch(() => {});
     return;
