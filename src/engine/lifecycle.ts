@@ -42,6 +42,15 @@ export interface CleanupOptions {
   exitCode?: number;
 }
 
+/** A launcher for the unmount, started ahead; none if it cannot start (the unmount says why). */
+function startedAhead(): HostLauncher | undefined {
+  try {
+    return new HostLauncher();
+  } catch {
+    return undefined;
+  }
+}
+
 export async function cleanupLocked(
   ctx: EngineContext,
   id: string,
@@ -55,7 +64,7 @@ export async function cleanupLocked(
   // Only if the overlay is still mounted: an attached run's launcher has unmounted it already.
   const unmounter =
     (r.overlay.driver ?? "overlay") === "overlay" && (await isMountPoint(r.overlay.target))
-      ? new HostLauncher()
+      ? startedAhead()
       : undefined;
   try {
     const runtime = rt(ctx, id, r);

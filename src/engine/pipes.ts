@@ -21,7 +21,7 @@ export async function drainPipe(
         : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       const next = onChunk(buf);
       if (next === false) break; // leaving the loop cancels the stream: the pipe is closed
-      if (next) await next;
+      if (typeof next === "object") await next; // a promise: the caller is not ready yet
     }
   } catch {
     // The pipe broke (the container is gone): what was read has been handed on.

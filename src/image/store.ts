@@ -954,7 +954,14 @@ export class ImageStore {
         symlinkSync(target, path);
         return;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+        const code = (e as NodeJS.ErrnoException).code;
+        // l/ removed by hand: opening the store no longer makes it (prepareForWrites does).
+        if (code === "ENOENT") {
+          this.prepareForWrites();
+          symlinkSync(target, path);
+          return;
+        }
+        if (code !== "EEXIST") throw e;
       }
       current = readlinkSync(path);
     }

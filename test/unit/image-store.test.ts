@@ -5,6 +5,7 @@ import {
   readFileSync,
   readlinkSync,
   realpathSync,
+  rmSync,
   writeFileSync,
 } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -255,6 +256,18 @@ describe("layers", () => {
     await store.putBlob(Buffer.from("a write"));
     expect(readdirSync(join(root, "tmp"))).toEqual([`blob-${process.pid}-live`]);
     expect(readdirSync(join(root, "layers/sha256"))).toEqual([]);
+  });
+});
+
+describe("short links", () => {
+  test("l/ removed by hand is made again by the next run's layer lookup", async () => {
+    const img = await buildTestImage(store, [base], { refs: ["busybox"] });
+    const [first] = await store.ensureImageLayers(img);
+    rmSync(join(root, "l"), { recursive: true, force: true });
+    const fresh = await ImageStore.open(root);
+    const [again] = await fresh.ensureImageLayers(await fresh.resolve("busybox"));
+    expect(again!.link).toBe(first!.link);
+    expect(realpathSync(join(root, "l", again!.link))).toBe(realpathSync(again!.diffPath));
   });
 });
 
