@@ -2,7 +2,7 @@
 // node:child_process (node streams). No root, no container: a shell stands in for the launcher.
 import { afterEach, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { bunPipes, pipedStdioOf } from "../../src/runtime/piped-stdio.ts";
+import { bunPipes, type PipedStdio, pipedStdioOf } from "../../src/runtime/piped-stdio.ts";
 
 const rejections: unknown[] = [];
 const onRejection = (reason: unknown) => {
@@ -14,6 +14,15 @@ afterEach(() => {
   rejections.length = 0;
 });
 
+/** Writes more than a pipe holds (a FileSink keeps the rest for later) and ends: no rejection. */
+async function writeToClosedStdin(pipes: PipedStdio): Promise<void> {
+  await pipes.stdin!.write(Buffer.alloc(1 << 20, 120));
+  await pipes.stdin!.write(Buffer.from("more\n"));
+  pipes.stdin!.end();
+  await Bun.sleep(100);
+  expect(rejections).toEqual([]);
+}
+
 describe("stdin whose reader is gone while the process lives", () => {
   // The launcher holds the container's stdin until it exits: a reader gone with the writer's
   // process alive is the moment between the launcher's exit and Bun noticing it.
@@ -24,13 +33,7 @@ describe("stdin whose reader is gone while the process lives", () => {
     const proc = Bun.spawn(["sh", "-c", script], { stdio: ["pipe", "ignore", "ignore"] });
     try {
       await Bun.sleep(200); // the shell has closed its stdin
-      const pipes = bunPipes(proc);
-      // More than a pipe holds: the FileSink keeps the rest and writes it later.
-      await pipes.stdin!.write(Buffer.alloc(1 << 20, 120));
-      await pipes.stdin!.write(Buffer.from("more\n"));
-      pipes.stdin!.end();
-      await Bun.sleep(100);
-      expect(rejections).toEqual([]);
+      await writeToClosedStdin(bunPipes(proc));
     } finally {
       proc.kill("SIGKILL");
       await proc.exited;
@@ -42,12 +45,7 @@ describe("stdin whose reader is gone while the process lives", () => {
     const child = spawn("sh", ["-c", script], { stdio: ["pipe", "ignore", "ignore"] });
     try {
       await Bun.sleep(200);
-      const pipes = pipedStdioOf(child);
-      await pipes.stdin!.write(Buffer.alloc(1 << 20, 120));
-      await pipes.stdin!.write(Buffer.from("more\n"));
-      pipes.stdin!.end();
-      await Bun.sleep(100);
-      expect(rejections).toEqual([]);
+      await writeToClosedStdin(pipedStdioOf(child));
     } finally {
       child.kill("SIGKILL");
       await new Promise((r) => child.once("close", r));
