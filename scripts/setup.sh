@@ -47,7 +47,7 @@ done
 # The compiled single binary starts several times faster than bun on the sources
 # (docs/benchmarks.md): it replaces the wrapper when it builds. It is a snapshot: run
 # scripts/build-binary.sh again after changing the sources (the tests use the sources).
-if scripts/build-binary.sh; then for cmd in pivot-runtime pivot; do ln -sf "$here/dist/pivot" "/usr/local/bin/$cmd"; done; fi
+if scripts/build-binary.sh; then for cmd in pivot-runtime pivot; do ln -sf "$here/dist/$cmd" "/usr/local/bin/$cmd"; done; fi
 
 # A first container: a busybox root filesystem from Debian's busybox-static.
 bundle=/var/lib/pivot/bundles/hello

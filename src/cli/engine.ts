@@ -40,6 +40,7 @@ import {
   REGISTRY_COMMANDS,
   REGISTRY_USAGE,
 } from "./command-groups.ts";
+import { isShortCommand, startupOver } from "./jit.ts";
 import { BatchedOutput, writeErr, writeOut } from "./output.ts";
 
 /**
@@ -362,6 +363,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(flag(global, "run-root") ? { runRoot: flag(global, "run-root")! } : {}),
       ...(trace ? { trace } : {}),
     });
+    if (!isShortCommand(command)) startupOver();
     try {
       return await dispatch(engine, command, global.rest);
     } finally {
@@ -520,6 +522,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         }
       }
       const c = await engine.run({ ...options, stdio: "inherit" });
+      // The container runs: what is left is its output, pumped through JavaScript.
+      startupOver();
       const unproxy = proxySignals(engine, c.id);
       try {
         return await c.wait();
@@ -545,6 +549,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       if (boolFlag(p, "attach")) {
         if (ids.length !== 1) throw new UsageError("start -a takes one container");
         const c = await engine.startAttached(ids[0]!, "inherit");
+        startupOver();
         const unproxy = proxySignals(engine, c.id);
         try {
           return await c.wait();
@@ -717,6 +722,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         tty: boolFlag(p, "tty"),
         stdio: "inherit",
       });
+      startupOver();
       return await c.wait();
     }
     case "cp": {

@@ -5,14 +5,23 @@
 // Bun's compiled programs read both by default, and a bunfig.toml `preload` runs that directory's
 // code, a .env's PIVOT_LAUNCHER picks the program the runtime executes as root.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { isRoot, makeBundle, REPO, tempDir } from "../helpers.ts";
 
 const dir = tempDir("pivot-binary-");
 const bin = join(dir, "bin");
 const bundle = join(dir, "bundle");
+const sleepBundle = join(dir, "sleep-bundle");
 const root = join(dir, "root");
 const hostile = join(dir, "hostile");
 const preloadRan = join(hostile, "preload-ran");
@@ -31,6 +40,9 @@ beforeAll(() => {
   symlinkSync(join(REPO, "native/build/pivot-launcher"), join(bin, "pivot-launcher"));
   symlinkSync("pivot", join(bin, "something-else"));
   makeBundle(bundle);
+  makeBundle(sleepBundle, (spec) => {
+    spec.process!.args = ["sleep", "30"];
+  });
   mkdirSync(hostile);
   writeFileSync(join(hostile, "bunfig.toml"), 'preload = ["./evil.js"]\n');
   writeFileSync(
@@ -44,7 +56,8 @@ beforeAll(() => {
 }, 120_000);
 
 afterAll(() => {
-  runBinary("pivot-runtime", ["--root", root, "delete", "--force", id], dir);
+  for (const c of [id, `${id}-jit-0`, `${id}-jit-1`])
+    runBinary("pivot-runtime", ["--root", root, "delete", "--force", c], dir);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -60,6 +73,42 @@ describe("the compiled binary", () => {
     expect(other.status).toBe(2);
     expect(other.stderr).toContain("run me as pivot or pivot-runtime");
   });
+
+  // pivot-runtime is native/runtime-front.c, which runs the program with JavaScriptCore's JIT off:
+  // the environment of a `run` in progress shows what the program started with.
+  async function environmentOfRun(name: string, env: NodeJS.ProcessEnv): Promise<string[]> {
+    const child = spawn(
+      join(bin, "pivot-runtime"),
+      ["--root", root, "run", "--bundle", sleepBundle, name],
+      { cwd: dir, env, stdio: "ignore" },
+    );
+    const exited = new Promise((res) => child.on("exit", res));
+    try {
+      for (let i = 0; i < 200; i++) {
+        const st = runBinary("pivot-runtime", ["--root", root, "state", name], dir);
+        if (st.status === 0 && JSON.parse(st.stdout).status === "running") break;
+        await Bun.sleep(50);
+      }
+      return readFileSync(`/proc/${child.pid}/environ`, "utf8").split("\0");
+    } finally {
+      runBinary("pivot-runtime", ["--root", root, "kill", name, "KILL"], dir);
+      await exited;
+      runBinary("pivot-runtime", ["--root", root, "delete", "--force", name], dir);
+    }
+  }
+
+  test.skipIf(!isRoot)(
+    "pivot-runtime runs the program with the JIT off, unless its caller chose",
+    async () => {
+      const { BUN_JSC_useJIT: _, ...callerEnv } = process.env;
+      const jitless = await environmentOfRun(`${id}-jit-0`, callerEnv);
+      expect(jitless).toContain("BUN_JSC_useJIT=0");
+      const chosen = await environmentOfRun(`${id}-jit-1`, { ...callerEnv, BUN_JSC_useJIT: "1" });
+      expect(chosen).toContain("BUN_JSC_useJIT=1");
+      expect(chosen).not.toContain("BUN_JSC_useJIT=0");
+    },
+    60_000,
+  );
 
   test.skipIf(!isRoot)(
     "ignores a bunfig.toml and a .env in the directory it runs in",
