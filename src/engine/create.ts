@@ -74,6 +74,29 @@ export async function create(
   return inspect(ctx, id);
 }
 
+/**
+ * The configs this process composed, by the record of the container they were written for: the
+ * runtime gets them in memory instead of reading and parsing config.json back (~0.5 ms of a run).
+ * Only while the file is still the one written: --network container:NAME rewrites it at start.
+ */
+const composedSpecs = new WeakMap<ContainerRecord, { spec: Spec; file: string; written: string }>();
+
+/** The config composed for `r` by this process's create, if config.json is still that one. */
+export function composedSpec(r: ContainerRecord): Spec | undefined {
+  const c = composedSpecs.get(r);
+  return c && c.written !== "" && fileIdentity(c.file) === c.written ? c.spec : undefined;
+}
+
+/** A file's inode, size and change time: another file renamed over it, or a write, changes them. */
+function fileIdentity(file: string): string {
+  try {
+    const st = statSync(file);
+    return `${st.ino}:${st.size}:${st.ctimeMs}`;
+  } catch {
+    return "";
+  }
+}
+
 export function newContainerId(): string {
   return randomHex(32);
 }
@@ -146,7 +169,8 @@ async function createMounted(
     });
     // A plain write: the directory is new and locked, and container.json, written last and
     // atomically, is what marks the container as created (recover() removes one without it).
-    writeFileSync(join(dir, "config.json"), `${JSON.stringify(c.spec, null, 2)}\n`);
+    const configFile = join(dir, "config.json");
+    writeFileSync(configFile, `${JSON.stringify(c.spec, null, 2)}\n`);
     const imageConfig: ImageConfig["config"] = image.config.config ?? {};
     const history = layerHistory(image.config);
     const record: ContainerRecord = {
@@ -169,6 +193,11 @@ async function createMounted(
       ...(byRun ? { createdByRun: true } : {}),
     };
     writeJsonAtomic(join(dir, "container.json"), record);
+    composedSpecs.set(record, {
+      spec: c.spec,
+      file: configFile,
+      written: fileIdentity(configFile),
+    });
     ctx.trace?.mark("engine: config composed, container created");
     return record;
   } catch (err) {

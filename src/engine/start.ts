@@ -18,7 +18,7 @@ import {
 import { cgroupPathsOf, rt, runtimeCommandOf, status } from "./container-runtime.ts";
 import { type ContainerRecord, type RunState, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
-import { createLocked, newContainerId } from "./create.ts";
+import { composedSpec, createLocked, newContainerId } from "./create.ts";
 import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
@@ -417,6 +417,8 @@ async function runPrepared(
     await connected;
     if (slirp) await startUserModeNetwork(ctx, id, r.options, pid, slirp);
   };
+  // Pivot's runtime takes the config composed by this process's create in memory.
+  const spec = r.options.runtime ? undefined : composedSpec(r);
   const runP = (viaHook ? Promise.resolve() : connected)
     .then(() =>
       rt(ctx, id).run(id, {
@@ -427,6 +429,7 @@ async function runPrepared(
           ? { unmountAfterExit: r.overlay.target }
           : {}),
         bundle: dir,
+        ...(spec ? { spec } : {}),
         ...(tty
           ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
           : {

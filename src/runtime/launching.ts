@@ -5,7 +5,7 @@
 // (perf stat, compiled binary, measured here).
 
 export { applyResources, cgroupDeviceFilter, updateResources } from "../cgroups/limits.ts";
-export { parseConfig, validateProcess } from "../oci/validate.ts";
+export { parseConfig, validateProcess, validateSpec } from "../oci/validate.ts";
 export { listenerState } from "../security/seccomp.ts";
 export { SeccompCache } from "../security/seccomp-cache.ts";
 export { attachDeviceFilter, deviceFilterStep } from "./cgroup-devices.ts";

@@ -65,6 +65,11 @@ export interface RuntimeOptions {
 
 export interface CreateOptions {
   bundle: string;
+  /**
+   * BUNDLE/config.json's content, when the caller has it in memory (the engine, which has just
+   * written it): validated as the file would be, not read and parsed again.
+   */
+  spec?: Spec;
   pidFile?: string;
   consoleSocket?: string;
   noPivot?: boolean;
@@ -148,24 +153,31 @@ export class Runtime {
     this.warn = options.warn ?? ((m) => writeAllSync(2, `warning: ${m}\n`));
   }
 
-  /** Reads and validates BUNDLE/config.json. */
-  async loadBundle(bundle: string): Promise<{ spec: Spec; bundle: string; rootfs: string }> {
-    const { parseConfig } = await launching();
+  /** Reads and validates BUNDLE/config.json (or validates its content, given in memory). */
+  async loadBundle(
+    bundle: string,
+    inMemory?: Spec,
+  ): Promise<{ spec: Spec; bundle: string; rootfs: string }> {
+    const { parseConfig, validateSpec } = await launching();
     const dir = resolve(bundle);
     const configPath = join(dir, "config.json");
-    let text: string;
-    try {
-      text = readFileSync(configPath, "utf8");
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new PivotError(`cannot read ${configPath} (${code})`, {
-        hint:
-          code === "ENOENT"
-            ? "pass the bundle directory with --bundle, or create config.json with `spec`"
-            : undefined,
-      });
+    let spec: Spec;
+    if (inMemory) spec = validateSpec(inMemory);
+    else {
+      let text: string;
+      try {
+        text = readFileSync(configPath, "utf8");
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new PivotError(`cannot read ${configPath} (${code})`, {
+          hint:
+            code === "ENOENT"
+              ? "pass the bundle directory with --bundle, or create config.json with `spec`"
+              : undefined,
+        });
+      }
+      spec = parseConfig(text, configPath);
     }
-    const spec = parseConfig(text, configPath);
     const rootPath = spec.root!.path;
     const rootfs = isAbsolute(rootPath) ? rootPath : resolve(dir, rootPath);
     if (!isAbsolute(rootPath) && relative(dir, rootfs).startsWith("..")) {
@@ -234,8 +246,13 @@ export class Runtime {
     validateId(id);
     const { compileContainerPlan, cgroupDeviceFilter, deviceFilterStep } = await launching();
     const seccompCache = await this.seccompCache();
-    const { spec, bundle, rootfs } = loaded ?? (await this.loadBundle(options.bundle));
-    this.trace?.mark("config.json loaded and validated");
+    const { spec, bundle, rootfs } =
+      loaded ?? (await this.loadBundle(options.bundle, options.spec));
+    this.trace?.mark(
+      options.spec && !loaded
+        ? "config validated (given in memory, as written to config.json)"
+        : "config.json loaded and validated",
+    );
     if (!spec.process)
       throw new ConfigError("process", "is missing; the container needs a process to run");
     let cgroup = Cgroup.forContainer(spec.linux?.cgroupsPath ?? `pivot-${id}`, hostCgroups());

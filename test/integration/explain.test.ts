@@ -327,6 +327,8 @@ describe.skipIf(!isRoot)("pivot run --trace", () => {
     expect(at("engine: image resolved")).toBeLessThan(at("engine: name claimed, root filesystem"));
     expect(at("engine: config composed")).toBeLessThan(at("engine: monitor ready"));
     expect(at("engine: monitor ready")).toBeLessThan(at("plan compiled"));
+    // The runtime takes the config the engine composed in memory, not from config.json again.
+    expect(at("engine: monitor ready")).toBeLessThan(at("config validated (given in memory"));
     expect(at("init: pivot_root")).toBeLessThan(at("exit: the launcher reported"));
     expect(at("deleted: cgroup and state")).toBeLessThan(at("engine: output drained"));
     expect(at("engine: cgroups and network released")).toBeLessThan(
