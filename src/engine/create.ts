@@ -153,7 +153,7 @@ async function createMounted(
   let overlay: OverlayPlan | null = null;
   try {
     const layers = await store.ensureImageLayers(image);
-    overlay = planOverlay(store.root, layers, dir);
+    overlay = planOverlay(store.root, layers, dir, undefined, undefined, store.initLayer());
     if (options.autoRemove) overlay = volatileOverlay(overlay);
     await mountOverlay(overlay, mounter);
     ctx.trace?.mark("engine: name claimed, root filesystem mounted");

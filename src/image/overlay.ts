@@ -47,8 +47,10 @@ export const ROOTFS_DRIVERS: readonly RootfsDriver[] = ["overlay", "fuse-overlay
 export interface OverlayPlan {
   /** Absent in plans of older versions: overlay. */
   driver?: RootfsDriver;
-  /** Lower directories as they appear in the options, top layer first. */
+  /** The image's layers, top first, as they appear in the options (below the init layer). */
   lowerdirs: string[];
+  /** The store's init layer, mounted above the image's layers (absent in older plans). */
+  initdir?: string;
   upperdir: string;
   workdir: string;
   /** Where the merged root filesystem is mounted. */
@@ -85,7 +87,10 @@ export function planOverlay(
   containerDir: string,
   target: string = join(containerDir, "merged"),
   driver: RootfsDriver = rootfsDriver().driver,
+  /** The store's init layer (ImageStore.initLayer), relative to the store root; copy has none. */
+  initdir?: string,
 ): OverlayPlan {
+  const init = driver === "copy" ? undefined : initdir;
   const lowerdirs =
     layers.length === 0
       ? [join(containerDir, "empty")]
@@ -102,7 +107,8 @@ export function planOverlay(
   const upperdir = join(containerDir, "upper");
   const workdir = join(containerDir, "work");
   // In a user namespace (the rootless engine) overlay keeps its attributes in user.overlay.*.
-  const options = `lowerdir=${lowerdirs.join(":")},upperdir=${upperdir},workdir=${workdir}${driver === "overlay" && inUserNamespace() ? ",userxattr" : ""}`;
+  const lowers = init === undefined ? lowerdirs : [init, ...lowerdirs];
+  const options = `lowerdir=${lowers.join(":")},upperdir=${upperdir},workdir=${workdir}${driver === "overlay" && inUserNamespace() ? ",userxattr" : ""}`;
   // fuse-overlayfs reads its options from argv (no page limit); copy mounts nothing.
   if (driver === "overlay" && options.length > MAX_MOUNT_OPTIONS) {
     throw new OverlayError(
@@ -112,6 +118,7 @@ export function planOverlay(
     );
   }
   const plan: OverlayPlan = { lowerdirs, upperdir, workdir, target, cwd: storeRoot, options };
+  if (init !== undefined) plan.initdir = init;
   if (driver !== "overlay") plan.driver = driver;
   return plan;
 }

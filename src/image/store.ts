@@ -20,12 +20,14 @@
  * removed by the next process that writes to the store.
  */
 import {
+  chmodSync,
   createReadStream,
   existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -84,6 +86,13 @@ export interface StoredImage {
 }
 
 const BLOB_TEMP = /^blob-(\d+)-[a-z0-9]+$/;
+const INIT_TEMP = /^init-(\d+)-[a-z0-9]+$/;
+
+/** The init layer's directory (see ImageStore.initLayer), relative to the store root. */
+export const INIT_LAYER = "init";
+/** What the init layer holds: the mount points every container of the engine gets. */
+const INIT_LAYER_DIRS = ["dev", "etc", "proc", "sys"];
+const INIT_LAYER_FILES = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
 const LAYER_TEMP = /^(?:\.tmp-[0-9a-z]+-(\d+)-[a-z0-9]+|import(\d+)x[a-z0-9]+)$/;
 
 /** How long a writer's mark protects its content after its last write. */
@@ -177,6 +186,7 @@ export class ImageStore {
       }
     };
     sweep(join(this.root, "tmp"), BLOB_TEMP);
+    sweep(join(this.root, "tmp"), INIT_TEMP);
     sweep(join(this.root, "layers/sha256"), LAYER_TEMP);
     sweep(join(this.root, "writers"), /^(\d+)$/);
     sweep(this.root, /^index\.json\.tmp-(\d+)-[a-z0-9]+$/);
@@ -934,6 +944,43 @@ export class ImageStore {
     } finally {
       await rm(temp, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * The init layer: one read-only layer shared by every container, mounted above the image's
+   * layers, that holds the mount points the engine binds into each container (/etc/hostname,
+   * /etc/hosts, /etc/resolv.conf, as empty files) and the directories the runtime mounts on
+   * (/dev, /proc, /sys). Without it the runtime makes them in each container's upper directory at
+   * every first start (a copy-up of /etc and three new files: ~1 ms on this host, as many to
+   * remove, and entries in `diff`). Docker's overlay driver makes such a layer per container
+   * ("-init"); its content is the same for every image, so a store has one. Made on first use,
+   * whole (renamed into place); returns its path relative to the store root.
+   */
+  initLayer(): string {
+    if (existsSync(join(this.root, INIT_LAYER))) return INIT_LAYER;
+    this.prepareForWrites();
+    const temp = join(this.root, "tmp", `init-${process.pid}-${randomSuffix()}`);
+    try {
+      // Modes set explicitly: under a umask of 077 the container's /etc would be root's alone.
+      mkdirSync(temp);
+      chmodSync(temp, 0o755);
+      for (const d of INIT_LAYER_DIRS) {
+        mkdirSync(join(temp, d));
+        chmodSync(join(temp, d), 0o755);
+      }
+      for (const f of INIT_LAYER_FILES) {
+        writeFileSync(join(temp, f), "");
+        chmodSync(join(temp, f), 0o644);
+      }
+      renameSync(temp, join(this.root, INIT_LAYER));
+    } catch (e) {
+      rmSync(temp, { recursive: true, force: true });
+      // Another process made it first.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!((code === "ENOTEMPTY" || code === "EEXIST") && existsSync(join(this.root, INIT_LAYER))))
+        throw e;
+    }
+    return INIT_LAYER;
   }
 
   private ensureLink(diffId: string): void {

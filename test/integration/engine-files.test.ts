@@ -7,6 +7,7 @@ import {
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   readlinkSync,
   rmSync,
@@ -179,6 +180,17 @@ describe.skipIf(!isRoot)("engine: files", () => {
     expect(changes).not.toContain("A /etc/hosts");
     expect(changes).not.toContain("A /etc/hostname");
     await t.engine.remove(id);
+  });
+
+  test("a container that writes nothing leaves its upper directory empty, and diff shows nothing", async () => {
+    // The mount points (/etc/hosts, /etc/hostname, /etc/resolv.conf, /proc, /sys, /dev) come
+    // from the store's init layer, not from a copy-up into each container's upper directory.
+    const r = await runCollect(t.engine, { image: IMAGE, name: "files-untouched", cmd: ["true"] });
+    expect(r.code).toBe(0);
+    const info = t.engine.inspect(r.id);
+    expect(readdirSync(info.rootfs.upperdir)).toEqual([]);
+    expect(await t.engine.diff(r.id)).toEqual([]);
+    await t.engine.remove(r.id);
   });
 
   test("export: the root filesystem as tar; CLI cp to - gives a tar stream", async () => {

@@ -188,6 +188,85 @@ test("planOverlay: top layer first, relative short links, upper/work under the c
   expect(planOverlay("/s", [], "/run/c1").lowerdirs).toEqual(["/run/c1/empty"]);
 });
 
+test("planOverlay: the init layer above the image's layers, in the options only; none for copy", () => {
+  const layers = ["a", "b"].map((x) => ({
+    diffId: `sha256:${x.repeat(64)}`,
+    diffPath: `/s/layers/sha256/${x.repeat(64)}/diff`,
+    link: x.repeat(16),
+    size: 1,
+  }));
+  const plan = planOverlay("/s", layers, "/run/c1", undefined, "overlay", "init");
+  expect(plan.initdir).toBe("init");
+  expect(plan.lowerdirs).toEqual([`l/${"b".repeat(16)}`, `l/${"a".repeat(16)}`]);
+  expect(plan.options).toStartWith(`lowerdir=init:l/${"b".repeat(16)}:l/${"a".repeat(16)},`);
+  const copy = planOverlay("/s", layers, "/run/c1", undefined, "copy", "init");
+  expect(copy.initdir).toBeUndefined();
+  expect(copy.options).toStartWith(`lowerdir=l/${"b".repeat(16)}:`);
+});
+
+test("the store's init layer: made once, whole, with its modes whatever the umask", () => {
+  const old = process.umask(0o077);
+  try {
+    expect(store.initLayer()).toBe("init");
+  } finally {
+    process.umask(old);
+  }
+  const init = join(store.root, "init");
+  const mode = (p: string) => lstatSync(join(init, p)).mode & 0o7777;
+  expect(readdirSync(init).sort()).toEqual(["dev", "etc", "proc", "sys"]);
+  expect(readdirSync(join(init, "etc")).sort()).toEqual(["hostname", "hosts", "resolv.conf"]);
+  expect([mode("."), mode("etc"), mode("dev"), mode("proc"), mode("sys")]).toEqual([
+    0o755, 0o755, 0o755, 0o755, 0o755,
+  ]);
+  expect([mode("etc/hosts"), mode("etc/hostname"), mode("etc/resolv.conf")]).toEqual([
+    0o644, 0o644, 0o644,
+  ]);
+  expect(lstatSync(join(init, "etc/hosts")).size).toBe(0);
+  // Made already: the same, and nothing left in tmp by either call.
+  const ino = lstatSync(init).ino;
+  expect(store.initLayer()).toBe("init");
+  expect(lstatSync(init).ino).toBe(ino);
+  expect(readdirSync(join(store.root, "tmp")).filter((n) => n.startsWith("init-"))).toEqual([]);
+});
+
+describe.skipIf(!canMount)("the init layer", () => {
+  test("its mount points show in the merged tree, the image's files beside them; writes go up", async () => {
+    const image = await buildTestImage(
+      store,
+      [
+        buildTar([
+          { name: "etc/", type: "dir" },
+          { name: "etc/passwd", content: "root:x:0:0::/:/bin/sh\n" },
+        ]),
+      ],
+      { refs: ["init-layer"] },
+    );
+    const plan = planOverlay(
+      store.root,
+      await store.ensureImageLayers(image),
+      join(root, "containers", "init"),
+      undefined,
+      "overlay",
+      store.initLayer(),
+    );
+    mounted.push(plan.target);
+    await mountOverlay(plan);
+    expect(readdirSync(join(plan.target, "etc")).sort()).toEqual([
+      "hostname",
+      "hosts",
+      "passwd",
+      "resolv.conf",
+    ]);
+    for (const d of ["dev", "proc", "sys"])
+      expect(lstatSync(join(plan.target, d)).isDirectory()).toBe(true);
+    // Nothing in the upper directory until the container writes.
+    expect(readdirSync(plan.upperdir)).toEqual([]);
+    await writeFile(join(plan.target, "etc/hosts"), "127.0.0.1 x\n");
+    expect(readFileSync(join(plan.upperdir, "etc/hosts"), "utf8")).toBe("127.0.0.1 x\n");
+    expect(lstatSync(join(store.root, "init/etc/hosts")).size).toBe(0);
+  });
+});
+
 describe.skipIf(!canMount)("volatile overlays (--rm)", () => {
   test("mounted volatile; mounted again after an unmount, though overlay leaves its marker", async () => {
     const image = await buildTestImage(store, [buildTar([{ name: "etc/x", content: "x\n" }])], {
