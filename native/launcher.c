@@ -255,28 +255,95 @@ static char **string_vector(struct step *st, int from, int n) {
 
 /* ---------- paths inside the root filesystem ---------- */
 
+/* The container's root, opened by path once and reused by the in-root steps that follow each
+ * other (each names it by path; opening it again for every step, and for every component of a
+ * mkdir -p, was most of the syscalls of the mount phase). main() holds it only through a run of
+ * in-root steps, and drops it after every step that may change what the path names: a mount, bind
+ * or move_mount in the root (it may be onto the root itself, or propagate there). Any other step
+ * (a mount or unmount by path, a fork, unshare, setns, pivot_root, a sync point or hook, where
+ * anything may be mounted) drops it before it runs. So the fd always names what the path named
+ * when it was opened, in a run of steps that mounted nothing, and no step but those in the root
+ * sees it open (it is close-on-exec as well). */
+static const char *root_path; /* the step's argument it was opened from (the plan outlives it) */
+static int root_fd = -1;
+
+static int open_root(const char *rootfs) {
+  if (root_fd >= 0 && strcmp(root_path, rootfs) == 0) return root_fd;
+  if (root_fd >= 0) close(root_fd);
+  root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) fail(errno, "open root filesystem %s", rootfs);
+  root_path = rootfs;
+  return root_fd;
+}
+
+static void forget_root(void) {
+  if (root_fd < 0) return;
+  close(root_fd);
+  root_fd = -1;
+  root_path = NULL;
+}
+
+/* How a step uses the cached root: not at all (it is dropped before), in-root steps that create
+ * files and directories but mount nothing (kept), and in-root steps that mount (dropped after). */
+enum { ROOT_UNUSED, ROOT_KEPT, ROOT_DROPPED_AFTER };
+
+static int root_use(int code) {
+  switch (code) {
+    case OP_MKDIR_IN_ROOT:
+    case OP_TOUCH_IN_ROOT:
+    case OP_MKNOD_IN_ROOT:
+    case OP_SYMLINK_IN_ROOT:
+    case OP_OPEN_DIR_IN_ROOT:
+    case OP_COPY_DIR_IN_ROOT: return ROOT_KEPT;
+    case OP_MOUNT_IN_ROOT:
+    case OP_MOUNT_IN_ROOT_NO_SYMLINKS:
+    case OP_BIND_IN_ROOT:
+    case OP_MOVE_MOUNT_IN_ROOT: return ROOT_DROPPED_AFTER;
+    default: return ROOT_UNUSED;
+  }
+}
+
 static int open_in_root(const char *rootfs, const char *path, int flags, mode_t mode) {
-  int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root < 0) fail(errno, "open root filesystem %s", rootfs);
+  int root = open_root(rootfs);
   struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .mode = (flags & O_CREAT) ? mode : 0,
                          .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-  int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
-  int saved = errno;
-  close(root);
-  errno = saved;
-  return fd;
+  return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
 }
 
 /* A path inside the root that must not go through any symlink: O_PATH, no link followed. */
 static int open_in_root_no_symlinks(const char *rootfs, const char *path) {
-  int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root < 0) fail(errno, "open root filesystem %s", rootfs);
+  int root = open_root(rootfs);
   struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS};
-  int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
-  int saved = errno;
-  close(root);
-  errno = saved;
-  return fd;
+  return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+}
+
+/* mkdir -p's common case, in two or three calls: the parent resolves inside the root by the
+ * kernel (RESOLVE_IN_ROOT, as the walk below resolves it: links followed inside the root, none of
+ * them magic), and the last component is a directory or is made one. Where the parent resolves,
+ * the walk would have made nothing on the way and reached the same directory. Anything else (a
+ * parent missing, a last component that is a link or not a directory, an error) is left to the
+ * walk, from the start, which then does and reports what it always did; nothing was made. */
+static int mkdir_in_root_quick(const char *rootfs, const char *path, mode_t mode) {
+  size_t n = strlen(path);
+  while (n > 0 && path[n - 1] == '/') n--;
+  size_t start = n;
+  while (start > 0 && path[start - 1] != '/') start--;
+  size_t len = n - start;
+  char prefix[4096], last[256];
+  if (len == 0 || len >= sizeof last || start >= sizeof prefix) return 0;
+  memcpy(last, path + start, len);
+  last[len] = 0;
+  if (strcmp(last, ".") == 0 || strcmp(last, "..") == 0) return 0;
+  memcpy(prefix, path, start);
+  prefix[start] = 0;
+  int parent = open_in_root(rootfs, prefix[0] ? prefix : "/", O_PATH | O_DIRECTORY, 0);
+  if (parent < 0) return 0;
+  struct stat sb;
+  int done = 0;
+  if (fstatat(parent, last, &sb, AT_SYMLINK_NOFOLLOW) == 0) done = S_ISDIR(sb.st_mode);
+  else if (errno == ENOENT) done = mkdirat(parent, last, mode) == 0 || errno == EEXIST;
+  close(parent);
+  return done;
 }
 
 /* mkdir -p inside the root, like runc's securejoin: components are resolved one at a time; a
@@ -286,6 +353,7 @@ static void mkdir_in_root(const char *rootfs, const char *path, mode_t mode) {
   char current[4096] = "/"; /* the resolved prefix, inside the root */
   char pending[8192];       /* the components still to walk */
   if (strlen(path) >= sizeof pending) fail(ENAMETOOLONG, "%s", path);
+  if (mkdir_in_root_quick(rootfs, path, mode)) return;
   strcpy(pending, path);
   int links = 0;
   while (pending[0]) {
@@ -349,8 +417,11 @@ static int parent_in_root(const char *rootfs, const char *path, const char **bas
     *base = path;
     dir[0] = 0;
   }
-  if (dir[0]) mkdir_in_root(rootfs, dir, 0755);
+  /* A parent that opens already needs no mkdir -p (it would make nothing and end there). */
   int fd = open_in_root(rootfs, dir[0] ? dir : "/", O_PATH | O_DIRECTORY, 0);
+  if (fd >= 0) return fd;
+  if (dir[0]) mkdir_in_root(rootfs, dir, 0755);
+  fd = open_in_root(rootfs, dir[0] ? dir : "/", O_PATH | O_DIRECTORY, 0);
   if (fd < 0) fail(errno, "open %s inside %s", dir, rootfs);
   return fd;
 }
@@ -1609,7 +1680,10 @@ int main(int argc, char **argv) {
   read_plan();
   if (trace) send_event(EV_TRACE, "ii", (int64_t)-2, now_us() + trace_offset_us);
   for (current_step = 0; current_step < nsteps; current_step++) {
+    int use = root_use(steps[current_step].code);
+    if (use == ROOT_UNUSED) forget_root();
     run_step(&steps[current_step]);
+    if (use != ROOT_KEPT) forget_root();
     if (trace) send_event(EV_TRACE, "ii", (int64_t)current_step, now_us() + trace_offset_us);
   }
   /* A plan without Exec (e.g. a pure setup plan) ends here. */
