@@ -11,7 +11,7 @@ import {
   layerHistory,
   walkLayer,
 } from "../image/layer-lookup.ts";
-import { ImageStore } from "../image/store.ts";
+import { ImageStore, INIT_LAYER } from "../image/store.ts";
 import { liveContainer, readMountinfo, recordContext, resolveInRoot } from "../runtime/debug.ts";
 import { mountOfPath } from "../runtime/mountinfo.ts";
 import {
@@ -121,6 +121,8 @@ function engineContext(engine: Engine, c: EngineContainer, base: ProvenanceConte
         const link = l.dir.split("/").pop() ?? "";
         const known = byLink.get(link);
         const dir = isAbsolute(l.dir) ? l.dir : join(engine.root, l.dir);
+        // The store's init layer, above the image's: the mount points every container gets.
+        if (dir === join(engine.root, INIT_LAYER)) return { ...l, name: "init", dir };
         if (!known) return { ...l, dir };
         return {
           name: `layer ${known.n}`,

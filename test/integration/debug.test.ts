@@ -99,14 +99,15 @@ describe.skipIf(!isRoot)("debug path", () => {
     expect(p.readOnly).toBe(false);
     expect(p.layers!.map((l) => `${l.name} ${l.state}`)).toEqual([
       "upper absent",
+      "init absent",
       "layer 2 provides",
       "layer 1 shadowed",
     ]);
-    expect(p.layers![1]).toMatchObject({
+    expect(p.layers![2]).toMatchObject({
       diffId: diffIds[1],
       createdBy: "RUN change motd; rm old; opaque opt/dir",
     });
-    expect(p.layers![2]!.entry).toMatchObject({ type: "file", size: 4 });
+    expect(p.layers![3]!.entry).toMatchObject({ type: "file", size: 4 });
     expect(p.verdict).toContain("provided by layer 2");
     expect(p.verdict).toContain("shadowing layer 1");
   });
@@ -116,20 +117,21 @@ describe.skipIf(!isRoot)("debug path", () => {
     expect(p.exists).toBe(false);
     expect(p.layers!.map((l) => `${l.name} ${l.state}`)).toEqual([
       "upper absent",
+      "init absent",
       "layer 2 whiteout",
       "layer 1 shadowed",
     ]);
-    expect(p.layers![1]!.entry?.type).toBe("whiteout");
+    expect(p.layers![2]!.entry?.type).toBe("whiteout");
     expect(p.verdict).toContain("removed by layer 2");
   });
 
   test("an opaque directory: layer 1's files under it are hidden, layer 2's shown", async () => {
     const a = await explainPath(t.engine, "layered", "/opt/dir/a");
     expect(a.exists).toBe(false);
-    expect(a.layers!.map((l) => l.state)).toEqual(["absent", "absent", "shadowed"]);
-    expect(a.layers![2]!.reason).toContain("/opt/dir is opaque in layer 2");
+    expect(a.layers!.map((l) => l.state)).toEqual(["absent", "absent", "absent", "shadowed"]);
+    expect(a.layers![3]!.reason).toContain("/opt/dir is opaque in layer 2");
     const d = await explainPath(t.engine, "layered", "/opt/dir");
-    expect(d.layers![1]!.entry).toMatchObject({ type: "directory", opaque: true });
+    expect(d.layers![2]!.entry).toMatchObject({ type: "directory", opaque: true });
     const cc = await explainPath(t.engine, "layered", "/opt/dir/c");
     expect(cc.verdict).toContain("provided by layer 2");
   });
@@ -163,7 +165,7 @@ describe.skipIf(!isRoot)("debug path", () => {
     expect(text.stdout).toContain("layer 1");
     const json = pivot(["debug", "path", "--format", "json", "layered", "/etc/motd"]);
     expect(json.status).toBe(0);
-    expect(JSON.parse(json.stdout).layers[1].state).toBe("provides");
+    expect(JSON.parse(json.stdout).layers[2].state).toBe("provides");
   });
 });
 
@@ -174,6 +176,7 @@ describe.skipIf(!isRoot)("debug mounts", () => {
     expect(root.origin.kind).toBe("rootfs");
     expect(root.origin.layers!.map((l) => [l.name, l.diffId, l.createdBy])).toEqual([
       ["upper", undefined, undefined],
+      ["init", undefined, undefined],
       ["layer 2", diffIds[1], "RUN change motd; rm old; opaque opt/dir"],
       ["layer 1", diffIds[0], "ADD busybox rootfs with motd, old, opt/dir"],
     ]);
@@ -196,7 +199,7 @@ describe.skipIf(!isRoot)("debug mounts", () => {
     expect(text.stdout).toContain(`host path ${hostDir}`);
     expect(text.stdout).toContain("RUN change motd");
     const json = JSON.parse(pivot(["debug", "mounts", "--format", "json", "layered"]).stdout);
-    expect(json.mounts[0].origin.layers).toHaveLength(3);
+    expect(json.mounts[0].origin.layers).toHaveLength(4);
     const rt = runtime(join(t.root, "run/runtime"), ["debug", "mounts", c.id]);
     expect(rt.status).toBe(0);
     expect(rt.stdout).toContain("root filesystem: overlay at root.path");

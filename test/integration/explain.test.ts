@@ -6,7 +6,15 @@
 // (The dry run's shell script against pivot-runtime's mount table is in runtime.test.ts.)
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { engineMountReport, explainPath, type PathReport } from "../../src/engine/debug.ts";
 import type { ContainerHandle } from "../../src/engine/engine.ts";
@@ -42,7 +50,7 @@ const diffIds: string[] = [];
 
 const pivot = (args: string[]) => pivotCli(t.root, args);
 
-/** Layer names with their verdicts, top first: ["upper absent", "layer 3 absent", ...]. */
+/** Layer names with their verdicts, top first: ["upper absent", "init absent", "layer 3 absent", ...]. */
 function states(p: PathReport): string[] {
   return p.layers!.map((l) => `${l.name} ${l.state}`);
 }
@@ -90,11 +98,12 @@ describe.skipIf(!isRoot)("debug on a three-layer image: added, changed, deleted"
     expect(p.exists).toBe(true);
     expect(states(p)).toEqual([
       "upper absent",
+      "init absent",
       "layer 3 absent",
       "layer 2 absent",
       "layer 1 provides",
     ]);
-    expect(p.layers![3]).toMatchObject({ diffId: diffIds[0], createdBy: CREATED_BY[0] });
+    expect(p.layers![4]).toMatchObject({ diffId: diffIds[0], createdBy: CREATED_BY[0] });
     expect(p.verdict).toStartWith("provided by layer 1 (");
     expect(p.verdict).not.toContain("shadowing");
     expect(p.effective).toMatchObject({ type: "file", size: 17 });
@@ -105,17 +114,18 @@ describe.skipIf(!isRoot)("debug on a three-layer image: added, changed, deleted"
     expect(p.exists).toBe(true);
     expect(states(p)).toEqual([
       "upper absent",
+      "init absent",
       "layer 3 absent",
       "layer 2 provides",
       "layer 1 shadowed",
     ]);
-    expect(p.layers![2]).toMatchObject({ diffId: diffIds[1], createdBy: CREATED_BY[1] });
+    expect(p.layers![3]).toMatchObject({ diffId: diffIds[1], createdBy: CREATED_BY[1] });
     expect(p.verdict).toContain("provided by layer 2");
     expect(p.verdict).toContain("shadowing layer 1");
     // What the container sees is layer 2's version: owner, mode and size from the layer entry.
     expect(p.effective).toMatchObject({ type: "file", mode: "0640", uid: 5, gid: 6, size: 19 });
-    expect(p.layers![2]!.entry).toMatchObject({ type: "file", mode: 0o640, uid: 5, gid: 6 });
-    expect(p.layers![3]!.entry).toMatchObject({ type: "file", size: 8 });
+    expect(p.layers![3]!.entry).toMatchObject({ type: "file", mode: 0o640, uid: 5, gid: 6 });
+    expect(p.layers![4]!.entry).toMatchObject({ type: "file", size: 8 });
   });
 
   test("deleted in layer 3: the whiteout in layer 3, both older versions shadowed", async () => {
@@ -124,12 +134,13 @@ describe.skipIf(!isRoot)("debug on a three-layer image: added, changed, deleted"
     expect(p.effective).toBeNull();
     expect(states(p)).toEqual([
       "upper absent",
+      "init absent",
       "layer 3 whiteout",
       "layer 2 shadowed",
       "layer 1 shadowed",
     ]);
-    expect(p.layers![1]).toMatchObject({ diffId: diffIds[2], createdBy: CREATED_BY[2] });
-    expect(p.layers![1]!.entry?.type).toBe("whiteout");
+    expect(p.layers![2]).toMatchObject({ diffId: diffIds[2], createdBy: CREATED_BY[2] });
+    expect(p.layers![2]!.entry?.type).toBe("whiteout");
     expect(p.verdict).toContain("removed by layer 3");
     // And the container agrees: the file is not there.
     expect(existsSync(`/proc/${p.container.pid}/root/srv/deleted`)).toBe(false);
@@ -142,12 +153,12 @@ describe.skipIf(!isRoot)("debug on a three-layer image: added, changed, deleted"
     const pid = changed.container.pid;
     const seen = readFileSync(`/proc/${pid}/root/srv/changed`, "utf8");
     expect(seen).toBe("changed in layer 2\n");
-    expect(readFileSync(join(changed.layers![2]!.dir, "srv/changed"), "utf8")).toBe(seen);
-    expect(readFileSync(join(changed.layers![3]!.dir, "srv/changed"), "utf8")).toBe("layer 1\n");
+    expect(readFileSync(join(changed.layers![3]!.dir, "srv/changed"), "utf8")).toBe(seen);
+    expect(readFileSync(join(changed.layers![4]!.dir, "srv/changed"), "utf8")).toBe("layer 1\n");
     const deleted = await explainPath(t.engine, "story", "/srv/deleted");
-    const wh = lstatSync(join(deleted.layers![1]!.dir, "srv/deleted"));
+    const wh = lstatSync(join(deleted.layers![2]!.dir, "srv/deleted"));
     expect(wh.isCharacterDevice() && wh.rdev === 0).toBe(true);
-    expect(readFileSync(join(deleted.layers![2]!.dir, "srv/deleted"), "utf8")).toBe("layer 2\n");
+    expect(readFileSync(join(deleted.layers![3]!.dir, "srv/deleted"), "utf8")).toBe("layer 2\n");
   });
 
   test("debug mounts: the root's layers in order, with diff ids, history and directories", async () => {
@@ -157,6 +168,8 @@ describe.skipIf(!isRoot)("debug on a three-layer image: added, changed, deleted"
     const layers = root.origin.layers!;
     expect(layers.map((l) => [l.name, l.diffId, l.createdBy])).toEqual([
       ["upper", undefined, undefined],
+      // The store's init layer: the mount points (/etc/hosts, /proc, ...) every container gets.
+      ["init", undefined, undefined],
       ["layer 3", diffIds[2], CREATED_BY[2]],
       ["layer 2", diffIds[1], CREATED_BY[1]],
       ["layer 1", diffIds[0], CREATED_BY[0]],
@@ -164,10 +177,15 @@ describe.skipIf(!isRoot)("debug on a three-layer image: added, changed, deleted"
     // The directories are the ones debug path walked, and the ones the overlay was mounted with.
     const changed = await explainPath(t.engine, "story", "/srv/changed");
     expect(layers.map((l) => l.dir)).toEqual(changed.layers!.map((l) => l.dir));
-    expect(existsSync(join(layers[1]!.dir, "srv/.wh.deleted"))).toBe(false); // unpacked as 0/0
-    expect(lstatSync(join(layers[1]!.dir, "srv/deleted")).isCharacterDevice()).toBe(true);
-    expect(existsSync(join(layers[2]!.dir, "srv/added"))).toBe(false);
-    expect(existsSync(join(layers[3]!.dir, "srv/added"))).toBe(true);
+    expect(readdirSync(join(layers[1]!.dir, "etc")).sort()).toEqual([
+      "hostname",
+      "hosts",
+      "resolv.conf",
+    ]);
+    expect(existsSync(join(layers[2]!.dir, "srv/.wh.deleted"))).toBe(false); // unpacked as 0/0
+    expect(lstatSync(join(layers[2]!.dir, "srv/deleted")).isCharacterDevice()).toBe(true);
+    expect(existsSync(join(layers[3]!.dir, "srv/added"))).toBe(false);
+    expect(existsSync(join(layers[4]!.dir, "srv/added"))).toBe(true);
   });
 
   test("pivot debug path and pivot debug mounts (text and JSON) name the same layers", () => {
@@ -185,6 +203,7 @@ describe.skipIf(!isRoot)("debug on a three-layer image: added, changed, deleted"
     ) as PathReport;
     expect(states(json)).toEqual([
       "upper absent",
+      "init absent",
       "layer 3 whiteout",
       "layer 2 shadowed",
       "layer 1 shadowed",
