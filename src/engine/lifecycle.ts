@@ -40,6 +40,8 @@ export interface CleanupOptions {
   runId?: string;
   /** The exit code, known to the attached monitor that wrote it. */
   exitCode?: number;
+  /** The caller (the attached monitor) saw the container's process exit: nothing to stop. */
+  exited?: boolean;
 }
 
 /** A launcher for the unmount, started ahead; none if it cannot start (the unmount says why). */
@@ -76,6 +78,7 @@ export async function cleanupLocked(
         force: true,
         record: r,
         ...(options.exitCode !== undefined ? { exitCode: options.exitCode } : {}),
+        ...(options.exited ? { exited: true } : {}),
         ...(unmounter ? { unmounter } : {}),
       });
       return;
@@ -244,12 +247,15 @@ export async function removeLocked(
     exitCode?: number;
     /** A launcher started ahead for the unmount (the caller disposes of it). */
     unmounter?: HostLauncher;
+    /** The caller saw the container's process exit (CleanupOptions.exited). */
+    exited?: boolean;
   },
 ): Promise<void> {
   if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
   const r = options.record ?? ctx.containers.load(id);
-  const st = status(ctx, id);
-  if (st.status === "running" || st.status === "paused" || st.status === "restarting") {
+  // Processes its init left behind are killed with the cgroup (the runtime's delete, releaseRun).
+  const st = options.exited ? null : status(ctx, id);
+  if (st && (st.status === "running" || st.status === "paused" || st.status === "restarting")) {
     if (!options.force) {
       throw new EngineError(`cannot remove container ${r.name}: it is ${st.status}`, {
         hint: `stop it first (\`pivot stop ${r.name}\`), or use \`pivot rm -f\``,

@@ -347,7 +347,7 @@ async function removeAfterExit(
   ctx.trace?.mark("engine: output drained");
   ctx.containers.keepExitCode(id, code);
   try {
-    await cleanup(ctx, id, { runId });
+    await cleanup(ctx, id, { runId, exited: true });
   } catch (err) {
     recordExit(ctx, id, code);
     throw err;

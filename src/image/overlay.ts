@@ -370,11 +370,18 @@ function opaqueDirs(layer: string): Set<string> {
 /** Whether `path` is a mount point in this process's mount namespace. */
 export async function isMountPoint(path: string): Promise<boolean> {
   const info = readFileSync("/proc/self/mountinfo", "utf8");
+  // Most often not mounted: the path, escaped as mountinfo escapes it, is nowhere in the text.
+  if (!info.includes(` ${escapeMountPath(path)} `)) return false;
   for (const line of info.split("\n")) {
     const field = line.split(" ")[4];
     if (field !== undefined && unescapeMountPath(field) === path) return true;
   }
   return false;
+}
+
+/** A path as /proc/self/mountinfo writes it: space, tab, newline and backslash in octal. */
+function escapeMountPath(s: string): string {
+  return s.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
 }
 
 function unescapeMountPath(s: string): string {

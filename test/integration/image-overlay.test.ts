@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { appendFile, mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -227,6 +228,25 @@ test("the store's init layer: made once, whole, with its modes whatever the umas
   expect(store.initLayer()).toBe("init");
   expect(lstatSync(init).ino).toBe(ino);
   expect(readdirSync(join(store.root, "tmp")).filter((n) => n.startsWith("init-"))).toEqual([]);
+});
+
+describe.skipIf(!canMount)("isMountPoint", () => {
+  test("paths that mountinfo escapes (space, tab, newline, backslash); a prefix is not a match", async () => {
+    const dir = join(root, "a b\tc\\d\ne");
+    const sibling = join(root, "a b");
+    mkdirSync(dir, { recursive: true });
+    expect(await isMountPoint(dir)).toBe(false);
+    const m = spawnSync("mount", ["-t", "tmpfs", "tmpfs", dir], { encoding: "utf8" });
+    expect(m.stderr).toBe("");
+    try {
+      expect(await isMountPoint(dir)).toBe(true);
+      expect(await isMountPoint(sibling)).toBe(false);
+      expect(await isMountPoint(`${dir}/x`)).toBe(false);
+    } finally {
+      spawnSync("umount", [dir]);
+    }
+    expect(await isMountPoint(dir)).toBe(false);
+  });
 });
 
 describe.skipIf(!canMount)("the init layer", () => {
