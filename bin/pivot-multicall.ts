@@ -13,7 +13,7 @@ if (name === "pivot-runtime" || name.startsWith("pivot-runtime.")) {
   process.exitCode = await main(process.argv.slice(2));
 } else {
   process.stderr.write(
-    `${name}: run me as pivot or pivot-runtime (a link to this binary with that name)\n`,
+    `${name}: run me as pivot or pivot-runtime (a link to this binary named pivot, or the front door pivot-runtime beside it)\n`,
   );
   process.exitCode = 2;
 }

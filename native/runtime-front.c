@@ -4,13 +4,15 @@
  *
  * containerd, conmon and podman start the runtime several times per container, and every one of
  * its commands is short: the JIT's own set-up at start and its compiles of code that runs once cost
- * more than they save (docs/benchmarks.md, "Session 7": ~1 ms of every command, ~2 ms of a `run`).
+ * more than they save (docs/benchmarks.md, "Session 7": ~1 ms of every command, 2-3 ms of a `run`).
  * Bun reads JavaScriptCore's options from the environment only when it starts, so they are set
  * here, before the exec. The engine (`pivot`) is not started this way: it pumps a container's
  * output through JavaScript, which needs the JIT (src/cli/jit.ts).
  *
- * It holds no policy: the arguments, argv[0] included (the command is chosen by that name), go
- * through unchanged, and a caller's own BUN_JSC_useJIT is kept.
+ * It holds no policy: the arguments go through unchanged but for argv[0], which becomes
+ * "pivot-runtime" (the program serves the command named by argv[0], and this is the runtime's door
+ * whatever name it is installed under: a link named runc works), and a caller's own BUN_JSC_useJIT
+ * is kept.
  *
  *   scripts/build-binary.sh installs it as OUTDIR/pivot-runtime.
  */
@@ -23,7 +25,8 @@
 #include <unistd.h>
 
 int main(int argc, char **argv) {
-  (void)argc;
+  char *no_args[] = {NULL, NULL};
+  if (argc < 1) argv = no_args; /* started with an empty argv: room for argv[0] */
   /* This file's own path (links resolved: /usr/local/bin/pivot-runtime is a link to it). */
   char program[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", program, sizeof program);
@@ -39,6 +42,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "pivot-runtime: setenv: %s\n", strerror(errno));
     return 127;
   }
+  argv[0] = (char *)"pivot-runtime";
   execv(program, argv);
   fprintf(stderr,
           "pivot-runtime: cannot run %s: %s\n"

@@ -880,6 +880,7 @@ async function ensureImage(engine: Engine, image: string, policy: string): Promi
     }
   }
   try {
+    startupOver(); // a pull is long work in JavaScript
     const { pullImage } = await import("../registry/index.ts");
     await pullImage(store, image);
   } catch (err) {

@@ -31,6 +31,7 @@ import {
   symlink,
   utimes,
 } from "../util/fs-async.ts";
+import { startupOver } from "../util/jit.ts";
 import { Digester } from "./digest.ts";
 import { DigestMismatchError, ImageError, LayerUnpackError } from "./errors.ts";
 import { lsetxattr, mknod } from "./helpers.ts";
@@ -93,6 +94,7 @@ export async function unpackLayer(
   dest: string,
   options: UnpackOptions = {},
 ): Promise<UnpackResult> {
+  startupOver(); // long work in JavaScript: the compiled binary's normal JIT policy
   const archive = options.archiveName ?? (typeof source === "string" ? source : "<stream>");
   const temp = join(
     dirname(dest),

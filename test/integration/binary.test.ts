@@ -39,6 +39,7 @@ beforeAll(() => {
   // The launcher is looked for beside the binary.
   symlinkSync(join(REPO, "native/build/pivot-launcher"), join(bin, "pivot-launcher"));
   symlinkSync("pivot", join(bin, "something-else"));
+  symlinkSync("pivot-runtime", join(bin, "runc"));
   makeBundle(bundle);
   makeBundle(sleepBundle, (spec) => {
     spec.process!.args = ["sleep", "30"];
@@ -72,6 +73,10 @@ describe("the compiled binary", () => {
     const other = runBinary("something-else", ["--version"], dir);
     expect(other.status).toBe(2);
     expect(other.stderr).toContain("run me as pivot or pivot-runtime");
+    // The runtime's front door runs the runtime whatever name it is installed under.
+    const runc = runBinary("runc", ["--version"], dir);
+    expect(runc.status).toBe(0);
+    expect(runc.stdout).toStartWith("pivot-runtime version ");
   });
 
   // pivot-runtime is native/runtime-front.c, which runs the program with JavaScriptCore's JIT off:
