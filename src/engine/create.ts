@@ -13,8 +13,9 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { layerHistory, readFileInLayers } from "../image/layer-lookup.ts";
+import { layerHistory, readFileInLayers, wouldCreateInLayers } from "../image/layer-lookup.ts";
 import {
+  makeOverlayDirs,
   mountOverlay,
   type OverlayPlan,
   planOverlay,
@@ -111,15 +112,41 @@ export async function createLocked(
   id: string,
   /** A run's create, which its start follows under the same lock (ContainerRecord.createdByRun). */
   byRun = false,
+  /**
+   * An attached run's create, whose start follows in this process through Pivot's own runtime:
+   * the overlay may be left for the container's launcher to mount (rootToMount), when nothing here
+   * needs to write into it (no volume to fill, no working directory to make).
+   */
+  mountAtStart = false,
 ): Promise<ContainerRecord> {
+  const overlayDriver = rootfsDriver().driver === "overlay";
+  const deferrable =
+    mountAtStart &&
+    overlayDriver &&
+    !options.runtime &&
+    !(options.mounts ?? []).some((m) => m.type === "volume");
   // The launcher that mounts the overlay starts first: its start-up overlaps finding the image,
   // the name, the directories and the layers (disposed of on every path that does not use it).
-  const mounter = rootfsDriver().driver === "overlay" ? new HostLauncher() : undefined;
+  // None when the mount can wait for the container's launcher: one process fewer per run.
+  const mounter = overlayDriver && !deferrable ? new HostLauncher() : undefined;
   try {
-    return await createMounted(ctx, options, id, byRun, mounter);
+    return await createMounted(ctx, options, id, byRun, mounter, deferrable);
   } finally {
     mounter?.dispose();
   }
+}
+
+/**
+ * The overlays left unmounted by an attached run's create (createLocked's mountAtStart), by the
+ * record of their container: its start hands the mount to the container's launcher.
+ */
+const unmountedRoots = new WeakMap<ContainerRecord, OverlayPlan>();
+
+/** The overlay `r`'s start must mount, once: left unmounted by this process's create. */
+export function rootToMount(r: ContainerRecord): OverlayPlan | undefined {
+  const plan = unmountedRoots.get(r);
+  unmountedRoots.delete(r);
+  return plan;
 }
 
 async function createMounted(
@@ -128,6 +155,7 @@ async function createMounted(
   id: string,
   byRun: boolean,
   mounter: HostLauncher | undefined,
+  deferrable: boolean,
 ): Promise<ContainerRecord> {
   const store = await ctx.images();
   const image = await store.resolve(options.image);
@@ -155,8 +183,29 @@ async function createMounted(
     const layers = await store.ensureImageLayers(image);
     overlay = planOverlay(store.root, layers, dir, undefined, undefined, store.initLayer());
     if (options.autoRemove) overlay = volatileOverlay(overlay);
-    await mountOverlay(overlay, mounter);
-    ctx.trace?.mark("engine: name claimed, root filesystem mounted");
+    const plan = overlay;
+    // The merged view's layers, top first, to read it unmounted: the init layer, the image's.
+    // Opaque markers matter only in an image layer with another below (the init layer has none).
+    const layerDirs = [
+      ...(plan.initdir ? [join(plan.cwd, plan.initdir)] : []),
+      ...[...layers].reverse().map((l) => l.diffPath),
+    ];
+    const readOpaque = layerDirs.map(
+      (_, i) => !(i === 0 && plan.initdir) && i < layerDirs.length - 1,
+    );
+    let mounted = false;
+    const mountRoot = async () => {
+      if (mounted) return;
+      await mountOverlay(plan, mounter);
+      mounted = true;
+    };
+    if (deferrable) makeOverlayDirs(plan);
+    else await mountRoot();
+    ctx.trace?.mark(
+      deferrable
+        ? "engine: name claimed, root filesystem planned (mounted by the container's launcher)"
+        : "engine: name claimed, root filesystem mounted",
+    );
     const merged = overlay.target;
     const c = await compose(ctx, options, {
       id,
@@ -164,7 +213,15 @@ async function createMounted(
       dir,
       image,
       merged,
-      readEtc: (rel) => readFileInRoot(merged, rel),
+      readEtc: (rel) =>
+        mounted ? readFileInRoot(merged, rel) : readFileInLayers(layerDirs, rel, readOpaque),
+      rootForWrites: async (rel) => {
+        // Unmounted: mounted now only if the write has something to do.
+        if (!mounted && rel !== undefined && !wouldCreateInLayers(layerDirs, rel, readOpaque))
+          return false;
+        await mountRoot();
+        return true;
+      },
       createdVolumes,
     });
     // A plain write: the directory is new and locked, and container.json, written last and
@@ -193,6 +250,7 @@ async function createMounted(
       ...(byRun ? { createdByRun: true } : {}),
     };
     writeJsonAtomic(join(dir, "container.json"), record);
+    if (!mounted) unmountedRoots.set(record, plan);
     composedSpecs.set(record, {
       spec: c.spec,
       file: configFile,
@@ -228,6 +286,12 @@ async function compose(
     image: StoredImage;
     merged: string | null;
     readEtc: (rel: string) => string | undefined;
+    /**
+     * Makes the root filesystem writable at `merged` before compose writes into it (mounted, if
+     * it was left unmounted); with REL, the directory compose would make, it may answer false:
+     * there is nothing to make, and nothing was mounted. Absent: mounted already.
+     */
+    rootForWrites?: (rel?: string) => Promise<boolean>;
     createdVolumes: string[];
   },
 ): Promise<{
@@ -281,13 +345,17 @@ async function compose(
     } else {
       const { info, created } = ctx.volumes.create(m.source, { anonymous: !m.source });
       if (created && !m.source) c.createdVolumes.push(info.name);
-      if (created && !m.noCopy) copyUp(ctx, merged, m.target, info.mountpoint);
+      if (created && !m.noCopy) {
+        await c.rootForWrites?.();
+        copyUp(ctx, merged, m.target, info.mountpoint);
+      }
       volumes.push({ name: info.name, target: m.target, anonymous: !m.source });
       mounts.push(ociMount(m, info.mountpoint));
     }
   }
   const workdir = options.workdir ?? imageConfig.WorkingDir;
-  if (workdir && merged !== null) mkdirInRoot(merged, workdir, user.uid, user.gid);
+  if (workdir && merged !== null && ((await c.rootForWrites?.(workdir)) ?? true))
+    mkdirInRoot(merged, workdir, user.uid, user.gid);
   const hostname = hostnameOf(id, opts);
   if (merged !== null) {
     writeFileSync(join(dir, "hostname"), `${hostname}\n`);

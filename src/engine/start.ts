@@ -18,7 +18,7 @@ import {
 import { cgroupPathsOf, rt, runtimeCommandOf, status } from "./container-runtime.ts";
 import { type ContainerRecord, type RunState, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
-import { composedSpec, createLocked, newContainerId } from "./create.ts";
+import { composedSpec, createLocked, newContainerId, rootToMount } from "./create.ts";
 import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
@@ -279,7 +279,7 @@ export async function runAttached(
     runPrepared(
       ctx,
       id,
-      await prepareStart(ctx, id, false, await createLocked(ctx, options, id, true)),
+      await prepareStart(ctx, id, false, await createLocked(ctx, options, id, true, true)),
       stdio,
     ),
   );
@@ -417,8 +417,10 @@ async function runPrepared(
     await connected;
     if (slirp) await startUserModeNetwork(ctx, id, r.options, pid, slirp);
   };
-  // Pivot's runtime takes the config composed by this process's create in memory.
+  // Pivot's runtime takes the config composed by this process's create in memory, and mounts the
+  // overlay that create left for it, first thing in the launcher that runs the container.
   const spec = r.options.runtime ? undefined : composedSpec(r);
+  const toMount = r.options.runtime ? undefined : rootToMount(r);
   const runP = (viaHook ? Promise.resolve() : connected)
     .then(() =>
       rt(ctx, id).run(id, {
@@ -430,6 +432,17 @@ async function runPrepared(
           : {}),
         bundle: dir,
         ...(spec ? { spec } : {}),
+        ...(toMount
+          ? {
+              mountFirst: {
+                source: "overlay",
+                target: toMount.target,
+                fstype: "overlay",
+                data: toMount.options,
+                cwd: toMount.cwd,
+              },
+            }
+          : {}),
         ...(tty
           ? { consoleSocket: tty.socket, stdio: ["ignore", "ignore", "ignore"] }
           : {

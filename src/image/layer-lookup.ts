@@ -254,8 +254,16 @@ export function readlinkAt(dirFd: number, name: string): string | null {
   }
 }
 
-/** What the layer directory `dir` holds along `components`, read without following symlinks. */
-export function walkLayer(dir: string, components: readonly string[]): LayerWalk {
+/**
+ * What the layer directory `dir` holds along `components`, read without following symlinks.
+ * `readOpaque` false: its directories' opaque markers are not read (each is a getfattr process);
+ * for a layer known to have none, or the bottom one, where an opaque directory hides nothing.
+ */
+export function walkLayer(
+  dir: string,
+  components: readonly string[],
+  readOpaque = true,
+): LayerWalk {
   const out: LayerWalk = components.map(() => null);
   let fd: number;
   try {
@@ -276,7 +284,7 @@ export function walkLayer(dir: string, components: readonly string[]): LayerWalk
       if (next === null) break;
       closeSync(fd);
       fd = next;
-      entry.opaque = isOpaque(fd);
+      if (readOpaque) entry.opaque = isOpaque(fd);
     }
   } finally {
     closeSync(fd);
@@ -294,16 +302,47 @@ export function layerHistory(config: ImageConfig): (string | undefined)[] {
 }
 
 /**
+ * Whether `mkdir -p REL` in the merged view of `layers` (directories, top first) would create a
+ * directory, as the engine's mkdirInRoot does it on a mounted root: walking the components, one is
+ * missing before any that is not a directory (or a ".."), where it stops. Read without mounting.
+ */
+export function wouldCreateInLayers(
+  layers: readonly string[],
+  rel: string,
+  /** Per layer, whether its opaque markers must be read (walkLayer); default all. */
+  readOpaque: readonly boolean[] = [],
+): boolean {
+  const all = rel.split("/").filter((c) => c !== "" && c !== ".");
+  const stop = all.indexOf("..");
+  const components = stop < 0 ? all : all.slice(0, stop);
+  const walks = layers.map((dir, i) => walkLayer(dir, components, readOpaque[i] ?? true));
+  for (let k = 1; k <= components.length; k++) {
+    const r = explainLayers(
+      components.slice(0, k),
+      walks.map((w) => w.slice(0, k)),
+    );
+    if (r.provider < 0) return true;
+    if (r.verdicts[r.provider]?.entry?.type !== "directory") return false;
+  }
+  return false;
+}
+
+/**
  * A regular file of the merged view of `layers` (directories, top first), read without mounting
  * them: from the layer that provides it, only if no component of the path is a symlink (as the
  * engine reads /etc/passwd from a mounted root filesystem).
  */
-export function readFileInLayers(layers: readonly string[], rel: string): string | undefined {
+export function readFileInLayers(
+  layers: readonly string[],
+  rel: string,
+  /** Per layer, whether its opaque markers must be read (walkLayer); default all. */
+  readOpaque: readonly boolean[] = [],
+): string | undefined {
   const components = rel.split("/").filter((c) => c !== "" && c !== ".");
   if (components.includes("..") || components.length === 0) return undefined;
   const r = explainLayers(
     components,
-    layers.map((dir) => walkLayer(dir, components)),
+    layers.map((dir, i) => walkLayer(dir, components, readOpaque[i] ?? true)),
   );
   if (r.provider < 0 || r.verdicts[r.provider]?.entry?.type !== "file") return undefined;
   // Every component was seen to be a directory (not a symlink) in this layer, which is read-only.

@@ -205,13 +205,7 @@ export async function overlaySupported(): Promise<boolean> {
  * with FUSE; copy: fills the target once, later calls do nothing).
  */
 export async function mountOverlay(plan: OverlayPlan, launcher?: HostLauncher): Promise<void> {
-  // Synchronous calls: node:fs/promises sends each through a thread pool (~0.1 ms here).
-  for (const d of [plan.upperdir, plan.workdir, plan.target]) {
-    mkdirSync(d, { recursive: true, mode: 0o755 });
-  }
-  if (plan.lowerdirs.length === 1 && plan.lowerdirs[0]!.endsWith("/empty")) {
-    mkdirSync(plan.lowerdirs[0]!, { recursive: true, mode: 0o755 });
-  }
+  makeOverlayDirs(plan);
   if (plan.driver === "copy") return copyRootfs(plan);
   // overlay leaves this behind after a volatile mount and refuses the next mount while it is
   // there (Documentation/filesystems/overlayfs.rst, "Volatile mount").
@@ -260,6 +254,21 @@ export async function mountOverlay(plan: OverlayPlan, launcher?: HostLauncher): 
           ? "overlay writes why to the kernel log (`dmesg | tail`); check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself)"
           : "check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself), and that you are root",
     );
+  }
+}
+
+/**
+ * The directories an overlay is mounted with: upper, work, the target (and the empty lower
+ * directory of an image without layers). Made by mountOverlay; alone, for a mount made elsewhere
+ * (the engine hands an attached run's overlay to the container's launcher: Runtime's mountFirst).
+ */
+export function makeOverlayDirs(plan: OverlayPlan): void {
+  // Synchronous calls: node:fs/promises sends each through a thread pool (~0.1 ms here).
+  for (const d of [plan.upperdir, plan.workdir, plan.target]) {
+    mkdirSync(d, { recursive: true, mode: 0o755 });
+  }
+  if (plan.lowerdirs.length === 1 && plan.lowerdirs[0]!.endsWith("/empty")) {
+    mkdirSync(plan.lowerdirs[0]!, { recursive: true, mode: 0o755 });
   }
 }
 

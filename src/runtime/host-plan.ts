@@ -62,6 +62,11 @@ export async function runHostSteps(steps: PlanStep[], launcher?: HostLauncher): 
   }
 }
 
+/** The launcher's working directory back to `dir` (after mountSteps changed it). */
+export function chdirStep(dir: string): PlanStep {
+  return { op: Op.Chdir, args: [dir], text: `chdir ${dir}` };
+}
+
 /**
  * mount(2) of a filesystem on a host path. Relative paths in `data` (overlay's lowerdir short
  * links) are resolved from `cwd`, where the launcher changes directory first.

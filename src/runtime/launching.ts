@@ -9,5 +9,6 @@ export { parseConfig, validateProcess, validateSpec } from "../oci/validate.ts";
 export { listenerState } from "../security/seccomp.ts";
 export { SeccompCache } from "../security/seccomp-cache.ts";
 export { attachDeviceFilter, deviceFilterStep } from "./cgroup-devices.ts";
+export { chdirStep, mountSteps } from "./host-plan.ts";
 export { exitCodeOf, launch, launcherPath, spawnLauncher } from "./launcher.ts";
 export { compileContainerPlan, compileExecPlan } from "./plan.ts";

@@ -85,6 +85,13 @@ export interface CreateOptions {
   /** `run` only: awaited between create and start, with the init's pid (e.g. to wire its network). */
   onCreated?: (pid: number) => Promise<void>;
   /**
+   * A mount the launcher makes in the caller's namespace before anything else: the engine's overlay
+   * at root.path, when nothing needed it mounted before (one launcher process fewer than mounting
+   * it ahead). Relative paths in `data` are resolved from `cwd`. A failed create leaves it mounted:
+   * the caller unmounts it (or `unmountAfterExit` does, after the exit).
+   */
+  mountFirst?: { source: string; target: string; fstype: string; data: string; cwd: string };
+  /**
    * `run` only: a mount of the caller's namespace that the launcher unmounts once the container's
    * process has exited, before the exit is reported (the engine's overlay: one process fewer than
    * unmounting it afterwards). Best effort: a mount still there is the caller's to unmount.
@@ -244,7 +251,8 @@ export class Runtime {
     cgroupJoin: CgroupJoin;
   }> {
     validateId(id);
-    const { compileContainerPlan, cgroupDeviceFilter, deviceFilterStep } = await launching();
+    const { compileContainerPlan, cgroupDeviceFilter, deviceFilterStep, mountSteps, chdirStep } =
+      await launching();
     const seccompCache = await this.seccompCache();
     const { spec, bundle, rootfs } =
       loaded ?? (await this.loadBundle(options.bundle, options.spec));
@@ -299,6 +307,8 @@ export class Runtime {
       ? null
       : cgroupDeviceFilter(cgroup, spec.linux?.resources, spec.linux?.devices ?? []);
     if (filter) plan.steps.unshift(deviceFilterStep(filter));
+    const m = options.mountFirst;
+    if (m) plan.steps.unshift(...mountSteps(m, m.cwd), chdirStep(process.cwd()));
     this.trace?.mark(`plan compiled (${plan.steps.length} steps)`);
     return { plan, spec, bundle, rootfs, cgroup, cgroupJoin };
   }

@@ -3,8 +3,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Engine } from "../../src/engine/engine.ts";
+import { Engine } from "../../src/engine/engine.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
+import { Trace } from "../../src/runtime/trace.ts";
 import {
   CONFIGURED,
   IMAGE,
@@ -300,6 +301,25 @@ describe.skipIf(!isRoot)("engine: attached containers", () => {
     expect(r.stdout).toContain("CapBnd:\t0000000000000001");
     expect(r.stdout).toMatch(/NoNewPrivs:\t1/);
     expect(r.stdout).toMatch(/Seccomp:\t2/);
+  });
+
+  test("an attached run's overlay is mounted by the container's own launcher, on the host, and gone after", async () => {
+    // No volume to fill and no working directory to make: create leaves the mount to the launcher
+    // that runs the container (one process fewer); it is still the host's mount while it runs.
+    const trace = new Trace();
+    const traced = new Engine({ root: t.root, warn: () => {}, trace });
+    const c = await traced.run({ image: IMAGE, cmd: ["sleep", "30"], autoRemove: true });
+    try {
+      const merged = traced.inspect(c.id).rootfs.merged;
+      expect(overlayOptions(merged).lowerdir).toStartWith("init:l/");
+      const steps = trace.render("run");
+      expect(steps).toContain("root filesystem planned (mounted by the container's launcher)");
+      expect(steps).toContain(`mount overlay on ${merged}`);
+    } finally {
+      traced.kill(c.id, "KILL");
+      await c.wait();
+    }
+    expect(mountsUnder(join(t.root, "containers"))).toEqual([]);
   });
 });
 
