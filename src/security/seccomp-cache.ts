@@ -13,6 +13,7 @@
 // The directory is the runtime's state root: on tmpfs (/run) it is emptied by a reboot.
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { digestOfBuffer } from "../image/digest.ts";
 import { runningRelease } from "../util/kernel.ts";
 import { randomHex } from "../util/random.ts";
 import type { CompiledSeccomp } from "./seccomp.ts";
@@ -72,8 +73,9 @@ export class SeccompCache {
   }
 
   /**
-   * The key of a profile (linux.seccomp as given), or null if it cannot be cached: SHA-256 through
-   * Web Crypto, as importing node:crypto costs ~4 ms of start-up under Bun.
+   * The key of a profile (linux.seccomp as given), or null if it cannot be cached: SHA-256 by
+   * Bun's hasher (synchronous) or Web Crypto (digestOfBuffer), as importing node:crypto costs
+   * ~4 ms of start-up under Bun.
    */
   async key(raw: unknown): Promise<string | null> {
     if (raw === undefined || raw === null || this.launcherId === null) return null;
@@ -85,8 +87,7 @@ export class SeccompCache {
     }
     // os.release() and os.arch() as they were, without loading node:os (~0.3 ms).
     const input = `pivot-seccomp-v1\0${runningRelease()}\0${process.arch}\0${this.launcherId}\0${text}`;
-    const digest = await globalThis.crypto.subtle.digest("SHA-256", Buffer.from(input));
-    return Buffer.from(digest).toString("hex");
+    return (await digestOfBuffer(Buffer.from(input), "sha256")).slice("sha256:".length);
   }
 
   private path(key: string): string {
