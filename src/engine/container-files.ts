@@ -37,6 +37,8 @@ async function rootView(
   ctx: EngineContext,
   id: string,
   withMounts = true,
+  /** Times the overlay was found mounted or the container started while this waited. */
+  retries = 0,
 ): Promise<{ root: string; release: () => Promise<void> }> {
   const st = status(ctx, id);
   const live = st.status !== "exited" && st.status !== "created" && st.pid > 0;
@@ -60,7 +62,31 @@ async function rootView(
   }
   const r = ctx.containers.load(id);
   const mounted = await isMountPoint(r.overlay.target);
-  if (!mounted) await mountOverlay(r.overlay);
+  if (!mounted) {
+    // Mounted under the container's lock: a start mounts it too, and an attached run's create
+    // leaves it for the container's launcher to mount (create.ts); mounted here meanwhile, two
+    // overlays would share one upper directory. Mounted or started while this waited: again.
+    const mountedHere = await ctx.containers.withLock(
+      id,
+      async () => {
+        if (await isMountPoint(r.overlay.target)) return false;
+        const now = status(ctx, id);
+        if (now.status !== "exited" && now.status !== "created" && now.pid > 0) return false;
+        await mountOverlay(r.overlay);
+        return true;
+      },
+      10_000,
+    );
+    if (!mountedHere) {
+      if (retries >= 2) {
+        throw new EngineError(
+          `the root filesystem of container ${r.name} changed state while this waited for it`,
+          { hint: "run the command again" },
+        );
+      }
+      return rootView(ctx, id, withMounts, retries + 1);
+    }
+  }
   return {
     root: r.overlay.target,
     release: async () => {
