@@ -26,7 +26,8 @@ export function parseCgroupMounts(
   const hierarchies: Hierarchy[] = [];
   const seen = new Set<string>();
   for (const line of mountinfo.split("\n")) {
-    const sep = line.indexOf(" - ");
+    // Most lines are other filesystems: only "... - cgroup ..." and "... - cgroup2 ..." are split.
+    const sep = line.indexOf(" - cgroup");
     if (sep < 0) continue;
     const left = line.slice(0, sep).split(" ");
     const right = line.slice(sep + 3).split(" ");
@@ -66,6 +67,7 @@ export function parseCgroupMounts(
 }
 
 function unescapeMount(s: string): string {
+  if (!s.includes("\\")) return s;
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) =>
     String.fromCharCode(Number.parseInt(oct, 8)),
   );
