@@ -82,6 +82,18 @@ const PHASES: [string, number[]][] = [
 const phaseOf = new Map<number, string>();
 for (const [name, ops] of PHASES) for (const op of ops) phaseOf.set(op, name);
 
+/** The index of the plan's first ForkSetup (its length if none: a host plan), cached per plan. */
+const forkAt = new WeakMap<Plan, number>();
+function firstFork(plan: Plan): number {
+  let at = forkAt.get(plan);
+  if (at === undefined) {
+    at = plan.steps.findIndex((s) => s.op === Op.ForkSetup);
+    if (at < 0) at = plan.steps.length;
+    forkAt.set(plan, at);
+  }
+  return at;
+}
+
 export class Trace {
   private readonly entries: Entry[] = [];
 
@@ -127,7 +139,15 @@ export class Trace {
       this.entries.push({ at, what: `sync point: launcher resumes (${s.text})` });
       return;
     }
-    this.entries.push({ at, what: s.text, phase: phaseOf.get(s.op) ?? "init: other steps" });
+    // Before the setup process is forked, every step runs in the launcher, in the caller's
+    // namespaces (the engine's overlay mount, Runtime's mountFirst), whatever its op.
+    const inLauncher = step < firstFork(plan);
+    const phase = phaseOf.get(s.op) ?? "init: other steps";
+    this.entries.push({
+      at,
+      what: s.text,
+      phase: inLauncher && !phase.startsWith("launcher:") ? "launcher: host steps" : phase,
+    });
   }
 
   /** The table: when each row ended (ms since process start), how long it took, what it was. */

@@ -169,17 +169,24 @@ describe("unmountAfterExit", () => {
     const target = join(work, "after-exit");
     mkdirSync(target, { recursive: true });
     const mounted = () => readFileSync("/proc/self/mountinfo", "utf8").includes(` ${target} `);
+    // The process waits for a file the test makes once it has looked: a process that ends at once
+    // can be gone, and the mount with it, before onStart runs.
+    const waiting = makeBundle(join(work, "waiting-bundle"), (s) => {
+      s.root!.readonly = false;
+      s.process!.args = ["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.01; done; exit 7"];
+    });
     await runHostSteps(mountSteps({ source: "tmpfs", target, fstype: "tmpfs", data: "size=1m" }));
     try {
       expect(mounted()).toBe(true);
       const runtime = new Runtime({ root, warn: () => {} });
       let whileRunning = false;
       const code = await runtime.run(nextId(), {
-        bundle,
+        bundle: waiting,
         stdio: ["ignore", "ignore", "ignore"],
         unmountAfterExit: target,
         onStart: () => {
           whileRunning = mounted();
+          writeFileSync(join(waiting, "rootfs/tmp/go"), "");
         },
       });
       expect(code).toBe(7);
