@@ -3,7 +3,8 @@
 // monitor (`pivot run`, `start -a`, the library's default).
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { isMountPoint, mountOverlay } from "../image/overlay.ts";
+import { LaunchError } from "../errors.ts";
+import { isMountPoint, mountOverlay, overlayMountError } from "../image/overlay.ts";
 import { procStat } from "../runtime/state.ts";
 import { stream } from "../util/lazy-require.ts";
 import { randomHex } from "../util/random.ts";
@@ -528,6 +529,13 @@ async function runPrepared(
     await Promise.race([startedP, exited]);
   } catch (err) {
     await undoStart(ctx, id, r);
+    // The overlay's mount by the container's launcher: the hints of the engine's own mount.
+    if (
+      toMount &&
+      err instanceof LaunchError &&
+      err.message.includes(`(mount overlay on ${toMount.target})`)
+    )
+      throw await overlayMountError(toMount.target, err);
     throw err;
   }
   exited.catch(() => {});

@@ -244,17 +244,25 @@ export async function mountOverlay(plan: OverlayPlan, launcher?: HostLauncher): 
     );
   } catch (e) {
     if (!(e instanceof LaunchError)) throw e; // the launcher did not run: its own error says why
-    const supported = await overlaySupported();
-    throw new OverlayError(
-      plan.target,
-      `mount failed: ${launcherReason(e)}`,
-      !supported
-        ? "this kernel has no OverlayFS; load the overlay module (modprobe overlay)"
-        : e.code === "EINVAL"
-          ? "overlay writes why to the kernel log (`dmesg | tail`); check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself)"
-          : "check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself), and that you are root",
-    );
+    throw await overlayMountError(plan.target, e);
   }
+}
+
+/**
+ * A launcher's failed overlay mount as the error people can act on (mountOverlay's, and the
+ * engine's when the container's own launcher mounted it: Runtime's mountFirst).
+ */
+export async function overlayMountError(target: string, e: LaunchError): Promise<OverlayError> {
+  const supported = await overlaySupported();
+  return new OverlayError(
+    target,
+    `mount failed: ${launcherReason(e)}`,
+    !supported
+      ? "this kernel has no OverlayFS; load the overlay module (modprobe overlay)"
+      : e.code === "EINVAL"
+        ? "overlay writes why to the kernel log (`dmesg | tail`); check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself)"
+        : "check that upperdir and workdir are on one filesystem that supports overlay upper layers (not overlay itself), and that you are root",
+  );
 }
 
 /**

@@ -130,3 +130,30 @@ test.skipIf(!isRoot)(
   },
   60_000,
 );
+
+test.skipIf(!isRoot)(
+  "the container's launcher failing to mount the overlay: the engine's error and hint, nothing left",
+  async () => {
+    // The store's init layer made a file: overlay refuses the lowerdir, in the launcher.
+    const init = join(t.root, "init");
+    rmSync(init, { recursive: true, force: true });
+    writeFileSync(init, "not a directory");
+    try {
+      const before = (await t.engine.list({ all: true })).length;
+      const err = await t.engine.run({ image: IMAGE, cmd: ["true"], autoRemove: true }).then(
+        () => null,
+        (e: unknown) => e as Error & { hint?: string },
+      );
+      expect(err?.message).toContain(`overlay ${t.root}/containers/`);
+      expect(err?.message).toContain("mount failed");
+      expect(err?.hint).toBeDefined();
+      expect((await t.engine.list({ all: true })).length).toBe(before);
+      expect(readFileSync("/proc/self/mountinfo", "utf8").includes(`${t.root}/containers/`)).toBe(
+        false,
+      );
+    } finally {
+      rmSync(init, { force: true });
+    }
+  },
+  60_000,
+);
