@@ -13,7 +13,12 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { layerHistory, readFileInLayers, wouldCreateInLayers } from "../image/layer-lookup.ts";
+import {
+  layerHistory,
+  type OpaqueSource,
+  readFileInLayers,
+  wouldCreateInLayers,
+} from "../image/layer-lookup.ts";
 import {
   makeOverlayDirs,
   mountOverlay,
@@ -23,7 +28,7 @@ import {
   unmountOverlay,
   volatileOverlay,
 } from "../image/overlay.ts";
-import type { StoredImage } from "../image/store.ts";
+import type { LayerRecord, StoredImage } from "../image/store.ts";
 import type { ImageConfig } from "../image/types.ts";
 import type { Mount, Spec } from "../oci/spec.ts";
 import { parseConfig } from "../oci/validate.ts";
@@ -120,21 +125,27 @@ export async function createLocked(
   mountAtStart = false,
 ): Promise<ContainerRecord> {
   const overlayDriver = rootfsDriver().driver === "overlay";
-  // Only a one-layer image: /etc/passwd and the working directory are read from the layers, and
-  // in a layer with another below, each directory's opaque marker is a getfattr process (a
-  // 12-layer image took 60 ms so). Resolved here (it is resolved already by the CLI: memoized).
-  const deferrable =
+  // /etc/passwd and the working directory are then read from the layers: an image of one layer,
+  // or one whose layers were unpacked with their opaque directories recorded (layer.json), else
+  // each directory's marker is a getfattr process (a 12-layer image took 60 ms so). Resolved here
+  // (the CLI has resolved it already: memoized); its layers looked up (unpacked if need be).
+  let layers: LayerRecord[] | undefined;
+  let deferrable =
     mountAtStart &&
     overlayDriver &&
     !options.runtime &&
-    !(options.mounts ?? []).some((m) => m.type === "volume") &&
-    (await (await ctx.images()).resolve(options.image)).layers.length <= 1;
+    !(options.mounts ?? []).some((m) => m.type === "volume");
+  if (deferrable) {
+    const store = await ctx.images();
+    layers = await store.ensureImageLayers(await store.resolve(options.image));
+    deferrable = layers.length <= 1 || layers.every((l) => l.opaqueDirs !== undefined);
+  }
   // The launcher that mounts the overlay starts first: its start-up overlaps finding the image,
   // the name, the directories and the layers (disposed of on every path that does not use it).
   // None when the mount can wait for the container's launcher: one process fewer per run.
   const mounter = overlayDriver && !deferrable ? new HostLauncher() : undefined;
   try {
-    return await createMounted(ctx, options, id, byRun, mounter, deferrable);
+    return await createMounted(ctx, options, id, byRun, mounter, deferrable, layers);
   } finally {
     mounter?.dispose();
   }
@@ -160,6 +171,8 @@ async function createMounted(
   byRun: boolean,
   mounter: HostLauncher | undefined,
   deferrable: boolean,
+  /** The image's layers, when createLocked looked them up already. */
+  imageLayers?: LayerRecord[],
 ): Promise<ContainerRecord> {
   const store = await ctx.images();
   const image = await store.resolve(options.image);
@@ -184,19 +197,24 @@ async function createMounted(
   const createdVolumes: string[] = [];
   let overlay: OverlayPlan | null = null;
   try {
-    const layers = await store.ensureImageLayers(image);
+    const layers = imageLayers ?? (await store.ensureImageLayers(image));
     overlay = planOverlay(store.root, layers, dir, undefined, undefined, store.initLayer());
     if (options.autoRemove) overlay = volatileOverlay(overlay);
     const plan = overlay;
     // The merged view's layers, top first, to read it unmounted: the init layer, the image's.
-    // Opaque markers matter only in an image layer with another below (the init layer has none).
+    // Opaque markers matter only in an image layer with another below (the init layer has none):
+    // the ones the unpacker recorded, else read from the directories.
+    const top = [...layers].reverse();
     const layerDirs = [
       ...(plan.initdir ? [join(plan.cwd, plan.initdir)] : []),
-      ...[...layers].reverse().map((l) => l.diffPath),
+      ...top.map((l) => l.diffPath),
     ];
-    const readOpaque = layerDirs.map(
-      (_, i) => !(i === 0 && plan.initdir) && i < layerDirs.length - 1,
-    );
+    const readOpaque: OpaqueSource[] = [
+      ...(plan.initdir ? [false] : []),
+      ...top.map((l, i) =>
+        i === top.length - 1 ? false : l.opaqueDirs ? new Set(l.opaqueDirs) : true,
+      ),
+    ];
     let mounted = false;
     const mountRoot = async () => {
       if (mounted) return;

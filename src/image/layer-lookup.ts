@@ -255,14 +255,18 @@ export function readlinkAt(dirFd: number, name: string): string | null {
 }
 
 /**
- * What the layer directory `dir` holds along `components`, read without following symlinks.
- * `readOpaque` false: its directories' opaque markers are not read (each is a getfattr process);
- * for a layer known to have none, or the bottom one, where an opaque directory hides nothing.
+ * Where a layer's opaque markers come from: read from each directory (true: a getfattr process
+ * each, as Node has no getxattr), none to read (false: a layer known to have none, or the bottom
+ * one, where an opaque directory hides nothing), or the set of its opaque directories' relative
+ * paths that the unpacker recorded (LayerRecord.opaqueDirs).
  */
+export type OpaqueSource = boolean | ReadonlySet<string>;
+
+/** What the layer directory `dir` holds along `components`, read without following symlinks. */
 export function walkLayer(
   dir: string,
   components: readonly string[],
-  readOpaque = true,
+  opaque: OpaqueSource = true,
 ): LayerWalk {
   const out: LayerWalk = components.map(() => null);
   let fd: number;
@@ -284,7 +288,8 @@ export function walkLayer(
       if (next === null) break;
       closeSync(fd);
       fd = next;
-      if (readOpaque) entry.opaque = isOpaque(fd);
+      if (opaque === true) entry.opaque = isOpaque(fd);
+      else if (opaque !== false) entry.opaque = opaque.has(components.slice(0, k + 1).join("/"));
     }
   } finally {
     closeSync(fd);
@@ -309,13 +314,13 @@ export function layerHistory(config: ImageConfig): (string | undefined)[] {
 export function wouldCreateInLayers(
   layers: readonly string[],
   rel: string,
-  /** Per layer, whether its opaque markers must be read (walkLayer); default all. */
-  readOpaque: readonly boolean[] = [],
+  /** Per layer, where its opaque markers come from (walkLayer); default: read each. */
+  opaque: readonly OpaqueSource[] = [],
 ): boolean {
   const all = rel.split("/").filter((c) => c !== "" && c !== ".");
   const stop = all.indexOf("..");
   const components = stop < 0 ? all : all.slice(0, stop);
-  const walks = layers.map((dir, i) => walkLayer(dir, components, readOpaque[i] ?? true));
+  const walks = layers.map((dir, i) => walkLayer(dir, components, opaque[i] ?? true));
   for (let k = 1; k <= components.length; k++) {
     const r = explainLayers(
       components.slice(0, k),
@@ -335,14 +340,14 @@ export function wouldCreateInLayers(
 export function readFileInLayers(
   layers: readonly string[],
   rel: string,
-  /** Per layer, whether its opaque markers must be read (walkLayer); default all. */
-  readOpaque: readonly boolean[] = [],
+  /** Per layer, where its opaque markers come from (walkLayer); default: read each. */
+  opaque: readonly OpaqueSource[] = [],
 ): string | undefined {
   const components = rel.split("/").filter((c) => c !== "" && c !== ".");
   if (components.includes("..") || components.length === 0) return undefined;
   const r = explainLayers(
     components,
-    layers.map((dir, i) => walkLayer(dir, components, readOpaque[i] ?? true)),
+    layers.map((dir, i) => walkLayer(dir, components, opaque[i] ?? true)),
   );
   if (r.provider < 0 || r.verdicts[r.provider]?.entry?.type !== "file") return undefined;
   // Every component was seen to be a directory (not a symlink) in this layer, which is read-only.

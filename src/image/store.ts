@@ -71,6 +71,11 @@ export interface LayerRecord {
   link: string;
   /** Bytes of the uncompressed layer tar. */
   size: number;
+  /**
+   * Its opaque directories, relative to diffPath ("" its root), as the unpacker recorded them in
+   * layer.json (overlay's marker is an xattr, which Node cannot read); absent for older layers.
+   */
+  opaqueDirs?: string[];
 }
 
 /** An image as found in the store: manifest, config and layers, bottom first. */
@@ -668,10 +673,23 @@ export class ImageStore {
 
   async getLayer(diffId: string): Promise<LayerRecord> {
     const dir = this.layerDir(diffId);
-    const meta = JSON.parse(readFileSync(join(dir, "layer.json"), "utf8")) as { size: number };
+    const meta = JSON.parse(readFileSync(join(dir, "layer.json"), "utf8")) as {
+      size: number;
+      opaqueDirs?: unknown;
+    };
     const link = ImageStore.linkName(diffId);
     this.ensureLink(diffId);
-    return { diffId, diffPath: join(dir, "diff"), link, size: meta.size };
+    const opaque = meta.opaqueDirs;
+    return {
+      diffId,
+      diffPath: join(dir, "diff"),
+      link,
+      size: meta.size,
+      // Recorded by the unpacker since session 7; absent in layers unpacked before.
+      ...(Array.isArray(opaque) && opaque.every((d) => typeof d === "string")
+        ? { opaqueDirs: opaque as string[] }
+        : {}),
+    };
   }
 
   /**
@@ -704,7 +722,7 @@ export class ImageStore {
           finalize: async (temp: string, result: UnpackResult) => {
             await this.writeFileAtomic(
               join(temp, "layer.json"),
-              `${JSON.stringify({ diffId, digest, size: result.size, compression: result.compression, ignoredXattrs: result.ignoredXattrs })}\n`,
+              `${JSON.stringify({ diffId, digest, size: result.size, compression: result.compression, ignoredXattrs: result.ignoredXattrs, opaqueDirs: result.opaqueDirs })}\n`,
             );
           },
         });
@@ -847,7 +865,7 @@ export class ImageStore {
               blobStored = true;
               await this.writeFileAtomic(
                 join(dir, "layer.json"),
-                `${JSON.stringify({ diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs })}\n`,
+                `${JSON.stringify({ diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs, opaqueDirs: r.opaqueDirs })}\n`,
               );
             },
           });
@@ -925,7 +943,7 @@ export class ImageStore {
         finalize: async (dir: string, r: UnpackResult) => {
           await this.writeFileAtomic(
             join(dir, "layer.json"),
-            `${JSON.stringify({ diffId: r.diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs })}\n`,
+            `${JSON.stringify({ diffId: r.diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs, opaqueDirs: r.opaqueDirs })}\n`,
           );
         },
       });

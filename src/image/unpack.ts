@@ -23,6 +23,7 @@ import {
   chown,
   lchown,
   link,
+  lstat,
   lutimes,
   mkdir,
   open,
@@ -80,6 +81,11 @@ export interface UnpackResult {
   entries: number;
   /** Extended attributes present in the layer but not applied (e.g. trusted.*). */
   ignoredXattrs: string[];
+  /**
+   * The directories made opaque (`.wh..wh..opq`), relative to the layer's root ("" for the root
+   * itself), as the layer ends: reading the layer unmounted needs them, and Node has no getxattr.
+   */
+  opaqueDirs: string[];
 }
 
 /**
@@ -211,6 +217,7 @@ export async function applyLayer(
     compressedSize: compressed.size,
     entries: applier.count,
     ignoredXattrs: [...applier.ignoredXattrs],
+    opaqueDirs: await applier.opaqueDirs(),
   };
   if (options.digest !== undefined && options.digest !== result.digest) {
     throw fail(
@@ -370,6 +377,8 @@ class Applier {
   /** Directory times to set at the end, deepest first (children change them). */
   private readonly dirTimes = new Map<string, [number, number]>();
   readonly ignoredXattrs = new Set<string>();
+  /** Directories given the opaque marker, by relative path (forgotten when removed). */
+  private readonly opaque = new Set<string>();
   count = 0;
   currentEntry: string | undefined;
 
@@ -405,6 +414,7 @@ class Applier {
       await this.ensureParents(rel);
       if (name === WHITEOUT_OPAQUE) {
         await lsetxattr(this.abs(parent), overlayOpaqueXattr(), Buffer.from("y"));
+        this.opaque.add(parent);
         return;
       }
       if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return; // aufs metadata
@@ -541,9 +551,11 @@ class Applier {
     // rm never follows symlinks, neither the final one nor inside the tree.
     await rm(this.abs(rel), { recursive: kind === "dir", force: true });
     this.model.delete(rel);
+    this.opaque.delete(rel); // a directory made again later is a new one, without the marker
     if (kind === "dir") {
       const prefix = `${rel}/`;
       for (const key of this.model.keys()) if (key.startsWith(prefix)) this.model.delete(key);
+      for (const key of this.opaque) if (key.startsWith(prefix)) this.opaque.delete(key);
       for (const key of this.dirTimes.keys()) if (key.startsWith(prefix)) this.dirTimes.delete(key);
       this.dirTimes.delete(rel);
     }
@@ -574,6 +586,20 @@ class Applier {
         throw e;
       }
     }
+  }
+
+  /**
+   * The opaque directories as the layer ends: every marked one that no later entry removed (a
+   * directory made again is a new one, without the marker; removeExisting forgets them), and
+   * still a directory.
+   */
+  async opaqueDirs(): Promise<string[]> {
+    const out: string[] = [];
+    for (const rel of this.opaque) {
+      const st = await lstat(this.abs(rel)).catch(() => null);
+      if (st?.isDirectory()) out.push(rel);
+    }
+    return out.sort();
   }
 
   async finish(): Promise<void> {

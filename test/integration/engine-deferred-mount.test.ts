@@ -7,6 +7,8 @@ import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Engine } from "../../src/engine/engine.ts";
+import { Trace } from "../../src/runtime/trace.ts";
 import {
   busyboxLayer,
   IMAGE,
@@ -21,6 +23,7 @@ import { isRoot } from "../helpers.ts";
 let t: TestEngine;
 let bin: string;
 const MANY = "localhost/many-layers:12";
+const OPAQUE = "localhost/opaque-etc:2";
 
 beforeAll(async () => {
   if (!isRoot) return;
@@ -39,6 +42,23 @@ beforeAll(async () => {
   await buildTestImage(await t.engine.images(), layers, {
     refs: [MANY],
     config: { config: { Cmd: ["true"], WorkingDir: "/app", Env: ["PATH=/bin"] } },
+  });
+  // Two layers: busybox with a user "lower"; above it an opaque /etc without a passwd, which
+  // hides the lower one (overlay shows no /etc/passwd at all).
+  const lower = busyboxLayer(bin, (rootfs) => {
+    writeFileSync(
+      join(rootfs, "etc/passwd"),
+      "root:x:0:0:root:/root:/bin/sh\nlower:x:4242:4242::/:/bin/sh\n",
+    );
+  });
+  const upper = buildTar([
+    { name: "etc/", type: "dir", mode: 0o755 },
+    { name: "etc/.wh..wh..opq" },
+    { name: "etc/motd", content: "hello\n" },
+  ]);
+  await buildTestImage(await t.engine.images(), [lower, upper], {
+    refs: [OPAQUE],
+    config: { config: { Cmd: ["sh", "-c", "id -u; ls /etc"], Env: ["PATH=/bin"] } },
   });
 }, 60_000);
 
@@ -153,6 +173,68 @@ test.skipIf(!isRoot)(
       );
     } finally {
       rmSync(init, { force: true });
+    }
+  },
+  60_000,
+);
+
+test.skipIf(!isRoot)(
+  "a many-layer image read unmounted honours an opaque directory as overlay does",
+  async () => {
+    // The unpacker recorded the opaque /etc (layer.json): the run defers its mount and reads
+    // /etc/passwd from the layers, where the upper layer's opaque /etc hides the lower one's.
+    const trace = new Trace();
+    const traced = new Engine({ root: t.root, warn: () => {}, trace });
+    const root = await runCollect(traced, { image: OPAQUE, autoRemove: true });
+    expect({ code: root.code, stdout: root.stdout }).toEqual({
+      code: 0,
+      stdout: "0\nhostname\nhosts\nmotd\nresolv.conf\n",
+    });
+    expect(trace.render("run")).toContain(
+      "root filesystem planned (mounted by the container's launcher)",
+    );
+    await expect(traced.run({ image: OPAQUE, user: "lower", autoRemove: true })).rejects.toThrow(
+      /unable to find user lower/,
+    );
+    // The same through the mounted overlay (a volume makes create mount it): the same answer.
+    await expect(
+      t.engine.run({
+        image: OPAQUE,
+        user: "lower",
+        mounts: [{ type: "volume", target: "/v" }],
+        autoRemove: true,
+      }),
+    ).rejects.toThrow(/unable to find user lower/);
+  },
+  60_000,
+);
+
+test.skipIf(!isRoot)(
+  "layers unpacked before their opaque directories were recorded: the overlay is mounted at create",
+  async () => {
+    // layer.json without opaqueDirs, as older versions wrote it: reading such layers unmounted
+    // would take a getfattr per directory, so create mounts the overlay itself.
+    const store = await t.engine.images();
+    const image = await store.resolve(OPAQUE);
+    const files = image.layers.map((l) =>
+      join(t.root, "layers", "sha256", l.diffId.slice("sha256:".length), "layer.json"),
+    );
+    const saved = files.map((f) => readFileSync(f, "utf8"));
+    try {
+      for (const f of files) {
+        const meta = JSON.parse(readFileSync(f, "utf8"));
+        delete meta.opaqueDirs;
+        writeFileSync(f, JSON.stringify(meta));
+      }
+      const trace = new Trace();
+      const traced = new Engine({ root: t.root, warn: () => {}, trace });
+      const r = await runCollect(traced, { image: OPAQUE, autoRemove: true });
+      expect(r.code).toBe(0);
+      const steps = trace.render("run");
+      expect(steps).toContain("engine: name claimed, root filesystem mounted");
+      expect(steps).not.toContain("mounted by the container's launcher");
+    } finally {
+      for (const [i, f] of files.entries()) writeFileSync(f, saved[i]!);
     }
   },
   60_000,

@@ -361,6 +361,28 @@ describe("overlayfs's own xattrs in a layer are dropped", () => {
     expect(result.ignoredXattrs.sort()).toEqual([...own].sort());
   });
 
+  test("the opaque directories are recorded as the layer ends (a replaced one is not)", async () => {
+    // a/ is marked, then replaced by a file and made a directory again: not opaque any more.
+    const result = await unpackBuffer(
+      buildTar([
+        { name: "etc/", type: "dir" },
+        { name: "etc/.wh..wh..opq" },
+        { name: ".wh..wh..opq" },
+        { name: "a/", type: "dir" },
+        { name: "a/.wh..wh..opq" },
+        { name: "a", content: "now a file" },
+        { name: "a/", type: "dir" },
+        { name: "b/c/", type: "dir" },
+        { name: "b/c/.wh..wh..opq" },
+      ]),
+    );
+    expect(result.opaqueDirs).toEqual(["", "b/c", "etc"]);
+    // What was recorded is what overlay reads.
+    for (const d of result.opaqueDirs)
+      expect((await lgetxattrs(join(dest, d))).get(overlayOpaqueXattr())?.toString()).toBe("y");
+    expect((await lgetxattrs(join(dest, "a"))).has(overlayOpaqueXattr())).toBe(false);
+  });
+
   test("a .wh..wh..opq entry still makes its directory opaque", async () => {
     await unpackBuffer(
       buildTar([
