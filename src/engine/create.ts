@@ -129,7 +129,9 @@ export async function createLocked(
   // or one whose layers were unpacked with their opaque directories recorded (layer.json), else
   // each directory's marker is a getfattr process (a 12-layer image took 60 ms so). Resolved here
   // (the CLI has resolved it already: memoized); its layers looked up (unpacked if need be).
-  let layers: LayerRecord[] | undefined;
+  // The image and its layers are looked up once, here, for all of create: a tag moved meanwhile
+  // (a pull, a tag) must not give the container one image's config over another's files.
+  let found: { image: StoredImage; layers: LayerRecord[] } | undefined;
   let deferrable =
     mountAtStart &&
     overlayDriver &&
@@ -137,15 +139,16 @@ export async function createLocked(
     !(options.mounts ?? []).some((m) => m.type === "volume");
   if (deferrable) {
     const store = await ctx.images();
-    layers = await store.ensureImageLayers(await store.resolve(options.image));
-    deferrable = layers.length <= 1 || layers.every((l) => l.opaqueDirs !== undefined);
+    const image = await store.resolve(options.image);
+    found = { image, layers: await store.ensureImageLayers(image) };
+    deferrable = found.layers.length <= 1 || found.layers.every((l) => l.opaqueDirs !== undefined);
   }
   // The launcher that mounts the overlay starts first: its start-up overlaps finding the image,
   // the name, the directories and the layers (disposed of on every path that does not use it).
   // None when the mount can wait for the container's launcher: one process fewer per run.
   const mounter = overlayDriver && !deferrable ? new HostLauncher() : undefined;
   try {
-    return await createMounted(ctx, options, id, byRun, mounter, deferrable, layers);
+    return await createMounted(ctx, options, id, byRun, mounter, deferrable, found);
   } finally {
     mounter?.dispose();
   }
@@ -171,11 +174,11 @@ async function createMounted(
   byRun: boolean,
   mounter: HostLauncher | undefined,
   deferrable: boolean,
-  /** The image's layers, when createLocked looked them up already. */
-  imageLayers?: LayerRecord[],
+  /** The image and its layers, when createLocked looked them up already. */
+  found?: { image: StoredImage; layers: LayerRecord[] },
 ): Promise<ContainerRecord> {
   const store = await ctx.images();
-  const image = await store.resolve(options.image);
+  const image = found?.image ?? (await store.resolve(options.image));
   ctx.trace?.mark("engine: image resolved");
   let name = options.name;
   if (name !== undefined) {
@@ -197,7 +200,7 @@ async function createMounted(
   const createdVolumes: string[] = [];
   let overlay: OverlayPlan | null = null;
   try {
-    const layers = imageLayers ?? (await store.ensureImageLayers(image));
+    const layers = found?.layers ?? (await store.ensureImageLayers(image));
     overlay = planOverlay(store.root, layers, dir, undefined, undefined, store.initLayer());
     if (options.autoRemove) overlay = volatileOverlay(overlay);
     const plan = overlay;

@@ -262,6 +262,11 @@ export function readlinkAt(dirFd: number, name: string): string | null {
  */
 export type OpaqueSource = boolean | ReadonlySet<string>;
 
+/** A name as it is on disk: a lone surrogate is written as U+FFFD (UTF-8 has no other way). */
+function wellFormed(name: string): string {
+  return Buffer.from(name, "utf8").toString("utf8");
+}
+
 /** What the layer directory `dir` holds along `components`, read without following symlinks. */
 export function walkLayer(
   dir: string,
@@ -289,7 +294,9 @@ export function walkLayer(
       closeSync(fd);
       fd = next;
       if (opaque === true) entry.opaque = isOpaque(fd);
-      else if (opaque !== false) entry.opaque = opaque.has(components.slice(0, k + 1).join("/"));
+      // As the name is on disk: a lone surrogate is written as U+FFFD.
+      else if (opaque !== false)
+        entry.opaque = opaque.has(wellFormed(components.slice(0, k + 1).join("/")));
     }
   } finally {
     closeSync(fd);

@@ -60,6 +60,7 @@ import {
   type Platform,
 } from "./types.ts";
 import type { UnpackResult } from "./unpack.ts";
+import { overlayOpaqueXattr } from "./xattr.ts";
 
 export const DEFAULT_STORE_ROOT = "/var/lib/pivot";
 
@@ -676,6 +677,7 @@ export class ImageStore {
     const meta = JSON.parse(readFileSync(join(dir, "layer.json"), "utf8")) as {
       size: number;
       opaqueDirs?: unknown;
+      opaqueXattr?: unknown;
     };
     const link = ImageStore.linkName(diffId);
     this.ensureLink(diffId);
@@ -685,8 +687,12 @@ export class ImageStore {
       diffPath: join(dir, "diff"),
       link,
       size: meta.size,
-      // Recorded by the unpacker since session 7; absent in layers unpacked before.
-      ...(Array.isArray(opaque) && opaque.every((d) => typeof d === "string")
+      // Recorded by the unpacker since session 7 (absent in layers unpacked before), under the
+      // attribute it set: root's trusted.overlay.opaque, or user.overlay.opaque rootless, which
+      // only an overlay mounted the same way honours. Another's record is no record.
+      ...(Array.isArray(opaque) &&
+      opaque.every((d) => typeof d === "string") &&
+      meta.opaqueXattr === overlayOpaqueXattr()
         ? { opaqueDirs: opaque as string[] }
         : {}),
     };
@@ -722,7 +728,7 @@ export class ImageStore {
           finalize: async (temp: string, result: UnpackResult) => {
             await this.writeFileAtomic(
               join(temp, "layer.json"),
-              `${JSON.stringify({ diffId, digest, size: result.size, compression: result.compression, ignoredXattrs: result.ignoredXattrs, opaqueDirs: result.opaqueDirs })}\n`,
+              `${JSON.stringify({ diffId, digest, size: result.size, compression: result.compression, ignoredXattrs: result.ignoredXattrs, opaqueDirs: result.opaqueDirs, opaqueXattr: overlayOpaqueXattr() })}\n`,
             );
           },
         });
@@ -865,7 +871,7 @@ export class ImageStore {
               blobStored = true;
               await this.writeFileAtomic(
                 join(dir, "layer.json"),
-                `${JSON.stringify({ diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs, opaqueDirs: r.opaqueDirs })}\n`,
+                `${JSON.stringify({ diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs, opaqueDirs: r.opaqueDirs, opaqueXattr: overlayOpaqueXattr() })}\n`,
               );
             },
           });
@@ -943,7 +949,7 @@ export class ImageStore {
         finalize: async (dir: string, r: UnpackResult) => {
           await this.writeFileAtomic(
             join(dir, "layer.json"),
-            `${JSON.stringify({ diffId: r.diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs, opaqueDirs: r.opaqueDirs })}\n`,
+            `${JSON.stringify({ diffId: r.diffId, digest, size: r.size, compression: r.compression, ignoredXattrs: r.ignoredXattrs, opaqueDirs: r.opaqueDirs, opaqueXattr: overlayOpaqueXattr() })}\n`,
           );
         },
       });

@@ -53,3 +53,11 @@ test.skipIf(!isRoot)("a whiteout in an upper layer removes what is below", () =>
     "root:x:0:0::/:/bin/sh\n",
   );
 });
+
+test("recorded opaque directories are matched by their names on disk (a lone surrogate is U+FFFD)", () => {
+  // A name with a lone surrogate is written as U+FFFD; the unpacker records it so.
+  mkdirSync(join(bottom, "\ufffd/x"), { recursive: true });
+  mkdirSync(join(top, "\ud800"), { recursive: true });
+  expect(wouldCreateInLayers([top, bottom], "/\ud800/x", [false, false])).toBe(false);
+  expect(wouldCreateInLayers([top, bottom], "/\ud800/x", [new Set(["\ufffd"]), false])).toBe(true);
+});
