@@ -28,8 +28,17 @@ export interface Caller {
 export function currentCaller(): Caller {
   const uid = process.geteuid?.() ?? 0;
   const gid = process.getegid?.() ?? 0;
-  const name = userName(uid);
-  return name === undefined ? { uid, gid } : { uid, gid, name };
+  // The name is read from /etc/passwd only when asked: only the subordinate id files need it
+  // (id maps through newuidmap), not every create.
+  let name: string | undefined | null = null;
+  return {
+    uid,
+    gid,
+    get name() {
+      if (name === null) name = userName(uid);
+      return name;
+    },
+  };
 }
 
 /** The login name of a uid, from /etc/passwd (newuidmap reads the same), else getpwuid. */
