@@ -1,5 +1,6 @@
 // Finding the host's cgroup hierarchies (v1, v2 or hybrid) and the caller's own place in them.
 import { readFileSync } from "node:fs";
+import { unescapeMountField } from "../runtime/mountinfo.ts";
 
 export type CgroupMode = "v1" | "v2" | "hybrid";
 
@@ -32,7 +33,7 @@ export function parseCgroupMounts(
     const left = line.slice(0, sep).split(" ");
     const right = line.slice(sep + 3).split(" ");
     const fstype = right[0];
-    const mountPoint = unescapeMount(left[4] ?? "");
+    const mountPoint = unescapeMountField(left[4] ?? "");
     if (fstype === "cgroup2") {
       if (seen.has("unified")) continue;
       seen.add("unified");
@@ -64,13 +65,6 @@ export function parseCgroupMounts(
   const hasV1 = hierarchies.some((h) => h.version === 1);
   const hasV2 = hierarchies.some((h) => h.version === 2);
   return { mode: hasV1 && hasV2 ? "hybrid" : hasV2 ? "v2" : "v1", hierarchies };
-}
-
-function unescapeMount(s: string): string {
-  if (!s.includes("\\")) return s;
-  return s.replace(/\\([0-7]{3})/g, (_, oct: string) =>
-    String.fromCharCode(Number.parseInt(oct, 8)),
-  );
 }
 
 function readV2Controllers(dir: string): string {

@@ -27,6 +27,7 @@ import {
 import { delimiter, join } from "node:path";
 import { LaunchError } from "../errors.ts";
 import { type HostLauncher, mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
+import { escapeMountField, unescapeMountField } from "../runtime/mountinfo.ts";
 import { inUserNamespace } from "../runtime/userns.ts";
 import { childProcess } from "../util/child-process.ts";
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from "../util/fs-async.ts";
@@ -388,21 +389,12 @@ function opaqueDirs(layer: string): Set<string> {
 export async function isMountPoint(path: string): Promise<boolean> {
   const info = readFileSync("/proc/self/mountinfo", "utf8");
   // Most often not mounted: the path, escaped as mountinfo escapes it, is nowhere in the text.
-  if (!info.includes(` ${escapeMountPath(path)} `)) return false;
+  if (!info.includes(` ${escapeMountField(path)} `)) return false;
   for (const line of info.split("\n")) {
     const field = line.split(" ")[4];
-    if (field !== undefined && unescapeMountPath(field) === path) return true;
+    if (field !== undefined && unescapeMountField(field) === path) return true;
   }
   return false;
-}
-
-/** A path as /proc/self/mountinfo writes it: space, tab, newline and backslash in octal. */
-function escapeMountPath(s: string): string {
-  return s.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
-}
-
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
 }
 
 /**

@@ -32,7 +32,13 @@ export interface MountInfo {
 
 /** Undoes the kernel's octal escapes (\040 for a space, \011, \012, \134). */
 export function unescapeMountField(s: string): string {
+  if (!s.includes("\\")) return s;
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+}
+
+/** A path as mountinfo writes it: space, tab, newline and backslash in octal. */
+export function escapeMountField(s: string): string {
+  return s.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
 }
 
 /** The propagation type given by a mount's optional fields. */
