@@ -35,9 +35,11 @@
 #include <string.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -1664,6 +1666,57 @@ static void run_step(struct step *st) {
   }
 }
 
+/* ---------- the launcher's own binary (CVE-2019-5736) ---------- */
+
+/* Every process that enters a container (the setup process, the init, a joining `exec`) runs this
+ * binary until it execs the container's program, and a program that is, or whose #! interpreter
+ * is, /proc/self/exe runs it again inside the container: dumpable then, with the container's
+ * loader and libraries if the binary is dynamic, and /proc/PID/exe leads to it. A container
+ * process could then open the host's launcher for writing once nothing executes it, and every
+ * later container would run its code as root on the host. So the launcher runs from a sealed
+ * copy of itself, as runc and youki do: a memfd that nothing can write to, made once per launcher
+ * (the caller may hand over such a copy, then there is nothing to do). A binary on a read-only
+ * mount cannot be written through /proc/PID/exe either. */
+static int exe_is_protected(void) {
+  int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(errno, "open /proc/self/exe to check the launcher's binary");
+  struct statfs sf;
+  int on_readonly_mount = fstatfs(fd, &sf) == 0 && (sf.f_flags & ST_RDONLY);
+  int seals = fcntl(fd, F_GET_SEALS);
+  close(fd);
+  int sealed = seals >= 0 && (seals & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) ==
+                                 (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  return on_readonly_mount || sealed;
+}
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+/* Copies /proc/self/exe into a sealed memfd and execs that, with the same arguments and fds. */
+static void run_from_sealed_copy(char **argv) {
+  if (exe_is_protected()) return;
+  int src = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (src < 0) fail(errno, "open /proc/self/exe to copy the launcher's binary");
+  /* MFD_EXEC: kernels with vm.memfd_noexec (6.3+) want it said; older ones refuse the flag. */
+  int copy = (int)syscall(SYS_memfd_create, "pivot-launcher", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (copy < 0 && errno == EINVAL) copy = (int)syscall(SYS_memfd_create, "pivot-launcher", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (copy < 0) fail(errno, "create a memfd for a sealed copy of the launcher's binary");
+  struct stat st;
+  if (fstat(src, &st) < 0) fail(errno, "stat the launcher's binary");
+  for (off_t done = 0; done < st.st_size;) {
+    ssize_t n = sendfile(copy, src, NULL, (size_t)(st.st_size - done));
+    if (n <= 0) fail(n < 0 ? errno : EIO, "copy the launcher's binary into a memfd");
+    done += n;
+  }
+  close(src);
+  if (fcntl(copy, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+    fail(errno, "seal the copy of the launcher's binary");
+  extern char **environ;
+  syscall(SYS_execveat, copy, "", argv, environ, AT_EMPTY_PATH);
+  fail(errno, "exec the sealed copy of the launcher's binary");
+}
+
 int main(int argc, char **argv) {
   main_us = now_us();
   if (argc != 2) {
@@ -1675,6 +1728,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "pivot-launcher: control fd %s is not open\n", argv[1]);
     return 2;
   }
+  /* Before the control fd is made close-on-exec: the sealed copy gets it too. */
+  run_from_sealed_copy(argv);
   set_cloexec(control_fd);
   for (int i = 0; i < MAX_SLOTS; i++) slots[i] = -1;
   read_plan();

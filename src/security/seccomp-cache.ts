@@ -8,7 +8,8 @@
 // Policy lives here. An entry is keyed by a hash of the profile as given (JSON; it was validated
 // when the entry was made, and compileSeccomp is a function of it alone), the kernel release, the
 // architecture and the launcher binary (path, inode, size, mtime). The entry records libseccomp's
-// library file (inode, size, mtime): an upgraded libseccomp misses and compiles afresh. Profiles
+// library file (inode, size, mtime), or the launcher's when libseccomp is linked into it (the
+// static launcher native/Makefile builds): an upgraded libseccomp misses and compiles afresh. Profiles
 // with SCMP_ACT_NOTIFY are never cached (the notification fd comes from libseccomp's load).
 // The directory is the runtime's state root: on tmpfs (/run) it is emptied by a reboot.
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -130,8 +131,11 @@ export class SeccompCache {
 
   /** Stores what the launcher exported for a key; failures only cost the cache. */
   store(key: string, seccomp: CompiledSeccomp, report: SeccompProgramReport): void {
-    if (!report.library.startsWith("/") || !/^([0-9a-f]{16})+$/.test(report.hex)) return;
-    const lib = fileId(report.library);
+    // No library file: libseccomp is linked into the launcher (static), whose file is the one
+    // to watch (its identity is part of the key as well).
+    const library = report.library === "" ? this.launcher : report.library;
+    if (!library.startsWith("/") || !/^([0-9a-f]{16})+$/.test(report.hex)) return;
+    const lib = fileId(library);
     if (!lib) return;
     const entry: Entry = {
       v: 1,
@@ -139,7 +143,7 @@ export class SeccompCache {
       program: Buffer.from(report.hex, "hex").toString("base64"),
       rules: seccomp.rules.length,
       defaultText: seccomp.defaultText,
-      libseccomp: { version: report.version, path: report.library, ...lib },
+      libseccomp: { version: report.version, path: library, ...lib },
     };
     const tmp = `${this.path(key)}.tmp-${process.pid}-${randomHex(4)}`;
     try {

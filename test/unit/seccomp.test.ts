@@ -473,4 +473,18 @@ describe("the cache of compiled filters: keys", () => {
     expect(await cache.key(undefined)).toBeNull();
     expect(await cache.key({ defaultAction: "SCMP_ACT_ALLOW", n: 1n })).toBeNull();
   });
+
+  test("a launcher with libseccomp linked in (no library file) is the file an entry watches", async () => {
+    const own = join(dir, "static-launcher");
+    writeFileSync(own, "static");
+    const cache = new SeccompCache(join(dir, "cache-static"), own);
+    const compiled = compileSeccomp({ defaultAction: "SCMP_ACT_ALLOW" })!;
+    const key = (await cache.key({ defaultAction: "SCMP_ACT_ALLOW" }))!;
+    const report = { flags: 0, hex: "0600000000000000", version: "2.5.4", library: "" };
+    cache.store(key, compiled, report);
+    expect(cache.lookup(key)?.program).toEqual(Buffer.from(report.hex, "hex"));
+    // A rebuilt launcher (another size or time) may carry another libseccomp: the entry misses.
+    writeFileSync(own, "static, rebuilt");
+    expect(cache.lookup(key)).toBeNull();
+  });
 });
