@@ -1,6 +1,14 @@
 // The launcher client: starts the C launcher, sends it a plan, and answers its events.
 import type { ChildProcess } from "node:child_process";
-import { closeSync, existsSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readlinkSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
 import { LaunchError, PivotError } from "../errors.ts";
@@ -49,6 +57,58 @@ function findLauncher(): string {
     if (existsSync(candidate)) return candidate;
   }
   return join(here, "../../native/build/pivot-launcher");
+}
+
+/**
+ * A sealed copy of the launcher that this process holds. Every launcher runs from a sealed memfd
+ * copy of itself (CVE-2019-5736; run_from_sealed_copy in native/launcher.c) and makes one unless
+ * its binary already is one: a launcher started from this copy skips that exec (~0.5 ms a
+ * container in a loop of Runtime.run). The copy is taken from the first launcher's
+ * /proc/PID/exe once it has made it, and used only while the launcher's file is unchanged.
+ */
+let sealedCopy: { path: string; id: string; fd: number } | undefined;
+
+/** The memfd name native/launcher.c gives its copy, as /proc shows it. */
+const SEALED_COPY_LINK = "/memfd:pivot-launcher (deleted)";
+
+function fileIdOf(path: string): string {
+  const st = statSync(path);
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+}
+
+/** What to exec for the launcher at `path`: this process's sealed copy of it, if it holds one. */
+function execPathOf(path: string): string {
+  if (sealedCopy?.path !== path) return path;
+  try {
+    if (fileIdOf(path) === sealedCopy.id) return `/proc/${process.pid}/fd/${sealedCopy.fd}`;
+  } catch {}
+  closeSync(sealedCopy.fd); // the launcher was rebuilt or removed: its copy is stale
+  sealedCopy = undefined;
+  return path;
+}
+
+/**
+ * Keeps the sealed copy a launcher started from `path` runs from (called once it has reported,
+ * so it has made its copy by then). The exe is opened first and the launcher then found not yet
+ * reaped, so the pid was still that launcher's; the link and size must be the copy's as well.
+ * Any failure only means that later launchers make their own copy.
+ */
+function keepSealedCopy(path: string, pid: number, reaped: () => boolean): void {
+  if (sealedCopy || pid <= 0) return;
+  let fd = -1;
+  try {
+    const id = fileIdOf(path);
+    fd = openSync(`/proc/${pid}/exe`, "r");
+    const isCopy =
+      !reaped() &&
+      readlinkSync(`/proc/self/fd/${fd}`) === SEALED_COPY_LINK &&
+      fstatSync(fd).size === statSync(path).size;
+    if (isCopy) {
+      sealedCopy = { path, id, fd };
+      return;
+    }
+  } catch {}
+  if (fd >= 0) closeSync(fd);
 }
 
 let errnoNames: Map<number, string> | undefined;
@@ -162,7 +222,7 @@ interface ControlReader {
   cancel(): Promise<void>;
 }
 interface BunApi {
-  spawn(cmd: string[], options: { stdio: (string | number)[] }): BunSubprocess;
+  spawn(cmd: string[], options: { argv0?: string; stdio: (string | number)[] }): BunSubprocess;
   file(fd: number): { stream(): { getReader(): ControlReader } };
 }
 
@@ -227,6 +287,9 @@ export class LaunchSession {
    */
   private readonly initPidWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
+  /** The launcher's file (what it runs is its sealed copy; see keepSealedCopy). */
+  private readonly launcherBinary: string;
+
   /** The plan: given at once, or later with sendPlan (a launcher spawned ahead of it). */
   private plan: Plan | undefined;
 
@@ -237,6 +300,7 @@ export class LaunchSession {
     const preserved = options.preservedFds ?? [];
     const controlFd = 3 + preserved.length;
     const path = launcherPath();
+    this.launcherBinary = path;
     if (!existsSync(path)) {
       throw new PivotError(`the launcher ${path} does not exist`, {
         hint: "build it with `make -C native` (the setup script does this), or set PIVOT_LAUNCHER",
@@ -246,7 +310,8 @@ export class LaunchSession {
     if (bun) {
       let proc: BunSubprocess;
       try {
-        proc = bun.spawn([path, String(controlFd)], {
+        proc = bun.spawn([execPathOf(path), String(controlFd)], {
+          argv0: path,
           stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
         });
       } catch (err) {
@@ -265,7 +330,8 @@ export class LaunchSession {
       if (plan) this.sendPlan(plan);
       return;
     }
-    this.child = childProcess().spawn(path, [String(controlFd)], {
+    this.child = childProcess().spawn(execPathOf(path), [String(controlFd)], {
+      argv0: path,
       stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
     });
     this.pipes = pipedStdioOf(this.child);
@@ -332,6 +398,7 @@ export class LaunchSession {
       // Not queued: a queued event from the init may be waiting for it.
       if (m.code === Event.InitPid) {
         this.initPid = m.args[0] as number;
+        keepSealedCopy(this.launcherBinary, this.launcherPid, () => this.launcherReaped());
         for (const w of this.initPidWaiters.splice(0)) w.resolve();
         continue;
       }
@@ -556,6 +623,12 @@ export class LaunchSession {
   /** The launcher's pid. */
   get launcherPid(): number {
     return this.bunChild?.pid ?? this.child?.pid ?? 0;
+  }
+
+  /** Whether the launcher's exit has been collected (its pid may then be another process's). */
+  private launcherReaped(): boolean {
+    const c = this.bunChild ?? this.child;
+    return !c || c.exitCode !== null || c.signalCode !== null;
   }
 
   /** Signals the launcher process itself. */

@@ -1,7 +1,18 @@
 // Runtime as a library (what the engine and Node programs use): run without an exec fifo, the
 // container seen "created" until it is started, and a run whose process dies before its start.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import {
   HostLauncher,
@@ -77,6 +88,66 @@ describe("Runtime.run", () => {
     expect(existsSync(join(root, id))).toBe(false);
     expect(cgroupDirs.length).toBeGreaterThan(0);
     expect(cgroupDirs.filter((d) => existsSync(d))).toEqual([]);
+  });
+});
+
+describe("the launcher's sealed copy (CVE-2019-5736)", () => {
+  const COPY = "/memfd:pivot-launcher (deleted)";
+  const linkOf = (path: string) => {
+    try {
+      return readlinkSync(path);
+    } catch {
+      return "";
+    }
+  };
+  /** This process's fds that are a sealed copy of the launcher. */
+  const heldCopies = () =>
+    readdirSync("/proc/self/fd")
+      .map(Number)
+      .filter((fd) => linkOf(`/proc/self/fd/${fd}`) === COPY);
+  /** Processes whose parent is this one and whose exe is a copy of the launcher. */
+  const launchers = () =>
+    readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        const stat = linkOf(`/proc/${p}/exe`) === COPY && readFileSync(`/proc/${p}/stat`, "utf8");
+        return stat && Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === process.pid;
+      });
+
+  test("later launchers run from the one copy this process keeps; containers see none of it", async () => {
+    const runtime = new Runtime({ root, warn: () => {} });
+    // The first launcher makes its copy (under the test runner, earlier tests may have already).
+    expect(await runtime.run(nextId(), { bundle, stdio: ["ignore", "ignore", "ignore"] })).toBe(7);
+    const held = heldCopies();
+    expect(held.length).toBe(1);
+    const copy = fstatSync(held[0]!);
+    const fdsFile = join(work, "container-fds");
+    const fdsBundle = makeBundle(join(work, "fds-bundle"), (s) => {
+      s.process!.args = ["sh", "-c", "ls /proc/self/fd"];
+    });
+    const out = openSync(fdsFile, "w");
+    let seen: { dev: number; ino: number }[] = [];
+    try {
+      const code = await runtime.run(nextId(), {
+        bundle: fdsBundle,
+        stdio: ["ignore", out, "ignore"],
+        // Before the start: the launcher waits for the container's exit then.
+        onCreated: async () => {
+          seen = launchers().map((p) => {
+            const st = statSync(`/proc/${p}/exe`);
+            return { dev: st.dev, ino: st.ino };
+          });
+        },
+      });
+      expect(code).toBe(0);
+    } finally {
+      closeSync(out);
+    }
+    // One launcher, running this process's copy: no second copy was made for it.
+    expect(seen).toEqual([{ dev: copy.dev, ino: copy.ino }]);
+    expect(heldCopies()).toEqual(held);
+    // ls's own fd for the directory aside, the container has its stdio and nothing else.
+    expect(readFileSync(fdsFile, "utf8").split("\n").filter(Boolean)).toEqual(["0", "1", "2", "3"]);
   });
 });
 
