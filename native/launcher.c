@@ -213,6 +213,9 @@ static int64_t now_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Op.ReportSealedCopy (the launcher's own binary, below). */
+static void report_sealed_copy(void);
+
 static void read_plan(void) {
   int cap = 64;
   steps = malloc(sizeof(struct step) * (size_t)cap);
@@ -225,6 +228,10 @@ static void read_plan(void) {
          times reported are the runtime's, off by no more than the plan's time in transit. */
       if (st.argc >= 1 && st.args[0].is_int) trace_offset_us = st.args[0].i - now_us();
       send_event(EV_TRACE, "ii", (int64_t)-1, main_us + trace_offset_us);
+      continue;
+    }
+    if (st.code == OP_REPORT_SEALED_COPY) { /* a request, not a step */
+      report_sealed_copy();
       continue;
     }
     if (nsteps == cap) {
@@ -1661,6 +1668,7 @@ static void run_step(struct step *st) {
     case OP_SECCOMP_EXPORT: do_seccomp_export(); break;
     case OP_SECCOMP_LOAD_PROGRAM: do_seccomp_load_program(st); break;
     case OP_TRACE: trace = 1; break;
+    case OP_REPORT_SEALED_COPY: report_sealed_copy(); break; /* answered in read_plan */
     case OP_ATTACH_DEVICE_FILTER: do_attach_device_filter(st); break;
     default: fail(EPROTO, "unknown step code %d", st->code);
   }
@@ -1675,18 +1683,21 @@ static void run_step(struct step *st) {
  * process could then open the host's launcher for writing once nothing executes it, and every
  * later container would run its code as root on the host. So the launcher runs from a sealed
  * copy of itself, as runc and youki do: a memfd that nothing can write to, made once per launcher
- * (the caller may hand over such a copy, then there is nothing to do). A binary on a read-only
- * mount cannot be written through /proc/PID/exe either. */
-static int exe_is_protected(void) {
+ * unless the caller started it from such a copy already (launcher.ts keeps one). A read-only mount
+ * does not count: it can be made writable again, and a held fd then writes. */
+#define SEALS_OF_A_COPY (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+static int open_own_binary(void) {
   int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(errno, "open /proc/self/exe to check the launcher's binary");
-  struct statfs sf;
-  int on_readonly_mount = fstatfs(fd, &sf) == 0 && (sf.f_flags & ST_RDONLY);
-  int seals = fcntl(fd, F_GET_SEALS);
+  if (fd < 0) fail(errno, "open /proc/self/exe (the launcher's own binary; is /proc mounted?)");
+  return fd;
+}
+
+static int runs_from_sealed_copy(void) {
+  int fd = open_own_binary();
+  int seals = fcntl(fd, F_GET_SEALS); /* EINVAL for anything but a memfd */
   close(fd);
-  int sealed = seals >= 0 && (seals & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) ==
-                                 (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-  return on_readonly_mount || sealed;
+  return seals >= 0 && (seals & SEALS_OF_A_COPY) == SEALS_OF_A_COPY;
 }
 
 #ifndef MFD_EXEC
@@ -1695,12 +1706,24 @@ static int exe_is_protected(void) {
 
 /* Copies /proc/self/exe into a sealed memfd and execs that, with the same arguments and fds. */
 static void run_from_sealed_copy(char **argv) {
-  if (exe_is_protected()) return;
-  int src = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  if (src < 0) fail(errno, "open /proc/self/exe to copy the launcher's binary");
+  if (runs_from_sealed_copy()) return;
+  int src = open_own_binary();
   /* MFD_EXEC: kernels with vm.memfd_noexec (6.3+) want it said; older ones refuse the flag. */
   int copy = (int)syscall(SYS_memfd_create, "pivot-launcher", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
   if (copy < 0 && errno == EINVAL) copy = (int)syscall(SYS_memfd_create, "pivot-launcher", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (copy < 0 && errno == EACCES) {
+    char level[8] = "?";
+    int f = open("/proc/sys/vm/memfd_noexec", O_RDONLY | O_CLOEXEC);
+    if (f >= 0) {
+      ssize_t n = read(f, level, sizeof level - 1);
+      level[n > 0 ? n : 0] = 0;
+      level[strcspn(level, "\n")] = 0;
+      close(f);
+    }
+    fail(EACCES, "create an executable memfd for a sealed copy of the launcher's binary (CVE-2019-5736): "
+                 "vm.memfd_noexec is %s, which forbids executable memfds; set it to 0 or 1 "
+                 "(sysctl vm.memfd_noexec=1) for the pid namespace the runtime runs in", level);
+  }
   if (copy < 0) fail(errno, "create a memfd for a sealed copy of the launcher's binary");
   struct stat st;
   if (fstat(src, &st) < 0) fail(errno, "stat the launcher's binary");
@@ -1710,11 +1733,19 @@ static void run_from_sealed_copy(char **argv) {
     done += n;
   }
   close(src);
-  if (fcntl(copy, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-    fail(errno, "seal the copy of the launcher's binary");
+  if (fcntl(copy, F_ADD_SEALS, SEALS_OF_A_COPY) < 0) fail(errno, "seal the copy of the launcher's binary");
   extern char **environ;
   syscall(SYS_execveat, copy, "", argv, environ, AT_EMPTY_PATH);
   fail(errno, "exec the sealed copy of the launcher's binary");
+}
+
+/* Op.ReportSealedCopy: the device and inode of the copy this launcher runs from. */
+static void report_sealed_copy(void) {
+  int fd = open_own_binary();
+  struct stat sb;
+  if (fstat(fd, &sb) < 0) fail(errno, "stat /proc/self/exe");
+  close(fd);
+  send_event(EV_SEALED_COPY, "ii", (int64_t)sb.st_dev, (int64_t)sb.st_ino);
 }
 
 int main(int argc, char **argv) {

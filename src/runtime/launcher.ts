@@ -1,14 +1,6 @@
 // The launcher client: starts the C launcher, sends it a plan, and answers its events.
 import type { ChildProcess } from "node:child_process";
-import {
-  closeSync,
-  existsSync,
-  fstatSync,
-  openSync,
-  readlinkSync,
-  statSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, statSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
 import { LaunchError, PivotError } from "../errors.ts";
@@ -63,48 +55,69 @@ function findLauncher(): string {
  * A sealed copy of the launcher that this process holds. Every launcher runs from a sealed memfd
  * copy of itself (CVE-2019-5736; run_from_sealed_copy in native/launcher.c) and makes one unless
  * its binary already is one: a launcher started from this copy skips that exec (~0.5 ms a
- * container in a loop of Runtime.run). The copy is taken from the first launcher's
- * /proc/PID/exe once it has made it, and used only while the launcher's file is unchanged.
+ * container in a loop of Runtime.run). The first launcher reports the device and inode of its
+ * copy (Op.ReportSealedCopy); its /proc/PID/exe is then opened and kept only if it is that very
+ * file, so a pid another process has taken meanwhile yields nothing. Used while the launcher's
+ * file is the one that launcher was started from, and while the fd still is that copy.
  */
-let sealedCopy: { path: string; id: string; fd: number } | undefined;
+interface SealedCopy {
+  path: string;
+  /** The launcher file's identity when the launcher that made the copy was started. */
+  fileId: string;
+  fd: number;
+  dev: bigint;
+  ino: bigint;
+}
+let sealedCopy: SealedCopy | undefined;
 
-/** The memfd name native/launcher.c gives its copy, as /proc shows it. */
-const SEALED_COPY_LINK = "/memfd:pivot-launcher (deleted)";
-
-function fileIdOf(path: string): string {
-  const st = statSync(path);
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+function fileIdOf(path: string): string | null {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return null;
+  }
 }
 
-/** What to exec for the launcher at `path`: this process's sealed copy of it, if it holds one. */
-function execPathOf(path: string): string {
-  if (sealedCopy?.path !== path) return path;
+function isTheCopy(fd: number, dev: bigint, ino: bigint): boolean {
   try {
-    if (fileIdOf(path) === sealedCopy.id) return `/proc/${process.pid}/fd/${sealedCopy.fd}`;
-  } catch {}
-  closeSync(sealedCopy.fd); // the launcher was rebuilt or removed: its copy is stale
+    const st = fstatSync(fd, { bigint: true });
+    return st.dev === dev && st.ino === ino;
+  } catch {
+    return false;
+  }
+}
+
+/** What to exec for the launcher at `path` (file identity `fileId`): the sealed copy, if held. */
+function execPathOf(path: string, fileId: string | null): string {
+  const copy = sealedCopy;
+  if (copy?.path !== path) return path;
+  if (fileId === copy.fileId && isTheCopy(copy.fd, copy.dev, copy.ino))
+    return `/proc/self/fd/${copy.fd}`;
+  // The launcher was rebuilt or replaced, or the fd is no longer the copy: made afresh.
   sealedCopy = undefined;
+  try {
+    closeSync(copy.fd);
+  } catch {}
   return path;
 }
 
-/**
- * Keeps the sealed copy a launcher started from `path` runs from (called once it has reported,
- * so it has made its copy by then). The exe is opened first and the launcher then found not yet
- * reaped, so the pid was still that launcher's; the link and size must be the copy's as well.
- * Any failure only means that later launchers make their own copy.
- */
-function keepSealedCopy(path: string, pid: number, reaped: () => boolean): void {
-  if (sealedCopy || pid <= 0) return;
+/** Event.SealedCopy from a launcher started from `path` (identity `fileId`): keep its copy. */
+function keepSealedCopy(
+  path: string,
+  fileId: string | null,
+  pid: number,
+  dev: bigint,
+  ino: bigint,
+): void {
+  if (sealedCopy?.path === path || pid <= 0 || fileId === null || fileIdOf(path) !== fileId) return;
   let fd = -1;
   try {
-    const id = fileIdOf(path);
     fd = openSync(`/proc/${pid}/exe`, "r");
-    const isCopy =
-      !reaped() &&
-      readlinkSync(`/proc/self/fd/${fd}`) === SEALED_COPY_LINK &&
-      fstatSync(fd).size === statSync(path).size;
-    if (isCopy) {
-      sealedCopy = { path, id, fd };
+    if (isTheCopy(fd, dev, ino)) {
+      // One copy: of the launcher this process started last ($PIVOT_LAUNCHER may name another).
+      if (sealedCopy) closeSync(sealedCopy.fd);
+      sealedCopy = { path, fileId, fd, dev, ino };
       return;
     }
   } catch {}
@@ -287,8 +300,10 @@ export class LaunchSession {
    */
   private readonly initPidWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
-  /** The launcher's file (what it runs is its sealed copy; see keepSealedCopy). */
+  /** The launcher's file (what it runs is its sealed copy; see keepSealedCopy), and its
+   *  identity (device, inode, size, mtime) when this launcher was started. */
   private readonly launcherBinary: string;
+  private readonly launcherFileId: string | null;
 
   /** The plan: given at once, or later with sendPlan (a launcher spawned ahead of it). */
   private plan: Plan | undefined;
@@ -301,6 +316,7 @@ export class LaunchSession {
     const controlFd = 3 + preserved.length;
     const path = launcherPath();
     this.launcherBinary = path;
+    this.launcherFileId = fileIdOf(path);
     if (!existsSync(path)) {
       throw new PivotError(`the launcher ${path} does not exist`, {
         hint: "build it with `make -C native` (the setup script does this), or set PIVOT_LAUNCHER",
@@ -310,7 +326,7 @@ export class LaunchSession {
     if (bun) {
       let proc: BunSubprocess;
       try {
-        proc = bun.spawn([execPathOf(path), String(controlFd)], {
+        proc = bun.spawn([execPathOf(path, this.launcherFileId), String(controlFd)], {
           argv0: path,
           stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
         });
@@ -330,7 +346,7 @@ export class LaunchSession {
       if (plan) this.sendPlan(plan);
       return;
     }
-    this.child = childProcess().spawn(execPathOf(path), [String(controlFd)], {
+    this.child = childProcess().spawn(execPathOf(path, this.launcherFileId), [String(controlFd)], {
       argv0: path,
       stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
     });
@@ -364,6 +380,9 @@ export class LaunchSession {
     // The launcher ties its clock to this process's performance.now() with it (both monotonic;
     // a wall clock drifts from performance.now() by ~0.3 ms per second a process lives).
     if (this.trace) messages.push({ code: Op.Trace, args: [Math.round(performance.now() * 1000)] });
+    // Until this process holds a sealed copy of this launcher: the first launcher reports its own.
+    if (sealedCopy?.path !== this.launcherBinary)
+      messages.push({ code: Op.ReportSealedCopy, args: [] });
     for (const step of plan.steps) messages.push({ code: step.op, args: step.args });
     messages.push({ code: Op.End, args: [] });
     this.send(encodeMessages(messages));
@@ -396,9 +415,19 @@ export class LaunchSession {
     }
     for (const m of messages) {
       // Not queued: a queued event from the init may be waiting for it.
+      if (m.code === Event.SealedCopy) {
+        const [dev, ino] = m.args;
+        keepSealedCopy(
+          this.launcherBinary,
+          this.launcherFileId,
+          this.launcherPid,
+          BigInt(dev as number | bigint),
+          BigInt(ino as number | bigint),
+        );
+        continue;
+      }
       if (m.code === Event.InitPid) {
         this.initPid = m.args[0] as number;
-        keepSealedCopy(this.launcherBinary, this.launcherPid, () => this.launcherReaped());
         for (const w of this.initPidWaiters.splice(0)) w.resolve();
         continue;
       }
@@ -623,12 +652,6 @@ export class LaunchSession {
   /** The launcher's pid. */
   get launcherPid(): number {
     return this.bunChild?.pid ?? this.child?.pid ?? 0;
-  }
-
-  /** Whether the launcher's exit has been collected (its pid may then be another process's). */
-  private launcherReaped(): boolean {
-    const c = this.bunChild ?? this.child;
-    return !c || c.exitCode !== null || c.signalCode !== null;
   }
 
   /** Signals the launcher process itself. */

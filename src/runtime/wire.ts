@@ -145,6 +145,10 @@ export const Op = {
   /** Not a step (it takes no index): report Event.Trace after every step, for `--trace`. Sent first:
    *  (the runtime's clock when it sent the plan, µs: performance.now() × 1000). */
   Trace: 45,
+  /** Not a step (it takes no index): report Event.SealedCopy, the device and inode of the sealed
+   *  copy of itself that the launcher runs from, so that the runtime can keep that copy and
+   *  verify it is the one it opened (see keepSealedCopy in launcher.ts). Sent first: (). */
+  ReportSealedCopy: 53,
   /** prctl(PR_SET_DUMPABLE): (0 or 1). Not dumpable, /proc/PID/exe and the like are closed to the
    *  container's other processes; execve makes the program dumpable again. */
   SetDumpable: 46,
@@ -199,6 +203,8 @@ export const Event = {
   SeccompProgram: 8,
   /** After Op.ReportExec: the init has exec'd its program, or ended: (). */
   Executed: 9,
+  /** After Op.ReportSealedCopy: (st_dev, st_ino of the launcher's /proc/self/exe, a sealed memfd). */
+  SealedCopy: 10,
 } as const;
 export type EventCode = (typeof Event)[keyof typeof Event];
 

@@ -2,7 +2,9 @@
 // container seen "created" until it is started, and a run whose process dies before its start.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
+  chmodSync,
   closeSync,
+  copyFileSync,
   existsSync,
   fstatSync,
   mkdirSync,
@@ -20,6 +22,7 @@ import {
   runHostSteps,
   unmountStep,
 } from "../../src/runtime/host-plan.ts";
+import { launcherPath } from "../../src/runtime/launcher.ts";
 import { Runtime } from "../../src/runtime/runtime.ts";
 import { Trace } from "../../src/runtime/trace.ts";
 import { cleanupRoot, isRoot, makeBundle, rm, tempDir } from "../helpers.ts";
@@ -148,6 +151,44 @@ describe("the launcher's sealed copy (CVE-2019-5736)", () => {
     expect(heldCopies()).toEqual(held);
     // ls's own fd for the directory aside, the container has its stdio and nothing else.
     expect(readFileSync(fdsFile, "utf8").split("\n").filter(Boolean)).toEqual(["0", "1", "2", "3"]);
+  });
+
+  test("a rebuilt launcher is not run from the copy of the old one", async () => {
+    const runtime = new Runtime({ root, warn: () => {} });
+    const binary = join(work, "pivot-launcher-rebuilt");
+    copyFileSync(launcherPath(), binary);
+    chmodSync(binary, 0o755);
+    const before = process.env.PIVOT_LAUNCHER;
+    process.env.PIVOT_LAUNCHER = binary;
+    /** The inode of the copy the run's launcher runs from. */
+    const runAndSee = async () => {
+      let seen: number[] = [];
+      const code = await runtime.run(nextId(), {
+        bundle,
+        stdio: ["ignore", "ignore", "ignore"],
+        onCreated: async () => {
+          seen = launchers().map((p) => statSync(`/proc/${p}/exe`).ino);
+        },
+      });
+      expect(code).toBe(7);
+      expect(seen.length).toBe(1);
+      return seen[0]!;
+    };
+    try {
+      await runAndSee(); // makes the copy of this binary, which this process keeps
+      const first = await runAndSee();
+      expect(await runAndSee()).toBe(first);
+      expect(heldCopies().map((fd) => fstatSync(fd).ino)).toEqual([first]);
+      // The "rebuild": the same bytes written again, a new modification time.
+      writeFileSync(binary, readFileSync(binary));
+      const afterRebuild = await runAndSee();
+      expect(afterRebuild).not.toBe(first);
+      expect(await runAndSee()).toBe(afterRebuild);
+      expect(heldCopies().map((fd) => fstatSync(fd).ino)).toEqual([afterRebuild]);
+    } finally {
+      if (before === undefined) delete process.env.PIVOT_LAUNCHER;
+      else process.env.PIVOT_LAUNCHER = before;
+    }
   });
 });
 
