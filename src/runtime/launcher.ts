@@ -69,6 +69,9 @@ interface SealedCopy {
   ino: bigint;
 }
 let sealedCopy: SealedCopy | undefined;
+/** Launchers this process has started: a copy is kept from the second on (a command that starts
+ *  one launcher, as most CLI commands do, would keep it for nothing: ~0.35 ms cold). */
+let launchersStarted = 0;
 
 function fileIdOf(path: string): string | null {
   try {
@@ -316,7 +319,9 @@ export class LaunchSession {
     const controlFd = 3 + preserved.length;
     const path = launcherPath();
     this.launcherBinary = path;
-    this.launcherFileId = fileIdOf(path);
+    // Needed only where a copy is held or may be kept (not for a process's first launcher).
+    this.launcherFileId = launchersStarted > 0 ? fileIdOf(path) : null;
+    launchersStarted++;
     if (!existsSync(path)) {
       throw new PivotError(`the launcher ${path} does not exist`, {
         hint: "build it with `make -C native` (the setup script does this), or set PIVOT_LAUNCHER",
@@ -380,8 +385,9 @@ export class LaunchSession {
     // The launcher ties its clock to this process's performance.now() with it (both monotonic;
     // a wall clock drifts from performance.now() by ~0.3 ms per second a process lives).
     if (this.trace) messages.push({ code: Op.Trace, args: [Math.round(performance.now() * 1000)] });
-    // Until this process holds a sealed copy of this launcher: the first launcher reports its own.
-    if (sealedCopy?.path !== this.launcherBinary)
+    // Until this process holds a sealed copy of this launcher, a launcher after its first one
+    // reports its own.
+    if (launchersStarted > 1 && sealedCopy?.path !== this.launcherBinary)
       messages.push({ code: Op.ReportSealedCopy, args: [] });
     for (const step of plan.steps) messages.push({ code: step.op, args: step.args });
     messages.push({ code: Op.End, args: [] });

@@ -119,8 +119,11 @@ describe("the launcher's sealed copy (CVE-2019-5736)", () => {
 
   test("later launchers run from the one copy this process keeps; containers see none of it", async () => {
     const runtime = new Runtime({ root, warn: () => {} });
-    // The first launcher makes its copy (under the test runner, earlier tests may have already).
-    expect(await runtime.run(nextId(), { bundle, stdio: ["ignore", "ignore", "ignore"] })).toBe(7);
+    // A copy is kept from a process's second launcher on (earlier tests may have started them).
+    for (let i = 0; i < 2; i++)
+      expect(await runtime.run(nextId(), { bundle, stdio: ["ignore", "ignore", "ignore"] })).toBe(
+        7,
+      );
     const held = heldCopies();
     expect(held.length).toBe(1);
     const copy = fstatSync(held[0]!);
