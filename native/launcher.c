@@ -1668,7 +1668,7 @@ static void run_step(struct step *st) {
     case OP_SECCOMP_EXPORT: do_seccomp_export(); break;
     case OP_SECCOMP_LOAD_PROGRAM: do_seccomp_load_program(st); break;
     case OP_TRACE: trace = 1; break;
-    case OP_REPORT_SEALED_COPY: report_sealed_copy(); break; /* answered in read_plan */
+    case OP_REPORT_SEALED_COPY: fail(EPROTO, "ReportSealedCopy is a request read_plan answers, not a step");
     case OP_ATTACH_DEVICE_FILTER: do_attach_device_filter(st); break;
     default: fail(EPROTO, "unknown step code %d", st->code);
   }
@@ -1686,6 +1686,12 @@ static void run_step(struct step *st) {
  * unless the caller started it from such a copy already (launcher.ts keeps one). A read-only mount
  * does not count: it can be made writable again, and a held fd then writes. */
 #define SEALS_OF_A_COPY (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+/* Linux 6.3+: the mode's exec bits cannot change either. Without it the copy's owner, root, could
+ * chmod it through /proc/PID/exe: harmless for a copy one launcher uses, but launcher.ts shares a
+ * copy between launchers only when it has this seal. */
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
 
 static int open_own_binary(void) {
   int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
@@ -1733,19 +1739,22 @@ static void run_from_sealed_copy(char **argv) {
     done += n;
   }
   close(src);
-  if (fcntl(copy, F_ADD_SEALS, SEALS_OF_A_COPY) < 0) fail(errno, "seal the copy of the launcher's binary");
+  if (fcntl(copy, F_ADD_SEALS, SEALS_OF_A_COPY | F_SEAL_EXEC) < 0 &&
+      (errno != EINVAL || fcntl(copy, F_ADD_SEALS, SEALS_OF_A_COPY) < 0))
+    fail(errno, "seal the copy of the launcher's binary");
   extern char **environ;
   syscall(SYS_execveat, copy, "", argv, environ, AT_EMPTY_PATH);
   fail(errno, "exec the sealed copy of the launcher's binary");
 }
 
-/* Op.ReportSealedCopy: the device and inode of the copy this launcher runs from. */
+/* Op.ReportSealedCopy: the device, inode and seals of the copy this launcher runs from. */
 static void report_sealed_copy(void) {
   int fd = open_own_binary();
   struct stat sb;
   if (fstat(fd, &sb) < 0) fail(errno, "stat /proc/self/exe");
+  int seals = fcntl(fd, F_GET_SEALS);
   close(fd);
-  send_event(EV_SEALED_COPY, "ii", (int64_t)sb.st_dev, (int64_t)sb.st_ino);
+  send_event(EV_SEALED_COPY, "iii", (int64_t)sb.st_dev, (int64_t)sb.st_ino, (int64_t)(seals < 0 ? 0 : seals));
 }
 
 int main(int argc, char **argv) {

@@ -54,11 +54,14 @@ function findLauncher(): string {
 /**
  * A sealed copy of the launcher that this process holds. Every launcher runs from a sealed memfd
  * copy of itself (CVE-2019-5736; run_from_sealed_copy in native/launcher.c) and makes one unless
- * its binary already is one: a launcher started from this copy skips that exec (~0.5 ms a
- * container in a loop of Runtime.run). The first launcher reports the device and inode of its
- * copy (Op.ReportSealedCopy); its /proc/PID/exe is then opened and kept only if it is that very
- * file, so a pid another process has taken meanwhile yields nothing. Used while the launcher's
- * file is the one that launcher was started from, and while the fd still is that copy.
+ * its binary already is one: a launcher started from this copy skips that exec (~1.2 ms of a
+ * launcher's start). From a process's second launcher on, a launcher is asked for the device,
+ * inode and seals of its copy (Op.ReportSealedCopy); its /proc/PID/exe is then opened and kept
+ * only if it is that very file (a pid another process has taken meanwhile yields nothing) and the
+ * copy carries F_SEAL_EXEC: a copy shared by launchers must not have its mode changed by a
+ * container that reaches it through /proc/PID/exe (Linux 6.3+; older kernels: no shared copy).
+ * Used while the launcher's file is the one that launcher was started from and the fd still is
+ * that copy, and only where the new launcher's stdio slots do not cover the fd's number.
  */
 interface SealedCopy {
   path: string;
@@ -73,6 +76,9 @@ let sealedCopy: SealedCopy | undefined;
  *  one launcher, as most CLI commands do, would keep it for nothing: ~0.35 ms cold). */
 let launchersStarted = 0;
 
+/** fcntl's F_SEAL_EXEC: the copy's mode (its exec bits) cannot change. */
+const F_SEAL_EXEC = 0x20;
+
 function fileIdOf(path: string): string | null {
   try {
     const st = statSync(path);
@@ -82,26 +88,34 @@ function fileIdOf(path: string): string | null {
   }
 }
 
+/** Whether `fd` is the copy (that device and inode) and still executable. */
 function isTheCopy(fd: number, dev: bigint, ino: bigint): boolean {
   try {
     const st = fstatSync(fd, { bigint: true });
-    return st.dev === dev && st.ino === ino;
+    return st.dev === dev && st.ino === ino && (st.mode & 0o111n) !== 0n;
   } catch {
     return false;
   }
 }
 
-/** What to exec for the launcher at `path` (file identity `fileId`): the sealed copy, if held. */
-function execPathOf(path: string, fileId: string | null): string {
+/** Lets go of the copy; its fd is closed only if it still is the copy (the number may be reused). */
+function dropSealedCopy(): void {
   const copy = sealedCopy;
-  if (copy?.path !== path) return path;
+  sealedCopy = undefined;
+  if (copy && isTheCopy(copy.fd, copy.dev, copy.ino)) closeSync(copy.fd);
+}
+
+/**
+ * What to exec for the launcher at `path` (file identity `fileId`): the sealed copy, if held and
+ * usable. The child's fds up to `highestSlot` are its stdio, preserved fds and control socket,
+ * set up before the exec resolves /proc/self/fd/N: a copy there would be covered.
+ */
+function execPathOf(path: string, fileId: string | null, highestSlot: number): string {
+  const copy = sealedCopy;
+  if (copy?.path !== path || copy.fd <= highestSlot) return path;
   if (fileId === copy.fileId && isTheCopy(copy.fd, copy.dev, copy.ino))
     return `/proc/self/fd/${copy.fd}`;
-  // The launcher was rebuilt or replaced, or the fd is no longer the copy: made afresh.
-  sealedCopy = undefined;
-  try {
-    closeSync(copy.fd);
-  } catch {}
+  dropSealedCopy(); // the launcher was rebuilt or replaced, or the fd is no longer the copy
   return path;
 }
 
@@ -110,17 +124,17 @@ function keepSealedCopy(
   path: string,
   fileId: string | null,
   pid: number,
-  dev: bigint,
-  ino: bigint,
+  report: { dev: bigint; ino: bigint; seals: bigint },
 ): void {
   if (sealedCopy?.path === path || pid <= 0 || fileId === null || fileIdOf(path) !== fileId) return;
+  if ((report.seals & BigInt(F_SEAL_EXEC)) === 0n) return; // its mode could change: not shared
   let fd = -1;
   try {
     fd = openSync(`/proc/${pid}/exe`, "r");
-    if (isTheCopy(fd, dev, ino)) {
+    if (isTheCopy(fd, report.dev, report.ino)) {
       // One copy: of the launcher this process started last ($PIVOT_LAUNCHER may name another).
-      if (sealedCopy) closeSync(sealedCopy.fd);
-      sealedCopy = { path, fileId, fd, dev, ino };
+      dropSealedCopy();
+      sealedCopy = { path, fileId, fd, dev: report.dev, ino: report.ino };
       return;
     }
   } catch {}
@@ -307,6 +321,8 @@ export class LaunchSession {
    *  identity (device, inode, size, mtime) when this launcher was started. */
   private readonly launcherBinary: string;
   private readonly launcherFileId: string | null;
+  /** Op.ReportSealedCopy was sent, and its answer not yet received. */
+  private sealedCopyAsked = false;
 
   /** The plan: given at once, or later with sendPlan (a launcher spawned ahead of it). */
   private plan: Plan | undefined;
@@ -327,14 +343,23 @@ export class LaunchSession {
         hint: "build it with `make -C native` (the setup script does this), or set PIVOT_LAUNCHER",
       });
     }
+    const execPath = execPathOf(path, this.launcherFileId, controlFd);
     const bun = bunApi();
     if (bun) {
-      let proc: BunSubprocess;
-      try {
-        proc = bun.spawn([execPathOf(path, this.launcherFileId), String(controlFd)], {
+      const spawn = (file: string) =>
+        bun.spawn([file, String(controlFd)], {
           argv0: path,
           stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
         });
+      let proc: BunSubprocess;
+      try {
+        try {
+          proc = spawn(execPath);
+        } catch (err) {
+          if (execPath === path) throw err;
+          dropSealedCopy(); // the copy would not start: from the file, which makes its own
+          proc = spawn(path);
+        }
       } catch (err) {
         throw new PivotError(`could not start the launcher ${path}: ${(err as Error).message}`, {
           hint: "build it with `make -C native` (the setup script does this)",
@@ -351,7 +376,7 @@ export class LaunchSession {
       if (plan) this.sendPlan(plan);
       return;
     }
-    this.child = childProcess().spawn(execPathOf(path, this.launcherFileId), [String(controlFd)], {
+    this.child = childProcess().spawn(execPath, [String(controlFd)], {
       argv0: path,
       stdio: [...stdio.slice(0, 3), ...preserved, "pipe"],
     });
@@ -387,8 +412,10 @@ export class LaunchSession {
     if (this.trace) messages.push({ code: Op.Trace, args: [Math.round(performance.now() * 1000)] });
     // Until this process holds a sealed copy of this launcher, a launcher after its first one
     // reports its own.
-    if (launchersStarted > 1 && sealedCopy?.path !== this.launcherBinary)
+    if (launchersStarted > 1 && sealedCopy?.path !== this.launcherBinary) {
       messages.push({ code: Op.ReportSealedCopy, args: [] });
+      this.sealedCopyAsked = true;
+    }
     for (const step of plan.steps) messages.push({ code: step.op, args: step.args });
     messages.push({ code: Op.End, args: [] });
     this.send(encodeMessages(messages));
@@ -422,14 +449,17 @@ export class LaunchSession {
     for (const m of messages) {
       // Not queued: a queued event from the init may be waiting for it.
       if (m.code === Event.SealedCopy) {
-        const [dev, ino] = m.args;
-        keepSealedCopy(
-          this.launcherBinary,
-          this.launcherFileId,
-          this.launcherPid,
-          BigInt(dev as number | bigint),
-          BigInt(ino as number | bigint),
-        );
+        // Once, and only when asked; a report that does not parse only costs the shared copy.
+        if (!this.sealedCopyAsked) continue;
+        this.sealedCopyAsked = false;
+        try {
+          const [dev, ino, seals] = m.args.map((a) => BigInt(a as number | bigint));
+          keepSealedCopy(this.launcherBinary, this.launcherFileId, this.launcherPid, {
+            dev: dev!,
+            ino: ino!,
+            seals: seals!,
+          });
+        } catch {}
         continue;
       }
       if (m.code === Event.InitPid) {

@@ -203,7 +203,8 @@ export const Event = {
   SeccompProgram: 8,
   /** After Op.ReportExec: the init has exec'd its program, or ended: (). */
   Executed: 9,
-  /** After Op.ReportSealedCopy: (st_dev, st_ino of the launcher's /proc/self/exe, a sealed memfd). */
+  /** After Op.ReportSealedCopy: (st_dev, st_ino and F_GET_SEALS of the launcher's
+   *  /proc/self/exe, a sealed memfd). */
   SealedCopy: 10,
 } as const;
 export type EventCode = (typeof Event)[keyof typeof Event];

@@ -6,6 +6,7 @@ import {
   closeSync,
   copyFileSync,
   existsSync,
+  fchmodSync,
   fstatSync,
   mkdirSync,
   openSync,
@@ -154,6 +155,36 @@ describe("the launcher's sealed copy (CVE-2019-5736)", () => {
     expect(heldCopies()).toEqual(held);
     // ls's own fd for the directory aside, the container has its stdio and nothing else.
     expect(readFileSync(fdsFile, "utf8").split("\n").filter(Boolean)).toEqual(["0", "1", "2", "3"]);
+  });
+
+  test("the kept copy's mode cannot change (F_SEAL_EXEC), and stdio slots over its fd number do not break a launch", async () => {
+    const runtime = new Runtime({ root, warn: () => {} });
+    for (let i = 0; i < 2; i++)
+      expect(await runtime.run(nextId(), { bundle, stdio: ["ignore", "ignore", "ignore"] })).toBe(
+        7,
+      );
+    const [copyFd] = heldCopies();
+    expect(copyFd).toBeGreaterThan(3);
+    // What a container reaching the copy through /proc/PID/exe could try: a chmod of the file.
+    const reopened = openSync(`/proc/self/fd/${copyFd}`, "r");
+    try {
+      expect(() => fchmodSync(reopened, 0o644)).toThrow(/EPERM|not permitted/);
+    } finally {
+      closeSync(reopened);
+    }
+    expect(fstatSync(copyFd!).mode & 0o111).not.toBe(0);
+    // The launcher's control socket (fd 3 + preserved fds) on the copy's number, then the copy
+    // among the preserved fds: the child's slots would cover it, so the launcher starts from the
+    // file instead.
+    for (const preserveFds of [copyFd! - 3, copyFd! - 2]) {
+      const code = await runtime.run(nextId(), {
+        bundle,
+        stdio: ["ignore", "ignore", "ignore"],
+        preserveFds,
+      });
+      expect(code).toBe(7);
+    }
+    expect(heldCopies()).toEqual([copyFd!]);
   });
 
   test("a rebuilt launcher is not run from the copy of the old one", async () => {
