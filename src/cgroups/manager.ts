@@ -160,17 +160,6 @@ export class Cgroup {
    * hierarchies (it is joined to all, the first one first), so the first hierarchy whose
    * directory exists answers, as runc reads one.
    */
-  /** Whether `pid` is in this cgroup (one hierarchy's cgroup.procs; false when it cannot tell). */
-  holds(pid: number): boolean {
-    const dir = Object.values(this.paths)[0];
-    if (!dir) return false;
-    try {
-      return readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").includes(String(pid));
-    } catch {
-      return false;
-    }
-  }
-
   pids(): number[] {
     const pids = new Set<number>();
     for (const dir of Object.values(this.paths)) {

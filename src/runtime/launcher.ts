@@ -390,7 +390,7 @@ export class LaunchSession {
   }
 
   /** Resolves once the init's pid is known; rejects if the launch fails or ends first. */
-  whenInitPid(): Promise<void> {
+  private whenInitPid(): Promise<void> {
     if (this.initPid > 0) return Promise.resolve();
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing)

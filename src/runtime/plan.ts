@@ -93,11 +93,6 @@ export interface ContainerPlanInput {
   execFifo: string | null;
   /** The launcher waits for init and reports its exit (for `run`). */
   waitForInit: boolean;
-  /**
-   * With waitForInit and no exec fifo: the init does not stop at SyncPoint.Start but execs its
-   * program as soon as it is set up (a `run` with nothing to do between create and start).
-   */
-  startAtOnce?: boolean;
   /** With waitForInit: a mount of the caller's the launcher unmounts once the init has exited. */
   unmountAfterExit?: string;
   consoleSocket?: string;
@@ -1065,11 +1060,7 @@ export function compileContainerPlan(input: ContainerPlanInput): Plan {
   compileProcessSetup(
     out,
     process,
-    {
-      hooks: hooks.startContainer ?? [],
-      byFifo: input.execFifo !== null,
-      wait: !(input.startAtOnce && input.waitForInit && input.execFifo === null),
-    },
+    { hooks: hooks.startContainer ?? [], byFifo: input.execFifo !== null },
     seccompSetup,
     false,
     !idMaps?.denySetgroups,
@@ -1133,10 +1124,9 @@ function compileOomScoreAdj(out: StepList, process: Process): void {
 function compileProcessSetup(
   out: StepList,
   process: Process,
-  /** A container's init waits to be started (on the exec fifo, or at SyncPoint.Start; not at all
-   *  without `wait`), then runs the startContainer hooks; null for `exec`, whose process runs at
-   *  once. */
-  start: { hooks: Hook[]; byFifo: boolean; wait: boolean } | null,
+  /** A container's init waits to be started (on the exec fifo, or at SyncPoint.Start), then runs
+   *  the startContainer hooks; null for `exec`, whose process runs at once. */
+  start: { hooks: Hook[]; byFifo: boolean } | null,
   seccomp: SeccompSetup | null,
   nonDumpable = false,
   setgroups = true,
@@ -1177,8 +1167,7 @@ function compileProcessSetup(
   if (start !== null) {
     if (start.byFifo)
       out.add(Op.WaitExecFifo, [FIFO_SLOT], "report ready and wait for `start` (the exec fifo)");
-    else if (start.wait)
-      out.add(Op.Sync, [SyncPoint.Start], "report ready and wait for the runtime to start it");
+    else out.add(Op.Sync, [SyncPoint.Start], "report ready and wait for the runtime to start it");
     for (const [i, hook] of start.hooks.entries()) {
       out.add(Op.RunHook, hookArgs(hook), `run startContainer hook ${i} (${hook.path})`);
     }

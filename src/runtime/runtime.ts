@@ -249,8 +249,6 @@ export class Runtime {
     rootfs: string;
     cgroup: Cgroup;
     cgroupJoin: CgroupJoin;
-    /** The init execs its program once set up, without waiting to be started (startAtOnce). */
-    startsAtOnce: boolean;
   }> {
     validateId(id);
     const { compileContainerPlan, cgroupDeviceFilter, deviceFilterStep, mountSteps, chdirStep } =
@@ -274,10 +272,6 @@ export class Runtime {
     if (undelegated.length > 0) cgroup = new Cgroup({});
     const cgroupJoin = cgroup.joinPlan();
     this.trace?.mark("cgroup hierarchies found, paths resolved");
-    // A `run` with nothing to do between create and start lets the init exec its program as soon
-    // as it is set up: no stop at SyncPoint.Start, no round trip. Not without a cgroup (rootless,
-    // undelegated): there the pid, saved before the start, is the only way to the process.
-    const startsAtOnce = waitForInit && !options.onCreated && Object.keys(cgroup.paths).length > 0;
     const seccompCacheKey = seccompCache ? await seccompCache.key(spec.linux?.seccomp) : null;
     const plan = compileContainerPlan({
       spec,
@@ -286,7 +280,6 @@ export class Runtime {
       // `run` (waitForInit) starts the container itself: the init waits at SyncPoint.Start.
       execFifo: waitForInit ? null : this.store.execFifo(id),
       waitForInit,
-      startAtOnce: startsAtOnce,
       ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
       noPivot: options.noPivot ?? false,
       noNewKeyring: options.noNewKeyring ?? false,
@@ -317,14 +310,14 @@ export class Runtime {
     const m = options.mountFirst;
     if (m) plan.steps.unshift(...mountSteps(m, m.cwd), chdirStep(process.cwd()));
     this.trace?.mark(`plan compiled (${plan.steps.length} steps)`);
-    return { plan, spec, bundle, rootfs, cgroup, cgroupJoin, startsAtOnce };
+    return { plan, spec, bundle, rootfs, cgroup, cgroupJoin };
   }
 
   private async createSession(
     id: string,
     options: CreateOptions,
     waitForInit: boolean,
-  ): Promise<{ session: LaunchSession; record: ContainerRecord; startsAtOnce: boolean }> {
+  ): Promise<{ session: LaunchSession; record: ContainerRecord }> {
     // The launcher client first (small), so the launcher's exec overlaps loading the rest.
     launcherModule ??= import("./launcher.ts");
     const { spawnLauncher } = await launcherModule;
@@ -345,7 +338,7 @@ export class Runtime {
       s.detach(); // it reads the end of its plan and exits
       throw err;
     }
-    const { plan, spec, bundle, rootfs, cgroup, cgroupJoin, startsAtOnce } = planned;
+    const { plan, spec, bundle, rootfs, cgroup, cgroupJoin } = planned;
     for (const warning of plan.warnings) this.warn(warning);
     const record: ContainerRecord = {
       id,
@@ -405,35 +398,23 @@ export class Runtime {
         return [created, listenerState(plan.seccompListener, s.initPid, creating, OCI_VERSION)];
       });
       options.onLaunch?.(s.pipes);
-      if (startsAtOnce) {
-        // The init goes on to its program once set up; a failure on the way comes with its exit.
-        await s.whenInitPid();
-        this.trace?.mark("init forked: it execs its program once set up");
-      } else {
-        await s.whenReady();
-        this.trace?.mark(
-          `ready: the init waits ${waitForInit ? "to be started" : "on the exec fifo"}`,
-        );
-      }
+      await s.whenReady();
+      this.trace?.mark(
+        `ready: the init waits ${waitForInit ? "to be started" : "on the exec fifo"}`,
+      );
       // Saved at BeforePivot already, when the plan has that sync point (hooks). A `run` with
       // nothing to do between create and start (no onCreated) saves the pid with the started mark
       // right after the release instead: one write and rename fewer (~1 ms on an ext4 /run), and
       // a record that says pid 0 for that moment, which `delete --force` handles by the cgroup.
       // Without a cgroup (rootless, undelegated) the pid is the only way to the process: saved.
-      if (startsAtOnce) {
-        // The init may have run and ended already, and its pid be another process's: its start
-        // time is taken only from a process in the container's cgroup ("" reads as ended).
-        record.pid = s.initPid;
-        const stat = procStat(s.initPid);
-        record.pidStartTime = stat && cgroup.holds(s.initPid) ? stat.startTime : "";
-      } else if (savedPid !== s.initPid) {
+      if (savedPid !== s.initPid) {
         record.pid = s.initPid;
         record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
         if (!waitForInit || options.onCreated || !hasCgroup) this.store.save(record);
       }
       if (options.pidFile) writeAtomic(resolve(options.pidFile), String(record.pid));
       this.trace?.mark("state saved, pid file written");
-      return { session: s, record, startsAtOnce };
+      return { session: s, record };
     } catch (err) {
       await this.destroyPartial(record, cgroup, session);
       throw err;
@@ -489,17 +470,10 @@ export class Runtime {
     await this.runPoststartHooks(record);
   }
 
-  /** `run`'s start: the init waits at SyncPoint.Start for this process's answer (or, started at
-   *  once, goes on by itself). */
-  private async startRun(
-    record: ContainerRecord,
-    session: LaunchSession,
-    startsAtOnce: boolean,
-  ): Promise<void> {
-    if (!startsAtOnce) {
-      session.startInit();
-      this.trace?.mark("start: the init released");
-    }
+  /** `run`'s start: the init waits at SyncPoint.Start for this process's answer. */
+  private async startRun(record: ContainerRecord, session: LaunchSession): Promise<void> {
+    session.startInit();
+    this.trace?.mark("start: the init released");
     // runtime-spec: poststart hooks run after the process is executed (the plan has ReportExec).
     if (record.spec.hooks?.poststart?.length) await session.whenExecuted();
     record.started = true;
@@ -679,22 +653,16 @@ export class Runtime {
       await this.start(id);
       return 0;
     }
-    const { session, record, startsAtOnce } = await this.createSession(id, options, true);
+    const { session, record } = await this.createSession(id, options, true);
     const { exitCodeOf } = await launching();
     let code: number;
     try {
       await options.onCreated?.(record.pid);
-      await this.startRun(record, session, startsAtOnce);
+      await this.startRun(record, session);
       options.onStart?.(record.pid, record.cgroupPaths);
       code = exitCodeOf(await session.whenExited());
       this.trace?.mark("exit: the launcher reported the process's exit");
     } catch (err) {
-      if (startsAtOnce) {
-        // A step of the init's set-up failed (reported with the exit): what create does on a
-        // failure, as the pause at SyncPoint.Start would have had create do.
-        await this.destroyPartial(record, new Cgroup(record.cgroupPaths), session);
-        throw err;
-      }
       session.startInit(false); // an init still waiting is told to end
       await this.delete(id, true).catch(() => {});
       throw err;

@@ -302,14 +302,12 @@ describe.skipIf(!isRoot)("--trace", () => {
       expect(at("plan compiled")).toBeLessThan(at("launcher: plan read"));
       expect(at("launcher: plan read")).toBeLessThan(at("setup: namespaces"));
       expect(at("setup: namespaces")).toBeLessThan(at("init: pivot_root"));
-      // run starts its own container, with nothing to do between create and start: the init
-      // waits neither on a fifo nor at the Start sync point; it execs once set up.
-      // (The runtime hears of the init's pid while the fork step is still ending: after the
-      // namespaces, in no fixed order with the fork's own row.)
-      expect(at("setup: namespaces")).toBeLessThan(at("init forked: it execs its program"));
-      expect(at("ready: the init waits")).toBe(-1);
-      expect(at("start: the init released")).toBe(-1);
-      expect(at("init: pivot_root")).toBeLessThan(at("exit: the launcher reported"));
+      // run starts its own container: the init waits at the Start sync point, not on a fifo.
+      expect(at("init: pivot_root")).toBeLessThan(at("ready: the init waits to be started"));
+      expect(at("ready: the init waits to be started")).toBeLessThan(
+        at("start: the init released"),
+      );
+      expect(at("start: the init released")).toBeLessThan(at("exit: the launcher reported"));
       expect(at("exit: the launcher reported")).toBeLessThan(at("deleted: cgroup and state"));
       // The table never claims more time than passed.
       expect(sum).toBeLessThan(r.ms);

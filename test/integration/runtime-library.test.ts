@@ -1,7 +1,6 @@
 // Runtime as a library (what the engine and Node programs use): run without an exec fifo, the
 // container seen "created" until it is started, and a run whose process dies before its start.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   closeSync,
@@ -50,14 +49,6 @@ afterAll(() => {
   rm(work);
 });
 
-/** A container's cgroup directories, found under /sys/fs/cgroup by their name. */
-function cgroupDirsOf(id: string): string[] {
-  const r = spawnSync("find", ["/sys/fs/cgroup", "-maxdepth", "6", "-name", `pivot-${id}`], {
-    encoding: "utf8",
-  });
-  return r.stdout.split("\n").filter(Boolean);
-}
-
 describe("Runtime.run", () => {
   test("the container is created, with no exec fifo, until run starts it; the exit code comes back; nothing is left", async () => {
     const runtime = new Runtime({ root, warn: () => {} });
@@ -77,46 +68,6 @@ describe("Runtime.run", () => {
     expect(code).toBe(7);
     expect(seen!).toEqual({ status: "created", files: ["state.json"], alive: true });
     expect(existsSync(join(root, id))).toBe(false);
-  });
-
-  test("with nothing to do between create and start, the init runs at once: the record says running with its pid", async () => {
-    const runtime = new Runtime({ root, warn: () => {} });
-    const id = nextId();
-    const slow = makeBundle(join(work, "slow-bundle"), (s) => {
-      s.process!.args = ["sh", "-c", "sleep 0.5; exit 3"];
-    });
-    const run = runtime.run(id, { bundle: slow, stdio: ["ignore", "ignore", "ignore"] });
-    let seen: { status: string; pid: number; cgroups: number } | null = null;
-    for (let i = 0; i < 200 && !seen; i++) {
-      await Bun.sleep(5);
-      try {
-        const st = new Runtime({ root }).state(id);
-        if (st.status === "running")
-          seen = { status: st.status, pid: st.pid ?? 0, cgroups: cgroupDirsOf(id).length };
-      } catch {}
-    }
-    expect(await run).toBe(3);
-    expect(seen!.status).toBe("running");
-    expect(seen!.pid).toBeGreaterThan(0);
-    expect(seen!.cgroups).toBeGreaterThan(0);
-    expect(existsSync(join(root, id))).toBe(false);
-    expect(cgroupDirsOf(id)).toEqual([]);
-  });
-
-  test("a run started at once whose set-up fails reports the step, runs no poststop hook, and leaves nothing behind", async () => {
-    const runtime = new Runtime({ root, warn: () => {} });
-    const id = nextId();
-    const marker = join(work, "poststop-ran");
-    const broken = makeBundle(join(work, "broken-bundle"), (s) => {
-      s.process!.args = ["/no/such/program"];
-      s.hooks = { poststop: [{ path: "/bin/sh", args: ["sh", "-c", `touch ${marker}`] }] };
-    });
-    await expect(
-      runtime.run(id, { bundle: broken, stdio: ["ignore", "ignore", "ignore"] }),
-    ).rejects.toThrow("/no/such/program");
-    expect(existsSync(join(root, id))).toBe(false);
-    expect(existsSync(marker)).toBe(false);
-    expect(cgroupDirsOf(id)).toEqual([]);
   });
 
   test("a process killed before its start fails the run, which leaves nothing behind", async () => {
@@ -408,9 +359,7 @@ describe("--trace through the library", () => {
       .map((m) => ({ at: Number(m[1]), what: m[2]! }));
     const at = (what: string) => rows.find((r) => r.what.startsWith(what))?.at;
     const initDone = at("init: rlimits, credentials");
-    // The init execs at once (nothing to do between create and start): the next the runtime
-    // hears of it is its exit.
-    const heard = at("exit: the launcher reported");
+    const heard = at("sync Start: event received");
     const planRead = at("launcher: plan read");
     const planSent = at("cgroup resources applied");
     expect(initDone).toBeDefined();

@@ -75,24 +75,6 @@ describe("container plan", () => {
     expect(ops(compileContainerPlan({ ...input(), ...run }))).not.toContain(Op.ReportExec);
   });
 
-  test("a run started at once: no stop at the Start sync point; startContainer hooks still run before the exec", () => {
-    const spec = input();
-    spec.spec.hooks = { startContainer: [{ path: "/bin/hook" }] };
-    const run = { execFifo: null, waitForInit: true };
-    const waits = (plan: { steps: { op: number; args: unknown[] }[] }) =>
-      plan.steps.some((s) => s.op === Op.Sync && s.args[0] === SyncPoint.Start);
-    const paused = compileContainerPlan({ ...spec, ...run });
-    const atOnce = compileContainerPlan({ ...spec, ...run, startAtOnce: true });
-    expect(waits(paused)).toBe(true);
-    expect(waits(atOnce)).toBe(false);
-    const o = ops(atOnce);
-    expect(o.indexOf(Op.RunHook)).toBeGreaterThan(o.indexOf(Op.FindExecutable));
-    expect(o.indexOf(Op.RunHook)).toBeLessThan(o.indexOf(Op.Exec));
-    expect(ops(paused).filter((op) => op !== Op.Sync)).toEqual(o.filter((op) => op !== Op.Sync));
-    // Only for run: create waits on its exec fifo whatever startAtOnce says.
-    expect(ops(compileContainerPlan({ ...spec, startAtOnce: true }))).toContain(Op.WaitExecFifo);
-  });
-
   const setupSync = (plan: { steps: { op: number; args: unknown[] }[] }) =>
     plan.steps.findIndex((s) => s.op === Op.Sync && s.args[0] === SyncPoint.SetupChildCreated);
 
