@@ -1699,10 +1699,8 @@ static int open_own_binary(void) {
   return fd;
 }
 
-static int runs_from_sealed_copy(void) {
-  int fd = open_own_binary();
+static int is_sealed_copy(int fd) {
   int seals = fcntl(fd, F_GET_SEALS); /* EINVAL for anything but a memfd */
-  close(fd);
   return seals >= 0 && (seals & SEALS_OF_A_COPY) == SEALS_OF_A_COPY;
 }
 
@@ -1712,8 +1710,11 @@ static int runs_from_sealed_copy(void) {
 
 /* Copies /proc/self/exe into a sealed memfd and execs that, with the same arguments and fds. */
 static void run_from_sealed_copy(char **argv) {
-  if (runs_from_sealed_copy()) return;
   int src = open_own_binary();
+  if (is_sealed_copy(src)) {
+    close(src);
+    return;
+  }
   /* MFD_EXEC: kernels with vm.memfd_noexec (6.3+) want it said; older ones refuse the flag. */
   int copy = (int)syscall(SYS_memfd_create, "pivot-launcher", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
   if (copy < 0 && errno == EINVAL) copy = (int)syscall(SYS_memfd_create, "pivot-launcher", MFD_CLOEXEC | MFD_ALLOW_SEALING);
