@@ -18,6 +18,7 @@ import {
   wantsSealedCopyReport,
 } from "./sealed-copy.ts";
 import { signalName } from "./signals.ts";
+import { procStat } from "./state.ts";
 import type { Trace } from "./trace.ts";
 import {
   type Arg,
@@ -204,6 +205,9 @@ export class LaunchSession {
   /** The caller's ends of the container's "pipe" stdio entries. */
   readonly pipes: PipedStdio;
   initPid = 0;
+  /** The init's start time (/proc/PID/stat), read when its pid arrives: with the pid it names
+   *  that one process, whose pid may be another's once it is reaped. "" if gone by then. */
+  initStartTime = "";
   /** The control socket: a node stream (node:child_process), or a plain fd (Bun.spawn). */
   private readonly control: Duplex | undefined;
   private controlFd = -1;
@@ -379,6 +383,7 @@ export class LaunchSession {
       }
       if (m.code === Event.InitPid) {
         this.initPid = m.args[0] as number;
+        this.initStartTime = procStat(this.initPid)?.startTime ?? "";
         for (const w of this.initPidWaiters.splice(0)) w.resolve();
         continue;
       }

@@ -384,7 +384,7 @@ export class Runtime {
         }
         // BeforePivot: the init exists; hooks see its pid.
         record.pid = s.initPid;
-        record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
+        record.pidStartTime = s.initStartTime;
         this.store.save(record);
         savedPid = record.pid;
         // As crun and the runtime-tools suite expect: the hooks see the state "created".
@@ -409,7 +409,7 @@ export class Runtime {
       // Without a cgroup (rootless, undelegated) the pid is the only way to the process: saved.
       if (savedPid !== s.initPid) {
         record.pid = s.initPid;
-        record.pidStartTime = procStat(s.initPid)?.startTime ?? "";
+        record.pidStartTime = s.initStartTime;
         if (!waitForInit || options.onCreated || !hasCgroup) this.store.save(record);
       }
       if (options.pidFile) writeAtomic(resolve(options.pidFile), String(record.pid));
@@ -427,8 +427,12 @@ export class Runtime {
     cgroup: Cgroup,
     session: LaunchSession | null,
   ): Promise<void> {
-    const pid = session?.initPid || record.pid;
-    if (pid > 0) {
+    // Only the same process: an init that failed may be reaped already (by the launcher, or,
+    // once that has exited, by whoever inherited it) and its pid another process's.
+    const [pid, startTime] = session?.initPid
+      ? [session.initPid, session.initStartTime]
+      : [record.pid, record.pidStartTime];
+    if (pid > 0 && startTime !== "" && procStat(pid)?.startTime === startTime) {
       try {
         process.kill(pid, "SIGKILL");
       } catch {}

@@ -768,6 +768,50 @@ if [ "$1" = createRuntime ]; then $cli start "$id" 2>> ${log}; echo "start exit=
     expect(existsSync(join(root, id))).toBe(false);
     expect(cgroupDirsNamed(id)).toEqual([]);
   });
+
+  test("a failed create signals its init only while the pid is still that process's", () => {
+    // The hook kills the init, waits until it has been reaped, then has a decoy take its pid
+    // (ns_last_pid) and fails create: the clean-up must leave the decoy alone.
+    const log = join(work, "decoy.log");
+    const script = join(work, "decoy-hook.sh");
+    writeFileSync(
+      script,
+      `#!/bin/sh
+pid=$(sed -n 's/.*"pid": *\\([0-9][0-9]*\\).*/\\1/p')
+echo "init $pid" > ${log}
+kill -9 "$pid"
+i=0; while [ -e /proc/$pid ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+sleep 0.05 # a later clock tick than the init's start time
+n=0
+while [ $n -lt 50 ]; do
+  echo $((pid - 1)) > /proc/sys/kernel/ns_last_pid
+  sleep 1000 </dev/null >/dev/null 2>&1 &
+  if [ $! -eq "$pid" ]; then echo "decoy $!" >> ${log}; exit 1; fi
+  kill $!; n=$((n+1))
+done
+echo "no decoy" >> ${log}
+exit 1
+`,
+      { mode: 0o755 },
+    );
+    withArgs(["true"], (s) => {
+      s.hooks = { prestart: [{ path: script }] };
+    });
+    const id = nextId("decoy");
+    let decoy = 0;
+    try {
+      const r = runtime(root, ["create", "--bundle", bundle, id]);
+      const lines = readFileSync(log, "utf8").trim().split("\n");
+      decoy = Number(lines.find((l) => l.startsWith("decoy "))?.slice(6) ?? 0);
+      expect(lines).toEqual([lines[0]!, `decoy ${lines[0]!.slice(5)}`]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain("prestart hook 0");
+      expect(readFileSync(`/proc/${decoy}/cmdline`, "utf8")).toBe("sleep\u00001000\u0000");
+      expect(existsSync(join(root, id))).toBe(false);
+    } finally {
+      if (decoy > 0) spawnSync("kill", ["-9", String(decoy)]);
+    }
+  });
 });
 
 describe("bad input", () => {
