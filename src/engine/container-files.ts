@@ -1,7 +1,7 @@
 // A container's files as commands see them: cp in and out, export, diff and commit, over the
 // helpers of files.ts (paths resolved inside its root, tar streams, the upper dir's changes).
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, posix, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { createImage } from "../image/create.ts";
 import { isMountPoint, mountOverlay, unmountOverlay } from "../image/overlay.ts";
@@ -19,6 +19,7 @@ import {
   extractTar,
   kindAt,
   layerTree,
+  pathInRoot,
   resolveInRoot,
   scanOpaque,
   tarCreate,
@@ -277,11 +278,15 @@ function mountPlaceholders(ctx: EngineContext, id: string): Set<string> {
   const spec = readJson<Spec>(join(ctx.containers.dir(id), "config.json"));
   const out = new Set<string>();
   for (const m of spec?.mounts ?? []) {
-    const p = join(r.overlay.upperdir, m.destination);
+    // As the container sees it: `..` stops at its root (an image's Volumes are hostile input),
+    // and a symlink the container made on the way is not followed onto the host.
+    const destination = posix.resolve("/", m.destination);
+    const p = pathInRoot(r.overlay.upperdir, destination);
+    if (p === null) continue;
     try {
       const st = lstatSync(p);
       if ((st.isFile() && st.size === 0) || (st.isDirectory() && readdirSync(p).length === 0))
-        out.add(m.destination.replace(/\/+$/, ""));
+        out.add(destination);
     } catch {}
   }
   return out;
@@ -317,8 +322,10 @@ export async function commit(
   try {
     const opaque = await scanOpaque(r.overlay.upperdir);
     tree = await layerTree(r.overlay.upperdir, tmp, opaque);
-    for (const p of mountPlaceholders(ctx, id))
-      rmSync(join(tree, p), { recursive: true, force: true });
+    for (const p of mountPlaceholders(ctx, id)) {
+      const inTree = pathInRoot(tree, p);
+      if (inTree !== null) rmSync(inTree, { recursive: true, force: true });
+    }
     if (paused) {
       rt(ctx, id).resume(id);
     }

@@ -16,7 +16,14 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
-import { IMAGE, makeTestEngine, runCollect, type TestEngine } from "../fixtures/engine.ts";
+import { importRootfs } from "../../src/image/create.ts";
+import {
+  IMAGE,
+  makeBusyboxTar,
+  makeTestEngine,
+  runCollect,
+  type TestEngine,
+} from "../fixtures/engine.ts";
 import { BUN, isRoot, REPO } from "../helpers.ts";
 
 const hasConmon = findConmon() !== null;
@@ -241,5 +248,37 @@ describe.skipIf(!isRoot)("engine: files", () => {
     expect(r.stdout).toBe("inside\nmotd\nno-vi\n/etc\n");
     await t.engine.remove(id);
     expect(lstatSync(t.root).isDirectory()).toBe(true);
+  }, 30_000);
+
+  test("commit and diff never touch the host through an image's volume path climbing with ..", async () => {
+    // An image's Volumes are hostile: "/../../<host dir>/empty" is /<host dir>/empty inside the
+    // container, but joined onto the upper directory (or the layer's copy) it climbs onto the host.
+    const victim = join(host, "victim");
+    mkdirSync(join(victim, "empty"), { recursive: true });
+    writeFileSync(join(victim, "empty-file"), "");
+    const tar = join(host, "climbing.tar");
+    makeBusyboxTar(tar);
+    const store = await t.engine.images();
+    const climb = "/..".repeat(30);
+    await importRootfs(store, tar, {
+      refs: ["localhost/climbing-volume:test"],
+      config: {
+        config: {
+          Cmd: ["true"],
+          Volumes: { [`${climb}${victim}/empty`]: {}, [`${climb}${victim}/empty-file`]: {} },
+        },
+      },
+    });
+    rmSync(tar);
+    const r = await runCollect(t.engine, { image: "localhost/climbing-volume:test" });
+    expect(r.code).toBe(0);
+    await t.engine.commit(r.id, { ref: "localhost/climbing-volume:committed" });
+    expect(lstatSync(join(victim, "empty")).isDirectory()).toBe(true);
+    expect(lstatSync(join(victim, "empty-file")).isFile()).toBe(true);
+    // Inside the container the mount points are at /<host dir>/empty...: placeholders, no change.
+    const changes = (await t.engine.diff(r.id)).map((c) => `${c.kind} ${c.path}`);
+    expect(changes).not.toContain(`A ${victim}/empty`);
+    expect(changes).not.toContain(`A ${victim}/empty-file`);
+    await t.engine.remove(r.id, { volumes: true });
   }, 30_000);
 });
