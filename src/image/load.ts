@@ -10,8 +10,8 @@
  */
 import { createReadStream } from "node:fs";
 import { join, posix } from "node:path";
-import { open, readFile, stat } from "../util/fs-async.ts";
-import { parseDigest } from "./digest.ts";
+import { open, realpath, stat } from "../util/fs-async.ts";
+import { type ParsedDigest, parseDigest } from "./digest.ts";
 import { ImageError, InvalidImageError, LayerUnpackError } from "./errors.ts";
 import { formatReference, parseReference } from "./reference.ts";
 import type { ImageStore, StoredImage } from "./store.ts";
@@ -22,6 +22,8 @@ import {
   type ImageConfig,
   type ImageIndex,
   type ImageManifest,
+  MAX_CONFIG_SIZE,
+  MAX_MANIFEST_SIZE,
   MediaType,
 } from "./types.ts";
 import { cleanPath, detectCompression } from "./unpack.ts";
@@ -299,15 +301,18 @@ async function assembleFromIndex(
     pending.push({ manifest: manifestDesc, refs: ref ? [ref] : [] });
   }
   const images: StoredImage[] = [];
+  const probes: StoredImage[] = [];
   // Unpack (and so verify) everything before anything is tagged.
   for (const p of pending) {
     const probe = await loadUnregistered(store, p.manifest);
     await store.ensureImageLayers(probe);
     for (const l of probe.layers) options.onProgress?.({ phase: "layer", detail: l.diffId });
+    probes.push(probe);
   }
-  for (const p of pending) {
+  for (const [i, p] of pending.entries()) {
     await store.addImage(p.manifest, p.refs);
-    images.push(await store.resolve(p.manifest.digest));
+    // Not store.resolve(digest): an entry naming an image index resolves to none by that digest.
+    images.push({ ...probes[i]!, names: p.refs });
     options.onProgress?.({ phase: "image", detail: p.refs[0] ?? p.manifest.digest });
   }
   return images;
@@ -324,7 +329,11 @@ async function loadLayoutDir(
   archive: string,
   options: LoadOptions,
 ): Promise<LoadResult> {
-  const layout = await readFile(join(dir, "oci-layout"), "utf8").catch(() => undefined);
+  const root = await realpath(dir);
+  const layout = await readLayoutFile(root, "oci-layout", archive).catch((e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  });
   if (layout === undefined) {
     throw new InvalidImageError(
       archive,
@@ -333,16 +342,17 @@ async function loadLayoutDir(
     );
   }
   const index = parseJson<ImageIndex>(
-    await readFile(join(dir, "index.json")),
+    await readLayoutFile(root, "index.json", archive),
     `${archive}/index.json`,
   );
   if (index.schemaVersion !== 2 || !Array.isArray(index.manifests)) {
     throw new InvalidImageError(`${archive}/index.json`, "not an OCI image index");
   }
-  // Copy the blobs reachable from the index, each verified against its digest.
-  const copy = async (d: Descriptor): Promise<void> => {
-    const { algorithm, hex } = parseDigest(d.digest);
-    const path = join(dir, "blobs", algorithm, hex);
+  // Copy the blobs reachable from the index, each verified against its digest and size.
+  const copy = async (d: Descriptor, maxSize?: number): Promise<void> => {
+    const { algorithm, hex } = checkLayoutDescriptor(d, archive, maxSize);
+    const name = `blobs/${algorithm}/${hex}`;
+    const path = await layoutMember(root, name, archive);
     options.onProgress?.({ phase: "blob", detail: d.digest });
     await store.putBlob(
       createReadStream(path),
@@ -350,11 +360,16 @@ async function loadLayoutDir(
       `${archive}: blob ${d.digest}`,
     );
   };
+  // Each blob once: an index may name the same manifest (or index) many times, at every level.
+  const walked = new Set<string>();
   const walk = async (d: Descriptor): Promise<void> => {
-    await copy(d);
-    const body = parseJson<ImageManifest & ImageIndex>(
-      await store.readBlob(d.digest),
-      `${archive}: ${d.digest}`,
+    if (walked.has(d.digest)) return;
+    walked.add(d.digest);
+    await copy(d, MAX_MANIFEST_SIZE);
+    const body = await store.readJson<ImageManifest & ImageIndex>(
+      d.digest,
+      `${archive}: manifest`,
+      MAX_MANIFEST_SIZE,
     );
     if (Array.isArray(body.manifests)) {
       for (const m of body.manifests) {
@@ -367,10 +382,96 @@ async function loadLayoutDir(
         }
       }
     } else if (body.config) {
-      await copy(body.config);
-      for (const l of body.layers ?? []) await copy(l);
+      if (!walked.has(body.config.digest)) {
+        walked.add(body.config.digest);
+        await copy(body.config, MAX_CONFIG_SIZE);
+      }
+      if (!Array.isArray(body.layers)) {
+        throw new InvalidImageError(`${archive}: manifest ${d.digest}`, "has no layers list");
+      }
+      for (const l of body.layers) {
+        if (walked.has(l.digest)) continue;
+        walked.add(l.digest);
+        await copy(l);
+      }
     }
   };
   for (const d of index.manifests) await walk(d);
   return { format: "oci-layout", images: await assembleFromIndex(store, index, archive, options) };
+}
+
+/**
+ * The digest and size of a descriptor from a layout, checked before its blob is opened: the
+ * size bounds the read (a blob without one could be endless), `maxSize` the JSON documents
+ * that are read whole into memory.
+ */
+function checkLayoutDescriptor(d: Descriptor, archive: string, maxSize?: number): ParsedDigest {
+  const shown = typeof d?.digest === "string" ? d.digest : JSON.stringify(d?.digest);
+  if (d === null || typeof d !== "object" || typeof d.digest !== "string") {
+    throw new InvalidImageError(archive, `a descriptor has no digest (${shown})`);
+  }
+  let parsed: ParsedDigest;
+  try {
+    parsed = parseDigest(d.digest);
+  } catch (e) {
+    throw new InvalidImageError(archive, `descriptor ${shown}: ${(e as Error).message}`);
+  }
+  if (typeof d.size !== "number" || !Number.isSafeInteger(d.size) || d.size < 0) {
+    throw new InvalidImageError(
+      archive,
+      `descriptor ${shown} has no valid size (${JSON.stringify(d.size)})`,
+      "every OCI descriptor must give its blob's size in bytes; the layout is corrupt or was not written by an OCI tool",
+    );
+  }
+  if (maxSize !== undefined && d.size > maxSize) {
+    throw new InvalidImageError(
+      archive,
+      `descriptor ${shown} is ${d.size} bytes, too large (the limit is ${maxSize})`,
+      "this is not an image Pivot can use",
+    );
+  }
+  return parsed;
+}
+
+/**
+ * The real path of `name` inside the layout at `root` (a real path), if that is a regular file
+ * inside it: a blob that links elsewhere on the host, or is a device or a FIFO (reads that never
+ * end, or never start), is refused before it is opened. ENOENT is thrown as it is.
+ */
+async function layoutMember(root: string, name: string, archive: string): Promise<string> {
+  const path = await realpath(join(root, name));
+  if (path !== root && !path.startsWith(`${root}/`)) {
+    throw new InvalidImageError(
+      `${archive}/${name}`,
+      `is a link to ${path}, outside the layout`,
+      "a layout's files must be inside its directory; copy the blob there instead of linking it",
+    );
+  }
+  const st = await stat(path);
+  if (!st.isFile()) {
+    throw new InvalidImageError(
+      `${archive}/${name}`,
+      "is not a regular file",
+      "a layout's blobs and index.json must be plain files",
+    );
+  }
+  return path;
+}
+
+/** A small file of the layout (index.json, oci-layout), read whole after the checks above. */
+async function readLayoutFile(root: string, name: string, archive: string): Promise<Buffer> {
+  const path = await layoutMember(root, name, archive);
+  const fh = await open(path, "r");
+  try {
+    const { size } = await fh.stat();
+    if (size > MAX_METADATA) {
+      throw new InvalidImageError(
+        `${archive}/${name}`,
+        `is ${size} bytes, too large (the limit is ${MAX_METADATA})`,
+      );
+    }
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
 }

@@ -21,9 +21,12 @@
  */
 import {
   chmodSync,
+  closeSync,
   createReadStream,
   existsSync,
+  fstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -56,6 +59,8 @@ import {
   type ImageManifest,
   isIndexMediaType,
   isManifestMediaType,
+  MAX_CONFIG_SIZE,
+  MAX_MANIFEST_SIZE,
   MediaType,
   type Platform,
 } from "./types.ts";
@@ -344,19 +349,38 @@ export class ImageStore {
     return { mediaType, digest, size };
   }
 
-  async readBlob(digest: string): Promise<Buffer> {
+  /**
+   * A blob's bytes. With `maxSize`, a bigger blob is refused before it is read (a manifest or
+   * config from a hostile archive must not be able to fill memory).
+   */
+  async readBlob(digest: string, maxSize?: number, what = "blob"): Promise<Buffer> {
+    const path = this.blobPath(digest);
+    let fd: number;
     try {
-      return readFileSync(this.blobPath(digest));
+      fd = openSync(path, "r");
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT")
         throw new BlobNotFoundError(digest, this.root);
       throw e;
     }
+    try {
+      const size = fstatSync(fd).size;
+      if (maxSize !== undefined && size > maxSize) {
+        throw new InvalidImageError(
+          `${what} ${digest}`,
+          `is ${size} bytes, too large (the limit is ${maxSize})`,
+          "this is not an image Pivot can use; get it from a trusted source",
+        );
+      }
+      return readFileSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
-  /** Reads and verifies a (small) blob and parses it as JSON. */
-  async readJson<T>(digest: string, what: string): Promise<T> {
-    const data = await this.readBlob(digest);
+  /** Reads and verifies a small blob (at most `maxSize` bytes) and parses it as JSON. */
+  async readJson<T>(digest: string, what: string, maxSize = MAX_CONFIG_SIZE): Promise<T> {
+    const data = await this.readBlob(digest, maxSize, what);
     const actual = await digestOfBuffer(data, parseDigest(digest).algorithm);
     if (actual !== digest) {
       throw new DigestMismatchError(
@@ -620,7 +644,11 @@ export class ImageStore {
 
   private async loadImage(desc: Descriptor): Promise<Omit<StoredImage, "names">> {
     let manifestDigest = desc.digest;
-    let manifest = await this.readJson<ImageManifest & ImageIndex>(manifestDigest, "manifest");
+    let manifest = await this.readJson<ImageManifest & ImageIndex>(
+      manifestDigest,
+      "manifest",
+      MAX_MANIFEST_SIZE,
+    );
     if (
       isIndexMediaType(desc.mediaType) ||
       isIndexMediaType(manifest.mediaType) ||
@@ -635,7 +663,11 @@ export class ImageStore {
         );
       }
       manifestDigest = chosen.digest;
-      manifest = await this.readJson<ImageManifest & ImageIndex>(manifestDigest, "manifest");
+      manifest = await this.readJson<ImageManifest & ImageIndex>(
+        manifestDigest,
+        "manifest",
+        MAX_MANIFEST_SIZE,
+      );
     }
     if (!manifest.config || !Array.isArray(manifest.layers)) {
       throw new InvalidImageError(`manifest ${manifestDigest}`, "has no config or layers");

@@ -16,6 +16,11 @@ export const MediaType = {
 
 export const ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name";
 
+/** The most a manifest or index may be: read whole into memory (containerd's limit too). */
+export const MAX_MANIFEST_SIZE = 4 << 20;
+/** Image configs are small JSON documents too. */
+export const MAX_CONFIG_SIZE = 16 << 20;
+
 export interface Platform {
   architecture: string;
   os: string;

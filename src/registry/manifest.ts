@@ -13,10 +13,8 @@ import {
   type Platform,
 } from "../image/types.ts";
 
-/** Registries must not make us buffer more than this for one manifest (containerd's limit). */
-export const MAX_MANIFEST_SIZE = 4 << 20;
-/** Image configs are small JSON documents too. */
-export const MAX_CONFIG_SIZE = 16 << 20;
+// Registries must not make us buffer more than these (the store refuses bigger ones too).
+export { MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE } from "../image/types.ts";
 
 export const MANIFEST_MEDIA_TYPES: readonly string[] = [
   MediaType.ociIndex,

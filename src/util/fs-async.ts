@@ -23,6 +23,7 @@ export const open = lazy("open");
 export const readFile = lazy("readFile");
 export const readdir = lazy("readdir");
 export const readlink = lazy("readlink");
+export const realpath = lazy("realpath");
 export const rename = lazy("rename");
 export const rm = lazy("rm");
 export const stat = lazy("stat");

@@ -1,10 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { LayerUnpackError } from "../../src/image/errors.ts";
+import { InvalidImageError, LayerUnpackError } from "../../src/image/errors.ts";
 import { loadImages } from "../../src/image/load.ts";
-import { ImageStore } from "../../src/image/store.ts";
+import { ImageStore, type StoredImage } from "../../src/image/store.ts";
+import { MediaType } from "../../src/image/types.ts";
 import { buildTestImage } from "../fixtures/image-build.ts";
 import { storeForEachTest } from "../fixtures/image-store.ts";
 import { buildTar, type FixtureEntry, sha256 } from "../fixtures/image-tar.ts";
@@ -192,11 +194,180 @@ describe("OCI archive and layout", () => {
     expect(await store.listImages()).toEqual([]);
   });
 
+  test("a manifest over the manifest size limit in an OCI archive is refused unread", async () => {
+    const other = await ImageStore.open(join(work, "other"));
+    const src = await buildTestImage(other, [layer1]);
+    const big = Buffer.from(
+      JSON.stringify({ ...src.manifest, annotations: { padding: "x".repeat(5 << 20) } }),
+    );
+    await writeFile(join(other.root, "blobs/sha256", sha256(big).slice(7)), big);
+    await writeFile(
+      join(other.root, "index.json"),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: MediaType.ociManifest, digest: sha256(big), size: big.length }],
+      }),
+    );
+    const file = join(work, "oci.tar");
+    await writeFile(file, ociArchiveOf(other.root));
+    const err = await loadImages(store, file).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(InvalidImageError);
+    expect((err as Error).message).toContain(`manifest ${sha256(big)}`);
+    expect((err as Error).message).toContain("too large");
+    expect(await store.listImages()).toEqual([]);
+  });
+
   test("an archive that is neither format", async () => {
     const file = join(work, "plain.tar");
     await writeFile(file, buildTar([{ name: "hello", content: "x" }]));
     await expect(loadImages(store, file)).rejects.toThrow(
       /neither a docker-archive .* nor an OCI archive/,
     );
+  });
+});
+
+describe("hostile OCI layout directories", () => {
+  /** A layout with one image (one layer), for a test to tamper with. */
+  async function layout(): Promise<{ root: string; image: StoredImage }> {
+    const other = await ImageStore.open(join(work, "layout"));
+    const image = await buildTestImage(other, [layer1], { refs: ["app:1"] });
+    return { root: other.root, image };
+  }
+
+  async function loadError(source: string): Promise<Error> {
+    try {
+      await loadImages(store, source);
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error("the load succeeded");
+  }
+
+  async function storeIsEmpty(): Promise<void> {
+    expect(await store.listImages()).toEqual([]);
+    expect(readdirSync(join(store.root, "tmp"))).toEqual([]);
+  }
+
+  test("a blob that is a symlink out of the layout is refused, not read", async () => {
+    const { root, image } = await layout();
+    const digest = image.layers[0]!.descriptor.digest;
+    const blob = join(root, "blobs/sha256", digest.slice(7));
+    // Elsewhere on the host: the same bytes (so only where they are read from is wrong).
+    const outside = join(work, "host-file");
+    renameSync(blob, outside);
+    symlinkSync(outside, blob);
+    const err = await loadError(root);
+    expect(err).toBeInstanceOf(InvalidImageError);
+    expect(err.message).toContain(`blobs/sha256/${digest.slice(7)}`);
+    expect(err.message).toContain("outside the layout");
+    expect(await store.hasBlob(digest)).toBe(false);
+    await storeIsEmpty();
+  });
+
+  // A device node needs root (mknod); a link to one out of the layout is refused as above.
+  const asRoot = process.getuid?.() === 0;
+
+  test.skipIf(!asRoot)(
+    "a blob that is not a regular file (a device) is refused before reading",
+    async () => {
+      const { root, image } = await layout();
+      const digest = image.layers[0]!.descriptor.digest;
+      const blob = join(root, "blobs/sha256", digest.slice(7));
+      rmSync(blob);
+      // Inside the layout, a /dev/zero (whose bytes never end).
+      execFileSync("mknod", [join(root, "zero"), "c", "1", "5"]);
+      symlinkSync("../../zero", blob);
+      const err = await loadError(root);
+      expect(err).toBeInstanceOf(InvalidImageError);
+      expect(err.message).toContain("not a regular file");
+      await storeIsEmpty();
+    },
+  );
+
+  test("a descriptor without a valid size is refused (its blob's length is unbounded)", async () => {
+    const { root } = await layout();
+    const indexPath = join(root, "index.json");
+    const index = JSON.parse(await readFile(indexPath, "utf8"));
+    delete index.manifests[0].size;
+    await writeFile(indexPath, JSON.stringify(index));
+    const err = await loadError(root);
+    expect(err).toBeInstanceOf(InvalidImageError);
+    expect(err.message).toContain(index.manifests[0].digest);
+    expect(err.message).toContain("size");
+    await storeIsEmpty();
+  });
+
+  test("an index.json that is too large is refused before it is read", async () => {
+    const { root } = await layout();
+    const indexPath = join(root, "index.json");
+    const index = await readFile(indexPath, "utf8");
+    await writeFile(indexPath, `${" ".repeat(17 << 20)}${index}`);
+    const err = await loadError(root);
+    expect(err).toBeInstanceOf(InvalidImageError);
+    expect(err.message).toContain("index.json");
+    expect(err.message).toContain("too large");
+    await storeIsEmpty();
+  });
+
+  test.skipIf(!asRoot)("an index.json that is a device is refused", async () => {
+    const { root } = await layout();
+    rmSync(join(root, "index.json"));
+    execFileSync("mknod", [join(root, "index.json"), "c", "1", "5"]);
+    const err = await loadError(root);
+    expect(err).toBeInstanceOf(InvalidImageError);
+    expect(err.message).toContain("not a regular file");
+    await storeIsEmpty();
+  });
+
+  test("an index naming the same manifest many times is walked once per blob", async () => {
+    const { root, image } = await layout();
+    const indexPath = join(root, "index.json");
+    const top = JSON.parse(await readFile(indexPath, "utf8")).manifests[0];
+    const manifest = { mediaType: top.mediaType, digest: top.digest, size: top.size };
+    // Two levels of 40 entries: 1600 walks of the manifest without a visited set.
+    const inner = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.ociIndex,
+        manifests: Array(40).fill(manifest),
+      }),
+    );
+    await writeFile(join(root, "blobs/sha256", sha256(inner).slice(7)), inner);
+    const innerDesc = { mediaType: MediaType.ociIndex, digest: sha256(inner), size: inner.length };
+    await writeFile(
+      indexPath,
+      JSON.stringify({ schemaVersion: 2, manifests: Array(40).fill(innerDesc) }),
+    );
+    const blobs: string[] = [];
+    const result = await loadImages(store, root, {
+      onProgress: (e) => e.phase === "blob" && blobs.push(e.detail),
+    });
+    expect(result.images[0]!.id).toBe(image.id);
+    // inner index, manifest, config, layer
+    expect(blobs.length).toBe(4);
+  });
+
+  test("a manifest blob over the manifest size limit is refused", async () => {
+    const { root, image } = await layout();
+    const big = Buffer.from(
+      JSON.stringify({
+        ...image.manifest,
+        annotations: { padding: "x".repeat(5 << 20) },
+      }),
+    );
+    await writeFile(join(root, "blobs/sha256", sha256(big).slice(7)), big);
+    await writeFile(
+      join(root, "index.json"),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: MediaType.ociManifest, digest: sha256(big), size: big.length }],
+      }),
+    );
+    const err = await loadError(root);
+    expect(err).toBeInstanceOf(InvalidImageError);
+    expect(err.message).toContain(sha256(big));
+    expect(err.message).toContain("too large");
+    await storeIsEmpty();
+    expect(await store.hasBlob(sha256(big))).toBe(false);
   });
 });
