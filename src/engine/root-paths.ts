@@ -1,7 +1,18 @@
 // Paths inside a container's root filesystem, resolved without ever following a symlink out onto
 // the host: what create needs (/etc/passwd, the working directory), kept apart from files.ts's tar
 // streams and layers so that `pivot run` does not load those (nor the image unpacker they use).
-import { lchownSync, lstatSync, mkdirSync, readFileSync, readlinkSync, type Stats } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  readSync,
+  type Stats,
+} from "node:fs";
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
 
@@ -75,14 +86,49 @@ export function pathInRoot(root: string, rel: string): string | null {
   return cur;
 }
 
+/** The most readFileInRoot reads: /etc/passwd and /etc/group are small. */
+const MAX_ETC_FILE = 16 << 20;
+
+/**
+ * A regular file in the root filesystem, read through file descriptors: each directory opened
+ * O_NOFOLLOW below the one before (through /proc/self/fd), the file O_NOFOLLOW|O_NONBLOCK and
+ * checked with fstat. A running container (`exec -u`) may swap a component for a symlink to the
+ * host, or the file for a fifo or device, at any moment: a path checked first and opened after
+ * would then read the host's file or hang.
+ */
 export function readFileInRoot(root: string, rel: string): string | undefined {
-  const p = pathInRoot(root, rel);
-  if (!p) return undefined;
+  const parts = rel.split("/").filter((p) => p && p !== ".");
+  if (parts.length === 0 || parts.includes("..")) return undefined;
+  const fds: number[] = [];
   try {
-    if (!lstatSync(p).isFile()) return undefined;
-    return readFileSync(p, "utf8");
+    fds.push(openSync(root, constants.O_RDONLY | constants.O_DIRECTORY));
+    for (const part of parts.slice(0, -1)) {
+      fds.push(
+        openSync(
+          `/proc/self/fd/${fds.at(-1)}/${part}`,
+          constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
+        ),
+      );
+    }
+    const fd = openSync(
+      `/proc/self/fd/${fds.at(-1)}/${parts.at(-1)}`,
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY,
+    );
+    fds.push(fd);
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > MAX_ETC_FILE) return undefined;
+    const buf = Buffer.alloc(st.size);
+    let got = 0;
+    while (got < buf.length) {
+      const n = readSync(fd, buf, got, buf.length - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got).toString("utf8");
   } catch {
     return undefined;
+  } finally {
+    for (const fd of fds) closeSync(fd);
   }
 }
 

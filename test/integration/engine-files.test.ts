@@ -3,6 +3,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import {
+  appendFileSync,
+  chmodSync,
+  copyFileSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -175,6 +178,63 @@ describe.skipIf(!isRoot)("engine: files", () => {
       }
     },
     30_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "exec -u never reads a host file through a symlink the running container swaps in for its /etc/passwd",
+    async () => {
+      const swapper = join(host, "passwd-swapper");
+      const cc = spawnSync(
+        "cc",
+        ["-static", "-O2", "-o", swapper, join(REPO, "test/fixtures/passwd-swapper.c")],
+        { encoding: "utf8" },
+      );
+      expect(cc.stderr).toBe("");
+      const hostPasswd = join(host, "host-passwd");
+      writeFileSync(hostPasswd, "evil:x:4242:4242::/:/bin/sh\n");
+      const tar = join(host, "swapper.tar");
+      makeBusyboxTar(tar, (rootfs) => {
+        copyFileSync(swapper, join(rootfs, "passwd-swapper"));
+        chmodSync(join(rootfs, "passwd-swapper"), 0o755);
+        appendFileSync(join(rootfs, "etc/passwd"), "evil:x:1000:1000::/:/bin/sh\n");
+      });
+      await importRootfs(await t.engine.images(), tar, {
+        refs: ["localhost/passwd-swapper:test"],
+        config: { config: { Cmd: ["/passwd-swapper", hostPasswd] } },
+      });
+      rmSync(tar);
+      // /etc/passwd is, by turns, the container's and a symlink to the host's file.
+      const c = await t.engine.run({
+        image: "localhost/passwd-swapper:test",
+        name: "files-swapper",
+        detach: true,
+      });
+      try {
+        const upper = t.engine.inspect(c.id).rootfs.upperdir;
+        for (let i = 0; i < 250 && !existsSync(join(upper, "tmp/swapper-ready")); i++)
+          await Bun.sleep(20);
+        expect(existsSync(join(upper, "tmp/swapper-ready"))).toBe(true);
+        const uids = new Set<string>();
+        for (let i = 0; i < 40; i++) {
+          let out = "";
+          try {
+            const ex = await t.engine.exec(c.id, { user: "evil", cmd: ["id", "-u"] });
+            ex.stdout?.on("data", (d: Buffer) => {
+              out += d.toString();
+            });
+            await ex.wait();
+          } catch {
+            continue; // the symlink seen where /etc/passwd is: no such user
+          }
+          uids.add(out.trim());
+        }
+        expect(uids.has("4242")).toBe(false);
+        expect(uids.has("1000")).toBe(true);
+      } finally {
+        await t.engine.remove(c.id, { force: true });
+      }
+    },
+    60_000,
   );
 
   test("diff: A, C, D from the upper directory, mount points left out", async () => {
