@@ -11,7 +11,7 @@
 import { createReadStream } from "node:fs";
 import { join, posix } from "node:path";
 import { open, realpath, stat } from "../util/fs-async.ts";
-import { type ParsedDigest, parseDigest } from "./digest.ts";
+import { isDigest, type ParsedDigest, parseDigest } from "./digest.ts";
 import { ImageError, InvalidImageError, LayerUnpackError } from "./errors.ts";
 import { formatReference, parseReference } from "./reference.ts";
 import type { ImageStore, StoredImage } from "./store.ts";
@@ -189,16 +189,25 @@ async function assembleDocker(
   );
   if (!Array.isArray(entries))
     throw new InvalidImageError(`${archive}: manifest.json`, "is not a list");
+  // Every entry's shape and names checked before any layer is unpacked.
+  const tagsOf = entries.map((e, i) => checkDockerEntry(e, i, archive));
   const pending: { manifest: Descriptor; refs: string[] }[] = [];
-  for (const e of entries) {
+  for (const [n, e] of entries.entries()) {
     const config = resolveMember(contents, e.Config);
     if (!config)
       throw new InvalidImageError(
         archive,
         `config ${JSON.stringify(e.Config)} named in manifest.json is missing`,
       );
-    const cfg = await store.readJson<ImageConfig>(config.digest, "image config");
-    const diffIds = cfg.rootfs?.diff_ids ?? [];
+    const cfg = await store.readJson<ImageConfig>(config.digest, `${archive}: image config`);
+    const diffIds = cfg?.rootfs?.diff_ids ?? [];
+    if (!Array.isArray(diffIds) || !diffIds.every((d) => typeof d === "string" && isDigest(d))) {
+      throw new InvalidImageError(
+        `${archive}: config ${e.Config}`,
+        `rootfs.diff_ids is not a list of digests (${JSON.stringify(diffIds).slice(0, 200)})`,
+        "the archive is corrupt or was not written by docker save",
+      );
+    }
     if (diffIds.length !== e.Layers.length) {
       throw new InvalidImageError(
         archive,
@@ -238,10 +247,7 @@ async function assembleDocker(
       layers,
     };
     const desc = await store.putJson(manifest, MediaType.ociManifest);
-    pending.push({
-      manifest: desc,
-      refs: (e.RepoTags ?? []).map((t) => formatReference(parseReference(t))),
-    });
+    pending.push({ manifest: desc, refs: tagsOf[n]! });
   }
   const images: StoredImage[] = [];
   for (const p of pending) {
@@ -250,6 +256,32 @@ async function assembleDocker(
     options.onProgress?.({ phase: "image", detail: p.refs[0] ?? p.manifest.digest });
   }
   return images;
+}
+
+/** Checks entry `i` of a docker-archive's manifest.json; returns its tags, as full references. */
+function checkDockerEntry(e: DockerManifestEntry, i: number, archive: string): string[] {
+  const what = `${archive}: manifest.json entry ${i + 1}`;
+  const refuse = (reason: string): never => {
+    throw new InvalidImageError(
+      what,
+      reason,
+      "the archive is corrupt or was not written by docker save",
+    );
+  };
+  if (e === null || typeof e !== "object" || Array.isArray(e)) refuse("is not an object");
+  if (typeof e.Config !== "string") refuse("has no Config file name");
+  if (!Array.isArray(e.Layers) || !e.Layers.every((l) => typeof l === "string"))
+    refuse("has no Layers list of file names");
+  const tags = e.RepoTags ?? [];
+  if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string"))
+    refuse("has a RepoTags that is not a list of names");
+  return tags.map((t) => {
+    try {
+      return formatReference(parseReference(t));
+    } catch (err) {
+      throw new InvalidImageError(what, `RepoTags: ${(err as Error).message.split("\n")[0]}`);
+    }
+  });
 }
 
 /** The reference an OCI index entry names, if it names a full one. */
@@ -278,7 +310,7 @@ async function assembleOci(
     contents.metadata.get("index.json")!,
     `${archive}: index.json`,
   );
-  if (index.schemaVersion !== 2 || !Array.isArray(index.manifests)) {
+  if (index === null || index.schemaVersion !== 2 || !Array.isArray(index.manifests)) {
     throw new InvalidImageError(`${archive}: index.json`, "not an OCI image index");
   }
   return assembleFromIndex(store, index, archive, options);
@@ -292,8 +324,20 @@ async function assembleFromIndex(
 ): Promise<StoredImage[]> {
   const pending: { manifest: Descriptor; refs: string[] }[] = [];
   for (const d of index.manifests) {
+    checkLayoutDescriptor(d, `${archive}: index.json`);
     if (!(await store.hasBlob(d.digest))) {
       throw new InvalidImageError(archive, `manifest ${d.digest} named in index.json is missing`);
+    }
+    // What is recorded in the store's index.json must be true of the blob.
+    const { size } = await stat(store.blobPath(d.digest));
+    if (size !== d.size || typeof d.mediaType !== "string") {
+      throw new InvalidImageError(
+        `${archive}: index.json`,
+        size !== d.size
+          ? `the entry for ${d.digest} says ${d.size} bytes; the blob has ${size}`
+          : `the entry for ${d.digest} has no mediaType`,
+        "the archive is corrupt",
+      );
     }
     // Registering the descriptor lets the store pick the platform of an index.
     const manifestDesc: Descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
@@ -345,7 +389,7 @@ async function loadLayoutDir(
     await readLayoutFile(root, "index.json", archive),
     `${archive}/index.json`,
   );
-  if (index.schemaVersion !== 2 || !Array.isArray(index.manifests)) {
+  if (index === null || index.schemaVersion !== 2 || !Array.isArray(index.manifests)) {
     throw new InvalidImageError(`${archive}/index.json`, "not an OCI image index");
   }
   // Copy the blobs reachable from the index, each verified against its digest and size.

@@ -142,6 +142,95 @@ describe("docker-archive", () => {
   });
 });
 
+describe("malformed archive metadata", () => {
+  /** A docker-archive of one layer with this config and manifest.json. */
+  function archive(config: unknown, manifest: unknown): Buffer {
+    return buildTar([
+      { name: "c.json", content: JSON.stringify(config) },
+      { name: "l.tar", content: layer1 },
+      { name: "manifest.json", content: JSON.stringify(manifest) },
+    ]);
+  }
+  const config = { rootfs: { type: "layers", diff_ids: [sha256(layer1)] } };
+
+  test("manifest.json entries of the wrong shape are refused, naming the entry, unpacking nothing", async () => {
+    const cases: [unknown, unknown, RegExp][] = [
+      [config, [{ Config: "c.json" }], /entry 1: has no Layers list/],
+      [config, [{ Config: 5, Layers: ["l.tar"] }], /entry 1: has no Config file name/],
+      [config, [null], /entry 1: is not an object/],
+      [
+        config,
+        [{ Config: "c.json", Layers: ["l.tar"], RepoTags: "a:b" }],
+        /entry 1: has a RepoTags/,
+      ],
+      [
+        config,
+        [{ Config: "c.json", Layers: ["l.tar"], RepoTags: ["A B"] }],
+        /entry 1: RepoTags: invalid image reference "A B"/,
+      ],
+      [
+        { rootfs: { diff_ids: [5] } },
+        [{ Config: "c.json", Layers: ["l.tar"] }],
+        /config c.json: rootfs.diff_ids is not a list of digests/,
+      ],
+      [
+        { rootfs: { diff_ids: ["sha256:../../x"] } },
+        [{ Config: "c.json", Layers: ["l.tar"] }],
+        /config c.json: rootfs.diff_ids is not a list of digests/,
+      ],
+    ];
+    const file = join(work, "bad.tar");
+    for (const [cfg, manifest, message] of cases) {
+      await writeFile(file, archive(cfg, manifest));
+      const err = await loadImages(store, file).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(InvalidImageError);
+      expect((err as Error).message).toContain(`${file}: `);
+      expect((err as Error).message).toMatch(message);
+    }
+    expect(await store.listImages()).toEqual([]);
+    expect(readdirSync(join(store.root, "layers/sha256"))).toEqual([]);
+  });
+
+  test("index.json entries of an OCI archive with a bad digest or size are refused", async () => {
+    const other = await ImageStore.open(join(work, "other"));
+    const src = await buildTestImage(other, [layer1], { refs: ["app:1"] });
+    const good = {
+      mediaType: MediaType.ociManifest,
+      digest: src.manifestDigest,
+      size: readFileSync(other.blobPath(src.manifestDigest)).length,
+    };
+    const cases: [unknown, RegExp][] = [
+      [
+        { ...good, digest: "sha256:../../../etc/passwd" },
+        /invalid digest "sha256:..\/..\/..\/etc\/passwd"/,
+      ],
+      [{ ...good, digest: 7 }, /has no digest/],
+      [
+        { ...good, size: good.size + 1 },
+        new RegExp(`says ${good.size + 1} bytes; the blob has ${good.size}`),
+      ],
+      [{ ...good, mediaType: undefined }, /has no mediaType/],
+      [null, /has no digest/],
+    ];
+    const file = join(work, "oci.tar");
+    for (const [entry, message] of cases) {
+      await writeFile(
+        join(other.root, "index.json"),
+        JSON.stringify({ schemaVersion: 2, manifests: [entry] }),
+      );
+      await writeFile(file, ociArchiveOf(other.root));
+      const err = await loadImages(store, file).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(InvalidImageError);
+      expect((err as Error).message).toContain(`${file}: index.json`);
+      expect((err as Error).message).toMatch(message);
+    }
+    await writeFile(join(other.root, "index.json"), "null");
+    await writeFile(file, ociArchiveOf(other.root));
+    await expect(loadImages(store, file)).rejects.toThrow(/not an OCI image index/);
+    expect(await store.listImages()).toEqual([]);
+  });
+});
+
 describe("OCI archive and layout", () => {
   test("an OCI archive written from another store loads with its names", async () => {
     const other = await ImageStore.open(join(work, "other"));
