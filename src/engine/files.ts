@@ -105,7 +105,8 @@ export async function extractTar(
   const stage = join(stageParent, `.pivot-cp-${randomHex(6)}`);
   await mkdir(stage, { mode: 0o700 });
   try {
-    await applyLayer(tar, stage, { archiveName: "the copied files" });
+    // Copied files, not a layer: a `.wh.` name is a file, not a whiteout.
+    await applyLayer(tar, stage, { archiveName: "the copied files", whiteouts: false });
     if (from === null) {
       for (const n of readdirSync(stage)) moveInto(join(stage, n), join(dst, n));
     } else {

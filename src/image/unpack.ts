@@ -66,6 +66,11 @@ export interface UnpackOptions {
    * that metadata can sit beside it and the whole appears at once.
    */
   subdir?: string;
+  /**
+   * Whether `.wh.` names are whiteouts and opaque markers (a layer; the default). False for plain
+   * files (`pivot cp`), where such a name is a file like any other and must not delete one beside it.
+   */
+  whiteouts?: boolean;
 }
 
 export interface UnpackResult {
@@ -166,7 +171,7 @@ export async function applyLayer(
     checkMediaType(options.mediaType, compression, fail);
     const tarStream = tap(decompress(peeked.stream, compression, streams), uncompressed);
     const reader = new TarReader(tarStream);
-    applier = new Applier(dir, archive);
+    applier = new Applier(dir, archive, options.whiteouts ?? true);
     for (;;) {
       const entry = await reader.next();
       if (entry === null) break;
@@ -382,7 +387,11 @@ class Applier {
   count = 0;
   currentEntry: string | undefined;
 
-  constructor(dir: string, archive: string) {
+  constructor(
+    dir: string,
+    archive: string,
+    private readonly whiteouts = true,
+  ) {
     this.dir = dir;
     this.archive = archive;
   }
@@ -410,7 +419,7 @@ class Applier {
     const name = rel.slice(rel.lastIndexOf("/") + 1);
     const parent = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
 
-    if (name.startsWith(WHITEOUT_PREFIX)) {
+    if (this.whiteouts && name.startsWith(WHITEOUT_PREFIX)) {
       await this.ensureParents(rel);
       if (name === WHITEOUT_OPAQUE) {
         await lsetxattr(this.abs(parent), overlayOpaqueXattr(), Buffer.from("y"));

@@ -97,6 +97,29 @@ describe.skipIf(!isRoot)("engine: files", () => {
     await t.engine.remove("files-escape");
   });
 
+  test("cp copies names that start with .wh. as they are: not as whiteouts deleting files beside them", async () => {
+    // A layer's whiteout names mean nothing to cp: a container's /data/.wh.keep must not delete
+    // the host's keep where it is copied, nor a host's .wh.motd the container's /etc/motd.
+    const r = await runCollect(t.engine, {
+      image: IMAGE,
+      name: "files-wh",
+      cmd: ["sh", "-c", "mkdir /data && echo wh > /data/.wh.keep && echo motd > /etc/motd"],
+    });
+    expect(r.code).toBe(0);
+    const out = join(host, "wh-out");
+    mkdirSync(join(out, "data"), { recursive: true });
+    writeFileSync(join(out, "data/keep"), "precious\n");
+    await t.engine.copyFrom(r.id, "/data", out);
+    expect(readFileSync(join(out, "data/keep"), "utf8")).toBe("precious\n");
+    expect(readFileSync(join(out, "data/.wh.keep"), "utf8")).toBe("wh\n");
+    writeFileSync(join(host, ".wh.motd"), "in\n");
+    await t.engine.copyTo(r.id, join(host, ".wh.motd"), "/etc/");
+    const upper = t.engine.inspect(r.id).rootfs.upperdir;
+    expect(readFileSync(join(upper, "etc/motd"), "utf8")).toBe("motd\n");
+    expect(readFileSync(join(upper, "etc/.wh.motd"), "utf8")).toBe("in\n");
+    await t.engine.remove(r.id);
+  });
+
   test.skipIf(!hasConmon)(
     "cp into and out of a running container reaches its volumes (through /proc/PID/root)",
     async () => {
