@@ -78,7 +78,11 @@ export interface CreateOptions {
   preserveFds?: number;
   /** The container's stdio; defaults to the caller's. */
   stdio?: StdioSpec[];
-  /** Called once the launcher is spawned, with the caller's ends of the "pipe" stdio entries. */
+  /**
+   * Called once the launcher is spawned, with the caller's ends of the "pipe" stdio entries.
+   * `run` resolves when the process has exited, as a child process's "exit" event: output still in
+   * the pipes arrives after that; read a pipe to its end to have all of it.
+   */
   onLaunch?: (pipes: PipedStdio) => void;
   /** `run` only: called once the container's process has been started, with its cgroups. */
   onStart?: (pid: number, cgroupPaths: Record<string, string>) => void;
