@@ -4,6 +4,8 @@
  * does); `createImage` writes config and manifest for layers already stored.
  */
 import { createReadStream } from "node:fs";
+import { InvalidReferenceError } from "./errors.ts";
+import { formatReference, parseReference } from "./reference.ts";
 import type { ImageStore, LayerRecord, StoredImage } from "./store.ts";
 import type { Descriptor } from "./types.ts";
 import { hostPlatform, type ImageConfig, type ImageManifest, MediaType } from "./types.ts";
@@ -79,6 +81,18 @@ export async function importRootfs(
   options: ImportOptions = {},
 ): Promise<StoredImage> {
   const archiveName = options.archiveName ?? (typeof source === "string" ? source : "<stdin>");
+  // Names are checked before the tarball is read: a bad one must not leave a stored layer behind.
+  const refs = (options.refs ?? []).map((r) => {
+    const ref = parseReference(r);
+    if (ref.digest !== undefined) {
+      throw new InvalidReferenceError(
+        r,
+        "an imported image is named by a tag; a digest would claim content it does not have",
+        "give NAME[:TAG]",
+      );
+    }
+    return formatReference(ref);
+  });
   const input = typeof source === "string" ? createReadStream(source) : source;
   let head: Buffer | undefined;
   async function* sniff(): AsyncGenerator<Uint8Array> {
@@ -112,6 +126,6 @@ export async function importRootfs(
         },
       ],
     },
-    refs: options.refs ?? [],
+    refs,
   });
 }

@@ -13,7 +13,7 @@ import { join, posix } from "node:path";
 import { open, realpath, stat } from "../util/fs-async.ts";
 import { isDigest, type ParsedDigest, parseDigest } from "./digest.ts";
 import { ImageError, InvalidImageError, LayerUnpackError } from "./errors.ts";
-import { formatReference, parseReference } from "./reference.ts";
+import { formatReference, type ImageReference, parseReference } from "./reference.ts";
 import type { ImageStore, StoredImage } from "./store.ts";
 import { TarFormatError, TarReader } from "./tar.ts";
 import {
@@ -276,11 +276,15 @@ function checkDockerEntry(e: DockerManifestEntry, i: number, archive: string): s
   if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string"))
     refuse("has a RepoTags that is not a list of names");
   return tags.map((t) => {
+    let ref: ImageReference;
     try {
-      return formatReference(parseReference(t));
+      ref = parseReference(t);
     } catch (err) {
       throw new InvalidImageError(what, `RepoTags: ${(err as Error).message.split("\n")[0]}`);
     }
+    // A name@digest would claim a manifest digest this image does not have.
+    if (ref.digest !== undefined) refuse(`RepoTags: ${JSON.stringify(t)} has a digest, not a tag`);
+    return formatReference(ref);
   });
 }
 
@@ -292,7 +296,10 @@ function refOf(d: Descriptor): string | undefined {
     // A bare tag ("latest", as skopeo writes by default) names no repository.
     if (/^[\w][\w.-]{0,127}$/.test(c) && !c.includes(".") && !c.includes("/")) continue;
     try {
-      return formatReference(parseReference(c));
+      const ref = parseReference(c);
+      // containerd names an image pulled by digest name@digest; any other digest is a lie.
+      if (ref.digest !== undefined && ref.digest !== d.digest) continue;
+      return formatReference(ref);
     } catch {
       /* not a reference */
     }

@@ -169,6 +169,11 @@ describe("malformed archive metadata", () => {
         /entry 1: RepoTags: invalid image reference "A B"/,
       ],
       [
+        config,
+        [{ Config: "c.json", Layers: ["l.tar"], RepoTags: [`busybox@${sha256(layer2)}`] }],
+        /entry 1: RepoTags: .* has a digest, not a tag/,
+      ],
+      [
         { rootfs: { diff_ids: [5] } },
         [{ Config: "c.json", Layers: ["l.tar"] }],
         /config c.json: rootfs.diff_ids is not a list of digests/,
@@ -246,6 +251,20 @@ describe("OCI archive and layout", () => {
     expect(img.manifestDigest).toBe(src.manifestDigest);
     expect((await store.resolve("localhost:5000/x")).id).toBe(src.id);
     expect(await store.hasLayer(sha256(layer2))).toBe(true);
+  });
+
+  test("a name@digest annotation whose digest is not the entry's leaves the image untagged", async () => {
+    const other = await ImageStore.open(join(work, "other"));
+    const src = await buildTestImage(other, [layer1], { refs: ["app:1"] });
+    const indexPath = join(other.root, "index.json");
+    const index = JSON.parse(await readFile(indexPath, "utf8"));
+    const lie = `docker.io/library/app@${sha256(layer2)}`;
+    index.manifests[0].annotations = { "io.containerd.image.name": lie };
+    await writeFile(indexPath, JSON.stringify(index));
+    const result = await loadImages(store, other.root);
+    expect(result.images[0]!.id).toBe(src.id);
+    expect(result.images[0]!.names).toEqual([]);
+    expect((await store.listImages())[0]!.names).toEqual([]);
   });
 
   test("an OCI layout directory loads; a bare tag name leaves the image untagged", async () => {

@@ -295,6 +295,20 @@ describe("importRootfs", () => {
     });
   }
 
+  test("a bad or digest reference is refused before the tarball is read; nothing is stored", async () => {
+    const file = join(root, "rootfs.tar");
+    await writeFile(file, buildTar([{ name: "etc/os-release", content: "ID=test\n" }]));
+    for (const [ref, message] of [
+      ["Bad Name", /invalid image reference "Bad Name"/],
+      [`app@${sha256(base)}`, /named by a tag; a digest would claim/],
+    ] as const) {
+      await expect(importRootfs(store, file, { refs: [ref] })).rejects.toThrow(message);
+    }
+    expect(readdirSync(join(root, "blobs/sha256"))).toEqual([]);
+    expect(readdirSync(join(root, "layers/sha256"))).toEqual([]);
+    expect(await store.listImages()).toEqual([]);
+  });
+
   test("a hostile rootfs tarball is refused and leaves no layer", async () => {
     const file = join(root, "evil.tar");
     await writeFile(file, buildTar([{ name: "../../escape", content: "x" }]));
