@@ -408,8 +408,11 @@ export class RegistryClient {
   private async request(input: RequestSpec): Promise<IncomingMessage> {
     const spec = { ...input, scopes: [...input.scopes] };
     await this.ping();
-    let url = new URL(spec.url, `${this.scheme}://${this.endpoint!.apiHost}`);
-    const origin = url.origin;
+    const base = `${this.scheme}://${this.endpoint!.apiHost}`;
+    let url = new URL(spec.url, base);
+    // Credentials go to the registry's own origin only: an absolute URL it hands out (an upload
+    // Location, a Link to the next tags page) may name another host, or plain HTTP.
+    const origin = new URL(base).origin;
     let method = spec.method;
     let body = spec.body;
     let redirects = 0;

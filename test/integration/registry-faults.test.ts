@@ -255,6 +255,34 @@ describe.skipIf(!isRoot)("registry faults", () => {
     }
   });
 
+  test("an upload location on another server gets no credentials", async () => {
+    const elsewhere = new FakeRegistry();
+    await elsewhere.start();
+    try {
+      const src = await ImageStore.open(join(work, "src"));
+      await buildTestImage(src, [buildTar([{ name: "p", content: "x" }])], {
+        refs: [`${fake.host}/push/app:1`],
+      });
+      fake.basicAuth = { user: "u", password: "p" };
+      fake.uploadLocationBase = `http://${elsewhere.host}`;
+      // The other server knows no such upload: the push fails, naming it.
+      await expect(
+        pushImage(
+          src,
+          `${fake.host}/push/app:1`,
+          undefined,
+          opts({ credentials: { username: "u", password: "p" } }),
+        ),
+      ).rejects.toThrow(/upload\/1.* not found/);
+      expect(elsewhere.requests.length).toBeGreaterThan(0);
+      expect(elsewhere.requests.map((r) => r.headers.authorization)).toEqual(
+        elsewhere.requests.map(() => undefined),
+      );
+    } finally {
+      await elsewhere.stop();
+    }
+  });
+
   test("push: monolithic PUT, or PATCH chunks with Content-Range; a failed upload starts over", async () => {
     const src = await ImageStore.open(join(work, "src"));
     const payload = randomBytes(10_000);
