@@ -261,12 +261,15 @@ export async function diff(ctx: EngineContext, ref: string): Promise<Change[]> {
     (c) => !skip.has(c.path),
   );
   // A directory copied up only to hold a mount point changed nothing.
-  return all.filter(
-    (c) =>
-      c.kind !== "C" ||
-      kindAt(join(info.rootfs.upperdir, c.path)) !== "dir" ||
-      all.some((o) => o.path.startsWith(`${c.path}/`)),
-  );
+  return all.filter((c) => {
+    if (c.kind !== "C") return true;
+    const inUpper = pathInRoot(info.rootfs.upperdir, c.path);
+    return (
+      inUpper === null ||
+      kindAt(inUpper) !== "dir" ||
+      all.some((o) => o.path.startsWith(`${c.path}/`))
+    );
+  });
 }
 
 /**

@@ -1,9 +1,20 @@
 // Files of a container: paths resolved inside its root only (symlinks never followed out onto the
 // host), tar streams in and out (`pivot cp`, `pivot export`), the upper directory's changes
 // (`pivot diff`) and a layer made of them (`pivot commit`).
-import { lstatSync, readdirSync, renameSync, rmSync, type Stats, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  lstatSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  writeFileSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
+import { lstatAt, openDirAt } from "../image/layer-lookup.ts";
 import {
   applyLayer,
   overlayOpaqueXattr,
@@ -146,29 +157,51 @@ function inLowers(lowers: string[], rel: string): boolean {
   return false;
 }
 
-/** The container's changes against its image, from the overlay's upper directory. */
+/**
+ * The container's changes against its image, from the overlay's upper directory. A running
+ * container changes it meanwhile: each directory is opened O_NOFOLLOW below the one before, so
+ * one swapped for a symlink to the host is not followed, and an entry gone meanwhile is skipped.
+ */
 export function upperChanges(upper: string, lowers: string[], opaque: Set<string>): Change[] {
   const out: Change[] = [];
-  const walk = (rel: string) => {
+  const walk = (dirFd: number, rel: string) => {
     let names: string[];
     try {
-      names = readdirSync(join(upper, rel)).sort();
+      names = readdirSync(`/proc/self/fd/${dirFd}`).sort();
     } catch {
       return;
     }
     for (const n of names) {
       const r = rel ? `${rel}/${n}` : n;
-      const st = lstatSync(join(upper, r));
+      const st = lstatAt(dirFd, n);
+      if (st === null) continue;
       if (isWhiteout(st)) {
         out.push({ kind: "D", path: `/${r}` });
         continue;
       }
       const existed = !hiddenByOpaque(opaque, upper, rel) && inLowers(lowers, r);
       out.push({ kind: existed ? "C" : "A", path: `/${r}` });
-      if (st.isDirectory()) walk(r);
+      if (!st.isDirectory()) continue;
+      const child = openDirAt(dirFd, n);
+      if (child === null) continue;
+      try {
+        walk(child, r);
+      } finally {
+        closeSync(child);
+      }
     }
   };
-  walk("");
+  let top: number;
+  try {
+    top = openSync(upper, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch {
+    return out;
+  }
+  try {
+    walk(top, "");
+  } finally {
+    closeSync(top);
+  }
   return out;
 }
 

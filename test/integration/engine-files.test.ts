@@ -61,6 +61,45 @@ async function prepared(name: string): Promise<string> {
   return r.id;
 }
 
+/**
+ * A running container whose test/fixtures/path-swapper swaps PATH with a symlink to the host's
+ * TARGET as fast as it can (after `prepare`, a shell command), ready; its image made in the test.
+ */
+async function runSwapper(
+  name: string,
+  path: string,
+  target: string,
+  prepare = "true",
+  edit: (rootfs: string) => void = () => {},
+): Promise<string> {
+  const swapper = join(host, "path-swapper");
+  if (!existsSync(swapper)) {
+    const cc = spawnSync(
+      "cc",
+      ["-static", "-O2", "-o", swapper, join(REPO, "test/fixtures/path-swapper.c")],
+      { encoding: "utf8" },
+    );
+    expect(cc.stderr).toBe("");
+  }
+  const tar = join(host, `${name}.tar`);
+  makeBusyboxTar(tar, (rootfs) => {
+    copyFileSync(swapper, join(rootfs, "path-swapper"));
+    chmodSync(join(rootfs, "path-swapper"), 0o755);
+    edit(rootfs);
+  });
+  await importRootfs(await t.engine.images(), tar, {
+    refs: [`localhost/${name}:test`],
+    config: { config: { Cmd: ["sh", "-c", `${prepare} && exec /path-swapper ${path} ${target}`] } },
+  });
+  rmSync(tar);
+  const c = await t.engine.run({ image: `localhost/${name}:test`, name, detach: true });
+  const upper = t.engine.inspect(c.id).rootfs.upperdir;
+  for (let i = 0; i < 250 && !existsSync(join(upper, "tmp/swapper-ready")); i++)
+    await Bun.sleep(20);
+  expect(existsSync(join(upper, "tmp/swapper-ready"))).toBe(true);
+  return c.id;
+}
+
 describe.skipIf(!isRoot)("engine: files", () => {
   test("cp out: a directory into a directory, a file under a new name; symlinks come as symlinks", async () => {
     await prepared("files-out");
@@ -206,42 +245,18 @@ describe.skipIf(!isRoot)("engine: files", () => {
   test.skipIf(!hasConmon)(
     "exec -u never reads a host file through a symlink the running container swaps in for its /etc/passwd",
     async () => {
-      const swapper = join(host, "passwd-swapper");
-      const cc = spawnSync(
-        "cc",
-        ["-static", "-O2", "-o", swapper, join(REPO, "test/fixtures/passwd-swapper.c")],
-        { encoding: "utf8" },
-      );
-      expect(cc.stderr).toBe("");
       const hostPasswd = join(host, "host-passwd");
       writeFileSync(hostPasswd, "evil:x:4242:4242::/:/bin/sh\n");
-      const tar = join(host, "swapper.tar");
-      makeBusyboxTar(tar, (rootfs) => {
-        copyFileSync(swapper, join(rootfs, "passwd-swapper"));
-        chmodSync(join(rootfs, "passwd-swapper"), 0o755);
-        appendFileSync(join(rootfs, "etc/passwd"), "evil:x:1000:1000::/:/bin/sh\n");
-      });
-      await importRootfs(await t.engine.images(), tar, {
-        refs: ["localhost/passwd-swapper:test"],
-        config: { config: { Cmd: ["/passwd-swapper", hostPasswd] } },
-      });
-      rmSync(tar);
       // /etc/passwd is, by turns, the container's and a symlink to the host's file.
-      const c = await t.engine.run({
-        image: "localhost/passwd-swapper:test",
-        name: "files-swapper",
-        detach: true,
-      });
+      const id = await runSwapper("files-passwd-swapper", "/etc/passwd", hostPasswd, "true", (r) =>
+        appendFileSync(join(r, "etc/passwd"), "evil:x:1000:1000::/:/bin/sh\n"),
+      );
       try {
-        const upper = t.engine.inspect(c.id).rootfs.upperdir;
-        for (let i = 0; i < 250 && !existsSync(join(upper, "tmp/swapper-ready")); i++)
-          await Bun.sleep(20);
-        expect(existsSync(join(upper, "tmp/swapper-ready"))).toBe(true);
         const uids = new Set<string>();
         for (let i = 0; i < 40; i++) {
           let out = "";
           try {
-            const ex = await t.engine.exec(c.id, { user: "evil", cmd: ["id", "-u"] });
+            const ex = await t.engine.exec(id, { user: "evil", cmd: ["id", "-u"] });
             ex.stdout?.on("data", (d: Buffer) => {
               out += d.toString();
             });
@@ -254,7 +269,34 @@ describe.skipIf(!isRoot)("engine: files", () => {
         expect(uids.has("4242")).toBe(false);
         expect(uids.has("1000")).toBe(true);
       } finally {
-        await t.engine.remove(c.id, { force: true });
+        await t.engine.remove(id, { force: true });
+      }
+    },
+    60_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "diff of a running container never lists a host directory through a symlink it swaps in for one of its directories",
+    async () => {
+      const hostDir = join(host, "listed");
+      mkdirSync(hostDir);
+      writeFileSync(join(hostDir, "host-only-name"), "");
+      const id = await runSwapper(
+        "files-diff-swapper",
+        "/data/dir",
+        hostDir,
+        "mkdir -p /data/dir && touch /data/dir/inside",
+      );
+      try {
+        let sawInside = false;
+        for (let i = 0; i < 200; i++) {
+          const paths = (await t.engine.diff(id)).map((c) => c.path);
+          expect(paths.filter((p) => p.includes("host-only-name"))).toEqual([]);
+          sawInside ||= paths.includes("/data/dir/inside");
+        }
+        expect(sawInside).toBe(true);
+      } finally {
+        await t.engine.remove(id, { force: true });
       }
     },
     60_000,
