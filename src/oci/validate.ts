@@ -1,6 +1,8 @@
 // Validation of config.json: every problem is reported with the JSON path of the field.
 import { ConfigError } from "../errors.ts";
+import { RLIMIT_UNLIMITED_FROM } from "./rlimit.ts";
 import { HOOK_KINDS, type Spec } from "./spec.ts";
+import { sysctlProblem } from "./sysctl.ts";
 
 type Json = unknown;
 
@@ -175,12 +177,29 @@ export function validateProcess(raw: Json, path: string): void {
     c.array(p.rlimits, `${path}.rlimits`).forEach((r, i) => {
       const rl = c.object(r, `${path}.rlimits[${i}]`);
       c.string(rl.type, `${path}.rlimits[${i}].type`);
-      c.integer(rl.soft, `${path}.rlimits[${i}].soft`, 0);
-      c.integer(rl.hard, `${path}.rlimits[${i}].hard`, 0);
+      rlimitValue(rl.soft, `${path}.rlimits[${i}].soft`);
+      rlimitValue(rl.hard, `${path}.rlimits[${i}].hard`);
     });
   }
   c.optString(p.apparmorProfile, `${path}.apparmorProfile`);
   c.optString(p.selinuxLabel, `${path}.selinuxLabel`);
+}
+
+/**
+ * An rlimit value: a uint64 in the config. Docker and podman write RLIM_INFINITY as
+ * 18446744073709551615, which JSON.parse rounds to 2^64: values from 2^63 up mean unlimited
+ * (rlimitArg). Between 2^53 and 2^63 a number is not exact once parsed: refused.
+ */
+function rlimitValue(v: Json, path: string): void {
+  if (typeof v === "number" && Number.isInteger(v) && v >= RLIMIT_UNLIMITED_FROM) return;
+  if (typeof v === "number" && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER) {
+    throw new ConfigError(
+      path,
+      `${v} is too large to be read exactly`,
+      "use at most 9007199254740991, or 18446744073709551615 for unlimited",
+    );
+  }
+  c.integer(v, path, 0);
 }
 
 function validateMount(raw: Json, path: string): void {
@@ -278,7 +297,22 @@ function validateLinux(raw: Json): void {
   }
   if (linux.sysctl !== undefined) {
     const s = c.object(linux.sysctl, "linux.sysctl");
-    for (const [k, v] of Object.entries(s)) c.string(v, `linux.sysctl.${k}`);
+    const namespaces = new Set(
+      Array.isArray(linux.namespaces)
+        ? linux.namespaces.map((n) => (n as { type: string }).type)
+        : [],
+    );
+    for (const [k, v] of Object.entries(s)) {
+      c.string(v, `linux.sysctl.${k}`);
+      const problem = sysctlProblem(k, namespaces, "the hostname field");
+      if (problem) {
+        throw new ConfigError(
+          `linux.sysctl.${k}`,
+          problem,
+          "only sysctls of the ipc (kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*), network (net.*) or uts namespace can be set, and only when the container has that namespace",
+        );
+      }
+    }
   }
   c.stringArray(linux.maskedPaths, "linux.maskedPaths");
   c.stringArray(linux.readonlyPaths, "linux.readonlyPaths");

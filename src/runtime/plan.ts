@@ -4,6 +4,7 @@
 // file or a directory?) comes in through the HostFacts interface, so it is unit-tested without
 // root and without touching the filesystem.
 import { ConfigError, NotSupportedError } from "../errors.ts";
+import { rlimitArg, rlimitText } from "../oci/rlimit.ts";
 import type {
   Device,
   Hook,
@@ -1146,8 +1147,8 @@ function compileProcessSetup(
     }
     out.add(
       Op.SetRlimit,
-      [resource, BigInt(rl.soft), BigInt(rl.hard)],
-      `setrlimit ${rl.type} soft ${rl.soft} hard ${rl.hard}`,
+      [resource, rlimitArg(rl.soft), rlimitArg(rl.hard)],
+      `setrlimit ${rl.type} soft ${rlimitText(rl.soft)} hard ${rlimitText(rl.hard)}`,
     );
   }
   if (process.terminal) {

@@ -306,6 +306,18 @@ describe("process", () => {
     expect(r.stdout.trim()).toBe("123");
   });
 
+  test("an rlimit of 18446744073709551615, as Docker and podman write unlimited, is unlimited", () => {
+    withArgs(["sh", "-c", "ulimit -c; ulimit -H -c"], (s) => {
+      s.process!.rlimits = [{ type: "RLIMIT_CORE", soft: 424242, hard: 424242 }];
+    });
+    // The exact text of the uint64, which JSON.stringify of a number cannot write.
+    const file = join(bundle, "config.json");
+    writeFileSync(file, readFileSync(file, "utf8").replaceAll("424242", "18446744073709551615"));
+    const r = runtime(root, ["run", "--bundle", bundle, nextId("unlimited")]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("unlimited\nunlimited\n");
+  });
+
   test("capabilities from the config are what the process has", () => {
     const r = run([
       "sh",

@@ -3,7 +3,7 @@ import { ConfigError, NotSupportedError } from "../../src/errors.ts";
 import { defaultSpec } from "../../src/oci/default-spec.ts";
 import type { Spec } from "../../src/oci/spec.ts";
 import { parseConfig } from "../../src/oci/validate.ts";
-import { MOUNT_ATTR, MS, PROC_BIND_DESTINATIONS } from "../../src/runtime/linux.ts";
+import { MOUNT_ATTR, MS, PROC_BIND_DESTINATIONS, Rlimit } from "../../src/runtime/linux.ts";
 import {
   bindAttributes,
   type ContainerPlanInput,
@@ -566,6 +566,23 @@ describe("container plan", () => {
     expect(() =>
       compileContainerPlan(input((s) => (s.linux!.namespaces = [{ type: "mount" }]))),
     ).toThrow(/uts namespace/);
+  });
+
+  test("an unlimited rlimit (2^64-1 in the config) is RLIM_INFINITY for setrlimit", () => {
+    const plan = compileContainerPlan(
+      input((s) => {
+        s.process!.rlimits = [
+          { type: "RLIMIT_CORE", soft: 2 ** 64, hard: 2 ** 64 },
+          { type: "RLIMIT_NOFILE", soft: 512, hard: 1024 },
+        ];
+      }),
+    );
+    const steps = plan.steps.filter((st) => st.op === Op.SetRlimit);
+    expect(steps.map((st) => st.args)).toEqual([
+      [Rlimit.RLIMIT_CORE!, -1n, -1n],
+      [Rlimit.RLIMIT_NOFILE!, 512n, 1024n],
+    ]);
+    expect(steps[0]!.text).toBe("setrlimit RLIMIT_CORE soft unlimited hard unlimited");
   });
 
   test("sysctl keys become /proc/sys paths", () => {

@@ -75,6 +75,58 @@ describe("config validation", () => {
     expect(errorOf(() => validateSpec(d)).message).toMatch(/listed twice/);
   });
 
+  test("rlimits: 18446744073709551615 (Docker's and podman's unlimited) is accepted; inexact values are not", () => {
+    const withRlimit = (json: string) =>
+      parseConfig(
+        JSON.stringify(base()).replace(
+          '"rlimits":[',
+          `"rlimits":[{"type":"RLIMIT_CORE","soft":${json},"hard":18446744073709551615},`,
+        ),
+        "/b/config.json",
+      );
+    const spec = withRlimit("18446744073709551615");
+    expect(spec.process?.rlimits?.[0]?.type).toBe("RLIMIT_CORE");
+    expect(withRlimit("9223372036854775807").process?.rlimits?.[0]?.soft).toBe(2 ** 63);
+    const inexact = errorOf(() => withRlimit("90071992547409930"));
+    expect(inexact.jsonPath).toBe("process.rlimits[0].soft");
+    expect(inexact.hint).toContain("18446744073709551615 for unlimited");
+    expect(errorOf(() => withRlimit("-1")).jsonPath).toBe("process.rlimits[0].soft");
+  });
+
+  test("sysctls: only those of a namespace the container has; the host kernel's are refused", () => {
+    const withSysctl = (sysctl: Record<string, string>, drop: string[] = []) => {
+      const spec = base();
+      spec.linux.sysctl = sysctl;
+      spec.linux.namespaces = spec.linux.namespaces.filter(
+        (n: { type: string }) => !drop.includes(n.type),
+      );
+      return spec;
+    };
+    const ok = {
+      "net.ipv4.ip_forward": "1",
+      "kernel.msgmax": "8192",
+      "kernel.shm_rmid_forced": "1",
+      "fs.mqueue.msg_max": "20",
+      "kernel.domainname": "example.org",
+    };
+    expect(validateSpec(withSysctl(ok)).linux?.sysctl).toEqual(ok);
+    const global = errorOf(() => validateSpec(withSysctl({ "vm.overcommit_memory": "1" })));
+    expect(global.jsonPath).toBe("linux.sysctl.vm.overcommit_memory");
+    expect(global.message).toContain("would change the host's kernel");
+    expect(global.hint).toContain("net.*");
+    const sharedNet = errorOf(() =>
+      validateSpec(withSysctl({ "net.ipv4.ip_forward": "1" }, ["network"])),
+    );
+    expect(sharedNet.message).toContain(
+      "belongs to the network namespace, which this container shares with the host",
+    );
+    const sharedIpc = errorOf(() => validateSpec(withSysctl({ "kernel.sem": "1 2 3 4" }, ["ipc"])));
+    expect(sharedIpc.message).toContain("ipc namespace");
+    expect(errorOf(() => validateSpec(withSysctl({ "kernel.hostname": "x" }))).message).toContain(
+      "the hostname field",
+    );
+  });
+
   test("env entries must be NAME=value", () => {
     const s = base();
     s.process.env = ["PATH=/bin", "oops"];
