@@ -287,13 +287,27 @@ async function createMounted(
     if (overlay) await unmountOverlay(overlay.target, { lazy: true }).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
     ctx.containers.releaseName(name!, id);
+    // The volumes this create made, named ones too (`-v NAME:/path`), unless another container
+    // took a named one meanwhile: a failed create leaves nothing behind.
     for (const v of createdVolumes) {
       try {
-        ctx.volumes.remove(v);
+        ctx.volumes.remove(v, volumeUsers(ctx, v));
       } catch {}
     }
     throw err;
   }
+}
+
+/** The containers whose record names volume NAME (a failed create's own directory is gone). */
+function volumeUsers(ctx: EngineContext, name: string): string[] {
+  const users: string[] = [];
+  for (const id of ctx.containers.ids()) {
+    try {
+      const r = ctx.containers.load(id);
+      if (r.volumes.some((v) => v.name === name)) users.push(r.name);
+    } catch {} // being created or removed
+  }
+  return users;
 }
 
 /**
@@ -360,7 +374,19 @@ async function compose(
             hint: "create it first, or use -v HOST:CONTAINER, which creates a missing directory",
           });
         }
-        mkdirSync(m.source!, { recursive: true });
+        try {
+          mkdirSync(m.source!, { recursive: true });
+        } catch (err) {
+          // Node's "ENOTDIR: not a directory, mkdir '/x'": the why, without the call.
+          const why = (err as Error).message.replace(/^E[A-Z]+: /, "").split(", ")[0];
+          throw new EngineError(
+            `cannot create the bind mount source ${m.source} for ${m.target}: ${why}`,
+            {
+              hint: "-v creates a missing source directory: give a path whose parents are directories (not files, not /proc or /sys), or create it first",
+              cause: err,
+            },
+          );
+        }
       }
       mounts.push(ociMount(m));
     } else if (merged === null) {
@@ -369,7 +395,7 @@ async function compose(
       mounts.push(ociMount(m, join(ctx.volumes.root, volName, "_data")));
     } else {
       const { info, created } = ctx.volumes.create(m.source, { anonymous: !m.source });
-      if (created && !m.source) c.createdVolumes.push(info.name);
+      if (created) c.createdVolumes.push(info.name);
       if (created && !m.noCopy) {
         await c.rootForWrites?.();
         copyUp(ctx, merged, m.target, info.mountpoint);

@@ -53,6 +53,7 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
   }
   const mounted = new Set(mountPoints());
   const helpers = userModeNetworkStates(ctx);
+  const sandboxes = new Set(ctx.rootless ? [] : ctx.networks.sandboxes());
   const known = new Set<string>();
   for (const id of store.ids()) {
     known.add(id);
@@ -98,6 +99,25 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
         )
         .catch(() => false);
       if (undone) cleaned.push(id);
+      continue;
+    }
+    if (st.status === "created" && sandboxes.has(id)) {
+      // A network namespace, connected (veth, address, published ports), for a container never
+      // started: a start whose pivot died (a signal before it forwards them, SIGKILL) before the
+      // runtime had a process (the case above). Released as a failed start; it stays Created.
+      const released = await store
+        .withLock(
+          id,
+          async () => {
+            if (store.runState(id) || status(ctx, id).status !== "created") return false;
+            if (!ctx.networks.sandboxes().includes(id)) return false;
+            await cleanupLocked(ctx, id, { keepOnFailure: true });
+            return true;
+          },
+          100,
+        )
+        .catch(() => false);
+      if (released) cleaned.push(id);
       continue;
     }
     if (st.status !== "exited") continue;

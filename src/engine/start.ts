@@ -16,7 +16,7 @@ import {
   joinNetworkOf,
   startUserModeNetwork,
 } from "./container-network.ts";
-import { cgroupPathsOf, rt, runtimeCommandOf, status } from "./container-runtime.ts";
+import { cgroupPathsOf, monitorAlive, rt, runtimeCommandOf, status } from "./container-runtime.ts";
 import { type ContainerRecord, type RunState, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { composedSpec, createLocked, newContainerId, rootToMount } from "./create.ts";
@@ -242,11 +242,31 @@ export async function startLocked(
   } catch (err) {
     const cause = await causeOf(err, connected);
     await cleanupLocked(ctx, id, { keepOnFailure: true }).catch(() => {});
+    forgetFailedStart(ctx, id, runId);
     throw cause;
   } finally {
     slirp?.close();
   }
   return new ContainerHandle(id, r.name, null, null, null, () => wait(ctx, id));
+}
+
+/**
+ * A detached start that failed once conmon ran (a port in use, a failed connect or start): its
+ * conmon is ended (by pid and start time) before it records an exit code for a process that
+ * never ran, and the run's state goes, so the container stays Created, as Docker's does, not
+ * Exited (137). Its exit hook, if conmon started it, finds no run of its own.
+ */
+function forgetFailedStart(ctx: EngineContext, id: string, runId: string): void {
+  const rs = ctx.containers.runState(id);
+  if (rs?.runId !== runId) return;
+  try {
+    if (monitorAlive(rs.monitorPid, rs.monitorStart)) process.kill(rs.monitorPid, "SIGKILL");
+  } catch {}
+  for (let i = 0; i < 200 && monitorAlive(rs.monitorPid, rs.monitorStart); i++)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  const dir = ctx.containers.dir(id);
+  for (const f of ["state.json", "exit", "pidfile", "conmon.pid"])
+    rmSync(join(dir, f), { force: true });
 }
 
 /** Starts a container with this process as its monitor (`pivot start -a`). */
