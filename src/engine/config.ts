@@ -468,12 +468,21 @@ export interface Resources {
   pidsLimit?: number;
 }
 
+/** Docker's smallest --memory (6 MiB). */
+const MIN_MEMORY = 6 * 1024 * 1024;
+
 export function ociResources(r: Resources): NonNullable<Spec["linux"]>["resources"] {
   const out: NonNullable<NonNullable<Spec["linux"]>["resources"]> = {
     devices: [{ allow: false, access: "rwm" }],
   };
   if (r.memory !== undefined) {
     out.memory = { limit: parseSize(r.memory) };
+    // Docker's minimum: below it the container's setup is killed, and says nothing of why.
+    if (out.memory.limit! > 0 && out.memory.limit! < MIN_MEMORY) {
+      throw new ContainerConfigError(`--memory ${r.memory} is below the minimum of 6MB`, {
+        hint: "give at least 6m (as Docker requires), or no --memory for no limit",
+      });
+    }
     if (r.memorySwap !== undefined) {
       const swap = r.memorySwap === -1 || r.memorySwap === "-1" ? -1 : parseSize(r.memorySwap);
       out.memory.swap = swap;
@@ -481,7 +490,11 @@ export function ociResources(r: Resources): NonNullable<Spec["linux"]>["resource
   }
   if (r.cpus !== undefined) {
     const cpus = Number(r.cpus);
-    if (!(cpus > 0)) throw new ContainerConfigError(`invalid --cpus "${r.cpus}"`);
+    if (!(cpus > 0)) {
+      throw new ContainerConfigError(`invalid --cpus "${r.cpus}"`, {
+        hint: "give a number of CPUs greater than 0, e.g. 0.5 or 2",
+      });
+    }
     out.cpu = { period: 100000, quota: Math.round(cpus * 100000) };
   }
   if (r.cpuShares !== undefined) out.cpu = { ...out.cpu, shares: r.cpuShares };
@@ -557,6 +570,9 @@ export function parseSecurityOpts(
         } catch (err) {
           throw new ContainerConfigError(
             `--security-opt ${v}: cannot read the seccomp profile (${(err as Error).message})`,
+            {
+              hint: "give the path of a seccomp profile in Docker's JSON format, or seccomp=unconfined",
+            },
           );
         }
         out.seccomp = seccompFromProfile(parsed);

@@ -8,6 +8,7 @@ import {
   hostsFile,
   mergeEnv,
   ociMount,
+  ociResources,
   parseEnvFile,
   parseMountFlag,
   parseSecurityOpts,
@@ -376,5 +377,40 @@ describe("logs in conmon's k8s-file format", () => {
     const ts = logTimestamp(new Date("2024-01-02T03:04:05.678Z"));
     expect(ts).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.678000000[+-]\d\d:\d\d$/);
     expect(Date.parse(ts)).toBe(Date.parse("2024-01-02T03:04:05.678Z"));
+  });
+});
+
+describe("resource errors say what to give", () => {
+  test("--memory below Docker's 6MB minimum is refused (the container's setup was killed without a word)", () => {
+    expect(() => ociResources({ memory: "100k" })).toThrow(
+      "--memory 100k is below the minimum of 6MB",
+    );
+    try {
+      ociResources({ memory: "1m" });
+    } catch (err) {
+      expect((err as { hint?: string }).hint).toBe(
+        "give at least 6m (as Docker requires), or no --memory for no limit",
+      );
+    }
+    expect(ociResources({ memory: "6m" })?.memory?.limit).toBe(6 * 1024 * 1024);
+  });
+
+  test("an invalid --cpus and an unreadable seccomp profile come with a hint", () => {
+    let hint: string | undefined;
+    try {
+      ociResources({ cpus: "abc" });
+    } catch (err) {
+      hint = (err as { hint?: string }).hint;
+    }
+    expect(hint).toBe("give a number of CPUs greater than 0, e.g. 0.5 or 2");
+    hint = undefined;
+    try {
+      parseSecurityOpts(["seccomp=/profile.json"], () => "not json");
+    } catch (err) {
+      hint = (err as { hint?: string }).hint;
+    }
+    expect(hint).toBe(
+      "give the path of a seccomp profile in Docker's JSON format, or seccomp=unconfined",
+    );
   });
 });
