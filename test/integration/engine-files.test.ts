@@ -14,6 +14,7 @@ import {
   readFileSync,
   readlinkSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -301,6 +302,55 @@ describe.skipIf(!isRoot)("engine: files", () => {
     },
     60_000,
   );
+
+  test("create never follows an image's symlinks onto the host: -w, -u's /etc/passwd, a volume's content", async () => {
+    // An image whose /a, /etc/passwd and /vol are symlinks to host paths, absolute or climbing.
+    const hostDir = join(host, "create-target");
+    mkdirSync(hostDir);
+    writeFileSync(join(hostDir, "host-file"), "host\n");
+    writeFileSync(join(hostDir, "passwd"), "evil:x:4242:4242::/:/bin/sh\n");
+    const up = "../".repeat(20);
+    const tar = join(host, "create-links.tar");
+    makeBusyboxTar(tar, (rootfs) => {
+      symlinkSync(hostDir, join(rootfs, "a"));
+      symlinkSync(`${up}${hostDir.slice(1)}`, join(rootfs, "vol"));
+      rmSync(join(rootfs, "etc/passwd"));
+      symlinkSync(join(hostDir, "passwd"), join(rootfs, "etc/passwd"));
+    });
+    await importRootfs(await t.engine.images(), tar, {
+      refs: ["localhost/create-links:test"],
+      config: { config: { Cmd: ["true"] } },
+    });
+    rmSync(tar);
+    const image = "localhost/create-links:test";
+    // create (the root mounted) and an attached run (read from the layers, unmounted).
+    const c = await t.engine.create({
+      image,
+      name: "files-create-links",
+      workdir: "/a/made-by-w",
+      mounts: [{ type: "volume", source: "files-create-links", target: "/vol" }],
+    });
+    expect(existsSync(join(hostDir, "made-by-w"))).toBe(false);
+    expect(readdirSync(t.engine.inspectVolume("files-create-links").mountpoint)).toEqual([]);
+    await t.engine.remove(c.id, { volumes: true });
+    t.engine.removeVolume("files-create-links");
+    for (const run of [
+      () => t.engine.create({ image, name: "files-create-user", user: "evil" }),
+      () => runCollect(t.engine, { image, name: "files-run-user", user: "evil", cmd: ["true"] }),
+    ])
+      await expect(run()).rejects.toThrow(/evil/);
+    // The link's target is not in the container: its working directory cannot be made there.
+    await expect(
+      runCollect(t.engine, {
+        image,
+        name: "files-run-w",
+        workdir: "/a/made-by-run",
+        cmd: ["true"],
+      }),
+    ).rejects.toThrow(/made-by-run/);
+    expect(existsSync(join(hostDir, "made-by-run"))).toBe(false);
+    await t.engine.remove("files-run-w", { force: true }).catch(() => {});
+  });
 
   test("diff: A, C, D from the upper directory, mount points left out", async () => {
     const id = await prepared("files-diff");
