@@ -555,7 +555,7 @@ async function runPrepared(
       err instanceof LaunchError &&
       err.message.includes(`(mount overlay on ${toMount.target})`)
     )
-      throw await overlayMountError(toMount.target, err);
+      throw await overlayMountError(toMount.target, err, toMount);
     throw err;
   }
   exited.catch(() => {});

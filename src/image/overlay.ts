@@ -24,7 +24,7 @@ import {
   realpathSync,
   rmSync,
 } from "node:fs";
-import { delimiter, join } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import { LaunchError } from "../errors.ts";
 import { type HostLauncher, mountSteps, runHostSteps, unmountStep } from "../runtime/host-plan.ts";
 import { escapeMountField, unescapeMountField } from "../runtime/mountinfo.ts";
@@ -245,7 +245,7 @@ export async function mountOverlay(plan: OverlayPlan, launcher?: HostLauncher): 
     );
   } catch (e) {
     if (!(e instanceof LaunchError)) throw e; // the launcher did not run: its own error says why
-    throw await overlayMountError(plan.target, e);
+    throw await overlayMountError(plan.target, e, plan);
   }
 }
 
@@ -253,7 +253,25 @@ export async function mountOverlay(plan: OverlayPlan, launcher?: HostLauncher): 
  * A launcher's failed overlay mount as the error people can act on (mountOverlay's, and the
  * engine's when the container's own launcher mounted it: Runtime's mountFirst).
  */
-export async function overlayMountError(target: string, e: LaunchError): Promise<OverlayError> {
+export async function overlayMountError(
+  target: string,
+  e: LaunchError,
+  plan?: OverlayPlan,
+): Promise<OverlayError> {
+  // A layer gone from the store (removed by hand, a damaged store): the mount says only ENOENT.
+  const missing =
+    e.code === "ENOENT" && plan
+      ? [...(plan.initdir ? [plan.initdir] : []), ...plan.lowerdirs]
+          .map((d) => resolve(plan.cwd, d))
+          .find((d) => !existsSync(d))
+      : undefined;
+  if (missing) {
+    return new OverlayError(
+      target,
+      `mount failed: its lower layer ${missing} is missing from the store`,
+      "the image's layers were removed or damaged: remove this container (`pivot rm`), then pull or load its image again",
+    );
+  }
   const supported = await overlaySupported();
   return new OverlayError(
     target,

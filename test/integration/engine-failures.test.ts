@@ -9,6 +9,8 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  realpathSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -17,8 +19,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Engine } from "../../src/engine/engine.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
+import { importRootfs } from "../../src/image/create.ts";
 import { freeHostPort } from "../../src/network/ports.ts";
-import { IMAGE, mountsUnder } from "../fixtures/engine.ts";
+import { IMAGE, makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
 import { makeNetworkTestEngine, type NetworkTestEngine, subnetBlock } from "../fixtures/network.ts";
 import { BUN, isRoot, pivotCli, REPO } from "../helpers.ts";
 
@@ -178,6 +181,45 @@ await engine.run({ image: ${JSON.stringify(IMAGE)}, name: "stalled-${tag}", cmd:
         process.kill(Number(readFileSync(runtimePid, "utf8")), "SIGKILL");
       } catch {}
     }
+  }, 60_000);
+});
+
+describe.skipIf(!ready)("engine: a start whose image layer is gone", () => {
+  test("start and start -a say which layer is missing and what to do; nothing is left mounted", async () => {
+    const ref = `localhost/layer-gone-${tag}:1`;
+    const tar = join(scratch, "gone.tar");
+    makeBusyboxTar(tar, (rootfs) => writeFileSync(join(rootfs, "marker"), `${tag}\n`));
+    await importRootfs(await engine.images(), tar, {
+      refs: [ref],
+      config: { config: { Cmd: ["true"], Env: ["PATH=/bin"] } },
+    });
+    rmSync(tar);
+    const run = cli(["run", "--name", `gone-${tag}`, ref]);
+    expect(run.status).toBe(0);
+    const r = JSON.parse(
+      readFileSync(
+        join(t.root, "containers", engine.inspect(`gone-${tag}`).id, "container.json"),
+        "utf8",
+      ),
+    ) as { id: string; overlay: { lowerdirs: string[]; cwd: string; target: string } };
+    const layer = realpathSync(join(r.overlay.cwd, r.overlay.lowerdirs[0]!));
+    renameSync(layer, `${layer}.aside`);
+    try {
+      for (const args of [["start"], ["start", "-a"]]) {
+        const failed = cli([...args, `gone-${tag}`]);
+        expect(failed.status).toBe(125);
+        expect(failed.stderr).toBe(
+          `pivot: overlay ${r.overlay.target}: mount failed: its lower layer ${join(r.overlay.cwd, r.overlay.lowerdirs[0]!)} is missing from the store\n` +
+            "  hint: the image's layers were removed or damaged: remove this container (`pivot rm`), then pull or load its image again\n",
+        );
+        expect(mountsUnder(join(t.root, "containers", r.id))).toEqual([]);
+        expect(processesOf(r.id)).toEqual([]);
+      }
+    } finally {
+      renameSync(`${layer}.aside`, layer);
+    }
+    expect(cli(["rm", "-f", `gone-${tag}`]).status).toBe(0);
+    expect(cli(["rmi", ref]).status).toBe(0);
   }, 60_000);
 });
 
