@@ -206,24 +206,59 @@ export function upperChanges(upper: string, lowers: string[], opaque: Set<string
 }
 
 /**
+ * Copies the tree `src` into the new directory `dst` as it is (owners, modes, xattrs, hardlinks,
+ * devices) with GNU tar at both ends: tar walks `src` through O_NOFOLLOW file descriptors, where
+ * `cp -a` goes by path names, which a running container that swaps one of its directories for a
+ * symlink meanwhile (`commit --pause=false`) would send onto the host's files.
+ */
+function copyTree(src: string, dst: string): Promise<void> {
+  const opts = ["--numeric-owner", "--xattrs", "--xattrs-include=*"];
+  const run = (args: string[], stdin: "ignore" | "pipe", stdout: "ignore" | "pipe") => {
+    const child = childProcess().spawn("tar", args, { stdio: [stdin, stdout, "pipe"] });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const done = new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stderr: stderr.trim() }));
+    });
+    return { child, done };
+  };
+  // --ignore-failed-read: a running container's file gone meanwhile is left out, as it is gone.
+  const reader = run(
+    ["-C", src, ...opts, "--ignore-failed-read", "-cf", "-", "."],
+    "ignore",
+    "pipe",
+  );
+  const writer = run(["-C", dst, ...opts, "-xpf", "-"], "pipe", "ignore");
+  reader.child.stdout?.pipe(writer.child.stdin!);
+  return Promise.all([reader.done, writer.done]).then(([r, w]) => {
+    // tar exits 1 for files that changed while it read them (a running container's).
+    if ((r.code ?? 2) > 1 || w.code !== 0) {
+      throw new FilesError(
+        `copying ${src} to ${dst} failed: ${r.stderr || w.stderr || "tar failed"}`,
+        {
+          hint: "pause the container while it is committed (the default), or check the disk space",
+        },
+      );
+    }
+  });
+}
+
+/**
  * A copy of the upper directory in the OCI layer form: whiteouts (character devices 0/0) become
  * empty `.wh.NAME` files. Returns the directory (under `tmp`), to be archived with tarCreate.
  */
 export async function layerTree(upper: string, tmp: string, opaque: Set<string>): Promise<string> {
   const dir = join(tmp, `layer-${randomHex(6)}`);
-  await new Promise<void>((resolve, reject) => {
-    const cp = childProcess().spawn("cp", ["-a", "--", upper, dir], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let err = "";
-    cp.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-    });
-    cp.on("error", reject);
-    cp.on("close", (code) =>
-      code === 0 ? resolve() : reject(new FilesError(`copying the upper directory: ${err.trim()}`)),
-    );
-  });
+  await mkdir(dir, { mode: 0o700 });
+  try {
+    await copyTree(upper, dir);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const walk = async (rel: string) => {
     for (const n of readdirSync(join(dir, rel))) {
       const r = rel ? `${rel}/${n}` : n;

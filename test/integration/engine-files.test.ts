@@ -62,6 +62,17 @@ async function prepared(name: string): Promise<string> {
   return r.id;
 }
 
+/** The paths under `dir`, symlinks listed, never followed. */
+function treeFiles(dir: string, rel = ""): string[] {
+  const out: string[] = [];
+  for (const n of readdirSync(join(dir, rel))) {
+    const r = rel ? `${rel}/${n}` : n;
+    out.push(r);
+    if (lstatSync(join(dir, r)).isDirectory()) out.push(...treeFiles(dir, r));
+  }
+  return out;
+}
+
 /**
  * A running container whose test/fixtures/path-swapper swaps PATH with a symlink to the host's
  * TARGET as fast as it can (after `prepare`, a shell command), ready; its image made in the test.
@@ -351,6 +362,38 @@ describe.skipIf(!isRoot)("engine: files", () => {
     expect(existsSync(join(hostDir, "made-by-run"))).toBe(false);
     await t.engine.remove("files-run-w", { force: true }).catch(() => {});
   });
+
+  test.skipIf(!hasConmon)(
+    "commit --pause=false never copies host files through a symlink the running container swaps in for one of its directories",
+    async () => {
+      const hostDir = join(host, "committed-host");
+      mkdirSync(hostDir);
+      writeFileSync(join(hostDir, "host-secret"), "secret\n");
+      const id = await runSwapper(
+        "files-commit-swapper",
+        "/data/dir",
+        hostDir,
+        "mkdir -p /data/dir && echo inside > /data/dir/inside",
+      );
+      try {
+        const store = await t.engine.images();
+        let committed = 0;
+        for (let i = 0; i < 30; i++) {
+          const image = await t.engine.commit(id, { pause: false }).catch(() => null);
+          if (image === null) continue;
+          committed++;
+          const layers = await store.ensureImageLayers(image);
+          expect(
+            treeFiles(layers.at(-1)!.diffPath).filter((f) => f.includes("host-secret")),
+          ).toEqual([]);
+        }
+        expect(committed).toBeGreaterThan(0);
+      } finally {
+        await t.engine.remove(id, { force: true });
+      }
+    },
+    120_000,
+  );
 
   test("diff: A, C, D from the upper directory, mount points left out", async () => {
     const id = await prepared("files-diff");
