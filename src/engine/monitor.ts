@@ -33,6 +33,8 @@ export interface ConmonOptions {
   bundle: string;
   /** The runtime command (program and leading arguments, e.g. its --root). */
   runtime: string[];
+  /** `--runtime PATH`: another OCI runtime, named when it fails. */
+  otherRuntime?: string;
   /** Written by the runtime's create: the container's init pid. */
   pidFile: string;
   /** Written by conmon: its own pid. */
@@ -143,6 +145,12 @@ export function startConmon(o: ConmonOptions): Promise<number> {
         done(
           new MonitorError(
             `conmon exited before the container was created${stderr.trim() ? `: ${stderr.trim()}` : ""}`,
+            // Another runtime (--runtime PATH) that failed without a word, as /bin/false does.
+            o.otherRuntime
+              ? {
+                  hint: `the OCI runtime ${o.otherRuntime} failed to create it: check that \`${o.otherRuntime} --version\` runs, or leave out --runtime`,
+                }
+              : {},
           ),
         );
     });

@@ -203,6 +203,7 @@ export async function startLocked(
   const pidFile = join(dir, "pidfile");
   const conmonPidFile = join(dir, "conmon.pid");
   rmSync(pidFile, { force: true });
+  rmSync(conmonPidFile, { force: true }); // this start's conmon only (forgetFailedStart)
   const socketDir = join(ctx.runRoot, "socket");
   mkdirSync(socketDir, { recursive: true, mode: 0o700 });
   // slirp4netns (pasta's watcher) ends when conmon, the only writer of its exit FIFO, is gone.
@@ -215,6 +216,7 @@ export async function startLocked(
       name: r.name,
       bundle: dir,
       runtime: runtimeCommandOf(ctx, r),
+      ...(r.options.runtime ? { otherRuntime: r.options.runtime } : {}),
       pidFile,
       conmonPidFile,
       logPath: join(dir, "ctr.log"),
@@ -251,22 +253,42 @@ export async function startLocked(
 }
 
 /**
- * A detached start that failed once conmon ran (a port in use, a failed connect or start): its
- * conmon is ended (by pid and start time) before it records an exit code for a process that
- * never ran, and the run's state goes, so the container stays Created, as Docker's does, not
- * Exited (137). Its exit hook, if conmon started it, finds no run of its own.
+ * A detached start that failed once conmon ran (a port in use, a failed connect or start, a
+ * runtime whose create failed): its conmon is ended before it records an exit code for a process
+ * that never ran (or, its runtime having failed, before this start returns), and the run's state
+ * goes, so the container stays Created, as Docker's does, not Exited (137). Its exit hook, if
+ * conmon started it, finds no run of its own.
  */
 function forgetFailedStart(ctx: EngineContext, id: string, runId: string): void {
-  const rs = ctx.containers.runState(id);
-  if (rs?.runId !== runId) return;
-  try {
-    if (monitorAlive(rs.monitorPid, rs.monitorStart)) process.kill(rs.monitorPid, "SIGKILL");
-  } catch {}
-  for (let i = 0; i < 200 && monitorAlive(rs.monitorPid, rs.monitorStart); i++)
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
   const dir = ctx.containers.dir(id);
+  const rs = ctx.containers.runState(id);
+  let conmon: { pid: number; start: string } | null = null;
+  if (rs?.runId === runId) conmon = { pid: rs.monitorPid, start: rs.monitorStart };
+  else if (!rs) {
+    // No state.json yet: conmon.pid, if conmon got that far, checked by its command line.
+    const pid = Number(readText(join(dir, "conmon.pid")).trim());
+    if (pid > 0 && readText(`/proc/${pid}/cmdline`).includes(id))
+      conmon = { pid, start: procStat(pid)?.startTime ?? "" };
+  } else return; // another run's state (a restart's previous run): not this start's
+  if (conmon) {
+    const { pid, start } = conmon;
+    try {
+      if (monitorAlive(pid, start)) process.kill(pid, "SIGKILL");
+    } catch {}
+    for (let i = 0; i < 200 && monitorAlive(pid, start); i++)
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
   for (const f of ["state.json", "exit", "pidfile", "conmon.pid"])
     rmSync(join(dir, f), { force: true });
+}
+
+/** A file's text, "" if it cannot be read. */
+function readText(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 /** Starts a container with this process as its monitor (`pivot start -a`). */

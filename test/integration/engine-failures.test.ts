@@ -184,6 +184,34 @@ await engine.run({ image: ${JSON.stringify(IMAGE)}, name: "stalled-${tag}", cmd:
   }, 60_000);
 });
 
+describe.skipIf(!ready)("engine: another OCI runtime that fails", () => {
+  test("run -d --runtime /bin/false: says which runtime failed and what to do; the container stays Created, nothing runs or is mounted", async () => {
+    const r = cli([
+      "run",
+      "-d",
+      "--name",
+      `false-${tag}`,
+      "--runtime",
+      "/bin/false",
+      IMAGE,
+      "true",
+    ]);
+    expect(r.status).toBe(125);
+    expect(r.stderr).toBe(
+      "pivot: conmon exited before the container was created\n" +
+        "  hint: the OCI runtime /bin/false failed to create it: check that `/bin/false --version` runs, or leave out --runtime\n",
+    );
+    const id = engine.inspect(`false-${tag}`).id;
+    expect(engine.inspect(id).state.status).toBe("created");
+    // conmon runs its exit hook even for a create that failed: the hook finds no run and ends.
+    for (let i = 0; i < 100 && processesOf(id).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(processesOf(id)).toEqual([]);
+    expect(mountsUnder(join(t.root, "containers", id))).toEqual([]);
+    expect(cli(["rm", id]).status).toBe(0);
+  }, 60_000);
+});
+
 describe.skipIf(!ready)("engine: a start whose image layer is gone", () => {
   test("start and start -a say which layer is missing and what to do; nothing is left mounted", async () => {
     const ref = `localhost/layer-gone-${tag}:1`;
