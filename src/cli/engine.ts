@@ -1,8 +1,14 @@
 // pivot: the daemonless, Docker-style engine's command line, a thin layer over src/engine.
-import { createWriteStream, readFileSync } from "node:fs";
+import { closeSync, createWriteStream, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
+import {
+  parseDeviceFlag,
+  parseNamespaceMode,
+  parseSysctlFlag,
+  parseUlimitFlag,
+} from "../engine/process-options.ts";
 import { parseRestartPolicy } from "../engine/restart-state.ts";
 import {
   ensurePrivateDirs,
@@ -98,6 +104,18 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "pull", value: true },
   { name: "runtime", value: true },
   { name: "restart", value: true },
+  { name: "ulimit", value: true, multiple: true },
+  { name: "device", value: true, multiple: true },
+  { name: "sysctl", value: true, multiple: true },
+  { name: "shm-size", value: true },
+  { name: "pid", value: true },
+  { name: "ipc", value: true },
+  { name: "uts", value: true },
+  { name: "group-add", value: true, multiple: true },
+  { name: "cpuset-cpus", value: true },
+  { name: "cpuset-mems", value: true },
+  { name: "oom-score-adj", value: true },
+  { name: "cidfile", value: true },
   { name: "dry-run" },
   { name: "trace" },
   { name: "format", value: true },
@@ -120,7 +138,10 @@ containers:
                                -l, --memory, --cpus, --pids-limit, --cap-add, --cap-drop,
                                --privileged, --security-opt, --stop-signal, --stop-timeout, --network,
                                --init, --runtime PATH (another OCI runtime: runc, crun),
-                               --restart no|on-failure[:MAX]|always|unless-stopped)
+                               --restart no|on-failure[:MAX]|always|unless-stopped,
+                               --ulimit NAME=SOFT[:HARD], --device HOST[:CTR][:rwm],
+                               --sysctl K=V, --shm-size, --pid|--ipc|--uts host, --group-add,
+                               --cpuset-cpus, --cpuset-mems, --oom-score-adj, --cidfile FILE)
                                networking: --network none|host|bridge|NAME|container:NAME
                                (default none), -p [IP:][HOSTPORT:]PORT[/udp], -P (every
                                EXPOSEd port on a free host port), --ip, --network-alias,
@@ -282,7 +303,31 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   }
   const restart = flag(p, "restart");
   if (restart !== undefined) o.restart = parseRestartPolicy(restart);
+  addProcessOptions(p, o);
   return o;
+}
+
+/** --ulimit, --device, --sysctl, --shm-size, --pid, --ipc, --uts, --group-add, --cpuset-*, --oom-score-adj. */
+function addProcessOptions(p: Parsed, o: ContainerOptions): void {
+  const ulimits = multi(p, "ulimit").map(parseUlimitFlag);
+  if (ulimits.length) o.ulimits = ulimits;
+  const devices = multi(p, "device").map(parseDeviceFlag);
+  if (devices.length) o.devices = devices;
+  const sysctls = multi(p, "sysctl").map(parseSysctlFlag);
+  if (sysctls.length) o.sysctls = Object.fromEntries(sysctls);
+  const shmSize = flag(p, "shm-size");
+  if (shmSize !== undefined) o.shmSize = shmSize;
+  for (const ns of ["pid", "ipc", "uts"] as const) {
+    const mode = flag(p, ns);
+    if (mode !== undefined) o[ns] = parseNamespaceMode(ns, mode);
+  }
+  if (multi(p, "group-add").length) o.groupAdd = multi(p, "group-add");
+  const cpusetCpus = flag(p, "cpuset-cpus");
+  if (cpusetCpus !== undefined) o.cpusetCpus = cpusetCpus;
+  const cpusetMems = flag(p, "cpuset-mems");
+  if (cpusetMems !== undefined) o.cpusetMems = cpusetMems;
+  const oomScoreAdj = intFlag(p, "oom-score-adj");
+  if (oomScoreAdj !== undefined) o.oomScoreAdj = oomScoreAdj;
 }
 
 function printTable(rows: string[][]): void {
@@ -494,13 +539,14 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         return 0;
       }
       await ensureImage(engine, image, flag(p, "pull") ?? "missing");
+      const cidfile = reserveCidfile(flag(p, "cidfile"));
       if (command === "create") {
-        const info = await engine.create(options);
+        const info = await cidfile.whileCreating(() => engine.create(options));
         writeOut(`${info.id}\n`);
         return 0;
       }
       if (boolFlag(p, "detach")) {
-        const c = await engine.run({ ...options, detach: true });
+        const c = await cidfile.whileCreating(() => engine.run({ ...options, detach: true }));
         writeOut(`${c.id}\n`);
         return 0;
       }
@@ -509,19 +555,18 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         const keys = flag(p, "detach-keys");
         let unproxy = () => {};
         try {
-          const r = await engine.runAndAttach(
-            options,
-            keys !== undefined ? { detachKeys: keys } : {},
-            (id) => {
+          const r = await cidfile.whileCreating(() =>
+            engine.runAndAttach(options, keys !== undefined ? { detachKeys: keys } : {}, (id) => {
+              cidfile.write(id);
               unproxy = proxySignals(engine, id);
-            },
+            }),
           );
           return r.detached ? 0 : (r.exitCode ?? 0);
         } finally {
           unproxy();
         }
       }
-      const c = await engine.run({ ...options, stdio: "inherit" });
+      const c = await cidfile.whileCreating(() => engine.run({ ...options, stdio: "inherit" }));
       // The container runs: what is left is its output, pumped through JavaScript.
       startupOver();
       const unproxy = proxySignals(engine, c.id);
@@ -857,6 +902,56 @@ function splitContainerPath(arg: string): { container: string; path: string } | 
   const colon = arg.indexOf(":");
   if (colon <= 0) return null;
   return { container: arg.slice(0, colon), path: arg.slice(colon + 1) || "/" };
+}
+
+/**
+ * --cidfile FILE: made before the container (refused if it exists, as Docker does, so two runs
+ * cannot share one), the container's id written into it once created, removed if creating fails.
+ */
+function reserveCidfile(path: string | undefined) {
+  let fd: number | undefined;
+  if (path !== undefined) {
+    try {
+      fd = openSync(path, "wx", 0o644);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new EngineError(
+        code === "EEXIST"
+          ? `the container id file ${path} exists already`
+          : `cannot create the container id file ${path}: ${(err as Error).message}`,
+        {
+          hint:
+            code === "EEXIST"
+              ? "make sure the container it names is gone, then delete the file (or choose another)"
+              : "give a path in a directory that exists and is writable",
+        },
+      );
+    }
+  }
+  let written = false;
+  const write = (id: string) => {
+    if (fd === undefined || written) return;
+    writeSync(fd, id);
+    closeSync(fd);
+    written = true;
+  };
+  return {
+    write,
+    /** Runs CREATE; its container's id goes into the file, or the file goes if it fails. */
+    async whileCreating<T extends { id: string }>(create: () => Promise<T>): Promise<T> {
+      try {
+        const c = await create();
+        write(c.id);
+        return c;
+      } catch (err) {
+        if (fd !== undefined && !written) {
+          closeSync(fd);
+          rmSync(path!, { force: true });
+        }
+        throw err;
+      }
+    },
+  };
 }
 
 /** --pull: "always" pulls, "missing" (the default) pulls an image not in the store, "never" does not. */

@@ -242,6 +242,8 @@ export function resolveUser(
   spec: string | undefined,
   passwd: string | undefined,
   group: string | undefined,
+  /** --group-add: more groups, by name (looked up in `group`) or id. */
+  groupAdd: readonly string[] = [],
 ): ResolvedUser {
   const users = parsePasswd(passwd ?? "");
   const groups = parseGroup(group ?? "");
@@ -268,14 +270,14 @@ export function resolveUser(
   if (groupPart !== undefined && groupPart !== "") {
     gid = NUMERIC.test(groupPart) ? Number(groupPart) : findByName(groups, groupPart, "group").gid;
   }
-  const additionalGids =
+  const memberOf =
     name === undefined
       ? []
-      : [
-          ...new Set(
-            groups.filter((g) => g.members.includes(name) && g.gid !== gid).map((g) => g.gid),
-          ),
-        ];
+      : groups.filter((g) => g.members.includes(name) && g.gid !== gid).map((g) => g.gid);
+  const added = groupAdd.map((g) =>
+    NUMERIC.test(g) ? Number(g) : findByName(groups, g, "group").gid,
+  );
+  const additionalGids = [...new Set([...memberOf, ...added])];
   return { uid, gid, additionalGids, home: home || "/" };
 }
 

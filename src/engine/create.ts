@@ -60,6 +60,7 @@ import { EngineError } from "./errors.ts";
 import { addInit } from "./init.ts";
 import { inspect } from "./inspect.ts";
 import { isPasta, PASTA_DNS } from "./pasta.ts";
+import { applyProcessOptions } from "./process-options.ts";
 import { recoverNameOwner } from "./recovery.ts";
 import { checkRestartOptions } from "./restart-state.ts";
 import { mkdirInRoot, pathInRoot, readFileInRoot } from "./root-paths.ts";
@@ -349,10 +350,16 @@ async function compose(
   const imageConfig: ImageConfig["config"] = c.image.config.config ?? {};
   const security = parseSecurityOpts(options.securityOpt ?? [], (p) => readFileSync(p, "utf8"));
   const userSpec = options.user ?? imageConfig.User;
-  const user = resolveUser(userSpec, c.readEtc("etc/passwd"), c.readEtc("etc/group"));
+  const user = resolveUser(
+    userSpec,
+    c.readEtc("etc/passwd"),
+    c.readEtc("etc/group"),
+    options.groupAdd,
+  );
   const opts: ContainerOptions = { ...options, name: c.name };
   const joined = joinedContainer(ctx, opts);
   if (joined) opts.hostname = hostnameOf(joined.id, joined.options); // Docker's rule
+  if (opts.uts === "host") opts.hostname = hostUtsHostname(options.hostname);
   if (opts.publishAll) opts.publish = publishExposed(opts.publish ?? [], imageConfig.ExposedPorts);
   const extraHosts = addHostLines(opts.addHosts ?? []);
   const command = resolveArgs(imageConfig, opts);
@@ -446,11 +453,22 @@ async function compose(
     if (merged !== null) for (const m of sharedBinds(specs)) checkSharedSource(m);
     spec.linux!.rootfsPropagation = rootfsPropagation;
   }
+  applyProcessOptions(spec, opts);
   if (opts.init) addInit(spec);
   if (ctx.rootless) addRootlessUserNamespace(spec, opts.network === "host");
   // Another runtime gets a cgroup path of its own, known to `stats`.
   if (opts.runtime) spec.linux!.cgroupsPath = `/pivot-${id}`;
   return { spec, options: opts, command, volumes };
+}
+
+/** --uts host: the host's hostname, for /etc/hostname and HOSTNAME (as Docker's). */
+function hostUtsHostname(asked: string | undefined): string {
+  if (asked !== undefined) {
+    throw new EngineError("--hostname does not go with --uts host", {
+      hint: "with --uts host the container has the host's hostname",
+    });
+  }
+  return readFileSync("/proc/sys/kernel/hostname", "utf8").trim();
 }
 
 /**

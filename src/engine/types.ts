@@ -106,6 +106,45 @@ export interface ContainerOptions {
   init?: boolean;
   /** --restart: restarted by its exit hook when its process exits (see RestartPolicy). */
   restart?: RestartPolicy;
+  /** --ulimit: resource limits of the container's process (RLIMIT_<NAME>); -1 is unlimited. */
+  ulimits?: Ulimit[];
+  /** --device: host device nodes made in the container, with cgroup access to them. */
+  devices?: DeviceMapping[];
+  /** --sysctl: kernel parameters of the container's own ipc, network or uts namespace. */
+  sysctls?: Record<string, string>;
+  /** --shm-size: the size of /dev/shm, bytes or "128m" (default 64m). */
+  shmSize?: string | number;
+  /** --pid: "host" shares the host's PID namespace (default: a new one). */
+  pid?: "host" | "private";
+  /** --ipc: "host" shares the host's IPC namespace (default: a new one). */
+  ipc?: "host" | "private";
+  /** --uts: "host" shares the host's hostname (default: a new UTS namespace). */
+  uts?: "host" | "private";
+  /** --group-add: more groups for the process, by name (the image's /etc/group) or id. */
+  groupAdd?: string[];
+  /** --cpuset-cpus, --cpuset-mems: the CPUs and memory nodes it may use ("0-1", "0,2"). */
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  /** --oom-score-adj: the process's OOM killer adjustment, -1000 to 1000. */
+  oomScoreAdj?: number;
+}
+
+/** One --ulimit: NAME=SOFT[:HARD] (nofile=1024:2048). */
+export interface Ulimit {
+  /** As Docker names them: nofile, nproc, core, stack, memlock, ... */
+  name: string;
+  soft: number;
+  hard: number;
+}
+
+/** One --device: HOST[:CONTAINER[:PERMISSIONS]]. */
+export interface DeviceMapping {
+  /** The device node on the host (a character or block device). */
+  hostPath: string;
+  /** Where it appears in the container (default: the host path). */
+  containerPath: string;
+  /** What the cgroup allows: some of r (read), w (write), m (mknod); default "rwm". */
+  permissions: string;
 }
 
 export type ContainerStatus =

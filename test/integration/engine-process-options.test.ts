@@ -1,0 +1,168 @@
+// `pivot run`'s process and namespace options, in real containers: --ulimit, --oom-score-adj,
+// --group-add, --shm-size, --device, --sysctl, --pid/--ipc/--uts host, --cpuset-cpus, --cidfile.
+// Root; images built without network (test/fixtures/engine.ts).
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { IMAGE, makeTestEngine, runCollect, type TestEngine } from "../fixtures/engine.ts";
+import { isRoot, pivotCli, rm, tempDir } from "../helpers.ts";
+
+if (!isRoot) throw new Error("the integration tests run real containers and need root");
+
+let t: TestEngine;
+let scratch: string;
+
+beforeAll(async () => {
+  t = await makeTestEngine();
+  scratch = tempDir();
+}, 120_000);
+
+afterAll(async () => {
+  await t?.cleanup();
+  if (scratch) rm(scratch);
+}, 120_000);
+
+// Whatever a failed test left goes before the next one.
+afterEach(async () => {
+  for (const c of await t.engine.list({ all: true })) {
+    await t.engine.remove(c.id, { force: true, volumes: true }).catch(() => {});
+  }
+});
+
+/** Runs `sh -c SCRIPT` attached and removed after; its output and exit code. */
+const sh = (script: string, options: Record<string, unknown> = {}) =>
+  runCollect(t.engine, {
+    image: IMAGE,
+    cmd: ["sh", "-c", script],
+    autoRemove: true,
+    network: "none",
+    ...options,
+  });
+
+describe("the process", () => {
+  test("--ulimit, --oom-score-adj, --group-add and --shm-size are what the process has", async () => {
+    const r = await sh(
+      "ulimit -n; ulimit -H -n; ulimit -c; cat /proc/self/oom_score_adj; id -G; df -k /dev/shm | tail -1",
+      {
+        ulimits: [
+          { name: "nofile", soft: 512, hard: 1024 },
+          { name: "core", soft: -1, hard: -1 },
+        ],
+        oomScoreAdj: 300,
+        groupAdd: ["nogroup", "4242"],
+        shmSize: "16m",
+      },
+    );
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const [nofile, nofileHard, core, oom, groups, shm] = r.stdout.trim().split("\n");
+    expect([nofile, nofileHard, core, oom]).toEqual(["512", "1024", "unlimited", "300"]);
+    expect(groups!.split(" ").sort()).toEqual(["0", "4242", "65534"]);
+    expect(shm!.split(/\s+/)[1]).toBe("16384");
+  });
+
+  test("--cpuset-cpus confines the process to those CPUs", async () => {
+    const r = await sh("grep Cpus_allowed_list /proc/self/status", { cpusetCpus: "0" });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("Cpus_allowed_list:\t0");
+  });
+});
+
+describe("devices", () => {
+  test("--device: the node appears where asked, and the cgroup allows only its permissions", async () => {
+    const script =
+      "ls -l /dev/lc; (exec 3</dev/lc) && echo read-ok; (exec 4>/dev/lc) || echo write-refused";
+    const readOnly = await sh(script, {
+      devices: [{ hostPath: "/dev/loop-control", containerPath: "/dev/lc", permissions: "r" }],
+    });
+    expect(readOnly.stdout).toMatch(/^crw-------\s+1 root\s+root\s+10,\s+237 .* \/dev\/lc\n/);
+    expect(readOnly.stdout).toContain("read-ok\nwrite-refused\n");
+    expect(readOnly.stderr).toContain("Operation not permitted");
+    const readWrite = await sh("(exec 4>/dev/lc) && echo write-ok", {
+      devices: [{ hostPath: "/dev/loop-control", containerPath: "/dev/lc", permissions: "rwm" }],
+    });
+    expect(readWrite.stdout).toBe("write-ok\n");
+    const without = await sh("ls /dev/lc /dev/loop-control 2>&1; true");
+    expect(without.stdout).toContain("No such file or directory");
+  });
+});
+
+describe("sysctls", () => {
+  test("--sysctl sets the container's own network and IPC values; the host's stay", async () => {
+    const hostForward = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8");
+    const hostShmmax = readFileSync("/proc/sys/kernel/shmmax", "utf8");
+    const flipped = hostForward.trim() === "1" ? "0" : "1";
+    const r = await sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax", {
+      sysctls: { "net.ipv4.ip_forward": flipped, "kernel.shmmax": "123456" },
+    });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(`${flipped}\n123456\n`);
+    expect(readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8")).toBe(hostForward);
+    expect(readFileSync("/proc/sys/kernel/shmmax", "utf8")).toBe(hostShmmax);
+  });
+
+  test("a sysctl of the host's kernel is refused before anything is created", async () => {
+    const containers = readdirSync(join(t.root, "containers")).length;
+    const r = pivotCli(t.root, ["run", "--rm", "--sysctl", "vm.swappiness=1", IMAGE, "true"]);
+    expect(r.status).toBe(125);
+    expect(r.stderr).toContain(
+      '--sysctl vm.swappiness: "vm.swappiness" is not in a namespace of its own',
+    );
+    const hostNet = pivotCli(t.root, [
+      "run",
+      "--rm",
+      "--network",
+      "host",
+      "--sysctl",
+      "net.ipv4.ip_forward=1",
+      IMAGE,
+      "true",
+    ]);
+    expect(hostNet.stderr).toContain("which this container shares with the host");
+    expect(readdirSync(join(t.root, "containers")).length).toBe(containers);
+    expect(await t.engine.list({ all: true })).toEqual([]);
+  });
+});
+
+describe("namespaces", () => {
+  test("--pid host sees the host's processes; --uts host has its hostname; --ipc host its IPC namespace", async () => {
+    const r = await sh(
+      "cat /proc/1/comm; hostname; cat /etc/hostname; echo $HOSTNAME; readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid",
+      { pid: "host", uts: "host", ipc: "host" },
+    );
+    expect(r.stderr).toBe("");
+    const hostname = readFileSync("/proc/sys/kernel/hostname", "utf8").trim();
+    expect(r.stdout.split("\n")).toEqual([
+      readFileSync("/proc/1/comm", "utf8").trim(),
+      hostname,
+      hostname,
+      hostname,
+      readlinkSync("/proc/self/ns/ipc"),
+      readlinkSync("/proc/self/ns/pid"),
+      "",
+    ]);
+    const own = await sh("cat /proc/1/comm; readlink /proc/self/ns/ipc");
+    expect(own.stdout.split("\n")[0]).toBe("sh"); // its own PID 1: the shell
+    expect(own.stdout.split("\n")[1]).not.toBe(readlinkSync("/proc/self/ns/ipc"));
+  });
+});
+
+describe("--cidfile", () => {
+  test("the id is written once the container exists; an existing file is refused; a failed create leaves none", () => {
+    const cidfile = join(scratch, "cid");
+    const r = pivotCli(t.root, ["run", "--cidfile", cidfile, "--name", "cid-test", IMAGE, "true"]);
+    expect(r.stderr).toBe("");
+    const id = readFileSync(cidfile, "utf8");
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    expect(pivotCli(t.root, ["inspect", "cid-test"]).stdout).toContain(id);
+    const again = pivotCli(t.root, ["run", "--rm", "--cidfile", cidfile, IMAGE, "true"]);
+    expect(again.status).toBe(125);
+    expect(again.stderr).toContain(`the container id file ${cidfile} exists already`);
+    expect(readFileSync(cidfile, "utf8")).toBe(id);
+    const failed = join(scratch, "cid-failed");
+    const bad = pivotCli(t.root, ["create", "--cidfile", failed, "--user", "nosuch", IMAGE]);
+    expect(bad.status).toBe(125);
+    expect(existsSync(failed)).toBe(false);
+    writeFileSync(cidfile, ""); // left for the scratch directory's removal
+  });
+});
