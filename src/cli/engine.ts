@@ -6,6 +6,7 @@ import { Engine, EngineError } from "../engine/engine.ts";
 import {
   parseDeviceFlag,
   parseNamespaceMode,
+  parsePidMode,
   parseSysctlFlag,
   parseUlimitFlag,
 } from "../engine/process-options.ts";
@@ -140,7 +141,7 @@ containers:
                                --init, --runtime PATH (another OCI runtime: runc, crun),
                                --restart no|on-failure[:MAX]|always|unless-stopped,
                                --ulimit NAME=SOFT[:HARD], --device HOST[:CTR][:rwm],
-                               --sysctl K=V, --shm-size, --pid|--ipc|--uts host, --group-add,
+                               --sysctl K=V, --shm-size, --pid host|container:NAME, --ipc|--uts host, --group-add,
                                --cpuset-cpus, --cpuset-mems, --oom-score-adj, --cidfile FILE)
                                networking: --network none|host|bridge|NAME|container:NAME
                                (default none), -p [IP:][HOSTPORT:]PORT[/udp], -P (every
@@ -317,7 +318,9 @@ function addProcessOptions(p: Parsed, o: ContainerOptions): void {
   if (sysctls.length) o.sysctls = Object.fromEntries(sysctls);
   const shmSize = flag(p, "shm-size");
   if (shmSize !== undefined) o.shmSize = shmSize;
-  for (const ns of ["pid", "ipc", "uts"] as const) {
+  const pid = flag(p, "pid");
+  if (pid !== undefined) o.pid = parsePidMode(pid);
+  for (const ns of ["ipc", "uts"] as const) {
     const mode = flag(p, ns);
     if (mode !== undefined) o[ns] = parseNamespaceMode(ns, mode);
   }

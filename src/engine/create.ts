@@ -60,6 +60,7 @@ import { EngineError } from "./errors.ts";
 import { addInit } from "./init.ts";
 import { inspect } from "./inspect.ts";
 import { isPasta, PASTA_DNS } from "./pasta.ts";
+import { pidNamespaceDonor } from "./pid-namespace.ts";
 import { applyProcessOptions } from "./process-options.ts";
 import { recoverNameOwner } from "./recovery.ts";
 import { checkRestartOptions } from "./restart-state.ts";
@@ -360,6 +361,7 @@ async function compose(
   const joined = joinedContainer(ctx, opts);
   if (joined) opts.hostname = hostnameOf(joined.id, joined.options); // Docker's rule
   if (opts.uts === "host") opts.hostname = hostUtsHostname(options.hostname);
+  pidNamespaceDonor(ctx, opts); // --pid container:NAME: that container must exist
   if (opts.publishAll) opts.publish = publishExposed(opts.publish ?? [], imageConfig.ExposedPorts);
   const extraHosts = addHostLines(opts.addHosts ?? []);
   const command = resolveArgs(imageConfig, opts);

@@ -197,7 +197,7 @@ export function parseSysctlFlag(value: string): [string, string] {
 
 // ---- namespaces ----
 
-/** --pid, --ipc, --uts: "host" or "private" (the default). */
+/** --ipc, --uts: "host" or "private" (the default). */
 export function parseNamespaceMode(flagName: string, value: string): "host" | "private" {
   if (value === "host" || value === "private") return value;
   if (value === "") return "private";
@@ -205,6 +205,14 @@ export function parseNamespaceMode(flagName: string, value: string): "host" | "p
     `--${flagName} ${value}: ${value.startsWith("container:") ? "joining another container's namespace is not supported yet" : "unknown mode"}`,
     { hint: `use --${flagName} host (the host's namespace) or leave it out (a new one)` },
   );
+}
+
+/** --pid: "host", "private" (the default) or "container:NAME". */
+export function parsePidMode(value: string): NonNullable<ContainerOptions["pid"]> {
+  if (value.startsWith("container:") && value.length > "container:".length) {
+    return value as `container:${string}`;
+  }
+  return parseNamespaceMode("pid", value);
 }
 
 // ---- the config ----

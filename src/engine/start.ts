@@ -24,6 +24,7 @@ import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
+import { joinPidNamespaceOf } from "./pid-namespace.ts";
 import { drainPipe, feedStdin } from "./pipes.ts";
 import {
   beginManualStart,
@@ -56,6 +57,7 @@ async function prepareStart(
     // its overlay mounted; only the network is left to do.
     const { connected, connecting } = await connectNetwork(ctx, created);
     joinNetworkOf(ctx, created);
+    joinPidNamespaceOf(ctx, created);
     return { r: created, connected, connecting };
   }
   const r = ctx.containers.load(id);
@@ -71,6 +73,7 @@ async function prepareStart(
   if (rt(ctx, id).store.exists(id)) await rt(ctx, id).delete(id, true);
   const { connected, connecting } = await connectNetwork(ctx, r);
   joinNetworkOf(ctx, r);
+  joinPidNamespaceOf(ctx, r);
   return { r, connected, connecting };
 }
 

@@ -114,8 +114,11 @@ export interface ContainerOptions {
   sysctls?: Record<string, string>;
   /** --shm-size: the size of /dev/shm, bytes or "128m" (default 64m). */
   shmSize?: string | number;
-  /** --pid: "host" shares the host's PID namespace (default: a new one). */
-  pid?: "host" | "private";
+  /**
+   * --pid: "host" shares the host's PID namespace, "container:NAME" another container's (which
+   * must be running when this one starts); default: a new one.
+   */
+  pid?: "host" | "private" | `container:${string}`;
   /** --ipc: "host" shares the host's IPC namespace (default: a new one). */
   ipc?: "host" | "private";
   /** --uts: "host" shares the host's hostname (default: a new UTS namespace). */

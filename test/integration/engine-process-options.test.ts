@@ -147,6 +147,44 @@ describe("namespaces", () => {
   });
 });
 
+describe("--pid container:NAME", () => {
+  test("joins a running container's PID namespace; a stopped or missing one is refused", async () => {
+    const donor = await t.engine.run({
+      image: IMAGE,
+      name: "pid-donor",
+      cmd: ["sleep", "60"],
+      detach: true,
+      network: "none",
+    });
+    const r = await sh("cat /proc/1/cmdline; echo; ps -o pid,comm", {
+      pid: "container:pid-donor",
+    });
+    expect(r.stderr).toBe("");
+    const [cmdline, , ...ps] = r.stdout.split("\n");
+    expect(cmdline).toBe("sleep\u000060\u0000");
+    // Its PID 1 is the donor's sleep, and this container's own ps is in the same list.
+    const rows = ps.map((l) => l.trim().split(/\s+/));
+    expect(rows).toContainEqual(["1", "sleep"]);
+    expect(rows.some(([pid, comm]) => comm === "ps" && pid !== "1")).toBe(true);
+    await t.engine.stop(donor.id, { timeout: 0 });
+    const stopped = pivotCli(t.root, [
+      "run",
+      "--rm",
+      "--pid",
+      "container:pid-donor",
+      IMAGE,
+      "true",
+    ]);
+    expect(stopped.status).toBe(125);
+    expect(stopped.stderr).toContain(
+      "cannot join the PID namespace of container pid-donor: it is not running",
+    );
+    const missing = pivotCli(t.root, ["run", "--rm", "--pid", "container:nosuch", IMAGE, "true"]);
+    expect(missing.stderr).toContain("--pid container:nosuch: no such container nosuch");
+    expect((await t.engine.list({ all: true })).map((c) => c.name)).toEqual(["pid-donor"]);
+  });
+});
+
 describe("--cidfile", () => {
   test("the id is written once the container exists; an existing file is refused; a failed create leaves none", () => {
     const cidfile = join(scratch, "cid");

@@ -12,6 +12,7 @@ import {
   type HostDevice,
   parseDeviceFlag,
   parseNamespaceMode,
+  parsePidMode,
   parseSysctlFlag,
   parseUlimitFlag,
 } from "../../src/engine/process-options.ts";
@@ -167,9 +168,14 @@ describe("namespaces, /dev/shm, cpusets, oom_score_adj", () => {
       options: ["rbind", "rprivate"],
     });
     expect(parseNamespaceMode("pid", "private")).toBe("private");
-    expect(configError(() => parseNamespaceMode("pid", "container:db")).message).toContain(
+    expect(parsePidMode("container:db")).toBe("container:db");
+    expect(parsePidMode("host")).toBe("host");
+    expect(() => parsePidMode("container:")).toThrow(ContainerConfigError);
+    expect(configError(() => parseNamespaceMode("ipc", "container:db")).message).toContain(
       "not supported yet",
     );
+    // Joined at start (its path then): a PID namespace entry of its own until then.
+    expect(types(specWith({ pid: "container:db" }))).toContain("pid");
     expect(() => parseNamespaceMode("ipc", "shareable")).toThrow(ContainerConfigError);
   });
 
