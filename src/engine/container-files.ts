@@ -62,23 +62,27 @@ async function rootView(
     return { root: `/proc/${st.pid}/root`, release: async () => thaw() };
   }
   const r = ctx.containers.load(id);
-  const mounted = await isMountPoint(r.overlay.target);
-  if (!mounted) {
-    // Mounted under the container's lock: a start mounts it too, and an attached run's create
-    // leaves it for the container's launcher to mount (create.ts); mounted here meanwhile, two
-    // overlays would share one upper directory. Mounted or started while this waited: again.
-    const mountedHere = await ctx.containers.withLock(
-      id,
-      async () => {
-        if (await isMountPoint(r.overlay.target)) return false;
-        const now = status(ctx, id);
-        if (now.status !== "exited" && now.status !== "created" && now.pid > 0) return false;
-        await mountOverlay(r.overlay);
-        return true;
+  if (live) {
+    // Without its mounts (export): the overlay as mounted on the host, unlocked; GNU tar walks it
+    // through O_NOFOLLOW descriptors, so the running container's swaps cannot lead it out.
+    if (await isMountPoint(r.overlay.target))
+      return { root: r.overlay.target, release: async () => {} };
+    throw new EngineError(
+      `the root filesystem of running container ${r.name} is not mounted on the host`,
+      {
+        hint: "stop it and export it then (`pivot stop NAME`), or stream its files with `pivot cp NAME:/ -`",
       },
-      10_000,
     );
-    if (!mountedHere) {
+  }
+  // The container's lock is held until release: a start meanwhile would run its processes on the
+  // overlay this copies into or out of by path, unfrozen, and a directory swapped for a symlink
+  // there would send the copy onto the host (an absolute link resolves against the host's root).
+  const unlock = await holdLock(ctx, id);
+  try {
+    // Started while this waited for the lock: through /proc/PID/root, frozen.
+    const now = status(ctx, id);
+    if (now.status !== "exited" && now.status !== "created" && now.pid > 0) {
+      unlock();
       if (retries >= 2) {
         throw new EngineError(
           `the root filesystem of container ${r.name} changed state while this waited for it`,
@@ -87,15 +91,44 @@ async function rootView(
       }
       return rootView(ctx, id, withMounts, retries + 1);
     }
+    // Mounted here if need be: a start mounts it too, and an attached run's create leaves it for
+    // the container's launcher to mount (create.ts), both under the lock held here.
+    const mounted = await isMountPoint(r.overlay.target);
+    if (!mounted) await mountOverlay(r.overlay);
+    return {
+      root: r.overlay.target,
+      release: async () => {
+        try {
+          if (!mounted) await unmountOverlay(r.overlay.target).catch(() => {});
+        } finally {
+          unlock();
+        }
+      },
+    };
+  } catch (err) {
+    unlock();
+    throw err;
   }
-  return {
-    root: r.overlay.target,
-    release: async () => {
-      const now = status(ctx, id).status;
-      if (!mounted && now !== "running" && now !== "paused")
-        await unmountOverlay(r.overlay.target).catch(() => {});
-    },
-  };
+}
+
+/** Takes the container's lock and keeps it until the function returned is called. */
+function holdLock(ctx: EngineContext, id: string): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    let unlock!: () => void;
+    const held = new Promise<void>((r) => {
+      unlock = r;
+    });
+    ctx.containers
+      .withLock(
+        id,
+        async () => {
+          resolve(unlock);
+          await held;
+        },
+        10_000,
+      )
+      .catch(reject);
+  });
 }
 
 /**

@@ -172,6 +172,49 @@ describe.skipIf(!isRoot)("engine: files", () => {
   });
 
   test.skipIf(!hasConmon)(
+    "cp into a stopped container: a start meanwhile waits for the copy, so the container cannot swap the copy's directory for a symlink to the host",
+    async () => {
+      const hostDir = join(host, "started-target");
+      mkdirSync(hostDir);
+      // Started, the container replaces the directory cp extracts into with a symlink to the host.
+      const r = await runCollect(t.engine, {
+        image: IMAGE,
+        name: "files-started",
+        cmd: [
+          "sh",
+          "-c",
+          `mkdir -p /data/dir; for d in /data/dir/.pivot-cp-*; do if [ -d "$d" ]; then rm -rf "$d"; ln -s ${hostDir} "$d"; fi; done`,
+        ],
+      });
+      expect(r.code).toBe(0);
+      const upper = t.engine.inspect(r.id).rootfs.upperdir;
+      const src = join(host, "started-src");
+      mkdirSync(src);
+      writeFileSync(join(src, "first"), "1\n");
+      writeFileSync(join(src, "second"), "2\n");
+      const tar = spawnSync("tar", ["-C", src, "-cf", "-", "first", "second"]).stdout;
+      let started: Promise<unknown> | undefined;
+      async function* stream() {
+        yield tar.subarray(0, 1024); // "first": header and content
+        started = t.engine.start(r.id).then(() => t.engine.wait(r.id));
+        const stage = () =>
+          readdirSync(join(upper, "data/dir")).find((n) => n.startsWith(".pivot-cp-"));
+        for (let i = 0; i < 75; i++) {
+          const name = stage();
+          if (name && lstatSync(join(upper, "data/dir", name)).isSymbolicLink()) break;
+          await Bun.sleep(20);
+        }
+        yield tar.subarray(1024);
+      }
+      await t.engine.extractArchive(r.id, "/data/dir", stream()).catch(() => {});
+      await started;
+      expect(readdirSync(hostDir)).toEqual([]);
+      await t.engine.remove(r.id, { force: true });
+    },
+    30_000,
+  );
+
+  test.skipIf(!hasConmon)(
     "cp into and out of a running container reaches its volumes (through /proc/PID/root)",
     async () => {
       const c = await t.engine.run({
