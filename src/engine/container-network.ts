@@ -10,6 +10,7 @@ import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-sto
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import { isPasta, pastaPorts, pastaStates, startPasta, stopPasta } from "./pasta.ts";
+import { releaseAbandonedStarts } from "./recovery.ts";
 import {
   isSlirp,
   processAlive,
@@ -187,6 +188,9 @@ export async function connectNetwork(
   if (!network) return { connected: Promise.resolve(), connecting: false };
   const dir = ctx.containers.dir(r.id);
   await ctx.networks.removeSandbox(r.id); // whatever a crash left
+  // Ports and addresses that a start killed before its process (a Created container) would hold
+  // until the next `ps`.
+  if (r.options.publish?.length || r.options.ip) await releaseAbandonedStarts(ctx, r.id);
   await ctx.networks.createSandbox(r.id, {
     name: r.name,
     hostname: hostnameOf(r.id, r.options),

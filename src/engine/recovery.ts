@@ -102,22 +102,7 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
       continue;
     }
     if (st.status === "created" && sandboxes.has(id)) {
-      // A network namespace, connected (veth, address, published ports), for a container never
-      // started: a start whose pivot died (a signal before it forwards them, SIGKILL) before the
-      // runtime had a process (the case above). Released as a failed start; it stays Created.
-      const released = await store
-        .withLock(
-          id,
-          async () => {
-            if (store.runState(id) || status(ctx, id).status !== "created") return false;
-            if (!ctx.networks.sandboxes().includes(id)) return false;
-            await cleanupLocked(ctx, id, { keepOnFailure: true });
-            return true;
-          },
-          100,
-        )
-        .catch(() => false);
-      if (released) cleaned.push(id);
+      if (await releaseAbandonedStart(ctx, id)) cleaned.push(id);
       continue;
     }
     if (st.status !== "exited") continue;
@@ -183,6 +168,49 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
       .recover()
       .catch((err) => ctx.warn(`recovering the networks' state: ${(err as Error).message}`));
   return cleaned;
+}
+
+/**
+ * A network namespace, connected (veth, address, published ports), of a container never started
+ * whose lock is free: a start whose pivot died (SIGKILL, a signal to an attached run before it
+ * forwards them) before the runtime had a process (else recover's case of runtime state).
+ * Released as a failed start; it stays Created. True if it was released.
+ */
+async function releaseAbandonedStart(
+  ctx: EngineContext,
+  id: string,
+  lockTimeoutMs = 100,
+): Promise<boolean> {
+  const store = ctx.containers;
+  const abandoned = () =>
+    existsSync(join(store.dir(id), "container.json")) &&
+    !store.runState(id) &&
+    !rt(ctx, id).store.exists(id) &&
+    status(ctx, id).status === "created";
+  // Looked at first without the lock: a start under way holds it, and is not waited for long.
+  if (!abandoned()) return false;
+  return store
+    .withLock(
+      id,
+      async () => {
+        if (!abandoned() || !ctx.networks.sandboxes().includes(id)) return false;
+        await cleanupLocked(ctx, id, { keepOnFailure: true });
+        return true;
+      },
+      lockTimeoutMs,
+    )
+    .catch(() => false);
+}
+
+/**
+ * Before a start connects container SELF: the networks of abandoned starts (see
+ * releaseAbandonedStart), which would hold the host ports and addresses it asks for until the
+ * next `ps`.
+ */
+export async function releaseAbandonedStarts(ctx: EngineContext, self: string): Promise<void> {
+  for (const id of ctx.networks.sandboxes()) {
+    if (id !== self) await releaseAbandonedStart(ctx, id, 30);
+  }
 }
 
 /**

@@ -20,8 +20,8 @@ import { join } from "node:path";
 import type { Engine } from "../../src/engine/engine.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { importRootfs } from "../../src/image/create.ts";
-import { freeHostPort } from "../../src/network/ports.ts";
-import { IMAGE, makeBusyboxTar, mountsUnder } from "../fixtures/engine.ts";
+import { freeHostPort, type PortMapping } from "../../src/network/ports.ts";
+import { IMAGE, makeBusyboxTar, mountsUnder, runCollect } from "../fixtures/engine.ts";
 import { makeNetworkTestEngine, type NetworkTestEngine, subnetBlock } from "../fixtures/network.ts";
 import { BUN, isRoot, pivotCli, REPO } from "../helpers.ts";
 
@@ -135,54 +135,87 @@ describe.skipIf(!ready)("engine: what a failure leaves", () => {
   }, 60_000);
 
   test("an attached run killed after its network was connected, before its process: ps releases the namespace, veth and address; it stays Created", async () => {
-    // A runtime that never makes the process: the start waits on it with the network connected.
-    const runtimePid = join(scratch, "runtime.pid");
-    const runtime = join(scratch, "stalling-runtime");
-    writeFileSync(
-      runtime,
-      `#!/bin/sh\ncase " $* " in *" run "*) echo $$ > ${runtimePid}; exec sleep 60;; esac\nexit 1\n`,
-    );
-    chmodSync(runtime, 0o755);
-    const script = join(scratch, "run.ts");
-    writeFileSync(
-      script,
-      `import { Engine } from ${JSON.stringify(join(REPO, "src/engine/engine.ts"))};
-const engine = new Engine({
-  root: ${JSON.stringify(t.root)},
-  warn: () => {},
-  network: ${JSON.stringify(networkSettings())},
-});
-await engine.run({ image: ${JSON.stringify(IMAGE)}, name: "stalled-${tag}", cmd: ["true"], network: "bridge", runtime: ${JSON.stringify(runtime)}, stdio: "ignore" });
-`,
-    );
     const portsBefore = bridgePorts();
-    const child: ChildProcess = spawn(BUN, [script], { stdio: "ignore" });
-    try {
-      let id = "";
-      for (let i = 0; i < 300 && !existsSync(runtimePid); i++)
-        await new Promise((r) => setTimeout(r, 50));
-      expect(existsSync(runtimePid)).toBe(true);
-      id = engine.inspect(`stalled-${tag}`).id;
-      for (let i = 0; i < 200 && engine.networks.attachments(id).length === 0; i++)
-        await new Promise((r) => setTimeout(r, 50));
-      expect(engine.networks.attachments(id)).toHaveLength(1);
-      child.kill("SIGKILL");
-      await new Promise((r) => child.once("exit", r));
-      process.kill(Number(readFileSync(runtimePid, "utf8")), "SIGKILL");
+    await withStalledRun(`stalled-${tag}`, [], async (id) => {
       const listed = await engine.list({ all: true });
       expect(listed.find((c) => c.id === id)?.state.status).toBe("created");
       expect(engine.networks.sandboxes()).not.toContain(id);
       expect(mountsUnder(join(t.root, "run", "network", "netns"))).toEqual([]);
       expect(bridgePorts()).toBe(portsBefore);
-      await engine.remove(id, { force: true });
-    } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      try {
-        process.kill(Number(readFileSync(runtimePid, "utf8")), "SIGKILL");
-      } catch {}
-    }
+    });
+  }, 60_000);
+
+  test("the host port of such a killed run is free for the next run at once, without a ps first", async () => {
+    const port = await freeHostPort("tcp", "127.0.0.1");
+    const publish = [
+      { hostIP: "127.0.0.1", hostPort: port, containerPort: 80, protocol: "tcp" as const },
+    ];
+    await withStalledRun(`stalled-port-${tag}`, publish, async (id) => {
+      // Before: "host port ... is already published by container stalled-port-..." until a ps.
+      const next = await runCollect(engine, {
+        image: IMAGE,
+        cmd: ["echo", "published"],
+        network: "bridge",
+        publish,
+        autoRemove: true,
+      });
+      expect(next).toMatchObject({ code: 0, stdout: "published\n" });
+      expect(engine.networks.sandboxes()).not.toContain(id);
+      expect(engine.inspect(id).state.status).toBe("created");
+    });
   }, 60_000);
 });
+
+/**
+ * An attached run (in another process) whose runtime never makes the process, killed with
+ * SIGKILL once its network is connected: then `check(id)`, then the container is removed.
+ */
+async function withStalledRun(
+  name: string,
+  publish: PortMapping[],
+  check: (id: string) => Promise<void>,
+): Promise<void> {
+  const runtimePid = join(scratch, `${name}.pid`);
+  const runtime = join(scratch, `${name}-runtime`);
+  writeFileSync(
+    runtime,
+    `#!/bin/sh\ncase " $* " in *" run "*) echo $$ > ${runtimePid}; exec sleep 60;; esac\nexit 1\n`,
+  );
+  chmodSync(runtime, 0o755);
+  const script = join(scratch, `${name}.ts`);
+  writeFileSync(
+    script,
+    `import { Engine } from ${JSON.stringify(join(REPO, "src/engine/engine.ts"))};
+const engine = new Engine({
+  root: ${JSON.stringify(t.root)},
+  warn: () => {},
+  network: ${JSON.stringify(networkSettings())},
+});
+await engine.run(${JSON.stringify({ image: IMAGE, name, cmd: ["true"], network: "bridge", publish, runtime, stdio: "ignore" })});
+`,
+  );
+  const child: ChildProcess = spawn(BUN, [script], { stdio: "ignore" });
+  let id = "";
+  try {
+    for (let i = 0; i < 300 && !existsSync(runtimePid); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(runtimePid)).toBe(true);
+    id = engine.inspect(name).id;
+    for (let i = 0; i < 200 && engine.networks.attachments(id).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(engine.networks.attachments(id)).toHaveLength(1);
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    process.kill(Number(readFileSync(runtimePid, "utf8")), "SIGKILL");
+    await check(id);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    try {
+      process.kill(Number(readFileSync(runtimePid, "utf8")), "SIGKILL");
+    } catch {}
+    if (id) await engine.remove(id, { force: true }).catch(() => {});
+  }
+}
 
 describe.skipIf(!ready)("engine: another OCI runtime that fails", () => {
   test("run -d --runtime /bin/false: says which runtime failed and what to do; the container stays Created, nothing runs or is mounted", async () => {
