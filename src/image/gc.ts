@@ -16,8 +16,10 @@
  * half a layer under its real name).
  */
 
+import { closeSync, constants, openSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { lstat, readdir, readFile, readlink, rename, rm, stat, unlink } from "../util/fs-async.ts";
+import { openDirAt } from "./layer-lookup.ts";
 import { isAlive, withFileLock } from "./lock.ts";
 import { ImageStore, type StoredImage, WRITER_LINGER_MS } from "./store.ts";
 import { type ImageIndex, type ImageManifest, isIndexMediaType } from "./types.ts";
@@ -119,24 +121,48 @@ export async function mountedLayerLinks(store: ImageStore): Promise<Set<string>>
 export async function treeSize(path: string): Promise<number> {
   const seen = new Set<string>();
   let total = 0;
-  const walk = async (p: string): Promise<void> => {
-    let st: Awaited<ReturnType<typeof lstat>>;
-    try {
-      st = await lstat(p);
-    } catch {
-      return;
-    }
-    if (st.nlink > 1 && !st.isDirectory()) {
+  const count = (st: Stats) => {
+    if (st.nlink > 1) {
       const key = `${st.dev}:${st.ino}`;
       if (seen.has(key)) return;
       seen.add(key);
     }
-    total += st.isDirectory() ? 0 : st.size;
-    if (st.isDirectory()) {
-      for (const n of await readdir(p).catch(() => [] as string[])) await walk(join(p, n));
+    total += st.size;
+  };
+  // Each directory is opened O_NOFOLLOW below its parent: a running container's upper directory
+  // or volume changes meanwhile, and one of its directories swapped for a symlink must not have
+  // a host tree (or all of /) walked and counted.
+  const walk = async (dirFd: number): Promise<void> => {
+    for (const n of await readdir(`/proc/self/fd/${dirFd}`).catch(() => [] as string[])) {
+      const st = await lstat(`/proc/self/fd/${dirFd}/${n}`).catch(() => null);
+      if (st === null) continue;
+      if (!st.isDirectory()) {
+        count(st);
+        continue;
+      }
+      const child = openDirAt(dirFd, n);
+      if (child === null) continue;
+      try {
+        await walk(child);
+      } finally {
+        closeSync(child);
+      }
     }
   };
-  await walk(path);
+  const st = await lstat(path).catch(() => null);
+  if (st === null) return 0;
+  if (!st.isDirectory()) return st.size;
+  let top: number;
+  try {
+    top = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch {
+    return 0;
+  }
+  try {
+    await walk(top);
+  } finally {
+    closeSync(top);
+  }
   return total;
 }
 

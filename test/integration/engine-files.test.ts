@@ -19,6 +19,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { systemDf } from "../../src/engine/images.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { importRootfs } from "../../src/image/create.ts";
 import {
@@ -436,6 +437,28 @@ describe.skipIf(!isRoot)("engine: files", () => {
       }
     },
     120_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "system df never measures a host directory through a symlink the running container swaps in for one of its directories",
+    async () => {
+      const hostDir = join(host, "measured");
+      mkdirSync(hostDir);
+      const huge = 1024 ** 4; // sparse: one TiB of size, no blocks
+      spawnSync("truncate", ["-s", String(huge), join(hostDir, "huge")]);
+      const id = await runSwapper("files-df-swapper", "/data/dir", hostDir, "mkdir -p /data/dir");
+      try {
+        for (let i = 0; i < 100; i++) {
+          const df = await systemDf(t.engine);
+          const size = df.containers.find((c) => c.id === id)?.size;
+          expect(size).toBeDefined();
+          expect(size!).toBeLessThan(huge);
+        }
+      } finally {
+        await t.engine.remove(id, { force: true });
+      }
+    },
+    60_000,
   );
 
   test("diff: A, C, D from the upper directory, mount points left out", async () => {
