@@ -8,11 +8,12 @@ import {
   mkdirSync,
   readFileSync,
   realpathSync,
+  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import {
   layerHistory,
   type OpaqueSource,
@@ -200,6 +201,7 @@ async function createMounted(
   const dir = ctx.containers.dir(id);
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   const createdVolumes: string[] = [];
+  const createdDirs: CreatedDir[] = [];
   let overlay: OverlayPlan | null = null;
   try {
     const layers = found?.layers ?? (await store.ensureImageLayers(image));
@@ -250,6 +252,7 @@ async function createMounted(
         return true;
       },
       createdVolumes,
+      createdDirs,
     });
     // A plain write: the directory is new and locked, and container.json, written last and
     // atomically, is what marks the container as created (recover() removes one without it).
@@ -296,7 +299,26 @@ async function createMounted(
         ctx.volumes.remove(v, volumeUsers(ctx, v));
       } catch {}
     }
+    for (const d of createdDirs) removeEmptyDirs(d);
     throw err;
+  }
+}
+
+/** A directory chain create made: `top`, the first one made, down to `leaf`. */
+interface CreatedDir {
+  top: string;
+  leaf: string;
+}
+
+/** Removes a chain create made, leaf first, stopping at a directory something was put in. */
+function removeEmptyDirs({ top, leaf }: CreatedDir): void {
+  for (let d = resolve(leaf); ; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === resolve(top) || d === dirname(d)) return;
   }
 }
 
@@ -334,6 +356,8 @@ async function compose(
      */
     rootForWrites?: (rel?: string) => Promise<boolean>;
     createdVolumes: string[];
+    /** Bind sources `-v` made on the host, removed again if the create fails. */
+    createdDirs?: CreatedDir[];
   },
 ): Promise<{
   spec: Spec;
@@ -384,7 +408,8 @@ async function compose(
           });
         }
         try {
-          mkdirSync(m.source!, { recursive: true });
+          const top = mkdirSync(m.source!, { recursive: true });
+          if (top) c.createdDirs?.push({ top, leaf: m.source! });
         } catch (err) {
           // Node's "ENOTDIR: not a directory, mkdir '/x'": the why, without the call.
           const why = (err as Error).message.replace(/^E[A-Z]+: /, "").split(", ")[0];

@@ -65,7 +65,7 @@ function processesOf(id: string): number[] {
 }
 
 describe.skipIf(!ready)("engine: what a failure leaves", () => {
-  test("a run whose bind source cannot be created removes the named volume it made, and says which source failed", () => {
+  test("a run whose bind source cannot be created removes the named volume and the bind source directory it made, and says which source failed", () => {
     const vol = `failvol${tag}`;
     const kept = `keptvol${tag}`;
     expect(cli(["volume", "create", kept]).status).toBe(0);
@@ -76,6 +76,8 @@ describe.skipIf(!ready)("engine: what a failure leaves", () => {
       `${vol}:/data`,
       "-v",
       `${kept}:/kept`,
+      "-v",
+      `${scratch}/made/by/run:/made`,
       "-v",
       "/etc/hostname/sub:/x",
       IMAGE,
@@ -89,6 +91,7 @@ describe.skipIf(!ready)("engine: what a failure leaves", () => {
     const volumes = cli(["volume", "ls", "-q"]).stdout.split("\n");
     expect(volumes).not.toContain(vol);
     expect(volumes).toContain(kept); // not made by the failed run: stays
+    expect(existsSync(join(scratch, "made"))).toBe(false);
     expect(cli(["ps", "-aq"]).stdout).toBe("");
     expect(readdirSync(join(t.root, "names"))).toEqual([]);
     expect(cli(["volume", "rm", kept]).status).toBe(0);
