@@ -48,5 +48,8 @@ export const CONTAINER_USAGE = `  ps [-a] [-q] [--no-trunc] [--filter KEY=VALUE]
   top CONTAINER [PS OPTIONS]   the container's processes (ps -ef by default)
   pause CONTAINER... | unpause CONTAINER...   freeze and thaw every process of containers
   rename CONTAINER NEW_NAME    give a container another name
+  update [--memory M] [--memory-swap M] [--cpus N] [--cpu-shares N] [--cpuset-cpus L]
+         [--cpuset-mems L] [--pids-limit N] [--restart POLICY] CONTAINER...
+                               new limits (at once if it runs) and restart policy
   container prune [-f] [--filter label=K[=V]]   remove every stopped container
   volume prune [-f] [-a] [--filter label=K[=V]]   remove unused anonymous (-a: and named) volumes`;

@@ -664,6 +664,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       return (await containers()).topCommand(engine, args);
     case "rename":
       return (await containers()).renameCommand(engine, args);
+    case "update":
+      return (await containers()).updateCommand(engine, args);
     case "pause":
     case "unpause":
       return (await containers()).pauseCommand(engine, command, args);

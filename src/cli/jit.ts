@@ -17,6 +17,7 @@ const SHORT_COMMANDS = new Set([
   "inspect",
   "wait",
   "rename",
+  "update",
   "pause",
   "unpause",
   "port",

@@ -45,6 +45,7 @@ import type {
   TopResult,
   VolumeInfo,
 } from "./types.ts";
+import type { UpdateOptions } from "./update.ts";
 import type { VolumeStore } from "./volumes.ts";
 
 export type { CommitOptions } from "./container-files.ts";
@@ -315,6 +316,15 @@ export class Engine {
   /** Thaws a paused container (`pivot unpause`). */
   unpause(ref: string): void {
     lifecycle.unpause(this.ctx, ref);
+  }
+
+  /**
+   * Changes a container's limits or restart policy (`pivot update`): at once in its cgroup if it
+   * runs, and for every later start.
+   */
+  async update(ref: string, changes: UpdateOptions): Promise<void> {
+    const { update } = await import("./update.ts");
+    return update(this.ctx, ref, changes);
   }
 
   /** Gives a container another name (`pivot rename`); its hostname stays. */

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
-import type { Process } from "../oci/spec.ts";
+import type { Process, Resources } from "../oci/spec.ts";
 import type { StdioSpec } from "../runtime/launcher.ts";
 import { type PipedStdio, pipedStdioOf } from "../runtime/piped-stdio.ts";
 import { parseSignal } from "../runtime/signals.ts";
@@ -105,6 +105,18 @@ export class OciRuntimeCli {
 
   resume(id: string): void {
     this.call(["resume", id], `resume ${id}`);
+  }
+
+  /** Changes a running container's limits (`RUNTIME update --resources FILE`, as runc takes them). */
+  async update(id: string, resources: Resources): Promise<void> {
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    const file = join(this.root, `.update-${id}-${process.pid}.json`);
+    writeFileSync(file, JSON.stringify(resources), { mode: 0o600 });
+    try {
+      this.call(["update", "--resources", file, id], `update ${id}`);
+    } finally {
+      rmSync(file, { force: true });
+    }
   }
 
   /** The pids of the container's processes (`RUNTIME ps --format json`). */

@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { IMAGE, makeTestEngine, runCollect, type TestEngine } from "../fixtures/engine.ts";
 import { isRoot, pivotCli, rm, tempDir } from "../helpers.ts";
 
+const RUNC = "/usr/sbin/runc";
+
 if (!isRoot) throw new Error("the integration tests run real containers and need root");
 
 let t: TestEngine;
@@ -182,6 +184,94 @@ describe("--pid container:NAME", () => {
     const missing = pivotCli(t.root, ["run", "--rm", "--pid", "container:nosuch", IMAGE, "true"]);
     expect(missing.stderr).toContain("--pid container:nosuch: no such container nosuch");
     expect((await t.engine.list({ all: true })).map((c) => c.name)).toEqual(["pid-donor"]);
+  });
+});
+
+describe("pivot update", () => {
+  /** The container's memory limit and pids.max as it sees them (cgroup v1 or v2). */
+  async function limitsIn(ref: string): Promise<string> {
+    const c = await t.engine.exec(ref, {
+      cmd: [
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+      ],
+      stdio: "pipe",
+    });
+    let out = "";
+    c.stdout?.on("data", (d: Buffer) => {
+      out += d;
+    });
+    expect(await c.wait()).toBe(0);
+    return out;
+  }
+
+  test("limits change at once in a running container and stay for its next start; so does the policy", async () => {
+    const c = await t.engine.run({
+      image: IMAGE,
+      name: "updated",
+      cmd: ["sleep", "60"],
+      detach: true,
+      network: "none",
+      memory: "64m",
+      pidsLimit: 20,
+    });
+    expect(await limitsIn(c.id)).toBe(`${64 * 1024 * 1024}\n20\n`);
+    const r = pivotCli(t.root, [
+      "update",
+      "--memory",
+      "128m",
+      "--pids-limit",
+      "50",
+      "--restart",
+      "on-failure:3",
+      "updated",
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("updated\n");
+    expect(await limitsIn(c.id)).toBe(`${128 * 1024 * 1024}\n50\n`);
+    expect(t.engine.inspect("updated").restartPolicy).toEqual({
+      name: "on-failure",
+      maximumRetryCount: 3,
+    });
+    await t.engine.stop("updated", { timeout: 0 });
+    await t.engine.start("updated");
+    expect(await limitsIn(c.id)).toBe(`${128 * 1024 * 1024}\n50\n`);
+  });
+
+  test.skipIf(!existsSync(RUNC))(
+    "a container of another runtime (--runtime runc) is updated through its `update`",
+    async () => {
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "updated-runc",
+        cmd: ["sleep", "60"],
+        detach: true,
+        network: "none",
+        runtime: RUNC,
+        pidsLimit: 20,
+      });
+      await t.engine.update("updated-runc", { pidsLimit: 44 });
+      expect((await limitsIn(c.id)).split("\n")[1]).toBe("44");
+    },
+  );
+
+  test("a created container gets the new limits when it starts; nothing to change, or a conflict, is an error", async () => {
+    await t.engine.create({ image: IMAGE, name: "later", cmd: ["sleep", "60"], network: "none" });
+    await t.engine.update("later", { pidsLimit: 33 });
+    await t.engine.start("later");
+    expect((await limitsIn("later")).split("\n")[1]).toBe("33");
+    expect(pivotCli(t.root, ["update", "later"]).stderr).toContain("nothing to change");
+    await t.engine.create({
+      image: IMAGE,
+      name: "removed-on-exit",
+      autoRemove: true,
+      network: "none",
+    });
+    const conflict = pivotCli(t.root, ["update", "--restart", "always", "removed-on-exit"]);
+    expect(conflict.status).toBe(1);
+    expect(conflict.stderr).toContain("Conflicting options: --restart and --rm");
+    expect(t.engine.inspect("removed-on-exit").restartPolicy.name).toBe("no");
   });
 });
 

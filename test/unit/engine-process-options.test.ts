@@ -17,6 +17,7 @@ import {
   parseUlimitFlag,
 } from "../../src/engine/process-options.ts";
 import type { ContainerOptions } from "../../src/engine/types.ts";
+import { resourcePatch } from "../../src/engine/update.ts";
 
 /** The engine's config for OPTIONS, with --device nodes from `devices` instead of the host. */
 function specWith(options: Omit<ContainerOptions, "image">, devices: HostDevice[] = []) {
@@ -209,5 +210,20 @@ describe("namespaces, /dev/shm, cpusets, oom_score_adj", () => {
     expect(() => resolveUser("app", passwd, group, ["nosuch"])).toThrow(
       /unable to find group nosuch/,
     );
+  });
+});
+
+describe("pivot update's resources", () => {
+  test("the same linux.resources fields as run's flags, without device rules", () => {
+    expect(resourcePatch({ cpus: 2, memory: "64m" })).toEqual({
+      memory: { limit: 64 * 1024 * 1024 },
+      cpu: { period: 100000, quota: 200000 },
+    });
+    expect(resourcePatch({ cpusetCpus: "0", pidsLimit: 7 })).toEqual({
+      cpu: { cpus: "0" },
+      pids: { limit: 7 },
+    });
+    expect(resourcePatch({ restart: { policy: "always" } })).toEqual({});
+    expect(() => resourcePatch({ cpus: 0 })).toThrow(/--cpus/);
   });
 });

@@ -1,0 +1,98 @@
+// `pivot update`: a container's limits and restart policy changed after create, as `docker update`
+// does: applied to its cgroup at once when it runs (through its runtime's `update`), and kept in
+// its record and config.json for every later start.
+import { join } from "node:path";
+import type { Resources, Spec } from "../oci/spec.ts";
+import { ociResources } from "./config.ts";
+import { rt, status } from "./container-runtime.ts";
+import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
+import type { EngineContext } from "./context.ts";
+import { EngineError } from "./errors.ts";
+import { applyProcessOptions } from "./process-options.ts";
+import { checkRestartOptions } from "./restart-state.ts";
+import type { ContainerOptions } from "./types.ts";
+
+/** What `update` may change: the resource options of `run`, and the restart policy. */
+export type UpdateOptions = Pick<
+  ContainerOptions,
+  | "memory"
+  | "memorySwap"
+  | "cpus"
+  | "cpuShares"
+  | "cpusetCpus"
+  | "cpusetMems"
+  | "pidsLimit"
+  | "restart"
+>;
+
+const RESOURCE_KEYS = [
+  "memory",
+  "memorySwap",
+  "cpus",
+  "cpuShares",
+  "cpusetCpus",
+  "cpusetMems",
+  "pidsLimit",
+] as const;
+
+/**
+ * The cgroup resources that CHANGES set, as linux.resources fields (no device rules), computed by
+ * the same code as at create so that `update --cpus 2` means what `run --cpus 2` does.
+ */
+export function resourcePatch(changes: UpdateOptions): Resources {
+  const asked: ContainerOptions = { image: "" };
+  for (const k of RESOURCE_KEYS) {
+    if (changes[k] !== undefined) (asked as unknown as Record<string, unknown>)[k] = changes[k];
+  }
+  const spec = { process: {}, linux: { resources: ociResources(asked) } } as unknown as Spec;
+  applyProcessOptions(spec, asked);
+  const { devices: _rules, ...patch } = spec.linux!.resources!;
+  return patch;
+}
+
+export async function update(
+  ctx: EngineContext,
+  ref: string,
+  changes: UpdateOptions,
+): Promise<void> {
+  const store = ctx.containers;
+  const id = store.resolveId(ref);
+  if (!RESOURCE_KEYS.some((k) => changes[k] !== undefined) && changes.restart === undefined) {
+    throw new EngineError("pivot update: nothing to change", {
+      hint: "give at least one of --memory, --memory-swap, --cpus, --cpu-shares, --cpuset-cpus, --cpuset-mems, --pids-limit, --restart",
+    });
+  }
+  await store.withLock(id, async () => {
+    const r = store.load(id);
+    const options: ContainerOptions = { ...r.options };
+    for (const [k, v] of Object.entries(changes)) {
+      if (v !== undefined) (options as unknown as Record<string, unknown>)[k] = v;
+    }
+    checkRestartOptions(options, () => ctx.conmonPath !== null);
+    const patch = resourcePatch(changes);
+    if (Object.keys(patch).length > 0) {
+      const st = status(ctx, id);
+      // Running (or paused): its cgroup now; the runtime checks and records the merged limits.
+      if (st.status === "running" || st.status === "paused") {
+        await rt(ctx, id, r).update(id, patch);
+      }
+      // Every later start: config.json's resources.
+      const file = join(store.dir(id), "config.json");
+      const spec = readJson<Spec>(file);
+      if (spec?.linux) {
+        const now = spec.linux.resources ?? {};
+        spec.linux.resources = {
+          ...now,
+          ...patch,
+          ...(patch.memory ? { memory: { ...now.memory, ...patch.memory } } : {}),
+          ...(patch.cpu ? { cpu: { ...now.cpu, ...patch.cpu } } : {}),
+        };
+        writeJsonAtomic(file, spec);
+      }
+    }
+    writeJsonAtomic(join(store.dir(id), "container.json"), {
+      ...r,
+      options,
+    } satisfies ContainerRecord);
+  });
+}
