@@ -117,6 +117,8 @@ function hintFor(errnoName: string, stepOp: number, detail = ""): string | undef
     return "the cgroup v2 directory has controllers enabled for children, so no process may join it (the no-internal-processes rule)";
   if (stepOp === Op.Chdir && errnoName === "ENOENT")
     return "process.cwd must exist inside the root filesystem";
+  if (stepOp === Op.Chdir && errnoName === "ENOTDIR")
+    return "process.cwd (-w, or the image's WorkingDir) names a file in the root filesystem: give a directory";
   if (stepOp === Op.Chdir && errnoName === "EXDEV")
     return "process.cwd must be a directory inside the root filesystem, not a path through /proc/self/fd";
   if (errnoName === "EXDEV") return "a mount destination must stay inside the root filesystem";

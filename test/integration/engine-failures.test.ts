@@ -220,6 +220,18 @@ await engine.run(${JSON.stringify({ image: IMAGE, name, cmd: ["true"], network: 
   }
 }
 
+describe.skipIf(!ready)("engine: a working directory that is a file", () => {
+  test("run --rm -w /etc/passwd: the error says what to give; nothing is left", () => {
+    const r = cli(["run", "--rm", "-w", "/etc/passwd", IMAGE, "true"]);
+    expect(r.status).toBe(125);
+    expect(r.stderr).toMatch(
+      /^pivot: step \d+ \(chdir \/etc\/passwd\) failed: chdir to the working directory \/etc\/passwd: not a directory\n {2}hint: process\.cwd \(-w, or the image's WorkingDir\) names a file in the root filesystem: give a directory\n$/,
+    );
+    expect(cli(["ps", "-aq"]).stdout).toBe("");
+    expect(mountsUnder(join(t.root, "containers"))).toEqual([]);
+  }, 60_000);
+});
+
 describe.skipIf(!ready)("engine: another OCI runtime that fails", () => {
   test("run -d --runtime /bin/false: says which runtime failed and what to do; the container stays Created, nothing runs or is mounted", async () => {
     const r = cli([
