@@ -10,7 +10,7 @@ import { type ImageConfig, MediaType } from "../image/types.ts";
 import type { Spec } from "../oci/spec.ts";
 import { overlayDirs, parseMountinfo, unescapeMountField } from "../runtime/mountinfo.ts";
 import { monitorAlive, rt, status } from "./container-runtime.ts";
-import { readJson } from "./container-store.ts";
+import { type ContainerRecord, readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import {
@@ -48,16 +48,41 @@ async function rootView(
     // A process of the container could swap a checked directory for a symlink before the copy
     // uses the path through /proc/PID/root, where an absolute link resolves against the host's
     // root (CVE-2018-15664): the container stays frozen while its files are copied, as podman
-    // and Docker's fix do. (Another container sharing a volume is not frozen with it.)
-    const freeze = st.status === "running";
+    // and Docker's fix do, and so do the running containers that share a volume or a bind
+    // mount's directory with it, which could swap one of its directories just the same.
+    const frozen: string[] = [];
     const thaw = () => {
       process.off("exit", thaw);
-      if (freeze && status(ctx, id).status === "paused") rt(ctx, id).resume(id);
+      for (const f of frozen) {
+        try {
+          if (status(ctx, f).status === "paused") rt(ctx, f).resume(f);
+        } catch {}
+      }
     };
-    if (freeze) {
-      rt(ctx, id).pause(id);
-      // A process ending mid-copy (the CLI exits on SIGINT and SIGTERM) thaws it on its way out.
-      process.on("exit", thaw);
+    // A process ending mid-copy (the CLI exits on SIGINT and SIGTERM) thaws them on its way out.
+    process.on("exit", thaw);
+    try {
+      if (st.status === "running") {
+        rt(ctx, id).pause(id);
+        frozen.push(id);
+      }
+      for (const other of sharingContainers(ctx, id)) {
+        try {
+          if (status(ctx, other).status !== "running") continue;
+          rt(ctx, other).pause(other);
+          frozen.push(other);
+        } catch {
+          // Stopped meanwhile: nothing of it runs.
+          if (status(ctx, other).status === "running")
+            throw new EngineError(
+              `container ${ctx.containers.load(other).name}, which shares a volume or bind mount with ${ctx.containers.load(id).name}, could not be frozen for the copy`,
+              { hint: "pause or stop it (`pivot pause`), then copy again" },
+            );
+        }
+      }
+    } catch (err) {
+      thaw();
+      throw err;
     }
     return { root: `/proc/${st.pid}/root`, release: async () => thaw() };
   }
@@ -129,6 +154,38 @@ function holdLock(ctx: EngineContext, id: string): Promise<() => void> {
       )
       .catch(reject);
   });
+}
+
+/**
+ * The other containers that can write where `id`'s volumes and bind mounts are: a named volume in
+ * common, or bind sources one inside the other.
+ */
+function sharingContainers(ctx: EngineContext, id: string): string[] {
+  const mounts = (r: ContainerRecord) => ({
+    volumes: new Set(r.volumes.map((v) => v.name)),
+    binds: (r.options.mounts ?? [])
+      .filter((m) => m.type === "bind" && m.source !== undefined)
+      .map((m) => resolve(m.source!)),
+  });
+  const within = (a: string, b: string) => a === b || a.startsWith(b === "/" ? "/" : `${b}/`);
+  const mine = mounts(ctx.containers.load(id));
+  if (mine.volumes.size === 0 && mine.binds.length === 0) return [];
+  const out: string[] = [];
+  for (const other of ctx.containers.ids()) {
+    if (other === id) continue;
+    let theirs: ReturnType<typeof mounts>;
+    try {
+      theirs = mounts(ctx.containers.load(other));
+    } catch {
+      continue; // being created or removed
+    }
+    if (
+      [...theirs.volumes].some((v) => mine.volumes.has(v)) ||
+      theirs.binds.some((b) => mine.binds.some((m) => within(b, m) || within(m, b)))
+    )
+      out.push(other);
+  }
+  return out;
 }
 
 /**

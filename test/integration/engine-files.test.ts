@@ -21,6 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { systemDf } from "../../src/engine/images.ts";
 import { findConmon } from "../../src/engine/monitor.ts";
+import type { MountSpec } from "../../src/engine/types.ts";
 import { importRootfs } from "../../src/image/create.ts";
 import {
   IMAGE,
@@ -84,6 +85,7 @@ async function runSwapper(
   target: string,
   prepare = "true",
   edit: (rootfs: string) => void = () => {},
+  mounts: MountSpec[] = [],
 ): Promise<string> {
   const swapper = join(host, "path-swapper");
   if (!existsSync(swapper)) {
@@ -105,7 +107,7 @@ async function runSwapper(
     config: { config: { Cmd: ["sh", "-c", `${prepare} && exec /path-swapper ${path} ${target}`] } },
   });
   rmSync(tar);
-  const c = await t.engine.run({ image: `localhost/${name}:test`, name, detach: true });
+  const c = await t.engine.run({ image: `localhost/${name}:test`, name, detach: true, mounts });
   const upper = t.engine.inspect(c.id).rootfs.upperdir;
   for (let i = 0; i < 250 && !existsSync(join(upper, "tmp/swapper-ready")); i++)
     await Bun.sleep(20);
@@ -213,6 +215,53 @@ describe.skipIf(!isRoot)("engine: files", () => {
       await t.engine.remove(r.id, { force: true });
     },
     30_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "cp into a running container: another container sharing its volume is frozen too, so it cannot swap the copy's directory for a symlink to the host",
+    async () => {
+      const hostDir = join(host, "shared-target");
+      mkdirSync(hostDir);
+      const volume = "files-shared";
+      // The swapper shares the volume with the container copied into, and swaps its /vol/dir.
+      const swapper = await runSwapper(
+        "files-shared-swapper",
+        "/vol/dir",
+        hostDir,
+        "mkdir -p /vol/dir",
+        () => {},
+        [{ type: "volume", source: volume, target: "/vol" }],
+      );
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "files-shared-copied",
+        cmd: ["sleep", "100"],
+        detach: true,
+        mounts: [{ type: "volume", source: volume, target: "/vol" }],
+      });
+      try {
+        writeFileSync(join(host, "shared.txt"), "from the host\n");
+        // Frozen with /vol/dir a symlink (to a directory the container does not have), the copy
+        // is refused; frozen with it a directory, it is made there.
+        let copied = 0;
+        for (let i = 0; i < 100; i++) {
+          await t.engine
+            .copyTo(c.id, join(host, "shared.txt"), "/vol/dir/")
+            .then(() => copied++)
+            .catch(() => {});
+        }
+        expect(copied).toBeGreaterThan(0);
+        // Both thawed after.
+        expect(t.engine.inspect(swapper).state.status).toBe("running");
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+        expect(readdirSync(hostDir)).toEqual([]);
+      } finally {
+        await t.engine.remove(c.id, { force: true });
+        await t.engine.remove(swapper, { force: true });
+        t.engine.removeVolume(volume);
+      }
+    },
+    60_000,
   );
 
   test.skipIf(!hasConmon)(
