@@ -47,6 +47,7 @@ import {
   REGISTRY_COMMANDS,
   REGISTRY_USAGE,
 } from "./command-groups.ts";
+import { renderInspect } from "./inspect-format.ts";
 import { isShortCommand, startupOver } from "./jit.ts";
 import { BatchedOutput, writeErr, writeOut } from "./output.ts";
 
@@ -722,7 +723,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
     case "inspect": {
       const p = parseCommand(args, [{ name: "format", aliases: ["f"], value: true }]);
       const out = targets(p, command).map((ref) => engine.inspect(ref));
-      writeOut(`${JSON.stringify(out, null, 2)}\n`);
+      writeOut(renderInspect(out, flag(p, "format")));
       return 0;
     }
     case "port": {
@@ -1047,6 +1048,7 @@ function volumeCommand(engine: Engine, args: string[]): number | Promise<number>
     { name: "quiet", aliases: ["q"] },
     { name: "label", aliases: ["l"], value: true, multiple: true },
     { name: "force", aliases: ["f"] },
+    { name: "format", value: true },
   ]);
   const names = [...p.positionals, ...p.rest];
   switch (sub) {
@@ -1074,11 +1076,10 @@ function volumeCommand(engine: Engine, args: string[]): number | Promise<number>
     case "inspect": {
       if (names.length === 0) throw new UsageError("volume inspect needs a volume name");
       writeOut(
-        `${JSON.stringify(
+        renderInspect(
           names.map((n) => engine.inspectVolume(n)),
-          null,
-          2,
-        )}\n`,
+          flag(p, "format"),
+        ),
       );
       return 0;
     }

@@ -26,6 +26,7 @@ import { resolveSaveItems, type SaveFormat, saveImages } from "../image/save.ts"
 import { parseIdMap } from "../runtime/userns.ts";
 import { tty } from "../util/lazy-require.ts";
 import { boolFlag, type FlagSpec, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
+import { renderInspect } from "./inspect-format.ts";
 import { writeErr, writeOut } from "./output.ts";
 
 /** Docker's sizes: decimal units, 4 significant digits (4.261MB). */
@@ -113,7 +114,7 @@ export async function imageCommand(
         if (refs.length === 0) throw new UsageError("image inspect needs an image");
         const out = [];
         for (const r of refs) out.push(await inspectImage(engine, r));
-        writeOut(`${JSON.stringify(out, null, 2)}\n`);
+        writeOut(renderInspect(out, flag(p, "format")));
         return 0;
       }
       case "prune": {

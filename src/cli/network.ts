@@ -2,6 +2,7 @@
 // engine CLI to dispatch to.
 import type { NetworkManager } from "../network/attach.ts";
 import { boolFlag, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
+import { renderInspect } from "./inspect-format.ts";
 import { writeOut } from "./output.ts";
 
 const FLAGS = [
@@ -14,6 +15,7 @@ const FLAGS = [
   { name: "alias", value: true, multiple: true },
   { name: "ip", value: true },
   { name: "driver", aliases: ["d"], value: true },
+  { name: "format", value: true },
   { name: "help" },
 ];
 
@@ -79,11 +81,10 @@ export async function networkCommand(
     case "inspect": {
       if (names.length === 0) throw new UsageError("network inspect needs a network name");
       print(
-        `${JSON.stringify(
+        renderInspect(
           names.map((n) => manager.inspectNetwork(n)),
-          null,
-          2,
-        )}\n`,
+          flag(p, "format"),
+        ),
       );
       return 0;
     }

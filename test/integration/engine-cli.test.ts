@@ -143,6 +143,33 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     expect(pivot(["volume", "inspect", "clivol"]).status).toBe(125);
   });
 
+  test("inspect --format: Go templates over containers, images and volumes (Docker's field names work)", () => {
+    const created = pivot(["create", "--name", "fmt", "-l", "role=web", IMAGE, "true"]);
+    expect(created.stderr).toBe("");
+    const id = created.stdout.trim();
+    try {
+      expect(
+        pivot(["inspect", "--format", '{{.Id}} {{.State.Status}} {{index .Labels "role"}}', "fmt"]),
+      ).toEqual({ status: 0, stdout: `${id} created web\n`, stderr: "" });
+      expect(JSON.parse(pivot(["inspect", "-f", "{{json .State}}", "fmt"]).stdout)).toMatchObject({
+        status: "created",
+        running: false,
+      });
+      expect(pivot(["inspect", "-f", "json", "fmt"]).stdout.split("\n")).toHaveLength(2);
+      const bad = pivot(["inspect", "-f", "{{.State.Nope}}", "fmt"]);
+      expect(bad.status).toBe(125);
+      expect(bad.stderr).toContain("can't evaluate field Nope in .State: it has status");
+      expect(pivot(["image", "inspect", "-f", "{{len .RootFS.Layers}}", IMAGE]).stdout).toBe("1\n");
+      pivot(["volume", "create", "fmtvol"]);
+      expect(pivot(["volume", "inspect", "--format", "{{.Name}}", "fmtvol"]).stdout).toBe(
+        "fmtvol\n",
+      );
+    } finally {
+      pivot(["rm", "fmt"]);
+      pivot(["volume", "rm", "fmtvol"]);
+    }
+  });
+
   test("rm -f from another shell of an attached run: the run ends quietly with 137; nothing left", async () => {
     // Twice: as it comes, and with the attached pivot stopped (SIGSTOP) while rm -f runs, so
     // it records the exit only after the container's directory is gone (the order a rootless
