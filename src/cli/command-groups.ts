@@ -2,11 +2,22 @@
 // group's code (images.ts, network.ts, registry.ts, and through them the image, network and
 // registry libraries) only when one of its commands runs, which keeps `pivot run` starting fast.
 
-export const IMAGE_COMMANDS = ["images", "image", "tag", "rmi", "load", "save", "import", "system"];
+export const IMAGE_COMMANDS = [
+  "images",
+  "image",
+  "history",
+  "tag",
+  "rmi",
+  "load",
+  "save",
+  "import",
+  "system",
+];
 
 export const IMAGE_USAGE = `images:
   images [-a] [-q] [--no-trunc] [--format table|json]   list images (REPOSITORY TAG IMAGE ID CREATED SIZE)
-  image inspect IMAGE...       details as JSON
+  image inspect [-f TEMPLATE] IMAGE...   details as JSON (or a Go template)
+  history [--no-trunc] [-q] [-H=false] [--format table|json] IMAGE   its layers, newest first
   tag SOURCE TARGET            another name for an image
   rmi [-f] [--no-prune] IMAGE...   untag; remove the image with its last name (refused while a
                                container uses it, unless -f), then unused blobs and layers

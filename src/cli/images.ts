@@ -18,7 +18,8 @@ import {
 import { isRootlessEngine } from "../engine/rootless.ts";
 import { formatError } from "../errors.ts";
 import { importRootfs } from "../image/create.ts";
-import { imageSize } from "../image/gc.ts";
+import { imageSize, layerSize } from "../image/gc.ts";
+import { imageHistory } from "../image/history.ts";
 import { loadImages } from "../image/load.ts";
 import { rootfsDriver } from "../image/overlay.ts";
 import { familiarString, parseReference } from "../image/reference.ts";
@@ -107,6 +108,7 @@ export async function imageCommand(
       case "load":
       case "save":
       case "import":
+      case "history":
         return imageCommand(engine, sub, rest);
       case "inspect": {
         const p = parse(rest, [{ name: "format", aliases: ["f"], value: true }]);
@@ -193,6 +195,48 @@ export async function imageCommand(
       if (boolFlag(p, "quiet")) for (const id of ids) writeOut(`${id}\n`);
       else if (format === "json") for (const j of json) writeOut(`${JSON.stringify(j)}\n`);
       else printTable(rows);
+      return 0;
+    }
+    case "history": {
+      const p = parse(args, [
+        { name: "no-trunc" },
+        { name: "quiet", aliases: ["q"] },
+        { name: "human", aliases: ["H"], value: true },
+        { name: "format", value: true },
+      ]);
+      const ref = all(p)[0];
+      if (!ref) throw new UsageError("history needs an image");
+      const format = flag(p, "format") ?? "table";
+      if (format !== "table" && format !== "json")
+        throw new UsageError(`unknown --format "${format}"`, { hint: "use table or json" });
+      const human = flag(p, "human") !== "false";
+      const trunc = !boolFlag(p, "no-trunc");
+      const store = await engine.images();
+      const image = await store.resolve(ref);
+      const sizes: number[] = [];
+      for (const l of image.layers) sizes.push(await layerSize(store, l.diffId, l.descriptor.size));
+      const rows = imageHistory(image.id, image.config, sizes);
+      const shortId = (id: string) => (trunc && id.startsWith("sha256:") ? id.slice(7, 19) : id);
+      if (boolFlag(p, "quiet")) {
+        for (const r of rows) writeOut(`${shortId(r.id)}\n`);
+        return 0;
+      }
+      if (format === "json") {
+        for (const r of rows) writeOut(`${JSON.stringify(r)}\n`);
+        return 0;
+      }
+      const table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]];
+      for (const r of rows) {
+        const by = r.createdBy.replace(/\s+/g, " ");
+        table.push([
+          shortId(r.id),
+          human ? ago(r.created || undefined) : r.created,
+          trunc && by.length > 45 ? `${by.slice(0, 44)}…` : by,
+          human ? humanSize(r.size) : String(r.size),
+          r.comment,
+        ]);
+      }
+      printTable(table);
       return 0;
     }
     case "tag": {

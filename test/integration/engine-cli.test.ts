@@ -170,6 +170,34 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     }
   });
 
+  test("history: a committed image's layers, newest first, its id on top; -q, --format json", () => {
+    expect(pivot(["run", "--name", "hist", IMAGE, "sh", "-c", "echo x > /f"]).status).toBe(0);
+    try {
+      expect(pivot(["commit", "-m", "added f", "hist", "localhost/hist:1"]).status).toBe(0);
+      const table = pivot(["history", "localhost/hist:1"]);
+      expect(table.stderr).toBe("");
+      const lines = table.stdout.trimEnd().split("\n");
+      expect(lines[0]).toMatch(/^IMAGE\s+CREATED\s+CREATED BY\s+SIZE\s+COMMENT$/);
+      expect(lines).toHaveLength(3);
+      expect(lines[1]).toMatch(/^[0-9a-f]{12}\s+.*pivot commit hist\s+\S+\s+added f$/);
+      expect(lines[2]).toMatch(/^<missing>\s/);
+      const json = pivot(["image", "history", "--format", "json", "localhost/hist:1"])
+        .stdout.trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { id: string; size: number; comment: string });
+      const id = pivot(["image", "inspect", "-f", "{{.Id}}", "localhost/hist:1"]).stdout.trim();
+      expect(json.map((r) => r.id)).toEqual([id, "<missing>"]);
+      expect(json[0]!.size).toBeGreaterThan(0);
+      expect(json[0]!.comment).toBe("added f");
+      expect(pivot(["history", "-q", "localhost/hist:1"]).stdout).toBe(
+        `${id.slice(7, 19)}\n<missing>\n`,
+      );
+    } finally {
+      pivot(["rm", "hist"]);
+      pivot(["rmi", "localhost/hist:1"]);
+    }
+  });
+
   test("rm -f from another shell of an attached run: the run ends quietly with 137; nothing left", async () => {
     // Twice: as it comes, and with the attached pivot stopped (SIGSTOP) while rm -f runs, so
     // it records the exit only after the container's directory is gone (the order a rootless
