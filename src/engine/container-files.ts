@@ -292,7 +292,11 @@ function kindIn(root: string, host: string): ReturnType<typeof kindAt> {
   return host === resolve(root) ? kindAt(`${host}/`) : kindAt(host);
 }
 
-/** `pivot cp CONTAINER:SRC DEST`: into DEST if it is a directory, else as DEST. */
+/**
+ * `pivot cp CONTAINER:SRC DEST`: into DEST if it is a directory, else as DEST; without device
+ * nodes, setuid/setgid bits or file capabilities, which the container's author chose (the tar stream
+ * of `pivot cp CONTAINER:SRC -` keeps them).
+ */
 export async function copyFrom(
   ctx: EngineContext,
   ref: string,
@@ -303,8 +307,8 @@ export async function copyFrom(
   const t = copyTarget(dest);
   if (kindAt(t.dir) !== "dir") throw new EngineError(`${t.dir} is not a directory`);
   const { stream, name } = await archive(ctx, ref, src);
-  if (t.name === null) await extractTar(stream, t.dir, null);
-  else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name);
+  if (t.name === null) await extractTar(stream, t.dir, null, true);
+  else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name, true);
 }
 
 /** `pivot cp SRC CONTAINER:DEST`: symlinks in DEST resolve inside the container only. */

@@ -111,13 +111,19 @@ export async function extractTar(
   tar: string | AsyncIterable<Uint8Array>,
   dst: string,
   from: string | null,
+  /** A container's files landing on the host: no device nodes, setuid/setgid bits, capabilities. */
+  onHost = false,
 ): Promise<void> {
   const stageParent = from === null ? dst : dirname(dst);
   const stage = join(stageParent, `.pivot-cp-${randomHex(6)}`);
   await mkdir(stage, { mode: 0o700 });
   try {
     // Copied files, not a layer: a `.wh.` name is a file, not a whiteout.
-    await applyLayer(tar, stage, { archiveName: "the copied files", whiteouts: false });
+    await applyLayer(tar, stage, {
+      archiveName: "the copied files",
+      whiteouts: false,
+      privileges: !onHost,
+    });
     if (from === null) {
       for (const n of readdirSync(stage)) moveInto(join(stage, n), join(dst, n));
     } else {

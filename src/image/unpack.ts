@@ -71,6 +71,13 @@ export interface UnpackOptions {
    * files (`pivot cp`), where such a name is a file like any other and must not delete one beside it.
    */
   whiteouts?: boolean;
+  /**
+   * Whether device nodes, setuid/setgid bits and file capabilities are kept (the default). False
+   * where a container's files land on the host (`pivot cp` out): there they would grant what the
+   * container's author chose (a world-writable disk, a setuid-root shell), so device nodes are
+   * left out, the bits cleared and security.capability dropped.
+   */
+  privileges?: boolean;
 }
 
 export interface UnpackResult {
@@ -171,7 +178,10 @@ export async function applyLayer(
     checkMediaType(options.mediaType, compression, fail);
     const tarStream = tap(decompress(peeked.stream, compression, streams), uncompressed);
     const reader = new TarReader(tarStream);
-    applier = new Applier(dir, archive, options.whiteouts ?? true);
+    applier = new Applier(dir, archive, {
+      whiteouts: options.whiteouts ?? true,
+      privileges: options.privileges ?? true,
+    });
     for (;;) {
       const entry = await reader.next();
       if (entry === null) break;
@@ -382,6 +392,8 @@ class Applier {
   /** Directory times to set at the end, deepest first (children change them). */
   private readonly dirTimes = new Map<string, [number, number]>();
   readonly ignoredXattrs = new Set<string>();
+  /** Device nodes left out (rootless, or privileges not kept): links to them are left out too. */
+  private readonly skipped = new Set<string>();
   /** Directories given the opaque marker, by relative path (forgotten when removed). */
   private readonly opaque = new Set<string>();
   count = 0;
@@ -390,7 +402,10 @@ class Applier {
   constructor(
     dir: string,
     archive: string,
-    private readonly whiteouts = true,
+    private readonly keep: { whiteouts: boolean; privileges: boolean } = {
+      whiteouts: true,
+      privileges: true,
+    },
   ) {
     this.dir = dir;
     this.archive = archive;
@@ -419,7 +434,7 @@ class Applier {
     const name = rel.slice(rel.lastIndexOf("/") + 1);
     const parent = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
 
-    if (this.whiteouts && name.startsWith(WHITEOUT_PREFIX)) {
+    if (this.keep.whiteouts && name.startsWith(WHITEOUT_PREFIX)) {
       await this.ensureParents(rel);
       if (name === WHITEOUT_OPAQUE) {
         await lsetxattr(this.abs(parent), overlayOpaqueXattr(), Buffer.from("y"));
@@ -476,7 +491,7 @@ class Applier {
             }
           }
           await fh.chown(entry.uid, entry.gid);
-          await fh.chmod(entry.mode);
+          await fh.chmod(this.keep.privileges ? entry.mode : entry.mode & ~0o6000);
         } finally {
           await fh.close();
         }
@@ -498,6 +513,7 @@ class Applier {
             "a layer must never reach outside its own directory",
           );
         }
+        if (this.skipped.has(target)) return; // a link to a device node left out
         const kind = this.model.get(target);
         if (kind === undefined || target === "") {
           throw this.fail(
@@ -516,7 +532,10 @@ class Applier {
       case "fifo":
         // In a user namespace (rootless) the kernel refuses device nodes: they are left out,
         // as podman does; a container gets its /dev from the runtime anyway.
-        if (entry.type !== "fifo" && inUserNamespace()) return;
+        if (entry.type !== "fifo" && (inUserNamespace() || !this.keep.privileges)) {
+          this.skipped.add(rel);
+          return;
+        }
         await mknod(
           path,
           entry.type === "fifo" ? "p" : entry.type === "chardev" ? "c" : "b",
@@ -580,6 +599,10 @@ class Applier {
 
   private async applyXattrs(rel: string, entry: TarEntry): Promise<void> {
     for (const [name, value] of entry.xattrs) {
+      if (name === "security.capability" && !this.keep.privileges) {
+        this.ignoredXattrs.add(name);
+        continue;
+      }
       if (!ALLOWED_XATTR.test(name) || OVERLAY_XATTR.test(name)) {
         this.ignoredXattrs.add(name);
         continue;

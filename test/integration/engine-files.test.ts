@@ -151,6 +151,38 @@ describe.skipIf(!isRoot)("engine: files", () => {
     await t.engine.remove("files-escape");
   });
 
+  test("cp out onto the host leaves out the container's device nodes, setuid/setgid bits and file capabilities", async () => {
+    // A hostile image's author would otherwise choose a world-writable disk device or a
+    // setuid-root shell in the operator's directory.
+    const r = await runCollect(t.engine, {
+      image: IMAGE,
+      name: "files-privileges",
+      cmd: [
+        "sh",
+        "-c",
+        "mkdir /app && cp /bin/busybox /app/suid && chmod 6755 /app/suid && " +
+          "mknod -m 666 /app/disk b 7 0 && mknod -m 666 /app/null c 1 3 && ln /app/disk /app/disk2 && " +
+          "mkfifo /app/fifo && echo plain > /app/plain",
+      ],
+    });
+    expect(r.code).toBe(0);
+    const out = join(host, "privileges-out");
+    mkdirSync(out);
+    await t.engine.copyFrom(r.id, "/app", out);
+    expect(lstatSync(join(out, "app/suid")).mode & 0o7777).toBe(0o755);
+    for (const n of ["disk", "disk2", "null"]) expect(existsSync(join(out, "app", n))).toBe(false);
+    expect(lstatSync(join(out, "app/fifo")).isFIFO()).toBe(true);
+    expect(readFileSync(join(out, "app/plain"), "utf8")).toBe("plain\n");
+    // The tar stream keeps them: it is the caller's to extract.
+    const { stream } = await t.engine.archive(r.id, "/app");
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    const listing = spawnSync("tar", ["-tv"], { input: Buffer.concat(chunks), encoding: "utf8" });
+    expect(listing.stdout).toMatch(/^-rwsr-sr-x .* app\/suid$/m);
+    expect(listing.stdout).toMatch(/^b.* app\/disk$/m);
+    await t.engine.remove(r.id);
+  });
+
   test("cp copies names that start with .wh. as they are: not as whiteouts deleting files beside them", async () => {
     // A layer's whiteout names mean nothing to cp: a container's /data/.wh.keep must not delete
     // the host's keep where it is copied, nor a host's .wh.motd the container's /etc/motd.
