@@ -28,6 +28,8 @@ export const IMAGE_USAGE = `images:
   import [-m MESSAGE] [-c CMD] TARBALL|- [REFERENCE]   a root filesystem tarball as an image
   system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes
   system info                  store and run roots, rootless or not (and its id mappings), storage driver and why
+  system prune [-a] [--volumes] [-f]   stopped containers, unused networks, dangling (-a: unused)
+                               images, and with --volumes unused anonymous volumes
 `;
 
 export const NETWORK_USAGE = `networks:

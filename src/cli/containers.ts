@@ -292,6 +292,45 @@ export async function containerPruneCommand(engine: Engine, args: string[]): Pro
   return 0;
 }
 
+/**
+ * `system prune [-a] [--volumes] [-f]`: stopped containers, networks no container uses, dangling
+ * images (-a: every image no container uses) and, with --volumes, unused anonymous volumes.
+ */
+export async function systemPruneCommand(engine: Engine, args: string[]): Promise<number> {
+  const p = parse(args, [
+    { name: "all", aliases: ["a"] },
+    { name: "volumes" },
+    { name: "force", aliases: ["f"] },
+  ]);
+  const every = boolFlag(p, "all");
+  const volumes = boolFlag(p, "volumes");
+  const what = [
+    "all stopped containers",
+    "all networks not used by at least one container",
+    ...(volumes ? ["all anonymous volumes not used by at least one container"] : []),
+    every ? "all images without at least one container associated to them" : "all dangling images",
+  ];
+  if (!boolFlag(p, "force") && !(await confirm(`This will remove:\n  - ${what.join("\n  - ")}\n`)))
+    return 0;
+  const removed = await engine.prune();
+  if (removed.removed.length) writeOut(`Deleted Containers:\n${removed.removed.join("\n")}\n\n`);
+  const networks = await engine.networks.pruneNetworks();
+  if (networks.length) writeOut(`Deleted Networks:\n${networks.join("\n")}\n\n`);
+  let reclaimed = removed.reclaimed;
+  if (volumes) {
+    const v = engine.pruneVolumes({ all: false });
+    if (v.removed.length) writeOut(`Deleted Volumes:\n${v.removed.join("\n")}\n\n`);
+    reclaimed += v.reclaimed;
+  }
+  const { pruneImages } = await import("../engine/images.ts");
+  const images = await pruneImages(engine, { all: every });
+  if (images.deleted.length)
+    writeOut(`Deleted Images:\n${images.deleted.map((d) => d.id).join("\n")}\n\n`);
+  reclaimed += images.gc.freed;
+  writeOut(`Total reclaimed space: ${humanSize(reclaimed)}\n`);
+  return 0;
+}
+
 /** `volume prune`. */
 export async function volumePruneCommand(engine: Engine, args: string[]): Promise<number> {
   const p = parse(args, [

@@ -374,9 +374,13 @@ export async function imageCommand(
         );
         return 0;
       }
+      if (sub === "prune") {
+        const { systemPruneCommand } = await import("./containers.ts");
+        return systemPruneCommand(engine, args.slice(1));
+      }
       if (sub !== "df")
         throw new UsageError(`unknown system command "${sub ?? ""}"`, {
-          hint: "use system df or system info",
+          hint: "use system df, system info or system prune",
         });
       const p = parse(args.slice(1), [
         { name: "verbose", aliases: ["v"] },

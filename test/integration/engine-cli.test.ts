@@ -198,6 +198,36 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     }
   });
 
+  test("system prune -f [--volumes] [-a]: stopped containers, dangling images, unused anonymous volumes; what is used stays", async () => {
+    const own = await makeTestEngine(); // a root of its own: prune takes everything unused
+    const cli = (args: string[]) => pivotCli(own.root, args);
+    try {
+      expect(cli(["run", "--name", "stopped", IMAGE, "sh", "-c", "echo x > /y"]).status).toBe(0);
+      expect(cli(["create", "--name", "kept-volume", "-v", "/anon", IMAGE]).status).toBe(0);
+      const dangling = cli(["commit", "stopped"]).stdout.trim();
+      expect(dangling).toMatch(/^sha256:/);
+      const running = cli(["run", "-d", "--name", "running", "-v", "/inuse", IMAGE, "sleep", "60"]);
+      expect(running.status).toBe(0);
+      const r = cli(["system", "prune", "-f", "--volumes"]);
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toContain("Deleted Containers:\n");
+      expect(r.stdout).toContain(`Deleted Images:\n${dangling}\n`);
+      expect(r.stdout).toContain("Deleted Volumes:\n");
+      expect(r.stdout).toMatch(/Total reclaimed space: \S+\n$/);
+      expect(cli(["ps", "-a", "--format", "{{.Names}}"]).stdout).toBe("running\n");
+      // The running container's anonymous volume and the tagged images stay.
+      expect(cli(["volume", "ls", "-q"]).stdout.trim().split("\n")).toHaveLength(1);
+      // IMAGE and CONFIGURED, the test engine's two tagged images.
+      expect(cli(["images", "-q"]).stdout.trim().split("\n")).toHaveLength(2);
+      expect(cli(["rm", "-f", "running"]).status).toBe(0);
+      const all = cli(["system", "prune", "-f", "-a"]);
+      expect(all.stdout).toContain("Deleted Images:\n");
+      expect(cli(["images", "-q"]).stdout).toBe("");
+    } finally {
+      await own.cleanup();
+    }
+  });
+
   test("rm -f from another shell of an attached run: the run ends quietly with 137; nothing left", async () => {
     // Twice: as it comes, and with the attached pivot stopped (SIGSTOP) while rm -f runs, so
     // it records the exit only after the container's directory is gone (the order a rootless
