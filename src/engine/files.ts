@@ -265,15 +265,22 @@ export async function layerTree(upper: string, tmp: string, opaque: Set<string>)
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+  // A marker replaces whatever the container put at its name: a symlink there (to a host file)
+  // would be written through. rm never follows it; O_EXCL fails on one made meanwhile.
+  const mark = (path: string) => {
+    rmSync(path, { recursive: true, force: true });
+    writeFileSync(path, "", { flag: "wx" });
+  };
   const walk = async (rel: string) => {
     for (const n of readdirSync(join(dir, rel))) {
       const r = rel ? `${rel}/${n}` : n;
-      const st = await lstat(join(dir, r));
+      const st = await lstat(join(dir, r)).catch(() => null);
+      if (st === null) continue; // a container's .wh. name, replaced by a marker already
       if (isWhiteout(st)) {
         rmSync(join(dir, r));
-        writeFileSync(join(dir, rel, `${WHITEOUT_PREFIX}${n}`), "");
+        mark(join(dir, rel, `${WHITEOUT_PREFIX}${n}`));
       } else if (st.isDirectory()) {
-        if (opaque.has(join(upper, r))) writeFileSync(join(dir, r, WHITEOUT_OPAQUE), "");
+        if (opaque.has(join(upper, r))) mark(join(dir, r, WHITEOUT_OPAQUE));
         await walk(r);
       }
     }

@@ -615,6 +615,36 @@ describe.skipIf(!isRoot)("engine: files", () => {
     expect(lstatSync(t.root).isDirectory()).toBe(true);
   }, 30_000);
 
+  test("commit never writes through the container's symlinks named like the whiteout markers it makes", async () => {
+    // A deletion is committed as an empty .wh.NAME file beside it, an opaque directory as an
+    // empty .wh..wh..opq in it: a container's own symlinks of those names point at host files.
+    const victim = join(host, "whiteout-victim");
+    writeFileSync(victim, "precious\n");
+    const opaqueVictim = join(host, "opaque-victim");
+    writeFileSync(opaqueVictim, "precious\n");
+    const r = await runCollect(t.engine, {
+      image: IMAGE,
+      name: "files-wh-links",
+      cmd: [
+        "sh",
+        "-c",
+        `rm /bin/vi && ln -s ${victim} /bin/.wh.vi && ` +
+          `rm -rf /usr/bin && mkdir /usr/bin && ln -s ${opaqueVictim} /usr/bin/.wh..wh..opq`,
+      ],
+    });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const image = await t.engine
+      .commit(r.id, { ref: "localhost/wh-links:committed" })
+      .catch(() => null);
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    expect(readFileSync(opaqueVictim, "utf8")).toBe("precious\n");
+    // The deletion is still committed: /bin/vi is a whiteout in the new layer.
+    const layers = await (await t.engine.images()).ensureImageLayers(image!);
+    expect(lstatSync(join(layers.at(-1)!.diffPath, "bin/vi")).isCharacterDevice()).toBe(true);
+    await t.engine.remove(r.id);
+  });
+
   test("commit and diff never touch the host through an image's volume path climbing with ..", async () => {
     // An image's Volumes are hostile: "/../../<host dir>/empty" is /<host dir>/empty inside the
     // container, but joined onto the upper directory (or the layer's copy) it climbs onto the host.
