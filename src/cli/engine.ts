@@ -106,6 +106,7 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "pull", value: true },
   { name: "runtime", value: true },
   { name: "restart", value: true },
+  { name: "volumes-from", value: true, multiple: true },
   { name: "ulimit", value: true, multiple: true },
   { name: "device", value: true, multiple: true },
   { name: "sysctl", value: true, multiple: true },
@@ -141,6 +142,7 @@ containers:
                                --privileged, --security-opt, --stop-signal, --stop-timeout, --network,
                                --init, --runtime PATH (another OCI runtime: runc, crun),
                                --restart no|on-failure[:MAX]|always|unless-stopped,
+                               --volumes-from CONTAINER[:ro|rw],
                                --ulimit NAME=SOFT[:HARD], --device HOST[:CTR][:rwm],
                                --sysctl K=V, --shm-size, --pid host|container:NAME, --ipc|--uts host, --group-add,
                                --cpuset-cpus, --cpuset-mems, --oom-score-adj, --cidfile FILE)
@@ -270,6 +272,7 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
     ...multi(p, "tmpfs").map(parseTmpfsFlag),
   ];
   if (mounts.length) o.mounts = mounts;
+  if (multi(p, "volumes-from").length) o.volumesFrom = multi(p, "volumes-from");
   const labels: Record<string, string> = {};
   for (const l of multi(p, "label")) {
     const eq = l.indexOf("=");

@@ -69,6 +69,7 @@ import { mkdirInRoot, pathInRoot, readFileInRoot } from "./root-paths.ts";
 import { addRootlessUserNamespace, checkRootlessOptions } from "./rootless.ts";
 import { isSlirp, SLIRP } from "./slirp4netns.ts";
 import type { ContainerInfo, ContainerOptions, MountSpec } from "./types.ts";
+import { volumesFromMounts } from "./volumes-from.ts";
 
 /** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
 export async function create(
@@ -389,8 +390,12 @@ async function compose(
   if (opts.publishAll) opts.publish = publishExposed(opts.publish ?? [], imageConfig.ExposedPorts);
   const extraHosts = addHostLines(opts.addHosts ?? []);
   const command = resolveArgs(imageConfig, opts);
-  // Volumes: the user's, then the image's own that nothing covers (anonymous).
-  const specs: MountSpec[] = [...(options.mounts ?? [])];
+  // Volumes: the user's and those of --volumes-from, then the image's own that nothing covers
+  // (anonymous).
+  const specs: MountSpec[] = [
+    ...(options.mounts ?? []),
+    ...volumesFromMounts(ctx, options.volumesFrom ?? [], options.mounts ?? []),
+  ];
   for (const target of Object.keys(imageConfig.Volumes ?? {})) {
     const t = target.replace(/\/+$/, "") || "/";
     if (!specs.some((m) => m.target === t)) specs.push({ type: "volume", target: t });

@@ -53,6 +53,8 @@ export interface ContainerOptions {
   stdin?: boolean;
   /** Bind mounts and volumes (-v, --mount, --tmpfs), parsed. */
   mounts?: MountSpec[];
+  /** --volumes-from CONTAINER[:ro|:rw]: that container's volumes and binds, at the same places. */
+  volumesFrom?: string[];
   readOnly?: boolean;
   labels?: Record<string, string>;
   /** Memory limit: bytes or "512m". */

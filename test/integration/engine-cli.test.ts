@@ -228,6 +228,76 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     }
   });
 
+  test("--volumes-from: another container's volumes and binds at the same places, :ro, kept by rm -v", () => {
+    const host = mkdtempSync(join(scratch, "vf-"));
+    writeFileSync(join(host, "h"), "from the host\n");
+    const data = pivot([
+      "create",
+      "--name",
+      "vf-data",
+      "-v",
+      "/anon",
+      "-v",
+      "vfnamed:/named",
+      "-v",
+      `${host}:/bind:ro`,
+      IMAGE,
+    ]);
+    expect(data.stderr).toBe("");
+    try {
+      const rw = pivot([
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vf-data",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo a > /anon/a; echo n > /named/n; cat /bind/h; touch /bind/x || echo bind-ro",
+      ]);
+      expect(rw.stdout).toBe("from the host\nbind-ro\n");
+      const ro = pivot([
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vf-data:ro",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /anon/a /named/n; touch /anon/y || echo anon-ro",
+      ]);
+      expect(ro.stdout).toBe("a\nn\nanon-ro\n");
+      const dup = pivot([
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vf-data",
+        "-v",
+        `${host}:/named`,
+        IMAGE,
+        "true",
+      ]);
+      expect(dup.status).toBe(125);
+      expect(dup.stderr).toContain("duplicate mount point /named");
+      expect(pivot(["run", "--rm", "--volumes-from", "nosuch", IMAGE, "true"]).stderr).toContain(
+        "--volumes-from nosuch: no such container nosuch",
+      );
+      // The --rm runs removed their anonymous volumes, never vf-data's.
+      expect(pivot(["volume", "ls", "-q"]).stdout.split("\n")).toContain("vfnamed");
+      expect(JSON.parse(pivot(["inspect", "vf-data"]).stdout)[0].volumes).toHaveLength(2);
+      const anon = pivot([
+        "inspect",
+        "-f",
+        "{{range .Volumes}}{{if .anonymous}}{{.name}}{{end}}{{end}}",
+        "vf-data",
+      ]).stdout.trim();
+      expect(pivot(["volume", "ls", "-q"]).stdout.split("\n")).toContain(anon);
+    } finally {
+      pivot(["rm", "-v", "vf-data"]);
+      pivot(["volume", "rm", "vfnamed"]);
+    }
+  });
+
   test("rm -f from another shell of an attached run: the run ends quietly with 137; nothing left", async () => {
     // Twice: as it comes, and with the attached pivot stopped (SIGSTOP) while rm -f runs, so
     // it records the exit only after the container's directory is gone (the order a rootless
