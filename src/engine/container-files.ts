@@ -307,8 +307,14 @@ export async function copyFrom(
   const t = copyTarget(dest);
   if (kindAt(t.dir) !== "dir") throw new EngineError(`${t.dir} is not a directory`);
   const { stream, name } = await archive(ctx, ref, src);
-  if (t.name === null) await extractTar(stream, t.dir, null, true);
-  else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name, true);
+  try {
+    if (t.name === null) await extractTar(stream, t.dir, null, true);
+    else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name, true);
+  } catch (err) {
+    // Unread, tar would block on its pipe and the container stay frozen (or locked): ended.
+    stream.destroy();
+    throw err;
+  }
 }
 
 /** `pivot cp SRC CONTAINER:DEST`: symlinks in DEST resolve inside the container only. */
@@ -332,8 +338,13 @@ export async function copyTo(
     }
     const name = abs === "/" ? "." : abs.slice(abs.lastIndexOf("/") + 1);
     const stream = tarCreate(abs === "/" ? abs : dirname(abs), [name]);
-    if (t.name === null) await extractTar(stream, t.dir, null);
-    else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name);
+    try {
+      if (t.name === null) await extractTar(stream, t.dir, null);
+      else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name);
+    } catch (err) {
+      stream.destroy(); // tar, unread, would block on its pipe for ever
+      throw err;
+    }
   } finally {
     await view.release();
   }

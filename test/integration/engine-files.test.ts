@@ -297,6 +297,33 @@ describe.skipIf(!isRoot)("engine: files", () => {
   );
 
   test.skipIf(!hasConmon)(
+    "a cp out that fails on the host (no space left) thaws the container all the same",
+    async () => {
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "files-full",
+        cmd: ["sleep", "100"],
+        detach: true,
+      });
+      const full = join(host, "full");
+      mkdirSync(full);
+      expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", full]).status).toBe(0);
+      try {
+        for (let i = 0; i < 100 && t.engine.inspect(c.id).state.status !== "running"; i++)
+          await Bun.sleep(20);
+        await expect(t.engine.copyFrom(c.id, "/bin", full)).rejects.toThrow(/space/);
+        for (let i = 0; i < 100 && t.engine.inspect(c.id).state.status !== "running"; i++)
+          await Bun.sleep(20);
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+      } finally {
+        spawnSync("umount", [full]);
+        await t.engine.remove(c.id, { force: true });
+      }
+    },
+    30_000,
+  );
+
+  test.skipIf(!hasConmon)(
     "cp into and out of a running container reaches its volumes (through /proc/PID/root)",
     async () => {
       const c = await t.engine.run({
