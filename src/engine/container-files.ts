@@ -10,7 +10,7 @@ import { type ImageConfig, MediaType } from "../image/types.ts";
 import type { Spec } from "../oci/spec.ts";
 import { overlayDirs, parseMountinfo, unescapeMountField } from "../runtime/mountinfo.ts";
 import { monitorAlive, rt, status } from "./container-runtime.ts";
-import { type ContainerRecord, readJson } from "./container-store.ts";
+import { readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import {
@@ -157,35 +157,30 @@ function holdLock(ctx: EngineContext, id: string): Promise<() => void> {
 }
 
 /**
- * The other containers that can write where `id`'s volumes and bind mounts are: a named volume in
- * common, or bind sources one inside the other.
+ * The other containers that can write where `id`'s volumes and bind mounts are: a writable bind
+ * mount (a volume is one, of its directory; --volumes-from's too) whose host directory is one of
+ * `id`'s, or inside or around one, as their configs say.
  */
 function sharingContainers(ctx: EngineContext, id: string): string[] {
-  const mounts = (r: ContainerRecord) => ({
-    volumes: new Set(r.volumes.map((v) => v.name)),
-    binds: (r.options.mounts ?? [])
-      .filter((m) => m.type === "bind" && m.source !== undefined)
-      .map((m) => resolve(m.source!)),
-  });
+  const binds = (cid: string, writableOnly: boolean): string[] =>
+    (readJson<Spec>(join(ctx.containers.dir(cid), "config.json"))?.mounts ?? [])
+      .filter(
+        (m) =>
+          m.type === "bind" &&
+          m.source !== undefined &&
+          !(writableOnly && (m.options ?? []).includes("ro")),
+      )
+      .map((m) => resolve(m.source!));
   const within = (a: string, b: string) => a === b || a.startsWith(b === "/" ? "/" : `${b}/`);
-  const mine = mounts(ctx.containers.load(id));
-  if (mine.volumes.size === 0 && mine.binds.length === 0) return [];
-  const out: string[] = [];
-  for (const other of ctx.containers.ids()) {
-    if (other === id) continue;
-    let theirs: ReturnType<typeof mounts>;
-    try {
-      theirs = mounts(ctx.containers.load(other));
-    } catch {
-      continue; // being created or removed
-    }
-    if (
-      [...theirs.volumes].some((v) => mine.volumes.has(v)) ||
-      theirs.binds.some((b) => mine.binds.some((m) => within(b, m) || within(m, b)))
-    )
-      out.push(other);
-  }
-  return out;
+  const mine = binds(id, false);
+  if (mine.length === 0) return [];
+  return ctx.containers
+    .ids()
+    .filter(
+      (other) =>
+        other !== id &&
+        binds(other, true).some((b) => mine.some((m) => within(b, m) || within(m, b))),
+    );
 }
 
 /**
