@@ -143,15 +143,12 @@ function holdLock(ctx: EngineContext, id: string): Promise<() => void> {
     const held = new Promise<void>((r) => {
       unlock = r;
     });
+    // No short timeout: another cp or export of the container may hold it for a long copy.
     ctx.containers
-      .withLock(
-        id,
-        async () => {
-          resolve(unlock);
-          await held;
-        },
-        10_000,
-      )
+      .withLock(id, async () => {
+        resolve(unlock);
+        await held;
+      })
       .catch(reject);
   });
 }
