@@ -873,6 +873,10 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       }
       return 0;
     }
+    case "build": {
+      const { buildCommand } = await import("./build.ts");
+      return buildCommand(engine, args);
+    }
     case "debug":
       return debugCommand(engine, args);
     case "volume":

@@ -17,12 +17,14 @@
 //   container-files.ts    cp, export, diff, commit
 //   stats.ts              top, stats
 //   prune.ts              container and volume prune, volume removal
+//   build/                `pivot build`: Dockerfile parsing, the build context, the builder
 import type { Readable } from "node:stream";
 import type { ImageStore, StoredImage } from "../image/store.ts";
 import type { NetworkManager } from "../network/attach.ts";
 import type { Spec } from "../oci/spec.ts";
 import type { Plan } from "../runtime/plan.ts";
 import type { Runtime } from "../runtime/runtime.ts";
+import type { BuildOptions } from "./build/builder.ts";
 import type * as containerFiles from "./container-files.ts";
 import { createContext, type EngineContext, type EngineOptions } from "./context.ts";
 import * as creating from "./create.ts";
@@ -48,6 +50,7 @@ import type {
 import type { UpdateOptions } from "./update.ts";
 import type { VolumeStore } from "./volumes.ts";
 
+export type { BuildOptions } from "./build/builder.ts";
 export type { CommitOptions } from "./container-files.ts";
 export type { EngineOptions } from "./context.ts";
 export { EngineError } from "./errors.ts";
@@ -304,6 +307,14 @@ export class Engine {
    */
   commit(containerRef: string, options: containerFiles.CommitOptions = {}): Promise<StoredImage> {
     return files().then((m) => m.commit(this.ctx, containerRef, options));
+  }
+
+  /**
+   * Builds an image from a Dockerfile (`pivot build`): each RUN in a container of the image so
+   * far, committed as a layer; intermediate images and containers are removed at the end.
+   */
+  build(options: BuildOptions): Promise<StoredImage> {
+    return import("./build/builder.ts").then((m) => m.build(this, this.ctx, options));
   }
 
   // ---- pause, rename, top, stats, prune ----

@@ -1,0 +1,735 @@
+// `pivot build`: a Dockerfile's instructions run one by one as the classic `docker build` does:
+// each RUN in a container of the image so far, committed as a layer; COPY and ADD into a created
+// (never started) container's root, committed; the other instructions change the config only
+// (an empty-layer history entry). Every step makes an image; the intermediate ones and every
+// build container are removed at the end, whether the build succeeded, failed or was cancelled.
+import { createHash } from "node:crypto";
+import { realpathSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { basename, dirname, join, posix, resolve } from "node:path";
+import { createImage } from "../../image/create.ts";
+import { ImageNotFoundError } from "../../image/errors.ts";
+import { isMountPoint, mountOverlay, unmountOverlay } from "../../image/overlay.ts";
+import type { ImageStore, StoredImage } from "../../image/store.ts";
+import type { HistoryEntry, ImageConfig } from "../../image/types.ts";
+import { randomHex } from "../../util/random.ts";
+import type { EngineContext } from "../context.ts";
+import type { Engine } from "../engine.ts";
+import { EngineError } from "../errors.ts";
+import { extractTar, kindAt, mkdirInRoot, readFileInRoot, resolveInRoot } from "../files.ts";
+import { collectEngineGarbage } from "../images.ts";
+import { contextTar, IgnoreRules, listTree, resolveSources } from "./context.ts";
+import {
+  DockerfileError,
+  expandWord,
+  expandWords,
+  type Instruction,
+  type Lookup,
+  parseDockerfile,
+  parseKeyValues,
+} from "./dockerfile.ts";
+
+export interface BuildOptions {
+  /** The build context directory. */
+  context: string;
+  /** The Dockerfile's path (default CONTEXT/Dockerfile); relative paths from the current directory. */
+  dockerfile?: string;
+  /** Names for the image (-t), none: untagged. */
+  tag?: string | string[];
+  /** --build-arg values for the Dockerfile's ARGs. */
+  buildArgs?: Record<string, string>;
+  /** The network of RUN containers: "bridge" (default, as Docker), "none", "host", a network's name. */
+  network?: string;
+  /** Nothing written to onOutput (`-q`). */
+  quiet?: boolean;
+  /** The step lines and RUN's output, as `docker build` prints them. */
+  onOutput?: (text: string) => void;
+  /** Cancels the build (Ctrl-C): a running RUN is killed, everything made is removed. */
+  signal?: AbortSignal;
+}
+
+type RuntimeConfig = NonNullable<ImageConfig["config"]>;
+
+const KNOWN = new Set([
+  "FROM",
+  "RUN",
+  "COPY",
+  "ADD",
+  "ENV",
+  "ARG",
+  "WORKDIR",
+  "USER",
+  "CMD",
+  "ENTRYPOINT",
+  "EXPOSE",
+  "LABEL",
+  "VOLUME",
+  "STOPSIGNAL",
+  "SHELL",
+  "MAINTAINER",
+]);
+const UNSUPPORTED: Record<string, string> = {
+  HEALTHCHECK: "health checks are not supported by pivot",
+  ONBUILD: "ONBUILD triggers are not supported by pivot build",
+};
+
+const shortId = (id: string) => id.replace(/^sha256:/, "").slice(0, 12);
+
+/** Builds the image; resolves with it once tagged. */
+export async function build(
+  engine: Engine,
+  ctx: EngineContext,
+  options: BuildOptions,
+): Promise<StoredImage> {
+  const b = new Builder(engine, ctx, options);
+  try {
+    return await b.run();
+  } finally {
+    await b.cleanup();
+  }
+}
+
+class Builder {
+  private readonly out: (text: string) => void;
+  private store!: ImageStore;
+  private context!: string;
+  private escape = "\\";
+  /** Manifest digests of the images this build made; all but the result go at the end. */
+  private readonly made: string[] = [];
+  /** Containers this build made that still exist. */
+  private readonly containers = new Set<string>();
+  /** The image so far (null before FROM). */
+  private image: StoredImage | null = null;
+  /** ARGs declared before the first FROM (usable in FROM lines). */
+  private readonly globalArgs = new Map<string, string | undefined>();
+  /** ARGs declared in the stage. */
+  private readonly args = new Map<string, string | undefined>();
+  private readonly usedBuildArgs = new Set<string>();
+  private shell = ["/bin/sh", "-c"];
+  private cmdSet = false;
+  private ignore!: IgnoreRules;
+  private result: StoredImage | null = null;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly ctx: EngineContext,
+    private readonly options: BuildOptions,
+  ) {
+    const write = options.onOutput ?? (() => {});
+    this.out = options.quiet ? () => {} : write;
+  }
+
+  async run(): Promise<StoredImage> {
+    const o = this.options;
+    try {
+      this.context = realpathSync(o.context);
+    } catch {
+      throw new EngineError(`the build context ${o.context} does not exist`, {
+        hint: "give the directory holding the Dockerfile and the files it copies",
+      });
+    }
+    if (!statSync(this.context).isDirectory())
+      throw new EngineError(`the build context ${o.context} is not a directory`);
+    const file = o.dockerfile ? resolve(o.dockerfile) : join(this.context, "Dockerfile");
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (err) {
+      throw new EngineError(`cannot read the Dockerfile ${file}: ${(err as Error).message}`, {
+        hint: "give its path with -f, or put a Dockerfile in the build context",
+      });
+    }
+    const { instructions, escapeChar } = parseDockerfile(text);
+    this.escape = escapeChar;
+    this.check(instructions, file);
+    this.ignore = IgnoreRules.read(this.context);
+    this.store = await this.ctx.images();
+    const tags = o.tag === undefined ? [] : Array.isArray(o.tag) ? o.tag : [o.tag];
+    for (const [i, inst] of instructions.entries()) {
+      this.aborted();
+      this.out(`Step ${i + 1}/${instructions.length} : ${inst.original}\n`);
+      try {
+        await this.step(inst);
+      } catch (err) {
+        if (err instanceof DockerfileError && !err.message.includes(`line ${inst.line}`)) {
+          throw new DockerfileError(`${inst.keyword} (line ${inst.line}): ${err.message}`, {
+            ...(err.hint ? { hint: err.hint } : {}),
+          });
+        }
+        throw err;
+      }
+      if (this.image) this.out(` ---> ${shortId(this.image.id)}\n`);
+    }
+    const unused = Object.keys(o.buildArgs ?? {}).filter((k) => !this.usedBuildArgs.has(k));
+    if (unused.length > 0)
+      this.out(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
+    const image = this.image!;
+    for (const t of tags) await this.store.tag(image.manifestDigest, t);
+    this.result = await this.store.resolve(image.manifestDigest);
+    this.out(`Successfully built ${shortId(image.id)}\n`);
+    for (const t of tags) this.out(`Successfully tagged ${t}\n`);
+    return this.result;
+  }
+
+  /** Refuses what cannot be built before anything is made. */
+  private check(instructions: Instruction[], file: string): void {
+    if (instructions.length === 0) throw new DockerfileError(`${file} has no instructions`);
+    let froms = 0;
+    for (const inst of instructions) {
+      const at = `${file}, line ${inst.line}`;
+      if (UNSUPPORTED[inst.keyword])
+        throw new DockerfileError(`${inst.keyword} (${at}): ${UNSUPPORTED[inst.keyword]}`, {
+          hint: "remove the instruction",
+        });
+      if (!KNOWN.has(inst.keyword))
+        throw new DockerfileError(`unknown instruction ${inst.keyword} (${at})`, {
+          hint: "check its spelling; pivot build knows FROM RUN COPY ADD ENV ARG WORKDIR USER CMD ENTRYPOINT EXPOSE LABEL VOLUME STOPSIGNAL SHELL",
+        });
+      if (inst.keyword === "FROM") froms++;
+      else if (froms === 0 && inst.keyword !== "ARG")
+        throw new DockerfileError(`${inst.keyword} before FROM (${at})`, {
+          hint: "a Dockerfile starts with FROM (only ARG may come before it)",
+        });
+      if (inst.flags.from !== undefined)
+        throw new DockerfileError(
+          `${inst.keyword} --from (${at}): multi-stage builds are not supported by pivot build yet`,
+          {
+            hint: "copy from the build context instead",
+          },
+        );
+      for (const f of Object.keys(inst.flags)) {
+        const allowed = inst.keyword === "COPY" || inst.keyword === "ADD" ? ["chown", "chmod"] : [];
+        if (!allowed.includes(f))
+          throw new DockerfileError(
+            `${inst.keyword} --${f} (${at}) is not supported by pivot build`,
+          );
+      }
+    }
+    if (froms === 0) throw new DockerfileError(`${file} has no FROM instruction`);
+    if (froms > 1)
+      throw new DockerfileError(
+        `${file} has ${froms} FROM instructions: multi-stage builds are not supported by pivot build yet`,
+        {
+          hint: "build each stage as its own image, and copy files between them with `pivot cp`",
+        },
+      );
+  }
+
+  private aborted(): void {
+    if (this.options.signal?.aborted) throw new EngineError("the build was cancelled");
+  }
+
+  /** ENV first, then the stage's ARGs (the global ones before FROM). */
+  private lookup(): Lookup {
+    if (this.image === null) return (n) => this.globalArgs.get(n);
+    const env = envMap(this.config().Env);
+    return (n) => (env.has(n) ? env.get(n) : this.args.get(n));
+  }
+
+  private expand(text: string): string {
+    return expandWord(text.trim(), this.lookup(), this.escape);
+  }
+
+  private config(): RuntimeConfig {
+    return this.image?.config.config ?? {};
+  }
+
+  private async step(inst: Instruction): Promise<void> {
+    switch (inst.keyword) {
+      case "FROM":
+        return this.from(inst);
+      case "ARG":
+        return this.arg(inst);
+      case "RUN":
+        return this.runStep(inst);
+      case "COPY":
+      case "ADD":
+        return this.copy(inst);
+      case "WORKDIR":
+        return this.workdir(inst);
+      case "SHELL": {
+        if (!inst.json || inst.json.length === 0)
+          throw new DockerfileError(
+            'SHELL needs the JSON form: SHELL ["executable", "parameters"]',
+          );
+        this.shell = inst.json;
+        return this.configStep(inst, {});
+      }
+      case "ENV": {
+        const env = envMap(this.config().Env);
+        for (const [k, v] of parseKeyValues(inst.args, this.lookup(), "ENV")) {
+          env.delete(k); // a changed variable moves to the end, as Docker orders them
+          env.set(k, v);
+        }
+        return this.configStep(inst, {
+          Env: [...env].map(([k, v]) => `${k}=${v}`),
+        });
+      }
+      case "LABEL": {
+        const labels = { ...(this.config().Labels ?? {}) };
+        for (const [k, v] of parseKeyValues(inst.args, this.lookup(), "LABEL")) labels[k] = v;
+        return this.configStep(inst, { Labels: labels });
+      }
+      case "USER": {
+        const user = this.expand(inst.args);
+        if (user === "") throw new DockerfileError("USER needs a user name or id");
+        return this.configStep(inst, { User: user });
+      }
+      case "CMD":
+        this.cmdSet = true;
+        return this.configStep(inst, { Cmd: this.command(inst) });
+      case "ENTRYPOINT":
+        // A new entrypoint drops the base image's CMD, unless this Dockerfile set one already.
+        return this.configStep(inst, {
+          Entrypoint: this.command(inst),
+          ...(this.cmdSet ? {} : { Cmd: null }),
+        });
+      case "EXPOSE": {
+        const ports = { ...(this.config().ExposedPorts ?? {}) };
+        for (const p of expandWords(inst.args, this.lookup(), this.escape)) {
+          const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(p);
+          if (!m)
+            throw new DockerfileError(`EXPOSE: invalid port "${p}"`, {
+              hint: "give PORT, PORT/tcp, PORT/udp or FIRST-LAST",
+            });
+          const first = Number(m[1]);
+          const last = m[2] === undefined ? first : Number(m[2]);
+          if (first < 1 || last > 65535 || last < first)
+            throw new DockerfileError(`EXPOSE: invalid port range "${p}"`);
+          for (let n = first; n <= last; n++) ports[`${n}/${(m[3] ?? "tcp").toLowerCase()}`] = {};
+        }
+        return this.configStep(inst, { ExposedPorts: ports });
+      }
+      case "VOLUME": {
+        const paths = inst.json ?? expandWords(inst.args, this.lookup(), this.escape);
+        if (paths.length === 0) throw new DockerfileError("VOLUME needs at least one path");
+        const volumes = { ...(this.config().Volumes ?? {}) };
+        for (const p of paths) {
+          if (p.trim() === "") throw new DockerfileError("VOLUME: empty path");
+          volumes[p] = {};
+        }
+        return this.configStep(inst, { Volumes: volumes });
+      }
+      case "STOPSIGNAL":
+        return this.configStep(inst, { StopSignal: this.expand(inst.args) });
+      case "MAINTAINER":
+        return this.configStep(inst, {}, { author: inst.args });
+      default:
+        throw new DockerfileError(`unknown instruction ${inst.keyword}`);
+    }
+  }
+
+  /** CMD and ENTRYPOINT: the exec form as given, the shell form run by the shell. */
+  private command(inst: Instruction): string[] {
+    return inst.json ?? [...this.shell, inst.args];
+  }
+
+  private async from(inst: Instruction): Promise<void> {
+    const words = expandWords(inst.args, (n) => this.globalArgs.get(n), this.escape);
+    if (words.length !== 1 && !(words.length === 3 && words[1]!.toUpperCase() === "AS"))
+      throw new DockerfileError(`FROM needs IMAGE [AS NAME], got "${inst.args}"`);
+    const ref = words[0]!;
+    if (ref === "scratch") {
+      this.image = await this.makeImage({ layers: [], config: null, history: [] });
+      return;
+    }
+    try {
+      this.image = await this.store.resolve(ref);
+    } catch (err) {
+      if (!(err instanceof ImageNotFoundError)) throw err;
+      throw new DockerfileError(
+        `FROM (line ${inst.line}): image ${ref} is not in the local store`,
+        {
+          hint: `pivot build never pulls: pull it first (\`pivot pull ${ref}\`) or load it (\`pivot load\`)`,
+        },
+      );
+    }
+  }
+
+  private arg(inst: Instruction): void | Promise<void> {
+    const words = splitArgWords(inst.args);
+    if (words.length === 0) throw new DockerfileError("ARG needs a NAME[=DEFAULT]");
+    const lookup = this.lookup();
+    const scope = this.image === null ? this.globalArgs : this.args;
+    for (const w of words) {
+      const eq = w.indexOf("=");
+      const name = eq < 0 ? w : w.slice(0, eq);
+      if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name))
+        throw new DockerfileError(`ARG: invalid name "${name}"`);
+      const given = this.options.buildArgs?.[name];
+      if (given !== undefined) this.usedBuildArgs.add(name);
+      const fallback =
+        eq >= 0
+          ? expandWord(w.slice(eq + 1), lookup, this.escape)
+          : this.image !== null
+            ? this.globalArgs.get(name)
+            : undefined;
+      scope.set(name, given ?? fallback);
+    }
+    if (this.image === null) return;
+    return this.configStep(inst, {});
+  }
+
+  /** A step that changes the config only: a new image with an empty-layer history entry. */
+  private async configStep(
+    inst: Instruction,
+    change: Partial<RuntimeConfig> & { Cmd?: string[] | null },
+    extra: { author?: string } = {},
+  ): Promise<void> {
+    const base = this.image!;
+    this.image = await this.makeImage({
+      layers: base.layers,
+      config: base.config,
+      runtime: { ...(base.config.config ?? {}), ...change },
+      history: [
+        ...(base.config.history ?? []),
+        {
+          created_by: `/bin/sh -c #(nop)  ${inst.original.replace(/\s+/g, " ")}`,
+          empty_layer: true,
+        },
+      ],
+      ...extra,
+    });
+  }
+
+  private async makeImage(o: {
+    layers: StoredImage["layers"];
+    config: ImageConfig | null;
+    runtime?: RuntimeConfig;
+    history: HistoryEntry[];
+    author?: string;
+  }): Promise<StoredImage> {
+    const created = new Date().toISOString();
+    const { rootfs: _, ...rest } = o.config ?? ({} as Partial<ImageConfig>);
+    const image = await createImage(this.store, {
+      layers: o.layers,
+      config: {
+        ...rest,
+        created,
+        ...(o.author ? { author: o.author } : {}),
+        config: o.runtime ?? o.config?.config ?? {},
+        history: o.history.map((h) => ({ created: h.created ?? created, ...h })),
+      },
+    });
+    this.made.push(image.manifestDigest);
+    return image;
+  }
+
+  /** RUN: the command in a container of the image so far, its changes committed as a layer. */
+  private async runStep(inst: Instruction): Promise<void> {
+    const cmd = inst.json ?? [...this.shell, inst.args];
+    if (cmd.length === 0 || cmd[0] === "") throw new DockerfileError("RUN needs a command");
+    const env = envMap(this.config().Env);
+    const argEnv = [...this.args].filter(([k, v]) => v !== undefined && !env.has(k));
+    const argPrefix =
+      argEnv.length > 0
+        ? `|${argEnv.length} ${argEnv.map(([k, v]) => `${k}=${v}`).join(" ")} `
+        : "";
+    const shown = inst.json ? cmd.join(" ") : `${this.shell.join(" ")} ${inst.args}`;
+    const name = `pivot-build-${randomHex(6)}`;
+    let id: string | undefined;
+    let code: number;
+    const onAbort = () => {
+      if (id) {
+        try {
+          this.engine.kill(id, "SIGKILL");
+        } catch {}
+      }
+    };
+    this.options.signal?.addEventListener("abort", onAbort);
+    try {
+      this.containers.add(name);
+      const handle = await this.engine.run({
+        image: this.image!.id,
+        name,
+        cmd,
+        entrypoint: [],
+        ...(argEnv.length > 0 ? { env: argEnv.map(([k, v]) => `${k}=${v}`) } : {}),
+        network: this.options.network ?? "bridge",
+        stdio: "pipe",
+      });
+      id = handle.id;
+      this.containers.delete(name);
+      this.containers.add(id);
+      this.out(` ---> Running in ${id.slice(0, 12)}\n`);
+      if (this.options.signal?.aborted) onAbort();
+      const pump = (s: NodeJS.ReadableStream | null) =>
+        s
+          ? new Promise<void>((res) => {
+              s.setEncoding("utf8");
+              s.on("data", (d: string) => this.out(d));
+              s.on("end", res);
+              s.on("error", () => res());
+              s.on("close", res);
+            })
+          : Promise.resolve();
+      const [exit] = await Promise.all([handle.wait(), pump(handle.stdout), pump(handle.stderr)]);
+      code = exit;
+    } finally {
+      this.options.signal?.removeEventListener("abort", onAbort);
+    }
+    this.aborted();
+    if (code !== 0)
+      throw new EngineError(`The command '${shown}' returned a non-zero code: ${code}`, {
+        hint: `the RUN instruction on line ${inst.line} failed; its output is above`,
+      });
+    await this.commitStep(id!, `${argPrefix}${shown}`);
+  }
+
+  /** Commits container ID as the step's layer, under history entry CREATED_BY, and removes it. */
+  private async commitStep(id: string, createdBy: string): Promise<void> {
+    const committed = await this.engine.commit(id, { pause: false });
+    this.made.push(committed.manifestDigest);
+    await this.removeContainer(id);
+    this.out(`Removing intermediate container ${id.slice(0, 12)}\n`);
+    // commit's history entry names the container: relabeled as the instruction.
+    const history = [...(committed.config.history ?? [])];
+    const last = history.pop();
+    this.image = await this.makeImage({
+      layers: committed.layers,
+      config: committed.config,
+      history: [...history, { created: last?.created, created_by: createdBy }],
+    });
+  }
+
+  private async removeContainer(id: string): Promise<void> {
+    await this.engine.remove(id, { force: true, volumes: true });
+    this.containers.delete(id);
+  }
+
+  /**
+   * A container of the image so far, created (never started) with its root filesystem mounted
+   * for FN; then committed as a layer if FN changed anything, else removed.
+   */
+  private async withRoot(
+    fn: (root: string) => Promise<void>,
+    createdBy: () => string,
+  ): Promise<void> {
+    const name = `pivot-build-${randomHex(6)}`;
+    this.containers.add(name);
+    const info = await this.engine.create({
+      image: this.image!.id,
+      name,
+      cmd: ["/bin/sh"],
+      entrypoint: [],
+      network: "none",
+    });
+    this.containers.delete(name);
+    this.containers.add(info.id);
+    await this.ctx.containers.withLock(info.id, async () => {
+      const plan = this.ctx.containers.load(info.id).overlay;
+      if (!(await isMountPoint(plan.target))) await mountOverlay(plan);
+      try {
+        await fn(plan.target);
+      } finally {
+        await unmountOverlay(plan.target);
+      }
+    });
+    if ((await this.engine.diff(info.id)).length === 0) {
+      await this.removeContainer(info.id);
+      return;
+    }
+    await this.commitStep(info.id, createdBy());
+  }
+
+  /** WORKDIR: the config's working directory, the directory made if missing. */
+  private async workdir(inst: Instruction): Promise<void> {
+    const given = this.expand(inst.args);
+    if (given === "") throw new DockerfileError("WORKDIR needs a path");
+    const dir = posix.resolve(this.config().WorkingDir || "/", given);
+    // create makes the working directory, as the RUN containers' creates will.
+    await this.configStep(inst, { WorkingDir: dir });
+    const configOnly = this.image!;
+    await this.withRoot(
+      async () => {},
+      () => `/bin/sh -c #(nop) WORKDIR ${dir}`,
+    );
+    if (this.image !== configOnly) {
+      // The layer replaces the config-only image: its history entry is the WORKDIR's.
+      const h = [...(this.image!.config.history ?? [])];
+      h.splice(h.length - 2, 1);
+      this.image = await this.makeImage({
+        layers: this.image!.layers,
+        config: this.image!.config,
+        history: h,
+      });
+    }
+  }
+
+  /** COPY and ADD (local files only): sources from the context into the root, owned by root. */
+  private async copy(inst: Instruction): Promise<void> {
+    const words = inst.json ?? splitArgWords(inst.args);
+    if (words.length < 2)
+      throw new DockerfileError(`${inst.keyword} needs SOURCE... DESTINATION`, {
+        hint: `${inst.keyword} file.txt /app/`,
+      });
+    const lookup = this.lookup();
+    const expanded = words.map((w) =>
+      inst.json ? expandVars(w, lookup) : expandWord(w, lookup, this.escape),
+    );
+    const destGiven = expanded.pop()!;
+    const where = `${inst.keyword} (line ${inst.line})`;
+    for (const s of expanded) {
+      if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s))
+        throw new DockerfileError(`${where}: ${s}: URLs are not supported by pivot build`, {
+          hint: "download the file into the build context first",
+        });
+    }
+    const sources = expanded.flatMap((s) => resolveSources(this.context, s, this.ignore, where));
+    const chmod = inst.flags.chmod;
+    if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod))
+      throw new DockerfileError(`${where}: --chmod=${chmod} is not an octal mode`);
+    const workdir = this.config().WorkingDir || "/";
+    const dest = posix.resolve(workdir, destGiven) + (/\/\.?$/.test(destGiven) ? "/" : "");
+    const intoDir =
+      dest.endsWith("/") ||
+      expanded.length > 1 ||
+      /[*?[]/.test(expanded.join(" ")) ||
+      sources.some((s) => s.kind === "dir");
+    if (sources.length > 1 && !dest.endsWith("/"))
+      throw new DockerfileError(
+        `${where}: when copying several sources, the destination must be a directory ending with /`,
+        { hint: `${inst.keyword} a b ${destGiven}/` },
+      );
+    const kinds = new Set(sources.map((s) => (s.kind === "dir" ? "dir" : "file")));
+    const label = sources.length > 1 ? "multi" : [...kinds][0]!;
+    const hash = createHash("sha256");
+    await this.withRoot(
+      async (root) => {
+        const owner = this.owner(root, inst.flags.chown, where);
+        const copyOne = async (
+          src: (typeof sources)[number],
+          target: string,
+          asName: string | null,
+        ) => {
+          if (src.kind === "dir") {
+            const names = listTree(this.context, src.rel, this.ignore);
+            const dir = join(this.context, src.rel);
+            await extractTar(contextTar(dir, names, owner, hash), target, null);
+            if (chmod !== undefined) await chmodTree(target, names, chmod);
+          } else {
+            const dir = join(this.context, dirname(src.rel));
+            const name = basename(src.rel);
+            if (asName === null)
+              await extractTar(contextTar(dir, [name], owner, hash), target, null);
+            else await extractTar(contextTar(dir, [name], owner, hash), join(target, asName), name);
+            if (chmod !== undefined && src.kind === "file")
+              await chmodTree(target, [asName ?? name], chmod);
+          }
+        };
+        if (intoDir) {
+          const target = ensureDir(root, dest, where);
+          for (const s of sources) await copyOne(s, target, null);
+          return;
+        }
+        // One file: into DEST if it is a directory, else as DEST.
+        const host = resolveInRoot(root, dest, true);
+        if (kindAt(host) === "dir") {
+          await copyOne(sources[0]!, host, null);
+          return;
+        }
+        const parent = ensureDir(root, posix.dirname(dest), where);
+        await copyOne(sources[0]!, parent, posix.basename(dest));
+      },
+      () => `/bin/sh -c #(nop) ${inst.keyword} ${label}:${hash.digest("hex")} in ${dest} `,
+    );
+  }
+
+  /** --chown=USER[:GROUP]: ids, or names from the image's /etc/passwd and /etc/group. */
+  private owner(
+    root: string,
+    chown: string | undefined,
+    where: string,
+  ): { uid: number; gid: number } {
+    if (chown === undefined) return { uid: 0, gid: 0 };
+    const [u = "", g] = chown.split(":");
+    const entry = (file: string, name: string): string[] | undefined =>
+      readFileInRoot(root, file)
+        ?.split("\n")
+        .map((l) => l.split(":"))
+        .find((f) => f[0] === name && /^\d+$/.test(f[2] ?? ""));
+    const fail = (name: string, file: string): never => {
+      throw new DockerfileError(`${where}: --chown=${chown}: no ${name} in the image's /${file}`, {
+        hint: "give numeric ids (--chown=1000:1000), or a user the image has",
+      });
+    };
+    let uid = 0;
+    let gid: number | undefined;
+    if (/^\d+$/.test(u)) uid = Number(u);
+    else if (u !== "") {
+      const f = entry("etc/passwd", u) ?? fail(u, "etc/passwd");
+      uid = Number(f[2]);
+      if (/^\d+$/.test(f[3] ?? "")) gid = Number(f[3]);
+    }
+    if (g !== undefined && g !== "")
+      gid = /^\d+$/.test(g)
+        ? Number(g)
+        : Number((entry("etc/group", g) ?? fail(g, "etc/group"))[2]);
+    return { uid, gid: gid ?? uid };
+  }
+
+  /** Removes the build's containers and its intermediate images; keeps the result. */
+  async cleanup(): Promise<void> {
+    for (const c of [...this.containers]) {
+      await this.engine.remove(c, { force: true, volumes: true }).catch(() => {});
+    }
+    const keep = this.result?.manifestDigest;
+    let removed = 0;
+    for (const d of this.made) {
+      if (d === keep) continue;
+      try {
+        const names = await this.store.removeManifest(d);
+        // Tagged meanwhile by someone else: put the names back.
+        if (names.length > 0) await this.store.addImage(await this.descriptorOf(d), names);
+        removed++;
+      } catch {}
+    }
+    if (removed > 0) await collectEngineGarbage(this.engine).catch(() => {});
+  }
+
+  private async descriptorOf(digest: string) {
+    const { size } = statSync(this.store.blobPath(digest));
+    return { mediaType: "application/vnd.oci.image.manifest.v1+json", digest, size };
+  }
+}
+
+/** Env entries as an ordered map. */
+function envMap(env: string[] | undefined): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const e of env ?? []) {
+    const eq = e.indexOf("=");
+    if (eq < 0) m.set(e, "");
+    else m.set(e.slice(0, eq), e.slice(eq + 1));
+  }
+  return m;
+}
+
+/** ARG and COPY words: split on whitespace, quotes kept for expandWord. */
+function splitArgWords(text: string): string[] {
+  return text.split(/\s+/).filter((w) => w !== "");
+}
+
+/** $VAR and ${VAR} in a JSON-form word (no quotes to remove). */
+function expandVars(word: string, lookup: Lookup): string {
+  return expandWord(word.replace(/(["'\\])/g, "\\$1"), lookup);
+}
+
+/** mkdir -p DEST in ROOT, symlinks on the way resolved inside it; the directory's host path. */
+function ensureDir(root: string, dest: string, where: string): string {
+  const host = resolveInRoot(root, dest, true);
+  mkdirInRoot(root, host.slice(root.length));
+  if (kindAt(host) !== "dir")
+    throw new DockerfileError(`${where}: ${dest} is not a directory in the image`, {
+      hint: "copy to a directory, or give the destination without a trailing /",
+    });
+  return host;
+}
+
+async function chmodTree(dir: string, names: string[], mode: string): Promise<void> {
+  const { chmod, lstat } = await import("node:fs/promises");
+  for (const n of names) {
+    const p = join(dir, n);
+    const st = await lstat(p).catch(() => null);
+    if (st && !st.isSymbolicLink()) await chmod(p, Number.parseInt(mode, 8));
+  }
+}
