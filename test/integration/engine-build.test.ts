@@ -1,0 +1,331 @@
+// `pivot build`: Dockerfiles built with real containers from the busybox test image, through the
+// CLI and the library; what a failed or cancelled build leaves (nothing), and a hostile build
+// context (paths and symlinks out of it).
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  IMAGE,
+  makeTestEngine,
+  mountsUnder,
+  runCollect,
+  type TestEngine,
+} from "../fixtures/engine.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
+
+let t: TestEngine;
+/** Build contexts and a host directory outside them, removed at the end. */
+let scratch: string;
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  t = await makeTestEngine();
+  scratch = mkdtempSync(join(tmpdir(), "pivot-build-"));
+});
+
+afterAll(async () => {
+  await t?.cleanup();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+const cli = (args: string[], timeoutMs = 120_000) => pivotCli(t.root, args, { timeoutMs });
+
+/** A build context directory with FILES (path → content) under the scratch directory. */
+function context(name: string, files: Record<string, string>): string {
+  const dir = join(scratch, name);
+  mkdirSync(dir, { recursive: true });
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  return dir;
+}
+
+/** The images in the store, by short id and names. */
+async function imageNames(): Promise<string[]> {
+  const images = await (await t.engine.images()).listImages();
+  return images.map((i) => (i.names.length ? i.names.join(",") : i.id)).sort();
+}
+
+/** What a build must leave behind: no container, mount, temp dir or image but the fixtures' (and KEEP). */
+async function expectNothingLeft(keep: string[] = []): Promise<void> {
+  expect(await t.engine.list({ all: true })).toEqual([]);
+  expect(mountsUnder(t.root)).toEqual([]);
+  expect(readdirSync(join(t.root, "tmp")).filter((n) => !n.startsWith("."))).toEqual([]);
+  expect(await imageNames()).toEqual(
+    ["localhost/busybox:configured", "localhost/busybox:test", ...keep].sort(),
+  );
+}
+
+// Each test starts from the fixtures' two images, whatever the one before left when it failed.
+afterEach(async () => {
+  if (!t) return;
+  for (const c of await t.engine.list({ all: true }))
+    await t.engine.remove(c.id, { force: true }).catch(() => {});
+  const store = await t.engine.images();
+  for (const image of await store.listImages()) {
+    if (image.names.some((n) => n.includes("localhost/busybox:"))) continue;
+    await store.removeManifest(image.manifestDigest).catch(() => {});
+  }
+});
+
+describe.skipIf(!isRoot)("pivot build", () => {
+  test("FROM ARG ENV WORKDIR COPY RUN USER CMD LABEL EXPOSE: the image runs with its files, env, workdir, user and command", async () => {
+    const dir = context("app", {
+      "hello.txt": "hello from the context\n",
+      "src/main.sh": "echo main\n",
+      "src/sub/data": "data\n",
+      "src/notes.md": "left out by .dockerignore\n",
+      ".dockerignore": "**/*.md\n",
+      Dockerfile: `# a comment
+ARG BASE=${IMAGE}
+FROM \${BASE}
+ARG GREETING=hi
+ARG UNUSED
+ENV APP_HOME=/srv/app \\
+    MODE="prod mode"
+WORKDIR $APP_HOME
+COPY hello.txt ./
+COPY src \${APP_HOME}/src/
+RUN echo "$GREETING in $MODE" > greeting && chown -R nobody /srv/app && ls src > listing
+USER nobody
+LABEL org.example.built="by pivot" version=1
+EXPOSE 8080 53/udp
+CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id -g)|$APP_HOME|$(cat listing | tr '\\\\n' ,)|$GREETING\\""]
+`,
+    });
+    const r = cli([
+      "build",
+      "-t",
+      "localhost/app:1",
+      "--build-arg",
+      "GREETING=bonjour",
+      "--network",
+      "none",
+      dir,
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const lines = r.stdout.split("\n");
+    expect(lines).toContain("Step 1/13 : ARG BASE=localhost/busybox:test");
+    expect(lines).toContain(
+      'Step 9/13 : RUN echo "$GREETING in $MODE" > greeting && chown -R nobody /srv/app && ls src > listing',
+    );
+    expect(lines.some((l) => /^ ---> Running in [0-9a-f]{12}$/.test(l))).toBe(true);
+    const built = /^Successfully built ([0-9a-f]{12})$/m.exec(r.stdout);
+    expect(built).not.toBeNull();
+    expect(lines).toContain("Successfully tagged localhost/app:1");
+    // Every step ends with the image it made.
+    expect(lines.filter((l) => /^ ---> [0-9a-f]{12}$/.test(l))).toHaveLength(12);
+
+    const run = cli(["run", "--rm", "localhost/app:1"]);
+    expect(run.stderr).toBe("");
+    // ARGs are in RUN's environment, not in the image's.
+    expect(run.stdout).toBe(
+      "bonjour in prod mode|hello from the context|/srv/app|65534:65534|/srv/app|main.sh,sub,|\n",
+    );
+
+    const image = await (await t.engine.images()).resolve("localhost/app:1");
+    expect(image.id.slice(7, 19)).toBe(built![1]!);
+    const config = image.config.config!;
+    expect(config.Env).toEqual([
+      "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+      "APP_HOME=/srv/app",
+      "MODE=prod mode",
+    ]);
+    expect(config.WorkingDir).toBe("/srv/app");
+    expect(config.User).toBe("nobody");
+    expect(config.Labels).toEqual({ "org.example.built": "by pivot", version: "1" });
+    expect(config.ExposedPorts).toEqual({ "8080/tcp": {}, "53/udp": {} });
+    expect(config.Cmd?.[0]).toBe("sh");
+
+    // History: one row per instruction after FROM; config-only ones made no layer.
+    const rows = (image.config.history ?? [])
+      .slice(1)
+      .map((h) => [h.created_by, h.empty_layer === true]);
+    expect(rows).toEqual([
+      ["/bin/sh -c #(nop)  ARG GREETING=hi", true],
+      ["/bin/sh -c #(nop)  ARG UNUSED", true],
+      ['/bin/sh -c #(nop)  ENV APP_HOME=/srv/app MODE="prod mode"', true],
+      ["/bin/sh -c #(nop) WORKDIR /srv/app", false],
+      [
+        expect.stringMatching(/^\/bin\/sh -c #\(nop\) COPY file:[0-9a-f]{64} in \/srv\/app\/ $/),
+        false,
+      ],
+      [
+        expect.stringMatching(
+          /^\/bin\/sh -c #\(nop\) COPY dir:[0-9a-f]{64} in \/srv\/app\/src\/ $/,
+        ),
+        false,
+      ],
+      [
+        '|1 GREETING=bonjour /bin/sh -c echo "$GREETING in $MODE" > greeting && chown -R nobody /srv/app && ls src > listing',
+        false,
+      ],
+      ["/bin/sh -c #(nop)  USER nobody", true],
+      ['/bin/sh -c #(nop)  LABEL org.example.built="by pivot" version=1', true],
+      ["/bin/sh -c #(nop)  EXPOSE 8080 53/udp", true],
+      [expect.stringMatching(/^\/bin\/sh -c #\(nop\) {2}CMD \["sh"/), true],
+    ]);
+    expect(image.layers).toHaveLength(5);
+    const history = cli(["history", "--no-trunc", "localhost/app:1"]);
+    expect(history.status).toBe(0);
+    expect(history.stdout).toMatch(/\/bin\/sh -c #\(nop\) +USER nobody/);
+
+    // Only the result stays: the intermediate images and containers are gone.
+    await expectNothingLeft(["localhost/app:1"]);
+    expect(cli(["rmi", "localhost/app:1"]).status).toBe(0);
+  }, 180_000);
+
+  test("a failing RUN fails the build with Docker's message and leaves nothing behind", async () => {
+    const dir = context("fails", {
+      "f.txt": "x\n",
+      Dockerfile: `FROM ${IMAGE}\nCOPY f.txt /f.txt\nRUN echo before-failing && exit 3\nCMD ["true"]\n`,
+    });
+    const r = cli(["build", "-t", "localhost/fails:1", "--network", "none", dir]);
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).toContain("before-failing");
+    expect(r.stderr).toContain(
+      "The command '/bin/sh -c echo before-failing && exit 3' returned a non-zero code: 3",
+    );
+    expect(cli(["ps", "-a", "-q"]).stdout).toBe("");
+    expect(cli(["images", "-q"]).stdout.trim().split("\n")).toHaveLength(2);
+    await expectNothingLeft();
+  }, 120_000);
+
+  test("the library: Engine.build returns the image; -q prints only its id", async () => {
+    const dir = context("lib", {
+      Dockerfile: `FROM ${IMAGE}\nRUN mkdir /made && echo ran > /made/it\nENTRYPOINT ["cat"]\nCMD ["/made/it"]\n`,
+    });
+    const out: string[] = [];
+    const image = await t.engine.build({
+      context: dir,
+      tag: "localhost/lib:1",
+      network: "none",
+      onOutput: (s) => out.push(s),
+    });
+    expect(out.join("")).toContain(`Successfully built ${image.id.slice(7, 19)}`);
+    expect(image.config.config?.Entrypoint).toEqual(["cat"]);
+    const r = await runCollect(t.engine, { image: "localhost/lib:1", autoRemove: true });
+    expect(r.stdout).toBe("ran\n");
+
+    const q = cli(["build", "-q", "--network", "none", "-f", join(dir, "Dockerfile"), dir]);
+    expect(q.status).toBe(0);
+    expect(q.stdout).toMatch(/^sha256:[0-9a-f]{64}\n$/);
+    // Untagged, as docker's: dangling until tagged or pruned.
+    const untagged = await (await t.engine.images()).resolve(q.stdout.trim());
+    expect(untagged.names).toEqual([]);
+    await (await t.engine.images()).removeManifest(untagged.manifestDigest);
+    expect(cli(["rmi", "localhost/lib:1"]).status).toBe(0);
+    await expectNothingLeft();
+  }, 120_000);
+
+  test("COPY cannot read outside the context: ../ is refused, symlinks out are copied as links or resolved inside", async () => {
+    const outside = join(scratch, "outside");
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, "secret"), "TOP-SECRET\n");
+    const dir = context("hostile", { "ok.txt": "ok\n" });
+    symlinkSync(join(outside, "secret"), join(dir, "evil"));
+    symlinkSync(outside, join(dir, "outdir"));
+    symlinkSync("../outside", join(dir, "updir"));
+    mkdirSync(join(dir, "tree"));
+    symlinkSync(join(outside, "secret"), join(dir, "tree", "evil"));
+    const build = (name: string, dockerfile: string) => {
+      writeFileSync(join(dir, "Dockerfile"), `FROM ${IMAGE}\n${dockerfile}`);
+      return cli(["build", "-t", `localhost/${name}:1`, "--network", "none", dir]);
+    };
+
+    const up = build("up", "COPY ../outside/secret /secret\n");
+    expect(up.status).not.toBe(0);
+    expect(up.stderr).toContain("forbidden path outside the build context: ../outside/secret");
+    for (const source of ["outdir/secret", "updir/secret", "outdir/*"]) {
+      const r = build("through", `COPY ${source} /got/\n`);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain(`${source}: no such file or directory in the build context`);
+    }
+
+    // The links themselves are copied, as links: the secret is not.
+    const links = build(
+      "links",
+      'COPY evil ok.txt /got/\nCOPY tree /tree/\nCMD ["sh", "-c", "readlink /got/evil; readlink /tree/evil; cat /got/evil /tree/evil; cat /got/ok.txt"]\n',
+    );
+    expect(links.stderr).toBe("");
+    expect(links.status).toBe(0);
+    const run = await runCollect(t.engine, { image: "localhost/links:1", autoRemove: true });
+    expect(run.stdout).toBe(`${join(outside, "secret")}\n${join(outside, "secret")}\nok\n`);
+    expect(run.stdout + run.stderr).not.toContain("TOP-SECRET");
+    expect(cli(["rmi", "localhost/links:1"]).status).toBe(0);
+    await expectNothingLeft();
+  }, 120_000);
+
+  test("Dockerfile errors name the line; unsupported forms are refused before anything is made", async () => {
+    const dir = context("errors", {});
+    const build = (dockerfile: string) => {
+      writeFileSync(join(dir, "Dockerfile"), dockerfile);
+      return cli(["build", "--network", "none", dir]);
+    };
+    const unknown = build(`FROM ${IMAGE}\nRUN true\nFROBNICATE now\n`);
+    expect(unknown.status).not.toBe(0);
+    expect(unknown.stderr).toContain("unknown instruction FROBNICATE");
+    expect(unknown.stderr).toContain("line 3");
+    const multi = build(`FROM ${IMAGE} AS one\nFROM ${IMAGE}\nCOPY --from=one /bin/sh /x\n`);
+    expect(multi.stderr).toContain("multi-stage builds are not supported");
+    const missing = build("FROM localhost/not-here:1\n");
+    expect(missing.stderr).toContain("image localhost/not-here:1 is not in the local store");
+    const noFrom = build("RUN true\n");
+    expect(noFrom.stderr).toContain("RUN before FROM");
+    const missingFile = build(`FROM ${IMAGE}\nCOPY nothing.txt /\n`);
+    expect(missingFile.stderr).toContain(
+      "nothing.txt: no such file or directory in the build context",
+    );
+    await expectNothingLeft();
+  }, 120_000);
+
+  test("Ctrl-C during a RUN kills it and removes everything the build made", async () => {
+    const dir = context("cancel", {
+      Dockerfile: `FROM ${IMAGE}\nENV A=1\nRUN echo started && sleep 60\n`,
+    });
+    const child = spawn(
+      BUN,
+      [PIVOT_CLI, "--root", t.root, "build", "-t", "localhost/cancel:1", "--network", "none", dir],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stdout = "";
+    let stderr = "";
+    try {
+      const started = new Promise<void>((resolve) => {
+        child.stdout.on("data", (d: Buffer) => {
+          stdout += d.toString();
+          if (/^started$/m.test(stdout)) resolve();
+        });
+      });
+      child.stderr.on("data", (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const exited = new Promise<number | null>((resolve) =>
+        child.on("exit", (code) => resolve(code)),
+      );
+      await started;
+      expect(await t.engine.list({ all: true })).toHaveLength(1);
+      child.kill("SIGINT");
+      expect(await exited).toBe(130);
+      expect(stderr).toContain("the build was cancelled");
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+    await expectNothingLeft();
+    expect(existsSync(join(dir, "Dockerfile"))).toBe(true);
+  }, 120_000);
+});

@@ -1,0 +1,180 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: Dockerfile ${VAR} syntax, not template strings
+// The Dockerfile parser and Docker's variable substitution (src/engine/build/dockerfile.ts), and
+// the build context's .dockerignore globs (src/engine/build/context.ts).
+import { describe, expect, test } from "bun:test";
+import { globRegExp, IgnoreRules } from "../../src/engine/build/context.ts";
+import {
+  DockerfileError,
+  expandWord,
+  expandWords,
+  parseDockerfile,
+  parseJsonArray,
+  parseKeyValues,
+  splitWords,
+} from "../../src/engine/build/dockerfile.ts";
+
+const vars =
+  (m: Record<string, string>) =>
+  (n: string): string | undefined =>
+    m[n];
+
+describe("parseDockerfile", () => {
+  test("instructions, keywords any case, comments and blank lines dropped, start lines kept", () => {
+    const { instructions } = parseDockerfile(
+      '# a comment\n\nfrom busybox\n  # indented comment\nRUN echo hi\n\ncmd ["sh"]\n',
+    );
+    expect(instructions.map((i) => [i.keyword, i.line, i.args])).toEqual([
+      ["FROM", 3, "busybox"],
+      ["RUN", 5, "echo hi"],
+      ["CMD", 7, '["sh"]'],
+    ]);
+    expect(instructions[2]!.json).toEqual(["sh"]);
+    expect(instructions[1]!.json).toBeNull();
+  });
+
+  test("continuations join lines, skipping comments and blank lines inside them", () => {
+    const { instructions } = parseDockerfile(
+      "FROM x\nRUN apk add \\\n# a comment inside\n    curl \\  \n\n    git\nENV A=1\n",
+    );
+    expect(instructions.map((i) => i.keyword)).toEqual(["FROM", "RUN", "ENV"]);
+    expect(instructions[1]!.args).toBe("apk add     curl     git");
+    expect(instructions[1]!.line).toBe(2);
+    expect(instructions[2]!.line).toBe(7);
+  });
+
+  test("a continuation on the last line ends the instruction", () => {
+    const { instructions } = parseDockerfile("FROM x\nRUN true \\");
+    expect(instructions[1]!.args).toBe("true");
+  });
+
+  test("the escape directive changes the continuation character", () => {
+    const { instructions, escapeChar } = parseDockerfile(
+      "# escape=`\nFROM x\nRUN dir `\n  C:\\path\n",
+    );
+    expect(escapeChar).toBe("`");
+    expect(instructions[1]!.args).toBe("dir   C:\\path");
+  });
+
+  test("leading --flags of FROM, COPY, ADD and RUN are flags; elsewhere they are arguments", () => {
+    const { instructions } = parseDockerfile(
+      "FROM --platform=linux/amd64 x AS b\nCOPY --chown=1:2 --from=b a /b\nCMD --help\n",
+    );
+    expect(instructions[0]!.flags).toEqual({ platform: "linux/amd64" });
+    expect(instructions[0]!.args).toBe("x AS b");
+    expect(instructions[1]!.flags).toEqual({ chown: "1:2", from: "b" });
+    expect(instructions[1]!.args).toBe("a /b");
+    expect(instructions[2]!.flags).toEqual({});
+    expect(instructions[2]!.args).toBe("--help");
+  });
+
+  test("CRLF line ends", () => {
+    const { instructions } = parseDockerfile("FROM x\r\nRUN a \\\r\n b\r\n");
+    expect(instructions[1]!.args).toBe("a  b");
+  });
+});
+
+describe("exec form", () => {
+  test("a JSON array of strings, else the shell form", () => {
+    expect(parseJsonArray('["a", "b c"]')).toEqual(["a", "b c"]);
+    expect(parseJsonArray("[1, 2]")).toBeNull();
+    expect(parseJsonArray("['a']")).toBeNull();
+    expect(parseJsonArray("echo [x]")).toBeNull();
+  });
+});
+
+describe("variable substitution", () => {
+  const lookup = vars({ A: "1", EMPTY: "", PATH_: "/usr/bin", NAME: "world" });
+
+  test("$VAR and ${VAR}, unset variables empty", () => {
+    expect(expandWord("$A-${A}x$NONE.", lookup)).toBe("1-1x.");
+    expect(expandWord("${PATH_}:/bin", lookup)).toBe("/usr/bin:/bin");
+  });
+
+  test("defaults and alternatives, with and without the colon", () => {
+    expect(expandWord("${NONE:-def}", lookup)).toBe("def");
+    expect(expandWord("${EMPTY:-def}", lookup)).toBe("def");
+    expect(expandWord("${EMPTY-def}", lookup)).toBe("");
+    expect(expandWord("${NONE-def}", lookup)).toBe("def");
+    expect(expandWord("${A:+alt}", lookup)).toBe("alt");
+    expect(expandWord("${EMPTY:+alt}", lookup)).toBe("");
+    expect(expandWord("${EMPTY+alt}", lookup)).toBe("alt");
+    expect(expandWord("${NONE:-$NAME}", lookup)).toBe("world");
+  });
+
+  test("single quotes are literal, double quotes expand, quotes and escapes are removed", () => {
+    expect(expandWord("'$A'", lookup)).toBe("$A");
+    expect(expandWord('"$A b"', lookup)).toBe("1 b");
+    expect(expandWord("\\$A", lookup)).toBe("$A");
+    expect(expandWord('"a \\"q\\" \\$A"', lookup)).toBe('a "q" $A');
+    expect(expandWord("a\\ b", lookup)).toBe("a b");
+  });
+
+  test("a lone $ stays", () => {
+    expect(expandWord("cost$ 5$", lookup)).toBe("cost$ 5$");
+  });
+
+  test("bad substitutions are errors", () => {
+    expect(() => expandWord("${A", lookup)).toThrow(DockerfileError);
+    expect(() => expandWord("${1A}", lookup)).toThrow(/bad substitution/);
+    expect(() => expandWord('"open', lookup)).toThrow(/unmatched/);
+  });
+
+  test("words split on unquoted whitespace only", () => {
+    expect(splitWords(`a "b c" 'd e' f\\ g`)).toEqual(["a", '"b c"', "'d e'", "f\\ g"]);
+    expect(expandWords(`$A "x y" z`, lookup)).toEqual(["1", "x y", "z"]);
+  });
+});
+
+describe("ENV and LABEL pairs", () => {
+  const lookup = vars({ A: "1" });
+
+  test("KEY=VALUE pairs, quoted values, expansion", () => {
+    expect(parseKeyValues(`X=$A Y="two words" Z='$A'`, lookup, "ENV")).toEqual([
+      ["X", "1"],
+      ["Y", "two words"],
+      ["Z", "$A"],
+    ]);
+    expect(parseKeyValues(`"org.x.y"="a b" k=v`, lookup, "LABEL")).toEqual([
+      ["org.x.y", "a b"],
+      ["k", "v"],
+    ]);
+  });
+
+  test("the legacy ENV KEY VALUE form takes the rest of the line", () => {
+    expect(parseKeyValues("GREETING hello big  world", lookup, "ENV")).toEqual([
+      ["GREETING", "hello big  world"],
+    ]);
+  });
+
+  test("malformed pairs are errors", () => {
+    expect(() => parseKeyValues("", lookup, "ENV")).toThrow(DockerfileError);
+    expect(() => parseKeyValues("=x", lookup, "ENV")).toThrow(/KEY=VALUE/);
+    expect(() => parseKeyValues("key value", lookup, "LABEL")).toThrow(/KEY=VALUE/);
+  });
+});
+
+describe(".dockerignore", () => {
+  test("globs: * within a component, ** across, ? and classes", () => {
+    expect(globRegExp("*.log").test("a.log")).toBe(true);
+    expect(globRegExp("*.log").test("d/a.log")).toBe(false);
+    expect(globRegExp("**/*.log").test("d/e/a.log")).toBe(true);
+    expect(globRegExp("**/*.log").test("a.log")).toBe(true);
+    expect(globRegExp("file?.[ch]").test("file1.c")).toBe(true);
+    expect(globRegExp("file?.[ch]").test("file1.o")).toBe(false);
+  });
+
+  test("a matched directory covers what is under it; ! re-includes; the last match wins", () => {
+    const rules = new IgnoreRules([
+      "# not read here",
+      "node_modules",
+      "*.md",
+      "!README.md",
+      "/secret/",
+    ]);
+    expect(rules.ignores("node_modules/x/y.js")).toBe(true);
+    expect(rules.ignores("notes.md")).toBe(true);
+    expect(rules.ignores("README.md")).toBe(false);
+    expect(rules.ignores("secret/key")).toBe(true);
+    expect(rules.ignores("src/main.ts")).toBe(false);
+  });
+});
