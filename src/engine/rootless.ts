@@ -147,6 +147,7 @@ export const NEEDS_USER_NAMESPACE = [
   "removeVolume",
   "pause",
   "unpause",
+  "update",
 ] as const satisfies readonly (keyof Engine)[];
 
 /** Those of NEEDS_USER_NAMESPACE that return no promise: refused with a throw. */
