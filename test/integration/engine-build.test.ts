@@ -2,7 +2,7 @@
 // CLI and the library; what a failed or cancelled build leaves (nothing), and a hostile build
 // context (paths and symlinks out of it).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -228,6 +228,49 @@ CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id 
     await (await t.engine.images()).removeManifest(untagged.manifestDigest);
     expect(cli(["rmi", "localhost/lib:1"]).status).toBe(0);
     await expectNothingLeft();
+  }, 120_000);
+
+  test("ADD extracts a local tar archive; COPY --chown, wildcards and the JSON form; SHELL; ENTRYPOINT drops the base CMD", async () => {
+    const dir = context("add", {
+      "a.conf": "a\n",
+      "b.conf": "b\n",
+      "c.txt": "c\n",
+      "with space.txt": "spaced\n",
+      "payload/inner/file": "inside the archive\n",
+    });
+    const tar = spawnSync("tar", [
+      "-C",
+      join(dir, "payload"),
+      "-czf",
+      join(dir, "payload.tar.gz"),
+      ".",
+    ]);
+    expect(tar.status).toBe(0);
+    rmSync(join(dir, "payload"), { recursive: true });
+    writeFileSync(
+      join(dir, "Dockerfile"),
+      `FROM ${IMAGE}
+ADD payload.tar.gz /opt/
+COPY --chown=nobody:nogroup *.conf /etc/app/
+COPY ["with space.txt", "/spaced/"]
+SHELL ["/bin/sh", "-e", "-c"]
+RUN test "$(stat -c %U:%G /etc/app/a.conf)" = nobody:nogroup && cat /opt/inner/file /etc/app/*.conf "/spaced/with space.txt" > /all
+ENTRYPOINT ["cat"]
+`,
+    );
+    const r = cli(["build", "-t", "localhost/add:1", "--network", "none", dir]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const image = await (await t.engine.images()).resolve("localhost/add:1");
+    // ENTRYPOINT without a CMD of this Dockerfile drops the base image's ["sh"].
+    expect(image.config.config?.Cmd ?? null).toBeNull();
+    const run = await runCollect(t.engine, {
+      image: "localhost/add:1",
+      cmd: ["/all"],
+      autoRemove: true,
+    });
+    expect(run.stdout).toBe("inside the archive\na\nb\nspaced\n");
+    expect(run.stderr).toBe("");
   }, 120_000);
 
   test("COPY cannot read outside the context: ../ is refused, symlinks out are copied as links or resolved inside", async () => {

@@ -4,7 +4,7 @@
 // (an empty-layer history entry). Every step makes an image; the intermediate ones and every
 // build container are removed at the end, whether the build succeeded, failed or was cancelled.
 import { createHash } from "node:crypto";
-import { realpathSync, statSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { createImage } from "../../image/create.ts";
@@ -581,7 +581,13 @@ class Builder {
       throw new DockerfileError(`${where}: --chmod=${chmod} is not an octal mode`);
     const workdir = this.config().WorkingDir || "/";
     const dest = posix.resolve(workdir, destGiven) + (/\/\.?$/.test(destGiven) ? "/" : "");
+    const archives = new Set(
+      inst.keyword === "ADD"
+        ? sources.filter((s) => s.kind === "file" && isArchive(join(this.context, s.rel)))
+        : [],
+    );
     const intoDir =
+      archives.size > 0 ||
       dest.endsWith("/") ||
       expanded.length > 1 ||
       /[*?[]/.test(expanded.join(" ")) ||
@@ -602,6 +608,17 @@ class Builder {
           target: string,
           asName: string | null,
         ) => {
+          if (archives.has(src)) {
+            // ADD's local archive: its content (owners as archived) into the directory.
+            const file = join(this.context, src.rel);
+            hash.update(readFileSync(file));
+            try {
+              await extractTar(file, target, null);
+              return;
+            } catch {
+              // Not a tar archive after all: copied as it is, as Docker does.
+            }
+          }
           if (src.kind === "dir") {
             const names = listTree(this.context, src.rel, this.ignore);
             const dir = join(this.context, src.rel);
@@ -712,6 +729,23 @@ function splitArgWords(text: string): string[] {
 /** $VAR and ${VAR} in a JSON-form word (no quotes to remove). */
 function expandVars(word: string, lookup: Lookup): string {
   return expandWord(word.replace(/(["'\\])/g, "\\$1"), lookup);
+}
+
+/** Whether FILE starts as a tar archive does: gzip or zstd magic, or tar's "ustar" at 257. */
+function isArchive(file: string): boolean {
+  const head = Buffer.alloc(262);
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, "r");
+    const n = readSync(fd, head, 0, head.length, 0);
+    if (n >= 4 && head[0] === 0x1f && head[1] === 0x8b) return true;
+    if (n >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return true;
+    return n >= 262 && head.subarray(257, 262).toString("latin1") === "ustar";
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /** mkdir -p DEST in ROOT, symlinks on the way resolved inside it; the directory's host path. */
