@@ -1,7 +1,7 @@
 // A container's files as commands see them: cp in and out, export, diff and commit, over the
 // helpers of files.ts (paths resolved inside its root, tar streams, the upper dir's changes).
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join, posix, resolve } from "node:path";
+import { basename, dirname, join, posix, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { createImage } from "../image/create.ts";
 import { isMountPoint, mountOverlay, unmountOverlay } from "../image/overlay.ts";
@@ -159,13 +159,21 @@ function holdLock(ctx: EngineContext, id: string): Promise<() => void> {
  * `id`'s, or inside or around one, as their configs say.
  */
 function sharingContainers(ctx: EngineContext, id: string): string[] {
+  // The /etc files the engine writes in a container's directory (--network container: binds
+  // another's): files, shared with no container that could swap anything cp goes through, and
+  // every container has them, so that all containers were read, and any one with a writable bind
+  // of a directory above the engine's root frozen, for every cp.
+  const engineEtcFile = (source: string) =>
+    dirname(dirname(source)) === resolve(ctx.containers.containersDir) &&
+    ["hosts", "hostname", "resolv.conf"].includes(basename(source));
   const binds = (cid: string, writableOnly: boolean): string[] =>
     (readJson<Spec>(join(ctx.containers.dir(cid), "config.json"))?.mounts ?? [])
       .filter(
         (m) =>
           m.type === "bind" &&
           m.source !== undefined &&
-          !(writableOnly && (m.options ?? []).includes("ro")),
+          !(writableOnly && (m.options ?? []).includes("ro")) &&
+          !engineEtcFile(resolve(m.source)),
       )
       .map((m) => resolve(m.source!));
   const within = (a: string, b: string) => a === b || a.startsWith(b === "/" ? "/" : `${b}/`);
@@ -249,15 +257,19 @@ export async function archive(
 ): Promise<{ stream: Readable; name: string }> {
   const id = ctx.containers.resolveId(ref);
   const view = await rootView(ctx, id);
-  const host = resolveInRoot(view.root, path, /\/\.?$/.test(path));
-  if (kindAt(host) === null) {
+  try {
+    // Throws on the container's symlink loops: released then, or it stayed frozen (or locked).
+    const host = resolveInRoot(view.root, path, /\/\.?$/.test(path));
+    if (kindAt(host) === null)
+      throw new EngineError(`no such file or directory in the container: ${path}`);
+    const top = host === resolve(view.root);
+    const name = top ? "." : host.slice(host.lastIndexOf("/") + 1);
+    const stream = tarCreate(top ? host : dirname(host), [name], () => void view.release());
+    return { stream, name };
+  } catch (err) {
     await view.release();
-    throw new EngineError(`no such file or directory in the container: ${path}`);
+    throw err;
   }
-  const top = host === resolve(view.root);
-  const name = top ? "." : host.slice(host.lastIndexOf("/") + 1);
-  const stream = tarCreate(top ? host : dirname(host), [name], () => void view.release());
-  return { stream, name };
 }
 
 /** Extracts a tar stream into the directory `path` of the container (`pivot cp - CONTAINER:DIR`). */

@@ -27,6 +27,7 @@ import {
   IMAGE,
   makeBusyboxTar,
   makeTestEngine,
+  mountsUnder,
   runCollect,
   type TestEngine,
 } from "../fixtures/engine.ts";
@@ -294,6 +295,71 @@ describe.skipIf(!isRoot)("engine: files", () => {
       }
     },
     60_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "cp out of a path the container made a symlink loop of fails, and leaves the container thawed (stopped: unlocked, unmounted)",
+    async () => {
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "files-loop",
+        cmd: ["sh", "-c", "ln -s /loop-b /loop-a && ln -s /loop-a /loop-b && exec sleep 100"],
+        detach: true,
+      });
+      try {
+        const upper = t.engine.inspect(c.id).rootfs.upperdir;
+        for (let i = 0; i < 250 && !existsSync(join(upper, "loop-b")); i++) await Bun.sleep(20);
+        await expect(t.engine.archive(c.id, "/loop-a/x")).rejects.toThrow(/too many symlinks/);
+        await expect(t.engine.copyFrom(c.id, "/loop-a/x", host)).rejects.toThrow(
+          /too many symlinks/,
+        );
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+        await t.engine.stop(c.id, { timeout: 0 });
+        const target = t.engine.inspect(c.id).rootfs.merged;
+        await expect(t.engine.archive(c.id, "/loop-a/x")).rejects.toThrow(/too many symlinks/);
+        expect(mountsUnder(target)).toEqual([]);
+        // Its lock is free: a start does not wait for it.
+        await t.engine.start(c.id);
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+      } finally {
+        await t.engine.remove(c.id, { force: true });
+      }
+    },
+    30_000,
+  );
+
+  test.skipIf(!hasConmon)(
+    "cp into a container without volumes freezes no other container (the /etc files the engine binds are shared with none)",
+    async () => {
+      // A container with a writable bind of a directory above the engine's own files.
+      const other = await t.engine.run({
+        image: IMAGE,
+        name: "files-wide-bind",
+        cmd: ["sleep", "100"],
+        detach: true,
+        mounts: [{ type: "bind", source: t.root, target: "/engine" }],
+      });
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "files-plain",
+        cmd: ["sleep", "100"],
+        detach: true,
+      });
+      try {
+        const { stream } = await t.engine.archive(c.id, "/etc/passwd");
+        try {
+          expect(t.engine.inspect(c.id).state.status).toBe("paused");
+          expect(t.engine.inspect(other.id).state.status).toBe("running");
+        } finally {
+          for await (const _ of stream);
+        }
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+      } finally {
+        await t.engine.remove(c.id, { force: true });
+        await t.engine.remove(other.id, { force: true });
+      }
+    },
+    30_000,
   );
 
   test.skipIf(!hasConmon)(
