@@ -9,6 +9,8 @@ const BUILD_FLAGS: FlagSpec[] = [
   { name: "build-arg", value: true, multiple: true },
   { name: "network", value: true },
   { name: "quiet", aliases: ["q"] },
+  { name: "target", value: true },
+  { name: "help" },
   // Accepted for docker's command lines: there is no build cache to skip, and intermediate
   // containers are always removed.
   { name: "no-cache" },
@@ -17,10 +19,14 @@ const BUILD_FLAGS: FlagSpec[] = [
 ];
 
 const USAGE =
-  "usage: pivot build [-t NAME[:TAG]]... [-f DOCKERFILE] [--build-arg K=V]... [--network bridge|none|host|NAME] [-q] CONTEXT";
+  "usage: pivot build [-t NAME[:TAG]]... [-f DOCKERFILE] [--build-arg K=V]... [--target STAGE] [--network bridge|none|host|NAME] [-q] CONTEXT";
 
 export async function buildCommand(engine: Engine, args: string[]): Promise<number> {
   const p = parseArgs(args, BUILD_FLAGS, 1);
+  if (boolFlag(p, "help")) {
+    writeOut(`${USAGE}\n`);
+    return 0;
+  }
   const context = p.positionals[0];
   if (context === undefined || p.rest.length > 0) throw new UsageError(USAGE);
   if (context === "-" || /^[a-z]+:\/\//i.test(context))
@@ -39,6 +45,7 @@ export async function buildCommand(engine: Engine, args: string[]): Promise<numb
   const quiet = boolFlag(p, "quiet");
   const file = flag(p, "file");
   const network = flag(p, "network");
+  const target = flag(p, "target");
   const tags = p.flags.get("tag") ?? [];
   // Ctrl-C: the running RUN is killed and everything the build made is removed before exiting.
   const cancel = new AbortController();
@@ -57,6 +64,7 @@ export async function buildCommand(engine: Engine, args: string[]): Promise<numb
       ...(tags.length > 0 ? { tag: tags } : {}),
       buildArgs,
       ...(network !== undefined ? { network } : {}),
+      ...(target !== undefined ? { target } : {}),
       quiet,
       onOutput: writeOut,
       signal: cancel.signal,

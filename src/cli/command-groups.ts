@@ -15,10 +15,11 @@ export const IMAGE_COMMANDS = [
 ];
 
 export const IMAGE_USAGE = `images:
-  build [-t NAME[:TAG]] [-f DOCKERFILE] [--build-arg K=V] [--network bridge|none|host|NAME] [-q] CONTEXT
+  build [-t NAME[:TAG]] [-f DOCKERFILE] [--build-arg K=V] [--target STAGE]
+        [--network bridge|none|host|NAME] [-q] CONTEXT
                                an image from a Dockerfile, each RUN in a container (network:
-                               default bridge, as Docker); FROM takes local images only (no pull),
-                               one stage (no multi-stage); no build cache (--no-cache is implied)
+                               default bridge, as Docker); FROM takes local images only (no pull);
+                               multi-stage with COPY --from; no build cache (--no-cache is implied)
   images [-a] [-q] [--no-trunc] [--format table|json]   list images (REPOSITORY TAG IMAGE ID CREATED SIZE)
   image inspect [-f TEMPLATE] IMAGE...   details as JSON (or a Go template)
   history [--no-trunc] [-q] [-H=false] [--format table|json] IMAGE   its layers, newest first

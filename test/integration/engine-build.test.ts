@@ -273,6 +273,41 @@ ENTRYPOINT ["cat"]
     expect(run.stderr).toBe("");
   }, 120_000);
 
+  test("multi-stage: COPY --from a stage by name and index, FROM an earlier stage, --target", async () => {
+    const dir = context("stages", {
+      Dockerfile: `ARG WHO=builder
+FROM ${IMAGE} AS build
+ARG WHO
+RUN mkdir -p /out/sub && echo "made by $WHO" > /out/artifact && echo deep > /out/sub/f && ln -s /etc/passwd /out/link
+FROM build AS test
+RUN test -f /out/artifact && echo tested > /tested
+FROM ${IMAGE}
+COPY --from=build /out/ /app/
+COPY --from=1 /tested /app/tested
+COPY --from=${IMAGE} /bin/busybox /app/busybox-copy
+CMD ["sh", "-c", "cat /app/artifact /app/sub/f /app/tested; readlink /app/link; ls /out 2>&1 | head -1"]
+`,
+    });
+    const r = cli(["build", "-t", "localhost/stages:1", "--network", "none", dir]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const run = cli(["run", "--rm", "localhost/stages:1"]);
+    expect(run.stdout).toBe(
+      "made by builder\ndeep\ntested\n/etc/passwd\nls: /out: No such file or directory\n",
+    );
+    const image = await (await t.engine.images()).resolve("localhost/stages:1");
+    // The last stage's layers only: busybox's and its three COPYs.
+    expect(image.layers).toHaveLength(4);
+    // Only the result stays: the other stages' images went with the intermediate ones.
+    await expectNothingLeft(["localhost/stages:1"]);
+
+    const target = cli(["build", "-q", "--target", "build", "--network", "none", dir]);
+    expect(target.status).toBe(0);
+    const built = await (await t.engine.images()).resolve(target.stdout.trim());
+    expect(built.layers).toHaveLength(2);
+    expect(built.config.history?.at(-1)?.created_by).toContain("/bin/sh -c mkdir -p /out/sub");
+  }, 120_000);
+
   test("COPY cannot read outside the context: ../ is refused, symlinks out are copied as links or resolved inside", async () => {
     const outside = join(scratch, "outside");
     mkdirSync(outside, { recursive: true });
@@ -321,8 +356,12 @@ ENTRYPOINT ["cat"]
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toContain("unknown instruction FROBNICATE");
     expect(unknown.stderr).toContain("line 3");
-    const multi = build(`FROM ${IMAGE} AS one\nFROM ${IMAGE}\nCOPY --from=one /bin/sh /x\n`);
-    expect(multi.stderr).toContain("multi-stage builds are not supported");
+    const mount = build(`FROM ${IMAGE}\nRUN --mount=type=cache,target=/c true\n`);
+    expect(mount.stderr).toContain("RUN --mount");
+    expect(mount.stderr).toContain("is not supported by pivot build");
+    writeFileSync(join(dir, "Dockerfile"), `FROM ${IMAGE} AS one\nRUN true\n`);
+    const target = cli(["build", "--target", "two", "--network", "none", dir]);
+    expect(target.stderr).toContain("has no stage named two");
     const missing = build("FROM localhost/not-here:1\n");
     expect(missing.stderr).toContain("image localhost/not-here:1 is not in the local store");
     const noFrom = build("RUN true\n");

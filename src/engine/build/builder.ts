@@ -5,11 +5,18 @@
 // build container are removed at the end, whether the build succeeded, failed or was cancelled.
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
+import { PivotError } from "../../errors.ts";
 import { createImage } from "../../image/create.ts";
 import { ImageNotFoundError } from "../../image/errors.ts";
-import { isMountPoint, mountOverlay, unmountOverlay } from "../../image/overlay.ts";
+import {
+  isMountPoint,
+  mountImageRootfs,
+  mountOverlay,
+  unmountOverlay,
+} from "../../image/overlay.ts";
+import { parseReference } from "../../image/reference.ts";
 import type { ImageStore, StoredImage } from "../../image/store.ts";
 import type { HistoryEntry, ImageConfig } from "../../image/types.ts";
 import { randomHex } from "../../util/random.ts";
@@ -46,7 +53,12 @@ export interface BuildOptions {
   onOutput?: (text: string) => void;
   /** Cancels the build (Ctrl-C): a running RUN is killed, everything made is removed. */
   signal?: AbortSignal;
+  /** The stage to build (`--target NAME`): the instructions after it are not run. */
+  target?: string;
 }
+
+/** A failure Docker reports as is: a RUN's non-zero exit, a cancel. */
+export class BuildError extends EngineError {}
 
 type RuntimeConfig = NonNullable<ImageConfig["config"]>;
 
@@ -98,6 +110,8 @@ class Builder {
   private readonly made: string[] = [];
   /** Containers this build made that still exist. */
   private readonly containers = new Set<string>();
+  /** Directories of image roots mounted for COPY --from (unmounted and removed by cleanup). */
+  private readonly mountDirs = new Set<string>();
   /** The image so far (null before FROM). */
   private image: StoredImage | null = null;
   /** ARGs declared before the first FROM (usable in FROM lines). */
@@ -107,6 +121,10 @@ class Builder {
   private readonly usedBuildArgs = new Set<string>();
   private shell = ["/bin/sh", "-c"];
   private cmdSet = false;
+  /** The finished stages' images, by name (lower case) and by index ("0", "1", ...). */
+  private readonly stages = new Map<string, StoredImage>();
+  /** The current stage's names (its index, and its AS name). */
+  private stageNames: string[] = [];
   private ignore!: IgnoreRules;
   private result: StoredImage | null = null;
 
@@ -145,18 +163,21 @@ class Builder {
     this.ignore = IgnoreRules.read(this.context);
     this.store = await this.ctx.images();
     const tags = o.tag === undefined ? [] : Array.isArray(o.tag) ? o.tag : [o.tag];
+    // A bad name fails now, not after the build.
+    for (const t of tags) parseReference(t);
     for (const [i, inst] of instructions.entries()) {
       this.aborted();
+      if (
+        inst.keyword === "FROM" &&
+        o.target !== undefined &&
+        this.stageNames.includes(o.target.toLowerCase())
+      )
+        break;
       this.out(`Step ${i + 1}/${instructions.length} : ${inst.original}\n`);
       try {
         await this.step(inst);
       } catch (err) {
-        if (err instanceof DockerfileError && !err.message.includes(`line ${inst.line}`)) {
-          throw new DockerfileError(`${inst.keyword} (line ${inst.line}): ${err.message}`, {
-            ...(err.hint ? { hint: err.hint } : {}),
-          });
-        }
-        throw err;
+        throw stepError(inst, err);
       }
       if (this.image) this.out(` ---> ${shortId(this.image.id)}\n`);
     }
@@ -190,15 +211,13 @@ class Builder {
         throw new DockerfileError(`${inst.keyword} before FROM (${at})`, {
           hint: "a Dockerfile starts with FROM (only ARG may come before it)",
         });
-      if (inst.flags.from !== undefined)
-        throw new DockerfileError(
-          `${inst.keyword} --from (${at}): multi-stage builds are not supported by pivot build yet`,
-          {
-            hint: "copy from the build context instead",
-          },
-        );
       for (const f of Object.keys(inst.flags)) {
-        const allowed = inst.keyword === "COPY" || inst.keyword === "ADD" ? ["chown", "chmod"] : [];
+        const allowed =
+          inst.keyword === "COPY"
+            ? ["chown", "chmod", "from"]
+            : inst.keyword === "ADD"
+              ? ["chown", "chmod"]
+              : [];
         if (!allowed.includes(f))
           throw new DockerfileError(
             `${inst.keyword} --${f} (${at}) is not supported by pivot build`,
@@ -206,17 +225,21 @@ class Builder {
       }
     }
     if (froms === 0) throw new DockerfileError(`${file} has no FROM instruction`);
-    if (froms > 1)
-      throw new DockerfileError(
-        `${file} has ${froms} FROM instructions: multi-stage builds are not supported by pivot build yet`,
-        {
-          hint: "build each stage as its own image, and copy files between them with `pivot cp`",
-        },
-      );
+    const target = this.options.target?.toLowerCase();
+    if (
+      target !== undefined &&
+      !instructions.some(
+        (i) =>
+          i.keyword === "FROM" && /\s+as\s+(\S+)\s*$/i.exec(i.args)?.[1]?.toLowerCase() === target,
+      )
+    )
+      throw new DockerfileError(`${file} has no stage named ${this.options.target}`, {
+        hint: "--target names a stage of a FROM ... AS NAME line",
+      });
   }
 
   private aborted(): void {
-    if (this.options.signal?.aborted) throw new EngineError("the build was cancelled");
+    if (this.options.signal?.aborted) throw new BuildError("the build was cancelled");
   }
 
   /** ENV first, then the stage's ARGs (the global ones before FROM). */
@@ -328,21 +351,40 @@ class Builder {
     const words = expandWords(inst.args, (n) => this.globalArgs.get(n), this.escape);
     if (words.length !== 1 && !(words.length === 3 && words[1]!.toUpperCase() === "AS"))
       throw new DockerfileError(`FROM needs IMAGE [AS NAME], got "${inst.args}"`);
+    // The stage before ends: its image can be copied from, or built on, by its name or index.
+    if (this.image !== null) for (const n of this.stageNames) this.stages.set(n, this.image);
+    const index = String(this.stageCount());
+    this.stageNames = [index, ...(words[2] ? [words[2].toLowerCase()] : [])];
+    this.args.clear();
+    this.shell = ["/bin/sh", "-c"];
+    this.cmdSet = false;
     const ref = words[0]!;
+    const stage = this.stages.get(ref.toLowerCase());
+    if (stage) {
+      this.image = stage;
+      return;
+    }
     if (ref === "scratch") {
       this.image = await this.makeImage({ layers: [], config: null, history: [] });
       return;
     }
+    this.image = await this.localImage(ref, "FROM");
+  }
+
+  /** Stages started so far (each has its index among the names). */
+  private stageCount(): number {
+    return [...this.stages.keys()].filter((k) => /^\d+$/.test(k)).length;
+  }
+
+  /** An image of the local store (FROM, COPY --from): never pulled. */
+  private async localImage(ref: string, what: string): Promise<StoredImage> {
     try {
-      this.image = await this.store.resolve(ref);
+      return await this.store.resolve(ref);
     } catch (err) {
       if (!(err instanceof ImageNotFoundError)) throw err;
-      throw new DockerfileError(
-        `FROM (line ${inst.line}): image ${ref} is not in the local store`,
-        {
-          hint: `pivot build never pulls: pull it first (\`pivot pull ${ref}\`) or load it (\`pivot load\`)`,
-        },
-      );
+      throw new DockerfileError(`${what}: image ${ref} is not in the local store`, {
+        hint: `pivot build never pulls: pull it first (\`pivot pull ${ref}\`) or load it (\`pivot load\`)`,
+      });
     }
   }
 
@@ -470,7 +512,7 @@ class Builder {
     }
     this.aborted();
     if (code !== 0)
-      throw new EngineError(`The command '${shown}' returned a non-zero code: ${code}`, {
+      throw new BuildError(`The command '${shown}' returned a non-zero code: ${code}`, {
         hint: `the RUN instruction on line ${inst.line} failed; its output is above`,
       });
     await this.commitStep(id!, `${argPrefix}${shown}`);
@@ -575,7 +617,35 @@ class Builder {
           hint: "download the file into the build context first",
         });
     }
-    const sources = expanded.flatMap((s) => resolveSources(this.context, s, this.ignore, where));
+    const from = inst.flags.from;
+    if (from === undefined)
+      return this.copyFrom(
+        inst,
+        this.context,
+        this.ignore,
+        expanded,
+        destGiven,
+        "the build context",
+      );
+    // COPY --from=STAGE|IMAGE: the sources are that image's files, its root mounted for the while.
+    const image =
+      this.stages.get(from.toLowerCase()) ?? (await this.localImage(from, `${where} --from`));
+    return this.withImageRoot(image, (root) =>
+      this.copyFrom(inst, root, new IgnoreRules([]), expanded, destGiven, `--from=${from}`),
+    );
+  }
+
+  /** COPY/ADD of SOURCES from the directory SRCROOT (the context, or an image's root). */
+  private async copyFrom(
+    inst: Instruction,
+    srcRoot: string,
+    ignore: IgnoreRules,
+    expanded: string[],
+    destGiven: string,
+    rootName: string,
+  ): Promise<void> {
+    const where = `${inst.keyword} (line ${inst.line})`;
+    const sources = expanded.flatMap((s) => resolveSources(srcRoot, s, ignore, where, rootName));
     const chmod = inst.flags.chmod;
     if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod))
       throw new DockerfileError(`${where}: --chmod=${chmod} is not an octal mode`);
@@ -583,7 +653,7 @@ class Builder {
     const dest = posix.resolve(workdir, destGiven) + (/\/\.?$/.test(destGiven) ? "/" : "");
     const archives = new Set(
       inst.keyword === "ADD"
-        ? sources.filter((s) => s.kind === "file" && isArchive(join(this.context, s.rel)))
+        ? sources.filter((s) => s.kind === "file" && isArchive(join(srcRoot, s.rel)))
         : [],
     );
     const intoDir =
@@ -610,7 +680,7 @@ class Builder {
         ) => {
           if (archives.has(src)) {
             // ADD's local archive: its content (owners as archived) into the directory.
-            const file = join(this.context, src.rel);
+            const file = join(srcRoot, src.rel);
             hash.update(readFileSync(file));
             try {
               await extractTar(file, target, null);
@@ -620,12 +690,12 @@ class Builder {
             }
           }
           if (src.kind === "dir") {
-            const names = listTree(this.context, src.rel, this.ignore);
-            const dir = join(this.context, src.rel);
+            const names = listTree(srcRoot, src.rel, ignore);
+            const dir = join(srcRoot, src.rel);
             await extractTar(contextTar(dir, names, owner, hash), target, null);
             if (chmod !== undefined) await chmodTree(target, names, chmod);
           } else {
-            const dir = join(this.context, dirname(src.rel));
+            const dir = join(srcRoot, dirname(src.rel));
             const name = basename(src.rel);
             if (asName === null)
               await extractTar(contextTar(dir, [name], owner, hash), target, null);
@@ -650,6 +720,25 @@ class Builder {
       },
       () => `/bin/sh -c #(nop) ${inst.keyword} ${label}:${hash.digest("hex")} in ${dest} `,
     );
+  }
+
+  /** FN with IMAGE's root filesystem mounted (for reading) in a directory of the engine's tmp. */
+  private async withImageRoot<T>(image: StoredImage, fn: (root: string) => Promise<T>): Promise<T> {
+    const tmp = join(this.ctx.root, "tmp");
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
+    const dir = await mkdtemp(join(tmp, "build-from-"));
+    this.mountDirs.add(dir);
+    try {
+      const plan = await mountImageRootfs(this.store, image, dir);
+      try {
+        return await fn(plan.target);
+      } finally {
+        await unmountOverlay(plan.target);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      this.mountDirs.delete(dir);
+    }
   }
 
   /** --chown=USER[:GROUP]: ids, or names from the image's /etc/passwd and /etc/group. */
@@ -687,6 +776,10 @@ class Builder {
 
   /** Removes the build's containers and its intermediate images; keeps the result. */
   async cleanup(): Promise<void> {
+    for (const dir of this.mountDirs) {
+      await unmountOverlay(join(dir, "merged"), { lazy: true }).catch(() => {});
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
+    }
     for (const c of [...this.containers]) {
       await this.engine.remove(c, { force: true, volumes: true }).catch(() => {});
     }
@@ -708,6 +801,17 @@ class Builder {
     const { size } = statSync(this.store.blobPath(digest));
     return { mediaType: "application/vnd.oci.image.manifest.v1+json", digest, size };
   }
+}
+
+/** An error of step INST, saying which: Docker's own messages (BuildError) go as they are. */
+function stepError(inst: Instruction, err: unknown): unknown {
+  if (err instanceof BuildError || !(err instanceof PivotError)) return err;
+  if (err.message.includes(`line ${inst.line}`)) return err;
+  const Kind = err instanceof DockerfileError ? DockerfileError : EngineError;
+  return new Kind(`${inst.keyword} (line ${inst.line}): ${err.message}`, {
+    ...(err.hint ? { hint: err.hint } : {}),
+    cause: err,
+  });
 }
 
 /** Env entries as an ordered map. */

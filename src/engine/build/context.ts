@@ -100,6 +100,8 @@ export function resolveSources(
   source: string,
   ignore: IgnoreRules,
   where: string,
+  /** What CONTEXT is, for messages: "the build context", "--from=builder". */
+  rootName = "the build context",
 ): ContextSource[] {
   const clean = posix.normalize(`/${source}`);
   if (posix.normalize(source).split("/")[0] === "..") {
@@ -144,9 +146,12 @@ export function resolveSources(
   }
   if (found.length === 0) {
     throw new DockerfileError(
-      `${where}: ${source}: no such file or directory in the build context${wildcard ? " (no file matches)" : ""}`,
+      `${where}: ${source}: no such file or directory in ${rootName}${wildcard ? " (no file matches)" : ""}`,
       {
-        hint: "give a path relative to the build context directory (and not left out by .dockerignore)",
+        hint:
+          rootName === "the build context"
+            ? "give a path relative to the build context directory (and not left out by .dockerignore)"
+            : `give a path that exists in ${rootName}`,
       },
     );
   }
