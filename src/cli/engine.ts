@@ -841,6 +841,14 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         throw new UsageError(
           "usage: pivot commit [-m MESSAGE] [-a AUTHOR] CONTAINER [REPOSITORY[:TAG]]",
         );
+      // The container is paused while its layer is copied: an interrupted commit exits
+      // normally, so that its exit handler resumes it (as cp's does).
+      for (const [sig, code] of [
+        ["SIGINT", 130],
+        ["SIGTERM", 143],
+        ["SIGHUP", 129],
+      ] as const)
+        process.once(sig, () => process.exit(code));
       const image = await engine.commit(ref, {
         ...(tag ? { ref: tag } : {}),
         ...(flag(p, "message") ? { message: flag(p, "message")! } : {}),

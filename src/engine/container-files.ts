@@ -427,7 +427,29 @@ export async function commit(
   const store = await ctx.images();
   const base = await store.resolve(r.imageId);
   const paused = (options.pause ?? true) && status(ctx, id).status === "running";
-  if (paused) rt(ctx, id).pause(id);
+  // Resumed once the layer is copied, or on the way out of a process ending meanwhile (the CLI
+  // exits on SIGINT and SIGTERM): it stayed paused.
+  let frozen = paused;
+  const thaw = () => {
+    process.off("exit", onExit);
+    if (!frozen) return;
+    frozen = false;
+    if (status(ctx, id).status === "paused") rt(ctx, id).resume(id);
+  };
+  const onExit = () => {
+    try {
+      thaw();
+    } catch {}
+  };
+  if (paused) {
+    process.on("exit", onExit);
+    try {
+      rt(ctx, id).pause(id);
+    } catch (err) {
+      process.off("exit", onExit);
+      throw err;
+    }
+  }
   const tmp = join(ctx.root, "tmp");
   mkdirSync(tmp, { recursive: true, mode: 0o700 });
   let tree: string | null = null;
@@ -438,9 +460,7 @@ export async function commit(
       const inTree = pathInRoot(tree, p);
       if (inTree !== null) rmSync(inTree, { recursive: true, force: true });
     }
-    if (paused) {
-      rt(ctx, id).resume(id);
-    }
+    thaw();
     const blob = await store.putBlob(tarCreate(tree, ["."]), {}, `the layer of ${r.name}`);
     const layer = await store.importLayer(
       blob.digest,
@@ -474,7 +494,7 @@ export async function commit(
       refs: options.ref ? [options.ref] : [],
     });
   } finally {
-    if (paused && status(ctx, id).status === "paused") rt(ctx, id).resume(id);
+    thaw();
     if (tree) rmSync(tree, { recursive: true, force: true });
   }
 }

@@ -689,6 +689,52 @@ describe.skipIf(!isRoot)("engine: files", () => {
     await t.engine.remove(id);
   }, 30_000);
 
+  test.skipIf(!hasConmon)(
+    "an interrupted commit (Ctrl-C while the container is paused) leaves it running",
+    async () => {
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "files-commit-int",
+        // Enough for the layer's copy to take a while.
+        cmd: ["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=400 2>/dev/null; exec sleep 100"],
+        detach: true,
+      });
+      try {
+        const upper = t.engine.inspect(c.id).rootfs.upperdir;
+        for (let i = 0; i < 500; i++) {
+          if (t.engine.inspect(c.id).state.status !== "running") break;
+          if (existsSync(join(upper, "big")) && lstatSync(join(upper, "big")).size >= 400 << 20)
+            break;
+          await Bun.sleep(20);
+        }
+        const child = Bun.spawn(
+          [BUN, join(REPO, "bin/pivot.ts"), "--root", t.root, "commit", c.id],
+          {
+            stdout: "ignore",
+            stderr: "ignore",
+          },
+        );
+        let sawPaused = false;
+        for (let i = 0; i < 1000 && child.exitCode === null; i++) {
+          if (t.engine.inspect(c.id).state.status === "paused") {
+            sawPaused = true;
+            child.kill("SIGINT");
+            break;
+          }
+          await Bun.sleep(5);
+        }
+        await child.exited;
+        expect(sawPaused).toBe(true);
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+      } finally {
+        await t.engine.remove(c.id, { force: true });
+        for (const n of existsSync(join(t.root, "tmp")) ? readdirSync(join(t.root, "tmp")) : [])
+          rmSync(join(t.root, "tmp", n), { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
+
   test("commit: a new image with the changes (deletions as whiteouts), runnable", async () => {
     const id = await prepared("files-commit");
     const image = await t.engine.commit(id, { ref: "localhost/committed:test", message: "m" });
