@@ -28,7 +28,7 @@ import { withFileLock } from "../image/lock.ts";
 import type { OverlayPlan } from "../image/overlay.ts";
 import { randomBytesArray, randomHex } from "../util/random.ts";
 import { EngineError } from "./errors.ts";
-import type { ContainerOptions } from "./types.ts";
+import type { ContainerOptions, MountSpec } from "./types.ts";
 
 /** What the engine keeps about a container (container.json). */
 export interface ContainerRecord {
@@ -42,6 +42,9 @@ export interface ContainerRecord {
   stopSignal: string;
   overlay: OverlayPlan;
   volumes: { name: string; target: string; anonymous: boolean }[];
+  /** The mounts --volumes-from gave it, as resolved at create (a later --volumes-from of it
+   *  gets them too). Absent: none, or a record of an older version. */
+  inheritedMounts?: MountSpec[];
   labels: Record<string, string>;
   /** The image's layers, bottom first, with their history (absent in records of older versions). */
   layers?: { diffId: string; link: string; createdBy?: string }[];

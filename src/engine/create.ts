@@ -69,7 +69,7 @@ import { mkdirInRoot, pathInRoot, readFileInRoot } from "./root-paths.ts";
 import { addRootlessUserNamespace, checkRootlessOptions } from "./rootless.ts";
 import { isSlirp, SLIRP } from "./slirp4netns.ts";
 import type { ContainerInfo, ContainerOptions, MountSpec } from "./types.ts";
-import { volumesFromMounts } from "./volumes-from.ts";
+import { volumesFromMounts, volumeUsers } from "./volumes-from.ts";
 
 /** Creates a container (`pivot create`): its root filesystem, config and /etc files. */
 export async function create(
@@ -272,6 +272,7 @@ async function createMounted(
       stopSignal: options.stopSignal ?? imageConfig.StopSignal ?? "SIGTERM",
       overlay,
       volumes: c.volumes,
+      ...(c.inheritedMounts.length ? { inheritedMounts: c.inheritedMounts } : {}),
       labels: { ...(imageConfig.Labels ?? {}), ...(options.labels ?? {}) },
       layers: layers.map((l, i) => ({
         diffId: l.diffId,
@@ -323,18 +324,6 @@ function removeEmptyDirs({ top, leaf }: CreatedDir): void {
   }
 }
 
-/** The containers whose record names volume NAME (a failed create's own directory is gone). */
-function volumeUsers(ctx: EngineContext, name: string): string[] {
-  const users: string[] = [];
-  for (const id of ctx.containers.ids()) {
-    try {
-      const r = ctx.containers.load(id);
-      if (r.volumes.some((v) => v.name === name)) users.push(r.name);
-    } catch {} // being created or removed
-  }
-  return users;
-}
-
 /**
  * Image + options → the OCI config, shared by `create` and the dry run. With `merged` (create),
  * volumes are made and filled, bind sources, the working directory and the /etc files created;
@@ -365,6 +354,7 @@ async function compose(
   options: ContainerOptions;
   command: string[];
   volumes: ContainerRecord["volumes"];
+  inheritedMounts: MountSpec[];
 }> {
   const { id, dir, merged } = c;
   if (ctx.rootless) checkRootlessOptions(options);
@@ -392,10 +382,9 @@ async function compose(
   const command = resolveArgs(imageConfig, opts);
   // Volumes: the user's and those of --volumes-from, then the image's own that nothing covers
   // (anonymous).
-  const specs: MountSpec[] = [
-    ...(options.mounts ?? []),
-    ...volumesFromMounts(ctx, options.volumesFrom ?? [], options.mounts ?? []),
-  ];
+  const inheritedMounts = volumesFromMounts(ctx, options.volumesFrom ?? [], options.mounts ?? []);
+  const inherited = new Set(inheritedMounts);
+  const specs: MountSpec[] = [...(options.mounts ?? []), ...inheritedMounts];
   for (const target of Object.keys(imageConfig.Volumes ?? {})) {
     const t = target.replace(/\/+$/, "") || "/";
     if (!specs.some((m) => m.target === t)) specs.push({ type: "volume", target: t });
@@ -439,7 +428,10 @@ async function compose(
         await c.rootForWrites?.();
         copyUp(ctx, merged, m.target, info.mountpoint);
       }
-      volumes.push({ name: info.name, target: m.target, anonymous: !m.source });
+      // Another container's anonymous volume (--volumes-from) stays anonymous: the rm -v of the
+      // last container using it removes it.
+      const anonymous = !m.source || (inherited.has(m) && info.anonymous);
+      volumes.push({ name: info.name, target: m.target, anonymous });
       mounts.push(ociMount(m, info.mountpoint));
     }
   }
@@ -490,7 +482,7 @@ async function compose(
   if (ctx.rootless) addRootlessUserNamespace(spec, opts.network === "host");
   // Another runtime gets a cgroup path of its own, known to `stats`.
   if (opts.runtime) spec.linux!.cgroupsPath = `/pivot-${id}`;
-  return { spec, options: opts, command, volumes };
+  return { spec, options: opts, command, volumes, inheritedMounts };
 }
 
 /** --uts host: the host's hostname, for /etc/hostname and HOSTNAME (as Docker's). */

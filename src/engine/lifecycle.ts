@@ -11,6 +11,7 @@ import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import { markManualStop, readRestartState } from "./restart-state.ts";
+import { volumeUsers } from "./volumes-from.ts";
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -288,8 +289,9 @@ export async function removeLocked(
   if (options.volumes || r.options.autoRemove) {
     for (const v of r.volumes) {
       if (!v.anonymous) continue;
+      // Not one another container uses (--volumes-from): Docker leaves it to the last one's rm -v.
       try {
-        ctx.volumes.remove(v.name);
+        ctx.volumes.remove(v.name, volumeUsers(ctx, v.name, id));
       } catch {}
     }
   }

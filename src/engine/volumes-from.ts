@@ -1,7 +1,9 @@
 // --volumes-from CONTAINER[:ro|:rw]: the volumes and bind mounts of another container, at the same
-// places, as Docker mounts them (its tmpfs mounts are its own). Read-only where that container
-// has them read-only, unless :ro or :rw says otherwise. The volumes stay that container's: this
-// one's `rm -v` leaves them.
+// places, as Docker mounts them (its tmpfs mounts are its own), those it got by --volumes-from
+// itself included (its record's inheritedMounts). Read-only where that container has them
+// read-only, unless :ro or :rw says otherwise. An anonymous volume stays anonymous: the `rm -v`
+// of the last container that uses it removes it (volumeUsers), as Docker's does.
+import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import type { MountSpec } from "./types.ts";
@@ -30,14 +32,14 @@ export function volumesFromMounts(
     const donor = ctx.containers.load(id);
     const readOnly = (was: boolean | undefined) =>
       mode === "ro" ? true : mode === "rw" ? false : (was ?? false);
+    // Its own -v/--mount, and what its own --volumes-from gave it.
+    const donorSpecs = [...(donor.options.mounts ?? []), ...(donor.inheritedMounts ?? [])];
     const theirs: MountSpec[] = [
-      ...(donor.options.mounts ?? [])
+      ...donorSpecs
         .filter((x) => x.type === "bind")
         .map((x) => ({ ...x, readOnly: readOnly(x.readOnly) })),
       ...donor.volumes.map((v) => {
-        const spec = donor.options.mounts?.find(
-          (x) => x.type === "volume" && x.target === v.target,
-        );
+        const spec = donorSpecs.find((x) => x.type === "volume" && x.target === v.target);
         // The volume exists already: mounted as it is, never filled again from an image.
         return {
           type: "volume" as const,
@@ -60,4 +62,20 @@ export function volumesFromMounts(
     }
   }
   return out;
+}
+
+/** The names of the containers whose record names volume NAME (one being removed is not listed). */
+export function volumeUsers(ctx: EngineContext, name: string, except?: string): string[] {
+  const users: string[] = [];
+  for (const id of ctx.containers.ids()) {
+    if (id === except) continue;
+    let r: ContainerRecord;
+    try {
+      r = ctx.containers.load(id);
+    } catch {
+      continue; // being created or removed
+    }
+    if (r.volumes.some((v) => v.name === name)) users.push(r.name);
+  }
+  return users;
 }

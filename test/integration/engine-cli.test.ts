@@ -298,6 +298,74 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     }
   });
 
+  test("--volumes-from of a container that used --volumes-from: its binds too, read-only as it had them", () => {
+    const host = mkdtempSync(join(scratch, "vf-chain-"));
+    writeFileSync(join(host, "h"), "from the host\n");
+    expect(
+      pivot(["create", "--name", "vf-a", "-v", "/anon", "-v", `${host}:/bind`, IMAGE]).stderr,
+    ).toBe("");
+    try {
+      expect(pivot(["create", "--name", "vf-b", "--volumes-from", "vf-a:ro", IMAGE]).stderr).toBe(
+        "",
+      );
+      // As Docker: vf-b's mount points, as vf-b has them (read-only).
+      const r = pivot([
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vf-b",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /bind/h; touch /bind/x || echo bind-ro; touch /anon/x || echo anon-ro",
+      ]);
+      expect(r.stdout).toBe("from the host\nbind-ro\nanon-ro\n");
+      expect(existsSync(join(host, "x"))).toBe(false);
+    } finally {
+      pivot(["rm", "-v", "vf-b"]);
+      pivot(["rm", "-v", "vf-a"]);
+    }
+  });
+
+  test("rm -v of a --volumes-from donor keeps the anonymous volumes another container uses; the last user's rm -v removes them", () => {
+    expect(pivot(["create", "--name", "vf-donor", "-v", "/anon", IMAGE]).stderr).toBe("");
+    const anon = pivot([
+      "inspect",
+      "-f",
+      "{{range .Volumes}}{{.name}}{{end}}",
+      "vf-donor",
+    ]).stdout.trim();
+    try {
+      const user = pivot([
+        "run",
+        "-d",
+        "--name",
+        "vf-user",
+        "--volumes-from",
+        "vf-donor",
+        IMAGE,
+        "sleep",
+        "60",
+      ]);
+      expect(user.stderr).toBe("");
+      expect(pivot(["exec", "vf-user", "sh", "-c", "echo kept > /anon/f"]).status).toBe(0);
+      expect(pivot(["rm", "-v", "vf-donor"]).status).toBe(0);
+      expect(pivot(["volume", "ls", "-q"]).stdout.split("\n")).toContain(anon);
+      expect(pivot(["exec", "vf-user", "cat", "/anon/f"]).stdout).toBe("kept\n");
+      pivot(["stop", "-t", "0", "vf-user"]);
+      const again = pivot(["start", "vf-user"]);
+      expect(again.stderr).toBe("");
+      expect(pivot(["exec", "vf-user", "cat", "/anon/f"]).stdout).toBe("kept\n");
+      // The last container using it: its rm -v removes it, as Docker's does.
+      expect(pivot(["rm", "-f", "-v", "vf-user"]).status).toBe(0);
+      expect(pivot(["volume", "ls", "-q"]).stdout.split("\n")).not.toContain(anon);
+    } finally {
+      pivot(["rm", "-f", "-v", "vf-user"]);
+      pivot(["rm", "-v", "vf-donor"]);
+      pivot(["volume", "rm", anon]);
+    }
+  });
+
   test("rm -f from another shell of an attached run: the run ends quietly with 137; nothing left", async () => {
     // Twice: as it comes, and with the attached pivot stopped (SIGSTOP) while rm -f runs, so
     // it records the exit only after the container's directory is gone (the order a rootless
