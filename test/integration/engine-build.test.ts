@@ -21,6 +21,7 @@ import {
   runCollect,
   type TestEngine,
 } from "../fixtures/engine.ts";
+import { hostState, makeNetworkTestEngine } from "../fixtures/network.ts";
 import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
 let t: TestEngine;
@@ -409,5 +410,32 @@ CMD ["sh", "-c", "cat /app/artifact /app/sub/f /app/tested; readlink /app/link; 
     }
     await expectNothingLeft();
     expect(existsSync(join(dir, "Dockerfile"))).toBe(true);
+  }, 120_000);
+});
+
+describe.skipIf(!isRoot)("pivot build on a network", () => {
+  test("RUN joins the default bridge network unless told otherwise, and nothing of it stays", async () => {
+    const tag = `b${process.pid % 100000}`;
+    const net = await makeNetworkTestEngine(tag, 217);
+    try {
+      const dir = mkdtempSync(join(tmpdir(), "pivot-build-net-"));
+      try {
+        writeFileSync(
+          join(dir, "Dockerfile"),
+          `FROM ${IMAGE}\nRUN ip -4 -o addr show eth0 | awk '{print $4}' > /address\nCMD ["cat", "/address"]\n`,
+        );
+        const image = await net.engine.build({ context: dir, tag: "localhost/net:1" });
+        const run = await runCollect(net.engine, { image: image.id, autoRemove: true });
+        // An address of the test's default network (10.217.B.0/24), not loopback only.
+        expect(run.stdout).toMatch(/^10\.217\.\d+\.\d+\/24\n$/);
+        expect(await net.engine.list({ all: true })).toEqual([]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      await net.cleanup();
+    }
+    const state = hostState();
+    for (const trace of net.traces) expect(state).not.toContain(trace);
   }, 120_000);
 });

@@ -541,11 +541,12 @@ class Builder {
 
   /**
    * A container of the image so far, created (never started) with its root filesystem mounted
-   * for FN; then committed as a layer if FN changed anything, else removed.
+   * for FN; then committed as a layer (when FN changed anything, unless `always`), and removed.
    */
   private async withRoot(
     fn: (root: string) => Promise<void>,
     createdBy: () => string,
+    always = false,
   ): Promise<void> {
     const name = `pivot-build-${randomHex(6)}`;
     this.containers.add(name);
@@ -567,7 +568,7 @@ class Builder {
         await unmountOverlay(plan.target);
       }
     });
-    if ((await this.engine.diff(info.id)).length === 0) {
+    if (!always && (await this.engine.diff(info.id)).length === 0) {
       await this.removeContainer(info.id);
       return;
     }
@@ -719,6 +720,8 @@ class Builder {
         await copyOne(sources[0]!, parent, posix.basename(dest));
       },
       () => `/bin/sh -c #(nop) ${inst.keyword} ${label}:${hash.digest("hex")} in ${dest} `,
+      // A layer even when nothing changed (an empty directory copied): a history row per COPY.
+      true,
     );
   }
 

@@ -240,13 +240,16 @@ export async function* contextTar(
   });
   child.stdin.on("error", () => {});
   child.stdin.end(names.map((n) => `${n}\0`).join(""));
+  let read = false;
   try {
     for await (const chunk of child.stdout) {
       hash?.update(chunk as Uint8Array);
       yield chunk as Uint8Array;
     }
+    read = true;
   } finally {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    // A reader that stopped early (a failed extraction): tar would block on its pipe forever.
+    if (!read && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   }
   const code = await closed;
   if (code !== 0)
