@@ -231,7 +231,10 @@ export function applyProcessOptions(
   linux.resources ??= {};
   const resources = linux.resources;
   if (options.ulimits?.length) {
-    proc.rlimits = options.ulimits.map((u) => ({
+    // One limit given twice: the last one counts, as Docker's (a map by name). Both in the
+    // config had the runtime lower the hard limit, then fail to raise it again.
+    const byName = new Map(options.ulimits.map((u) => [u.name, u]));
+    proc.rlimits = [...byName.values()].map((u) => ({
       type: ULIMITS[u.name]!,
       soft: rlimitValue(u.soft),
       hard: rlimitValue(u.hard),
