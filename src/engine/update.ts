@@ -69,7 +69,18 @@ export async function update(
       if (v !== undefined) (options as unknown as Record<string, unknown>)[k] = v;
     }
     checkRestartOptions(options, () => ctx.conmonPath !== null);
-    const patch = resourcePatch(changes);
+    // --memory-swap alone: the memory+swap limit goes with the memory limit the container has
+    // (computed alone, it set nothing, while container.json said it had changed).
+    const asked: UpdateOptions = { ...changes };
+    if (changes.memorySwap !== undefined && changes.memory === undefined) {
+      if (r.options.memory === undefined) {
+        throw new EngineError(`--memory-swap needs a memory limit: container ${r.name} has none`, {
+          hint: "give --memory too, e.g. pivot update --memory 256m --memory-swap 512m",
+        });
+      }
+      asked.memory = r.options.memory;
+    }
+    const patch = resourcePatch(asked);
     if (Object.keys(patch).length > 0) {
       const st = status(ctx, id);
       // Running (or paused): its cgroup now; the runtime checks and records the merged limits.

@@ -63,6 +63,25 @@ describe("the process", () => {
     expect(shm!.split(/\s+/)[1]).toBe("16384");
   });
 
+  test("--ulimit given twice for one limit: the last one counts, as Docker's", () => {
+    const r = pivotCli(t.root, [
+      "run",
+      "--rm",
+      "--network",
+      "none",
+      "--ulimit",
+      "nofile=100",
+      "--ulimit",
+      "nofile=200:300",
+      IMAGE,
+      "sh",
+      "-c",
+      "ulimit -n; ulimit -H -n",
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("200\n300\n");
+  });
+
   test("--cpuset-cpus confines the process to those CPUs", async () => {
     const r = await sh("grep Cpus_allowed_list /proc/self/status", { cpusetCpus: "0" });
     expect(r.stderr).toBe("");
@@ -238,6 +257,52 @@ describe("pivot update", () => {
     await t.engine.start("updated");
     expect(await limitsIn(c.id)).toBe(`${128 * 1024 * 1024}\n50\n`);
   });
+
+  test.skipIf(!existsSync("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"))(
+    "--memory-swap alone changes the memory+swap limit (at once and for the next start); without a memory limit it is refused",
+    async () => {
+      const memsw = async (ref: string) => {
+        const c = await t.engine.exec(ref, {
+          cmd: ["cat", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"],
+          stdio: "pipe",
+        });
+        let out = "";
+        c.stdout?.on("data", (d: Buffer) => {
+          out += d;
+        });
+        expect(await c.wait()).toBe(0);
+        return out.trim();
+      };
+      await t.engine.run({
+        image: IMAGE,
+        name: "swap-updated",
+        cmd: ["sleep", "60"],
+        detach: true,
+        network: "none",
+        memory: "64m",
+        memorySwap: "64m",
+      });
+      expect(await memsw("swap-updated")).toBe(String(64 * 1024 * 1024));
+      const r = pivotCli(t.root, ["update", "--memory-swap", "128m", "swap-updated"]);
+      expect(r.stderr).toBe("");
+      expect(await memsw("swap-updated")).toBe(String(128 * 1024 * 1024));
+      await t.engine.stop("swap-updated", { timeout: 0 });
+      await t.engine.start("swap-updated");
+      expect(await memsw("swap-updated")).toBe(String(128 * 1024 * 1024));
+      expect((await limitsIn("swap-updated")).split("\n")[0]).toBe(String(64 * 1024 * 1024));
+      await t.engine.run({
+        image: IMAGE,
+        name: "no-memory-limit",
+        cmd: ["sleep", "60"],
+        detach: true,
+        network: "none",
+      });
+      const refused = pivotCli(t.root, ["update", "--memory-swap", "128m", "no-memory-limit"]);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toContain("--memory-swap needs a memory limit");
+      expect(t.engine.inspect("no-memory-limit").options.memorySwap).toBeUndefined();
+    },
+  );
 
   test.skipIf(!existsSync(RUNC))(
     "a container of another runtime (--runtime runc) is updated through its `update`",
