@@ -16,8 +16,12 @@ const IPC_SYSCTLS = new Set([
 
 export type SysctlNamespace = "ipc" | "network" | "uts";
 
-/** The namespace that makes sysctl KEY a container's own; null: it belongs to the whole host. */
-export function sysctlNamespace(key: string): SysctlNamespace | null {
+/**
+ * The namespace that makes sysctl KEY a container's own; null: it belongs to the whole host. KEY
+ * may be written with slashes (net/ipv4/ip_forward), as runc accepts it.
+ */
+export function sysctlNamespace(name: string): SysctlNamespace | null {
+  const key = name.replaceAll("/", ".");
   if (IPC_SYSCTLS.has(key) || key.startsWith("fs.mqueue.")) return "ipc";
   if (key.startsWith("net.")) return "network";
   if (key === "kernel.domainname" || key === "kernel.hostname") return "uts";
@@ -40,6 +44,7 @@ export function sysctlProblem(
   if (!namespaces.has(ns)) {
     return `"${key}" belongs to the ${ns} namespace, which this container shares with the host`;
   }
-  if (key === "kernel.hostname") return `"kernel.hostname" is set with ${hostnameField} instead`;
+  if (key.replaceAll("/", ".") === "kernel.hostname")
+    return `"kernel.hostname" is set with ${hostnameField} instead`;
   return null;
 }

@@ -613,6 +613,18 @@ describe("terminal and namespaces", () => {
     expect(r.stdout).toBe(`${hostValue.trim() === "1" ? "0" : "1"}\n12345\n`);
     expect(readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8")).toBe(hostValue);
   });
+
+  test("a sysctl named with slashes (net/ipv4/ip_forward), as runc takes it, is written too", () => {
+    const hostValue = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8");
+    const want = hostValue.trim() === "1" ? "0" : "1";
+    const r = run(["cat", "/proc/sys/net/ipv4/ip_forward"], (s) => {
+      s.linux!.sysctl = { "net/ipv4/ip_forward": want };
+      s.linux!.readonlyPaths = [];
+    });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(`${want}\n`);
+    expect(readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8")).toBe(hostValue);
+  });
 });
 
 describe("hooks", () => {

@@ -127,6 +127,16 @@ describe("config validation", () => {
     );
   });
 
+  test("sysctls named with slashes (net/ipv4/ip_forward), as runc accepts them, are checked as with dots", () => {
+    const spec = base();
+    spec.linux.sysctl = { "net/ipv4/ip_forward": "1", "kernel/domainname": "example.org" };
+    expect(validateSpec(spec).linux?.sysctl).toEqual(spec.linux.sysctl);
+    spec.linux.sysctl = { "vm/overcommit_memory": "1" };
+    expect(errorOf(() => validateSpec(spec)).message).toContain("would change the host's kernel");
+    spec.linux.sysctl = { "kernel/hostname": "x" };
+    expect(errorOf(() => validateSpec(spec)).message).toContain("the hostname field");
+  });
+
   test("env entries must be NAME=value", () => {
     const s = base();
     s.process.env = ["PATH=/bin", "oops"];
