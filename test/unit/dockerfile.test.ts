@@ -1,7 +1,8 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: Dockerfile ${VAR} syntax, not template strings
-// The Dockerfile parser and Docker's variable substitution (src/engine/build/dockerfile.ts), and
-// the build context's .dockerignore globs (src/engine/build/context.ts).
+// The Dockerfile parser and Docker's variable substitution (src/engine/build/dockerfile.ts), the
+// config-only instructions (config-steps.ts) and the build context's .dockerignore globs (context.ts).
 import { describe, expect, test } from "bun:test";
+import { configChange } from "../../src/engine/build/config-steps.ts";
 import { globRegExp, IgnoreRules } from "../../src/engine/build/context.ts";
 import {
   DockerfileError,
@@ -176,5 +177,58 @@ describe(".dockerignore", () => {
     expect(rules.ignores("README.md")).toBe(false);
     expect(rules.ignores("secret/key")).toBe(true);
     expect(rules.ignores("src/main.ts")).toBe(false);
+  });
+});
+
+describe("config-only instructions", () => {
+  const inst = (text: string) => parseDockerfile(`FROM x\n${text}\n`).instructions[1]!;
+  const lookup = vars({ PORT: "8080" });
+  const sh = ["/bin/sh", "-c"];
+
+  test("ENV keeps the order and moves a changed variable to the end", () => {
+    const c = configChange(inst("ENV A=2 C=3"), { Env: ["A=1", "B=1"] }, lookup, sh);
+    expect(c.Env).toEqual(["B=1", "A=2", "C=3"]);
+  });
+
+  test("EXPOSE: ports, protocols, ranges, variables; bad ports refused", () => {
+    expect(
+      configChange(inst("EXPOSE $PORT 53/UDP 7000-7002/tcp"), {}, lookup, sh).ExposedPorts,
+    ).toEqual({
+      "8080/tcp": {},
+      "53/udp": {},
+      "7000/tcp": {},
+      "7001/tcp": {},
+      "7002/tcp": {},
+    });
+    expect(() => configChange(inst("EXPOSE http"), {}, lookup, sh)).toThrow(/invalid port "http"/);
+    expect(() => configChange(inst("EXPOSE 70000"), {}, lookup, sh)).toThrow(/invalid port range/);
+  });
+
+  test("CMD and ENTRYPOINT: the exec form as is, the shell form through the shell", () => {
+    expect(configChange(inst('CMD ["a", "$PORT"]'), {}, lookup, sh).Cmd).toEqual(["a", "$PORT"]);
+    expect(configChange(inst("ENTRYPOINT exec app $PORT"), {}, lookup, sh).Entrypoint).toEqual([
+      "/bin/sh",
+      "-c",
+      "exec app $PORT",
+    ]);
+  });
+
+  test("VOLUME: the JSON form or words; LABEL merges; USER expands", () => {
+    expect(configChange(inst('VOLUME ["/a", "/b c"]'), {}, lookup, sh).Volumes).toEqual({
+      "/a": {},
+      "/b c": {},
+    });
+    expect(
+      configChange(inst("VOLUME /x /y"), { Volumes: { "/a": {} } }, lookup, sh).Volumes,
+    ).toEqual({
+      "/a": {},
+      "/x": {},
+      "/y": {},
+    });
+    expect(configChange(inst("LABEL b=2"), { Labels: { a: "1" } }, lookup, sh).Labels).toEqual({
+      a: "1",
+      b: "2",
+    });
+    expect(configChange(inst("USER app:$PORT"), {}, lookup, sh).User).toBe("app:8080");
   });
 });

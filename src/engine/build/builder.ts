@@ -4,7 +4,7 @@
 // (an empty-layer history entry). Every step makes an image; the intermediate ones and every
 // build container are removed at the end, whether the build succeeded, failed or was cancelled.
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
+import { readFileSync, realpathSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { PivotError } from "../../errors.ts";
@@ -23,9 +23,11 @@ import { randomHex } from "../../util/random.ts";
 import type { EngineContext } from "../context.ts";
 import type { Engine } from "../engine.ts";
 import { EngineError } from "../errors.ts";
-import { extractTar, kindAt, mkdirInRoot, readFileInRoot, resolveInRoot } from "../files.ts";
+import { extractTar, kindAt, resolveInRoot } from "../files.ts";
 import { collectEngineGarbage } from "../images.ts";
+import { CONFIG_INSTRUCTIONS, configChange, envMap, type RuntimeConfig } from "./config-steps.ts";
 import { contextTar, IgnoreRules, listTree, resolveSources } from "./context.ts";
+import { chmodTree, chownIds, ensureDir, isArchive } from "./copy-files.ts";
 import {
   DockerfileError,
   expandWord,
@@ -33,7 +35,6 @@ import {
   type Instruction,
   type Lookup,
   parseDockerfile,
-  parseKeyValues,
 } from "./dockerfile.ts";
 
 export interface BuildOptions {
@@ -59,8 +60,6 @@ export interface BuildOptions {
 
 /** A failure Docker reports as is: a RUN's non-zero exit, a cancel. */
 export class BuildError extends EngineError {}
-
-type RuntimeConfig = NonNullable<ImageConfig["config"]>;
 
 const KNOWN = new Set([
   "FROM",
@@ -278,73 +277,26 @@ class Builder {
         this.shell = inst.json;
         return this.configStep(inst, {});
       }
-      case "ENV": {
-        const env = envMap(this.config().Env);
-        for (const [k, v] of parseKeyValues(inst.args, this.lookup(), "ENV")) {
-          env.delete(k); // a changed variable moves to the end, as Docker orders them
-          env.set(k, v);
-        }
-        return this.configStep(inst, {
-          Env: [...env].map(([k, v]) => `${k}=${v}`),
-        });
-      }
-      case "LABEL": {
-        const labels = { ...(this.config().Labels ?? {}) };
-        for (const [k, v] of parseKeyValues(inst.args, this.lookup(), "LABEL")) labels[k] = v;
-        return this.configStep(inst, { Labels: labels });
-      }
-      case "USER": {
-        const user = this.expand(inst.args);
-        if (user === "") throw new DockerfileError("USER needs a user name or id");
-        return this.configStep(inst, { User: user });
-      }
       case "CMD":
         this.cmdSet = true;
-        return this.configStep(inst, { Cmd: this.command(inst) });
+        return this.configStep(inst, this.change(inst));
       case "ENTRYPOINT":
-        // A new entrypoint drops the base image's CMD, unless this Dockerfile set one already.
+        // A new entrypoint drops the base image's CMD, unless this stage set one already.
         return this.configStep(inst, {
-          Entrypoint: this.command(inst),
+          ...this.change(inst),
           ...(this.cmdSet ? {} : { Cmd: null }),
         });
-      case "EXPOSE": {
-        const ports = { ...(this.config().ExposedPorts ?? {}) };
-        for (const p of expandWords(inst.args, this.lookup(), this.escape)) {
-          const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(p);
-          if (!m)
-            throw new DockerfileError(`EXPOSE: invalid port "${p}"`, {
-              hint: "give PORT, PORT/tcp, PORT/udp or FIRST-LAST",
-            });
-          const first = Number(m[1]);
-          const last = m[2] === undefined ? first : Number(m[2]);
-          if (first < 1 || last > 65535 || last < first)
-            throw new DockerfileError(`EXPOSE: invalid port range "${p}"`);
-          for (let n = first; n <= last; n++) ports[`${n}/${(m[3] ?? "tcp").toLowerCase()}`] = {};
-        }
-        return this.configStep(inst, { ExposedPorts: ports });
-      }
-      case "VOLUME": {
-        const paths = inst.json ?? expandWords(inst.args, this.lookup(), this.escape);
-        if (paths.length === 0) throw new DockerfileError("VOLUME needs at least one path");
-        const volumes = { ...(this.config().Volumes ?? {}) };
-        for (const p of paths) {
-          if (p.trim() === "") throw new DockerfileError("VOLUME: empty path");
-          volumes[p] = {};
-        }
-        return this.configStep(inst, { Volumes: volumes });
-      }
-      case "STOPSIGNAL":
-        return this.configStep(inst, { StopSignal: this.expand(inst.args) });
       case "MAINTAINER":
         return this.configStep(inst, {}, { author: inst.args });
       default:
+        if (CONFIG_INSTRUCTIONS.has(inst.keyword)) return this.configStep(inst, this.change(inst));
         throw new DockerfileError(`unknown instruction ${inst.keyword}`);
     }
   }
 
-  /** CMD and ENTRYPOINT: the exec form as given, the shell form run by the shell. */
-  private command(inst: Instruction): string[] {
-    return inst.json ?? [...this.shell, inst.args];
+  /** The config fields a config-only instruction sets (config-steps.ts). */
+  private change(inst: Instruction): Partial<RuntimeConfig> {
+    return configChange(inst, this.config(), this.lookup(), this.shell, this.escape);
   }
 
   private async from(inst: Instruction): Promise<void> {
@@ -673,7 +625,7 @@ class Builder {
     const hash = createHash("sha256");
     await this.withRoot(
       async (root) => {
-        const owner = this.owner(root, inst.flags.chown, where);
+        const owner = chownIds(root, inst.flags.chown, where);
         const copyOne = async (
           src: (typeof sources)[number],
           target: string,
@@ -744,39 +696,6 @@ class Builder {
     }
   }
 
-  /** --chown=USER[:GROUP]: ids, or names from the image's /etc/passwd and /etc/group. */
-  private owner(
-    root: string,
-    chown: string | undefined,
-    where: string,
-  ): { uid: number; gid: number } {
-    if (chown === undefined) return { uid: 0, gid: 0 };
-    const [u = "", g] = chown.split(":");
-    const entry = (file: string, name: string): string[] | undefined =>
-      readFileInRoot(root, file)
-        ?.split("\n")
-        .map((l) => l.split(":"))
-        .find((f) => f[0] === name && /^\d+$/.test(f[2] ?? ""));
-    const fail = (name: string, file: string): never => {
-      throw new DockerfileError(`${where}: --chown=${chown}: no ${name} in the image's /${file}`, {
-        hint: "give numeric ids (--chown=1000:1000), or a user the image has",
-      });
-    };
-    let uid = 0;
-    let gid: number | undefined;
-    if (/^\d+$/.test(u)) uid = Number(u);
-    else if (u !== "") {
-      const f = entry("etc/passwd", u) ?? fail(u, "etc/passwd");
-      uid = Number(f[2]);
-      if (/^\d+$/.test(f[3] ?? "")) gid = Number(f[3]);
-    }
-    if (g !== undefined && g !== "")
-      gid = /^\d+$/.test(g)
-        ? Number(g)
-        : Number((entry("etc/group", g) ?? fail(g, "etc/group"))[2]);
-    return { uid, gid: gid ?? uid };
-  }
-
   /** Removes the build's containers and its intermediate images; keeps the result. */
   async cleanup(): Promise<void> {
     for (const dir of this.mountDirs) {
@@ -817,17 +736,6 @@ function stepError(inst: Instruction, err: unknown): unknown {
   });
 }
 
-/** Env entries as an ordered map. */
-function envMap(env: string[] | undefined): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const e of env ?? []) {
-    const eq = e.indexOf("=");
-    if (eq < 0) m.set(e, "");
-    else m.set(e.slice(0, eq), e.slice(eq + 1));
-  }
-  return m;
-}
-
 /** ARG and COPY words: split on whitespace, quotes kept for expandWord. */
 function splitArgWords(text: string): string[] {
   return text.split(/\s+/).filter((w) => w !== "");
@@ -836,41 +744,4 @@ function splitArgWords(text: string): string[] {
 /** $VAR and ${VAR} in a JSON-form word (no quotes to remove). */
 function expandVars(word: string, lookup: Lookup): string {
   return expandWord(word.replace(/(["'\\])/g, "\\$1"), lookup);
-}
-
-/** Whether FILE starts as a tar archive does: gzip or zstd magic, or tar's "ustar" at 257. */
-function isArchive(file: string): boolean {
-  const head = Buffer.alloc(262);
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, "r");
-    const n = readSync(fd, head, 0, head.length, 0);
-    if (n >= 4 && head[0] === 0x1f && head[1] === 0x8b) return true;
-    if (n >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return true;
-    return n >= 262 && head.subarray(257, 262).toString("latin1") === "ustar";
-  } catch {
-    return false;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-/** mkdir -p DEST in ROOT, symlinks on the way resolved inside it; the directory's host path. */
-function ensureDir(root: string, dest: string, where: string): string {
-  const host = resolveInRoot(root, dest, true);
-  mkdirInRoot(root, host.slice(root.length));
-  if (kindAt(host) !== "dir")
-    throw new DockerfileError(`${where}: ${dest} is not a directory in the image`, {
-      hint: "copy to a directory, or give the destination without a trailing /",
-    });
-  return host;
-}
-
-async function chmodTree(dir: string, names: string[], mode: string): Promise<void> {
-  const { chmod, lstat } = await import("node:fs/promises");
-  for (const n of names) {
-    const p = join(dir, n);
-    const st = await lstat(p).catch(() => null);
-    if (st && !st.isSymbolicLink()) await chmod(p, Number.parseInt(mode, 8));
-  }
 }
