@@ -206,19 +206,23 @@ CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id 
 
   test("the library: Engine.build returns the image; -q prints only its id", async () => {
     const dir = context("lib", {
-      Dockerfile: `FROM ${IMAGE}\nRUN mkdir /made && echo ran > /made/it\nENTRYPOINT ["cat"]\nCMD ["/made/it"]\n`,
+      Dockerfile: `FROM ${IMAGE}\nRUN mkdir /made && echo "ran via $http_proxy" > /made/it\nENTRYPOINT ["cat"]\nCMD ["/made/it"]\n`,
     });
     const out: string[] = [];
     const image = await t.engine.build({
       context: dir,
       tag: "localhost/lib:1",
       network: "none",
+      // Docker's predefined proxy args: in RUN's environment without an ARG, not in the history.
+      buildArgs: { http_proxy: "http://proxy.invalid:3128" },
       onOutput: (s) => out.push(s),
     });
     expect(out.join("")).toContain(`Successfully built ${image.id.slice(7, 19)}`);
+    expect(out.join("")).not.toContain("[Warning]");
     expect(image.config.config?.Entrypoint).toEqual(["cat"]);
+    expect(JSON.stringify(image.config)).not.toContain("proxy.invalid");
     const r = await runCollect(t.engine, { image: "localhost/lib:1", autoRemove: true });
-    expect(r.stdout).toBe("ran\n");
+    expect(r.stdout).toBe("ran via http://proxy.invalid:3128\n");
 
     const q = cli(["build", "-q", "--network", "none", "-f", join(dir, "Dockerfile"), dir]);
     expect(q.status).toBe(0);

@@ -84,6 +84,14 @@ const UNSUPPORTED: Record<string, string> = {
   ONBUILD: "ONBUILD triggers are not supported by pivot build",
 };
 
+/** Build args every RUN gets without an ARG line, as Docker's (left out of the history). */
+const PROXY_ARGS = new Set(
+  ["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"].flatMap((n) => [
+    n,
+    n.toLowerCase(),
+  ]),
+);
+
 const shortId = (id: string) => id.replace(/^sha256:/, "").slice(0, 12);
 
 /** Builds the image; resolves with it once tagged. */
@@ -180,7 +188,9 @@ class Builder {
       }
       if (this.image) this.out(` ---> ${shortId(this.image.id)}\n`);
     }
-    const unused = Object.keys(o.buildArgs ?? {}).filter((k) => !this.usedBuildArgs.has(k));
+    const unused = Object.keys(o.buildArgs ?? {}).filter(
+      (k) => !this.usedBuildArgs.has(k) && !PROXY_ARGS.has(k),
+    );
     if (unused.length > 0)
       this.out(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
     const image = this.image!;
@@ -415,6 +425,10 @@ class Builder {
     if (cmd.length === 0 || cmd[0] === "") throw new DockerfileError("RUN needs a command");
     const env = envMap(this.config().Env);
     const argEnv = [...this.args].filter(([k, v]) => v !== undefined && !env.has(k));
+    // Docker's predefined proxy ARGs reach RUN without an ARG line, and stay out of the history.
+    const proxies = Object.entries(this.options.buildArgs ?? {}).filter(
+      ([k]) => PROXY_ARGS.has(k) && !env.has(k) && !this.args.has(k),
+    );
     const argPrefix =
       argEnv.length > 0
         ? `|${argEnv.length} ${argEnv.map(([k, v]) => `${k}=${v}`).join(" ")} `
@@ -438,7 +452,7 @@ class Builder {
         name,
         cmd,
         entrypoint: [],
-        ...(argEnv.length > 0 ? { env: argEnv.map(([k, v]) => `${k}=${v}`) } : {}),
+        env: [...argEnv, ...proxies].map(([k, v]) => `${k}=${v}`),
         network: this.options.network ?? "bridge",
         stdio: "pipe",
       });
