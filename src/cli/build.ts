@@ -1,5 +1,8 @@
 // `pivot build`: the command line of Engine.build, as `docker build` (the classic builder's output).
+import { BuildError } from "../engine/build/builder.ts";
+import { DockerfileError } from "../engine/build/dockerfile.ts";
 import type { Engine } from "../engine/engine.ts";
+import { formatError } from "../errors.ts";
 import { boolFlag, type FlagSpec, flag, parseArgs, UsageError } from "./args.ts";
 import { writeErr, writeOut } from "./output.ts";
 
@@ -75,6 +78,11 @@ export async function buildCommand(engine: Engine, args: string[]): Promise<numb
     if (signalled !== null) {
       writeErr("the build was cancelled\n");
       return signalled === "SIGINT" ? 130 : 143;
+    }
+    // The Dockerfile's own failures (a RUN's exit, a bad instruction) exit 1, as docker build's.
+    if (err instanceof BuildError || err instanceof DockerfileError) {
+      writeErr(`pivot: ${formatError(err)}\n`);
+      return 1;
     }
     throw err;
   } finally {
