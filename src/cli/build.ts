@@ -1,4 +1,5 @@
 // `pivot build`: the command line of Engine.build, as `docker build` (the classic builder's output).
+import { readFileSync } from "node:fs";
 import { BuildError } from "../engine/build/builder.ts";
 import { DockerfileError } from "../engine/build/dockerfile.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -22,7 +23,7 @@ const BUILD_FLAGS: FlagSpec[] = [
 ];
 
 const USAGE =
-  "usage: pivot build [-t NAME[:TAG]]... [-f DOCKERFILE] [--build-arg K=V]... [--target STAGE] [--network bridge|none|host|NAME] [-q] CONTEXT";
+  "usage: pivot build [-t NAME[:TAG]]... [-f DOCKERFILE|-] [--build-arg K=V]... [--target STAGE] [--network bridge|none|host|NAME] [-q] CONTEXT";
 
 export async function buildCommand(engine: Engine, args: string[]): Promise<number> {
   const p = parseArgs(args, BUILD_FLAGS, 1);
@@ -63,7 +64,11 @@ export async function buildCommand(engine: Engine, args: string[]): Promise<numb
   try {
     const image = await engine.build({
       context,
-      ...(file !== undefined ? { dockerfile: file } : {}),
+      ...(file === "-"
+        ? { dockerfileText: readFileSync(0, "utf8") }
+        : file !== undefined
+          ? { dockerfile: file }
+          : {}),
       ...(tags.length > 0 ? { tag: tags } : {}),
       buildArgs,
       ...(network !== undefined ? { network } : {}),

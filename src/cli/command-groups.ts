@@ -15,7 +15,7 @@ export const IMAGE_COMMANDS = [
 ];
 
 export const IMAGE_USAGE = `images:
-  build [-t NAME[:TAG]] [-f DOCKERFILE] [--build-arg K=V] [--target STAGE]
+  build [-t NAME[:TAG]] [-f DOCKERFILE|-] [--build-arg K=V] [--target STAGE]
         [--network bridge|none|host|NAME] [-q] CONTEXT
                                an image from a Dockerfile, each RUN in a container (network:
                                default bridge, as Docker); FROM takes local images only (no pull);

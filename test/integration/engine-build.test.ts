@@ -205,7 +205,7 @@ CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id 
     await expectNothingLeft();
   }, 120_000);
 
-  test("the library: Engine.build returns the image; -q prints only its id", async () => {
+  test("the library: Engine.build returns the image; -q prints only its id; -f - reads stdin", async () => {
     const dir = context("lib", {
       Dockerfile: `FROM ${IMAGE}\nRUN mkdir /made && echo "ran via $http_proxy" > /made/it\nENTRYPOINT ["cat"]\nCMD ["/made/it"]\n`,
     });
@@ -225,12 +225,17 @@ CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id 
     const r = await runCollect(t.engine, { image: "localhost/lib:1", autoRemove: true });
     expect(r.stdout).toBe("ran via http://proxy.invalid:3128\n");
 
-    const q = cli(["build", "-q", "--network", "none", "-f", join(dir, "Dockerfile"), dir]);
+    // The Dockerfile from stdin (-f -), as docker's.
+    const q = pivotCli(t.root, ["build", "-q", "--network", "none", "-f", "-", dir], {
+      input: `FROM ${IMAGE}\nRUN echo from-stdin > /it\n`,
+      timeoutMs: 120_000,
+    });
     expect(q.status).toBe(0);
     expect(q.stdout).toMatch(/^sha256:[0-9a-f]{64}\n$/);
     // Untagged, as docker's: dangling until tagged or pruned.
     const untagged = await (await t.engine.images()).resolve(q.stdout.trim());
     expect(untagged.names).toEqual([]);
+    expect(untagged.config.history?.at(-1)?.created_by).toBe("/bin/sh -c echo from-stdin > /it");
     await (await t.engine.images()).removeManifest(untagged.manifestDigest);
     expect(cli(["rmi", "localhost/lib:1"]).status).toBe(0);
     await expectNothingLeft();

@@ -42,6 +42,8 @@ export interface BuildOptions {
   context: string;
   /** The Dockerfile's path (default CONTEXT/Dockerfile); relative paths from the current directory. */
   dockerfile?: string;
+  /** The Dockerfile itself (`-f -`: read from stdin), instead of a file. */
+  dockerfileText?: string;
   /** Names for the image (-t), none: untagged. */
   tag?: string | string[];
   /** --build-arg values for the Dockerfile's ARGs. */
@@ -155,10 +157,15 @@ class Builder {
     }
     if (!statSync(this.context).isDirectory())
       throw new EngineError(`the build context ${o.context} is not a directory`);
-    const file = o.dockerfile ? resolve(o.dockerfile) : join(this.context, "Dockerfile");
+    const file =
+      o.dockerfileText !== undefined
+        ? "the Dockerfile"
+        : o.dockerfile
+          ? resolve(o.dockerfile)
+          : join(this.context, "Dockerfile");
     let text: string;
     try {
-      text = await readFile(file, "utf8");
+      text = o.dockerfileText ?? (await readFile(file, "utf8"));
     } catch (err) {
       throw new EngineError(`cannot read the Dockerfile ${file}: ${(err as Error).message}`, {
         hint: "give its path with -f, or put a Dockerfile in the build context",
