@@ -47,6 +47,9 @@ export function resourcePatch(changes: UpdateOptions): Resources {
   const spec = { process: {}, linux: { resources: ociResources(asked) } } as unknown as Spec;
   applyProcessOptions(spec, asked);
   const { devices: _rules, ...patch } = spec.linux!.resources!;
+  // --pids-limit 0 or -1: no limit, as docker update's -1 (run's leaves pids out; here that was
+  // no change at all, while container.json said there was no limit).
+  if (changes.pidsLimit !== undefined && changes.pidsLimit <= 0) patch.pids = { limit: -1 };
   return patch;
 }
 

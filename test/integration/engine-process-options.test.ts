@@ -304,6 +304,23 @@ describe("pivot update", () => {
     },
   );
 
+  test("--pids-limit -1 (or 0) lifts the limit, as docker update's does, at once and for the next start", async () => {
+    await t.engine.run({
+      image: IMAGE,
+      name: "pids-unlimited",
+      cmd: ["sleep", "60"],
+      detach: true,
+      network: "none",
+      pidsLimit: 20,
+    });
+    const r = pivotCli(t.root, ["update", "--pids-limit", "-1", "pids-unlimited"]);
+    expect(r.stderr).toBe("");
+    expect((await limitsIn("pids-unlimited")).split("\n")[1]).toBe("max");
+    await t.engine.stop("pids-unlimited", { timeout: 0 });
+    await t.engine.start("pids-unlimited");
+    expect((await limitsIn("pids-unlimited")).split("\n")[1]).toBe("max");
+  });
+
   test.skipIf(!existsSync(RUNC))(
     "a container of another runtime (--runtime runc) is updated through its `update`",
     async () => {
