@@ -18,7 +18,8 @@ export const IMAGE_USAGE = `images:
   build [-t NAME[:TAG]] [-f DOCKERFILE|-] [--build-arg K=V] [--target STAGE]
         [--network bridge|none|host|NAME] [-q] CONTEXT
                                an image from a Dockerfile, each RUN in a container (network:
-                               default bridge, as Docker); FROM takes local images only (no pull);
+                               default bridge, as Docker; rootless: pasta or slirp4netns if
+                               installed, else none); FROM takes local images only (no pull);
                                multi-stage with COPY --from; no build cache (--no-cache is implied)
   images [-a] [-q] [--no-trunc] [--format table|json]   list images (REPOSITORY TAG IMAGE ID CREATED SIZE)
   image inspect [-f TEMPLATE] IMAGE...   details as JSON (or a Go template)

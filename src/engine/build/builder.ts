@@ -19,6 +19,7 @@ import {
 import { parseReference } from "../../image/reference.ts";
 import type { ImageStore, StoredImage } from "../../image/store.ts";
 import type { HistoryEntry, ImageConfig } from "../../image/types.ts";
+import { findProgram } from "../../runtime/userns.ts";
 import { randomHex } from "../../util/random.ts";
 import type { EngineContext } from "../context.ts";
 import type { Engine } from "../engine.ts";
@@ -48,7 +49,10 @@ export interface BuildOptions {
   tag?: string | string[];
   /** --build-arg values for the Dockerfile's ARGs. */
   buildArgs?: Record<string, string>;
-  /** The network of RUN containers: "bridge" (default, as Docker), "none", "host", a network's name. */
+  /**
+   * The network of RUN containers: "bridge" (the default, as Docker's; rootless: pasta or
+   * slirp4netns if installed, else none), "none", "host", a network's name.
+   */
   network?: string;
   /** Nothing written to onOutput (`-q`). */
   quiet?: boolean;
@@ -460,7 +464,7 @@ class Builder {
         cmd,
         entrypoint: [],
         env: [...argEnv, ...proxies].map(([k, v]) => `${k}=${v}`),
-        network: this.options.network ?? "bridge",
+        network: this.options.network ?? this.defaultNetwork(),
         stdio: "pipe",
       });
       id = handle.id;
@@ -489,6 +493,15 @@ class Builder {
         hint: `the RUN instruction on line ${inst.line} failed; its output is above`,
       });
     await this.commitStep(id!, `${argPrefix}${shown}`);
+  }
+
+  /**
+   * RUN's network unless --network: Docker's bridge; rootless, where a bridge needs root, the
+   * user-mode network podman's rootless builds use (pasta, else slirp4netns), else none.
+   */
+  private defaultNetwork(): string {
+    if (!this.ctx.rootless) return "bridge";
+    return findProgram("pasta") ? "pasta" : findProgram("slirp4netns") ? "slirp4netns" : "none";
   }
 
   /** Commits container ID as the step's layer, under history entry CREATED_BY, and removes it. */
