@@ -134,10 +134,22 @@ export function hostDevicesAt(path: string): HostDevice[] {
     return [dev];
   }
   const out: HostDevice[] = [];
+  // As Docker's walk: what cannot be read, or is gone meanwhile, is passed over.
   const walk = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
+    let names: string[];
+    try {
+      names = readdirSync(dir).sort();
+    } catch {
+      return;
+    }
+    for (const name of names) {
       const p = join(dir, name);
-      const s = lstatSync(p);
+      let s: Stats;
+      try {
+        s = lstatSync(p);
+      } catch {
+        continue;
+      }
       if (s.isDirectory()) walk(p);
       else {
         const dev = deviceOf(p, s);
@@ -146,6 +158,12 @@ export function hostDevicesAt(path: string): HostDevice[] {
     }
   };
   walk(path);
+  // Docker refuses it too: the container would run without the devices asked for.
+  if (out.length === 0) {
+    throw new ContainerConfigError(`--device ${path}: no device node in this directory`, {
+      hint: "give a device node, or a directory holding some (e.g. --device /dev/snd)",
+    });
+  }
   return out;
 }
 

@@ -2,7 +2,14 @@
 // --group-add, --shm-size, --device, --sysctl, --pid/--ipc/--uts host, --cpuset-cpus, --cidfile.
 // Root; images built without network (test/fixtures/engine.ts).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { IMAGE, makeTestEngine, runCollect, type TestEngine } from "../fixtures/engine.ts";
 import { isRoot, pivotCli, rm, tempDir } from "../helpers.ts";
@@ -105,6 +112,28 @@ describe("devices", () => {
     expect(readWrite.stdout).toBe("write-ok\n");
     const without = await sh("ls /dev/lc /dev/loop-control 2>&1; true");
     expect(without.stdout).toContain("No such file or directory");
+  });
+
+  test("--device DIRECTORY without device nodes is refused, as Docker's, not run without them", () => {
+    const empty = join(scratch, "no-devices");
+    mkdirSync(empty);
+    writeFileSync(join(empty, "file"), "");
+    // /dev/fd: a symlink to a directory of symlinks, some gone by the time they are looked at.
+    for (const dir of [empty, "/dev/fd"]) {
+      const r = pivotCli(t.root, [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--device",
+        dir,
+        IMAGE,
+        "true",
+      ]);
+      expect(r.status).toBe(125);
+      expect(r.stderr).toContain(`--device ${dir}: no device node in this directory`);
+    }
+    expect(readdirSync(join(t.root, "containers")).filter((n) => !n.startsWith("."))).toEqual([]);
   });
 });
 
