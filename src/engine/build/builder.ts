@@ -743,19 +743,13 @@ class Builder {
     let removed = 0;
     for (const d of this.made) {
       if (d === keep) continue;
-      try {
-        const names = await this.store.removeManifest(d);
-        // Tagged meanwhile by someone else: put the names back.
-        if (names.length > 0) await this.store.addImage(await this.descriptorOf(d), names);
-        removed++;
-      } catch {}
+      // Named meanwhile (someone tagged an intermediate image by its id): it is theirs now.
+      const image = await this.store.resolve(d).catch(() => null);
+      if (image === null || image.names.length > 0) continue;
+      await this.store.removeManifest(d).catch(() => {});
+      removed++;
     }
     if (removed > 0) await collectEngineGarbage(this.engine).catch(() => {});
-  }
-
-  private async descriptorOf(digest: string) {
-    const { size } = statSync(this.store.blobPath(digest));
-    return { mediaType: "application/vnd.oci.image.manifest.v1+json", digest, size };
   }
 }
 
