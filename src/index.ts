@@ -6,6 +6,7 @@ export {
   parseVolumeFlag,
 } from "./engine/config.ts";
 export {
+  type BuildOptions,
   ContainerHandle,
   Engine,
   EngineError,

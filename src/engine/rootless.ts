@@ -141,6 +141,7 @@ export const NEEDS_USER_NAMESPACE = [
   "export",
   "diff",
   "commit",
+  "build",
   "prune",
   "attach",
   "pruneVolumes",
