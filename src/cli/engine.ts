@@ -814,6 +814,14 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
     }
     case "export": {
       const p = parseCommand(args, [{ name: "output", aliases: ["o"], value: true }]);
+      // A stopped container's root filesystem is mounted for the while: an interrupted export
+      // exits normally, so that its exit handler unmounts it (as cp's does).
+      for (const [sig, code] of [
+        ["SIGINT", 130],
+        ["SIGTERM", 143],
+        ["SIGHUP", 129],
+      ] as const)
+        process.once(sig, () => process.exit(code));
       const stream = await engine.export(needArg(p, "a container", command));
       const out = flag(p, "output");
       const { pipeline } = await import("node:stream/promises");

@@ -1,5 +1,6 @@
 // A container's files as commands see them: cp in and out, export, diff and commit, over the
 // helpers of files.ts (paths resolved inside its root, tar streams, the upper dir's changes).
+import { spawnSync } from "node:child_process";
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import type { Readable } from "node:stream";
@@ -119,10 +120,20 @@ async function rootView(
     // Mounted here if need be: a start mounts it too, and an attached run's create leaves it for
     // the container's launcher to mount (create.ts), both under the lock held here.
     const mounted = await isMountPoint(r.overlay.target);
-    if (!mounted) await mountOverlay(r.overlay);
+    // A process ending mid-copy (the CLI exits on SIGINT and SIGTERM) unmounts it on its way
+    // out, where nothing asynchronous runs: it stayed mounted until the container's next start.
+    // Lazily: export's tar, in it, ends once this process is gone.
+    const unmountOnExit = () => {
+      spawnSync("umount", ["-l", r.overlay.target], { stdio: "ignore" });
+    };
+    if (!mounted) {
+      await mountOverlay(r.overlay);
+      process.on("exit", unmountOnExit);
+    }
     return {
       root: r.overlay.target,
       release: async () => {
+        process.off("exit", unmountOnExit);
         try {
           if (!mounted) await unmountOverlay(r.overlay.target).catch(() => {});
         } finally {

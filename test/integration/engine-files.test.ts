@@ -689,6 +689,41 @@ describe.skipIf(!isRoot)("engine: files", () => {
     await t.engine.remove(id);
   }, 30_000);
 
+  test("an interrupted cp or export of a stopped container (SIGTERM) leaves its root filesystem unmounted", async () => {
+    const r = await runCollect(t.engine, {
+      image: IMAGE,
+      name: "files-int-stopped",
+      cmd: ["true"],
+    });
+    const merged = t.engine.inspect(r.id).rootfs.merged;
+    try {
+      expect(mountsUnder(merged)).toEqual([]);
+      const fifo = join(host, "export-fifo");
+      spawnSync("mkfifo", [fifo]);
+      for (const args of [
+        ["cp", "-", `${r.id}:/tmp`],
+        ["export", "-o", fifo, r.id],
+      ]) {
+        // cp reads a tar stream that never ends; export writes to a FIFO nobody reads.
+        const child = Bun.spawn([BUN, join(REPO, "bin/pivot.ts"), "--root", t.root, ...args], {
+          stdin: "pipe",
+          stdout: "ignore",
+          stderr: "ignore",
+        });
+        for (let i = 0; i < 500 && mountsUnder(merged).length === 0; i++) await Bun.sleep(10);
+        expect(mountsUnder(merged).length).toBeGreaterThan(0);
+        await Bun.sleep(100);
+        child.kill("SIGTERM");
+        await child.exited;
+        expect(child.exitCode).toBe(143);
+        expect(mountsUnder(merged)).toEqual([]);
+      }
+      rmSync(fifo);
+    } finally {
+      await t.engine.remove(r.id, { force: true });
+    }
+  }, 30_000);
+
   test.skipIf(!hasConmon)(
     "an interrupted commit (Ctrl-C while the container is paused) leaves it running",
     async () => {
