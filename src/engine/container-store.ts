@@ -68,9 +68,23 @@ export interface RunState {
   cgroupPaths?: Record<string, string>;
 }
 
+/** 2^64: what JSON.parse makes of 18446744073709551615 (RLIM_INFINITY, --ulimit NAME=-1). */
+const UINT64_MAX_READ = 2 ** 64;
+
+/**
+ * VALUE as JSON text (indented, with a final newline) in which 2^64 is written back as
+ * 18446744073709551615: JSON.stringify wrote 18446744073709552000, out of a uint64's range, and
+ * runc and crun refused such a config.json (process.rlimits of --ulimit NAME=-1).
+ */
+export function jsonText(value: unknown): string {
+  const mark = `pivot-uint64-max-${randomHex(8)}`;
+  const text = JSON.stringify(value, (_key, v) => (v === UINT64_MAX_READ ? mark : v), 2);
+  return `${text.replaceAll(`"${mark}"`, "18446744073709551615")}\n`;
+}
+
 export function writeJsonAtomic(path: string, value: unknown): void {
   const tmp = `${path}.tmp-${process.pid}-${randomHex(4)}`;
-  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  writeFileSync(tmp, jsonText(value));
   renameSync(tmp, path);
 }
 

@@ -55,7 +55,7 @@ import {
   sharedBinds,
 } from "./config.ts";
 import { joinedContainer, networkOf } from "./container-network.ts";
-import { type ContainerRecord, randomName, writeJsonAtomic } from "./container-store.ts";
+import { type ContainerRecord, jsonText, randomName, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import { addInit } from "./init.ts";
@@ -258,7 +258,7 @@ async function createMounted(
     // A plain write: the directory is new and locked, and container.json, written last and
     // atomically, is what marks the container as created (recover() removes one without it).
     const configFile = join(dir, "config.json");
-    writeFileSync(configFile, `${JSON.stringify(c.spec, null, 2)}\n`);
+    writeFileSync(configFile, jsonText(c.spec));
     const imageConfig: ImageConfig["config"] = image.config.config ?? {};
     const history = layerHistory(image.config);
     const record: ContainerRecord = {

@@ -89,6 +89,18 @@ describe("the process", () => {
     expect(r.stdout).toBe("200\n300\n");
   });
 
+  test.skipIf(!existsSync(RUNC))(
+    "--ulimit NAME=-1 under --runtime runc: config.json says 18446744073709551615, which runc reads",
+    async () => {
+      const r = await sh("ulimit -c; ulimit -H -c", {
+        runtime: RUNC,
+        ulimits: [{ name: "core", soft: -1, hard: -1 }],
+      });
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe("unlimited\nunlimited\n");
+    },
+  );
+
   test("--cpuset-cpus confines the process to those CPUs", async () => {
     const r = await sh("grep Cpus_allowed_list /proc/self/status", { cpusetCpus: "0" });
     expect(r.stderr).toBe("");
