@@ -493,6 +493,7 @@ class Builder {
         hint: `the RUN instruction on line ${inst.line} failed; its output is above`,
       });
     await this.commitStep(id!, `${argPrefix}${shown}`);
+    this.out(`Removing intermediate container ${id!.slice(0, 12)}\n`);
   }
 
   /**
@@ -509,7 +510,6 @@ class Builder {
     const committed = await this.engine.commit(id, { pause: false });
     this.made.push(committed.manifestDigest);
     await this.removeContainer(id);
-    this.out(`Removing intermediate container ${id.slice(0, 12)}\n`);
     // commit's history entry names the container: relabeled as the instruction.
     const history = [...(committed.config.history ?? [])];
     const last = history.pop();
