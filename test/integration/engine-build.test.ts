@@ -91,7 +91,7 @@ describe.skipIf(!isRoot)("pivot build", () => {
       Dockerfile: `# a comment
 ARG BASE=${IMAGE}
 FROM \${BASE}
-ARG GREETING=hi
+ARG GREETING="hi there"
 ARG UNUSED
 ENV APP_HOME=/srv/app \\
     MODE="prod mode"
@@ -155,7 +155,7 @@ CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id 
       .slice(1)
       .map((h) => [h.created_by, h.empty_layer === true]);
     expect(rows).toEqual([
-      ["/bin/sh -c #(nop)  ARG GREETING=hi", true],
+      ['/bin/sh -c #(nop)  ARG GREETING="hi there"', true],
       ["/bin/sh -c #(nop)  ARG UNUSED", true],
       ['/bin/sh -c #(nop)  ENV APP_HOME=/srv/app MODE="prod mode"', true],
       ["/bin/sh -c #(nop) WORKDIR /srv/app", false],
@@ -263,7 +263,8 @@ CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id 
       `FROM ${IMAGE}
 ADD payload.tar.gz /opt/
 COPY --chown=nobody:nogroup *.conf /etc/app/
-COPY ["with space.txt", "/spaced/"]
+ARG NAME="with space.txt"
+COPY ["$NAME", "/spaced/"]
 SHELL ["/bin/sh", "-e", "-c"]
 RUN test "$(stat -c %U:%G /etc/app/a.conf)" = nobody:nogroup && cat /opt/inner/file /etc/app/*.conf "/spaced/with space.txt" > /all
 ENTRYPOINT ["cat"]

@@ -36,6 +36,7 @@ import {
   type Instruction,
   type Lookup,
   parseDockerfile,
+  splitWords,
 } from "./dockerfile.ts";
 
 export interface BuildOptions {
@@ -362,7 +363,7 @@ class Builder {
   }
 
   private arg(inst: Instruction): void | Promise<void> {
-    const words = splitArgWords(inst.args);
+    const words = splitWords(inst.args, this.escape);
     if (words.length === 0) throw new DockerfileError("ARG needs a NAME[=DEFAULT]");
     const lookup = this.lookup();
     const scope = this.image === null ? this.globalArgs : this.args;
@@ -587,7 +588,7 @@ class Builder {
 
   /** COPY and ADD (local files only): sources from the context into the root, owned by root. */
   private async copy(inst: Instruction): Promise<void> {
-    const words = inst.json ?? splitArgWords(inst.args);
+    const words = inst.json ?? splitWords(inst.args, this.escape);
     if (words.length < 2)
       throw new DockerfileError(`${inst.keyword} needs SOURCE... DESTINATION`, {
         hint: `${inst.keyword} file.txt /app/`,
@@ -762,11 +763,6 @@ function stepError(inst: Instruction, err: unknown): unknown {
     ...(err.hint ? { hint: err.hint } : {}),
     cause: err,
   });
-}
-
-/** ARG and COPY words: split on whitespace, quotes kept for expandWord. */
-function splitArgWords(text: string): string[] {
-  return text.split(/\s+/).filter((w) => w !== "");
 }
 
 /** $VAR and ${VAR} in a JSON-form word (no quotes to remove). */
