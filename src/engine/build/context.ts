@@ -5,7 +5,7 @@ import type { Hash } from "node:crypto";
 import { lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import { childProcess } from "../../util/child-process.ts";
-import { resolveInRoot } from "../root-paths.ts";
+import { kindAt, resolveInRoot } from "../root-paths.ts";
 import { DockerfileError } from "./dockerfile.ts";
 
 /** .dockerignore: paths relative to the context; `!` lines re-include; the last match wins. */
@@ -114,7 +114,7 @@ export function resolveSources(
   if (!wildcard) {
     const host = resolveInRoot(context, clean, false);
     const rel = host.slice(context.length).replace(/^\/+/, "");
-    const kind = kindOf(host);
+    const kind = kindAt(host);
     if (kind !== null && (rel === "" || !ignore.ignores(rel))) found.push({ rel, kind });
   } else {
     // Each component matched in turn against the directory so far.
@@ -135,7 +135,7 @@ export function resolveSources(
           const rel = d ? `${d}/${n}` : n;
           const at = resolveInRoot(context, `/${rel}`, !last);
           const relAt = at.slice(context.length).replace(/^\/+/, "");
-          const kind = kindOf(at);
+          const kind = kindAt(at);
           if (kind === null || ignore.ignores(relAt)) continue;
           if (last) found.push({ rel: relAt, kind });
           else if (kind === "dir") next.push(relAt);
@@ -156,21 +156,6 @@ export function resolveSources(
     );
   }
   return found;
-}
-
-function kindOf(path: string): ContextSource["kind"] | null {
-  try {
-    const st = lstatSync(path);
-    return st.isDirectory()
-      ? "dir"
-      : st.isSymbolicLink()
-        ? "symlink"
-        : st.isFile()
-          ? "file"
-          : "other";
-  } catch {
-    return null;
-  }
 }
 
 /**
