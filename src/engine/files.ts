@@ -170,7 +170,9 @@ function inLowers(lowers: string[], rel: string): boolean {
  */
 export function upperChanges(upper: string, lowers: string[], opaque: Set<string>): Change[] {
   const out: Change[] = [];
-  const walk = (dirFd: number, rel: string) => {
+  // `hidden`: an opaque directory at or above `rel` hides the lower layers there; passed down the
+  // walk (looking at every ancestor again for each entry made diff cubic in a tree's depth).
+  const walk = (dirFd: number, rel: string, hidden: boolean) => {
     let names: string[];
     try {
       names = readdirSync(`/proc/self/fd/${dirFd}`).sort();
@@ -185,13 +187,13 @@ export function upperChanges(upper: string, lowers: string[], opaque: Set<string
         out.push({ kind: "D", path: `/${r}` });
         continue;
       }
-      const existed = !hiddenByOpaque(opaque, upper, rel) && inLowers(lowers, r);
+      const existed = !hidden && inLowers(lowers, r);
       out.push({ kind: existed ? "C" : "A", path: `/${r}` });
       if (!st.isDirectory()) continue;
       const child = openDirAt(dirFd, n);
       if (child === null) continue;
       try {
-        walk(child, r);
+        walk(child, r, hidden || opaque.has(join(upper, r)));
       } finally {
         closeSync(child);
       }
@@ -204,7 +206,7 @@ export function upperChanges(upper: string, lowers: string[], opaque: Set<string
     return out;
   }
   try {
-    walk(top, "");
+    walk(top, "", false);
   } finally {
     closeSync(top);
   }
@@ -287,14 +289,6 @@ export async function layerTree(upper: string, tmp: string, opaque: Set<string>)
   };
   await walk("");
   return dir;
-}
-
-/** Whether a directory at or above `rel` in `upper` is opaque (hides the lower layers). */
-function hiddenByOpaque(opaque: Set<string>, upper: string, rel: string): boolean {
-  const parts = rel ? rel.split("/") : [];
-  for (let i = parts.length; i >= 1; i--)
-    if (opaque.has(join(upper, ...parts.slice(0, i)))) return true;
-  return false;
 }
 
 /**

@@ -316,6 +316,9 @@ describe.skipIf(!isRoot)("engine: files", () => {
         expect(t.engine.inspect(c.id).state.status).toBe("running");
         await t.engine.stop(c.id, { timeout: 0 });
         const target = t.engine.inspect(c.id).rootfs.merged;
+        // Unmounted by its monitor's exit hook, after the stop.
+        for (let i = 0; i < 250 && mountsUnder(target).length > 0; i++) await Bun.sleep(20);
+        expect(mountsUnder(target)).toEqual([]);
         await expect(t.engine.archive(c.id, "/loop-a/x")).rejects.toThrow(/too many symlinks/);
         expect(mountsUnder(target)).toEqual([]);
         // Its lock is free: a start does not wait for it.
@@ -634,6 +637,29 @@ describe.skipIf(!isRoot)("engine: files", () => {
     },
     60_000,
   );
+
+  test("diff of a deep tree takes time in proportion to it (a container nesting 1500 directories made it take a minute)", async () => {
+    const r = await runCollect(t.engine, {
+      image: IMAGE,
+      name: "files-deep",
+      cmd: [
+        "sh",
+        "-c",
+        "cd /tmp && i=0 && while [ $i -lt 1500 ]; do mkdir d && cd d || exit 3; i=$((i+1)); done; echo x > f",
+      ],
+    });
+    expect(r.code).toBe(0);
+    try {
+      const started = performance.now();
+      const changes = await t.engine.diff(r.id);
+      expect(performance.now() - started).toBeLessThan(5000);
+      expect(changes.length).toBe(1502);
+      expect(changes[0]).toEqual({ kind: "C", path: "/tmp" });
+      expect(changes.at(-1)).toEqual({ kind: "A", path: `/tmp${"/d".repeat(1500)}/f` });
+    } finally {
+      await t.engine.remove(r.id);
+    }
+  }, 60_000);
 
   test("diff: A, C, D from the upper directory, mount points left out", async () => {
     const id = await prepared("files-diff");
