@@ -1,7 +1,7 @@
 // Docker's run options for the process and its kernel view: --ulimit, --device, --sysctl,
 // --shm-size, --pid/--ipc/--uts host, --cpuset-cpus/--cpuset-mems, --oom-score-adj. Parsing the
 // flags, and what each adds to the OCI config (applyProcessOptions, called by buildSpec).
-import { lstatSync, readdirSync, type Stats, statSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, type Stats, statSync } from "node:fs";
 import { join } from "node:path";
 import { devMounts } from "../oci/default-spec.ts";
 import type { Device, DeviceCgroupRule, Mount, Spec } from "../oci/spec.ts";
@@ -213,6 +213,39 @@ export function parseSysctlFlag(value: string): [string, string] {
   return [name.replaceAll("/", "."), value.slice(eq + 1)];
 }
 
+// ---- --cpuset-cpus, --cpuset-mems ----
+
+/** The host's CPUs and memory nodes as cpuset lists ("0-3"), null where unknown. */
+export interface HostCpusets {
+  cpus: string | null;
+  mems: string | null;
+}
+
+export function hostCpusets(): HostCpusets {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, "utf8").trim() || null;
+    } catch {
+      return null;
+    }
+  };
+  return {
+    cpus: read("/sys/devices/system/cpu/online"),
+    // Without NUMA support there is node 0.
+    mems: read("/sys/devices/system/node/online") ?? "0",
+  };
+}
+
+/** The numbers of a cpuset list ("0-2,5" → 0, 1, 2, 5). */
+function listMembers(list: string): number[] {
+  const out: number[] = [];
+  for (const part of list.split(",")) {
+    const [from, to = from] = part.split("-").map(Number) as [number, number?];
+    for (let n = from; n <= to!; n++) out.push(n);
+  }
+  return out;
+}
+
 // ---- namespaces ----
 
 /** --ipc, --uts: "host" or "private" (the default). */
@@ -243,6 +276,7 @@ export function applyProcessOptions(
   spec: Spec,
   options: ContainerOptions,
   lookup?: (hostPath: string) => HostDevice[],
+  host: () => HostCpusets = hostCpusets,
 ): void {
   const proc = spec.process!;
   const linux = spec.linux!;
@@ -328,6 +362,23 @@ export function applyProcessOptions(
         throw new ContainerConfigError(`invalid ${name} "${v}"`, {
           hint: `a list of numbers and ranges, e.g. ${name} 0-1,3`,
         });
+      }
+    }
+    // As Docker: refused here, not by the cgroup once the container starts (or, for update,
+    // once its other limits are written already).
+    const available = host();
+    for (const [name, v, have, what] of [
+      ["--cpuset-cpus", options.cpusetCpus, available.cpus, "CPU"],
+      ["--cpuset-mems", options.cpusetMems, available.mems, "memory node"],
+    ] as const) {
+      if (v === undefined || have === null || !list.test(have)) continue;
+      const known = new Set(listMembers(have));
+      const missing = [...new Set(listMembers(v))].filter((n) => !known.has(n));
+      if (missing.length > 0) {
+        throw new ContainerConfigError(
+          `${name} ${v}: ${what}${missing.length > 1 ? "s" : ""} ${missing.join(",")} ${missing.length > 1 ? "are" : "is"} not available`,
+          { hint: `this host has ${what}s ${have}` },
+        );
       }
     }
     resources.cpu = {

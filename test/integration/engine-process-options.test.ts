@@ -379,6 +379,34 @@ describe("pivot update", () => {
     },
   );
 
+  test("CPUs this host does not have are refused, as Docker does, before anything changes (update was half applied)", async () => {
+    await t.engine.run({
+      image: IMAGE,
+      name: "cpuset-checked",
+      cmd: ["sleep", "60"],
+      detach: true,
+      network: "none",
+      memory: "64m",
+    });
+    const r = pivotCli(t.root, [
+      "update",
+      "--memory",
+      "128m",
+      "--cpuset-cpus",
+      "99",
+      "cpuset-checked",
+    ]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("--cpuset-cpus 99: CPU 99 is not available");
+    // Nothing of it applied: the memory limit is the one recorded.
+    expect((await limitsIn("cpuset-checked")).split("\n")[0]).toBe(String(64 * 1024 * 1024));
+    expect(t.engine.inspect("cpuset-checked").options.memory).toBe("64m");
+    const created = pivotCli(t.root, ["run", "--rm", "--cpuset-mems", "0,7", IMAGE, "true"]);
+    expect(created.status).toBe(125);
+    expect(created.stderr).toContain("--cpuset-mems 0,7: memory node 7 is not available");
+    expect((await t.engine.list({ all: true })).map((c) => c.name)).toEqual(["cpuset-checked"]);
+  });
+
   test("a created container gets the new limits when it starts; nothing to change, or a conflict, is an error", async () => {
     await t.engine.create({ image: IMAGE, name: "later", cmd: ["sleep", "60"], network: "none" });
     await t.engine.update("later", { pidsLimit: 33 });

@@ -9,6 +9,7 @@ import {
 } from "../../src/engine/config.ts";
 import {
   applyProcessOptions,
+  type HostCpusets,
   type HostDevice,
   parseDeviceFlag,
   parseNamespaceMode,
@@ -19,8 +20,15 @@ import {
 import type { ContainerOptions } from "../../src/engine/types.ts";
 import { resourcePatch } from "../../src/engine/update.ts";
 
-/** The engine's config for OPTIONS, with --device nodes from `devices` instead of the host. */
-function specWith(options: Omit<ContainerOptions, "image">, devices: HostDevice[] = []) {
+/**
+ * The engine's config for OPTIONS, with --device nodes from `devices` instead of the host, on a
+ * host of CPUs 0-3 and memory node 0.
+ */
+function specWith(
+  options: Omit<ContainerOptions, "image">,
+  devices: HostDevice[] = [],
+  host: HostCpusets = { cpus: "0-3", mems: "0" },
+) {
   const input: SpecInput = {
     imageConfig: { Cmd: ["sh"] },
     options: { image: "img", ...options },
@@ -32,8 +40,11 @@ function specWith(options: Omit<ContainerOptions, "image">, devices: HostDevice[
     security: { noNewPrivileges: false, seccomp: "unconfined" },
   };
   const spec = buildSpec(input);
-  applyProcessOptions(spec, input.options, (hostPath) =>
-    devices.filter((d) => d.path === hostPath || d.path.startsWith(`${hostPath}/`)),
+  applyProcessOptions(
+    spec,
+    input.options,
+    (hostPath) => devices.filter((d) => d.path === hostPath || d.path.startsWith(`${hostPath}/`)),
+    () => host,
   );
   return spec;
 }
@@ -198,6 +209,12 @@ describe("namespaces, /dev/shm, cpusets, oom_score_adj", () => {
     });
     expect(spec.process!.oomScoreAdj).toBe(-500);
     expect(() => specWith({ cpusetCpus: "0-" })).toThrow(/--cpuset-cpus/);
+    // What the host does not have, as Docker refuses it.
+    expect(() => specWith({ cpusetCpus: "2-5" })).toThrow(
+      "--cpuset-cpus 2-5: CPUs 4,5 are not available",
+    );
+    expect(() => specWith({ cpusetMems: "1" })).toThrow("--cpuset-mems 1: memory node 1 is not");
+    expect(() => specWith({ cpusetCpus: "7" }, [], { cpus: null, mems: null })).not.toThrow();
     expect(() => specWith({ oomScoreAdj: 1001 })).toThrow(/--oom-score-adj/);
   });
 
