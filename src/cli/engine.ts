@@ -546,14 +546,23 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         return 0;
       }
       await ensureImage(engine, image, flag(p, "pull") ?? "missing");
-      const cidfile = reserveCidfile(flag(p, "cidfile"));
+      const cidfile = reserveCidfile(flag(p, "cidfile"), (id) => {
+        try {
+          engine.inspect(id);
+          return true;
+        } catch {
+          return false;
+        }
+      });
       if (command === "create") {
         const info = await cidfile.whileCreating(() => engine.create(options));
         writeOut(`${info.id}\n`);
         return 0;
       }
       if (boolFlag(p, "detach")) {
-        const c = await cidfile.whileCreating(() => engine.run({ ...options, detach: true }));
+        const c = await cidfile.whileCreating(() =>
+          engine.run({ ...options, detach: true }, cidfile.write),
+        );
         writeOut(`${c.id}\n`);
         return 0;
       }
@@ -573,7 +582,9 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
           unproxy();
         }
       }
-      const c = await cidfile.whileCreating(() => engine.run({ ...options, stdio: "inherit" }));
+      const c = await cidfile.whileCreating(() =>
+        engine.run({ ...options, stdio: "inherit" }, cidfile.write),
+      );
       // The container runs: what is left is its output, pumped through JavaScript.
       startupOver();
       const unproxy = proxySignals(engine, c.id);
@@ -935,9 +946,11 @@ function splitContainerPath(arg: string): { container: string; path: string } | 
 
 /**
  * --cidfile FILE: made before the container (refused if it exists, as Docker does, so two runs
- * cannot share one), the container's id written into it once created, removed if creating fails.
+ * cannot share one), the container's id written into it once created (before a run's start,
+ * which may fail and leave it Created, as Docker's does), removed if creating fails or the
+ * container is gone after all (a --rm run whose start failed).
  */
-function reserveCidfile(path: string | undefined) {
+function reserveCidfile(path: string | undefined, exists: (id: string) => boolean) {
   let fd: number | undefined;
   if (path !== undefined) {
     try {
@@ -957,12 +970,12 @@ function reserveCidfile(path: string | undefined) {
       );
     }
   }
-  let written = false;
+  let written: string | undefined;
   const write = (id: string) => {
-    if (fd === undefined || written) return;
+    if (fd === undefined || written !== undefined) return;
     writeSync(fd, id);
     closeSync(fd);
-    written = true;
+    written = id;
   };
   return {
     write,
@@ -973,8 +986,10 @@ function reserveCidfile(path: string | undefined) {
         write(c.id);
         return c;
       } catch (err) {
-        if (fd !== undefined && !written) {
+        if (fd !== undefined && written === undefined) {
           closeSync(fd);
+          rmSync(path!, { force: true });
+        } else if (written !== undefined && !exists(written)) {
           rmSync(path!, { force: true });
         }
         throw err;

@@ -170,12 +170,14 @@ export class Engine {
 
   /**
    * Creates and starts a container. Detached: under conmon, returns once started. Attached: this
-   * process monitors it; the handle has its streams (stdio "pipe") and its exit.
+   * process monitors it; the handle has its streams (stdio "pipe") and its exit. `onCreated`
+   * gets its id once it exists, before the start (which may fail and leave it Created).
    */
-  async run(options: RunOptions): Promise<ContainerHandle> {
+  async run(options: RunOptions, onCreated?: (id: string) => void): Promise<ContainerHandle> {
     const { detach, stdio, ...containerOptions } = options;
-    if (!detach) return starting.runAttached(this.ctx, containerOptions, stdio ?? "pipe");
-    return starting.runDetached(this.ctx, containerOptions);
+    if (!detach)
+      return starting.runAttached(this.ctx, containerOptions, stdio ?? "pipe", onCreated);
+    return starting.runDetached(this.ctx, containerOptions, onCreated);
   }
 
   /**

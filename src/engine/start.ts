@@ -318,17 +318,15 @@ export async function runAttached(
   ctx: EngineContext,
   options: ContainerOptions,
   stdio: "pipe" | "inherit" | "ignore" = "pipe",
+  onCreated?: (id: string) => void,
 ): Promise<ContainerHandle> {
   checkRestartOptions(options, () => ctx.conmonPath !== null);
   const id = newContainerId();
-  return ctx.containers.withLock(id, async () =>
-    runPrepared(
-      ctx,
-      id,
-      await prepareStart(ctx, id, false, await createLocked(ctx, options, id, true, true)),
-      stdio,
-    ),
-  );
+  return ctx.containers.withLock(id, async () => {
+    const record = await createLocked(ctx, options, id, true, true);
+    onCreated?.(id);
+    return runPrepared(ctx, id, await prepareStart(ctx, id, false, record), stdio);
+  });
 }
 
 /**
@@ -339,12 +337,14 @@ export async function runAttached(
 export async function runDetached(
   ctx: EngineContext,
   options: ContainerOptions,
+  onCreated?: (id: string) => void,
 ): Promise<ContainerHandle> {
   checkRestartOptions(options, () => ctx.conmonPath !== null);
   const id = newContainerId();
   return ctx.containers.withLock(id, async () => {
     await createLocked(ctx, options, id, true);
     try {
+      onCreated?.(id);
       return await startLocked(ctx, id);
     } catch (err) {
       // The start is undone already (the container is Created); --rm goes on to remove it.

@@ -444,4 +444,30 @@ describe("--cidfile", () => {
     expect(existsSync(failed)).toBe(false);
     writeFileSync(cidfile, ""); // left for the scratch directory's removal
   });
+
+  test("a run whose start fails keeps the id of the container it created, as Docker's; a --rm one's goes with it", () => {
+    for (const detach of [[], ["-d"]]) {
+      const cidfile = join(scratch, `cid-start-failed${detach.join("")}`);
+      const r = pivotCli(t.root, ["run", ...detach, "--cidfile", cidfile, IMAGE, "/nonexistent"]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain("/nonexistent");
+      const ids = pivotCli(t.root, ["ps", "-a", "-q", "--no-trunc"]).stdout.trim().split("\n");
+      expect(ids).toHaveLength(1);
+      expect(readFileSync(cidfile, "utf8")).toBe(ids[0]!);
+      pivotCli(t.root, ["rm", "-f", ids[0]!]);
+      const removed = join(scratch, `cid-rm-failed${detach.join("")}`);
+      const rm = pivotCli(t.root, [
+        "run",
+        "--rm",
+        ...detach,
+        "--cidfile",
+        removed,
+        IMAGE,
+        "/nonexistent",
+      ]);
+      expect(rm.status).not.toBe(0);
+      expect(pivotCli(t.root, ["ps", "-a", "-q"]).stdout).toBe("");
+      expect(existsSync(removed)).toBe(false);
+    }
+  });
 });
