@@ -5,6 +5,7 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs
 import { basename, dirname, join, posix, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { createImage } from "../image/create.ts";
+import { withFileLock } from "../image/lock.ts";
 import { isMountPoint, mountOverlay, unmountOverlay } from "../image/overlay.ts";
 import type { StoredImage } from "../image/store.ts";
 import { type ImageConfig, MediaType } from "../image/types.ts";
@@ -51,6 +52,9 @@ async function rootView(
     // root (CVE-2018-15664): the container stays frozen while its files are copied, as podman
     // and Docker's fix do, and so do the running containers that share a volume or a bind
     // mount's directory with it, which could swap one of its directories just the same.
+    // One frozen copy at a time, engine-wide: a second one finds the containers paused, so it
+    // neither freezes nor thaws them, and the first one's thaw let them run during its copy.
+    const unlockFrozen = await holdFrozenCopyLock(ctx);
     const frozen: string[] = [];
     const thaw = () => {
       process.off("exit", thaw);
@@ -59,11 +63,25 @@ async function rootView(
           if (status(ctx, f).status === "paused") rt(ctx, f).resume(f);
         } catch {}
       }
+      frozen.length = 0;
+      unlockFrozen();
     };
     // A process ending mid-copy (the CLI exits on SIGINT and SIGTERM) thaws them on its way out.
     process.on("exit", thaw);
     try {
-      if (st.status === "running") {
+      // Looked at again with the lock held: another copy may have had it paused meanwhile, or it
+      // stopped (then its overlay, as for a stopped container).
+      const now = status(ctx, id);
+      if (now.pid !== st.pid || (now.status !== "running" && now.status !== "paused")) {
+        thaw();
+        if (retries >= 2) {
+          throw new EngineError(`container ${id.slice(0, 12)} changed state while this waited`, {
+            hint: "run the command again",
+          });
+        }
+        return rootView(ctx, id, withMounts, retries + 1);
+      }
+      if (now.status === "running") {
         rt(ctx, id).pause(id);
         frozen.push(id);
       }
@@ -149,18 +167,33 @@ async function rootView(
 
 /** Takes the container's lock and keeps it until the function returned is called. */
 function holdLock(ctx: EngineContext, id: string): Promise<() => void> {
+  // No short timeout: another cp or export of the container may hold it for a long copy.
+  return holdUntilCalled((fn) => ctx.containers.withLock(id, fn));
+}
+
+/**
+ * The lock of copies (and commits) that freeze running containers: held from the freeze to the
+ * thaw, so that no other one thaws them mid-copy. The function returned releases it.
+ */
+function holdFrozenCopyLock(ctx: EngineContext): Promise<() => void> {
+  const dir = join(ctx.root, "locks");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return holdUntilCalled((fn) =>
+    withFileLock(join(dir, "frozen-copies.lock"), fn, { what: "the copies of running containers" }),
+  );
+}
+
+/** Runs `lock` with a function that waits until the returned release is called (once). */
+function holdUntilCalled(lock: (fn: () => Promise<void>) => Promise<void>): Promise<() => void> {
   return new Promise((resolve, reject) => {
     let unlock!: () => void;
     const held = new Promise<void>((r) => {
       unlock = r;
     });
-    // No short timeout: another cp or export of the container may hold it for a long copy.
-    ctx.containers
-      .withLock(id, async () => {
-        resolve(unlock);
-        await held;
-      })
-      .catch(reject);
+    lock(async () => {
+      resolve(unlock);
+      await held;
+    }).catch(reject);
   });
 }
 
@@ -437,15 +470,25 @@ export async function commit(
   const r = ctx.containers.load(id);
   const store = await ctx.images();
   const base = await store.resolve(r.imageId);
-  const paused = (options.pause ?? true) && status(ctx, id).status === "running";
+  // Frozen as the copies are, under their lock (holdFrozenCopyLock): a cp ending meanwhile must
+  // not thaw it, nor this commit thaw what a cp froze. Looked at again once the lock is held.
+  const unlockFrozen =
+    (options.pause ?? true) && status(ctx, id).status === "running"
+      ? await holdFrozenCopyLock(ctx)
+      : null;
+  const paused = unlockFrozen !== null && status(ctx, id).status === "running";
   // Resumed once the layer is copied, or on the way out of a process ending meanwhile (the CLI
   // exits on SIGINT and SIGTERM): it stayed paused.
   let frozen = paused;
   const thaw = () => {
     process.off("exit", onExit);
-    if (!frozen) return;
-    frozen = false;
-    if (status(ctx, id).status === "paused") rt(ctx, id).resume(id);
+    try {
+      if (!frozen) return;
+      frozen = false;
+      if (status(ctx, id).status === "paused") rt(ctx, id).resume(id);
+    } finally {
+      unlockFrozen?.(); // after the resume: the next copy must find it running, and freeze it
+    }
   };
   const onExit = () => {
     try {
@@ -458,9 +501,10 @@ export async function commit(
       rt(ctx, id).pause(id);
     } catch (err) {
       process.off("exit", onExit);
+      unlockFrozen?.();
       throw err;
     }
-  }
+  } else unlockFrozen?.();
   const tmp = join(ctx.root, "tmp");
   mkdirSync(tmp, { recursive: true, mode: 0o700 });
   let tree: string | null = null;

@@ -298,6 +298,51 @@ describe.skipIf(!isRoot)("engine: files", () => {
   );
 
   test.skipIf(!hasConmon)(
+    "two copies out of one running container: the second waits, and the container stays frozen until the last one ends",
+    async () => {
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "files-two-copies",
+        // 4 MB: more than a pipe holds, so tar is still copying until its stream is read.
+        cmd: [
+          "sh",
+          "-c",
+          "head -c 4000000 /dev/zero > /big.tmp && mv /big.tmp /big && exec sleep 100",
+        ],
+        detach: true,
+      });
+      const drain = async (stream: AsyncIterable<unknown>) => {
+        for await (const _ of stream);
+      };
+      try {
+        const upper = t.engine.inspect(c.id).rootfs.upperdir;
+        for (let i = 0; i < 250 && !existsSync(join(upper, "big")); i++) await Bun.sleep(20);
+        const first = await t.engine.archive(c.id, "/big");
+        expect(t.engine.inspect(c.id).state.status).toBe("paused");
+        let secondReady = false;
+        const second = t.engine.archive(c.id, "/big").then((a) => {
+          secondReady = true;
+          return a;
+        });
+        await Bun.sleep(300);
+        // Before: it found the container paused, neither froze nor would thaw it, and went on.
+        expect(secondReady).toBe(false);
+        await drain(first.stream);
+        const { stream } = await second;
+        // Before: the first copy's end thawed it under the second one.
+        expect(t.engine.inspect(c.id).state.status).toBe("paused");
+        await drain(stream);
+        for (let i = 0; i < 100 && t.engine.inspect(c.id).state.status !== "running"; i++)
+          await Bun.sleep(20);
+        expect(t.engine.inspect(c.id).state.status).toBe("running");
+      } finally {
+        await t.engine.remove(c.id, { force: true });
+      }
+    },
+    60_000,
+  );
+
+  test.skipIf(!hasConmon)(
     "cp out of a path the container made a symlink loop of fails, and leaves the container thawed (stopped: unlocked, unmounted)",
     async () => {
       const c = await t.engine.run({
