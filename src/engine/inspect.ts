@@ -9,7 +9,7 @@ import { remove } from "./lifecycle.ts";
 import { recover } from "./recovery.ts";
 import { readRestartState } from "./restart-state.ts";
 import { outsideUserNamespace } from "./rootless.ts";
-import type { ContainerInfo } from "./types.ts";
+import type { ContainerInfo, ContainerMount, NetworkSettings } from "./types.ts";
 
 export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
   const store = ctx.containers;
@@ -57,6 +57,79 @@ export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
     dir: store.dir(id),
     logPath: join(store.dir(id), "ctr.log"),
     ports: publishedPorts(ctx, id, r),
+    mounts: mountsOf(ctx, r),
+    networkSettings: networkSettingsOf(ctx, id, r, st.status),
+  };
+}
+
+/** Its volumes, binds and tmpfs mounts, as Docker's inspect lists them (Mounts). */
+function mountsOf(ctx: EngineContext, r: ContainerRecord): ContainerMount[] {
+  const specs = [...(r.options.mounts ?? []), ...(r.inheritedMounts ?? [])];
+  const out: ContainerMount[] = [];
+  for (const m of specs) {
+    if (m.type === "volume") continue; // below, with the volume's name as made at create
+    out.push({
+      type: m.type,
+      source: m.type === "bind" ? (m.source ?? "") : "",
+      destination: m.target,
+      mode: m.readOnly ? "ro" : "",
+      rw: !m.readOnly,
+      propagation: m.type === "bind" ? (m.propagation ?? "rprivate") : "",
+    });
+  }
+  for (const v of r.volumes) {
+    const spec = specs.find((m) => m.type === "volume" && m.target === v.target);
+    out.push({
+      type: "volume",
+      name: v.name,
+      source: join(ctx.volumes.root, v.name, "_data"),
+      destination: v.target,
+      mode: spec?.readOnly ? "ro" : "",
+      rw: !spec?.readOnly,
+      propagation: "",
+    });
+  }
+  return out;
+}
+
+/**
+ * Its addresses, as Docker's inspect shows them (NetworkSettings): per network while it is on one
+ * (running), with the first network's address also at the top, as Docker's default bridge has it.
+ */
+function networkSettingsOf(
+  ctx: EngineContext,
+  id: string,
+  r: ContainerRecord,
+  state: string,
+): NetworkSettings {
+  const n = r.options.network;
+  // Only a container on a network of the engine's has addresses of its own (and only then is
+  // the network manager loaded: ps lists every container through here).
+  const onNetwork =
+    n !== undefined &&
+    n !== "none" &&
+    n !== "host" &&
+    !n.startsWith("container:") &&
+    !isUserModeNetwork(r.options);
+  const attached =
+    onNetwork && (state === "running" || state === "paused") ? ctx.networks.attachments(id) : [];
+  const networks: NetworkSettings["networks"] = {};
+  for (const a of attached) {
+    networks[a.network] = {
+      ipAddress: a.ip,
+      ipPrefixLen: a.prefixLength,
+      gateway: a.gateway,
+      macAddress: a.mac,
+      aliases: a.aliases,
+    };
+  }
+  const first = attached[0];
+  return {
+    ipAddress: first?.ip ?? "",
+    ipPrefixLen: first?.prefixLength ?? 0,
+    gateway: first?.gateway ?? "",
+    macAddress: first?.mac ?? "",
+    networks,
   };
 }
 

@@ -203,6 +203,43 @@ export interface ContainerInfo {
    * (-P, -p without a host port); otherwise as configured (host port 0 = chosen at start).
    */
   ports?: PortMapping[];
+  /** Its volumes, binds and tmpfs mounts (Docker's Mounts). */
+  mounts?: ContainerMount[];
+  /** Its addresses on the engine's networks while it runs (Docker's NetworkSettings). */
+  networkSettings?: NetworkSettings;
+}
+
+/** One of a container's mounts, in Docker's inspect fields. */
+export interface ContainerMount {
+  type: "bind" | "volume" | "tmpfs";
+  /** The volume's name (volumes only). */
+  name?: string;
+  /** The host path (a bind's source, a volume's _data directory; "" for a tmpfs). */
+  source: string;
+  destination: string;
+  /** "ro" when read-only, else "". */
+  mode: string;
+  rw: boolean;
+  propagation: string;
+}
+
+/** A container's addresses, in Docker's inspect fields. */
+export interface NetworkSettings {
+  /** The first network's address ("" when on none). */
+  ipAddress: string;
+  ipPrefixLen: number;
+  gateway: string;
+  macAddress: string;
+  networks: Record<
+    string,
+    {
+      ipAddress: string;
+      ipPrefixLen: number;
+      gateway: string;
+      macAddress: string;
+      aliases: string[];
+    }
+  >;
 }
 
 export interface VolumeInfo {

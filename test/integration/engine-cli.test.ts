@@ -144,7 +144,19 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
   });
 
   test("inspect --format: Go templates over containers, images and volumes (Docker's field names work)", () => {
-    const created = pivot(["create", "--name", "fmt", "-l", "role=web", IMAGE, "true"]);
+    const created = pivot([
+      "create",
+      "--name",
+      "fmt",
+      "-l",
+      "role=web",
+      "-v",
+      `${scratch}:/h:ro`,
+      "--tmpfs",
+      "/t",
+      IMAGE,
+      "true",
+    ]);
     expect(created.stderr).toBe("");
     const id = created.stdout.trim();
     try {
@@ -156,6 +168,22 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
         running: false,
       });
       expect(pivot(["inspect", "-f", "json", "fmt"]).stdout.split("\n")).toHaveLength(2);
+      expect(
+        pivot([
+          "inspect",
+          "-f",
+          "{{.NetworkSettings.IPAddress}}|{{len .NetworkSettings.Networks}}",
+          "fmt",
+        ]).stdout,
+      ).toBe("|0\n");
+      expect(
+        pivot([
+          "inspect",
+          "-f",
+          "{{range .Mounts}}{{.Type}} {{.Source}} {{.Destination}} {{.RW}};{{end}}",
+          "fmt",
+        ]).stdout,
+      ).toBe(`bind ${scratch} /h false;tmpfs  /t true;\n`);
       const bad = pivot(["inspect", "-f", "{{.State.Nope}}", "fmt"]);
       expect(bad.status).toBe(125);
       expect(bad.stderr).toContain("can't evaluate field Nope in .State: it has status");

@@ -59,7 +59,18 @@ describe.skipIf(!ready)("engine: networks", () => {
       detach: true,
     });
     expect(await httpBody(`http://127.0.0.1:${port}/index.html`)).toBe("engine-ok\n");
-    expect(engine.networks.attachments(c.id)[0]?.network).toBe(`pvt${tag}`);
+    const attached = engine.networks.attachments(c.id)[0];
+    expect(attached?.network).toBe(`pvt${tag}`);
+    // inspect's NetworkSettings, as Docker's templates read them.
+    const ip = cli([
+      "inspect",
+      "-f",
+      "{{.NetworkSettings.IPAddress}} {{range $n, $s := .NetworkSettings.Networks}}{{$n}} {{$s.IPAddress}}/{{$s.IPPrefixLen}} {{$s.Gateway}}{{end}}",
+      c.id,
+    ]);
+    expect(ip.stdout).toBe(
+      `${attached!.ip} pvt${tag} ${attached!.ip}/${attached!.prefixLength} ${attached!.gateway}\n`,
+    );
     await engine.stop(c.id, { timeout: 1 });
     // conmon's exit hook (another process) released the port and the namespace.
     for (let i = 0; i < 100 && engine.networks.sandboxes().includes(c.id); i++)
