@@ -345,8 +345,8 @@ function printTable(rows: string[][]): void {
 }
 
 /** Forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the container while attached. */
-function proxySignals(engine: Engine, id: string): () => void {
-  const sigs: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
+function proxySignals(engine: Engine, id: string, held: HeldSignals | null = null): () => void {
+  const sigs = FORWARDED_SIGNALS;
   const handler = (sig: NodeJS.Signals) => {
     try {
       engine.kill(id, sig);
@@ -362,6 +362,11 @@ function proxySignals(engine: Engine, id: string): () => void {
     }
   };
   for (const s of sigs) process.on(s, handler);
+  // Those that came while it was being made, now that it runs.
+  if (held) {
+    held.stop();
+    for (const sig of held.take()) handler(sig);
+  }
   return () => {
     for (const s of sigs) process.off(s, handler);
   };
@@ -533,65 +538,16 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         return 0;
       }
       const image = needArg(p, "an image", command);
-      const options = containerOptions(p, image, p.rest);
-      if (boolFlag(p, "dry-run")) {
-        // Nothing is pulled either: the image must be in the store.
-        await ensureImage(engine, image, "never");
-        const attached = command === "run" && !boolFlag(p, "detach");
-        const { plan } = await engine.dryRun(options, attached);
-        for (const w of plan.warnings) writeErr(`pivot: warning: ${w}\n`);
-        writeOut(
-          await renderPlan(plan, flag(p, "format") ?? "text", `pivot ${command} ${args.join(" ")}`),
-        );
-        return 0;
-      }
-      await ensureImage(engine, image, flag(p, "pull") ?? "missing");
-      const cidfile = reserveCidfile(flag(p, "cidfile"), (id) => {
-        try {
-          engine.inspect(id);
-          return true;
-        } catch {
-          return false;
-        }
-      });
-      if (command === "create") {
-        const info = await cidfile.whileCreating(() => engine.create(options));
-        writeOut(`${info.id}\n`);
-        return 0;
-      }
-      if (boolFlag(p, "detach")) {
-        const c = await cidfile.whileCreating(() =>
-          engine.run({ ...options, detach: true }, cidfile.write),
-        );
-        writeOut(`${c.id}\n`);
-        return 0;
-      }
-      if (options.tty && engine.hasConmon) {
-        // -t: under conmon with this terminal attached, so the detach keys leave it running.
-        const keys = flag(p, "detach-keys");
-        let unproxy = () => {};
-        try {
-          const r = await cidfile.whileCreating(() =>
-            engine.runAndAttach(options, keys !== undefined ? { detachKeys: keys } : {}, (id) => {
-              cidfile.write(id);
-              unproxy = proxySignals(engine, id);
-            }),
-          );
-          return r.detached ? 0 : (r.exitCode ?? 0);
-        } finally {
-          unproxy();
-        }
-      }
-      const c = await cidfile.whileCreating(() =>
-        engine.run({ ...options, stdio: "inherit" }, cidfile.write),
-      );
-      // The container runs: what is left is its output, pumped through JavaScript.
-      startupOver();
-      const unproxy = proxySignals(engine, c.id);
+      // An attached run: a signal before its container runs is held for it, not the end of this
+      // process half-way through making it.
+      const held =
+        command === "run" && !boolFlag(p, "detach") && !boolFlag(p, "dry-run")
+          ? holdSignals()
+          : null;
       try {
-        return await c.wait();
+        return await createOrRun(engine, command, p, image, args, held);
       } finally {
-        unproxy();
+        held?.stop();
       }
     }
     case "start": {
@@ -994,6 +950,130 @@ function reserveCidfile(path: string | undefined, exists: (id: string) => boolea
         }
         throw err;
       }
+    },
+  };
+}
+
+/** `run` and `create` once their flags are parsed; `held`: an attached run's held signals. */
+async function createOrRun(
+  engine: Engine,
+  command: string,
+  p: Parsed,
+  image: string,
+  args: string[],
+  held: HeldSignals | null,
+): Promise<number> {
+  const options = containerOptions(p, image, p.rest);
+  if (boolFlag(p, "dry-run")) {
+    // Nothing is pulled either: the image must be in the store.
+    await ensureImage(engine, image, "never");
+    const attached = command === "run" && !boolFlag(p, "detach");
+    const { plan } = await engine.dryRun(options, attached);
+    for (const w of plan.warnings) writeErr(`pivot: warning: ${w}\n`);
+    writeOut(
+      await renderPlan(plan, flag(p, "format") ?? "text", `pivot ${command} ${args.join(" ")}`),
+    );
+    return 0;
+  }
+  // A pull is long and can be interrupted: a signal then ends this process, as it would have.
+  await (held
+    ? held.whilePulling(() => ensureImage(engine, image, flag(p, "pull") ?? "missing"))
+    : ensureImage(engine, image, flag(p, "pull") ?? "missing"));
+  const cidfile = reserveCidfile(flag(p, "cidfile"), (id) => {
+    try {
+      engine.inspect(id);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (command === "create") {
+    const info = await cidfile.whileCreating(() => engine.create(options));
+    writeOut(`${info.id}\n`);
+    return 0;
+  }
+  if (boolFlag(p, "detach")) {
+    const c = await cidfile.whileCreating(() =>
+      engine.run({ ...options, detach: true }, cidfile.write),
+    );
+    writeOut(`${c.id}\n`);
+    return 0;
+  }
+  if (options.tty && engine.hasConmon) {
+    // -t: under conmon with this terminal attached, so the detach keys leave it running.
+    const keys = flag(p, "detach-keys");
+    let unproxy = () => {};
+    try {
+      const r = await cidfile.whileCreating(() =>
+        engine.runAndAttach(options, keys !== undefined ? { detachKeys: keys } : {}, (id) => {
+          cidfile.write(id);
+          unproxy = proxySignals(engine, id, held);
+        }),
+      );
+      return r.detached ? 0 : (r.exitCode ?? 0);
+    } finally {
+      unproxy();
+    }
+  }
+  const c = await cidfile.whileCreating(() =>
+    engine.run({ ...options, stdio: "inherit" }, cidfile.write),
+  );
+  // The container runs: what is left is its output, pumped through JavaScript.
+  startupOver();
+  const unproxy = proxySignals(engine, c.id, held);
+  try {
+    return await c.wait();
+  } finally {
+    unproxy();
+  }
+}
+
+/** The signals an attached run forwards to its container. */
+const FORWARDED_SIGNALS: NodeJS.Signals[] = [
+  "SIGINT",
+  "SIGTERM",
+  "SIGHUP",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+];
+
+interface HeldSignals {
+  /** Runs PULL with signals ending this process again (a pull is long, and stops safely). */
+  whilePulling<T>(pull: () => Promise<T>): Promise<T>;
+  /** The signals held so far, in order, taken out (to be forwarded). */
+  take(): NodeJS.Signals[];
+  stop(): void;
+}
+
+/**
+ * Holds the signals that reach an attached `run` before its container runs: forwarded to it
+ * once it runs (proxySignals), as Docker's client forwards them, instead of ending this process
+ * half-way through the create (what that leaves is released only by a later command).
+ */
+function holdSignals(): HeldSignals {
+  const pending: NodeJS.Signals[] = [];
+  let exitOnSignal = false;
+  const exitBy = (sig: NodeJS.Signals) => process.exit(128 + (os().constants.signals[sig] ?? 0));
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (exitOnSignal) exitBy(sig);
+    pending.push(sig);
+  };
+  for (const sig of FORWARDED_SIGNALS) process.on(sig, onSignal);
+  return {
+    async whilePulling(pull) {
+      const first = pending.shift();
+      if (first) exitBy(first);
+      exitOnSignal = true;
+      try {
+        return await pull();
+      } finally {
+        exitOnSignal = false;
+      }
+    },
+    take: () => pending.splice(0),
+    stop() {
+      for (const sig of FORWARDED_SIGNALS) process.off(sig, onSignal);
     },
   };
 }

@@ -5,12 +5,14 @@ import {
   chmodSync,
   closeSync,
   existsSync,
+  constants as fsConstants,
   mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
   rmSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -391,6 +393,70 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
       pivot(["rm", "-f", "-v", "vf-user"]);
       pivot(["rm", "-v", "vf-donor"]);
       pivot(["volume", "rm", anon]);
+    }
+  });
+
+  test("a SIGTERM to an attached run before its container exists does not end it half-way: the container is made, runs, gets the signal, and nothing is left", async () => {
+    // The run stops on its --env-file, a FIFO, before anything is made: the signal comes then.
+    const fifo = join(scratch, "env-fifo");
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    const child = spawn(
+      BUN,
+      [
+        PIVOT_CLI,
+        "--root",
+        t.root,
+        "run",
+        "--rm",
+        "--env-file",
+        fifo,
+        IMAGE,
+        "sh",
+        "-c",
+        'trap "echo got TERM; exit 3" TERM; echo started; sleep 5 & wait',
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d;
+    });
+    child.stderr!.on("data", (d: Buffer) => {
+      err += d;
+    });
+    const exited = new Promise<{ code: number | null; signal: string | null }>((res) =>
+      child.on("exit", (code, signal) => res({ code, signal })),
+    );
+    try {
+      const wchan = () => {
+        try {
+          return readFileSync(`/proc/${child.pid}/wchan`, "utf8");
+        } catch {
+          return "";
+        }
+      };
+      for (let i = 0; i < 500 && wchan() !== "wait_for_partner"; i++) await Bun.sleep(20);
+      expect(wchan()).toBe("wait_for_partner"); // blocked opening the FIFO
+      child.kill("SIGTERM");
+      await Bun.sleep(200);
+      // Opened without blocking: a reader is there unless the signal ended the run.
+      try {
+        const fd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+        writeSync(fd, "A=1\n");
+        closeSync(fd);
+      } catch {}
+      const end = await exited;
+      // Before: killed by the signal itself, nothing printed, whatever was made left for later.
+      expect(end.signal).toBeNull();
+      expect(err).toBe("");
+      expect(out.startsWith("started\n")).toBe(true);
+      // Forwarded once it runs; a shell that had not set its trap yet would ignore it (PID 1).
+      if (out === "started\ngot TERM\n") expect(end.code).toBe(3);
+      else expect(end.code).toBe(0);
+      expect(pivot(["ps", "-a", "-q"]).stdout).toBe("");
+    } finally {
+      child.kill("SIGKILL");
     }
   });
 
