@@ -358,6 +358,32 @@ CMD ["sh", "-c", "cat /app/artifact /app/sub/f /app/tested; readlink /app/link; 
     await expectNothingLeft();
   }, 120_000);
 
+  test("a context's Dockerfile that is a fifo or a symlink out of it is refused, never read", async () => {
+    const dir = context("dockerfile-special", {});
+    const outside = context("dockerfile-outside", {
+      Dockerfile: `FROM ${IMAGE}\nLABEL leaked=outside\n`,
+    });
+    spawnSync("mkfifo", [join(dir, "Dockerfile")]);
+    // A fifo: reading it blocked the build for ever (until someone opened it for writing).
+    const fifo = await Promise.race([
+      t.engine.build({ context: dir, network: "none" }).then(
+        () => "built",
+        (e: Error) => e.message,
+      ),
+      Bun.sleep(10_000).then(() => "still reading after 10 s"),
+    ]);
+    expect(fifo).toContain("Dockerfile is not a regular file of the build context");
+    rmSync(join(dir, "Dockerfile"));
+    // A symlink to a host file: resolved inside the context (there is no such file there).
+    symlinkSync(join(outside, "Dockerfile"), join(dir, "Dockerfile"));
+    const link = await t.engine.build({ context: dir, network: "none" }).then(
+      () => "built",
+      (e: Error) => e.message,
+    );
+    expect(link).toContain("cannot read the Dockerfile");
+    await expectNothingLeft();
+  }, 60_000);
+
   test("Dockerfile errors name the line; unsupported forms are refused before anything is made", async () => {
     const dir = context("errors", {});
     const build = (dockerfile: string) => {

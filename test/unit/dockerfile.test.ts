@@ -2,8 +2,12 @@
 // The Dockerfile parser and Docker's variable substitution (src/engine/build/dockerfile.ts), the
 // config-only instructions (config-steps.ts) and the build context's .dockerignore globs (context.ts).
 import { describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { configChange } from "../../src/engine/build/config-steps.ts";
-import { globRegExp, IgnoreRules } from "../../src/engine/build/context.ts";
+import { globMatcher, IgnoreRules } from "../../src/engine/build/context.ts";
 import {
   DockerfileError,
   expandWord,
@@ -156,12 +160,21 @@ describe("ENV and LABEL pairs", () => {
 
 describe(".dockerignore", () => {
   test("globs: * within a component, ** across, ? and classes", () => {
-    expect(globRegExp("*.log").test("a.log")).toBe(true);
-    expect(globRegExp("*.log").test("d/a.log")).toBe(false);
-    expect(globRegExp("**/*.log").test("d/e/a.log")).toBe(true);
-    expect(globRegExp("**/*.log").test("a.log")).toBe(true);
-    expect(globRegExp("file?.[ch]").test("file1.c")).toBe(true);
-    expect(globRegExp("file?.[ch]").test("file1.o")).toBe(false);
+    expect(globMatcher("*.log").test("a.log")).toBe(true);
+    expect(globMatcher("*.log").test("d/a.log")).toBe(false);
+    expect(globMatcher("**/*.log").test("d/e/a.log")).toBe(true);
+    expect(globMatcher("**/*.log").test("a.log")).toBe(true);
+    expect(globMatcher("file?.[ch]").test("file1.c")).toBe(true);
+    expect(globMatcher("file?.[ch]").test("file1.o")).toBe(false);
+    expect(globMatcher("[!a-c]x").test("dx")).toBe(true);
+    expect(globMatcher("[!a-c]x").test("bx")).toBe(false);
+    expect(globMatcher("[!a]x").test("/x")).toBe(false);
+    expect(globMatcher("a\\*b").test("a*b")).toBe(true);
+    expect(globMatcher("a\\*b").test("axb")).toBe(false);
+    expect(globMatcher("a/**/b").test("a/b")).toBe(true);
+    expect(globMatcher("a/**/b").test("a/x/y/b")).toBe(true);
+    expect(globMatcher("a/**").test("a/x/y")).toBe(true);
+    expect(globMatcher("a[").test("a[")).toBe(true);
   });
 
   test("a matched directory covers what is under it; ! re-includes; the last match wins", () => {
@@ -178,7 +191,65 @@ describe(".dockerignore", () => {
     expect(rules.ignores("secret/key")).toBe(true);
     expect(rules.ignores("src/main.ts")).toBe(false);
   });
+
+  // The .dockerignore and the Dockerfile's wildcards are the untrusted repository's: matching runs
+  // synchronously, so a pattern that backtracks for ever would hang the build (and its event loop).
+  test("hostile globs match in linear time (no regular-expression backtracking)", () => {
+    const r = inChild(`
+      const { IgnoreRules, globMatcher } = await import(${JSON.stringify(CONTEXT_TS)});
+      const rules = new IgnoreRules(["*a*a*a*a*a*a*a*a*a*a*a*a*ab", "**a**a**a**a**a**a**a**a**ab"]);
+      const long = "a".repeat(200);
+      console.log(rules.ignores(long), rules.ignores(long + "b"), globMatcher("[z-a]x").test("x"));
+    `);
+    expect(r.error).toBeUndefined();
+    expect(r.stdout.trim()).toBe("false true false");
+  });
+
+  // A .dockerignore that is a fifo, a device, or a symlink out of the context: readFileSync
+  // would block for ever on the fifo (or read /dev/zero until memory runs out, or a host file).
+  test("a .dockerignore that is no regular file of the context is refused, never read", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pivot-ignore-"));
+    try {
+      const read = (what: string) =>
+        inChild(
+          `
+          const { IgnoreRules } = await import(${JSON.stringify(CONTEXT_TS)});
+          try { IgnoreRules.read(${JSON.stringify(dir)}); console.log("read"); }
+          catch (e) { console.log(e.constructor.name + ": " + e.message); }
+        `,
+          what,
+        );
+      spawnSync("mkfifo", [join(dir, ".dockerignore")]);
+      const fifo = read("fifo");
+      expect(fifo.error).toBeUndefined();
+      expect(fifo.stdout).toContain("DockerfileError: .dockerignore is not a regular file");
+      rmSync(join(dir, ".dockerignore"));
+      symlinkSync("/dev/zero", join(dir, ".dockerignore"));
+      const zero = read("/dev/zero");
+      expect(zero.error).toBeUndefined();
+      expect(zero.stdout).toBe("read\n"); // resolved inside the context: CONTEXT/dev/zero, missing
+      rmSync(join(dir, ".dockerignore"));
+      // A symlink to a host file: followed inside the context only (its patterns are the context's).
+      writeFileSync(join(dir, "real-ignore"), "*.md\n");
+      symlinkSync("/real-ignore", join(dir, ".dockerignore"));
+      expect(IgnoreRules.read(dir).ignores("a.md")).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+const CONTEXT_TS = join(import.meta.dir, "../../src/engine/build/context.ts");
+
+/** CODE run in a child bun, killed after 10 s: a synchronous hang cannot stop this test runner. */
+function inChild(code: string, what = "") {
+  const r = spawnSync(process.execPath, ["-e", code], { encoding: "utf8", timeout: 10_000 });
+  if (r.error) return { error: `${what}: ${r.error.message}`, stdout: r.stdout };
+  return {
+    error: r.status === 0 ? undefined : `${what}: exit ${r.status}: ${r.stderr}`,
+    stdout: r.stdout,
+  };
+}
 
 describe("config-only instructions", () => {
   const inst = (text: string) => parseDockerfile(`FROM x\n${text}\n`).instructions[1]!;

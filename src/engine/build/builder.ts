@@ -27,7 +27,7 @@ import { EngineError } from "../errors.ts";
 import { extractTar, kindAt, resolveInRoot } from "../files.ts";
 import { collectEngineGarbage } from "../images.ts";
 import { CONFIG_INSTRUCTIONS, configChange, envMap, type RuntimeConfig } from "./config-steps.ts";
-import { contextTar, IgnoreRules, listTree, resolveSources } from "./context.ts";
+import { contextTar, IgnoreRules, listTree, readContextFile, resolveSources } from "./context.ts";
 import { chmodTree, chownIds, ensureDir, isArchive } from "./copy-files.ts";
 import {
   DockerfileError,
@@ -168,14 +168,27 @@ class Builder {
         : o.dockerfile
           ? resolve(o.dockerfile)
           : join(this.context, "Dockerfile");
-    let text: string;
+    let text: string | null;
+    const hint = "give its path with -f, or put a Dockerfile in the build context";
     try {
-      text = o.dockerfileText ?? (await readFile(file, "utf8"));
+      // The context's own Dockerfile is the untrusted repository's: a regular file inside the
+      // context only (not a fifo, a device, a symlink onto the host). -f names what the user chose.
+      text =
+        o.dockerfileText ??
+        (o.dockerfile ? await readFile(file, "utf8") : readContextFile(this.context, "Dockerfile"));
     } catch (err) {
+      if (err instanceof DockerfileError) throw err;
       throw new EngineError(`cannot read the Dockerfile ${file}: ${(err as Error).message}`, {
-        hint: "give its path with -f, or put a Dockerfile in the build context",
+        hint,
       });
     }
+    if (text === null)
+      throw new EngineError(
+        `cannot read the Dockerfile ${file}: no such file in the build context`,
+        {
+          hint,
+        },
+      );
     const { instructions, escapeChar } = parseDockerfile(text);
     this.escape = escapeChar;
     this.check(instructions, file);

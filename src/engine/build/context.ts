@@ -2,30 +2,27 @@
 // content is untrusted (a cloned repository): sources are resolved inside it only, `..` cannot
 // leave it, symlinks are copied as symlinks, never followed out of it, and .dockerignore applies.
 import type { Hash } from "node:crypto";
-import { lstatSync, readdirSync, readFileSync } from "node:fs";
+import { lstatSync, readdirSync } from "node:fs";
 import { join, posix } from "node:path";
 import { childProcess } from "../../util/child-process.ts";
-import { kindAt, resolveInRoot } from "../root-paths.ts";
+import { kindAt, readFileInRoot, resolveInRoot } from "../root-paths.ts";
 import { DockerfileError } from "./dockerfile.ts";
 
 /** .dockerignore: paths relative to the context; `!` lines re-include; the last match wins. */
 export class IgnoreRules {
-  private readonly rules: { re: RegExp; negate: boolean }[];
+  private readonly rules: { re: Glob; negate: boolean }[];
 
   constructor(patterns: string[]) {
     this.rules = patterns.map((p) => {
       const negate = p.startsWith("!");
       const body = posix.normalize((negate ? p.slice(1) : p).trim()).replace(/^\/+|\/+$/g, "");
-      return { re: globRegExp(body), negate };
+      return { re: globMatcher(body), negate };
     });
   }
 
   /** Reads CONTEXT/.dockerignore (none: nothing ignored). */
   static read(context: string): IgnoreRules {
-    let text = "";
-    try {
-      text = readFileSync(join(context, ".dockerignore"), "utf8");
-    } catch {}
+    const text = readContextFile(context, ".dockerignore") ?? "";
     const lines = text
       .split("\n")
       .map((l) => l.trim())
@@ -54,34 +51,111 @@ export class IgnoreRules {
   }
 }
 
-/** A glob (`*`, `?`, `[...]`, `**` across directories) as an anchored regular expression. */
-export function globRegExp(glob: string): RegExp {
-  let re = "";
+/**
+ * The context's file NAME (.dockerignore, the Dockerfile), null when there is none. Symlinks on
+ * the way resolve inside the context, never onto the host; only a regular file is read, through
+ * O_NOFOLLOW|O_NONBLOCK descriptors: a fifo would block the build for ever, a device (a link to
+ * /dev/zero) be read until memory runs out.
+ */
+export function readContextFile(context: string, name: string): string | null {
+  const host = resolveInRoot(context, `/${name}`, true);
+  const kind = kindAt(host);
+  if (kind === null) return null;
+  const text = kind === "file" ? readFileInRoot(context, host.slice(context.length)) : undefined;
+  if (text === undefined)
+    throw new DockerfileError(`${name} is not a regular file of the build context (${kind})`, {
+      hint: `make ${name} a file of at most 16 MiB (a symlink to one in the build context)`,
+    });
+  return text;
+}
+
+/** A glob matcher: `test(path)` says whether the whole of PATH matches. */
+export interface Glob {
+  test(path: string): boolean;
+}
+
+type GlobToken =
+  | { t: "char"; match: (c: string) => boolean }
+  /** `*`: any run of characters but `/`; `**`: any run; `**` + `/`: nothing, or anything ending in `/`. */
+  | { t: "star" | "any" | "dirs" };
+
+/**
+ * A glob (`*`, `?`, `[...]`, `**` across directories) as a matcher of whole paths. The patterns
+ * are the untrusted repository's (.dockerignore, COPY's wildcards): they are matched by stepping
+ * a set of positions in the pattern through the path, in time linear in both, never by a
+ * backtracking regular expression (`*a*a*a*a*a*a*a*ab` against a long name would run for ages).
+ */
+export function globMatcher(glob: string): Glob {
+  const tokens: GlobToken[] = [];
+  const literal = (ch: string): GlobToken => ({ t: "char", match: (c) => c === ch });
   for (let i = 0; i < glob.length; i++) {
     const c = glob[i]!;
     if (c === "*" && glob[i + 1] === "*") {
-      // `**/` matches zero or more directories.
       i++;
       if (glob[i + 1] === "/") {
         i++;
-        re += "(?:.*/)?";
-      } else re += ".*";
-    } else if (c === "*") re += "[^/]*";
-    else if (c === "?") re += "[^/]";
+        tokens.push({ t: "dirs" });
+      } else tokens.push({ t: "any" });
+    } else if (c === "*") tokens.push({ t: "star" });
+    else if (c === "?") tokens.push({ t: "char", match: (ch) => ch !== "/" });
     else if (c === "[") {
       const end = glob.indexOf("]", i + 1);
-      if (end < 0) re += "\\[";
+      if (end < 0) tokens.push(literal("["));
       else {
-        re += `[${glob
-          .slice(i + 1, end)
-          .replace(/^!/, "^")
-          .replace(/\\/g, "\\\\")}]`;
+        tokens.push({ t: "char", match: charClass(glob.slice(i + 1, end)) });
         i = end;
       }
-    } else if (c === "\\" && i + 1 < glob.length) re += `\\${glob[++i]}`;
-    else re += c.replace(/[.+^${}()|\\]/g, "\\$&");
+    } else if (c === "\\" && i + 1 < glob.length) tokens.push(literal(glob[++i]!));
+    else tokens.push(literal(c));
   }
-  return new RegExp(`^${re}$`);
+  // Positions reachable from those in SET without reading a character.
+  const close = (set: Set<number>): Set<number> => {
+    for (const k of set) if (k < tokens.length && tokens[k]!.t !== "char") set.add(k + 1);
+    return set;
+  };
+  return {
+    test(path: string): boolean {
+      let at = close(new Set([0]));
+      for (const c of path) {
+        const next = new Set<number>();
+        for (const k of at) {
+          const tok = tokens[k];
+          if (tok === undefined) continue;
+          if (tok.t === "char") {
+            if (tok.match(c)) next.add(k + 1);
+          } else if (tok.t === "any") next.add(k);
+          else if (tok.t === "star") {
+            if (c !== "/") next.add(k);
+          } else {
+            next.add(k);
+            if (c === "/") next.add(k + 1);
+          }
+        }
+        if (next.size === 0) return false;
+        at = close(next);
+      }
+      return at.has(tokens.length);
+    },
+  };
+}
+
+/** A `[...]` class's content (`!` or `^` first negates, `a-z` ranges, `\\` escapes): never `/`. */
+function charClass(body: string): (c: string) => boolean {
+  const negate = body.startsWith("!") || body.startsWith("^");
+  const chars = [...(negate ? body.slice(1) : body)];
+  const ranges: [string, string][] = [];
+  for (let i = 0; i < chars.length; i++) {
+    let lo = chars[i]!;
+    if (lo === "\\" && i + 1 < chars.length) lo = chars[++i]!;
+    let hi = lo;
+    if (chars[i + 1] === "-" && i + 2 < chars.length) {
+      hi = chars[i + 2]!;
+      if (hi === "\\" && i + 3 < chars.length) hi = chars[++i + 2]!;
+      i += 2;
+    }
+    ranges.push([lo, hi]);
+  }
+  return (c) => c !== "/" && ranges.some(([lo, hi]) => c >= lo && c <= hi) !== negate;
 }
 
 export interface ContextSource {
@@ -129,7 +203,7 @@ export function resolveSources(
         try {
           names = /[*?[]/.test(part) ? readdirSync(host).sort() : [part];
         } catch {}
-        const re = globRegExp(part);
+        const re = globMatcher(part);
         for (const n of names) {
           if (!re.test(n)) continue;
           const rel = d ? `${d}/${n}` : n;
