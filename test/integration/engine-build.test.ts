@@ -358,6 +358,49 @@ CMD ["sh", "-c", "cat /app/artifact /app/sub/f /app/tested; readlink /app/link; 
     await expectNothingLeft();
   }, 120_000);
 
+  test("the image's symlinks keep COPY, ADD and --from inside its root; a hostile archive writes nothing out", async () => {
+    const out = join(scratch, "host-dest");
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, "secret"), "HOST-SECRET\n");
+    const dir = context("image-links", { "f.txt": "copied\n", x: "pwn\n" });
+    // An archive with a symlink out and a file through it, and a name climbing out.
+    symlinkSync(out, join(dir, "sl"));
+    const tar = (args: string[]) => spawnSync("tar", ["-C", dir, ...args]).status;
+    expect(tar(["-cf", join(dir, "evil.tar"), "sl"])).toBe(0);
+    expect(tar(["-rf", join(dir, "evil.tar"), "--transform", "s,^x$,sl/x,", "x"])).toBe(0);
+    expect(tar(["-rPf", join(dir, "evil.tar"), "--transform", "s,^x$,../../escape,", "x"])).toBe(0);
+    rmSync(join(dir, "sl"));
+    writeFileSync(
+      join(dir, "Dockerfile"),
+      `FROM ${IMAGE} AS base
+RUN ln -s ${out} /app && ln -s ../../../../../../../..${out} /up && ln -s ${out}/secret /file && ln -s ${out}/secret /dangling
+COPY f.txt /app/
+COPY f.txt /up/in-up
+COPY f.txt /file
+ADD evil.tar /app/
+WORKDIR /app/wd
+COPY f.txt ./
+FROM ${IMAGE}
+COPY --from=base ${out}/ /fromout/
+COPY --from=base /app /dangling /up /fromlinks/
+CMD ["sh", "-c", "ls /fromout /fromout/wd /fromlinks; readlink /fromlinks/dangling"]
+`,
+    );
+    const r = cli(["build", "-t", "localhost/imagelinks:1", "--network", "none", dir]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    // Nothing landed on the host: the links resolved inside the image's root.
+    expect(readdirSync(out)).toEqual(["secret"]);
+    expect(existsSync(join(scratch, "escape"))).toBe(false);
+    const run = cli(["run", "--rm", "localhost/imagelinks:1"]);
+    expect(run.stdout).not.toContain("HOST-SECRET");
+    expect(run.stdout).toBe(
+      `/fromlinks:\napp\ndangling\nup\n\n/fromout:\nevil.tar\nf.txt\nin-up\nwd\n\n/fromout/wd:\nf.txt\n${out}/secret\n`,
+    );
+    expect(cli(["rmi", "localhost/imagelinks:1"]).status).toBe(0);
+    await expectNothingLeft();
+  }, 120_000);
+
   test("a context's Dockerfile that is a fifo or a symlink out of it is refused, never read", async () => {
     const dir = context("dockerfile-special", {});
     const outside = context("dockerfile-outside", {
