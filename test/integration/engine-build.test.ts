@@ -401,6 +401,33 @@ CMD ["sh", "-c", "ls /fromout /fromout/wd /fromlinks; readlink /fromlinks/dangli
     await expectNothingLeft();
   }, 120_000);
 
+  test("special files of the context (fifo, device node, symlink loops) are archived, never read", async () => {
+    const dir = context("special", { "ok.txt": "ok\n" });
+    expect(spawnSync("mkfifo", [join(dir, "fifo")]).status).toBe(0);
+    expect(spawnSync("mknod", [join(dir, "zero"), "c", "1", "5"]).status).toBe(0);
+    symlinkSync("loop-b", join(dir, "loop-a"));
+    symlinkSync("loop-a", join(dir, "loop-b"));
+    symlinkSync(".", join(dir, "self"));
+    writeFileSync(
+      join(dir, "Dockerfile"),
+      `FROM ${IMAGE}\nCOPY . /ctx/\nCOPY fifo zero self/ok.txt /one/\nCMD ["sh", "-c", "cd /ctx && ls -l fifo zero self loop-a | cut -c1 && cat self/ok.txt /one/ok.txt && ls -l /one/fifo | cut -c1"]\n`,
+    );
+    const r = cli(["build", "-t", "localhost/special:1", "--network", "none", dir], 60_000);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const run = cli(["run", "--rm", "localhost/special:1"]);
+    expect(run.stdout).toBe("p\nl\nl\nc\nok\nok\np\n");
+    // A source through the loop fails, at once.
+    const loop = pivotCli(t.root, ["build", "--network", "none", "-f", "-", dir], {
+      input: `FROM ${IMAGE}\nCOPY loop-a/x /\n`,
+      timeoutMs: 60_000,
+    });
+    expect(loop.stderr).toContain("too many symlinks");
+    expect(loop.status).not.toBe(0);
+    expect(cli(["rmi", "localhost/special:1"]).status).toBe(0);
+    await expectNothingLeft();
+  }, 120_000);
+
   test("a context's Dockerfile that is a fifo or a symlink out of it is refused, never read", async () => {
     const dir = context("dockerfile-special", {});
     const outside = context("dockerfile-outside", {
