@@ -428,6 +428,27 @@ CMD ["sh", "-c", "ls /fromout /fromout/wd /fromlinks; readlink /fromlinks/dangli
     await expectNothingLeft();
   }, 120_000);
 
+  test("a COPY or COPY --from that fails leaves no container, mount, temp dir or image", async () => {
+    const dir = context("copy-fails", { "f.txt": "f\n" });
+    const fails = (steps: string, message: string) => {
+      writeFileSync(join(dir, "Dockerfile"), `FROM ${IMAGE} AS one\nRUN true\n${steps}`);
+      const r = cli(["build", "-t", "localhost/fails:1", "--network", "none", dir]);
+      expect(r.stderr).toContain(message);
+      expect(r.status).not.toBe(0);
+    };
+    fails(
+      `FROM ${IMAGE}\nCOPY --from=one /not-there /x\n`,
+      "/not-there: no such file or directory in --from=one",
+    );
+    fails("COPY --chown=no-such-user f.txt /x\n", "no no-such-user in the image's /etc/passwd");
+    fails("COPY f.txt /bin/sh/x/\n", "is not a directory in the image");
+    fails(
+      `FROM ${IMAGE}\nCOPY --from=one --chmod=99 /bin /x/\n`,
+      "--chmod=99 is not an octal mode",
+    );
+    await expectNothingLeft();
+  }, 120_000);
+
   test("a context's Dockerfile that is a fifo or a symlink out of it is refused, never read", async () => {
     const dir = context("dockerfile-special", {});
     const outside = context("dockerfile-outside", {
