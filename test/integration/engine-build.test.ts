@@ -449,6 +449,45 @@ CMD ["sh", "-c", "ls /fromout /fromout/wd /fromlinks; readlink /fromlinks/dangli
     await expectNothingLeft();
   }, 120_000);
 
+  test("ADD streams a big local archive: the build's memory does not grow with its size", async () => {
+    const dir = context("big-archive", { "payload/f": "in the archive\n" });
+    expect(
+      spawnSync("tar", ["-C", join(dir, "payload"), "-cf", join(dir, "big.tar"), "f"]).status,
+    ).toBe(0);
+    rmSync(join(dir, "payload"), { recursive: true });
+    // 1 GiB: the archive, then zeros (sparse, read as tar's end-of-archive blocks).
+    expect(spawnSync("truncate", ["-s", "1G", join(dir, "big.tar")]).status).toBe(0);
+    writeFileSync(
+      join(dir, "Dockerfile"),
+      `FROM ${IMAGE}\nADD big.tar /big/\nCMD ["cat", "/big/f"]\n`,
+    );
+    const r = spawnSync(
+      "/usr/bin/time",
+      [
+        "-f",
+        "maxrss=%M",
+        BUN,
+        PIVOT_CLI,
+        "--root",
+        t.root,
+        "build",
+        "-t",
+        "localhost/big:1",
+        "--network",
+        "none",
+        dir,
+      ],
+      { encoding: "utf8", timeout: 110_000 },
+    );
+    expect(r.status).toBe(0);
+    const rssKiB = Number(/maxrss=(\d+)/.exec(r.stderr)?.[1]);
+    // Read whole into memory for the history's hash, it took more than the archive's 1 GiB.
+    expect(rssKiB).toBeLessThan(600 * 1024);
+    expect(cli(["run", "--rm", "localhost/big:1"]).stdout).toBe("in the archive\n");
+    expect(cli(["rmi", "localhost/big:1"]).status).toBe(0);
+    await expectNothingLeft();
+  }, 120_000);
+
   test("a context's Dockerfile that is a fifo or a symlink out of it is refused, never read", async () => {
     const dir = context("dockerfile-special", {});
     const outside = context("dockerfile-outside", {

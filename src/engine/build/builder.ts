@@ -3,9 +3,9 @@
 // (never started) container's root, committed; the other instructions change the config only
 // (an empty-layer history entry). Every step makes an image; the intermediate ones and every
 // build container are removed at the end, whether the build succeeded, failed or was cancelled.
-import { createHash } from "node:crypto";
-import { readFileSync, realpathSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
+import { constants, realpathSync, statSync } from "node:fs";
+import { mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { PivotError } from "../../errors.ts";
 import { createImage } from "../../image/create.ts";
@@ -681,10 +681,9 @@ class Builder {
         ) => {
           if (archives.has(src)) {
             // ADD's local archive: its content (owners as archived) into the directory.
-            const file = join(srcRoot, src.rel);
-            hash.update(readFileSync(file));
+            // Streamed through the hash (read whole, a big archive took as much memory).
             try {
-              await extractTar(file, target, null);
+              await extractTar(hashedFile(join(srcRoot, src.rel), hash), target, null);
               return;
             } catch {
               // Not a tar archive after all: copied as it is, as Docker does.
@@ -781,4 +780,21 @@ function stepError(inst: Instruction, err: unknown): unknown {
 /** $VAR and ${VAR} in a JSON-form word (no quotes to remove). */
 function expandVars(word: string, lookup: Lookup): string {
   return expandWord(word.replace(/(["'\\])/g, "\\$1"), lookup);
+}
+
+/** FILE's bytes (a regular file of the context, never a symlink), fed to HASH as they are read. */
+async function* hashedFile(file: string, hash: Hash): AsyncGenerator<Uint8Array> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    for (;;) {
+      const buf = new Uint8Array(1 << 20);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) return;
+      const chunk = buf.subarray(0, bytesRead);
+      hash.update(chunk);
+      yield chunk;
+    }
+  } finally {
+    await fh.close();
+  }
 }
