@@ -5,7 +5,7 @@
 // build container are removed at the end, whether the build succeeded, failed or was cancelled.
 import { createHash, type Hash } from "node:crypto";
 import { constants, realpathSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { PivotError } from "../../errors.ts";
 import { createImage } from "../../image/create.ts";
@@ -681,12 +681,19 @@ class Builder {
         ) => {
           if (archives.has(src)) {
             // ADD's local archive: its content (owners as archived) into the directory.
-            // Streamed through the hash (read whole, a big archive took as much memory).
+            // Streamed through the hash (read whole, a big archive took as much memory); closed
+            // here, as the unpacker may stop reading at a bad entry.
+            const fh = await open(
+              join(srcRoot, src.rel),
+              constants.O_RDONLY | constants.O_NOFOLLOW,
+            );
             try {
-              await extractTar(hashedFile(join(srcRoot, src.rel), hash), target, null);
+              await extractTar(hashedChunks(fh, hash), target, null);
               return;
             } catch {
               // Not a tar archive after all: copied as it is, as Docker does.
+            } finally {
+              await fh.close();
             }
           }
           if (src.kind === "dir") {
@@ -782,19 +789,14 @@ function expandVars(word: string, lookup: Lookup): string {
   return expandWord(word.replace(/(["'\\])/g, "\\$1"), lookup);
 }
 
-/** FILE's bytes (a regular file of the context, never a symlink), fed to HASH as they are read. */
-async function* hashedFile(file: string, hash: Hash): AsyncGenerator<Uint8Array> {
-  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    for (;;) {
-      const buf = new Uint8Array(1 << 20);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) return;
-      const chunk = buf.subarray(0, bytesRead);
-      hash.update(chunk);
-      yield chunk;
-    }
-  } finally {
-    await fh.close();
+/** The bytes of the open file FH, fed to HASH as they are read. */
+async function* hashedChunks(fh: FileHandle, hash: Hash): AsyncGenerator<Uint8Array> {
+  for (;;) {
+    const buf = new Uint8Array(1 << 20);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) return;
+    const chunk = buf.subarray(0, bytesRead);
+    hash.update(chunk);
+    yield chunk;
   }
 }
