@@ -578,6 +578,53 @@ CMD ["sh", "-c", "ls /fromout /fromout/wd /fromlinks; readlink /fromlinks/dangli
     await expectNothingLeft();
     expect(existsSync(join(dir, "Dockerfile"))).toBe(true);
   }, 120_000);
+
+  test("Ctrl-C during the last step (a long ADD) cancels the build: no image, exit 130", async () => {
+    const dir = context("cancel-last", { "payload/f": "f\n" });
+    expect(
+      spawnSync("tar", ["-C", join(dir, "payload"), "-cf", join(dir, "big.tar"), "f"]).status,
+    ).toBe(0);
+    rmSync(join(dir, "payload"), { recursive: true });
+    // Zeros after the archive: seconds of reading.
+    expect(spawnSync("truncate", ["-s", "1G", join(dir, "big.tar")]).status).toBe(0);
+    writeFileSync(join(dir, "Dockerfile"), `FROM ${IMAGE}\nADD big.tar /big/\n`);
+    const child = spawn(
+      BUN,
+      [
+        PIVOT_CLI,
+        "--root",
+        t.root,
+        "build",
+        "-t",
+        "localhost/cancel-last:1",
+        "--network",
+        "none",
+        dir,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    try {
+      const started = new Promise<void>((resolve) => {
+        child.stdout.on("data", (d: Buffer) => {
+          stdout += d.toString();
+          if (stdout.includes("Step 2/2 : ADD")) resolve();
+        });
+      });
+      child.stderr.resume();
+      const exited = new Promise<number | null>((resolve) =>
+        child.on("exit", (code) => resolve(code)),
+      );
+      await started;
+      await Bun.sleep(300);
+      child.kill("SIGINT");
+      expect(await exited).toBe(130);
+      expect(stdout).not.toContain("Successfully built");
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+    await expectNothingLeft();
+  }, 120_000);
 });
 
 describe.skipIf(!isRoot)("pivot build on a network", () => {

@@ -213,6 +213,8 @@ class Builder {
       }
       if (this.image) this.out(` ---> ${shortId(this.image.id)}\n`);
     }
+    // A cancel during the last step (a COPY or ADD runs to its end): nothing tagged or kept.
+    this.aborted();
     const unused = Object.keys(o.buildArgs ?? {}).filter(
       (k) => !this.usedBuildArgs.has(k) && !PROXY_ARGS.has(k),
     );
