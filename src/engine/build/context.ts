@@ -37,11 +37,12 @@ export class IgnoreRules {
   /** Whether REL (relative to the context, no leading slash) is left out, or a parent of it. */
   ignores(rel: string): boolean {
     const parts = rel.split("/");
+    const prefixes = parts.map((_, k) => parts.slice(0, k + 1).join("/"));
     let ignored = false;
     for (const r of this.rules) {
       // A pattern matching a parent directory matches everything under it.
-      for (let k = 1; k <= parts.length; k++) {
-        if (r.re.test(parts.slice(0, k).join("/"))) {
+      for (const prefix of prefixes) {
+        if (r.re.test(prefix)) {
           ignored = !r.negate;
           break;
         }
@@ -74,20 +75,23 @@ export interface Glob {
   test(path: string): boolean;
 }
 
+/** A glob's tokens: a character (a literal's code, else a test), `*`, `**`, `**` + `/`. */
 type GlobToken =
-  | { t: "char"; match: (c: string) => boolean }
+  | { t: "char"; code: number; match: ((c: string) => boolean) | null }
   /** `*`: any run of characters but `/`; `**`: any run; `**` + `/`: nothing, or anything ending in `/`. */
   | { t: "star" | "any" | "dirs" };
+
+const SLASH = 0x2f;
 
 /**
  * A glob (`*`, `?`, `[...]`, `**` across directories) as a matcher of whole paths. The patterns
  * are the untrusted repository's (.dockerignore, COPY's wildcards): they are matched by stepping
- * a set of positions in the pattern through the path, in time linear in both, never by a
+ * the set of positions in the pattern through the path, in time linear in both, never by a
  * backtracking regular expression (`*a*a*a*a*a*a*a*ab` against a long name would run for ages).
  */
 export function globMatcher(glob: string): Glob {
   const tokens: GlobToken[] = [];
-  const literal = (ch: string): GlobToken => ({ t: "char", match: (c) => c === ch });
+  const literal = (ch: string): GlobToken => ({ t: "char", code: ch.charCodeAt(0), match: null });
   for (let i = 0; i < glob.length; i++) {
     const c = glob[i]!;
     if (c === "*" && glob[i + 1] === "*") {
@@ -97,44 +101,72 @@ export function globMatcher(glob: string): Glob {
         tokens.push({ t: "dirs" });
       } else tokens.push({ t: "any" });
     } else if (c === "*") tokens.push({ t: "star" });
-    else if (c === "?") tokens.push({ t: "char", match: (ch) => ch !== "/" });
+    else if (c === "?") tokens.push({ t: "char", code: -1, match: (ch) => ch !== "/" });
     else if (c === "[") {
       const end = glob.indexOf("]", i + 1);
       if (end < 0) tokens.push(literal("["));
       else {
-        tokens.push({ t: "char", match: charClass(glob.slice(i + 1, end)) });
+        tokens.push({ t: "char", code: -1, match: charClass(glob.slice(i + 1, end)) });
         i = end;
       }
     } else if (c === "\\" && i + 1 < glob.length) tokens.push(literal(glob[++i]!));
     else tokens.push(literal(c));
   }
-  // Positions reachable from those in SET without reading a character.
-  const close = (set: Set<number>): Set<number> => {
-    for (const k of set) if (k < tokens.length && tokens[k]!.t !== "char") set.add(k + 1);
-    return set;
+  // No wildcard: a plain comparison.
+  if (tokens.every((t) => t.t === "char" && t.match === null)) {
+    const plain = tokens.map((t) => String.fromCharCode(t.t === "char" ? t.code : 0)).join("");
+    return { test: (path) => path === plain };
+  }
+  // The positions so far and next (each at most once: `seen` holds the generation that added it).
+  const size = tokens.length + 1;
+  let cur = new Int32Array(size);
+  let next = new Int32Array(size);
+  const seen = new Uint32Array(size);
+  let gen = 0;
+  // Adds position K to LIST (of length LEN), and those reachable from it without a character.
+  const add = (list: Int32Array, len: number, k: number): number => {
+    for (; k < size && seen[k] !== gen; k++) {
+      seen[k] = gen;
+      list[len++] = k;
+      if (k === tokens.length || tokens[k]!.t === "char") break;
+    }
+    return len;
+  };
+  const step = () => {
+    if (++gen === 0xffffffff) {
+      seen.fill(0);
+      gen = 1;
+    }
   };
   return {
     test(path: string): boolean {
-      let at = close(new Set([0]));
-      for (const c of path) {
-        const next = new Set<number>();
-        for (const k of at) {
+      step();
+      let len = add(cur, 0, 0);
+      for (let i = 0; i < path.length; i++) {
+        const code = path.charCodeAt(i);
+        step();
+        let n = 0;
+        for (let j = 0; j < len; j++) {
+          const k = cur[j]!;
           const tok = tokens[k];
           if (tok === undefined) continue;
           if (tok.t === "char") {
-            if (tok.match(c)) next.add(k + 1);
-          } else if (tok.t === "any") next.add(k);
+            if (tok.match === null ? tok.code === code : tok.match(path[i]!))
+              n = add(next, n, k + 1);
+          } else if (tok.t === "any") n = add(next, n, k);
           else if (tok.t === "star") {
-            if (c !== "/") next.add(k);
+            if (code !== SLASH) n = add(next, n, k);
           } else {
-            next.add(k);
-            if (c === "/") next.add(k + 1);
+            n = add(next, n, k);
+            if (code === SLASH) n = add(next, n, k + 1);
           }
         }
-        if (next.size === 0) return false;
-        at = close(next);
+        if (n === 0) return false;
+        [cur, next] = [next, cur];
+        len = n;
       }
-      return at.has(tokens.length);
+      for (let j = 0; j < len; j++) if (cur[j] === tokens.length) return true;
+      return false;
     },
   };
 }
