@@ -358,7 +358,7 @@ CMD ["sh", "-c", "cat /app/artifact /app/sub/f /app/tested; readlink /app/link; 
     await expectNothingLeft();
   }, 120_000);
 
-  test("the image's symlinks keep COPY, ADD and --from inside its root; a hostile archive writes nothing out", async () => {
+  test("the image's symlinks keep COPY, ADD and --from inside its root; a hostile archive fails the build, writing nothing out", async () => {
     const out = join(scratch, "host-dest");
     mkdirSync(out, { recursive: true });
     writeFileSync(join(out, "secret"), "HOST-SECRET\n");
@@ -377,7 +377,6 @@ RUN ln -s ${out} /app && ln -s ../../../../../../../..${out} /up && ln -s ${out}
 COPY f.txt /app/
 COPY f.txt /up/in-up
 COPY f.txt /file
-ADD evil.tar /app/
 WORKDIR /app/wd
 COPY f.txt ./
 FROM ${IMAGE}
@@ -395,9 +394,30 @@ CMD ["sh", "-c", "ls /fromout /fromout/wd /fromlinks; readlink /fromlinks/dangli
     const run = cli(["run", "--rm", "localhost/imagelinks:1"]);
     expect(run.stdout).not.toContain("HOST-SECRET");
     expect(run.stdout).toBe(
-      `/fromlinks:\napp\ndangling\nup\n\n/fromout:\nevil.tar\nf.txt\nin-up\nwd\n\n/fromout/wd:\nf.txt\n${out}/secret\n`,
+      `/fromlinks:\napp\ndangling\nup\n\n/fromout:\nf.txt\nin-up\nwd\n\n/fromout/wd:\nf.txt\n${out}/secret\n`,
     );
     expect(cli(["rmi", "localhost/imagelinks:1"]).status).toBe(0);
+    // ADD of the hostile archive fails the build, as Docker's (it was copied as a plain file).
+    const add = pivotCli(t.root, ["build", "--network", "none", "-f", "-", dir], {
+      input: `FROM ${IMAGE}\nRUN ln -s ${out} /app\nADD evil.tar /app/\n`,
+      timeoutMs: 60_000,
+    });
+    expect(add.stderr).toContain('entry "sl/x"');
+    expect(add.status).not.toBe(0);
+    expect(readdirSync(out)).toEqual(["secret"]);
+    expect(existsSync(join(scratch, "escape"))).toBe(false);
+    // What is no tar archive at all (a gzip of a text) is copied as it is.
+    expect(spawnSync("gzip", ["-k", join(dir, "f.txt")]).status).toBe(0);
+    const plain = pivotCli(t.root, ["build", "--network", "none", "-f", "-", dir], {
+      input: `FROM ${IMAGE}\nADD f.txt.gz /n/\nRUN test -f /n/f.txt.gz\n`,
+      timeoutMs: 60_000,
+    });
+    expect(plain.stderr).toBe("");
+    expect(plain.status).toBe(0);
+    await (await t.engine.images()).removeManifest(
+      (await (await t.engine.images()).resolve(plain.stdout.match(/Successfully built (\w+)/)![1]!))
+        .manifestDigest,
+    );
     await expectNothingLeft();
   }, 120_000);
 

@@ -9,7 +9,7 @@ import { type FileHandle, mkdir, mkdtemp, open, readFile, rm } from "node:fs/pro
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { PivotError } from "../../errors.ts";
 import { createImage } from "../../image/create.ts";
-import { ImageNotFoundError } from "../../image/errors.ts";
+import { ImageNotFoundError, LayerUnpackError } from "../../image/errors.ts";
 import {
   isMountPoint,
   mountImageRootfs,
@@ -692,8 +692,11 @@ class Builder {
             try {
               await extractTar(hashedChunks(fh, hash), target, null);
               return;
-            } catch {
-              // Not a tar archive after all: copied as it is, as Docker does.
+            } catch (err) {
+              // Not a tar archive after all (no entry read): copied as it is, as Docker does. A
+              // tar archive that is malformed or hostile (`..`, a file through a symlink) fails
+              // the build, as Docker's: it was copied as a plain file, silently.
+              if (!(err instanceof LayerUnpackError) || err.entry !== undefined) throw err;
             } finally {
               await fh.close();
             }
