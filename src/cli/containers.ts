@@ -17,21 +17,12 @@ import {
   STATS_TITLES,
   statsFields,
 } from "../engine/listing.ts";
-import { parseRestartPolicy } from "../engine/restart-state.ts";
 import type { StatsSample } from "../engine/types.ts";
-import type { UpdateOptions } from "../engine/update.ts";
 import { formatError } from "../errors.ts";
 import { tty } from "../util/lazy-require.ts";
-import {
-  boolFlag,
-  type FlagSpec,
-  flag,
-  intFlag,
-  type Parsed,
-  parseArgs,
-  UsageError,
-} from "./args.ts";
+import { boolFlag, type FlagSpec, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
 import { writeErr, writeOut } from "./output.ts";
+import { RESOURCE_FLAGS, resourceOptions } from "./resource-flags.ts";
 
 export { CONTAINER_USAGE } from "./command-groups.ts";
 
@@ -186,35 +177,10 @@ export async function renameCommand(engine: Engine, args: string[]): Promise<num
 
 /** `update [flags] CONTAINER...`: limits and the restart policy, as `docker update`. */
 export async function updateCommand(engine: Engine, args: string[]): Promise<number> {
-  const p = parse(args, [
-    { name: "memory", aliases: ["m"], value: true },
-    { name: "memory-swap", value: true },
-    { name: "cpus", value: true },
-    { name: "cpu-shares", aliases: ["c"], value: true },
-    { name: "cpuset-cpus", value: true },
-    { name: "cpuset-mems", value: true },
-    { name: "pids-limit", value: true },
-    { name: "restart", value: true },
-  ]);
+  const p = parse(args, RESOURCE_FLAGS);
   const refs = all(p);
   if (refs.length === 0) throw new UsageError("update needs at least one container");
-  const changes: UpdateOptions = {};
-  for (const [key, name] of [
-    ["memory", "memory"],
-    ["memorySwap", "memory-swap"],
-    ["cpus", "cpus"],
-    ["cpusetCpus", "cpuset-cpus"],
-    ["cpusetMems", "cpuset-mems"],
-  ] as const) {
-    const v = flag(p, name);
-    if (v !== undefined) changes[key] = v;
-  }
-  const cpuShares = intFlag(p, "cpu-shares");
-  if (cpuShares !== undefined) changes.cpuShares = cpuShares;
-  const pids = intFlag(p, "pids-limit");
-  if (pids !== undefined) changes.pidsLimit = pids;
-  const restart = flag(p, "restart");
-  if (restart !== undefined) changes.restart = parseRestartPolicy(restart);
+  const changes = resourceOptions(p);
   let failed = 0;
   for (const ref of refs) {
     try {

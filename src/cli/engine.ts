@@ -10,7 +10,6 @@ import {
   parseSysctlFlag,
   parseUlimitFlag,
 } from "../engine/process-options.ts";
-import { parseRestartPolicy } from "../engine/restart-state.ts";
 import {
   ensurePrivateDirs,
   isRootlessEngine,
@@ -50,6 +49,7 @@ import {
 import { renderInspect } from "./inspect-format.ts";
 import { isShortCommand, startupOver } from "./jit.ts";
 import { BatchedOutput, writeErr, writeOut } from "./output.ts";
+import { RESOURCE_FLAGS, resourceOptions } from "./resource-flags.ts";
 
 /**
  * Loaded on use, as the image, network and registry commands are: `pivot run` needs none of it
@@ -67,6 +67,7 @@ const GLOBAL_FLAGS: FlagSpec[] = [
 ];
 
 const CONTAINER_FLAGS: FlagSpec[] = [
+  ...RESOURCE_FLAGS,
   { name: "interactive", aliases: ["i"] },
   { name: "tty", aliases: ["t"] },
   { name: "rm" },
@@ -82,11 +83,6 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "tmpfs", value: true, multiple: true },
   { name: "read-only" },
   { name: "label", aliases: ["l"], value: true, multiple: true },
-  { name: "memory", aliases: ["m"], value: true },
-  { name: "memory-swap", value: true },
-  { name: "cpus", value: true },
-  { name: "cpu-shares", aliases: ["c"], value: true },
-  { name: "pids-limit", value: true },
   { name: "cap-add", value: true, multiple: true },
   { name: "cap-drop", value: true, multiple: true },
   { name: "privileged" },
@@ -105,7 +101,6 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "dns-option", value: true, multiple: true },
   { name: "pull", value: true },
   { name: "runtime", value: true },
-  { name: "restart", value: true },
   { name: "volumes-from", value: true, multiple: true },
   { name: "ulimit", value: true, multiple: true },
   { name: "device", value: true, multiple: true },
@@ -115,8 +110,6 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "ipc", value: true },
   { name: "uts", value: true },
   { name: "group-add", value: true, multiple: true },
-  { name: "cpuset-cpus", value: true },
-  { name: "cpuset-mems", value: true },
   { name: "oom-score-adj", value: true },
   { name: "cidfile", value: true },
   { name: "dry-run" },
@@ -243,9 +236,6 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
     ["workdir", "workdir"],
     ["user", "user"],
     ["hostname", "hostname"],
-    ["memory", "memory"],
-    ["memorySwap", "memory-swap"],
-    ["cpus", "cpus"],
     ["stopSignal", "stop-signal"],
   ];
   for (const [key, f] of simple) {
@@ -260,10 +250,7 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   if (boolFlag(p, "read-only")) o.readOnly = true;
   if (boolFlag(p, "privileged")) o.privileged = true;
   if (boolFlag(p, "init")) o.init = true;
-  const cpuShares = intFlag(p, "cpu-shares");
-  if (cpuShares !== undefined) o.cpuShares = cpuShares;
-  const pids = intFlag(p, "pids-limit");
-  if (pids !== undefined) o.pidsLimit = pids;
+  Object.assign(o, resourceOptions(p));
   const stopTimeout = intFlag(p, "stop-timeout");
   if (stopTimeout !== undefined) o.stopTimeout = stopTimeout;
   const mounts: MountSpec[] = [
@@ -306,13 +293,11 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
       });
     o.runtime = runtime;
   }
-  const restart = flag(p, "restart");
-  if (restart !== undefined) o.restart = parseRestartPolicy(restart);
   addProcessOptions(p, o);
   return o;
 }
 
-/** --ulimit, --device, --sysctl, --shm-size, --pid, --ipc, --uts, --group-add, --cpuset-*, --oom-score-adj. */
+/** --ulimit, --device, --sysctl, --shm-size, --pid, --ipc, --uts, --group-add, --oom-score-adj. */
 function addProcessOptions(p: Parsed, o: ContainerOptions): void {
   const ulimits = multi(p, "ulimit").map(parseUlimitFlag);
   if (ulimits.length) o.ulimits = ulimits;
@@ -329,10 +314,6 @@ function addProcessOptions(p: Parsed, o: ContainerOptions): void {
     if (mode !== undefined) o[ns] = parseNamespaceMode(ns, mode);
   }
   if (multi(p, "group-add").length) o.groupAdd = multi(p, "group-add");
-  const cpusetCpus = flag(p, "cpuset-cpus");
-  if (cpusetCpus !== undefined) o.cpusetCpus = cpusetCpus;
-  const cpusetMems = flag(p, "cpuset-mems");
-  if (cpusetMems !== undefined) o.cpusetMems = cpusetMems;
   const oomScoreAdj = intFlag(p, "oom-score-adj");
   if (oomScoreAdj !== undefined) o.oomScoreAdj = oomScoreAdj;
 }
