@@ -1,6 +1,6 @@
 // The Go text/template subset behind `pivot inspect --format`.
 import { describe, expect, test } from "bun:test";
-import { goString, renderGoTemplate, TemplateError } from "../../src/util/go-template.ts";
+import { asGoMap, goString, renderGoTemplate, TemplateError } from "../../src/util/go-template.ts";
 
 const container = {
   id: "0c6abaeb0e96",
@@ -57,10 +57,11 @@ describe("renderGoTemplate", () => {
     expect(renderGoTemplate("a  {{- .Name -}}  b", container)).toBe("awebb");
   });
 
-  test("Go's printing of maps, lists and nulls", () => {
+  test("Go's printing of maps, lists, nil (JSON's null) and a missing map key", () => {
     expect(goString({ b: 2, a: [1, "x"] })).toBe("map[a:[1 x] b:2]");
-    expect(goString(null)).toBe("<no value>");
-    expect(renderGoTemplate("{{.State.ExitCode}}", container)).toBe("<no value>");
+    expect(goString(null)).toBe("<nil>");
+    expect(goString(undefined)).toBe("<no value>");
+    expect(renderGoTemplate("{{.State.ExitCode}}", container)).toBe("<nil>");
   });
 
   test("unknown fields and functions, and broken templates, are errors that say what is there", () => {
@@ -80,5 +81,110 @@ describe("renderGoTemplate", () => {
     expect(err("{{if .Name}}x")).toContain("without {{end}}");
     expect(err("{{end}}")).toContain("unexpected {{end}}");
     expect(err("{{.Name")).toContain("unclosed");
+  });
+
+  // Shaped as Docker's inspect: structs, with Go maps marked (Labels is a map[string]string).
+  const docker = {
+    Name: "/web",
+    State: { Status: "exited", Running: false, ExitCode: 3, Pid: 0 },
+    Config: {
+      Env: ["PATH=/bin", "A=1"],
+      Labels: asGoMap({ role: "front" }, ""),
+      Entrypoint: null,
+    },
+    NetworkSettings: {
+      Ports: asGoMap({ "80/tcp": [{ HostIp: "0.0.0.0", HostPort: "8080" }], "443/tcp": null }),
+      Networks: asGoMap({ bridge: { IPAddress: "10.88.0.2" } }),
+    },
+  };
+
+  test("a missing map key is <no value> (index: the map's zero value); a missing struct field an error", () => {
+    expect(renderGoTemplate("{{.Config.Labels.nope}}", docker)).toBe("<no value>");
+    expect(renderGoTemplate("{{.NetworkSettings.Networks.other.IPAddress}}", docker)).toBe(
+      "<no value>",
+    );
+    expect(renderGoTemplate('[{{index .Config.Labels "nope"}}]', docker)).toBe("[]");
+    expect(renderGoTemplate('{{index .NetworkSettings.Networks "other"}}', docker)).toBe(
+      "<no value>",
+    );
+    // Map keys are exact; struct fields also match ignoring case (Pivot's own camelCase fields).
+    expect(renderGoTemplate("{{.Config.Labels.Role}} {{.state.exitcode}}", docker)).toBe(
+      "<no value> 3",
+    );
+    expect(() => renderGoTemplate("{{.State.Nope}}", docker)).toThrow(
+      "can't evaluate field Nope in .State",
+    );
+    expect(() => renderGoTemplate("{{index .Config.Env 2}}", docker)).toThrow(
+      "index out of range: 2",
+    );
+    expect(renderGoTemplate("{{.Config.Entrypoint}} {{json .Config.Entrypoint}}", docker)).toBe(
+      "<nil> null",
+    );
+  });
+
+  test("parenthesized pipelines and their fields: Docker's port one-liners", () => {
+    expect(
+      renderGoTemplate('{{(index (index .NetworkSettings.Ports "80/tcp") 0).HostPort}}', docker),
+    ).toBe("8080");
+    expect(
+      renderGoTemplate(
+        "{{range $p, $conf := .NetworkSettings.Ports}}{{$p}}->{{if $conf}}{{(index $conf 0).HostPort}}{{else}}none{{end}} {{end}}",
+        docker,
+      ),
+    ).toBe("443/tcp->none 80/tcp->8080 ");
+    expect(renderGoTemplate('{{len (split "a:b:c" ":")}} {{(.State).Status}}', docker)).toBe(
+      "3 exited",
+    );
+  });
+
+  test("else if, variables, comparisons, and/or", () => {
+    const status = (s: string) =>
+      renderGoTemplate(
+        '{{if eq .State.Status "running"}}up{{else if eq .State.Status "exited" "dead"}}down {{.State.ExitCode}}{{else}}other{{end}}',
+        { State: { Status: s, ExitCode: 3 } },
+      );
+    expect([status("running"), status("exited"), status("created")]).toEqual([
+      "up",
+      "down 3",
+      "other",
+    ]);
+    expect(
+      renderGoTemplate("{{$c := .State.ExitCode}}{{if gt $c 0}}failed {{$c}}{{end}}", docker),
+    ).toBe("failed 3");
+    expect(
+      renderGoTemplate(
+        '{{lt 1 2}} {{le 2 2}} {{gt 1 2}} {{ge 2 3}} {{ne .Name "/db"}} {{lt "a" "b"}}',
+        docker,
+      ),
+    ).toBe("true true false false true true");
+    expect(
+      renderGoTemplate(
+        '{{and .State.Running "x"}} {{or .State.Running "fallback"}} {{not .State.Running}} {{and 1 "last"}}',
+        docker,
+      ),
+    ).toBe("false fallback true last");
+    expect(() => renderGoTemplate('{{lt 1 "a"}}', docker)).toThrow("incompatible types");
+  });
+
+  test("Docker's functions (json join split lower upper title pad truncate) and printf's verbs", () => {
+    expect(renderGoTemplate('{{json .Config.Env}} {{join .Config.Env ","}}', docker)).toBe(
+      '["PATH=/bin","A=1"] PATH=/bin,A=1',
+    );
+    expect(renderGoTemplate('{{range split "a,b" ","}}<{{.}}>{{end}}', docker)).toBe("<a><b>");
+    expect(
+      renderGoTemplate(
+        '{{lower "AbC"}} {{upper .Name}} {{title "hello big-world"}} [{{pad "x" 1 2}}] {{truncate "abcdef" 3}} {{slice "abcdef" 1 3}}',
+        docker,
+      ),
+    ).toBe("abc /WEB Hello Big-World [ x  ] abc bc");
+    expect(
+      renderGoTemplate(
+        '{{printf "%-6s|%4d|%03d|%v|%q|%t|%x" "ab" 42 7 .State.Running "q" true 255}}',
+        docker,
+      ),
+    ).toBe('ab    |  42|007|false|"q"|true|ff');
+    expect(renderGoTemplate('{{printf "%s %s" "a"}}', docker)).toBe("a %!s(MISSING)");
+    expect(renderGoTemplate('{{printf "%d" "a"}}', docker)).toBe("%!d(string=a)");
+    expect(renderGoTemplate('{{print 1 2 "a" 3}}|{{println "a" 1}}', docker)).toBe("1 2a3|a 1\n");
   });
 });
