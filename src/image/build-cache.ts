@@ -1,0 +1,175 @@
+/**
+ * `pivot build`'s cache records: `<root>/build-cache/<key>`, one file per cached step, naming the
+ * image (manifest descriptor and image id) the step made. The key is the sha256 of the step's
+ * parent and instruction (src/engine/build/cache-key.ts). A record is written by temporary file,
+ * fsync and rename (a reader sees it whole or not at all) and removed by unlink.
+ *
+ * The images a record names are roots of garbage collection (gc.ts): they stay in the store,
+ * blobs and unpacked layers, while the record does, though they are not in index.json (not in
+ * `pivot images`). A record is trusted only as far as the image it names is in the store: its
+ * digest is checked as a digest, the image is read from the store's own blobs, and its config
+ * digest must be the id recorded; anything else is a miss, and prune removes it.
+ */
+import { readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import { isDigest } from "./digest.ts";
+import type { ImageStore, StoredImage } from "./store.ts";
+import { type Descriptor, isManifestMediaType, MediaType } from "./types.ts";
+
+/** What a record holds. */
+export interface BuildCacheRecord {
+  /** The record's key (64 hex, its file name). */
+  key: string;
+  /** The image's manifest, as in index.json. */
+  manifest: Descriptor;
+  /** The image id (config digest). */
+  id: string;
+}
+
+const KEY = /^[0-9a-f]{64}$/;
+const MAX_RECORD = 4096;
+
+/** The records' directory. */
+export function buildCacheDir(store: ImageStore): string {
+  return join(store.root, "build-cache");
+}
+
+/** The record of KEY, null when there is none or it is not a well-formed record. */
+export function readBuildCacheRecord(store: ImageStore, key: string): BuildCacheRecord | null {
+  if (!KEY.test(key)) return null;
+  let text: string;
+  try {
+    const buf = readFileSync(join(buildCacheDir(store), key));
+    if (buf.length > MAX_RECORD) return null;
+    text = buf.toString("utf8");
+  } catch {
+    return null;
+  }
+  return parseRecord(key, text);
+}
+
+/** A record's text, checked field by field (it is a file anyone with access to the store wrote). */
+export function parseRecord(key: string, text: string): BuildCacheRecord | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof v !== "object" || v === null) return null;
+  const r = v as { manifest?: Partial<Descriptor>; id?: unknown };
+  const m = r.manifest;
+  if (
+    typeof m !== "object" ||
+    m === null ||
+    typeof m.digest !== "string" ||
+    !m.digest.startsWith("sha256:") ||
+    !isDigest(m.digest) ||
+    typeof m.size !== "number" ||
+    !Number.isSafeInteger(m.size) ||
+    m.size <= 0 ||
+    typeof m.mediaType !== "string" ||
+    !isManifestMediaType(m.mediaType) ||
+    typeof r.id !== "string" ||
+    !r.id.startsWith("sha256:") ||
+    !isDigest(r.id)
+  )
+    return null;
+  return { key, manifest: { mediaType: m.mediaType, digest: m.digest, size: m.size }, id: r.id };
+}
+
+/** Every well-formed record (the others are left to prune). */
+export function listBuildCacheRecords(store: ImageStore): BuildCacheRecord[] {
+  let names: string[];
+  try {
+    names = readdirSync(buildCacheDir(store));
+  } catch {
+    return [];
+  }
+  const out: BuildCacheRecord[] = [];
+  for (const n of names.sort()) {
+    const r = readBuildCacheRecord(store, n);
+    if (r !== null) out.push(r);
+  }
+  return out;
+}
+
+/** Records that KEY's step made IMAGE (which must be in the store). */
+export async function writeBuildCacheRecord(
+  store: ImageStore,
+  key: string,
+  image: StoredImage,
+): Promise<void> {
+  if (!KEY.test(key)) throw new Error(`build cache key ${key} is not 64 hex characters`);
+  const { mkdir, stat } = await import("node:fs/promises");
+  await mkdir(buildCacheDir(store), { recursive: true, mode: 0o700 });
+  const size = (await stat(store.blobPath(image.manifestDigest))).size;
+  const manifest: Descriptor = {
+    mediaType: image.manifest.mediaType ?? MediaType.ociManifest,
+    digest: image.manifestDigest,
+    size,
+  };
+  await store.writeFileAtomic(
+    join(buildCacheDir(store), key),
+    `${JSON.stringify({ manifest, id: image.id })}\n`,
+  );
+}
+
+/** Removes KEY's record (none: nothing). */
+export function removeBuildCacheRecord(store: ImageStore, key: string): void {
+  if (!KEY.test(key)) return;
+  try {
+    unlinkSync(join(buildCacheDir(store), key));
+  } catch {}
+}
+
+/**
+ * The image a record names, read from the store's blobs (whether or not index.json lists it),
+ * null when it is not there whole: its manifest or config missing, its config not the id
+ * recorded, a layer neither unpacked nor stored.
+ */
+export async function recordImage(
+  store: ImageStore,
+  record: BuildCacheRecord,
+): Promise<StoredImage | null> {
+  try {
+    if (!(await store.hasBlob(record.manifest.digest))) return null;
+    const image = await store.inspectManifest(record.manifest);
+    if (image.id !== record.id || image.manifestDigest !== record.manifest.digest) return null;
+    for (const l of image.layers) {
+      if (!(await store.hasLayer(l.diffId)) && !(await store.hasBlob(l.descriptor.digest)))
+        return null;
+    }
+    return image;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Removes records (`all`: every one, the build cache emptied; else those whose image is gone or
+ * which are not well-formed records). Returns the keys removed. Temporary files of writers that
+ * died are the store's leftovers (removeLeftovers).
+ */
+export async function pruneBuildCache(
+  store: ImageStore,
+  options: { all?: boolean } = {},
+): Promise<string[]> {
+  let names: string[];
+  try {
+    names = readdirSync(buildCacheDir(store));
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names.sort()) {
+    if (!KEY.test(n)) continue;
+    const r = readBuildCacheRecord(store, n);
+    if (!options.all && r !== null && (await recordImage(store, r)) !== null) continue;
+    try {
+      unlinkSync(join(buildCacheDir(store), n));
+      removed.push(n);
+    } catch {}
+  }
+  return removed;
+}
