@@ -275,6 +275,7 @@ export async function systemPruneCommand(engine: Engine, args: string[]): Promis
     "all networks not used by at least one container",
     ...(volumes ? ["all anonymous volumes not used by at least one container"] : []),
     every ? "all images without at least one container associated to them" : "all dangling images",
+    "all build cache",
   ];
   if (!boolFlag(p, "force") && !(await confirm(`This will remove:\n  - ${what.join("\n  - ")}\n`)))
     return 0;
@@ -289,9 +290,11 @@ export async function systemPruneCommand(engine: Engine, args: string[]): Promis
     reclaimed += v.reclaimed;
   }
   const { pruneImages } = await import("../engine/images.ts");
-  const images = await pruneImages(engine, { all: every });
+  const images = await pruneImages(engine, { all: every, buildCache: true });
   if (images.deleted.length)
     writeOut(`Deleted Images:\n${images.deleted.map((d) => d.id).join("\n")}\n\n`);
+  if (images.buildCache.length)
+    writeOut(`Deleted build cache objects:\n${images.buildCache.join("\n")}\n\n`);
   reclaimed += images.gc.freed;
   writeOut(`Total reclaimed space: ${humanSize(reclaimed)}\n`);
   return 0;

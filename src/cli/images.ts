@@ -130,6 +130,8 @@ export async function imageCommand(
           for (const n of d.names) writeOut(`untagged: ${repoTag(n).join(":")}\n`);
           writeOut(`deleted: ${d.id}\n`);
         }
+        if (r.buildCache.length)
+          writeOut(`Deleted build cache objects:\n${r.buildCache.join("\n")}\n`);
         writeOut(`\nTotal reclaimed space: ${humanSize(r.gc.freed)}\n`);
         return 0;
       }

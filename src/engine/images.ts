@@ -2,6 +2,7 @@
 // collection that keeps every layer a container (running or not) still uses.
 
 import { join } from "node:path";
+import { pruneBuildCache } from "../image/build-cache.ts";
 import { parseDigest } from "../image/digest.ts";
 import { collectGarbage, type GcResult, imageSize, layerSize, treeSize } from "../image/gc.ts";
 import { rootfsDriver } from "../image/overlay.ts";
@@ -119,11 +120,15 @@ export async function removeImage(
   return { events, gc };
 }
 
-/** `pivot image prune`: untagged images (all unused ones with `all`) no container uses. */
+/**
+ * `pivot image prune`: untagged images (all unused ones with `all`) no container uses, and the
+ * build cache's records whose image is gone; `all` or `buildCache` (`system prune`) empties the
+ * build cache, so that collection frees its images.
+ */
 export async function pruneImages(
   engine: Engine,
-  options: { all?: boolean } = {},
-): Promise<{ deleted: { id: string; names: string[] }[]; gc: GcResult }> {
+  options: { all?: boolean; buildCache?: boolean } = {},
+): Promise<{ deleted: { id: string; names: string[] }[]; buildCache: string[]; gc: GcResult }> {
   const store = await engine.images();
   const usage = await imageUsage(engine);
   const deleted: { id: string; names: string[] }[] = [];
@@ -133,8 +138,13 @@ export async function pruneImages(
     const names = await store.removeManifest(img.manifestDigest).catch(() => null);
     if (names !== null) deleted.push({ id: img.id, names });
   }
+  const buildCache = await pruneBuildCache(store, {
+    all: options.all === true || options.buildCache === true,
+  });
   const gc = await collectGarbage(store, { keepLayers: usage.containerLayers });
-  return { deleted, gc };
+  // Records whose image the collection took after all (another process's, or written meanwhile).
+  buildCache.push(...(await pruneBuildCache(store)));
+  return { deleted, buildCache, gc };
 }
 
 export interface DiskUsage {
