@@ -14,16 +14,15 @@ const BUILD_FLAGS: FlagSpec[] = [
   { name: "network", value: true },
   { name: "quiet", aliases: ["q"] },
   { name: "target", value: true },
-  { name: "help" },
-  // Accepted for docker's command lines: there is no build cache to skip, and intermediate
-  // containers are always removed.
   { name: "no-cache" },
+  { name: "help" },
+  // Accepted for docker's command lines: intermediate containers are always removed.
   { name: "rm" },
   { name: "force-rm" },
 ];
 
 const USAGE =
-  "usage: pivot build [-t NAME[:TAG]]... [-f DOCKERFILE|-] [--build-arg K=V]... [--target STAGE] [--network bridge|none|host|NAME] [-q] CONTEXT";
+  "usage: pivot build [-t NAME[:TAG]]... [-f DOCKERFILE|-] [--build-arg K=V]... [--target STAGE] [--network bridge|none|host|NAME] [--no-cache] [-q] CONTEXT";
 
 export async function buildCommand(engine: Engine, args: string[]): Promise<number> {
   const p = parseArgs(args, BUILD_FLAGS, 1);
@@ -73,6 +72,7 @@ export async function buildCommand(engine: Engine, args: string[]): Promise<numb
       buildArgs,
       ...(network !== undefined ? { network } : {}),
       ...(target !== undefined ? { target } : {}),
+      ...(boolFlag(p, "no-cache") ? { noCache: true } : {}),
       quiet,
       onOutput: writeOut,
       signal: cancel.signal,

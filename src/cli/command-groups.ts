@@ -16,18 +16,20 @@ export const IMAGE_COMMANDS = [
 
 export const IMAGE_USAGE = `images:
   build [-t NAME[:TAG]] [-f DOCKERFILE|-] [--build-arg K=V] [--target STAGE]
-        [--network bridge|none|host|NAME] [-q] CONTEXT
+        [--network bridge|none|host|NAME] [--no-cache] [-q] CONTEXT
                                an image from a Dockerfile, each RUN in a container (network:
                                default bridge, as Docker; rootless: pasta or slirp4netns if
                                installed, else none); FROM takes local images only (no pull);
-                               multi-stage with COPY --from; no build cache (--no-cache is implied)
+                               multi-stage with COPY --from; steps found in the build cache are
+                               not run (" ---> Using cache"; --no-cache runs them all)
   images [-a] [-q] [--no-trunc] [--format table|json]   list images (REPOSITORY TAG IMAGE ID CREATED SIZE)
   image inspect [-f TEMPLATE] IMAGE...   details as JSON (or a Go template)
   history [--no-trunc] [-q] [-H=false] [--format table|json] IMAGE   its layers, newest first
   tag SOURCE TARGET            another name for an image
   rmi [-f] [--no-prune] IMAGE...   untag; remove the image with its last name (refused while a
                                container uses it, unless -f), then unused blobs and layers
-  image prune [-a] [-f]        remove untagged images (-a: every image no container uses)
+  image prune [-a] [-f]        remove untagged images (-a: every image no container uses, and
+                               the build cache)
   image gc                     remove blobs and layers that no image or container uses
   load [-i FILE] [-q]          images from a docker-archive, OCI archive or OCI layout (stdin: -)
   save [-o FILE] [--format docker-archive|oci-archive] IMAGE...   images as an archive
@@ -35,7 +37,7 @@ export const IMAGE_USAGE = `images:
   system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes
   system info                  store and run roots, rootless or not (and its id mappings), storage driver and why
   system prune [-a] [--volumes] [-f]   stopped containers, unused networks, dangling (-a: unused)
-                               images, and with --volumes unused anonymous volumes
+                               images, the build cache, and with --volumes unused anonymous volumes
 `;
 
 export const NETWORK_USAGE = `networks:

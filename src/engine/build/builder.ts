@@ -3,11 +3,20 @@
 // (never started) container's root, committed; the other instructions change the config only
 // (an empty-layer history entry). Every step makes an image; the intermediate ones and every
 // build container are removed at the end, whether the build succeeded, failed or was cancelled.
+// Each step is first looked up in the build cache (src/image/build-cache.ts, keys from
+// cache-key.ts): a hit reuses the image an earlier build's step made, and the first miss ends the
+// cache for the rest of the stage, as the classic builder's. Cached images are kept by their
+// records, out of index.json.
 import { createHash, type Hash } from "node:crypto";
 import { constants, realpathSync, statSync } from "node:fs";
 import { type FileHandle, mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { PivotError } from "../../errors.ts";
+import {
+  readBuildCacheRecord,
+  recordImage,
+  writeBuildCacheRecord,
+} from "../../image/build-cache.ts";
 import { createImage } from "../../image/create.ts";
 import { ImageNotFoundError, LayerUnpackError } from "../../image/errors.ts";
 import {
@@ -26,8 +35,16 @@ import type { Engine } from "../engine.ts";
 import { EngineError } from "../errors.ts";
 import { extractTar, kindAt, resolveInRoot } from "../files.ts";
 import { collectEngineGarbage } from "../images.ts";
+import { sourcesDigest, stepKey } from "./cache-key.ts";
 import { CONFIG_INSTRUCTIONS, configChange, envMap, type RuntimeConfig } from "./config-steps.ts";
-import { contextTar, IgnoreRules, listTree, readContextFile, resolveSources } from "./context.ts";
+import {
+  type ContextSource,
+  contextTar,
+  IgnoreRules,
+  listTree,
+  readContextFile,
+  resolveSources,
+} from "./context.ts";
 import { chmodTree, chownIds, ensureDir, isArchive } from "./copy-files.ts";
 import {
   DockerfileError,
@@ -63,6 +80,11 @@ export interface BuildOptions {
   signal?: AbortSignal;
   /** The stage to build (`--target NAME`): the instructions after it are not run. */
   target?: string;
+  /**
+   * Runs every step (`--no-cache`): the build cache is not looked up (what the steps make is
+   * still recorded in it for the next builds).
+   */
+  noCache?: boolean;
 }
 
 /** A failure Docker reports as is: a RUN's non-zero exit, a cancel. */
@@ -141,6 +163,10 @@ class Builder {
   private stageNames: string[] = [];
   private ignore!: IgnoreRules;
   private result: StoredImage | null = null;
+  /** Whether the stage still looks steps up in the build cache (until its first miss). */
+  private useCache = false;
+  /** What the next step's cache key starts from: the image so far's id ("scratch" at first). */
+  private parent = "";
 
   constructor(
     private readonly engine: Engine,
@@ -347,17 +373,81 @@ class Builder {
     this.args.clear();
     this.shell = ["/bin/sh", "-c"];
     this.cmdSet = false;
+    // Each stage looks its steps up in the cache until its first miss.
+    this.useCache = this.options.noCache !== true;
     const ref = words[0]!;
     const stage = this.stages.get(ref.toLowerCase());
     if (stage) {
       this.image = stage;
-      return;
-    }
-    if (ref === "scratch") {
+    } else if (ref === "scratch") {
       this.image = await this.makeImage({ layers: [], config: null, history: [] });
+      // A new empty image each time (its date): the key starts from what it is instead.
+      this.parent = "scratch";
       return;
+    } else this.image = await this.localImage(ref, "FROM");
+    this.parent = this.image.id;
+  }
+
+  /**
+   * A step through the build cache: KEY's step (PARTS from the image so far) is looked up while
+   * the stage uses the cache, and a hit (its image in the store) becomes the image so far without
+   * running anything (` ---> Using cache`); else MAKE runs, and the image it made is recorded
+   * under the key, unless the build was cancelled meanwhile or SAME (asked after MAKE) says the
+   * step's inputs changed while it ran.
+   */
+  private async cached(
+    parts: unknown[] | null,
+    make: () => Promise<void>,
+    same?: () => Promise<boolean>,
+  ): Promise<void> {
+    // No key (sources that could not be read whole): a miss, not recorded.
+    const key = parts === null ? null : stepKey(this.parent, parts);
+    if (this.useCache && key !== null) {
+      const hit = await this.cacheHit(key);
+      if (hit !== null) {
+        this.image = hit;
+        this.parent = hit.id;
+        this.out(" ---> Using cache\n");
+        return;
+      }
     }
-    this.image = await this.localImage(ref, "FROM");
+    // The first miss ends the cache for the rest of the stage, as Docker's.
+    this.useCache = false;
+    await make();
+    const image = this.image!;
+    this.parent = image.id;
+    if (key === null || this.options.signal?.aborted) return;
+    if (same !== undefined && !(await same())) return;
+    await writeBuildCacheRecord(this.store, key, image);
+  }
+
+  /**
+   * The image KEY's record names, listed in index.json for the rest of the build (RUN's and
+   * COPY's containers are created from it by id; cleanup takes it out again if it was not there),
+   * null when there is no record or its image is not in the store whole: a miss.
+   */
+  private async cacheHit(key: string): Promise<StoredImage | null> {
+    const record = readBuildCacheRecord(this.store, key);
+    if (record === null) return null;
+    const digest = record.manifest.digest;
+    const listed = (await this.store.readIndex()).manifests.some((d) => d.digest === digest);
+    if (!listed) {
+      try {
+        // Refused when the manifest's blob is gone.
+        await this.store.addImage(record.manifest);
+      } catch {
+        return null;
+      }
+      this.made.push(digest);
+    }
+    const image = await recordImage(this.store, record);
+    if (image === null) return null;
+    try {
+      await this.store.ensureImageLayers(image);
+    } catch {
+      return null;
+    }
+    return image;
   }
 
   /** Stages started so far (each has its index among the names). */
@@ -406,6 +496,18 @@ class Builder {
     inst: Instruction,
     change: Partial<RuntimeConfig> & { Cmd?: string[] | null },
     extra: { author?: string } = {},
+    cache = true,
+  ): Promise<void> {
+    const make = async () => this.configImage(inst, change, extra);
+    // The new config is the parent's with CHANGE: the key is the change and the history entry.
+    if (cache) return this.cached(["config", inst.keyword, change, extra, createdByOf(inst)], make);
+    return make();
+  }
+
+  private async configImage(
+    inst: Instruction,
+    change: Partial<RuntimeConfig> & { Cmd?: string[] | null },
+    extra: { author?: string },
   ): Promise<void> {
     const base = this.image!;
     this.image = await this.makeImage({
@@ -414,10 +516,7 @@ class Builder {
       runtime: { ...(base.config.config ?? {}), ...change },
       history: [
         ...(base.config.history ?? []),
-        {
-          created_by: `/bin/sh -c #(nop)  ${inst.original.replace(/\s+/g, " ")}`,
-          empty_layer: true,
-        },
+        { created_by: createdByOf(inst), empty_layer: true },
       ],
       ...extra,
     });
@@ -461,6 +560,20 @@ class Builder {
         ? `|${argEnv.length} ${argEnv.map(([k, v]) => `${k}=${v}`).join(" ")} `
         : "";
     const shown = inst.json ? cmd.join(" ") : `${this.shell.join(" ")} ${inst.args}`;
+    // Docker's key: the command and the ARG values in its environment (not the proxy ones).
+    return this.cached(["RUN", cmd, argEnv], () =>
+      this.runNow(inst, cmd, shown, argEnv, proxies, argPrefix),
+    );
+  }
+
+  private async runNow(
+    inst: Instruction,
+    cmd: string[],
+    shown: string,
+    argEnv: [string, string | undefined][],
+    proxies: [string, string][],
+    argPrefix: string,
+  ): Promise<void> {
     const name = `pivot-build-${randomHex(6)}`;
     let id: string | undefined;
     let code: number;
@@ -582,8 +695,12 @@ class Builder {
     const given = this.expand(inst.args);
     if (given === "") throw new DockerfileError("WORKDIR needs a path");
     const dir = posix.resolve(this.config().WorkingDir || "/", given);
+    return this.cached(["WORKDIR", dir, createdByOf(inst)], () => this.workdirNow(inst, dir));
+  }
+
+  private async workdirNow(inst: Instruction, dir: string): Promise<void> {
     // create makes the working directory, as the RUN containers' creates will.
-    await this.configStep(inst, { WorkingDir: dir });
+    await this.configStep(inst, { WorkingDir: dir }, {}, false);
     const configOnly = this.image!;
     await this.withRoot(
       async () => {},
@@ -621,20 +738,30 @@ class Builder {
         });
     }
     const from = inst.flags.from;
-    if (from === undefined)
-      return this.copyFrom(
-        inst,
-        this.context,
-        this.ignore,
-        expanded,
-        destGiven,
-        "the build context",
+    if (from === undefined) {
+      const rootName = "the build context";
+      const sources = expanded.flatMap((s) =>
+        resolveSources(this.context, s, this.ignore, where, rootName),
       );
+      // Keyed by the sources' names, modes and contents; recorded only if they were the same
+      // after the copy (a context changed meanwhile is not cached under the earlier content).
+      const digest = await sourcesDigest(this.context, sources, this.ignore);
+      return this.cached(
+        digest === null ? null : [inst.keyword, inst.flags, "context", digest, expanded, destGiven],
+        () =>
+          this.copyFrom(inst, this.context, this.ignore, expanded, destGiven, rootName, sources),
+        async () => (await sourcesDigest(this.context, sources, this.ignore)) === digest,
+      );
+    }
     // COPY --from=STAGE|IMAGE: the sources are that image's files, its root mounted for the while.
     const image =
       this.stages.get(from.toLowerCase()) ?? (await this.localImage(from, `${where} --from`));
-    return this.withImageRoot(image, (root) =>
-      this.copyFrom(inst, root, new IgnoreRules([]), expanded, destGiven, `--from=${from}`),
+    // Keyed by that image's content: its layers' diff_ids (they are what its root holds).
+    const source = image.layers.map((l) => l.diffId);
+    return this.cached([inst.keyword, inst.flags, "image", source, expanded, destGiven], () =>
+      this.withImageRoot(image, (root) =>
+        this.copyFrom(inst, root, new IgnoreRules([]), expanded, destGiven, `--from=${from}`),
+      ),
     );
   }
 
@@ -646,9 +773,12 @@ class Builder {
     expanded: string[],
     destGiven: string,
     rootName: string,
+    /** The sources, resolved already (the context's, for their cache key). */
+    resolved?: ContextSource[],
   ): Promise<void> {
     const where = `${inst.keyword} (line ${inst.line})`;
-    const sources = expanded.flatMap((s) => resolveSources(srcRoot, s, ignore, where, rootName));
+    const sources =
+      resolved ?? expanded.flatMap((s) => resolveSources(srcRoot, s, ignore, where, rootName));
     const chmod = inst.flags.chmod;
     if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod))
       throw new DockerfileError(`${where}: --chmod=${chmod} is not an octal mode`);
@@ -787,6 +917,11 @@ function stepError(inst: Instruction, err: unknown): unknown {
     ...(err.hint ? { hint: err.hint } : {}),
     cause: err,
   });
+}
+
+/** The history entry of a config-only instruction. */
+function createdByOf(inst: Instruction): string {
+  return `/bin/sh -c #(nop)  ${inst.original.replace(/\s+/g, " ")}`;
 }
 
 /** $VAR and ${VAR} in a JSON-form word (no quotes to remove). */

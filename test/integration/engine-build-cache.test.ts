@@ -1,0 +1,383 @@
+// `pivot build`'s cache: a second build of the same Dockerfile runs no step, and what invalidates
+// a step (a COPY source's content or mode, a build arg a RUN uses, --no-cache, a cached image
+// gone from the store, a stage's result for COPY --from). Every RUN that matters reports to an
+// HTTP server of this process (the build's RUN containers share the host's network), so that a
+// step that ran is seen from outside the build, not only in its output.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pruneImages } from "../../src/engine/images.ts";
+import {
+  CONFIGURED,
+  IMAGE,
+  makeTestEngine,
+  mountsUnder,
+  type TestEngine,
+} from "../fixtures/engine.ts";
+import { isRoot, pivotCli } from "../helpers.ts";
+
+let t: TestEngine;
+let scratch: string;
+let server: ReturnType<typeof Bun.serve> | undefined;
+/** The paths the build's RUN steps fetched from the server, in order. */
+const hits: string[] = [];
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  t = await makeTestEngine();
+  scratch = mkdtempSync(join(tmpdir(), "pivot-build-cache-"));
+  server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req) {
+      hits.push(new URL(req.url).pathname);
+      return new Response("ok\n");
+    },
+  });
+});
+
+afterAll(async () => {
+  server?.stop(true);
+  await t?.cleanup();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+// Each test starts from the fixtures' images and an empty build cache, whatever the one before left.
+afterEach(async () => {
+  hits.length = 0;
+  if (!t) return;
+  for (const c of await t.engine.list({ all: true }))
+    await t.engine.remove(c.id, { force: true }).catch(() => {});
+  const store = await t.engine.images();
+  for (const image of await store.listImages()) {
+    if (image.names.some((n) => n.includes("localhost/busybox:"))) continue;
+    await store.removeManifest(image.manifestDigest).catch(() => {});
+  }
+  rmSync(join(t.root, "build-cache"), { recursive: true, force: true });
+});
+
+/** A RUN line that fetches /NAME from the test's server (a step that ran, seen from outside). */
+const report = (name: string) =>
+  `RUN wget -q -O /dev/null http://127.0.0.1:${server!.port}/${name}`;
+
+function context(name: string, files: Record<string, string>): string {
+  const dir = join(scratch, name);
+  mkdirSync(dir, { recursive: true });
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  return dir;
+}
+
+/** Builds DIR with the library (the server answers meanwhile); its output and image. */
+async function build(
+  dir: string,
+  options: { tag?: string; buildArgs?: Record<string, string>; noCache?: boolean } = {},
+) {
+  const out: string[] = [];
+  const image = await t.engine.build({
+    context: dir,
+    tag: options.tag ?? "localhost/cached:1",
+    network: "host",
+    ...(options.buildArgs ? { buildArgs: options.buildArgs } : {}),
+    ...(options.noCache ? { noCache: true } : {}),
+    onOutput: (s) => out.push(s),
+  });
+  const text = out.join("");
+  return { image, text, lines: text.split("\n") };
+}
+
+/** The output's steps (by their Step line) that used the cache. */
+function cachedSteps(lines: string[]): string[] {
+  const out: string[] = [];
+  lines.forEach((l, i) => {
+    if (l === " ---> Using cache") out.push(lines[i - 1]!.replace(/^Step \d+\/\d+ : /, ""));
+  });
+  return out;
+}
+
+function records(): string[] {
+  const dir = join(t.root, "build-cache");
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
+async function imageNames(): Promise<string[]> {
+  const images = await (await t.engine.images()).listImages();
+  return images.map((i) => (i.names.length ? i.names.join(",") : i.id)).sort();
+}
+
+describe.skipIf(!isRoot)("pivot build's cache", () => {
+  test("a second build of the same Dockerfile runs no step, uses the cache for each and makes the same image", async () => {
+    const dir = context("same", {
+      "f.txt": "content\n",
+      Dockerfile: `FROM ${IMAGE}
+ARG WHO=someone
+ENV GREETING=hello
+WORKDIR /app
+COPY f.txt ./
+${report("same-run")}
+RUN date +%s%N > /stamp
+CMD ["cat", "/stamp"]
+`,
+    });
+    const first = await build(dir);
+    expect(hits).toEqual(["/same-run"]);
+    expect(cachedSteps(first.lines)).toEqual([]);
+    expect(first.lines.filter((l) => /^ ---> Running in /.test(l))).toHaveLength(2);
+
+    const second = await build(dir);
+    // Nothing ran: no request, no container, every step after FROM from the cache.
+    expect(hits).toEqual(["/same-run"]);
+    expect(second.text).not.toContain("Running in");
+    expect(cachedSteps(second.lines)).toEqual([
+      "ARG WHO=someone",
+      "ENV GREETING=hello",
+      "WORKDIR /app",
+      "COPY f.txt ./",
+      report("same-run"),
+      "RUN date +%s%N > /stamp",
+      'CMD ["cat", "/stamp"]',
+    ]);
+    expect(second.image.id).toBe(first.image.id);
+    expect(second.lines).toContain(`Successfully built ${first.image.id.slice(7, 19)}`);
+    expect(second.lines).toContain("Successfully tagged localhost/cached:1");
+
+    // The cached intermediate images are not listed; nothing else is left.
+    expect(await imageNames()).toEqual(
+      ["localhost/busybox:configured", "localhost/busybox:test", "localhost/cached:1"].sort(),
+    );
+    expect(await t.engine.list({ all: true })).toEqual([]);
+    expect(mountsUnder(t.root)).toEqual([]);
+    expect(records()).toHaveLength(7);
+
+    // The result's name removed: its record still finds it, and the build names it again.
+    expect(pivotCli(t.root, ["rmi", "localhost/cached:1"]).status).toBe(0);
+    const third = await build(dir);
+    expect(hits).toEqual(["/same-run"]);
+    expect(third.image.id).toBe(first.image.id);
+    expect(third.image.names).toEqual(["localhost/cached:1"]);
+  }, 180_000);
+
+  test("a COPY source's content or mode invalidates that step and every one after it; its mtime does not", async () => {
+    const dir = context("copy", {
+      "f.txt": "one\n",
+      "other.txt": "stays\n",
+      Dockerfile: `FROM ${IMAGE}
+${report("copy-before")}
+COPY other.txt /other.txt
+COPY f.txt /f.txt
+${report("copy-after")}
+`,
+    });
+    await build(dir);
+    expect(hits).toEqual(["/copy-before", "/copy-after"]);
+
+    // Only the mtime changed: all cached.
+    utimesSync(join(dir, "f.txt"), new Date(2001, 1, 1), new Date(2001, 1, 1));
+    const touched = await build(dir);
+    expect(hits).toEqual(["/copy-before", "/copy-after"]);
+    expect(cachedSteps(touched.lines)).toHaveLength(4);
+
+    writeFileSync(join(dir, "f.txt"), "two\n");
+    const changed = await build(dir);
+    expect(cachedSteps(changed.lines)).toEqual([
+      report("copy-before"),
+      "COPY other.txt /other.txt",
+    ]);
+    expect(hits).toEqual(["/copy-before", "/copy-after", "/copy-after"]);
+    const r = pivotCli(t.root, ["run", "--rm", "localhost/cached:1", "cat", "/f.txt"]);
+    expect(r.stdout).toBe("two\n");
+
+    // The same content again, another mode: the copied file differs, so the step runs.
+    chmodSync(join(dir, "f.txt"), 0o755);
+    const mode = await build(dir);
+    expect(cachedSteps(mode.lines)).toEqual([report("copy-before"), "COPY other.txt /other.txt"]);
+    expect(hits).toHaveLength(4);
+    const ls = pivotCli(t.root, ["run", "--rm", "localhost/cached:1", "ls", "-l", "/f.txt"]);
+    expect(ls.stdout).toMatch(/^-rwxr-xr-x /);
+  }, 180_000);
+
+  test("a build arg a RUN uses invalidates it; the same value again is cached", async () => {
+    const dir = context("args", {
+      Dockerfile: `FROM ${IMAGE}\nARG V\n${report("arg-$V")}\n`,
+    });
+    await build(dir, { buildArgs: { V: "1" } });
+    const again = await build(dir, { buildArgs: { V: "1" } });
+    expect(hits).toEqual(["/arg-1"]);
+    expect(cachedSteps(again.lines)).toEqual(["ARG V", report("arg-$V")]);
+    const other = await build(dir, { buildArgs: { V: "2" } });
+    expect(hits).toEqual(["/arg-1", "/arg-2"]);
+    // The ARG line itself is the same: cached; its RUN is not.
+    expect(cachedSteps(other.lines)).toEqual(["ARG V"]);
+    // Back to the first value: that RUN's record is still there.
+    await build(dir, { buildArgs: { V: "1" } });
+    expect(hits).toEqual(["/arg-1", "/arg-2"]);
+  }, 180_000);
+
+  test("--no-cache runs every step (pivot build's flag); the next build uses what it made", async () => {
+    const dir = context("nocache", {
+      Dockerfile: `FROM ${IMAGE}\nENV X=1\nRUN date +%s%N > /stamp\n`,
+    });
+    const cli = (args: string[]) =>
+      pivotCli(t.root, ["build", "-t", "localhost/cached:1", "--network", "none", ...args, dir], {
+        timeoutMs: 120_000,
+      });
+    const idOf = (stdout: string) => /^Successfully built ([0-9a-f]{12})$/m.exec(stdout)?.[1];
+    const stamp = () =>
+      pivotCli(t.root, ["run", "--rm", "localhost/cached:1", "cat", "/stamp"]).stdout;
+    const first = cli([]);
+    expect(first.status).toBe(0);
+    const s1 = stamp();
+    const cached = cli([]);
+    expect(cached.stdout.split("\n").filter((l) => l === " ---> Using cache")).toHaveLength(2);
+    expect(idOf(cached.stdout)).toBe(idOf(first.stdout));
+
+    const fresh = cli(["--no-cache"]);
+    expect(fresh.stderr).toBe("");
+    expect(fresh.status).toBe(0);
+    expect(fresh.stdout).not.toContain("Using cache");
+    expect(fresh.stdout).toMatch(/^ ---> Running in [0-9a-f]{12}$/m);
+    expect(idOf(fresh.stdout)).not.toBe(idOf(first.stdout));
+    const s2 = stamp();
+    expect(s2).not.toBe(s1);
+
+    const after = cli([]);
+    expect(after.stdout).not.toContain("Running in");
+    expect(idOf(after.stdout)).toBe(idOf(fresh.stdout));
+    expect(stamp()).toBe(s2);
+  }, 180_000);
+
+  test("a cached image gone from the store makes its step miss; prune removes the record; prune -a and system prune empty the cache", async () => {
+    const dir = context("gone", {
+      Dockerfile: `FROM ${IMAGE}\n${report("gone-1")}\n${report("gone-2")}\nLABEL x=y\n`,
+    });
+    const first = await build(dir);
+    expect(hits).toEqual(["/gone-1", "/gone-2"]);
+    expect(records()).toHaveLength(3);
+    // The second RUN's image loses its manifest (as a collection by a pivot without the cache
+    // would leave it): found from the first RUN's image's history.
+    const store = await t.engine.images();
+    const recs = records().map((k) => ({
+      key: k,
+      ...(JSON.parse(readFileSync(join(t.root, "build-cache", k), "utf8")) as {
+        manifest: { digest: string };
+        id: string;
+      }),
+    }));
+    const chain: string[] = [];
+    for (const r of recs) {
+      const image = await store.inspectManifest(r.manifest as never);
+      chain[(image.config.history?.length ?? 0) - 2] = r.key;
+    }
+    const second = recs.find((r) => r.key === chain[1])!;
+    expect(second).toBeDefined();
+    unlinkSync(store.blobPath(second.manifest.digest));
+
+    const again = await build(dir);
+    expect(cachedSteps(again.lines)).toEqual([report("gone-1")]);
+    expect(hits).toEqual(["/gone-1", "/gone-2", "/gone-2"]);
+    expect(again.image.id).not.toBe(first.image.id);
+    // The RUN's record written again for its key, naming the new image; the LABEL after it has
+    // a new parent, so a new key (the earlier chain's record stays, its image in the store).
+    expect(records()).toHaveLength(4);
+
+    // A record naming nothing in the store, and one that is not a record: prune removes both.
+    const bogus = "0".repeat(64);
+    writeFileSync(
+      join(t.root, "build-cache", bogus),
+      JSON.stringify({
+        manifest: {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          digest: `sha256:${"1".repeat(64)}`,
+          size: 100,
+        },
+        id: `sha256:${"2".repeat(64)}`,
+      }),
+    );
+    writeFileSync(join(t.root, "build-cache", "f".repeat(64)), "not json");
+    const prune = pivotCli(t.root, ["image", "prune", "-f"]);
+    expect(prune.status).toBe(0);
+    expect(prune.stdout).toContain(`Deleted build cache objects:\n${bogus}\n${"f".repeat(64)}\n`);
+    expect(records()).toHaveLength(4);
+    // The cached images stay: the build still needs nothing to run.
+    await build(dir);
+    expect(hits).toHaveLength(3);
+
+    // image prune -a: the cache goes, and its images with it (the tagged result too: unused).
+    // In this process: a CLI's collection would keep what this live writer wrote a moment ago.
+    // The fixtures' images are kept by containers of theirs.
+    const keep = [
+      await t.engine.create({ image: IMAGE, cmd: ["true"] }),
+      await t.engine.create({ image: CONFIGURED, cmd: ["true"] }),
+    ];
+    const all = await pruneImages(t.engine, { all: true }).finally(async () => {
+      for (const c of keep) await t.engine.remove(c.id, { force: true });
+    });
+    expect(all.buildCache).toHaveLength(4);
+    expect(records()).toEqual([]);
+    expect(existsSync(store.blobPath(first.image.manifestDigest))).toBe(false);
+    await build(dir);
+    expect(hits).toHaveLength(5);
+    expect(records()).toHaveLength(3);
+    const sys = pivotCli(t.root, ["system", "prune", "-f"]);
+    expect(sys.status).toBe(0);
+    expect(sys.stdout).toContain("Deleted build cache objects:");
+    expect(records()).toEqual([]);
+    await build(dir);
+    expect(hits).toHaveLength(7);
+  }, 180_000);
+
+  test("multi-stage: stages are cached apart; COPY --from is keyed by the stage's result", async () => {
+    const dir = context("stages", {
+      "src.txt": "source 1\n",
+      "other.txt": "other 1\n",
+      Dockerfile: `FROM ${IMAGE} AS builder
+COPY src.txt /src.txt
+${report("builder")}
+RUN cp /src.txt /out.txt
+FROM ${IMAGE}
+COPY other.txt /other.txt
+${report("final-before")}
+COPY --from=builder /out.txt /out.txt
+${report("final-after")}
+`,
+    });
+    await build(dir);
+    expect(hits).toEqual(["/builder", "/final-before", "/final-after"]);
+    const same = await build(dir);
+    expect(hits).toHaveLength(3);
+    expect(cachedSteps(same.lines)).toHaveLength(7);
+
+    // The second stage's own source: the first stage stays cached.
+    writeFileSync(join(dir, "other.txt"), "other 2\n");
+    const second = await build(dir);
+    expect(hits.slice(3)).toEqual(["/final-before", "/final-after"]);
+    expect(cachedSteps(second.lines)).toEqual([
+      "COPY src.txt /src.txt",
+      report("builder"),
+      "RUN cp /src.txt /out.txt",
+    ]);
+
+    // The first stage's source: it runs again, and so does the COPY --from of its result (and
+    // what follows), but not the second stage's steps before it.
+    writeFileSync(join(dir, "src.txt"), "source 2\n");
+    const first = await build(dir);
+    expect(hits.slice(5)).toEqual(["/builder", "/final-after"]);
+    expect(cachedSteps(first.lines)).toEqual(["COPY other.txt /other.txt", report("final-before")]);
+    const r = pivotCli(t.root, ["run", "--rm", "localhost/cached:1", "cat", "/out.txt"]);
+    expect(r.stdout).toBe("source 2\n");
+  }, 180_000);
+});

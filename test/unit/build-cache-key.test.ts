@@ -1,0 +1,150 @@
+// The build cache's keys (src/engine/build/cache-key.ts) and the checks of its records
+// (src/image/build-cache.ts): what changes a COPY's key (content, mode, names, link targets, the
+// files .dockerignore leaves in) and what does not (mtimes, ignored files); special files are
+// never read; a record is only a well-formed one.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sourcesDigest, stepKey } from "../../src/engine/build/cache-key.ts";
+import { IgnoreRules, resolveSources } from "../../src/engine/build/context.ts";
+import { parseRecord } from "../../src/image/build-cache.ts";
+
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "pivot-cache-key-"));
+  mkdirSync(join(dir, "src/sub"), { recursive: true });
+  writeFileSync(join(dir, "src/a.txt"), "a\n");
+  writeFileSync(join(dir, "src/sub/b.txt"), "b\n");
+  writeFileSync(join(dir, "src/notes.md"), "ignored\n");
+  symlinkSync("a.txt", join(dir, "src/link"));
+});
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const ignore = new IgnoreRules(["**/*.md"]);
+const digest = () =>
+  sourcesDigest(dir, resolveSources(dir, "src", ignore, "COPY (line 2)"), ignore);
+
+describe("stepKey", () => {
+  test("64 hex, the same for the same parent and parts, another for any difference", () => {
+    const k = stepKey("sha256:aa", ["RUN", ["/bin/sh", "-c", "make"], [["V", "1"]]]);
+    expect(k).toMatch(/^[0-9a-f]{64}$/);
+    expect(stepKey("sha256:aa", ["RUN", ["/bin/sh", "-c", "make"], [["V", "1"]]])).toBe(k);
+    expect(stepKey("sha256:bb", ["RUN", ["/bin/sh", "-c", "make"], [["V", "1"]]])).not.toBe(k);
+    expect(stepKey("sha256:aa", ["RUN", ["/bin/sh", "-c", "make"], [["V", "2"]]])).not.toBe(k);
+    expect(stepKey("sha256:aa", ["RUN", ["/bin/sh", "-c", "make "], [["V", "1"]]])).not.toBe(k);
+    // Parts are JSON: no two lists of words join into the same key.
+    expect(stepKey("p", ["RUN", ["a b"]])).not.toBe(stepKey("p", ["RUN", ["a", "b"]]));
+  });
+});
+
+describe("sourcesDigest", () => {
+  test("content, mode, names and link targets change it; mtimes and ignored files do not", async () => {
+    const base = await digest();
+    expect(base).toMatch(/^[0-9a-f]{64}$/);
+    expect(await digest()).toBe(base);
+
+    utimesSync(join(dir, "src/a.txt"), new Date(2000, 0, 1), new Date(2000, 0, 1));
+    utimesSync(join(dir, "src/sub"), new Date(2000, 0, 1), new Date(2000, 0, 1));
+    expect(await digest()).toBe(base);
+    writeFileSync(join(dir, "src/notes.md"), "still ignored, changed\n");
+    expect(await digest()).toBe(base);
+
+    writeFileSync(join(dir, "src/sub/b.txt"), "B\n");
+    expect(await digest()).not.toBe(base);
+    writeFileSync(join(dir, "src/sub/b.txt"), "b\n");
+    expect(await digest()).toBe(base);
+
+    chmodSync(join(dir, "src/a.txt"), 0o4755);
+    expect(await digest()).not.toBe(base);
+    chmodSync(join(dir, "src/a.txt"), 0o644);
+    expect(await digest()).toBe(base);
+
+    renameSync(join(dir, "src/sub/b.txt"), join(dir, "src/sub/c.txt"));
+    expect(await digest()).not.toBe(base);
+    renameSync(join(dir, "src/sub/c.txt"), join(dir, "src/sub/b.txt"));
+    expect(await digest()).toBe(base);
+
+    // A symlink is its target, never followed.
+    unlinkSync(join(dir, "src/link"));
+    symlinkSync("sub/b.txt", join(dir, "src/link"));
+    expect(await digest()).not.toBe(base);
+    unlinkSync(join(dir, "src/link"));
+    symlinkSync("a.txt", join(dir, "src/link"));
+    expect(await digest()).toBe(base);
+
+    // A second name of a file is archived as a hard link: another copy.
+    linkSync(join(dir, "src/a.txt"), join(dir, "src/hard"));
+    const linked = await digest();
+    unlinkSync(join(dir, "src/hard"));
+    writeFileSync(join(dir, "src/hard"), "a\n");
+    expect(await digest()).not.toBe(linked);
+    unlinkSync(join(dir, "src/hard"));
+    expect(await digest()).toBe(base);
+  });
+
+  test("a fifo is hashed as what it is, never opened (that would block); a link out counts as its target", async () => {
+    const ctx = join(dir, "special");
+    mkdirSync(ctx);
+    expect(spawnSync("mkfifo", [join(ctx, "pipe")]).status).toBe(0);
+    symlinkSync("/etc/passwd", join(ctx, "passwd"));
+    const none = new IgnoreRules([]);
+    const sources = resolveSources(ctx, ".", none, "COPY (line 2)");
+    const first = await sourcesDigest(ctx, sources, none);
+    expect(first).toMatch(/^[0-9a-f]{64}$/);
+    // The link's target is what counts (read with readlink, not followed).
+    unlinkSync(join(ctx, "passwd"));
+    symlinkSync("/etc/group", join(ctx, "passwd"));
+    expect(await sourcesDigest(ctx, sources, none)).not.toBe(first);
+    unlinkSync(join(ctx, "passwd"));
+    symlinkSync("/etc/passwd", join(ctx, "passwd"));
+    expect(await sourcesDigest(ctx, sources, none)).toBe(first);
+    rmSync(ctx, { recursive: true });
+  });
+});
+
+describe("parseRecord", () => {
+  const good = {
+    manifest: {
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest: `sha256:${"a".repeat(64)}`,
+      size: 500,
+    },
+    id: `sha256:${"b".repeat(64)}`,
+  };
+  test("a well-formed record", () => {
+    expect(parseRecord("k", JSON.stringify(good))).toEqual({ key: "k", ...good });
+  });
+  test("anything else is no record: a bad digest, an index, a path, a size, no id", () => {
+    const bad = [
+      "not json",
+      "null",
+      JSON.stringify({ ...good, id: "sha256:../../etc" }),
+      JSON.stringify({ ...good, manifest: { ...good.manifest, digest: "sha256:../../../x" } }),
+      JSON.stringify({ ...good, manifest: { ...good.manifest, digest: `md5:${"a".repeat(32)}` } }),
+      JSON.stringify({
+        ...good,
+        manifest: { ...good.manifest, mediaType: "application/vnd.oci.image.index.v1+json" },
+      }),
+      JSON.stringify({ ...good, manifest: { ...good.manifest, size: -1 } }),
+      JSON.stringify({ manifest: good.manifest }),
+    ];
+    for (const text of bad) expect(parseRecord("k", text)).toBeNull();
+  });
+});
