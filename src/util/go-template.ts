@@ -9,7 +9,8 @@
 // of Pivot's own fields), and a missing one is an error, as in Docker (its fallback to the raw
 // JSON runs with missingkey=error); a map's key is matched exactly, and a missing one is
 // `<no value>` (Go's default missingkey), or the map's zero value through `index`
-// ({{index .Config.Labels "nope"}} is "", as for Docker's map[string]string).
+// ({{index .Config.Labels "nope"}} is "", as for Docker's map[string]string). JSON's null prints
+// as Go's nil pointer, <nil>, or as a nil list or map ([], map[]) where withNilKinds says so.
 
 export class TemplateError extends Error {}
 
@@ -225,6 +226,31 @@ export function asGoMap<T extends object>(obj: T, zero?: Value): T {
   return obj;
 }
 
+/** A nil list or map, as a field's null reads when the object says which it is (withNilKinds). */
+const NIL_LIST: readonly never[] = Object.freeze([]);
+const NIL_MAP: object = asGoMap(Object.freeze({}));
+const nilKinds = new WeakMap<object, Readonly<Record<string, "list" | "map">>>();
+
+/**
+ * Says which of OBJ's fields are Go lists or maps: their null (Go's nil) then prints as Go prints
+ * a nil list or map, `[]` and `map[]`, where another null (a nil pointer) prints `<nil>`; json
+ * still gives `null`.
+ */
+export function withNilKinds<T extends object>(
+  obj: T,
+  kinds: Readonly<Record<string, "list" | "map">>,
+): T {
+  nilKinds.set(obj, kinds);
+  return obj;
+}
+
+function field(obj: Record<string, Value>, key: string): Value {
+  const v = obj[key];
+  if (v !== null) return v;
+  const kind = nilKinds.get(obj)?.[key];
+  return kind === "list" ? NIL_LIST : kind === "map" ? NIL_MAP : null;
+}
+
 function lookup(value: Value, name: string, shown: string): Value {
   // A missing map key's <no value>, further down the chain: still <no value>, as in Go.
   if (value === undefined) return undefined;
@@ -235,10 +261,10 @@ function lookup(value: Value, name: string, shown: string): Value {
   }
   const obj = value as Record<string, Value>;
   if (goMaps.has(obj)) return Object.hasOwn(obj, name) ? obj[name] : undefined;
-  if (Object.hasOwn(obj, name)) return obj[name];
+  if (Object.hasOwn(obj, name)) return field(obj, name);
   const lower = name.toLowerCase();
   const key = Object.keys(obj).find((k) => k.toLowerCase() === lower);
-  if (key !== undefined) return obj[key];
+  if (key !== undefined) return field(obj, key);
   throw new TemplateError(
     `can't evaluate field ${name} in ${shown}: it has ${Object.keys(obj).join(", ") || "no fields"}`,
   );
@@ -366,7 +392,7 @@ function sprint(args: Value[]): string {
 
 const FUNCTIONS: Record<string, (args: Value[]) => Value> = {
   // Docker's (github.com/docker/cli/templates).
-  json: ([v]) => JSON.stringify(v ?? null),
+  json: ([v]) => (v === NIL_LIST || v === NIL_MAP ? "null" : JSON.stringify(v ?? null)),
   join: ([list, sep]) => (Array.isArray(list) ? list.map(goString).join(String(sep ?? "")) : ""),
   split: ([s, sep]) => String(s).split(String(sep)),
   lower: ([s]) => goString(s).toLowerCase(),

@@ -1,6 +1,12 @@
 // The Go text/template subset behind `pivot inspect --format`.
 import { describe, expect, test } from "bun:test";
-import { asGoMap, goString, renderGoTemplate, TemplateError } from "../../src/util/go-template.ts";
+import {
+  asGoMap,
+  goString,
+  renderGoTemplate,
+  TemplateError,
+  withNilKinds,
+} from "../../src/util/go-template.ts";
 
 const container = {
   id: "0c6abaeb0e96",
@@ -87,11 +93,16 @@ describe("renderGoTemplate", () => {
   const docker = {
     Name: "/web",
     State: { Status: "exited", Running: false, ExitCode: 3, Pid: 0 },
-    Config: {
-      Env: ["PATH=/bin", "A=1"],
-      Labels: asGoMap({ role: "front" }, ""),
-      Entrypoint: null,
-    },
+    Config: withNilKinds(
+      {
+        Env: ["PATH=/bin", "A=1"],
+        Labels: asGoMap({ role: "front" }, ""),
+        Entrypoint: null,
+        Volumes: null,
+        Healthcheck: null,
+      },
+      { Entrypoint: "list", Volumes: "map" },
+    ),
     NetworkSettings: {
       Ports: asGoMap({ "80/tcp": [{ HostIp: "0.0.0.0", HostPort: "8080" }], "443/tcp": null }),
       Networks: asGoMap({ bridge: { IPAddress: "10.88.0.2" } }),
@@ -117,9 +128,15 @@ describe("renderGoTemplate", () => {
     expect(() => renderGoTemplate("{{index .Config.Env 2}}", docker)).toThrow(
       "index out of range: 2",
     );
-    expect(renderGoTemplate("{{.Config.Entrypoint}} {{json .Config.Entrypoint}}", docker)).toBe(
-      "<nil> null",
-    );
+  });
+
+  test("null: a nil list or map prints as Go's ([], map[]), a nil pointer as <nil>; json null", () => {
+    expect(
+      renderGoTemplate(
+        "{{.Config.Entrypoint}} {{json .Config.Entrypoint}} {{len .Config.Entrypoint}} {{.Config.Volumes}} {{json .Config.Volumes}} {{.Config.Healthcheck}} {{if .Config.Entrypoint}}x{{else}}empty{{end}}",
+        docker,
+      ),
+    ).toBe("[] null 0 map[] null <nil> empty");
   });
 
   test("parenthesized pipelines and their fields: Docker's port one-liners", () => {
