@@ -8,6 +8,7 @@ export {
 export {
   type BuildOptions,
   ContainerHandle,
+  type CopyOptions,
   Engine,
   EngineError,
   type EngineOptions,

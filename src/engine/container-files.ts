@@ -316,12 +316,34 @@ export async function archive(
   }
 }
 
+/**
+ * `pivot cp`'s owners, as Docker's. Without -a, files copied out belong to the user who runs the
+ * command (Docker's client extracts them without chown) and files copied in keep the owners they
+ * have on this machine; with -a (archive mode), files copied out keep the container's owners and
+ * files copied in go to the container's user (its process.user), as Docker's daemon does.
+ */
+export interface CopyOptions {
+  archive?: boolean;
+}
+
+/** The container's user, who gets what `cp -a` copies in. */
+function containerUser(ctx: EngineContext, id: string): { uid: number; gid: number } {
+  const user = readJson<Spec>(join(ctx.containers.dir(id), "config.json"))?.process?.user;
+  return { uid: user?.uid ?? 0, gid: user?.gid ?? 0 };
+}
+
+/** Who runs this command (root of the user namespace for the rootless engine: the user). */
+function caller(): { uid: number; gid: number } {
+  return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+}
+
 /** Extracts a tar stream into the directory `path` of the container (`pivot cp - CONTAINER:DIR`). */
 export async function extractArchive(
   ctx: EngineContext,
   ref: string,
   path: string,
   tar: AsyncIterable<Uint8Array>,
+  options: CopyOptions = {},
 ): Promise<void> {
   const id = ctx.containers.resolveId(ref);
   const view = await rootView(ctx, id);
@@ -329,7 +351,7 @@ export async function extractArchive(
     const host = resolveInRoot(view.root, path, true);
     if (kindIn(view.root, host) !== "dir")
       throw new EngineError(`${path} is not a directory in the container`);
-    await extractTar(tar, host, null);
+    await extractTar(tar, host, null, false, options.archive ? containerUser(ctx, id) : undefined);
   } finally {
     await view.release();
   }
@@ -343,21 +365,23 @@ function kindIn(root: string, host: string): ReturnType<typeof kindAt> {
 /**
  * `pivot cp CONTAINER:SRC DEST`: into DEST if it is a directory, else as DEST; without device
  * nodes, setuid/setgid bits or file capabilities, which the container's author chose (the tar stream
- * of `pivot cp CONTAINER:SRC -` keeps them).
+ * of `pivot cp CONTAINER:SRC -` keeps them), owned by the caller unless `archive` (CopyOptions).
  */
 export async function copyFrom(
   ctx: EngineContext,
   ref: string,
   src: string,
   dest: string,
+  options: CopyOptions = {},
 ): Promise<void> {
   // Checked before the container is frozen for the copy.
   const t = copyTarget(dest);
   if (kindAt(t.dir) !== "dir") throw new EngineError(`${t.dir} is not a directory`);
   const { stream, name } = await archive(ctx, ref, src);
+  const owner = options.archive ? undefined : caller();
   try {
-    if (t.name === null) await extractTar(stream, t.dir, null, true);
-    else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name, true);
+    if (t.name === null) await extractTar(stream, t.dir, null, true, owner);
+    else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name, true, owner);
   } catch (err) {
     // Unread, tar would block on its pipe and the container stay frozen (or locked): ended.
     stream.destroy();
@@ -365,12 +389,16 @@ export async function copyFrom(
   }
 }
 
-/** `pivot cp SRC CONTAINER:DEST`: symlinks in DEST resolve inside the container only. */
+/**
+ * `pivot cp SRC CONTAINER:DEST`: symlinks in DEST resolve inside the container only; the files keep
+ * their owners, or go to the container's user with `archive` (CopyOptions).
+ */
 export async function copyTo(
   ctx: EngineContext,
   ref: string,
   src: string,
   dest: string,
+  options: CopyOptions = {},
 ): Promise<void> {
   const id = ctx.containers.resolveId(ref);
   if (kindAt(src) === null) throw new EngineError(`no such file or directory: ${src}`);
@@ -386,9 +414,10 @@ export async function copyTo(
     }
     const name = abs === "/" ? "." : abs.slice(abs.lastIndexOf("/") + 1);
     const stream = tarCreate(abs === "/" ? abs : dirname(abs), [name]);
+    const owner = options.archive ? containerUser(ctx, id) : undefined;
     try {
-      if (t.name === null) await extractTar(stream, t.dir, null);
-      else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name);
+      if (t.name === null) await extractTar(stream, t.dir, null, false, owner);
+      else await extractTar(stream, join(t.dir, t.name), name === "." ? "" : name, false, owner);
     } catch (err) {
       stream.destroy(); // tar, unread, would block on its pipe for ever
       throw err;

@@ -113,6 +113,8 @@ export async function extractTar(
   from: string | null,
   /** A container's files landing on the host: no device nodes, setuid/setgid bits, capabilities. */
   onHost = false,
+  /** Every file's owner instead of the archive's (UnpackOptions.owner). */
+  owner?: { uid: number; gid: number },
 ): Promise<void> {
   const stageParent = from === null ? dst : dirname(dst);
   const stage = join(stageParent, `.pivot-cp-${randomHex(6)}`);
@@ -123,6 +125,7 @@ export async function extractTar(
       archiveName: "the copied files",
       whiteouts: false,
       privileges: !onHost,
+      ...(owner ? { owner } : {}),
     });
     if (from === null) {
       for (const n of readdirSync(stage)) moveInto(join(stage, n), join(dst, n));

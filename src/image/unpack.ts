@@ -78,6 +78,11 @@ export interface UnpackOptions {
    * left out, the bits cleared and security.capability dropped.
    */
   privileges?: boolean;
+  /**
+   * Every entry's owner instead of the archive's (moby's ChownOpts): `pivot cp` out gives the
+   * copied files to the user who runs it, `pivot cp -a` in to the container's user.
+   */
+  owner?: { uid: number; gid: number };
 }
 
 export interface UnpackResult {
@@ -181,6 +186,7 @@ export async function applyLayer(
     applier = new Applier(dir, archive, {
       whiteouts: options.whiteouts ?? true,
       privileges: options.privileges ?? true,
+      ...(options.owner ? { owner: options.owner } : {}),
     });
     for (;;) {
       const entry = await reader.next();
@@ -402,7 +408,11 @@ class Applier {
   constructor(
     dir: string,
     archive: string,
-    private readonly keep: { whiteouts: boolean; privileges: boolean } = {
+    private readonly keep: {
+      whiteouts: boolean;
+      privileges: boolean;
+      owner?: { uid: number; gid: number };
+    } = {
       whiteouts: true,
       privileges: true,
     },
@@ -422,7 +432,9 @@ class Applier {
     return rel === "" ? this.dir : join(this.dir, rel);
   }
 
-  async apply(entry: TarEntry, reader: TarReader): Promise<void> {
+  async apply(archived: TarEntry, reader: TarReader): Promise<void> {
+    const owner = this.keep.owner;
+    const entry = owner ? { ...archived, uid: owner.uid, gid: owner.gid } : archived;
     this.currentEntry = entry.path;
     this.count++;
     let rel: string;

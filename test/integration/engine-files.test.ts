@@ -184,6 +184,65 @@ describe.skipIf(!isRoot)("engine: files", () => {
     await t.engine.remove(r.id);
   });
 
+  test("cp's owners as Docker's: out, the caller's (-a: the container's); in, kept (-a: the container's user)", async () => {
+    // Files copied out would otherwise belong to whatever ids the container's author chose, on
+    // the host; `cp -a` is Docker's archive mode.
+    const r = await runCollect(t.engine, {
+      image: IMAGE,
+      name: "files-owners",
+      user: "0:0",
+      cmd: [
+        "sh",
+        "-c",
+        "mkdir /own && echo x > /own/f && ln -s f /own/l && chown -hR 1234:2345 /own",
+      ],
+    });
+    expect(r.code).toBe(0);
+    const owners = (path: string) => {
+      const st = lstatSync(path);
+      return `${st.uid}:${st.gid}`;
+    };
+    const me = `${process.getuid!()}:${process.getgid!()}`;
+    const out = join(host, "owners-out");
+    mkdirSync(out);
+    await t.engine.copyFrom(r.id, "/own", out);
+    for (const n of ["own", "own/f", "own/l"]) expect(owners(join(out, n))).toBe(me);
+    const kept = join(host, "owners-out-a");
+    mkdirSync(kept);
+    await t.engine.copyFrom(r.id, "/own", kept, { archive: true });
+    for (const n of ["own", "own/f", "own/l"]) expect(owners(join(kept, n))).toBe("1234:2345");
+
+    // In: a host file of 4321:5432 into a container whose user is 1000:1001.
+    const c = await t.engine.create({ image: IMAGE, name: "files-owners-in", user: "1000:1001" });
+    const src = join(host, "owners-in.txt");
+    writeFileSync(src, "in\n");
+    spawnSync("chown", ["4321:5432", src]);
+    const upper = t.engine.inspect(c.id).rootfs.upperdir;
+    await t.engine.copyTo(c.id, src, "/tmp/kept.txt");
+    expect(owners(join(upper, "tmp/kept.txt"))).toBe("4321:5432");
+    await t.engine.copyTo(c.id, src, "/tmp/user.txt", { archive: true });
+    expect(owners(join(upper, "tmp/user.txt"))).toBe("1000:1001");
+    const tar = spawnSync("tar", [
+      "-C",
+      host,
+      "--numeric-owner",
+      "-cf",
+      "-",
+      "owners-in.txt",
+    ]).stdout;
+    await t.engine.extractArchive(
+      c.id,
+      "/tmp",
+      (async function* () {
+        yield tar;
+      })(),
+      { archive: true },
+    );
+    expect(owners(join(upper, "tmp/owners-in.txt"))).toBe("1000:1001");
+    await t.engine.remove(c.id);
+    await t.engine.remove(r.id);
+  });
+
   test("cp copies names that start with .wh. as they are: not as whiteouts deleting files beside them", async () => {
     // A layer's whiteout names mean nothing to cp: a container's /data/.wh.keep must not delete
     // the host's keep where it is copied, nor a host's .wh.motd the container's /etc/motd.
@@ -531,7 +590,9 @@ describe.skipIf(!isRoot)("engine: files", () => {
       );
       try {
         const uids = new Set<string>();
-        for (let i = 0; i < 40; i++) {
+        // 40 tries at least; more while the container's own user has not been seen (under load
+        // the swapper can hold the symlink in place through many tries).
+        for (let i = 0; i < 40 || (i < 200 && !uids.has("1000")); i++) {
           let out = "";
           try {
             const ex = await t.engine.exec(id, { user: "evil", cmd: ["id", "-u"] });
