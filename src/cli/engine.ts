@@ -157,10 +157,8 @@ containers:
   wait CONTAINER...            wait for exits and print the codes
   attach [--detach-keys KEYS] [--no-stdin] CONTAINER   join a detached container's terminal
                                (Ctrl-P Ctrl-Q detaches)
-  cp CONTAINER:SRC DEST|-      copy out of a container (- : a tar stream on stdout); the files
-                               are yours (-a: the container's owners kept)
-  cp SRC|- CONTAINER:DEST      copy into a container (symlinks resolve inside it only); owners
-                               kept (-a: the container's user gets them)
+  cp CONTAINER:SRC DEST|-      copy out of a container (- : a tar stream on stdout)
+  cp SRC|- CONTAINER:DEST      copy into a container (symlinks resolve inside it only)
   diff CONTAINER               changes against the image (A added, C changed, D deleted)
   export [-o FILE] CONTAINER   the root filesystem as a tar stream
   commit [-m MSG] [-a AUTHOR] CONTAINER [REPOSITORY[:TAG]]   a new image with the changes
@@ -675,7 +673,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
     }
     case "inspect": {
       const p = parseCommand(args, [{ name: "format", aliases: ["f"], value: true }]);
-      const out = targets(p, command).map((ref) => engine.inspect(ref));
+      const out = [];
+      for (const ref of targets(p, command)) out.push(await engine.inspectDocker(ref));
       writeOut(renderInspect(out, flag(p, "format")));
       return 0;
     }
@@ -738,7 +737,6 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         );
       const s = splitContainerPath(src);
       const d = splitContainerPath(dest);
-      const archive = boolFlag(p, "archive");
       // The container is frozen while its files are copied: an interrupted cp exits normally, so
       // that its exit handler thaws it (a signal's default action would leave it frozen).
       for (const [sig, code] of [
@@ -751,13 +749,12 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         if (dest === "-") {
           const { stream } = await engine.archive(s.container, s.path);
           await (await import("node:stream/promises")).pipeline(stream, process.stdout);
-        } else await engine.copyFrom(s.container, s.path, dest, { archive });
+        } else await engine.copyFrom(s.container, s.path, dest);
         return 0;
       }
       if (d && !s) {
-        if (src === "-")
-          await engine.extractArchive(d.container, d.path, process.stdin, { archive });
-        else await engine.copyTo(d.container, src, d.path, { archive });
+        if (src === "-") await engine.extractArchive(d.container, d.path, process.stdin);
+        else await engine.copyTo(d.container, src, d.path);
         return 0;
       }
       throw new UsageError(

@@ -12,6 +12,7 @@
 //   lifecycle.ts          wait, kill, stop, pause, unpause, cleanup, remove
 //   exec.ts               exec, attach, logs
 //   inspect.ts            inspect, list
+//   docker-inspect.ts     inspectDocker: inspect in docker inspect's shape (`pivot inspect`)
 //   recovery.ts           what crashes and reboots leave behind
 //   restart.ts            restart policies: the exit hook restarts, the boot hook (restart-state.ts: rules, files)
 //   container-files.ts    cp, export, diff, commit
@@ -28,6 +29,7 @@ import type { BuildOptions } from "./build/builder.ts";
 import type * as containerFiles from "./container-files.ts";
 import { createContext, type EngineContext, type EngineOptions } from "./context.ts";
 import * as creating from "./create.ts";
+import type { DockerInspect } from "./docker-inspect.ts";
 import type * as execModule from "./exec.ts";
 import type { Change } from "./files.ts";
 import type { AttachResult, ContainerHandle } from "./handle.ts";
@@ -51,7 +53,7 @@ import type { UpdateOptions } from "./update.ts";
 import type { VolumeStore } from "./volumes.ts";
 
 export type { BuildOptions } from "./build/builder.ts";
-export type { CommitOptions, CopyOptions } from "./container-files.ts";
+export type { CommitOptions } from "./container-files.ts";
 export type { EngineOptions } from "./context.ts";
 export { EngineError } from "./errors.ts";
 export type { ExecOptions } from "./exec.ts";
@@ -61,6 +63,7 @@ export { type AttachResult, ContainerHandle } from "./handle.ts";
 // exec, attach and logs; restart: restart policies' hooks).
 const files = () => import("./container-files.ts");
 const execing = () => import("./exec.ts");
+const dockerInspecting = () => import("./docker-inspect.ts");
 const restarting = () => import("./restart.ts");
 
 export interface RunOptions extends ContainerOptions {
@@ -115,6 +118,14 @@ export class Engine {
 
   inspect(ref: string): ContainerInfo {
     return inspecting.inspect(this.ctx, ref);
+  }
+
+  /**
+   * The container as `docker inspect` shows it (Docker's names: Id, State.ExitCode, Config.Env,
+   * HostConfig.RestartPolicy, ...), followed by inspect()'s own fields: what `pivot inspect` prints.
+   */
+  inspectDocker(ref: string): Promise<DockerInspect> {
+    return dockerInspecting().then((m) => m.inspectDocker(this.ctx, ref));
   }
 
   /** Containers, newest first; running ones only unless `all`. Exited --rm containers are removed. */
@@ -278,23 +289,18 @@ export class Engine {
   }
 
   /** Extracts a tar stream into the directory `path` of the container (`pivot cp - CONTAINER:DIR`). */
-  extractArchive(
-    ref: string,
-    path: string,
-    tar: AsyncIterable<Uint8Array>,
-    options: CopyOptions = {},
-  ): Promise<void> {
-    return files().then((m) => m.extractArchive(this.ctx, ref, path, tar, options));
+  extractArchive(ref: string, path: string, tar: AsyncIterable<Uint8Array>): Promise<void> {
+    return files().then((m) => m.extractArchive(this.ctx, ref, path, tar));
   }
 
   /** `pivot cp CONTAINER:SRC DEST`: into DEST if it is a directory, else as DEST. */
-  copyFrom(ref: string, src: string, dest: string, options: CopyOptions = {}): Promise<void> {
-    return files().then((m) => m.copyFrom(this.ctx, ref, src, dest, options));
+  copyFrom(ref: string, src: string, dest: string): Promise<void> {
+    return files().then((m) => m.copyFrom(this.ctx, ref, src, dest));
   }
 
   /** `pivot cp SRC CONTAINER:DEST`: symlinks in DEST resolve inside the container only. */
-  copyTo(ref: string, src: string, dest: string, options: CopyOptions = {}): Promise<void> {
-    return files().then((m) => m.copyTo(this.ctx, ref, src, dest, options));
+  copyTo(ref: string, src: string, dest: string): Promise<void> {
+    return files().then((m) => m.copyTo(this.ctx, ref, src, dest));
   }
 
   /** The container's root filesystem as a tar stream, without its volumes (`pivot export`). */

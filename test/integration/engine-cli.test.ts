@@ -165,7 +165,13 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
       expect(
         pivot(["inspect", "--format", '{{.Id}} {{.State.Status}} {{index .Labels "role"}}', "fmt"]),
       ).toEqual({ status: 0, stdout: `${id} created web\n`, stderr: "" });
+      // Docker's State (Pivot's own is .state, matched exactly).
       expect(JSON.parse(pivot(["inspect", "-f", "{{json .State}}", "fmt"]).stdout)).toMatchObject({
+        Status: "created",
+        Running: false,
+        ExitCode: 0,
+      });
+      expect(JSON.parse(pivot(["inspect", "-f", "{{json .state}}", "fmt"]).stdout)).toMatchObject({
         status: "created",
         running: false,
       });
@@ -188,7 +194,7 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
       ).toBe(`bind ${scratch} /h false;tmpfs  /t true;\n`);
       const bad = pivot(["inspect", "-f", "{{.State.Nope}}", "fmt"]);
       expect(bad.status).toBe(125);
-      expect(bad.stderr).toContain("can't evaluate field Nope in .State: it has status");
+      expect(bad.stderr).toContain("can't evaluate field Nope in .State: it has Status");
       expect(pivot(["image", "inspect", "-f", "{{len .RootFS.Layers}}", IMAGE]).stdout).toBe("1\n");
       pivot(["volume", "create", "fmtvol"]);
       expect(pivot(["volume", "inspect", "--format", "{{.Name}}", "fmtvol"]).stdout).toBe(
