@@ -157,8 +157,10 @@ containers:
   wait CONTAINER...            wait for exits and print the codes
   attach [--detach-keys KEYS] [--no-stdin] CONTAINER   join a detached container's terminal
                                (Ctrl-P Ctrl-Q detaches)
-  cp CONTAINER:SRC DEST|-      copy out of a container (- : a tar stream on stdout)
-  cp SRC|- CONTAINER:DEST      copy into a container (symlinks resolve inside it only)
+  cp CONTAINER:SRC DEST|-      copy out of a container (- : a tar stream on stdout); the files
+                               are yours (-a: the container's owners kept)
+  cp SRC|- CONTAINER:DEST      copy into a container (symlinks resolve inside it only); owners
+                               kept (-a: the container's user gets them)
   diff CONTAINER               changes against the image (A added, C changed, D deleted)
   export [-o FILE] CONTAINER   the root filesystem as a tar stream
   commit [-m MSG] [-a AUTHOR] CONTAINER [REPOSITORY[:TAG]]   a new image with the changes
@@ -737,6 +739,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         );
       const s = splitContainerPath(src);
       const d = splitContainerPath(dest);
+      const archive = boolFlag(p, "archive");
       // The container is frozen while its files are copied: an interrupted cp exits normally, so
       // that its exit handler thaws it (a signal's default action would leave it frozen).
       for (const [sig, code] of [
@@ -749,12 +752,13 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         if (dest === "-") {
           const { stream } = await engine.archive(s.container, s.path);
           await (await import("node:stream/promises")).pipeline(stream, process.stdout);
-        } else await engine.copyFrom(s.container, s.path, dest);
+        } else await engine.copyFrom(s.container, s.path, dest, { archive });
         return 0;
       }
       if (d && !s) {
-        if (src === "-") await engine.extractArchive(d.container, d.path, process.stdin);
-        else await engine.copyTo(d.container, src, d.path);
+        if (src === "-")
+          await engine.extractArchive(d.container, d.path, process.stdin, { archive });
+        else await engine.copyTo(d.container, src, d.path, { archive });
         return 0;
       }
       throw new UsageError(

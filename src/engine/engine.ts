@@ -27,7 +27,6 @@ import type { Plan } from "../runtime/plan.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import type { BuildOptions } from "./build/builder.ts";
 import type * as containerFiles from "./container-files.ts";
-import type { CopyOptions } from "./container-files.ts";
 import { createContext, type EngineContext, type EngineOptions } from "./context.ts";
 import * as creating from "./create.ts";
 import type { DockerInspect } from "./docker-inspect.ts";
@@ -54,7 +53,7 @@ import type { UpdateOptions } from "./update.ts";
 import type { VolumeStore } from "./volumes.ts";
 
 export type { BuildOptions } from "./build/builder.ts";
-export type { CommitOptions } from "./container-files.ts";
+export type { CommitOptions, CopyOptions } from "./container-files.ts";
 export type { EngineOptions } from "./context.ts";
 export { EngineError } from "./errors.ts";
 export type { ExecOptions } from "./exec.ts";
@@ -290,18 +289,23 @@ export class Engine {
   }
 
   /** Extracts a tar stream into the directory `path` of the container (`pivot cp - CONTAINER:DIR`). */
-  extractArchive(ref: string, path: string, tar: AsyncIterable<Uint8Array>): Promise<void> {
-    return files().then((m) => m.extractArchive(this.ctx, ref, path, tar));
+  extractArchive(
+    ref: string,
+    path: string,
+    tar: AsyncIterable<Uint8Array>,
+    options: CopyOptions = {},
+  ): Promise<void> {
+    return files().then((m) => m.extractArchive(this.ctx, ref, path, tar, options));
   }
 
   /** `pivot cp CONTAINER:SRC DEST`: into DEST if it is a directory, else as DEST. */
-  copyFrom(ref: string, src: string, dest: string): Promise<void> {
-    return files().then((m) => m.copyFrom(this.ctx, ref, src, dest));
+  copyFrom(ref: string, src: string, dest: string, options: CopyOptions = {}): Promise<void> {
+    return files().then((m) => m.copyFrom(this.ctx, ref, src, dest, options));
   }
 
   /** `pivot cp SRC CONTAINER:DEST`: symlinks in DEST resolve inside the container only. */
-  copyTo(ref: string, src: string, dest: string): Promise<void> {
-    return files().then((m) => m.copyTo(this.ctx, ref, src, dest));
+  copyTo(ref: string, src: string, dest: string, options: CopyOptions = {}): Promise<void> {
+    return files().then((m) => m.copyTo(this.ctx, ref, src, dest, options));
   }
 
   /** The container's root filesystem as a tar stream, without its volumes (`pivot export`). */
