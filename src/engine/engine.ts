@@ -27,6 +27,7 @@ import type { Plan } from "../runtime/plan.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import type { BuildOptions } from "./build/builder.ts";
 import type * as containerFiles from "./container-files.ts";
+import type { CopyOptions } from "./container-files.ts";
 import { createContext, type EngineContext, type EngineOptions } from "./context.ts";
 import * as creating from "./create.ts";
 import type { DockerInspect } from "./docker-inspect.ts";
