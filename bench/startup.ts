@@ -8,7 +8,9 @@
 // multicall binary named pivot-runtime; default: this checkout's dist/pivot-runtime), and two
 // floors, compiled here with scripts/build-binary.sh's flags: bun-empty, a program that does
 // nothing, and bun-builtins, one that only loads node:fs and node:path, which every
-// pivot-runtime command needs (they ignore their arguments). Commands:
+// pivot-runtime command needs (they ignore their arguments). Each floor runs twice: as compiled,
+// and with JavaScriptCore's JIT off (`-nojit`), as pivot-runtime's front door runs Pivot's
+// program: the floor of any pivot-runtime command. Commands:
 //   version  `--version`
 //   state    `state ID` of a container that does not exist (its error path)
 //   list     `list` of an empty --root
@@ -45,6 +47,8 @@ type Command = keyof typeof COMMANDS;
 interface Arm {
   name: string;
   path: string;
+  /** Added to the environment (the -nojit floors). */
+  env?: Record<string, string>;
 }
 
 function usage(): never {
@@ -108,7 +112,11 @@ function main(): void {
         const root = join(work, `root-${arm.name}`);
         const args =
           command === "version" ? [...COMMANDS[command]] : ["--root", root, ...COMMANDS[command]];
-        const r = run(measure, [join(work, "pid"), join(work, "err"), arm.path, ...args]);
+        const r = run(
+          measure,
+          [join(work, "pid"), join(work, "err"), arm.path, ...args],
+          arm.env ? { env: { ...process.env, ...arm.env } } : {},
+        );
         const [sample] = parseSamples(r.stdout);
         if (!sample)
           throw new Error(`bench: measure printed nothing for ${arm.name} ${command}: ${r.stderr}`);
@@ -136,7 +144,7 @@ function buildFloors(work: string): Arm[] {
       "",
     ].join("\n"),
   };
-  return Object.entries(sources).map(([name, source]) => {
+  return Object.entries(sources).flatMap(([name, source]) => {
     const entry = join(work, `${name}.ts`);
     const path = join(work, name);
     writeFileSync(entry, source);
@@ -152,7 +160,10 @@ function buildFloors(work: string): Arm[] {
       "--outfile",
       path,
     ]);
-    return { name, path };
+    return [
+      { name, path },
+      { name: `${name}-nojit`, path, env: { BUN_JSC_useJIT: "0" } },
+    ];
   });
 }
 
