@@ -117,6 +117,37 @@ describe("sourcesDigest", () => {
     expect(await sourcesDigest(ctx, sources, none)).toBe(first);
     rmSync(ctx, { recursive: true });
   });
+
+  test("names and link targets with newlines cannot shift one entry into the next", async () => {
+    // A link to "x\ny" then a file "z", against a link to "x" then a file "y\nz": another file
+    // name in the image, so another key (joined as text, the two read the same).
+    const none = new IgnoreRules([]);
+    const make = (name: string, target: string, file: string) => {
+      const ctx = join(dir, name);
+      mkdirSync(join(ctx, "c"), { recursive: true });
+      symlinkSync(target, join(ctx, "c/a"));
+      writeFileSync(join(ctx, "c", file), "q\n");
+      return sourcesDigest(ctx, resolveSources(ctx, "c", none, "COPY (line 2)"), none);
+    };
+    const one = await make("nl-1", "x\ny", "z");
+    const two = await make("nl-2", "x", "y\nz");
+    expect(one).toMatch(/^[0-9a-f]{64}$/);
+    expect(two).toMatch(/^[0-9a-f]{64}$/);
+    expect(one).not.toBe(two);
+  });
+
+  test("a link target that is not UTF-8 counts as its bytes", async () => {
+    // Read as a string, both targets were U+FFFD: tar archives the bytes, two different links.
+    const none = new IgnoreRules([]);
+    const ctx = join(dir, "bytes");
+    mkdirSync(ctx);
+    symlinkSync(Buffer.from([0xff]), join(ctx, "l"));
+    const sources = resolveSources(ctx, "l", none, "COPY (line 2)");
+    const ff = await sourcesDigest(ctx, sources, none);
+    unlinkSync(join(ctx, "l"));
+    symlinkSync(Buffer.from([0xfe]), join(ctx, "l"));
+    expect(await sourcesDigest(ctx, sources, none)).not.toBe(ff);
+  });
 });
 
 describe("parseRecord", () => {

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { type ContextSource, type IgnoreRules, listTree } from "./context.ts";
 
 /** Bumped when what a key covers changes: older records then simply miss. */
-const KEY_VERSION = "pivot-build-cache/1";
+const KEY_VERSION = "pivot-build-cache/2";
 
 /** The key of a step from PARENT doing PARTS (any JSON): 64 hex characters. */
 export function stepKey(parent: string, parts: unknown[]): string {
@@ -41,7 +41,7 @@ export async function sourcesDigest(
   for (const src of sources) {
     const names = src.kind === "dir" ? ["", ...listTree(root, src.rel, ignore)] : [""];
     const links = new Map<string, string>();
-    hash.update(`source\0${src.rel}\0${names.length}\n`);
+    hash.update(`${JSON.stringify(["source", src.rel, names.length])}\n`);
     for (const n of names) {
       const rel = n === "" ? src.rel : src.rel === "" ? n : `${src.rel}/${n}`;
       if (!(await entryDigest(hash, root, rel, n, links))) return null;
@@ -62,25 +62,29 @@ async function entryDigest(
   const st = await lstat(path).catch(() => null);
   if (st === null) return false;
   const perm = (st.mode & 0o7777).toString(8);
-  const head = `${name}\0${typeOf(st)}\0${perm}\0`;
+  // One JSON line an entry: names and link targets may hold newlines, which joined as plain text
+  // let a link's target and the next entry's name trade characters (the same key for two trees).
+  const put = (...content: (string | number)[]) =>
+    hash.update(`${JSON.stringify([name, typeOf(st), perm, ...content])}\n`);
   if (st.isSymbolicLink()) {
-    const target = await readlink(path).catch(() => null);
+    // Its bytes (tar archives them): read as UTF-8, targets that are not would be alike.
+    const target = await readlink(path, { encoding: "buffer" }).catch(() => null);
     if (target === null) return false;
-    hash.update(`${head}${target}\n`);
+    put(target.toString("hex"));
   } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-    hash.update(`${head}${st.rdev}\n`);
+    put(st.rdev);
   } else if (st.isFile()) {
     const id = `${st.dev}:${st.ino}`;
     const first = st.nlink > 1 ? links.get(id) : undefined;
     if (first !== undefined) {
-      hash.update(`${head}link\0${first}\n`);
+      put("link", first);
       return true;
     }
     if (st.nlink > 1) links.set(id, name);
     const content = await fileDigest(path, st);
     if (content === null) return false;
-    hash.update(`${head}${content}\n`);
-  } else hash.update(`${head}\n`);
+    put(content);
+  } else put();
   return true;
 }
 
