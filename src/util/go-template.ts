@@ -298,10 +298,22 @@ function goType(v: Value): string {
 }
 
 /** Go's Sprintf for the verbs scripts use: %s %v %d %q %t %x %X %f %%, with flags and width. */
-function printf(format: string, args: Value[]): string {
+function printf(whole: string, args: Value[]): string {
   let i = 0;
-  const out = format.replace(
-    /%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])/g,
+  const directive = /%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])/g;
+  // Go reads a width or precision digit by digit and gives up past 1e6 (fmt's parsenum): the
+  // rest of the format is not read, and %!(NOVERB) stands for it.
+  let format = whole;
+  let noVerb = "";
+  for (const m of whole.matchAll(directive)) {
+    if (tooLarge(m[2]) || tooLarge(m[3])) {
+      format = whole.slice(0, m.index);
+      noVerb = "%!(NOVERB)";
+      break;
+    }
+  }
+  const out = `${format.replace(
+    directive,
     (_, flags: string, width: string | undefined, precision: string | undefined, verb: string) => {
       if (verb === "%") return "%";
       if (i >= args.length) return `%!${verb}(MISSING)`;
@@ -337,11 +349,15 @@ function printf(format: string, args: Value[]): string {
           text = verb === "X" ? hex.toUpperCase() : hex;
           break;
         }
-        case "f":
+        case "f": {
+          // toFixed stops at 100 digits (a RangeError past them).
+          const p = precision === undefined ? 6 : Number(precision);
           text = isNumber
-            ? v.toFixed(precision === undefined ? 6 : Number(precision))
+            ? v.toFixed(Math.min(p, 100)) +
+              (p > 100 && Number.isFinite(v) ? "0".repeat(p - 100) : "")
             : `%!f(${goType(v)}=${goString(v)})`;
           break;
+        }
         default:
           text = `%!${verb}(${goType(v)}=${goString(v)})`;
       }
@@ -354,12 +370,22 @@ function printf(format: string, args: Value[]): string {
       }
       return text.padStart(w);
     },
-  );
+  )}${noVerb}`;
   if (i < args.length) {
     const extra = args.slice(i).map((v) => `${goType(v)}=${goString(v)}`);
     return `${out}%!(EXTRA ${extra.join(", ")})`;
   }
   return out;
+}
+
+/** Whether Go's fmt refuses DIGITS as a width or precision (parsenum's tooLarge). */
+function tooLarge(digits: string | undefined): boolean {
+  let n = 0;
+  for (const c of digits ?? "") {
+    if (n > 1e6) return true;
+    n = n * 10 + (c.charCodeAt(0) - 48);
+  }
+  return false;
 }
 
 /** Go's eq/lt/...: basic values of one kind (numbers, strings, booleans). */
@@ -401,9 +427,21 @@ const FUNCTIONS: Record<string, (args: Value[]) => Value> = {
     goString(s).replace(/(^|[^\p{L}\p{N}_'])(\p{L})/gu, (_, a, c) => a + c.toUpperCase()),
   pad: ([s, prefix, suffix]) => {
     const text = goString(s);
-    return text === "" ? text : " ".repeat(Number(prefix)) + text + " ".repeat(Number(suffix));
+    if (text === "") return text;
+    // Go's strings.Repeat panics on a negative count: the call's error.
+    if (!(Number(prefix) >= 0 && Number(suffix) >= 0))
+      throw new TemplateError("error calling pad: strings: negative Repeat count");
+    return " ".repeat(Number(prefix)) + text + " ".repeat(Number(suffix));
   },
-  truncate: ([s, length]) => goString(s).slice(0, Number(length)),
+  truncate: ([s, length]) => {
+    const text = goString(s);
+    const n = Number(length);
+    if (text.length < n) return text;
+    // Go's source[:length] with a negative length: out of range, the call's error.
+    if (!(n >= 0))
+      throw new TemplateError(`error calling truncate: slice bounds out of range [:${length}]`);
+    return text.slice(0, n);
+  },
   // Go's own.
   len: ([v]) => {
     if (v === null) return 0; // a nil list or map

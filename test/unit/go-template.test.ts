@@ -204,4 +204,24 @@ describe("renderGoTemplate", () => {
     expect(renderGoTemplate('{{printf "%d" "a"}}', docker)).toBe("%!d(string=a)");
     expect(renderGoTemplate('{{print 1 2 "a" 3}}|{{println "a" 1}}', docker)).toBe("1 2a3|a 1\n");
   });
+
+  test("hostile widths and counts: Go's limits and errors, not gigabytes or a crash", () => {
+    // Go's fmt gives up on a width or precision past 1e6: %!(NOVERB), the rest of the format
+    // unread. Padded to 999999999 it took seconds and a gigabyte a directive.
+    const started = Date.now();
+    expect(renderGoTemplate('{{printf "a%999999999d|%d" 1}}', docker)).toBe(
+      "a%!(NOVERB)%!(EXTRA int=1)",
+    );
+    expect(renderGoTemplate('{{printf "%s%.99999999f" "x" 1.5}}', docker)).toBe(
+      "x%!(NOVERB)%!(EXTRA float64=1.5)",
+    );
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(renderGoTemplate('{{printf "%1000001d" 1 | len}}', docker)).toBe("1000001");
+    // A precision over toFixed's 100 (a RangeError, not the template's error).
+    expect(renderGoTemplate('{{printf "%.102f" 1.5}}', docker)).toBe(`1.5${"0".repeat(101)}`);
+    // Docker's pad and truncate fail on a negative count (strings.Repeat, a slice's bounds).
+    expect(() => renderGoTemplate('{{pad "x" -1 0}}', docker)).toThrow(TemplateError);
+    expect(() => renderGoTemplate('{{truncate "abc" -1}}', docker)).toThrow(TemplateError);
+    expect(renderGoTemplate('{{truncate "abc" 5}}', docker)).toBe("abc");
+  });
 });
