@@ -225,8 +225,11 @@ describe("rootless engine", () => {
       expect(statSync(join(out, "top")).uid).toBe(u.uid);
       u.ok(["cp", "files:/d", join(out, "d")]);
       expect(readFileSync(join(out, "d/sub/f"), "utf8")).toBe("deep\n");
+      // The files are the caller's, the user's (Docker's); -a keeps the image's 1000.
       u.ok(["cp", "files:/owned", out]);
-      expect(statSync(join(out, "owned/f")).uid).toBe(u.sub + 999); // the image's 1000
+      expect(statSync(join(out, "owned/f")).uid).toBe(u.uid);
+      u.ok(["cp", "-a", "files:/owned", join(out, "owned-a")]);
+      expect(statSync(join(out, "owned-a/f")).uid).toBe(u.sub + 999);
       const tarOf = (args: string[]) => {
         const file = join(out, `stream-${++counter}.tar`);
         writeFileSync(file, u.ok(args), "latin1");
@@ -257,6 +260,13 @@ describe("rootless engine", () => {
       const upperdir = (Array.isArray(upper) ? upper[0] : upper).rootfs.upperdir as string;
       expect(readFileSync(join(upperdir, "d/file"), "utf8")).toBe("from the host\n");
       expect(statSync(join(upperdir, "d/file")).uid).toBe(u.uid); // container root is the user
+      // cp -a in: the container's user gets them (its 1000, the user's subordinate id outside).
+      u.ok(["create", "--name", "files-a", "-u", "1000:1000", IMAGE, "true"]);
+      u.ok(["cp", "-a", join(src, "file"), "files-a:/a"]);
+      const createdA = JSON.parse(u.ok(["inspect", "files-a"]));
+      const upperA = (Array.isArray(createdA) ? createdA[0] : createdA).rootfs.upperdir as string;
+      expect(statSync(join(upperA, "a")).uid).toBe(u.sub + 999);
+      u.ok(["rm", "files-a"]);
 
       // Symlinks resolve inside the container: never the host's files, read or written.
       for (const path of ["/etc/x", "/etc/abs", "/w/secret", "/hostetc/shadow"]) {
@@ -299,6 +309,7 @@ describe("rootless engine", () => {
       expect(readdirSync(join(u.store, "containers"))).toEqual([]);
     } finally {
       u.pivot(["rm", "-f", "files"]);
+      u.pivot(["rm", "-f", "files-a"]);
       for (const p of [out, secret, src]) rmSync(p, { recursive: true, force: true });
     }
   }, 120_000);
