@@ -229,7 +229,7 @@ ${report("copy-after")}
 
   test("--no-cache runs every step (pivot build's flag); the next build uses what it made", async () => {
     const dir = context("nocache", {
-      Dockerfile: `FROM ${IMAGE}\nENV X=1\nRUN date +%s%N > /stamp\n`,
+      Dockerfile: `FROM ${IMAGE}\nENV X=1\nRUN cat /proc/sys/kernel/random/uuid > /stamp\n`,
     });
     const cli = (args: string[]) =>
       pivotCli(t.root, ["build", "-t", "localhost/cached:1", "--network", "none", ...args, dir], {
@@ -379,5 +379,53 @@ ${report("final-after")}
     expect(cachedSteps(first.lines)).toEqual(["COPY other.txt /other.txt", report("final-before")]);
     const r = pivotCli(t.root, ["run", "--rm", "localhost/cached:1", "cat", "/out.txt"]);
     expect(r.stdout).toBe("source 2\n");
+  }, 180_000);
+
+  test("a cached image another build listed and took out again meanwhile: the next step still runs from it", async () => {
+    // Build A lists a cached image while it uses it and takes it out of index.json at its end.
+    // Build B, which found it listed (A's), had nothing of its own keeping it there: its next
+    // RUN's container, created from the image by id, failed with "not in the local store".
+    const dir = context("shared", { Dockerfile: `FROM ${IMAGE}\nRUN echo one > /one\n` });
+    const first = await build(dir);
+    const store = await t.engine.images();
+    const desc = (await store.readIndex()).manifests.find(
+      (d) => d.digest === first.image.manifestDigest,
+    )!;
+    await store.removeManifest(desc.digest); // only the record keeps it now
+    await store.addImage({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size }); // A's
+    writeFileSync(
+      join(dir, "Dockerfile"),
+      `FROM ${IMAGE}\nRUN echo one > /one\nRUN cat /one > /two\n`,
+    );
+    const index = join(t.root, "index.json");
+    // Builds DIR while A ends (the image leaves index.json) when B's output starts with WHEN.
+    const buildMeanwhile = async (tag: string, when: string) => {
+      const out: string[] = [];
+      const image = await t.engine.build({
+        context: dir,
+        tag,
+        network: "host",
+        onOutput: (text) => {
+          out.push(text);
+          if (!text.startsWith(when)) return;
+          const idx = JSON.parse(readFileSync(index, "utf8"));
+          idx.manifests = idx.manifests.filter((d: { digest: string }) => d.digest !== desc.digest);
+          writeFileSync(index, `${JSON.stringify(idx, null, 2)}\n`);
+        },
+      });
+      return { image, cached: cachedSteps(out.join("").split("\n")) };
+    };
+    const b = await buildMeanwhile("localhost/cached:2", "Step 3/3");
+    expect(b.cached).toEqual(["RUN echo one > /one"]);
+    const r = pivotCli(t.root, ["run", "--rm", b.image.id, "cat", "/two"]);
+    expect(r.stdout).toBe("one\n");
+    // The cached image as the build's result: tagged all the same.
+    await store.addImage({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size }); // A's
+    writeFileSync(join(dir, "Dockerfile"), `FROM ${IMAGE}\nRUN echo one > /one\n`);
+    const c = await buildMeanwhile("localhost/cached:3", " ---> Using cache");
+    expect(c.cached).toEqual(["RUN echo one > /one"]);
+    expect(c.image.manifestDigest).toBe(desc.digest);
+    expect((await store.resolve("localhost/cached:3")).manifestDigest).toBe(desc.digest);
+    expect(mountsUnder(t.root)).toEqual([]);
   }, 180_000);
 });

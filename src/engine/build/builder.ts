@@ -27,7 +27,7 @@ import {
 } from "../../image/overlay.ts";
 import { parseReference } from "../../image/reference.ts";
 import type { ImageStore, StoredImage } from "../../image/store.ts";
-import type { HistoryEntry, ImageConfig } from "../../image/types.ts";
+import type { Descriptor, HistoryEntry, ImageConfig } from "../../image/types.ts";
 import { findProgram } from "../../runtime/userns.ts";
 import { randomHex } from "../../util/random.ts";
 import type { EngineContext } from "../context.ts";
@@ -144,6 +144,8 @@ class Builder {
   private escape = "\\";
   /** Manifest digests of the images this build made; all but the result go at the end. */
   private readonly made: string[] = [];
+  /** The manifests of the cached images this build uses (for listing them again, listedId). */
+  private readonly hits = new Map<string, Descriptor>();
   /** Containers this build made that still exist. */
   private readonly containers = new Set<string>();
   /** Directories of image roots mounted for COPY --from (unmounted and removed by cleanup). */
@@ -247,6 +249,8 @@ class Builder {
     if (unused.length > 0)
       this.out(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
     const image = this.image!;
+    // A cached result another build listed may be out of index.json again: tag resolves it there.
+    await this.listedId();
     for (const t of tags) await this.store.tag(image.manifestDigest, t);
     this.result = await this.store.resolve(image.manifestDigest);
     this.out(`Successfully built ${shortId(image.id)}\n`);
@@ -447,7 +451,27 @@ class Builder {
     } catch {
       return null;
     }
+    this.hits.set(digest, record.manifest);
     return image;
+  }
+
+  /**
+   * The id of the image so far, for a container created from it (engine.run, engine.create look
+   * it up in index.json): a cached image another build listed is taken out again by that
+   * build's cleanup, maybe while this build still uses it (its record keeps it in the store),
+   * so it is listed again, as this build's, first.
+   */
+  private async listedId(): Promise<string> {
+    const image = this.image!;
+    const hit = this.hits.get(image.manifestDigest);
+    if (
+      hit !== undefined &&
+      !(await this.store.readIndex()).manifests.some((d) => d.digest === hit.digest)
+    ) {
+      await this.store.addImage(hit);
+      if (!this.made.includes(hit.digest)) this.made.push(hit.digest);
+    }
+    return image.id;
   }
 
   /** Stages started so far (each has its index among the names). */
@@ -588,7 +612,7 @@ class Builder {
     try {
       this.containers.add(name);
       const handle = await this.engine.run({
-        image: this.image!.id,
+        image: await this.listedId(),
         name,
         cmd,
         entrypoint: [],
@@ -666,7 +690,7 @@ class Builder {
     const name = `pivot-build-${randomHex(6)}`;
     this.containers.add(name);
     const info = await this.engine.create({
-      image: this.image!.id,
+      image: await this.listedId(),
       name,
       cmd: ["/bin/sh"],
       entrypoint: [],
