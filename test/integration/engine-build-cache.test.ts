@@ -381,6 +381,22 @@ ${report("final-after")}
     expect(r.stdout).toBe("source 2\n");
   }, 180_000);
 
+  test("a record whose image lost its config (a collection cut short) is a miss that lists nothing broken", async () => {
+    // The record's image was listed in index.json before it was checked: a manifest whose config
+    // is gone then broke every listing (the build's tag, its cleanup, `pivot images`).
+    const dir = context("broken", { Dockerfile: `FROM ${IMAGE}\n${report("broken")}\n` });
+    const first = await build(dir);
+    const store = await t.engine.images();
+    await store.removeManifest(first.image.manifestDigest); // only the record keeps it
+    unlinkSync(store.blobPath(first.image.id));
+    const again = await build(dir);
+    expect(cachedSteps(again.lines)).toEqual([]);
+    expect(hits).toEqual(["/broken", "/broken"]);
+    const listed = (await store.readIndex()).manifests.map((d) => d.digest);
+    expect(listed).not.toContain(first.image.manifestDigest);
+    expect(await imageNames()).toContain("localhost/cached:1");
+  }, 180_000);
+
   test("a cached image another build listed and took out again meanwhile: the next step still runs from it", async () => {
     // Build A lists a cached image while it uses it and takes it out of index.json at its end.
     // Build B, which found it listed (A's), had nothing of its own keeping it there: its next

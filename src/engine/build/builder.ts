@@ -433,6 +433,10 @@ class Builder {
   private async cacheHit(key: string): Promise<StoredImage | null> {
     const record = readBuildCacheRecord(this.store, key);
     if (record === null) return null;
+    // Checked whole before it is listed: a manifest listed without its config (a collection cut
+    // short) broke every listing of the store, this build's tag and cleanup among them.
+    const image = await recordImage(this.store, record);
+    if (image === null) return null;
     const digest = record.manifest.digest;
     const listed = (await this.store.readIndex()).manifests.some((d) => d.digest === digest);
     if (!listed) {
@@ -444,8 +448,6 @@ class Builder {
       }
       this.made.push(digest);
     }
-    const image = await recordImage(this.store, record);
-    if (image === null) return null;
     try {
       await this.store.ensureImageLayers(image);
     } catch {
