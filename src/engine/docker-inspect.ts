@@ -298,7 +298,8 @@ export function dockerContainerJSON(
           CgroupPermissions: d.permissions,
         }))
       : [],
-    MemorySwap: size(o.memorySwap),
+    // -1: unlimited swap (not a size).
+    MemorySwap: o.memorySwap === -1 || o.memorySwap === "-1" ? -1 : size(o.memorySwap),
     PidsLimit: o.pidsLimit ?? null,
     Ulimits: o.ulimits?.length
       ? o.ulimits.map((u) => ({ Name: u.name, Hard: u.hard, Soft: u.soft }))

@@ -164,4 +164,25 @@ describe.skipIf(!isRoot)("pivot inspect, as docker inspect", () => {
       pivot(["rm", "-v", "insp-new"]);
     }
   });
+
+  test("--memory-swap -1 (unlimited swap) is HostConfig.MemorySwap -1, as Docker's", () => {
+    const created = pivot([
+      "create",
+      "--name",
+      "insp-swap",
+      "-m",
+      "64m",
+      "--memory-swap",
+      "-1",
+      IMAGE,
+    ]);
+    expect(created.stderr).toBe("");
+    try {
+      expect(format("insp-swap", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}")).toBe(
+        "67108864 -1",
+      );
+    } finally {
+      pivot(["rm", "insp-swap"]);
+    }
+  });
 });
