@@ -112,21 +112,29 @@ function wholePipeline(tokens: Token[]): Pipeline {
 
 export function parseGoTemplate(source: string): Node[] {
   // Split into text and actions, applying {{- and -}} trimming.
+  // Each {{ up to the first }} after it, found with indexOf: a regular expression searched again
+  // from every {{ of a template without }} (120 KB of {{ took 17 s).
   const pieces: ({ text: string } | { action: string })[] = [];
-  const re = /\{\{(-\s)?([\s\S]*?)(\s-)?\}\}/g;
   let last = 0;
-  for (let m = re.exec(source); m; m = re.exec(source)) {
-    let text = source.slice(last, m.index);
-    if (m[1]) text = text.replace(/\s+$/, "");
+  for (let open = source.indexOf("{{"); open >= 0; open = source.indexOf("{{", last)) {
+    const close = source.indexOf("}}", open + 2);
+    if (close < 0) throw new TemplateError("unclosed action {{");
+    let inner = source.slice(open + 2, close);
+    let text = source.slice(last, open);
+    if (/^-\s/.test(inner)) {
+      text = text.replace(/\s+$/, "");
+      inner = inner.slice(2);
+    }
+    const trimRight = /\s-$/.test(inner);
+    if (trimRight) inner = inner.slice(0, -2);
     pieces.push({ text });
-    pieces.push({ action: m[2]!.trim() });
-    last = m.index + m[0].length;
-    if (m[3]) {
+    pieces.push({ action: inner.trim() });
+    last = close + 2;
+    if (trimRight) {
       const rest = source.slice(last);
       last += rest.length - rest.replace(/^\s+/, "").length;
     }
   }
-  if (source.slice(last).includes("{{")) throw new TemplateError("unclosed action {{");
   pieces.push({ text: source.slice(last) });
 
   let at = 0;

@@ -224,4 +224,12 @@ describe("renderGoTemplate", () => {
     expect(() => renderGoTemplate('{{truncate "abc" -1}}', docker)).toThrow(TemplateError);
     expect(renderGoTemplate('{{truncate "abc" 5}}', docker)).toBe("abc");
   });
+
+  test("a template of {{ without }} fails at once (each {{ was searched to the end again)", () => {
+    const started = Date.now();
+    expect(() => renderGoTemplate("{{".repeat(60_000), docker)).toThrow("unclosed action");
+    expect(Date.now() - started).toBeLessThan(1000);
+    // Trimming as before: {{- and -}} with their space, "-3" is no trim marker.
+    expect(renderGoTemplate("a  {{- 1 -}}  b {{-3}}", docker)).toBe("a1b -3");
+  });
 });
