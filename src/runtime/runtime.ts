@@ -687,27 +687,39 @@ export class Runtime {
     if (status !== "running" && status !== "created") {
       throw new PivotError(`cannot exec in container "${id}": it is ${status}`);
     }
-    const { validateProcess, compileExecPlan, launch, exitCodeOf } = await launching();
-    validateProcess(options.process, "process");
-    const cgroup = new Cgroup(record.cgroupPaths);
-    const cgroupJoin = cgroup.joinPlan();
-    const plan: Plan = compileExecPlan({
-      cgroupJoin,
-      initPid: record.pid,
-      namespaces: record.namespaces,
-      process: options.process,
-      waitForExit: !options.detach,
-      seccomp: record.spec.linux?.seccomp,
-      denySetgroups: record.namespaces.includes("user") && setgroupsDenied(record.pid),
-      ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
-    });
-    const session = launch(plan, {
+    // As create's: the launcher starts up (exec, its sealed copy) while the plan is compiled.
+    launcherModule ??= import("./launcher.ts");
+    const session = (await launcherModule).spawnLauncher({
       ...(options.stdio ? { stdio: options.stdio } : {}),
       preservedFds: Array.from({ length: options.preserveFds ?? 0 }, (_, i) => 3 + i),
-      onSync: (_point, pid) => {
-        cgroup.join(pid, cgroupJoin.byRuntime);
-        return undefined;
-      },
+    });
+    let plan: Plan;
+    let cgroup: Cgroup;
+    let cgroupJoin: CgroupJoin;
+    let exitCodeOf: (waitStatus: number) => number;
+    try {
+      const loaded = await launching();
+      exitCodeOf = loaded.exitCodeOf;
+      loaded.validateProcess(options.process, "process");
+      cgroup = new Cgroup(record.cgroupPaths);
+      cgroupJoin = cgroup.joinPlan();
+      plan = loaded.compileExecPlan({
+        cgroupJoin,
+        initPid: record.pid,
+        namespaces: record.namespaces,
+        process: options.process,
+        waitForExit: !options.detach,
+        seccomp: record.spec.linux?.seccomp,
+        denySetgroups: record.namespaces.includes("user") && setgroupsDenied(record.pid),
+        ...(options.consoleSocket ? { consoleSocket: options.consoleSocket } : {}),
+      });
+    } catch (err) {
+      session.detach(); // it reads the end of its plan and exits
+      throw err;
+    }
+    session.sendPlan(plan, (_point, pid) => {
+      cgroup.join(pid, cgroupJoin.byRuntime);
+      return undefined;
     });
     options.onLaunch?.(session.pipes);
     if (options.detach) {
