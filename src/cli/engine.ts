@@ -24,7 +24,6 @@ import { formatError, PivotError } from "../errors.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
 import { parsePublish } from "../network/ports.ts";
 import type { Plan } from "../runtime/plan.ts";
-import { Trace } from "../runtime/trace.ts";
 import { childProcess } from "../util/child-process.ts";
 import { os } from "../util/lazy-require.ts";
 import { compiledBinary, compiledCommand } from "../util/self.ts";
@@ -50,6 +49,9 @@ import { renderInspect } from "./inspect-format.ts";
 import { isShortCommand, startupOver } from "./jit.ts";
 import { BatchedOutput, writeErr, writeOut } from "./output.ts";
 import { RESOURCE_FLAGS, resourceOptions } from "./resource-flags.ts";
+
+/** --trace's tables, loaded only when asked for: every command would pay for them. */
+const traceModule = () => import("../runtime/trace.ts");
 
 /**
  * Loaded on use, as the image, network and registry commands are: `pivot run` needs none of it
@@ -396,7 +398,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === "unshare") return await unshareCommand(global.rest);
     const trace =
       boolFlag(global, "trace") || commandWantsTrace(command, global.rest)
-        ? new Trace(mainAt)
+        ? new (await traceModule()).Trace(mainAt)
         : undefined;
     const engine = new Engine({
       ...(flag(global, "root") ? { root: flag(global, "root")! } : {}),

@@ -7,7 +7,6 @@ import type { Process } from "../oci/spec.ts";
 import { OCI_VERSION } from "../oci/spec.ts";
 import type { Plan } from "../runtime/plan.ts";
 import { Runtime } from "../runtime/runtime.ts";
-import { Trace } from "../runtime/trace.ts";
 import { childProcess } from "../util/child-process.ts";
 import { PIVOT_VERSION } from "../version.ts";
 import {
@@ -20,6 +19,9 @@ import {
   UsageError,
 } from "./args.ts";
 import { writeErr, writeOut } from "./output.ts";
+
+/** --trace's tables, loaded only when asked for: every command would pay for them. */
+const traceModule = () => import("../runtime/trace.ts");
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: "root", value: true },
@@ -219,7 +221,7 @@ export async function main(argv: string[]): Promise<number> {
   const trace =
     boolFlag(global, "trace") ||
     ((command === "create" || command === "run") && args.includes("--trace"))
-      ? new Trace(mainAt)
+      ? new (await traceModule()).Trace(mainAt)
       : undefined;
   const runtime = new Runtime({
     ...(flag(global, "root") ? { root: flag(global, "root")! } : {}),
