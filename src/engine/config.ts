@@ -5,6 +5,8 @@ import { PivotError } from "../errors.ts";
 import type { ImageConfig } from "../image/types.ts";
 import {
   BASE_HOSTS,
+  checkResolvOptions,
+  checkWord,
   parseAddHost,
   type ResolvOptions,
   resolvConfContent,
@@ -811,6 +813,27 @@ export function addHostLines(addHosts: readonly string[]): string[] {
       throw new PivotError((err as Error).message, { hint: "e.g. --add-host db:10.0.0.5" });
     }
   });
+}
+
+/**
+ * --hostname, --network-alias, --dns, --dns-search and --dns-option, which end up in /etc/hosts,
+ * /etc/hostname and resolv.conf: one word each (an address for --dns), so that none adds a line.
+ */
+export function checkNameOptions(o: ContainerOptions): void {
+  try {
+    if (o.hostname !== undefined) {
+      checkWord(o.hostname, "--hostname");
+      if (o.hostname.length > 64)
+        throw new Error(`invalid --hostname ${o.hostname}: longer than 64 characters`);
+    }
+    for (const a of o.networkAliases ?? []) checkWord(a, "--network-alias");
+    const dns = dnsOptionsOf(o);
+    if (dns) checkResolvOptions(dns);
+  } catch (err) {
+    throw new PivotError((err as Error).message, {
+      hint: "e.g. --hostname web, --network-alias db, --dns 10.0.0.2, --dns-search example.com, --dns-option ndots:2",
+    });
+  }
 }
 
 /** --dns, --dns-search, --dns-option as the network library's resolv.conf options. */

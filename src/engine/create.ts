@@ -43,6 +43,7 @@ import {
   addHostLines,
   boundingCapabilities,
   buildSpec,
+  checkNameOptions,
   containerResolvConf,
   hostnameOf,
   hostsFile,
@@ -379,6 +380,7 @@ async function compose(
   pidNamespaceDonor(ctx, opts); // --pid container:NAME: that container must exist
   if (opts.publishAll) opts.publish = publishExposed(opts.publish ?? [], imageConfig.ExposedPorts);
   const extraHosts = addHostLines(opts.addHosts ?? []);
+  checkNameOptions(opts);
   const command = resolveArgs(imageConfig, opts);
   // Volumes: the user's and those of --volumes-from, then the image's own that nothing covers
   // (anonymous).

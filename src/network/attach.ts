@@ -23,6 +23,8 @@ import {
   type NetworkConfList,
 } from "./cni.ts";
 import {
+  checkResolvOptions,
+  checkWord,
   type HostsEntry,
   hostsContent,
   parseAddHost,
@@ -340,6 +342,12 @@ export class NetworkManager {
   async createSandbox(id: string, options: SandboxOptions = {}): Promise<{ netns: string }> {
     if (!ID_RE.test(id)) throw new PivotError(`invalid container id "${id}"`);
     for (const h of options.addHosts ?? []) parseAddHost(h);
+    for (const [v, what] of [
+      [options.name, "container name"],
+      [options.hostname, "hostname"],
+    ] as const)
+      if (v !== undefined) checkWord(v, what);
+    if (options.dns) checkResolvOptions(options.dns);
     return this.locked(async () => {
       const existing = this.load(id);
       if (existing && existing.attachments.length > 0)
@@ -381,6 +389,7 @@ export class NetworkManager {
         throw new PivotError(`container ${id} has no network sandbox`, {
           hint: "call createSandbox first",
         });
+      for (const a of options.aliases ?? []) checkWord(a, "network alias");
       const def = this.store.get(network);
       const stale = record.attachments.find((a) => a.networkId === def.id);
       if (stale?.state === "ready")

@@ -1,5 +1,6 @@
 // /etc/hosts and /etc/resolv.conf for containers: their own names, their peers on user-defined
 // networks, and the host's resolvers that can be reached from a container.
+import { net } from "../util/lazy-require.ts";
 
 export interface HostsEntry {
   ip: string;
@@ -41,14 +42,39 @@ export function hostsContent(input: HostsInput): string {
   return `${lines.join("\n")}\n`;
 }
 
+/**
+ * A word written into /etc/hosts or resolv.conf (a name, an alias, a search domain, an option):
+ * whitespace would end the field or the line there (a newline adds a line of the caller's
+ * choosing: another nameserver, another host), '#' and ';' would start a comment.
+ */
+export function checkWord(value: string, what: string): void {
+  if (value === "" || /[\s#;\x00-\x1f\x7f]/.test(value))
+    throw new Error(
+      `invalid ${what} ${JSON.stringify(value)}: it must be one word, without spaces, line breaks, '#' or ';'`,
+    );
+}
+
+/** An IPv4 or IPv6 address, as written (net.isIP). */
+export function isIPAddress(text: string): boolean {
+  return net().isIP(text) !== 0;
+}
+
 /** Parses --add-host NAME:IP (IPv6 addresses may contain colons: split at the first). */
 export function parseAddHost(text: string): HostsEntry {
   const i = text.indexOf(":");
   const name = i > 0 ? text.slice(0, i) : "";
   const ip = i > 0 ? text.slice(i + 1).replace(/^\[(.*)\]$/, "$1") : "";
-  if (!name || !ip || /\s/.test(name))
+  if (!name || !ip || /[\s#;\x00-\x1f\x7f]/.test(name) || !isIPAddress(ip))
     throw new Error(`invalid --add-host "${text}": expected NAME:IP, e.g. db:10.0.0.5`);
   return { ip, names: [name] };
+}
+
+/** --dns (addresses), --dns-search and --dns-option (one word each): refused otherwise. */
+export function checkResolvOptions(opts: ResolvOptions): void {
+  for (const n of opts.nameservers ?? [])
+    if (!isIPAddress(n)) throw new Error(`invalid --dns ${JSON.stringify(n)}: not an IP address`);
+  for (const s of opts.search ?? []) checkWord(s, "--dns-search");
+  for (const o of opts.options ?? []) checkWord(o, "--dns-option");
 }
 
 export interface ResolvOptions {

@@ -1,6 +1,12 @@
 // Networking units: port specs, subnets, hosts/resolv.conf, isolation rules, CNI configs.
 import { describe, expect, test } from "bun:test";
-import { hostsContent, parseAddHost, resolvConfContent } from "../../src/network/dnsfiles.ts";
+import { addHostLines, checkNameOptions } from "../../src/engine/config.ts";
+import {
+  checkResolvOptions,
+  hostsContent,
+  parseAddHost,
+  resolvConfContent,
+} from "../../src/network/dnsfiles.ts";
 import {
   firewallRules,
   isolationRules,
@@ -96,6 +102,41 @@ describe("hosts and resolv.conf", () => {
     expect(lines).toContain("10.0.0.4\tcache");
     expect(() => parseAddHost("nocolon")).toThrow("NAME:IP");
     expect(parseAddHost("v6:[fd00::1]")).toEqual({ ip: "fd00::1", names: ["v6"] });
+  });
+
+  test("--add-host, --hostname, --network-alias and --dns* cannot add lines to hosts or resolv.conf", () => {
+    // Each of these was written as given: a newline added a hosts line or a nameserver.
+    for (const bad of [
+      "db:1.2.3.4\n6.6.6.6 evil",
+      "db:not-an-ip",
+      "db:1.2.3.4 evil",
+      "d#b:1.2.3.4",
+    ])
+      expect(() => addHostLines([bad])).toThrow("invalid --add-host");
+    expect(addHostLines(["db:10.0.0.5", "v6:[fd00::1]"])).toEqual(["10.0.0.5\tdb", "fd00::1\tv6"]);
+    const refused: Record<string, unknown>[] = [
+      { hostname: "h\n6.6.6.6 evil" },
+      { hostname: "two words" },
+      { hostname: "h".repeat(65) },
+      { networkAliases: ["ok", "db\n6.6.6.6 evil"] },
+      { dns: ["10.0.0.2\nnameserver 6.6.6.6"] },
+      { dns: ["dns.example"] },
+      { dnsSearch: ["a\nnameserver 6.6.6.6"] },
+      { dnsSearch: ["a b"] },
+      { dnsOptions: ["ndots:1\nnameserver 6.6.6.6"] },
+    ];
+    for (const o of refused)
+      expect(() => checkNameOptions({ image: "x", ...o }), JSON.stringify(o)).toThrow("invalid");
+    checkNameOptions({
+      image: "x",
+      hostname: "web-1.example",
+      networkAliases: ["db"],
+      dns: ["10.0.0.2", "fd00::53"],
+      dnsSearch: ["example.com", "."],
+      dnsOptions: ["ndots:2", "edns0"],
+    });
+    // The network library checks too (its own callers).
+    expect(() => checkResolvOptions({ search: ["x\ny"] })).toThrow("invalid --dns-search");
   });
 
   test("resolv.conf: loopback nameservers dropped, search and options kept, --dns overrides", () => {
