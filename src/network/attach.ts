@@ -400,6 +400,7 @@ export class NetworkManager {
           `address ${options.ip} is not in ${def.name}'s subnet ${def.subnet}`,
         );
       const ports = await this.resolvePorts(record.id, options.ports ?? []);
+      await this.store.removeBrokenBridge(def);
       const used = new Set(record.attachments.map((a) => a.ifName));
       let ifName = options.ifName;
       if (!ifName) {

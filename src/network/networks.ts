@@ -317,6 +317,27 @@ export class NetworkStore {
     };
   }
 
+  /**
+   * Deletes the network's bridge if it has no port and the MAC 00:00:00:00:00:00. That is a
+   * bridge whose first ADD failed before the bridge plugin fixed its MAC (host-local refusing
+   * `--ip` = the gateway, a plugin killed): it had its veth's MAC until the undo deleted the
+   * veth. The plugin's next ADD sets that MAC back and fails ("could not set bridge's mac:
+   * invalid argument", containernetworking/plugins#620) for every container after. With no port
+   * it serves nothing; the next ADD makes it afresh. Two sysfs reads when it is fine.
+   */
+  async removeBrokenBridge(def: NetworkDef): Promise<void> {
+    const dir = `/sys/class/net/${def.bridge}`;
+    try {
+      if (readFileSync(join(dir, "address"), "utf8").trim() !== "00:00:00:00:00:00") return;
+      if (readdirSync(join(dir, "brif")).length > 0) return;
+    } catch {
+      return; // no such bridge (yet)
+    }
+    const r = await execTool("ip", ["link", "del", def.bridge]);
+    if (r.status !== 0 && !/Cannot find device|does not exist/i.test(r.stderr))
+      throw new NetworkError(`removing bridge ${def.bridge} (no MAC) failed: ${r.stderr.trim()}`);
+  }
+
   /** Removes what a network leaves on the host: its bridge and its IPAM state. Idempotent. */
   async removeResources(def: NetworkDef): Promise<void> {
     const r = await execTool("ip", ["link", "del", def.bridge]);

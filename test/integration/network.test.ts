@@ -556,6 +556,32 @@ describe("containers", () => {
   }, 60_000);
 });
 
+describe("a failed first ADD", () => {
+  test("does not leave the network's bridge unusable for the containers after it", async () => {
+    // host-local refuses the gateway as --ip after the bridge plugin made the bridge and its
+    // veth; the undo deletes the veth, and the bridge, never given its own MAC, is left with
+    // 00:00:00:00:00:00, on which the plugin's next ADD failed ("could not set bridge's mac").
+    const name = `pvt${tag}-mac`;
+    const def = await manager.createNetwork(name, { bridge: `pvt${tag}m` });
+    try {
+      const first = nextId("gw");
+      await manager.createSandbox(first);
+      await expect(manager.connect(first, name, { ip: def.gateway })).rejects.toThrow("gateway");
+      await manager.removeSandbox(first);
+      const next = nextId("mac");
+      await manager.createSandbox(next);
+      try {
+        const a = await manager.connect(next, name);
+        expect(a.ip).toStartWith(def.subnet.replace(/\.0\/\d+$/, "."));
+      } finally {
+        await manager.removeSandbox(next);
+      }
+    } finally {
+      await manager.removeNetwork(name);
+    }
+  }, 60_000);
+});
+
 describe("Pivot's rules per network", () => {
   test("a network's rules come with its first container and go with its last", async () => {
     const net = `pvt${tag}-c`;
