@@ -45,7 +45,8 @@ import {
 import {
   formatMapping,
   freeHostPort,
-  hostPortFree,
+  hostPortProblem,
+  notHostAddress,
   PortError,
   type PortMapping,
   portsClash,
@@ -710,7 +711,9 @@ export class NetworkManager {
       const m = { ...p };
       if (m.hostPort === 0) {
         for (let tries = 0; ; tries++) {
-          m.hostPort = await freeHostPort(m.protocol, m.hostIP);
+          m.hostPort = await freeHostPort(m.protocol, m.hostIP).catch((err) => {
+            throw (err as NodeJS.ErrnoException).code === "EADDRNOTAVAIL" ? notHostAddress(m) : err;
+          });
           if (![...taken.map((t) => t.m), ...out].some((t) => portsClash(t, m))) break;
           if (tries > 20) throw new PortError("could not find a free host port");
         }
@@ -723,7 +726,9 @@ export class NetworkManager {
         );
       if (out.some((o) => portsClash(o, m)))
         throw new PortError(`host port ${m.hostPort}/${m.protocol} is published twice`);
-      if (!(await hostPortFree(m)))
+      const problem = await hostPortProblem(m);
+      if (problem === "EADDRNOTAVAIL") throw notHostAddress(m);
+      if (problem !== null)
         throw new PortError(
           `host port ${m.hostIP || "0.0.0.0"}:${m.hostPort}/${m.protocol} is in use by another program on the host`,
           { hint: "stop that program or choose another host port" },

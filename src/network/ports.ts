@@ -97,25 +97,41 @@ export function formatMapping(m: PortMapping): string {
 }
 
 /** Tries to bind the port on the host: a process listening there would be shadowed by the DNAT. */
-export function hostPortFree(m: PortMapping): Promise<boolean> {
+export async function hostPortFree(m: PortMapping): Promise<boolean> {
+  return (await hostPortProblem(m)) === null;
+}
+
+/**
+ * Why the port cannot be bound on the host (the bind's errno code: EADDRINUSE when a program
+ * has it, EADDRNOTAVAIL when the address is not the host's), or null when it is free.
+ */
+export function hostPortProblem(m: PortMapping): Promise<string | null> {
   const host = anyAddress(m.hostIP) ? undefined : m.hostIP;
+  const code = (err: unknown) => (err as NodeJS.ErrnoException).code ?? "EADDRINUSE";
   return new Promise((resolve) => {
     if (m.protocol === "udp") {
       const s = dgram().createSocket(host?.includes(":") ? "udp6" : "udp4");
-      s.once("error", () => {
+      s.once("error", (err) => {
         s.close();
-        resolve(false);
+        resolve(code(err));
       });
       s.bind({ port: m.hostPort, ...(host ? { address: host } : {}), exclusive: true }, () =>
-        s.close(() => resolve(true)),
+        s.close(() => resolve(null)),
       );
       return;
     }
     const srv = net().createServer();
-    srv.once("error", () => resolve(false));
+    srv.once("error", (err) => resolve(code(err)));
     srv.listen({ port: m.hostPort, ...(host ? { host } : {}), exclusive: true }, () =>
-      srv.close(() => resolve(true)),
+      srv.close(() => resolve(null)),
     );
+  });
+}
+
+/** The error for a host address that is not one of the host's (-p 203.0.113.9:80:80). */
+export function notHostAddress(m: PortMapping): PortError {
+  return new PortError(`host address ${m.hostIP} in -p is not an address of this host`, {
+    hint: "publish on one of the host's addresses (`ip addr`), or leave the address out for all of them",
   });
 }
 

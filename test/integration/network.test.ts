@@ -582,6 +582,24 @@ describe("a failed first ADD", () => {
   }, 60_000);
 });
 
+describe("-p on an address the host does not have", () => {
+  test("is refused as such, not as a port in use", async () => {
+    const id = nextId("notmine");
+    await manager.createSandbox(id);
+    try {
+      // 203.0.113.0/24 is TEST-NET-3: no address of this host.
+      for (const spec of ["203.0.113.9:38080:80", "203.0.113.9::80", "203.0.113.9:38080:80/udp"]) {
+        const err = await manager.connect(id, NET_A, { ports: parsePublish(spec) }).catch((e) => e);
+        expect(err).toBeInstanceOf(PortError);
+        expect(String(err.message)).toContain("203.0.113.9 in -p is not an address of this host");
+      }
+      expect(manager.attachments(id)).toEqual([]);
+    } finally {
+      await manager.removeSandbox(id);
+    }
+  });
+});
+
 describe("Pivot's rules per network", () => {
   test("a network's rules come with its first container and go with its last", async () => {
     const net = `pvt${tag}-c`;
