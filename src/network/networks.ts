@@ -17,6 +17,7 @@ import {
   parseSubnet4,
   pickFreeSubnet,
   type Subnet4,
+  subnetSize,
 } from "./ipnet.ts";
 
 export interface NetworkSettings {
@@ -256,7 +257,8 @@ export class NetworkStore {
     let gateway: string;
     if (options.gateway) {
       const g = parseIPv4(options.gateway);
-      if (g === null || !contains(subnet, g) || g === subnet.base)
+      const broadcast = subnet.base + subnetSize(subnet) - 1;
+      if (g === null || !contains(subnet, g) || g === subnet.base || g === broadcast)
         throw new NetworkError(
           `gateway ${options.gateway} is not a host address of ${formatSubnet4(subnet)}`,
         );

@@ -152,6 +152,23 @@ describe("hosts and resolv.conf", () => {
   });
 });
 
+describe("network definitions", () => {
+  test("a gateway must be a host address of the subnet: not its network or broadcast address", async () => {
+    const store = new NetworkStore({ ...DEFAULT_SETTINGS, configDir: "/nonexistent-pivot-test" });
+    // 198.18.0.0/15 is for benchmarks: no address of this host.
+    for (const gateway of ["198.18.250.0", "198.18.250.3", "198.18.251.1", "nope"])
+      await expect(
+        store.define("pvt-gw", { subnet: "198.18.250.0/30", gateway, bridge: "pvt-gw0" }),
+      ).rejects.toThrow(`gateway ${gateway} is not a host address`);
+    const def = await store.define("pvt-gw", {
+      subnet: "198.18.250.0/30",
+      gateway: "198.18.250.2",
+      bridge: "pvt-gw0",
+    });
+    expect(def.gateway).toBe("198.18.250.2");
+  });
+});
+
 const net = (name: string, bridge: string, internal = false): NetworkDef => ({
   name,
   id: "0".repeat(64),
