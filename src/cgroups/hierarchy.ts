@@ -1,5 +1,5 @@
 // Finding the host's cgroup hierarchies (v1, v2 or hybrid) and the caller's own place in them.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { unescapeMountField } from "../runtime/mountinfo.ts";
 
 export type CgroupMode = "v1" | "v2" | "hybrid";
@@ -94,4 +94,17 @@ let cachedHost: HostCgroups | null = null;
 export function hostCgroups(): HostCgroups {
   cachedHost ??= parseCgroupMounts(readFileSync("/proc/self/mountinfo", "utf8"));
   return cachedHost;
+}
+
+/**
+ * Whether the host accounts swap per cgroup, so that a memory+swap limit can be applied: v1's
+ * memory.memsw.limit_in_bytes in the memory hierarchy, or v2's memory.swap.max in this process's
+ * own cgroup (the root cgroup has none). Docker's default swap limit depends on it.
+ */
+export function swapAccounted(host: HostCgroups = hostCgroups()): boolean {
+  const memory = host.hierarchies.find((h) => h.controllers.includes("memory"));
+  if (!memory) return false;
+  if (memory.version === 1) return existsSync(`${memory.mountPoint}/memory.memsw.limit_in_bytes`);
+  const own = parseProcCgroup(readFileSync("/proc/self/cgroup", "utf8")).get("unified") ?? "/";
+  return own !== "/" && existsSync(`${memory.mountPoint}${own}/memory.swap.max`);
 }

@@ -479,6 +479,12 @@ export function ociResources(r: Resources): NonNullable<Spec["linux"]>["resource
   const out: NonNullable<NonNullable<Spec["linux"]>["resources"]> = {
     devices: [{ allow: false, access: "rwm" }],
   };
+  if (r.memorySwap !== undefined && r.memory === undefined) {
+    // Docker's rule: it was silently ignored here.
+    throw new ContainerConfigError("--memory-swap needs a memory limit (--memory) as well", {
+      hint: "give --memory too, e.g. --memory 256m --memory-swap 512m (memory+swap)",
+    });
+  }
   if (r.memory !== undefined) {
     out.memory = { limit: parseSize(r.memory) };
     // Docker's minimum: below it the container's setup is killed, and says nothing of why.
@@ -489,6 +495,14 @@ export function ociResources(r: Resources): NonNullable<Spec["linux"]>["resource
     }
     if (r.memorySwap !== undefined) {
       const swap = r.memorySwap === -1 || r.memorySwap === "-1" ? -1 : parseSize(r.memorySwap);
+      if (swap !== -1 && out.memory.limit! > 0 && swap < out.memory.limit!) {
+        throw new ContainerConfigError(
+          `--memory-swap ${r.memorySwap} is below --memory ${r.memory}: it is memory and swap together`,
+          {
+            hint: "give at least the memory limit (no swap), -1 for unlimited swap, or leave it out",
+          },
+        );
+      }
       out.memory.swap = swap;
     }
   }

@@ -14,6 +14,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { swapAccounted } from "../cgroups/hierarchy.ts";
 import {
   layerHistory,
   type OpaqueSource,
@@ -49,6 +50,7 @@ import {
   hostsFile,
   ociMount,
   parseSecurityOpts,
+  parseSize,
   publishExposed,
   resolveArgs,
   resolveUser,
@@ -381,6 +383,12 @@ async function compose(
   if (opts.publishAll) opts.publish = publishExposed(opts.publish ?? [], imageConfig.ExposedPorts);
   const extraHosts = addHostLines(opts.addHosts ?? []);
   checkNameOptions(opts);
+  // Docker's default: --memory alone allows as much swap again (memory+swap twice the memory),
+  // where the host accounts swap; without it a container could swap without bound.
+  if (opts.memory !== undefined && opts.memorySwap === undefined && !ctx.rootless) {
+    const memory = parseSize(opts.memory);
+    if (memory > 0 && swapAccounted()) opts.memorySwap = 2 * memory;
+  }
   const command = resolveArgs(imageConfig, opts);
   // Volumes: the user's and those of --volumes-from, then the image's own that nothing covers
   // (anonymous).

@@ -3,7 +3,7 @@
 // its record and config.json for every later start.
 import { join } from "node:path";
 import type { Resources, Spec } from "../oci/spec.ts";
-import { ociResources } from "./config.ts";
+import { ociResources, parseSize } from "./config.ts";
 import { rt, status } from "./container-runtime.ts";
 import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
@@ -82,6 +82,20 @@ export async function update(
         });
       }
       asked.memory = r.options.memory;
+    }
+    // --memory alone keeps the memory+swap limit (since 2x --memory by default): a memory limit
+    // above it is refused here, as Docker refuses it, rather than by the kernel half-way.
+    const swapNow = r.options.memorySwap;
+    if (changes.memory !== undefined && changes.memorySwap === undefined && swapNow !== undefined) {
+      const swap = swapNow === -1 || swapNow === "-1" ? -1 : parseSize(swapNow);
+      if (swap > 0 && parseSize(changes.memory) > swap) {
+        throw new EngineError(
+          `--memory ${changes.memory} is above container ${r.name}'s memory+swap limit (${swap} bytes)`,
+          {
+            hint: "update the swap limit at the same time: --memory-swap (memory and swap together), or -1 for unlimited swap",
+          },
+        );
+      }
     }
     const patch = resourcePatch(asked);
     if (Object.keys(patch).length > 0) {

@@ -345,6 +345,40 @@ describe("pivot update", () => {
     },
   );
 
+  test.skipIf(!existsSync("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"))(
+    "--memory alone allows as much swap again (memory+swap twice the memory), as Docker's; update --memory above that is refused",
+    async () => {
+      // Without it, a container limited to 64m could swap without bound.
+      const c = await t.engine.run({
+        image: IMAGE,
+        name: "swap-default",
+        cmd: ["sleep", "60"],
+        detach: true,
+        network: "none",
+        memory: "64m",
+      });
+      const x = await t.engine.exec(c.id, {
+        cmd: ["cat", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"],
+        stdio: "pipe",
+      });
+      let out = "";
+      x.stdout?.on("data", (d: Buffer) => {
+        out += d;
+      });
+      expect(await x.wait()).toBe(0);
+      expect(out.trim()).toBe(String(128 * 1024 * 1024));
+      const shown = pivotCli(t.root, ["inspect", "--format", "{{.HostConfig.MemorySwap}}", c.id]);
+      expect(shown.stdout.trim()).toBe(String(128 * 1024 * 1024));
+      const above = pivotCli(t.root, ["update", "--memory", "256m", "swap-default"]);
+      expect(above.status).toBe(1);
+      expect(above.stderr).toContain("is above container swap-default's memory+swap limit");
+      expect((await limitsIn(c.id)).split("\n")[0]).toBe(String(64 * 1024 * 1024));
+      const both = pivotCli(t.root, ["update", "--memory", "256m", "--memory-swap", "512m", c.id]);
+      expect(both.stderr).toBe("");
+      expect((await limitsIn(c.id)).split("\n")[0]).toBe(String(256 * 1024 * 1024));
+    },
+  );
+
   test("--pids-limit -1 (or 0) lifts the limit, as docker update's does, at once and for the next start", async () => {
     await t.engine.run({
       image: IMAGE,

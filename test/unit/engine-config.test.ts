@@ -395,6 +395,18 @@ describe("resource errors say what to give", () => {
     expect(ociResources({ memory: "6m" })?.memory?.limit).toBe(6 * 1024 * 1024);
   });
 
+  test("--memory-swap as Docker's: never without --memory, never below it; -1 or equal is fine", () => {
+    expect(() => ociResources({ memorySwap: "64m" })).toThrow(
+      "--memory-swap needs a memory limit (--memory) as well",
+    );
+    expect(() => ociResources({ memory: "64m", memorySwap: "32m" })).toThrow(
+      "--memory-swap 32m is below --memory 64m",
+    );
+    expect(ociResources({ memory: "64m", memorySwap: "64m" })?.memory?.swap).toBe(64 * 1024 * 1024);
+    expect(ociResources({ memory: "64m", memorySwap: -1 })?.memory?.swap).toBe(-1);
+    expect(ociResources({ memory: "64m" })?.memory?.swap).toBeUndefined();
+  });
+
   test("an invalid --cpus and an unreadable seccomp profile come with a hint", () => {
     let hint: string | undefined;
     try {
