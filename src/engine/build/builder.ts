@@ -8,8 +8,8 @@
 // cache for the rest of the stage, as the classic builder's. Cached images are kept by their
 // records, out of index.json.
 import { createHash, type Hash } from "node:crypto";
-import { constants, realpathSync, statSync } from "node:fs";
-import { type FileHandle, mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { realpathSync, statSync } from "node:fs";
+import { type FileHandle, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { PivotError } from "../../errors.ts";
 import {
@@ -39,12 +39,12 @@ import { sourcesDigest, stepKey } from "./cache-key.ts";
 import { CONFIG_INSTRUCTIONS, configChange, envMap, type RuntimeConfig } from "./config-steps.ts";
 import {
   type ContextSource,
-  contextTar,
   IgnoreRules,
   listTree,
   readContextFile,
   resolveSources,
 } from "./context.ts";
+import { descriptorTar, openFileBelow } from "./context-tar.ts";
 import { chmodTree, chownIds, ensureDir, isArchive } from "./copy-files.ts";
 import {
   DockerfileError,
@@ -841,10 +841,7 @@ class Builder {
             // ADD's local archive: its content (owners as archived) into the directory.
             // Streamed through the hash (read whole, a big archive took as much memory); closed
             // here, as the unpacker may stop reading at a bad entry.
-            const fh = await open(
-              join(srcRoot, src.rel),
-              constants.O_RDONLY | constants.O_NOFOLLOW,
-            );
+            const fh = await openFileBelow(srcRoot, src.rel);
             try {
               await extractTar(hashedChunks(fh, hash), target, null);
               return;
@@ -859,15 +856,14 @@ class Builder {
           }
           if (src.kind === "dir") {
             const names = listTree(srcRoot, src.rel, ignore);
-            const dir = join(srcRoot, src.rel);
-            await extractTar(contextTar(dir, names, owner, hash), target, null);
+            await extractTar(descriptorTar(srcRoot, src.rel, names, owner, hash), target, null);
             if (chmod !== undefined) await chmodTree(target, names, chmod);
           } else {
-            const dir = join(srcRoot, dirname(src.rel));
+            const dir = dirname(src.rel) === "." ? "" : dirname(src.rel);
             const name = basename(src.rel);
-            if (asName === null)
-              await extractTar(contextTar(dir, [name], owner, hash), target, null);
-            else await extractTar(contextTar(dir, [name], owner, hash), join(target, asName), name);
+            const tar = descriptorTar(srcRoot, dir, [name], owner, hash);
+            if (asName === null) await extractTar(tar, target, null);
+            else await extractTar(tar, join(target, asName), name);
             if (chmod !== undefined && src.kind === "file")
               await chmodTree(target, [asName ?? name], chmod);
           }

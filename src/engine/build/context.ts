@@ -1,10 +1,8 @@
 // The build context: a directory of the user's that a Dockerfile's COPY and ADD read from. Its
 // content is untrusted (a cloned repository): sources are resolved inside it only, `..` cannot
 // leave it, symlinks are copied as symlinks, never followed out of it, and .dockerignore applies.
-import type { Hash } from "node:crypto";
 import { lstatSync, readdirSync } from "node:fs";
 import { join, posix } from "node:path";
-import { childProcess } from "../../util/child-process.ts";
 import { kindAt, readFileInRoot, resolveInRoot } from "../root-paths.ts";
 import { DockerfileError } from "./dockerfile.ts";
 
@@ -290,61 +288,4 @@ export function listTree(context: string, rel: string, ignore: IgnoreRules): str
   };
   walk("");
   return out;
-}
-
-/**
- * A tar stream of NAMES (relative to DIR, listed one by one: no recursion), owned by UID:GID as
- * COPY makes its files (Docker: root unless --chown), symlinks archived as symlinks.
- */
-export async function* contextTar(
-  dir: string,
-  names: string[],
-  owner: { uid: number; gid: number },
-  /** Fed the archive's bytes: the history's content hash (`COPY file:HASH in /dst`). */
-  hash?: Hash,
-): AsyncGenerator<Uint8Array> {
-  const child = childProcess().spawn(
-    "tar",
-    [
-      "-C",
-      dir,
-      "--numeric-owner",
-      `--owner=${owner.uid}`,
-      `--group=${owner.gid}`,
-      "--no-recursion",
-      "--null",
-      "--verbatim-files-from",
-      "-T",
-      "-",
-      "-cf",
-      "-",
-    ],
-    { stdio: ["pipe", "pipe", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const closed = new Promise<number | null>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", resolve);
-  });
-  child.stdin.on("error", () => {});
-  child.stdin.end(names.map((n) => `${n}\0`).join(""));
-  let read = false;
-  try {
-    for await (const chunk of child.stdout) {
-      hash?.update(chunk as Uint8Array);
-      yield chunk as Uint8Array;
-    }
-    read = true;
-  } finally {
-    // A reader that stopped early (a failed extraction): tar would block on its pipe forever.
-    if (!read && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  }
-  const code = await closed;
-  if (code !== 0)
-    throw new DockerfileError(
-      `reading the build context failed: ${stderr.trim() || `tar exited with ${code}`}`,
-    );
 }
