@@ -709,6 +709,15 @@ export class NetworkManager {
     const out: PortMapping[] = [];
     for (const p of ports) {
       const m = { ...p };
+      // The networks are IPv4: the portmap plugin skips a mapping of another family, so the
+      // container ran with `pivot port` showing a port nothing forwarded.
+      if (m.hostIP.includes(":"))
+        throw new PortError(
+          `-p [${m.hostIP}]:${m.hostPort || ""}:${m.containerPort}: IPv6 host addresses are not supported on Pivot's networks (IPv4)`,
+          {
+            hint: "publish on an IPv4 address (127.0.0.1, or none for all); rootless networks (pasta) take [::1]",
+          },
+        );
       if (m.hostPort === 0) {
         for (let tries = 0; ; tries++) {
           m.hostPort = await freeHostPort(m.protocol, m.hostIP).catch((err) => {

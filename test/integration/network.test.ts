@@ -598,6 +598,21 @@ describe("-p on an address the host does not have", () => {
       await manager.removeSandbox(id);
     }
   });
+
+  test("an IPv6 host address is refused: the networks are IPv4 (the container ran, its port forwarded by nothing)", async () => {
+    const id = nextId("v6port");
+    await manager.createSandbox(id);
+    try {
+      for (const spec of ["[::1]:38082:80", "[::]::80"]) {
+        const err = await manager.connect(id, NET_A, { ports: parsePublish(spec) }).catch((e) => e);
+        expect(err).toBeInstanceOf(PortError);
+        expect(String(err.message)).toContain("IPv6 host addresses are not supported");
+      }
+      expect(manager.attachments(id)).toEqual([]);
+    } finally {
+      await manager.removeSandbox(id);
+    }
+  });
 });
 
 describe("Pivot's rules per network", () => {
