@@ -266,6 +266,20 @@ describe("pivot update", () => {
     return out;
   }
 
+  /** The container's memory+swap limit as it sees it (cgroup v1's memory.memsw). */
+  async function memswIn(ref: string): Promise<string> {
+    const c = await t.engine.exec(ref, {
+      cmd: ["cat", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"],
+      stdio: "pipe",
+    });
+    let out = "";
+    c.stdout?.on("data", (d: Buffer) => {
+      out += d;
+    });
+    expect(await c.wait()).toBe(0);
+    return out.trim();
+  }
+
   test("limits change at once in a running container and stay for its next start; so does the policy", async () => {
     const c = await t.engine.run({
       image: IMAGE,
@@ -302,18 +316,6 @@ describe("pivot update", () => {
   test.skipIf(!existsSync("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"))(
     "--memory-swap alone changes the memory+swap limit (at once and for the next start); without a memory limit it is refused",
     async () => {
-      const memsw = async (ref: string) => {
-        const c = await t.engine.exec(ref, {
-          cmd: ["cat", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"],
-          stdio: "pipe",
-        });
-        let out = "";
-        c.stdout?.on("data", (d: Buffer) => {
-          out += d;
-        });
-        expect(await c.wait()).toBe(0);
-        return out.trim();
-      };
       await t.engine.run({
         image: IMAGE,
         name: "swap-updated",
@@ -323,13 +325,13 @@ describe("pivot update", () => {
         memory: "64m",
         memorySwap: "64m",
       });
-      expect(await memsw("swap-updated")).toBe(String(64 * 1024 * 1024));
+      expect(await memswIn("swap-updated")).toBe(String(64 * 1024 * 1024));
       const r = pivotCli(t.root, ["update", "--memory-swap", "128m", "swap-updated"]);
       expect(r.stderr).toBe("");
-      expect(await memsw("swap-updated")).toBe(String(128 * 1024 * 1024));
+      expect(await memswIn("swap-updated")).toBe(String(128 * 1024 * 1024));
       await t.engine.stop("swap-updated", { timeout: 0 });
       await t.engine.start("swap-updated");
-      expect(await memsw("swap-updated")).toBe(String(128 * 1024 * 1024));
+      expect(await memswIn("swap-updated")).toBe(String(128 * 1024 * 1024));
       expect((await limitsIn("swap-updated")).split("\n")[0]).toBe(String(64 * 1024 * 1024));
       await t.engine.run({
         image: IMAGE,
@@ -357,16 +359,7 @@ describe("pivot update", () => {
         network: "none",
         memory: "64m",
       });
-      const x = await t.engine.exec(c.id, {
-        cmd: ["cat", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"],
-        stdio: "pipe",
-      });
-      let out = "";
-      x.stdout?.on("data", (d: Buffer) => {
-        out += d;
-      });
-      expect(await x.wait()).toBe(0);
-      expect(out.trim()).toBe(String(128 * 1024 * 1024));
+      expect(await memswIn(c.id)).toBe(String(128 * 1024 * 1024));
       const shown = pivotCli(t.root, ["inspect", "--format", "{{.HostConfig.MemorySwap}}", c.id]);
       expect(shown.stdout.trim()).toBe(String(128 * 1024 * 1024));
       const above = pivotCli(t.root, ["update", "--memory", "256m", "swap-default"]);
