@@ -54,6 +54,20 @@ import { RESOURCE_FLAGS, resourceOptions } from "./resource-flags.ts";
 const traceModule = () => import("../runtime/trace.ts");
 
 /**
+ * SIGINT, SIGTERM and SIGHUP end the process normally (with 128 + the signal), so that the exit
+ * handlers of cp, export and commit run: they thaw, unmount or resume the container, which a
+ * signal's default action would leave frozen, mounted or paused.
+ */
+function exitNormallyOnSignals(): void {
+  for (const [sig, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+    ["SIGHUP", 129],
+  ] as const)
+    process.once(sig, () => process.exit(code));
+}
+
+/**
  * Loaded on use, as the image, network and registry commands are: `pivot run` needs none of it
  * (ps, stats, top, rename, pause, prune; their table and filter code, node:readline).
  */
@@ -744,12 +758,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const archive = boolFlag(p, "archive");
       // The container is frozen while its files are copied: an interrupted cp exits normally, so
       // that its exit handler thaws it (a signal's default action would leave it frozen).
-      for (const [sig, code] of [
-        ["SIGINT", 130],
-        ["SIGTERM", 143],
-        ["SIGHUP", 129],
-      ] as const)
-        process.once(sig, () => process.exit(code));
+      exitNormallyOnSignals();
       if (s && !d) {
         if (dest === "-") {
           const { stream } = await engine.archive(s.container, s.path);
@@ -771,12 +780,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const p = parseCommand(args, [{ name: "output", aliases: ["o"], value: true }]);
       // A stopped container's root filesystem is mounted for the while: an interrupted export
       // exits normally, so that its exit handler unmounts it (as cp's does).
-      for (const [sig, code] of [
-        ["SIGINT", 130],
-        ["SIGTERM", 143],
-        ["SIGHUP", 129],
-      ] as const)
-        process.once(sig, () => process.exit(code));
+      exitNormallyOnSignals();
       const stream = await engine.export(needArg(p, "a container", command));
       const out = flag(p, "output");
       const { pipeline } = await import("node:stream/promises");
@@ -806,12 +810,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         );
       // The container is paused while its layer is copied: an interrupted commit exits
       // normally, so that its exit handler resumes it (as cp's does).
-      for (const [sig, code] of [
-        ["SIGINT", 130],
-        ["SIGTERM", 143],
-        ["SIGHUP", 129],
-      ] as const)
-        process.once(sig, () => process.exit(code));
+      exitNormallyOnSignals();
       const image = await engine.commit(ref, {
         ...(tag ? { ref: tag } : {}),
         ...(flag(p, "message") ? { message: flag(p, "message")! } : {}),

@@ -7,7 +7,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import {
   chmodSync,
   existsSync,
-  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -19,6 +18,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pruneImages } from "../../src/engine/images.ts";
+import { buildContext } from "../fixtures/build-context.ts";
 import {
   CONFIGURED,
   IMAGE,
@@ -72,15 +72,8 @@ afterEach(async () => {
 const report = (name: string) =>
   `RUN wget -q -O /dev/null http://127.0.0.1:${server!.port}/${name}`;
 
-function context(name: string, files: Record<string, string>): string {
-  const dir = join(scratch, name);
-  mkdirSync(dir, { recursive: true });
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(dir, path, ".."), { recursive: true });
-    writeFileSync(join(dir, path), content);
-  }
-  return dir;
-}
+/** A build context directory with FILES (path → content) under the scratch directory. */
+const context = (name: string, files: Record<string, string>) => buildContext(scratch, name, files);
 
 /** Builds DIR with the library (the server answers meanwhile); its output and image. */
 async function build(

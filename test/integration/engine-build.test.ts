@@ -14,6 +14,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { buildContext } from "../fixtures/build-context.ts";
 import {
   IMAGE,
   makeTestEngine,
@@ -42,15 +43,7 @@ afterAll(async () => {
 const cli = (args: string[], timeoutMs = 120_000) => pivotCli(t.root, args, { timeoutMs });
 
 /** A build context directory with FILES (path → content) under the scratch directory. */
-function context(name: string, files: Record<string, string>): string {
-  const dir = join(scratch, name);
-  mkdirSync(dir, { recursive: true });
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(dir, path, ".."), { recursive: true });
-    writeFileSync(join(dir, path), content);
-  }
-  return dir;
-}
+const context = (name: string, files: Record<string, string>) => buildContext(scratch, name, files);
 
 /** The images in the store, by short id and names. */
 async function imageNames(): Promise<string[]> {
