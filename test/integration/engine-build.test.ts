@@ -218,9 +218,10 @@ CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id 
     const r = await runCollect(t.engine, { image: "localhost/lib:1", autoRemove: true });
     expect(r.stdout).toBe("ran via http://proxy.invalid:3128\n");
 
-    // The Dockerfile from stdin (-f -), as docker's.
+    // The Dockerfile from stdin (-f -), as docker's; its RUN's build args in the history sorted
+    // as Docker's (|2 ALPHA=a ZED=z), not in their declaration order.
     const q = pivotCli(t.root, ["build", "-q", "--network", "none", "-f", "-", dir], {
-      input: `FROM ${IMAGE}\nRUN echo from-stdin > /it\n`,
+      input: `FROM ${IMAGE}\nARG ZED=z\nARG ALPHA=a\nRUN echo from-stdin > /it\n`,
       timeoutMs: 120_000,
     });
     expect(q.status).toBe(0);
@@ -228,7 +229,9 @@ CMD ["sh", "-c", "echo \\"$(cat greeting)|$(cat hello.txt)|$(pwd)|$(id -u):$(id 
     // Untagged, as docker's: dangling until tagged or pruned.
     const untagged = await (await t.engine.images()).resolve(q.stdout.trim());
     expect(untagged.names).toEqual([]);
-    expect(untagged.config.history?.at(-1)?.created_by).toBe("/bin/sh -c echo from-stdin > /it");
+    expect(untagged.config.history?.at(-1)?.created_by).toBe(
+      "|2 ALPHA=a ZED=z /bin/sh -c echo from-stdin > /it",
+    );
     await (await t.engine.images()).removeManifest(untagged.manifestDigest);
     expect(cli(["rmi", "localhost/lib:1"]).status).toBe(0);
     await expectNothingLeft();

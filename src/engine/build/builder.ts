@@ -576,7 +576,12 @@ class Builder {
     const cmd = inst.json ?? [...this.shell, inst.args];
     if (cmd.length === 0 || cmd[0] === "") throw new DockerfileError("RUN needs a command");
     const env = envMap(this.config().Env);
-    const argEnv = [...this.args].filter(([k, v]) => v !== undefined && !env.has(k));
+    // Sorted as Docker's history and cache key have them (`|2 A=1 B=2`), not in declaration order.
+    const argEnv = [...this.args]
+      .filter(([k, v]) => v !== undefined && !env.has(k))
+      .sort(([ka, va], [kb, vb]) =>
+        Buffer.compare(Buffer.from(`${ka}=${va}`), Buffer.from(`${kb}=${vb}`)),
+      );
     // Docker's predefined proxy ARGs reach RUN without an ARG line, and stay out of the history.
     const proxies = Object.entries(this.options.buildArgs ?? {}).filter(
       ([k]) => PROXY_ARGS.has(k) && !env.has(k) && !this.args.has(k),
