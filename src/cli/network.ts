@@ -1,9 +1,10 @@
 // `pivot network create/ls/inspect/rm/prune/connect/disconnect`, over src/network, for the
 // engine CLI to dispatch to.
+import { formatError } from "../errors.ts";
 import type { NetworkManager } from "../network/attach.ts";
 import { boolFlag, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
 import { renderInspect } from "./inspect-format.ts";
-import { writeOut } from "./output.ts";
+import { writeErr, writeOut } from "./output.ts";
 
 const FLAGS = [
   { name: "subnet", value: true },
@@ -90,11 +91,18 @@ export async function networkCommand(
     }
     case "rm": {
       if (names.length === 0) throw new UsageError("network rm needs a network name");
+      // Each in turn, as Docker's: one that fails is reported and the next is still removed;
+      // with -f, one that does not exist is skipped in silence.
+      let failed = 0;
       for (const n of names) {
-        await manager.removeNetwork(n, { force: boolFlag(p, "force") });
-        print(`${n}\n`);
+        try {
+          if (await manager.removeNetwork(n, { force: boolFlag(p, "force") })) print(`${n}\n`);
+        } catch (err) {
+          writeErr(`pivot: ${formatError(err)}\n`);
+          failed++;
+        }
       }
-      return 0;
+      return failed ? 1 : 0;
     }
     case "prune": {
       for (const n of await manager.pruneNetworks()) print(`${n}\n`);

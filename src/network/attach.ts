@@ -297,23 +297,30 @@ export class NetworkManager {
     };
   }
 
-  /** Removes a network: its bridge, IPAM state and rules. Refused while containers use it. */
-  async removeNetwork(ref: string, options: { force?: boolean } = {}): Promise<void> {
-    await this.locked(async () => {
+  /**
+   * Removes a network: its bridge, IPAM state and rules. Refused while containers use it, even
+   * with `force`, as Docker's ("has active endpoints"): detaching them here would leave their
+   * records saying they are connected. `force` only means that a network that does not exist is
+   * no error (Docker's `network rm -f`). Returns whether a network was removed.
+   */
+  async removeNetwork(ref: string, options: { force?: boolean } = {}): Promise<boolean> {
+    return this.locked(async () => {
+      if (options.force && this.store.find(ref) === null) return false;
       const def = this.store.get(ref);
       const users = this.all().filter((r) => r.attachments.some((a) => a.networkId === def.id));
-      if (users.length > 0 && !options.force)
+      if (users.length > 0) {
+        const n = users.length;
         throw new NetworkError(
-          `network "${def.name}" is in use by ${users.map((u) => u.name || u.id).join(", ")}`,
-          { hint: "remove those containers, or disconnect them, first" },
+          `error while removing network: network "${def.name}" has ${n} active endpoint${n > 1 ? "s" : ""} (${users.map((u) => u.name || u.id).join(", ")})`,
+          {
+            hint: `stop or remove those containers, or disconnect them (pivot network disconnect ${def.name} CONTAINER), first; -f does not remove a network in use, as Docker's does not`,
+          },
         );
-      for (const u of users) {
-        for (const a of u.attachments.filter((x) => x.networkId === def.id))
-          await this.detachLocked(u, a);
       }
       await this.store.removeResources(def);
       this.store.delete(def.name);
       await this.afterChange([], true);
+      return true;
     });
   }
 

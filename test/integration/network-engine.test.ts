@@ -117,7 +117,8 @@ describe.skipIf(!ready)("engine: networks", () => {
       networkAliases: ["db"],
       detach: true,
     });
-    for (const name of [`srv-${tag}`, "db"]) {
+    /** What the server answers to a client on NET that asks for it by NAME. */
+    const answer = async (name: string) => {
       let out = "";
       for (let i = 0; i < 50 && !out.includes("via-engine"); i++) {
         const r = await runCollect(engine, {
@@ -129,11 +130,20 @@ describe.skipIf(!ready)("engine: networks", () => {
         out = r.stdout;
         if (!out) await new Promise((r) => setTimeout(r, 100));
       }
-      expect(out.trim()).toBe("via-engine");
-    }
+      return out.trim();
+    };
+    for (const name of [`srv-${tag}`, "db"]) expect(await answer(name)).toBe("via-engine");
     const inUse = cli(["network", "rm", NET]);
     expect(inUse.status).not.toBe(0);
-    expect(inUse.stderr).toContain("is in use");
+    expect(inUse.stderr).toContain(`network "${NET}" has 1 active endpoint (srv-${tag})`);
+    // -f is no way round it, as Docker's (its -f only skips a network that does not exist): it
+    // detached the running container, whose record still said it was connected.
+    const forced = cli(["network", "rm", "-f", NET]);
+    expect(forced).toMatchObject({ status: 1, stdout: "" });
+    expect(forced.stderr).toContain(`network "${NET}" has 1 active endpoint (srv-${tag})`);
+    expect(cli(["network", "ls"]).stdout).toContain(NET);
+    expect(engine.networks.attachments(srv.id).map((a) => a.network)).toEqual([NET]);
+    expect(await answer(`srv-${tag}`)).toBe("via-engine");
     await engine.remove(srv.id, { force: true });
     await expect(
       engine.create({
@@ -141,7 +151,14 @@ describe.skipIf(!ready)("engine: networks", () => {
         publish: [{ hostIP: "", hostPort: 1, containerPort: 1, protocol: "tcp" }],
       }),
     ).rejects.toThrow("need a network");
-    expect(cli(["network", "rm", NET]).status).toBe(0);
+    // Each name in turn, as Docker's: a missing one fails the command, the next is removed; with
+    // -f a missing one is skipped in silence.
+    const missing = `pvt${tag}-none`;
+    const both = cli(["network", "rm", missing, NET]);
+    expect(both).toMatchObject({ status: 1, stdout: `${NET}\n` });
+    expect(both.stderr).toContain(`network "${missing}" not found`);
+    expect(cli(["network", "ls"]).stdout).not.toContain(NET);
+    expect(cli(["network", "rm", "-f", missing])).toEqual({ status: 0, stdout: "", stderr: "" });
   }, 60_000);
 
   // The network's ADD runs while the runtime creates the container (start.ts): whichever of the

@@ -794,10 +794,11 @@ describe("Pivot's rules per network", () => {
 });
 
 describe("cleanup", () => {
-  test("network rm is refused while in use; afterwards nothing is left on the host", async () => {
+  test("network rm is refused while in use, with force too; afterwards nothing is left on the host", async () => {
     const id = nextId("last");
     await sandbox(id, [{ name: NET_B }]);
-    await expect(manager.removeNetwork(NET_B)).rejects.toThrow(/is in use by .*last/);
+    await expect(manager.removeNetwork(NET_B, { force: true })).rejects.toThrow(/active endpoint/);
+    await expect(manager.removeNetwork(NET_B)).rejects.toThrow(/has 1 active endpoint \(.*last/);
     // The last container gone: none of Pivot's chains or rules are left, networks or not.
     cleanupRoot(root);
     for (const sid of manager.sandboxes()) await manager.removeSandbox(sid);
