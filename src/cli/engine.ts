@@ -693,7 +693,7 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const p = parseCommand(args, [{ name: "format", aliases: ["f"], value: true }]);
       const out = [];
       for (const ref of targets(p, command)) out.push(await engine.inspectDocker(ref));
-      writeOut(renderInspect(out, flag(p, "format")));
+      writeOut(renderInspect(out, flag(p, "format"), "container"));
       return 0;
     }
     case "port": {
@@ -1149,11 +1149,13 @@ async function debugCommand(engine: Engine, args: string[]): Promise<number> {
 function volumeCommand(engine: Engine, args: string[]): number | Promise<number> {
   const sub = args[0];
   if (sub === "prune") return containers().then((m) => m.volumePruneCommand(engine, args.slice(1)));
+  // inspect's -f is --format, rm's --force, as Docker's.
+  const inspecting = sub === "inspect";
   const p = parseCommand(args.slice(1), [
     { name: "quiet", aliases: ["q"] },
     { name: "label", aliases: ["l"], value: true, multiple: true },
-    { name: "force", aliases: ["f"] },
-    { name: "format", value: true },
+    { name: "force", aliases: inspecting ? [] : ["f"] },
+    { name: "format", aliases: inspecting ? ["f"] : [], value: true },
   ]);
   const names = [...p.positionals, ...p.rest];
   switch (sub) {
@@ -1184,6 +1186,7 @@ function volumeCommand(engine: Engine, args: string[]): number | Promise<number>
         renderInspect(
           names.map((n) => engine.inspectVolume(n)),
           flag(p, "format"),
+          "volume",
         ),
       );
       return 0;

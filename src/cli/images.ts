@@ -116,7 +116,7 @@ export async function imageCommand(
         if (refs.length === 0) throw new UsageError("image inspect needs an image");
         const out = [];
         for (const r of refs) out.push(await inspectImage(engine, r));
-        writeOut(renderInspect(out, flag(p, "format")));
+        writeOut(renderInspect(out, flag(p, "format"), "image"));
         return 0;
       }
       case "prune": {

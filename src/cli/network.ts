@@ -20,6 +20,11 @@ const FLAGS = [
   { name: "help" },
 ];
 
+/** inspect's -f is --format, rm's --force, as Docker's. */
+const INSPECT_FLAGS = FLAGS.map((f) =>
+  f.name === "format" ? { ...f, aliases: ["f"] } : f.name === "force" ? { name: "force" } : f,
+);
+
 function multi(p: Parsed, name: string): string[] {
   return p.flags.get(name) ?? [];
 }
@@ -35,7 +40,7 @@ export async function networkCommand(
   resolve: (ref: string) => string,
 ): Promise<number> {
   const sub = args[0];
-  const p = parseArgs(args.slice(1), FLAGS);
+  const p = parseArgs(args.slice(1), sub === "inspect" ? INSPECT_FLAGS : FLAGS);
   const names = [...p.positionals, ...p.rest];
   switch (sub) {
     case "create": {
@@ -85,6 +90,7 @@ export async function networkCommand(
         renderInspect(
           names.map((n) => manager.inspectNetwork(n)),
           flag(p, "format"),
+          "network",
         ),
       );
       return 0;

@@ -200,6 +200,25 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
       expect(pivot(["volume", "inspect", "--format", "{{.Name}}", "fmtvol"]).stdout).toBe(
         "fmtvol\n",
       );
+      // Images' and volumes' maps as containers': a missing key is <no value>; a missing field
+      // is still an error.
+      expect(
+        pivot([
+          "image",
+          "inspect",
+          "-f",
+          "{{.Config.Labels.nope}} {{.GraphDriver.Data.nope}}",
+          IMAGE,
+        ]),
+      ).toEqual({ status: 0, stdout: "<no value> <no value>\n", stderr: "" });
+      expect(pivot(["volume", "inspect", "-f", "{{.Labels.nope}}", "fmtvol"])).toEqual({
+        status: 0,
+        stdout: "<no value>\n",
+        stderr: "",
+      });
+      expect(pivot(["image", "inspect", "-f", "{{.Config.Nope}}", IMAGE]).stderr).toContain(
+        "can't evaluate field Nope",
+      );
     } finally {
       pivot(["rm", "fmt"]);
       pivot(["volume", "rm", "fmtvol"]);

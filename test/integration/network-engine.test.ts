@@ -109,6 +109,12 @@ describe.skipIf(!ready)("engine: networks", () => {
   test("--network NAME: containers reach each other by name and alias; -p needs a network", async () => {
     expect(cli(["network", "create", NET]).status).toBe(0);
     expect(cli(["network", "ls"]).stdout).toContain(NET);
+    // Its labels are a Go map for --format, as Docker's: a missing key is <no value>.
+    expect(cli(["network", "inspect", "-f", "{{.Labels.nope}}", NET])).toEqual({
+      status: 0,
+      stdout: "<no value>\n",
+      stderr: "",
+    });
     const srv = await engine.run({
       image: IMAGE,
       name: `srv-${tag}`,
