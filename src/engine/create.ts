@@ -8,12 +8,11 @@ import {
   mkdirSync,
   readFileSync,
   realpathSync,
-  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { join } from "node:path";
 import { swapAccounted } from "../cgroups/hierarchy.ts";
 import {
   layerHistory,
@@ -205,7 +204,6 @@ async function createMounted(
   const dir = ctx.containers.dir(id);
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   const createdVolumes: string[] = [];
-  const createdDirs: CreatedDir[] = [];
   let overlay: OverlayPlan | null = null;
   try {
     const layers = found?.layers ?? (await store.ensureImageLayers(image));
@@ -256,7 +254,6 @@ async function createMounted(
         return true;
       },
       createdVolumes,
-      createdDirs,
     });
     // A plain write: the directory is new and locked, and container.json, written last and
     // atomically, is what marks the container as created (recover() removes one without it).
@@ -304,26 +301,7 @@ async function createMounted(
         ctx.volumes.remove(v, volumeUsers(ctx, v));
       } catch {}
     }
-    for (const d of createdDirs) removeEmptyDirs(d);
     throw err;
-  }
-}
-
-/** A directory chain create made: `top`, the first one made, down to `leaf`. */
-interface CreatedDir {
-  top: string;
-  leaf: string;
-}
-
-/** Removes a chain create made, leaf first, stopping at a directory something was put in. */
-function removeEmptyDirs({ top, leaf }: CreatedDir): void {
-  for (let d = resolve(leaf); ; d = dirname(d)) {
-    try {
-      rmdirSync(d);
-    } catch {
-      return;
-    }
-    if (d === resolve(top) || d === dirname(d)) return;
   }
 }
 
@@ -349,8 +327,6 @@ async function compose(
      */
     rootForWrites?: (rel?: string) => Promise<boolean>;
     createdVolumes: string[];
-    /** Bind sources `-v` made on the host, removed again if the create fails. */
-    createdDirs?: CreatedDir[];
   },
 ): Promise<{
   spec: Spec;
@@ -411,9 +387,12 @@ async function compose(
             hint: "create it first, or use -v HOST:CONTAINER, which creates a missing directory",
           });
         }
+        // Made as Docker makes it, and never removed, even if this create fails: another create
+        // (or any program) may have found it made and be using it by now, and nothing can tell
+        // (an rmdir of an empty directory cannot see a process about to use it). mkdir -p takes
+        // a directory made meanwhile by another create as made.
         try {
-          const top = mkdirSync(m.source!, { recursive: true });
-          if (top) c.createdDirs?.push({ top, leaf: m.source! });
+          mkdirSync(m.source!, { recursive: true });
         } catch (err) {
           // Node's "ENOTDIR: not a directory, mkdir '/x'": the why, without the call.
           const why = (err as Error).message.replace(/^E[A-Z]+: /, "").split(", ")[0];

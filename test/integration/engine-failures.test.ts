@@ -65,7 +65,9 @@ function processesOf(id: string): number[] {
 }
 
 describe.skipIf(!ready)("engine: what a failure leaves", () => {
-  test("a run whose bind source cannot be created removes the named volume and the bind source directory it made, and says which source failed", () => {
+  // The bind source directory it made stays, as Docker's does: another create may have found it
+  // made and use it by now (removing it took the directory from under that one).
+  test("a run whose bind source cannot be created removes the named volume it made, keeps the bind source directory it made, and says which source failed", () => {
     const vol = `failvol${tag}`;
     const kept = `keptvol${tag}`;
     expect(cli(["volume", "create", kept]).status).toBe(0);
@@ -91,7 +93,7 @@ describe.skipIf(!ready)("engine: what a failure leaves", () => {
     const volumes = cli(["volume", "ls", "-q"]).stdout.split("\n");
     expect(volumes).not.toContain(vol);
     expect(volumes).toContain(kept); // not made by the failed run: stays
-    expect(existsSync(join(scratch, "made"))).toBe(false);
+    expect(readdirSync(join(scratch, "made", "by", "run"))).toEqual([]);
     expect(cli(["ps", "-aq"]).stdout).toBe("");
     expect(readdirSync(join(t.root, "names"))).toEqual([]);
     expect(cli(["volume", "rm", kept]).status).toBe(0);
