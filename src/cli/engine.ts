@@ -3,6 +3,7 @@ import { closeSync, createWriteStream, openSync, readFileSync, rmSync, writeSync
 import { join } from "node:path";
 import { parseEnvFile, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from "../engine/config.ts";
 import { Engine, EngineError } from "../engine/engine.ts";
+import { parseLogOptFlags } from "../engine/log-config.ts";
 import {
   parseDeviceFlag,
   parseNamespaceMode,
@@ -127,6 +128,8 @@ const CONTAINER_FLAGS: FlagSpec[] = [
   { name: "uts", value: true },
   { name: "group-add", value: true, multiple: true },
   { name: "oom-score-adj", value: true },
+  { name: "log-driver", value: true },
+  { name: "log-opt", value: true, multiple: true },
   { name: "cidfile", value: true },
   { name: "dry-run" },
   { name: "trace" },
@@ -154,7 +157,9 @@ containers:
                                --volumes-from CONTAINER[:ro|rw],
                                --ulimit NAME=SOFT[:HARD], --device HOST[:CTR][:rwm],
                                --sysctl K=V, --shm-size, --pid host|container:NAME, --ipc|--uts host, --group-add,
-                               --cpuset-cpus, --cpuset-mems, --oom-score-adj, --cidfile FILE)
+                               --cpuset-cpus, --cpuset-mems, --oom-score-adj, --cidfile FILE,
+                               --log-driver k8s-file|json-file|none,
+                               --log-opt max-size=SIZE (the log starts over when full))
                                networking: --network none|host|bridge|NAME|container:NAME
                                (default none), -p [IP:][HOSTPORT:]PORT[/udp], -P (every
                                EXPOSEd port on a free host port), --ip, --network-alias,
@@ -315,7 +320,10 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   return o;
 }
 
-/** --ulimit, --device, --sysctl, --shm-size, --pid, --ipc, --uts, --group-add, --oom-score-adj. */
+/**
+ * --ulimit, --device, --sysctl, --shm-size, --pid, --ipc, --uts, --group-add, --oom-score-adj,
+ * --log-driver, --log-opt.
+ */
 function addProcessOptions(p: Parsed, o: ContainerOptions): void {
   const ulimits = multi(p, "ulimit").map(parseUlimitFlag);
   if (ulimits.length) o.ulimits = ulimits;
@@ -334,6 +342,9 @@ function addProcessOptions(p: Parsed, o: ContainerOptions): void {
   if (multi(p, "group-add").length) o.groupAdd = multi(p, "group-add");
   const oomScoreAdj = intFlag(p, "oom-score-adj");
   if (oomScoreAdj !== undefined) o.oomScoreAdj = oomScoreAdj;
+  const logDriver = flag(p, "log-driver");
+  if (logDriver !== undefined) o.logDriver = logDriver;
+  if (multi(p, "log-opt").length) o.logOptions = parseLogOptFlags(multi(p, "log-opt"));
 }
 
 function printTable(rows: string[][]): void {

@@ -62,6 +62,7 @@ import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import { addInit } from "./init.ts";
 import { inspect } from "./inspect.ts";
+import { logConfigOf } from "./log-config.ts";
 import { isPasta, PASTA_DNS } from "./pasta.ts";
 import { pidNamespaceDonor } from "./pid-namespace.ts";
 import { applyProcessOptions } from "./process-options.ts";
@@ -130,6 +131,7 @@ export async function createLocked(
    */
   mountAtStart = false,
 ): Promise<ContainerRecord> {
+  logConfigOf(options); // a mistaken --log-opt is refused before anything exists
   const overlayDriver = rootfsDriver().driver === "overlay";
   // /etc/passwd and the working directory are then read from the layers: an image of one layer,
   // or one whose layers were unpacked with their opaque directories recorded (layer.json), else

@@ -258,7 +258,7 @@ export function dockerContainerJSON(
   const hostConfig: DockerContainerJSON["HostConfig"] = {
     Binds: binds.length ? binds : null,
     ContainerIDFile: "",
-    LogConfig: { Type: "k8s-file", Config: asGoMap({}, "") },
+    LogConfig: { Type: o.logDriver ?? "k8s-file", Config: asGoMap({ ...o.logOptions }, "") },
     NetworkMode: o.network ?? "none",
     PortBindings: portBindings(o.publish ?? []),
     RestartPolicy: {

@@ -36,7 +36,7 @@ import type { Change } from "./files.ts";
 import type { AttachResult, ContainerHandle } from "./handle.ts";
 import * as inspecting from "./inspect.ts";
 import * as lifecycle from "./lifecycle.ts";
-import type { ReadLogsOptions } from "./monitor.ts";
+import type { ReadLogsOptions } from "./log-reader.ts";
 import * as pruning from "./prune.ts";
 import * as recovery from "./recovery.ts";
 import { outsideUserNamespace, refuseOutsideUserNamespace } from "./rootless.ts";

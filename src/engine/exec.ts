@@ -12,7 +12,8 @@ import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { wait } from "./lifecycle.ts";
-import { type ReadLogsOptions, readLogs } from "./monitor.ts";
+import { logConfigOf } from "./log-config.ts";
+import { type ReadLogsOptions, readLogs } from "./log-reader.ts";
 import { drainPipe, feedStdin, writeToStream } from "./pipes.ts";
 import { readFileInRoot } from "./root-paths.ts";
 import { attachHelper, TTY_DETACHED } from "./tty.ts";
@@ -38,6 +39,13 @@ export function logs(
   options: Omit<ReadLogsOptions, "done"> = {},
 ): AsyncGenerator<LogEntry> {
   const id = ctx.containers.resolveId(ref);
+  if (logConfigOf(ctx.containers.load(id).options).driver === "none") {
+    // Docker's words: its none driver keeps nothing to read either.
+    throw new EngineError(
+      `container ${id.slice(0, 12)} has no log: configured logging driver does not support reading`,
+      { hint: "it was created with --log-driver none; `pivot attach` shows its output live" },
+    );
+  }
   return readLogs(join(ctx.containers.dir(id), "ctr.log"), {
     ...options,
     done: () => {

@@ -3,10 +3,11 @@
 // container is monitored by the pivot process itself, which writes the same log format.
 // Logs use conmon's k8s-file format: "<RFC 3339 time> <stdout|stderr> <F|P> <text>" per line,
 // F for a full line (its newline dropped), P for a partial one.
-import { closeSync, existsSync, openSync, readSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, renameSync, writeSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { PivotError } from "../errors.ts";
 import { childProcess } from "../util/child-process.ts";
+import type { LogConfig } from "./log-config.ts";
 import type { LogEntry } from "./types.ts";
 
 export class MonitorError extends PivotError {}
@@ -40,6 +41,8 @@ export interface ConmonOptions {
   /** Written by conmon: its own pid. */
   conmonPidFile: string;
   logPath: string;
+  /** --log-driver and --log-opt max-size (log-config.ts). */
+  log: LogConfig;
   /** conmon writes the exit code to <persistDir>/exit. */
   persistDir: string;
   /** Where conmon links attach sockets (short paths). */
@@ -76,7 +79,7 @@ export function startConmon(o: ConmonOptions): Promise<number> {
     "-P",
     o.conmonPidFile,
     "-l",
-    `k8s-file:${o.logPath}`,
+    o.log.driver === "none" ? "none" : `k8s-file:${o.logPath}`,
     "--persist-dir",
     o.persistDir,
     "--socket-dir-path",
@@ -84,6 +87,7 @@ export function startConmon(o: ConmonOptions): Promise<number> {
     "--log-level",
     "error",
   ];
+  if (o.log.maxSize !== undefined) args.push("--log-size-max", String(o.log.maxSize));
   for (const a of runtimeArgs) args.push("--runtime-arg", a);
   if (o.tty) args.push("-t");
   // Input stays open for the next `pivot attach` when one detaches (Docker's -d -i).
@@ -194,100 +198,68 @@ export function parseLogLine(line: string): LogEntry | null {
   return { time: line.slice(0, a), stream, text: tag === "P" ? text : `${text}\n` };
 }
 
-/** Appends an attached container's output to its log, in conmon's format. */
 /**
- * The attached monitor's ctr.log, opened at the first output: a container that prints nothing
- * (a --rm job's common case) costs no file (readLogs reads a missing log as empty). If the log
- * cannot be opened then (the container removed meanwhile), the output still reaches the streams.
+ * The attached monitor's ctr.log, in conmon's format, opened at the first output: a container
+ * that prints nothing (a --rm job's common case) costs no file (readLogs reads a missing log as
+ * empty). If the log cannot be opened then (the container removed meanwhile), the output still
+ * reaches the streams. With a size limit it starts over as conmon's does: a line that would take
+ * the file past the limit goes to a new file renamed over the old one.
  */
 export class LogWriter {
   private fd = -1;
   private failed = false;
-  constructor(private readonly path: string) {}
+  /** Bytes in the file: what it held when opened, plus what this writer added. */
+  private size = 0;
+  constructor(
+    private readonly path: string,
+    private readonly config: LogConfig = { driver: "k8s-file" },
+  ) {
+    if (config.driver === "none") this.failed = true; // nothing is ever written
+  }
   write(stream: "stdout" | "stderr", chunk: Buffer | string): void {
     const text = formatLogLines(stream, chunk.toString(), logTimestamp());
     if (!text || this.failed) return;
-    if (this.fd < 0) {
-      try {
-        this.fd = openSync(this.path, "a", 0o640);
-      } catch {
-        this.failed = true;
-        return;
-      }
+    if (this.fd < 0 && !this.open("a")) return;
+    const max = this.config.maxSize;
+    if (max === undefined) {
+      writeSync(this.fd, text);
+      return;
     }
-    writeSync(this.fd, text);
+    // Line by line, as conmon checks: each line is whole in one file or the other.
+    for (const line of text.split(/(?<=\n)/)) {
+      const bytes = Buffer.byteLength(line);
+      if (this.size > 0 && this.size + bytes > max && !this.startOver()) return;
+      writeSync(this.fd, line);
+      this.size += bytes;
+    }
   }
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
     this.failed = true; // nothing more is written
   }
-}
-
-export interface ReadLogsOptions {
-  /** Only the last N lines. */
-  tail?: number;
-  /** Only entries at or after this time. */
-  since?: Date;
-  /** Keep reading as the log grows, until `done()` is true. */
-  follow?: boolean;
-  done?: () => boolean;
-  /** Poll interval while following, ms. */
-  pollMs?: number;
-}
-
-/** Reads a k8s-file log, optionally following it. */
-export async function* readLogs(
-  path: string,
-  options: ReadLogsOptions = {},
-): AsyncGenerator<LogEntry> {
-  let offset = 0;
-  let rest = "";
-  let first = true;
-  const sinceMs = options.since?.getTime();
-  const readMore = (): LogEntry[] => {
-    let size: number;
+  private open(flags: "a" | "w", path = this.path): boolean {
     try {
-      size = statSync(path).size;
+      this.fd = openSync(path, flags, 0o640);
+      this.size = flags === "a" ? fstatSync(this.fd).size : 0;
+      return true;
     } catch {
-      return [];
+      this.failed = true;
+      return false;
     }
-    if (size < offset) offset = 0;
-    if (size === offset) return [];
-    const fd = openSync(path, "r");
+  }
+  /** A new, empty file in the log's place (a reader following the log sees its inode change). */
+  private startOver(): boolean {
+    const fresh = `${this.path}.new`;
+    closeSync(this.fd);
+    this.fd = -1;
+    if (!this.open("w", fresh)) return false;
     try {
-      const buf = Buffer.alloc(size - offset);
-      const n = readSync(fd, buf, 0, buf.length, offset);
-      offset += n;
-      rest += buf.subarray(0, n).toString();
-    } finally {
-      closeSync(fd);
+      renameSync(fresh, this.path);
+      return true;
+    } catch {
+      this.close();
+      return false;
     }
-    const lines = rest.split("\n");
-    rest = lines.pop() ?? "";
-    const out: LogEntry[] = [];
-    for (const l of lines) {
-      const e = parseLogLine(l);
-      if (!e) continue;
-      if (sinceMs !== undefined && Date.parse(e.time) < sinceMs) continue;
-      out.push(e);
-    }
-    return out;
-  };
-  for (;;) {
-    const done = options.done?.() ?? true;
-    let entries = readMore();
-    if (first) {
-      first = false;
-      if (options.tail !== undefined && options.tail >= 0) {
-        entries = options.tail === 0 ? [] : entries.slice(-options.tail);
-      }
-    }
-    for (const e of entries) yield e;
-    if (!options.follow || done) {
-      if (options.follow && done) for (const e of readMore()) yield e;
-      return;
-    }
-    await new Promise((r) => setTimeout(r, options.pollMs ?? 100));
   }
 }

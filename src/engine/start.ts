@@ -23,6 +23,7 @@ import { composedSpec, createLocked, newContainerId, rootToMount } from "./creat
 import { EngineError } from "./errors.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
+import { logConfigOf } from "./log-config.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
 import { joinPidNamespaceOf } from "./pid-namespace.ts";
 import { drainPipe, feedStdin } from "./pipes.ts";
@@ -223,6 +224,7 @@ export async function startLocked(
       pidFile,
       conmonPidFile,
       logPath: join(dir, "ctr.log"),
+      log: logConfigOf(r.options),
       persistDir: dir,
       socketDir,
       tty: r.options.tty ?? false,
@@ -424,7 +426,7 @@ async function runPrepared(
 ): Promise<ContainerHandle> {
   const runId = randomHex(8);
   const dir = ctx.containers.dir(id);
-  const log = new LogWriter(join(dir, "ctr.log"));
+  const log = new LogWriter(join(dir, "ctr.log"), logConfigOf(r.options));
   const wantStdin = r.options.stdin ?? false;
   const outs = {
     stdout: stdio === "pipe" ? new (stream().PassThrough)() : null,

@@ -132,6 +132,16 @@ export interface ContainerOptions {
   cpusetMems?: string;
   /** --oom-score-adj: the process's OOM killer adjustment, -1000 to 1000. */
   oomScoreAdj?: number;
+  /**
+   * --log-driver: "k8s-file" (the default: the container's output in its log, in conmon's
+   * format; "json-file" is taken for it, as podman does) or "none" (no log; `logs` refuses).
+   */
+  logDriver?: string;
+  /**
+   * --log-opt, Docker's LogConfig.Config: "max-size" (bytes or "10m": a log that would grow past
+   * it starts over) and "max-file" (1 only: one file is kept).
+   */
+  logOptions?: Record<string, string>;
 }
 
 /** One --ulimit: NAME=SOFT[:HARD] (nofile=1024:2048). */

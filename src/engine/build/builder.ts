@@ -34,17 +34,9 @@ import type { EngineContext } from "../context.ts";
 import type { Engine } from "../engine.ts";
 import { EngineError } from "../errors.ts";
 import { extractTar, kindAt, resolveInRoot } from "../files.ts";
-import { healthHistoryText } from "../health-config.ts";
 import { collectEngineGarbage } from "../images.ts";
 import { sourcesDigest, stepKey } from "./cache-key.ts";
-import {
-  CONFIG_INSTRUCTIONS,
-  configChange,
-  envMap,
-  HEALTHCHECK_FLAGS,
-  healthcheck,
-  type RuntimeConfig,
-} from "./config-steps.ts";
+import { CONFIG_INSTRUCTIONS, configChange, envMap, type RuntimeConfig } from "./config-steps.ts";
 import {
   type ContextSource,
   IgnoreRules,
@@ -115,9 +107,9 @@ const KNOWN = new Set([
   "STOPSIGNAL",
   "SHELL",
   "MAINTAINER",
-  "HEALTHCHECK",
 ]);
 const UNSUPPORTED: Record<string, string> = {
+  HEALTHCHECK: "health checks are not supported by pivot",
   ONBUILD: "ONBUILD triggers are not supported by pivot build",
 };
 
@@ -278,7 +270,7 @@ class Builder {
         });
       if (!KNOWN.has(inst.keyword))
         throw new DockerfileError(`unknown instruction ${inst.keyword} (${at})`, {
-          hint: "check its spelling; pivot build knows FROM RUN COPY ADD ENV ARG WORKDIR USER CMD ENTRYPOINT EXPOSE LABEL VOLUME STOPSIGNAL SHELL HEALTHCHECK",
+          hint: "check its spelling; pivot build knows FROM RUN COPY ADD ENV ARG WORKDIR USER CMD ENTRYPOINT EXPOSE LABEL VOLUME STOPSIGNAL SHELL",
         });
       if (inst.keyword === "FROM") froms++;
       else if (froms === 0 && inst.keyword !== "ARG")
@@ -291,26 +283,11 @@ class Builder {
             ? ["chown", "chmod", "from"]
             : inst.keyword === "ADD"
               ? ["chown", "chmod"]
-              : inst.keyword === "HEALTHCHECK"
-                ? HEALTHCHECK_FLAGS
-                : [];
+              : [];
         if (!allowed.includes(f))
           throw new DockerfileError(
             `${inst.keyword} --${f} (${at}) is not supported by pivot build`,
-            inst.keyword === "HEALTHCHECK"
-              ? {
-                  hint: `HEALTHCHECK's options are ${HEALTHCHECK_FLAGS.map((n) => `--${n}`).join(" ")}`,
-                }
-              : {},
           );
-      }
-      // A bad HEALTHCHECK fails the build before anything is made, as an unknown flag does.
-      if (inst.keyword === "HEALTHCHECK") {
-        try {
-          healthcheck(inst);
-        } catch (err) {
-          throw stepError(inst, err);
-        }
       }
     }
     if (froms === 0) throw new DockerfileError(`${file} has no FROM instruction`);
@@ -969,13 +946,9 @@ function stepError(inst: Instruction, err: unknown): unknown {
   });
 }
 
-/** The history entry of a config-only instruction (HEALTHCHECK's is its config, as Docker's). */
+/** The history entry of a config-only instruction. */
 function createdByOf(inst: Instruction): string {
-  const text =
-    inst.keyword === "HEALTHCHECK"
-      ? healthHistoryText(healthcheck(inst))
-      : inst.original.replace(/\s+/g, " ");
-  return `/bin/sh -c #(nop)  ${text}`;
+  return `/bin/sh -c #(nop)  ${inst.original.replace(/\s+/g, " ")}`;
 }
 
 /** $VAR and ${VAR} in a JSON-form word (no quotes to remove). */
