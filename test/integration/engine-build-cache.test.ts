@@ -4,6 +4,7 @@
 // HTTP server of this process (the build's RUN containers share the host's network), so that a
 // step that ran is seen from outside the build, not only in its output.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -26,7 +27,7 @@ import {
   mountsUnder,
   type TestEngine,
 } from "../fixtures/engine.ts";
-import { isRoot, pivotCli } from "../helpers.ts";
+import { isRoot, pivotCli, REPO } from "../helpers.ts";
 
 let t: TestEngine;
 let scratch: string;
@@ -203,6 +204,53 @@ ${report("copy-after")}
     expect(ls.stdout).toMatch(/^-rwxr-xr-x /);
   }, 180_000);
 
+  test("COPY's key is that of the bytes copied: a file changed and changed back around the copy cannot put other content under its key", async () => {
+    // Whoever writes the context rewrites f.txt each time a read of it ends: a build that read it
+    // for a digest, again to copy it and again for a digest read "A", copied "B" and recorded B's
+    // image under A's key, which the next build of "A" then used.
+    const dir = context("changed-back", {
+      "f.txt": "A\n",
+      Dockerfile: `FROM ${IMAGE}\nCOPY f.txt /f.txt\n`,
+    });
+    const changer = join(scratch, "read-changer");
+    if (!existsSync(changer)) {
+      const cc = spawnSync(
+        "cc",
+        ["-O2", "-o", changer, join(REPO, "test/fixtures/read-changer.c")],
+        {
+          encoding: "utf8",
+        },
+      );
+      expect(cc.stderr).toBe("");
+    }
+    const child = spawn(changer, [join(dir, "f.txt"), "B\n", "A\n"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (d: Buffer) => {
+          if (d.toString().includes("ready")) resolve();
+        });
+        child.on("exit", (code) => reject(new Error(`read-changer exited with ${code}`)));
+      });
+      await build(dir);
+    } finally {
+      child.kill("SIGKILL");
+    }
+    const content = (tag: string) => pivotCli(t.root, ["run", "--rm", tag, "cat", "/f.txt"]).stdout;
+    // What the first build copied, read once: "A".
+    expect(content("localhost/cached:1")).toBe("A\n");
+    // The context says "A" again: the cache's image for it holds "A".
+    writeFileSync(join(dir, "f.txt"), "A\n");
+    const again = await build(dir, { tag: "localhost/cached:2" });
+    expect(cachedSteps(again.lines)).toEqual(["COPY f.txt /f.txt"]);
+    expect(content("localhost/cached:2")).toBe("A\n");
+    writeFileSync(join(dir, "f.txt"), "B\n");
+    const other = await build(dir, { tag: "localhost/cached:3" });
+    expect(cachedSteps(other.lines)).toEqual([]);
+    expect(content("localhost/cached:3")).toBe("B\n");
+  }, 180_000);
+
   test("a build arg a RUN uses invalidates it; the same value again is cached", async () => {
     const dir = context("args", {
       Dockerfile: `FROM ${IMAGE}\nARG V\n${report("arg-$V")}\n`,
@@ -333,7 +381,35 @@ ${report("copy-after")}
     expect(hits).toHaveLength(7);
   }, 180_000);
 
-  test("multi-stage: stages are cached apart; COPY --from is keyed by the stage's result", async () => {
+  test("COPY --from a stage rebuilt with the same files (new mtimes, new layers) uses the cache", async () => {
+    // The first stage's RUN runs again for another build arg, writing the same /out.txt anew:
+    // keyed by the stage's layers, the COPY --from and every step after it ran again.
+    const dir = context("rebuilt-stage", {
+      Dockerfile: `FROM ${IMAGE} AS builder
+ARG V
+RUN echo "$V" > /v && echo same > /out.txt
+FROM ${IMAGE}
+${report("rebuilt-before")}
+COPY --from=builder /out.txt /out.txt
+${report("rebuilt-after")}
+`,
+    });
+    await build(dir, { buildArgs: { V: "1" } });
+    expect(hits).toEqual(["/rebuilt-before", "/rebuilt-after"]);
+    const again = await build(dir, { buildArgs: { V: "2" } });
+    expect(again.text).toContain("Running in"); // the stage's RUN, for V=2
+    expect(cachedSteps(again.lines)).toEqual([
+      "ARG V",
+      report("rebuilt-before"),
+      "COPY --from=builder /out.txt /out.txt",
+      report("rebuilt-after"),
+    ]);
+    expect(hits).toEqual(["/rebuilt-before", "/rebuilt-after"]);
+    const r = pivotCli(t.root, ["run", "--rm", "localhost/cached:1", "cat", "/out.txt"]);
+    expect(r.stdout).toBe("same\n");
+  }, 180_000);
+
+  test("multi-stage: stages are cached apart; COPY --from is keyed by the content it copies", async () => {
     const dir = context("stages", {
       "src.txt": "source 1\n",
       "other.txt": "other 1\n",

@@ -1,7 +1,8 @@
 // The build cache's keys (src/engine/build/cache-key.ts) and the checks of its records
-// (src/image/build-cache.ts): what changes a COPY's key (content, mode, names, link targets, the
-// files .dockerignore leaves in) and what does not (mtimes, ignored files); special files are
-// never read; a record is only a well-formed one.
+// (src/image/build-cache.ts): what changes a COPY's key, the digest of its spooled tar streams
+// (copy-sources.ts: content, mode, names, link targets, the files .dockerignore leaves in) and
+// what does not (mtimes, ignored files); special files are never read; the spool holds what was
+// digested; a record is only a well-formed one.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import {
@@ -9,6 +10,7 @@ import {
   linkSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   renameSync,
   rmSync,
   symlinkSync,
@@ -18,9 +20,12 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sourcesDigest, stepKey } from "../../src/engine/build/cache-key.ts";
-import { IgnoreRules, resolveSources } from "../../src/engine/build/context.ts";
+import { stepKey } from "../../src/engine/build/cache-key.ts";
+import { type ContextSource, IgnoreRules, resolveSources } from "../../src/engine/build/context.ts";
+import { spoolSources } from "../../src/engine/build/copy-sources.ts";
+import { Spool } from "../../src/engine/build/spool.ts";
 import { parseRecord } from "../../src/image/build-cache.ts";
+import { TarReader } from "../../src/image/tar.ts";
 
 let dir: string;
 
@@ -38,6 +43,21 @@ afterAll(() => {
 });
 
 const ignore = new IgnoreRules(["**/*.md"]);
+
+/** The content digest of SOURCES in ROOT, as a COPY step's key has it (spooled, then dropped). */
+async function sourcesDigest(
+  root: string,
+  sources: ContextSource[],
+  rules: IgnoreRules,
+): Promise<string> {
+  const spool = await Spool.create(dir);
+  try {
+    return (await spoolSources(root, sources, rules, spool)).digest;
+  } finally {
+    await spool.close();
+  }
+}
+
 const digest = () =>
   sourcesDigest(dir, resolveSources(dir, "src", ignore, "COPY (line 2)"), ignore);
 
@@ -54,7 +74,7 @@ describe("stepKey", () => {
   });
 });
 
-describe("sourcesDigest", () => {
+describe("the content digest of spooled sources", () => {
   test("content, mode, names and link targets change it; mtimes and ignored files do not", async () => {
     const base = await digest();
     expect(base).toMatch(/^[0-9a-f]{64}$/);
@@ -147,6 +167,34 @@ describe("sourcesDigest", () => {
     unlinkSync(join(ctx, "l"));
     symlinkSync(Buffer.from([0xfe]), join(ctx, "l"));
     expect(await sourcesDigest(ctx, sources, none)).not.toBe(ff);
+  });
+});
+
+describe("the spool", () => {
+  test("holds the bytes that were digested: a source changed after it was read changes neither; the spool file is already unlinked", async () => {
+    const ctx = join(dir, "spooled");
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, "f.txt"), "first\n");
+    const none = new IgnoreRules([]);
+    const sources = resolveSources(ctx, "f.txt", none, "COPY (line 2)");
+    const spool = await Spool.create(ctx);
+    try {
+      // Unlinked at once: a killed build leaves no spool file behind.
+      expect(readdirSync(ctx)).toEqual(["f.txt"]);
+      const { digest, spooled } = await spoolSources(ctx, sources, none, spool);
+      writeFileSync(join(ctx, "f.txt"), "other\n");
+      const reader = new TarReader(spool.read(spooled[0]!.segment));
+      const entry = await reader.next();
+      expect(entry?.path).toBe("f.txt");
+      let body = "";
+      for await (const c of reader.body()) body += c.toString();
+      expect(body).toBe("first\n");
+      // The key is that of the content spooled: the same as the first content's, read again.
+      writeFileSync(join(ctx, "f.txt"), "first\n");
+      expect(await sourcesDigest(ctx, sources, none)).toBe(digest);
+    } finally {
+      await spool.close();
+    }
   });
 });
 

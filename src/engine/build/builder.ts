@@ -7,10 +7,9 @@
 // cache-key.ts): a hit reuses the image an earlier build's step made, and the first miss ends the
 // cache for the rest of the stage, as the classic builder's. Cached images are kept by their
 // records, out of index.json.
-import { createHash, type Hash } from "node:crypto";
 import { realpathSync, statSync } from "node:fs";
-import { type FileHandle, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import { basename, dirname, join, posix, resolve } from "node:path";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { join, posix, resolve } from "node:path";
 import { PivotError } from "../../errors.ts";
 import {
   readBuildCacheRecord,
@@ -34,18 +33,20 @@ import type { EngineContext } from "../context.ts";
 import type { Engine } from "../engine.ts";
 import { EngineError } from "../errors.ts";
 import { extractTar, kindAt, resolveInRoot } from "../files.ts";
+import { healthHistoryText } from "../health-config.ts";
 import { collectEngineGarbage } from "../images.ts";
-import { sourcesDigest, stepKey } from "./cache-key.ts";
-import { CONFIG_INSTRUCTIONS, configChange, envMap, type RuntimeConfig } from "./config-steps.ts";
+import { stepKey } from "./cache-key.ts";
 import {
-  type ContextSource,
-  IgnoreRules,
-  listTree,
-  readContextFile,
-  resolveSources,
-} from "./context.ts";
-import { descriptorTar, openFileBelow } from "./context-tar.ts";
-import { chmodTree, chownIds, ensureDir, isArchive } from "./copy-files.ts";
+  CONFIG_INSTRUCTIONS,
+  configChange,
+  envMap,
+  HEALTHCHECK_FLAGS,
+  healthcheck,
+  type RuntimeConfig,
+} from "./config-steps.ts";
+import { IgnoreRules, readContextFile, resolveSources } from "./context.ts";
+import { ARCHIVE_HEAD, chmodTree, chownIds, ensureDir, isArchiveHead } from "./copy-files.ts";
+import { contentHead, fileContent, type SpooledSource, spoolSources } from "./copy-sources.ts";
 import {
   DockerfileError,
   expandWord,
@@ -55,6 +56,7 @@ import {
   parseDockerfile,
   splitWords,
 } from "./dockerfile.ts";
+import { Spool } from "./spool.ts";
 
 export interface BuildOptions {
   /** The build context directory. */
@@ -107,9 +109,9 @@ const KNOWN = new Set([
   "STOPSIGNAL",
   "SHELL",
   "MAINTAINER",
+  "HEALTHCHECK",
 ]);
 const UNSUPPORTED: Record<string, string> = {
-  HEALTHCHECK: "health checks are not supported by pivot",
   ONBUILD: "ONBUILD triggers are not supported by pivot build",
 };
 
@@ -150,6 +152,8 @@ class Builder {
   private readonly containers = new Set<string>();
   /** Directories of image roots mounted for COPY --from (unmounted and removed by cleanup). */
   private readonly mountDirs = new Set<string>();
+  /** The build's directory under the engine's tmp (workDir), null until used. */
+  private work: string | null = null;
   /** The image so far (null before FROM). */
   private image: StoredImage | null = null;
   /** ARGs declared before the first FROM (usable in FROM lines). */
@@ -270,7 +274,7 @@ class Builder {
         });
       if (!KNOWN.has(inst.keyword))
         throw new DockerfileError(`unknown instruction ${inst.keyword} (${at})`, {
-          hint: "check its spelling; pivot build knows FROM RUN COPY ADD ENV ARG WORKDIR USER CMD ENTRYPOINT EXPOSE LABEL VOLUME STOPSIGNAL SHELL",
+          hint: "check its spelling; pivot build knows FROM RUN COPY ADD ENV ARG WORKDIR USER CMD ENTRYPOINT EXPOSE LABEL VOLUME STOPSIGNAL SHELL HEALTHCHECK",
         });
       if (inst.keyword === "FROM") froms++;
       else if (froms === 0 && inst.keyword !== "ARG")
@@ -283,11 +287,26 @@ class Builder {
             ? ["chown", "chmod", "from"]
             : inst.keyword === "ADD"
               ? ["chown", "chmod"]
-              : [];
+              : inst.keyword === "HEALTHCHECK"
+                ? HEALTHCHECK_FLAGS
+                : [];
         if (!allowed.includes(f))
           throw new DockerfileError(
             `${inst.keyword} --${f} (${at}) is not supported by pivot build`,
+            inst.keyword === "HEALTHCHECK"
+              ? {
+                  hint: `HEALTHCHECK's options are ${HEALTHCHECK_FLAGS.map((n) => `--${n}`).join(" ")}`,
+                }
+              : {},
           );
+      }
+      // A bad HEALTHCHECK fails the build before anything is made, as an unknown flag does.
+      if (inst.keyword === "HEALTHCHECK") {
+        try {
+          healthcheck(inst);
+        } catch (err) {
+          throw stepError(inst, err);
+        }
       }
     }
     if (froms === 0) throw new DockerfileError(`${file} has no FROM instruction`);
@@ -749,7 +768,13 @@ class Builder {
     }
   }
 
-  /** COPY and ADD (local files only): sources from the context into the root, owned by root. */
+  /**
+   * COPY and ADD (local files only): sources from the context, or COPY --from's image, into the
+   * root, owned by root or --chown's ids. The sources are read once, into a spool; the step's key
+   * is the digest of the spooled streams, and a miss applies those very streams: the cache can
+   * only record the content it copied (a context changed meanwhile cannot put other content under
+   * this content's key). For --from, a stage rebuilt with the same files hits.
+   */
   private async copy(inst: Instruction): Promise<void> {
     const words = inst.json ?? splitWords(inst.args, this.escape);
     if (words.length < 2)
@@ -768,110 +793,100 @@ class Builder {
           hint: "download the file into the build context first",
         });
     }
-    const from = inst.flags.from;
-    if (from === undefined) {
-      const rootName = "the build context";
-      const sources = expanded.flatMap((s) =>
-        resolveSources(this.context, s, this.ignore, where, rootName),
-      );
-      // Keyed by the sources' names, modes and contents; recorded only if they were the same
-      // after the copy (a context changed meanwhile is not cached under the earlier content).
-      const digest = await sourcesDigest(this.context, sources, this.ignore);
-      return this.cached(
-        digest === null ? null : [inst.keyword, inst.flags, "context", digest, expanded, destGiven],
-        () =>
-          this.copyFrom(inst, this.context, this.ignore, expanded, destGiven, rootName, sources),
-        async () => (await sourcesDigest(this.context, sources, this.ignore)) === digest,
-      );
-    }
-    // COPY --from=STAGE|IMAGE: the sources are that image's files, its root mounted for the while.
-    const image =
-      this.stages.get(from.toLowerCase()) ?? (await this.localImage(from, `${where} --from`));
-    // Keyed by that image's content: its layers' diff_ids (they are what its root holds).
-    const source = image.layers.map((l) => l.diffId);
-    return this.cached([inst.keyword, inst.flags, "image", source, expanded, destGiven], () =>
-      this.withImageRoot(image, (root) =>
-        this.copyFrom(inst, root, new IgnoreRules([]), expanded, destGiven, `--from=${from}`),
-      ),
-    );
-  }
-
-  /** COPY/ADD of SOURCES from the directory SRCROOT (the context, or an image's root). */
-  private async copyFrom(
-    inst: Instruction,
-    srcRoot: string,
-    ignore: IgnoreRules,
-    expanded: string[],
-    destGiven: string,
-    rootName: string,
-    /** The sources, resolved already (the context's, for their cache key). */
-    resolved?: ContextSource[],
-  ): Promise<void> {
-    const where = `${inst.keyword} (line ${inst.line})`;
-    const sources =
-      resolved ?? expanded.flatMap((s) => resolveSources(srcRoot, s, ignore, where, rootName));
     const chmod = inst.flags.chmod;
     if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod))
       throw new DockerfileError(`${where}: --chmod=${chmod} is not an octal mode`);
+    const from = inst.flags.from;
+    const spool = await Spool.create(await this.workDir());
+    try {
+      const read = (root: string, ignore: IgnoreRules, rootName: string) =>
+        spoolSources(
+          root,
+          expanded.flatMap((s) => resolveSources(root, s, ignore, where, rootName)),
+          ignore,
+          spool,
+        );
+      let spooled: Awaited<ReturnType<typeof spoolSources>>;
+      if (from === undefined) {
+        spooled = await read(this.context, this.ignore, "the build context");
+      } else {
+        // COPY --from=STAGE|IMAGE: that image's files, its root mounted for the while.
+        const image =
+          this.stages.get(from.toLowerCase()) ?? (await this.localImage(from, `${where} --from`));
+        spooled = await this.withImageRoot(image, (root) =>
+          read(root, new IgnoreRules([]), `--from=${from}`),
+        );
+      }
+      const { digest } = spooled;
+      return await this.cached(
+        [inst.keyword, inst.flags, "content", digest, expanded, destGiven],
+        () => this.applyCopy(inst, spool, spooled.spooled, digest, expanded, destGiven),
+      );
+    } finally {
+      await spool.close();
+    }
+  }
+
+  /** COPY/ADD's miss: the spooled SOURCES (of content DIGEST) applied into a new layer. */
+  private async applyCopy(
+    inst: Instruction,
+    spool: Spool,
+    sources: SpooledSource[],
+    digest: string,
+    expanded: string[],
+    destGiven: string,
+  ): Promise<void> {
+    // Cancelled while the sources were read: nothing more is made.
+    this.aborted();
+    const where = `${inst.keyword} (line ${inst.line})`;
+    const chmod = inst.flags.chmod;
     const workdir = this.config().WorkingDir || "/";
     const dest = posix.resolve(workdir, destGiven) + (/\/\.?$/.test(destGiven) ? "/" : "");
-    const archives = new Set(
-      inst.keyword === "ADD"
-        ? sources.filter((s) => s.kind === "file" && isArchive(join(srcRoot, s.rel)))
-        : [],
-    );
+    // ADD's local archives, told from the bytes copied (not from a second read of the context).
+    const archives = new Set<SpooledSource>();
+    if (inst.keyword === "ADD") {
+      for (const s of sources) {
+        if (s.source.kind === "file" && isArchiveHead(await contentHead(spool, s, ARCHIVE_HEAD)))
+          archives.add(s);
+      }
+    }
     const intoDir =
       archives.size > 0 ||
       dest.endsWith("/") ||
       expanded.length > 1 ||
       /[*?[]/.test(expanded.join(" ")) ||
-      sources.some((s) => s.kind === "dir");
+      sources.some((s) => s.source.kind === "dir");
     if (sources.length > 1 && !dest.endsWith("/"))
       throw new DockerfileError(
         `${where}: when copying several sources, the destination must be a directory ending with /`,
         { hint: `${inst.keyword} a b ${destGiven}/` },
       );
-    const kinds = new Set(sources.map((s) => (s.kind === "dir" ? "dir" : "file")));
+    const kinds = new Set(sources.map((s) => (s.source.kind === "dir" ? "dir" : "file")));
     const label = sources.length > 1 ? "multi" : [...kinds][0]!;
-    const hash = createHash("sha256");
     await this.withRoot(
       async (root) => {
         const owner = chownIds(root, inst.flags.chown, where);
-        const copyOne = async (
-          src: (typeof sources)[number],
-          target: string,
-          asName: string | null,
-        ) => {
+        const copyOne = async (src: SpooledSource, target: string, asName: string | null) => {
           if (archives.has(src)) {
             // ADD's local archive: its content (owners as archived) into the directory.
-            // Streamed through the hash (read whole, a big archive took as much memory); closed
-            // here, as the unpacker may stop reading at a bad entry.
-            const fh = await openFileBelow(srcRoot, src.rel);
             try {
-              await extractTar(hashedChunks(fh, hash), target, null);
+              await extractTar(fileContent(spool, src), target, null);
               return;
             } catch (err) {
               // Not a tar archive after all (no entry read): copied as it is, as Docker does. A
               // tar archive that is malformed or hostile (`..`, a file through a symlink) fails
               // the build, as Docker's: it was copied as a plain file, silently.
               if (!(err instanceof LayerUnpackError) || err.entry !== undefined) throw err;
-            } finally {
-              await fh.close();
             }
           }
-          if (src.kind === "dir") {
-            const names = listTree(srcRoot, src.rel, ignore);
-            await extractTar(descriptorTar(srcRoot, src.rel, names, owner, hash), target, null);
-            if (chmod !== undefined) await chmodTree(target, names, chmod);
-          } else {
-            const dir = dirname(src.rel) === "." ? "" : dirname(src.rel);
-            const name = basename(src.rel);
-            const tar = descriptorTar(srcRoot, dir, [name], owner, hash);
-            if (asName === null) await extractTar(tar, target, null);
-            else await extractTar(tar, join(target, asName), name);
-            if (chmod !== undefined && src.kind === "file")
-              await chmodTree(target, [asName ?? name], chmod);
-          }
+          const tar = spool.read(src.segment);
+          const name = src.names[0]!;
+          if (src.source.kind === "dir" || asName === null)
+            await extractTar(tar, target, null, false, owner);
+          else await extractTar(tar, join(target, asName), name, false, owner);
+          if (chmod === undefined) return;
+          if (src.source.kind === "dir") await chmodTree(target, src.names, chmod);
+          else if (src.source.kind === "file") await chmodTree(target, [asName ?? name], chmod);
         };
         if (intoDir) {
           const target = ensureDir(root, dest, where);
@@ -887,17 +902,28 @@ class Builder {
         const parent = ensureDir(root, posix.dirname(dest), where);
         await copyOne(sources[0]!, parent, posix.basename(dest));
       },
-      () => `/bin/sh -c #(nop) ${inst.keyword} ${label}:${hash.digest("hex")} in ${dest} `,
+      () => `/bin/sh -c #(nop) ${inst.keyword} ${label}:${digest} in ${dest} `,
       // A layer even when nothing changed (an empty directory copied): a history row per COPY.
       true,
     );
   }
 
-  /** FN with IMAGE's root filesystem mounted (for reading) in a directory of the engine's tmp. */
+  /**
+   * The build's own directory under the engine's tmp (spools, COPY --from's mounts), made at
+   * first use and removed by cleanup.
+   */
+  private async workDir(): Promise<string> {
+    if (this.work === null) {
+      const tmp = join(this.ctx.root, "tmp");
+      await mkdir(tmp, { recursive: true, mode: 0o700 });
+      this.work = await mkdtemp(join(tmp, "build-"));
+    }
+    return this.work;
+  }
+
+  /** FN with IMAGE's root filesystem mounted (for reading) in a directory of the build's. */
   private async withImageRoot<T>(image: StoredImage, fn: (root: string) => Promise<T>): Promise<T> {
-    const tmp = join(this.ctx.root, "tmp");
-    await mkdir(tmp, { recursive: true, mode: 0o700 });
-    const dir = await mkdtemp(join(tmp, "build-from-"));
+    const dir = await mkdtemp(join(await this.workDir(), "from-"));
     this.mountDirs.add(dir);
     try {
       const plan = await mountImageRootfs(this.store, image, dir);
@@ -918,6 +944,7 @@ class Builder {
       await unmountOverlay(join(dir, "merged"), { lazy: true }).catch(() => {});
       await rm(dir, { recursive: true, force: true }).catch(() => {});
     }
+    if (this.work !== null) await rm(this.work, { recursive: true, force: true }).catch(() => {});
     for (const c of [...this.containers]) {
       await this.engine.remove(c, { force: true, volumes: true }).catch(() => {});
     }
@@ -946,24 +973,16 @@ function stepError(inst: Instruction, err: unknown): unknown {
   });
 }
 
-/** The history entry of a config-only instruction. */
+/** The history entry of a config-only instruction (HEALTHCHECK's is its config, as Docker's). */
 function createdByOf(inst: Instruction): string {
-  return `/bin/sh -c #(nop)  ${inst.original.replace(/\s+/g, " ")}`;
+  const text =
+    inst.keyword === "HEALTHCHECK"
+      ? healthHistoryText(healthcheck(inst))
+      : inst.original.replace(/\s+/g, " ");
+  return `/bin/sh -c #(nop)  ${text}`;
 }
 
 /** $VAR and ${VAR} in a JSON-form word (no quotes to remove). */
 function expandVars(word: string, lookup: Lookup): string {
   return expandWord(word.replace(/(["'\\])/g, "\\$1"), lookup);
-}
-
-/** The bytes of the open file FH, fed to HASH as they are read. */
-async function* hashedChunks(fh: FileHandle, hash: Hash): AsyncGenerator<Uint8Array> {
-  for (;;) {
-    const buf = new Uint8Array(1 << 20);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-    if (bytesRead === 0) return;
-    const chunk = buf.subarray(0, bytesRead);
-    hash.update(chunk);
-    yield chunk;
-  }
 }

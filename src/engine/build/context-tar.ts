@@ -138,6 +138,12 @@ export async function openFileBelow(root: string, rel: string) {
   }
 }
 
+/** Told each member and the bytes of its content as they are archived (the cache key's digest). */
+export interface TarObserver {
+  member(m: MemberHeader): void;
+  data(chunk: Uint8Array): void;
+}
+
 /**
  * A tar stream of NAMES (relative to the directory ROOT/BASE, parents before their children, as
  * listTree lists them), owned by OWNER as COPY makes its files, symlinks archived as symlinks,
@@ -150,12 +156,12 @@ export async function* descriptorTar(
   base: string,
   names: readonly string[],
   owner: { uid: number; gid: number },
-  /** Fed the archive's bytes: the history's content hash (`COPY file:HASH in /dst`). */
-  hash?: { update(data: Uint8Array): unknown },
+  /** Told what is archived, member by member, from the very headers and bytes emitted. */
+  observe?: TarObserver,
 ): AsyncGenerator<Uint8Array> {
-  const emit = (b: Buffer): Buffer => {
-    hash?.update(b);
-    return b;
+  const header = (m: MemberHeader): Buffer => {
+    observe?.member(m);
+    return memberHeader(m);
   };
   const baseFd = openDirBelow(root, base);
   // The directories open now, deepest last: names come parents first, depth first.
@@ -194,7 +200,7 @@ export async function* descriptorTar(
           throw changed(name, (err as NodeJS.ErrnoException).code ?? String(err));
         }
         dirs.push({ rel: name, fd: dfd });
-        yield emit(memberHeader({ ...common, type: "5", size: 0 }));
+        yield header({ ...common, type: "5", size: 0 });
         continue;
       }
       if (st.isSymbolicLink()) {
@@ -204,14 +210,14 @@ export async function* descriptorTar(
         } catch (err) {
           throw changed(name, (err as NodeJS.ErrnoException).code ?? String(err));
         }
-        yield emit(memberHeader({ ...common, type: "2", size: 0, linkname: target }));
+        yield header({ ...common, type: "2", size: 0, linkname: target });
         continue;
       }
       if (st.isSocket()) continue;
       const key = `${st.dev}:${st.ino}`;
       const first = st.nlink > 1 ? seen.get(key) : undefined;
       if (first !== undefined) {
-        yield emit(memberHeader({ ...common, type: "1", size: 0, linkname: Buffer.from(first) }));
+        yield header({ ...common, type: "1", size: 0, linkname: Buffer.from(first) });
         continue;
       }
       if (st.nlink > 1) seen.set(key, name);
@@ -220,7 +226,7 @@ export async function* descriptorTar(
         const rdev = BigInt(st.rdev);
         const devmajor = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
         const devminor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
-        yield emit(memberHeader({ ...common, type, size: 0, devmajor, devminor }));
+        yield header({ ...common, type, size: 0, devmajor, devminor });
         continue;
       }
       // A regular file: opened again to read, and checked to be the one looked at.
@@ -231,22 +237,24 @@ export async function* descriptorTar(
         const now = await fh.stat();
         if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev)
           throw changed(name, "no longer the file listed");
-        yield emit(memberHeader({ ...common, type: "0", size: now.size }));
+        yield header({ ...common, type: "0", size: now.size });
         let left = now.size;
         while (left > 0) {
           const buf = Buffer.alloc(Math.min(CHUNK, left));
           const { bytesRead } = await fh.read(buf, 0, buf.length, now.size - left);
           if (bytesRead === 0) throw changed(name, "it shrank");
           left -= bytesRead;
-          yield emit(buf.subarray(0, bytesRead));
+          const chunk = buf.subarray(0, bytesRead);
+          observe?.data(chunk);
+          yield chunk;
         }
         const pad = padTo(now.size);
-        if (pad.length > 0) yield emit(pad);
+        if (pad.length > 0) yield pad;
       } finally {
         await fh.close();
       }
     }
-    yield emit(Buffer.alloc(BLOCK * 2));
+    yield Buffer.alloc(BLOCK * 2);
   } finally {
     for (const d of dirs) closeSync(d.fd);
   }

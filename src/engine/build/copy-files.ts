@@ -1,6 +1,6 @@
 // COPY and ADD's work in a build container's root: the destination made inside it (symlinks
-// resolved inside), owners from --chown, --chmod, and ADD's archive detection.
-import { closeSync, openSync, readSync } from "node:fs";
+// resolved inside), owners from --chown, --chmod, and ADD's archive detection (from the bytes
+// copied).
 import { chmod, lstat } from "node:fs/promises";
 import { join } from "node:path";
 import { kindAt, mkdirInRoot, readFileInRoot, resolveInRoot } from "../files.ts";
@@ -39,21 +39,14 @@ export function chownIds(
   return { uid, gid };
 }
 
-/** Whether FILE starts as a tar archive does: gzip or zstd magic, or tar's "ustar" at 257. */
-export function isArchive(file: string): boolean {
-  const head = Buffer.alloc(262);
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, "r");
-    const n = readSync(fd, head, 0, head.length, 0);
-    if (n >= 4 && head[0] === 0x1f && head[1] === 0x8b) return true;
-    if (n >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return true;
-    return n >= 262 && head.subarray(257, 262).toString("latin1") === "ustar";
-  } catch {
-    return false;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+/** How many leading bytes isArchiveHead needs. */
+export const ARCHIVE_HEAD = 262;
+
+/** Whether a file starting with HEAD is a tar archive: gzip or zstd magic, or "ustar" at 257. */
+export function isArchiveHead(head: Buffer): boolean {
+  if (head.length >= 4 && head[0] === 0x1f && head[1] === 0x8b) return true;
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return true;
+  return head.length >= 262 && head.subarray(257, 262).toString("latin1") === "ustar";
 }
 
 /** mkdir -p DEST in ROOT, symlinks on the way resolved inside it; the directory's host path. */
