@@ -61,6 +61,20 @@ export interface HistoryEntry {
   empty_layer?: boolean;
 }
 
+/**
+ * Docker's health check (HEALTHCHECK, `--health-*`): Test is ["CMD", argv...], ["CMD-SHELL",
+ * command], ["NONE"] (none, even the base image's) or absent (inherit it); durations in
+ * nanoseconds, 0 or absent: the default.
+ */
+export interface HealthConfig {
+  Test?: string[];
+  Interval?: number;
+  Timeout?: number;
+  StartPeriod?: number;
+  StartInterval?: number;
+  Retries?: number;
+}
+
 export interface ImageConfig {
   created?: string;
   author?: string;
@@ -77,6 +91,7 @@ export interface ImageConfig {
     WorkingDir?: string;
     Labels?: Record<string, string>;
     StopSignal?: string;
+    Healthcheck?: HealthConfig;
   };
   rootfs: { type: "layers"; diff_ids: string[] };
   history?: HistoryEntry[];

@@ -17,6 +17,15 @@ import {
   parseKeyValues,
   splitWords,
 } from "../../src/engine/build/dockerfile.ts";
+import {
+  effectiveHealthcheck,
+  formatGoDuration,
+  goQuote,
+  goQuoteRune,
+  healthHistoryText,
+  mergeHealthcheck,
+  parseGoDuration,
+} from "../../src/engine/health-config.ts";
 
 const vars =
   (m: Record<string, string>) =>
@@ -301,5 +310,107 @@ describe("config-only instructions", () => {
       b: "2",
     });
     expect(configChange(inst("USER app:$PORT"), {}, lookup, sh).User).toBe("app:8080");
+  });
+});
+
+describe("HEALTHCHECK", () => {
+  const inst = (text: string) => parseDockerfile(`FROM x\n${text}\n`).instructions[1]!;
+  const hc = (text: string) =>
+    configChange(inst(text), {}, vars({}), ["/bin/sh", "-c"]).Healthcheck;
+
+  test("the shell form is one CMD-SHELL string, not expanded; the exec form is CMD", () => {
+    expect(hc("HEALTHCHECK CMD wget -q -O- http://localhost:$PORT/ || exit 1")).toEqual({
+      Test: ["CMD-SHELL", "wget -q -O- http://localhost:$PORT/ || exit 1"],
+    });
+    expect(hc('healthcheck cmd ["/bin/check", "--fast"]')).toEqual({
+      Test: ["CMD", "/bin/check", "--fast"],
+    });
+    expect(hc("HEALTHCHECK NONE")).toEqual({ Test: ["NONE"] });
+    // Docker ignores the options of NONE.
+    expect(hc("HEALTHCHECK --interval=5s NONE")).toEqual({ Test: ["NONE"] });
+  });
+
+  test("options: Go durations in nanoseconds, retries; zero values stay unset", () => {
+    expect(
+      hc(
+        "HEALTHCHECK --interval=1m30s --timeout=1.5s --start-period=500ms --start-interval=2s --retries=4 \\\n  CMD true",
+      ),
+    ).toEqual({
+      Test: ["CMD-SHELL", "true"],
+      Interval: 90_000_000_000,
+      Timeout: 1_500_000_000,
+      StartPeriod: 500_000_000,
+      StartInterval: 2_000_000_000,
+      Retries: 4,
+    });
+    expect(hc("HEALTHCHECK --interval=0s --retries=0 CMD true")).toEqual({
+      Test: ["CMD-SHELL", "true"],
+    });
+  });
+
+  test("bad forms and values are errors that say what to write", () => {
+    expect(() => hc("HEALTHCHECK")).toThrow(/needs CMD and a command, or NONE/);
+    expect(() => hc("HEALTHCHECK CMD")).toThrow(/missing command after HEALTHCHECK CMD/);
+    expect(() => hc("HEALTHCHECK CMD []")).toThrow(/missing command after HEALTHCHECK CMD/);
+    expect(() => hc("HEALTHCHECK RUN true")).toThrow(
+      /unknown type "RUN" in HEALTHCHECK \(try CMD\)/,
+    );
+    expect(() => hc("HEALTHCHECK NONE x")).toThrow(/NONE takes no arguments/);
+    expect(() => hc("HEALTHCHECK --interval=5 CMD true")).toThrow(
+      /--interval: invalid duration "5"/,
+    );
+    expect(() => hc("HEALTHCHECK --timeout=-1s CMD true")).toThrow(/--timeout cannot be negative/);
+    expect(() => hc("HEALTHCHECK --interval=10us CMD true")).toThrow(/cannot be less than 1ms/);
+    expect(() => hc("HEALTHCHECK --retries=-1 CMD true")).toThrow(/--retries cannot be negative/);
+    expect(() => hc("HEALTHCHECK --retries=x CMD true")).toThrow(/--retries: invalid number/);
+  });
+});
+
+describe("Go durations and quoting (health-config.ts)", () => {
+  test("parseGoDuration reads Go's syntax; formatGoDuration writes Duration.String()", () => {
+    expect(parseGoDuration("1h2m3.5s")).toBe(3_723_500_000_000);
+    expect(parseGoDuration("0")).toBe(0);
+    expect(parseGoDuration(".5s")).toBe(500_000_000);
+    expect(parseGoDuration("10µs")).toBe(10_000);
+    expect(parseGoDuration("5")).toBeNull();
+    expect(parseGoDuration("1d")).toBeNull();
+    expect(parseGoDuration("")).toBeNull();
+    const shown = [0, 1500, 2_500_000, 3e9, 300e9, 3600e9, 1_500_000_000].map(formatGoDuration);
+    expect(shown).toEqual(["0s", "1.5µs", "2.5ms", "3s", "5m0s", "1h0m0s", "1.5s"]);
+  });
+
+  test("the history text is Go's %q of the config, as Docker's classic builder writes it", () => {
+    expect(
+      healthHistoryText({
+        Test: ["CMD-SHELL", 'curl -f "http://x/" || exit 1'],
+        Interval: 300e9,
+        Timeout: 3e9,
+        Retries: 3,
+      }),
+    ).toBe(
+      'HEALTHCHECK &{["CMD-SHELL" "curl -f \\"http://x/\\" || exit 1"] "5m0s" "3s" "0s" "0s" \'\\x03\'}',
+    );
+    expect(healthHistoryText({ Test: ["NONE"] })).toBe(
+      'HEALTHCHECK &{["NONE"] "0s" "0s" "0s" "0s" \'\\x00\'}',
+    );
+    expect(goQuote("a\tb\u0001é")).toBe('"a\\tb\\x01é"');
+    expect(goQuoteRune(65)).toBe("'A'");
+  });
+
+  test("a container's options override its image's field by field; NONE means none", () => {
+    const image = { Test: ["CMD-SHELL", "img"], Interval: 5e9, Retries: 2 };
+    expect(mergeHealthcheck({ Interval: 1e9 }, image)).toEqual({
+      Test: ["CMD-SHELL", "img"],
+      Interval: 1e9,
+      Retries: 2,
+    });
+    expect(effectiveHealthcheck({ Test: ["CMD-SHELL", "mine"] }, image)).toEqual({
+      Test: ["CMD-SHELL", "mine"],
+      Interval: 5e9,
+      Retries: 2,
+    });
+    expect(effectiveHealthcheck({ Test: ["NONE"] }, image)).toBeNull();
+    expect(effectiveHealthcheck(undefined, { Test: ["NONE"] })).toBeNull();
+    expect(effectiveHealthcheck(undefined, undefined)).toBeNull();
   });
 });

@@ -1,13 +1,16 @@
 // The instructions that change only the image's config (ENV, LABEL, USER, EXPOSE, VOLUME,
-// STOPSIGNAL, CMD, ENTRYPOINT): pure functions from an instruction and the config so far to the
-// fields it sets. The builder (builder.ts) makes the image and its history entry.
-import type { ImageConfig } from "../../image/types.ts";
+// STOPSIGNAL, CMD, ENTRYPOINT, HEALTHCHECK): pure functions from an instruction and the config so
+// far to the fields it sets. The builder (builder.ts) makes the image and its history entry.
+import { PivotError } from "../../errors.ts";
+import type { HealthConfig, ImageConfig } from "../../image/types.ts";
+import { parseHealthDuration, parseHealthRetries } from "../health-config.ts";
 import {
   DockerfileError,
   expandWord,
   expandWords,
   type Instruction,
   type Lookup,
+  parseJsonArray,
   parseKeyValues,
 } from "./dockerfile.ts";
 
@@ -34,7 +37,17 @@ export const CONFIG_INSTRUCTIONS = new Set([
   "STOPSIGNAL",
   "CMD",
   "ENTRYPOINT",
+  "HEALTHCHECK",
 ]);
+
+/** HEALTHCHECK's flags (Docker's), each `--name=value`. */
+export const HEALTHCHECK_FLAGS = [
+  "interval",
+  "timeout",
+  "start-period",
+  "start-interval",
+  "retries",
+];
 
 /**
  * The config fields INST sets, given the config so far; `shell` runs the shell forms of CMD and
@@ -90,6 +103,8 @@ export function configChange(
       return { Cmd: inst.json ?? [...shell, inst.args] };
     case "ENTRYPOINT":
       return { Entrypoint: inst.json ?? [...shell, inst.args] };
+    case "HEALTHCHECK":
+      return { Healthcheck: healthcheck(inst) };
     default:
       throw new DockerfileError(`${inst.keyword} does not change the config`);
   }
@@ -112,6 +127,58 @@ export function exposedPorts(
     if (first < 1 || last > 65535 || last < first)
       throw new DockerfileError(`EXPOSE: invalid port range "${p}"`);
     for (let n = first; n <= last; n++) out[`${n}/${(m[3] ?? "tcp").toLowerCase()}`] = {};
+  }
+  return out;
+}
+
+/**
+ * HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D] [--retries=N]
+ * CMD command | CMD ["exec", "form"] | NONE, parsed as Docker's: the shell form is one
+ * CMD-SHELL string, not expanded (Docker substitutes no variables in HEALTHCHECK); unset options
+ * stay unset (the defaults are applied when it runs), and NONE ignores them, as Docker does.
+ */
+export function healthcheck(inst: Instruction): HealthConfig {
+  const m = /^(\S+)\s*([\s\S]*)$/.exec(inst.args);
+  if (!m)
+    throw new DockerfileError("HEALTHCHECK needs CMD and a command, or NONE", {
+      hint: "e.g. HEALTHCHECK --interval=30s CMD wget -q -O- http://localhost/ || exit 1",
+    });
+  const type = m[1]!.toUpperCase();
+  const rest = m[2]!.trim();
+  if (type === "NONE") {
+    if (rest !== "") throw new DockerfileError("HEALTHCHECK NONE takes no arguments");
+    return { Test: ["NONE"] };
+  }
+  if (type !== "CMD")
+    throw new DockerfileError(`unknown type "${m[1]}" in HEALTHCHECK (try CMD)`, {
+      hint: "HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE",
+    });
+  const json = parseJsonArray(rest);
+  const command = json ?? (rest === "" ? [] : [rest]);
+  if (command.length === 0) throw new DockerfileError("missing command after HEALTHCHECK CMD");
+  const out: HealthConfig = { Test: [json ? "CMD" : "CMD-SHELL", ...command] };
+  const f = inst.flags;
+  try {
+    const durations = [
+      ["interval", "Interval"],
+      ["timeout", "Timeout"],
+      ["start-period", "StartPeriod"],
+      ["start-interval", "StartInterval"],
+    ] as const;
+    for (const [flag, field] of durations) {
+      if (f[flag] === undefined) continue;
+      const ns = parseHealthDuration(`--${flag}`, f[flag]);
+      if (ns !== 0) out[field] = ns;
+    }
+    if (f.retries !== undefined) {
+      const n = parseHealthRetries("--retries", f.retries);
+      if (n !== 0) out.Retries = n;
+    }
+  } catch (err) {
+    if (!(err instanceof PivotError)) throw err;
+    throw new DockerfileError(`HEALTHCHECK ${err.message}`, {
+      hint: err.hint ?? "durations look like 30s, 1m30s or 500ms; --retries is a whole number",
+    });
   }
   return out;
 }

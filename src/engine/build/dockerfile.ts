@@ -9,7 +9,7 @@ export interface Instruction {
   keyword: string;
   /** The line the instruction starts on (1-based). */
   line: number;
-  /** Leading `--name=value` flags (COPY --from, --chown; FROM --platform). */
+  /** Leading `--name=value` flags (COPY --from, --chown; FROM --platform; HEALTHCHECK --interval). */
   flags: Record<string, string>;
   /** The arguments after the keyword and flags, continuation lines joined. */
   args: string;
@@ -20,7 +20,7 @@ export interface Instruction {
 }
 
 /** Instructions whose leading `--flag=value` words are flags, not arguments. */
-const FLAGGED = new Set(["FROM", "COPY", "ADD", "RUN"]);
+const FLAGGED = new Set(["FROM", "COPY", "ADD", "RUN", "HEALTHCHECK"]);
 
 /**
  * Splits a Dockerfile into instructions: `#` comment lines dropped (inside continuations too),
