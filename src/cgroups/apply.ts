@@ -2,7 +2,7 @@
 // it (planResources, pure), then enable v2 controllers and write the files (applyPlan).
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, relative } from "node:path";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, PivotError } from "../errors.ts";
 import type { Device } from "../oci/spec.ts";
 import {
   checkUnenforcedDevices,
@@ -270,4 +270,50 @@ export function applyPlan(plan: ResourcePlan): void {
       throw writeError(w, err);
     }
   }
+}
+
+/**
+ * `update`'s applyPlan: all of it or none. The files the plan writes are read first; if a write
+ * fails (a value the kernel refuses), those that changed get their old content back, in reverse
+ * order and then once more for the ones refused (v1's memory and memory+swap limits must be
+ * restored in the order that keeps memory <= memory+swap), so the container keeps its old limits
+ * rather than the half of the new ones written before the failure. The error is the write's,
+ * naming what could not be restored, if anything.
+ */
+export function applyPlanOrRestore(plan: ResourcePlan): void {
+  const before = new Map<string, string>();
+  for (const w of plan.writes) {
+    if (before.has(w.path)) continue;
+    try {
+      before.set(w.path, readFileSync(w.path, "utf8").trim());
+    } catch {} // not there: nothing to restore (an optional file)
+  }
+  try {
+    applyPlan(plan);
+  } catch (err) {
+    const left = restoreFiles([...before].reverse());
+    if (left.length === 0) throw err;
+    const e = err as PivotError;
+    throw new PivotError(
+      `${e.message}; and the container's old limits could not all be put back: ${left.join(", ")}`,
+      { ...(e.hint !== undefined ? { hint: e.hint } : {}), cause: err },
+    );
+  }
+}
+
+/** Writes back the files' old contents where they changed; returns the paths it could not. */
+function restoreFiles(files: [path: string, old: string][]): string[] {
+  let pending = files;
+  for (let pass = 0; pass < 2 && pending.length > 0; pass++) {
+    const refused: [string, string][] = [];
+    for (const [path, old] of pending) {
+      try {
+        if (readFileSync(path, "utf8").trim() !== old) writeFileSync(path, old);
+      } catch {
+        refused.push([path, old]);
+      }
+    }
+    pending = refused;
+  }
+  return pending.map(([path, old]) => `${path} (was ${JSON.stringify(old)})`);
 }

@@ -2,7 +2,7 @@
 // manager.ts so that the commands that only find, signal, freeze or remove a cgroup (state, kill,
 // start, delete, which a shim runs for every container) do not load the resource code.
 import type { Device, Resources } from "../oci/spec.ts";
-import { applyPlan, planResources } from "./apply.ts";
+import { applyPlan, applyPlanOrRestore, planResources } from "./apply.ts";
 import { type DeviceFilter, deviceFilter } from "./devicefilter.ts";
 import { type DeviceMode, deviceMode, deviceRules, evaluateDeviceRules } from "./devices.ts";
 import type { Cgroup } from "./manager.ts";
@@ -73,7 +73,8 @@ export function updateResources(
   const merged = mergeResources(checkResources(current), changes, warn, bpf);
   // Compiled first: a bad rule fails the update before anything is written.
   const filter = bpf && changes.devices?.length ? filterFor(cgroup, merged, linuxDevices) : null;
-  applyPlan(planResources(merged, cgroup.layout(), { update: true, warn }));
+  // All or nothing: a value the kernel refuses puts back what was written before it.
+  applyPlanOrRestore(planResources(merged, cgroup.layout(), { update: true, warn }));
   return { resources: merged as Resources, deviceFilter: filter };
 }
 

@@ -26,6 +26,8 @@ import {
 import { join } from "node:path";
 import { withFileLock } from "../image/lock.ts";
 import type { OverlayPlan } from "../image/overlay.ts";
+import type { HealthConfig } from "../image/types.ts";
+import type { Resources } from "../oci/spec.ts";
 import { randomBytesArray, randomHex } from "../util/random.ts";
 import { EngineError } from "./errors.ts";
 import type { ContainerOptions, MountSpec } from "./types.ts";
@@ -53,6 +55,13 @@ export interface ContainerRecord {
    * still Created with the lock free, that run died before the start (recovery removes it if --rm).
    */
   createdByRun?: boolean;
+  /** Its health check: the options' over the image's (Docker's Config.Healthcheck); absent: none. */
+  healthcheck?: HealthConfig;
+  /**
+   * The linux.resources an update decided and config.json has yet to get (its writer was killed
+   * in between): the next start or update writes them first (pending-update.ts).
+   */
+  pendingResources?: Resources;
 }
 
 export interface RunState {

@@ -25,6 +25,7 @@ import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
 import { logConfigOf } from "./log-config.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
+import { finishPendingUpdate } from "./pending-update.ts";
 import { joinPidNamespaceOf } from "./pid-namespace.ts";
 import { drainPipe, feedStdin } from "./pipes.ts";
 import {
@@ -61,7 +62,8 @@ async function prepareStart(
     joinPidNamespaceOf(ctx, created);
     return { r: created, connected, connecting };
   }
-  const r = ctx.containers.load(id);
+  // An update killed between its record and config.json: finished before config.json is used.
+  const r = finishPendingUpdate(ctx, id, ctx.containers.load(id));
   const st = status(ctx, id);
   if (st.status === "running" || st.status === "paused") {
     throw new EngineError(`container ${r.name} is already running`);

@@ -1,6 +1,8 @@
 // `pivot update`: a container's limits and restart policy changed after create, as `docker update`
-// does: applied to its cgroup at once when it runs (through its runtime's `update`), and kept in
-// its record and config.json for every later start.
+// does: applied to its cgroup at once when it runs (through its runtime's `update`, which puts the
+// old limits back if the kernel refuses one of the new), and kept in its record and config.json
+// for every later start, the record first, whole (pending-update.ts: a crash between the two
+// files is finished by the next start).
 import { join } from "node:path";
 import type { Resources, Spec } from "../oci/spec.ts";
 import { ociResources, parseSize } from "./config.ts";
@@ -8,6 +10,7 @@ import { rt, status } from "./container-runtime.ts";
 import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { finishPendingUpdate } from "./pending-update.ts";
 import { applyProcessOptions } from "./process-options.ts";
 import { checkRestartOptions } from "./restart-state.ts";
 import type { ContainerOptions } from "./types.ts";
@@ -66,7 +69,7 @@ export async function update(
     });
   }
   await store.withLock(id, async () => {
-    const r = store.load(id);
+    const r = finishPendingUpdate(ctx, id, store.load(id));
     const options: ContainerOptions = { ...r.options };
     for (const [k, v] of Object.entries(changes)) {
       if (v !== undefined) (options as unknown as Record<string, unknown>)[k] = v;
@@ -98,29 +101,34 @@ export async function update(
       }
     }
     const patch = resourcePatch(asked);
+    const dir = store.dir(id);
+    let pendingResources: Resources | undefined;
     if (Object.keys(patch).length > 0) {
       const st = status(ctx, id);
-      // Running (or paused): its cgroup now; the runtime checks and records the merged limits.
+      // Running (or paused): its cgroup now, all or nothing; the runtime checks and records the
+      // merged limits. Refused, nothing of the update is recorded either.
       if (st.status === "running" || st.status === "paused") {
-        await rt(ctx, id, r).update(id, patch);
+        await rt(ctx, id).update(id, patch);
       }
       // Every later start: config.json's resources.
-      const file = join(store.dir(id), "config.json");
-      const spec = readJson<Spec>(file);
-      if (spec?.linux) {
-        const now = spec.linux.resources ?? {};
-        spec.linux.resources = {
-          ...now,
+      const linux = readJson<Spec>(join(dir, "config.json"))?.linux;
+      if (linux) {
+        const base = linux.resources ?? {};
+        pendingResources = {
+          ...base,
           ...patch,
-          ...(patch.memory ? { memory: { ...now.memory, ...patch.memory } } : {}),
-          ...(patch.cpu ? { cpu: { ...now.cpu, ...patch.cpu } } : {}),
+          ...(patch.memory ? { memory: { ...base.memory, ...patch.memory } } : {}),
+          ...(patch.cpu ? { cpu: { ...base.cpu, ...patch.cpu } } : {}),
         };
-        writeJsonAtomic(file, spec);
       }
     }
-    writeJsonAtomic(join(store.dir(id), "container.json"), {
+    // The commit: one rename of the whole record, then config.json follows (pending-update.ts).
+    const committed: ContainerRecord = {
       ...r,
       options,
-    } satisfies ContainerRecord);
+      ...(pendingResources ? { pendingResources } : {}),
+    };
+    writeJsonAtomic(join(dir, "container.json"), committed);
+    finishPendingUpdate(ctx, id, committed);
   });
 }

@@ -434,6 +434,72 @@ describe("pivot update", () => {
     expect((await t.engine.list({ all: true })).map((c) => c.name)).toEqual(["cpuset-checked"]);
   });
 
+  test("a value the kernel refuses leaves the old limits, in the cgroup and in the records (the memory limit written before it stayed)", async () => {
+    const c = await t.engine.run({
+      image: IMAGE,
+      name: "refused",
+      cmd: ["sleep", "60"],
+      detach: true,
+      network: "none",
+      memory: "64m",
+      pidsLimit: 20,
+    });
+    const config = join(t.root, "containers", c.id, "config.json");
+    const configBefore = readFileSync(config, "utf8");
+    // --cpus 0.001 is a CFS quota of 100 µs, below the kernel's 1 ms: written after the memory
+    // limits (the order of the cgroup writes), and refused.
+    const r = pivotCli(t.root, [
+      "update",
+      "--memory",
+      "128m",
+      "--pids-limit",
+      "50",
+      "--cpus",
+      "0.001",
+      "refused",
+    ]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('linux.resources.cpu.quota: writing "100" to ');
+    expect(r.stderr).not.toContain("could not all be put back");
+    expect(await limitsIn(c.id)).toBe(`${64 * 1024 * 1024}\n20\n`);
+    const { options } = t.engine.inspect("refused");
+    expect([options.memory, options.pidsLimit, options.cpus]).toEqual(["64m", 20, undefined]);
+    expect(readFileSync(config, "utf8")).toBe(configBefore);
+    await t.engine.stop("refused", { timeout: 0 });
+    await t.engine.start("refused");
+    expect(await limitsIn(c.id)).toBe(`${64 * 1024 * 1024}\n20\n`);
+  });
+
+  test("an update killed between its record and config.json is finished by the next start", async () => {
+    const c = await t.engine.create({
+      image: IMAGE,
+      name: "half-updated",
+      cmd: ["sleep", "60"],
+      network: "none",
+      pidsLimit: 20,
+    });
+    // What `pivot update --pids-limit 33` leaves when killed after its commit (container.json,
+    // with the resources config.json is to get) and before config.json.
+    const dir = join(t.root, "containers", c.id);
+    const record = JSON.parse(readFileSync(join(dir, "container.json"), "utf8"));
+    const spec = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    expect(spec.linux.resources.pids).toEqual({ limit: 20 });
+    record.options.pidsLimit = 33;
+    record.pendingResources = { ...spec.linux.resources, pids: { limit: 33 } };
+    writeFileSync(join(dir, "container.json"), JSON.stringify(record));
+    await t.engine.start("half-updated");
+    expect((await limitsIn(c.id)).split("\n")[1]).toBe("33");
+    expect(JSON.parse(readFileSync(join(dir, "config.json"), "utf8")).linux.resources.pids).toEqual(
+      {
+        limit: 33,
+      },
+    );
+    expect(JSON.parse(readFileSync(join(dir, "container.json"), "utf8"))).not.toHaveProperty(
+      "pendingResources",
+    );
+    expect(t.engine.inspect("half-updated").options.pidsLimit).toBe(33);
+  });
+
   test("a created container gets the new limits when it starts; nothing to change, or a conflict, is an error", async () => {
     await t.engine.create({ image: IMAGE, name: "later", cmd: ["sleep", "60"], network: "none" });
     await t.engine.update("later", { pidsLimit: 33 });
