@@ -343,7 +343,8 @@ function addProcessOptions(p: Parsed, o: ContainerOptions): void {
   const oomScoreAdj = intFlag(p, "oom-score-adj");
   if (oomScoreAdj !== undefined) o.oomScoreAdj = oomScoreAdj;
   const logDriver = flag(p, "log-driver");
-  if (logDriver !== undefined) o.logDriver = logDriver;
+  // Checked with the rest of the options when the container is created (log-config.ts).
+  if (logDriver !== undefined) o.logDriver = logDriver as ContainerOptions["logDriver"];
   if (multi(p, "log-opt").length) o.logOptions = parseLogOptFlags(multi(p, "log-opt"));
 }
 

@@ -26,8 +26,9 @@ const KNOWN_OPTIONS = ["max-size", "max-file"];
 export function logConfigOf(
   options: Pick<ContainerOptions, "logDriver" | "logOptions">,
 ): LogConfig {
-  const asked = options.logDriver ?? "k8s-file";
-  const driver = DRIVERS[asked];
+  // A string from a command line or an untyped caller: checked, not trusted.
+  const asked: string = options.logDriver ?? "k8s-file";
+  const driver = Object.hasOwn(DRIVERS, asked) ? DRIVERS[asked] : undefined;
   if (driver === undefined) {
     throw new ContainerConfigError(`unknown log driver "${asked}"`, {
       hint: "use k8s-file (the default; json-file is taken for it) or none",

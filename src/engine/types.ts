@@ -136,7 +136,7 @@ export interface ContainerOptions {
    * --log-driver: "k8s-file" (the default: the container's output in its log, in conmon's
    * format; "json-file" is taken for it, as podman does) or "none" (no log; `logs` refuses).
    */
-  logDriver?: string;
+  logDriver?: "k8s-file" | "json-file" | "none";
   /**
    * --log-opt, Docker's LogConfig.Config: "max-size" (bytes or "10m": a log that would grow past
    * it starts over) and "max-file" (1 only: one file is kept).

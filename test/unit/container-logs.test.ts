@@ -41,7 +41,10 @@ describe("logConfigOf", () => {
     expect(logConfigOf({ logDriver: "none" })).toEqual({ driver: "none" });
   });
   test("refuses what it cannot do", () => {
-    expect(() => logConfigOf({ logDriver: "journald" })).toThrow('unknown log driver "journald"');
+    // A string from a command line: Object's own properties are no drivers either.
+    const driver = (d: string) => ({ logDriver: d }) as Parameters<typeof logConfigOf>[0];
+    expect(() => logConfigOf(driver("journald"))).toThrow('unknown log driver "journald"');
+    expect(() => logConfigOf(driver("constructor"))).toThrow('unknown log driver "constructor"');
     expect(() => logConfigOf({ logOptions: { "max-file": "2" } })).toThrow("only one log file");
     expect(() => logConfigOf({ logOptions: { tag: "x" } })).toThrow('unknown log option "tag"');
     expect(() => logConfigOf({ logOptions: { "max-size": "0" } })).toThrow("above 0");
