@@ -3,6 +3,7 @@
 
 import { join } from "node:path";
 import { pruneBuildCache } from "../image/build-cache.ts";
+import { runningBuildImages } from "../image/build-runs.ts";
 import { parseDigest } from "../image/digest.ts";
 import { collectGarbage, type GcResult, imageSize, layerSize, treeSize } from "../image/gc.ts";
 import { rootfsDriver } from "../image/overlay.ts";
@@ -121,7 +122,8 @@ export async function removeImage(
 }
 
 /**
- * `pivot image prune`: untagged images (all unused ones with `all`) no container uses, and the
+ * `pivot image prune`: untagged images (all unused ones with `all`) no container and no running
+ * build uses (after removing what killed builds left), and the
  * build cache's records whose image is gone; `all` or `buildCache` (`system prune`) empties the
  * build cache, so that collection frees its images.
  */
@@ -130,10 +132,15 @@ export async function pruneImages(
   options: { all?: boolean; buildCache?: boolean } = {},
 ): Promise<{ deleted: { id: string; names: string[] }[]; buildCache: string[]; gc: GcResult }> {
   const store = await engine.images();
+  // What killed builds left (their containers, mounts, intermediate images) goes first; the
+  // images of running builds stay (their intermediates are untagged, and still needed).
+  const { removeDeadBuilds } = await import("./build/leftovers.ts");
+  await removeDeadBuilds(engine, store);
+  const building = new Set(runningBuildImages(store).map((d) => d.digest));
   const usage = await imageUsage(engine);
   const deleted: { id: string; names: string[] }[] = [];
   for (const img of usage.images) {
-    if (usage.byImage.has(img.id)) continue;
+    if (usage.byImage.has(img.id) || building.has(img.manifestDigest)) continue;
     if (!options.all && img.names.length > 0) continue;
     const names = await store.removeManifest(img.manifestDigest).catch(() => null);
     if (names !== null) deleted.push({ id: img.id, names });

@@ -1,6 +1,7 @@
 // `pivot container prune` and `pivot volume prune`, and the volumes containers use.
 import { lstatSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { runningBuildContainers } from "../image/build-runs.ts";
 import type { EngineContext } from "./context.ts";
 import { list } from "./inspect.ts";
 import { remove } from "./lifecycle.ts";
@@ -31,7 +32,8 @@ function diskUsage(path: string): number {
 }
 
 /**
- * Removes every container that is not running or paused (`pivot container prune`), optionally
+ * Removes every container that is not running or paused (`pivot container prune`) and is no
+ * running build's (build-runs.ts), optionally
  * only those `filter` accepts; returns their ids and the bytes their writable layers held.
  */
 export async function prune(
@@ -40,8 +42,10 @@ export async function prune(
 ): Promise<{ removed: string[]; reclaimed: number }> {
   const removed: string[] = [];
   let reclaimed = 0;
+  // A running build's COPY and ADD containers are created, never started: still its own.
+  const building = runningBuildContainers(await ctx.images());
   for (const c of await list(ctx, { all: true })) {
-    if (c.state.running || !filter(c)) continue;
+    if (c.state.running || !filter(c) || building.has(c.name)) continue;
     const size = diskUsage(c.rootfs.upperdir);
     try {
       await remove(ctx, c.id);

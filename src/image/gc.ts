@@ -3,8 +3,9 @@
  *
  * What is kept: everything reachable from index.json (manifests, the
  * manifests of an index, configs, layer blobs, the unpacked layers named by
- * the configs' diff_ids) and from `pivot build`'s cache records (the images
- * of cached steps, build-cache.ts), the layers the caller says are in use (containers:
+ * the configs' diff_ids), from `pivot build`'s cache records (the images
+ * of cached steps, build-cache.ts) and from the records of running builds
+ * (their untagged intermediate images, build-runs.ts), the layers the caller says are in use (containers:
  * the engine passes the layers of every container it has, running or not),
  * the layers of any overlay mounted from this store (a container being
  * created has its mount before its record), and content newer than the mark
@@ -21,6 +22,7 @@ import { closeSync, constants, openSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { lstat, readdir, readFile, readlink, rename, rm, stat, unlink } from "../util/fs-async.ts";
 import { listBuildCacheRecords } from "./build-cache.ts";
+import { runningBuildImages } from "./build-runs.ts";
 import { openDirAt } from "./layer-lookup.ts";
 import { isAlive, withFileLock } from "./lock.ts";
 import { ImageStore, type StoredImage, WRITER_LINGER_MS } from "./store.ts";
@@ -182,8 +184,13 @@ export async function collectGarbage(
       const index = await store.readIndex();
       const blobs = new Set<string>();
       const layers = new Set<string>(options.keepLayers ?? []);
-      // The images of index.json, and those `pivot build`'s cache records name (build-cache.ts).
-      const roots = [...index.manifests, ...listBuildCacheRecords(store).map((r) => r.manifest)];
+      // The images of index.json, those `pivot build`'s cache records name (build-cache.ts), and
+      // those running builds have made (build-runs.ts: their intermediates are untagged).
+      const roots = [
+        ...index.manifests,
+        ...listBuildCacheRecords(store).map((r) => r.manifest),
+        ...runningBuildImages(store),
+      ];
       for (const d of roots) {
         const c = await imageContent(store, d.digest, d.mediaType);
         for (const b of c.blobs) blobs.add(b);

@@ -202,6 +202,7 @@ export class ImageStore {
     sweep(join(this.root, "writers"), /^(\d+)$/);
     sweep(this.root, /^index\.json\.tmp-(\d+)-[a-z0-9]+$/);
     sweep(join(this.root, "build-cache"), /^[0-9a-f]{64}\.tmp-(\d+)-[a-z0-9]+$/);
+    sweep(join(this.root, "builds"), /^[0-9a-f]{16}\.tmp-(\d+)-[a-z0-9]+$/);
     return removed;
   }
 

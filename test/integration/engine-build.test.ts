@@ -14,6 +14,8 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pruneImages } from "../../src/engine/images.ts";
+import { newBuildRun, removeBuildRun, writeBuildRun } from "../../src/image/build-runs.ts";
 import { buildContext } from "../fixtures/build-context.ts";
 import {
   IMAGE,
@@ -554,6 +556,150 @@ CMD ["sh", "-c", "ls /fromout /fromout/wd /fromlinks; readlink /fromlinks/dangli
     expect(missingFile.stderr).toContain(
       "nothing.txt: no such file or directory in the build context",
     );
+    await expectNothingLeft();
+  }, 120_000);
+
+  test("image prune and system prune during a build leave the images it made: a later COPY --from still finds its stage", async () => {
+    // The first stage's image is untagged and no container uses it while the second stage's RUN
+    // runs: prune took it out and collection its layer (in this process no writer's mark keeps
+    // it), and the COPY --from failed.
+    const dir = context("prune-during", {
+      Dockerfile: `FROM ${IMAGE} AS one
+RUN echo built > /built
+FROM ${IMAGE}
+RUN echo started && sleep 2
+COPY --from=one /built /built
+`,
+    });
+    let pruned: Promise<string[]> | undefined;
+    const image = await t.engine.build({
+      context: dir,
+      tag: "localhost/prune-during:1",
+      network: "none",
+      onOutput: (text) => {
+        if (pruned !== undefined || !/^started$/m.test(text)) return;
+        // `system prune`'s containers and images, then `image prune`'s.
+        pruned = (async () => {
+          const containers = await t.engine.prune();
+          const images = await pruneImages(t.engine, { buildCache: true });
+          const again = await pruneImages(t.engine);
+          return [...containers.removed, ...[...images.deleted, ...again.deleted].map((d) => d.id)];
+        })();
+      },
+    });
+    expect(await pruned).toEqual([]);
+    const r = await runCollect(t.engine, {
+      image: image.id,
+      cmd: ["cat", "/built"],
+      autoRemove: true,
+    });
+    expect(r.stdout).toBe("built\n");
+    expect(cli(["rmi", "localhost/prune-during:1"]).status).toBe(0);
+    await expectNothingLeft();
+  }, 120_000);
+
+  test("container prune leaves the created (never started) containers of a running build, not a dead one's", async () => {
+    // A COPY's container, as a build records it before creating it; the build is this process.
+    const name = "pivot-build-0123456789ab";
+    const c = await t.engine.create({ image: IMAGE, name, cmd: ["true"] });
+    const store = await t.engine.images();
+    const run = newBuildRun("00112233aabbccdd");
+    run.containers.push(name);
+    await writeBuildRun(store, run);
+    try {
+      expect((await t.engine.prune()).removed).toEqual([]);
+      // The same record with another start time: a dead build's (the pid reused), pruned.
+      await writeBuildRun(store, { ...run, startTime: "1" });
+      expect((await t.engine.prune()).removed).toEqual([c.id]);
+    } finally {
+      removeBuildRun(store, run.id);
+    }
+  }, 60_000);
+
+  test("a SIGKILLed build's containers, mounts, directory and images are removed by the next prune or build; a running build's are not", async () => {
+    const dir = context("killed", {
+      Dockerfile: `FROM ${IMAGE} AS one
+RUN echo built > /built
+FROM ${IMAGE}
+COPY --from=one /built /built
+RUN echo started && sleep 60
+`,
+    });
+    const runs = () => readdirSync(join(t.root, "builds"));
+    /** A CLI build of DIR SIGKILLed in its last RUN; its id (its record's name). */
+    const killedBuild = async (): Promise<string> => {
+      const child = spawn(
+        BUN,
+        [
+          PIVOT_CLI,
+          "--root",
+          t.root,
+          "build",
+          "-t",
+          "localhost/killed:1",
+          "--network",
+          "none",
+          dir,
+        ],
+        { stdio: ["ignore", "pipe", "ignore"] },
+      );
+      try {
+        let stdout = "";
+        await new Promise<void>((resolve, reject) => {
+          child.stdout.on("data", (d: Buffer) => {
+            stdout += d.toString();
+            if (/^started$/m.test(stdout)) resolve();
+          });
+          child.on("exit", (code) => reject(new Error(`the build exited with ${code}: ${stdout}`)));
+        });
+        const id = runs()[0]!;
+        child.kill("SIGKILL");
+        await new Promise((resolve) => child.on("exit", resolve));
+        // What it left: its RUN's container, still running, its record and images; and a mount
+        // in its directory, as a kill during COPY --from leaves one.
+        expect((await t.engine.list({ all: true })).map((c) => c.state.running)).toEqual([true]);
+        expect(runs()).toEqual([id]);
+        expect((await imageNames()).length).toBeGreaterThan(2);
+        const merged = join(t.root, "tmp", `build-${id}`, "from-test", "merged");
+        mkdirSync(merged, { recursive: true });
+        expect(spawnSync("mount", ["-t", "tmpfs", "none", merged]).status).toBe(0);
+        return id;
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      }
+    };
+
+    // `image prune` removes it all.
+    await killedBuild();
+    const pruned = cli(["image", "prune", "-f"]);
+    expect(pruned.status).toBe(0);
+    expect(runs()).toEqual([]);
+    await expectNothingLeft();
+
+    // The next build removes it before it starts, and a prune while that build runs (another
+    // process) leaves the running build's container and images.
+    const killed = await killedBuild();
+    const live = context("alive", {
+      Dockerfile: `FROM ${IMAGE}\nRUN echo one > /one\nRUN echo started && sleep 2 && cat /one\n`,
+    });
+    let atStart: string[] = [];
+    let prune: ReturnType<typeof cli> | undefined;
+    await t.engine.build({
+      context: live,
+      tag: "localhost/alive:1",
+      network: "none",
+      onOutput: (text) => {
+        if (prune !== undefined || !/^started$/m.test(text)) return;
+        atStart = runs();
+        prune = cli(["image", "prune", "-f"]);
+      },
+    });
+    expect(atStart).toHaveLength(1);
+    expect(atStart).not.toContain(killed);
+    expect(prune?.status).toBe(0);
+    expect(prune?.stdout).not.toContain("deleted:");
+    expect(runs()).toEqual([]);
+    expect(cli(["rmi", "localhost/alive:1"]).status).toBe(0);
     await expectNothingLeft();
   }, 120_000);
 

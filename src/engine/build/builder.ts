@@ -16,6 +16,13 @@ import {
   recordImage,
   writeBuildCacheRecord,
 } from "../../image/build-cache.ts";
+import {
+  type BuildRun,
+  buildRunDir,
+  newBuildRun,
+  removeBuildRun,
+  writeBuildRun,
+} from "../../image/build-runs.ts";
 import { createImage } from "../../image/create.ts";
 import { ImageNotFoundError, LayerUnpackError } from "../../image/errors.ts";
 import {
@@ -26,7 +33,12 @@ import {
 } from "../../image/overlay.ts";
 import { parseReference } from "../../image/reference.ts";
 import type { ImageStore, StoredImage } from "../../image/store.ts";
-import type { Descriptor, HistoryEntry, ImageConfig } from "../../image/types.ts";
+import {
+  type Descriptor,
+  type HistoryEntry,
+  type ImageConfig,
+  MediaType,
+} from "../../image/types.ts";
 import { findProgram } from "../../runtime/userns.ts";
 import { randomHex } from "../../util/random.ts";
 import type { EngineContext } from "../context.ts";
@@ -56,6 +68,7 @@ import {
   parseDockerfile,
   splitWords,
 } from "./dockerfile.ts";
+import { removeDeadBuilds } from "./leftovers.ts";
 import { Spool } from "./spool.ts";
 
 export interface BuildOptions {
@@ -146,8 +159,10 @@ class Builder {
   private escape = "\\";
   /** Manifest digests of the images this build made; all but the result go at the end. */
   private readonly made: string[] = [];
-  /** The manifests of the cached images this build uses (for listing them again, listedId). */
-  private readonly hits = new Map<string, Descriptor>();
+  /** The manifests of the images this build made or took from the cache (listedId lists them). */
+  private readonly listable = new Map<string, Descriptor>();
+  /** This build's record of running builds (build-runs.ts), null until it starts. */
+  private record: BuildRun | null = null;
   /** Containers this build made that still exist. */
   private readonly containers = new Set<string>();
   /** Directories of image roots mounted for COPY --from (unmounted and removed by cleanup). */
@@ -226,6 +241,11 @@ class Builder {
     this.check(instructions, file);
     this.ignore = IgnoreRules.read(this.context);
     this.store = await this.ctx.images();
+    // What builds killed before their cleanup left (their process provably gone), then this
+    // build's own record: while it runs, its images are kept by collection and by prune.
+    await removeDeadBuilds(this.engine, this.store);
+    this.record = newBuildRun(randomHex(8));
+    await writeBuildRun(this.store, this.record);
     const tags = o.tag === undefined ? [] : Array.isArray(o.tag) ? o.tag : [o.tag];
     // A bad name fails now, not after the build.
     for (const t of tags) parseReference(t);
@@ -457,6 +477,8 @@ class Builder {
     const image = await recordImage(this.store, record);
     if (image === null) return null;
     const digest = record.manifest.digest;
+    // Recorded as this build's before it is listed: a prune meanwhile leaves it.
+    await this.noteImage(record.manifest);
     const listed = (await this.store.readIndex()).manifests.some((d) => d.digest === digest);
     if (!listed) {
       try {
@@ -472,27 +494,53 @@ class Builder {
     } catch {
       return null;
     }
-    this.hits.set(digest, record.manifest);
     return image;
   }
 
   /**
    * The id of the image so far, for a container created from it (engine.run, engine.create look
    * it up in index.json): a cached image another build listed is taken out again by that
-   * build's cleanup, maybe while this build still uses it (its record keeps it in the store),
-   * so it is listed again, as this build's, first.
+   * build's cleanup, maybe while this build still uses it (its cache record keeps it in the
+   * store), and an image this build made may have been pruned from index.json in the moment
+   * before this build's record named it (its blobs are kept meanwhile: see gc.ts's writers), so
+   * it is listed again, as this build's, first.
    */
   private async listedId(): Promise<string> {
     const image = this.image!;
-    const hit = this.hits.get(image.manifestDigest);
+    const desc = this.listable.get(image.manifestDigest);
     if (
-      hit !== undefined &&
-      !(await this.store.readIndex()).manifests.some((d) => d.digest === hit.digest)
+      desc !== undefined &&
+      !(await this.store.readIndex()).manifests.some((d) => d.digest === desc.digest)
     ) {
-      await this.store.addImage(hit);
-      if (!this.made.includes(hit.digest)) this.made.push(hit.digest);
+      await this.store.addImage(desc);
+      if (!this.made.includes(desc.digest)) this.made.push(desc.digest);
     }
     return image.id;
+  }
+
+  /** Names DESC's image in this build's record (kept while the build runs) and as listable. */
+  private async noteImage(desc: Descriptor): Promise<void> {
+    this.listable.set(desc.digest, desc);
+    const record = this.record!;
+    if (record.images.some((d) => d.digest === desc.digest)) return;
+    record.images.push(desc);
+    await writeBuildRun(this.store, record);
+  }
+
+  /** The manifest descriptor of IMAGE, an image of the store. */
+  private descriptorOf(image: StoredImage): Descriptor {
+    return {
+      mediaType: image.manifest.mediaType ?? MediaType.ociManifest,
+      digest: image.manifestDigest,
+      size: statSync(this.store.blobPath(image.manifestDigest)).size,
+    };
+  }
+
+  /** A build container's NAME, recorded before it is created (a killed build's is found). */
+  private async noteContainer(name: string): Promise<void> {
+    this.containers.add(name);
+    this.record!.containers.push(name);
+    await writeBuildRun(this.store, this.record!);
   }
 
   /** Stages started so far (each has its index among the names). */
@@ -587,6 +635,7 @@ class Builder {
       },
     });
     this.made.push(image.manifestDigest);
+    await this.noteImage(this.descriptorOf(image));
     return image;
   }
 
@@ -636,7 +685,7 @@ class Builder {
     };
     this.options.signal?.addEventListener("abort", onAbort);
     try {
-      this.containers.add(name);
+      await this.noteContainer(name);
       const handle = await this.engine.run({
         image: await this.listedId(),
         name,
@@ -688,6 +737,7 @@ class Builder {
   private async commitStep(id: string, createdBy: string): Promise<void> {
     const committed = await this.engine.commit(id, { pause: false });
     this.made.push(committed.manifestDigest);
+    await this.noteImage(this.descriptorOf(committed));
     await this.removeContainer(id);
     // commit's history entry names the container: relabeled as the instruction.
     const history = [...(committed.config.history ?? [])];
@@ -714,7 +764,7 @@ class Builder {
     always = false,
   ): Promise<void> {
     const name = `pivot-build-${randomHex(6)}`;
-    this.containers.add(name);
+    await this.noteContainer(name);
     const info = await this.engine.create({
       image: await this.listedId(),
       name,
@@ -914,9 +964,10 @@ class Builder {
    */
   private async workDir(): Promise<string> {
     if (this.work === null) {
-      const tmp = join(this.ctx.root, "tmp");
-      await mkdir(tmp, { recursive: true, mode: 0o700 });
-      this.work = await mkdtemp(join(tmp, "build-"));
+      // Named after the build's record: a killed build's directory is found from it.
+      const dir = buildRunDir(this.store, this.record!.id);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      this.work = dir;
     }
     return this.work;
   }
@@ -958,6 +1009,8 @@ class Builder {
       await this.store.removeManifest(d).catch(() => {});
       removed++;
     }
+    // The record goes before the collection: it would keep the images just taken out.
+    if (this.record !== null) removeBuildRun(this.store, this.record.id);
     if (removed > 0) await collectEngineGarbage(this.engine).catch(() => {});
   }
 }
