@@ -214,6 +214,11 @@ export class Cgroup {
     if (freezer) this.freeze(false);
   }
 
+  /** Whether `freeze` can work: a v1 freezer directory or a v2 cgroup.freeze among its paths. */
+  hasFreezer(): boolean {
+    return this.freezerDir() !== null;
+  }
+
   /**
    * The v1 freezer's directory (the one with freezer.state), else a v2 one (with cgroup.freeze).
    * Told by the files, which only a cgroup with that freezer has: no need for the host's facts.

@@ -11,7 +11,7 @@ import type { StoredImage } from "../image/store.ts";
 import { type ImageConfig, MediaType } from "../image/types.ts";
 import type { Spec } from "../oci/spec.ts";
 import { overlayDirs, parseMountinfo, unescapeMountField } from "../runtime/mountinfo.ts";
-import { monitorAlive, rt, status } from "./container-runtime.ts";
+import { cgroupOfRun, monitorAlive, rt, status } from "./container-runtime.ts";
 import { readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
@@ -45,66 +45,17 @@ async function rootView(
 ): Promise<{ root: string; release: () => Promise<void> }> {
   const st = status(ctx, id);
   const live = st.status !== "exited" && st.status !== "created" && st.pid > 0;
-  if (live && ctx.rootless) return rootlessRunningView(ctx, id, st.pid, withMounts);
-  if (withMounts && live) {
-    // A process of the container could swap a checked directory for a symlink before the copy
-    // uses the path through /proc/PID/root, where an absolute link resolves against the host's
-    // root (CVE-2018-15664): the container stays frozen while its files are copied, as podman
-    // and Docker's fix do, and so do the running containers that share a volume or a bind
-    // mount's directory with it, which could swap one of its directories just the same.
-    // One frozen copy at a time, engine-wide: a second one finds the containers paused, so it
-    // neither freezes nor thaws them, and the first one's thaw let them run during its copy.
-    const unlockFrozen = await holdFrozenCopyLock(ctx);
-    const frozen: string[] = [];
-    const thaw = () => {
-      process.off("exit", thaw);
-      for (const f of frozen) {
-        try {
-          if (status(ctx, f).status === "paused") rt(ctx, f).resume(f);
-        } catch {}
-      }
-      frozen.length = 0;
-      unlockFrozen();
-    };
-    // A process ending mid-copy (the CLI exits on SIGINT and SIGTERM) thaws them on its way out.
-    process.on("exit", thaw);
-    try {
-      // Looked at again with the lock held: another copy may have had it paused meanwhile, or it
-      // stopped (then its overlay, as for a stopped container).
-      const now = status(ctx, id);
-      if (now.pid !== st.pid || (now.status !== "running" && now.status !== "paused")) {
-        thaw();
-        if (retries >= 2) {
-          throw new EngineError(`container ${id.slice(0, 12)} changed state while this waited`, {
-            hint: "run the command again",
-          });
-        }
-        return rootView(ctx, id, withMounts, retries + 1);
-      }
-      if (now.status === "running") {
-        rt(ctx, id).pause(id);
-        frozen.push(id);
-      }
-      for (const other of sharingContainers(ctx, id)) {
-        try {
-          if (status(ctx, other).status !== "running") continue;
-          rt(ctx, other).pause(other);
-          frozen.push(other);
-        } catch {
-          // Stopped meanwhile: nothing of it runs.
-          if (status(ctx, other).status === "running")
-            throw new EngineError(
-              `container ${ctx.containers.load(other).name}, which shares a volume or bind mount with ${ctx.containers.load(id).name}, could not be frozen for the copy`,
-              { hint: "pause or stop it (`pivot pause`), then copy again" },
-            );
-        }
-      }
-    } catch (err) {
-      thaw();
-      throw err;
-    }
-    return { root: `/proc/${st.pid}/root`, release: async () => thaw() };
+  const again = () => rootView(ctx, id, withMounts, retries + 1);
+  if (live && ctx.rootless) {
+    const view = rootlessRunningView(ctx, id, st.pid, withMounts);
+    // Frozen as root's are when it has a freezer of its own: a delegated cgroup v2 subtree, or v1
+    // directories the user owns (its cgroup.freeze or freezer.state are then the user's). Without
+    // a cgroup nothing can freeze it (docs/security.md, "What it does not cover").
+    if (!withMounts || !cgroupOfRun(ctx, id)?.hasFreezer()) return view;
+    return frozenView(ctx, id, st.pid, view.root, again, retries);
   }
+  if (withMounts && live)
+    return frozenView(ctx, id, st.pid, `/proc/${st.pid}/root`, again, retries);
   const r = ctx.containers.load(id);
   if (live) {
     // Without its mounts (export): the overlay as mounted on the host, unlocked; GNU tar walks it
@@ -163,6 +114,78 @@ async function rootView(
     unlock();
     throw err;
   }
+}
+
+/**
+ * The running container `id` (init `pid`) frozen, with the running containers that share a volume
+ * or bind mount's directory with it, while its files are copied through `root`; `release` thaws
+ * them. `again` looks again when it changed state while this waited for the lock.
+ */
+async function frozenView(
+  ctx: EngineContext,
+  id: string,
+  pid: number,
+  root: string,
+  again: () => Promise<{ root: string; release: () => Promise<void> }>,
+  retries: number,
+): Promise<{ root: string; release: () => Promise<void> }> {
+  // A process of the container could swap a checked directory for a symlink before the copy
+  // uses the path through /proc/PID/root, where an absolute link resolves against the host's
+  // root (CVE-2018-15664): the container stays frozen while its files are copied, as podman
+  // and Docker's fix do, and so do the running containers that share a volume or a bind
+  // mount's directory with it, which could swap one of its directories just the same.
+  // One frozen copy at a time, engine-wide: a second one finds the containers paused, so it
+  // neither freezes nor thaws them, and the first one's thaw let them run during its copy.
+  const unlockFrozen = await holdFrozenCopyLock(ctx);
+  const frozen: string[] = [];
+  const thaw = () => {
+    process.off("exit", thaw);
+    for (const f of frozen) {
+      try {
+        if (status(ctx, f).status === "paused") rt(ctx, f).resume(f);
+      } catch {}
+    }
+    frozen.length = 0;
+    unlockFrozen();
+  };
+  // A process ending mid-copy (the CLI exits on SIGINT and SIGTERM) thaws them on its way out.
+  process.on("exit", thaw);
+  try {
+    // Looked at again with the lock held: another copy may have had it paused meanwhile, or it
+    // stopped (then its overlay, as for a stopped container).
+    const now = status(ctx, id);
+    if (now.pid !== pid || (now.status !== "running" && now.status !== "paused")) {
+      thaw();
+      if (retries >= 2) {
+        throw new EngineError(`container ${id.slice(0, 12)} changed state while this waited`, {
+          hint: "run the command again",
+        });
+      }
+      return again();
+    }
+    if (now.status === "running") {
+      rt(ctx, id).pause(id);
+      frozen.push(id);
+    }
+    for (const other of sharingContainers(ctx, id)) {
+      try {
+        if (status(ctx, other).status !== "running") continue;
+        rt(ctx, other).pause(other);
+        frozen.push(other);
+      } catch {
+        // Stopped meanwhile: nothing of it runs.
+        if (status(ctx, other).status === "running")
+          throw new EngineError(
+            `container ${ctx.containers.load(other).name}, which shares a volume or bind mount with ${ctx.containers.load(id).name}, could not be frozen for the copy`,
+            { hint: "pause or stop it (`pivot pause`), then copy again" },
+          );
+      }
+    }
+  } catch (err) {
+    thaw();
+    throw err;
+  }
+  return { root, release: async () => thaw() };
 }
 
 /** Takes the container's lock and keeps it until the function returned is called. */

@@ -10,7 +10,7 @@
 // What cannot be tested here: resource limits, since every controller but hugetlb is bound to
 // a v1 hierarchy on this host (the runtime refuses them, asserted below).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   chownSync,
   closeSync,
@@ -23,6 +23,7 @@ import {
   rmdirSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -89,35 +90,12 @@ function v2(args: string[]): CliResult {
   const dir = mkdtempSync(join(tmpdir(), "pivot-cg-out-"));
   const out = openSync(join(dir, "out"), "w");
   const err = openSync(join(dir, "err"), "w");
-  const remount =
-    host.mode === "v2"
-      ? ""
-      : "umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && ";
-  const script = `set -e; ${remount}echo $$ > /sys/fs/cgroup/${DELEGATED}/cgroup.procs; exec "$@"`;
   try {
-    const r = spawnSync(
-      "unshare",
-      [
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        "setpriv",
-        `--reuid=${user.uid}`,
-        `--regid=${user.gid}`,
-        "--init-groups",
-        "env",
-        "-i",
-        ...Object.entries(user.env).map(([k, v]) => `${k}=${v}`),
-        BUN,
-        PIVOT_CLI,
-        ...args,
-      ],
-      { stdio: ["ignore", out, err], cwd: user.work, timeout: 60_000 },
-    );
+    const r = spawnSync("unshare", v2Args(args), {
+      stdio: ["ignore", out, err],
+      cwd: user.work,
+      timeout: 60_000,
+    });
     return {
       status: r.status ?? -1,
       stdout: readFileSync(join(dir, "out"), "utf8"),
@@ -129,6 +107,50 @@ function v2(args: string[]): CliResult {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** unshare's arguments for v2(ARGS). */
+function v2Args(args: string[]): string[] {
+  const user = u!;
+  const remount =
+    host.mode === "v2"
+      ? ""
+      : "umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && ";
+  const script = `set -e; ${remount}echo $$ > /sys/fs/cgroup/${DELEGATED}/cgroup.procs; exec "$@"`;
+  return [
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    script,
+    "sh",
+    "setpriv",
+    `--reuid=${user.uid}`,
+    `--regid=${user.gid}`,
+    "--init-groups",
+    "env",
+    "-i",
+    ...Object.entries(user.env).map(([k, v]) => `${k}=${v}`),
+    BUN,
+    PIVOT_CLI,
+    ...args,
+  ];
+}
+
+/** v2(ARGS) in the background, its stdin and stdout pipes (stderr inherited). */
+function v2Background(args: string[]): ChildProcess {
+  return spawn("unshare", v2Args(args), {
+    stdio: ["pipe", "pipe", "inherit"],
+    cwd: u!.work,
+  });
+}
+
+/** The exit code of CHILD, once it ends. */
+const exitOf = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.on("exit", (code) => resolve(code));
+  });
 
 function ok(args: string[]): string {
   const r = v2(args);
@@ -196,6 +218,62 @@ describe.skipIf(!unified)("rootless containers in a delegated cgroup v2 subtree"
     await until("the user's processes to end", () => user.pids().length === 0);
     expect(cgroupsUnder(delegated)).toEqual([]);
     expect(mountsUnder(user.work)).toEqual([]);
+  }, 120_000);
+
+  // As root's containers are (engine-files.test.ts): none of its processes can swap a path cp
+  // resolved for a symlink before cp uses it. A rootless container without a cgroup cannot be
+  // frozen (docs/security.md).
+  test("cp out of and into a running container freezes it (its own cgroup.freeze) while it copies; thawed after", async () => {
+    const user = u!;
+    const id = ok([
+      "run",
+      "-d",
+      "--name",
+      "cgcp",
+      ROOTLESS_IMAGE,
+      "sh",
+      "-c",
+      "dd if=/dev/zero of=/tmp/big bs=1M count=8 2>/dev/null; echo ready; exec sleep 600",
+    ]).trim();
+    const mine = join(delegated, `pivot-${id}`);
+    const copies: ChildProcess[] = [];
+    try {
+      await until("the container's file", () => ok(["logs", "cgcp"]).includes("ready"));
+      expect(frozen(mine)).toBe(false);
+      // Out: the tar stream is not read, so the copy waits on a full pipe, frozen.
+      const out = v2Background(["cp", "cgcp:/tmp/big", "-"]);
+      copies.push(out);
+      out.stdin!.end();
+      await until("the container frozen by cp", () => frozen(mine));
+      let bytes = 0;
+      out.stdout!.on("data", (d: Buffer) => {
+        bytes += d.length;
+      });
+      expect(await exitOf(out)).toBe(0);
+      expect(bytes).toBeGreaterThan(8 * 1024 * 1024);
+      await until("the container thawed", () => !frozen(mine));
+      // In: a tar on stdin, not written yet, so the copy waits for it, frozen.
+      const src = user.dir("cp-in");
+      writeFileSync(join(src, "in.txt"), "into-frozen\n");
+      const tar = spawnSync("tar", ["-C", src, "-cf", "-", "in.txt"]).stdout;
+      const into = v2Background(["cp", "-", "cgcp:/tmp"]);
+      copies.push(into);
+      await until("the container frozen by cp", () => frozen(mine));
+      into.stdin!.end(tar);
+      expect(await exitOf(into)).toBe(0);
+      await until("the container thawed", () => !frozen(mine));
+      expect(ok(["exec", "cgcp", "cat", "/tmp/in.txt"])).toBe("into-frozen\n");
+      expect(ok(["ps", "--format", "{{.Names}} {{.Status}}"])).toMatch(/^cgcp Up/m);
+    } finally {
+      // A copy left waiting (a failed test) ends on its closed pipes, and thaws the container.
+      for (const c of copies) {
+        c.stdout?.destroy();
+        c.stdin?.destroy();
+      }
+      v2(["rm", "-f", "cgcp"]);
+    }
+    await until("the container's cgroup to go", () => !existsSync(mine));
+    await until("the user's processes to end", () => user.pids().length === 0);
   }, 120_000);
 
   test("an attached run --rm: its own cgroup, mounted in the container, gone after; limits the host's v2 lacks are refused", () => {
