@@ -34,12 +34,10 @@ export const IMAGE_USAGE = `images:
   load [-i FILE] [-q]          images from a docker-archive, OCI archive or OCI layout (stdin: -)
   save [-o FILE] [--format docker-archive|oci-archive] IMAGE...   images as an archive
   import [-m MESSAGE] [-c CMD] TARBALL|- [REFERENCE]   a root filesystem tarball as an image
-  system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes,
-                               the build cache
+  system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes
   system info                  store and run roots, rootless or not (and its id mappings), storage driver and why
   system prune [-a] [--volumes] [-f]   stopped containers, unused networks, dangling (-a: unused)
-                               images and build cache (-a: all of it), and with --volumes unused
-                               anonymous volumes
+                               images, the build cache, and with --volumes unused anonymous volumes
 `;
 
 export const NETWORK_USAGE = `networks:
@@ -71,6 +69,7 @@ export const CONTAINER_USAGE = `  ps [-a] [-q] [--no-trunc] [--filter KEY=VALUE]
   top CONTAINER [PS OPTIONS]   the container's processes (ps -ef by default)
   pause CONTAINER... | unpause CONTAINER...   freeze and thaw every process of containers
   rename CONTAINER NEW_NAME    give a container another name
+  healthcheck run CONTAINER    run its health check once and record it (exit 0 healthy, 1 not)
   update [--memory M] [--memory-swap M] [--cpus N] [--cpu-shares N] [--cpuset-cpus L]
          [--cpuset-mems L] [--pids-limit N] [--restart POLICY] CONTAINER...
                                new limits (at once if it runs) and restart policy

@@ -46,6 +46,7 @@ import {
   REGISTRY_COMMANDS,
   REGISTRY_USAGE,
 } from "./command-groups.ts";
+import { HEALTH_FLAGS, healthOptions } from "./health-flags.ts";
 import { renderInspect } from "./inspect-format.ts";
 import { isShortCommand, startupOver } from "./jit.ts";
 import { BatchedOutput, writeErr, writeOut } from "./output.ts";
@@ -85,6 +86,7 @@ const GLOBAL_FLAGS: FlagSpec[] = [
 
 const CONTAINER_FLAGS: FlagSpec[] = [
   ...RESOURCE_FLAGS,
+  ...HEALTH_FLAGS,
   { name: "interactive", aliases: ["i"] },
   { name: "tty", aliases: ["t"] },
   { name: "rm" },
@@ -154,6 +156,9 @@ containers:
                                --privileged, --security-opt, --stop-signal, --stop-timeout, --network,
                                --init, --runtime PATH (another OCI runtime: runc, crun),
                                --restart no|on-failure[:MAX]|always|unless-stopped,
+                               --health-cmd CMD, --health-interval|--health-timeout|
+                               --health-start-period|--health-start-interval DURATION,
+                               --health-retries N, --no-healthcheck,
                                --volumes-from CONTAINER[:ro|rw],
                                --ulimit NAME=SOFT[:HARD], --device HOST[:CTR][:rwm],
                                --sysctl K=V, --shm-size, --pid host|container:NAME, --ipc|--uts host, --group-add,
@@ -276,6 +281,8 @@ function containerOptions(p: Parsed, image: string, cmd: string[]): ContainerOpt
   Object.assign(o, resourceOptions(p));
   const stopTimeout = intFlag(p, "stop-timeout");
   if (stopTimeout !== undefined) o.stopTimeout = stopTimeout;
+  const healthcheck = healthOptions(p);
+  if (healthcheck !== undefined) o.healthcheck = healthcheck;
   const mounts: MountSpec[] = [
     ...multi(p, "volume").map(parseVolumeFlag),
     ...multi(p, "mount").map(parseMountFlag),
@@ -854,6 +861,10 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
         writeOut(`${last}\n`);
       }
       return 0;
+    }
+    case "healthcheck": {
+      const { healthcheckCommand } = await import("./health.ts");
+      return healthcheckCommand(engine, args);
     }
     case "build": {
       const { buildCommand } = await import("./build.ts");

@@ -60,6 +60,7 @@ import { joinedContainer, networkOf } from "./container-network.ts";
 import { type ContainerRecord, jsonText, randomName, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { checkHealthConfig, mergeHealthcheck } from "./health-config.ts";
 import { addInit } from "./init.ts";
 import { inspect } from "./inspect.ts";
 import { logConfigOf } from "./log-config.ts";
@@ -133,6 +134,7 @@ export async function createLocked(
 ): Promise<ContainerRecord> {
   logConfigOf(options); // a mistaken --log-opt is refused before anything exists
   const overlayDriver = rootfsDriver().driver === "overlay";
+  if (options.healthcheck) checkHealthConfig(options.healthcheck); // Docker's daemon's checks
   // /etc/passwd and the working directory are then read from the layers: an image of one layer,
   // or one whose layers were unpacked with their opaque directories recorded (layer.json), else
   // each directory's marker is a getfattr process (a 12-layer image took 60 ms so). Resolved here
@@ -263,6 +265,7 @@ async function createMounted(
     writeFileSync(configFile, jsonText(c.spec));
     const imageConfig: ImageConfig["config"] = image.config.config ?? {};
     const history = layerHistory(image.config);
+    const healthcheck = mergeHealthcheck(options.healthcheck, imageConfig.Healthcheck);
     const record: ContainerRecord = {
       id,
       name: name!,
@@ -282,6 +285,7 @@ async function createMounted(
         ...(history[i] !== undefined ? { createdBy: history[i] } : {}),
       })),
       ...(byRun ? { createdByRun: true } : {}),
+      ...(healthcheck !== undefined ? { healthcheck } : {}),
     };
     writeJsonAtomic(join(dir, "container.json"), record);
     if (!mounted) unmountedRoots.set(record, plan);

@@ -11,8 +11,16 @@ import { asGoMap, withNilKinds } from "../util/go-template.ts";
 import { hostnameOf, parseSize } from "./config.ts";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
+import { healthOf } from "./health-record.ts";
+import type { HealthState } from "./health-status.ts";
 import { inspect } from "./inspect.ts";
 import type { ContainerInfo, ContainerOptions } from "./types.ts";
+
+/** State.Health, Docker's, once a container with a health check has started. */
+function healthField(ctx: EngineContext, id: string, r: ContainerRecord): { Health?: HealthState } {
+  const health = healthOf(ctx, id, r, ctx.containers.runState(id));
+  return health ? { Health: health } : {};
+}
 
 /** Go's zero time, which Docker shows for a time that never was (StartedAt of a new container). */
 export const GO_ZERO_TIME = "0001-01-01T00:00:00Z";
@@ -38,6 +46,7 @@ export interface DockerContainerJSON {
     Error: string;
     StartedAt: string;
     FinishedAt: string;
+    Health?: HealthState;
   };
   /** The image's ID (sha256:...); Config.Image is the reference as given. */
   Image: string;
@@ -334,6 +343,7 @@ export function dockerContainerJSON(
       OnBuild: null,
       Labels: asGoMap({ ...info.labels }, ""),
       StopSignal: r.stopSignal,
+      ...(r.healthcheck ? { Healthcheck: r.healthcheck } : {}),
       ...(o.stopTimeout !== undefined ? { StopTimeout: o.stopTimeout } : {}),
     },
     { Cmd: "list", Entrypoint: "list", OnBuild: "list", Volumes: "map" },
@@ -355,6 +365,7 @@ export function dockerContainerJSON(
       Error: st.error ?? "",
       StartedAt: st.startedAt ?? GO_ZERO_TIME,
       FinishedAt: st.finishedAt ?? GO_ZERO_TIME,
+      ...healthField(ctx, info.id, r),
     },
     Image: info.imageId,
     ResolvConfPath: join(etcDir, "resolv.conf"),

@@ -34,6 +34,7 @@ import type { DockerInspect } from "./docker-inspect.ts";
 import type * as execModule from "./exec.ts";
 import type { Change } from "./files.ts";
 import type { AttachResult, ContainerHandle } from "./handle.ts";
+import type { HealthState } from "./health-status.ts";
 import * as inspecting from "./inspect.ts";
 import * as lifecycle from "./lifecycle.ts";
 import type { ReadLogsOptions } from "./log-reader.ts";
@@ -66,6 +67,7 @@ const files = () => import("./container-files.ts");
 const execing = () => import("./exec.ts");
 const dockerInspecting = () => import("./docker-inspect.ts");
 const restarting = () => import("./restart.ts");
+const health = () => import("./health.ts");
 
 export interface RunOptions extends ContainerOptions {
   /** Return once started, under conmon (`pivot run -d`). */
@@ -334,6 +336,14 @@ export class Engine {
    */
   build(options: BuildOptions): Promise<StoredImage> {
     return import("./build/builder.ts").then((m) => m.build(this, this.ctx, options));
+  }
+
+  /**
+   * Runs a running container's health check once and records it (`pivot healthcheck run`):
+   * whether it passed, and the health after it (Docker's State.Health).
+   */
+  healthcheckRun(ref: string): Promise<{ passed: boolean; health: HealthState }> {
+    return health().then((m) => m.runHealthcheck(this.ctx, ref));
   }
 
   // ---- pause, rename, top, stats, prune ----

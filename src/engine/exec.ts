@@ -30,6 +30,8 @@ export interface ExecOptions {
   tty?: boolean;
   privileged?: boolean;
   stdio?: "pipe" | "inherit" | "ignore";
+  /** The process's host pid once forked (Pivot's runtime only; health checks kill on timeout). */
+  onPid?: (pid: number) => void;
 }
 
 /** The container's output (`pivot logs`), following it with `follow` until it exits. */
@@ -118,6 +120,7 @@ export async function exec(
     process: proc,
     detach: options.detach ?? false,
     ...(term ? { consoleSocket: term.socket } : {}),
+    ...(options.onPid ? { onPid: options.onPid } : {}),
     stdio:
       options.detach || term
         ? ["ignore", "ignore", "ignore"]

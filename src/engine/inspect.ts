@@ -5,6 +5,7 @@ import { isUserModeNetwork, userModePorts } from "./container-network.ts";
 import { status } from "./container-runtime.ts";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
+import { healthOf } from "./health-record.ts";
 import { remove } from "./lifecycle.ts";
 import { recover } from "./recovery.ts";
 import { readRestartState } from "./restart-state.ts";
@@ -19,6 +20,7 @@ export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
   const rs = store.runState(id);
   const restart = readRestartState(ctx, id);
   const stopped = st.status === "exited" || st.status === "restarting";
+  const health = healthOf(ctx, id, r, rs);
   return {
     id,
     name: r.name,
@@ -40,6 +42,7 @@ export function inspect(ctx: EngineContext, ref: string): ContainerInfo {
       monitor: rs?.monitor ?? null,
       monitorPid: rs?.monitorPid ?? 0,
       ...(restart.error ? { error: restart.error } : {}),
+      ...(health ? { health: health.Status } : {}),
     },
     restartPolicy: {
       name: r.options.restart?.policy ?? "no",

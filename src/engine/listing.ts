@@ -2,6 +2,7 @@
 // ({{.ID}} {{.Names}} ..., a `table` prefix, `json`), and its column text. Pure functions.
 import { PivotError } from "../errors.ts";
 import { familiarString, parseReference } from "../image/reference.ts";
+import { healthSuffix } from "./health-status.ts";
 import type { ContainerInfo, StatsSample } from "./types.ts";
 
 export class FormatError extends PivotError {}
@@ -9,7 +10,19 @@ export class FormatError extends PivotError {}
 /** KEY=VALUE filters; one key given twice matches either value, different keys must all match. */
 export type Filters = Map<string, string[]>;
 
-const FILTER_KEYS = ["status", "name", "label", "ancestor", "id", "exited", "before", "since"];
+const FILTER_KEYS = [
+  "status",
+  "name",
+  "label",
+  "ancestor",
+  "id",
+  "exited",
+  "before",
+  "since",
+  "health",
+];
+/** Docker's health filter values; none: no health check. */
+const HEALTH_FILTERS = ["starting", "healthy", "unhealthy", "none"];
 const STATUSES = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
 
 export function parseFilters(args: string[]): Filters {
@@ -26,6 +39,11 @@ export function parseFilters(args: string[]): Filters {
     if (key === "status" && !STATUSES.includes(value)) {
       throw new FormatError(`invalid filter "status=${value}"`, {
         hint: `statuses: ${STATUSES.join(", ")}`,
+      });
+    }
+    if (key === "health" && !HEALTH_FILTERS.includes(value)) {
+      throw new FormatError(`invalid filter "health=${value}"`, {
+        hint: `health: ${HEALTH_FILTERS.join(", ")}`,
       });
     }
     out.set(key, [...(out.get(key) ?? []), value]);
@@ -75,6 +93,7 @@ export function matchesFilters(c: ContainerInfo, f: Filters, all: ContainerInfo[
       return c.labels[v.slice(0, eq)] === v.slice(eq + 1);
     }) &&
     any("ancestor", (v) => imageMatches(c, v)) &&
+    any("health", (v) => (c.state.health ?? "none") === v) &&
     any("exited", (v) => c.state.status === "exited" && c.state.exitCode === Number(v)) &&
     any("before", (v) => {
       const t = created(v);
@@ -112,7 +131,7 @@ function since(iso: string | null, now: number): string {
 export function statusText(c: ContainerInfo, now = Date.now()): string {
   switch (c.state.status) {
     case "running":
-      return `Up ${ago(c.state.startedAt, now)}`;
+      return `Up ${ago(c.state.startedAt, now)}${healthSuffix(c.state.health)}`;
     case "paused":
       return `Up ${ago(c.state.startedAt, now)} (Paused)`;
     case "restarting":

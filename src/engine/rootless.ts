@@ -143,6 +143,7 @@ export const NEEDS_USER_NAMESPACE = [
   "diff",
   "commit",
   "build",
+  "healthcheckRun",
   "prune",
   "attach",
   "pruneVolumes",

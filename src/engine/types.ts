@@ -1,5 +1,7 @@
 // The engine's public types: container options (what `pivot run` flags become), records, handles.
+import type { HealthConfig } from "../image/types.ts";
 import type { PortMapping } from "../network/ports.ts";
+import type { HealthStatus } from "./health-status.ts";
 
 /** A bind mount, a named (or anonymous) volume, or a tmpfs. */
 export interface MountSpec {
@@ -69,6 +71,11 @@ export interface ContainerOptions {
   /** no-new-privileges, seccomp=PATH|unconfined. */
   securityOpt?: string[];
   stopSignal?: string;
+  /**
+   * The health check (`--health-*`, `--no-healthcheck`: Test ["NONE"]), field by field over the
+   * image's HEALTHCHECK; durations in nanoseconds.
+   */
+  healthcheck?: HealthConfig;
   /** Seconds between the stop signal and SIGKILL (default 10). */
   stopTimeout?: number;
   /** Remove the container (and its anonymous volumes) when it exits. */
@@ -195,6 +202,8 @@ export interface ContainerInfo {
     monitorPid: number;
     /** Why the last restart failed (the container then stays exited). */
     error?: string;
+    /** Its health check's status, once started (absent: no check, or never started). */
+    health?: HealthStatus;
   };
   /** The restart policy (Docker's HostConfig.RestartPolicy). */
   restartPolicy: { name: RestartPolicy["policy"]; maximumRetryCount: number };

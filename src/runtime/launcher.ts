@@ -396,6 +396,11 @@ export class LaunchSession {
     }
   }
 
+  /** The init's pid (an exec's process) once it is forked; rejects if the launch fails first. */
+  initPidKnown(): Promise<number> {
+    return this.whenInitPid().then(() => this.initPid);
+  }
+
   /** Resolves once the init's pid is known; rejects if the launch fails or ends first. */
   private whenInitPid(): Promise<void> {
     if (this.initPid > 0) return Promise.resolve();

@@ -112,6 +112,11 @@ export interface ExecOptions {
   stdio?: StdioSpec[];
   /** Called once the launcher is spawned, with the caller's ends of the "pipe" stdio entries. */
   onLaunch?: (pipes: PipedStdio) => void;
+  /**
+   * Called with the process's host pid once it is forked (a new session's leader: the health
+   * checks' timeout kills its process group).
+   */
+  onPid?: (pid: number) => void;
 }
 
 const realHost: HostFacts = {
@@ -721,6 +726,7 @@ export class Runtime {
       cgroup.join(pid, cgroupJoin.byRuntime);
       return undefined;
     });
+    if (options.onPid) session.initPidKnown().then(options.onPid, () => {});
     options.onLaunch?.(session.pipes);
     if (options.detach) {
       await session.whenClosed();

@@ -2,12 +2,14 @@
 // history and the build cache), the run flags over it, `pivot healthcheck run` inside a running
 // container, and the periodic checks' scheduler, which never outlives its container.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { DockerInspect } from "../../src/engine/docker-inspect.ts";
 import { buildContext } from "../fixtures/build-context.ts";
 import { IMAGE, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
-import { isRoot, pivotCli } from "../helpers.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
 let t: TestEngine;
 let scratch: string;
@@ -120,5 +122,271 @@ describe.skipIf(!isRoot)("HEALTHCHECK in pivot build", () => {
     expect(form.stderr).toContain(
       'HEALTHCHECK (line 2): unknown type "RUN" in HEALTHCHECK (try CMD)',
     );
+  }, 120_000);
+});
+
+/** `pivot inspect NAME`'s object. */
+function inspectOf(name: string) {
+  const r = cli(["inspect", name]);
+  expect(r.status).toBe(0);
+  return (JSON.parse(r.stdout) as DockerInspect[])[0]!;
+}
+
+const psStatus = (name: string) =>
+  cli(["ps", "-a", "--filter", `name=^${name}$`, "--format", "{{.Status}}"]).stdout.trim();
+
+const psNames = (filter: string) =>
+  cli(["ps", "-a", "--filter", filter, "--format", "{{.Names}}"])
+    .stdout.trim()
+    .split("\n")
+    .filter(Boolean)
+    .sort();
+
+describe.skipIf(!isRoot)("health check flags and pivot healthcheck run", () => {
+  test("--health-* override the image's HEALTHCHECK field by field; --no-healthcheck; bad values refused", async () => {
+    expect(
+      build(
+        "hcflags",
+        "localhost/hc:flags",
+        `FROM ${IMAGE}\nHEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD true\n`,
+      ).status,
+    ).toBe(0);
+    expect(
+      cli([
+        "create",
+        "--name",
+        "over",
+        "--health-interval",
+        "2s",
+        "--health-start-period=1m",
+        "localhost/hc:flags",
+      ]).status,
+    ).toBe(0);
+    expect(inspectOf("over").Config.Healthcheck).toEqual({
+      Test: ["CMD-SHELL", "true"],
+      Interval: 2_000_000_000,
+      Timeout: 3_000_000_000,
+      StartPeriod: 60_000_000_000,
+      Retries: 3,
+    });
+    // Created, never started: no State.Health yet (Docker's), and health=none in ps.
+    expect(inspectOf("over").State.Health).toBeUndefined();
+    expect(cli(["create", "--name", "off", "--no-healthcheck", "localhost/hc:flags"]).status).toBe(
+      0,
+    );
+    // moby's merge: the unset fields still come from the image; Test NONE turns it off.
+    expect(inspectOf("off").Config.Healthcheck).toEqual({
+      Test: ["NONE"],
+      Interval: 300_000_000_000,
+      Timeout: 3_000_000_000,
+      Retries: 3,
+    });
+    expect(cli(["create", "--name", "plain", IMAGE]).status).toBe(0);
+    expect(inspectOf("plain").Config.Healthcheck).toBeUndefined();
+    for (const [flags, message] of [
+      [
+        ["--no-healthcheck", "--health-cmd", "true"],
+        "--no-healthcheck conflicts with --health-* options",
+      ],
+      [["--health-interval", "5"], '--health-interval: invalid duration "5"'],
+      [["--health-timeout", "-1s"], "--health-timeout cannot be negative"],
+      [["--health-start-interval", "10us"], "--health-start-interval cannot be less than 1ms"],
+      [["--health-retries", "-1"], "--health-retries cannot be negative"],
+    ] as const) {
+      const r = cli(["create", ...flags, IMAGE]);
+      expect(r.stderr).toContain(message);
+      expect(r.status).toBe(125);
+    }
+    const none = cli(["healthcheck", "run", "off"]);
+    expect(none.status).toBe(125);
+    expect(none.stderr).toContain("container off has no health check");
+    const stopped = cli(["healthcheck", "run", "over"]);
+    expect(stopped.status).toBe(125);
+    expect(stopped.stderr).toContain("container over is not running (created)");
+  }, 120_000);
+
+  test("starting, unhealthy after --health-retries failures, healthy on a success: inspect's State.Health, ps STATUS and --filter health=", () => {
+    const check = "test -e /tmp/ok && echo fine || { echo bad >&2; exit 1; }";
+    expect(
+      cli([
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--health-cmd",
+        check,
+        "--health-retries",
+        "2",
+        IMAGE,
+        "sleep",
+        "1000",
+      ]).status,
+    ).toBe(0);
+    expect(cli(["run", "-d", "--name", "nocheck", IMAGE, "sleep", "1000"]).status).toBe(0);
+    expect(inspectOf("web").State.Health).toEqual({
+      Status: "starting",
+      FailingStreak: 0,
+      Log: [],
+    });
+    expect(psStatus("web")).toMatch(/^Up \d+ seconds? \(health: starting\)$/);
+    expect(psNames("health=starting")).toEqual(["web"]);
+    expect(psNames("health=none")).toEqual(["nocheck"]);
+
+    const first = cli(["healthcheck", "run", "web"]);
+    expect([first.status, first.stdout]).toEqual([1, "starting\n"]);
+    const second = cli(["healthcheck", "run", "web"]);
+    expect([second.status, second.stdout]).toEqual([1, "unhealthy\n"]);
+    const sick = inspectOf("web").State.Health!;
+    expect(sick.Status).toBe("unhealthy");
+    expect(sick.FailingStreak).toBe(2);
+    expect(sick.Log.map((l) => [l.ExitCode, l.Output])).toEqual([
+      [1, "bad\n"],
+      [1, "bad\n"],
+    ]);
+    expect(Date.parse(sick.Log[0]!.End)).toBeGreaterThanOrEqual(Date.parse(sick.Log[0]!.Start));
+    expect(psStatus("web")).toMatch(/\(unhealthy\)$/);
+    expect(psNames("health=unhealthy")).toEqual(["web"]);
+
+    expect(cli(["exec", "web", "touch", "/tmp/ok"]).status).toBe(0);
+    const ok = cli(["healthcheck", "run", "web"]);
+    expect([ok.status, ok.stdout]).toEqual([0, ""]);
+    const well = inspectOf("web").State.Health!;
+    expect([well.Status, well.FailingStreak, well.Log.at(-1)!.Output]).toEqual([
+      "healthy",
+      0,
+      "fine\n",
+    ]);
+    expect(psStatus("web")).toMatch(/^Up \d+ seconds? \(healthy\)$/);
+    expect(psNames("health=healthy")).toEqual(["web"]);
+    expect(psNames("health=unhealthy")).toEqual([]);
+    // The log keeps the last 5 results.
+    for (let i = 0; i < 3; i++) expect(cli(["healthcheck", "run", "web"]).status).toBe(0);
+    expect(inspectOf("web").State.Health!.Log).toHaveLength(5);
+    const bad = cli(["ps", "--filter", "health=sick"]);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain('invalid filter "health=sick"');
+  }, 120_000);
+
+  test("the timeout kills the check and its children; output kept to 4 KiB; the start period forgives failures", () => {
+    expect(
+      cli([
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 300 | cat",
+        "--health-timeout",
+        "500ms",
+        IMAGE,
+        "sleep",
+        "1000",
+      ]).status,
+    ).toBe(0);
+    const began = Date.now();
+    const r = cli(["healthcheck", "run", "slow"]);
+    expect(r.status).toBe(1);
+    expect(Date.now() - began).toBeLessThan(10_000);
+    const log = inspectOf("slow").State.Health!.Log;
+    expect([log[0]!.ExitCode, log[0]!.Output]).toEqual([
+      -1,
+      "Health check exceeded timeout (500ms)",
+    ]);
+    // Nothing of the check is left in the container: its sleep was in its process group.
+    const ps = cli(["exec", "slow", "ps", "-o", "args"]);
+    expect(ps.stdout).not.toContain("sleep 300");
+
+    expect(
+      cli([
+        "run",
+        "-d",
+        "--name",
+        "loud",
+        "--health-cmd",
+        "head -c 5000 /dev/zero | tr '\\0' a",
+        IMAGE,
+        "sleep",
+        "1000",
+      ]).status,
+    ).toBe(0);
+    expect(cli(["healthcheck", "run", "loud"]).status).toBe(0);
+    const out: string = inspectOf("loud").State.Health!.Log[0]!.Output;
+    expect(out).toBe(`${"a".repeat(4096)}...`);
+
+    expect(
+      cli([
+        "run",
+        "-d",
+        "--name",
+        "boot",
+        "--health-cmd",
+        "exit 1",
+        "--health-start-period",
+        "1h",
+        IMAGE,
+        "sleep",
+        "1000",
+      ]).status,
+    ).toBe(0);
+    for (let i = 0; i < 4; i++) expect(cli(["healthcheck", "run", "boot"]).status).toBe(1);
+    const boot = inspectOf("boot").State.Health!;
+    expect([boot.Status, boot.FailingStreak, boot.Log.length]).toEqual(["starting", 0, 4]);
+  }, 120_000);
+
+  test("concurrent checks each count once (the record is locked and renamed into place)", async () => {
+    expect(
+      cli([
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--health-cmd",
+        "exit 3",
+        "--health-retries",
+        "100",
+        IMAGE,
+        "sleep",
+        "1000",
+      ]).status,
+    ).toBe(0);
+    const runs = await Promise.all(
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<number>((resolve) => {
+            const child = spawn(BUN, [PIVOT_CLI, "--root", t.root, "healthcheck", "run", "busy"], {
+              stdio: "ignore",
+            });
+            child.on("close", (code) => resolve(code ?? -1));
+          }),
+      ),
+    );
+    expect(runs).toEqual([1, 1, 1, 1]);
+    const h = inspectOf("busy").State.Health!;
+    expect([h.Status, h.FailingStreak, h.Log.length]).toEqual(["starting", 4, 4]);
+    expect(h.Log.every((l) => l.ExitCode === 3)).toBe(true);
+
+    // A check waits for the record's lock (held here, by this live process) before it counts.
+    const lock = join(t.root, "containers", inspectOf("busy").Id, "health.lock");
+    writeFileSync(lock, `${process.pid}\n`);
+    let done = false;
+    const waiting = new Promise<number>((resolve) => {
+      const child = spawn(BUN, [PIVOT_CLI, "--root", t.root, "healthcheck", "run", "busy"], {
+        stdio: "ignore",
+      });
+      child.on("close", (code) => {
+        done = true;
+        resolve(code ?? -1);
+      });
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(done).toBe(false);
+      expect(inspectOf("busy").State.Health!.FailingStreak).toBe(4);
+    } finally {
+      rmSync(lock, { force: true });
+    }
+    expect(await waiting).toBe(1);
+    expect(inspectOf("busy").State.Health!.FailingStreak).toBe(5);
   }, 120_000);
 });
