@@ -177,6 +177,9 @@ containers:
   kill [-s SIGNAL] CONTAINER...   send a signal (default KILL)
   rm [-f] [-v] CONTAINER...    remove containers (-f: even running; -v: their anonymous volumes)
   logs [-f] [--tail N] [--since TIME] [-t] CONTAINER   the container's output
+  events [--since T] [--until T] [--filter K=V] [--format T|json]   what happens to containers
+                               (create, start, die, kill, stop, pause, rename, destroy...); past
+                               ones from --since; filters: type= container= image= event= label=
   inspect CONTAINER...         details as JSON
   port CONTAINER [PORT[/PROTO]]   published ports (80/tcp -> 0.0.0.0:32768)
   exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...   run a command in a container
@@ -879,6 +882,8 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const { networkCommand } = await import("./network.ts");
       return networkCommand(engine.networks, args, (ref) => engine.resolveId(ref));
     }
+    case "events":
+      return (await import("./events.ts")).eventsCommand(engine, args);
     case "container-cleanup": {
       // conmon's exit command: unmount and, for --rm containers, remove; with a restart
       // policy, restart after the backoff (this process waits for it).

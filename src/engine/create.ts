@@ -60,6 +60,7 @@ import { joinedContainer, networkOf } from "./container-network.ts";
 import { type ContainerRecord, jsonText, randomName, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { containerAttributes, emitEvent } from "./events.ts";
 import { checkHealthConfig, mergeHealthcheck } from "./health-config.ts";
 import { addInit } from "./init.ts";
 import { inspect } from "./inspect.ts";
@@ -158,7 +159,9 @@ export async function createLocked(
   // None when the mount can wait for the container's launcher: one process fewer per run.
   const mounter = overlayDriver && !deferrable ? new HostLauncher() : undefined;
   try {
-    return await createMounted(ctx, options, id, byRun, mounter, deferrable, found);
+    const r = await createMounted(ctx, options, id, byRun, mounter, deferrable, found);
+    emitEvent(ctx, "container", "create", id, containerAttributes(r));
+    return r;
   } finally {
     mounter?.dispose();
   }
@@ -585,5 +588,9 @@ export async function rename(ctx: EngineContext, ref: string, newName: string): 
       options: { ...r.options, name: newName },
     } satisfies ContainerRecord);
     store.releaseName(r.name, id);
+    emitEvent(ctx, "container", "rename", id, {
+      ...containerAttributes({ ...r, name: newName }),
+      oldName: r.name,
+    });
   });
 }

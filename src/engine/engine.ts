@@ -31,6 +31,7 @@ import type { CopyOptions } from "./container-files.ts";
 import { createContext, type EngineContext, type EngineOptions } from "./context.ts";
 import * as creating from "./create.ts";
 import type { DockerInspect } from "./docker-inspect.ts";
+import { type EngineEvent, type EventsOptions, readEvents } from "./events.ts";
 import type * as execModule from "./exec.ts";
 import type { Change } from "./files.ts";
 import type { AttachResult, ContainerHandle } from "./handle.ts";
@@ -262,6 +263,14 @@ export class Engine {
   /** The container's output (`pivot logs`), following it with `follow` until it exits. */
   async *logs(ref: string, options: Omit<ReadLogsOptions, "done"> = {}): AsyncGenerator<LogEntry> {
     yield* (await execing()).logs(this.ctx, ref, options);
+  }
+
+  /**
+   * The engine's events (`pivot events`), Docker's: what happens to containers from now on, and
+   * with `since` the recorded ones before; it ends at `until`, else when the caller stops reading.
+   */
+  async *events(options: EventsOptions = {}): AsyncGenerator<EngineEvent> {
+    yield* readEvents(this.ctx.runRoot, options);
   }
 
   /** Runs another process in a running container (`pivot exec`). */

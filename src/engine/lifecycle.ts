@@ -10,6 +10,7 @@ import { monitorAlive, releaseCgroups, rt, type Status, status } from "./contain
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { containerAttributes, emitEvent } from "./events.ts";
 import { markManualStop, readRestartState } from "./restart-state.ts";
 import { volumeUsers } from "./volumes-from.ts";
 
@@ -62,6 +63,16 @@ export async function cleanupLocked(
   if (!existsSync(join(ctx.containers.dir(id), "container.json"))) return;
   if (options.runId !== undefined && ctx.containers.runState(id)?.runId !== options.runId) return;
   const r = ctx.containers.load(id);
+  // A run's end (its monitor's exit hook or the attached monitor), not a failed start's undoing.
+  if (options.runId !== undefined) {
+    // The monitor's exit file, or the code an attached --rm run kept before its removal.
+    const exitCode =
+      options.exitCode ?? ctx.containers.exitCode(id) ?? ctx.containers.removedExitCode(id);
+    emitEvent(ctx, "container", "die", id, {
+      ...containerAttributes(r),
+      ...(exitCode !== null ? { exitCode: String(exitCode) } : {}),
+    });
+  }
   // The launcher that unmounts the overlay starts now, its start-up overlapping the runtime's
   // delete (disposed of if the overlay turns out not to be mounted).
   // Only if the overlay is still mounted: an attached run's launcher has unmounted it already.
@@ -172,6 +183,10 @@ export function kill(ctx: EngineContext, ref: string, signal: string | number = 
     throw new EngineError(`container ${ref} is not running`);
   }
   rt(ctx, id).kill(id, signal);
+  emitEvent(ctx, "container", "kill", id, {
+    ...containerAttributes(ctx.containers.load(id)),
+    signal: String(parseSignal(signal)),
+  });
 }
 
 /** conmon is still running the exit hook of the container's last run. */
@@ -192,19 +207,29 @@ export async function stop(
   markManualStop(ctx, id, r);
   if (status(ctx, id).status !== "running" && status(ctx, id).status !== "paused") return;
   const timeout = options.timeout ?? r.options.stopTimeout ?? 10;
+  const attributes = containerAttributes(r);
+  // Docker's sequence: kill (the stop signal), kill (9) after the timeout, stop once exited.
+  const killed = (signal: string) =>
+    emitEvent(ctx, "container", "kill", id, { ...attributes, signal: String(parseSignal(signal)) });
   try {
     if (status(ctx, id).status === "paused") rt(ctx, id).resume(id);
     rt(ctx, id).kill(id, options.signal ?? r.stopSignal);
+    killed(options.signal ?? r.stopSignal);
   } catch {}
   const deadline = Date.now() + timeout * 1000;
   while (Date.now() < deadline) {
-    if (status(ctx, id).status === "exited") return;
+    if (status(ctx, id).status === "exited") {
+      emitEvent(ctx, "container", "stop", id, attributes);
+      return;
+    }
     await sleep(50);
   }
   try {
     rt(ctx, id).kill(id, "SIGKILL", true);
+    killed("SIGKILL");
   } catch {}
   for (let i = 0; i < 200 && status(ctx, id).status !== "exited"; i++) await sleep(50);
+  emitEvent(ctx, "container", "stop", id, attributes);
 }
 
 /** Freezes every process of a running container (`pivot pause`). */
@@ -216,6 +241,7 @@ export function pause(ctx: EngineContext, ref: string): void {
       hint: st.status === "paused" ? "`pivot unpause` resumes it" : "",
     });
   rt(ctx, id).pause(id);
+  emitEvent(ctx, "container", "pause", id, containerAttributes(ctx.containers.load(id)));
 }
 
 /** Thaws a paused container (`pivot unpause`). */
@@ -224,6 +250,7 @@ export function unpause(ctx: EngineContext, ref: string): void {
   const st = status(ctx, id);
   if (st.status !== "paused") throw new EngineError(`container ${ref} is not paused`);
   rt(ctx, id).resume(id);
+  emitEvent(ctx, "container", "unpause", id, containerAttributes(ctx.containers.load(id)));
 }
 
 /** Removes a container: its runtime state, overlay, directory, name, and (volumes) its anonymous volumes. */
@@ -286,6 +313,7 @@ export async function removeLocked(
   // conmon's link to the attach socket, which it removes only when it exits normally.
   rmSync(join(ctx.runRoot, "socket", id), { force: true });
   ctx.trace?.mark("engine: container directory removed");
+  emitEvent(ctx, "container", "destroy", id, containerAttributes(r));
   if (options.volumes || r.options.autoRemove) {
     for (const v of r.volumes) {
       if (!v.anonymous) continue;

@@ -89,7 +89,7 @@ export function needsUserNamespaceError(method: string): EngineError {
 /**
  * The Engine members left to work outside the user namespace: an allow-list; every other method
  * is refused there (refuseOutsideUserNamespace). They only read (hasConmon, resolveId, inspect,
- * inspectDocker, list, which then only reads, logs, top, stats, listVolumes, inspectVolume;
+ * inspectDocker, list, which then only reads, logs, events, top, stats, listVolumes, inspectVolume;
  * images() is for reading there: writing a layer sets owners the user cannot), or were tested
  * outside it in engine-rootless-library.test.ts (exec, which the CLI runs outside too, stop,
  * kill, wait, rename, createVolume).
@@ -104,6 +104,7 @@ export const OUTSIDE_USER_NAMESPACE_OK = [
   "inspectDocker",
   "list",
   "logs",
+  "events",
   "top",
   "stats",
   "listVolumes",

@@ -21,6 +21,7 @@ import { type ContainerRecord, type RunState, writeJsonAtomic } from "./containe
 import type { EngineContext } from "./context.ts";
 import { composedSpec, createLocked, newContainerId, rootToMount } from "./create.ts";
 import { EngineError } from "./errors.ts";
+import { containerAttributes, emitEvent } from "./events.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
 import { logConfigOf } from "./log-config.ts";
@@ -256,6 +257,7 @@ export async function startLocked(
   } finally {
     slirp?.close();
   }
+  emitEvent(ctx, "container", "start", id, containerAttributes(r));
   return new ContainerHandle(id, r.name, null, null, null, () => wait(ctx, id));
 }
 
@@ -588,5 +590,6 @@ async function runPrepared(
     throw err;
   }
   exited.catch(() => {});
+  emitEvent(ctx, "container", "start", id, containerAttributes(r));
   return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
 }

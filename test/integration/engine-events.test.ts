@@ -1,0 +1,174 @@
+// `pivot events` and Engine.events(): what happens to containers, recorded by every pivot process
+// and read back live or from --since. Root, real containers under conmon and attached.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import { findConmon } from "../../src/engine/monitor.ts";
+import { IMAGE, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
+import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
+
+const hasConmon = findConmon() !== null;
+
+let t: TestEngine;
+
+beforeAll(async () => {
+  if (!isRoot || !hasConmon) return;
+  t = await makeTestEngine();
+}, 120_000);
+
+afterAll(async () => {
+  await t?.cleanup();
+}, 120_000);
+
+afterEach(() => {
+  if (!t) return;
+  const ids = pivot(["ps", "-aq"]).stdout.split("\n").filter(Boolean);
+  if (ids.length) pivot(["rm", "-f", ...ids]);
+}, 60_000);
+
+const pivot = (args: string[]) => pivotCli(t.root, args, { timeoutMs: 60_000 });
+
+interface Event {
+  Type: string;
+  Action: string;
+  Actor: { ID: string; Attributes: Record<string, string> };
+  status?: string;
+  timeNano: number;
+}
+
+/** `pivot events ARGS --format json` in the background; `stop()` ends it and returns its events. */
+function follow(args: string[] = []) {
+  const child = spawn(BUN, [PIVOT_CLI, "--root", t.root, "events", "--format", "json", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  return {
+    /** Waits until `count` events have come (or 20 s), then ends the follower. */
+    async stop(count: number): Promise<Event[]> {
+      for (let i = 0; i < 400 && out.split("\n").filter(Boolean).length < count; i++)
+        await Bun.sleep(50);
+      child.kill("SIGTERM");
+      await exited;
+      expect(err).toBe("");
+      return out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Event);
+    },
+  };
+}
+
+/** The actions of one container's events, in order. */
+const actionsOf = (events: Event[], name: string) =>
+  events.filter((e) => e.Actor.Attributes.name === name).map((e) => e.Action);
+
+describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
+  test("a container's life, live: attached --rm, detached with pause, rename, stop and rm", async () => {
+    // Before the follower: recorded, but not for a reader of what is to come.
+    expect(pivot(["run", "--rm", "--name", "ev-before", IMAGE, "true"]).status).toBe(0);
+    const f = follow();
+    await Bun.sleep(1000); // the follower is reading the file's end by then
+    expect(pivot(["run", "--rm", "--name", "ev-once", IMAGE, "sh", "-c", "exit 4"]).status).toBe(4);
+    expect(pivot(["run", "-d", "--name", "ev-long", IMAGE, "sleep", "60"]).status).toBe(0);
+    for (const cmd of [["pause"], ["unpause"], ["rename", "ev-long"]]) {
+      const [verb, ...rest] = cmd as [string, ...string[]];
+      const args = verb === "rename" ? [verb, ...rest, "ev-renamed"] : [verb, "ev-long"];
+      expect(pivot(args).status).toBe(0);
+    }
+    expect(pivot(["stop", "-t", "1", "ev-renamed"]).status).toBe(0);
+    expect(pivot(["wait", "ev-renamed"]).status).toBe(0);
+    expect(pivot(["rm", "ev-renamed"]).status).toBe(0);
+    const events = await f.stop(14);
+    expect(actionsOf(events, "ev-before")).toEqual([]);
+    expect(actionsOf(events, "ev-once")).toEqual(["create", "start", "die", "destroy"]);
+    const once = events.filter((e) => e.Actor.Attributes.name === "ev-once");
+    expect(once.find((e) => e.Action === "die")?.Actor.Attributes.exitCode).toBe("4");
+    expect(once.every((e) => e.Type === "container" && e.Actor.Attributes.image === IMAGE)).toBe(
+      true,
+    );
+    expect(once.every((e) => e.status === e.Action)).toBe(true); // Docker's legacy fields
+    expect(actionsOf(events, "ev-long")).toEqual(["create", "start", "pause", "unpause"]);
+    const renamed = actionsOf(events, "ev-renamed");
+    // sleep ignores SIGTERM as PID 1: the stop kills it after the timeout. The monitor's exit
+    // hook reports the death, so `die` may come before or after `stop`.
+    expect(renamed.slice(0, 3)).toEqual(["rename", "kill", "kill"]);
+    expect(renamed.slice(3, 5).sort()).toEqual(["die", "stop"]);
+    expect(renamed.at(-1)).toBe("destroy");
+    const kills = events.filter((e) => e.Action === "kill").map((e) => e.Actor.Attributes.signal);
+    expect(kills).toEqual(["15", "9"]);
+    const rename = events.find((e) => e.Action === "rename");
+    expect(rename?.Actor.Attributes.oldName).toBe("ev-long");
+    // In the order they happened.
+    const times = events.map((e) => e.timeNano);
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+  }, 90_000);
+
+  test("--since replays what was recorded, --until ends the command; filters and formats", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "--rm", "--name", "ev-past", "-l", "team=a", IMAGE, "true"]).status).toBe(
+      0,
+    );
+    expect(pivot(["run", "--rm", "--name", "ev-other", IMAGE, "true"]).status).toBe(0);
+    const past = (args: string[]) =>
+      pivot(["events", "--since", started, "--until", "0s", ...args]);
+    const byName = past(["--filter", "container=ev-past", "--format", "{{.Action}}"]);
+    expect(byName).toEqual({ status: 0, stdout: "create\nstart\ndie\ndestroy\n", stderr: "" });
+    const dies = past(["--filter", "event=die", "--format", "{{.Actor.Attributes.name}}"]);
+    expect(dies.stdout).toBe("ev-past\nev-other\n");
+    const labelled = past([
+      "--filter",
+      "label=team=a",
+      "--filter",
+      "event=start",
+      "--format",
+      "{{.ID}}",
+    ]);
+    expect(labelled.stdout.trim()).toMatch(/^[0-9a-f]{64}$/);
+    const anyTeam = past([
+      "--filter",
+      "label=team",
+      "--filter",
+      "event=create",
+      "--format",
+      "{{.Actor.Attributes.name}}",
+    ]);
+    expect(anyTeam.stdout).toBe("ev-past\n");
+    // Docker's default line: time, type, action, id, sorted attributes.
+    const line = past(["--filter", "container=ev-past", "--filter", "event=create"]).stdout;
+    expect(line).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}[+-]\d\d:\d\d container create [0-9a-f]{64} \(image=localhost\/busybox:test, name=ev-past, team=a\)\n$/,
+    );
+    expect(past(["--filter", "type=volume"]).stdout).toBe("");
+  }, 60_000);
+
+  test("Engine.events(): the library reads the same events, and stops when the caller does", async () => {
+    const since = new Date();
+    expect(pivot(["run", "--rm", "--name", "ev-lib", IMAGE, "true"]).status).toBe(0);
+    const seen: string[] = [];
+    for await (const e of t.engine.events({ since, filters: { container: ["ev-lib"] } })) {
+      seen.push(e.Action);
+      if (e.Action === "destroy") break; // a following reader ends when its caller stops
+    }
+    expect(seen).toEqual(["create", "start", "die", "destroy"]);
+  }, 60_000);
+
+  test("bad flags are refused with what to do", () => {
+    for (const [args, message] of [
+      [["--filter", "colour=red"], "not a filter of events"],
+      [["--filter", "type=pod"], "no such type of event"],
+      [["--since", "yesterday"], "--since yesterday: not a time"],
+      [["extra"], "takes no arguments"],
+    ] as [string[], string][]) {
+      const r = pivot(["events", ...args]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain(message);
+    }
+  }, 30_000);
+});

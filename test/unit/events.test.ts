@@ -1,0 +1,118 @@
+// The engine's event file without containers: appends, the start-over past 1 MiB, readers from
+// --since and live ones across it, Docker's filters and line format.
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { formatEvent, parseEventFilters, parseTimeFlag } from "../../src/cli/events.ts";
+import {
+  type EngineEvent,
+  emitEvent,
+  eventsFile,
+  matchesEventFilters,
+  readEvents,
+} from "../../src/engine/events.ts";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function runRoot(): { runRoot: string; warn: (m: string) => void; warnings: string[] } {
+  const d = mkdtempSync(join(tmpdir(), "pivot-events-unit-"));
+  dirs.push(d);
+  const warnings: string[] = [];
+  return { runRoot: d, warn: (m) => warnings.push(m), warnings };
+}
+
+const event = (over: Partial<EngineEvent> = {}): EngineEvent => ({
+  Type: "container",
+  Action: "start",
+  Actor: { ID: "abc123", Attributes: { name: "web", image: "busybox", team: "a" } },
+  scope: "local",
+  time: 1,
+  timeNano: 1_000_000_000,
+  ...over,
+});
+
+describe("the event file", () => {
+  test("past the size limit it starts over, and --since reads the previous file first", async () => {
+    const ctx = runRoot();
+    const since = new Date(Date.now() - 1000);
+    const count = 5000; // ~1.4 MB of lines: one start-over
+    for (let i = 0; i < count; i++)
+      emitEvent(ctx, "container", "start", `id${i}`, { name: `c${i}`, pad: "x".repeat(150) });
+    expect(existsSync(`${eventsFile(ctx.runRoot)}.1`)).toBe(true);
+    expect(statSync(eventsFile(ctx.runRoot)).size).toBeLessThan(1 << 20);
+    const ids: string[] = [];
+    for await (const e of readEvents(ctx.runRoot, { since, until: new Date() }))
+      ids.push(e.Actor.ID);
+    expect(ids.length).toBe(count);
+    expect(ids[0]).toBe("id0");
+    expect(ids.at(-1)).toBe(`id${count - 1}`);
+    expect(ctx.warnings).toEqual([]);
+  });
+
+  test("a live reader sees only what comes after it began, across a start-over", async () => {
+    const ctx = runRoot();
+    emitEvent(ctx, "container", "create", "before");
+    const seen: string[] = [];
+    const reader = (async () => {
+      for await (const e of readEvents(ctx.runRoot, { pollMs: 5 })) {
+        seen.push(e.Actor.ID);
+        if (e.Actor.ID === "last") return;
+      }
+    })();
+    await Bun.sleep(50);
+    for (let i = 0; i < 4000; i++)
+      emitEvent(ctx, "container", "start", `n${i}`, { pad: "y".repeat(250) });
+    emitEvent(ctx, "container", "die", "last");
+    await reader;
+    expect(existsSync(`${eventsFile(ctx.runRoot)}.1`)).toBe(true);
+    expect(seen[0]).toBe("n0");
+    expect(seen.at(-1)).toBe("last");
+    expect(seen).not.toContain("before");
+  });
+
+  test("an event that cannot be written is a warning, never a failure", () => {
+    const ctx = runRoot();
+    rmSync(ctx.runRoot, { recursive: true });
+    // A file where the directory should be: the write fails.
+    writeFileSync(ctx.runRoot, "not a directory");
+    emitEvent(ctx, "volume", "create", "v1");
+    expect(ctx.warnings.length).toBe(1);
+    expect(ctx.warnings[0]).toContain("the volume create event was not recorded");
+  });
+});
+
+describe("filters and format", () => {
+  test("OR within a key, AND across keys; labels by key or key=value", () => {
+    const e = event();
+    const m = (f: Record<string, string[]>) => matchesEventFilters(e, f);
+    expect(m({})).toBe(true);
+    expect(m({ container: ["web"] })).toBe(true);
+    expect(m({ container: ["abc"] })).toBe(true); // an id prefix
+    expect(m({ container: ["db", "web"], event: ["start"] })).toBe(true);
+    expect(m({ container: ["web"], event: ["die"] })).toBe(false);
+    expect(m({ image: ["busybox"] })).toBe(true);
+    expect(m({ label: ["team"] })).toBe(true);
+    expect(m({ label: ["team=b"] })).toBe(false);
+    expect(m({ label: ["constructor"] })).toBe(false); // own attributes only
+    expect(m({ type: ["volume"] })).toBe(false);
+  });
+  test("Docker's line and the flags' checks", () => {
+    const line = formatEvent(event({ timeNano: Date.UTC(2026, 10, 29, 10, 0, 0, 123) * 1e6 }));
+    expect(line).toMatch(
+      /^2026-11-29T\d\d:\d\d:00\.123000000[+-]\d\d:\d\d container start abc123 \(image=busybox, name=web, team=a\)\n$/,
+    );
+    expect(parseEventFilters(["type=image", "event=pull", "event=tag"])).toEqual({
+      type: ["image"],
+      event: ["pull", "tag"],
+    });
+    expect(() => parseEventFilters(["since=1"])).toThrow("not a filter of events");
+    expect(parseTimeFlag("since", "1764410000").getTime()).toBe(1764410000 * 1000);
+    expect(Math.abs(parseTimeFlag("since", "10m").getTime() - (Date.now() - 600_000))).toBeLessThan(
+      1000,
+    );
+    expect(() => parseTimeFlag("until", "soon")).toThrow("--until soon: not a time");
+  });
+});
