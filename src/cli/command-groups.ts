@@ -34,10 +34,12 @@ export const IMAGE_USAGE = `images:
   load [-i FILE] [-q]          images from a docker-archive, OCI archive or OCI layout (stdin: -)
   save [-o FILE] [--format docker-archive|oci-archive] IMAGE...   images as an archive
   import [-m MESSAGE] [-c CMD] TARBALL|- [REFERENCE]   a root filesystem tarball as an image
-  system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes
+  system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes,
+                               the build cache
   system info                  store and run roots, rootless or not (and its id mappings), storage driver and why
   system prune [-a] [--volumes] [-f]   stopped containers, unused networks, dangling (-a: unused)
-                               images, the build cache, and with --volumes unused anonymous volumes
+                               images and build cache (-a: all of it), and with --volumes unused
+                               anonymous volumes
 `;
 
 export const NETWORK_USAGE = `networks:

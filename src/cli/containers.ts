@@ -260,7 +260,8 @@ export async function containerPruneCommand(engine: Engine, args: string[]): Pro
 
 /**
  * `system prune [-a] [--volumes] [-f]`: stopped containers, networks no container uses, dangling
- * images (-a: every image no container uses) and, with --volumes, unused anonymous volumes.
+ * images and build cache (-a: every image no container uses, all the build cache) and, with
+ * --volumes, unused anonymous volumes.
  */
 export async function systemPruneCommand(engine: Engine, args: string[]): Promise<number> {
   const p = parse(args, [
@@ -275,7 +276,7 @@ export async function systemPruneCommand(engine: Engine, args: string[]): Promis
     "all networks not used by at least one container",
     ...(volumes ? ["all anonymous volumes not used by at least one container"] : []),
     every ? "all images without at least one container associated to them" : "all dangling images",
-    "all build cache",
+    every ? "all build cache" : "all dangling build cache",
   ];
   if (!boolFlag(p, "force") && !(await confirm(`This will remove:\n  - ${what.join("\n  - ")}\n`)))
     return 0;
@@ -290,7 +291,9 @@ export async function systemPruneCommand(engine: Engine, args: string[]): Promis
     reclaimed += v.reclaimed;
   }
   const { pruneImages } = await import("../engine/images.ts");
-  const images = await pruneImages(engine, { all: every, buildCache: true });
+  // The build cache as Docker's: -a all of it, else the dangling records (those no kept image
+  // was built through).
+  const images = await pruneImages(engine, { all: every, buildCache: "dangling" });
   if (images.deleted.length)
     writeOut(`Deleted Images:\n${images.deleted.map((d) => d.id).join("\n")}\n\n`);
   if (images.buildCache.length)

@@ -422,6 +422,13 @@ export async function imageCommand(
           humanSize(t.volumes.size),
           `${humanSize(t.volumes.reclaimable)}${pct(t.volumes.reclaimable, t.volumes.size)}`,
         ],
+        [
+          "Build Cache",
+          String(t.buildCache.total),
+          String(t.buildCache.active),
+          humanSize(t.buildCache.size),
+          humanSize(t.buildCache.reclaimable),
+        ],
       ]);
       if (boolFlag(p, "verbose")) {
         writeOut("\nImages space usage:\n\n");
@@ -463,6 +470,12 @@ export async function imageCommand(
         const vrows = [["VOLUME NAME", "LINKS", "SIZE"]];
         for (const v of df.volumes) vrows.push([v.name, String(v.links), humanSize(v.size)]);
         printTable(vrows);
+        // SHARED: a kept image was built through the record (its layers are that image's too).
+        writeOut(`\nBuild cache usage: ${humanSize(t.buildCache.size)}\n\n`);
+        const brows = [["CACHE ID", "IMAGE ID", "CREATED", "SHARED"]];
+        for (const b of df.buildCache)
+          brows.push([b.key.slice(0, 12), b.id.slice(7, 19), ago(b.created), String(b.used)]);
+        printTable(brows);
       }
       return 0;
     }

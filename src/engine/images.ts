@@ -2,13 +2,13 @@
 // collection that keeps every layer a container (running or not) still uses.
 
 import { join } from "node:path";
-import { pruneBuildCache } from "../image/build-cache.ts";
+import { buildCacheUsage, pruneBuildCache } from "../image/build-cache.ts";
 import { runningBuildImages } from "../image/build-runs.ts";
 import { parseDigest } from "../image/digest.ts";
 import { collectGarbage, type GcResult, imageSize, layerSize, treeSize } from "../image/gc.ts";
 import { rootfsDriver } from "../image/overlay.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
-import type { StoredImage } from "../image/store.ts";
+import type { ImageStore, StoredImage } from "../image/store.ts";
 import { readdir } from "../util/fs-async.ts";
 import type { Engine } from "./engine.ts";
 import { EngineError } from "./errors.ts";
@@ -122,14 +122,30 @@ export async function removeImage(
 }
 
 /**
+ * The images prune keeps whatever its options (what a build cache record is used by): tagged
+ * ones, those containers use, and those running builds made.
+ */
+async function keptImages(store: ImageStore, usage: ImageUsage): Promise<StoredImage[]> {
+  const kept = (await store.listImages()).filter(
+    (i) => i.names.length > 0 || usage.byImage.has(i.id),
+  );
+  for (const d of runningBuildImages(store)) {
+    const image = await store.inspectManifest(d).catch(() => null);
+    if (image !== null) kept.push(image);
+  }
+  return kept;
+}
+
+/**
  * `pivot image prune`: untagged images (all unused ones with `all`) no container and no running
- * build uses (after removing what killed builds left), and the
- * build cache's records whose image is gone; `all` or `buildCache` (`system prune`) empties the
- * build cache, so that collection frees its images.
+ * build uses (after removing what killed builds left), and the build cache's records whose image
+ * is gone. The build cache as Docker's: `all` (`image prune -a`, `system prune -a`) empties it;
+ * `buildCache: "dangling"` (`system prune`) removes the records no kept image (tagged, used by a
+ * container or a running build) was built through. Collection then frees their images.
  */
 export async function pruneImages(
   engine: Engine,
-  options: { all?: boolean; buildCache?: boolean } = {},
+  options: { all?: boolean; buildCache?: "dangling" } = {},
 ): Promise<{ deleted: { id: string; names: string[] }[]; buildCache: string[]; gc: GcResult }> {
   const store = await engine.images();
   // What killed builds left (their containers, mounts, intermediate images) goes first; the
@@ -145,9 +161,14 @@ export async function pruneImages(
     const names = await store.removeManifest(img.manifestDigest).catch(() => null);
     if (names !== null) deleted.push({ id: img.id, names });
   }
-  const buildCache = await pruneBuildCache(store, {
-    all: options.all === true || options.buildCache === true,
-  });
+  const buildCache = await pruneBuildCache(
+    store,
+    options.all
+      ? { all: true }
+      : options.buildCache === "dangling"
+        ? { danglingOf: await keptImages(store, usage) }
+        : {},
+  );
   const gc = await collectGarbage(store, { keepLayers: usage.containerLayers });
   // Records whose image the collection took after all (another process's, or written meanwhile).
   buildCache.push(...(await pruneBuildCache(store)));
@@ -166,16 +187,25 @@ export interface DiskUsage {
   }[];
   containers: { id: string; name: string; image: string; status: string; size: number }[];
   volumes: { name: string; size: number; links: number }[];
+  /** The build cache's records: the step's key, the image it names, whether it is used. */
+  buildCache: { key: string; id: string; created: string | null; used: boolean }[];
   totals: {
     images: { total: number; active: number; size: number; reclaimable: number };
     containers: { total: number; active: number; size: number; reclaimable: number };
     volumes: { total: number; active: number; size: number; reclaimable: number };
+    /**
+     * The records (active: used, see BuildCacheEntry), the layers their images hold (each once),
+     * and of those the ones only dangling records hold: what `system prune` frees of the cache.
+     */
+    buildCache: { total: number; active: number; size: number; reclaimable: number };
   };
 }
 
 /**
  * `pivot system df`: images (size = their layers' uncompressed sizes; shared = the part in layers
- * other images also have, unique = the rest), containers (their upper directories), volumes.
+ * other images also have, unique = the rest), containers (their upper directories), volumes, and
+ * the build cache (its records; the layers of their images; reclaimable: held by dangling records
+ * only, as `system prune` would free them).
  */
 export async function systemDf(engine: Engine): Promise<DiskUsage> {
   const store = await engine.images();
@@ -247,10 +277,34 @@ export async function systemDf(engine: Engine): Promise<DiskUsage> {
     vSize += size;
     if (links === 0) vReclaim += size;
   }
+  const kept = await keptImages(store, usage);
+  const cache = await buildCacheUsage(store, kept);
+  const keptLayers = new Set<string>();
+  for (const img of kept) for (const l of img.layers) keptLayers.add(l.diffId);
+  for (const e of cache) if (e.used) for (const l of e.image!.layers) keptLayers.add(l.diffId);
+  const cacheLayers = new Map<string, boolean>(); // diff_id -> reclaimable
+  for (const e of cache) {
+    for (const l of e.image?.layers ?? []) {
+      await sizeOf(l.diffId, l.descriptor.size);
+      cacheLayers.set(l.diffId, !keptLayers.has(l.diffId));
+    }
+  }
+  let cacheSize = 0;
+  let cacheReclaim = 0;
+  for (const [diffId, free] of cacheLayers) {
+    cacheSize += sizes.get(diffId) ?? 0;
+    if (free) cacheReclaim += sizes.get(diffId) ?? 0;
+  }
   return {
     images,
     containers,
     volumes,
+    buildCache: cache.map((e) => ({
+      key: e.record.key,
+      id: e.record.id,
+      created: e.image?.config.created ?? null,
+      used: e.used,
+    })),
     totals: {
       images: {
         total: usage.images.length,
@@ -269,6 +323,12 @@ export async function systemDf(engine: Engine): Promise<DiskUsage> {
         active: volumes.filter((v) => v.links > 0).length,
         size: vSize,
         reclaimable: vReclaim,
+      },
+      buildCache: {
+        total: cache.length,
+        active: cache.filter((e) => e.used).length,
+        size: cacheSize,
+        reclaimable: cacheReclaim,
       },
     },
   };

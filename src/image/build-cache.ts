@@ -146,14 +146,58 @@ export async function recordImage(
   }
 }
 
+/** A record, the image it names (null: not in the store whole), and whether it is in use. */
+export interface BuildCacheEntry {
+  record: BuildCacheRecord;
+  image: StoredImage | null;
+  /**
+   * Its image is, or is an ancestor of, an image that is kept (KEPT: tagged, used by a container,
+   * made by a running build): the cache of how a kept image was built. Otherwise the record is
+   * dangling, as `docker builder prune` calls it.
+   */
+  used: boolean;
+}
+
+/** Whether image A is B or an ancestor of it: A's layers and history begin B's. */
+export function isAncestorImage(a: StoredImage, b: StoredImage): boolean {
+  if (a.layers.length > b.layers.length) return false;
+  if (a.layers.some((l, i) => l.diffId !== b.layers[i]!.diffId)) return false;
+  const ha = a.config.history ?? [];
+  const hb = b.config.history ?? [];
+  if (ha.length > hb.length) return false;
+  const same = (x: object, y: object) => {
+    const fx = x as Record<string, unknown>;
+    const fy = y as Record<string, unknown>;
+    return ["created", "created_by", "empty_layer", "comment", "author"].every(
+      (k) => fx[k] === fy[k],
+    );
+  };
+  return ha.every((h, i) => same(h, hb[i]!));
+}
+
+/** Every well-formed record with its image and whether an image of KEPT descends from it. */
+export async function buildCacheUsage(
+  store: ImageStore,
+  kept: StoredImage[],
+): Promise<BuildCacheEntry[]> {
+  const out: BuildCacheEntry[] = [];
+  for (const record of listBuildCacheRecords(store)) {
+    const image = await recordImage(store, record);
+    const used = image !== null && kept.some((k) => isAncestorImage(image, k));
+    out.push({ record, image, used });
+  }
+  return out;
+}
+
 /**
- * Removes records (`all`: every one, the build cache emptied; else those whose image is gone or
- * which are not well-formed records). Returns the keys removed. Temporary files of writers that
- * died are the store's leftovers (removeLeftovers).
+ * Removes records: `all`, every one (the build cache emptied); else those whose image is gone,
+ * which are not well-formed records, and with `danglingOf` those no image of it descends from
+ * (buildCacheUsage's `used`). Returns the keys removed. Temporary files of writers that died are
+ * the store's leftovers (removeLeftovers).
  */
 export async function pruneBuildCache(
   store: ImageStore,
-  options: { all?: boolean } = {},
+  options: { all?: boolean; danglingOf?: StoredImage[] } = {},
 ): Promise<string[]> {
   let names: string[];
   try {
@@ -161,11 +205,17 @@ export async function pruneBuildCache(
   } catch {
     return [];
   }
+  const kept = options.danglingOf;
   const removed: string[] = [];
   for (const n of names.sort()) {
     if (!KEY.test(n)) continue;
     const r = readBuildCacheRecord(store, n);
-    if (!options.all && r !== null && (await recordImage(store, r)) !== null) continue;
+    const image = r === null ? null : await recordImage(store, r);
+    const keep =
+      !options.all &&
+      image !== null &&
+      (kept === undefined || kept.some((k) => isAncestorImage(image, k)));
+    if (keep) continue;
     try {
       unlinkSync(join(buildCacheDir(store), n));
       removed.push(n);

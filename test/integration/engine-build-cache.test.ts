@@ -301,7 +301,7 @@ ${report("copy-after")}
     expect(stamp()).toBe(s2);
   }, 180_000);
 
-  test("a cached image gone from the store makes its step miss; prune removes the record; prune -a and system prune empty the cache", async () => {
+  test("a cached image gone from the store makes its step miss; prune removes the record; prune -a empties the cache, system prune keeps what a tagged image was built through", async () => {
     const dir = context("gone", {
       Dockerfile: `FROM ${IMAGE}\n${report("gone-1")}\n${report("gone-2")}\nLABEL x=y\n`,
     });
@@ -373,12 +373,45 @@ ${report("copy-after")}
     await build(dir);
     expect(hits).toHaveLength(5);
     expect(records()).toHaveLength(3);
+    // system prune, as Docker's, removes only the dangling cache: the tagged result was built
+    // through all three records, so they stay (system prune -a would empty it, as image prune -a).
     const sys = pivotCli(t.root, ["system", "prune", "-f"]);
     expect(sys.status).toBe(0);
-    expect(sys.stdout).toContain("Deleted build cache objects:");
-    expect(records()).toEqual([]);
+    expect(sys.stdout).not.toContain("Deleted build cache objects:");
+    expect(records()).toHaveLength(3);
     await build(dir);
-    expect(hits).toHaveLength(7);
+    expect(hits).toHaveLength(5);
+  }, 180_000);
+
+  test("system df counts the build cache; system prune removes only its dangling records (those no kept image was built through)", async () => {
+    const dir = context("df", {
+      "f.txt": "one\n",
+      Dockerfile: `FROM ${IMAGE}\nCOPY f.txt /f.txt\n${report("df")}\n`,
+    });
+    type Totals = { total: number; active: number; size: number; reclaimable: number };
+    const df = (): Totals =>
+      JSON.parse(pivotCli(t.root, ["system", "df", "--format", "json"]).stdout).totals.buildCache;
+    await build(dir);
+    const first = df();
+    expect(first).toMatchObject({ total: 2, active: 2, reclaimable: 0 });
+    expect(first.size).toBeGreaterThan(0);
+    expect(pivotCli(t.root, ["system", "df"]).stdout).toMatch(/^Build Cache +2 +2 +\S+ +0B$/m);
+
+    // Another content: the tag moves to the new result, and the first build's records are
+    // dangling (its result is an untagged image).
+    writeFileSync(join(dir, "f.txt"), "two\n");
+    await build(dir);
+    const second = df();
+    expect(second).toMatchObject({ total: 4, active: 2 });
+    expect(second.reclaimable).toBeGreaterThan(0);
+    const sys = pivotCli(t.root, ["system", "prune", "-f"]);
+    expect(sys.status).toBe(0);
+    expect(sys.stdout).toMatch(/Deleted build cache objects:\n[0-9a-f]{64}\n[0-9a-f]{64}\n\n/);
+    expect(records()).toHaveLength(2);
+    expect(df()).toMatchObject({ total: 2, active: 2, reclaimable: 0 });
+    // What stays is the cache of the tagged image: its build runs nothing.
+    await build(dir);
+    expect(hits).toEqual(["/df", "/df"]);
   }, 180_000);
 
   test("COPY --from a stage rebuilt with the same files (new mtimes, new layers) uses the cache", async () => {

@@ -581,7 +581,7 @@ COPY --from=one /built /built
         // `system prune`'s containers and images, then `image prune`'s.
         pruned = (async () => {
           const containers = await t.engine.prune();
-          const images = await pruneImages(t.engine, { buildCache: true });
+          const images = await pruneImages(t.engine, { buildCache: "dangling" });
           const again = await pruneImages(t.engine);
           return [...containers.removed, ...[...images.deleted, ...again.deleted].map((d) => d.id)];
         })();
