@@ -798,7 +798,9 @@ describe("cleanup", () => {
     const id = nextId("last");
     await sandbox(id, [{ name: NET_B }]);
     await expect(manager.removeNetwork(NET_B, { force: true })).rejects.toThrow(/active endpoint/);
-    await expect(manager.removeNetwork(NET_B)).rejects.toThrow(/has \d+ active endpoints? \(.*last/);
+    await expect(manager.removeNetwork(NET_B)).rejects.toThrow(
+      /has \d+ active endpoints? \(.*last/,
+    );
     // The last container gone: none of Pivot's chains or rules are left, networks or not.
     cleanupRoot(root);
     for (const sid of manager.sandboxes()) await manager.removeSandbox(sid);
