@@ -3,7 +3,7 @@
 import type { Engine } from "../engine/engine.ts";
 import { type EngineEvent, EVENT_FILTER_KEYS, type EventType } from "../engine/events.ts";
 import { logTimestamp } from "../engine/monitor.ts";
-import { renderGoTemplate } from "../util/go-template.ts";
+import { asGoMap, renderGoTemplate } from "../util/go-template.ts";
 import { boolFlag, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
 import { BatchedOutput } from "./output.ts";
 
@@ -87,7 +87,11 @@ export async function eventsCommand(engine: Engine, args: string[]): Promise<num
       ? formatEvent
       : format === "json" || format === "{{json .}}"
         ? (e: EngineEvent) => `${JSON.stringify(e)}\n`
-        : (e: EngineEvent) => `${renderGoTemplate(format, e as never)}\n`;
+        : (e: EngineEvent) => {
+            // Attributes is a map in Docker's event: a key it lacks is <no value>, no error.
+            asGoMap(e.Actor.Attributes);
+            return `${renderGoTemplate(format, e as never)}\n`;
+          };
   const output = new BatchedOutput();
   try {
     for await (const e of engine.events({

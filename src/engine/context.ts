@@ -10,6 +10,7 @@ import type { Trace } from "../runtime/trace.ts";
 import { compiledBinary, compiledCommand } from "../util/self.ts";
 import { writeAllSync } from "../util/write-fd.ts";
 import { ContainerStore } from "./container-store.ts";
+import { emitEvent } from "./events.ts";
 import { findConmon } from "./monitor.ts";
 import type { OciRuntimeCli } from "./oci-runtime.ts";
 import { isRootlessEngine, rootlessPaths, rootlessRunRoot } from "./rootless.ts";
@@ -80,7 +81,9 @@ export function createContext(options: EngineOptions = {}): EngineContext {
           ? "/run/pivot"
           : join(root, "run")),
   );
-  const volumes = new VolumeStore(join(root, "volumes"));
+  const volumes = new VolumeStore(join(root, "volumes"), (action, name) =>
+    emitEvent({ runRoot, warn }, "volume", action, name, { driver: "local" }),
+  );
   const warn = options.warn ?? ((m) => writeAllSync(2, `pivot: warning: ${m}\n`));
   const runtime = new Runtime({
     root: join(runRoot, "runtime"),
@@ -114,6 +117,8 @@ export function createContext(options: EngineOptions = {}): EngineContext {
         { configDir: join(root, "networks"), runDir: join(runRoot, "network"), ...options.network },
         warn,
       );
+      networks.onEvent ??= (action, id, attributes) =>
+        emitEvent({ runRoot, warn }, "network", action, id, attributes);
       return networks;
     },
     containers: new ContainerStore(root),
@@ -133,7 +138,11 @@ export function createContext(options: EngineOptions = {}): EngineContext {
     ociRuntimes: new Map(),
     trace: options.trace,
     images() {
-      storePromise ??= ImageStore.open(root);
+      storePromise ??= ImageStore.open(root).then((store) => {
+        store.onEvent = (action, id, attributes) =>
+          emitEvent({ runRoot, warn }, "image", action, id, attributes);
+        return store;
+      });
       return storePromise;
     },
   };

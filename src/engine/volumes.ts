@@ -18,7 +18,11 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export class VolumeError extends PivotError {}
 
 export class VolumeStore {
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    /** Told of each volume made and removed (the engine records them as its events). */
+    private readonly onEvent?: (action: "create" | "destroy", name: string) => void,
+  ) {}
 
   dir(name: string): string {
     if (!NAME.test(name) || name.length > 255) {
@@ -58,6 +62,7 @@ export class VolumeStore {
     const tmp = join(dir, `.volume.json.${process.pid}`);
     writeFileSync(tmp, `${JSON.stringify(info, null, 2)}\n`);
     renameSync(tmp, join(dir, "volume.json"));
+    this.onEvent?.("create", volName);
     return { info, created: true };
   }
 
@@ -110,5 +115,6 @@ export class VolumeStore {
     const gone = join(this.root, `.removing-${name}-${process.pid}`);
     renameSync(dir, gone);
     rmSync(gone, { recursive: true, force: true });
+    this.onEvent?.("destroy", name);
   }
 }

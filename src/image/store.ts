@@ -117,6 +117,11 @@ let exitHook = false;
 
 export class ImageStore {
   readonly root: string;
+  /**
+   * Told of what happens to images, in Docker's terms (the engine records them as its events):
+   * tag, untag and delete with the image's id; pull and push with the reference.
+   */
+  onEvent?: (action: string, id: string, attributes: Record<string, string>) => void;
 
   private constructor(root: string) {
     this.root = root;
@@ -484,6 +489,19 @@ export class ImageStore {
         }
       }
     });
+    if (this.onEvent && names.length) {
+      const id = await this.imageIdOf(manifest.digest);
+      for (const name of names) this.onEvent("tag", id, { name });
+    }
+  }
+
+  /** An image's id (its config's digest, as Docker's), read from its manifest. */
+  private async imageIdOf(manifestDigest: string): Promise<string> {
+    try {
+      return (await this.readJson<{ config: Descriptor }>(manifestDigest, "manifest")).config.digest;
+    } catch {
+      return manifestDigest; // an index or an unreadable manifest: named by what there is
+    }
   }
 
   /** Adds reference `target` to the image that `source` names. */
@@ -506,6 +524,7 @@ export class ImageStore {
   async untag(reference: string): Promise<void> {
     const name = formatReference(parseReference(reference));
     let found = false;
+    let untagged = "";
     await this.updateIndex((index) => {
       const entry = index.manifests.find((d) => d.annotations?.[ANNOTATION_REF_NAME] === name);
       if (!entry) return;
@@ -515,8 +534,10 @@ export class ImageStore {
         const { annotations: _, ...plain } = entry;
         index.manifests.push(plain);
       }
+      untagged = entry.digest;
     });
     if (!found) throw new ImageNotFoundError(reference, this.root);
+    if (this.onEvent && untagged) this.onEvent("untag", await this.imageIdOf(untagged), { name });
   }
 
   /**
@@ -536,6 +557,11 @@ export class ImageStore {
       });
     });
     if (!found) throw new ImageNotFoundError(digest, this.root);
+    if (this.onEvent) {
+      const id = await this.imageIdOf(digest);
+      for (const n of names) this.onEvent("untag", id, { name: n });
+      this.onEvent("delete", id, {});
+    }
     return names;
   }
 

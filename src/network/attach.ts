@@ -162,6 +162,12 @@ export class NetworkManager {
   readonly store: NetworkStore;
   readonly firewall: Firewall;
   private readonly warn: (m: string) => void;
+  /**
+   * Told of each change, in Docker's terms (the engine records them as its events): a network's
+   * create and destroy, a container's connect and disconnect. ATTRIBUTES: the network's name and
+   * type, and the container's id for connect and disconnect.
+   */
+  onEvent?: (action: string, networkId: string, attributes: Record<string, string>) => void;
 
   /**
    * Settings: the defaults, then those recorded in RUNDIR/settings.json by the first manager
@@ -253,6 +259,7 @@ export class NetworkManager {
         this.store.delete(def.name);
         throw err;
       }
+      this.onEvent?.("create", def.id, { name: def.name, type: def.driver });
       return def;
     });
   }
@@ -319,6 +326,7 @@ export class NetworkManager {
       }
       await this.store.removeResources(def);
       this.store.delete(def.name);
+      this.onEvent?.("destroy", def.id, { name: def.name, type: def.driver });
       await this.afterChange([], true);
       return true;
     });
@@ -333,6 +341,7 @@ export class NetworkManager {
         if (def.default || def.name === this.settings.defaultNetwork || used.has(def.id)) continue;
         await this.store.removeResources(def);
         this.store.delete(def.name);
+        this.onEvent?.("destroy", def.id, { name: def.name, type: def.driver });
         removed.push(def.name);
       }
       await this.afterChange([], true);
@@ -466,6 +475,7 @@ export class NetworkManager {
         throw err;
       }
       await this.afterChange([def.id], false, false); // the rules were written beside the ADD
+      this.onEvent?.("connect", def.id, { container: id, name: def.name, type: def.driver });
       return info(attachment);
     });
   }
@@ -633,6 +643,13 @@ export class NetworkManager {
     }
     record.attachments = record.attachments.filter((x) => x !== a);
     this.save(record);
+    // Not for the undoing of a connect that never completed.
+    if (a.state === "ready")
+      this.onEvent?.("disconnect", a.networkId, {
+        container: record.id,
+        name: a.network,
+        type: "bridge",
+      });
   }
 
   /**

@@ -190,6 +190,7 @@ export async function pullImage(
       `Status: ${anyNew ? "Downloaded newer image" : "Image is up to date"} for ${full}`,
     );
     const image = await store.inspectManifest(desc);
+    store.onEvent?.("pull", full, { name: full });
     return {
       image: { ...image, names: [full] },
       reference: full,

@@ -248,6 +248,7 @@ export async function pushIndex(
       digest = await client.putManifest(dest.path, t, data, MediaType.ociIndex);
     }
     progress.message(`${dest.tag ?? "latest"}: digest: ${digest} size: ${data.length}`);
+    store.onEvent?.("push", formatReference(dest), { name: formatReference(dest) });
     return { reference: formatReference(dest), digest, size: data.length, blobs };
   } finally {
     progress.close();

@@ -159,6 +159,62 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(seen).toEqual(["create", "start", "die", "destroy"]);
   }, 60_000);
 
+  test("volumes, networks and images have their events too", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["volume", "create", "ev-vol"]).status).toBe(0);
+    expect(pivot(["volume", "rm", "ev-vol"]).status).toBe(0);
+    expect(pivot(["network", "create", "ev-net"]).status).toBe(0);
+    const run = pivot(["run", "--rm", "--network", "ev-net", IMAGE, "true"]);
+    expect(run.status).toBe(0);
+    expect(pivot(["network", "rm", "ev-net"]).status).toBe(0);
+    expect(pivot(["tag", IMAGE, "localhost/ev-image:1"]).status).toBe(0);
+    expect(pivot(["rmi", "localhost/ev-image:1"]).status).toBe(0);
+    const past = (type: string) =>
+      pivot([
+        "events",
+        "--since",
+        started,
+        "--until",
+        "0s",
+        "--filter",
+        `type=${type}`,
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+      ]).stdout;
+    // A volume's attributes have no name (Docker's: the driver): Go's <no value> for the key.
+    expect(past("volume").split("\n").filter(Boolean)).toEqual([
+      "create <no value>",
+      "destroy <no value>",
+    ]);
+    expect(past("network").split("\n").filter(Boolean)).toEqual([
+      "create ev-net",
+      "connect ev-net",
+      "disconnect ev-net",
+      "destroy ev-net",
+    ]);
+    expect(past("image").split("\n").filter(Boolean)).toEqual([
+      "tag localhost/ev-image:1",
+      "untag localhost/ev-image:1",
+    ]);
+    // The actor of a volume event is its name; of an image event, the image's id.
+    const ids = pivot([
+      "events",
+      "--since",
+      started,
+      "--until",
+      "0s",
+      "--filter",
+      "type=volume",
+      "--filter",
+      "type=image",
+      "--format",
+      "{{.Type}} {{.Actor.ID}}",
+    ]).stdout;
+    expect(ids).toContain("volume ev-vol\n");
+    const imageId = pivot(["image", "inspect", "-f", "{{.Id}}", IMAGE]).stdout.trim();
+    expect(ids).toContain(`image ${imageId}\n`);
+  }, 60_000);
+
   test("bad flags are refused with what to do", () => {
     for (const [args, message] of [
       [["--filter", "colour=red"], "not a filter of events"],
