@@ -178,8 +178,9 @@ containers:
   rm [-f] [-v] CONTAINER...    remove containers (-f: even running; -v: their anonymous volumes)
   logs [-f] [--tail N] [--since TIME] [-t] CONTAINER   the container's output
   events [--since T] [--until T] [--filter K=V] [--format T|json]   what happens to containers
-                               (create, start, die, kill, stop, pause, rename, destroy...); past
-                               ones from --since; filters: type= container= image= event= label=
+                               (create, start, die, kill, stop, pause, rename, destroy...), volumes,
+                               networks, images; past ones from --since; filters: type= container=
+                               image= event= label= volume= network=
   inspect CONTAINER...         details as JSON
   port CONTAINER [PORT[/PROTO]]   published ports (80/tcp -> 0.0.0.0:32768)
   exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...   run a command in a container
