@@ -8,7 +8,7 @@ import { writeOut } from "./output.ts";
 const USAGE = "usage: pivot healthcheck run CONTAINER";
 
 export async function healthcheckCommand(engine: Engine, args: string[]): Promise<number> {
-  const p = parseArgs(args, [{ name: "help" }], 2);
+  const p = parseArgs(args, [{ name: "help" }, { name: "timer", value: true }], 2);
   if (p.flags.has("help")) {
     writeOut(`${USAGE}\n`);
     return 0;
@@ -18,6 +18,9 @@ export async function healthcheckCommand(engine: Engine, args: string[]): Promis
     throw new UsageError(sub !== "run" ? `unknown healthcheck command ${sub ?? ""}` : USAGE, {
       hint: USAGE,
     });
+  // pivot-timer's periodic check (health-timer.ts): quiet, its exit code the timer's.
+  const timerRun = p.flags.get("timer")?.[0];
+  if (timerRun !== undefined) process.exit(await engine.healthcheckTimer(ref, timerRun));
   const { passed, health } = await engine.healthcheckRun(ref);
   if (!passed) writeOut(`${health.Status}\n`);
   // Ended here: a child of a timed-out check that left its process group may still hold the

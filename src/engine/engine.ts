@@ -355,6 +355,11 @@ export class Engine {
     return health().then((m) => m.runHealthcheck(this.ctx, ref));
   }
 
+  /** The periodic check of run RUN_ID (pivot-timer's command): the timer's exit code. */
+  healthcheckTimer(ref: string, runId: string): Promise<number> {
+    return health().then((m) => m.timerCheck(this.ctx, ref, runId));
+  }
+
   // ---- pause, rename, top, stats, prune ----
 
   /** Freezes every process of a running container (`pivot pause`). */

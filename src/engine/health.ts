@@ -8,6 +8,7 @@ import { exec } from "./exec.ts";
 import { formatGoDuration, type HealthConfig, healthTimings } from "./health-config.ts";
 import { healthcheckOf, recordHealth } from "./health-record.ts";
 import { type HealthResult, type HealthState, LimitedOutput } from "./health-status.ts";
+import { TIMER_STOP, timerNext } from "./health-timer.ts";
 
 /**
  * Runs the container's check once and records the result; resolves with whether the check
@@ -96,4 +97,36 @@ async function probe(ctx: EngineContext, id: string, h: HealthConfig): Promise<H
       ? `Health check exceeded timeout (${formatGoDuration(timeoutMs * 1_000_000)})`
       : output.text(),
   };
+}
+
+/**
+ * One check for the timer (`healthcheck run --timer RUNID`): its exit code for pivot-timer.
+ * TIMER_STOP once the container is gone, stopped or started again (a later run has its own
+ * timer); a paused container's check is skipped; a check that could not be recorded is retried
+ * at the next interval.
+ */
+export async function timerCheck(ctx: EngineContext, ref: string, runId: string): Promise<number> {
+  const current = (): { id: string; status: string } | null => {
+    try {
+      const id = ctx.containers.resolveId(ref);
+      if (ctx.containers.runState(id)?.runId !== runId) return null;
+      return { id, status: status(ctx, id).status };
+    } catch {
+      return null;
+    }
+  };
+  const before = current();
+  if (before === null || (before.status !== "running" && before.status !== "paused"))
+    return TIMER_STOP;
+  if (before.status === "paused") return 0;
+  const r = ctx.containers.load(before.id);
+  const h = healthcheckOf(r);
+  const rs = ctx.containers.runState(before.id);
+  if (h === null || rs === null) return TIMER_STOP;
+  try {
+    const { health } = await runHealthcheck(ctx, before.id);
+    return timerNext(health, rs.startedAt, healthTimings(h).startPeriodMs);
+  } catch {
+    return current()?.status === "running" ? 0 : TIMER_STOP;
+  }
 }

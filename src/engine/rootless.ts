@@ -145,6 +145,7 @@ export const NEEDS_USER_NAMESPACE = [
   "commit",
   "build",
   "healthcheckRun",
+  "healthcheckTimer",
   "prune",
   "attach",
   "pruneVolumes",

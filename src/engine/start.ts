@@ -23,6 +23,7 @@ import { composedSpec, createLocked, newContainerId, rootToMount } from "./creat
 import { EngineError } from "./errors.ts";
 import { containerAttributes, emitEvent } from "./events.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
+import { startHealthTimer } from "./health-timer.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
 import { logConfigOf } from "./log-config.ts";
 import { LogWriter, startConmon } from "./monitor.ts";
@@ -257,6 +258,7 @@ export async function startLocked(
   } finally {
     slirp?.close();
   }
+  startHealthTimer(ctx, id, r, ctx.containers.runState(id));
   emitEvent(ctx, "container", "start", id, containerAttributes(r));
   return new ContainerHandle(id, r.name, null, null, null, () => wait(ctx, id));
 }
@@ -590,6 +592,7 @@ async function runPrepared(
     throw err;
   }
   exited.catch(() => {});
+  startHealthTimer(ctx, id, r, ctx.containers.runState(id));
   emitEvent(ctx, "container", "start", id, containerAttributes(r));
   return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
 }

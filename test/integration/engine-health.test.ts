@@ -3,7 +3,7 @@
 // container, and the periodic checks' scheduler, which never outlives its container.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DockerInspect } from "../../src/engine/docker-inspect.ts";
@@ -388,5 +388,117 @@ describe.skipIf(!isRoot)("health check flags and pivot healthcheck run", () => {
     }
     expect(await waiting).toBe(1);
     expect(inspectOf("busy").State.Health!.FailingStreak).toBe(5);
+  }, 120_000);
+});
+
+/** The live pivot-timer processes of this test's engine (by their command line), not zombies. */
+function timers(id = ""): number[] {
+  const out: number[] = [];
+  for (const n of readdirSync("/proc")) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${n}/cmdline`, "utf8").split("\0");
+      if (!cmd[0]?.endsWith("pivot-timer") || !cmd.includes(t.root)) continue;
+      if (id && !cmd.includes(id)) continue;
+      const stat = readFileSync(`/proc/${n}/stat`, "utf8");
+      if (stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z") continue;
+      out.push(Number(n));
+    } catch {}
+  }
+  return out;
+}
+
+async function until(what: string, test: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!test()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const idOf = (name: string) => inspectOf(name).Id;
+
+describe.skipIf(!isRoot)("periodic checks: pivot-timer", () => {
+  afterAll(() => {
+    // Whatever a failed test left: this engine's timers only, by pid.
+    for (const pid of timers()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+  });
+
+  test("the start interval while starting in the start period, then the interval; one small timer per run", async () => {
+    const run = cli([
+      "run",
+      "-d",
+      "--name",
+      "tick",
+      "--health-cmd",
+      "test -e /tmp/ok",
+      "--health-interval",
+      "1h",
+      "--health-start-period",
+      "1m",
+      "--health-start-interval",
+      "200ms",
+      IMAGE,
+      "sleep",
+      "1000",
+    ]);
+    expect(run.status).toBe(0);
+    const id = idOf("tick");
+    expect(timers(id)).toHaveLength(1);
+    // Checks every 200 ms although the interval is an hour: it is starting, in its start period.
+    await until("three checks", () => (inspectOf("tick").State.Health?.Log.length ?? 0) >= 3);
+    expect(inspectOf("tick").State.Health!.Status).toBe("starting");
+    expect(inspectOf("tick").State.Health!.FailingStreak).toBe(0);
+    expect(cli(["exec", "tick", "touch", "/tmp/ok"]).status).toBe(0);
+    await until("healthy", () => inspectOf("tick").State.Health!.Status === "healthy");
+    // Healthy: the next check is an hour away.
+    const checks = inspectOf("tick").State.Health!.Log.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(inspectOf("tick").State.Health!.Log.length).toBe(checks);
+    const [timer] = timers(id);
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${timer}/status`, "utf8"))![1]);
+    expect(rss).toBeLessThan(2048); // kB
+    expect(cli(["stop", "-t", "1", "tick"]).status).toBe(0);
+    await until("the timer's end after stop", () => timers(id).length === 0, 5000);
+  }, 120_000);
+
+  test("the timer ends with its container: kill, rm -f, its own exit, a restart (one timer for the new run), an attached run, SIGKILL of conmon and the container", async () => {
+    const fast = ["--health-cmd", "true", "--health-interval", "300ms"];
+    expect(cli(["run", "-d", "--name", "k", ...fast, IMAGE, "sleep", "1000"]).status).toBe(0);
+    const k = idOf("k");
+    await until("a healthy k", () => inspectOf("k").State.Health?.Status === "healthy");
+    expect(cli(["kill", "k"]).status).toBe(0);
+    await until("k's timer gone after kill", () => timers(k).length === 0, 5000);
+    // started again: a timer for the new run only.
+    expect(cli(["start", "k"]).status).toBe(0);
+    expect(timers(k)).toHaveLength(1);
+    expect(cli(["restart", "-t", "1", "k"]).status).toBe(0);
+    await until("one timer after restart", () => timers(k).length === 1, 5000);
+    expect(cli(["rm", "-f", "k"]).status).toBe(0);
+    await until("k's timer gone after rm -f", () => timers(k).length === 0, 5000);
+
+    expect(cli(["run", "-d", "--name", "brief", ...fast, IMAGE, "sleep", "2"]).status).toBe(0);
+    const brief = idOf("brief");
+    expect(timers(brief)).toHaveLength(1);
+    await until("brief's exit", () => inspectOf("brief").State.Status === "exited", 10_000);
+    await until("brief's timer gone after its exit", () => timers(brief).length === 0, 5000);
+
+    const attached = cli(["run", "--name", "fg", ...fast, IMAGE, "sleep", "1"]);
+    expect(attached.status).toBe(0);
+    expect(timers(idOf("fg"))).toEqual([]);
+
+    expect(cli(["run", "-d", "--name", "hard", ...fast, IMAGE, "sleep", "1000"]).status).toBe(0);
+    const hard = inspectOf("hard");
+    expect(timers(hard.Id)).toHaveLength(1);
+    // Everything of the container killed at once, as a crash would: its monitor, then its init.
+    process.kill(hard.state.monitorPid, "SIGKILL");
+    process.kill(hard.State.Pid, "SIGKILL");
+    await until("hard's timer gone", () => timers(hard.Id).length === 0, 5000);
+    expect(cli(["ps", "-a"]).status).toBe(0); // recovery
+    expect(timers()).toEqual([]);
   }, 120_000);
 });
