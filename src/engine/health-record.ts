@@ -11,6 +11,7 @@ import {
   writeJsonAtomic,
 } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
+import { containerAttributes, emitEvent } from "./events.ts";
 import { effectiveHealthcheck, type HealthConfig } from "./health-config.ts";
 import {
   type HealthResult,
@@ -44,7 +45,8 @@ export function healthOf(
 
 /**
  * RESULT of a check of run RS recorded (Docker's rule, nextHealth), unless the container was
- * started again meanwhile: that result is dropped, as Docker drops a cancelled probe's.
+ * started again meanwhile: that result is dropped, as Docker drops a cancelled probe's. A new
+ * status is an event.
  */
 export function recordHealth(
   ctx: EngineContext,
@@ -63,6 +65,9 @@ export function recordHealth(
       if (now?.runId !== rs.runId) return prev;
       const next = nextHealth(prev, result, h, rs.startedAt);
       writeJsonAtomic(join(dir, "health.json"), { runId: rs.runId, ...next } satisfies HealthFile);
+      // Docker's event of a change of status, "health_status: healthy".
+      if (next.Status !== prev.Status)
+        emitEvent(ctx, "container", `health_status: ${next.Status}`, id, containerAttributes(r));
       return next;
     },
     { what: `the health of container ${r.name}`, timeoutMs: 30_000 },

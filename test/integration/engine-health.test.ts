@@ -206,6 +206,7 @@ describe.skipIf(!isRoot)("health check flags and pivot healthcheck run", () => {
   }, 120_000);
 
   test("starting, unhealthy after --health-retries failures, healthy on a success: inspect's State.Health, ps STATUS and --filter health=", () => {
+    const since = new Date(Date.now() - 1000).toISOString();
     const check = "test -e /tmp/ok && echo fine || { echo bad >&2; exit 1; }";
     expect(
       cli([
@@ -265,6 +266,25 @@ describe.skipIf(!isRoot)("health check flags and pivot healthcheck run", () => {
     const bad = cli(["ps", "--filter", "health=sick"]);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toContain('invalid filter "health=sick"');
+    // Each change of status is Docker's event.
+    const events = cli([
+      "events",
+      "--since",
+      since,
+      "--until",
+      new Date().toISOString(),
+      "--format",
+      "json",
+    ]);
+    const health = events.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { Action: string; Actor: { Attributes: { name: string } } })
+      .filter((e) => e.Action.startsWith("health_status") && e.Actor.Attributes.name === "web");
+    expect(health.map((e) => e.Action)).toEqual([
+      "health_status: unhealthy",
+      "health_status: healthy",
+    ]);
   }, 120_000);
 
   test("the timeout kills the check and its children; output kept to 4 KiB; the start period forgives failures", () => {
