@@ -507,6 +507,36 @@ describe.skipIf(!isRoot)("periodic checks: pivot-timer", () => {
     await until("brief's exit", () => inspectOf("brief").State.Status === "exited", 10_000);
     await until("brief's timer gone after its exit", () => timers(brief).length === 0, 5000);
 
+    // Restarted by its policy (the exit hook starts the new run): never two timers at once.
+    expect(
+      cli([
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "--restart",
+        "always",
+        ...fast,
+        IMAGE,
+        "sh",
+        "-c",
+        "sleep 1; exit 1",
+      ]).status,
+    ).toBe(0);
+    const again = idOf("again");
+    let most = 0;
+    await until(
+      "two restarts",
+      () => {
+        most = Math.max(most, timers(again).length);
+        return inspectOf("again").RestartCount >= 2;
+      },
+      30_000,
+    );
+    expect(most).toBe(1);
+    expect(cli(["rm", "-f", "again"]).status).toBe(0);
+    await until("again's timer gone after rm -f", () => timers(again).length === 0, 5000);
+
     const attached = cli(["run", "--name", "fg", ...fast, IMAGE, "sleep", "1"]);
     expect(attached.status).toBe(0);
     expect(timers(idOf("fg"))).toEqual([]);
