@@ -27,6 +27,13 @@ export interface BuildRun {
   containers: string[];
 }
 
+/**
+ * The label a build puts on each container it creates, its value the build's id: a killed
+ * build's record names containers, and only those that carry its id are removed for it (anyone
+ * may name a container pivot-build-..., and a record names whatever it holds).
+ */
+export const BUILD_RUN_LABEL = "io.pivot.build.run";
+
 const ID = /^[0-9a-f]{16}$/;
 const CONTAINER = /^pivot-build-[0-9a-f]{12}$/;
 const MAX_RECORD = 1 << 20;

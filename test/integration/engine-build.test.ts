@@ -14,8 +14,14 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { removeDeadBuilds } from "../../src/engine/build/leftovers.ts";
 import { pruneImages } from "../../src/engine/images.ts";
-import { newBuildRun, removeBuildRun, writeBuildRun } from "../../src/image/build-runs.ts";
+import {
+  BUILD_RUN_LABEL,
+  newBuildRun,
+  removeBuildRun,
+  writeBuildRun,
+} from "../../src/image/build-runs.ts";
 import { buildContext } from "../fixtures/build-context.ts";
 import {
   IMAGE,
@@ -611,6 +617,42 @@ COPY --from=one /built /built
       // The same record with another start time: a dead build's (the pid reused), pruned.
       await writeBuildRun(store, { ...run, startTime: "1" });
       expect((await t.engine.prune()).removed).toEqual([c.id]);
+    } finally {
+      removeBuildRun(store, run.id);
+    }
+  }, 60_000);
+
+  test("a dead build's record removes only what is provably its own: not a container merely named like a build's, nor an untagged image a container uses", async () => {
+    const store = await t.engine.images();
+    const run = { ...newBuildRun("0011223344556677"), startTime: "1" }; // dead: another start
+    // The build's own container (labelled with its id), and a user's named like one.
+    const own = await t.engine.create({
+      image: IMAGE,
+      name: "pivot-build-bbbbbbbbbbbb",
+      cmd: ["true"],
+      labels: { [BUILD_RUN_LABEL]: run.id },
+    });
+    const named = await t.engine.create({
+      image: IMAGE,
+      name: "pivot-build-aaaaaaaaaaaa",
+      cmd: ["true"],
+    });
+    // A user's untagged image, a container created from it (a cache hit a record may list).
+    const base = await t.engine.create({ image: IMAGE, cmd: ["true"] });
+    const untagged = await t.engine.commit(base.id);
+    const user = await t.engine.create({ image: untagged.id, cmd: ["true"] });
+    const desc = (await store.readIndex()).manifests.find(
+      (d) => d.digest === untagged.manifestDigest,
+    )!;
+    run.containers.push("pivot-build-bbbbbbbbbbbb", "pivot-build-aaaaaaaaaaaa");
+    run.images.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size });
+    await writeBuildRun(store, run);
+    try {
+      expect(await removeDeadBuilds(t.engine, store)).toEqual([run.id]);
+      const left = (await t.engine.list({ all: true })).map((c) => c.id).sort();
+      expect(left).toEqual([named.id, base.id, user.id].sort());
+      expect(left).not.toContain(own.id);
+      expect((await store.resolve(untagged.manifestDigest)).id).toBe(untagged.id);
     } finally {
       removeBuildRun(store, run.id);
     }

@@ -17,6 +17,7 @@ import {
   writeBuildCacheRecord,
 } from "../../image/build-cache.ts";
 import {
+  BUILD_RUN_LABEL,
   type BuildRun,
   buildRunDir,
   newBuildRun,
@@ -543,6 +544,11 @@ class Builder {
     await writeBuildRun(this.store, this.record!);
   }
 
+  /** A build container's labels: its build's id, which a killed build's removal checks. */
+  private containerLabels(): Record<string, string> {
+    return { [BUILD_RUN_LABEL]: this.record!.id };
+  }
+
   /** Stages started so far (each has its index among the names). */
   private stageCount(): number {
     return [...this.stages.keys()].filter((k) => /^\d+$/.test(k)).length;
@@ -691,6 +697,7 @@ class Builder {
         name,
         cmd,
         entrypoint: [],
+        labels: this.containerLabels(),
         env: [...argEnv, ...proxies].map(([k, v]) => `${k}=${v}`),
         network: this.options.network ?? this.defaultNetwork(),
         stdio: "pipe",
@@ -770,6 +777,7 @@ class Builder {
       name,
       cmd: ["/bin/sh"],
       entrypoint: [],
+      labels: this.containerLabels(),
       network: "none",
     });
     this.containers.delete(name);

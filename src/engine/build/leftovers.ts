@@ -2,13 +2,16 @@
 // containers (a RUN's may still run), the mounts and spools in its directory under tmp, its
 // untagged intermediate images, found from its record of running builds
 // (src/image/build-runs.ts). Only builds whose process is provably gone are touched: the same
-// pid with another start time, or no such process; a live build's record is left alone.
+// pid with another start time, or no such process; a live build's record is left alone. Of what
+// a dead record names, only containers labelled with its id, and untagged images no container
+// uses, are removed.
 // `pivot build` sweeps before it starts (where the leftovers came from), and `image prune` and
 // `system prune` before they prune (what a user runs to reclaim space); nothing else does, so
 // that readers of the store (`pivot images`, `run`) never write to it.
 import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import {
+  BUILD_RUN_LABEL,
   buildRunDir,
   listBuildRuns,
   removeBuildRun,
@@ -49,17 +52,30 @@ export async function removeDeadBuilds(engine: Engine, store: ImageStore): Promi
   const removed: string[] = [];
   for (const { run, alive } of runs) {
     if (alive) continue;
-    for (const name of run.containers)
+    for (const name of run.containers) {
+      // Only a container that carries the build's id: a user's container may be named
+      // pivot-build-..., and the record may name anything.
+      let labels: Record<string, string>;
+      try {
+        labels = engine.inspect(name).labels;
+      } catch {
+        continue; // gone already
+      }
+      if (labels[BUILD_RUN_LABEL] !== run.id) continue;
       await engine.remove(name, { force: true, volumes: true }).catch(() => {});
+    }
     const dir = buildRunDir(store, run.id);
     for (const m of mountsBelow(dir)) await unmountOverlay(m, { lazy: true }).catch(() => {});
     if (mountsBelow(dir).length > 0) continue;
     await rm(dir, { recursive: true, force: true });
+    // The images containers use, the build's own gone: a cache hit the record lists may be a
+    // user's untagged image that a container was created from.
+    const used = new Set((await engine.list({ all: true })).map((c) => c.imageId));
     for (const d of run.images) {
       if (live.has(d.digest)) continue;
       // Named meanwhile (tagged by its id, or the build's tagged result): it is someone's image.
       const image = await store.resolve(d.digest).catch(() => null);
-      if (image === null || image.names.length > 0) continue;
+      if (image === null || image.names.length > 0 || used.has(image.id)) continue;
       await store.removeManifest(d.digest).catch(() => {});
     }
     removeBuildRun(store, run.id);
