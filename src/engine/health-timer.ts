@@ -45,8 +45,6 @@ export function startHealthTimer(
 ): void {
   const h = healthcheckOf(r);
   if (h === null || rs === null || rs.pid <= 0) return;
-  // The rootless engine runs each command in its user namespace; a timer there is untested.
-  if (ctx.rootless) return;
   const start = procStat(rs.pid)?.startTime;
   if (!start) return;
   const timer = timerPath();
