@@ -3,9 +3,19 @@
 // broadcast them: as podman's file backend, every pivot process appends one JSON line per event
 // to <runRoot>/events/events.jsonl, and a reader follows that file. The run root is a tmpfs
 // (/run/pivot): the events go with a reboot, as Docker's go with its daemon. The file starts over
-// past 1 MiB, the previous one kept as events.jsonl.1 (read first by `--since`).
-import { appendFileSync, mkdirSync, renameSync, statSync } from "node:fs";
-import { join } from "node:path";
+// past 1 MiB, the previous one kept as events.jsonl.1 (read first by `--since`); one process
+// renames it (events.jsonl.lock), the others keep appending to it or to the new one.
+import {
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
 import { readLines } from "../util/line-follower.ts";
 import type { EngineContext } from "./context.ts";
 
@@ -60,17 +70,68 @@ export function emitEvent(
     if (attributes.image !== undefined) event.from = attributes.image;
   }
   const file = eventsFile(ctx.runRoot);
+  let written: { ino: number; size: number };
   try {
-    try {
-      appendFileSync(file, `${JSON.stringify(event)}\n`, { mode: 0o600 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      mkdirSync(join(ctx.runRoot, "events"), { recursive: true, mode: 0o700 });
-      appendFileSync(file, `${JSON.stringify(event)}\n`, { mode: 0o600 });
-    }
-    if (statSync(file).size > MAX_FILE_BYTES) renameSync(file, `${file}.1`);
+    written = appendLine(file, `${JSON.stringify(event)}\n`);
   } catch (err) {
     ctx.warn(`the ${type} ${action} event was not recorded in ${file}: ${(err as Error).message}`);
+    return;
+  }
+  if (written.size <= MAX_FILE_BYTES) return;
+  try {
+    startOver(file, written.ino);
+  } catch (err) {
+    ctx.warn(`the event file ${file} could not start over: ${(err as Error).message}`);
+  }
+}
+
+/** Appends LINE in one write; the inode and size of the file it went to, just after. */
+function appendLine(file: string, line: string): { ino: number; size: number } {
+  let fd: number;
+  try {
+    fd = openSync(file, "a", 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    fd = openSync(file, "a", 0o600);
+  }
+  try {
+    writeSync(fd, line);
+    // Of this descriptor, not the path: another process may have renamed the file meanwhile.
+    const { ino, size } = fstatSync(fd);
+    return { ino, size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A lock older than this was left by a process killed while starting over (which takes µs). */
+const STALE_LOCK_MS = 10_000;
+
+/**
+ * Renames the full file (inode INO) to FILE.1, once: every writer whose line went past the limit
+ * comes here, and two renames in a row would put the new file, just begun by a third writer,
+ * over the full one (its events lost). One process at a time, under a lock file created
+ * exclusively, and only while the path still holds the full file; a writer that finds the lock
+ * taken leaves the start-over to its holder.
+ */
+function startOver(file: string, ino: number): void {
+  const lock = `${file}.lock`;
+  let fd: number;
+  try {
+    fd = openSync(lock, "wx", 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    const age = Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+    if (age > STALE_LOCK_MS) rmSync(lock, { force: true }); // the next full write takes it
+    return;
+  }
+  try {
+    const now = statSync(file, { throwIfNoEntry: false });
+    if (now?.ino === ino && now.size > MAX_FILE_BYTES) renameSync(file, `${file}.1`);
+  } finally {
+    closeSync(fd);
+    rmSync(lock, { force: true });
   }
 }
 

@@ -1,7 +1,7 @@
 // The engine's event file without containers: appends, the start-over past 1 MiB, readers from
 // --since and live ones across it, Docker's filters and line format.
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatEvent, parseEventFilters, parseTimeFlag } from "../../src/cli/events.ts";
@@ -12,6 +12,7 @@ import {
   matchesEventFilters,
   readEvents,
 } from "../../src/engine/events.ts";
+import { BUN } from "../helpers.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -71,6 +72,47 @@ describe("the event file", () => {
     expect(seen[0]).toBe("n0");
     expect(seen.at(-1)).toBe("last");
     expect(seen).not.toContain("before");
+  });
+
+  test("writers in several processes start the file over once each time it fills, and say nothing (every event recorded)", async () => {
+    const ctx = runRoot();
+    const writer = `import { emitEvent } from ${JSON.stringify(join(import.meta.dir, "../../src/engine/events.ts"))};
+const ctx = { runRoot: process.argv[1], warn: (m) => console.error(m) };
+for (let i = 0; i < 3000; i++) emitEvent(ctx, "container", "start", process.argv[2] + "-" + i, { pad: "z".repeat(200) });`;
+    const procs = ["a", "b", "c", "d", "e", "f"].map((who) =>
+      Bun.spawn([BUN, "-e", writer, ctx.runRoot, who], { stdout: "ignore", stderr: "pipe" }),
+    );
+    try {
+      const stderr = await Promise.all(procs.map((p) => new Response(p.stderr).text()));
+      expect(await Promise.all(procs.map((p) => p.exited))).toEqual([0, 0, 0, 0, 0, 0]);
+      // An append whose file another process had just renamed was recorded all the same.
+      expect(stderr.join("")).toBe("");
+    } finally {
+      for (const p of procs) p.kill("SIGKILL");
+    }
+    const file = eventsFile(ctx.runRoot);
+    // The kept file is a full one, not one a second rename put over it.
+    expect(statSync(`${file}.1`).size).toBeGreaterThan(1 << 20);
+    expect(existsSync(`${file}.lock`)).toBe(false);
+  }, 60_000);
+
+  test("a start-over another process is doing (its lock) is left to it; a lock left by a killed one is broken", () => {
+    const ctx = runRoot();
+    const file = eventsFile(ctx.runRoot);
+    emitEvent(ctx, "container", "create", "first");
+    writeFileSync(file, `${"x".repeat(1 << 20)}\n`, { flag: "a" });
+    writeFileSync(`${file}.lock`, "");
+    emitEvent(ctx, "container", "start", "second");
+    expect(existsSync(`${file}.1`)).toBe(false);
+    // Older than any start-over takes: its holder was killed. Broken, then the next write renames.
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(`${file}.lock`, old, old);
+    emitEvent(ctx, "container", "stop", "third");
+    expect(existsSync(`${file}.lock`)).toBe(false);
+    emitEvent(ctx, "container", "die", "fourth");
+    expect(existsSync(`${file}.1`)).toBe(true);
+    expect(existsSync(file)).toBe(false);
+    expect(ctx.warnings).toEqual([]);
   });
 
   test("an event that cannot be written is a warning, never a failure", () => {
