@@ -683,17 +683,11 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       const ref = needArg(p, "a container", command);
       const tailText = flag(p, "tail");
       const since = flag(p, "since");
-      let sinceDate: Date | undefined;
-      if (since !== undefined) {
-        const rel = /^(\d+)([smh])$/.exec(since);
-        sinceDate = rel
-          ? new Date(
-              Date.now() -
-                Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[rel[2] as "s" | "m" | "h"],
-            )
-          : new Date(/^\d+$/.test(since) ? Number(since) * 1000 : since);
-        if (Number.isNaN(sinceDate.getTime())) throw new UsageError(`--since ${since}: not a time`);
-      }
+      // Docker's times, as `pivot events` takes them (Go durations, Unix seconds, RFC 3339).
+      const sinceDate =
+        since === undefined
+          ? undefined
+          : (await import("./events.ts")).parseTimeFlag("since", since);
       const ts = boolFlag(p, "timestamps");
       const output = new BatchedOutput();
       try {

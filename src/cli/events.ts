@@ -1,7 +1,9 @@
 // `pivot events`: the engine's events as Docker prints them, or through --format; the events to
-// come, and with --since the recorded ones before them; until --until, else until interrupted.
+// come, and with --since (or --until alone) the recorded ones before them; until --until, else
+// until interrupted.
 import type { Engine } from "../engine/engine.ts";
 import { type EngineEvent, EVENT_FILTER_KEYS, type EventType } from "../engine/events.ts";
+import { parseGoDuration } from "../engine/health-config.ts";
 import { logTimestamp } from "../engine/monitor.ts";
 import { asGoMap, renderGoTemplate } from "../util/go-template.ts";
 import { boolFlag, flag, type Parsed, parseArgs, UsageError } from "./args.ts";
@@ -17,15 +19,16 @@ const SPECS = [
 
 const TYPES: readonly EventType[] = ["container", "image", "volume", "network"];
 
-/** A time flag as Docker takes it: 10s / 5m / 2h ago, Unix seconds, or an RFC 3339 time. */
+/**
+ * A time flag as Docker takes it: a Go duration ago (10s, 1h30m, 1.5h, 500ms), Unix seconds
+ * (with a fraction), or an RFC 3339 time. "0" is Unix time 0, as Docker's; "0s" is now.
+ */
 export function parseTimeFlag(name: string, value: string): Date {
-  const rel = /^(\d+)([smh])$/.exec(value);
-  const date = rel
-    ? new Date(
-        Date.now() -
-          Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[rel[2] as "s" | "m" | "h"],
-      )
-    : new Date(/^\d+(\.\d+)?$/.test(value) ? Number(value) * 1000 : value);
+  const ago = value === "0" ? null : parseGoDuration(value);
+  const date =
+    ago !== null
+      ? new Date(Date.now() - ago / 1_000_000)
+      : new Date(/^\d+(\.\d+)?$/.test(value) ? Number(value) * 1000 : value);
   if (Number.isNaN(date.getTime())) {
     throw new UsageError(`--${name} ${value}: not a time`, {
       hint: "e.g. 10m (ten minutes ago), 1764410000 (Unix seconds) or 2026-11-29T10:00:00Z",

@@ -144,9 +144,9 @@ export function containerAttributes(
 }
 
 export interface EventsOptions {
-  /** Past events from then on (else only the ones to come). */
+  /** Past events from then on (else only the ones to come, unless `until` is given). */
   since?: Date;
-  /** Stop at this time (else follow until the caller stops). */
+  /** Stop at this time (else follow until the caller stops); alone, past events up to it too. */
   until?: Date;
   /** Docker's --filter: key → values (OR within a key, AND across keys). */
   filters?: Record<string, string[]>;
@@ -168,14 +168,17 @@ export async function* readEvents(
     (sinceNano === undefined || e.timeNano >= sinceNano) &&
     (untilNano === undefined || e.timeNano <= untilNano) &&
     matchesEventFilters(e, options.filters ?? {});
-  if (sinceNano !== undefined) {
+  // Docker replays its recorded events with --since, and with --until alone too (all of them up
+  // to it); with neither, only the ones to come.
+  const replay = sinceNano !== undefined || untilNano !== undefined;
+  if (replay) {
     for await (const line of readLines(`${file}.1`)) {
       const e = parseEvent(line);
       if (wanted(e)) yield e;
     }
   }
   const lines = readLines(file, {
-    from: sinceNano === undefined ? "end" : "start",
+    from: replay ? "start" : "end",
     follow: true,
     done: untilPassed,
     ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),

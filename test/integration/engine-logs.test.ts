@@ -137,6 +137,18 @@ describe.skipIf(!isRoot || !hasConmon)("pivot logs: --log-driver and --log-opt",
     expect(numbers.length).toBeGreaterThan(100); // it kept up, rather than only the last file
   }, 60_000);
 
+  test("logs --since takes Docker's times: Go durations (1h30m), Unix seconds, RFC 3339", () => {
+    expect(pivot(["run", "--name", "since", IMAGE, "echo", "hello"]).status).toBe(0);
+    expect(pivot(["logs", "--since", "1h30m", "since"]).stdout).toBe("hello\n");
+    expect(pivot(["logs", "--since", "1.5h", "since"]).stdout).toBe("hello\n");
+    expect(pivot(["logs", "--since", "0", "since"]).stdout).toBe("hello\n");
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    expect(pivot(["logs", "--since", later, "since"]).stdout).toBe("");
+    const bad = pivot(["logs", "--since", "soon", "since"]);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain("--since soon: not a time");
+  }, 60_000);
+
   test("--log-driver none: no log file, `logs` says why, the output still reaches an attached run", () => {
     const d = pivot(["run", "-d", "--name", "quiet", "--log-driver", "none", IMAGE, "echo", "hi"]);
     expect(d.status).toBe(0);

@@ -115,6 +115,18 @@ for (let i = 0; i < 3000; i++) emitEvent(ctx, "container", "start", process.argv
     expect(ctx.warnings).toEqual([]);
   });
 
+  test("--until alone replays the recorded events up to it, as Docker's", async () => {
+    const ctx = runRoot();
+    emitEvent(ctx, "container", "create", "one");
+    emitEvent(ctx, "container", "start", "one");
+    const until = new Date();
+    await Bun.sleep(5);
+    emitEvent(ctx, "container", "die", "one"); // after it: left out
+    const seen: string[] = [];
+    for await (const e of readEvents(ctx.runRoot, { until })) seen.push(e.Action);
+    expect(seen).toEqual(["create", "start"]);
+  });
+
   test("an event that cannot be written is a warning, never a failure", () => {
     const ctx = runRoot();
     rmSync(ctx.runRoot, { recursive: true });
@@ -156,5 +168,17 @@ describe("filters and format", () => {
       1000,
     );
     expect(() => parseTimeFlag("until", "soon")).toThrow("--until soon: not a time");
+  });
+
+  test("time flags take Go's durations, as Docker's (1h30m, 1.5h, 500ms); 0 is Unix time 0", () => {
+    const ago = (v: string, ms: number) =>
+      expect(Math.abs(parseTimeFlag("since", v).getTime() - (Date.now() - ms))).toBeLessThan(1000);
+    ago("1h30m", 5_400_000);
+    ago("1.5h", 5_400_000);
+    ago("90s", 90_000);
+    ago("500ms", 500);
+    ago("0s", 0);
+    expect(parseTimeFlag("since", "0").getTime()).toBe(0);
+    expect(parseTimeFlag("since", "1764410000.5").getTime()).toBe(1764410000500);
   });
 });
