@@ -2,13 +2,14 @@
 // health checks (src/engine/health-timer.ts decides everything: what runs, how often, when to
 // stop). No policy here:
 //
-//   pivot-timer PID START_TIME FIRST_MS EVERY_MS FAST_CODE FAST_MS STOP_CODE -- ARGV...
+//   pivot-timer PID START_TIME LOCK_FILE FIRST_MS EVERY_MS FAST_CODE FAST_MS STOP_CODE -- ARGV...
 //
 // While process PID (whose start time, field 22 of /proc/PID/stat, is START_TIME: a reused pid is
-// not it) lives: wait FIRST_MS, run ARGV and wait for it; an exit code of STOP_CODE ends the
-// timer, FAST_CODE makes the next wait FAST_MS, any other EVERY_MS. The end of PID is seen at
-// once (a pidfd polled during every wait), so the timer never outlives it by more than one run
-// of ARGV. Exits 0 when it ends, 2 on bad arguments.
+// not it) lives: take LOCK_FILE (flock, waiting while another process holds it) and write this
+// process's pid into it, then wait FIRST_MS, run ARGV and wait for it; an exit code of STOP_CODE
+// ends the timer, FAST_CODE makes the next wait FAST_MS, any other EVERY_MS. The end of PID is
+// seen at once (a pidfd polled during every wait), so the timer never outlives it by more than
+// one run of ARGV. Exits 0 when it ends, 2 on bad arguments.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -102,14 +104,26 @@ static int run(char **argv) {
   return 128 + WTERMSIG(status);
 }
 
+// Takes the lock on FD, waiting while another process holds it; 1 when PIDFD's process ended
+// first.
+static int lock_while_alive(int fd, int pidfd) {
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR)
+      return 1;
+    if (ended_within(pidfd, 100))
+      return 1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   long long pid, first, every, fast_code, fast, stop_code;
-  if (argc < 10 || strcmp(argv[8], "--") != 0 || number(argv[1], &pid) != 0 || pid <= 0 ||
-      number(argv[3], &first) != 0 || number(argv[4], &every) != 0 ||
-      number(argv[5], &fast_code) != 0 || number(argv[6], &fast) != 0 ||
-      number(argv[7], &stop_code) != 0) {
-    fprintf(stderr, "usage: pivot-timer PID START_TIME FIRST_MS EVERY_MS FAST_CODE FAST_MS "
-                    "STOP_CODE -- ARGV...\n");
+  if (argc < 11 || strcmp(argv[9], "--") != 0 || number(argv[1], &pid) != 0 || pid <= 0 ||
+      number(argv[4], &first) != 0 || number(argv[5], &every) != 0 ||
+      number(argv[6], &fast_code) != 0 || number(argv[7], &fast) != 0 ||
+      number(argv[8], &stop_code) != 0) {
+    fprintf(stderr, "usage: pivot-timer PID START_TIME LOCK_FILE FIRST_MS EVERY_MS FAST_CODE "
+                    "FAST_MS STOP_CODE -- ARGV...\n");
     return 2;
   }
   // The pidfd first, then the start time: the pidfd then names the process whose start was read.
@@ -118,12 +132,19 @@ int main(int argc, char **argv) {
   if (pidfd < 0 || start_time((pid_t)pid, now, sizeof now) != 0 || strcmp(now, argv[2]) != 0)
     return 0;
   fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  int lock = open(argv[3], O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock < 0 || lock_while_alive(lock, pidfd))
+    return 0;
+  char mine[32];
+  int len = snprintf(mine, sizeof mine, "%d\n", (int)getpid());
+  if (ftruncate(lock, 0) != 0 || pwrite(lock, mine, (size_t)len, 0) != len)
+    return 0;
   signal(SIGPIPE, SIG_IGN);
   long long wait_ms = first;
   for (;;) {
     if (ended_within(pidfd, wait_ms))
       return 0;
-    int code = run(argv + 9);
+    int code = run(argv + 10);
     if (code == stop_code)
       return 0;
     wait_ms = code == fast_code ? fast : every;

@@ -4,8 +4,11 @@
 // (pid + start time) lives, and ends the moment it does (a pidfd). What it runs decides the rest
 // through its exit code: TIMER_FAST asks for the start interval next (Docker's: while starting,
 // within the start period), TIMER_STOP ends the timer (the container stopped, restarted, or was
-// removed). docs/architecture.md "Health checks" has the reasoning.
-import { existsSync } from "node:fs";
+// removed). The timer holds <dir>/health-timer.pid (a flock, its pid inside) while it runs, so a
+// second timer of the container waits for the first to end: recovery starts one for a running
+// container whose timer is gone (a pivot killed before it started it, a timer killed by hand).
+// docs/architecture.md "Health checks" has the reasoning.
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { procStat } from "../runtime/state.ts";
 import { childProcess } from "../util/child-process.ts";
@@ -14,6 +17,9 @@ import type { EngineContext } from "./context.ts";
 import { healthTimings } from "./health-config.ts";
 import { healthcheckOf } from "./health-record.ts";
 import type { HealthState } from "./health-status.ts";
+
+/** The timer's lock, with its pid inside, in the container's directory. */
+const TIMER_FILE = "health-timer.pid";
 
 /** `healthcheck run --timer`'s exit codes, which pivot-timer is told to act on. */
 export const TIMER_FAST = 10;
@@ -69,7 +75,17 @@ export function startHealthTimer(
     rs.runId,
     id,
   ];
-  const args = [rs.pid, start, first, t.intervalMs, TIMER_FAST, t.startIntervalMs, TIMER_STOP];
+  const lock = join(ctx.containers.dir(id), TIMER_FILE);
+  const args = [
+    rs.pid,
+    start,
+    lock,
+    first,
+    t.intervalMs,
+    TIMER_FAST,
+    t.startIntervalMs,
+    TIMER_STOP,
+  ];
   const child = childProcess().spawn(timer, [...args.map(String), "--", ...check], {
     detached: true,
     stdio: "ignore",
@@ -85,4 +101,34 @@ export function startHealthTimer(
 export function timerNext(h: HealthState, startedAt: string, startPeriodMs: number): number {
   const inStartPeriod = Date.now() - Date.parse(startedAt) < startPeriodMs;
   return h.Status === "starting" && inStartPeriod ? TIMER_FAST : 0;
+}
+
+/** Whether the timer of run RUN_ID of container ID runs: the pid in its lock, that command line. */
+export function timerRuns(ctx: EngineContext, id: string, runId: string): boolean {
+  try {
+    const pid = Number(readFileSync(join(ctx.containers.dir(id), TIMER_FILE), "utf8").trim());
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return (
+      (argv[0] ?? "").endsWith("pivot-timer") &&
+      argv.includes("--timer") &&
+      argv.includes(runId) &&
+      argv.includes(id) &&
+      procStat(pid)?.state !== "Z"
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Recovery's part: a running container with a check whose timer is gone gets one. A timer
+ * started meanwhile by its start only waits for the other's lock, so there is never more than one
+ * at work.
+ */
+export function ensureHealthTimer(ctx: EngineContext, id: string, r: ContainerRecord): void {
+  if (healthcheckOf(r) === null) return;
+  const rs = ctx.containers.runState(id);
+  if (rs === null || timerRuns(ctx, id, rs.runId)) return;
+  startHealthTimer(ctx, id, r, rs);
 }

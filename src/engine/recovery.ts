@@ -8,6 +8,7 @@ import { stopUserModeNetwork, userModeNetworkStates } from "./container-network.
 import { monitorAlive, rt, type Status, status } from "./container-runtime.ts";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
+import { ensureHealthTimer } from "./health-timer.ts";
 import { cleanupLocked, removeLocked } from "./lifecycle.ts";
 
 /** Mount points in this mount namespace. */
@@ -65,6 +66,8 @@ export async function recover(ctx: EngineContext): Promise<string[]> {
     } catch {
       continue;
     }
+    // Its periodic health checks, if their timer is gone (health-timer.ts).
+    if (st.status === "running") ensureHealthTimer(ctx, id, r);
     if (st.status === "created" && r.createdByRun && r.options.autoRemove) {
       // A run --rm that died before its start completed (it holds the lock until then): nobody
       // will start this container or remove it, so it goes as its run's end would have taken it.

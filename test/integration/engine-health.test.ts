@@ -3,7 +3,7 @@
 // container, and the periodic checks' scheduler, which never outlives its container.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DockerInspect } from "../../src/engine/docker-inspect.ts";
@@ -484,6 +484,77 @@ describe.skipIf(!isRoot)("periodic checks: pivot-timer", () => {
     expect(rss).toBeLessThan(2048); // kB
     expect(cli(["stop", "-t", "1", "tick"]).status).toBe(0);
     await until("the timer's end after stop", () => timers(id).length === 0, 5000);
+  }, 120_000);
+
+  test("pivot-timer: a second timer on the same lock waits; both end with the watched process", async () => {
+    const watched = spawn("sleep", ["60"], { stdio: "ignore" });
+    const dir = mkdtempSync(join(scratch, "timer-"));
+    const ticks = join(dir, "ticks");
+    const start = readFileSync(`/proc/${watched.pid}/stat`, "utf8").split(") ")[1]!.split(" ")[19]!;
+    const timer = join(import.meta.dir, "../../native/build/pivot-timer");
+    const args = [
+      String(watched.pid),
+      start,
+      join(dir, "lock"),
+      "50",
+      "50",
+      "10",
+      "50",
+      "11",
+      "--",
+    ];
+    const tick = ["sh", "-c", `echo $PPID >> ${ticks}`];
+    const both = [spawn(timer, [...args, ...tick]), spawn(timer, [...args, ...tick])];
+    const ended = both.map((c) => new Promise<number | null>((r) => c.on("close", r)));
+    try {
+      await until(
+        "ticks",
+        () => existsSync(ticks) && readFileSync(ticks, "utf8").split("\n").length > 10,
+      );
+      expect(new Set(readFileSync(ticks, "utf8").trim().split("\n")).size).toBe(1);
+      // The pid in the lock is the one that ticks.
+      expect(readFileSync(join(dir, "lock"), "utf8").trim()).toBe(
+        readFileSync(ticks, "utf8").split("\n")[0]!,
+      );
+    } finally {
+      watched.kill("SIGKILL");
+    }
+    expect(await Promise.all(ended)).toEqual([0, 0]);
+  }, 60_000);
+
+  test("a timer that is gone (killed, or never started by a killed pivot) comes back with the next ps; never two", async () => {
+    expect(
+      cli([
+        "run",
+        "-d",
+        "--name",
+        "lost",
+        "--health-cmd",
+        "echo ok",
+        "--health-interval",
+        "300ms",
+        IMAGE,
+        "sleep",
+        "1000",
+      ]).status,
+    ).toBe(0);
+    const id = idOf("lost");
+    await until("a first check", () => (inspectOf("lost").State.Health?.Log.length ?? 0) > 0);
+    expect(timers(id)).toHaveLength(1);
+    // ps with the timer alive adds none.
+    expect(cli(["ps"]).status).toBe(0);
+    expect(cli(["ps"]).status).toBe(0);
+    expect(timers(id)).toHaveLength(1);
+    process.kill(timers(id)[0]!, "SIGKILL");
+    await until("the killed timer's end", () => timers(id).length === 0, 5000);
+    const before = inspectOf("lost").State.Health!.Log.at(-1)!.End;
+    expect(cli(["ps"]).status).toBe(0);
+    await until("a new timer", () => timers(id).length === 1, 5000);
+    await until("checks again", () => inspectOf("lost").State.Health!.Log.at(-1)!.End !== before);
+    expect(cli(["ps"]).status).toBe(0);
+    expect(timers(id)).toHaveLength(1);
+    expect(cli(["rm", "-f", "lost"]).status).toBe(0);
+    await until("no timer after rm -f", () => timers(id).length === 0, 5000);
   }, 120_000);
 
   test("the timer ends with its container: kill, rm -f, its own exit, a restart (one timer for the new run), an attached run, SIGKILL of conmon and the container", async () => {
