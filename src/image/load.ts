@@ -251,8 +251,11 @@ async function assembleDocker(
   }
   const images: StoredImage[] = [];
   for (const p of pending) {
-    await store.addImage(p.manifest, p.refs);
-    images.push(await store.resolve(p.manifest.digest));
+    // Docker's load: one `load` event an image, no `tag` for the names it sets.
+    await store.addImage(p.manifest, p.refs, { tagEvents: false });
+    const image = await store.resolve(p.manifest.digest);
+    store.onEvent?.("load", image.id, { name: image.id });
+    images.push(image);
     options.onProgress?.({ phase: "image", detail: p.refs[0] ?? p.manifest.digest });
   }
   return images;
@@ -361,7 +364,9 @@ async function assembleFromIndex(
     probes.push(probe);
   }
   for (const [i, p] of pending.entries()) {
-    await store.addImage(p.manifest, p.refs);
+    // Docker's load: one `load` event an image, no `tag` for the names it sets.
+    await store.addImage(p.manifest, p.refs, { tagEvents: false });
+    store.onEvent?.("load", probes[i]!.id, { name: probes[i]!.id });
     // Not store.resolve(digest): an entry naming an image index resolves to none by that digest.
     images.push({ ...probes[i]!, names: p.refs });
     options.onProgress?.({ phase: "image", detail: p.refs[0] ?? p.manifest.digest });

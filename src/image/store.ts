@@ -454,7 +454,12 @@ export class ImageStore {
    * references. A reference already pointing elsewhere is moved; an image left
    * with no reference stays as an untagged entry, like Docker's <none>.
    */
-  async addImage(manifest: Descriptor, refs: (string | ImageReference)[] = []): Promise<void> {
+  async addImage(
+    manifest: Descriptor,
+    refs: (string | ImageReference)[] = [],
+    /** tagEvents false: a pull or a load names the image, which has its own event (Docker's). */
+    options: { tagEvents?: boolean } = {},
+  ): Promise<void> {
     if (!(await this.hasBlob(manifest.digest)))
       throw new BlobNotFoundError(manifest.digest, this.root);
     const names = refs.map((r) =>
@@ -489,7 +494,7 @@ export class ImageStore {
         }
       }
     });
-    if (this.onEvent && names.length) {
+    if (this.onEvent && names.length && options.tagEvents !== false) {
       const id = await this.imageIdOf(manifest.digest);
       for (const name of names) this.onEvent("tag", id, { name });
     }
@@ -498,7 +503,8 @@ export class ImageStore {
   /** An image's id (its config's digest, as Docker's), read from its manifest. */
   private async imageIdOf(manifestDigest: string): Promise<string> {
     try {
-      return (await this.readJson<{ config: Descriptor }>(manifestDigest, "manifest")).config.digest;
+      return (await this.readJson<{ config: Descriptor }>(manifestDigest, "manifest")).config
+        .digest;
     } catch {
       return manifestDigest; // an index or an unreadable manifest: named by what there is
     }

@@ -183,7 +183,8 @@ export async function pullImage(
       desc.platform = { os: config.os, architecture: config.architecture };
       if (config.variant) desc.platform.variant = config.variant;
     }
-    await store.addImage(desc, [ref]);
+    // Docker's pull is one `pull` event, no `tag` for the name it sets.
+    await store.addImage(desc, [ref], { tagEvents: false });
     progress.message(`Digest: ${top.digest}`);
     const anyNew = statuses.some((s) => s.status !== "exists");
     progress.message(

@@ -128,7 +128,12 @@ describe.skipIf(!haveRegistry || !isRoot)(
 
       const dst = await ImageStore.open(join(work, "dst"));
       const progress = new RecordingProgress();
+      const events: string[] = [];
+      dst.onEvent = (action, _id, attributes) => events.push(`${action} ${attributes.name}`);
       const pulled = await pullImage(dst, `${reg.host}/test/busybox:1`, { ...opts, progress });
+      // Docker's pull is one event, no `tag` for the name it sets.
+      expect(events).toEqual([`pull ${reg.host}/test/busybox:1`]);
+      dst.onEvent = undefined;
       expect(pulled.digest).toBe(busybox.manifestDigest);
       expect(pulled.image.id).toBe(busybox.id);
       expect(pulled.layers.map((l) => l.status)).toEqual(["pulled"]);

@@ -109,6 +109,15 @@ describe("docker-archive", () => {
     expect(progress.at(-1)).toBe("image");
   });
 
+  test("a load is one `load` event an image, as Docker's, not a `tag` a name", async () => {
+    const file = join(work, "image.tar");
+    await writeFile(file, dockerArchive());
+    const events: string[] = [];
+    store.onEvent = (action, id, attributes) => events.push(`${action} ${id} ${attributes.name}`);
+    const img = (await loadImages(store, file)).images[0]!;
+    expect(events).toEqual([`load ${img.id} ${img.id}`]);
+  });
+
   test("a hostile layer fails the load and tags nothing", async () => {
     const evil = buildTar([{ name: "../../../etc/evil", content: "x" }]);
     const file = join(work, "evil.tar");
