@@ -70,6 +70,26 @@ export function formatEvent(e: EngineEvent): string {
   return `${time} ${e.Type} ${e.Action} ${e.Actor.ID}${attrs ? ` (${attrs})` : ""}\n`;
 }
 
+/**
+ * E through a --format template, as Docker's events.Message: Attributes is a Go map (a key it
+ * lacks is <no value>, no error), and status, id and from are fields of every event, "" where
+ * unset (a volume's, an image's), as Go's zero values (json leaves them out, as omitempty does).
+ */
+export function renderEventTemplate(template: string, e: EngineEvent): string {
+  const data = { ...e, Actor: { ...e.Actor, Attributes: asGoMap({ ...e.Actor.Attributes }) } };
+  // Under the Go names templates use: not enumerable, so json (and the case-blind lookup of
+  // the JSON names) does not see them.
+  for (const [key, goName] of [
+    ["status", "Status"],
+    ["id", "ID"],
+    ["from", "From"],
+  ] as const) {
+    if (data[key] === undefined)
+      Object.defineProperty(data, goName, { value: "", enumerable: false });
+  }
+  return `${renderGoTemplate(template, data as never)}\n`;
+}
+
 export async function eventsCommand(engine: Engine, args: string[]): Promise<number> {
   const p: Parsed = parseArgs(args, SPECS);
   if (boolFlag(p, "help")) {
@@ -90,11 +110,7 @@ export async function eventsCommand(engine: Engine, args: string[]): Promise<num
       ? formatEvent
       : format === "json" || format === "{{json .}}"
         ? (e: EngineEvent) => `${JSON.stringify(e)}\n`
-        : (e: EngineEvent) => {
-            // Attributes is a map in Docker's event: a key it lacks is <no value>, no error.
-            asGoMap(e.Actor.Attributes);
-            return `${renderGoTemplate(format, e as never)}\n`;
-          };
+        : (e: EngineEvent) => renderEventTemplate(format, e);
   const output = new BatchedOutput();
   try {
     for await (const e of engine.events({

@@ -4,7 +4,12 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatEvent, parseEventFilters, parseTimeFlag } from "../../src/cli/events.ts";
+import {
+  formatEvent,
+  parseEventFilters,
+  parseTimeFlag,
+  renderEventTemplate,
+} from "../../src/cli/events.ts";
 import {
   type EngineEvent,
   emitEvent,
@@ -168,6 +173,24 @@ describe("filters and format", () => {
       1000,
     );
     expect(() => parseTimeFlag("until", "soon")).toThrow("--until soon: not a time");
+  });
+
+  test("--format: every event has Docker's fields (a volume's ID, Status and From are empty), Attributes a map", () => {
+    const volume = event({
+      Type: "volume",
+      Action: "create",
+      Actor: { ID: "data", Attributes: { driver: "local" } },
+    });
+    expect(
+      renderEventTemplate("{{.Type}} [{{.ID}}] [{{.Status}}] [{{.From}}] {{.Actor.ID}}", volume),
+    ).toBe("volume [] [] [] data\n");
+    expect(renderEventTemplate("{{.Actor.Attributes.name}}", volume)).toBe("<no value>\n");
+    // json leaves the unset ones out, as Docker's omitempty does.
+    expect(JSON.parse(renderEventTemplate("{{json .}}", volume))).toEqual(volume);
+    const started = event({ status: "start", id: "abc123", from: "busybox" });
+    expect(renderEventTemplate("{{.Status}} {{.ID}} {{.From}}", started)).toBe(
+      "start abc123 busybox\n",
+    );
   });
 
   test("time flags take Go's durations, as Docker's (1h30m, 1.5h, 500ms); 0 is Unix time 0", () => {
