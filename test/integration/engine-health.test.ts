@@ -105,6 +105,23 @@ describe.skipIf(!isRoot)("HEALTHCHECK in pivot build", () => {
     });
   }, 300_000);
 
+  test("RUN containers run no health check (Docker's builder turns it off): nothing it does lands in a layer", async () => {
+    const base = build(
+      "hcrun1",
+      "localhost/hc:checks",
+      `FROM ${IMAGE}\nHEALTHCHECK --interval=50ms --start-period=1m --start-interval=50ms CMD touch /check-ran\n`,
+    );
+    expect(base.status).toBe(0);
+    const dir = buildContext(scratch, "hcrun2", {
+      Dockerfile: "FROM localhost/hc:checks\nRUN sleep 2\n",
+    });
+    const r = cli(["build", "--network", "none", "-t", "localhost/hc:run", dir], 120_000);
+    expect(r.status).toBe(0);
+    const look = cli(["run", "--rm", "localhost/hc:run", "ls", "/check-ran"]);
+    expect(look.stderr).toContain("No such file");
+    expect(look.status).not.toBe(0);
+  }, 120_000);
+
   test("an unknown option or form fails the build before any step, naming the line", () => {
     const flag = build(
       "hc5",

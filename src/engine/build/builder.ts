@@ -700,6 +700,8 @@ class Builder {
         labels: this.containerLabels(),
         env: [...argEnv, ...proxies].map(([k, v]) => `${k}=${v}`),
         network: this.options.network ?? this.defaultNetwork(),
+        // The image's HEALTHCHECK is not run during RUN (Docker's builder: withoutHealthcheck).
+        healthcheck: { Test: ["NONE"] },
         stdio: "pipe",
       });
       id = handle.id;
