@@ -612,11 +612,12 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       ]);
       const timeout = intFlag(p, "time");
       for (const ref of targets(p, command)) {
-        await engine.stop(ref, {
+        const options = {
           ...(timeout !== undefined ? { timeout } : {}),
           ...(flag(p, "signal") ? { signal: flag(p, "signal")! } : {}),
-        });
-        if (command === "restart") await engine.start(ref);
+        };
+        if (command === "restart") await engine.restart(ref, options);
+        else await engine.stop(ref, options);
         writeOut(`${ref}\n`);
       }
       return 0;

@@ -31,7 +31,13 @@ import type { CopyOptions } from "./container-files.ts";
 import { createContext, type EngineContext, type EngineOptions } from "./context.ts";
 import * as creating from "./create.ts";
 import type { DockerInspect } from "./docker-inspect.ts";
-import { type EngineEvent, type EventsOptions, readEvents } from "./events.ts";
+import {
+  containerAttributes,
+  type EngineEvent,
+  type EventsOptions,
+  emitEvent,
+  readEvents,
+} from "./events.ts";
 import type * as execModule from "./exec.ts";
 import type { Change } from "./files.ts";
 import type { AttachResult, ContainerHandle } from "./handle.ts";
@@ -251,6 +257,14 @@ export class Engine {
   /** The stop signal, then SIGKILL to every process after `timeout` seconds (`pivot stop`). */
   stop(ref: string, options: { timeout?: number; signal?: string } = {}): Promise<void> {
     return lifecycle.stop(this.ctx, ref, options);
+  }
+
+  /** Stops, then starts the container (`pivot restart`): Docker's `restart` event after both. */
+  async restart(ref: string, options: { timeout?: number; signal?: string } = {}): Promise<void> {
+    await this.stop(ref, options);
+    const handle = await this.start(ref);
+    const r = this.ctx.containers.load(handle.id);
+    emitEvent(this.ctx, "container", "restart", handle.id, containerAttributes(r));
   }
 
   /** Removes a container: its runtime state, overlay, directory, name, and (volumes) its anonymous volumes. */

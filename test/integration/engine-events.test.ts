@@ -110,6 +110,29 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(times).toEqual([...times].sort((a, b) => a - b));
   }, 90_000);
 
+  test("restart: kill, die, stop, start, then restart, as Docker's", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-restart", IMAGE, "sleep", "60"]).status).toBe(0);
+    expect(pivot(["restart", "-t", "0", "ev-restart"]).status).toBe(0);
+    expect(pivot(["rm", "-f", "ev-restart"]).status).toBe(0);
+    const actions = pivot([
+      "events",
+      "--since",
+      started,
+      "--until",
+      "0s",
+      "--filter",
+      "container=ev-restart",
+      "--format",
+      "{{.Action}}",
+    ]).stdout.split("\n");
+    const restart = actions.indexOf("restart");
+    // The stop's kill and die (their order with stop is the exit hook's), then the new start.
+    expect(actions.slice(0, 2)).toEqual(["create", "start"]);
+    expect(actions.slice(restart - 1, restart + 1)).toEqual(["start", "restart"]);
+    expect(actions.filter((a) => a === "restart")).toHaveLength(1);
+  }, 60_000);
+
   test("--since replays what was recorded, --until ends the command; filters and formats", () => {
     const started = new Date().toISOString();
     expect(pivot(["run", "--rm", "--name", "ev-past", "-l", "team=a", IMAGE, "true"]).status).toBe(
