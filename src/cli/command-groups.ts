@@ -12,6 +12,7 @@ export const IMAGE_COMMANDS = [
   "save",
   "import",
   "system",
+  "builder",
 ];
 
 export const IMAGE_USAGE = `images:
@@ -37,6 +38,9 @@ export const IMAGE_USAGE = `images:
   system df [-v] [--format json]   disk used by images (shared and unique), containers, volumes,
                                the build cache
   system info                  store and run roots, rootless or not (and its id mappings), storage driver and why
+  builder prune [-a] [-f]      the dangling build cache (-a: all of it); builder build = build
+  image ls|rm|inspect|tag|history|prune|load|save|import|pull|push|build, system events:
+                               Docker's longer names for the same commands
   system prune [-a] [--volumes] [-f]   stopped containers, unused networks, dangling (-a: unused)
                                images and build cache (-a: all of it), and with --volumes unused
                                anonymous volumes

@@ -212,7 +212,7 @@ export function pauseCommand(engine: Engine, command: "pause" | "unpause", args:
 }
 
 /** Docker's confirmation before pruning, unless -f. */
-async function confirm(warning: string): Promise<boolean> {
+export async function confirm(warning: string): Promise<boolean> {
   writeOut(`WARNING! ${warning}\nAre you sure you want to continue? [y/N] `);
   const rl = createInterface({ input: process.stdin });
   const line = await new Promise<string>((res) => {

@@ -11,6 +11,7 @@ import {
   collectEngineGarbage,
   imageUsage,
   inspectImage,
+  pruneBuilder,
   pruneImages,
   removeImage,
   systemDf,
@@ -95,6 +96,29 @@ export async function imageCommand(
   command: string,
   args: string[],
 ): Promise<number> {
+  if (command === "builder") {
+    // Docker's `builder`: the build cache (`prune`) and `build`.
+    const sub = args[0];
+    if (sub === "build") return (await import("./build.ts")).buildCommand(engine, args.slice(1));
+    if (sub !== "prune")
+      throw new UsageError(`unknown builder command "${sub ?? ""}"`, {
+        hint: "use builder prune [-a] [-f] or builder build",
+      });
+    const p = parse(args.slice(1), [
+      { name: "all", aliases: ["a"] },
+      { name: "force", aliases: ["f"] },
+    ]);
+    const every = boolFlag(p, "all");
+    const { confirm } = await import("./containers.ts");
+    const warning = every
+      ? "This will remove all build cache."
+      : "This will remove all dangling build cache.";
+    if (!boolFlag(p, "force") && !(await confirm(warning))) return 0;
+    const removed = await pruneBuilder(engine, { all: every });
+    if (removed.length) writeOut(`Deleted build cache objects:\n${removed.join("\n")}\n\n`);
+    writeOut(`Total: ${removed.length} build cache record${removed.length === 1 ? "" : "s"}\n`);
+    return 0;
+  }
   if (command === "image") {
     const sub = args[0];
     const rest = args.slice(1);
@@ -110,6 +134,12 @@ export async function imageCommand(
       case "import":
       case "history":
         return imageCommand(engine, sub, rest);
+      // Docker's `image pull`, `image push` and `image build`: the same commands.
+      case "pull":
+      case "push":
+        return (await import("./registry.ts")).registryCommand(sub, rest, () => engine.images());
+      case "build":
+        return (await import("./build.ts")).buildCommand(engine, rest);
       case "inspect": {
         const p = parse(rest, [{ name: "format", aliases: ["f"], value: true }]);
         const refs = all(p);
@@ -145,7 +175,7 @@ export async function imageCommand(
       }
       default:
         throw new UsageError(`unknown image command "${sub ?? ""}"`, {
-          hint: "use image ls, inspect, rm, tag, prune, gc, load, save or import",
+          hint: "use image ls, inspect, rm, tag, prune, gc, load, save, import, pull, push or build",
         });
     }
   }
@@ -380,9 +410,11 @@ export async function imageCommand(
         const { systemPruneCommand } = await import("./containers.ts");
         return systemPruneCommand(engine, args.slice(1));
       }
+      if (sub === "events")
+        return (await import("./events.ts")).eventsCommand(engine, args.slice(1));
       if (sub !== "df")
         throw new UsageError(`unknown system command "${sub ?? ""}"`, {
-          hint: "use system df, system info or system prune",
+          hint: "use system df, system info, system prune or system events",
         });
       const p = parse(args.slice(1), [
         { name: "verbose", aliases: ["v"] },

@@ -137,6 +137,20 @@ async function keptImages(store: ImageStore, usage: ImageUsage): Promise<StoredI
 }
 
 /**
+ * `pivot builder prune`: the build cache's dangling records (those no kept image was built
+ * through, as `system prune` removes), or with `all` every record. The images they named are
+ * left to `image prune`. Returns the keys removed.
+ */
+export async function pruneBuilder(
+  engine: Engine,
+  options: { all?: boolean } = {},
+): Promise<string[]> {
+  const store = await engine.images();
+  if (options.all) return pruneBuildCache(store, { all: true });
+  return pruneBuildCache(store, { danglingOf: await keptImages(store, await imageUsage(engine)) });
+}
+
+/**
  * `pivot image prune`: untagged images (all unused ones with `all`) no container and no running
  * build uses (after removing what killed builds left), and the build cache's records whose image
  * is gone. The build cache as Docker's: `all` (`image prune -a`, `system prune -a`) empties it;

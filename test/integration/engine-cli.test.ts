@@ -9,6 +9,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -111,6 +112,50 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     ]);
     expect(lines[4]).toStartWith("Storage Driver: ");
   });
+
+  test("Docker's longer names: image ls/tag/history/rm/build, system events; builder prune keeps what a kept image was built through", () => {
+    expect(pivot(["image", "tag", IMAGE, "localhost/alias:1"]).status).toBe(0);
+    expect(pivot(["image", "ls", "--format", "json"]).stdout).toContain("localhost/alias");
+    expect(pivot(["image", "history", "-q", "localhost/alias:1"]).status).toBe(0);
+    expect(pivot(["image", "rm", "localhost/alias:1"]).stdout).toContain("localhost/alias:1");
+    const events = pivot([
+      "system",
+      "events",
+      "--since",
+      "1m",
+      "--until",
+      "0s",
+      "--filter",
+      "type=image",
+      "--format",
+      "{{.Action}}",
+    ]);
+    expect(events.stdout).toContain("tag\n");
+    // image build, then the cache: a tagged image's records are not dangling; untagged, they are.
+    const dir = mkdtempSync(join(tmpdir(), "pivot-cli-builder-"));
+    try {
+      writeFileSync(join(dir, "Dockerfile"), `FROM ${IMAGE}\nRUN echo built > /built\n`);
+      const built = pivot(["image", "build", "-q", "--network", "none", "-t", "localhost/built:1", dir]);
+      expect(built.status).toBe(0);
+      const records = () => readdirSync(join(t.root, "build-cache")).length;
+      const cached = records();
+      expect(cached).toBeGreaterThan(0);
+      const keep = pivot(["builder", "prune", "-f"]);
+      expect(keep.status).toBe(0);
+      expect(records()).toBe(cached);
+      expect(pivot(["rmi", "localhost/built:1"]).status).toBe(0);
+      const dangling = pivot(["builder", "prune", "-f"]);
+      expect(dangling.stdout).toContain("Deleted build cache objects:");
+      expect(records()).toBe(0);
+      // Without -f it asks, and a "no" removes nothing.
+      expect(pivot(["builder", "prune", "-a"], "n\n").stdout).toContain(
+        "WARNING! This will remove all build cache.",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(pivot(["builder", "nope"]).stderr).toContain('unknown builder command "nope"');
+  }, 120_000);
 
   test("errors are one line with a hint, exit 125", () => {
     const missing = pivot(["run", "--pull", "never", "--rm", "localhost/nope:1", "true"]);
