@@ -128,6 +128,8 @@ export const NEEDS_USER_NAMESPACE = [
   "create",
   "dryRun",
   "start",
+  // stop, then start, which needs the namespace
+  "restart",
   "startAndAttach",
   "runAndAttach",
   "run",
