@@ -23,6 +23,11 @@ export interface BuildRun {
   startTime: string;
   /** The manifests of the images the build made or listed (cache hits), in order. */
   images: Descriptor[];
+  /**
+   * The manifests of the images it builds on but did not make (FROM's, COPY --from's): kept
+   * while it runs, as its own are, and never removed for it once it is dead.
+   */
+  uses: Descriptor[];
   /** The names of the containers it created (pivot-build-<12 hex>). */
   containers: string[];
 }
@@ -52,7 +57,7 @@ export function buildRunDir(store: ImageStore, id: string): string {
 export function newBuildRun(id: string): BuildRun {
   const stat = procStat(process.pid);
   if (stat === null) throw new Error(`cannot read /proc/${process.pid}/stat`);
-  return { id, pid: process.pid, startTime: stat.startTime, images: [], containers: [] };
+  return { id, pid: process.pid, startTime: stat.startTime, images: [], uses: [], containers: [] };
 }
 
 /** Writes (or rewrites) RUN's record. */
@@ -94,11 +99,30 @@ export function parseBuildRun(id: string, text: string): BuildRun | null {
     typeof r.startTime !== "string" ||
     !/^\d+$/.test(r.startTime) ||
     !Array.isArray(r.images) ||
+    !(r.uses === undefined || Array.isArray(r.uses)) ||
     !Array.isArray(r.containers)
   )
     return null;
-  const images: Descriptor[] = [];
-  for (const d of r.images as Partial<Descriptor>[]) {
+  const images = parseDescriptors(r.images);
+  // A record of before `uses` has none.
+  const uses = parseDescriptors(r.uses ?? []);
+  if (images === null || uses === null) return null;
+  const containers = r.containers as unknown[];
+  if (!containers.every((c) => typeof c === "string" && CONTAINER.test(c))) return null;
+  return {
+    id,
+    pid: r.pid,
+    startTime: r.startTime,
+    images,
+    uses,
+    containers: containers as string[],
+  };
+}
+
+/** A record's list of manifest descriptors, each checked; null when one is not well-formed. */
+function parseDescriptors(list: unknown[]): Descriptor[] | null {
+  const out: Descriptor[] = [];
+  for (const d of list as Partial<Descriptor>[]) {
     if (
       typeof d !== "object" ||
       d === null ||
@@ -112,11 +136,9 @@ export function parseBuildRun(id: string, text: string): BuildRun | null {
       !isManifestMediaType(d.mediaType)
     )
       return null;
-    images.push({ mediaType: d.mediaType, digest: d.digest, size: d.size });
+    out.push({ mediaType: d.mediaType, digest: d.digest, size: d.size });
   }
-  const containers = r.containers as unknown[];
-  if (!containers.every((c) => typeof c === "string" && CONTAINER.test(c))) return null;
-  return { id, pid: r.pid, startTime: r.startTime, images, containers: containers as string[] };
+  return out;
 }
 
 /** Every well-formed record, with whether its build still runs. */
@@ -144,9 +166,14 @@ export function listBuildRuns(store: ImageStore): { run: BuildRun; alive: boolea
   return out;
 }
 
-/** The manifests of the images running builds have made: roots of collection, kept by prune. */
+/**
+ * The manifests of the images running builds have made, and of those they build on: roots of
+ * collection, kept by prune.
+ */
 export function runningBuildImages(store: ImageStore): Descriptor[] {
-  return listBuildRuns(store).flatMap(({ run, alive }) => (alive ? run.images : []));
+  return listBuildRuns(store).flatMap(({ run, alive }) =>
+    alive ? [...run.images, ...run.uses] : [],
+  );
 }
 
 /** The names of the containers running builds have created (COPY's are never started). */

@@ -604,6 +604,32 @@ COPY --from=one /built /built
     await expectNothingLeft();
   }, 120_000);
 
+  test("image prune -a during a build leaves the image it builds on (FROM's), before it has made any", async () => {
+    // The fixtures' images are kept by containers (prune -a removes every unused image).
+    for (const image of [IMAGE, "localhost/busybox:configured"])
+      await t.engine.create({ image, cmd: ["true"] });
+    const base = await t.engine.create({ image: IMAGE, cmd: ["true"] });
+    await t.engine.commit(base.id, { ref: "localhost/prune-base:1" });
+    await t.engine.remove(base.id);
+    const dir = context("prune-base", {
+      Dockerfile: "FROM localhost/prune-base:1\nCOPY f /f\n",
+      f: "f\n",
+    });
+    let pruned: string | undefined;
+    const image = await t.engine.build({
+      context: dir,
+      tag: "localhost/prune-base-built:1",
+      onOutput: (text) => {
+        // Blocking: the build waits at the COPY's start while the prune runs (another process).
+        if (/^Step 2\/2/m.test(text)) pruned = cli(["image", "prune", "-a", "-f"]).stdout;
+      },
+    });
+    expect(pruned).toBeDefined();
+    expect(pruned).not.toContain("prune-base:1");
+    const r = await runCollect(t.engine, { image: image.id, cmd: ["cat", "/f"], autoRemove: true });
+    expect(r.stdout).toBe("f\n");
+  }, 120_000);
+
   test("container prune leaves the created (never started) containers of a running build, not a dead one's", async () => {
     // A COPY's container, as a build records it before creating it; the build is this process.
     const name = "pivot-build-0123456789ab";

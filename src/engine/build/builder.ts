@@ -428,7 +428,10 @@ class Builder {
       // A new empty image each time (its date): the key starts from what it is instead.
       this.parent = "scratch";
       return;
-    } else this.image = await this.localImage(ref, "FROM");
+    } else {
+      this.image = await this.localImage(ref, "FROM");
+      await this.noteUse(this.image);
+    }
     this.parent = this.image.id;
   }
 
@@ -525,6 +528,22 @@ class Builder {
     const record = this.record!;
     if (record.images.some((d) => d.digest === desc.digest)) return;
     record.images.push(desc);
+    await writeBuildRun(this.store, record);
+  }
+
+  /**
+   * Names IMAGE, which the build builds on but did not make (FROM's, COPY --from's), in its
+   * record: a prune keeps it while the build runs (an `image prune -a` before the build's first
+   * image took a FROM image away, and the step's container could not be created), and a dead
+   * build's sweep never removes it. Listable too: one pruned in the moment before the record
+   * named it is listed again before use (listedId), as the build's own are.
+   */
+  private async noteUse(image: StoredImage): Promise<void> {
+    const desc = this.descriptorOf(image);
+    this.listable.set(desc.digest, desc);
+    const record = this.record!;
+    if ([...record.images, ...record.uses].some((d) => d.digest === desc.digest)) return;
+    record.uses.push(desc);
     await writeBuildRun(this.store, record);
   }
 
@@ -871,8 +890,11 @@ class Builder {
         spooled = await read(this.context, this.ignore, "the build context");
       } else {
         // COPY --from=STAGE|IMAGE: that image's files, its root mounted for the while.
-        const image =
-          this.stages.get(from.toLowerCase()) ?? (await this.localImage(from, `${where} --from`));
+        let image = this.stages.get(from.toLowerCase());
+        if (image === undefined) {
+          image = await this.localImage(from, `${where} --from`);
+          await this.noteUse(image);
+        }
         spooled = await this.withImageRoot(image, (root) =>
           read(root, new IgnoreRules([]), `--from=${from}`),
         );
