@@ -708,20 +708,10 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       return 0;
     }
     case "inspect": {
-      const p = parseCommand(args, [
-        { name: "format", aliases: ["f"], value: true },
-        { name: "type", value: true },
-      ]);
-      const { inspectAny } = await import("./inspect-any.ts");
-      const found = [];
-      for (const ref of targets(p, command)) found.push(await inspectAny(engine, ref, flag(p, "type")));
-      writeOut(
-        renderInspect(
-          found.map((f) => f.object),
-          flag(p, "format"),
-          found.map((f) => f.kind),
-        ),
-      );
+      const p = parseCommand(args, [{ name: "format", aliases: ["f"], value: true }]);
+      const out = [];
+      for (const ref of targets(p, command)) out.push(await engine.inspectDocker(ref));
+      writeOut(renderInspect(out, flag(p, "format"), "container"));
       return 0;
     }
     case "port": {

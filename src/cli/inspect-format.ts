@@ -64,16 +64,15 @@ function markGoKinds(obj: unknown, kind: InspectKind): void {
 export function renderInspect(
   objects: readonly unknown[],
   format: string | undefined,
-  /** The objects' kind, or each one's (`pivot inspect` of names of several kinds). */
-  kind: InspectKind | readonly InspectKind[],
+  kind: InspectKind,
 ): string {
   if (format === undefined) return `${JSON.stringify(objects, null, 2)}\n`;
   if (format === "json") return objects.map((o) => `${JSON.stringify(o)}\n`).join("");
   try {
     const template = parseGoTemplate(format);
     return objects
-      .map((o, i) => {
-        markGoKinds(o, typeof kind === "string" ? kind : kind[i]!);
+      .map((o) => {
+        markGoKinds(o, kind);
         return `${renderGoTemplate(template, o)}\n`;
       })
       .join("");
