@@ -181,7 +181,7 @@ containers:
                                (create, start, die, kill, stop, pause, rename, destroy...), volumes,
                                networks, images; past ones from --since; filters: type= container=
                                image= event= label= volume= network=
-  inspect CONTAINER...         details as JSON
+  inspect [--type T] NAME...   details as JSON: a container, else an image, volume or network
   port CONTAINER [PORT[/PROTO]]   published ports (80/tcp -> 0.0.0.0:32768)
   exec [-d] [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...   run a command in a container
   wait CONTAINER...            wait for exits and print the codes
@@ -708,10 +708,21 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       return 0;
     }
     case "inspect": {
-      const p = parseCommand(args, [{ name: "format", aliases: ["f"], value: true }]);
-      const out = [];
-      for (const ref of targets(p, command)) out.push(await engine.inspectDocker(ref));
-      writeOut(renderInspect(out, flag(p, "format"), "container"));
+      const p = parseCommand(args, [
+        { name: "format", aliases: ["f"], value: true },
+        { name: "type", value: true },
+      ]);
+      const { inspectAny } = await import("./inspect-any.ts");
+      const found = [];
+      for (const ref of targets(p, command))
+        found.push(await inspectAny(engine, ref, flag(p, "type")));
+      writeOut(
+        renderInspect(
+          found.map((f) => f.object),
+          flag(p, "format"),
+          found.map((f) => f.kind),
+        ),
+      );
       return 0;
     }
     case "port": {

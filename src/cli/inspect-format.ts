@@ -64,15 +64,16 @@ function markGoKinds(obj: unknown, kind: InspectKind): void {
 export function renderInspect(
   objects: readonly unknown[],
   format: string | undefined,
-  kind: InspectKind,
+  /** The objects' kind, or each one's (`pivot inspect` of names of several kinds). */
+  kind: InspectKind | readonly InspectKind[],
 ): string {
   if (format === undefined) return `${JSON.stringify(objects, null, 2)}\n`;
   if (format === "json") return objects.map((o) => `${JSON.stringify(o)}\n`).join("");
   try {
     const template = parseGoTemplate(format);
     return objects
-      .map((o) => {
-        markGoKinds(o, kind);
+      .map((o, i) => {
+        markGoKinds(o, typeof kind === "string" ? kind : kind[i]!);
         return `${renderGoTemplate(template, o)}\n`;
       })
       .join("");

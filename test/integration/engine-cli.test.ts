@@ -135,7 +135,16 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     const dir = mkdtempSync(join(tmpdir(), "pivot-cli-builder-"));
     try {
       writeFileSync(join(dir, "Dockerfile"), `FROM ${IMAGE}\nRUN echo built > /built\n`);
-      const built = pivot(["image", "build", "-q", "--network", "none", "-t", "localhost/built:1", dir]);
+      const built = pivot([
+        "image",
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "-t",
+        "localhost/built:1",
+        dir,
+      ]);
       expect(built.status).toBe(0);
       const records = () => readdirSync(join(t.root, "build-cache")).length;
       const cached = records();
@@ -156,6 +165,44 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     }
     expect(pivot(["builder", "nope"]).stderr).toContain('unknown builder command "nope"');
   }, 120_000);
+
+  test("inspect NAME finds a container, else an image, a volume or a network, as Docker's; --type says which", () => {
+    expect(pivot(["volume", "create", "insp-vol"]).status).toBe(0);
+    expect(pivot(["create", "--name", "insp-ctr", IMAGE, "true"]).status).toBe(0);
+    try {
+      const imageId = pivot(["image", "inspect", "-f", "{{.Id}}", IMAGE]).stdout.trim();
+      // One command, three kinds, in the order asked.
+      const r = pivot(["inspect", "--format", "json", "insp-ctr", IMAGE, "insp-vol"]);
+      expect(r.status).toBe(0);
+      const [ctr, image, vol] = r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(ctr!.Name).toBe("/insp-ctr");
+      expect(image!.Id).toBe(imageId);
+      expect(image!.RepoTags).toEqual([IMAGE]);
+      expect(vol!.name).toBe("insp-vol");
+      // A map of its kind in a template: an image's Config.Labels misses a key as <no value>.
+      expect(pivot(["inspect", "-f", "{{.Config.Labels.nope}}", IMAGE]).stdout).toBe(
+        "<no value>\n",
+      );
+      expect(pivot(["inspect", "--type", "image", "-f", "{{.Id}}", IMAGE]).stdout.trim()).toBe(
+        imageId,
+      );
+      const wrongType = pivot(["inspect", "--type", "image", "insp-vol"]);
+      expect(wrongType.status).toBe(125);
+      expect(wrongType.stderr).toContain("no such image: insp-vol");
+      const none = pivot(["inspect", "nothing-by-this-name"]);
+      expect(none.status).toBe(125);
+      expect(none.stderr).toContain("no such object: nothing-by-this-name");
+      expect(pivot(["inspect", "--type", "pod", "x"]).stderr).toContain(
+        "--type pod: not a kind of object",
+      );
+    } finally {
+      pivot(["rm", "-f", "insp-ctr"]);
+      pivot(["volume", "rm", "insp-vol"]);
+    }
+  });
 
   test("errors are one line with a hint, exit 125", () => {
     const missing = pivot(["run", "--pull", "never", "--rm", "localhost/nope:1", "true"]);
