@@ -3,7 +3,15 @@
 // container is monitored by the pivot process itself, which writes the same log format.
 // Logs use conmon's k8s-file format: "<RFC 3339 time> <stdout|stderr> <F|P> <text>" per line,
 // F for a full line (its newline dropped), P for a partial one.
-import { closeSync, existsSync, fstatSync, openSync, renameSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { delimiter, join } from "node:path";
 import { PivotError } from "../errors.ts";
 import { childProcess } from "../util/child-process.ts";
@@ -56,6 +64,31 @@ export interface ConmonOptions {
 }
 
 /**
+ * The --log-size-max for conmon when the log at PATH may already hold a run's lines (a restarted
+ * container's). conmon before 2.1.9 (Debian 12 has 2.1.6) counts from 0 at each start, whatever
+ * the file holds: the log grew to what it held plus MAX. Given what is left instead, its first
+ * start-over comes in time, and the files after it are held to that smaller size (a later conmon,
+ * which counts what the file holds, starts over earlier): the limit is never passed. With less
+ * than half of MAX left, the log starts over now (it would after a few lines) and gets all of it.
+ */
+export function conmonLogSizeMax(path: string, max: number): number {
+  let held = 0;
+  try {
+    held = statSync(path).size;
+  } catch {
+    return max; // no log yet
+  }
+  if (held === 0) return max;
+  if (max - held >= max / 2) return max - held;
+  try {
+    // As LogWriter starts over: a new empty file renamed into place (a follower sees it).
+    closeSync(openSync(`${path}.new`, "w", 0o640));
+    renameSync(`${path}.new`, path);
+  } catch {}
+  return max;
+}
+
+/**
  * Starts conmon, which runs `RUNTIME create` for the container and stays as its monitor.
  * Resolves with the container's init pid once it is created (and waits for `start`).
  */
@@ -87,7 +120,8 @@ export function startConmon(o: ConmonOptions): Promise<number> {
     "--log-level",
     "error",
   ];
-  if (o.log.maxSize !== undefined) args.push("--log-size-max", String(o.log.maxSize));
+  if (o.log.maxSize !== undefined && o.log.driver === "k8s-file")
+    args.push("--log-size-max", String(conmonLogSizeMax(o.logPath, o.log.maxSize)));
   for (const a of runtimeArgs) args.push("--runtime-arg", a);
   if (o.tty) args.push("-t");
   // Input stays open for the next `pivot attach` when one detaches (Docker's -d -i).

@@ -72,6 +72,34 @@ describe.skipIf(!isRoot || !hasConmon)("pivot logs: --log-driver and --log-opt",
     );
   }, 60_000);
 
+  test("max-size under conmon (-d): a restarted container's log still never exceeds the limit", () => {
+    // conmon 2.1.6 counts from 0 at each start: the third run took the log past 4k.
+    const r = pivot([
+      "run",
+      "-d",
+      "--name",
+      "again",
+      "--log-opt",
+      "max-size=4k",
+      IMAGE,
+      "sh",
+      "-c",
+      printLines(20),
+    ]);
+    expect(r.status).toBe(0);
+    waitFor("again");
+    const path = logPathOf("again");
+    expect(statSync(path).size).toBeGreaterThan(1024); // ~1.6k a run
+    for (let run = 2; run <= 3; run++) {
+      expect(pivot(["start", "again"]).status).toBe(0);
+      waitFor("again");
+      expect(statSync(path).size).toBeLessThanOrEqual(4096);
+      // The run before is kept while there is room for it (the second run), as Docker's.
+      const ends = pivot(["logs", "again"]).stdout.match(/^end$/gm)?.length;
+      expect(ends).toBe(run === 2 ? 2 : 1);
+    }
+  }, 60_000);
+
   test("max-size attached: the pivot process's own log writer keeps the same limit", () => {
     const r = pivot([
       "run",
