@@ -10,6 +10,7 @@ import { rt, status } from "./container-runtime.ts";
 import { readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { containerAttributes, emitEvent } from "./events.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { wait } from "./lifecycle.ts";
 import { logConfigOf } from "./log-config.ts";
@@ -116,6 +117,12 @@ export async function exec(
     term = await openConsole(ctx, id, randomHex(8), stdio, !!options.stdin);
     streamsDone = wireConsole(term, stdinStream, outs.stdout, null);
   }
+  // Docker's exec events: exec_create and exec_start name the command; exec_die its exit code.
+  const execId = randomHex(32);
+  const attributes = containerAttributes(r, { execID: execId });
+  const command = options.cmd.join(" ");
+  emitEvent(ctx, "container", `exec_create: ${command}`, id, attributes);
+  emitEvent(ctx, "container", `exec_start: ${command}`, id, attributes);
   const result = rt(ctx, id).exec(id, {
     process: proc,
     detach: options.detach ?? false,
@@ -145,6 +152,9 @@ export async function exec(
   const exited = (async () => {
     try {
       const { exitCode } = await result;
+      // A detached exec's end is nobody's to see (no monitor holds it): no exec_die then.
+      if (!options.detach)
+        emitEvent(ctx, "container", "exec_die", id, { ...attributes, exitCode: String(exitCode) });
       return exitCode;
     } finally {
       if (term) await closeConsole(term, result);

@@ -238,6 +238,44 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(ids).toContain(`image ${imageId}\n`);
   }, 60_000);
 
+  test("exec: exec_create and exec_start name the command, exec_die has its exit code, one execID", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-exec", IMAGE, "sleep", "60"]).status).toBe(0);
+    expect(pivot(["exec", "ev-exec", "sh", "-c", "exit 7"]).status).toBe(7);
+    expect(pivot(["exec", "-d", "ev-exec", "true"]).status).toBe(0);
+    const r = pivot([
+      "events",
+      "--since",
+      started,
+      "--until",
+      "0s",
+      "--filter",
+      "container=ev-exec",
+      "--filter",
+      "event=exec_create",
+      "--filter",
+      "event=exec_start",
+      "--filter",
+      "event=exec_die",
+      "--format",
+      "{{.Action}}|{{.Actor.Attributes.execID}}|{{.Actor.Attributes.exitCode}}",
+    ]);
+    const rows = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split("|"));
+    expect(rows.map((x) => x[0])).toEqual([
+      "exec_create: sh -c exit 7",
+      "exec_start: sh -c exit 7",
+      "exec_die",
+      "exec_create: true",
+      "exec_start: true",
+    ]);
+    expect(new Set(rows.slice(0, 3).map((x) => x[1])).size).toBe(1);
+    expect(rows[0]![1]).toMatch(/^[0-9a-f]{64}$/);
+    expect(rows[2]![2]).toBe("7");
+  }, 60_000);
+
   test("bad flags are refused with what to do", () => {
     for (const [args, message] of [
       [["--filter", "colour=red"], "not a filter of events"],
