@@ -290,9 +290,19 @@ export async function removeLocked(
       });
     }
     markManualStop(ctx, id, r);
+    let killed = false;
     try {
       rt(ctx, id).kill(id, "SIGKILL", true);
+      killed = true;
     } catch {}
+    const runtime = rt(ctx, id, r);
+    if (runtime.store.exists(id)) await runtime.delete(id, true).catch(() => {});
+    // Docker's rm -f: kill, die, destroy. The run's own end (conmon's exit hook, an attached
+    // monitor) finds the container gone under this lock, and reports nothing.
+    if (killed) {
+      emitEvent(ctx, "container", "kill", id, containerAttributes(r, { signal: "9" }));
+      emitEvent(ctx, "container", "die", id, containerAttributes(r, { exitCode: "137" }));
+    }
   }
   const runtime = rt(ctx, id, r);
   if (runtime.store.exists(id)) await runtime.delete(id, true).catch(() => {});

@@ -110,6 +110,27 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(times).toEqual([...times].sort((a, b) => a - b));
   }, 90_000);
 
+  test("rm -f of a running container: kill (9), die (137), destroy, as Docker's; once each", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-rmf", IMAGE, "sleep", "60"]).status).toBe(0);
+    expect(pivot(["rm", "-f", "ev-rmf"]).status).toBe(0);
+    Bun.sleepSync(500); // conmon's exit hook, had it anything to report
+    const lines = pivot([
+      "events",
+      "--since",
+      started,
+      "--until",
+      "0s",
+      "--filter",
+      "container=ev-rmf",
+      "--format",
+      "{{.Action}} {{.Actor.Attributes.signal}} {{.Actor.Attributes.exitCode}}",
+    ]).stdout;
+    expect(lines).toBe(
+      "create <no value> <no value>\nstart <no value> <no value>\nkill 9 <no value>\ndie <no value> 137\ndestroy <no value> <no value>\n",
+    );
+  }, 60_000);
+
   test("restart: kill, die, stop, start, then restart, as Docker's", () => {
     const started = new Date().toISOString();
     expect(pivot(["run", "-d", "--name", "ev-restart", IMAGE, "sleep", "60"]).status).toBe(0);
