@@ -111,7 +111,7 @@ export async function importRootfs(
         : MediaType.ociLayer;
   const layer: LayerRecord = await store.importLayer(blob.digest, mediaType, archiveName);
   const created = new Date().toISOString();
-  return createImage(store, {
+  const image = await createImage(store, {
     layers: [
       { descriptor: { mediaType, digest: blob.digest, size: blob.size }, diffId: layer.diffId },
     ],
@@ -128,4 +128,7 @@ export async function importRootfs(
     },
     refs,
   });
+  // Docker's import: its names' `tag` events, then `import`.
+  store.onEvent?.("import", image.id, { name: image.id });
+  return image;
 }

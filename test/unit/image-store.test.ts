@@ -295,6 +295,18 @@ describe("importRootfs", () => {
     });
   }
 
+  test("an import is its names' tag events, then import, as Docker's", async () => {
+    const file = join(root, "rootfs.tar");
+    await writeFile(file, buildTar([{ name: "etc/os-release", content: "ID=test\n" }]));
+    const events: string[] = [];
+    store.onEvent = (action, id, attributes) => events.push(`${action} ${id} ${attributes.name}`);
+    const img = await importRootfs(store, file, { refs: ["myroot:v1"] });
+    expect(events).toEqual([
+      `tag ${img.id} docker.io/library/myroot:v1`,
+      `import ${img.id} ${img.id}`,
+    ]);
+  });
+
   test("a bad or digest reference is refused before the tarball is read; nothing is stored", async () => {
     const file = join(root, "rootfs.tar");
     await writeFile(file, buildTar([{ name: "etc/os-release", content: "ID=test\n" }]));
