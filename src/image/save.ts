@@ -68,6 +68,8 @@ export async function* saveImages(
     throw new ImageError(`unknown archive format "${format}"`, {
       hint: "use docker-archive or oci-archive",
     });
+  // Docker's save event, one an image, once the archive is written whole.
+  for (const { image } of items) store.onEvent?.("save", image.id, { name: image.id });
 }
 
 // ---- tar writing ----

@@ -5,6 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { InvalidImageError, LayerUnpackError } from "../../src/image/errors.ts";
 import { loadImages } from "../../src/image/load.ts";
+import { resolveSaveItems, saveImages } from "../../src/image/save.ts";
 import { ImageStore, type StoredImage } from "../../src/image/store.ts";
 import { MediaType } from "../../src/image/types.ts";
 import { buildTestImage } from "../fixtures/image-build.ts";
@@ -116,6 +117,22 @@ describe("docker-archive", () => {
     store.onEvent = (action, id, attributes) => events.push(`${action} ${id} ${attributes.name}`);
     const img = (await loadImages(store, file)).images[0]!;
     expect(events).toEqual([`load ${img.id} ${img.id}`]);
+  });
+
+  test("a save is one `save` event an image once the archive is written, as Docker's", async () => {
+    const file = join(work, "image.tar");
+    await writeFile(file, dockerArchive());
+    const img = (await loadImages(store, file)).images[0]!;
+    const events: string[] = [];
+    store.onEvent = (action, id) => events.push(`${action} ${id}`);
+    const items = await resolveSaveItems(store, ["busybox"]);
+    let bytes = 0;
+    for await (const chunk of saveImages(store, items)) {
+      bytes += chunk.length;
+      expect(events).toEqual([]); // not before the end
+    }
+    expect(bytes).toBeGreaterThan(0);
+    expect(events).toEqual([`save ${img.id}`]);
   });
 
   test("a hostile layer fails the load and tags nothing", async () => {
