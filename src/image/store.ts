@@ -550,7 +550,11 @@ export class ImageStore {
    * Removes an image (every index entry of manifest `digest`, tagged or not).
    * Its blobs and layers stay until garbage collection. Returns the names it had.
    */
-  async removeManifest(digest: string): Promise<string[]> {
+  async removeManifest(
+    digest: string,
+    /** events false: a build's intermediate image, never announced, goes without a `delete`. */
+    options: { events?: boolean } = {},
+  ): Promise<string[]> {
     const names: string[] = [];
     let found = false;
     await this.updateIndex((index) => {
@@ -563,7 +567,7 @@ export class ImageStore {
       });
     });
     if (!found) throw new ImageNotFoundError(digest, this.root);
-    if (this.onEvent) {
+    if (this.onEvent && options.events !== false) {
       const id = await this.imageIdOf(digest);
       for (const n of names) this.onEvent("untag", id, { name: n });
       this.onEvent("delete", id, {});

@@ -630,6 +630,20 @@ COPY --from=one /built /built
     expect(r.stdout).toBe("f\n");
   }, 120_000);
 
+  test("a build's intermediate images come and go without image events: the result's tag only, as Docker's", async () => {
+    const dir = context("events", { Dockerfile: `FROM ${IMAGE}\nENV A=1\nRUN true\nENV B=2\n` });
+    await Bun.sleep(20); // after the events of the test before (its images' removal)
+    const since = new Date();
+    // Twice: the second build's cache hits are listed for it and taken out again.
+    for (let i = 0; i < 2; i++)
+      await t.engine.build({ context: dir, tag: "localhost/events:1", network: "none" });
+    const seen: string[] = [];
+    const filters = { type: ["image"] };
+    for await (const e of t.engine.events({ since, until: new Date(), filters }))
+      seen.push(`${e.Action} ${e.Actor.Attributes.name}`);
+    expect(seen).toEqual(["tag localhost/events:1", "tag localhost/events:1"]);
+  }, 120_000);
+
   test("container prune leaves the created (never started) containers of a running build, not a dead one's", async () => {
     // A COPY's container, as a build records it before creating it; the build is this process.
     const name = "pivot-build-0123456789ab";
@@ -667,18 +681,28 @@ COPY --from=one /built /built
     const base = await t.engine.create({ image: IMAGE, cmd: ["true"] });
     const untagged = await t.engine.commit(base.id);
     const user = await t.engine.create({ image: untagged.id, cmd: ["true"] });
-    const desc = (await store.readIndex()).manifests.find(
-      (d) => d.digest === untagged.manifestDigest,
-    )!;
+    // And one of its own: untagged, unused, removed (an intermediate: no image event).
+    const spare = await t.engine.commit(base.id);
+    const descOf = async (digest: string) => {
+      const d = (await store.readIndex()).manifests.find((m) => m.digest === digest)!;
+      return { mediaType: d.mediaType, digest: d.digest, size: d.size };
+    };
     run.containers.push("pivot-build-bbbbbbbbbbbb", "pivot-build-aaaaaaaaaaaa");
-    run.images.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size });
+    run.images.push(await descOf(untagged.manifestDigest), await descOf(spare.manifestDigest));
     await writeBuildRun(store, run);
     try {
+      await Bun.sleep(20);
+      const since = new Date();
       expect(await removeDeadBuilds(t.engine, store)).toEqual([run.id]);
       const left = (await t.engine.list({ all: true })).map((c) => c.id).sort();
       expect(left).toEqual([named.id, base.id, user.id].sort());
       expect(left).not.toContain(own.id);
       expect((await store.resolve(untagged.manifestDigest)).id).toBe(untagged.id);
+      expect(await store.resolve(spare.manifestDigest).catch(() => null)).toBeNull();
+      const filters = { type: ["image"] };
+      const events = [];
+      for await (const e of t.engine.events({ since, until: new Date(), filters })) events.push(e);
+      expect(events).toEqual([]);
     } finally {
       removeBuildRun(store, run.id);
     }

@@ -1038,7 +1038,8 @@ class Builder {
       // Named meanwhile (someone tagged an intermediate image by its id): it is theirs now.
       const image = await this.store.resolve(d).catch(() => null);
       if (image === null || image.names.length > 0) continue;
-      await this.store.removeManifest(d).catch(() => {});
+      // No event: Docker's classic builder keeps its intermediates, never announced either.
+      await this.store.removeManifest(d, { events: false }).catch(() => {});
       removed++;
     }
     // The record goes before the collection: it would keep the images just taken out.

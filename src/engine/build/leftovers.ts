@@ -76,7 +76,8 @@ export async function removeDeadBuilds(engine: Engine, store: ImageStore): Promi
       // Named meanwhile (tagged by its id, or the build's tagged result): it is someone's image.
       const image = await store.resolve(d.digest).catch(() => null);
       if (image === null || image.names.length > 0 || used.has(image.id)) continue;
-      await store.removeManifest(d.digest).catch(() => {});
+      // No event, as the build's own cleanup: an intermediate image is never announced.
+      await store.removeManifest(d.digest, { events: false }).catch(() => {});
     }
     removeBuildRun(store, run.id);
     removed.push(run.id);
