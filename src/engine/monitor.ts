@@ -244,6 +244,11 @@ export class LogWriter {
   private failed = false;
   /** Bytes in the file: what it held when opened, plus what this writer added. */
   private size = 0;
+  /**
+   * A decoder a stream: a read of the pipe may end inside a UTF-8 character, whose first bytes
+   * wait for the rest (decoded a read at a time, each half became U+FFFD; conmon logs bytes).
+   */
+  private readonly decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
   constructor(
     private readonly path: string,
     private readonly config: LogConfig = { driver: "k8s-file" },
@@ -251,8 +256,11 @@ export class LogWriter {
     if (config.driver === "none") this.failed = true; // nothing is ever written
   }
   write(stream: "stdout" | "stderr", chunk: Buffer | string): void {
-    const text = formatLogLines(stream, chunk.toString(), logTimestamp());
-    if (!text || this.failed) return;
+    if (this.failed) return;
+    const decoded =
+      typeof chunk === "string" ? chunk : this.decoders[stream].decode(chunk, { stream: true });
+    const text = formatLogLines(stream, decoded, logTimestamp());
+    if (!text) return;
     if (this.fd < 0 && !this.open("a")) return;
     const max = this.config.maxSize;
     if (max === undefined) {
@@ -268,6 +276,11 @@ export class LogWriter {
     }
   }
   close(): void {
+    // A character the output ended inside of: its bytes as U+FFFD, as they are.
+    for (const stream of ["stdout", "stderr"] as const) {
+      const rest = this.decoders[stream].decode();
+      if (rest) this.write(stream, rest);
+    }
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
     this.failed = true; // nothing more is written

@@ -82,6 +82,19 @@ describe("LogWriter", () => {
     w.close();
     expect(readFileSync(path, "utf8")).toMatch(/^\S+ stderr F one more line\n$/);
   });
+  test("a character split across two reads of the pipe is logged whole, as conmon logs it", async () => {
+    const path = join(scratch(), "ctr.log");
+    const w = new LogWriter(path);
+    const bytes = Buffer.from("héllo wörld\n");
+    // Split inside the two-byte é, then inside ö: each read ends mid-character.
+    w.write("stdout", bytes.subarray(0, 2));
+    w.write("stdout", bytes.subarray(2, 9));
+    w.write("stdout", bytes.subarray(9));
+    // Output that ends inside a character: what there is, at the close.
+    w.write("stderr", Buffer.from("é").subarray(0, 1));
+    w.close();
+    expect((await collect(path)).join("")).toBe("héllo wörld\n\ufffd");
+  });
   test("the none driver writes nothing", () => {
     const path = join(scratch(), "ctr.log");
     const w = new LogWriter(path, { driver: "none" });
