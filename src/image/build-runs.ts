@@ -28,6 +28,12 @@ export interface BuildRun {
    * while it runs, as its own are, and never removed for it once it is dead.
    */
   uses: Descriptor[];
+  /**
+   * Of `images`, the digests the build put into index.json (made, or a cache hit it listed),
+   * each named before it is listed: all that a dead build's sweep may take out again. A cache
+   * hit that was listed already (a user's untagged image) is not the build's to remove.
+   */
+  made: string[];
   /** The names of the containers it created (pivot-build-<12 hex>). */
   containers: string[];
 }
@@ -57,7 +63,15 @@ export function buildRunDir(store: ImageStore, id: string): string {
 export function newBuildRun(id: string): BuildRun {
   const stat = procStat(process.pid);
   if (stat === null) throw new Error(`cannot read /proc/${process.pid}/stat`);
-  return { id, pid: process.pid, startTime: stat.startTime, images: [], uses: [], containers: [] };
+  return {
+    id,
+    pid: process.pid,
+    startTime: stat.startTime,
+    images: [],
+    uses: [],
+    made: [],
+    containers: [],
+  };
 }
 
 /** Writes (or rewrites) RUN's record. */
@@ -100,6 +114,7 @@ export function parseBuildRun(id: string, text: string): BuildRun | null {
     !/^\d+$/.test(r.startTime) ||
     !Array.isArray(r.images) ||
     !(r.uses === undefined || Array.isArray(r.uses)) ||
+    !(r.made === undefined || Array.isArray(r.made)) ||
     !Array.isArray(r.containers)
   )
     return null;
@@ -107,6 +122,10 @@ export function parseBuildRun(id: string, text: string): BuildRun | null {
   // A record of before `uses` has none.
   const uses = parseDescriptors(r.uses ?? []);
   if (images === null || uses === null) return null;
+  // A record of before `made` listed only what the build made or listed.
+  const made = (r.made as unknown[] | undefined) ?? images.map((d) => d.digest);
+  if (!made.every((d) => typeof d === "string" && d.startsWith("sha256:") && isDigest(d)))
+    return null;
   const containers = r.containers as unknown[];
   if (!containers.every((c) => typeof c === "string" && CONTAINER.test(c))) return null;
   return {
@@ -115,6 +134,7 @@ export function parseBuildRun(id: string, text: string): BuildRun | null {
     startTime: r.startTime,
     images,
     uses,
+    made: made as string[],
     containers: containers as string[],
   };
 }

@@ -662,7 +662,7 @@ COPY --from=one /built /built
     }
   }, 60_000);
 
-  test("a dead build's record removes only what is provably its own: not a container merely named like a build's, nor an untagged image a container uses", async () => {
+  test("a dead build's record removes only what is provably its own: not a container merely named like a build's, nor an untagged image a container uses or that it did not list", async () => {
     const store = await t.engine.images();
     const run = { ...newBuildRun("0011223344556677"), startTime: "1" }; // dead: another start
     // The build's own container (labelled with its id), and a user's named like one.
@@ -683,12 +683,16 @@ COPY --from=one /built /built
     const user = await t.engine.create({ image: untagged.id, cmd: ["true"] });
     // And one of its own: untagged, unused, removed (an intermediate: no image event).
     const spare = await t.engine.commit(base.id);
+    // A cache hit that was listed before the build (not among what it listed): a user's.
+    const listedBefore = await t.engine.commit(base.id);
     const descOf = async (digest: string) => {
       const d = (await store.readIndex()).manifests.find((m) => m.digest === digest)!;
       return { mediaType: d.mediaType, digest: d.digest, size: d.size };
     };
     run.containers.push("pivot-build-bbbbbbbbbbbb", "pivot-build-aaaaaaaaaaaa");
-    run.images.push(await descOf(untagged.manifestDigest), await descOf(spare.manifestDigest));
+    for (const image of [untagged, spare, listedBefore])
+      run.images.push(await descOf(image.manifestDigest));
+    run.made.push(untagged.manifestDigest, spare.manifestDigest);
     await writeBuildRun(store, run);
     try {
       await Bun.sleep(20);
@@ -699,6 +703,7 @@ COPY --from=one /built /built
       expect(left).not.toContain(own.id);
       expect((await store.resolve(untagged.manifestDigest)).id).toBe(untagged.id);
       expect(await store.resolve(spare.manifestDigest).catch(() => null)).toBeNull();
+      expect((await store.resolve(listedBefore.manifestDigest)).id).toBe(listedBefore.id);
       const filters = { type: ["image"] };
       const events = [];
       for await (const e of t.engine.events({ since, until: new Date(), filters })) events.push(e);

@@ -485,13 +485,14 @@ class Builder {
     await this.noteImage(record.manifest);
     const listed = (await this.store.readIndex()).manifests.some((d) => d.digest === digest);
     if (!listed) {
+      // Named as listed by this build before it is: a dead build's sweep takes it out again.
+      await this.noteMade(digest);
       try {
         // Refused when the manifest's blob is gone.
         await this.store.addImage(record.manifest);
       } catch {
         return null;
       }
-      this.made.push(digest);
     }
     try {
       await this.store.ensureImageLayers(image);
@@ -516,18 +517,36 @@ class Builder {
       desc !== undefined &&
       !(await this.store.readIndex()).manifests.some((d) => d.digest === desc.digest)
     ) {
+      await this.noteMade(desc.digest);
       await this.store.addImage(desc);
-      if (!this.made.includes(desc.digest)) this.made.push(desc.digest);
     }
     return image.id;
   }
 
-  /** Names DESC's image in this build's record (kept while the build runs) and as listable. */
-  private async noteImage(desc: Descriptor): Promise<void> {
+  /**
+   * DIGEST is listed by this build (made, or listed again for it): its cleanup takes it out, and
+   * its record says so, for a dead build's sweep (which leaves what it did not list).
+   */
+  private async noteMade(digest: string): Promise<void> {
+    if (!this.made.includes(digest)) this.made.push(digest);
+    const record = this.record!;
+    if (record.made.includes(digest)) return;
+    record.made.push(digest);
+    await writeBuildRun(this.store, record);
+  }
+
+  /**
+   * Names DESC's image in this build's record (kept while the build runs) and as listable;
+   * MADE: the build made it (listed it), which its cleanup and a dead build's sweep take out.
+   */
+  private async noteImage(desc: Descriptor, made = false): Promise<void> {
     this.listable.set(desc.digest, desc);
     const record = this.record!;
-    if (record.images.some((d) => d.digest === desc.digest)) return;
-    record.images.push(desc);
+    const known = record.images.some((d) => d.digest === desc.digest);
+    if (made && !this.made.includes(desc.digest)) this.made.push(desc.digest);
+    if (known && (!made || record.made.includes(desc.digest))) return;
+    if (!known) record.images.push(desc);
+    if (made && !record.made.includes(desc.digest)) record.made.push(desc.digest);
     await writeBuildRun(this.store, record);
   }
 
@@ -659,8 +678,7 @@ class Builder {
         history: o.history.map((h) => ({ created: h.created ?? created, ...h })),
       },
     });
-    this.made.push(image.manifestDigest);
-    await this.noteImage(this.descriptorOf(image));
+    await this.noteImage(this.descriptorOf(image), true);
     return image;
   }
 
@@ -764,8 +782,7 @@ class Builder {
   /** Commits container ID as the step's layer, under history entry CREATED_BY, and removes it. */
   private async commitStep(id: string, createdBy: string): Promise<void> {
     const committed = await this.engine.commit(id, { pause: false });
-    this.made.push(committed.manifestDigest);
-    await this.noteImage(this.descriptorOf(committed));
+    await this.noteImage(this.descriptorOf(committed), true);
     await this.removeContainer(id);
     // commit's history entry names the container: relabeled as the instruction.
     const history = [...(committed.config.history ?? [])];

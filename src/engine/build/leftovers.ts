@@ -68,11 +68,12 @@ export async function removeDeadBuilds(engine: Engine, store: ImageStore): Promi
     for (const m of mountsBelow(dir)) await unmountOverlay(m, { lazy: true }).catch(() => {});
     if (mountsBelow(dir).length > 0) continue;
     await rm(dir, { recursive: true, force: true });
-    // The images containers use, the build's own gone: a cache hit the record lists may be a
-    // user's untagged image that a container was created from.
+    // The images containers use, the build's own gone: one the build listed may have been
+    // tagged by its id and used, or untagged again, meanwhile.
     const used = new Set((await engine.list({ all: true })).map((c) => c.imageId));
     for (const d of run.images) {
-      if (live.has(d.digest)) continue;
+      // Only what it listed itself: a cache hit listed already may be a user's untagged image.
+      if (!run.made.includes(d.digest) || live.has(d.digest)) continue;
       // Named meanwhile (tagged by its id, or the build's tagged result): it is someone's image.
       const image = await store.resolve(d.digest).catch(() => null);
       if (image === null || image.names.length > 0 || used.has(image.id)) continue;
