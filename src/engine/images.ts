@@ -138,16 +138,24 @@ async function keptImages(store: ImageStore, usage: ImageUsage): Promise<StoredI
 
 /**
  * `pivot builder prune`: the build cache's dangling records (those no kept image was built
- * through, as `system prune` removes), or with `all` every record. The images they named are
- * left to `image prune`. Returns the keys removed.
+ * through, as `system prune` removes), or with `all` every record; then collection frees the
+ * images only they held (out of index.json: no image prune would find them), as Docker's
+ * builder prune reclaims their space. Returns the keys removed.
  */
 export async function pruneBuilder(
   engine: Engine,
   options: { all?: boolean } = {},
 ): Promise<string[]> {
   const store = await engine.images();
-  if (options.all) return pruneBuildCache(store, { all: true });
-  return pruneBuildCache(store, { danglingOf: await keptImages(store, await imageUsage(engine)) });
+  const usage = await imageUsage(engine);
+  const removed = await pruneBuildCache(
+    store,
+    options.all ? { all: true } : { danglingOf: await keptImages(store, usage) },
+  );
+  // The images only those records held (out of index.json), their blobs and layers, go now:
+  // the records were what kept them.
+  if (removed.length > 0) await collectGarbage(store, { keepLayers: usage.containerLayers });
+  return removed;
 }
 
 /**

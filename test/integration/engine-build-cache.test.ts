@@ -18,7 +18,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pruneImages } from "../../src/engine/images.ts";
+import { pruneBuilder, pruneImages } from "../../src/engine/images.ts";
 import { buildContext } from "../fixtures/build-context.ts";
 import {
   CONFIGURED,
@@ -413,6 +413,23 @@ ${report("copy-after")}
     await build(dir);
     expect(hits).toEqual(["/df", "/df"]);
   }, 180_000);
+
+  test("builder prune frees what the records it removes held: their images' layers go", async () => {
+    const dir = context("builder-prune", {
+      Dockerfile: `FROM ${IMAGE}\nRUN echo built > /built\n`,
+    });
+    const { image } = await build(dir);
+    const layer = image.layers.at(-1)!.diffId.slice(7);
+    const layers = () => readdirSync(join(t.root, "layers", "sha256"));
+    expect(layers()).toContain(layer);
+    // Untagged: its records are dangling, and nothing else holds the RUN's layer.
+    expect(pivotCli(t.root, ["rmi", "localhost/cached:1"]).status).toBe(0);
+    expect(layers()).toContain(layer); // the records keep it
+    // In this process: another's collection keeps what this one (a writer) wrote in the last minute.
+    expect((await pruneBuilder(t.engine)).length).toBeGreaterThan(0);
+    expect(records()).toEqual([]);
+    expect(layers()).not.toContain(layer);
+  }, 120_000);
 
   test("COPY --from a stage rebuilt with the same files (new mtimes, new layers) uses the cache", async () => {
     // The first stage's RUN runs again for another build arg, writing the same /out.txt anew:
