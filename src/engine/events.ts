@@ -209,11 +209,25 @@ export const EVENT_FILTER_KEYS = [
   "volume",
 ] as const;
 
+/**
+ * What an image filter matches of reference REF, as Docker's: the reference, and it without its
+ * tag or digest, in full and in Docker's short form (busybox for docker.io/library/busybox).
+ */
+function imageFilterNames(ref: string): string[] {
+  const noDigest = ref.split("@")[0]!;
+  const colon = noDigest.lastIndexOf(":");
+  const name = colon > noDigest.lastIndexOf("/") ? noDigest.slice(0, colon) : noDigest;
+  return [ref, name, name.replace(/^docker\.io\/(library\/)?/, "")];
+}
+
 /** Docker's event filters: OR within a key, AND across keys. */
 export function matchesEventFilters(e: EngineEvent, filters: Record<string, string[]>): boolean {
   const attrs = e.Actor.Attributes;
+  // Docker's fuzzy match: the id or the name, whole or a prefix of it.
   const actorIs = (type: EventType, v: string) =>
-    e.Type === type && (e.Actor.ID === v || e.Actor.ID.startsWith(v) || attrs.name === v);
+    e.Type === type && (e.Actor.ID.startsWith(v) || attrs.name?.startsWith(v) === true);
+  const imageIs = (ref: string | undefined, v: string) =>
+    ref !== undefined && imageFilterNames(ref).includes(v);
   for (const [key, values] of Object.entries(filters)) {
     if (values.length === 0) continue;
     const one = (v: string): boolean => {
@@ -225,9 +239,10 @@ export function matchesEventFilters(e: EngineEvent, filters: Record<string, stri
         case "container":
           return actorIs("container", v);
         case "image":
-          return (
-            (e.Type === "container" && (attrs.image === v || e.from === v)) || actorIs("image", v)
-          );
+          return e.Type === "container"
+            ? imageIs(attrs.image, v) || imageIs(e.from, v)
+            : e.Type === "image" &&
+                (e.Actor.ID === v || e.Actor.ID.startsWith(v) || imageIs(attrs.name, v));
         case "volume":
           return actorIs("volume", v);
         case "network":

@@ -158,6 +158,36 @@ describe("filters and format", () => {
     expect(m({ label: ["constructor"] })).toBe(false); // own attributes only
     expect(m({ type: ["volume"] })).toBe(false);
   });
+  test("container, volume and network filters take a prefix of the name too, image one without the tag, as Docker's", () => {
+    const e = event({
+      Actor: {
+        ID: "abc123",
+        Attributes: { name: "web-2", image: "docker.io/library/busybox:1.36" },
+      },
+      from: "docker.io/library/busybox:1.36",
+    });
+    const m = (f: Record<string, string[]>) => matchesEventFilters(e, f);
+    expect(m({ container: ["web"] })).toBe(true); // Docker's fuzzy match
+    expect(m({ container: ["db"] })).toBe(false);
+    for (const image of ["busybox", "docker.io/library/busybox", "docker.io/library/busybox:1.36"])
+      expect(m({ image: [image] })).toBe(true);
+    expect(m({ image: ["busybox:latest"] })).toBe(false);
+    expect(m({ image: ["bus"] })).toBe(false); // no prefix of an image's name
+    const tagged = event({
+      Type: "image",
+      Action: "tag",
+      Actor: { ID: "sha256:0123abcd", Attributes: { name: "localhost/app:2" } },
+    });
+    expect(matchesEventFilters(tagged, { image: ["localhost/app"] })).toBe(true);
+    expect(matchesEventFilters(tagged, { image: ["sha256:0123"] })).toBe(true);
+    expect(matchesEventFilters(tagged, { container: ["localhost/app"] })).toBe(false);
+    const net = event({
+      Type: "network",
+      Action: "connect",
+      Actor: { ID: "f00d", Attributes: { name: "backend-net", container: "abc123" } },
+    });
+    expect(matchesEventFilters(net, { network: ["backend"] })).toBe(true);
+  });
   test("Docker's line and the flags' checks", () => {
     const line = formatEvent(event({ timeNano: Date.UTC(2026, 10, 29, 10, 0, 0, 123) * 1e6 }));
     expect(line).toMatch(
