@@ -14,7 +14,7 @@ import { readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { isDigest } from "./digest.ts";
 import type { ImageStore, StoredImage } from "./store.ts";
-import { type Descriptor, isManifestMediaType, MediaType } from "./types.ts";
+import { type Descriptor, MediaType, manifestDescriptorOf } from "./types.ts";
 
 /** What a record holds. */
 export interface BuildCacheRecord {
@@ -57,25 +57,16 @@ export function parseRecord(key: string, text: string): BuildCacheRecord | null 
     return null;
   }
   if (typeof v !== "object" || v === null) return null;
-  const r = v as { manifest?: Partial<Descriptor>; id?: unknown };
-  const m = r.manifest;
+  const r = v as { manifest?: unknown; id?: unknown };
+  const manifest = manifestDescriptorOf(r.manifest);
   if (
-    typeof m !== "object" ||
-    m === null ||
-    typeof m.digest !== "string" ||
-    !m.digest.startsWith("sha256:") ||
-    !isDigest(m.digest) ||
-    typeof m.size !== "number" ||
-    !Number.isSafeInteger(m.size) ||
-    m.size <= 0 ||
-    typeof m.mediaType !== "string" ||
-    !isManifestMediaType(m.mediaType) ||
+    manifest === null ||
     typeof r.id !== "string" ||
     !r.id.startsWith("sha256:") ||
     !isDigest(r.id)
   )
     return null;
-  return { key, manifest: { mediaType: m.mediaType, digest: m.digest, size: m.size }, id: r.id };
+  return { key, manifest, id: r.id };
 }
 
 /** Every well-formed record (the others are left to prune). */

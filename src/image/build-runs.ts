@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { procStat } from "../runtime/state.ts";
 import { isDigest } from "./digest.ts";
 import type { ImageStore } from "./store.ts";
-import { type Descriptor, isManifestMediaType } from "./types.ts";
+import { type Descriptor, manifestDescriptorOf } from "./types.ts";
 
 export interface BuildRun {
   /** 16 hex characters: the record's file name, and the name of the build's directory in tmp. */
@@ -142,21 +142,10 @@ export function parseBuildRun(id: string, text: string): BuildRun | null {
 /** A record's list of manifest descriptors, each checked; null when one is not well-formed. */
 function parseDescriptors(list: unknown[]): Descriptor[] | null {
   const out: Descriptor[] = [];
-  for (const d of list as Partial<Descriptor>[]) {
-    if (
-      typeof d !== "object" ||
-      d === null ||
-      typeof d.digest !== "string" ||
-      !d.digest.startsWith("sha256:") ||
-      !isDigest(d.digest) ||
-      typeof d.size !== "number" ||
-      !Number.isSafeInteger(d.size) ||
-      d.size <= 0 ||
-      typeof d.mediaType !== "string" ||
-      !isManifestMediaType(d.mediaType)
-    )
-      return null;
-    out.push({ mediaType: d.mediaType, digest: d.digest, size: d.size });
+  for (const value of list) {
+    const d = manifestDescriptorOf(value);
+    if (d === null) return null;
+    out.push(d);
   }
   return out;
 }

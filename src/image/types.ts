@@ -1,5 +1,7 @@
 /** The parts of the OCI image spec (and Docker's schema 2) that Pivot reads and writes. */
 
+import { isDigest } from "./digest.ts";
+
 export const MediaType = {
   ociLayout: "application/vnd.oci.layout.header.v1+json",
   ociIndex: "application/vnd.oci.image.index.v1+json",
@@ -103,6 +105,28 @@ export function isIndexMediaType(mediaType: string | undefined): boolean {
 
 export function isManifestMediaType(mediaType: string | undefined): boolean {
   return mediaType === MediaType.ociManifest || mediaType === MediaType.dockerManifest;
+}
+
+/**
+ * An image manifest's descriptor read from a file anyone with access to the store may have
+ * written (a build's records): a sha256 digest, a positive size, a manifest media type, or null.
+ */
+export function manifestDescriptorOf(value: unknown): Descriptor | null {
+  const d = value as Partial<Descriptor> | null;
+  if (
+    typeof d !== "object" ||
+    d === null ||
+    typeof d.digest !== "string" ||
+    !d.digest.startsWith("sha256:") ||
+    !isDigest(d.digest) ||
+    typeof d.size !== "number" ||
+    !Number.isSafeInteger(d.size) ||
+    d.size <= 0 ||
+    typeof d.mediaType !== "string" ||
+    !isManifestMediaType(d.mediaType)
+  )
+    return null;
+  return { mediaType: d.mediaType, digest: d.digest, size: d.size };
 }
 
 /** The OCI architecture name of the machine running this code. */
