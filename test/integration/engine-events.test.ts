@@ -27,6 +27,10 @@ afterEach(() => {
 
 const pivot = (args: string[]) => pivotCli(t.root, args, { timeoutMs: 60_000 });
 
+/** `pivot events` replaying what was recorded from SINCE until now, with more flags. */
+const recorded = (since: string, ...flags: string[]) =>
+  pivot(["events", "--since", since, "--until", "0s", ...flags]);
+
 interface Event {
   Type: string;
   Action: string;
@@ -115,17 +119,13 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(pivot(["run", "-d", "--name", "ev-rmf", IMAGE, "sleep", "60"]).status).toBe(0);
     expect(pivot(["rm", "-f", "ev-rmf"]).status).toBe(0);
     Bun.sleepSync(500); // conmon's exit hook, had it anything to report
-    const lines = pivot([
-      "events",
-      "--since",
+    const lines = recorded(
       started,
-      "--until",
-      "0s",
       "--filter",
       "container=ev-rmf",
       "--format",
       "{{.Action}} {{.Actor.Attributes.signal}} {{.Actor.Attributes.exitCode}}",
-    ]).stdout;
+    ).stdout;
     expect(lines).toBe(
       "create <no value> <no value>\nstart <no value> <no value>\nkill 9 <no value>\ndie <no value> 137\ndestroy <no value> <no value>\n",
     );
@@ -136,17 +136,13 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(pivot(["run", "-d", "--name", "ev-restart", IMAGE, "sleep", "60"]).status).toBe(0);
     expect(pivot(["restart", "-t", "0", "ev-restart"]).status).toBe(0);
     expect(pivot(["rm", "-f", "ev-restart"]).status).toBe(0);
-    const actions = pivot([
-      "events",
-      "--since",
+    const actions = recorded(
       started,
-      "--until",
-      "0s",
       "--filter",
       "container=ev-restart",
       "--format",
       "{{.Action}}",
-    ]).stdout.split("\n");
+    ).stdout.split("\n");
     const restart = actions.indexOf("restart");
     // The stop's kill and die (their order with stop is the exit hook's), then the new start.
     expect(actions.slice(0, 2)).toEqual(["create", "start"]);
@@ -160,8 +156,7 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
       0,
     );
     expect(pivot(["run", "--rm", "--name", "ev-other", IMAGE, "true"]).status).toBe(0);
-    const past = (args: string[]) =>
-      pivot(["events", "--since", started, "--until", "0s", ...args]);
+    const past = (args: string[]) => recorded(started, ...args);
     const byName = past(["--filter", "container=ev-past", "--format", "{{.Action}}"]);
     expect(byName).toEqual({ status: 0, stdout: "create\nstart\ndie\ndestroy\n", stderr: "" });
     const dies = past(["--filter", "event=die", "--format", "{{.Actor.Attributes.name}}"]);
@@ -214,17 +209,13 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(pivot(["tag", IMAGE, "localhost/ev-image:1"]).status).toBe(0);
     expect(pivot(["rmi", "localhost/ev-image:1"]).status).toBe(0);
     const past = (type: string) =>
-      pivot([
-        "events",
-        "--since",
+      recorded(
         started,
-        "--until",
-        "0s",
         "--filter",
         `type=${type}`,
         "--format",
         "{{.Action}} {{.Actor.Attributes.name}}",
-      ]).stdout;
+      ).stdout;
     // A volume's attributes have no name (Docker's: the driver): Go's <no value> for the key.
     expect(past("volume").split("\n").filter(Boolean)).toEqual([
       "create <no value>",
@@ -241,19 +232,15 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
       "untag localhost/ev-image:1",
     ]);
     // The actor of a volume event is its name; of an image event, the image's id.
-    const ids = pivot([
-      "events",
-      "--since",
+    const ids = recorded(
       started,
-      "--until",
-      "0s",
       "--filter",
       "type=volume",
       "--filter",
       "type=image",
       "--format",
       "{{.Type}} {{.Actor.ID}}",
-    ]).stdout;
+    ).stdout;
     expect(ids).toContain("volume ev-vol\n");
     const imageId = pivot(["image", "inspect", "-f", "{{.Id}}", IMAGE]).stdout.trim();
     expect(ids).toContain(`image ${imageId}\n`);
@@ -264,12 +251,8 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(pivot(["run", "-d", "--name", "ev-exec", IMAGE, "sleep", "60"]).status).toBe(0);
     expect(pivot(["exec", "ev-exec", "sh", "-c", "exit 7"]).status).toBe(7);
     expect(pivot(["exec", "-d", "ev-exec", "true"]).status).toBe(0);
-    const r = pivot([
-      "events",
-      "--since",
+    const r = recorded(
       started,
-      "--until",
-      "0s",
       "--filter",
       "container=ev-exec",
       "--filter",
@@ -280,7 +263,7 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
       "event=exec_die",
       "--format",
       "{{.Action}}|{{.Actor.Attributes.execID}}|{{.Actor.Attributes.exitCode}}",
-    ]);
+    );
     const rows = r.stdout
       .trim()
       .split("\n")
