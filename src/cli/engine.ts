@@ -48,7 +48,7 @@ import {
 } from "./command-groups.ts";
 import { HEALTH_FLAGS, healthOptions } from "./health-flags.ts";
 import { renderInspect } from "./inspect-format.ts";
-import { isShortCommand, startupOver } from "./jit.ts";
+import { longWorkAhead, noteCommandLine, startupOver, wantsTheJit } from "./jit.ts";
 import { BatchedOutput, writeErr, writeOut } from "./output.ts";
 import { RESOURCE_FLAGS, resourceOptions } from "./resource-flags.ts";
 
@@ -406,6 +406,7 @@ function commandWantsTrace(command: string, args: string[]): boolean {
 
 export async function main(argv: string[]): Promise<number> {
   const mainAt = performance.now();
+  noteCommandLine(argv);
   let debug = false;
   try {
     const global = parseArgs(argv, GLOBAL_FLAGS, 1);
@@ -442,7 +443,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(flag(global, "run-root") ? { runRoot: flag(global, "run-root")! } : {}),
       ...(trace ? { trace } : {}),
     });
-    if (!isShortCommand(command)) startupOver();
+    if (wantsTheJit(command, global.rest)) longWorkAhead();
     try {
       return await dispatch(engine, command, global.rest);
     } finally {
@@ -1121,7 +1122,7 @@ async function ensureImage(engine: Engine, image: string, policy: string): Promi
     }
   }
   try {
-    startupOver(); // a pull is long work in JavaScript
+    longWorkAhead(); // a pull: nothing exists yet that running again with the JIT would lose
     const { pullImage } = await import("../registry/index.ts");
     await pullImage(store, image);
   } catch (err) {

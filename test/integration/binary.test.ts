@@ -1,5 +1,6 @@
 // The compiled binary (scripts/build-binary.sh), as setup installs it: one program serving both
-// commands by the name it runs as, and deaf to the directory it is run in. Both commands run as
+// commands by the name it runs as, started by two front doors that turn the JIT off, and deaf to
+// the directory it is run in. Both commands run as
 // root wherever their caller stands (containerd runs the runtime in the bundle's directory, people
 // run `pivot` in any project's), so a bunfig.toml or .env there must not change what they do:
 // Bun's compiled programs read both by default, and a bunfig.toml `preload` runs that directory's
@@ -11,12 +12,21 @@ import {
   existsSync,
   mkdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
 import { isRoot, makeBundle, REPO, tempDir } from "../helpers.ts";
+
+function readlinkOrNull(path: string): string | null {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return null;
+  }
+}
 
 const dir = tempDir("pivot-binary-");
 const bin = join(dir, "bin");
@@ -38,7 +48,8 @@ beforeAll(() => {
   if (built.status !== 0) throw new Error(`build-binary.sh failed: ${built.stderr}`);
   // The launcher is looked for beside the binary.
   symlinkSync(join(REPO, "native/build/pivot-launcher"), join(bin, "pivot-launcher"));
-  symlinkSync("pivot", join(bin, "something-else"));
+  symlinkSync("pivot.bin", join(bin, "something-else"));
+  symlinkSync("pivot", join(bin, "docker"));
   symlinkSync("pivot-runtime", join(bin, "runc"));
   makeBundle(bundle);
   makeBundle(sleepBundle, (spec) => {
@@ -73,13 +84,16 @@ describe("the compiled binary", () => {
     const other = runBinary("something-else", ["--version"], dir);
     expect(other.status).toBe(2);
     expect(other.stderr).toContain("run me as pivot or pivot-runtime");
-    // The runtime's front door runs the runtime whatever name it is installed under.
+    // The front doors run their command whatever name they are installed under.
     const runc = runBinary("runc", ["--version"], dir);
     expect(runc.status).toBe(0);
     expect(runc.stdout).toStartWith("pivot-runtime version ");
+    const docker = runBinary("docker", ["--version"], dir);
+    expect(docker.status).toBe(0);
+    expect(docker.stdout).toStartWith("pivot version ");
   });
 
-  // pivot-runtime is native/runtime-front.c, which runs the program with JavaScriptCore's JIT off:
+  // pivot-runtime is native/front-door.c, which runs the program with JavaScriptCore's JIT off:
   // the environment of a `run` in progress shows what the program started with.
   async function environmentOfRun(name: string, env: NodeJS.ProcessEnv): Promise<string[]> {
     const child = spawn(
@@ -111,6 +125,60 @@ describe("the compiled binary", () => {
       const chosen = await environmentOfRun(`${id}-jit-1`, { ...callerEnv, BUN_JSC_useJIT: "1" });
       expect(chosen).toContain("BUN_JSC_useJIT=1");
       expect(chosen).not.toContain("BUN_JSC_useJIT=0");
+    },
+    60_000,
+  );
+
+  /** The environment `pivot ARGS` runs with once its program has started and had `settle` ms. */
+  async function environmentOfPivot(args: string[], settle: (env: string[]) => boolean) {
+    const child = spawn(join(bin, "pivot"), ["--root", root, ...args], {
+      cwd: dir,
+      env: (({ BUN_JSC_useJIT: _, ...rest }) => rest)(process.env),
+      stdio: ["pipe", "ignore", "ignore"],
+    });
+    const exited = new Promise((res) => child.on("exit", res));
+    try {
+      let env: string[] = [];
+      for (let i = 0; i < 200; i++) {
+        await Bun.sleep(50);
+        const exe = readlinkOrNull(`/proc/${child.pid}/exe`);
+        if (exe !== join(bin, "pivot.bin")) continue; // still the door
+        env = readFileSync(`/proc/${child.pid}/environ`, "utf8").split("\0");
+        if (settle(env)) break;
+      }
+      return env;
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
+  }
+
+  test.skipIf(!isRoot)(
+    "pivot runs short commands with the JIT off, and runs long ones again with it",
+    async () => {
+      let polls = 0;
+      // events (short) follows until killed: after a second it still runs as the door began it.
+      const short = await environmentOfPivot(["events"], () => ++polls >= 20);
+      expect(short).toContain("BUN_JSC_useJIT=0");
+      expect(short).toContain("PIVOT_DOOR_JIT_OFF=1");
+      // import (long) reads its tarball from the open stdin: by then it runs again, JIT on.
+      const long = await environmentOfPivot(
+        ["import", "-", "jit-test:1"],
+        (env) => !env.includes("PIVOT_DOOR_JIT_OFF=1"),
+      );
+      expect(long.length).toBeGreaterThan(1);
+      expect(long).not.toContain("BUN_JSC_useJIT=0");
+      expect(long).not.toContain("PIVOT_DOOR_JIT_OFF=1");
+      // A run that pulls runs again before the pull, with its arguments: here the pull fails.
+      const pulled = runBinary(
+        "pivot",
+        ["--root", root, "run", "--rm", "--pull", "always", "BAD/Name", "true"],
+        dir,
+      );
+      expect(pulled.status).toBe(125);
+      expect(pulled.stderr).toContain(
+        "image BAD/Name is not in the local store and pulling it failed",
+      );
     },
     60_000,
   );

@@ -373,6 +373,27 @@ describe("logs in conmon's k8s-file format", () => {
     expect(parseLogLine("T stderr F ")).toEqual({ time: "T", stream: "stderr", text: "\n" });
     expect(parseLogLine("garbage")).toBeNull();
   });
+  test("a chunk is formatted as its lines one by one would be, whatever it holds", () => {
+    const byLine = (text: string): string => {
+      const parts = text.split("\n");
+      return parts
+        .map((p, i) =>
+          i < parts.length - 1 ? `T$& stdout F ${p}\n` : p ? `T$& stdout P ${p}\n` : "",
+        )
+        .join("");
+    };
+    const pieces = ["a", "\n", "é", "$&", " ", "\r", "line two"];
+    let seed = 7;
+    for (let n = 0; n < 300; n++) {
+      let chunk = "";
+      for (let k = (n % 9) + 1; k > 0; k--) {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        chunk += pieces[seed % pieces.length];
+      }
+      expect(formatLogLines("stdout", chunk, "T$&")).toBe(byLine(chunk));
+    }
+    expect(formatLogLines("stdout", "", "T")).toBe("");
+  });
   test("timestamps are RFC 3339 with nanoseconds, parseable by Date", () => {
     const ts = logTimestamp(new Date("2024-01-02T03:04:05.678Z"));
     expect(ts).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.678000000[+-]\d\d:\d\d$/);

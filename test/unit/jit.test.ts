@@ -1,11 +1,12 @@
-// The compiled binary's JIT policy (src/util/jit.ts, src/cli/jit.ts): scaled up for a command's
-// start-up, normal again before long work in JavaScript. Observed through Bun.unsafe.setJITPolicy,
-// replaced by a recorder for the test.
+// The compiled binary's JIT (src/util/jit.ts, src/cli/jit.ts): which commands want it, and its
+// policy, scaled up for a command's start-up and normal again before long work in JavaScript,
+// observed through Bun.unsafe.setJITPolicy, replaced by a recorder for the test. The re-run with
+// the JIT of a program the front door started without it: test/integration/binary.test.ts.
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isShortCommand } from "../../src/cli/jit.ts";
+import { longWorkAhead, noteCommandLine, wantsTheJit } from "../../src/cli/jit.ts";
 import { unpackLayer } from "../../src/image/unpack.ts";
 import { buildTar } from "../fixtures/image-tar.ts";
 
@@ -35,9 +36,43 @@ test("unpacking a layer sets the normal policy, whichever command asked for it",
   expect(calls).toContain(1);
 });
 
-test("short commands keep the scaled policy; the ones moving data through JavaScript do not", () => {
-  for (const c of ["create", "start", "stop", "rm", "ps", "inspect", "run", "exec"])
-    expect(`${c}: ${isShortCommand(c)}`).toBe(`${c}: true`);
+test("the commands moving data through JavaScript want the JIT; the short ones do not", () => {
+  const wants = (line: string) => {
+    const [command, ...args] = line.split(" ");
+    return `${line}: ${wantsTheJit(command!, args)}`;
+  };
+  for (const c of ["create", "start", "stop", "rm", "ps", "inspect", "run", "exec", "events"])
+    expect(wants(c)).toBe(`${c}: false`);
+  for (const c of ["image ls", "image rm x", "container ls -a", "builder prune -f", "image"])
+    expect(wants(c)).toBe(`${c}: false`);
   for (const c of ["pull", "push", "load", "save", "import", "export", "commit", "cp", "logs"])
-    expect(`${c}: ${isShortCommand(c)}`).toBe(`${c}: false`);
+    expect(wants(c)).toBe(`${c}: true`);
+  for (const c of ["image pull x", "container cp a:/b c", "builder build .", "image --x load"])
+    expect(wants(c)).toBe(`${c}: true`);
+});
+
+test("without the front door's mark, long work sets the normal policy and runs on", () => {
+  noteCommandLine(["pull", "x"]); // no PIVOT_DOOR_JIT_OFF: nothing to run again
+  longWorkAhead();
+  expect(calls).toEqual([1]);
+});
+
+test("the front door's mark and its JIT setting leave the environment at start", () => {
+  const saved = { mark: process.env.PIVOT_DOOR_JIT_OFF, jit: process.env.BUN_JSC_useJIT };
+  try {
+    process.env.PIVOT_DOOR_JIT_OFF = "1";
+    process.env.BUN_JSC_useJIT = "0";
+    noteCommandLine(["ps"]);
+    expect(process.env.PIVOT_DOOR_JIT_OFF).toBeUndefined();
+    expect(process.env.BUN_JSC_useJIT).toBeUndefined();
+  } finally {
+    for (const [k, v] of [
+      ["PIVOT_DOOR_JIT_OFF", saved.mark],
+      ["BUN_JSC_useJIT", saved.jit],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    noteCommandLine([]); // no mark now: nothing left that a later longWorkAhead would run again
+  }
 });
