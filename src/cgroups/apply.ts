@@ -1,6 +1,6 @@
 // Applying resources: pick, per controller, the v1 or v2 writer for the hierarchy that holds
 // it (planResources, pure), then enable v2 controllers and write the files (applyPlan).
-import { readFileSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, relative } from "node:path";
 import { ConfigError, PivotError } from "../errors.ts";
 import type { Device } from "../oci/spec.ts";
@@ -248,7 +248,14 @@ export function applyPlan(plan: ResourcePlan): void {
         );
     }
   };
-  for (const w of plan.writes) {
+  for (let i = 0; i < plan.writes.length; i++) {
+    const run = plainRunLength(plan.writes, i);
+    if (run > 1) {
+      writeThroughOneFd(plan.writes.slice(i, i + run));
+      i += run - 1;
+      continue;
+    }
+    const w = plan.writes[i]!;
     try {
       write(w);
     } catch (err) {
@@ -269,6 +276,43 @@ export function applyPlan(plan: ResourcePlan): void {
       if (err instanceof ConfigError) throw err;
       throw writeError(w, err);
     }
+  }
+}
+
+/** A write with nothing to do but the write: no read-back, retry or missing file to allow. */
+const isPlain = (w: CgroupWrite) => !w.verify && !w.retryOnInvalid && !w.optional;
+
+/** How many plain writes to the same file as writes[at] follow in a row, from it. */
+function plainRunLength(writes: readonly CgroupWrite[], at: number): number {
+  const first = writes[at]!;
+  if (!isPlain(first)) return 1;
+  let end = at + 1;
+  while (end < writes.length && writes[end]!.path === first.path && isPlain(writes[end]!)) end++;
+  return end - at;
+}
+
+/**
+ * Writes to one file through one descriptor, a value per write(): a cgroup file takes each write
+ * on its own (v1's devices.allow, one rule each), and a device list's dozen exceptions cost an
+ * open and close apiece otherwise (~0.07 ms of every container's create, measured here).
+ */
+function writeThroughOneFd(writes: readonly CgroupWrite[]): void {
+  let fd: number;
+  try {
+    fd = openSync(writes[0]!.path, "w"); // writeFileSync's flags, so its errors
+  } catch (err) {
+    throw writeError(writes[0]!, err);
+  }
+  try {
+    for (const w of writes) {
+      try {
+        writeSync(fd, w.value);
+      } catch (err) {
+        throw writeError(w, err);
+      }
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 
