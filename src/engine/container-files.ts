@@ -7,14 +7,17 @@ import type { Readable } from "node:stream";
 import { createImage } from "../image/create.ts";
 import { withFileLock } from "../image/lock.ts";
 import { isMountPoint, mountOverlay, unmountOverlay } from "../image/overlay.ts";
+import { familiarString, parseReference } from "../image/reference.ts";
 import type { StoredImage } from "../image/store.ts";
 import { type ImageConfig, MediaType } from "../image/types.ts";
 import type { Spec } from "../oci/spec.ts";
 import { overlayDirs, parseMountinfo, unescapeMountField } from "../runtime/mountinfo.ts";
+import { emitContainerEvent } from "./container-events.ts";
 import { cgroupOfRun, monitorAlive, rt, status } from "./container-runtime.ts";
 import { readJson } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { containerAttributes, emitEvent } from "./events.ts";
 import {
   type Change,
   copyTarget,
@@ -332,6 +335,7 @@ export async function archive(
     const top = host === resolve(view.root);
     const name = top ? "." : host.slice(host.lastIndexOf("/") + 1);
     const stream = tarCreate(top ? host : dirname(host), [name], () => void view.release());
+    emitContainerEvent(ctx, id, "archive-path");
     return { stream, name };
   } catch (err) {
     await view.release();
@@ -375,6 +379,7 @@ export async function extractArchive(
     if (kindIn(view.root, host) !== "dir")
       throw new EngineError(`${path} is not a directory in the container`);
     await extractTar(tar, host, null, false, options.archive ? containerUser(ctx, id) : undefined);
+    emitContainerEvent(ctx, id, "extract-to-dir");
   } finally {
     await view.release();
   }
@@ -445,6 +450,7 @@ export async function copyTo(
       stream.destroy(); // tar, unread, would block on its pipe for ever
       throw err;
     }
+    emitContainerEvent(ctx, id, "extract-to-dir");
   } finally {
     await view.release();
   }
@@ -454,7 +460,9 @@ export async function copyTo(
 export async function exportRootfs(ctx: EngineContext, ref: string): Promise<Readable> {
   const id = ctx.containers.resolveId(ref);
   const view = await rootView(ctx, id, false);
-  return tarCreate(view.root, ["."], () => void view.release());
+  const stream = tarCreate(view.root, ["."], () => void view.release());
+  emitContainerEvent(ctx, id, "export");
+  return stream;
 }
 
 /** What changed against the image: A added, C changed, D deleted (`pivot diff`). */
@@ -575,7 +583,7 @@ export async function commit(
       `the layer of ${r.name}`,
     );
     const created = new Date().toISOString();
-    return await createImage(store, {
+    const image = await createImage(store, {
       layers: [
         ...base.layers,
         {
@@ -600,6 +608,14 @@ export async function commit(
       },
       refs: options.ref ? [options.ref] : [],
     });
+    // Docker's: the comment, the new image's id and the name it was given (as Docker shows it).
+    emitEvent(ctx, "container", "commit", id, {
+      ...containerAttributes(r),
+      comment: options.message ?? "",
+      imageID: image.id,
+      imageRef: options.ref ? familiarString(parseReference(options.ref)) : "",
+    });
+    return image;
   } finally {
     thaw();
     if (tree) rmSync(tree, { recursive: true, force: true });

@@ -198,8 +198,12 @@ export async function attach(
     stdio: options.stdio ?? "inherit",
     ...(options.detachKeys !== undefined ? { detachKeys: options.detachKeys } : {}),
   });
+  emitEvent(ctx, "container", "attach", id, containerAttributes(r));
   const code = await helper.exited;
-  if (code === TTY_DETACHED) return { id, detached: true, exitCode: null };
+  if (code === TTY_DETACHED) {
+    emitEvent(ctx, "container", "detach", id, containerAttributes(r));
+    return { id, detached: true, exitCode: null };
+  }
   if (code !== 0) throw new EngineError(`attaching to container ${r.name} failed`);
   return { id, detached: false, exitCode: await wait(ctx, id) };
 }

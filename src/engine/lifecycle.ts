@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { isMountPoint, unmountOverlay } from "../image/overlay.ts";
 import { HostLauncher } from "../runtime/host-plan.ts";
 import { parseSignal } from "../runtime/signals.ts";
+import { emitExitEvents } from "./container-events.ts";
 import { disconnectNetwork } from "./container-network.ts";
 import { monitorAlive, releaseCgroups, rt, type Status, status } from "./container-runtime.ts";
 import type { ContainerRecord } from "./container-store.ts";
@@ -68,10 +69,7 @@ export async function cleanupLocked(
     // The monitor's exit file, or the code an attached --rm run kept before its removal.
     const exitCode =
       options.exitCode ?? ctx.containers.exitCode(id) ?? ctx.containers.removedExitCode(id);
-    emitEvent(ctx, "container", "die", id, {
-      ...containerAttributes(r),
-      ...(exitCode !== null ? { exitCode: String(exitCode) } : {}),
-    });
+    await emitExitEvents(ctx, id, r, exitCode);
   }
   // The launcher that unmounts the overlay starts now, its start-up overlapping the runtime's
   // delete (disposed of if the overlay turns out not to be mounted).
@@ -301,7 +299,7 @@ export async function removeLocked(
     // monitor) finds the container gone under this lock, and reports nothing.
     if (killed) {
       emitEvent(ctx, "container", "kill", id, containerAttributes(r, { signal: "9" }));
-      emitEvent(ctx, "container", "die", id, containerAttributes(r, { exitCode: "137" }));
+      await emitExitEvents(ctx, id, r, 137);
     }
   }
   const runtime = rt(ctx, id, r);

@@ -10,6 +10,7 @@ import { stream } from "../util/lazy-require.ts";
 import { randomHex } from "../util/random.ts";
 import { writeAllSync } from "../util/write-fd.ts";
 import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
+import { emitStartEvents } from "./container-events.ts";
 import {
   connectNetwork,
   isUserModeNetwork,
@@ -21,7 +22,6 @@ import { type ContainerRecord, type RunState, writeJsonAtomic } from "./containe
 import type { EngineContext } from "./context.ts";
 import { composedSpec, createLocked, newContainerId, rootToMount } from "./create.ts";
 import { EngineError } from "./errors.ts";
-import { containerAttributes, emitEvent } from "./events.ts";
 import { type AttachResult, ContainerHandle } from "./handle.ts";
 import { startHealthTimer } from "./health-timer.ts";
 import { cleanup, cleanupLocked, removeLocked, wait } from "./lifecycle.ts";
@@ -259,7 +259,7 @@ export async function startLocked(
     slirp?.close();
   }
   startHealthTimer(ctx, id, r, ctx.containers.runState(id));
-  emitEvent(ctx, "container", "start", id, containerAttributes(r));
+  emitStartEvents(ctx, id, r);
   return new ContainerHandle(id, r.name, null, null, null, () => wait(ctx, id));
 }
 
@@ -593,6 +593,6 @@ async function runPrepared(
   }
   exited.catch(() => {});
   startHealthTimer(ctx, id, r, ctx.containers.runState(id));
-  emitEvent(ctx, "container", "start", id, containerAttributes(r));
+  emitStartEvents(ctx, id, r);
   return new ContainerHandle(id, r.name, stdinStream, outs.stdout, outs.stderr, () => exited);
 }

@@ -4,6 +4,7 @@ import { cgroupStats } from "../cgroups/limits.ts";
 import type { Cgroup } from "../cgroups/manager.ts";
 import { childProcess } from "../util/child-process.ts";
 import { os } from "../util/lazy-require.ts";
+import { emitContainerEvent } from "./container-events.ts";
 import { cgroupOfRun, status } from "./container-runtime.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
@@ -74,6 +75,7 @@ export function top(ctx: EngineContext, ref: string, psArgs: string[] = ["-ef"])
     row.push(fields.slice(titles.length - 1).join(" "));
     processes.push(row);
   }
+  emitContainerEvent(ctx, id, "top");
   return { titles, processes };
 }
 

@@ -10,6 +10,7 @@ import { rt, status } from "./container-runtime.ts";
 import { type ContainerRecord, readJson, writeJsonAtomic } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { EngineError } from "./errors.ts";
+import { containerAttributes, emitEvent } from "./events.ts";
 import { finishPendingUpdate } from "./pending-update.ts";
 import { applyProcessOptions } from "./process-options.ts";
 import { checkRestartOptions } from "./restart-state.ts";
@@ -130,5 +131,6 @@ export async function update(
     };
     writeJsonAtomic(join(dir, "container.json"), committed);
     finishPendingUpdate(ctx, id, committed);
+    emitEvent(ctx, "container", "update", id, containerAttributes(committed));
   });
 }

@@ -2,6 +2,9 @@
 // and read back live or from --since. Root, real containers under conmon and attached.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
 import { IMAGE, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
 import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
@@ -278,6 +281,143 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(new Set(rows.slice(0, 3).map((x) => x[1])).size).toBe(1);
     expect(rows[0]![1]).toMatch(/^[0-9a-f]{64}$/);
     expect(rows[2]![2]).toBe("7");
+  }, 60_000);
+
+  test("cp, export, top, update and commit: Docker's container events, commit's with its image", () => {
+    const started = new Date().toISOString();
+    const dir = mkdtempSync(join(tmpdir(), "pivot-ev-files-"));
+    try {
+      writeFileSync(join(dir, "in"), "x\n");
+      expect(pivot(["run", "-d", "--name", "ev-files", IMAGE, "sleep", "60"]).status).toBe(0);
+      expect(pivot(["cp", join(dir, "in"), "ev-files:/tmp/"]).status).toBe(0);
+      expect(pivot(["cp", "ev-files:/tmp/in", join(dir, "out")]).status).toBe(0);
+      expect(pivot(["export", "-o", join(dir, "rootfs.tar"), "ev-files"]).status).toBe(0);
+      expect(pivot(["top", "ev-files"]).status).toBe(0);
+      expect(pivot(["update", "--pids-limit", "50", "ev-files"]).status).toBe(0);
+      const commit = pivot(["commit", "-m", "a note", "ev-files", "ev-commit"]);
+      expect(commit.status).toBe(0);
+      const actions = recorded(
+        started,
+        "--filter",
+        "container=ev-files",
+        "--format",
+        "{{.Action}}",
+      ).stdout;
+      expect(actions).toBe(
+        "create\nstart\nextract-to-dir\narchive-path\nexport\ntop\nupdate\ncommit\n",
+      );
+      const attrs = recorded(
+        started,
+        "--filter",
+        "event=commit",
+        "--format",
+        "{{.Actor.Attributes.comment}}|{{.Actor.Attributes.imageID}}|{{.Actor.Attributes.imageRef}}|{{.Actor.Attributes.name}}",
+      ).stdout;
+      // Docker's short form of the name given: docker.io/library/ev-commit:latest.
+      expect(attrs).toBe(`a note|${commit.stdout.trim()}|ev-commit:latest|ev-files\n`);
+    } finally {
+      pivot(["rmi", "-f", "ev-commit"]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  test("attach and detach: the detach keys end an attach with a detach event", async () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "-i", "--name", "ev-attach", IMAGE, "sleep", "60"]).status).toBe(0);
+    const child = spawn(BUN, [PIVOT_CLI, "--root", t.root, "attach", "ev-attach"], {
+      stdio: ["pipe", "ignore", "pipe"],
+    });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    await Bun.sleep(1000); // attached by then
+    child.stdin.write("\x10\x11"); // Ctrl-P Ctrl-Q, Docker's default detach keys
+    expect(await exited).toBe(0);
+    expect(err).toBe("");
+    const actions = recorded(started, "--filter", "container=ev-attach", "--format", "{{.Action}}");
+    expect(actions.stdout).toBe("create\nstart\nattach\ndetach\n");
+  }, 60_000);
+
+  test("a volume is mounted before its container starts and unmounted after it dies", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["volume", "create", "ev-mounted"]).status).toBe(0);
+    try {
+      const run = pivot([
+        "run",
+        "-d",
+        "--name",
+        "ev-vols",
+        "-v",
+        "ev-mounted:/data:ro",
+        IMAGE,
+        "true",
+      ]);
+      expect(run.status).toBe(0);
+      const id = run.stdout.trim();
+      expect(pivot(["wait", "ev-vols"]).stdout).toBe("0\n");
+      // The exit hook's die and unmount, written just after the exit file `wait` reads.
+      const events = () =>
+        recorded(
+          started,
+          "--format",
+          "{{.Type}} {{.Action}} {{.Actor.ID}} {{json .Actor.Attributes}}",
+        )
+          .stdout.split("\n")
+          .filter((l) => l.includes(" ev-mounted ") || l.includes(id));
+      for (let i = 0; i < 40 && !events().some((l) => l.includes("unmount")); i++)
+        Bun.sleepSync(50);
+      const lines = events();
+      expect(lines.map((l) => l.split(" ").slice(0, 2).join(" "))).toEqual([
+        "volume create",
+        "container create",
+        "volume mount",
+        "container start",
+        "container die",
+        "volume unmount",
+      ]);
+      expect(JSON.parse(lines[2]!.split(" ").slice(3).join(" "))).toEqual({
+        container: id,
+        destination: "/data",
+        driver: "local",
+        propagation: "",
+        "read/write": "false",
+      });
+      expect(JSON.parse(lines[5]!.split(" ").slice(3).join(" "))).toEqual({
+        container: id,
+        driver: "local",
+      });
+    } finally {
+      pivot(["rm", "-f", "ev-vols"]);
+      pivot(["volume", "rm", "ev-mounted"]);
+    }
+  }, 60_000);
+
+  test("an OOM kill: oom, then die with 137, as Docker's", () => {
+    const started = new Date().toISOString();
+    const hog = 'sleep 0.2; x=$(head -c 104857600 /dev/zero | tr "\\0" a)';
+    const run = pivot(["run", "-d", "--name", "ev-oom", "--memory", "20m", IMAGE, "sh", "-c", hog]);
+    expect(run.status).toBe(0);
+    expect(pivot(["wait", "ev-oom"]).stdout).toBe("137\n");
+    const actions = () =>
+      recorded(
+        started,
+        "--filter",
+        "container=ev-oom",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.exitCode}}",
+      ).stdout;
+    for (let i = 0; i < 40 && !actions().includes("die"); i++) Bun.sleepSync(50);
+    expect(actions()).toBe("create <no value>\nstart <no value>\noom <no value>\ndie 137\n");
+    // A kill by a signal is no OOM: die alone.
+    const killed = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-killed", IMAGE, "sleep", "60"]).status).toBe(0);
+    expect(pivot(["kill", "ev-killed"]).status).toBe(0);
+    expect(pivot(["wait", "ev-killed"]).stdout).toBe("137\n");
+    Bun.sleepSync(500);
+    const kill = recorded(killed, "--filter", "container=ev-killed", "--format", "{{.Action}}");
+    expect(kill.stdout).toBe("create\nstart\nkill\ndie\n");
   }, 60_000);
 
   test("bad flags are refused with what to do", () => {

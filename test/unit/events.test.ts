@@ -10,6 +10,7 @@ import {
   parseTimeFlag,
   renderEventTemplate,
 } from "../../src/cli/events.ts";
+import { volumeMountAttributes } from "../../src/engine/container-events.ts";
 import {
   type EngineEvent,
   emitEvent,
@@ -17,6 +18,7 @@ import {
   matchesEventFilters,
   readEvents,
 } from "../../src/engine/events.ts";
+import type { MountSpec } from "../../src/engine/types.ts";
 import { BUN } from "../helpers.ts";
 
 const dirs: string[] = [];
@@ -233,5 +235,42 @@ describe("filters and format", () => {
     ago("0s", 0);
     expect(parseTimeFlag("since", "0").getTime()).toBe(0);
     expect(parseTimeFlag("since", "1764410000.5").getTime()).toBe(1764410000500);
+  });
+});
+
+describe("volume mount events", () => {
+  const record = (
+    mounts: MountSpec[],
+    volumes = [{ name: "data", target: "/d", anonymous: false }],
+  ) => ({
+    volumes,
+    options: { image: "busybox", mounts },
+  });
+
+  test('one per volume, with Docker\'s attribute keys; read-only from its -v, propagation ""', () => {
+    const r = record([
+      { type: "volume", source: "data", target: "/d", readOnly: true },
+      { type: "bind", source: "/srv", target: "/s", propagation: "rshared" },
+    ]);
+    expect(volumeMountAttributes("c1", r)).toEqual([
+      {
+        name: "data",
+        attributes: {
+          container: "c1",
+          destination: "/d",
+          driver: "local",
+          propagation: "",
+          "read/write": "false",
+        },
+      },
+    ]);
+  });
+
+  test("an image's volume (no -v) is read/write; a container without volumes has none", () => {
+    const anonymous = [{ name: "f00", target: "/cache", anonymous: true }];
+    expect(volumeMountAttributes("c1", record([], anonymous))[0]?.attributes["read/write"]).toBe(
+      "true",
+    );
+    expect(volumeMountAttributes("c1", record([], []))).toEqual([]);
   });
 });

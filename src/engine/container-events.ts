@@ -1,0 +1,96 @@
+// The events of a container's start and end that come in groups, as Docker's: its volumes'
+// `mount` before its `start`; `oom` (when the OOM killer ended it), `die`, then its volumes'
+// `unmount`. Apart from events.ts (the file and its reader): the OOM check reads the cgroup.
+import type { ContainerRecord } from "./container-store.ts";
+import type { EngineContext } from "./context.ts";
+import { containerAttributes, emitEvent } from "./events.ts";
+
+type EventContext = Pick<EngineContext, "runRoot" | "warn">;
+
+/**
+ * A container event with its attributes (image, name, labels) and MORE: `top`, `update`, `attach`,
+ * `export`... Its record is read for them; a container removed meanwhile has none to report.
+ */
+export function emitContainerEvent(
+  ctx: Pick<EngineContext, "runRoot" | "warn" | "containers">,
+  id: string,
+  action: string,
+  more: Record<string, string> = {},
+): void {
+  let r: ContainerRecord;
+  try {
+    r = ctx.containers.load(id);
+  } catch {
+    return;
+  }
+  emitEvent(ctx, "container", action, id, containerAttributes(r, more));
+}
+
+/** Docker's volume `mount` event attributes of each of R's volumes (none for binds or tmpfs). */
+export function volumeMountAttributes(
+  id: string,
+  r: Pick<ContainerRecord, "volumes" | "options" | "inheritedMounts">,
+): { name: string; attributes: Record<string, string> }[] {
+  if (r.volumes.length === 0) return [];
+  const specs = [...(r.options.mounts ?? []), ...(r.inheritedMounts ?? [])];
+  return r.volumes.map((v) => {
+    const spec = specs.find((m) => m.type === "volume" && m.target === v.target);
+    return {
+      name: v.name,
+      attributes: {
+        container: id,
+        destination: v.target,
+        driver: "local",
+        // A volume's propagation is Docker's "" (only binds have one, rprivate by default).
+        propagation: "",
+        "read/write": String(!spec?.readOnly),
+      },
+    };
+  });
+}
+
+/** A start: its volumes' `mount` events, then `start`. */
+export function emitStartEvents(ctx: EventContext, id: string, r: ContainerRecord): void {
+  for (const v of volumeMountAttributes(id, r))
+    emitEvent(ctx, "volume", "mount", v.name, v.attributes);
+  emitEvent(ctx, "container", "start", id, containerAttributes(r));
+}
+
+/**
+ * A run's end: `oom` if the OOM killer ended it (exit code 137 and a kill counted in its cgroup,
+ * still there until the runtime's delete), `die` with its exit code, then its volumes' `unmount`.
+ */
+export async function emitExitEvents(
+  ctx: Pick<EngineContext, "runRoot" | "warn" | "containers">,
+  id: string,
+  r: ContainerRecord,
+  exitCode: number | null,
+): Promise<void> {
+  if (exitCode === 137 && (await oomKilled(ctx, id)))
+    emitEvent(ctx, "container", "oom", id, containerAttributes(r));
+  emitEvent(ctx, "container", "die", id, {
+    ...containerAttributes(r),
+    ...(exitCode !== null ? { exitCode: String(exitCode) } : {}),
+  });
+  for (const v of r.volumes)
+    emitEvent(ctx, "volume", "unmount", v.name, { container: id, driver: "local" });
+}
+
+/**
+ * Whether the OOM killer killed a process of the container's last run (its cgroup's memory
+ * events: memory.oom_control on v1, memory.events on v2). False when the cgroup is gone (an
+ * attached run's runtime deleted it already) or has no memory controller.
+ */
+async function oomKilled(ctx: Pick<EngineContext, "containers">, id: string): Promise<boolean> {
+  const paths = ctx.containers.runState(id)?.cgroupPaths;
+  if (!paths) return false;
+  try {
+    const [{ Cgroup }, { readOomKills }] = await Promise.all([
+      import("../cgroups/manager.ts"),
+      import("../cgroups/stats.ts"),
+    ]);
+    return (readOomKills(new Cgroup(paths).layout()) ?? 0) > 0;
+  } catch {
+    return false; // not an event worth failing the cleanup for
+  }
+}
