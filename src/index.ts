@@ -28,6 +28,7 @@ export { parseRestartPolicy } from "./engine/restart-state.ts";
 export type {
   ContainerInfo,
   ContainerOptions,
+  DockerVolume,
   LogEntry,
   MountSpec,
   RestartPolicy,
@@ -35,6 +36,7 @@ export type {
   TopResult,
   VolumeInfo,
 } from "./engine/types.ts";
+export { dockerVolume } from "./engine/volumes.ts";
 export {
   ConfigError,
   ContainerIdError,

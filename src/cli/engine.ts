@@ -21,6 +21,7 @@ import {
   userNamespaceCommand,
 } from "../engine/rootless.ts";
 import type { ContainerOptions, MountSpec } from "../engine/types.ts";
+import { dockerVolume } from "../engine/volumes.ts";
 import { formatError, PivotError } from "../errors.ts";
 import { ImageNotFoundError } from "../image/errors.ts";
 import { parsePublish } from "../network/ports.ts";
@@ -1220,7 +1221,7 @@ function volumeCommand(engine: Engine, args: string[]): number | Promise<number>
       if (names.length === 0) throw new UsageError("volume inspect needs a volume name");
       writeOut(
         renderInspect(
-          names.map((n) => engine.inspectVolume(n)),
+          names.map((n) => dockerVolume(engine.inspectVolume(n))),
           flag(p, "format"),
           "volume",
         ),

@@ -2,6 +2,7 @@
 // a network, the first found answering (`--type` names the kind to look for instead).
 import type { Engine } from "../engine/engine.ts";
 import { EngineError } from "../engine/errors.ts";
+import { dockerVolume } from "../engine/volumes.ts";
 import { ImageNotFoundError, InvalidReferenceError } from "../image/errors.ts";
 import { UsageError } from "./args.ts";
 import type { InspectKind } from "./inspect-format.ts";
@@ -30,7 +31,9 @@ async function lookup(engine: Engine, ref: string, kind: InspectKind): Promise<u
         throw err;
       }
     case "volume":
-      return engine.listVolumes().some((v) => v.name === ref) ? engine.inspectVolume(ref) : null;
+      return engine.listVolumes().some((v) => v.name === ref)
+        ? dockerVolume(engine.inspectVolume(ref))
+        : null;
     case "network": {
       const manager = engine.networks;
       return manager.store.find(ref) ? manager.inspectNetwork(ref) : null;

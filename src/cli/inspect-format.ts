@@ -28,7 +28,8 @@ interface GoKind {
  * The maps (and lists, for their nil) among the fields of the objects that are not containers:
  * a missing key of one prints <no value>, as in Docker's templates (map[string]string's zero
  * through `index`: ""), where a missing field stays an error. Images: Docker's ImageInspect
- * Config and GraphDriver; volumes and networks: Pivot's objects, whose labels Docker's Labels.
+ * Config and GraphDriver; volumes: Docker's Labels and Options, and Pivot's own; networks:
+ * Pivot's objects, whose labels Docker's Labels.
  */
 const GO_KINDS: Record<Exclude<InspectKind, "container">, readonly GoKind[]> = {
   image: [
@@ -40,7 +41,12 @@ const GO_KINDS: Record<Exclude<InspectKind, "container">, readonly GoKind[]> = {
     { path: ["Config", "Entrypoint"], kind: "list" },
     { path: ["GraphDriver", "Data"], kind: "map", zero: "" },
   ],
-  volume: [{ path: ["labels"], kind: "map", zero: "" }],
+  volume: [
+    { path: ["Labels"], kind: "map", zero: "" },
+    { path: ["Options"], kind: "map", zero: "" },
+    { path: ["labels"], kind: "map", zero: "" },
+    { path: ["options"], kind: "map", zero: "" },
+  ],
   network: [{ path: ["labels"], kind: "map", zero: "" }],
 };
 

@@ -267,6 +267,23 @@ export interface VolumeInfo {
   created: string;
   labels: Record<string, string>;
   anonymous: boolean;
+  /** Docker's volume driver: Pivot's volumes are its "local" driver's, directories on the host. */
+  driver: "local";
+  /** Docker's: "local", seen by this engine only. */
+  scope: "local";
+  /** The driver's options (`volume create -o`): none here. */
+  options: Record<string, string>;
+}
+
+/** A volume as Docker's `volume inspect` shows it (its API's Volume), then Pivot's own fields. */
+export interface DockerVolume extends VolumeInfo {
+  CreatedAt: string;
+  Driver: "local";
+  Labels: Record<string, string>;
+  Mountpoint: string;
+  Name: string;
+  Options: Record<string, string>;
+  Scope: "local";
 }
 
 export interface LogEntry {

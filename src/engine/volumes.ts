@@ -11,11 +11,35 @@ import {
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
 import { randomHex } from "../util/random.ts";
-import type { VolumeInfo } from "./types.ts";
+import type { DockerVolume, VolumeInfo } from "./types.ts";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 export class VolumeError extends PivotError {}
+
+/** A volume's record with its driver's fields: the local driver's, with no options. */
+function withDriver(
+  stored: Omit<VolumeInfo, "driver" | "scope" | "options"> & { options?: Record<string, string> },
+): VolumeInfo {
+  return { ...stored, driver: "local", scope: "local", options: stored.options ?? {} };
+}
+
+/**
+ * V as Docker's `volume inspect` prints it: its fields (CreatedAt in RFC 3339 to the second, as
+ * Go's time.RFC3339), then Pivot's own, as a container's inspect has them.
+ */
+export function dockerVolume(v: VolumeInfo): DockerVolume {
+  return {
+    CreatedAt: v.created.replace(/\.\d+Z$/, "Z"),
+    Driver: v.driver,
+    Labels: v.labels,
+    Mountpoint: v.mountpoint,
+    Name: v.name,
+    Options: v.options,
+    Scope: v.scope,
+    ...v,
+  };
+}
 
 export class VolumeStore {
   constructor(
@@ -52,13 +76,13 @@ export class VolumeStore {
       return { info: this.inspect(volName), created: false };
     }
     mkdirSync(join(dir, "_data"), { mode: 0o755 });
-    const info: VolumeInfo = {
+    const info: VolumeInfo = withDriver({
       name: volName,
       mountpoint: join(dir, "_data"),
       created: new Date().toISOString(),
       labels: options.labels ?? {},
       anonymous: options.anonymous ?? false,
-    };
+    });
     const tmp = join(dir, `.volume.json.${process.pid}`);
     writeFileSync(tmp, `${JSON.stringify(info, null, 2)}\n`);
     renameSync(tmp, join(dir, "volume.json"));
@@ -72,7 +96,7 @@ export class VolumeStore {
 
   inspect(name: string): VolumeInfo {
     try {
-      return JSON.parse(readFileSync(join(this.dir(name), "volume.json"), "utf8")) as VolumeInfo;
+      return withDriver(JSON.parse(readFileSync(join(this.dir(name), "volume.json"), "utf8")));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") {
         throw new VolumeError(`no such volume: ${name}`, {

@@ -237,6 +237,47 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     expect(pivot(["volume", "inspect", "clivol"]).status).toBe(125);
   });
 
+  test("volume inspect: Docker's fields (Driver and Scope local, Labels and Options objects), then Pivot's", () => {
+    expect(pivot(["volume", "create", "-l", "tier=db", "dockvol"]).status).toBe(0);
+    try {
+      const [v] = JSON.parse(pivot(["volume", "inspect", "dockvol"]).stdout) as Record<
+        string,
+        unknown
+      >[];
+      expect(Object.keys(v!).slice(0, 7)).toEqual([
+        "CreatedAt",
+        "Driver",
+        "Labels",
+        "Mountpoint",
+        "Name",
+        "Options",
+        "Scope",
+      ]);
+      expect(v).toMatchObject({
+        Driver: "local",
+        Labels: { tier: "db" },
+        Mountpoint: join(t.root, "volumes", "dockvol", "_data"),
+        Name: "dockvol",
+        Options: {},
+        Scope: "local",
+        mountpoint: join(t.root, "volumes", "dockvol", "_data"),
+      });
+      expect(v!.CreatedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      const fields = pivot([
+        "volume",
+        "inspect",
+        "-f",
+        '{{.Driver}} {{.Scope}} {{.Options.nope}} {{index .Labels "tier"}}',
+        "dockvol",
+      ]);
+      expect(fields).toEqual({ status: 0, stdout: "local local <no value> db\n", stderr: "" });
+      // `pivot inspect NAME` shows the same object.
+      expect(pivot(["inspect", "-f", "{{.Driver}}", "dockvol"]).stdout).toBe("local\n");
+    } finally {
+      pivot(["volume", "rm", "dockvol"]);
+    }
+  });
+
   test("inspect --format: Go templates over containers, images and volumes (Docker's field names work)", () => {
     const created = pivot([
       "create",
