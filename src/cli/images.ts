@@ -154,7 +154,14 @@ export async function imageCommand(
           { name: "all", aliases: ["a"] },
           { name: "force", aliases: ["f"] },
         ]);
-        const r = await pruneImages(engine, { all: boolFlag(p, "all") });
+        const every = boolFlag(p, "all");
+        // Docker's question unless -f, as container, volume, system and builder prune ask.
+        const { confirm } = await import("./containers.ts");
+        const warning = every
+          ? "This will remove all images without at least one container associated to them."
+          : "This will remove all dangling images.";
+        if (!boolFlag(p, "force") && !(await confirm(warning))) return 0;
+        const r = await pruneImages(engine, { all: every });
         if (r.deleted.length) writeOut("Deleted Images:\n");
         for (const d of r.deleted) {
           for (const n of d.names) writeOut(`untagged: ${repoTag(n).join(":")}\n`);

@@ -278,6 +278,30 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     }
   });
 
+  test("image prune asks first, as Docker's and the other prunes: n keeps the images, y removes", () => {
+    expect(pivot(["create", "--name", "prune-src", IMAGE, "true"]).status).toBe(0);
+    const dangling = pivot(["commit", "prune-src"]).stdout.trim(); // an image without a name
+    expect(pivot(["rm", "prune-src"]).status).toBe(0);
+    try {
+      const ask = (warning: string) =>
+        `WARNING! ${warning}\nAre you sure you want to continue? [y/N] `;
+      expect(pivot(["image", "prune"], "n\n")).toEqual({
+        status: 0,
+        stdout: ask("This will remove all dangling images."),
+        stderr: "",
+      });
+      expect(pivot(["image", "prune", "-a"], "n\n").stdout).toBe(
+        ask("This will remove all images without at least one container associated to them."),
+      );
+      expect(pivot(["image", "inspect", "-f", "{{.Id}}", dangling]).stdout).toBe(`${dangling}\n`);
+      const yes = pivot(["image", "prune"], "y\n");
+      expect(yes.stdout).toContain(`deleted: ${dangling}\n`);
+      expect(pivot(["image", "inspect", dangling]).status).not.toBe(0);
+    } finally {
+      pivot(["rmi", "-f", dangling]);
+    }
+  }, 60_000);
+
   test("inspect --format: Go templates over containers, images and volumes (Docker's field names work)", () => {
     const created = pivot([
       "create",
