@@ -240,7 +240,8 @@ export function openDirAt(dirFd: number, name: string): number | null {
 /** lstat of `name` in the directory open as `dirFd` (the last component is never followed). */
 export function lstatAt(dirFd: number, name: string): Stats | null {
   try {
-    return lstatSync(`/proc/self/fd/${dirFd}/${name}`);
+    // An absent name (the init layer's /etc/passwd) is no exception (~0.05 ms of `pivot run`).
+    return lstatSync(`/proc/self/fd/${dirFd}/${name}`, { throwIfNoEntry: false }) ?? null;
   } catch {
     return null;
   }
