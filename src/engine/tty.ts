@@ -56,13 +56,17 @@ function startHelper(args: string[], stdio: ("inherit" | "pipe" | "ignore")[]): 
     });
     ready.once("data", () => resolve({ child, exited }));
     ready.on("error", () => {});
-    void exited.then((code) =>
+    // The ready line can still be unread when the exit is seen (a helper told to detach by
+    // stdin at once reports ready and exits): only a helper whose pipe closed without it failed.
+    const readyClosed = new Promise((done) => ready.once("close", done));
+    void exited.then(async (code) => {
+      await readyClosed;
       reject(
         new PivotError(
           `the terminal helper exited (${code})${stderr.trim() ? `: ${stderr.trim()}` : ""}`,
         ),
-      ),
-    );
+      );
+    });
   });
 }
 

@@ -340,6 +340,19 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(actions.stdout).toBe("create\nstart\nattach\ndetach\n");
   }, 60_000);
 
+  test("attach with the detach keys already waiting on stdin detaches at once, every time", () => {
+    expect(pivot(["run", "-d", "-i", "--name", "ev-quick", IMAGE, "sleep", "60"]).status).toBe(0);
+    // The terminal helper reports ready and exits at once: its exit can be seen before its ready
+    // line is read, which once made attach fail with "the terminal helper exited (3)".
+    for (let i = 0; i < 5; i++) {
+      const r = pivotCli(t.root, ["attach", "ev-quick"], { input: "\x10\x11", timeoutMs: 30_000 });
+      expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+    }
+    expect(pivot(["inspect", "--format", "{{.State.Status}}", "ev-quick"]).stdout).toBe(
+      "running\n",
+    );
+  }, 60_000);
+
   test("a volume is mounted before its container starts and unmounted after it dies", () => {
     const started = new Date().toISOString();
     expect(pivot(["volume", "create", "ev-mounted"]).status).toBe(0);
