@@ -108,12 +108,15 @@ export function cgroupOfRun(ctx: EngineContext, id: string): Cgroup | null {
 }
 
 /**
- * Removes the cgroup directories of the container's last run if they are still there: the
- * runtime's delete removes them, but not when its state is gone (a reboot, or a runtime state
- * directory removed); processes left in them are killed first.
+ * Removes the cgroup directories of the container's last run (`paths`, from its state.json) if
+ * they are still there: the runtime's delete removes them, but not when its state is gone (a
+ * reboot, or a runtime state directory removed); processes left in them are killed first.
  */
-export function releaseCgroups(ctx: EngineContext, id: string): void {
-  const paths = ctx.containers.runState(id)?.cgroupPaths;
+export function releaseCgroups(
+  ctx: EngineContext,
+  id: string,
+  paths: Record<string, string> | undefined,
+): void {
   if (!paths || !Object.values(paths).some((p) => existsSync(p))) return;
   try {
     const cg = new Cgroup(paths);

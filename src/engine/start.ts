@@ -401,7 +401,7 @@ async function removeAfterExit(
   ctx.trace?.mark("engine: output drained");
   ctx.containers.keepExitCode(id, code);
   try {
-    await cleanup(ctx, id, { runId, exited: true });
+    await cleanup(ctx, id, { runId, exited: true, exitCode: code, exitCodeKept: true });
   } catch (err) {
     recordExit(ctx, id, code);
     throw err;
