@@ -14,14 +14,7 @@ import {
 import { dirname, join } from "node:path";
 import { PivotError } from "../errors.ts";
 import { isAlive, withFileLock } from "../image/lock.ts";
-import {
-  addNetworkList,
-  type CniResult,
-  checkNetworkList,
-  containerAddresses,
-  delNetworkList,
-  type NetworkConfList,
-} from "./cni.ts";
+import type { CniResult, NetworkConfList } from "./cni.ts";
 import {
   checkResolvOptions,
   checkWord,
@@ -32,7 +25,6 @@ import {
   resolvConfContent,
 } from "./dnsfiles.ts";
 import { Firewall } from "./firewall.ts";
-import { createNetns, netnsExists, removeNetns } from "./netns.ts";
 import {
   type CreateNetworkOptions,
   DEFAULT_SETTINGS,
@@ -129,6 +121,11 @@ export interface NetworkInspect extends NetworkDef {
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+// Running the plugins and making namespaces, on first use: constructing a manager and reading
+// its state (`pivot ps`, inspect; every command that loads the engine) must not load them.
+const cni = () => import("./cni.ts");
+const netnsOps = () => import("./netns.ts");
 
 function info(a: Attachment): AttachmentInfo {
   return {
@@ -388,7 +385,7 @@ export class NetworkManager {
       // The record first: a crash after it leaves a namespace `recover` knows about.
       this.save(record);
       // With lo up (no loopback plugin: it would be one more Go program to exec).
-      if (ownNetns) await createNetns(netns);
+      if (ownNetns) await (await netnsOps()).createNetns(netns);
       this.writeFiles(record);
       return { netns };
     });
@@ -417,6 +414,7 @@ export class NetworkManager {
           `address ${options.ip} is not in ${def.name}'s subnet ${def.subnet}`,
         );
       const ports = await this.resolvePorts(record.id, options.ports ?? []);
+      const { addNetworkList, containerAddresses } = await cni();
       await this.store.removeBrokenBridge(def);
       const used = new Set(record.attachments.map((a) => a.ifName));
       let ifName = options.ifName;
@@ -499,6 +497,7 @@ export class NetworkManager {
   async check(id: string): Promise<void> {
     const record = this.load(id);
     if (!record) throw new PivotError(`container ${id} has no network sandbox`);
+    const { checkNetworkList, containerAddresses } = await cni();
     for (const a of record.attachments) {
       if (a.state !== "ready" || !a.result) continue;
       const v6 = containerAddresses(a.result).some((x) => x.family === 6);
@@ -539,6 +538,7 @@ export class NetworkManager {
       rmSync(this.recordPath(id), { force: true });
       // The namespace's unmount, beside the hosts files (the rules are written by then).
       // Both settle before the lock goes; the first failure is the error.
+      const { removeNetns } = await netnsOps();
       const settled = await Promise.allSettled([
         netns ? removeNetns(netns) : null,
         rules.then(() => this.afterChange(networks, false, false)),
@@ -580,7 +580,7 @@ export class NetworkManager {
         files = readdirSync(dir);
       } catch {}
       for (const f of files) {
-        if (!this.load(f)) await removeNetns(join(dir, f));
+        if (!this.load(f)) await (await netnsOps()).removeNetns(join(dir, f));
       }
       await this.afterChange(touched);
     });
@@ -631,6 +631,7 @@ export class NetworkManager {
   /** DEL of one attachment (plugins' DEL is idempotent), then it is dropped from the record. */
   private async detachLocked(record: SandboxRecord, a: Attachment): Promise<void> {
     const rt = this.rtOf(record, a);
+    const [{ delNetworkList }, { netnsExists }] = await Promise.all([cni(), netnsOps()]);
     // A namespace that is gone took the veth with it; the plugins still release the rest.
     if (!netnsExists(record.netns)) rt.netns = "";
     try {

@@ -6,10 +6,9 @@ import { accessSync, constants as fsConstants } from "node:fs";
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
 import { childProcess } from "../util/child-process.ts";
+import { CNI_VERSION, DEFAULT_CNI_PATH } from "./cni-defaults.ts";
 
-/** The plugin directories tried, in order: Debian's containernetworking-plugins, then upstream's. */
-export const DEFAULT_CNI_PATH = ["/usr/lib/cni", "/opt/cni/bin"];
-export const CNI_VERSION = "1.0.0";
+export { CNI_VERSION, DEFAULT_CNI_PATH };
 
 export type CniCommand = "ADD" | "DEL" | "CHECK" | "VERSION";
 

@@ -4,8 +4,8 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { PivotError } from "../errors.ts";
 import { randomHex } from "../util/random.ts";
-import { CNI_VERSION, DEFAULT_CNI_PATH, type NetworkConfList } from "./cni.ts";
-import { execTool } from "./exec.ts";
+import type { NetworkConfList } from "./cni.ts";
+import { CNI_VERSION, DEFAULT_CNI_PATH } from "./cni-defaults.ts";
 import {
   contains,
   formatIPv4,
@@ -19,6 +19,10 @@ import {
   type Subnet4,
   subnetSize,
 } from "./ipnet.ts";
+
+// `ip`, on first use: reading the definitions (every network manager) runs no command.
+const execTool = async (cmd: string, args: string[]) =>
+  (await import("./exec.ts")).execTool(cmd, args);
 
 export interface NetworkSettings {
   /** Network definitions (`<name>.json`). Default /var/lib/pivot/networks. */

@@ -15,7 +15,7 @@ import {
   removalRules,
   splitRule,
   upToDate,
-} from "../../src/network/firewall.ts";
+} from "../../src/network/firewall-rules.ts";
 import {
   formatSubnet4,
   mustParseSubnet4,
