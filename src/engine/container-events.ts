@@ -1,6 +1,8 @@
 // The events of a container's start and end that come in groups, as Docker's: its volumes'
 // `mount` before its `start`; `oom` (when the OOM killer ended it), `die`, then its volumes'
 // `unmount`. Apart from events.ts (the file and its reader): the OOM check reads the cgroup.
+import { closeSync, openSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { containerAttributes, emitEvent } from "./events.ts";
@@ -56,16 +58,50 @@ export function emitStartEvents(ctx: EventContext, id: string, r: ContainerRecor
   emitEvent(ctx, "container", "start", id, containerAttributes(r));
 }
 
+/** The mark of run RUNID's end reported: <container>/ended-<runId>. */
+function runEndMark(ctx: Pick<EngineContext, "containers">, id: string, runId: string): string {
+  return join(ctx.containers.dir(id), `ended-${runId}`);
+}
+
+/**
+ * Whether this process is the one to report the end of run RUNID: `stop` (which sees the exit
+ * first, and reports it before its own `stop`, as Docker's order is), the exit hook (conmon's
+ * `pivot container-cleanup`, or the attached monitor) and `rm -f` may each come to it, and one
+ * run has one `die`. The first to create the mark wins; a container gone meanwhile was reported
+ * by its removal. Any other failure reports it rather than lose it.
+ */
+function claimRunEnd(ctx: Pick<EngineContext, "containers">, id: string, runId: string): boolean {
+  try {
+    closeSync(openSync(runEndMark(ctx, id, runId), "wx", 0o600));
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== "EEXIST" && code !== "ENOENT";
+  }
+}
+
+/** A new start: the mark of the last run's end goes (no other reporter of it is left). */
+export function forgetRunEnd(ctx: Pick<EngineContext, "containers">, id: string): void {
+  const runId = ctx.containers.runState(id)?.runId;
+  if (runId === undefined) return;
+  try {
+    unlinkSync(runEndMark(ctx, id, runId));
+  } catch {}
+}
+
 /**
  * A run's end: `oom` if the OOM killer ended it (exit code 137 and a kill counted in its cgroup,
- * still there until the runtime's delete), `die` with its exit code, then its volumes' `unmount`.
+ * still there until the runtime's delete), `die` with its exit code, then its volumes' `unmount`;
+ * once per run (RUNID, when given): nothing if another process reported it already.
  */
 export async function emitExitEvents(
   ctx: Pick<EngineContext, "runRoot" | "warn" | "containers">,
   id: string,
   r: ContainerRecord,
   exitCode: number | null,
+  runId: string | undefined,
 ): Promise<void> {
+  if (runId !== undefined && !claimRunEnd(ctx, id, runId)) return;
   if (exitCode === 137 && (await oomKilled(ctx, id)))
     emitEvent(ctx, "container", "oom", id, containerAttributes(r));
   emitEvent(ctx, "container", "die", id, {

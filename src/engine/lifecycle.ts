@@ -95,7 +95,10 @@ export async function cleanupLocked(
     // The monitor's exit file, or the code an attached --rm run kept before its removal.
     const exitCode =
       options.exitCode ?? ctx.containers.exitCode(id) ?? ctx.containers.removedExitCode(id);
-    await emitExitEvents(ctx, id, r, exitCode);
+    // An attached --rm run's end has no other reporter (no exit file for `stop` to see; `rm -f`
+    // finds it gone under this lock): no mark to claim, a file creation less on its way out.
+    const contested = !options.exitCodeKept;
+    await emitExitEvents(ctx, id, r, exitCode, contested ? options.runId : undefined);
   }
   // The launcher that unmounts the overlay starts now, its start-up overlapping the runtime's
   // delete (disposed of if the overlay turns out not to be mounted).
@@ -246,9 +249,10 @@ export async function stop(
   // First: the exit hook of this run, or a restart already waiting, will not start it again.
   markManualStop(ctx, id, r);
   if (status(ctx, id).status !== "running" && status(ctx, id).status !== "paused") return;
+  const runId = ctx.containers.runState(id)?.runId;
   const timeout = options.timeout ?? r.options.stopTimeout ?? 10;
   const attributes = containerAttributes(r);
-  // Docker's sequence: kill (the stop signal), kill (9) after the timeout, stop once exited.
+  // Docker's sequence: kill (the stop signal), kill (9) after the timeout, die, then stop.
   const killed = (signal: string) =>
     emitEvent(ctx, "container", "kill", id, { ...attributes, signal: String(parseSignal(signal)) });
   try {
@@ -256,20 +260,29 @@ export async function stop(
     rt(ctx, id).kill(id, options.signal ?? r.stopSignal);
     killed(options.signal ?? r.stopSignal);
   } catch {}
-  const deadline = Date.now() + timeout * 1000;
+  let exited = await exitWithin(ctx, id, timeout * 1000);
+  if (exited === null) {
+    try {
+      rt(ctx, id).kill(id, "SIGKILL", true);
+      killed("SIGKILL");
+    } catch {}
+    exited = await exitWithin(ctx, id, 10_000);
+  }
+  // The run's die, unless its exit hook (another process, started by conmon as the run ends)
+  // reported it already: reported here, it comes before the stop, as Docker's does.
+  if (exited !== null) await emitExitEvents(ctx, id, r, exited.exitCode, runId);
+  emitEvent(ctx, "container", "stop", id, attributes);
+}
+
+/** The container's status once it has exited, polled for up to MS; null if it has not. */
+async function exitWithin(ctx: EngineContext, id: string, ms: number): Promise<Status | null> {
+  const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (status(ctx, id).status === "exited") {
-      emitEvent(ctx, "container", "stop", id, attributes);
-      return;
-    }
+    const st = status(ctx, id);
+    if (st.status === "exited") return st;
     await sleep(50);
   }
-  try {
-    rt(ctx, id).kill(id, "SIGKILL", true);
-    killed("SIGKILL");
-  } catch {}
-  for (let i = 0; i < 200 && status(ctx, id).status !== "exited"; i++) await sleep(50);
-  emitEvent(ctx, "container", "stop", id, attributes);
+  return null;
 }
 
 /** Freezes every process of a running container (`pivot pause`). */
@@ -345,7 +358,7 @@ export async function removeLocked(
     // monitor) finds the container gone under this lock, and reports nothing.
     if (killed) {
       emitEvent(ctx, "container", "kill", id, containerAttributes(r, { signal: "9" }));
-      await emitExitEvents(ctx, id, r, 137);
+      await emitExitEvents(ctx, id, r, 137, ctx.containers.runState(id)?.runId);
     }
   }
   const runtime = rt(ctx, id, r);

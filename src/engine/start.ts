@@ -10,7 +10,7 @@ import { stream } from "../util/lazy-require.ts";
 import { randomHex } from "../util/random.ts";
 import { writeAllSync } from "../util/write-fd.ts";
 import { closeConsole, openConsole, type TtyConsole, wireConsole } from "./console.ts";
-import { emitStartEvents } from "./container-events.ts";
+import { emitStartEvents, forgetRunEnd } from "./container-events.ts";
 import {
   connectNetwork,
   isUserModeNetwork,
@@ -72,6 +72,7 @@ async function prepareStart(
   }
   // A start by hand, not by the restart policy: RestartCount and the manual stop are forgotten.
   if (!restart) beginManualStart(ctx, id, r.name);
+  forgetRunEnd(ctx, id);
   rmSync(join(ctx.containers.dir(id), "exit"), { force: true });
   rmSync(join(ctx.containers.dir(id), "state.json"), { force: true });
   if (!(await isMountPoint(r.overlay.target))) await mountOverlay(r.overlay);

@@ -2,10 +2,11 @@
 // and read back live or from --since. Root, real containers under conmon and attached.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
+import { withFileLock } from "../../src/image/lock.ts";
 import { IMAGE, makeTestEngine, type TestEngine } from "../fixtures/engine.ts";
 import { BUN, isRoot, PIVOT_CLI, pivotCli } from "../helpers.ts";
 
@@ -72,6 +73,34 @@ function follow(args: string[] = []) {
   };
 }
 
+/** A command that exits (0) on SIGTERM, at once: not PID 1's default of ignoring it. */
+const EXITS_ON_TERM = ["sh", "-c", "trap 'exit 0' TERM; sleep 60 & wait"];
+
+/** The state.json of container ID's last run. */
+const runState = (id: string): { runId: string; monitorPid: number } =>
+  JSON.parse(readFileSync(join(t.root, "containers", id, "state.json"), "utf8"));
+
+/** Waits (10 s at most) for conmon of NAME's last run to exit: it waits for its exit hook. */
+function exitHookDone(name: string): void {
+  const id = pivot(["inspect", "-f", "{{.Id}}", name]).stdout.trim();
+  const stat = `/proc/${runState(id).monitorPid}/stat`;
+  const alive = () => existsSync(stat) && !/\) [ZX] /.test(readFileSync(stat, "utf8"));
+  for (let i = 0; i < 200 && alive(); i++) Bun.sleepSync(50);
+  expect(alive()).toBe(false);
+}
+
+/** NAME's events recorded since SINCE: each action, with its signal or exit code if any. */
+const runEvents = (since: string, name: string) =>
+  recorded(
+    since,
+    "--filter",
+    `container=${name}`,
+    "--format",
+    "{{.Action}}{{with .Actor.Attributes.signal}} {{.}}{{end}}{{with .Actor.Attributes.exitCode}} {{.}}{{end}}",
+  )
+    .stdout.split("\n")
+    .filter(Boolean);
+
 /** The actions of one container's events, in order. */
 const actionsOf = (events: Event[], name: string) =>
   events.filter((e) => e.Actor.Attributes.name === name).map((e) => e.Action);
@@ -103,11 +132,8 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(once.every((e) => e.status === e.Action)).toBe(true); // Docker's legacy fields
     expect(actionsOf(events, "ev-long")).toEqual(["create", "start", "pause", "unpause"]);
     const renamed = actionsOf(events, "ev-renamed");
-    // sleep ignores SIGTERM as PID 1: the stop kills it after the timeout. The monitor's exit
-    // hook reports the death, so `die` may come before or after `stop`.
-    expect(renamed.slice(0, 3)).toEqual(["rename", "kill", "kill"]);
-    expect(renamed.slice(3, 5).sort()).toEqual(["die", "stop"]);
-    expect(renamed.at(-1)).toBe("destroy");
+    // sleep ignores SIGTERM as PID 1: the stop kills it after the timeout, then its die, stop.
+    expect(renamed).toEqual(["rename", "kill", "kill", "die", "stop", "destroy"]);
     const kills = events.filter((e) => e.Action === "kill").map((e) => e.Actor.Attributes.signal);
     expect(kills).toEqual(["15", "9"]);
     const rename = events.find((e) => e.Action === "rename");
@@ -134,23 +160,74 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     );
   }, 60_000);
 
-  test("restart: kill, die, stop, start, then restart, as Docker's", () => {
+  test("restart: kill, die, stop, start, then restart, as Docker's, every time", () => {
+    for (let i = 0; i < 5; i++) {
+      const started = new Date().toISOString();
+      const name = `ev-restart-${i}`;
+      expect(pivot(["run", "-d", "--name", name, IMAGE, ...EXITS_ON_TERM]).status).toBe(0);
+      expect(pivot(["restart", name]).status).toBe(0);
+      // The first run's exit hook, had it a die of its own to report, has by the next run's.
+      expect(pivot(["kill", name]).status).toBe(0);
+      exitHookDone(name);
+      expect(runEvents(started, name)).toEqual([
+        "create",
+        "start",
+        "kill 15",
+        "die 0",
+        "stop",
+        "start",
+        "restart",
+        "kill 9",
+        "die 137",
+      ]);
+    }
+  }, 90_000);
+
+  test("stop: kill (15), die, then stop, as Docker's, every time; one die per run", () => {
+    for (let i = 0; i < 10; i++) {
+      const started = new Date().toISOString();
+      const name = `ev-stop-${i}`;
+      expect(pivot(["run", "-d", "--name", name, IMAGE, ...EXITS_ON_TERM]).status).toBe(0);
+      expect(pivot(["stop", name]).status).toBe(0);
+      // Reported by whichever of stop and the exit hook came first; never by both.
+      exitHookDone(name);
+      expect(runEvents(started, name)).toEqual(["create", "start", "kill 15", "die 0", "stop"]);
+    }
+  }, 120_000);
+
+  test("stop of a container that ignores its stop signal: kill 15, kill 9, die 137, stop", () => {
     const started = new Date().toISOString();
-    expect(pivot(["run", "-d", "--name", "ev-restart", IMAGE, "sleep", "60"]).status).toBe(0);
-    expect(pivot(["restart", "-t", "0", "ev-restart"]).status).toBe(0);
-    expect(pivot(["rm", "-f", "ev-restart"]).status).toBe(0);
-    const actions = recorded(
-      started,
-      "--filter",
-      "container=ev-restart",
-      "--format",
-      "{{.Action}}",
-    ).stdout.split("\n");
-    const restart = actions.indexOf("restart");
-    // The stop's kill and die (their order with stop is the exit hook's), then the new start.
-    expect(actions.slice(0, 2)).toEqual(["create", "start"]);
-    expect(actions.slice(restart - 1, restart + 1)).toEqual(["start", "restart"]);
-    expect(actions.filter((a) => a === "restart")).toHaveLength(1);
+    const ignores = ["sh", "-c", 'trap "" TERM; sleep 60'];
+    expect(pivot(["run", "-d", "--name", "ev-deaf", IMAGE, ...ignores]).status).toBe(0);
+    expect(pivot(["stop", "-t", "1", "ev-deaf"]).status).toBe(0);
+    exitHookDone("ev-deaf");
+    expect(runEvents(started, "ev-deaf")).toEqual([
+      "create",
+      "start",
+      "kill 15",
+      "kill 9",
+      "die 137",
+      "stop",
+    ]);
+  }, 60_000);
+
+  test("stop reports the die itself when the exit hook is late, and the hook does not repeat it", async () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-late", IMAGE, ...EXITS_ON_TERM]).status).toBe(0);
+    const id = pivot(["inspect", "-f", "{{.Id}}", "ev-late"]).stdout.trim();
+    // The exit hook cleans up under the container's lock: held here, the hook waits for it.
+    await withFileLock(join(t.root, "locks", `container-${id}.lock`), async () => {
+      expect(pivot(["stop", "ev-late"]).status).toBe(0);
+      expect(runEvents(started, "ev-late")).toEqual([
+        "create",
+        "start",
+        "kill 15",
+        "die 0",
+        "stop",
+      ]);
+    });
+    exitHookDone("ev-late");
+    expect(runEvents(started, "ev-late")).toEqual(["create", "start", "kill 15", "die 0", "stop"]);
   }, 60_000);
 
   test("--since replays what was recorded, --until ends the command; filters and formats", () => {
