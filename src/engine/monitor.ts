@@ -135,6 +135,9 @@ export function startConmon(o: ConmonOptions): Promise<number> {
     const child = childProcess().spawn(o.conmon, args, {
       stdio: ["ignore", "ignore", "pipe", "pipe", ...(o.extraFds ?? [])],
       env: { ...process.env, _OCI_SYNCPIPE: "3" },
+      // conmon writes a file "oom" into its working directory when the OOM killer strikes (and
+      // another into --persist-dir): the container's directory, never the caller's.
+      cwd: o.persistDir,
       detached: true,
     });
     let stderr = "";

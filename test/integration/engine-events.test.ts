@@ -1,8 +1,8 @@
 // `pivot events` and Engine.events(): what happens to containers, recorded by every pivot process
 // and read back live or from --since. Root, real containers under conmon and attached.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConmon } from "../../src/engine/monitor.ts";
@@ -487,9 +487,18 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
   test("an OOM kill: oom, then die with 137, as Docker's", () => {
     const started = new Date().toISOString();
     const hog = 'sleep 0.2; x=$(head -c 104857600 /dev/zero | tr "\\0" a)';
-    const run = pivot(["run", "-d", "--name", "ev-oom", "--memory", "20m", IMAGE, "sh", "-c", hog]);
-    expect(run.status).toBe(0);
-    expect(pivot(["wait", "ev-oom"]).stdout).toBe("137\n");
+    // Run from a directory of its own: conmon writes a file "oom" into its working directory when
+    // the OOM killer strikes, which must be the container's, never the caller's.
+    const caller = mkdtempSync(join(tmpdir(), "pivot-ev-oom-"));
+    try {
+      const args = ["run", "-d", "--name", "ev-oom", "--memory", "20m", IMAGE, "sh", "-c", hog];
+      const run = spawnSync(BUN, [PIVOT_CLI, "--root", t.root, ...args], { cwd: caller });
+      expect(run.status).toBe(0);
+      expect(pivot(["wait", "ev-oom"]).stdout).toBe("137\n");
+      expect(readdirSync(caller)).toEqual([]);
+    } finally {
+      rmSync(caller, { recursive: true, force: true });
+    }
     const actions = () =>
       recorded(
         started,
