@@ -278,6 +278,10 @@ export async function stop(
 async function exitWithin(ctx: EngineContext, id: string, ms: number): Promise<Status | null> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
+    // An attached --rm run removes its container as it ends: gone is exited (with the code kept
+    // for `wait`), not "created" until the deadline.
+    if (!existsSync(join(ctx.containers.dir(id), "container.json")))
+      return { status: "exited", exitCode: ctx.containers.removedExitCode(id), pid: 0 };
     const st = status(ctx, id);
     if (st.status === "exited") return st;
     await sleep(50);

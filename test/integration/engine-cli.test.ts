@@ -642,6 +642,38 @@ describe.skipIf(!isRoot)("pivot CLI", () => {
     }
   });
 
+  test("stop from another shell of an attached --rm run returns once the run has ended, not after a second timeout", async () => {
+    const name = "attached-stop";
+    // sleep as PID 1 ignores SIGTERM: stop -t 1 kills it after a second, and the run removes it.
+    const child = spawn(
+      BUN,
+      [PIVOT_CLI, "--root", t.root, "run", "--rm", "--name", name, IMAGE, "sleep", "600"],
+      {
+        stdio: "ignore",
+      },
+    );
+    const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+    try {
+      for (let i = 0; i < 400; i++) {
+        if (pivot(["inspect", "--format", "{{.State.Status}}", name]).stdout === "running\n") break;
+        await Bun.sleep(50);
+      }
+      const started = performance.now();
+      expect(pivot(["stop", "-t", "1", name])).toEqual({
+        status: 0,
+        stdout: `${name}\n`,
+        stderr: "",
+      });
+      // A second for the timeout, then the kill: it once waited 10 s more for a removed container.
+      expect(performance.now() - started).toBeLessThan(6000);
+      expect(await exited).toBe(137);
+      expect(pivot(["ps", "-a", "--filter", `name=${name}`, "-q"]).stdout).toBe("");
+    } finally {
+      if (child.exitCode === null) pivot(["rm", "-f", name]);
+      await exited;
+    }
+  }, 60_000);
+
   test("rm -f from another shell of an attached run: the run ends quietly with 137; nothing left", async () => {
     // Twice: as it comes, and with the attached pivot stopped (SIGSTOP) while rm -f runs, so
     // it records the exit only after the container's directory is gone (the order a rootless
