@@ -11,6 +11,10 @@
 # --compile-jit-policy scales the JIT's thresholds up, for the program run without its door (and
 # the JIT on): start-up code runs once, and compiling it is work for nothing; the engine sets the
 # normal policy back once a command's start-up is over (src/util/jit.ts).
+# --minify-whitespace --minify-syntax: less code to load at every start (`pivot run` 0.3-0.4 ms,
+# 1-2%, `--version` 0.15 ms less; names are kept); --sourcemap is embedded in the program, so
+# `--debug` stack traces name the TypeScript sources (src/cli/engine.ts:449) rather than chunks.
+# The .map files bun also writes beside it are not needed and are removed.
 # --splitting keeps each command's code in its own chunk: without it the one bundle is loaded
 # whole, and pivot-runtime paid for the engine's code at every start (--version: 25 ms of cpu
 # against 12 ms split, measured here).
@@ -25,8 +29,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$here/dist}
 mkdir -p "$out"
 "$here/node_modules/.bin/bun" build "$here/bin/pivot-multicall.ts" --compile --bytecode --format=esm --splitting \
+  --minify-whitespace --minify-syntax --sourcemap \
   --no-compile-autoload-dotenv --no-compile-autoload-bunfig --compile-jit-policy=100 \
   --outfile "$out/pivot.bin" >/dev/null
+rm -f "$out"/*.js.map "$out/pivot.bin.map"
 make -s -C "$here/native" build/front-pivot build/front-pivot-runtime
 for cmd in pivot pivot-runtime; do
   rm -f "$out/$cmd" # an earlier build's program (or a link to one): never write through it
