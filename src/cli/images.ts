@@ -91,6 +91,25 @@ function progressTo(quiet: boolean) {
     writeErr(`${e.phase}: ${e.detail.slice(0, 80)}\n`);
 }
 
+/**
+ * A prune's flags (-a, -f) and, unless -f, Docker's question, as container, volume and system
+ * prune ask it: `{ all }` to go on, null when the answer is no.
+ */
+async function confirmedPrune(
+  args: string[],
+  question: { all: string; dangling: string },
+): Promise<{ all: boolean } | null> {
+  const p = parse(args, [
+    { name: "all", aliases: ["a"] },
+    { name: "force", aliases: ["f"] },
+  ]);
+  const all = boolFlag(p, "all");
+  const { confirm } = await import("./containers.ts");
+  if (!boolFlag(p, "force") && !(await confirm(all ? question.all : question.dangling)))
+    return null;
+  return { all };
+}
+
 export async function imageCommand(
   engine: Engine,
   command: string,
@@ -104,17 +123,12 @@ export async function imageCommand(
       throw new UsageError(`unknown builder command "${sub ?? ""}"`, {
         hint: "use builder prune [-a] [-f] or builder build",
       });
-    const p = parse(args.slice(1), [
-      { name: "all", aliases: ["a"] },
-      { name: "force", aliases: ["f"] },
-    ]);
-    const every = boolFlag(p, "all");
-    const { confirm } = await import("./containers.ts");
-    const warning = every
-      ? "This will remove all build cache."
-      : "This will remove all dangling build cache.";
-    if (!boolFlag(p, "force") && !(await confirm(warning))) return 0;
-    const removed = await pruneBuilder(engine, { all: every });
+    const confirmed = await confirmedPrune(args.slice(1), {
+      all: "This will remove all build cache.",
+      dangling: "This will remove all dangling build cache.",
+    });
+    if (!confirmed) return 0;
+    const removed = await pruneBuilder(engine, confirmed);
     if (removed.length) writeOut(`Deleted build cache objects:\n${removed.join("\n")}\n\n`);
     writeOut(`Total: ${removed.length} build cache record${removed.length === 1 ? "" : "s"}\n`);
     return 0;
@@ -150,18 +164,12 @@ export async function imageCommand(
         return 0;
       }
       case "prune": {
-        const p = parse(rest, [
-          { name: "all", aliases: ["a"] },
-          { name: "force", aliases: ["f"] },
-        ]);
-        const every = boolFlag(p, "all");
-        // Docker's question unless -f, as container, volume, system and builder prune ask.
-        const { confirm } = await import("./containers.ts");
-        const warning = every
-          ? "This will remove all images without at least one container associated to them."
-          : "This will remove all dangling images.";
-        if (!boolFlag(p, "force") && !(await confirm(warning))) return 0;
-        const r = await pruneImages(engine, { all: every });
+        const confirmed = await confirmedPrune(rest, {
+          all: "This will remove all images without at least one container associated to them.",
+          dangling: "This will remove all dangling images.",
+        });
+        if (!confirmed) return 0;
+        const r = await pruneImages(engine, confirmed);
         if (r.deleted.length) writeOut("Deleted Images:\n");
         for (const d of r.deleted) {
           for (const n of d.names) writeOut(`untagged: ${repoTag(n).join(":")}\n`);
