@@ -15,8 +15,15 @@
  * turns the JIT off itself it says so in PIVOT_DOOR_JIT_OFF=1: the engine's commands that do long
  * work in JavaScript (pull, build, cp, logs, ...) then run the program again with the JIT on
  * (src/cli/jit.ts decides which).
+ *
+ * That run again loses every descriptor beyond 0-2 (Bun marks those it inherits close-on-exec as it
+ * starts): `pivot import <(...)` or `pivot load -i /dev/fd/3` would open nothing, or Bun's own fd.
+ * So the door that runs the program again (RUNS_AGAIN_WITH_JIT, `pivot`) leaves the JIT on when its
+ * caller passed any: correct, at the short commands' ~1 ms. pivot-runtime, never run again, is
+ * started with the JIT off whatever conmon or containerd pass it.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -28,6 +35,25 @@
 #error "build with -DPROGRAM_NAME='\"pivot\"' or '\"pivot-runtime\"'"
 #endif
 #define PROGRAM_FILE "pivot.bin"
+
+#ifdef RUNS_AGAIN_WITH_JIT
+/* Whether the caller passed descriptors beyond 0-2 (this door opens none of its own). */
+static int passes_descriptors(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (d == NULL) return 1; /* cannot tell: as if it did */
+  int own = dirfd(d), found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    char *end;
+    long fd = strtol(e->d_name, &end, 10);
+    found = end != e->d_name && *end == '\0' && fd > 2 && fd != own;
+  }
+  closedir(d);
+  return found;
+}
+#else
+static int passes_descriptors(void) { return 0; }
+#endif
 
 int main(int argc, char **argv) {
   char *no_args[] = {NULL, NULL};
@@ -43,7 +69,7 @@ int main(int argc, char **argv) {
     return 127;
   }
   strcpy(slash + 1, PROGRAM_FILE);
-  if (getenv("BUN_JSC_useJIT") == NULL &&
+  if (getenv("BUN_JSC_useJIT") == NULL && !passes_descriptors() &&
       (setenv("BUN_JSC_useJIT", "0", 1) != 0 || setenv("PIVOT_DOOR_JIT_OFF", "1", 1) != 0)) {
     fprintf(stderr, "%s: setenv: %s\n", PROGRAM_NAME, strerror(errno));
     return 127;

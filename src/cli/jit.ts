@@ -59,8 +59,10 @@ export function noteCommandLine(argv: readonly string[]): void {
 
 /**
  * Long work in JavaScript begins: with the JIT. A program the door started without it is replaced
- * by itself with it (same pid, same fds: nothing may be held that an exec loses, so call this
- * before a lock, a container or output exists); otherwise the normal policy is set.
+ * by itself with it (same pid and stdio, but no descriptor beyond 0-2: Bun marks those it inherits
+ * close-on-exec, so the door keeps the JIT on for a caller that passes any; nothing may be held
+ * that an exec loses, so call this before a lock, a container or output exists); otherwise the
+ * normal policy is set.
  */
 export function longWorkAhead(): void {
   const execve = (process as { execve?: (file: string, args: string[], env: object) => never })

@@ -9,8 +9,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readFileSync,
   readlinkSync,
   rmSync,
@@ -179,6 +181,32 @@ describe("the compiled binary", () => {
       expect(pulled.stderr).toContain(
         "image BAD/Name is not in the local store and pulling it failed",
       );
+    },
+    60_000,
+  );
+
+  test.skipIf(!isRoot)(
+    "pivot keeps the descriptors its caller passed beyond 0-2 for a long command (/dev/fd/N)",
+    () => {
+      // `pivot import <(...)`, `pivot load -i /dev/fd/3`: Bun marks every inherited descriptor
+      // close-on-exec at start, so a run again with the JIT would lose them.
+      const src = join(dir, "fd-rootfs");
+      mkdirSync(src, { recursive: true });
+      writeFileSync(join(src, "hello"), "hi\n");
+      const tar = join(dir, "fd-rootfs.tar");
+      expect(spawnSync("tar", ["-C", src, "-cf", tar, "."]).status).toBe(0);
+      const fd = openSync(tar, "r");
+      try {
+        const r = spawnSync(
+          join(bin, "pivot"),
+          ["--root", root, "import", "/dev/fd/3", "fd-test:1"],
+          { cwd: dir, encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe", fd] },
+        );
+        expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+        expect(r.stdout).toStartWith("sha256:");
+      } finally {
+        closeSync(fd);
+      }
     },
     60_000,
   );
