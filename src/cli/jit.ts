@@ -67,7 +67,13 @@ export function noteCommandLine(argv: readonly string[]): void {
 export function longWorkAhead(): void {
   const execve = (process as { execve?: (file: string, args: string[], env: object) => never })
     .execve;
-  if (commandLine && execve) execve(process.execPath, [process.argv0, ...commandLine], process.env);
+  if (commandLine && execve) {
+    try {
+      execve(process.execPath, [process.argv0, ...commandLine], process.env);
+    } catch {
+      // The program cannot run again (its file replaced by a rebuild, say): on without the JIT.
+    }
+  }
   startupOver();
 }
 

@@ -76,3 +76,32 @@ test("the front door's mark and its JIT setting leave the environment at start",
     noteCommandLine([]); // no mark now: nothing left that a later longWorkAhead would run again
   }
 });
+
+test("a run again that cannot happen (the program's file gone) goes on without the JIT", () => {
+  const saved = { mark: process.env.PIVOT_DOOR_JIT_OFF, jit: process.env.BUN_JSC_useJIT };
+  const proc = process as unknown as { execve: (...args: unknown[]) => never };
+  const realExecve = proc.execve;
+  const tried: unknown[][] = [];
+  try {
+    proc.execve = (...args: unknown[]) => {
+      tried.push(args);
+      throw Object.assign(new Error("ENOENT"), { code: "ENOENT" });
+    };
+    process.env.PIVOT_DOOR_JIT_OFF = "1";
+    process.env.BUN_JSC_useJIT = "0";
+    noteCommandLine(["pull", "a b", ""]);
+    expect(() => longWorkAhead()).not.toThrow();
+    expect(tried.map((a) => a[1])).toEqual([[process.argv0, "pull", "a b", ""]]);
+    expect(calls).toEqual([1]); // the normal policy, as a program started without the door
+  } finally {
+    proc.execve = realExecve;
+    for (const [k, v] of [
+      ["PIVOT_DOOR_JIT_OFF", saved.mark],
+      ["BUN_JSC_useJIT", saved.jit],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    noteCommandLine([]); // nothing left that a later longWorkAhead would run again
+  }
+});
