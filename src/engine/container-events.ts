@@ -101,9 +101,11 @@ export async function emitExitEvents(
   exitCode: number | null,
   runId: string | undefined,
 ): Promise<void> {
+  // Looked at before the claim: from the claim to the last event nothing waits, so a process
+  // killed in between (it would leave the run without a die) has the shortest window to be in.
+  const oom = exitCode === 137 && (await oomKilled(ctx, id));
   if (runId !== undefined && !claimRunEnd(ctx, id, runId)) return;
-  if (exitCode === 137 && (await oomKilled(ctx, id)))
-    emitEvent(ctx, "container", "oom", id, containerAttributes(r));
+  if (oom) emitEvent(ctx, "container", "oom", id, containerAttributes(r));
   emitEvent(ctx, "container", "die", id, {
     ...containerAttributes(r),
     ...(exitCode !== null ? { exitCode: String(exitCode) } : {}),
