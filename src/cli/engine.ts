@@ -901,6 +901,13 @@ async function dispatch(engine: Engine, command: string, args: string[]): Promis
       await engine.cleanup(needArg(p, "a container", command), runId ? { runId } : {});
       return 0;
     }
+    case "exec-cleanup": {
+      // conmon's exit command for `exec -d`: exec_die with the exit code, the exec's files removed.
+      const p = parseCommand(args, [], 2);
+      const execId = p.positionals[1];
+      await engine.execCleanup(needArg(p, "a container", command), execId ?? "");
+      return 0;
+    }
     default:
       if (IMAGE_COMMANDS.includes(command)) {
         const { imageCommand } = await import("./images.ts");

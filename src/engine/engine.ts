@@ -293,6 +293,14 @@ export class Engine {
   }
 
   /**
+   * A detached exec's end (conmon's exit command, `pivot exec-cleanup`): exec_die with its exit
+   * code, unless the container is gone, then the exec's directory goes. Never throws.
+   */
+  async execCleanup(id: string, execId: string): Promise<void> {
+    (await import("./exec-detached.ts")).execEnded(this.ctx, id, execId);
+  }
+
+  /**
    * Joins this process's terminal (or pipes) to a detached container's stdio through conmon's
    * attach socket (`pivot attach`). Resolves when the container exits (with its code) or when the
    * user types the detach keys (default Ctrl-P Ctrl-Q; "" for none).

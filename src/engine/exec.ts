@@ -123,6 +123,13 @@ export async function exec(
   const command = options.cmd.join(" ");
   emitEvent(ctx, "container", `exec_create: ${command}`, id, attributes);
   emitEvent(ctx, "container", `exec_start: ${command}`, id, attributes);
+  if (options.detach) {
+    const detached = await import("./exec-detached.ts");
+    if (detached.execUnderConmon(ctx)) {
+      await detached.startDetachedExec(ctx, r, proc, execId);
+      return new ContainerHandle(id, r.name, null, null, null, () => Promise.resolve(0));
+    }
+  }
   const result = rt(ctx, id).exec(id, {
     process: proc,
     detach: options.detach ?? false,
@@ -152,7 +159,7 @@ export async function exec(
   const exited = (async () => {
     try {
       const { exitCode } = await result;
-      // A detached exec's end is nobody's to see (no monitor holds it): no exec_die then.
+      // Without conmon, a detached exec's end is nobody's to see: no exec_die then.
       if (!options.detach)
         emitEvent(ctx, "container", "exec_die", id, { ...attributes, exitCode: String(exitCode) });
       return exitCode;

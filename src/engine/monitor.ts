@@ -126,18 +126,124 @@ export function startConmon(o: ConmonOptions): Promise<number> {
   if (o.tty) args.push("-t");
   // Input stays open for the next `pivot attach` when one detaches (Docker's -d -i).
   if (o.stdin) args.push("-i", "--leave-stdin-open");
-  if (o.exitCommand?.length) {
-    const [cmd, ...rest] = o.exitCommand;
-    args.push("--exit-command", cmd!);
-    for (const a of rest) args.push("--exit-command-arg", a);
-  }
+  pushExitCommand(args, o.exitCommand);
+  return runConmon({
+    conmon: o.conmon,
+    args,
+    // conmon writes a file "oom" into its working directory when the OOM killer strikes (and
+    // another into --persist-dir): the container's directory, never the caller's.
+    cwd: o.persistDir,
+    ...(o.extraFds ? { extraFds: o.extraFds } : {}),
+    failed: (detail) => new MonitorError(`creating the container failed: ${detail}`),
+    exitedEarly: (stderr) =>
+      new MonitorError(
+        `conmon exited before the container was created${stderr ? `: ${stderr}` : ""}`,
+        // Another runtime (--runtime PATH) that failed without a word, as /bin/false does.
+        o.otherRuntime
+          ? {
+              hint: `the OCI runtime ${o.otherRuntime} failed to create it: check that \`${o.otherRuntime} --version\` runs, or leave out --runtime`,
+            }
+          : {},
+      ),
+  });
+}
+
+export interface ConmonExecOptions {
+  conmon: string;
+  /** The container's id. */
+  id: string;
+  execId: string;
+  /**
+   * The exec's own directory: its process.json, pid and exit files, attach socket and fifos, and
+   * conmon's working directory; none of the container's own files are touched.
+   */
+  dir: string;
+  /** The runtime command (program and leading arguments, e.g. its --root). */
+  runtime: string[];
+  /** Run when the process has exited, conmon's exit file written. */
+  exitCommand: string[];
+}
+
+/**
+ * Starts conmon in exec mode (podman's detached exec): it has the runtime run `exec --detach
+ * --process <dir>/process.json`, holds the process as a subreaper, writes its exit code to
+ * <dir>/exit and runs the exit command. Resolves with the process's pid once it runs.
+ */
+export function startConmonExec(o: ConmonExecOptions): Promise<number> {
+  const [runtimePath, ...runtimeArgs] = o.runtime;
+  const args = [
+    "--api-version",
+    "1",
+    "-c",
+    o.id,
+    "-u",
+    o.execId,
+    "-r",
+    runtimePath!,
+    "-b",
+    o.dir,
+    "-p",
+    join(o.dir, "pid"),
+    "--exit-dir",
+    o.dir,
+    "--persist-dir",
+    o.dir,
+    // The attach socket in the exec's directory itself: no link in the socket directory to remove.
+    "--full-attach",
+    // Docker discards a detached exec's output.
+    "-l",
+    "none",
+    "--log-level",
+    "error",
+    "-e",
+    "--exec-process-spec",
+    join(o.dir, "process.json"),
+  ];
+  for (const a of runtimeArgs) args.push("--runtime-arg", a);
+  pushExitCommand(args, o.exitCommand);
+  return runConmon({
+    conmon: o.conmon,
+    args,
+    cwd: o.dir,
+    // The runtime's own words, as the in-process runtime's error reads.
+    failed: (detail) => {
+      const [message, hint] = detail.split(/\n\s*hint: /);
+      return new MonitorError(message!.trim(), hint ? { hint: hint.trim() } : {});
+    },
+    exitedEarly: (stderr) =>
+      new MonitorError(`conmon exited before the exec ran${stderr ? `: ${stderr}` : ""}`),
+  });
+}
+
+/** --exit-command CMD and an --exit-command-arg for each of its arguments. */
+function pushExitCommand(args: string[], command: string[] | undefined): void {
+  if (!command?.length) return;
+  const [cmd, ...rest] = command;
+  args.push("--exit-command", cmd!);
+  for (const a of rest) args.push("--exit-command-arg", a);
+}
+
+interface ConmonRun {
+  conmon: string;
+  args: string[];
+  cwd: string;
+  extraFds?: number[];
+  /** The runtime failed: its message (conmon's, else conmon's stderr). */
+  failed: (detail: string) => Error;
+  /** conmon exited without a word on its sync pipe: its stderr. */
+  exitedEarly: (stderr: string) => Error;
+}
+
+/**
+ * Runs conmon (it daemonizes) and reads its sync pipe: resolves with the pid it reports once the
+ * runtime has run, rejects with the runtime's message.
+ */
+function runConmon(o: ConmonRun): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = childProcess().spawn(o.conmon, args, {
+    const child = childProcess().spawn(o.conmon, o.args, {
       stdio: ["ignore", "ignore", "pipe", "pipe", ...(o.extraFds ?? [])],
       env: { ...process.env, _OCI_SYNCPIPE: "3" },
-      // conmon writes a file "oom" into its working directory when the OOM killer strikes (and
-      // another into --persist-dir): the container's directory, never the caller's.
-      cwd: o.persistDir,
+      cwd: o.cwd,
       detached: true,
     });
     let stderr = "";
@@ -177,23 +283,12 @@ export function startConmon(o: ConmonOptions): Promise<number> {
       if (typeof msg.data === "number" && msg.data > 0) done(null, msg.data);
       else {
         const detail = (msg.message ?? stderr).trim().replace(/^pivot-runtime: /, "");
-        done(new MonitorError(`creating the container failed: ${detail || "(no message)"}`));
+        done(o.failed(detail || "(no message)"));
       }
     });
     sync.on("error", () => {});
     sync.on("close", () => {
-      if (!settled)
-        done(
-          new MonitorError(
-            `conmon exited before the container was created${stderr.trim() ? `: ${stderr.trim()}` : ""}`,
-            // Another runtime (--runtime PATH) that failed without a word, as /bin/false does.
-            o.otherRuntime
-              ? {
-                  hint: `the OCI runtime ${o.otherRuntime} failed to create it: check that \`${o.otherRuntime} --version\` runs, or leave out --runtime`,
-                }
-              : {},
-          ),
-        );
+      if (!settled) done(o.exitedEarly(stderr.trim()));
     });
   });
 }

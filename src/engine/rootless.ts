@@ -135,6 +135,8 @@ export const NEEDS_USER_NAMESPACE = [
   "run",
   "startAttached",
   "cleanup",
+  // a detached exec's exit command: the rootless engine runs its exec -d without conmon
+  "execCleanup",
   "startRestartable",
   "remove",
   "recover",

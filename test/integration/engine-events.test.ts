@@ -101,6 +101,65 @@ const runEvents = (since: string, name: string) =>
     .stdout.split("\n")
     .filter(Boolean);
 
+/**
+ * NAME's exec events since SINCE, as [action, execID, exitCode], once COUNT have come (10 s at
+ * most: a detached exec's exec_die comes from conmon's exit command).
+ */
+function execEvents(since: string, name: string, count: number): string[][] {
+  let rows: string[][] = [];
+  for (let i = 0; i < 200; i++) {
+    rows = recorded(
+      since,
+      "--filter",
+      `container=${name}`,
+      "--filter",
+      "event=exec_create",
+      "--filter",
+      "event=exec_start",
+      "--filter",
+      "event=exec_die",
+      "--format",
+      "{{.Action}}|{{.Actor.Attributes.execID}}|{{.Actor.Attributes.exitCode}}",
+    )
+      .stdout.split("\n")
+      .filter(Boolean)
+      .map((l) => l.split("|"));
+    if (rows.length >= count) break;
+    Bun.sleepSync(50);
+  }
+  return rows;
+}
+
+/** The exec directories left in NAME's container directory, after 5 s at most for them to go. */
+function execDirsLeft(name: string): string[] {
+  const id = pivot(["inspect", "-f", "{{.Id}}", name]).stdout.trim();
+  const dir = join(t.root, "containers", id, "exec");
+  const left = () => (existsSync(dir) ? readdirSync(dir) : []);
+  for (let i = 0; i < 100 && left().length > 0; i++) Bun.sleepSync(50);
+  return left();
+}
+
+/** The pids of the conmons whose command line names EXECID (an exec's, by its -u). */
+function conmonsOf(execId: string): number[] {
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const argv = readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0");
+        return argv[0]?.endsWith("conmon") && argv.includes(execId);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** Whether every conmon of EXECID has exited (5 s at most). */
+function conmonsGone(execId: string): boolean {
+  for (let i = 0; i < 100 && conmonsOf(execId).length > 0; i++) Bun.sleepSync(50);
+  return conmonsOf(execId).length === 0;
+}
+
 /** The actions of one container's events, in order. */
 const actionsOf = (events: Event[], name: string) =>
   events.filter((e) => e.Actor.Attributes.name === name).map((e) => e.Action);
@@ -330,7 +389,7 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     const started = new Date().toISOString();
     expect(pivot(["run", "-d", "--name", "ev-exec", IMAGE, "sleep", "60"]).status).toBe(0);
     expect(pivot(["exec", "ev-exec", "sh", "-c", "exit 7"]).status).toBe(7);
-    expect(pivot(["exec", "-d", "ev-exec", "true"]).status).toBe(0);
+    expect(pivot(["exec", "ev-exec", "true"]).status).toBe(0);
     const r = recorded(
       started,
       "--filter",
@@ -354,10 +413,50 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
       "exec_die",
       "exec_create: true",
       "exec_start: true",
+      "exec_die",
     ]);
     expect(new Set(rows.slice(0, 3).map((x) => x[1])).size).toBe(1);
     expect(rows[0]![1]).toMatch(/^[0-9a-f]{64}$/);
     expect(rows[2]![2]).toBe("7");
+  }, 60_000);
+
+  test("exec -d: exec_die when the process ends, its exit code, one execID; its directory goes", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-execd", IMAGE, "sleep", "60"]).status).toBe(0);
+    const r = pivot(["exec", "-d", "ev-execd", "sh", "-c", "exit 3"]);
+    expect([r.status, r.stdout, r.stderr]).toEqual([0, "", ""]);
+    const rows = execEvents(started, "ev-execd", 3);
+    expect(rows.map((x) => x[0])).toEqual([
+      "exec_create: sh -c exit 3",
+      "exec_start: sh -c exit 3",
+      "exec_die",
+    ]);
+    expect(new Set(rows.map((x) => x[1])).size).toBe(1);
+    expect(rows[2]![2]).toBe("3");
+    expect(execDirsLeft("ev-execd")).toEqual([]);
+  }, 60_000);
+
+  test("exec -d of a long sleep, the container stopped: its exec_die (137), no conmon or directory left", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-execstop", IMAGE, ...EXITS_ON_TERM]).status).toBe(0);
+    expect(pivot(["exec", "-d", "ev-execstop", "sleep", "300"]).status).toBe(0);
+    const execId = execEvents(started, "ev-execstop", 2)[0]![1]!;
+    expect(conmonsOf(execId).length).toBe(1); // the exec's monitor, holding the sleep
+    expect(pivot(["stop", "ev-execstop"]).status).toBe(0);
+    const die = execEvents(started, "ev-execstop", 3)[2]!;
+    expect(die).toEqual(["exec_die", execId, "137"]);
+    expect(execDirsLeft("ev-execstop")).toEqual([]);
+    expect(conmonsGone(execId)).toBe(true);
+  }, 60_000);
+
+  test("rm -f with an exec -d running: no conmon of the exec is left", () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-execrm", IMAGE, "sleep", "60"]).status).toBe(0);
+    expect(pivot(["exec", "-d", "ev-execrm", "sleep", "300"]).status).toBe(0);
+    const execId = execEvents(started, "ev-execrm", 2)[0]![1]!;
+    expect(conmonsOf(execId).length).toBe(1);
+    expect(pivot(["rm", "-f", "ev-execrm"]).status).toBe(0);
+    expect(conmonsGone(execId)).toBe(true);
   }, 60_000);
 
   test("cp, export, top, update and commit: Docker's container events, commit's with its image", () => {
