@@ -1,7 +1,7 @@
 // The events of a container's start and end that come in groups, as Docker's: its volumes'
 // `mount` before its `start`; `oom` (when the OOM killer ended it), `die`, then its volumes'
 // `unmount`. Apart from events.ts (the file and its reader): the OOM check reads the cgroup.
-import { closeSync, openSync, unlinkSync } from "node:fs";
+import { closeSync, openSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
@@ -80,6 +80,42 @@ function claimRunEnd(ctx: Pick<EngineContext, "containers">, id: string, runId: 
   }
 }
 
+/** The run's end is written (its die and unmounts): the mark says so, for a `stop` waiting. */
+function markRunEndReported(
+  ctx: Pick<EngineContext, "containers">,
+  id: string,
+  runId: string,
+): void {
+  try {
+    writeFileSync(runEndMark(ctx, id, runId), "reported\n");
+  } catch {}
+}
+
+/**
+ * Waits (up to MS) until the process that claimed run RUNID's end has written it, so that a
+ * `stop` which lost the claim to the exit hook still comes after the die, as Docker's does. A
+ * mark gone (the container removed, or started again) counts as written; a claimer killed before
+ * it wrote leaves the wait to its limit.
+ */
+export async function runEndReported(
+  ctx: Pick<EngineContext, "containers">,
+  id: string,
+  runId: string,
+  ms: number,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    let text: string;
+    try {
+      text = readFileSync(runEndMark(ctx, id, runId), "utf8");
+    } catch {
+      return;
+    }
+    if (text !== "") return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** A new start: the mark of the last run's end goes (no other reporter of it is left). */
 export function forgetRunEnd(ctx: Pick<EngineContext, "containers">, id: string): void {
   const runId = ctx.containers.runState(id)?.runId;
@@ -92,7 +128,7 @@ export function forgetRunEnd(ctx: Pick<EngineContext, "containers">, id: string)
 /**
  * A run's end: `oom` if the OOM killer ended it (exit code 137 and a kill counted in its cgroup,
  * still there until the runtime's delete), `die` with its exit code, then its volumes' `unmount`;
- * once per run (RUNID, when given): nothing if another process reported it already.
+ * once per run (RUNID, when given): nothing, and false, if another process claimed it first.
  */
 export async function emitExitEvents(
   ctx: Pick<EngineContext, "runRoot" | "warn" | "containers">,
@@ -100,11 +136,11 @@ export async function emitExitEvents(
   r: ContainerRecord,
   exitCode: number | null,
   runId: string | undefined,
-): Promise<void> {
+): Promise<boolean> {
   // Looked at before the claim: from the claim to the last event nothing waits, so a process
   // killed in between (it would leave the run without a die) has the shortest window to be in.
   const oom = exitCode === 137 && (await oomKilled(ctx, id));
-  if (runId !== undefined && !claimRunEnd(ctx, id, runId)) return;
+  if (runId !== undefined && !claimRunEnd(ctx, id, runId)) return false;
   if (oom) emitEvent(ctx, "container", "oom", id, containerAttributes(r));
   emitEvent(ctx, "container", "die", id, {
     ...containerAttributes(r),
@@ -112,6 +148,8 @@ export async function emitExitEvents(
   });
   for (const v of r.volumes)
     emitEvent(ctx, "volume", "unmount", v.name, { container: id, driver: "local" });
+  if (runId !== undefined) markRunEndReported(ctx, id, runId);
+  return true;
 }
 
 /**

@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 import { isMountPoint, unmountOverlay } from "../image/overlay.ts";
 import { HostLauncher } from "../runtime/host-plan.ts";
 import { parseSignal } from "../runtime/signals.ts";
-import { emitExitEvents } from "./container-events.ts";
+import { emitExitEvents, runEndReported } from "./container-events.ts";
 import { disconnectNetwork } from "./container-network.ts";
 import { monitorAlive, releaseCgroups, rt, type Status, status } from "./container-runtime.ts";
 import type { ContainerRecord } from "./container-store.ts";
@@ -270,7 +270,9 @@ export async function stop(
   }
   // The run's die, unless its exit hook (another process, started by conmon as the run ends)
   // reported it already: reported here, it comes before the stop, as Docker's does.
-  if (exited !== null) await emitExitEvents(ctx, id, r, exited.exitCode, runId);
+  // Its exit hook may have claimed it first: the stop waits (a little) for that die to be written.
+  if (exited !== null && !(await emitExitEvents(ctx, id, r, exited.exitCode, runId)) && runId)
+    await runEndReported(ctx, id, runId, 2000);
   emitEvent(ctx, "container", "stop", id, attributes);
 }
 

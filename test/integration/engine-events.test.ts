@@ -289,6 +289,33 @@ describe.skipIf(!isRoot || !hasConmon)("pivot events", () => {
     expect(runEvents(started, "ev-late")).toEqual(["create", "start", "kill 15", "die 0", "stop"]);
   }, 60_000);
 
+  test("stop that loses the run's end to the exit hook waits for the hook's die before its stop", async () => {
+    const started = new Date().toISOString();
+    expect(pivot(["run", "-d", "--name", "ev-second", IMAGE, ...EXITS_ON_TERM]).status).toBe(0);
+    const id = pivot(["inspect", "-f", "{{.Id}}", "ev-second"]).stdout.trim();
+    const dir = join(t.root, "containers", id);
+    const { runId } = JSON.parse(readFileSync(join(dir, "state.json"), "utf8")) as {
+      runId: string;
+    };
+    // The exit hook's claim, made first and not yet written: what the CI once raced into.
+    const mark = join(dir, `ended-${runId}`);
+    writeFileSync(mark, "");
+    const stopping = spawn(BUN, [PIVOT_CLI, "--root", t.root, "stop", "ev-second"], {
+      stdio: "ignore",
+    });
+    const stopped = new Promise<number | null>((res) => stopping.on("exit", res));
+    await Bun.sleep(800);
+    const written = Date.now() * 1e6;
+    writeFileSync(mark, "reported\n"); // the claimer has written its die (here: nothing)
+    expect(await stopped).toBe(0);
+    const events = JSON.parse(
+      `[${recorded(started, "--filter", "container=ev-second", "--format", "json").stdout.trim().split("\n").join(",")}]`,
+    ) as Event[];
+    const stop = events.find((e) => e.Action === "stop");
+    expect(stop).toBeDefined();
+    expect(stop!.timeNano).toBeGreaterThanOrEqual(written);
+  }, 60_000);
+
   test("--since replays what was recorded, --until ends the command; filters and formats", () => {
     const started = new Date().toISOString();
     expect(pivot(["run", "--rm", "--name", "ev-past", "-l", "team=a", IMAGE, "true"]).status).toBe(
