@@ -10,6 +10,7 @@ import { runtimeCommandOf } from "./container-runtime.ts";
 import type { ContainerRecord } from "./container-store.ts";
 import type { EngineContext } from "./context.ts";
 import { startConmonExec } from "./monitor.ts";
+import { engineCommand } from "./restart-state.ts";
 
 /**
  * Whether a detached exec runs under conmon: it is installed, and the engine is not rootless
@@ -26,16 +27,7 @@ function execDir(ctx: Pick<EngineContext, "containers">, id: string, execId: str
 
 /** conmon's exit command for an exec: `pivot exec-cleanup ID EXECID`. */
 function execExitCommand(ctx: EngineContext, id: string, execId: string): string[] {
-  return [
-    ...ctx.cliCommand,
-    "--root",
-    ctx.root,
-    "--run-root",
-    ctx.runRoot,
-    "exec-cleanup",
-    id,
-    execId,
-  ];
+  return engineCommand(ctx, ["exec-cleanup", id, execId]);
 }
 
 /** Starts PROC in container R under conmon; resolves once it runs (rejects with the runtime's error). */

@@ -236,18 +236,14 @@ export function beginManualStart(ctx: EngineContext, id: string, name: string): 
   rmSync(statePath(ctx, id), { force: true });
 }
 
+/** `pivot ARGS` on this engine's store, for a process of its own (conmon's exit commands). */
+export function engineCommand(ctx: EngineContext, args: string[]): string[] {
+  return [...ctx.cliCommand, "--root", ctx.root, "--run-root", ctx.runRoot, ...args];
+}
+
 /** conmon's exit hook for a run: `pivot container-cleanup ID RUNID`. */
 export function exitCommand(ctx: EngineContext, id: string, runId: string): string[] {
-  return [
-    ...ctx.cliCommand,
-    "--root",
-    ctx.root,
-    "--run-root",
-    ctx.runRoot,
-    "container-cleanup",
-    id,
-    runId,
-  ];
+  return engineCommand(ctx, ["container-cleanup", id, runId]);
 }
 
 /**
