@@ -57,51 +57,53 @@ test("without the front door's mark, long work sets the normal policy and runs o
   expect(calls).toEqual([1]);
 });
 
-test("the front door's mark and its JIT setting leave the environment at start", () => {
+/**
+ * Runs FN as a program the front door started (its mark and BUN_JSC_useJIT=0 in the environment),
+ * then puts the environment back and forgets the command line: no later longWorkAhead in this
+ * test process may run it again.
+ */
+function asStartedByTheDoor(fn: () => void): void {
   const saved = { mark: process.env.PIVOT_DOOR_JIT_OFF, jit: process.env.BUN_JSC_useJIT };
   try {
     process.env.PIVOT_DOOR_JIT_OFF = "1";
     process.env.BUN_JSC_useJIT = "0";
+    fn();
+  } finally {
+    for (const [k, v] of [
+      ["PIVOT_DOOR_JIT_OFF", saved.mark],
+      ["BUN_JSC_useJIT", saved.jit],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    noteCommandLine([]);
+  }
+}
+
+test("the front door's mark and its JIT setting leave the environment at start", () => {
+  asStartedByTheDoor(() => {
     noteCommandLine(["ps"]);
     expect(process.env.PIVOT_DOOR_JIT_OFF).toBeUndefined();
     expect(process.env.BUN_JSC_useJIT).toBeUndefined();
-  } finally {
-    for (const [k, v] of [
-      ["PIVOT_DOOR_JIT_OFF", saved.mark],
-      ["BUN_JSC_useJIT", saved.jit],
-    ] as const) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-    noteCommandLine([]); // no mark now: nothing left that a later longWorkAhead would run again
-  }
+  });
 });
 
 test("a run again that cannot happen (the program's file gone) goes on without the JIT", () => {
-  const saved = { mark: process.env.PIVOT_DOOR_JIT_OFF, jit: process.env.BUN_JSC_useJIT };
   const proc = process as unknown as { execve: (...args: unknown[]) => never };
   const realExecve = proc.execve;
   const tried: unknown[][] = [];
+  proc.execve = (...args: unknown[]) => {
+    tried.push(args);
+    throw Object.assign(new Error("ENOENT"), { code: "ENOENT" });
+  };
   try {
-    proc.execve = (...args: unknown[]) => {
-      tried.push(args);
-      throw Object.assign(new Error("ENOENT"), { code: "ENOENT" });
-    };
-    process.env.PIVOT_DOOR_JIT_OFF = "1";
-    process.env.BUN_JSC_useJIT = "0";
-    noteCommandLine(["pull", "a b", ""]);
-    expect(() => longWorkAhead()).not.toThrow();
-    expect(tried.map((a) => a[1])).toEqual([[process.argv0, "pull", "a b", ""]]);
-    expect(calls).toEqual([1]); // the normal policy, as a program started without the door
+    asStartedByTheDoor(() => {
+      noteCommandLine(["pull", "a b", ""]);
+      expect(() => longWorkAhead()).not.toThrow();
+      expect(tried.map((a) => a[1])).toEqual([[process.argv0, "pull", "a b", ""]]);
+      expect(calls).toEqual([1]); // the normal policy, as a program started without the door
+    });
   } finally {
     proc.execve = realExecve;
-    for (const [k, v] of [
-      ["PIVOT_DOOR_JIT_OFF", saved.mark],
-      ["BUN_JSC_useJIT", saved.jit],
-    ] as const) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-    noteCommandLine([]); // nothing left that a later longWorkAhead would run again
   }
 });
